@@ -1,0 +1,56 @@
+/* diagnose/instrument.h: the plugin ABI for instruments (versioned, public).
+ *
+ * An instrument plugin is a shared object exporting one symbol, `diag_instrument`, of type
+ * `const struct diag_instrument_ops`. The daemon checks `abi_version` against
+ * DIAG_INSTRUMENT_ABI before calling anything else and refuses a mismatch.
+ *
+ * Threading: the daemon calls create/fire/report/destroy of one instance from one thread at a
+ * time (it serialises them), never from the thread that controls targets. A plugin must never
+ * block for long in fire(): events behind it are dropped (and counted) once the queue is full.
+ * A plugin never touches the target: it only sees events. */
+#ifndef DIAGNOSE_INSTRUMENT_H
+#define DIAGNOSE_INSTRUMENT_H
+
+#include <stddef.h>
+#include <diagnose/event.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DIAG_INSTRUMENT_ABI 1
+#define DIAG_INSTRUMENT_SYMBOL "diag_instrument"
+
+/* What the daemon offers a plugin instance. */
+struct diag_host {
+	/* Emit one line of output (no trailing newline needed): the daemon prints it on its
+	 * stdout and sends it to `diagnosectl tail` clients. Safe to call from fire(). */
+	void (*emit)(void *ctx, const char *line);
+	void *ctx;
+};
+
+struct diag_instrument_ops {
+	unsigned abi_version; /* DIAG_INSTRUMENT_ABI */
+	const char *type;     /* the spec's instrument.type this plugin implements */
+
+	/* Create an instance named `name` with settings `custom_json` (a JSON object as text,
+	 * "{}" when none). Returns the instance, or NULL with a one-line reason in err (which
+	 * should name the offending custom field). */
+	void *(*create)(const char *name, const char *custom_json, const struct diag_host *host,
+			char *err, size_t errlen);
+
+	/* One event. Must not keep pointers from ev after returning. */
+	void (*fire)(void *self, const struct diag_event *ev);
+
+	/* State as a JSON object text, malloc'd (the daemon frees it with free()); NULL if none.
+	 * Conventional members: "count", and for display a "text" member (e.g. histogram bars). */
+	char *(*report)(void *self);
+
+	/* Free the instance. Accepts NULL. */
+	void (*destroy)(void *self);
+};
+
+#ifdef __cplusplus
+}
+#endif
+#endif

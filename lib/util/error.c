@@ -1,0 +1,63 @@
+/* error: message formatting for the error convention (see error.h). Owns no state. */
+#include "util/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int diag_error_set(struct diag_error *e, int code, const char *fmt, ...)
+{
+	if (!e)
+		return code;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	e->code = code;
+	return code;
+}
+
+int diag_error_prefix(struct diag_error *e, const char *fmt, ...)
+{
+	if (!e)
+		return 0;
+	char prefix[DIAG_ERRMSG_MAX], old[DIAG_ERRMSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	memcpy(old, e->msg, sizeof(old));
+	snprintf(e->msg, sizeof(e->msg), "%s%s", prefix, old);
+	return e->code;
+}
+
+void diag_error_clear(struct diag_error *e)
+{
+	if (e) {
+		e->code = 0;
+		e->msg[0] = '\0';
+	}
+}
+
+const char *diag_strerror(int code)
+{
+	static const char *const own[] = {
+		[DIAG_E_PARSE - DIAG_E_BASE] = "parse error",
+		[DIAG_E_INVALID - DIAG_E_BASE] = "invalid value",
+		[DIAG_E_NOSYM - DIAG_E_BASE] = "no such symbol",
+		[DIAG_E_AMBIGUOUS - DIAG_E_BASE] = "ambiguous name",
+		[DIAG_E_RELOC - DIAG_E_BASE] = "instruction cannot be relocated",
+		[DIAG_E_PLUGIN - DIAG_E_BASE] = "instrument plugin error",
+		[DIAG_E_LIMIT - DIAG_E_BASE] = "limit reached",
+		[DIAG_E_STATE - DIAG_E_BASE] = "invalid state",
+		[DIAG_E_NODEBUG - DIAG_E_BASE] = "no debug information",
+		[DIAG_E_FAULT - DIAG_E_BASE] = "memory fault",
+		[DIAG_E_GONE - DIAG_E_BASE] = "process exited",
+	};
+	int c = -code;
+	if (c > DIAG_E_BASE && c < DIAG_E_MAX)
+		return own[c - DIAG_E_BASE];
+	if (c > 0 && c < DIAG_E_BASE)
+		return strerror(c);
+	return "unknown error";
+}
