@@ -1,0 +1,106 @@
+/* engine: probes on live processes. Owns the traced processes (lib/target), breakpoints and
+ * out-of-line slots (lib/bp), symbol resolution (lib/sym) and value capture (lib/expr).
+ * Single-threaded: every call must come from the thread that created the engine (ptrace
+ * requests are only accepted from the tracing thread). Knows nothing of specs, stores or
+ * plugins: a probe is identified by (pid, cookie), the cookie being the caller's. */
+#ifndef DIAG_ENGINE_H
+#define DIAG_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <diagnose/event.h>
+#include "util/error.h"
+
+struct diag_engine;
+
+/* A probe fired. Delivered after the thread was resumed; pointers valid during the call. */
+struct diag_engine_hit {
+	void *cookie;
+	pid_t pid;
+	pid_t tid;
+	uint64_t time_ns; /* CLOCK_REALTIME */
+	enum diag_event_kind kind;
+	struct diag_value value; /* value.text always set; kind NONE when the probe has no value */
+};
+
+enum diag_probe_state {
+	DIAG_PROBE_PENDING = 0, /* not installed yet (e.g. library not loaded) */
+	DIAG_PROBE_APPLIED,
+	DIAG_PROBE_REMOVED,     /* removed: bytes restored */
+	DIAG_PROBE_ERROR,
+};
+
+enum diag_proc_event {
+	DIAG_PROC_FORK,  /* `other` is the new child pid, already traced, probes cloned */
+	DIAG_PROC_EXEC,  /* the process replaced its image; probes are resolved again */
+	DIAG_PROC_EXIT,  /* the process is gone; its probes are dropped */
+};
+
+struct diag_engine_callbacks {
+	void (*on_hit)(void *ctx, const struct diag_engine_hit *hit);
+	/* A probe's state changed outside a direct call (after fork, exec, exit). */
+	void (*on_probe_state)(void *ctx, pid_t pid, void *cookie, enum diag_probe_state st,
+			       const char *error);
+	void (*on_process)(void *ctx, pid_t pid, enum diag_proc_event what, pid_t other);
+	void *ctx;
+};
+
+struct diag_probe_def {
+	const char *target;    /* FUNC, MODULE:FUNC, FUNC+OFF, 0xADDR */
+	const char *value;     /* value expression, NULL or "" for none */
+	const char *condition; /* NULL or "" for always */
+	enum diag_event_kind event;
+	void *cookie;          /* the caller's identity for this probe; unique per pid */
+};
+
+#define DIAG_PROBE_MAX_ADDRS 16
+
+struct diag_probe_info {
+	enum diag_probe_state state;
+	uint64_t hits;
+	uint64_t filtered;  /* hits whose condition was false */
+	size_t naddrs;
+	uint64_t addrs[DIAG_PROBE_MAX_ADDRS]; /* runtime addresses patched */
+	char error[DIAG_ERRMSG_MAX];
+};
+
+struct diag_engine_stats {
+	size_t targets, threads, probes, breakpoints;
+	uint64_t hits;
+};
+
+/* Returns 0 and *out, or -errno. */
+int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine **out);
+/* Removes every probe (original bytes restored), detaches every target. Accepts NULL. */
+void diag_engine_free(struct diag_engine *e);
+
+/* A file descriptor that becomes readable when diag_engine_dispatch() has work (tracee
+ * stops). Poll it, then call dispatch. */
+int diag_engine_fd(const struct diag_engine *e);
+/* Handle every pending tracee event without blocking. Returns 0 or -errno. */
+int diag_engine_dispatch(struct diag_engine *e);
+
+/* Trace every thread of pid (and its future threads and children). Idempotent. */
+int diag_engine_attach(struct diag_engine *e, pid_t pid, struct diag_error *err);
+/* Remove pid's probes, restore its bytes and detach; the process keeps running. */
+int diag_engine_detach(struct diag_engine *e, pid_t pid, struct diag_error *err);
+bool diag_engine_attached(const struct diag_engine *e, pid_t pid);
+/* The pids currently traced, up to cap; returns the count. */
+size_t diag_engine_pids(const struct diag_engine *e, pid_t *pids, size_t cap);
+
+/* Resolve, compile and install a probe in pid (which must be attached). On error nothing in
+ * the target changed and err names the reason (no such symbol, expression error, instruction
+ * that cannot be relocated...). Adding a cookie that exists replaces that probe. */
+int diag_engine_probe_add(struct diag_engine *e, pid_t pid, const struct diag_probe_def *def,
+			  struct diag_error *err);
+/* Remove and restore bytes. Returns 0, or -ENOENT if no such probe. */
+int diag_engine_probe_remove(struct diag_engine *e, pid_t pid, void *cookie);
+int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
+			   struct diag_probe_info *out);
+
+void diag_engine_get_stats(const struct diag_engine *e, struct diag_engine_stats *out);
+
+#endif
