@@ -1,0 +1,38 @@
+/* arch/x86_64/insn: decoding of one x86-64 instruction (Zydis) and building of its
+ * execute-out-of-line slot, the relocated copy that runs in the diagnose page while the int3
+ * stays on the original. Owns only byte-level analysis and encoding; it never reads or writes
+ * target memory and never decides where the slot lives. */
+#ifndef DIAG_ARCH_X86_64_INSN_H
+#define DIAG_ARCH_X86_64_INSN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+#define DIAG_XOL_SLOT_SIZE 64
+#define DIAG_INSN_MAX_LEN 15
+
+struct diag_insn {
+	uint64_t addr;       /* runtime address of the instruction */
+	uint8_t len;
+	uint8_t bytes[15];
+	char text[96];       /* disassembly (Intel syntax), for messages */
+};
+
+/* Decode one instruction from code (avail bytes readable) located at runtime address addr.
+ * Returns 0, or -DIAG_E_PARSE with a message on undecodable bytes, -EINVAL on bad arguments. */
+int diag_insn_decode(const uint8_t *code, size_t avail, uint64_t addr, struct diag_insn *out,
+		     struct diag_error *err);
+
+/* Build the out-of-line slot for insn, to live at runtime address slot_addr: bytes that, executed
+ * at slot_addr, have exactly the effect of insn executed at insn->addr, then continue at
+ * insn->addr + insn->len (or wherever the instruction transfers control). Writes
+ * *len <= DIAG_XOL_SLOT_SIZE bytes to out (out must hold DIAG_XOL_SLOT_SIZE bytes).
+ * Returns 0, or -DIAG_E_RELOC with a message naming the instruction text, its address and why
+ * (int3 already there, rip-relative operand out of reach of the out-of-line page, xbegin, far
+ * branch, ...), or -DIAG_E_PARSE if insn->bytes do not decode. */
+int diag_xol_build(const struct diag_insn *insn, uint64_t slot_addr, uint8_t *out, size_t *len,
+		   struct diag_error *err);
+
+#endif
