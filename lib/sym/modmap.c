@@ -253,7 +253,7 @@ static int module_from_pending(pid_t pid, const struct pending *p, const char *e
 int diag_modmap_read(pid_t pid, struct diag_modmap *out, struct diag_error *err)
 {
 	struct pending_list l = { 0 };
-	struct diag_modmap m = { 0 };
+	struct diag_modmap m = { .pid = pid };
 	elf_version(EV_CURRENT);
 	int rc = read_maps(pid, &l, err);
 	if (rc == 0 && l.n) {

@@ -28,6 +28,7 @@ struct diag_module {
 struct diag_modmap {
 	struct diag_module *mods;
 	size_t n;
+	pid_t pid;        /* the process read (for messages) */
 };
 
 /* Read the ELF modules of pid (file-backed mappings whose file starts with the ELF magic; [vdso]

@@ -1,0 +1,791 @@
+/* symtab: per-file index of ELF function symbols (.symtab + .dynsym, deduplicated) sorted by
+ * address and by name, cached by build-id (else dev+inode+size+mtime) and shared by every
+ * process; target-string resolution, address symbolization and enumeration on top of it.
+ * Never reads target memory, never re-reads an indexed file, keeps no global state. */
+#include "sym/symtab.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <gelf.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KEY_MAX 128
+#define MAX_AMBIGUOUS 8
+#define MAX_SUGGEST 5
+
+struct sym {
+	uint64_t addr; /* ELF vaddr */
+	uint64_t size;
+	const char *name; /* points into one of the file's string blobs */
+	unsigned char bind;
+	bool hidden_ver; /* a non-default version: foo@VER, while foo@@VER is the one to use */
+};
+
+struct symfile {
+	char key[KEY_MAX];
+	struct sym *syms;  /* by address; at one address the preferred alias first */
+	size_t n;
+	uint32_t *by_name; /* indices into syms, by name then address */
+	char *blobs[2];    /* copies of the string tables the names point into */
+	size_t nblobs;
+};
+
+struct diag_symcache {
+	struct symfile **files;
+	size_t n, cap;
+};
+
+/* ---- index building ---- */
+
+struct symvec {
+	struct sym *v;
+	size_t n, cap;
+};
+
+static int symvec_push(struct symvec *sv, const struct sym *s)
+{
+	if (sv->n >= DIAG_SYMFILE_MAX_SYMS)
+		return -DIAG_E_LIMIT;
+	if (sv->n == sv->cap) {
+		size_t cap = sv->cap ? sv->cap * 2 : 256;
+		struct sym *v = realloc(sv->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		sv->v = v;
+		sv->cap = cap;
+	}
+	sv->v[sv->n++] = *s;
+	return 0;
+}
+
+static int bind_rank(unsigned char bind)
+{
+	return bind == STB_GLOBAL ? 0 : bind == STB_WEAK ? 1 : 2;
+}
+
+/* The alias to show for an address: fewest leading underscores ("write" over "__write"), then
+ * the strongest binding. */
+static int alias_rank(const struct sym *s)
+{
+	int u = 0;
+	while (s->name[u] == '_')
+		u++;
+	return u * 4 + bind_rank(s->bind);
+}
+
+static int cmp_addr_name(const void *a, const void *b)
+{
+	const struct sym *x = a, *y = b;
+	if (x->addr != y->addr)
+		return x->addr < y->addr ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+static int cmp_addr_pref(const void *a, const void *b)
+{
+	const struct sym *x = a, *y = b;
+	if (x->addr != y->addr)
+		return x->addr < y->addr ? -1 : 1;
+	int rx = alias_rank(x), ry = alias_rank(y);
+	if (rx != ry)
+		return rx - ry;
+	return strcmp(x->name, y->name);
+}
+
+static int cmp_name_idx(const void *a, const void *b, void *arg)
+{
+	const struct sym *syms = arg;
+	const struct sym *x = &syms[*(const uint32_t *)a], *y = &syms[*(const uint32_t *)b];
+	int c = strcmp(x->name, y->name);
+	if (c)
+		return c;
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* The same function often sits in both .symtab and .dynsym: keep one entry per (addr, name). */
+static void dedupe(struct symvec *sv)
+{
+	qsort(sv->v, sv->n, sizeof(*sv->v), cmp_addr_name);
+	size_t w = 0;
+	for (size_t i = 0; i < sv->n; i++) {
+		struct sym *prev = w ? &sv->v[w - 1] : NULL;
+		if (prev && prev->addr == sv->v[i].addr && strcmp(prev->name, sv->v[i].name) == 0) {
+			prev->hidden_ver = prev->hidden_ver && sv->v[i].hidden_ver;
+			if (bind_rank(sv->v[i].bind) < bind_rank(prev->bind))
+				prev->bind = sv->v[i].bind;
+			continue;
+		}
+		sv->v[w++] = sv->v[i];
+	}
+	sv->n = w;
+}
+
+static Elf_Data *versym_for(Elf *elf, size_t dynsym_idx)
+{
+	Elf_Scn *scn = NULL;
+	while ((scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr sh;
+		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_GNU_versym && sh.sh_link == dynsym_idx)
+			return elf_getdata(scn, NULL);
+	}
+	return NULL;
+}
+
+static bool is_function(const GElf_Sym *s)
+{
+	int t = GELF_ST_TYPE(s->st_info);
+	return (t == STT_FUNC || t == STT_GNU_IFUNC) && s->st_shndx != SHN_UNDEF && s->st_size > 0;
+}
+
+/* Adds the functions of one symbol section; its string table is copied into sf->blobs. */
+static int add_symtab(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, struct symfile *sf,
+		      struct symvec *sv)
+{
+	Elf_Data *d = elf_getdata(scn, NULL);
+	Elf_Data *sd = elf_getdata(elf_getscn(elf, sh->sh_link), NULL);
+	if (!d || !sd || !sd->d_buf || sd->d_size == 0 || sf->nblobs >= 2)
+		return 0;
+	char *blob = malloc(sd->d_size + 1);
+	if (!blob)
+		return -ENOMEM;
+	memcpy(blob, sd->d_buf, sd->d_size);
+	blob[sd->d_size] = '\0'; /* a corrupt table must not run names past its end */
+	sf->blobs[sf->nblobs++] = blob;
+	Elf_Data *vd = sh->sh_type == SHT_DYNSYM ? versym_for(elf, elf_ndxscn(scn)) : NULL;
+	size_t count = sh->sh_entsize ? sh->sh_size / sh->sh_entsize : 0;
+	for (size_t i = 0; i < count; i++) {
+		GElf_Sym s;
+		if (!gelf_getsym(d, (int)i, &s) || !is_function(&s) || s.st_name == 0 ||
+		    s.st_name >= sd->d_size)
+			continue;
+		GElf_Versym ver = 0;
+		if (vd)
+			gelf_getversym(vd, (int)i, &ver);
+		struct sym e = { .addr = s.st_value, .size = s.st_size, .name = blob + s.st_name,
+				 .bind = (unsigned char)GELF_ST_BIND(s.st_info),
+				 .hidden_ver = (ver & 0x8000) != 0 };
+		int rc = symvec_push(sv, &e);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int index_elf(Elf *elf, struct symfile *sf)
+{
+	struct symvec sv = { 0 };
+	Elf_Scn *scn = NULL;
+	int rc = 0;
+	while (rc == 0 && (scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr sh;
+		if (gelf_getshdr(scn, &sh) && (sh.sh_type == SHT_SYMTAB || sh.sh_type == SHT_DYNSYM))
+			rc = add_symtab(elf, scn, &sh, sf, &sv);
+	}
+	if (rc == 0)
+		dedupe(&sv);
+	if (rc == 0 && sv.n && !(sf->by_name = malloc(sv.n * sizeof(*sf->by_name))))
+		rc = -ENOMEM;
+	if (rc) {
+		free(sv.v);
+		return rc;
+	}
+	qsort(sv.v, sv.n, sizeof(*sv.v), cmp_addr_pref);
+	for (size_t i = 0; i < sv.n; i++)
+		sf->by_name[i] = (uint32_t)i;
+	qsort_r(sf->by_name, sv.n, sizeof(*sf->by_name), cmp_name_idx, sv.v);
+	sf->syms = sv.v;
+	sf->n = sv.n;
+	return 0;
+}
+
+static void symfile_free(struct symfile *sf)
+{
+	if (!sf)
+		return;
+	free(sf->syms);
+	free(sf->by_name);
+	for (size_t i = 0; i < sf->nblobs; i++)
+		free(sf->blobs[i]);
+	free(sf);
+}
+
+static int symfile_load(const struct diag_module *mod, const char *key, struct symfile **out,
+			struct diag_error *err)
+{
+	int fd = open(mod->host_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return diag_error_set(err, -errno, "symbols: cannot open %s: %s", mod->host_path,
+				      strerror(errno));
+	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	struct symfile *sf = calloc(1, sizeof(*sf));
+	int rc;
+	if (!sf)
+		rc = diag_error_set(err, -ENOMEM, "symbols: out of memory");
+	else if (!elf || elf_kind(elf) != ELF_K_ELF)
+		rc = diag_error_set(err, -DIAG_E_INVALID, "symbols: %s is not a readable ELF file: %s",
+				    mod->path, elf_errmsg(-1));
+	else if ((rc = index_elf(elf, sf)) < 0)
+		diag_error_set(err, rc, "symbols: cannot index %s: %s", mod->path,
+			       rc == -DIAG_E_LIMIT ? "more than DIAG_SYMFILE_MAX_SYMS functions"
+						   : diag_strerror(rc));
+	if (elf)
+		elf_end(elf);
+	close(fd);
+	if (rc < 0) {
+		symfile_free(sf);
+		return rc;
+	}
+	snprintf(sf->key, sizeof(sf->key), "%s", key);
+	*out = sf;
+	return 0;
+}
+
+static int module_key(const struct diag_module *mod, char key[KEY_MAX], struct diag_error *err)
+{
+	if (mod->build_id[0]) {
+		snprintf(key, KEY_MAX, "b:%s", mod->build_id);
+		return 0;
+	}
+	struct stat st;
+	if (stat(mod->host_path, &st) < 0)
+		return diag_error_set(err, -errno, "symbols: cannot stat %s: %s", mod->host_path,
+				      strerror(errno));
+	snprintf(key, KEY_MAX, "f:%llx:%llu:%lld:%lld.%09ld", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+		 st.st_mtim.tv_nsec);
+	return 0;
+}
+
+/* The index of mod's file: from the cache, or read once and added to it. */
+static int symfile_get(struct diag_symcache *c, const struct diag_module *mod,
+		       const struct symfile **out, struct diag_error *err)
+{
+	char key[KEY_MAX];
+	int rc = module_key(mod, key, err);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < c->n; i++)
+		if (strcmp(c->files[i]->key, key) == 0) {
+			*out = c->files[i];
+			return 0;
+		}
+	if (c->n >= DIAG_SYMCACHE_MAX_FILES)
+		return diag_error_set(err, -DIAG_E_LIMIT, "symbols: cache holds %d files already",
+				      DIAG_SYMCACHE_MAX_FILES);
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 16;
+		struct symfile **v = realloc(c->files, cap * sizeof(*v));
+		if (!v)
+			return diag_error_set(err, -ENOMEM, "symbols: out of memory");
+		c->files = v;
+		c->cap = cap;
+	}
+	struct symfile *sf;
+	rc = symfile_load(mod, key, &sf, err);
+	if (rc)
+		return rc;
+	c->files[c->n++] = sf;
+	*out = sf;
+	return 0;
+}
+
+int diag_symcache_new(struct diag_symcache **out)
+{
+	struct diag_symcache *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	elf_version(EV_CURRENT);
+	*out = c;
+	return 0;
+}
+
+void diag_symcache_free(struct diag_symcache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++)
+		symfile_free(c->files[i]);
+	free(c->files);
+	free(c);
+}
+
+/* ---- queries on one file ---- */
+
+/* First index in by_name whose name is >= name. */
+static size_t name_lower_bound(const struct symfile *sf, const char *name)
+{
+	size_t lo = 0, hi = sf->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(sf->syms[sf->by_name[mid]].name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The function containing ELF address a, preferring the innermost start and, at one start,
+ * the preferred alias. */
+static const struct sym *sym_containing(const struct symfile *sf, uint64_t a)
+{
+	size_t lo = 0, hi = sf->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (sf->syms[mid].addr <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* Nested symbols are rare: a short backward walk finds an enclosing one if any. */
+	for (size_t j = lo, steps = 0; j-- > 0 && steps < 64; steps++) {
+		const struct sym *s = &sf->syms[j];
+		if (a >= s->addr + s->size)
+			continue;
+		while (j > 0 && sf->syms[j - 1].addr == s->addr && a < s->addr + sf->syms[j - 1].size)
+			s = &sf->syms[--j];
+		return s;
+	}
+	return NULL;
+}
+
+/* ---- target parsing ---- */
+
+struct target {
+	char module[256];
+	char func[256];
+	uint64_t off;
+	bool is_addr;
+	uint64_t addr;
+};
+
+static bool parse_u64(const char *s, uint64_t *v)
+{
+	bool hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+	const char *digits = hex ? s + 2 : s;
+	if (!*digits)
+		return false;
+	for (const char *p = digits; *p; p++)
+		if (hex ? !isxdigit((unsigned char)*p) : !isdigit((unsigned char)*p))
+			return false;
+	errno = 0;
+	*v = strtoull(digits, NULL, hex ? 16 : 10);
+	return errno == 0;
+}
+
+static bool valid_func_name(const char *s)
+{
+	if (!*s || isdigit((unsigned char)*s))
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("_.$@", *s))
+			return false;
+	return true;
+}
+
+/* The MODULE separator is a lone ':' (a "::" belongs to a C++ name). */
+static const char *module_colon(const char *s)
+{
+	for (const char *p = s; *p; p++) {
+		if (*p != ':')
+			continue;
+		if (p[1] == ':') {
+			p++;
+			continue;
+		}
+		return p;
+	}
+	return NULL;
+}
+
+static int parse_target(const char *text, struct target *t, struct diag_error *err)
+{
+	memset(t, 0, sizeof(*t));
+	if (!text || !*text)
+		return diag_error_set(err, -DIAG_E_PARSE, "target: empty");
+	if (strlen(text) >= sizeof(t->func))
+		return diag_error_set(err, -DIAG_E_PARSE, "target '%.64s...': longer than %zu bytes",
+				      text, sizeof(t->func) - 1);
+	const char *colon = module_colon(text);
+	if (!colon && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
+		if (!parse_u64(text, &t->addr))
+			return diag_error_set(err, -DIAG_E_PARSE, "target '%s': bad hex address", text);
+		t->is_addr = true;
+		return 0;
+	}
+	const char *rest = text;
+	if (colon) {
+		if (colon == text)
+			return diag_error_set(err, -DIAG_E_PARSE, "target '%s': empty module before ':'", text);
+		memcpy(t->module, text, (size_t)(colon - text));
+		rest = colon + 1;
+	}
+	snprintf(t->func, sizeof(t->func), "%s", rest);
+	char *plus = strrchr(t->func, '+');
+	if (plus) {
+		*plus = '\0';
+		if (!parse_u64(plus + 1, &t->off))
+			return diag_error_set(err, -DIAG_E_PARSE,
+					      "target '%s': offset '%s' is not a decimal or 0x hex number",
+					      text, plus + 1);
+	}
+	if (colon && !plus && t->func[0] && strspn(t->func, "0123456789") == strlen(t->func))
+		return diag_error_set(err, -DIAG_E_PARSE,
+				      "target '%s': FILE:LINE is not an ELF symbol target", text);
+	if (!valid_func_name(t->func))
+		return diag_error_set(err, -DIAG_E_PARSE,
+				      "target '%s': '%s' is not a function name (expected FUNC, MODULE:FUNC, "
+				      "FUNC+OFF or 0xADDR)", text, t->func);
+	return 0;
+}
+
+/* ---- candidates ---- */
+
+struct cand {
+	const struct diag_module *mod;
+	const struct sym *s;
+};
+
+struct candset {
+	struct cand v[MAX_AMBIGUOUS + 1]; /* one more than we list, to know there are more */
+	size_t n, total;
+};
+
+static void candset_add(struct candset *cs, const struct diag_module *mod, const struct sym *s)
+{
+	for (size_t i = 0; i < cs->n; i++)
+		if (cs->v[i].s->addr + cs->v[i].mod->bias == s->addr + mod->bias)
+			return; /* an alias of a location we have */
+	cs->total++;
+	if (cs->n < sizeof(cs->v) / sizeof(cs->v[0]))
+		cs->v[cs->n++] = (struct cand){ mod, s };
+}
+
+/* Adds the definitions of name in one module; a non-default version counts only when there is
+ * no default one. */
+static void collect_in(const struct symfile *sf, const struct diag_module *mod, const char *name,
+		       struct candset *cs)
+{
+	size_t lo = name_lower_bound(sf, name), hi = lo;
+	bool have_default = false;
+	while (hi < sf->n && strcmp(sf->syms[sf->by_name[hi]].name, name) == 0)
+		have_default |= !sf->syms[sf->by_name[hi++]].hidden_ver;
+	for (size_t i = lo; i < hi; i++) {
+		const struct sym *s = &sf->syms[sf->by_name[i]];
+		if (!have_default || !s->hidden_ver)
+			candset_add(cs, mod, s);
+	}
+}
+
+/* ---- suggestions ("did you mean") ---- */
+
+struct suggestion {
+	const char *name;
+	int cls, metric; /* lower is better: 0 edit distance, 1 prefix, 2 substring */
+	bool in_main;
+};
+
+struct suggest {
+	const char *query;
+	size_t qlen;
+	int max_dist;
+	struct suggestion v[MAX_SUGGEST];
+	size_t n;
+};
+
+/* Optimal string alignment distance (Levenshtein plus transpositions), capped at limit + 1. */
+static int osa_distance(const char *a, size_t la, const char *b, size_t lb, int limit)
+{
+	if (la > 64 || lb > 64)
+		return limit + 1;
+	int d[65][65];
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (int)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (int)j;
+	for (size_t i = 1; i <= la; i++) {
+		int row_min = limit + 1;
+		for (size_t j = 1; j <= lb; j++) {
+			int cost = a[i - 1] != b[j - 1];
+			int v = d[i - 1][j - 1] + cost;
+			if (d[i - 1][j] + 1 < v)
+				v = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < v)
+				v = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+				v = d[i - 2][j - 2] + 1;
+			d[i][j] = v;
+			if (v < row_min)
+				row_min = v;
+		}
+		if (row_min > limit)
+			return limit + 1;
+	}
+	return d[la][lb];
+}
+
+static bool suggestion_better(const struct suggestion *x, const struct suggestion *y)
+{
+	if (x->cls != y->cls)
+		return x->cls < y->cls;
+	if (x->metric != y->metric)
+		return x->metric < y->metric;
+	if (x->in_main != y->in_main)
+		return x->in_main;
+	return strcmp(x->name, y->name) < 0;
+}
+
+static void suggest_insert(struct suggest *sg, const struct suggestion *s)
+{
+	for (size_t i = 0; i < sg->n; i++)
+		if (strcmp(sg->v[i].name, s->name) == 0) {
+			if (!suggestion_better(s, &sg->v[i]))
+				return;
+			memmove(&sg->v[i], &sg->v[i + 1], (sg->n - i - 1) * sizeof(sg->v[0]));
+			sg->n--;
+			break;
+		}
+	size_t pos = sg->n;
+	while (pos > 0 && suggestion_better(s, &sg->v[pos - 1]))
+		pos--;
+	if (pos >= MAX_SUGGEST)
+		return;
+	if (sg->n == MAX_SUGGEST)
+		sg->n--;
+	memmove(&sg->v[pos + 1], &sg->v[pos], (sg->n - pos) * sizeof(sg->v[0]));
+	sg->v[pos] = *s;
+	sg->n++;
+}
+
+static void suggest_consider(struct suggest *sg, const char *name, bool in_main)
+{
+	size_t ln = strlen(name);
+	struct suggestion s = { .name = name, .in_main = in_main };
+	int d = (size_t)abs((int)ln - (int)sg->qlen) > (size_t)sg->max_dist
+			? sg->max_dist + 1
+			: osa_distance(sg->query, sg->qlen, name, ln, sg->max_dist);
+	if (d <= sg->max_dist) {
+		s.cls = 0;
+		s.metric = d;
+	} else if (sg->qlen >= 3 && strncasecmp(name, sg->query, sg->qlen) == 0) {
+		s.cls = 1;
+		s.metric = (int)(ln - sg->qlen);
+	} else if (sg->qlen >= 3 && strcasestr(name, sg->query)) {
+		s.cls = 2;
+		s.metric = (int)(ln - sg->qlen);
+	} else {
+		return;
+	}
+	suggest_insert(sg, &s);
+}
+
+static void suggest_in(struct suggest *sg, const struct symfile *sf, const struct diag_module *mod)
+{
+	for (size_t i = 0; i < sf->n; i++)
+		if (i == 0 || strcmp(sf->syms[sf->by_name[i]].name, sf->syms[sf->by_name[i - 1]].name))
+			suggest_consider(sg, sf->syms[sf->by_name[i]].name, mod->is_main);
+}
+
+/* Appends "; did you mean: a, b" to buf when close names exist in scope (mod, or all). */
+static void suggest_text(struct diag_symcache *c, const struct diag_modmap *m,
+			 const struct diag_module *mod, const char *query, char *buf, size_t cap)
+{
+	struct suggest sg = { .query = query, .qlen = strlen(query) };
+	sg.max_dist = sg.qlen <= 2 ? 1 : sg.qlen <= 5 ? 2 : (int)sg.qlen / 3;
+	for (size_t i = 0; i < m->n; i++) {
+		const struct symfile *sf;
+		if ((!mod || mod == &m->mods[i]) && symfile_get(c, &m->mods[i], &sf, NULL) == 0)
+			suggest_in(&sg, sf, &m->mods[i]);
+	}
+	size_t len = strlen(buf);
+	for (size_t i = 0; i < sg.n && len < cap; i++) {
+		snprintf(buf + len, cap - len, "%s%s", i ? ", " : "; did you mean: ", sg.v[i].name);
+		len += strlen(buf + len);
+	}
+}
+
+/* ---- resolution ---- */
+
+static void location_fill(struct diag_location *loc, const struct diag_module *mod,
+			  const struct sym *s, uint64_t addr)
+{
+	memset(loc, 0, sizeof(*loc));
+	loc->addr = addr;
+	loc->mod = mod;
+	if (!s)
+		return;
+	snprintf(loc->symbol, sizeof(loc->symbol), "%s", s->name);
+	loc->func_start = s->addr + mod->bias;
+	loc->func_end = loc->func_start + s->size;
+	loc->offset = addr - loc->func_start;
+}
+
+static int emit_one(const struct diag_location *loc, struct diag_location **out, size_t *n,
+		    struct diag_error *err)
+{
+	struct diag_location *v = malloc(sizeof(*v));
+	if (!v)
+		return diag_error_set(err, -ENOMEM, "symbols: out of memory");
+	*v = *loc;
+	*out = v;
+	*n = 1;
+	return 0;
+}
+
+static int resolve_addr(struct diag_symcache *c, const struct diag_modmap *m, uint64_t addr,
+			struct diag_location **out, size_t *n, struct diag_error *err)
+{
+	const struct diag_module *mod = diag_modmap_find(m, addr);
+	if (!mod)
+		return diag_error_set(err, -DIAG_E_NOSYM,
+				      "address 0x%" PRIx64 " is not inside any module of process %d", addr,
+				      (int)m->pid);
+	const struct symfile *sf;
+	const struct sym *s = NULL;
+	if (symfile_get(c, mod, &sf, NULL) == 0)
+		s = sym_containing(sf, addr - mod->bias);
+	struct diag_location loc;
+	location_fill(&loc, mod, s, addr);
+	return emit_one(&loc, out, n, err);
+}
+
+static int pick_module(const struct diag_modmap *m, const char *name,
+		       const struct diag_module **mod, struct diag_error *err)
+{
+	size_t count = diag_modmap_count_name(m, name);
+	if (count == 1) {
+		*mod = diag_modmap_by_name(m, name);
+		return 0;
+	}
+	if (count == 0)
+		return diag_error_set(err, -DIAG_E_NOSYM, "no module '%s' in process %d", name, (int)m->pid);
+	return diag_error_set(err, -DIAG_E_AMBIGUOUS,
+			      "module '%s' matches %zu modules of process %d; give the full file name",
+			      name, count, (int)m->pid);
+}
+
+static int ambiguous(const struct diag_modmap *m, const struct target *t, const struct candset *cs,
+		     struct diag_error *err)
+{
+	char list[DIAG_ERRMSG_MAX] = "";
+	size_t len = 0, shown = cs->n < MAX_AMBIGUOUS ? cs->n : MAX_AMBIGUOUS;
+	for (size_t i = 0; i < shown && len < sizeof(list); i++) {
+		snprintf(list + len, sizeof(list) - len, "%s%s:%s", i ? ", " : "", cs->v[i].mod->name,
+			 t->func);
+		len += strlen(list + len);
+	}
+	return diag_error_set(err, -DIAG_E_AMBIGUOUS, "function '%s' is defined at %zu addresses in process %d: %s%s",
+			      t->func, cs->total, (int)m->pid, list, cs->total > shown ? ", ..." : "");
+}
+
+static int not_found(struct diag_symcache *c, const struct diag_modmap *m,
+		     const struct diag_module *mod, const struct target *t, struct diag_error *err)
+{
+	char msg[DIAG_ERRMSG_MAX];
+	if (mod)
+		snprintf(msg, sizeof(msg), "no function '%s' in %s of process %d", t->func, mod->name,
+			 (int)m->pid);
+	else
+		snprintf(msg, sizeof(msg), "no function '%s' in process %d", t->func, (int)m->pid);
+	suggest_text(c, m, mod, t->func, msg, sizeof(msg));
+	return diag_error_set(err, -DIAG_E_NOSYM, "%s", msg);
+}
+
+/* Definitions of t->func: in the named module, else the main executable, else everywhere. */
+static int collect(struct diag_symcache *c, const struct diag_modmap *m,
+		   const struct diag_module *mod, const struct target *t, struct candset *cs,
+		   struct diag_error *err)
+{
+	const struct symfile *sf;
+	if (mod) {
+		int rc = symfile_get(c, mod, &sf, err);
+		if (rc == 0)
+			collect_in(sf, mod, t->func, cs);
+		return rc;
+	}
+	const struct diag_module *main_mod = diag_modmap_main(m);
+	if (main_mod && symfile_get(c, main_mod, &sf, NULL) == 0)
+		collect_in(sf, main_mod, t->func, cs);
+	for (size_t i = 0; cs->n == 0 && i < m->n; i++)
+		for (; i < m->n; i++)
+			if (&m->mods[i] != main_mod && symfile_get(c, &m->mods[i], &sf, NULL) == 0)
+				collect_in(sf, &m->mods[i], t->func, cs);
+	return 0;
+}
+
+int diag_sym_resolve(struct diag_symcache *c, const struct diag_modmap *m, const char *target,
+		     struct diag_location **out, size_t *n, struct diag_error *err)
+{
+	struct target t;
+	int rc = parse_target(target, &t, err);
+	if (rc)
+		return rc;
+	if (t.is_addr)
+		return resolve_addr(c, m, t.addr, out, n, err);
+	const struct diag_module *mod = NULL;
+	if (t.module[0] && (rc = pick_module(m, t.module, &mod, err)))
+		return rc;
+	struct candset cs = { 0 };
+	if ((rc = collect(c, m, mod, &t, &cs, err)))
+		return rc;
+	if (cs.total == 0)
+		return not_found(c, m, mod, &t, err);
+	if (cs.total > 1)
+		return ambiguous(m, &t, &cs, err);
+	const struct sym *s = cs.v[0].s;
+	if (t.off >= s->size)
+		return diag_error_set(err, -DIAG_E_INVALID,
+				      "target '%s': offset 0x%" PRIx64 " is past the end of %s (size 0x%" PRIx64 ")",
+				      target, t.off, s->name, s->size);
+	struct diag_location loc;
+	location_fill(&loc, cs.v[0].mod, s, s->addr + cs.v[0].mod->bias + t.off);
+	snprintf(loc.symbol, sizeof(loc.symbol), "%s", t.func); /* the name asked for, not an alias */
+	return emit_one(&loc, out, n, err);
+}
+
+int diag_sym_lookup_addr(struct diag_symcache *c, const struct diag_modmap *m, uint64_t addr,
+			 char *name, size_t cap, uint64_t *offset)
+{
+	const struct diag_module *mod = diag_modmap_find(m, addr);
+	const struct symfile *sf;
+	if (!mod || symfile_get(c, mod, &sf, NULL) < 0)
+		return -DIAG_E_NOSYM;
+	const struct sym *s = sym_containing(sf, addr - mod->bias);
+	if (!s)
+		return -DIAG_E_NOSYM;
+	if (name && cap)
+		snprintf(name, cap, "%s", s->name);
+	if (offset)
+		*offset = addr - mod->bias - s->addr;
+	return 0;
+}
+
+int diag_sym_foreach(struct diag_symcache *c, const struct diag_modmap *m, const char *glob,
+		     int (*cb)(void *arg, const struct diag_module *mod, const char *name,
+			       uint64_t addr, uint64_t size),
+		     void *arg)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		const struct diag_module *mod = &m->mods[i];
+		const struct symfile *sf;
+		if (symfile_get(c, mod, &sf, NULL) < 0)
+			continue;
+		for (size_t j = 0; j < sf->n; j++) {
+			const struct sym *s = &sf->syms[j];
+			if (glob && fnmatch(glob, s->name, 0) != 0)
+				continue;
+			int rc = cb(arg, mod, s->name, s->addr + mod->bias, s->size);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
