@@ -1,0 +1,563 @@
+/* spec: JSON codec and validation of probe specs (see spec.h). Every error names the spec,
+ * the field and the reason. Never touches processes, files or plugins. */
+#include "spec/spec.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *json_type_name(const cJSON *j)
+{
+	if (cJSON_IsNull(j))
+		return "null";
+	if (cJSON_IsBool(j))
+		return "boolean";
+	if (cJSON_IsNumber(j))
+		return "number";
+	if (cJSON_IsString(j))
+		return "string";
+	if (cJSON_IsArray(j))
+		return "array";
+	if (cJSON_IsObject(j))
+		return "object";
+	return "invalid";
+}
+
+bool diag_spec_id_valid(const char *id)
+{
+	size_t n = strlen(id);
+	if (n == 0 || n > DIAG_SPEC_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)id[i]) && !strchr("_.-", id[i]))
+			return false;
+	return true;
+}
+
+const char *diag_applied_state_name(enum diag_applied_state st)
+{
+	static const char *const names[] = { "pending", "applied", "expired", "removed", "error" };
+	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "error";
+}
+
+static int applied_state_parse(const char *s, enum diag_applied_state *st)
+{
+	for (int i = DIAG_APPLIED_PENDING; i <= DIAG_APPLIED_ERROR; i++)
+		if (strcmp(s, diag_applied_state_name(i)) == 0) {
+			*st = i;
+			return 0;
+		}
+	return -DIAG_E_INVALID;
+}
+
+int64_t diag_time_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+char *diag_time_format(int64_t ns, bool with_ns, char *buf, size_t len)
+{
+	time_t sec = (time_t)(ns / 1000000000);
+	struct tm tm;
+	gmtime_r(&sec, &tm);
+	char base[32];
+	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (with_ns)
+		snprintf(buf, len, "%s.%09lldZ", base, (long long)(ns % 1000000000));
+	else
+		snprintf(buf, len, "%sZ", base);
+	return buf;
+}
+
+int diag_time_parse(const char *s, int64_t *ns)
+{
+	struct tm tm = { 0 };
+	const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!p)
+		return -DIAG_E_PARSE;
+	int64_t frac = 0;
+	if (*p == '.') {
+		int digits = 0;
+		for (p++; isdigit((unsigned char)*p); p++, digits++)
+			if (digits < 9)
+				frac = frac * 10 + (*p - '0');
+		if (digits == 0)
+			return -DIAG_E_PARSE;
+		for (; digits < 9; digits++)
+			frac *= 10;
+	}
+	if (strcmp(p, "Z") != 0)
+		return -DIAG_E_PARSE;
+	*ns = (int64_t)timegm(&tm) * 1000000000 + frac;
+	return 0;
+}
+
+/* Decoding context: the spec's name for error messages. */
+struct dec {
+	char who[DIAG_SPEC_ID_MAX + 32];
+	struct diag_error *err;
+};
+
+static int dec_fail(struct dec *d, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int dec_fail(struct dec *d, const char *field, const char *fmt, ...)
+{
+	char why[DIAG_ERRMSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	return diag_error_set(d->err, -DIAG_E_INVALID, "%s: %s: %s", d->who, field, why);
+}
+
+/* A string field: required or optional, bounded. *out is malloc'd ("" when absent). */
+static int dec_string(struct dec *d, const cJSON *obj, const char *key, const char *field,
+		      bool required, size_t max, char **out)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const char *v = "";
+	if (!j || cJSON_IsNull(j)) {
+		if (required)
+			return dec_fail(d, field, "required string is missing");
+	} else if (!cJSON_IsString(j)) {
+		return dec_fail(d, field, "must be a string (got %s)", json_type_name(j));
+	} else {
+		v = j->valuestring;
+		if (required && !*v)
+			return dec_fail(d, field, "must not be empty");
+		if (strlen(v) > max)
+			return dec_fail(d, field, "too long (%zu bytes, max %zu)", strlen(v), max);
+	}
+	*out = strdup(v);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int dec_unknown(struct dec *d, const cJSON *obj, const char *prefix,
+		       const char *const *known)
+{
+	for (const cJSON *c = obj->child; c; c = c->next) {
+		bool ok = false;
+		for (size_t i = 0; known[i] && !ok; i++)
+			ok = strcmp(c->string, known[i]) == 0;
+		if (!ok)
+			return diag_error_set(d->err, -DIAG_E_INVALID, "%s: unknown field '%s%s'",
+					      d->who, prefix, c->string);
+	}
+	return 0;
+}
+
+static bool type_name_valid(const char *t)
+{
+	for (; *t; t++)
+		if (!isalnum((unsigned char)*t) && *t != '_' && *t != '-')
+			return false;
+	return true;
+}
+
+static int dec_instrument(struct dec *d, const cJSON *obj, struct diag_spec *s)
+{
+	static const char *const known[] = { "type", "name", "value", "event", "custom", NULL };
+	const cJSON *in = cJSON_GetObjectItemCaseSensitive(obj, "instrument");
+	if (!in)
+		return dec_fail(d, "instrument", "required object is missing");
+	if (!cJSON_IsObject(in))
+		return dec_fail(d, "instrument", "must be an object (got %s)", json_type_name(in));
+	int r = dec_unknown(d, in, "instrument.", known);
+	if (r < 0)
+		return r;
+	if ((r = dec_string(d, in, "type", "instrument.type", true, 64, &s->type)) < 0 ||
+	    (r = dec_string(d, in, "name", "instrument.name", true, 256, &s->name)) < 0 ||
+	    (r = dec_string(d, in, "value", "instrument.value", false, DIAG_SPEC_EXPR_MAX,
+			    &s->value)) < 0)
+		return r;
+	if (!type_name_valid(s->type))
+		return dec_fail(d, "instrument.type", "must use only letters, digits, '_' and '-' (got '%s')",
+				s->type);
+	char *ev = NULL;
+	if ((r = dec_string(d, in, "event", "instrument.event", false, 64, &ev)) < 0)
+		return r;
+	if (!*ev || strcmp(ev, "call") == 0)
+		s->event = DIAG_EVENT_CALL;
+	else if (strcmp(ev, "return") == 0)
+		s->event = DIAG_EVENT_RETURN;
+	else if (strcmp(ev, "end") == 0)
+		s->event = DIAG_EVENT_END;
+	else
+		r = dec_fail(d, "instrument.event", "must be one of call, return, end (got '%s')", ev);
+	free(ev);
+	if (r < 0)
+		return r;
+	const cJSON *c = cJSON_GetObjectItemCaseSensitive(in, "custom");
+	if (c && !cJSON_IsNull(c) && !cJSON_IsObject(c))
+		return dec_fail(d, "instrument.custom", "must be an object (got %s)", json_type_name(c));
+	s->custom = c && cJSON_IsObject(c) ? cJSON_PrintUnformatted(c) : strdup("{}");
+	return s->custom ? 0 : -ENOMEM;
+}
+
+static int dec_lifespan(struct dec *d, const cJSON *obj, struct diag_spec *s)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, "lifespan");
+	s->lifespan_min = 0;
+	if (!j || cJSON_IsNull(j))
+		return 0;
+	if (!cJSON_IsNumber(j))
+		return dec_fail(d, "lifespan", "must be a number of minutes or null (got %s)",
+				json_type_name(j));
+	if (!(j->valuedouble > 0) || !isfinite(j->valuedouble) || j->valuedouble > 1e9)
+		return dec_fail(d, "lifespan", "must be > 0 minutes (got %g)", j->valuedouble);
+	s->lifespan_min = j->valuedouble;
+	return 0;
+}
+
+static int dec_one_pid(struct dec *d, const cJSON *j, pid_t *out)
+{
+	if (!cJSON_IsNumber(j))
+		return dec_fail(d, "pid", "must be a process id or a list of them (got %s)",
+				json_type_name(j));
+	double v = j->valuedouble;
+	if (v < 1 || v > 4194304 || v != (double)(long long)v)
+		return dec_fail(d, "pid", "not a valid process id (got %g)", v);
+	*out = (pid_t)v;
+	return 0;
+}
+
+static int dec_pids(struct dec *d, const cJSON *obj, struct diag_spec *s)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, "pid");
+	if (!j || cJSON_IsNull(j))
+		return 0;
+	int n = cJSON_IsArray(j) ? cJSON_GetArraySize(j) : 1;
+	if (n > DIAG_SPEC_PIDS_MAX)
+		return dec_fail(d, "pid", "too many processes (%d, max %d)", n, DIAG_SPEC_PIDS_MAX);
+	s->pids = calloc(n ? n : 1, sizeof(*s->pids));
+	if (!s->pids)
+		return -ENOMEM;
+	if (!cJSON_IsArray(j)) {
+		s->npids = 1;
+		return dec_one_pid(d, j, &s->pids[0]);
+	}
+	for (const cJSON *c = j->child; c; c = c->next) {
+		int r = dec_one_pid(d, c, &s->pids[s->npids]);
+		if (r < 0)
+			return r;
+		s->npids++;
+	}
+	return 0;
+}
+
+static int dec_applied_one(struct dec *d, const cJSON *rec, struct diag_applied *a)
+{
+	const char *key = rec->string;
+	const char *colon = strrchr(key, ':');
+	if (!cJSON_IsObject(rec) || !colon || strlen(key) >= sizeof(a->key))
+		return dec_fail(d, "applied", "bad record '%s'", key);
+	snprintf(a->key, sizeof(a->key), "%s", key);
+	a->pid = atoi(colon + 1);
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(rec, "state");
+	if (!cJSON_IsString(j) || applied_state_parse(j->valuestring, &a->state) < 0)
+		return dec_fail(d, "applied", "record '%s': bad state", key);
+	if (cJSON_IsString(j = cJSON_GetObjectItemCaseSensitive(rec, "error")))
+		snprintf(a->error, sizeof(a->error), "%s", j->valuestring);
+	if (cJSON_IsString(j = cJSON_GetObjectItemCaseSensitive(rec, "lm")))
+		diag_time_parse(j->valuestring, &a->lm_ns);
+	if (cJSON_IsString(j = cJSON_GetObjectItemCaseSensitive(rec, "last_hit")))
+		diag_time_parse(j->valuestring, &a->last_hit_ns);
+	if (cJSON_IsNumber(j = cJSON_GetObjectItemCaseSensitive(rec, "hits")))
+		a->hits = (uint64_t)j->valuedouble;
+	if (cJSON_IsNumber(j = cJSON_GetObjectItemCaseSensitive(rec, "dropped")))
+		a->dropped = (uint64_t)j->valuedouble;
+	const cJSON *addrs = cJSON_GetObjectItemCaseSensitive(rec, "addresses");
+	for (const cJSON *c = addrs ? addrs->child : NULL; c && a->naddrs < DIAG_SPEC_ADDRS_MAX;
+	     c = c->next)
+		if (cJSON_IsString(c))
+			a->addrs[a->naddrs++] = strtoull(c->valuestring, NULL, 16);
+	return 0;
+}
+
+static int dec_applied(struct dec *d, const cJSON *obj, struct diag_spec *s)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, "applied");
+	if (!j || cJSON_IsNull(j))
+		return 0;
+	if (!cJSON_IsObject(j))
+		return dec_fail(d, "applied", "must be an object (got %s)", json_type_name(j));
+	for (const cJSON *c = j->child; c; c = c->next) {
+		struct diag_applied tmp = { 0 };
+		int r = dec_applied_one(d, c, &tmp);
+		if (r < 0)
+			return r;
+		struct diag_applied *a = diag_spec_applied_get(s, tmp.key, tmp.pid);
+		if (!a)
+			return -ENOMEM;
+		*a = tmp;
+	}
+	return 0;
+}
+
+static int dec_id(struct dec *d, const cJSON *obj, const char *label, struct diag_spec *s)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, "id");
+	snprintf(d->who, sizeof(d->who), "%s", label && *label ? label : "spec");
+	if (!j || cJSON_IsNull(j))
+		return 0;
+	if (!cJSON_IsString(j))
+		return dec_fail(d, "id", "must be a string (got %s)", json_type_name(j));
+	if (!diag_spec_id_valid(j->valuestring))
+		return dec_fail(d, "id", "must be 1-%d characters of A-Z a-z 0-9 _ . - (got '%.80s')",
+				DIAG_SPEC_ID_MAX, j->valuestring);
+	snprintf(s->id, sizeof(s->id), "%s", j->valuestring);
+	snprintf(d->who, sizeof(d->who), "spec '%s'", s->id);
+	return 0;
+}
+
+static int dec_lastmodified(struct dec *d, const cJSON *obj, struct diag_spec *s)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, "lastmodified");
+	if (!j || cJSON_IsNull(j))
+		return 0;
+	if (!cJSON_IsString(j) || diag_time_parse(j->valuestring, &s->lastmodified_ns) < 0)
+		return dec_fail(d, "lastmodified", "must be a UTC time like 2026-11-25T16:47:22Z");
+	return 0;
+}
+
+static int dec_spec(struct dec *d, const cJSON *obj, unsigned flags, const char *label,
+		    struct diag_spec *s)
+{
+	static const char *const known[] = { "id", "target", "instrument", "lifespan", "condition",
+					     "pid", "lastmodified", "applied", "expires_in", NULL };
+	int r = dec_id(d, obj, label, s);
+	if (r < 0)
+		return r;
+	if ((r = dec_unknown(d, obj, "", known)) < 0 ||
+	    (r = dec_string(d, obj, "target", "target", true, DIAG_SPEC_EXPR_MAX, &s->target)) < 0 ||
+	    (r = dec_instrument(d, obj, s)) < 0 || (r = dec_lifespan(d, obj, s)) < 0 ||
+	    (r = dec_string(d, obj, "condition", "condition", false, DIAG_SPEC_EXPR_MAX,
+			    &s->condition)) < 0 ||
+	    (r = dec_pids(d, obj, s)) < 0 || (r = dec_lastmodified(d, obj, s)) < 0)
+		return r;
+	return (flags & DIAG_SPEC_KEEP_APPLIED) ? dec_applied(d, obj, s) : 0;
+}
+
+int diag_spec_from_json(const void *cjson, unsigned flags, const char *label,
+			struct diag_spec **out, struct diag_error *err)
+{
+	const cJSON *obj = cjson;
+	struct dec d = { .err = err };
+	if (!cJSON_IsObject(obj))
+		return diag_error_set(err, -DIAG_E_INVALID, "%s: must be a JSON object (got %s)",
+				      label && *label ? label : "spec", json_type_name(obj));
+	struct diag_spec *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	int r = dec_spec(&d, obj, flags, label, s);
+	if (r < 0) {
+		if (r == -ENOMEM)
+			diag_error_set(err, r, "%s: out of memory", d.who);
+		diag_spec_free(s);
+		return r;
+	}
+	*out = s;
+	return 0;
+}
+
+int diag_spec_parse(const char *text, size_t len, bool allow_array, unsigned flags,
+		    struct diag_spec ***out, struct diag_error *err)
+{
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
+	if (!root) {
+		size_t off = end ? (size_t)(end - text) : 0;
+		return diag_error_set(err, -DIAG_E_PARSE, "malformed JSON at byte %zu near '%.20s'",
+				      off, end && off < len ? end : "");
+	}
+	bool arr = cJSON_IsArray(root);
+	if (arr && !allow_array) {
+		cJSON_Delete(root);
+		return diag_error_set(err, -DIAG_E_INVALID, "spec: must be a JSON object (got array)");
+	}
+	int n = arr ? cJSON_GetArraySize(root) : 1;
+	if (n > DIAG_SPEC_MAX) {
+		cJSON_Delete(root);
+		return diag_error_set(err, -DIAG_E_LIMIT, "too many specs (%d, max %d)", n,
+				      DIAG_SPEC_MAX);
+	}
+	struct diag_spec **v = calloc(n ? n : 1, sizeof(*v));
+	int r = v ? 0 : -ENOMEM;
+	int i = 0;
+	for (const cJSON *c = arr ? root->child : root; r == 0 && c && i < n; c = c->next, i++) {
+		char label[32];
+		snprintf(label, sizeof(label), "spec #%d", i + 1);
+		r = diag_spec_from_json(c, flags, label, &v[i], err);
+	}
+	cJSON_Delete(root);
+	if (r < 0) {
+		diag_spec_free_array(v, n);
+		return r;
+	}
+	*out = v;
+	return n;
+}
+
+static cJSON *applied_to_json(const struct diag_applied *a)
+{
+	char t[64];
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "state", diag_applied_state_name(a->state));
+	if (a->error[0])
+		cJSON_AddStringToObject(o, "error", a->error);
+	if (a->lm_ns)
+		cJSON_AddStringToObject(o, "lm", diag_time_format(a->lm_ns, false, t, sizeof(t)));
+	else
+		cJSON_AddNullToObject(o, "lm");
+	cJSON_AddNumberToObject(o, "hits", (double)a->hits);
+	cJSON_AddNumberToObject(o, "dropped", (double)a->dropped);
+	if (a->last_hit_ns)
+		cJSON_AddStringToObject(o, "last_hit",
+					diag_time_format(a->last_hit_ns, true, t, sizeof(t)));
+	else
+		cJSON_AddNullToObject(o, "last_hit");
+	cJSON *addrs = cJSON_AddArrayToObject(o, "addresses");
+	for (size_t i = 0; i < a->naddrs; i++) {
+		snprintf(t, sizeof(t), "0x%llx", (unsigned long long)a->addrs[i]);
+		cJSON_AddItemToArray(addrs, cJSON_CreateString(t));
+	}
+	return o;
+}
+
+void *diag_spec_to_json(const struct diag_spec *s, unsigned flags, int64_t now_ns)
+{
+	char t[64];
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return NULL;
+	cJSON_AddStringToObject(o, "id", s->id);
+	cJSON_AddStringToObject(o, "target", s->target);
+	cJSON *in = cJSON_AddObjectToObject(o, "instrument");
+	cJSON_AddStringToObject(in, "type", s->type);
+	cJSON_AddStringToObject(in, "name", s->name);
+	cJSON_AddStringToObject(in, "value", s->value);
+	cJSON_AddStringToObject(in, "event", diag_event_kind_name(s->event));
+	cJSON *custom = cJSON_Parse(s->custom);
+	cJSON_AddItemToObject(in, "custom", custom ? custom : cJSON_CreateObject());
+	if (s->lifespan_min > 0)
+		cJSON_AddNumberToObject(o, "lifespan", s->lifespan_min);
+	else
+		cJSON_AddNullToObject(o, "lifespan");
+	if (s->condition && *s->condition)
+		cJSON_AddStringToObject(o, "condition", s->condition);
+	if (s->npids == 1)
+		cJSON_AddNumberToObject(o, "pid", s->pids[0]);
+	else if (s->npids > 1) {
+		cJSON *p = cJSON_AddArrayToObject(o, "pid");
+		for (size_t i = 0; i < s->npids; i++)
+			cJSON_AddItemToArray(p, cJSON_CreateNumber(s->pids[i]));
+	}
+	if (s->lastmodified_ns)
+		cJSON_AddStringToObject(o, "lastmodified",
+					diag_time_format(s->lastmodified_ns, false, t, sizeof(t)));
+	if (flags & DIAG_SPEC_JSON_APPLIED) {
+		cJSON *ap = cJSON_AddObjectToObject(o, "applied");
+		for (size_t i = 0; i < s->napplied; i++)
+			cJSON_AddItemToObject(ap, s->applied[i].key, applied_to_json(&s->applied[i]));
+		int64_t exp = diag_spec_expiry_ns(s);
+		if (exp && now_ns)
+			cJSON_AddNumberToObject(o, "expires_in",
+						exp > now_ns ? (double)(exp - now_ns) / 1e9 : 0.0);
+		else if (now_ns)
+			cJSON_AddNullToObject(o, "expires_in");
+	}
+	return o;
+}
+
+static char *dup_or_null(const char *s, bool *fail)
+{
+	char *r = s ? strdup(s) : NULL;
+	if (s && !r)
+		*fail = true;
+	return r;
+}
+
+struct diag_spec *diag_spec_dup(const struct diag_spec *s)
+{
+	struct diag_spec *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	*d = *s;
+	bool fail = false;
+	d->target = dup_or_null(s->target, &fail);
+	d->type = dup_or_null(s->type, &fail);
+	d->name = dup_or_null(s->name, &fail);
+	d->value = dup_or_null(s->value, &fail);
+	d->condition = dup_or_null(s->condition, &fail);
+	d->custom = dup_or_null(s->custom, &fail);
+	d->pids = s->npids ? malloc(s->npids * sizeof(*d->pids)) : NULL;
+	d->applied = s->napplied ? malloc(s->napplied * sizeof(*d->applied)) : NULL;
+	if ((s->npids && !d->pids) || (s->napplied && !d->applied) || fail) {
+		if (s->npids && !d->pids)
+			d->npids = 0;
+		if (s->napplied && !d->applied)
+			d->napplied = 0;
+		diag_spec_free(d);
+		return NULL;
+	}
+	if (s->npids)
+		memcpy(d->pids, s->pids, s->npids * sizeof(*d->pids));
+	if (s->napplied)
+		memcpy(d->applied, s->applied, s->napplied * sizeof(*d->applied));
+	return d;
+}
+
+void diag_spec_free(struct diag_spec *s)
+{
+	if (!s)
+		return;
+	free(s->target);
+	free(s->type);
+	free(s->name);
+	free(s->value);
+	free(s->condition);
+	free(s->custom);
+	free(s->pids);
+	free(s->applied);
+	free(s);
+}
+
+void diag_spec_free_array(struct diag_spec **a, size_t n)
+{
+	if (!a)
+		return;
+	for (size_t i = 0; i < n; i++)
+		diag_spec_free(a[i]);
+	free(a);
+}
+
+struct diag_applied *diag_spec_applied_get(struct diag_spec *s, const char *key, pid_t pid)
+{
+	for (size_t i = 0; i < s->napplied; i++)
+		if (strcmp(s->applied[i].key, key) == 0)
+			return &s->applied[i];
+	struct diag_applied *n = realloc(s->applied, (s->napplied + 1) * sizeof(*n));
+	if (!n)
+		return NULL;
+	s->applied = n;
+	struct diag_applied *a = &n[s->napplied++];
+	memset(a, 0, sizeof(*a));
+	snprintf(a->key, sizeof(a->key), "%s", key);
+	a->pid = pid;
+	return a;
+}
+
+int64_t diag_spec_expiry_ns(const struct diag_spec *s)
+{
+	if (s->lifespan_min <= 0 || !s->lastmodified_ns)
+		return 0;
+	return s->lastmodified_ns + (int64_t)(s->lifespan_min * 60e9);
+}

@@ -1,0 +1,92 @@
+/* spec: the probe spec model (the seed's shape plus pid/condition) and its JSON codec, with
+ * validation that names the spec id, the field and the reason. Owns the per-process `applied`
+ * records as plain data. Never touches processes, files or plugins. */
+#ifndef DIAG_SPEC_H
+#define DIAG_SPEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <diagnose/event.h>
+#include "util/error.h"
+
+#define DIAG_SPEC_ID_MAX 64
+#define DIAG_SPEC_EXPR_MAX 1024
+#define DIAG_SPEC_MAX 1024
+#define DIAG_SPEC_PIDS_MAX 256
+#define DIAG_SPEC_ADDRS_MAX 16
+
+enum diag_applied_state {
+	DIAG_APPLIED_PENDING = 0,
+	DIAG_APPLIED_APPLIED,
+	DIAG_APPLIED_EXPIRED,
+	DIAG_APPLIED_REMOVED,
+	DIAG_APPLIED_ERROR,
+};
+
+/* One process's view of a spec, keyed "HOST:PID". */
+struct diag_applied {
+	char key[300];
+	pid_t pid;
+	enum diag_applied_state state;
+	char error[DIAG_ERRMSG_MAX];
+	int64_t lm_ns;        /* the lastmodified this record applied; 0 = none */
+	uint64_t hits, dropped;
+	int64_t last_hit_ns;  /* 0 = never */
+	size_t naddrs;
+	uint64_t addrs[DIAG_SPEC_ADDRS_MAX];
+};
+
+struct diag_spec {
+	char id[DIAG_SPEC_ID_MAX + 1]; /* "" when the input had none */
+	char *target;
+	char *type, *name, *value, *condition; /* value/condition "" when absent */
+	char *custom;                          /* JSON object text, "{}" when absent */
+	enum diag_event_kind event;
+	double lifespan_min;                   /* <= 0: none (null) */
+	pid_t *pids;                           /* NULL/0: every attached process */
+	size_t npids;
+	int64_t lastmodified_ns;               /* 0 = never set */
+	struct diag_applied *applied;
+	size_t napplied;
+};
+
+enum {
+	DIAG_SPEC_KEEP_APPLIED = 1, /* decode: keep `applied` (store); else it is ignored */
+};
+
+/* Decode and validate one spec object. `label` names the spec in errors when it has no id
+ * (e.g. "spec #2"). Errors read "spec 'w1': instrument.event: must be one of ...". */
+int diag_spec_from_json(const void *cjson, unsigned flags, const char *label,
+			struct diag_spec **out, struct diag_error *err);
+/* Same from text: one object, or (if allow_array) an array of objects. Returns the count. */
+int diag_spec_parse(const char *text, size_t len, bool allow_array, unsigned flags,
+		    struct diag_spec ***out, struct diag_error *err);
+
+enum {
+	DIAG_SPEC_JSON_APPLIED = 1, /* include `applied` */
+};
+/* A cJSON object (caller deletes) or NULL on allocation failure. */
+void *diag_spec_to_json(const struct diag_spec *s, unsigned flags, int64_t now_ns);
+
+struct diag_spec *diag_spec_dup(const struct diag_spec *s);
+void diag_spec_free(struct diag_spec *s);
+void diag_spec_free_array(struct diag_spec **a, size_t n);
+
+/* The record for key (created, state pending, when absent). NULL on allocation failure. */
+struct diag_applied *diag_spec_applied_get(struct diag_spec *s, const char *key, pid_t pid);
+
+/* 0 when the spec never expires, else lastmodified + lifespan in ns. */
+int64_t diag_spec_expiry_ns(const struct diag_spec *s);
+
+bool diag_spec_id_valid(const char *id);
+const char *diag_applied_state_name(enum diag_applied_state st);
+/* UTC ISO-8601 "2026-11-25T16:47:22Z" (with_ns: ".123456789" before Z). Returns buf. */
+char *diag_time_format(int64_t ns, bool with_ns, char *buf, size_t len);
+/* Parses what diag_time_format writes (fraction optional). Returns 0 or -DIAG_E_PARSE. */
+int diag_time_parse(const char *s, int64_t *ns);
+int64_t diag_time_now_ns(void);
+
+#endif
