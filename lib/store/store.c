@@ -1,0 +1,196 @@
+/* store: the JSON file store (see store.h). Never loses an acknowledged save: every save is
+ * write-temp + fsync + rename + fsync(dir). Never interprets specs beyond lib/spec. */
+#include "store/store.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STORE_MAX_BYTES (256u << 20)
+
+struct diag_store {
+	char *path;
+};
+
+int diag_store_open(const char *path, struct diag_store **out)
+{
+	struct diag_store *st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	if (path && !(st->path = strdup(path))) {
+		free(st);
+		return -ENOMEM;
+	}
+	*out = st;
+	return 0;
+}
+
+void diag_store_free(struct diag_store *st)
+{
+	if (!st)
+		return;
+	free(st->path);
+	free(st);
+}
+
+const char *diag_store_path(const struct diag_store *st)
+{
+	return st->path;
+}
+
+static int read_all(const char *path, char **buf, size_t *len, struct diag_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return -ENOENT;
+	if (fd < 0)
+		return diag_error_set(err, -errno, "store %s: cannot open: %s", path, strerror(errno));
+	struct stat sb;
+	if (fstat(fd, &sb) < 0 || (size_t)sb.st_size > STORE_MAX_BYTES) {
+		close(fd);
+		return diag_error_set(err, -EFBIG, "store %s: larger than %u bytes", path,
+				      STORE_MAX_BYTES);
+	}
+	char *b = malloc((size_t)sb.st_size + 1);
+	size_t got = 0;
+	while (b && got < (size_t)sb.st_size) {
+		ssize_t n = read(fd, b + got, (size_t)sb.st_size - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	if (!b)
+		return -ENOMEM;
+	b[got] = '\0';
+	*buf = b;
+	*len = got;
+	return 0;
+}
+
+/* Keep the bad file for the operator and start empty: refusing to start would leave every
+ * target unprobed over one bad byte. */
+static int quarantine(const char *path, struct diag_error *err)
+{
+	char bad[4096], why[DIAG_ERRMSG_MAX];
+	snprintf(bad, sizeof(bad), "%s.corrupt-%lld", path, (long long)time(NULL));
+	snprintf(why, sizeof(why), "%s", err->msg);
+	if (rename(path, bad) < 0)
+		return diag_error_set(err, -DIAG_E_PARSE, "store %s is corrupt (%s) and could not be moved aside: %s",
+				      path, why, strerror(errno));
+	return diag_error_set(err, -DIAG_E_PARSE, "store %s is corrupt (%s); kept as %s, starting empty",
+			      path, why, bad);
+}
+
+int diag_store_load(struct diag_store *st, struct diag_spec ***specs, struct diag_error *err)
+{
+	struct diag_error local = { 0 };
+	if (!err)
+		err = &local;
+	*specs = NULL;
+	if (!st->path)
+		return 0;
+	char *buf;
+	size_t len;
+	int r = read_all(st->path, &buf, &len, err);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	struct diag_spec **v = NULL;
+	int n = 0;
+	if (len == 0)
+		diag_error_set(err, -DIAG_E_PARSE, "empty file");
+	else
+		n = diag_spec_parse(buf, len, true, DIAG_SPEC_KEEP_APPLIED, &v, err);
+	free(buf);
+	if (len == 0 || n < 0)
+		return quarantine(st->path, err);
+	*specs = v;
+	return n;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int fsync_dir_of(const char *path)
+{
+	char *copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(copy);
+	if (fd < 0)
+		return -errno;
+	int r = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+static char *render(struct diag_spec *const *specs, size_t n)
+{
+	cJSON *arr = cJSON_CreateArray();
+	for (size_t i = 0; arr && i < n; i++)
+		cJSON_AddItemToArray(arr, diag_spec_to_json(specs[i], DIAG_SPEC_JSON_APPLIED, 0));
+	char *text = arr ? cJSON_Print(arr) : NULL;
+	cJSON_Delete(arr);
+	return text;
+}
+
+int diag_store_save(struct diag_store *st, struct diag_spec *const *specs, size_t n,
+		    struct diag_error *err)
+{
+	if (!st->path)
+		return 0;
+	char *text = render(specs, n);
+	if (!text)
+		return diag_error_set(err, -ENOMEM, "store %s: out of memory", st->path);
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s.tmp-%d", st->path, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int r = fd < 0 ? -errno : 0;
+	const char *step = "create";
+	if (!r && (r = write_all(fd, text, strlen(text))) == 0)
+		r = write_all(fd, "\n", 1);
+	if (!r && fsync(fd) < 0) {
+		r = -errno;
+		step = "fsync";
+	} else if (r) {
+		step = "write";
+	}
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	if (!r && rename(tmp, st->path) < 0) {
+		r = -errno;
+		step = "rename";
+	}
+	if (r) {
+		unlink(tmp);
+		return diag_error_set(err, r, "store %s: %s failed: %s", st->path, step, strerror(-r));
+	}
+	/* The rename is durable only once the directory entry is. */
+	r = fsync_dir_of(st->path);
+	if (r)
+		return diag_error_set(err, r, "store %s: fsync of directory failed: %s", st->path,
+				      strerror(-r));
+	return 0;
+}
