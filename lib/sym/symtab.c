@@ -317,6 +317,11 @@ void diag_symcache_free(struct diag_symcache *c)
 	free(c);
 }
 
+size_t diag_symcache_count(const struct diag_symcache *c)
+{
+	return c ? c->n : 0;
+}
+
 /* ---- queries on one file ---- */
 
 /* First index in by_name whose name is >= name. */
@@ -714,10 +719,11 @@ static int collect(struct diag_symcache *c, const struct diag_modmap *m,
 	const struct diag_module *main_mod = diag_modmap_main(m);
 	if (main_mod && symfile_get(c, main_mod, &sf, NULL) == 0)
 		collect_in(sf, main_mod, t->func, cs);
-	for (size_t i = 0; cs->n == 0 && i < m->n; i++)
-		for (; i < m->n; i++)
-			if (&m->mods[i] != main_mod && symfile_get(c, &m->mods[i], &sf, NULL) == 0)
-				collect_in(sf, &m->mods[i], t->func, cs);
+	if (cs->total)
+		return 0;
+	for (size_t i = 0; i < m->n; i++)
+		if (&m->mods[i] != main_mod && symfile_get(c, &m->mods[i], &sf, NULL) == 0)
+			collect_in(sf, &m->mods[i], t->func, cs);
 	return 0;
 }
 

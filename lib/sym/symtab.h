@@ -25,6 +25,9 @@ int diag_symcache_new(struct diag_symcache **out);
 /* Accepts NULL. Locations and names returned earlier stay valid only until this call. */
 void diag_symcache_free(struct diag_symcache *c);
 
+/* Number of files indexed so far (each read once, whatever the number of processes). */
+size_t diag_symcache_count(const struct diag_symcache *c);
+
 struct diag_location {
 	uint64_t addr;                  /* runtime address to patch */
 	const struct diag_module *mod;  /* points into the modmap passed in */
