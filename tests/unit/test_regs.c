@@ -1,0 +1,116 @@
+/* test_regs: register name, ABI and DWARF tables against struct user_regs_struct. */
+#include <stddef.h>
+#include <string.h>
+
+#include "check.h"
+
+#include "arch/x86_64/regs.h"
+#include "util/error.h"
+
+#define OFF(f) ((int)offsetof(struct user_regs_struct, f))
+
+static void test_lookup(void)
+{
+	unsigned w = 0;
+
+	CHECK_EQ_INT(diag_reg_lookup("rdi", &w), OFF(rdi));
+	CHECK_EQ_INT(w, 8);
+	CHECK_EQ_INT(diag_reg_lookup("edi", &w), OFF(rdi));
+	CHECK_EQ_INT(w, 4);
+	CHECK_EQ_INT(diag_reg_lookup("di", &w), OFF(rdi));
+	CHECK_EQ_INT(w, 2);
+	CHECK_EQ_INT(diag_reg_lookup("dil", &w), OFF(rdi));
+	CHECK_EQ_INT(w, 1);
+	CHECK_EQ_INT(diag_reg_lookup("r10d", &w), OFF(r10));
+	CHECK_EQ_INT(w, 4);
+	CHECK_EQ_INT(diag_reg_lookup("r15b", &w), OFF(r15));
+	CHECK_EQ_INT(w, 1);
+	CHECK_EQ_INT(diag_reg_lookup("rsp", NULL), OFF(rsp));
+	CHECK_EQ_INT(diag_reg_lookup("rip", NULL), OFF(rip));
+	CHECK_EQ_INT(diag_reg_lookup("pc", NULL), OFF(rip));
+	CHECK_EQ_INT(diag_reg_lookup("eflags", &w), OFF(eflags));
+	CHECK_EQ_INT(w, 8);
+	CHECK_EQ_INT(diag_reg_lookup("rflags", NULL), OFF(eflags));
+	CHECK_EQ_INT(diag_reg_lookup("fs_base", NULL), OFF(fs_base));
+	CHECK_EQ_INT(diag_reg_lookup("orig_rax", NULL), OFF(orig_rax));
+	CHECK_EQ_INT(diag_reg_lookup("xmm0", &w), -DIAG_E_NOSYM);
+	CHECK_EQ_INT(diag_reg_lookup("$rdi", &w), -DIAG_E_NOSYM);
+	CHECK_EQ_INT(diag_reg_lookup("", &w), -DIAG_E_NOSYM);
+	CHECK_EQ_INT(diag_reg_lookup(NULL, &w), -DIAG_E_NOSYM);
+}
+
+static void test_abi(void)
+{
+	static const int want[6] = { OFF(rdi), OFF(rsi), OFF(rdx), OFF(rcx), OFF(r8), OFF(r9) };
+
+	for (int i = 1; i <= 6; i++)
+		CHECK_EQ_INT(diag_reg_arg(i), want[i - 1]);
+	CHECK_EQ_INT(diag_reg_arg(0), -DIAG_E_INVALID);
+	CHECK_EQ_INT(diag_reg_arg(7), -DIAG_E_INVALID);
+	CHECK_EQ_INT(diag_reg_ret(), OFF(rax));
+}
+
+static void test_dwarf(void)
+{
+	CHECK_EQ_INT(diag_reg_dwarf(0), OFF(rax));
+	CHECK_EQ_INT(diag_reg_dwarf(1), OFF(rdx));
+	CHECK_EQ_INT(diag_reg_dwarf(2), OFF(rcx));
+	CHECK_EQ_INT(diag_reg_dwarf(3), OFF(rbx));
+	CHECK_EQ_INT(diag_reg_dwarf(4), OFF(rsi));
+	CHECK_EQ_INT(diag_reg_dwarf(5), OFF(rdi));
+	CHECK_EQ_INT(diag_reg_dwarf(6), OFF(rbp));
+	CHECK_EQ_INT(diag_reg_dwarf(7), OFF(rsp));
+	CHECK_EQ_INT(diag_reg_dwarf(8), OFF(r8));
+	CHECK_EQ_INT(diag_reg_dwarf(15), OFF(r15));
+	CHECK_EQ_INT(diag_reg_dwarf(16), OFF(rip));
+	CHECK_EQ_INT(diag_reg_dwarf(49), OFF(eflags));
+	CHECK_EQ_INT(diag_reg_dwarf(54), OFF(fs));
+	CHECK_EQ_INT(diag_reg_dwarf(58), OFF(fs_base));
+	CHECK_EQ_INT(diag_reg_dwarf(17), -DIAG_E_INVALID); /* xmm0 */
+	CHECK_EQ_INT(diag_reg_dwarf(-1), -DIAG_E_INVALID);
+}
+
+static void test_get(void)
+{
+	struct user_regs_struct r;
+
+	memset(&r, 0, sizeof(r));
+	r.rdi = 0x1122334455667788ull;
+	r.gs = 0xabcdull; /* last slot: reading it must stay inside the struct */
+	CHECK(diag_reg_get(&r, OFF(rdi), 8) == 0x1122334455667788ull);
+	CHECK(diag_reg_get(&r, OFF(rdi), 4) == 0x55667788ull);
+	CHECK(diag_reg_get(&r, OFF(rdi), 2) == 0x7788ull);
+	CHECK(diag_reg_get(&r, OFF(rdi), 1) == 0x88ull);
+	CHECK(diag_reg_get(&r, OFF(gs), 8) == 0xabcdull);
+	CHECK(diag_reg_get(&r, -8, 8) == 0);
+	CHECK(diag_reg_get(&r, (int)sizeof(r), 8) == 0);
+}
+
+static void test_names(void)
+{
+	const char *const *names = diag_reg_names();
+	int n = 0;
+
+	for (; names[n]; n++) {
+		unsigned w;
+
+		if (diag_reg_lookup(names[n], &w) < 0) {
+			fprintf(stderr, "listed name '%s' does not resolve\n", names[n]);
+			check_failures++;
+		}
+	}
+	CHECK(n > 60);
+	CHECK_EQ_STR(diag_reg_name(OFF(rsi)), "rsi");
+	CHECK_EQ_STR(diag_reg_name(OFF(eflags)), "eflags");
+	CHECK(diag_reg_name(3) == NULL);
+}
+
+int main(void)
+{
+	test_lookup();
+	test_abi();
+	test_dwarf();
+	test_get();
+	test_names();
+	return CHECK_DONE();
+}
