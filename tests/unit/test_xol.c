@@ -514,12 +514,14 @@ static void test_refusals(struct env *e)
 	static const uint8_t jmp_far[] = { 0xff, 0x2d, 0, 0, 0, 0, 0xc3 };
 	static const uint8_t call_far[] = { 0xff, 0x1f, 0xc3 };
 	static const uint8_t int1[] = { 0xf1, 0xc3 };
+	static const uint8_t eiprel[] = { 0x67, 0x8b, 0x05, 0, 0, 0, 0, 0xc3 };
 
 	expect_refusal(e, "int3", put(e, int3, sizeof(int3)), e->near, "int3 is already there");
 	expect_refusal(e, "xbegin", put(e, xbegin, sizeof(xbegin)), e->near, "xbegin");
 	expect_refusal(e, "jmp far", put(e, jmp_far, sizeof(jmp_far)), e->near, "far");
 	expect_refusal(e, "call far", put(e, call_far, sizeof(call_far)), e->near, "far");
 	expect_refusal(e, "int1", put(e, int1, sizeof(int1)), e->near, "cannot relocate");
+	expect_refusal(e, "mov eax,[eip+0]", put(e, eiprel, sizeof(eiprel)), e->near, "rip-relative");
 }
 
 static void test_decode(void)

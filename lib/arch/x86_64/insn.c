@@ -36,15 +36,23 @@ static int decode_raw(const uint8_t *code, size_t avail, struct decoded *d)
 	return 0;
 }
 
+/* Formats into a roomy buffer first: Zydis fails rather than truncates when the text is long. */
 static void format_text(const struct decoded *d, uint64_t addr, char *text, size_t size)
 {
 	ZydisFormatter fmt;
+	char full[256];
 
-	text[0] = '\0';
 	if (!ZYAN_SUCCESS(ZydisFormatterInit(&fmt, ZYDIS_FORMATTER_STYLE_INTEL)) ||
 	    !ZYAN_SUCCESS(ZydisFormatterFormatInstruction(&fmt, &d->ins, d->ops,
-				d->ins.operand_count_visible, text, size, addr, NULL)))
-		snprintf(text, size, "(unformattable)");
+				d->ins.operand_count_visible, full, sizeof(full), addr, NULL)))
+		snprintf(full, sizeof(full), "(unformattable)");
+	/* Truncation is fine: the text only decorates messages. */
+	size_t n = strnlen(full, sizeof(full));
+
+	if (n >= size)
+		n = size - 1;
+	memcpy(text, full, n);
+	text[n] = '\0';
 }
 
 static void hex_bytes(const uint8_t *p, size_t n, char *out, size_t size)
@@ -214,8 +222,9 @@ static int em_copy_riprel(struct emitter *e, const struct diag_insn *insn, const
 	int32_t rel;
 	uint8_t copy[DIAG_INSN_MAX_LEN];
 
-	if (!ZYAN_SUCCESS(ZydisCalcAbsoluteAddress(&d->ins, mem, insn->addr, &abs)) ||
-	    d->ins.raw.disp.size != 32)
+	/* [eip+disp] wraps at 4 GiB from the slot's own eip: not worth emulating. */
+	if (mem->mem.base != ZYDIS_REGISTER_RIP || d->ins.raw.disp.size != 32 ||
+	    !ZYAN_SUCCESS(ZydisCalcAbsoluteAddress(&d->ins, mem, insn->addr, &abs)))
 		return -DIAG_E_INVALID;
 	if (!rel_to(em_pc(e), insn->len, abs, &rel))
 		return -ERANGE;
