@@ -1,0 +1,39 @@
+/* event queue: the bounded hand-off between the thread that controls targets (push, never
+ * blocks: when full the event is dropped and counted) and one worker thread that calls each
+ * event's instrument fire(). Events are deep-copied on push (text and bytes capped at
+ * DIAG_EVENT_TEXT_MAX) and hold a reference on their instrument until fired. */
+#ifndef DIAG_INSTRUMENT_QUEUE_H
+#define DIAG_INSTRUMENT_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <diagnose/event.h>
+#include "instrument/host.h"
+
+#define DIAG_EVENT_TEXT_MAX 4096
+#define DIAG_QUEUE_DEFAULT_CAPACITY 65536
+
+struct diag_event_queue;
+
+struct diag_queue_stats {
+	size_t length, capacity;
+	uint64_t pushed, fired, dropped;
+};
+
+/* idle(ctx) runs on the worker each time it has drained the queue (e.g. to flush output). */
+int diag_event_queue_new(size_t capacity, void (*idle)(void *ctx), void *ctx,
+			 struct diag_event_queue **out);
+/* Start the worker thread. Block the signals the caller handles before calling. */
+int diag_event_queue_start(struct diag_event_queue *q);
+/* Returns 0, or -EAGAIN when full (dropped, counted) or -ENOMEM (dropped, counted). */
+int diag_event_queue_push(struct diag_event_queue *q, struct diag_instrument *in,
+			  const struct diag_event *ev);
+/* Returns once every event pushed before the call was fired (or the worker was never
+ * started). Used by tests and before reports that must include every event. */
+void diag_event_queue_drain(struct diag_event_queue *q);
+void diag_event_queue_get_stats(struct diag_event_queue *q, struct diag_queue_stats *out);
+/* Fire what is queued, stop and join the worker, release everything. Accepts NULL. */
+void diag_event_queue_free(struct diag_event_queue *q);
+
+#endif
