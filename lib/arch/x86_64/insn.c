@@ -353,7 +353,7 @@ static int build_indirect_call(struct emitter *e, const struct diag_insn *insn,
 }
 
 /* syscall leaves the address of the next instruction in rcx; the original leaves its own. */
-static void build_syscall(struct emitter *e, const struct diag_insn *insn)
+static int build_syscall(struct emitter *e, const struct diag_insn *insn)
 {
 	uint64_t next = insn->addr + insn->len;
 
@@ -362,6 +362,7 @@ static void build_syscall(struct emitter *e, const struct diag_insn *insn)
 	em_u8(e, 0xb9); /* mov rcx, imm64 (flags untouched) */
 	em_bytes(e, &next, 8);
 	em_jmp(e, next);
+	return 0;
 }
 
 static int build_plain(struct emitter *e, const struct diag_insn *insn, const struct decoded *d,
@@ -408,7 +409,7 @@ int diag_xol_build(const struct diag_insn *insn, uint64_t slot_addr, uint8_t *ou
 	else if (d.ins.mnemonic == ZYDIS_MNEMONIC_CALL)
 		rc = build_indirect_call(&e, insn, &d, err);
 	else if (d.ins.mnemonic == ZYDIS_MNEMONIC_SYSCALL)
-		build_syscall(&e, insn), rc = 0;
+		rc = build_syscall(&e, insn);
 	else
 		rc = build_plain(&e, insn, &d, err);
 	if (rc < 0)
