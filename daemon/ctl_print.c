@@ -1,0 +1,264 @@
+/* ctl_print: human output of diagnosectl (see ctl_print.h). Reads reply JSON and prints;
+ * tolerates missing members (prints "-") because a table must never crash on a newer daemon. */
+#include "ctl_print.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LIST_COLS 9
+
+/* A table of strings with per-row notes printed under the row; columns padded to their
+ * widest cell, the last column unpadded. */
+struct table {
+	size_t ncols, nrows, cap;
+	char **cells; /* nrows * ncols, owned */
+	char **notes; /* nrows, owned, may be NULL */
+};
+
+static void table_add(struct table *t, char **row, const char *note)
+{
+	if (t->nrows == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 16;
+		char **cells = realloc(t->cells, cap * t->ncols * sizeof(*cells));
+		if (cells)
+			t->cells = cells;
+		char **notes = realloc(t->notes, cap * sizeof(*notes));
+		if (notes)
+			t->notes = notes;
+		if (!cells || !notes) {
+			for (size_t i = 0; i < t->ncols; i++)
+				free(row[i]);
+			return;
+		}
+		t->cap = cap;
+	}
+	memcpy(t->cells + t->nrows * t->ncols, row, t->ncols * sizeof(*row));
+	t->notes[t->nrows++] = note ? strdup(note) : NULL;
+}
+
+static void table_print(FILE *out, const struct table *t, const char *const *header)
+{
+	size_t width[16] = {0};
+	for (size_t c = 0; c < t->ncols; c++) {
+		width[c] = strlen(header[c]);
+		for (size_t r = 0; r < t->nrows; r++) {
+			const char *s = t->cells[r * t->ncols + c];
+			if (s && strlen(s) > width[c])
+				width[c] = strlen(s);
+		}
+	}
+	for (size_t r = 0; r <= t->nrows; r++) {
+		for (size_t c = 0; c < t->ncols; c++) {
+			const char *s = r == 0 ? header[c] : t->cells[(r - 1) * t->ncols + c];
+			if (!s)
+				s = "?";
+			if (c + 1 == t->ncols)
+				fprintf(out, "%s\n", s);
+			else
+				fprintf(out, "%-*s  ", (int)width[c], s);
+		}
+		if (r > 0 && t->notes[r - 1])
+			fprintf(out, "    %s\n", t->notes[r - 1]);
+	}
+}
+
+static void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cells[i]);
+	for (size_t i = 0; i < t->nrows; i++)
+		free(t->notes[i]);
+	free(t->cells);
+	free(t->notes);
+}
+
+static const char *json_str(const cJSON *obj, const char *key, const char *dflt)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	return cJSON_IsString(v) ? v->valuestring : dflt;
+}
+
+/* A number for people: integers plainly, others with 6 significant digits, "-" for null. */
+static void fmt_number(char *buf, size_t len, const cJSON *v)
+{
+	if (!cJSON_IsNumber(v)) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	double d = v->valuedouble;
+	if (d > -1e15 && d < 1e15 && d == (double)(long long)d)
+		snprintf(buf, len, "%lld", (long long)d);
+	else
+		snprintf(buf, len, "%.6g", d);
+}
+
+static char *fmt_dup(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt_dup(const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
+/* Seconds left as "45s", "9m59s" or "2h05m"; "never" without a lifespan. */
+static char *fmt_expires(const cJSON *v)
+{
+	if (!cJSON_IsNumber(v))
+		return strdup("never");
+	long s = v->valuedouble > 0 ? lround(v->valuedouble) : 0;
+	if (s < 60)
+		return fmt_dup("%lds", s);
+	if (s < 3600)
+		return fmt_dup("%ldm%02lds", s / 60, s % 60);
+	return fmt_dup("%ldh%02ldm", s / 3600, s / 60 % 60);
+}
+
+static void list_add_spec(struct table *t, const cJSON *spec)
+{
+	const cJSON *ins = cJSON_GetObjectItemCaseSensitive(spec, "instrument");
+	const cJSON *applied = cJSON_GetObjectItemCaseSensitive(spec, "applied");
+	const cJSON *proc = cJSON_IsObject(applied) ? applied->child : NULL;
+	do {
+		char num[32];
+		char *row[LIST_COLS] = {
+			strdup(json_str(spec, "id", "-")),
+			strdup(json_str(spec, "target", "-")),
+			strdup(json_str(ins, "type", "-")),
+			strdup(json_str(ins, "name", "-")),
+			strdup(json_str(ins, "event", "call")),
+			strdup(proc ? proc->string : "-"),
+			strdup(json_str(proc, "state", "-")),
+			NULL,
+			fmt_expires(cJSON_GetObjectItemCaseSensitive(spec, "expires_in")),
+		};
+		fmt_number(num, sizeof(num), cJSON_GetObjectItemCaseSensitive(proc, "hits"));
+		row[7] = strdup(proc ? num : "0");
+		const char *error = json_str(proc, "error", NULL);
+		char *note = error && *error ? fmt_dup("error: %s", error) : NULL;
+		table_add(t, row, note);
+		free(note);
+		proc = proc ? proc->next : NULL;
+	} while (proc);
+}
+
+void diag_ctl_print_list(FILE *out, const cJSON *reply)
+{
+	static const char *const header[LIST_COLS] = {"ID", "TARGET", "TYPE", "NAME", "EVENT",
+						      "PROCESS", "STATE", "HITS", "EXPIRES"};
+	struct table t = {.ncols = LIST_COLS};
+	const cJSON *spec;
+	cJSON_ArrayForEach(spec, cJSON_GetObjectItemCaseSensitive(reply, "specs"))
+		list_add_spec(&t, spec);
+	table_print(out, &t, header);
+	table_free(&t);
+}
+
+void diag_ctl_print_status(FILE *out, const cJSON *reply)
+{
+	static const char *const header[2] = {"PID", "THREADS"};
+	char pid[32], specs[32], probes[32], hits[32], len[32], cap[32], dropped[32];
+	const cJSON *queue = cJSON_GetObjectItemCaseSensitive(reply, "queue");
+	fmt_number(pid, sizeof(pid), cJSON_GetObjectItemCaseSensitive(reply, "pid"));
+	fmt_number(specs, sizeof(specs), cJSON_GetObjectItemCaseSensitive(reply, "specs"));
+	fmt_number(probes, sizeof(probes), cJSON_GetObjectItemCaseSensitive(reply, "probes"));
+	fmt_number(hits, sizeof(hits), cJSON_GetObjectItemCaseSensitive(reply, "hits"));
+	fmt_number(len, sizeof(len), cJSON_GetObjectItemCaseSensitive(queue, "length"));
+	fmt_number(cap, sizeof(cap), cJSON_GetObjectItemCaseSensitive(queue, "capacity"));
+	fmt_number(dropped, sizeof(dropped), cJSON_GetObjectItemCaseSensitive(queue, "dropped"));
+	fprintf(out, "diagnosed pid %s: %s specs, %s probes, %s hits\n", pid, specs, probes, hits);
+	fprintf(out, "queue: %s/%s events, %s dropped\n", len, cap, dropped);
+	struct table t = {.ncols = 2};
+	const cJSON *target;
+	cJSON_ArrayForEach(target, cJSON_GetObjectItemCaseSensitive(reply, "targets")) {
+		char *row[2] = {NULL, NULL};
+		fmt_number(pid, sizeof(pid), cJSON_GetObjectItemCaseSensitive(target, "pid"));
+		row[0] = strdup(pid);
+		fmt_number(pid, sizeof(pid), cJSON_GetObjectItemCaseSensitive(target, "threads"));
+		row[1] = strdup(pid);
+		table_add(&t, row, NULL);
+	}
+	if (t.nrows)
+		table_print(out, &t, header);
+	else
+		fprintf(out, "no target processes\n");
+	table_free(&t);
+}
+
+/* Append " key=value" for each listed report member. */
+static void stats_add_fields(FILE *out, const cJSON *report, const char *const *keys)
+{
+	for (size_t i = 0; keys[i]; i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(report, keys[i]);
+		char num[64];
+		if (!v)
+			continue;
+		fmt_number(num, sizeof(num), v);
+		fprintf(out, " %s=%s", keys[i], num);
+	}
+}
+
+/* Prints one probe's statistics; returns whether more than one line was printed. */
+static bool stats_print_one(FILE *out, const cJSON *st)
+{
+	static const char *const hist_keys[] = {"count", "min", "max", "mean", "p50", "p90", "p99",
+						NULL};
+	static const char *const incr_keys[] = {"count", "sum", NULL};
+	const char *type = json_str(st, "type", "");
+	const cJSON *report = cJSON_GetObjectItemCaseSensitive(st, "report");
+	fprintf(out, "%s (%s)", json_str(st, "id", "-"), json_str(st, "name", "-"));
+	if (!cJSON_IsObject(report)) {
+		fprintf(out, " (no report)\n");
+		return false;
+	}
+	if (strcmp(type, "hist") == 0) {
+		stats_add_fields(out, report, hist_keys);
+		fputc('\n', out);
+		const char *text = json_str(report, "text", "");
+		fputs(text, out);
+		return *text != '\0';
+	}
+	if (strcmp(type, "incr") == 0) {
+		stats_add_fields(out, report, incr_keys);
+		fputc('\n', out);
+		const cJSON *key;
+		bool more = false;
+		cJSON_ArrayForEach(key, cJSON_GetObjectItemCaseSensitive(report, "keys")) {
+			char num[64];
+			fmt_number(num, sizeof(num), key);
+			fprintf(out, "%12s  %s\n", num, key->string);
+			more = true;
+		}
+		return more;
+	}
+	char *json = cJSON_PrintUnformatted(report);
+	fprintf(out, " %s\n", json ? json : "?");
+	free(json);
+	return false;
+}
+
+void diag_ctl_print_stats(FILE *out, const cJSON *reply)
+{
+	const cJSON *st;
+	bool gap = false;
+	cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(reply, "stats")) {
+		if (gap)
+			fputc('\n', out);
+		gap = stats_print_one(out, st);
+	}
+}
+
+void diag_ctl_print_event(FILE *out, const cJSON *event)
+{
+	const char *text = json_str(event, "text", NULL);
+	if (text && *text)
+		fprintf(out, "Probe (%s) = %s\n", json_str(event, "name", "?"), text);
+	else
+		fprintf(out, "Probe (%s)\n", json_str(event, "name", "?"));
+}
