@@ -1,0 +1,213 @@
+/* breakpoint: int3 table, slots and tombstones (see breakpoint.h). */
+#include "bp/breakpoint.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define INT3 0xCC
+
+void diag_bptable_init(struct diag_bptable *t)
+{
+	diag_u64map_init(&t->by_addr);
+	diag_u64map_init(&t->tombstones);
+	diag_u64map_init(&t->slots);
+	t->xol.regions = NULL;
+	t->xol.n = 0;
+}
+
+static void bp_free(struct diag_bp *bp)
+{
+	if (bp) {
+		free(bp->users);
+		free(bp);
+	}
+}
+
+void diag_bptable_release(struct diag_bptable *t)
+{
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&t->by_addr, &pos, &k, &v))
+		bp_free(v);
+	diag_u64map_release(&t->by_addr);
+	diag_u64map_release(&t->tombstones);
+	pos = 0;
+	while (diag_u64map_next(&t->slots, &pos, &k, &v))
+		free(v);
+	diag_u64map_release(&t->slots);
+	diag_xol_release(&t->xol);
+}
+
+int diag_bptable_clone(struct diag_bptable *dst, const struct diag_bptable *src)
+{
+	diag_bptable_init(dst);
+	int r = diag_xol_clone(&dst->xol, &src->xol);
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (r == 0 && diag_u64map_next(&src->by_addr, &pos, &k, &v)) {
+		struct diag_bp *bp = malloc(sizeof(*bp));
+		if (!bp) {
+			r = -ENOMEM;
+			break;
+		}
+		*bp = *(const struct diag_bp *)v;
+		bp->users = NULL;
+		bp->nusers = bp->capusers = 0;
+		r = diag_u64map_put(&dst->by_addr, k, bp);
+		if (r < 0)
+			free(bp);
+	}
+	pos = 0;
+	while (r == 0 && diag_u64map_next(&src->tombstones, &pos, &k, &v))
+		r = diag_u64map_put(&dst->tombstones, k, v);
+	pos = 0;
+	while (r == 0 && diag_u64map_next(&src->slots, &pos, &k, &v)) {
+		struct diag_slot_info *si = malloc(sizeof(*si));
+		if (!si) {
+			r = -ENOMEM;
+			break;
+		}
+		*si = *(const struct diag_slot_info *)v;
+		if ((r = diag_u64map_put(&dst->slots, k, si)) < 0)
+			free(si);
+	}
+	if (r < 0)
+		diag_bptable_release(dst);
+	return r;
+}
+
+/* Read up to 15 bytes of code; a short read near the end of a mapping is fine. */
+static int read_insn(struct diag_proc *p, uint64_t addr, struct diag_insn *insn,
+		     struct diag_error *err)
+{
+	uint8_t code[DIAG_INSN_MAX_LEN];
+	ssize_t n = diag_proc_read(p, addr, code, sizeof(code));
+	for (size_t want = sizeof(code) - 1; n <= 0 && want > 0; want--)
+		n = diag_proc_read(p, addr, code, want);
+	if (n <= 0)
+		return diag_error_set(err, n < 0 ? (int)n : -EIO,
+				      "cannot read code at 0x%llx: %s", (unsigned long long)addr,
+				      strerror(n < 0 ? (int)-n : EIO));
+	return diag_insn_decode(code, (size_t)n, addr, insn, err);
+}
+
+int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread *stopped,
+		uint64_t addr, struct diag_bp **out, struct diag_error *err)
+{
+	struct diag_bp *bp = diag_bp_at(t, addr);
+	if (bp) {
+		*out = bp;
+		return 0;
+	}
+	bp = calloc(1, sizeof(*bp));
+	if (!bp)
+		return diag_error_set(err, -ENOMEM, "out of memory");
+	bp->addr = addr;
+	int r = read_insn(p, addr, &bp->insn, err);
+	uint8_t slot[DIAG_XOL_SLOT_SIZE];
+	size_t slot_len = 0;
+	if (r == 0) {
+		r = diag_xol_alloc(&t->xol, stopped, addr, DIAG_XOL_SLOT_SIZE, &bp->slot);
+		if (r < 0)
+			diag_error_set(err, r, "cannot map the out-of-line page near 0x%llx: %s",
+				       (unsigned long long)addr, diag_strerror(r));
+	}
+	if (r == 0)
+		r = diag_xol_build(&bp->insn, bp->slot, slot, &slot_len, err);
+	if (r == 0 && diag_proc_write(p, bp->slot, slot, slot_len) < 0)
+		r = diag_error_set(err, -EIO, "cannot write the out-of-line slot at 0x%llx",
+				   (unsigned long long)bp->slot);
+	bp->orig = bp->insn.bytes[0];
+	bp->slot_len = (uint8_t)slot_len;
+	static const uint8_t int3 = INT3;
+	/* One byte, written last: a thread sees either the old instruction or the trap, never a
+	 * torn one, and the slot is complete before the first trap can send a thread there. */
+	if (r == 0 && diag_proc_write(p, addr, &int3, 1) < 0)
+		r = diag_error_set(err, -EIO, "cannot write the breakpoint at 0x%llx",
+				   (unsigned long long)addr);
+	struct diag_slot_info *si = r == 0 ? malloc(sizeof(*si)) : NULL;
+	if (si) {
+		*si = (struct diag_slot_info){addr, bp->insn.len,
+					      memcmp(slot, bp->insn.bytes, bp->insn.len) == 0};
+		if (diag_u64map_put(&t->slots, bp->slot, si) < 0) {
+			free(si);
+			si = NULL;
+		}
+	}
+	if (r == 0 && !si)
+		r = -ENOMEM;
+	if (r == 0 && (r = diag_u64map_put(&t->by_addr, addr, bp)) < 0) {
+		diag_proc_write(p, addr, &bp->orig, 1);
+		diag_error_set(err, r, "out of memory");
+	}
+	if (r < 0) {
+		bp_free(bp);
+		return r;
+	}
+	diag_u64map_del(&t->tombstones, addr);
+	*out = bp;
+	return 0;
+}
+
+int diag_bp_add_user(struct diag_bp *bp, void *user)
+{
+	if (bp->nusers == bp->capusers) {
+		size_t ncap = bp->capusers ? bp->capusers * 2 : 2;
+		void **n = realloc(bp->users, ncap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		bp->users = n;
+		bp->capusers = ncap;
+	}
+	bp->users[bp->nusers++] = user;
+	return 0;
+}
+
+static void unpatch(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp)
+{
+	diag_proc_write(p, bp->addr, &bp->orig, 1);
+	diag_u64map_put(&t->tombstones, bp->addr, (void *)1);
+}
+
+bool diag_bp_del_user(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp, void *user)
+{
+	for (size_t i = 0; i < bp->nusers; i++)
+		if (bp->users[i] == user) {
+			bp->users[i] = bp->users[--bp->nusers];
+			break;
+		}
+	if (bp->nusers)
+		return false;
+	unpatch(t, p, bp);
+	diag_u64map_del(&t->by_addr, bp->addr);
+	bp_free(bp);
+	return true;
+}
+
+void diag_bptable_restore_all(struct diag_bptable *t, struct diag_proc *p)
+{
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&t->by_addr, &pos, &k, &v))
+		unpatch(t, p, v);
+}
+
+uint64_t diag_bptable_unslot(const struct diag_bptable *t, uint64_t rip)
+{
+	if (!diag_xol_find(&t->xol, rip))
+		return 0;
+	uint64_t slot = rip & ~(uint64_t)(DIAG_XOL_SLOT_SIZE - 1);
+	const struct diag_slot_info *si = diag_u64map_get(&t->slots, slot);
+	if (!si)
+		return 0;
+	if (rip == slot)
+		return si->addr;
+	if (si->plain && rip - slot <= si->len)
+		return si->addr + (rip - slot);
+	return 1;
+}

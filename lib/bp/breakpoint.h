@@ -1,0 +1,72 @@
+/* breakpoint: the int3 breakpoints of one address space. Owns the table by address (several
+ * probes may share one breakpoint), the relocated copy of each displaced instruction in an
+ * execute-out-of-line slot, and tombstones of removed breakpoints so that a thread that trapped
+ * just before a removal is resumed correctly. Never lifts a breakpoint to single-step: the
+ * int3 stays until the breakpoint is removed, so no thread ever runs the probed code unseen. */
+#ifndef DIAG_BP_BREAKPOINT_H
+#define DIAG_BP_BREAKPOINT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arch/x86_64/insn.h"
+#include "bp/xol_page.h"
+#include "target/tracee.h"
+#include "util/error.h"
+#include "util/u64map.h"
+
+struct diag_bp {
+	uint64_t addr;
+	uint8_t orig;          /* the byte the int3 replaced */
+	uint64_t slot;         /* runtime address of the out-of-line copy */
+	uint8_t slot_len;
+	struct diag_insn insn; /* the displaced instruction */
+	void **users;          /* the engine's per-probe sites at this address */
+	size_t nusers, capusers;
+};
+
+struct diag_slot_info {
+	uint64_t addr;  /* the original instruction */
+	uint8_t len;
+	bool plain;     /* the slot starts with a byte-identical copy of the instruction */
+};
+
+struct diag_bptable {
+	struct diag_u64map by_addr;    /* addr -> struct diag_bp */
+	struct diag_u64map tombstones; /* addr -> (void *)1: removed while attached */
+	struct diag_u64map slots;      /* slot addr -> struct diag_slot_info, kept after removal */
+	struct diag_xol xol;
+};
+
+void diag_bptable_init(struct diag_bptable *t);
+/* Copy for a forked child: same addresses, same bytes in its copied memory; users are left
+ * empty for the caller to fill. */
+int diag_bptable_clone(struct diag_bptable *dst, const struct diag_bptable *src);
+/* Forget everything without touching the target (it exec'd or exited). */
+void diag_bptable_release(struct diag_bptable *t);
+
+/* Find or create the breakpoint at addr: decode and relocate the instruction, write the slot,
+ * then the int3. `stopped` is a stopped thread used to map a slot page if needed. On error the
+ * target is unchanged and err names the instruction. */
+int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread *stopped,
+		uint64_t addr, struct diag_bp **out, struct diag_error *err);
+int diag_bp_add_user(struct diag_bp *bp, void *user);
+/* Drop a user; when none is left the original byte is restored and a tombstone kept.
+ * Returns true when the breakpoint was removed. */
+bool diag_bp_del_user(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp, void *user);
+/* Restore every original byte (detach). */
+void diag_bptable_restore_all(struct diag_bptable *t, struct diag_proc *p);
+
+static inline struct diag_bp *diag_bp_at(const struct diag_bptable *t, uint64_t addr)
+{
+	return diag_u64map_get(&t->by_addr, addr);
+}
+
+/* Where a thread stopped at `rip` inside a slot continues once the slots are gone: for a
+ * byte-identical copy, the same offset in the original (so an interrupted syscall restarts
+ * correctly). Returns 0 when rip is not in a slot, 1 when the thread must first run out of
+ * the slot (it is inside a relocated branch sequence), else the address. */
+uint64_t diag_bptable_unslot(const struct diag_bptable *t, uint64_t rip);
+
+#endif

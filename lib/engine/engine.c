@@ -1,0 +1,744 @@
+/* engine: the wait loop over every traced thread, breakpoint hits, process life (clone, fork,
+ * vfork, exec, exit), attach and detach. A hit stops its thread only while registers and the
+ * capture plan's memory are read; the thread is resumed (at the out-of-line slot) before the
+ * value is rendered and reported. */
+#include "engine/engine_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- bookkeeping of processes and threads ---- */
+
+static struct eproc *eproc_new(struct diag_engine *e, struct diag_proc *tp)
+{
+	struct eproc *ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		return NULL;
+	ep->tp = tp;
+	tp->owner = ep;
+	diag_bptable_init(&ep->bps);
+	if (diag_u64map_put(&e->procs, (uint64_t)tp->pid, ep) < 0) {
+		free(ep);
+		return NULL;
+	}
+	return ep;
+}
+
+static int track_thread(struct diag_engine *e, struct diag_thread *t)
+{
+	return diag_u64map_put(&e->threads, (uint64_t)t->tid, t);
+}
+
+static void forget_thread(struct diag_engine *e, struct diag_thread *t)
+{
+	diag_u64map_del(&e->threads, (uint64_t)t->tid);
+	diag_proc_del_thread(t->proc, t->tid);
+}
+
+/* Drop a process without touching it (it exited or is being left). */
+static void eproc_drop(struct diag_engine *e, struct eproc *ep)
+{
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v))
+		diag_u64map_del(&e->threads, k);
+	while (ep->probes) {
+		struct probe *pr = ep->probes;
+		ep->probes = pr->next;
+		for (size_t i = 0; i < pr->nsites; i++) {
+			diag_expr_free(pr->sites[i].value);
+			diag_expr_free(pr->sites[i].condition);
+		}
+		diag__probe_free(pr);
+	}
+	diag_bptable_release(&ep->bps);
+	diag_u64map_del(&e->procs, (uint64_t)ep->tp->pid);
+	diag_proc_free(ep->tp);
+	free(ep);
+}
+
+/* ---- hits ---- */
+
+struct mem_arg {
+	struct diag_proc *p;
+	pid_t tid;
+};
+
+static ssize_t read_mem_cb(void *arg, uint64_t addr, void *buf, size_t len)
+{
+	return diag_proc_read(((struct mem_arg *)arg)->p, addr, buf, len);
+}
+
+static int read_fpregs_cb(void *arg, struct user_fpregs_struct *out)
+{
+	return ptrace(PTRACE_GETFPREGS, ((struct mem_arg *)arg)->tid, 0, out) < 0 ? -errno : 0;
+}
+
+static int ensure_scratch(struct diag_engine *e, size_t n)
+{
+	if (n <= e->nscratch)
+		return 0;
+	struct diag_expr_result *s = realloc(e->scratch, n * sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	e->scratch = s;
+	e->nscratch = n;
+	return 0;
+}
+
+/* While the thread is stopped: conditions and captures. Returns how many sites fired; their
+ * results are in e->scratch and the sites in fired[]. */
+static size_t capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
+		      const struct user_regs_struct *regs, uint64_t ts, struct site **fired)
+{
+	struct mem_arg ma = {t->proc, t->tid};
+	struct diag_expr_ctx ctx = {
+		.pid = t->proc->pid, .tid = t->tid, .regs = regs, .read_fpregs = read_fpregs_cb,
+		.read_mem = read_mem_cb, .arg = &ma, .time_ns = ts,
+	};
+	if (ensure_scratch(e, bp->nusers + 1) < 0)
+		return 0;
+	size_t n = 0;
+	for (size_t i = 0; i < bp->nusers; i++) {
+		struct site *s = bp->users[i];
+		if (s->condition) {
+			diag_expr_eval(s->condition, &ctx, &e->scratch[n]);
+			if (!diag_expr_truthy(&e->scratch[n])) {
+				s->pr->filtered++;
+				continue;
+			}
+		}
+		if (s->value)
+			diag_expr_eval(s->value, &ctx, &e->scratch[n]);
+		s->pr->hits++;
+		fired[n++] = s;
+	}
+	return n;
+}
+
+static void report(struct diag_engine *e, struct diag_thread *t, struct site **fired, size_t n,
+		   uint64_t ts)
+{
+	char text[DIAG_EXPR_MAX_BYTES + 64];
+	for (size_t i = 0; i < n; i++) {
+		struct diag_engine_hit hit = {
+			.cookie = fired[i]->pr->cookie, .pid = t->proc->pid, .tid = t->tid,
+			.time_ns = ts, .kind = fired[i]->pr->event,
+			.value = {.kind = DIAG_VALUE_NONE, .text = ""},
+		};
+		if (fired[i]->value)
+			diag_expr_render(fired[i]->value, &e->scratch[i], text, sizeof(text),
+					 &hit.value);
+		if (e->cb.on_hit)
+			e->cb.on_hit(e->cb.ctx, &hit);
+	}
+}
+
+static void on_trap(struct diag_engine *e, struct diag_thread *t)
+{
+	struct user_regs_struct regs;
+	if (ptrace(PTRACE_GETREGS, t->tid, 0, &regs) < 0)
+		return; /* gone: its exit is reported next */
+	struct eproc *mem = eproc_mem(eproc_of(t->proc));
+	uint64_t addr = regs.rip - 1;
+	struct diag_bp *bp = diag_bp_at(&mem->bps, addr);
+	if (!bp) {
+		if (diag_u64map_get(&mem->bps.tombstones, addr)) {
+			/* trapped on a breakpoint removed since: run the restored instruction */
+			regs.rip = addr;
+			ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
+			diag_thread_resume(t, 0);
+		} else {
+			diag_thread_resume(t, SIGTRAP); /* the target's own trap */
+		}
+		return;
+	}
+	if (eproc_of(t->proc)->freeze) {
+		regs.rip = addr; /* its breakpoint is about to be restored */
+		ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
+		return;
+	}
+	uint64_t ts = now_ns();
+	struct site *fired_small[8], **fired = fired_small;
+	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
+		fired = NULL;
+	size_t n = fired ? capture(e, t, bp, &regs, ts, fired) : 0;
+	regs.rip = bp->slot;
+	ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
+	diag_thread_resume(t, 0);
+	e->hits += n;
+	report(e, t, fired, n, ts);
+	if (fired != fired_small)
+		free(fired);
+}
+
+/* ---- process life ---- */
+
+/* The first stop of a new thread or child: it was auto-attached and starts stopped. */
+static void claim_orphan(struct diag_engine *e, struct diag_thread *t)
+{
+	void *st = diag_u64map_del(&e->orphans, (uint64_t)t->tid);
+	t->announced = true;
+	if (st) {
+		t->stopped = true;
+		if (!eproc_of(t->proc)->freeze)
+			diag_thread_resume(t, 0);
+	}
+}
+
+static void on_clone(struct diag_engine *e, struct diag_thread *parent, pid_t tid)
+{
+	struct diag_thread *t = diag_proc_add_thread(parent->proc, tid);
+	if (!t || track_thread(e, t) < 0)
+		return;
+	claim_orphan(e, t);
+}
+
+static void on_fork(struct diag_engine *e, struct diag_thread *parent, pid_t child, bool vfork)
+{
+	struct eproc *pep = eproc_of(parent->proc);
+	struct diag_proc *tp;
+	if (diag_proc_adopt(child, vfork ? eproc_mem(pep)->tp : NULL, &tp) < 0)
+		return;
+	struct eproc *cep = eproc_new(e, tp);
+	if (!cep) {
+		diag_proc_free(tp);
+		return;
+	}
+	struct diag_thread *t = diag_proc_thread(tp, child);
+	track_thread(e, t);
+	/* The child's copy of memory already holds our int3s and slots. */
+	if (!vfork && diag_bptable_clone(&cep->bps, &eproc_mem(pep)->bps) < 0)
+		diag_bptable_init(&cep->bps);
+	if (e->cb.on_process)
+		e->cb.on_process(e->cb.ctx, pep->tp->pid, DIAG_PROC_FORK, child);
+	diag__probes_clone_sites(e, cep, eproc_mem(pep) == pep ? pep : eproc_mem(pep));
+	claim_orphan(e, t);
+}
+
+static void on_exec(struct diag_engine *e, struct diag_thread *t)
+{
+	struct diag_proc *tp = t->proc;
+	struct eproc *ep = eproc_of(tp);
+	/* Every other thread is gone; the exec'ing thread now carries the leader's tid. */
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&tp->threads, &pos, &k, &v))
+		if ((pid_t)k != tp->pid && v != t)
+			forget_thread(e, v);
+	if (t->tid != tp->pid) {
+		diag_u64map_del(&e->threads, (uint64_t)t->tid);
+		diag_u64map_del(&tp->threads, (uint64_t)t->tid);
+		struct diag_thread *leader = diag_proc_add_thread(tp, tp->pid);
+		if (leader && leader != t) {
+			leader->stopped = true;
+			leader->announced = true;
+			free(t);
+			t = leader;
+		}
+		track_thread(e, t);
+	}
+	/* A new image: the old breakpoints and slot pages went with the old one. */
+	for (struct probe *pr = ep->probes; pr; pr = pr->next) {
+		for (size_t i = 0; i < pr->nsites; i++) {
+			diag_expr_free(pr->sites[i].value);
+			diag_expr_free(pr->sites[i].condition);
+		}
+		free(pr->sites);
+		pr->sites = NULL;
+		pr->nsites = 0;
+	}
+	diag_bptable_release(&ep->bps);
+	diag_bptable_init(&ep->bps);
+	if (tp->mem_owner) { /* a vfork child gets its own memory at exec */
+		tp->mem_owner = NULL;
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/mem", (int)tp->pid);
+		tp->memfd = open(path, O_RDWR | O_CLOEXEC);
+	} else {
+		/* the old /proc/PID/mem refers to the old address space */
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/mem", (int)tp->pid);
+		int fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd >= 0) {
+			close(tp->memfd);
+			tp->memfd = fd;
+		}
+	}
+	tp->syscall_insn = 0;
+	if (e->cb.on_process)
+		e->cb.on_process(e->cb.ctx, tp->pid, DIAG_PROC_EXEC, 0);
+	for (struct probe *pr = ep->probes; pr; pr = pr->next) {
+		struct diag_error err = {0};
+		diag__probe_install(e, ep, pr, &err);
+		if (e->cb.on_probe_state)
+			e->cb.on_probe_state(e->cb.ctx, tp->pid, pr->cookie, pr->state,
+					     pr->state == DIAG_PROBE_ERROR ? pr->error : NULL);
+	}
+	if (!ep->freeze)
+		diag_thread_resume(t, 0);
+}
+
+static void on_thread_gone(struct diag_engine *e, struct diag_thread *t)
+{
+	struct diag_proc *tp = t->proc;
+	struct eproc *ep = eproc_of(tp);
+	pid_t pid = tp->pid;
+	bool leader = t->tid == pid;
+	forget_thread(e, t);
+	if (!leader)
+		return;
+	/* A vfork parent's children using its memory lose nothing: they exit or exec first. */
+	for (struct probe *pr = ep->probes; pr; pr = pr->next)
+		if (e->cb.on_probe_state)
+			e->cb.on_probe_state(e->cb.ctx, pid, pr->cookie, DIAG_PROBE_REMOVED,
+					     "process exited");
+	if (e->cb.on_process)
+		e->cb.on_process(e->cb.ctx, pid, DIAG_PROC_EXIT, 0);
+	eproc_drop(e, ep);
+}
+
+static void on_event_stop(struct diag_engine *e, struct diag_thread *t, int sig)
+{
+	bool job = sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+	t->group_stop = job;
+	if (!t->announced) {
+		claim_orphan(e, t);
+		return;
+	}
+	if (eproc_of(t->proc)->freeze)
+		return;
+	/* A job-control stop stays a stop (PTRACE_LISTEN); an interrupt nobody waits for
+	 * just continues. */
+	diag_thread_resume(t, 0);
+}
+
+static void on_stop(struct diag_engine *e, struct diag_thread *t, int status)
+{
+	int sig = WSTOPSIG(status), event = status >> 16;
+	unsigned long msg = 0;
+	t->stopped = true;
+	switch (event) {
+	case PTRACE_EVENT_CLONE:
+	case PTRACE_EVENT_FORK:
+	case PTRACE_EVENT_VFORK:
+		ptrace(PTRACE_GETEVENTMSG, t->tid, 0, &msg);
+		if (event == PTRACE_EVENT_CLONE)
+			on_clone(e, t, (pid_t)msg);
+		else
+			on_fork(e, t, (pid_t)msg, event == PTRACE_EVENT_VFORK);
+		if (!eproc_of(t->proc)->freeze)
+			diag_thread_resume(t, 0);
+		return;
+	case PTRACE_EVENT_EXEC:
+		on_exec(e, t);
+		return;
+	case PTRACE_EVENT_STOP:
+		on_event_stop(e, t, sig);
+		return;
+	case 0:
+		break;
+	default:
+		if (!eproc_of(t->proc)->freeze)
+			diag_thread_resume(t, 0);
+		return;
+	}
+	t->group_stop = false;
+	if (sig == SIGTRAP) {
+		on_trap(e, t);
+	} else if (sig == (SIGTRAP | 0x80)) {
+		diag_thread_resume(t, 0); /* a syscall stop nobody asked for */
+	} else if (eproc_of(t->proc)->freeze) {
+		t->pending_sig = sig;
+	} else {
+		diag_thread_resume(t, sig); /* the target's own signal, delivered unchanged */
+	}
+}
+
+static void handle_status(struct diag_engine *e, pid_t tid, int status)
+{
+	struct diag_thread *t = diag_u64map_get(&e->threads, (uint64_t)tid);
+	if (!t) {
+		/* a new thread or child whose creator's event we have not read yet */
+		if (WIFSTOPPED(status))
+			diag_u64map_put(&e->orphans, (uint64_t)tid, (void *)(intptr_t)(status + 1));
+		return;
+	}
+	if (WIFEXITED(status) || WIFSIGNALED(status))
+		on_thread_gone(e, t);
+	else if (WIFSTOPPED(status))
+		on_stop(e, t, status);
+}
+
+int diag_engine_dispatch(struct diag_engine *e)
+{
+	struct signalfd_siginfo si;
+	while (read(e->sigfd, &si, sizeof(si)) == sizeof(si))
+		;
+	for (;;) {
+		int status;
+		pid_t w = waitpid(-1, &status, WNOHANG | __WALL);
+		if (w == 0 || (w < 0 && errno == ECHILD))
+			return 0;
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		handle_status(e, w, status);
+	}
+}
+
+/* ---- stopping threads for the engine's own use ---- */
+
+/* Interrupt t and wait until it is in a ptrace-stop, handling every other stop of t on the
+ * way (hits are served as usual). Returns 0, or -ESRCH when it exited. */
+static int stop_thread(struct diag_engine *e, struct diag_thread *t)
+{
+	pid_t tid = t->tid;
+	if (t->stopped)
+		return 0;
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0)
+		return -errno;
+	for (;;) {
+		int status;
+		pid_t w = waitpid(tid, &status, __WALL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (!diag_u64map_get(&e->threads, (uint64_t)tid))
+			return -ESRCH;
+		if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP &&
+		    t->announced && WSTOPSIG(status) == SIGTRAP) {
+			t->stopped = true;
+			t->group_stop = false;
+			return 0;
+		}
+		handle_status(e, tid, status);
+		if (!diag_u64map_get(&e->threads, (uint64_t)tid))
+			return -ESRCH;
+		if (t->stopped) /* kept stopped (freeze) */
+			return 0;
+	}
+}
+
+struct diag_thread *diag__stop_one(struct diag_engine *e, struct eproc *ep)
+{
+	for (int tries = 0; tries < 64; tries++) {
+		size_t pos = 0;
+		uint64_t k;
+		void *v;
+		if (!diag_u64map_next(&ep->tp->threads, &pos, &k, &v))
+			return NULL;
+		struct diag_thread *t = v;
+		if (t->announced && stop_thread(e, t) == 0)
+			return t;
+		if (!diag_u64map_get(&e->procs, (uint64_t)ep->tp->pid))
+			return NULL;
+	}
+	return NULL;
+}
+
+void diag__resume_stopped(struct diag_engine *e, struct diag_thread *t)
+{
+	(void)e;
+	if (t->stopped && !eproc_of(t->proc)->freeze)
+		diag_thread_resume(t, t->pending_sig);
+	t->pending_sig = 0;
+}
+
+/* ---- API ---- */
+
+int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine **out)
+{
+	struct diag_engine *e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	if (cb)
+		e->cb = *cb;
+	diag_u64map_init(&e->procs);
+	diag_u64map_init(&e->threads);
+	diag_u64map_init(&e->orphans);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	/* Tracee stops arrive as SIGCHLD: read through a signalfd so the caller can poll. */
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	e->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	int r = e->sigfd < 0 ? -errno : 0;
+	if (r == 0)
+		r = diag_symcache_new(&e->syms);
+	if (r == 0)
+		r = diag_dwarf_cache_new(&e->dwarf);
+	if (r < 0) {
+		diag_engine_free(e);
+		return r;
+	}
+	*out = e;
+	return 0;
+}
+
+int diag_engine_fd(const struct diag_engine *e)
+{
+	return e->sigfd;
+}
+
+bool diag_engine_attached(const struct diag_engine *e, pid_t pid)
+{
+	return diag_u64map_get(&e->procs, (uint64_t)pid) != NULL;
+}
+
+size_t diag_engine_pids(const struct diag_engine *e, pid_t *pids, size_t cap)
+{
+	size_t pos = 0, n = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&e->procs, &pos, &k, &v))
+		if (n < cap)
+			pids[n++] = (pid_t)k;
+	return n;
+}
+
+int diag_engine_attach(struct diag_engine *e, pid_t pid, struct diag_error *err)
+{
+	if (diag_engine_attached(e, pid))
+		return 0;
+	struct diag_proc *tp;
+	int r = diag_proc_seize(pid, &tp, err);
+	if (r < 0)
+		return r;
+	struct eproc *ep = eproc_new(e, tp);
+	if (!ep) {
+		diag_proc_free(tp);
+		return diag_error_set(err, -ENOMEM, "out of memory");
+	}
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&tp->threads, &pos, &k, &v))
+		if (track_thread(e, v) < 0)
+			return diag_error_set(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+static struct probe *find_probe(const struct eproc *ep, void *cookie, struct probe ***link)
+{
+	struct probe **pp = (struct probe **)&ep->probes;
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->cookie == cookie) {
+			if (link)
+				*link = pp;
+			return *pp;
+		}
+	return NULL;
+}
+
+int diag_engine_probe_remove(struct diag_engine *e, pid_t pid, void *cookie)
+{
+	struct eproc *ep = diag_u64map_get(&e->procs, (uint64_t)pid);
+	struct probe **link;
+	struct probe *pr = ep ? find_probe(ep, cookie, &link) : NULL;
+	if (!pr)
+		return -ENOENT;
+	*link = pr->next;
+	diag__probe_uninstall(ep, pr);
+	diag__probe_free(pr);
+	return 0;
+}
+
+int diag_engine_probe_add(struct diag_engine *e, pid_t pid, const struct diag_probe_def *def,
+			  struct diag_error *err)
+{
+	struct eproc *ep = diag_u64map_get(&e->procs, (uint64_t)pid);
+	if (!ep)
+		return diag_error_set(err, -ESRCH, "process %d is not attached", (int)pid);
+	if (!def->target || !*def->target)
+		return diag_error_set(err, -DIAG_E_INVALID, "target: empty");
+	struct probe tmpl = {
+		.cookie = def->cookie, .event = def->event, .target = (char *)def->target,
+		.value = (char *)def->value, .condition = (char *)def->condition,
+	};
+	struct probe *pr = diag__probe_copy(&tmpl);
+	if (!pr)
+		return diag_error_set(err, -ENOMEM, "out of memory");
+	if (def->event != DIAG_EVENT_CALL) {
+		diag__probe_free(pr);
+		return diag_error_set(err, -DIAG_E_INVALID,
+				      "instrument.event: '%s' probes are not supported yet (use call)",
+				      diag_event_kind_name(def->event));
+	}
+	diag_engine_probe_remove(e, pid, def->cookie);
+	int r = diag__probe_install(e, ep, pr, err);
+	if (r < 0) {
+		diag__probe_free(pr);
+		return r;
+	}
+	pr->next = ep->probes;
+	ep->probes = pr;
+	return 0;
+}
+
+int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
+			   struct diag_probe_info *out)
+{
+	struct eproc *ep = diag_u64map_get(&e->procs, (uint64_t)pid);
+	struct probe *pr = ep ? find_probe(ep, cookie, NULL) : NULL;
+	if (!pr)
+		return -ENOENT;
+	memset(out, 0, sizeof(*out));
+	out->state = pr->state;
+	out->hits = pr->hits;
+	out->filtered = pr->filtered;
+	for (size_t i = 0; i < pr->nsites && i < DIAG_PROBE_MAX_ADDRS; i++)
+		if (pr->sites[i].bp)
+			out->addrs[out->naddrs++] = pr->sites[i].bp->addr;
+	snprintf(out->error, sizeof(out->error), "%s", pr->error);
+	return 0;
+}
+
+void diag_engine_get_stats(const struct diag_engine *e, struct diag_engine_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->targets = e->procs.count;
+	out->threads = e->threads.count;
+	out->hits = e->hits;
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&e->procs, &pos, &k, &v)) {
+		struct eproc *ep = v;
+		out->breakpoints += ep->bps.by_addr.count;
+		for (struct probe *pr = ep->probes; pr; pr = pr->next)
+			out->probes++;
+	}
+}
+
+/* ---- detach ---- */
+
+/* Move a stopped thread out of any slot so the slot pages can go. */
+static void leave_slots(struct eproc *ep, struct diag_thread *t)
+{
+	struct diag_bptable *bps = &eproc_mem(ep)->bps;
+	for (int steps = 0; steps < 32; steps++) {
+		struct user_regs_struct regs;
+		if (ptrace(PTRACE_GETREGS, t->tid, 0, &regs) < 0)
+			return;
+		uint64_t to = diag_bptable_unslot(bps, regs.rip);
+		if (to == 0)
+			return;
+		if (to != 1) {
+			regs.rip = to;
+			ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
+			return;
+		}
+		/* inside a relocated branch sequence: a few steps take it out (detach only) */
+		int status;
+		if (ptrace(PTRACE_SINGLESTEP, t->tid, 0, 0) < 0 ||
+		    waitpid(t->tid, &status, __WALL) != t->tid || !WIFSTOPPED(status))
+			return;
+		if (WSTOPSIG(status) != SIGTRAP)
+			t->pending_sig = WSTOPSIG(status);
+	}
+}
+
+static void eproc_detach(struct diag_engine *e, struct eproc *ep)
+{
+	ep->freeze = true;
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v))
+		if (((struct diag_thread *)v)->announced)
+			stop_thread(e, v);
+	/* stop_thread may have seen the process exit */
+	if (diag_u64map_get(&e->procs, (uint64_t)ep->tp->pid) != ep)
+		return;
+	for (struct probe *pr = ep->probes; pr; pr = pr->next)
+		diag__probe_uninstall(ep, pr);
+	struct diag_thread *any = NULL;
+	pos = 0;
+	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
+		struct diag_thread *t = v;
+		if (!t->stopped)
+			continue;
+		if (!ep->tp->mem_owner)
+			leave_slots(ep, t);
+		any = any ? any : t;
+	}
+	if (!ep->tp->mem_owner) {
+		diag_bptable_restore_all(&ep->bps, ep->tp);
+		diag_xol_unmap_all(&ep->bps.xol, any);
+	}
+	pos = 0;
+	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
+		struct diag_thread *t = v;
+		ptrace(PTRACE_DETACH, t->tid, 0, (void *)(long)t->pending_sig);
+	}
+	eproc_drop(e, ep);
+}
+
+int diag_engine_detach(struct diag_engine *e, pid_t pid, struct diag_error *err)
+{
+	struct eproc *ep = diag_u64map_get(&e->procs, (uint64_t)pid);
+	if (!ep)
+		return diag_error_set(err, -ESRCH, "process %d is not attached", (int)pid);
+	/* vfork children first: they run on this memory */
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&e->procs, &pos, &k, &v)) {
+		struct eproc *c = v;
+		if (c->tp->mem_owner == ep->tp) {
+			eproc_detach(e, c);
+			pos = 0;
+		}
+	}
+	eproc_detach(e, ep);
+	return 0;
+}
+
+void diag_engine_free(struct diag_engine *e)
+{
+	if (!e)
+		return;
+	for (;;) {
+		size_t pos = 0;
+		uint64_t k;
+		void *v;
+		if (!diag_u64map_next(&e->procs, &pos, &k, &v))
+			break;
+		struct eproc *ep = v;
+		if (ep->tp->mem_owner)
+			ep = eproc_of(ep->tp->mem_owner);
+		diag_engine_detach(e, ep->tp->pid, NULL);
+	}
+	diag_u64map_release(&e->procs);
+	diag_u64map_release(&e->threads);
+	diag_u64map_release(&e->orphans);
+	diag_symcache_free(e->syms);
+	diag_dwarf_cache_free(e->dwarf);
+	free(e->scratch);
+	if (e->sigfd >= 0)
+		close(e->sigfd);
+	free(e);
+}

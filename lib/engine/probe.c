@@ -1,0 +1,176 @@
+/* probe: a probe's life in one process: resolve its target to addresses, compile its value and
+ * condition against each address's scope, then share or create the breakpoints. Everything
+ * that can fail (names, expressions, relocation) fails before the first byte is written, or
+ * is undone before returning. */
+#include "engine/engine_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void diag__probe_free(struct probe *pr)
+{
+	if (!pr)
+		return;
+	free(pr->target);
+	free(pr->value);
+	free(pr->condition);
+	free(pr->sites);
+	free(pr);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s && *s ? strdup(s) : NULL;
+}
+
+struct probe *diag__probe_copy(const struct probe *src)
+{
+	struct probe *pr = calloc(1, sizeof(*pr));
+	if (!pr)
+		return NULL;
+	pr->cookie = src->cookie;
+	pr->event = src->event;
+	pr->target = strdup(src->target);
+	pr->value = dup_or_null(src->value);
+	pr->condition = dup_or_null(src->condition);
+	if (!pr->target || (src->value && !pr->value) || (src->condition && !pr->condition)) {
+		diag__probe_free(pr);
+		return NULL;
+	}
+	return pr;
+}
+
+static void sites_free(struct eproc *ep, struct probe *pr)
+{
+	struct eproc *mem = eproc_mem(ep);
+	for (size_t i = 0; i < pr->nsites; i++) {
+		struct site *s = &pr->sites[i];
+		if (s->bp)
+			diag_bp_del_user(&mem->bps, mem->tp, s->bp, s);
+		diag_expr_free(s->value);
+		diag_expr_free(s->condition);
+	}
+	free(pr->sites);
+	pr->sites = NULL;
+	pr->nsites = 0;
+}
+
+void diag__probe_uninstall(struct eproc *ep, struct probe *pr)
+{
+	sites_free(ep, pr);
+	if (pr->state == DIAG_PROBE_APPLIED)
+		pr->state = DIAG_PROBE_REMOVED;
+}
+
+static int compile_site(struct diag_engine *e, struct eproc *ep, struct probe *pr,
+			const struct diag_location *loc, struct site *s, struct diag_error *err)
+{
+	struct diag_expr_scope scope = {
+		.pid = ep->tp->pid,
+		.elf_path = loc->mod->host_path,
+		.build_id = loc->mod->build_id,
+		.bias = loc->mod->bias,
+		.pc = loc->addr,
+		.event = pr->event,
+		.dwarf = e->dwarf,
+	};
+	int r = 0;
+	if (pr->value)
+		r = diag_expr_compile(pr->value, &scope, &s->value, err);
+	if (r == 0 && pr->condition) {
+		r = diag_expr_compile(pr->condition, &scope, &s->condition, err);
+		if (r < 0 && err && strncmp(err->msg, "value:", 6) == 0) {
+			/* the expression module names its input "value"; say which one failed */
+			char rest[DIAG_ERRMSG_MAX];
+			snprintf(rest, sizeof(rest), "%s", err->msg + 6);
+			diag_error_set(err, r, "condition:%s", rest);
+		}
+	}
+	return r;
+}
+
+/* Create or share the breakpoint; a slot page may need a stopped thread to be mapped. */
+static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s, uint64_t addr,
+		      struct diag_thread **stopped, struct diag_error *err)
+{
+	struct eproc *mem = eproc_mem(ep);
+	int r = diag_bp_get(&mem->bps, mem->tp, *stopped, addr, &s->bp, err);
+	if (r == -EAGAIN && !*stopped) {
+		*stopped = diag__stop_one(e, mem);
+		if (!*stopped)
+			return diag_error_set(err, -DIAG_E_GONE, "process %d has no thread left",
+					      (int)mem->tp->pid);
+		r = diag_bp_get(&mem->bps, mem->tp, *stopped, addr, &s->bp, err);
+	}
+	if (r == 0 && (r = diag_bp_add_user(s->bp, s)) < 0) {
+		diag_bp_del_user(&mem->bps, mem->tp, s->bp, s);
+		s->bp = NULL;
+		diag_error_set(err, r, "out of memory");
+	}
+	return r;
+}
+
+int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *pr,
+			struct diag_error *err)
+{
+	struct diag_modmap mods = {0};
+	struct diag_location *locs = NULL;
+	size_t n = 0;
+	int r = diag_modmap_read(ep->tp->pid, &mods, err);
+	if (r == 0) {
+		r = diag_sym_resolve(e->syms, &mods, pr->target, &locs, &n, err);
+		if (r < 0)
+			diag_error_prefix(err, "target: ");
+	}
+	if (r == 0 && n > DIAG_PROBE_MAX_ADDRS)
+		r = diag_error_set(err, -DIAG_E_LIMIT, "target: '%s' matches %zu addresses (max %d)",
+				   pr->target, n, DIAG_PROBE_MAX_ADDRS);
+	if (r == 0 && !(pr->sites = calloc(n, sizeof(*pr->sites))))
+		r = diag_error_set(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		pr->sites[i].pr = pr;
+		pr->nsites = i + 1;
+		r = compile_site(e, ep, pr, &locs[i], &pr->sites[i], err);
+	}
+	struct diag_thread *stopped = NULL;
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = place_site(e, ep, &pr->sites[i], locs[i].addr, &stopped, err);
+	if (stopped)
+		diag__resume_stopped(e, stopped);
+	free(locs);
+	diag_modmap_release(&mods);
+	if (r < 0) {
+		sites_free(ep, pr);
+		pr->state = DIAG_PROBE_ERROR;
+		snprintf(pr->error, sizeof(pr->error), "%s", err ? err->msg : diag_strerror(r));
+		return r;
+	}
+	pr->state = DIAG_PROBE_APPLIED;
+	pr->error[0] = '\0';
+	return 0;
+}
+
+int diag__probes_clone_sites(struct diag_engine *e, struct eproc *child, struct eproc *parent)
+{
+	struct probe **tail = &child->probes;
+	for (struct probe *src = parent->probes; src; src = src->next) {
+		struct probe *pr = diag__probe_copy(src);
+		if (!pr)
+			return -ENOMEM;
+		*tail = pr;
+		tail = &pr->next;
+		/* A vfork child runs on its parent's memory and breakpoints: nothing to place. */
+		if (child->tp->mem_owner || src->state != DIAG_PROBE_APPLIED) {
+			pr->state = src->state;
+			snprintf(pr->error, sizeof(pr->error), "%s", src->error);
+			continue;
+		}
+		struct diag_error err = {0};
+		if (diag__probe_install(e, child, pr, &err) < 0 && e->cb.on_probe_state)
+			e->cb.on_probe_state(e->cb.ctx, child->tp->pid, pr->cookie, pr->state,
+					     pr->error);
+	}
+	return 0;
+}

@@ -1,0 +1,345 @@
+/* tracee: ptrace attach, memory, registers and remote syscalls (see tracee.h). */
+#include "target/tracee.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Kernel-internal restart codes an interrupted syscall leaves in rax (include/linux/errno.h). */
+#define ERESTARTSYS_ 512
+#define ERESTARTNOINTR_ 513
+#define ERESTARTNOHAND_ 514
+#define ERESTART_RESTARTBLOCK_ 516
+#define NR_restart_syscall 219
+
+static struct diag_proc *proc_alloc(pid_t pid)
+{
+	struct diag_proc *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->pid = pid;
+	p->memfd = -1;
+	diag_u64map_init(&p->threads);
+	return p;
+}
+
+void diag_proc_free(struct diag_proc *p)
+{
+	if (!p)
+		return;
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&p->threads, &pos, &k, &v))
+		free(v);
+	diag_u64map_release(&p->threads);
+	if (p->memfd >= 0)
+		close(p->memfd);
+	free(p);
+}
+
+struct diag_thread *diag_proc_thread(struct diag_proc *p, pid_t tid)
+{
+	return diag_u64map_get(&p->threads, (uint64_t)tid);
+}
+
+struct diag_thread *diag_proc_add_thread(struct diag_proc *p, pid_t tid)
+{
+	struct diag_thread *t = diag_proc_thread(p, tid);
+	if (t)
+		return t;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->tid = tid;
+	t->proc = p;
+	if (diag_u64map_put(&p->threads, (uint64_t)tid, t) < 0) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void diag_proc_del_thread(struct diag_proc *p, pid_t tid)
+{
+	free(diag_u64map_del(&p->threads, (uint64_t)tid));
+}
+
+static int open_mem(struct diag_proc *p)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/mem", (int)p->pid);
+	p->memfd = open(path, O_RDWR | O_CLOEXEC);
+	return p->memfd < 0 ? -errno : 0;
+}
+
+/* A thread listed in /proc but already traced by us was auto-attached through a clone event
+ * racing with our scan; any other tracer means we cannot have it. */
+static bool traced_by_us(pid_t tid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	long tracer = -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "TracerPid: %ld", &tracer) == 1)
+			break;
+	fclose(f);
+	return tracer == (long)getpid();
+}
+
+/* One pass over /proc/PID/task; returns how many threads were newly seized, or -errno. */
+static int seize_pass(struct diag_proc *p)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)p->pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -errno;
+	int added = 0, rc = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		pid_t tid = (pid_t)atoi(de->d_name);
+		if (tid <= 0 || diag_proc_thread(p, tid))
+			continue;
+		if (ptrace(PTRACE_SEIZE, tid, 0, DIAG_PTRACE_OPTIONS) < 0) {
+			if (errno == ESRCH)
+				continue; /* exited meanwhile */
+			if (errno == EPERM && diag_proc_thread(p, p->pid) && traced_by_us(tid)) {
+				if (!diag_proc_add_thread(p, tid)) {
+					rc = -ENOMEM;
+					break;
+				}
+				added++;
+				continue;
+			}
+			rc = -errno;
+			break;
+		}
+		struct diag_thread *t = diag_proc_add_thread(p, tid);
+		if (!t) {
+			rc = -ENOMEM;
+			break;
+		}
+		t->announced = true;
+		added++;
+	}
+	closedir(d);
+	return rc < 0 ? rc : added;
+}
+
+int diag_proc_seize(pid_t pid, struct diag_proc **out, struct diag_error *err)
+{
+	if (pid <= 0)
+		return diag_error_set(err, -EINVAL, "--pid %d: not a process id", (int)pid);
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return diag_error_set(err, -ESRCH, "--pid %d: no such process", (int)pid);
+	struct diag_proc *p = proc_alloc(pid);
+	if (!p)
+		return diag_error_set(err, -ENOMEM, "--pid %d: out of memory", (int)pid);
+	int r;
+	/* Threads created by threads not yet seized escape the clone events: rescan until a
+	 * pass finds nothing new. */
+	do
+		r = seize_pass(p);
+	while (r > 0);
+	if (r == 0 && !diag_proc_thread(p, pid))
+		r = -ESRCH;
+	if (r == 0)
+		r = open_mem(p);
+	if (r < 0) {
+		const char *why = r == -EPERM ? "permission denied (not root, ptrace_scope, or "
+						"already traced by another debugger)"
+				  : r == -ESRCH ? "no such process"
+						: strerror(-r);
+		diag_error_set(err, r, "--pid %d: cannot attach: %s", (int)pid, why);
+		size_t pos = 0;
+		uint64_t k;
+		void *v;
+		while (diag_u64map_next(&p->threads, &pos, &k, &v))
+			ptrace(PTRACE_DETACH, (pid_t)k, 0, 0);
+		diag_proc_free(p);
+		return r;
+	}
+	*out = p;
+	return 0;
+}
+
+int diag_proc_adopt(pid_t pid, struct diag_proc *mem_owner, struct diag_proc **out)
+{
+	struct diag_proc *p = proc_alloc(pid);
+	if (!p)
+		return -ENOMEM;
+	p->mem_owner = mem_owner;
+	int r = mem_owner ? 0 : open_mem(p);
+	if (r == 0 && !diag_proc_add_thread(p, pid))
+		r = -ENOMEM;
+	if (r < 0) {
+		diag_proc_free(p);
+		return r;
+	}
+	*out = p;
+	return 0;
+}
+
+static struct diag_proc *mem_of(struct diag_proc *p)
+{
+	return p->mem_owner ? p->mem_owner : p;
+}
+
+ssize_t diag_proc_read(struct diag_proc *p, uint64_t addr, void *buf, size_t len)
+{
+	struct iovec local = {buf, len}, remote = {(void *)(uintptr_t)addr, len};
+	ssize_t n = process_vm_readv(mem_of(p)->pid, &local, 1, &remote, 1, 0);
+	if (n == (ssize_t)len)
+		return n;
+	/* Pages without read permission (or a partial read) still read through /proc/PID/mem. */
+	n = pread(mem_of(p)->memfd, buf, len, (off_t)addr);
+	return n < 0 ? -errno : n;
+}
+
+ssize_t diag_proc_write(struct diag_proc *p, uint64_t addr, const void *buf, size_t len)
+{
+	ssize_t n = pwrite(mem_of(p)->memfd, buf, len, (off_t)addr);
+	if (n < 0)
+		return -errno;
+	return n == (ssize_t)len ? n : -EIO;
+}
+
+int diag_thread_resume(struct diag_thread *t, int sig)
+{
+	long r = t->group_stop ? ptrace(PTRACE_LISTEN, t->tid, 0, 0)
+			       : ptrace(PTRACE_CONT, t->tid, 0, (void *)(long)sig);
+	if (r < 0)
+		return -errno;
+	t->stopped = false;
+	return 0;
+}
+
+/* Any `syscall` (0f 05) byte pair in executable memory serves: the thread executes exactly
+ * those two bytes and we regain control at syscall-exit before anything after runs. The vDSO
+ * is searched first as it is small and always present. */
+static int find_syscall_insn(struct diag_proc *p)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)p->pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	uint64_t cand[2][2] = {{0, 0}, {0, 0}}; /* [0] vdso, [1] first other r-x mapping */
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long lo, hi;
+		char perms[8];
+		if (sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3 || perms[2] != 'x')
+			continue;
+		int k = strstr(line, "[vdso]") ? 0 : 1;
+		if (!cand[k][0]) {
+			cand[k][0] = lo;
+			cand[k][1] = hi;
+		}
+	}
+	fclose(f);
+	uint8_t buf[4096];
+	for (int k = 0; k < 2; k++) {
+		for (uint64_t a = cand[k][0]; a && a < cand[k][1]; a += sizeof(buf) - 1) {
+			size_t want = cand[k][1] - a < sizeof(buf) ? cand[k][1] - a : sizeof(buf);
+			ssize_t n = diag_proc_read(p, a, buf, want);
+			if (n <= 1)
+				break;
+			for (ssize_t i = 0; i + 1 < n; i++)
+				if (buf[i] == 0x0f && buf[i + 1] == 0x05) {
+					p->syscall_insn = a + (uint64_t)i;
+					return 0;
+				}
+		}
+	}
+	return -ENOENT;
+}
+
+/* Wait for t's next syscall stop; other stops of t (signals) are remembered for later. */
+static int wait_syscall_stop(struct diag_thread *t)
+{
+	for (;;) {
+		int st;
+		pid_t w = waitpid(t->tid, &st, __WALL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (!WIFSTOPPED(st))
+			return -ESRCH; /* killed under us */
+		if (WSTOPSIG(st) == (SIGTRAP | 0x80))
+			return 0;
+		if ((st >> 16) == 0 && WSTOPSIG(st) != SIGTRAP)
+			t->pending_sig = WSTOPSIG(st);
+		if (ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0)
+			return -errno;
+	}
+}
+
+/* The restart the kernel would have applied had we not borrowed the thread. */
+static void restart_fixup(struct user_regs_struct *r)
+{
+	long rax = (long)r->rax;
+	if ((long)r->orig_rax < 0)
+		return;
+	if (rax == -ERESTARTSYS_ || rax == -ERESTARTNOINTR_ || rax == -ERESTARTNOHAND_) {
+		r->rax = r->orig_rax;
+		r->rip -= 2;
+	} else if (rax == -ERESTART_RESTARTBLOCK_) {
+		r->rax = NR_restart_syscall;
+		r->rip -= 2;
+	}
+}
+
+int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long *ret)
+{
+	struct diag_proc *p = t->proc;
+	if (!t->stopped)
+		return -EBUSY;
+	if (!p->syscall_insn) {
+		int r = find_syscall_insn(p);
+		if (r < 0)
+			return r;
+	}
+	struct user_regs_struct saved, r;
+	if (ptrace(PTRACE_GETREGS, t->tid, 0, &saved) < 0)
+		return -errno;
+	r = saved;
+	r.rax = (unsigned long long)nr;
+	r.orig_rax = (unsigned long long)-1; /* no restart logic for our call */
+	r.rdi = (unsigned long long)args[0];
+	r.rsi = (unsigned long long)args[1];
+	r.rdx = (unsigned long long)args[2];
+	r.r10 = (unsigned long long)args[3];
+	r.r8 = (unsigned long long)args[4];
+	r.r9 = (unsigned long long)args[5];
+	r.rip = p->syscall_insn;
+	int rc = 0;
+	if (ptrace(PTRACE_SETREGS, t->tid, 0, &r) < 0)
+		return -errno;
+	/* enter-stop, then exit-stop */
+	if (ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0 || (rc = wait_syscall_stop(t)) < 0 ||
+	    ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0 || (rc = wait_syscall_stop(t)) < 0 ||
+	    ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0) {
+		if (!rc)
+			rc = -errno;
+	}
+	restart_fixup(&saved);
+	if (ptrace(PTRACE_SETREGS, t->tid, 0, &saved) < 0 && !rc)
+		rc = -errno;
+	if (rc == 0)
+		*ret = (long)r.rax;
+	return rc;
+}

@@ -1,0 +1,67 @@
+/* tracee: one traced process and its threads, seen through ptrace. Owns attaching
+ * (PTRACE_SEIZE of every thread, race-free against thread creation), target memory access,
+ * registers and remote system calls run by a stopped thread. Knows nothing of probes or specs
+ * and never waits for arbitrary children (the engine owns the wait loop). Never sets
+ * PTRACE_O_EXITKILL: a target must outlive its tracer. */
+#ifndef DIAG_TARGET_TRACEE_H
+#define DIAG_TARGET_TRACEE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "util/error.h"
+#include "util/u64map.h"
+
+#define DIAG_PTRACE_OPTIONS                                                                  \
+	(PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK |                   \
+	 PTRACE_O_TRACEVFORK | PTRACE_O_TRACEEXEC)
+
+struct diag_proc;
+
+struct diag_thread {
+	pid_t tid;
+	struct diag_proc *proc;
+	bool stopped;      /* in a ptrace-stop we have not resumed yet */
+	bool group_stop;   /* in a job-control stop (resume with PTRACE_LISTEN) */
+	bool announced;    /* its initial stop (new thread/child) was seen */
+	int pending_sig;   /* signal to deliver when resumed (detach included) */
+};
+
+struct diag_proc {
+	pid_t pid;
+	int memfd;                   /* /proc/PID/mem opened O_RDWR */
+	struct diag_proc *mem_owner; /* vfork child: the parent whose memory it shares */
+	struct diag_u64map threads;  /* tid -> struct diag_thread */
+	uint64_t syscall_insn;       /* address of a `syscall` instruction, 0 = not found yet */
+	void *owner;                 /* the engine's state for this process */
+};
+
+/* Seize every thread of pid. Returns 0 and *out, or -errno with err naming pid and reason
+ * ("no such process", "permission denied (ptrace_scope? already traced?)"). */
+int diag_proc_seize(pid_t pid, struct diag_proc **out, struct diag_error *err);
+/* A process known from a fork/vfork event: its first thread was auto-attached by the kernel. */
+int diag_proc_adopt(pid_t pid, struct diag_proc *mem_owner, struct diag_proc **out);
+/* Free the bookkeeping only (no ptrace calls). Accepts NULL. */
+void diag_proc_free(struct diag_proc *p);
+
+struct diag_thread *diag_proc_thread(struct diag_proc *p, pid_t tid);
+/* Track a thread that the kernel auto-attached (clone event). */
+struct diag_thread *diag_proc_add_thread(struct diag_proc *p, pid_t tid);
+void diag_proc_del_thread(struct diag_proc *p, pid_t tid);
+
+/* Memory: reads never fault the daemon; writes go through /proc/PID/mem so read-only code
+ * pages can be patched (the kernel copies the page for this process). Return bytes or -errno. */
+ssize_t diag_proc_read(struct diag_proc *p, uint64_t addr, void *buf, size_t len);
+ssize_t diag_proc_write(struct diag_proc *p, uint64_t addr, const void *buf, size_t len);
+
+/* Resume a stopped thread (PTRACE_LISTEN for a group-stop), delivering sig. */
+int diag_thread_resume(struct diag_thread *t, int sig);
+
+/* Run one system call in the target on stopped thread t: registers and any interrupted
+ * syscall's restart are preserved exactly. Returns 0 with *ret (the raw syscall result,
+ * -errno on failure) or a negative code if the thread could not run it. */
+int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long *ret);
+
+#endif
