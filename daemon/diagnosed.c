@@ -1,0 +1,375 @@
+/* diagnosed: the daemon's entry point. Parses the command line, applies --spec files to
+ * --pid processes, and runs the one epoll loop over the engine's fd, a signalfd (SIGTERM,
+ * SIGINT, SIGHUP), a timerfd (lifespans, wait timeouts) and the control socket. Exits only by
+ * signal (end of stdin is not a stop condition: under systemd stdin is /dev/null) or when
+ * nothing at all could be applied. No ELF, DWARF or ptrace code of its own. */
+#include "diagnosed.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+#ifdef DIAG_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#define DEFAULT_SOCKET "/run/diagnose/diagnosed.sock"
+#define DEFAULT_STORE "/var/lib/diagnose/specs.json"
+#define MAX_ARG_PIDS 256
+#define MAX_ARG_SPECS 64
+
+struct options {
+	pid_t pids[MAX_ARG_PIDS];
+	size_t npids;
+	const char *specs[MAX_ARG_SPECS];
+	size_t nspecs;
+	const char *socket, *store, *plugin_dir;
+	bool no_socket;
+};
+
+void diag_log(const char *fmt, ...)
+{
+	char line[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "diagnosed: %s\n", line);
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: diagnosed [--pid PID]... [--spec FILE]... [--socket PATH] [--store PATH]\n"
+	      "                 [--plugin-dir DIR] [--no-socket] [--foreground]\n", f);
+}
+
+static int parse_pid(const char *s, pid_t *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 1 || v > INT_MAX)
+		return -1;
+	*out = (pid_t)v;
+	return 0;
+}
+
+/* Returns 0, 1 (exit 0: --help) or -1 (usage error, printed). */
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "pid", required_argument, NULL, 'p' },
+		{ "spec", required_argument, NULL, 's' },
+		{ "socket", required_argument, NULL, 'S' },
+		{ "store", required_argument, NULL, 'd' },
+		{ "plugin-dir", required_argument, NULL, 'P' },
+		{ "no-socket", no_argument, NULL, 'n' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int ch;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'p':
+			if (o->npids == MAX_ARG_PIDS || parse_pid(optarg, &o->pids[o->npids]) < 0) {
+				diag_log("--pid %s: not a process id (or more than %d)", optarg,
+					 MAX_ARG_PIDS);
+				return -1;
+			}
+			o->npids++;
+			break;
+		case 's':
+			if (o->nspecs == MAX_ARG_SPECS) {
+				diag_log("--spec: at most %d files", MAX_ARG_SPECS);
+				return -1;
+			}
+			o->specs[o->nspecs++] = optarg;
+			break;
+		case 'S': o->socket = optarg; break;
+		case 'd': o->store = optarg; break;
+		case 'P': o->plugin_dir = optarg; break;
+		case 'n': o->no_socket = true; break;
+		case 'f': break; /* always in the foreground: systemd and tests supervise us */
+		case 'h': usage(stdout); return 1;
+		default:
+			diag_log("unknown option '%s'", argv[optind - 1]);
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		diag_log("unexpected argument '%s'", argv[optind]);
+		usage(stderr);
+		return -1;
+	}
+	return 0;
+}
+
+/* The build tree keeps plugins beside the daemon's directory; an installed daemon uses the
+ * configured directory. */
+static const char *default_plugin_dir(char *buf, size_t len)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	struct stat sb;
+	if (n > 0) {
+		exe[n] = '\0';
+		snprintf(buf, len, "%s/../plugins", dirname(exe));
+		if (stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode))
+			return buf;
+	}
+	return DIAG_DEFAULT_PLUGIN_DIR;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return NULL;
+	size_t cap = 4096, n = 0;
+	char *buf = malloc(cap);
+	while (buf) {
+		n += fread(buf + n, 1, cap - n, f);
+		if (n < cap || cap >= (64u << 20))
+			break;
+		char *p = realloc(buf, cap * 2);
+		if (!p) {
+			free(buf);
+			buf = NULL;
+		}
+		buf = p;
+		cap *= 2;
+	}
+	int bad = ferror(f);
+	fclose(f);
+	if (bad) {
+		free(buf);
+		return NULL;
+	}
+	*len = n;
+	return buf;
+}
+
+static void add_one(struct diag_manager *m, const cJSON *j, const char *label)
+{
+	struct diag_spec *s;
+	struct diag_error err = { 0 };
+	if (diag_spec_from_json(j, 0, label, &s, &err) < 0 || diag_manager_add(m, s, NULL, &err) < 0)
+		diag_log("%s", err.msg);
+}
+
+/* Each spec of the file is applied on its own: one bad spec does not stop the others. */
+static void add_spec_file(struct diag_manager *m, const char *path)
+{
+	size_t len = 0;
+	char *text = read_file(path, &len);
+	if (!text) {
+		diag_log("--spec %s: %s", path, strerror(errno));
+		return;
+	}
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
+	if (!root) {
+		size_t off = end ? (size_t)(end - text) : 0;
+		diag_log("--spec %s: malformed JSON at byte %zu", path, off);
+	} else if (cJSON_IsArray(root)) {
+		int i = 0;
+		for (const cJSON *c = root->child; c; c = c->next) {
+			char label[32];
+			snprintf(label, sizeof(label), "spec #%d", ++i);
+			add_one(m, c, label);
+		}
+	} else {
+		add_one(m, root, "spec");
+	}
+	cJSON_Delete(root);
+	free(text);
+}
+
+struct loop {
+	int epfd, sfd, tfd;
+	int64_t armed_ns;
+	struct diag_manager m;
+	struct diag_server *server;
+};
+
+static int epoll_add(int epfd, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+static int setup_fds(struct loop *l, sigset_t *mask)
+{
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	l->sfd = signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	l->tfd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (l->epfd < 0 || l->sfd < 0 || l->tfd < 0)
+		return -errno;
+	int r;
+	if ((r = epoll_add(l->epfd, l->sfd)) < 0 || (r = epoll_add(l->epfd, l->tfd)) < 0 ||
+	    (r = epoll_add(l->epfd, diag_engine_fd(l->m.engine))) < 0)
+		return r;
+	return 0;
+}
+
+static void arm_timer(struct loop *l, int64_t at_ns)
+{
+	if (at_ns == l->armed_ns)
+		return;
+	l->armed_ns = at_ns;
+	struct itimerspec its = { 0 };
+	its.it_value.tv_sec = at_ns / 1000000000;
+	its.it_value.tv_nsec = at_ns % 1000000000;
+	timerfd_settime(l->tfd, TFD_TIMER_ABSTIME, &its, NULL); /* zero disarms */
+}
+
+static int64_t earliest(int64_t a, int64_t b)
+{
+	return !a ? b : !b ? a : a < b ? a : b;
+}
+
+/* Returns the signal that ended the loop. */
+static int run(struct loop *l)
+{
+	for (;;) {
+		int64_t now = diag_time_now_ns();
+		int64_t next = diag_manager_tick(&l->m, now);
+		if (l->server)
+			next = earliest(next, diag_server_tick(l->server, now));
+		arm_timer(l, next);
+		struct epoll_event evs[64];
+		int n = epoll_wait(l->epfd, evs, 64, -1);
+		if (n < 0 && errno != EINTR) {
+			diag_log("epoll_wait: %s", strerror(errno));
+			return SIGTERM;
+		}
+		for (int i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+			if (fd == l->sfd) {
+				struct signalfd_siginfo si;
+				while (read(l->sfd, &si, sizeof(si)) == sizeof(si))
+					if (si.ssi_signo != SIGHUP) /* HUP: nothing to reload yet */
+						return (int)si.ssi_signo;
+			} else if (fd == l->tfd) {
+				uint64_t ticks;
+				if (read(l->tfd, &ticks, sizeof(ticks)) < 0)
+					l->armed_ns = 0;
+				l->armed_ns = 0;
+			} else if (fd == diag_engine_fd(l->m.engine)) {
+				int r = diag_engine_dispatch(l->m.engine);
+				if (r < 0)
+					diag_log("engine: %s", diag_strerror(r));
+			} else if (l->server) {
+				diag_server_handle(l->server, fd, evs[i].events);
+			}
+		}
+	}
+}
+
+static void attach_pids(struct loop *l, const struct options *o)
+{
+	for (size_t i = 0; i < o->npids; i++) {
+		struct diag_error err = { 0 };
+		int r = diag_engine_attach(l->m.engine, o->pids[i], &err);
+		if (r == -ESRCH)
+			diag_log("--pid %d: no such process", (int)o->pids[i]);
+		else if (r == -EPERM)
+			diag_log("--pid %d: permission denied (%s)", (int)o->pids[i],
+				 err.msg[0] ? err.msg : "ptrace refused");
+		else if (r < 0)
+			diag_log("%s", err.msg[0] ? err.msg : diag_strerror(r));
+	}
+}
+
+static int start_server(struct loop *l, const struct options *o)
+{
+	if (o->no_socket)
+		return 0;
+	struct diag_error err = { 0 };
+	const char *path = o->socket ? o->socket : DEFAULT_SOCKET;
+	int r = diag_server_new(&l->m, path, l->epfd, &l->server, &err);
+	if (r < 0) {
+		diag_log("%s", err.msg);
+		/* With --spec the socket is a convenience; the probes are what was asked for. */
+		if (o->nspecs && !o->socket)
+			return 0;
+		return r;
+	}
+	l->m.server = l->server;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	int r = parse_args(argc, argv, &o);
+	if (r)
+		return r > 0 ? 0 : 2;
+	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+	signal(SIGPIPE, SIG_IGN);
+	/* Blocked before any thread exists, so the worker inherits the mask and only the
+	 * signalfd sees these. */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+
+	char pdir[PATH_MAX];
+	const char *plugin_dir = o.plugin_dir ? o.plugin_dir : default_plugin_dir(pdir, sizeof(pdir));
+	/* Specs given on the command line are this run's only, unless a store is named. */
+	const char *store = o.store ? o.store : o.nspecs ? NULL : DEFAULT_STORE;
+	struct loop l = { .epfd = -1, .sfd = -1, .tfd = -1 };
+	struct diag_error err = { 0 };
+	if ((r = diag_manager_init(&l.m, plugin_dir, store, &err)) < 0) {
+		diag_log("%s", err.msg);
+		diag_manager_fini(&l.m);
+		return 1;
+	}
+	if ((r = setup_fds(&l, &mask)) < 0) {
+		diag_log("setup: %s", strerror(-r));
+		diag_manager_fini(&l.m);
+		return 1;
+	}
+	attach_pids(&l, &o);
+	diag_manager_load(&l.m);
+	for (size_t i = 0; i < o.nspecs; i++)
+		add_spec_file(&l.m, o.specs[i]);
+	pid_t one[1];
+	bool nothing = (o.nspecs && diag_manager_count_live(&l.m) == 0) ||
+		       (o.npids && !o.nspecs && diag_engine_pids(l.m.engine, one, 1) == 0);
+	if (nothing)
+		diag_log("nothing could be applied; exiting");
+	if (nothing || start_server(&l, &o) < 0) {
+		diag_manager_fini(&l.m);
+		return 1;
+	}
+	fflush(stdout);
+#ifdef DIAG_HAVE_SYSTEMD
+	sd_notify(0, "READY=1");
+#endif
+	int sig = run(&l);
+#ifdef DIAG_HAVE_SYSTEMD
+	sd_notify(0, "STOPPING=1");
+#endif
+	diag_log("%s: restoring every target and exiting", strsignal(sig));
+	diag_server_free(l.server);
+	l.m.server = NULL;
+	diag_manager_fini(&l.m);
+	fflush(stdout);
+	return 0;
+}

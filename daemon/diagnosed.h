@@ -1,0 +1,90 @@
+/* diagnosed internals shared by its three files: the main loop (diagnosed.c), the manager
+ * that applies specs through the engine and keeps `applied` records (diagnosed_manager.c) and
+ * the control server (diagnosed_server.c). Everything here runs on the main thread (the
+ * engine's thread) except the emit sink and the queue's worker. No ELF, DWARF or ptrace code. */
+#ifndef DIAGNOSED_H
+#define DIAGNOSED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <cjson/cJSON.h>
+
+#include "engine/engine.h"
+#include "instrument/host.h"
+#include "instrument/queue.h"
+#include "spec/spec.h"
+#include "store/store.h"
+#include "util/error.h"
+
+struct diag_server;
+
+/* One spec as the daemon runs it. The engine cookie of its probes is this struct's address. */
+struct diag_mspec {
+	struct diag_spec *spec;       /* owns the applied records */
+	struct diag_instrument *inst; /* NULL when the plugin failed (error in inst_error) */
+	char inst_error[DIAG_ERRMSG_MAX];
+	uint64_t hits;                /* all processes, since the spec was (re)applied */
+	uint64_t dropped;
+	bool expired;
+};
+
+struct diag_manager {
+	struct diag_engine *engine;
+	struct diag_plugin_host *plugins;
+	struct diag_event_queue *queue;
+	struct diag_store *store;
+	struct diag_server *server;   /* tail and wait notifications; may be NULL */
+	char host[256];
+	struct diag_mspec **specs;
+	size_t nspecs;
+	unsigned next_id;
+	uint64_t hits;
+};
+
+/* The manager. ---------------------------------------------------------------------- */
+int diag_manager_init(struct diag_manager *m, const char *plugin_dir, const char *store_path,
+		      struct diag_error *err);
+/* Removes every probe and detaches (diag_engine_free), saves the store, frees everything. */
+void diag_manager_fini(struct diag_manager *m);
+/* Load the store and apply its unexpired specs. Problems go to stderr; never fatal. */
+void diag_manager_load(struct diag_manager *m);
+/* Add or replace (same id) a spec; takes ownership of s. Apply errors are not failures (they
+ * are in applied); failures are limits and store errors. *out: the running spec. */
+int diag_manager_add(struct diag_manager *m, struct diag_spec *s, struct diag_mspec **out,
+		     struct diag_error *err);
+int diag_manager_remove(struct diag_manager *m, const char *id, struct diag_error *err);
+int diag_manager_attach(struct diag_manager *m, pid_t pid, struct diag_error *err);
+int diag_manager_detach(struct diag_manager *m, pid_t pid, struct diag_error *err);
+struct diag_mspec *diag_manager_find(struct diag_manager *m, const char *id);
+/* Expire what is due; returns the earliest future expiry in ns (0: none). */
+int64_t diag_manager_tick(struct diag_manager *m, int64_t now_ns);
+/* Number of (spec, process) pairs currently applied or pending. */
+size_t diag_manager_count_live(const struct diag_manager *m);
+int diag_manager_save(struct diag_manager *m, struct diag_error *err);
+
+cJSON *diag_manager_spec_json(const struct diag_manager *m, const struct diag_mspec *ms);
+cJSON *diag_manager_list_json(const struct diag_manager *m);
+/* NULL with err when id names no spec. */
+cJSON *diag_manager_stats_json(struct diag_manager *m, const char *id, struct diag_error *err);
+cJSON *diag_manager_status_json(struct diag_manager *m);
+
+/* The control server. ----------------------------------------------------------------- */
+/* Listen on path (parent created 0700 when missing, socket 0600). */
+int diag_server_new(struct diag_manager *m, const char *path, int epfd, struct diag_server **out,
+		    struct diag_error *err);
+void diag_server_free(struct diag_server *s);
+/* True when fd is one of the server's (and the event was handled). */
+bool diag_server_handle(struct diag_server *s, int fd, uint32_t events);
+/* A hit, for tail clients and waits. Never blocks. */
+void diag_server_on_hit(struct diag_server *s, const struct diag_mspec *ms,
+			const struct diag_engine_hit *hit);
+/* Time out waits; returns the earliest pending wait deadline in ns (0: none). */
+int64_t diag_server_tick(struct diag_server *s, int64_t now_ns);
+
+/* Print one line "diagnosed: ..." on stderr. */
+void diag_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

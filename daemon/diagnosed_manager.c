@@ -1,0 +1,561 @@
+/* diagnosed manager: makes the traced processes match the specs. Applies specs through
+ * engine.h, owns one instrument instance per spec, keeps the `applied` records, enforces
+ * lifespans, and persists through the store before any change is acknowledged. Runs on the
+ * engine's thread only; never blocks it on a plugin (events go through the queue). */
+#include "diagnosed.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct diag_mspec *mspec_of_cookie(const struct diag_manager *m, void *cookie)
+{
+	for (size_t i = 0; i < m->nspecs; i++)
+		if (m->specs[i] == cookie)
+			return m->specs[i];
+	return NULL;
+}
+
+static struct diag_applied *record(struct diag_manager *m, struct diag_mspec *ms, pid_t pid)
+{
+	char key[sizeof(((struct diag_applied *)0)->key)];
+	snprintf(key, sizeof(key), "%s:%d", m->host, (int)pid);
+	return diag_spec_applied_get(ms->spec, key, pid);
+}
+
+static struct diag_applied *record_find(struct diag_mspec *ms, pid_t pid)
+{
+	for (size_t i = 0; i < ms->spec->napplied; i++)
+		if (ms->spec->applied[i].pid == pid)
+			return &ms->spec->applied[i];
+	return NULL;
+}
+
+static void on_hit(void *ctx, const struct diag_engine_hit *hit)
+{
+	struct diag_manager *m = ctx;
+	struct diag_mspec *ms = mspec_of_cookie(m, hit->cookie);
+	if (!ms)
+		return;
+	struct diag_applied *a = record_find(ms, hit->pid);
+	if (!a && !(a = record(m, ms, hit->pid)))
+		return;
+	a->hits++;
+	a->last_hit_ns = (int64_t)hit->time_ns;
+	ms->hits++;
+	m->hits++;
+	if (ms->inst) {
+		struct diag_event ev = {
+			.probe_id = ms->spec->id, .name = ms->spec->name, .pid = hit->pid,
+			.tid = hit->tid, .time_ns = hit->time_ns, .kind = hit->kind,
+			.value = hit->value,
+		};
+		if (diag_event_queue_push(m->queue, ms->inst, &ev) < 0) {
+			a->dropped++;
+			ms->dropped++;
+		}
+	}
+	if (m->server)
+		diag_server_on_hit(m->server, ms, hit);
+}
+
+static enum diag_applied_state state_of(enum diag_probe_state st)
+{
+	switch (st) {
+	case DIAG_PROBE_PENDING: return DIAG_APPLIED_PENDING;
+	case DIAG_PROBE_APPLIED: return DIAG_APPLIED_APPLIED;
+	case DIAG_PROBE_REMOVED: return DIAG_APPLIED_REMOVED;
+	default: return DIAG_APPLIED_ERROR;
+	}
+}
+
+static void refresh_record(struct diag_manager *m, struct diag_mspec *ms, struct diag_applied *a)
+{
+	struct diag_probe_info info;
+	if (diag_engine_probe_info(m->engine, a->pid, ms, &info) < 0)
+		return;
+	a->state = state_of(info.state);
+	snprintf(a->error, sizeof(a->error), "%s", info.state == DIAG_PROBE_ERROR ? info.error : "");
+	a->naddrs = info.naddrs < DIAG_SPEC_ADDRS_MAX ? info.naddrs : DIAG_SPEC_ADDRS_MAX;
+	memcpy(a->addrs, info.addrs, a->naddrs * sizeof(a->addrs[0]));
+}
+
+static void on_probe_state(void *ctx, pid_t pid, void *cookie, enum diag_probe_state st,
+			   const char *error)
+{
+	struct diag_manager *m = ctx;
+	struct diag_mspec *ms = mspec_of_cookie(m, cookie);
+	struct diag_applied *a = ms ? record(m, ms, pid) : NULL;
+	if (!a)
+		return;
+	a->lm_ns = ms->spec->lastmodified_ns;
+	refresh_record(m, ms, a);
+	a->state = state_of(st);
+	snprintf(a->error, sizeof(a->error), "%s", error ? error : "");
+	if (a->state == DIAG_APPLIED_ERROR)
+		diag_log("spec '%s': pid %d: %s", ms->spec->id, (int)pid, a->error);
+}
+
+static void on_process(void *ctx, pid_t pid, enum diag_proc_event what, pid_t other)
+{
+	struct diag_manager *m = ctx;
+	for (size_t i = 0; i < m->nspecs; i++) {
+		struct diag_mspec *ms = m->specs[i];
+		struct diag_applied *a = record_find(ms, pid);
+		if (!a)
+			continue;
+		if (what == DIAG_PROC_EXIT && a->state != DIAG_APPLIED_EXPIRED) {
+			a->state = DIAG_APPLIED_REMOVED;
+			snprintf(a->error, sizeof(a->error), "process %d exited", (int)pid);
+		} else if (what == DIAG_PROC_FORK && !ms->expired) {
+			struct diag_applied *c = record(m, ms, other);
+			if (c) {
+				c->lm_ns = ms->spec->lastmodified_ns;
+				refresh_record(m, ms, c);
+			}
+		}
+	}
+}
+
+/* The worker thread is the only writer of stdout, so lines never interleave; they are
+ * flushed whenever the queue runs dry, i.e. at once unless events are arriving faster. */
+static void emit_sink(void *ctx, const char *probe_id, const char *line)
+{
+	(void)ctx;
+	(void)probe_id;
+	fputs(line, stdout);
+	fputc('\n', stdout);
+}
+
+static void emit_idle(void *ctx)
+{
+	(void)ctx;
+	fflush(stdout);
+}
+
+int diag_manager_init(struct diag_manager *m, const char *plugin_dir, const char *store_path,
+		      struct diag_error *err)
+{
+	memset(m, 0, sizeof(*m));
+	if (gethostname(m->host, sizeof(m->host) - 1) < 0)
+		snprintf(m->host, sizeof(m->host), "localhost");
+	struct diag_engine_callbacks cb = { .on_hit = on_hit, .on_probe_state = on_probe_state,
+					    .on_process = on_process, .ctx = m };
+	int r = diag_engine_new(&cb, &m->engine);
+	if (r < 0)
+		return diag_error_set(err, r, "engine: %s", diag_strerror(r));
+	if ((r = diag_store_open(store_path, &m->store)) < 0)
+		return diag_error_set(err, r, "store: %s", diag_strerror(r));
+	if ((r = diag_plugin_host_new(plugin_dir, emit_sink, m, &m->plugins)) < 0)
+		return diag_error_set(err, r, "plugins: %s", diag_strerror(r));
+	if ((r = diag_event_queue_new(DIAG_QUEUE_DEFAULT_CAPACITY, emit_idle, m, &m->queue)) < 0 ||
+	    (r = diag_event_queue_start(m->queue)) < 0)
+		return diag_error_set(err, r, "event queue: %s", diag_strerror(r));
+	return 0;
+}
+
+static void mspec_free(struct diag_mspec *ms)
+{
+	if (!ms)
+		return;
+	diag_instrument_unref(ms->inst);
+	diag_spec_free(ms->spec);
+	free(ms);
+}
+
+/* Undo a spec in every process it touched: bytes restored by the engine. */
+static void unapply(struct diag_manager *m, struct diag_mspec *ms, enum diag_applied_state st)
+{
+	for (size_t i = 0; i < ms->spec->napplied; i++) {
+		struct diag_applied *a = &ms->spec->applied[i];
+		if (a->state != DIAG_APPLIED_APPLIED && a->state != DIAG_APPLIED_PENDING)
+			continue;
+		diag_engine_probe_remove(m->engine, a->pid, ms);
+		a->state = st;
+		a->naddrs = 0;
+	}
+}
+
+void diag_manager_fini(struct diag_manager *m)
+{
+	if (m->queue)
+		diag_event_queue_free(m->queue); /* fires what is queued, joins the worker */
+	m->queue = NULL;
+	diag_engine_free(m->engine);
+	m->engine = NULL;
+	struct diag_error err = { 0 };
+	if (diag_manager_save(m, &err) < 0)
+		diag_log("%s", err.msg);
+	for (size_t i = 0; i < m->nspecs; i++)
+		mspec_free(m->specs[i]);
+	free(m->specs);
+	diag_plugin_host_free(m->plugins);
+	diag_store_free(m->store);
+	memset(m, 0, sizeof(*m));
+}
+
+int diag_manager_save(struct diag_manager *m, struct diag_error *err)
+{
+	if (!m->store)
+		return 0;
+	struct diag_spec **v = calloc(m->nspecs + 1, sizeof(*v));
+	if (!v)
+		return diag_error_set(err, -ENOMEM, "store: out of memory");
+	for (size_t i = 0; i < m->nspecs; i++)
+		v[i] = m->specs[i]->spec;
+	int r = diag_store_save(m->store, v, m->nspecs, err);
+	free(v);
+	return r;
+}
+
+/* The engine's message, made to name the spec field it is about. */
+static void apply_error(struct diag_applied *a, const struct diag_error *e, int r)
+{
+	static const char *const fields[] = { "target", "value", "condition", "instrument", "pid",
+					      "--pid", NULL };
+	const char *msg = e->msg[0] ? e->msg : diag_strerror(r);
+	bool named = false;
+	for (size_t i = 0; fields[i] && !named; i++)
+		named = strncmp(msg, fields[i], strlen(fields[i])) == 0;
+	snprintf(a->error, sizeof(a->error), "%s%s", named ? "" : "target: ", msg);
+	a->state = DIAG_APPLIED_ERROR;
+	a->naddrs = 0;
+}
+
+static void apply_pid(struct diag_manager *m, struct diag_mspec *ms, pid_t pid)
+{
+	struct diag_applied *a = record(m, ms, pid);
+	if (!a)
+		return;
+	struct diag_spec *s = ms->spec;
+	a->lm_ns = s->lastmodified_ns;
+	a->hits = a->dropped = 0;
+	a->last_hit_ns = 0;
+	a->error[0] = '\0';
+	struct diag_error e = { 0 };
+	int r = 0;
+	if (!ms->inst) {
+		snprintf(a->error, sizeof(a->error), "%s", ms->inst_error);
+		a->state = DIAG_APPLIED_ERROR;
+	} else if (!diag_engine_attached(m->engine, pid) &&
+		   (r = diag_engine_attach(m->engine, pid, &e)) < 0) {
+		snprintf(a->error, sizeof(a->error), "pid %d: %.480s", (int)pid,
+			 r == -ESRCH ? "no such process" : e.msg[0] ? e.msg : diag_strerror(r));
+		a->state = DIAG_APPLIED_ERROR;
+	} else {
+		struct diag_probe_def def = { .target = s->target, .value = s->value,
+					      .condition = s->condition, .event = s->event,
+					      .cookie = ms };
+		r = diag_engine_probe_add(m->engine, pid, &def, &e);
+		if (r < 0)
+			apply_error(a, &e, r);
+		else
+			refresh_record(m, ms, a);
+	}
+	if (a->state == DIAG_APPLIED_ERROR)
+		diag_log("spec '%s': %s", s->id, a->error);
+}
+
+static void apply(struct diag_manager *m, struct diag_mspec *ms)
+{
+	if (ms->spec->npids) {
+		for (size_t i = 0; i < ms->spec->npids; i++)
+			apply_pid(m, ms, ms->spec->pids[i]);
+		return;
+	}
+	pid_t pids[256];
+	size_t n = diag_engine_pids(m->engine, pids, 256);
+	for (size_t i = 0; i < n && i < 256; i++)
+		apply_pid(m, ms, pids[i]);
+}
+
+static void make_instrument(struct diag_manager *m, struct diag_mspec *ms)
+{
+	struct diag_error e = { 0 };
+	struct diag_spec *s = ms->spec;
+	if (diag_instrument_new(m->plugins, s->type, s->id, s->name, s->custom, &ms->inst, &e) < 0)
+		snprintf(ms->inst_error, sizeof(ms->inst_error), "%s", e.msg);
+}
+
+static void gen_id(struct diag_manager *m, struct diag_spec *s)
+{
+	do
+		snprintf(s->id, sizeof(s->id), "p%u", ++m->next_id);
+	while (diag_manager_find(m, s->id));
+}
+
+struct diag_mspec *diag_manager_find(struct diag_manager *m, const char *id)
+{
+	for (size_t i = 0; i < m->nspecs; i++)
+		if (strcmp(m->specs[i]->spec->id, id) == 0)
+			return m->specs[i];
+	return NULL;
+}
+
+static size_t index_of(const struct diag_manager *m, const struct diag_mspec *ms)
+{
+	size_t i = 0;
+	while (i < m->nspecs && m->specs[i] != ms)
+		i++;
+	return i;
+}
+
+/* Install ms in the list (replacing old, whose probes are removed first). */
+static int install(struct diag_manager *m, struct diag_mspec *ms, struct diag_mspec *old)
+{
+	if (old) {
+		unapply(m, old, DIAG_APPLIED_REMOVED);
+		m->specs[index_of(m, old)] = ms;
+		mspec_free(old);
+		return 0;
+	}
+	struct diag_mspec **v = realloc(m->specs, (m->nspecs + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	m->specs = v;
+	m->specs[m->nspecs++] = ms;
+	return 0;
+}
+
+static int add_internal(struct diag_manager *m, struct diag_spec *s, bool fresh,
+			struct diag_mspec **out, struct diag_error *err)
+{
+	if (!s->id[0])
+		gen_id(m, s);
+	struct diag_mspec *old = diag_manager_find(m, s->id);
+	if (!old && m->nspecs >= DIAG_SPEC_MAX) {
+		int r = diag_error_set(err, -DIAG_E_LIMIT, "spec '%s': limit of %d specs reached",
+				       s->id, DIAG_SPEC_MAX);
+		diag_spec_free(s);
+		return r;
+	}
+	struct diag_mspec *ms = calloc(1, sizeof(*ms));
+	if (!ms || install(m, ms, old) < 0) {
+		free(ms);
+		diag_spec_free(s);
+		return diag_error_set(err, -ENOMEM, "out of memory");
+	}
+	ms->spec = s;
+	if (fresh) {
+		s->lastmodified_ns = diag_time_now_ns();
+		free(s->applied); /* input `applied` is output only */
+		s->applied = NULL;
+		s->napplied = 0;
+	}
+	int64_t exp = diag_spec_expiry_ns(s);
+	if (exp && exp <= diag_time_now_ns()) {
+		ms->expired = true;
+		for (size_t i = 0; i < s->napplied; i++)
+			if (s->applied[i].state == DIAG_APPLIED_APPLIED ||
+			    s->applied[i].state == DIAG_APPLIED_PENDING)
+				s->applied[i].state = DIAG_APPLIED_EXPIRED;
+	} else {
+		make_instrument(m, ms);
+		apply(m, ms);
+	}
+	if (out)
+		*out = ms;
+	return 0;
+}
+
+int diag_manager_add(struct diag_manager *m, struct diag_spec *s, struct diag_mspec **out,
+		     struct diag_error *err)
+{
+	int r = add_internal(m, s, true, out, err);
+	if (r < 0)
+		return r;
+	return diag_manager_save(m, err);
+}
+
+void diag_manager_load(struct diag_manager *m)
+{
+	struct diag_spec **v = NULL;
+	struct diag_error err = { 0 };
+	int n = diag_store_load(m->store, &v, &err);
+	if (n < 0) {
+		diag_log("%s", err.msg);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		if (diag_manager_find(m, v[i]->id)) {
+			diag_log("store: spec '%s' appears twice; keeping the first", v[i]->id);
+			diag_spec_free(v[i]);
+		} else if (add_internal(m, v[i], false, NULL, &err) < 0) {
+			diag_log("%s", err.msg);
+		}
+	}
+	free(v);
+	if (n > 0 && diag_manager_save(m, &err) < 0)
+		diag_log("%s", err.msg);
+}
+
+int diag_manager_remove(struct diag_manager *m, const char *id, struct diag_error *err)
+{
+	struct diag_mspec *ms = diag_manager_find(m, id);
+	if (!ms)
+		return diag_error_set(err, -ENOENT, "id: no probe '%s'", id);
+	unapply(m, ms, DIAG_APPLIED_REMOVED);
+	size_t i = index_of(m, ms);
+	memmove(&m->specs[i], &m->specs[i + 1], (m->nspecs - i - 1) * sizeof(m->specs[0]));
+	m->nspecs--;
+	mspec_free(ms);
+	return diag_manager_save(m, err);
+}
+
+int diag_manager_attach(struct diag_manager *m, pid_t pid, struct diag_error *err)
+{
+	if (diag_engine_attached(m->engine, pid))
+		return 0;
+	int r = diag_engine_attach(m->engine, pid, err);
+	if (r < 0) {
+		if (r == -ESRCH)
+			diag_error_set(err, r, "pid %d: no such process", (int)pid);
+		return r;
+	}
+	/* Specs without a pid list follow every attached process. */
+	for (size_t i = 0; i < m->nspecs; i++)
+		if (!m->specs[i]->spec->npids && !m->specs[i]->expired)
+			apply_pid(m, m->specs[i], pid);
+	return diag_manager_save(m, err);
+}
+
+int diag_manager_detach(struct diag_manager *m, pid_t pid, struct diag_error *err)
+{
+	if (!diag_engine_attached(m->engine, pid))
+		return diag_error_set(err, -ENOENT, "pid: process %d is not attached", (int)pid);
+	int r = diag_engine_detach(m->engine, pid, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < m->nspecs; i++) {
+		struct diag_applied *a = record_find(m->specs[i], pid);
+		if (a && (a->state == DIAG_APPLIED_APPLIED || a->state == DIAG_APPLIED_PENDING)) {
+			a->state = DIAG_APPLIED_REMOVED;
+			a->naddrs = 0;
+		}
+	}
+	return diag_manager_save(m, err);
+}
+
+int64_t diag_manager_tick(struct diag_manager *m, int64_t now_ns)
+{
+	int64_t next = 0;
+	bool changed = false;
+	for (size_t i = 0; i < m->nspecs; i++) {
+		struct diag_mspec *ms = m->specs[i];
+		int64_t exp = diag_spec_expiry_ns(ms->spec);
+		if (!exp || ms->expired)
+			continue;
+		if (exp <= now_ns) {
+			unapply(m, ms, DIAG_APPLIED_EXPIRED);
+			ms->expired = true;
+			changed = true;
+		} else if (!next || exp < next) {
+			next = exp;
+		}
+	}
+	struct diag_error err = { 0 };
+	if (changed && diag_manager_save(m, &err) < 0)
+		diag_log("%s", err.msg);
+	return next;
+}
+
+size_t diag_manager_count_live(const struct diag_manager *m)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < m->nspecs; i++)
+		for (size_t j = 0; j < m->specs[i]->spec->napplied; j++) {
+			enum diag_applied_state st = m->specs[i]->spec->applied[j].state;
+			n += st == DIAG_APPLIED_APPLIED || st == DIAG_APPLIED_PENDING;
+		}
+	return n;
+}
+
+cJSON *diag_manager_spec_json(const struct diag_manager *m, const struct diag_mspec *ms)
+{
+	(void)m;
+	return diag_spec_to_json(ms->spec, DIAG_SPEC_JSON_APPLIED, diag_time_now_ns());
+}
+
+cJSON *diag_manager_list_json(const struct diag_manager *m)
+{
+	cJSON *arr = cJSON_CreateArray();
+	for (size_t i = 0; arr && i < m->nspecs; i++)
+		cJSON_AddItemToArray(arr, diag_manager_spec_json(m, m->specs[i]));
+	return arr;
+}
+
+static cJSON *stats_one(struct diag_mspec *ms)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", ms->spec->id);
+	cJSON_AddStringToObject(o, "type", ms->spec->type);
+	cJSON_AddStringToObject(o, "name", ms->spec->name);
+	cJSON_AddNumberToObject(o, "hits", (double)ms->hits);
+	cJSON_AddNumberToObject(o, "dropped", (double)ms->dropped);
+	char *rep = ms->inst ? diag_instrument_report(ms->inst) : NULL;
+	cJSON *r = rep ? cJSON_Parse(rep) : NULL;
+	free(rep);
+	cJSON_AddItemToObject(o, "report", r ? r : cJSON_CreateNull());
+	if (!ms->inst)
+		cJSON_AddStringToObject(o, "error", ms->inst_error[0] ? ms->inst_error : "expired");
+	return o;
+}
+
+cJSON *diag_manager_stats_json(struct diag_manager *m, const char *id, struct diag_error *err)
+{
+	if (id && !diag_manager_find(m, id)) {
+		diag_error_set(err, -ENOENT, "id: no probe '%s'", id);
+		return NULL;
+	}
+	/* Reports include every event the daemon has accepted so far. */
+	diag_event_queue_drain(m->queue);
+	cJSON *arr = cJSON_CreateArray();
+	for (size_t i = 0; arr && i < m->nspecs; i++)
+		if (!id || strcmp(id, m->specs[i]->spec->id) == 0)
+			cJSON_AddItemToArray(arr, stats_one(m->specs[i]));
+	return arr;
+}
+
+static int count_threads(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	int n = 0;
+	for (struct dirent *e; d && (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+cJSON *diag_manager_status_json(struct diag_manager *m)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "ok", 1);
+	cJSON_AddNumberToObject(o, "pid", getpid());
+	cJSON *t = cJSON_AddArrayToObject(o, "targets");
+	pid_t pids[1024];
+	size_t n = diag_engine_pids(m->engine, pids, 1024);
+	for (size_t i = 0; i < n && i < 1024; i++) {
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddNumberToObject(e, "pid", pids[i]);
+		cJSON_AddNumberToObject(e, "threads", count_threads(pids[i]));
+		cJSON_AddItemToArray(t, e);
+	}
+	struct diag_engine_stats es;
+	diag_engine_get_stats(m->engine, &es);
+	cJSON_AddNumberToObject(o, "specs", (double)m->nspecs);
+	cJSON_AddNumberToObject(o, "probes", (double)es.probes);
+	cJSON_AddNumberToObject(o, "hits", (double)m->hits);
+	struct diag_queue_stats qs;
+	diag_event_queue_get_stats(m->queue, &qs);
+	cJSON *q = cJSON_AddObjectToObject(o, "queue");
+	cJSON_AddNumberToObject(q, "length", (double)qs.length);
+	cJSON_AddNumberToObject(q, "capacity", (double)qs.capacity);
+	cJSON_AddNumberToObject(q, "dropped", (double)qs.dropped);
+	return o;
+}

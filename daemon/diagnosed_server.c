@@ -1,0 +1,624 @@
+/* diagnosed control server: the Unix socket protocol of docs/daemon.md (one JSON object per
+ * line each way). Non-blocking clients with bounded buffers; a slow tail client loses its own
+ * events (counted), never stalls the daemon. Runs on the main thread; never blocks. */
+#include "diagnosed.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MAX_CLIENTS 64
+#define MAX_LINE (1u << 20)
+#define TAIL_OUT_MAX (1u << 20)  /* beyond this a tail client drops events */
+#define REPLY_OUT_MAX (64u << 20)
+
+struct client {
+	int fd;
+	char *in;
+	size_t inlen, incap;
+	char *out;
+	size_t outlen, outcap;
+	bool tail, closing, want_out;
+	char tail_id[DIAG_SPEC_ID_MAX + 1];
+	uint64_t tail_dropped;
+	bool waiting;
+	char wait_id[DIAG_SPEC_ID_MAX + 1];
+	uint64_t wait_hits;
+	int64_t wait_deadline_ns;
+};
+
+struct diag_server {
+	struct diag_manager *m;
+	int epfd, lfd;
+	char *path;
+	struct client *clients[MAX_CLIENTS];
+	size_t ntail;
+};
+
+static int mkdir_parents(const char *path)
+{
+	char buf[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; (p = strchr(p, '/')); p++) {
+		*p = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return 0;
+}
+
+/* A socket file nobody answers on is a leftover of a crash; one that answers is another
+ * daemon, which we must not steal from. */
+static int clear_stale(const char *path, struct diag_error *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	int e = errno;
+	close(fd);
+	if (r == 0)
+		return diag_error_set(err, -EADDRINUSE, "socket %s: another diagnosed is serving it",
+				      path);
+	if (e == ECONNREFUSED)
+		unlink(path);
+	return 0;
+}
+
+int diag_server_new(struct diag_manager *m, const char *path, int epfd, struct diag_server **out,
+		    struct diag_error *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return diag_error_set(err, -ENAMETOOLONG, "socket %s: path too long (max %zu bytes)",
+				      path, sizeof(sa.sun_path) - 1);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int r = mkdir_parents(path);
+	if (r < 0)
+		return diag_error_set(err, r, "socket %s: cannot create its directory: %s", path,
+				      strerror(-r));
+	if ((r = clear_stale(path, err)) < 0)
+		return r;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return diag_error_set(err, -errno, "socket %s: %s", path, strerror(errno));
+	mode_t old = umask(0077); /* the socket is born 0600: no window for other users */
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r < 0 || listen(fd, 16) < 0) {
+		r = diag_error_set(err, -errno, "socket %s: %s", path, strerror(errno));
+		close(fd);
+		return r;
+	}
+	chmod(path, 0600);
+	struct diag_server *s = calloc(1, sizeof(*s));
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+	if (!s || !(s->path = strdup(path)) || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		if (s)
+			free(s->path);
+		free(s);
+		close(fd);
+		unlink(path);
+		return diag_error_set(err, -ENOMEM, "socket %s: out of memory", path);
+	}
+	s->m = m;
+	s->epfd = epfd;
+	s->lfd = fd;
+	*out = s;
+	return 0;
+}
+
+static void client_close(struct diag_server *s, size_t i)
+{
+	struct client *c = s->clients[i];
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	if (c->tail)
+		s->ntail--;
+	free(c->in);
+	free(c->out);
+	free(c);
+	s->clients[i] = NULL;
+}
+
+void diag_server_free(struct diag_server *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < MAX_CLIENTS; i++)
+		if (s->clients[i])
+			client_close(s, i);
+	close(s->lfd);
+	unlink(s->path);
+	free(s->path);
+	free(s);
+}
+
+static void update_interest(struct diag_server *s, struct client *c)
+{
+	bool want = c->outlen > 0;
+	if (want == c->want_out)
+		return;
+	c->want_out = want;
+	struct epoll_event ev = { .events = EPOLLIN | (want ? EPOLLOUT : 0), .data.fd = c->fd };
+	epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Send what is buffered; returns -1 when the client is gone. */
+static int flush_out(struct client *c)
+{
+	while (c->outlen) {
+		ssize_t n = send(c->fd, c->out, c->outlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n <= 0)
+			return -1;
+		memmove(c->out, c->out + n, c->outlen - (size_t)n);
+		c->outlen -= (size_t)n;
+	}
+	return 0;
+}
+
+static bool append_out(struct client *c, const char *data, size_t len, size_t limit)
+{
+	if (c->outlen + len > limit)
+		return false;
+	if (c->outlen + len > c->outcap) {
+		size_t cap = c->outcap ? c->outcap : 4096;
+		while (cap < c->outlen + len)
+			cap *= 2;
+		char *p = realloc(c->out, cap);
+		if (!p)
+			return false;
+		c->out = p;
+		c->outcap = cap;
+	}
+	memcpy(c->out + c->outlen, data, len);
+	c->outlen += len;
+	return true;
+}
+
+/* Queue one JSON line (consumes j). */
+static void send_json(struct diag_server *s, struct client *c, cJSON *j, size_t limit)
+{
+	char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+	cJSON_Delete(j);
+	if (!text) {
+		text = strdup("{\"ok\":false,\"error\":\"out of memory\"}");
+		if (!text)
+			return;
+	}
+	size_t n = strlen(text);
+	text[n] = '\n'; /* replaces the NUL: the line is sent by length */
+	if (!append_out(c, text, n + 1, limit) && !c->tail)
+		c->closing = true; /* a reply that cannot be buffered: give up on this client */
+	free(text);
+	if (flush_out(c) < 0)
+		c->closing = true;
+	update_interest(s, c);
+}
+
+static void reply_error(struct diag_server *s, struct client *c, const char *msg)
+{
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddBoolToObject(j, "ok", 0);
+	cJSON_AddStringToObject(j, "error", msg);
+	send_json(s, c, j, REPLY_OUT_MAX);
+}
+
+static cJSON *ok_reply(void)
+{
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddBoolToObject(j, "ok", 1);
+	return j;
+}
+
+static void accept_clients(struct diag_server *s)
+{
+	for (;;) {
+		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		size_t slot = 0;
+		while (slot < MAX_CLIENTS && s->clients[slot])
+			slot++;
+		const char *why = NULL;
+		char buf[128];
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+			why = "{\"ok\":false,\"error\":\"cannot identify peer (SO_PEERCRED)\"}\n";
+		else if (cred.uid != 0) {
+			snprintf(buf, sizeof(buf),
+				 "{\"ok\":false,\"error\":\"permission denied: uid %u is not root\"}\n",
+				 (unsigned)cred.uid);
+			why = buf;
+		} else if (slot == MAX_CLIENTS)
+			why = "{\"ok\":false,\"error\":\"too many clients (max 64)\"}\n";
+		struct client *c = why ? NULL : calloc(1, sizeof(*c));
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+		if (!c || epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			if (why)
+				send(fd, why, strlen(why), MSG_NOSIGNAL | MSG_DONTWAIT);
+			free(c);
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		s->clients[slot] = c;
+	}
+}
+
+static const char *str_field(const cJSON *req, const char *key)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(req, key);
+	return cJSON_IsString(j) ? j->valuestring : NULL;
+}
+
+static int pid_field(const cJSON *req, pid_t *pid, char *why, size_t len)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(req, "pid");
+	if (!cJSON_IsNumber(j) || j->valuedouble < 1 || j->valuedouble > 4194304 ||
+	    j->valuedouble != (double)(long)j->valuedouble) {
+		snprintf(why, len, "pid: must be a process id");
+		return -1;
+	}
+	*pid = (pid_t)j->valuedouble;
+	return 0;
+}
+
+static void cmd_add(struct diag_server *s, struct client *c, const cJSON *req)
+{
+	const cJSON *js = cJSON_GetObjectItemCaseSensitive(req, "spec");
+	struct diag_error err = { 0 };
+	struct diag_spec *spec;
+	struct diag_mspec *ms = NULL;
+	if (!js) {
+		reply_error(s, c, "spec: required object is missing");
+		return;
+	}
+	if (diag_spec_from_json(js, 0, "spec", &spec, &err) < 0 ||
+	    diag_manager_add(s->m, spec, &ms, &err) < 0) {
+		reply_error(s, c, err.msg);
+		return;
+	}
+	cJSON *j = ok_reply();
+	cJSON_AddStringToObject(j, "id", ms->spec->id);
+	cJSON_AddItemToObject(j, "spec", diag_manager_spec_json(s->m, ms));
+	send_json(s, c, j, REPLY_OUT_MAX);
+}
+
+static void reply_result(struct diag_server *s, struct client *c, int r,
+			 const struct diag_error *err)
+{
+	if (r < 0)
+		reply_error(s, c, err->msg[0] ? err->msg : diag_strerror(r));
+	else
+		send_json(s, c, ok_reply(), REPLY_OUT_MAX);
+}
+
+static void cmd_pid(struct diag_server *s, struct client *c, const cJSON *req, bool attach)
+{
+	pid_t pid;
+	char why[128];
+	struct diag_error err = { 0 };
+	if (pid_field(req, &pid, why, sizeof(why)) < 0) {
+		reply_error(s, c, why);
+		return;
+	}
+	int r = attach ? diag_manager_attach(s->m, pid, &err) : diag_manager_detach(s->m, pid, &err);
+	reply_result(s, c, r, &err);
+}
+
+static void cmd_list(struct diag_server *s, struct client *c)
+{
+	cJSON *j = ok_reply();
+	cJSON_AddItemToObject(j, "specs", diag_manager_list_json(s->m));
+	send_json(s, c, j, REPLY_OUT_MAX);
+}
+
+static void cmd_stats(struct diag_server *s, struct client *c, const cJSON *req)
+{
+	struct diag_error err = { 0 };
+	cJSON *st = diag_manager_stats_json(s->m, str_field(req, "id"), &err);
+	if (!st) {
+		reply_error(s, c, err.msg);
+		return;
+	}
+	cJSON *j = ok_reply();
+	cJSON_AddItemToObject(j, "stats", st);
+	send_json(s, c, j, REPLY_OUT_MAX);
+}
+
+static void cmd_tail(struct diag_server *s, struct client *c, const cJSON *req)
+{
+	const char *id = str_field(req, "id");
+	if (id && !diag_manager_find(s->m, id)) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "id: no probe '%.64s'", id);
+		reply_error(s, c, msg);
+		return;
+	}
+	send_json(s, c, ok_reply(), REPLY_OUT_MAX);
+	snprintf(c->tail_id, sizeof(c->tail_id), "%s", id ? id : "");
+	if (!c->tail)
+		s->ntail++;
+	c->tail = true;
+}
+
+static void wait_reply(struct diag_server *s, struct client *c, bool ok, uint64_t hits)
+{
+	c->waiting = false;
+	if (ok) {
+		cJSON *j = ok_reply();
+		cJSON_AddNumberToObject(j, "hits", (double)hits);
+		send_json(s, c, j, REPLY_OUT_MAX);
+		return;
+	}
+	char msg[256];
+	snprintf(msg, sizeof(msg), "timeout: probe '%s' has %llu hits, wanted %llu", c->wait_id,
+		 (unsigned long long)hits, (unsigned long long)c->wait_hits);
+	reply_error(s, c, msg);
+}
+
+static void cmd_wait(struct diag_server *s, struct client *c, const cJSON *req)
+{
+	const char *id = str_field(req, "id");
+	const cJSON *h = cJSON_GetObjectItemCaseSensitive(req, "hits");
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "timeout");
+	struct diag_mspec *ms = id ? diag_manager_find(s->m, id) : NULL;
+	char msg[128];
+	if (!id)
+		snprintf(msg, sizeof(msg), "id: required string is missing");
+	else if (!ms)
+		snprintf(msg, sizeof(msg), "id: no probe '%.64s'", id);
+	else if (!cJSON_IsNumber(h) || h->valuedouble < 0)
+		snprintf(msg, sizeof(msg), "hits: must be a number >= 0");
+	else if (t && (!cJSON_IsNumber(t) || t->valuedouble < 0 || t->valuedouble > 86400 * 365))
+		snprintf(msg, sizeof(msg), "timeout: must be a number of seconds >= 0");
+	else
+		msg[0] = '\0';
+	if (msg[0]) {
+		reply_error(s, c, msg);
+		return;
+	}
+	snprintf(c->wait_id, sizeof(c->wait_id), "%s", id);
+	c->wait_hits = (uint64_t)h->valuedouble;
+	double secs = t ? t->valuedouble : 60;
+	c->wait_deadline_ns = diag_time_now_ns() + (int64_t)(secs * 1e9);
+	c->waiting = true;
+	if (ms->hits >= c->wait_hits)
+		wait_reply(s, c, true, ms->hits);
+}
+
+static void dispatch(struct diag_server *s, struct client *c, const cJSON *req)
+{
+	const char *cmd = str_field(req, "cmd");
+	if (!cJSON_IsObject(req))
+		reply_error(s, c, "malformed request: must be a JSON object");
+	else if (!cmd)
+		reply_error(s, c, "cmd: required string is missing");
+	else if (strcmp(cmd, "add") == 0)
+		cmd_add(s, c, req);
+	else if (strcmp(cmd, "remove") == 0) {
+		struct diag_error err = { 0 };
+		const char *id = str_field(req, "id");
+		int r = id ? diag_manager_remove(s->m, id, &err)
+			   : diag_error_set(&err, -EINVAL, "id: required string is missing");
+		reply_result(s, c, r, &err);
+	} else if (strcmp(cmd, "list") == 0)
+		cmd_list(s, c);
+	else if (strcmp(cmd, "stats") == 0)
+		cmd_stats(s, c, req);
+	else if (strcmp(cmd, "tail") == 0)
+		cmd_tail(s, c, req);
+	else if (strcmp(cmd, "attach") == 0 || strcmp(cmd, "detach") == 0)
+		cmd_pid(s, c, req, cmd[0] == 'a');
+	else if (strcmp(cmd, "status") == 0)
+		send_json(s, c, diag_manager_status_json(s->m), REPLY_OUT_MAX);
+	else if (strcmp(cmd, "wait") == 0)
+		cmd_wait(s, c, req);
+	else {
+		char msg[256];
+		snprintf(msg, sizeof(msg),
+			 "unknown cmd '%.64s' (expected add, remove, list, stats, tail, attach, detach, status, wait)",
+			 cmd);
+		reply_error(s, c, msg);
+	}
+}
+
+static void handle_line(struct diag_server *s, struct client *c, const char *line, size_t len)
+{
+	const char *end = NULL;
+	cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, false);
+	if (!req) {
+		char msg[160];
+		size_t off = end ? (size_t)(end - line) : 0;
+		snprintf(msg, sizeof(msg), "malformed request: invalid JSON at byte %zu near '%.20s'",
+			 off, end && off < len ? end : "");
+		for (char *p = msg; *p; p++) /* the excerpt must stay one line */
+			if (*p == '\n' || *p == '\r')
+				*p = ' ';
+		reply_error(s, c, msg);
+		return;
+	}
+	dispatch(s, c, req);
+	cJSON_Delete(req);
+}
+
+/* Handle complete lines; a waiting client's further requests stay buffered until its wait
+ * is answered, so replies keep request order. */
+static void process_lines(struct diag_server *s, struct client *c)
+{
+	size_t start = 0;
+	while (!c->waiting && !c->closing && start < c->inlen) {
+		char *nl = memchr(c->in + start, '\n', c->inlen - start);
+		if (!nl)
+			break;
+		size_t len = (size_t)(nl - (c->in + start));
+		if (len && c->in[start + len - 1] == '\r')
+			len--;
+		if (len)
+			handle_line(s, c, c->in + start, len);
+		start = (size_t)(nl - c->in) + 1;
+	}
+	memmove(c->in, c->in + start, c->inlen - start);
+	c->inlen -= start;
+	if (c->inlen > MAX_LINE && !memchr(c->in, '\n', c->inlen)) {
+		reply_error(s, c, "request too long (max 1048576 bytes)");
+		c->closing = true;
+	}
+}
+
+static int read_in(struct client *c)
+{
+	for (;;) {
+		if (c->incap - c->inlen < 65536) {
+			size_t cap = c->incap ? c->incap * 2 : 65536;
+			if (cap > 2 * MAX_LINE + 65536)
+				return 0; /* full: process_lines decides */
+			char *p = realloc(c->in, cap);
+			if (!p)
+				return -1;
+			c->in = p;
+			c->incap = cap;
+		}
+		ssize_t n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n <= 0)
+			return -1;
+		c->inlen += (size_t)n;
+	}
+}
+
+bool diag_server_handle(struct diag_server *s, int fd, uint32_t events)
+{
+	if (fd == s->lfd) {
+		accept_clients(s);
+		return true;
+	}
+	size_t i = 0;
+	while (i < MAX_CLIENTS && !(s->clients[i] && s->clients[i]->fd == fd))
+		i++;
+	if (i == MAX_CLIENTS)
+		return false;
+	struct client *c = s->clients[i];
+	bool gone = false;
+	if (events & EPOLLOUT)
+		gone = flush_out(c) < 0;
+	if (!gone && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+		gone = read_in(c) < 0;
+		process_lines(s, c);
+	}
+	if (gone || (c->closing && (c->outlen == 0 || flush_out(c) < 0 || c->outlen == 0)))
+		client_close(s, i);
+	else
+		update_interest(s, c);
+	return true;
+}
+
+static cJSON *tail_event(const struct diag_mspec *ms, const struct diag_engine_hit *hit)
+{
+	char t[64];
+	const struct diag_value *v = &hit->value;
+	cJSON *e = cJSON_CreateObject();
+	cJSON_AddStringToObject(e, "id", ms->spec->id);
+	cJSON_AddStringToObject(e, "name", ms->spec->name);
+	cJSON_AddStringToObject(e, "type", ms->spec->type);
+	cJSON_AddNumberToObject(e, "pid", hit->pid);
+	cJSON_AddNumberToObject(e, "tid", hit->tid);
+	cJSON_AddStringToObject(e, "time", diag_time_format((int64_t)hit->time_ns, true, t, sizeof(t)));
+	cJSON_AddStringToObject(e, "kind", diag_event_kind_name(hit->kind));
+	const char *text = v->text ? v->text : "";
+	switch (v->kind) {
+	case DIAG_VALUE_SIGNED: cJSON_AddNumberToObject(e, "value", (double)v->i); break;
+	case DIAG_VALUE_UNSIGNED: cJSON_AddNumberToObject(e, "value", (double)v->u); break;
+	case DIAG_VALUE_FLOAT: cJSON_AddNumberToObject(e, "value", v->f); break;
+	case DIAG_VALUE_STRING: cJSON_AddStringToObject(e, "value", text); break;
+	default: cJSON_AddNullToObject(e, "value"); break;
+	}
+	cJSON_AddStringToObject(e, "text", text);
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddItemToObject(j, "event", e);
+	return j;
+}
+
+static void tail_send(struct diag_server *s, const struct diag_mspec *ms,
+		      const struct diag_engine_hit *hit)
+{
+	char *line = NULL;
+	size_t len = 0;
+	for (size_t i = 0; i < MAX_CLIENTS; i++) {
+		struct client *c = s->clients[i];
+		if (!c || !c->tail || c->closing || (c->tail_id[0] && strcmp(c->tail_id, ms->spec->id)))
+			continue;
+		if (!line) { /* formatted once, only when someone listens */
+			cJSON *j = tail_event(ms, hit);
+			line = cJSON_PrintUnformatted(j);
+			cJSON_Delete(j);
+			if (!line)
+				return;
+			len = strlen(line);
+			line[len++] = '\n';
+		}
+		if (!append_out(c, line, len, TAIL_OUT_MAX))
+			c->tail_dropped++;
+		else if (flush_out(c) < 0)
+			c->closing = true;
+		update_interest(s, c);
+	}
+	free(line);
+}
+
+void diag_server_on_hit(struct diag_server *s, const struct diag_mspec *ms,
+			const struct diag_engine_hit *hit)
+{
+	if (s->ntail)
+		tail_send(s, ms, hit);
+	for (size_t i = 0; i < MAX_CLIENTS; i++) {
+		struct client *c = s->clients[i];
+		if (c && c->waiting && strcmp(c->wait_id, ms->spec->id) == 0 &&
+		    ms->hits >= c->wait_hits)
+			wait_reply(s, c, true, ms->hits); /* its buffered requests run in tick */
+	}
+}
+
+int64_t diag_server_tick(struct diag_server *s, int64_t now_ns)
+{
+	int64_t next = 0;
+	for (size_t i = 0; i < MAX_CLIENTS; i++) {
+		struct client *c = s->clients[i];
+		if (c && c->closing && c->outlen == 0) {
+			client_close(s, i);
+			continue;
+		}
+		if (c && !c->waiting && c->inlen)
+			process_lines(s, c);
+		if (!c || !c->waiting)
+			continue;
+		struct diag_mspec *ms = diag_manager_find(s->m, c->wait_id);
+		uint64_t hits = ms ? ms->hits : 0;
+		if (hits >= c->wait_hits || c->wait_deadline_ns <= now_ns) {
+			wait_reply(s, c, hits >= c->wait_hits, hits);
+			process_lines(s, c);
+		} else if (!next || c->wait_deadline_ns < next) {
+			next = c->wait_deadline_ns;
+		}
+	}
+	return next;
+}
