@@ -316,6 +316,22 @@ static cJSON *add_build_spec(struct ctl_opt *o, cJSON *custom, cJSON *pids)
 	return spec;
 }
 
+/* The spec is stored even where it could not be applied: say where and why on stderr. */
+static void add_warn_applied(const cJSON *reply)
+{
+	const cJSON *spec = cJSON_GetObjectItemCaseSensitive(reply, "spec");
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(spec, "id");
+	const cJSON *proc;
+	cJSON_ArrayForEach(proc, cJSON_GetObjectItemCaseSensitive(spec, "applied")) {
+		const cJSON *state = cJSON_GetObjectItemCaseSensitive(proc, "state");
+		const cJSON *error = cJSON_GetObjectItemCaseSensitive(proc, "error");
+		if (cJSON_IsString(state) && strcmp(state->valuestring, "error") == 0)
+			fprintf(stderr, "diagnosectl: warning: %s not applied in %s: %s\n",
+				cJSON_IsString(id) ? id->valuestring : "probe", proc->string,
+				cJSON_IsString(error) ? error->valuestring : "(no reason given)");
+	}
+}
+
 /* Send one spec; prints the id (or the raw reply with --json). label prefixes errors. */
 static int add_send(struct ctl *c, cJSON *spec, const char *label)
 {
@@ -336,6 +352,7 @@ static int add_send(struct ctl *c, cJSON *spec, const char *label)
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(reply, "id");
 	if (!c->json)
 		printf("%s\n", cJSON_IsString(id) ? id->valuestring : "?");
+	add_warn_applied(reply);
 	cJSON_Delete(reply);
 	return EXIT_OK;
 }

@@ -285,6 +285,15 @@ static void test_add(struct fake *f)
 	cJSON_Delete(req);
 	run_free(&r);
 
+	/* Stored but not applied somewhere: the id, and a warning naming the process. */
+	fake_reset(f, "{\"ok\":true,\"id\":\"p4\",\"spec\":{\"id\":\"p4\",\"applied\":{\"h:10\":"
+		      "{\"state\":\"error\",\"error\":\"value: no variable 'q' at work.c:42\"}}}}\n", NULL);
+	r = run_ctl(f, "add-probe --pid 10 --target work.c:42 --type log --name n --value q");
+	CHECK_EQ_INT(r.status, 0);
+	CHECK_EQ_STR(r.out, "p4\n");
+	CHECK_EQ_STR(r.err, "diagnosectl: warning: p4 not applied in h:10: value: no variable 'q' at work.c:42\n");
+	run_free(&r);
+
 	/* The daemon's error goes to stderr with exit 1. */
 	fake_reset(f, "{\"ok\":false,\"error\":\"spec p3: target: no function 'nope' in pid 10\"}\n", NULL);
 	r = run_ctl(f, "add-probe --pid 10 --target nope --type log --name n");
