@@ -158,7 +158,7 @@ int diag_instrument_new(struct diag_plugin_host *h, const char *type, const char
 			const char *name, const char *custom_json, struct diag_instrument **out,
 			struct diag_error *err)
 {
-	const struct diag_instrument_ops *ops;
+	const struct diag_instrument_ops *ops = NULL;
 	int r = plugin_get(h, type, &ops, err);
 	if (r < 0)
 		return r;

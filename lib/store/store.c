@@ -97,8 +97,8 @@ int diag_store_load(struct diag_store *st, struct diag_spec ***specs, struct dia
 	*specs = NULL;
 	if (!st->path)
 		return 0;
-	char *buf;
-	size_t len;
+	char *buf = NULL;
+	size_t len = 0;
 	int r = read_all(st->path, &buf, &len, err);
 	if (r == -ENOENT)
 		return 0;

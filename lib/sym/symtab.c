@@ -288,7 +288,7 @@ static int symfile_get(struct diag_symcache *c, const struct diag_module *mod,
 		c->files = v;
 		c->cap = cap;
 	}
-	struct symfile *sf;
+	struct symfile *sf = NULL;
 	rc = symfile_load(mod, key, &sf, err);
 	if (rc)
 		return rc;

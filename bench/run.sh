@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Per-hit cost of an entry probe: diagnose vs gdb dprintf vs bpftrace uprobe, same binary, same
+# run, 1 and 4 threads. Overhead per hit = (traced wall - untraced wall) / hits, median of
+# REPS runs. usage: bench/run.sh [BUILD_DIR]   (env REPS=3 CALLS=20000 GDB_CALLS=1000)
+set -euo pipefail
+BUILD=$(cd "${1:-build}" && pwd)
+REPS=${REPS:-3}
+CALLS=${CALLS:-20000}
+GDB_CALLS=${GDB_CALLS:-1000}
+TARGET=$BUILD/bench/bench_target
+DIAGNOSED=$BUILD/daemon/diagnosed
+CTL=$BUILD/daemon/diagnosectl
+WORK=$(mktemp -d /tmp/diagnose-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+# start the victim on fd 3 (stdin) / fd 4 (stdout); sets VPID
+start_victim() {
+	rm -f "$WORK/in" "$WORK/out"
+	mkfifo "$WORK/in"
+	"$TARGET" "$1" "$2" <"$WORK/in" >"$WORK/out" &
+	VPID=$!
+	exec 3>"$WORK/in"
+	until grep -q '^ready' "$WORK/out" 2>/dev/null; do sleep 0.01; done
+}
+finish_victim() { # prints wall_ns
+	echo go >&3
+	exec 3>&-
+	wait "$VPID" || true
+	awk '/^wall_ns/ {print $2}' "$WORK/out"
+}
+
+run_untraced() { start_victim "$1" "$2"; finish_victim; }
+
+run_diagnose() {
+	start_victim "$1" "$2"
+	"$DIAGNOSED" --pid "$VPID" --socket "$WORK/sock" --store "$WORK/specs.json" \
+		--plugin-dir "$BUILD/plugins" >"$WORK/d.out" 2>"$WORK/d.err" &
+	local dpid=$!
+	until [ -S "$WORK/sock" ]; do sleep 0.01; done
+	"$CTL" --socket "$WORK/sock" add-probe --pid "$VPID" --target bench_fn --type incr \
+		--name bench --id bench >/dev/null
+	finish_victim
+	"$CTL" --socket "$WORK/sock" --json stats bench >"$WORK/stats.json"
+	kill -TERM "$dpid"; wait "$dpid" || true
+}
+
+run_gdb() {
+	start_victim "$1" "$2"
+	gdb -p "$VPID" -batch -ex 'set pagination off' -ex 'dprintf bench_fn,"hit\n"' \
+		-ex continue >"$WORK/gdb.out" 2>&1 &
+	until grep -q '^Dprintf 1' "$WORK/gdb.out" 2>/dev/null; do sleep 0.01; done
+	finish_victim
+	wait || true
+}
+
+run_bpftrace() {
+	start_victim "$1" "$2"
+	bpftrace -e "uprobe:$TARGET:bench_fn { @c = count(); }" >"$WORK/bt.out" 2>&1 &
+	local bpid=$!
+	until grep -q 'Attaching' "$WORK/bt.out" 2>/dev/null; do sleep 0.01; done
+	sleep 0.2 # bpftrace prints before the probe is live; give the kernel its moment
+	finish_victim
+	kill -INT "$bpid"; wait "$bpid" || true
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# overhead_us TOOL THREADS CALLS: median over REPS of (traced - untraced)/hits
+overhead_us() {
+	local tool=$1 threads=$2 calls=$3 i
+	for ((i = 0; i < REPS; i++)); do
+		local base traced
+		base=$(run_untraced "$threads" "$calls")
+		traced=$(run_"$tool" "$threads" "$calls")
+		awk -v t="$traced" -v b="$base" -v n=$((threads * calls)) 'BEGIN {printf "%.3f\n", (t-b)/n/1000}'
+	done | median
+}
+
+printf '%-28s %8s %14s %10s\n' tool threads "us/hit" "vs diagnose"
+for threads in 1 4; do
+	d=$(overhead_us diagnose "$threads" "$CALLS")
+	printf '%-28s %8s %14s %10s\n' "diagnose (int3 + XOL)" "$threads" "$d" "1.00"
+	if command -v bpftrace >/dev/null; then
+		b=$(overhead_us bpftrace "$threads" "$CALLS")
+		printf '%-28s %8s %14s %10s\n' "bpftrace uprobe" "$threads" "$b" "$(awk -v a="$b" -v d="$d" 'BEGIN {printf "%.2fx", a/d}')"
+	else
+		echo "bpftrace not installed: apt-get install -y bpftrace"
+	fi
+	g=$(overhead_us gdb "$threads" "$GDB_CALLS")
+	printf '%-28s %8s %14s %10s\n' "gdb dprintf" "$threads" "$g" "$(awk -v a="$g" -v d="$d" 'BEGIN {printf "%.2fx", a/d}')"
+done
