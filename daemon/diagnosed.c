@@ -126,8 +126,9 @@ static const char *default_plugin_dir(char *buf, size_t len)
 	struct stat sb;
 	if (n > 0) {
 		exe[n] = '\0';
-		snprintf(buf, len, "%s/../plugins", dirname(exe));
-		if (stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode))
+		char guess[PATH_MAX + 16];
+		snprintf(guess, sizeof(guess), "%s/../plugins", dirname(exe));
+		if (stat(guess, &sb) == 0 && S_ISDIR(sb.st_mode) && realpath(guess, buf) && len >= PATH_MAX)
 			return buf;
 	}
 	return DIAG_DEFAULT_PLUGIN_DIR;

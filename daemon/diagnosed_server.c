@@ -446,8 +446,9 @@ static void handle_line(struct diag_server *s, struct client *c, const char *lin
 	if (!req) {
 		char msg[160];
 		size_t off = end ? (size_t)(end - line) : 0;
-		snprintf(msg, sizeof(msg), "malformed request: invalid JSON at byte %zu near '%.20s'",
-			 off, end && off < len ? end : "");
+		int near = off < len ? (int)(len - off < 20 ? len - off : 20) : 0;
+		snprintf(msg, sizeof(msg), "malformed request: invalid JSON at byte %zu near '%.*s'",
+			 off, near, near ? end : "");
 		for (char *p = msg; *p; p++) /* the excerpt must stay one line */
 			if (*p == '\n' || *p == '\r')
 				*p = ' ';

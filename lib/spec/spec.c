@@ -375,8 +375,9 @@ int diag_spec_parse(const char *text, size_t len, bool allow_array, unsigned fla
 	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
 	if (!root) {
 		size_t off = end ? (size_t)(end - text) : 0;
-		return diag_error_set(err, -DIAG_E_PARSE, "malformed JSON at byte %zu near '%.20s'",
-				      off, end && off < len ? end : "");
+		int near = off < len ? (int)(len - off < 20 ? len - off : 20) : 0;
+		return diag_error_set(err, -DIAG_E_PARSE, "malformed JSON at byte %zu near '%.*s'",
+				      off, near, near ? end : "");
 	}
 	bool arr = cJSON_IsArray(root);
 	if (arr && !allow_array) {
