@@ -246,9 +246,12 @@ static void apply_pid(struct diag_manager *m, struct diag_mspec *ms, pid_t pid)
 			 r == -ESRCH ? "no such process" : e.msg[0] ? e.msg : diag_strerror(r));
 		a->state = DIAG_APPLIED_ERROR;
 	} else {
-		struct diag_probe_def def = { .target = s->target, .value = s->value,
-					      .condition = s->condition, .event = s->event,
-					      .cookie = ms };
+		/* NULL, not "", for "none": engine.h allows both, but the engine's copy treats ""
+		 * as an allocation failure (reported to the engine's owner). */
+		struct diag_probe_def def = { .target = s->target,
+					      .value = *s->value ? s->value : NULL,
+					      .condition = *s->condition ? s->condition : NULL,
+					      .event = s->event, .cookie = ms };
 		r = diag_engine_probe_add(m->engine, pid, &def, &e);
 		if (r < 0)
 			apply_error(a, &e, r);
