@@ -1,0 +1,71 @@
+/* dwarf/type: C spelling of diag_type values (for messages, casts and gdb-style pointer
+ * prefixes). Pure; owns nothing. */
+#include "dwarf/dwarf.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static size_t spell_base(const struct diag_type *t, char *buf, size_t cap)
+{
+	const char *tag = "";
+	const char *name = t && t->name ? t->name : NULL;
+	if (!t)
+		return (size_t)snprintf(buf, cap, "void");
+	switch (t->kind) {
+	case DIAG_TYPE_STRUCT: tag = "struct "; break;
+	case DIAG_TYPE_UNION: tag = "union "; break;
+	case DIAG_TYPE_ENUM: tag = "enum "; break;
+	case DIAG_TYPE_CONST: {
+		size_t n = (size_t)snprintf(buf, cap, "const ");
+		return n < cap ? n + spell_base(t->target, buf + n, cap - n) : n;
+	}
+	case DIAG_TYPE_VOLATILE: {
+		size_t n = (size_t)snprintf(buf, cap, "volatile ");
+		return n < cap ? n + spell_base(t->target, buf + n, cap - n) : n;
+	}
+	default: break;
+	}
+	if (!name)
+		name = t->kind == DIAG_TYPE_STRUCT || t->kind == DIAG_TYPE_UNION || t->kind == DIAG_TYPE_ENUM
+			? "{...}" : t->kind == DIAG_TYPE_VOID ? "void" : "?";
+	return (size_t)snprintf(buf, cap, "%s%s", tag, name);
+}
+
+void diag_type_spell(const struct diag_type *t, char *buf, size_t cap)
+{
+	if (!cap)
+		return;
+	/* peel pointers, consts on pointers and one array level, spell the base, then append */
+	char suffix[64] = "";
+	size_t sl = 0;
+	const struct diag_type *cur = t;
+	while (cur && (cur->kind == DIAG_TYPE_PTR ||
+		       (cur->kind == DIAG_TYPE_CONST && cur->target && cur->target->kind == DIAG_TYPE_PTR))) {
+		const char *piece = cur->kind == DIAG_TYPE_PTR ? "*" : " const";
+		size_t pl = strlen(piece);
+		if (sl + pl + 1 >= sizeof(suffix))
+			break;
+		memmove(suffix + pl, suffix, sl + 1);
+		memcpy(suffix, piece, pl);
+		sl += pl;
+		cur = cur->target;
+	}
+	if (cur && cur->kind == DIAG_TYPE_FUNC) {
+		char ret[96];
+		diag_type_spell(cur->target, ret, sizeof(ret));
+		snprintf(buf, cap, "%s (%s)()", ret, sl ? suffix : "");
+		return;
+	}
+	if (cur && cur->kind == DIAG_TYPE_ARRAY) {
+		char elem[128];
+		diag_type_spell(cur->target, elem, sizeof(elem));
+		if (sl)
+			snprintf(buf, cap, "%s (%s)[%llu]", elem, suffix, (unsigned long long)cur->count);
+		else
+			snprintf(buf, cap, "%s [%llu]", elem, (unsigned long long)cur->count);
+		return;
+	}
+	size_t n = spell_base(cur, buf, cap);
+	if (sl && n < cap)
+		snprintf(buf + n, cap - n, " %s", suffix);
+}

@@ -1,0 +1,105 @@
+/* expr: the value language of diagnose (probe `value` and `condition`). Parses an expression,
+ * type-checks it against the DWARF scope at the probe's PC (lib/dwarf) and turns it into a
+ * capture plan that runs while a thread is stopped, then renders the captured bytes as text
+ * after the thread resumed. Never dereferences target memory except through ctx->read_mem;
+ * never aborts on bad input (every problem is a diag_error at compile time or an ERROR value
+ * at a hit). See docs/expressions.md for the language. */
+#ifndef DIAG_EXPR_H
+#define DIAG_EXPR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <diagnose/event.h>
+#include "util/error.h"
+
+/* DWARF indexes per build-id/file, shared by all processes (lib/dwarf). */
+struct diag_dwarf_cache;
+/* Returns 0 and *out, or -ENOMEM. */
+int diag_dwarf_cache_new(struct diag_dwarf_cache **out);
+/* Accepts NULL. */
+void diag_dwarf_cache_free(struct diag_dwarf_cache *c);
+
+struct diag_expr_scope {
+	pid_t pid;
+	const char *elf_path;       /* openable path of the module's ELF file (e.g. /proc/PID/root/usr/bin/x) */
+	const char *build_id;       /* hex or "" */
+	uint64_t bias;              /* runtime = file vaddr + bias */
+	uint64_t pc;                /* runtime address of the probe */
+	enum diag_event_kind event; /* call / return / end: decides what is in scope (result, elapsed) */
+	struct diag_dwarf_cache *dwarf;  /* may be NULL: registers/$args only */
+};
+
+struct diag_expr;
+
+/* Parse and type-check src against DWARF at scope->pc. Returns 0 and *out, or
+ * -DIAG_E_PARSE (syntax), -DIAG_E_NOSYM (unknown name), -DIAG_E_NODEBUG (a name without
+ * DWARF), -DIAG_E_INVALID (type error, optimised out), -DIAG_E_LIMIT (too long/deep),
+ * -ENOMEM; err holds one line with the position, e.g.
+ * "value: unknown name 'lenn' at 1:5; in scope: req, len, buf". */
+int diag_expr_compile(const char *src, const struct diag_expr_scope *scope, struct diag_expr **out,
+		      struct diag_error *err);
+/* Accepts NULL. */
+void diag_expr_free(struct diag_expr *x);
+
+struct diag_expr_ctx {                 /* what a hit offers while the thread is stopped */
+	pid_t pid, tid;
+	const struct user_regs_struct *regs;
+	/* fetch SSE/x87 state on demand (doubles in xmm); may be NULL */
+	int (*read_fpregs)(void *arg, struct user_fpregs_struct *out);
+	/* read target memory: returns bytes read or -errno; must never fault the daemon */
+	ssize_t (*read_mem)(void *arg, uint64_t addr, void *buf, size_t len);
+	void *arg;
+	uint64_t time_ns;
+	uint64_t elapsed_ns;  /* return events */
+	const char *comm;
+};
+
+#define DIAG_EXPR_MAX_BYTES 4096
+
+struct diag_expr_result {              /* self-contained: no pointers into the target or the expr */
+	enum diag_value_kind kind;         /* SIGNED, UNSIGNED, FLOAT, STRING, BYTES (raw struct bytes etc), ERROR */
+	union {
+		int64_t i;
+		uint64_t u;
+		double f;
+	};
+	size_t len;
+	uint8_t data[DIAG_EXPR_MAX_BYTES]; /* STRING/BYTES payload; ERROR: the message text */
+};
+
+/* Run the compiled capture plan (called while the thread is stopped: bounded reads). Never
+ * fails: problems become kind ERROR with text like "<fault at 0x10>". */
+void diag_expr_eval(const struct diag_expr *x, const struct diag_expr_ctx *ctx,
+		    struct diag_expr_result *out);
+
+/* After the thread resumed: the user-facing text (gdb print style: 42, 0x7ffd..., "abc",
+ * {len = 3, name = 0x4006f4 "abc"}, 3.5, RED) into text (NUL-terminated, truncated to cap) and a
+ * diag_value (kind/number/buf pointing into r->data, text = the text buffer). A char pointer
+ * renders as kind STRING (buf = the string) with gdb's text `0x4006f4 "abc"`. */
+void diag_expr_render(const struct diag_expr *x, const struct diag_expr_result *r, char *text,
+		      size_t cap, struct diag_value *out);
+
+/* Condition semantics: true when numeric non-zero / non-empty; ERROR is false. */
+bool diag_expr_truthy(const struct diag_expr_result *r);
+
+/* The expression's source text as compiled. */
+const char *diag_expr_source(const struct diag_expr *x);
+
+/* One variable in scope at a PC, for `diagnosectl vars`. */
+struct diag_expr_var_info {
+	const char *name;
+	const char *type;      /* C spelling, e.g. "struct req *" */
+	const char *location;  /* e.g. "reg rdi", "fbreg -20", "optimised out", "loclist" */
+	bool is_param;
+};
+/* Calls cb for each parameter then each local visible at scope->pc (innermost block first).
+ * Returns the number listed, or -DIAG_E_NODEBUG / -DIAG_E_NOSYM / -errno with err set. */
+int diag_expr_list_scope(const struct diag_expr_scope *scope,
+			 void (*cb)(void *arg, const struct diag_expr_var_info *v), void *arg,
+			 struct diag_error *err);
+
+#endif
