@@ -661,18 +661,35 @@ static void leave_slots(struct eproc *ep, struct diag_thread *t)
 	}
 }
 
+static struct diag_thread *running_thread(struct eproc *ep)
+{
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
+		struct diag_thread *t = v;
+		if (t->announced && !t->stopped)
+			return t;
+	}
+	return NULL;
+}
+
 static void eproc_detach(struct diag_engine *e, struct eproc *ep)
 {
+	pid_t pid = ep->tp->pid;
 	ep->freeze = true;
 	size_t pos = 0;
 	uint64_t k;
 	void *v;
-	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v))
-		if (((struct diag_thread *)v)->announced)
-			stop_thread(e, v);
-	/* stop_thread may have seen the process exit */
-	if (diag_u64map_get(&e->procs, (uint64_t)ep->tp->pid) != ep)
-		return;
+	for (struct diag_thread *t; (t = running_thread(ep));) {
+		pid_t tid = t->tid;
+		int r = stop_thread(e, t);
+		/* waiting may have seen the whole process exit */
+		if (!diag_u64map_get(&e->procs, (uint64_t)pid))
+			return;
+		if (r < 0 && diag_proc_thread(ep->tp, tid) == t)
+			forget_thread(e, t); /* it could not be stopped: it is exiting */
+	}
 	for (struct probe *pr = ep->probes; pr; pr = pr->next)
 		diag__probe_uninstall(ep, pr);
 	struct diag_thread *any = NULL;
