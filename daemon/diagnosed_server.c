@@ -446,12 +446,11 @@ static void handle_line(struct diag_server *s, struct client *c, const char *lin
 	if (!req) {
 		char msg[160];
 		size_t off = end ? (size_t)(end - line) : 0;
-		int near = off < len ? (int)(len - off < 20 ? len - off : 20) : 0;
-		snprintf(msg, sizeof(msg), "malformed request: invalid JSON at byte %zu near '%.*s'",
-			 off, near, near ? end : "");
-		for (char *p = msg; *p; p++) /* the excerpt must stay one line */
-			if (*p == '\n' || *p == '\r')
-				*p = ' ';
+		char near[21] = "";
+		for (size_t i = 0; i < 20 && off + i < len && end[i]; i++) /* stays one line */
+			near[i] = (unsigned char)end[i] < 0x20 ? ' ' : end[i];
+		snprintf(msg, sizeof(msg), "malformed request: invalid JSON at byte %zu near '%s'",
+			 off, near);
 		reply_error(s, c, msg);
 		return;
 	}

@@ -375,9 +375,11 @@ int diag_spec_parse(const char *text, size_t len, bool allow_array, unsigned fla
 	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
 	if (!root) {
 		size_t off = end ? (size_t)(end - text) : 0;
-		int near = off < len ? (int)(len - off < 20 ? len - off : 20) : 0;
-		return diag_error_set(err, -DIAG_E_PARSE, "malformed JSON at byte %zu near '%.*s'",
-				      off, near, near ? end : "");
+		char near[21] = "";
+		for (size_t i = 0; i < 20 && off + i < len && end[i]; i++) /* stays one line */
+			near[i] = (unsigned char)end[i] < 0x20 ? ' ' : end[i];
+		return diag_error_set(err, -DIAG_E_PARSE, "malformed JSON at byte %zu near '%s'",
+				      off, near);
 	}
 	bool arr = cJSON_IsArray(root);
 	if (arr && !allow_array) {
