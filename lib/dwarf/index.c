@@ -1,14 +1,538 @@
-/* dwarf/index: the cache of per-file DWARF indexes (placeholder until the libdwarf index
- * lands: every file reports "no DWARF"). */
-#include "dwarf/dwarf.h"
+/* dwarf/index: the cache of per-file DWARF indexes (keyed by build-id, else path) and the
+ * index itself: function PC ranges, named types and globals, found by one walk over the
+ * compilation units' top-level DIEs. Bodies and types are read lazily (scope.c, types.c).
+ * Opens files read-only; never touches a process. */
+#include "dwarf/internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct diag_dwarf_cache {
-	int unused;
+	struct diag_dwarf_file *files;
+	size_t nfiles;
 };
+
+struct dw_block {
+	struct dw_block *next;
+	size_t used, cap;
+	max_align_t data[];
+};
+
+void *dw_alloc(struct diag_dwarf_file *f, size_t n)
+{
+	n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+	struct dw_block *b = f->arena;
+	if (!b || b->cap - b->used < n) {
+		size_t cap = n > 65536 ? n : 65536;
+		b = malloc(sizeof(*b) + cap);
+		if (!b)
+			return NULL;
+		b->next = f->arena;
+		b->used = 0;
+		b->cap = cap;
+		f->arena = b;
+	}
+	void *p = (char *)b->data + b->used;
+	b->used += n;
+	memset(p, 0, n);
+	return p;
+}
+
+char *dw_strdup(struct diag_dwarf_file *f, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = dw_alloc(f, n);
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+/* ---- attribute helpers ---- */
+
+static int get_attr(Dwarf_Die die, Dwarf_Half at, Dwarf_Attribute *a)
+{
+	Dwarf_Error e = NULL;
+	int rc = dwarf_attr(die, at, a, &e);
+	if (rc == DW_DLV_ERROR)
+		dwarf_dealloc_error(NULL, e);
+	return rc == DW_DLV_OK ? 0 : -1;
+}
+
+int dw_attr_udata(Dwarf_Die die, Dwarf_Half at, uint64_t *out)
+{
+	Dwarf_Attribute a;
+	if (get_attr(die, at, &a))
+		return -1;
+	Dwarf_Error e = NULL;
+	Dwarf_Unsigned u;
+	Dwarf_Signed s;
+	int rc = dwarf_formudata(a, &u, &e);
+	if (rc == DW_DLV_OK) {
+		*out = u;
+	} else {
+		if (rc == DW_DLV_ERROR)
+			dwarf_dealloc_error(NULL, e);
+		e = NULL;
+		rc = dwarf_formsdata(a, &s, &e);
+		if (rc == DW_DLV_OK)
+			*out = (uint64_t)s;
+		else if (rc == DW_DLV_ERROR)
+			dwarf_dealloc_error(NULL, e);
+	}
+	dwarf_dealloc_attribute(a);
+	return rc == DW_DLV_OK ? 0 : -1;
+}
+
+int dw_attr_sdata(Dwarf_Die die, Dwarf_Half at, int64_t *out)
+{
+	Dwarf_Attribute a;
+	if (get_attr(die, at, &a))
+		return -1;
+	Dwarf_Error e = NULL;
+	Dwarf_Signed s;
+	Dwarf_Unsigned u;
+	Dwarf_Half form = 0;
+	dwarf_whatform(a, &form, &e);
+	int rc;
+	/* data1..data8 carry no sign: take them as unsigned, like the producer wrote them */
+	if (form == DW_FORM_sdata || form == DW_FORM_implicit_const) {
+		rc = dwarf_formsdata(a, &s, &e);
+		if (rc == DW_DLV_OK)
+			*out = s;
+	} else {
+		rc = dwarf_formudata(a, &u, &e);
+		if (rc == DW_DLV_OK)
+			*out = (int64_t)u;
+	}
+	if (rc == DW_DLV_ERROR)
+		dwarf_dealloc_error(NULL, e);
+	dwarf_dealloc_attribute(a);
+	return rc == DW_DLV_OK ? 0 : -1;
+}
+
+int dw_attr_ref(Dwarf_Die die, Dwarf_Half at, Dwarf_Off *out)
+{
+	Dwarf_Attribute a;
+	if (get_attr(die, at, &a))
+		return -1;
+	Dwarf_Error e = NULL;
+	int rc = dwarf_global_formref(a, out, &e);
+	if (rc == DW_DLV_ERROR)
+		dwarf_dealloc_error(NULL, e);
+	dwarf_dealloc_attribute(a);
+	return rc == DW_DLV_OK ? 0 : -1;
+}
+
+bool dw_attr_flag(Dwarf_Die die, Dwarf_Half at)
+{
+	Dwarf_Attribute a;
+	if (get_attr(die, at, &a))
+		return false;
+	Dwarf_Error e = NULL;
+	Dwarf_Bool b = 0;
+	if (dwarf_formflag(a, &b, &e) == DW_DLV_ERROR)
+		dwarf_dealloc_error(NULL, e);
+	dwarf_dealloc_attribute(a);
+	return b != 0;
+}
+
+const char *dw_name(struct diag_dwarf_file *f, Dwarf_Die die)
+{
+	Dwarf_Error e = NULL;
+	char *name = NULL;
+	int rc = dwarf_diename(die, &name, &e);
+	if (rc == DW_DLV_OK)
+		return name;
+	if (rc == DW_DLV_ERROR)
+		dwarf_dealloc_error(f->dbg, e);
+	Dwarf_Off off;
+	for (int hop = 0; hop < 4; hop++) {
+		if (dw_attr_ref(die, DW_AT_abstract_origin, &off) && dw_attr_ref(die, DW_AT_specification, &off))
+			return NULL;
+		Dwarf_Die other;
+		e = NULL;
+		if (dwarf_offdie_b(f->dbg, off, true, &other, &e) != DW_DLV_OK)
+			return NULL;
+		name = NULL;
+		rc = dwarf_diename(other, &name, &e);
+		if (rc == DW_DLV_OK) {
+			dwarf_dealloc_die(other);
+			return name;
+		}
+		if (hop)
+			dwarf_dealloc_die(die);
+		die = other;
+	}
+	dwarf_dealloc_die(die);
+	return NULL;
+}
+
+/* ---- PC ranges ---- */
+
+static int ranges_v5(Dwarf_Attribute a, Dwarf_Half form, void (*cb)(void *, uint64_t, uint64_t), void *arg)
+{
+	Dwarf_Error e = NULL;
+	Dwarf_Unsigned val = 0, count = 0, goff = 0;
+	if (form == DW_FORM_rnglistx) {
+		if (dwarf_formudata(a, &val, &e) != DW_DLV_OK)
+			return -1;
+	} else {
+		Dwarf_Off o;
+		if (dwarf_global_formref(a, &o, &e) != DW_DLV_OK)
+			return -1;
+		val = o;
+	}
+	Dwarf_Rnglists_Head head = NULL;
+	if (dwarf_rnglists_get_rle_head(a, form, val, &head, &count, &goff, &e) != DW_DLV_OK)
+		return -1;
+	for (Dwarf_Unsigned i = 0; i < count; i++) {
+		unsigned len = 0, code = 0;
+		Dwarf_Unsigned r1, r2, c1 = 0, c2 = 0;
+		Dwarf_Bool unavail = 0;
+		if (dwarf_get_rnglists_entry_fields_a(head, i, &len, &code, &r1, &r2, &unavail, &c1, &c2, &e) != DW_DLV_OK)
+			break;
+		if (!unavail && (code == DW_RLE_offset_pair || code == DW_RLE_startx_endx ||
+				 code == DW_RLE_startx_length || code == DW_RLE_start_end ||
+				 code == DW_RLE_start_length) && c2 > c1)
+			cb(arg, c1, c2);
+	}
+	dwarf_dealloc_rnglists_head(head);
+	return 0;
+}
+
+static uint64_t cu_base(struct diag_dwarf_file *f, Dwarf_Die die)
+{
+	Dwarf_Off cuoff = 0;
+	Dwarf_Error e = NULL;
+	Dwarf_Die cu;
+	Dwarf_Addr lo = 0;
+	if (dwarf_CU_dieoffset_given_die(die, &cuoff, &e) != DW_DLV_OK ||
+	    dwarf_offdie_b(f->dbg, cuoff, true, &cu, &e) != DW_DLV_OK)
+		return 0;
+	if (dwarf_lowpc(cu, &lo, &e) != DW_DLV_OK)
+		lo = 0;
+	dwarf_dealloc_die(cu);
+	return lo;
+}
+
+static int ranges_v4(struct diag_dwarf_file *f, Dwarf_Die die, Dwarf_Attribute a,
+		     void (*cb)(void *, uint64_t, uint64_t), void *arg)
+{
+	Dwarf_Error e = NULL;
+	Dwarf_Off off, real;
+	Dwarf_Ranges *r = NULL;
+	Dwarf_Signed n = 0;
+	Dwarf_Unsigned bytes;
+	if (dwarf_global_formref(a, &off, &e) != DW_DLV_OK)
+		return -1;
+	if (dwarf_get_ranges_b(f->dbg, off, die, &real, &r, &n, &bytes, &e) != DW_DLV_OK)
+		return -1;
+	uint64_t base = cu_base(f, die);
+	for (Dwarf_Signed i = 0; i < n; i++) {
+		if (r[i].dwr_type == DW_RANGES_ADDRESS_SELECTION)
+			base = r[i].dwr_addr2;
+		else if (r[i].dwr_type == DW_RANGES_ENTRY && r[i].dwr_addr2 > r[i].dwr_addr1)
+			cb(arg, base + r[i].dwr_addr1, base + r[i].dwr_addr2);
+	}
+	dwarf_ranges_dealloc(f->dbg, r, n);
+	return 0;
+}
+
+int dw_ranges(struct diag_dwarf_file *f, Dwarf_Die die, void (*cb)(void *arg, uint64_t lo, uint64_t hi),
+	      void *arg)
+{
+	Dwarf_Error e = NULL;
+	Dwarf_Addr lo, hi;
+	Dwarf_Half form;
+	enum Dwarf_Form_Class cls;
+	if (dwarf_lowpc(die, &lo, &e) == DW_DLV_OK) {
+		if (dwarf_highpc_b(die, &hi, &form, &cls, &e) != DW_DLV_OK)
+			return -1;
+		if (cls == DW_FORM_CLASS_CONSTANT)
+			hi += lo;
+		if (hi > lo)
+			cb(arg, lo, hi);
+		return 0;
+	}
+	Dwarf_Attribute a;
+	if (get_attr(die, DW_AT_ranges, &a))
+		return -1;
+	Dwarf_Half version = 0, offsize = 0;
+	dwarf_whatform(a, &form, &e);
+	dwarf_get_version_of_die(die, &version, &offsize);
+	int rc = (form == DW_FORM_rnglistx || version >= 5) ? ranges_v5(a, form, cb, arg)
+		: ranges_v4(f, die, a, cb, arg);
+	dwarf_dealloc_attribute(a);
+	return rc;
+}
+
+struct cover {
+	uint64_t pc;
+	bool yes;
+};
+
+static void cover_cb(void *arg, uint64_t lo, uint64_t hi)
+{
+	struct cover *c = arg;
+	c->yes |= c->pc >= lo && c->pc < hi;
+}
+
+bool dw_die_covers(struct diag_dwarf_file *f, Dwarf_Die die, uint64_t pc)
+{
+	struct cover c = { .pc = pc };
+	dw_ranges(f, die, cover_cb, &c);
+	return c.yes;
+}
+
+/* ---- the index walk ---- */
+
+struct func_add {
+	struct diag_dwarf_file *f;
+	Dwarf_Off die;
+	int rc;
+};
+
+static void func_add_cb(void *arg, uint64_t lo, uint64_t hi)
+{
+	struct func_add *fa = arg;
+	struct diag_dwarf_file *f = fa->f;
+	if (f->nfuncs == f->capfuncs) {
+		size_t cap = f->capfuncs ? f->capfuncs * 2 : 256;
+		struct dw_func *n = realloc(f->funcs, cap * sizeof(*n));
+		if (!n) {
+			fa->rc = -ENOMEM;
+			return;
+		}
+		f->funcs = n;
+		f->capfuncs = cap;
+	}
+	f->funcs[f->nfuncs++] = (struct dw_func){ lo, hi, fa->die };
+}
+
+static int name_add(struct diag_dwarf_file *f, const char *name, int cls, bool decl, Dwarf_Off die)
+{
+	if (f->nnames == f->capnames) {
+		size_t cap = f->capnames ? f->capnames * 2 : 256;
+		struct dw_name *n = realloc(f->names, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		f->names = n;
+		f->capnames = cap;
+	}
+	f->names[f->nnames++] = (struct dw_name){ name, cls, decl, die };
+	return 0;
+}
+
+static int index_die(struct diag_dwarf_file *f, Dwarf_Die die, int depth);
+
+static int index_children(struct diag_dwarf_file *f, Dwarf_Die parent, int depth)
+{
+	Dwarf_Error e = NULL;
+	Dwarf_Die child, next;
+	int rc = dwarf_child(parent, &child, &e);
+	if (rc != DW_DLV_OK)
+		return 0;
+	for (;;) {
+		if ((rc = index_die(f, child, depth)))
+			break;
+		int r = dwarf_siblingof_b(f->dbg, child, true, &next, &e);
+		dwarf_dealloc_die(child);
+		if (r != DW_DLV_OK)
+			return 0;
+		child = next;
+	}
+	dwarf_dealloc_die(child);
+	return rc;
+}
+
+static int index_die(struct diag_dwarf_file *f, Dwarf_Die die, int depth)
+{
+	Dwarf_Error e = NULL;
+	Dwarf_Half tag = 0;
+	Dwarf_Off off = 0;
+	if (dwarf_tag(die, &tag, &e) != DW_DLV_OK || dwarf_dieoffset(die, &off, &e) != DW_DLV_OK)
+		return 0;
+	char *name = NULL;
+	bool decl = dw_attr_flag(die, DW_AT_declaration);
+	switch (tag) {
+	case DW_TAG_subprogram: {
+		if (decl)
+			return 0;
+		struct func_add fa = { .f = f, .die = off };
+		dw_ranges(f, die, func_add_cb, &fa);
+		return fa.rc;
+	}
+	case DW_TAG_variable: {
+		Dwarf_Bool has = 0;
+		if (dwarf_hasattr(die, DW_AT_location, &has, &e) != DW_DLV_OK || !has)
+			return 0;
+		const char *n = dw_name(f, die);
+		return n ? name_add(f, n, DW_NAME_GLOBAL, false, off) : 0;
+	}
+	case DW_TAG_structure_type:
+	case DW_TAG_union_type:
+	case DW_TAG_enumeration_type:
+	case DW_TAG_typedef:
+	case DW_TAG_base_type:
+		if (dwarf_diename(die, &name, &e) != DW_DLV_OK)
+			return 0;
+		return name_add(f, name, tag == DW_TAG_structure_type ? DW_NAME_STRUCT
+				: tag == DW_TAG_union_type ? DW_NAME_UNION
+				: tag == DW_TAG_enumeration_type ? DW_NAME_ENUM : DW_NAME_ORD, decl, off);
+	case DW_TAG_namespace:
+		return depth < 8 ? index_children(f, die, depth + 1) : 0;
+	default:
+		return 0;
+	}
+}
+
+static int cmp_func(const void *a, const void *b)
+{
+	const struct dw_func *x = a, *y = b;
+	return x->lo < y->lo ? -1 : x->lo > y->lo ? 1 : (x->hi > y->hi) - (x->hi < y->hi);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	const struct dw_name *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	if (c)
+		return c;
+	if (x->cls != y->cls)
+		return x->cls - y->cls;
+	return (int)x->decl - (int)y->decl; /* definitions first */
+}
+
+static int index_file(struct diag_dwarf_file *f)
+{
+	Dwarf_Error e = NULL;
+	for (;;) {
+		Dwarf_Unsigned hlen, typeoff, next;
+		Dwarf_Half version, addrsize, lensize, extsize, cutype;
+		Dwarf_Off abbrev;
+		Dwarf_Sig8 sig;
+		int rc = dwarf_next_cu_header_d(f->dbg, true, &hlen, &version, &abbrev, &addrsize, &lensize,
+						&extsize, &sig, &typeoff, &next, &cutype, &e);
+		if (rc == DW_DLV_NO_ENTRY)
+			break;
+		if (rc != DW_DLV_OK)
+			return -DIAG_E_NODEBUG;
+		Dwarf_Die cu;
+		if (dwarf_siblingof_b(f->dbg, NULL, true, &cu, &e) != DW_DLV_OK)
+			continue;
+		rc = index_children(f, cu, 0);
+		dwarf_dealloc_die(cu);
+		if (rc)
+			return rc;
+	}
+	qsort(f->funcs, f->nfuncs, sizeof(*f->funcs), cmp_func);
+	qsort(f->names, f->nnames, sizeof(*f->names), cmp_name);
+	return 0;
+}
+
+/* ---- opening, with separate debug files ---- */
+
+static int open_dwarf(const char *path, int *fd, Dwarf_Debug *dbg)
+{
+	Dwarf_Error e = NULL;
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return -errno;
+	int rc = dwarf_init_b(*fd, DW_DLC_READ, DW_GROUPNUMBER_ANY, NULL, NULL, dbg, &e);
+	if (rc == DW_DLV_OK)
+		return 0;
+	if (rc == DW_DLV_ERROR)
+		dwarf_dealloc_error(NULL, e);
+	close(*fd);
+	*fd = -1;
+	return -DIAG_E_NODEBUG;
+}
+
+/* /usr/lib/debug/.build-id/ab/cdef.debug, then .gnu_debuglink next to the file and in
+ * /usr/lib/debug (libdwarf's dwarf_init_path_dl knows those places). */
+static int open_separate(struct diag_dwarf_file *f, const char *path, const char *build_id)
+{
+	char dbgpath[4200];
+	if (build_id && strlen(build_id) > 2) {
+		snprintf(dbgpath, sizeof(dbgpath), "/usr/lib/debug/.build-id/%.2s/%s.debug", build_id, build_id + 2);
+		if (open_dwarf(dbgpath, &f->fd, &f->dbg) == 0) {
+			f->path = strdup(dbgpath);
+			return f->path ? 0 : -ENOMEM;
+		}
+	}
+	Dwarf_Error e = NULL;
+	char truepath[4096] = "";
+	unsigned char source = 0;
+	int rc = dwarf_init_path_dl(path, truepath, sizeof(truepath), DW_DLC_READ, DW_GROUPNUMBER_ANY,
+				    NULL, NULL, &f->dbg, NULL, 0, &source, NULL, 0, NULL, &e);
+	if (rc == DW_DLV_OK) {
+		f->path = strdup(truepath[0] ? truepath : path);
+		return f->path ? 0 : -ENOMEM;
+	}
+	if (rc == DW_DLV_ERROR)
+		dwarf_dealloc_error(NULL, e);
+	return -DIAG_E_NODEBUG;
+}
+
+static void file_free(struct diag_dwarf_file *f)
+{
+	if (!f)
+		return;
+	if (f->fdes || f->cies)
+		dwarf_fde_cie_list_dealloc(f->dbg, f->cies, f->ncies, f->fdes, f->nfdes);
+	if (f->dbg) {
+		Dwarf_Error e = NULL;
+		dwarf_finish(f->dbg, &e);
+	}
+	if (f->fd >= 0)
+		close(f->fd);
+	dw_tmap_free(&f->types);
+	while (f->arena) {
+		struct dw_block *b = f->arena;
+		f->arena = b->next;
+		free(b);
+	}
+	free(f->funcs);
+	free(f->names);
+	free(f->key);
+	free(f->path);
+	free(f->name);
+	free(f);
+}
+
+static int file_open(const char *path, const char *build_id, struct diag_dwarf_file **out,
+		     struct diag_error *err)
+{
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	struct diag_dwarf_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return diag_error_set(err, -ENOMEM, "dwarf: out of memory");
+	f->fd = -1;
+	f->name = strdup(base);
+	f->key = strdup(build_id && *build_id ? build_id : path);
+	int rc = f->name && f->key ? open_dwarf(path, &f->fd, &f->dbg) : -ENOMEM;
+	if (rc == 0)
+		f->path = strdup(path);
+	else if (rc == -DIAG_E_NODEBUG)
+		rc = open_separate(f, path, build_id);
+	if (rc == 0)
+		rc = index_file(f);
+	if (rc == 0 && !f->nfuncs && !f->nnames)
+		rc = -DIAG_E_NODEBUG;
+	if (rc) {
+		file_free(f);
+		if (rc == -DIAG_E_NODEBUG)
+			return diag_error_set(err, rc, "no DWARF for %s", base);
+		return diag_error_set(err, rc, "dwarf: cannot read %s: %s", path, diag_strerror(rc));
+	}
+	*out = f;
+	return 0;
+}
 
 int diag_dwarf_cache_new(struct diag_dwarf_cache **out)
 {
@@ -21,50 +545,102 @@ int diag_dwarf_cache_new(struct diag_dwarf_cache **out)
 
 void diag_dwarf_cache_free(struct diag_dwarf_cache *c)
 {
+	if (!c)
+		return;
+	while (c->files) {
+		struct diag_dwarf_file *f = c->files;
+		c->files = f->next;
+		file_free(f);
+	}
 	free(c);
 }
 
 int diag_dwarf_cache_get(struct diag_dwarf_cache *c, const char *path, const char *build_id,
 			 struct diag_dwarf_file **out, struct diag_error *err)
 {
-	(void)c;
-	(void)build_id;
-	(void)out;
-	const char *base = strrchr(path, '/');
-	return diag_error_set(err, -DIAG_E_NODEBUG, "no DWARF for %s", base ? base + 1 : path);
+	const char *key = build_id && *build_id ? build_id : path;
+	for (struct diag_dwarf_file *f = c->files; f; f = f->next)
+		if (!strcmp(f->key, key)) {
+			*out = f;
+			return 0;
+		}
+	if (c->nfiles >= DIAG_DWARF_MAX_FILES)
+		return diag_error_set(err, -DIAG_E_LIMIT, "dwarf: more than %d indexed files", DIAG_DWARF_MAX_FILES);
+	struct diag_dwarf_file *f;
+	int rc = file_open(path, build_id, &f, err);
+	if (rc)
+		return rc;
+	f->next = c->files;
+	c->files = f;
+	c->nfiles++;
+	*out = f;
+	return 0;
 }
 
 const char *diag_dwarf_file_name(const struct diag_dwarf_file *f)
 {
-	(void)f;
-	return "";
+	return f ? f->name : "";
 }
 
-int diag_dwarf_scope_at(struct diag_dwarf_file *f, uint64_t vaddr, struct diag_dwarf_scope **out,
-			struct diag_error *err)
+static const struct dw_name *find_name(const struct diag_dwarf_file *f, const char *name, int cls)
 {
-	(void)f;
-	(void)vaddr;
-	(void)out;
-	return diag_error_set(err, -DIAG_E_NOSYM, "no function with DWARF here");
-}
-
-void diag_dwarf_scope_free(struct diag_dwarf_scope *s)
-{
-	free(s);
-}
-
-int diag_dwarf_global(struct diag_dwarf_file *f, const char *name, struct diag_dwarf_var *out)
-{
-	(void)f;
-	(void)name;
-	(void)out;
-	return -DIAG_E_NOSYM;
+	size_t lo = 0, hi = f->nnames;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(f->names[mid].name, name);
+		if (!c)
+			c = f->names[mid].cls - cls;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < f->nnames && !strcmp(f->names[lo].name, name) && f->names[lo].cls == cls)
+		return &f->names[lo];
+	return NULL;
 }
 
 const struct diag_type *diag_dwarf_find_type(struct diag_dwarf_file *f, const char *spelling)
 {
-	(void)f;
-	(void)spelling;
-	return NULL;
+	static const struct {
+		const char *prefix;
+		int cls;
+	} tags[] = { { "struct ", DW_NAME_STRUCT }, { "union ", DW_NAME_UNION }, { "enum ", DW_NAME_ENUM } };
+	int cls = DW_NAME_ORD;
+	for (size_t i = 0; i < 3; i++)
+		if (!strncmp(spelling, tags[i].prefix, strlen(tags[i].prefix))) {
+			cls = tags[i].cls;
+			spelling += strlen(tags[i].prefix);
+		}
+	const struct dw_name *n = find_name(f, spelling, cls);
+	return n ? dw_type_at(f, n->die) : NULL;
+}
+
+/* Exposed to scope.c through dwarf.h's diag_dwarf_global. */
+const struct dw_name *dw_find_global(const struct diag_dwarf_file *f, const char *name);
+const struct dw_name *dw_find_global(const struct diag_dwarf_file *f, const char *name)
+{
+	return find_name(f, name, DW_NAME_GLOBAL);
+}
+
+/* The innermost function range holding pc, or NULL. */
+const struct dw_func *dw_find_func(const struct diag_dwarf_file *f, uint64_t pc);
+const struct dw_func *dw_find_func(const struct diag_dwarf_file *f, uint64_t pc)
+{
+	const struct dw_func *best = NULL;
+	size_t lo = 0, hi = f->nfuncs;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (f->funcs[mid].lo <= pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* ranges may nest or overlap a little: look back a few entries for the tightest */
+	for (size_t i = lo; i-- > 0 && lo - i <= 16;) {
+		const struct dw_func *fn = &f->funcs[i];
+		if (pc >= fn->lo && pc < fn->hi && (!best || fn->hi - fn->lo < best->hi - best->lo))
+			best = fn;
+	}
+	return best;
 }

@@ -1,0 +1,74 @@
+/* dwarf/internal: what the files of lib/dwarf share (the per-file index). Not for other
+ * modules: they use dwarf.h. */
+#ifndef DIAG_DWARF_INTERNAL_H
+#define DIAG_DWARF_INTERNAL_H
+
+#include <dwarf.h>
+#include <libdwarf.h>
+
+#include "dwarf/dwarf.h"
+
+struct dw_func {
+	uint64_t lo, hi;   /* file addresses [lo, hi) */
+	Dwarf_Off die;
+};
+
+enum { DW_NAME_ORD = 0, DW_NAME_STRUCT, DW_NAME_UNION, DW_NAME_ENUM, DW_NAME_GLOBAL };
+
+struct dw_name {
+	const char *name;  /* owned by libdwarf (valid while dbg is open) */
+	int cls;
+	bool decl;
+	Dwarf_Off die;
+};
+
+struct dw_tmap {           /* DIE offset -> type, open addressing */
+	Dwarf_Off *keys;
+	struct diag_type **vals;
+	size_t cap, n;
+};
+
+struct dw_block;           /* arena block */
+
+struct diag_dwarf_file {
+	char *key;             /* build-id or path */
+	char *path;            /* the file whose DWARF is read (may be a separate debug file) */
+	char *name;            /* basename of the module, for messages */
+	int fd;
+	Dwarf_Debug dbg;
+	struct dw_func *funcs;
+	size_t nfuncs, capfuncs;
+	struct dw_name *names;
+	size_t nnames, capnames;
+	struct dw_tmap types;
+	struct dw_block *arena;
+	bool fde_tried;
+	Dwarf_Cie *cies;
+	Dwarf_Fde *fdes;
+	Dwarf_Signed ncies, nfdes;
+	struct diag_dwarf_file *next;
+};
+
+void *dw_alloc(struct diag_dwarf_file *f, size_t n);       /* zeroed, freed with the file */
+char *dw_strdup(struct diag_dwarf_file *f, const char *s);
+
+/* The type of the DIE at offset (built once; NULL: void or unreadable). */
+const struct diag_type *dw_type_at(struct diag_dwarf_file *f, Dwarf_Off off);
+/* The type named by DW_AT_type of die (NULL: void). */
+const struct diag_type *dw_type_of(struct diag_dwarf_file *f, Dwarf_Die die);
+void dw_tmap_free(struct dw_tmap *m);
+
+/* Attribute helpers: 0 on success. */
+int dw_attr_udata(Dwarf_Die die, Dwarf_Half at, uint64_t *out);
+int dw_attr_sdata(Dwarf_Die die, Dwarf_Half at, int64_t *out);
+int dw_attr_ref(Dwarf_Die die, Dwarf_Half at, Dwarf_Off *out);
+bool dw_attr_flag(Dwarf_Die die, Dwarf_Half at);
+/* The DIE's name, following DW_AT_abstract_origin / DW_AT_specification; NULL if none. */
+const char *dw_name(struct diag_dwarf_file *f, Dwarf_Die die);
+
+/* Bounds of DIE's PC ranges (low_pc/high_pc or DW_AT_ranges): calls cb for each [lo, hi). */
+int dw_ranges(struct diag_dwarf_file *f, Dwarf_Die die, void (*cb)(void *arg, uint64_t lo, uint64_t hi),
+	      void *arg);
+bool dw_die_covers(struct diag_dwarf_file *f, Dwarf_Die die, uint64_t pc);
+
+#endif

@@ -1,0 +1,41 @@
+/* elf_sym: the file address of a function symbol in an ELF file (tests only; libelf). */
+#ifndef DIAG_TESTS_ELF_SYM_H
+#define DIAG_TESTS_ELF_SYM_H
+
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+static inline uint64_t elf_sym_addr(const char *path, const char *name)
+{
+	uint64_t addr = 0;
+	elf_version(EV_CURRENT);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	Elf *e = elf_begin(fd, ELF_C_READ, NULL);
+	Elf_Scn *scn = NULL;
+	while (e && !addr && (scn = elf_nextscn(e, scn))) {
+		GElf_Shdr sh;
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_SYMTAB)
+			continue;
+		Elf_Data *d = elf_getdata(scn, NULL);
+		for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize; i++) {
+			GElf_Sym s;
+			if (gelf_getsym(d, (int)i, &s) && GELF_ST_TYPE(s.st_info) == STT_FUNC &&
+			    !strcmp(elf_strptr(e, sh.sh_link, s.st_name), name)) {
+				addr = s.st_value;
+				break;
+			}
+		}
+	}
+	if (e)
+		elf_end(e);
+	close(fd);
+	return addr;
+}
+
+#endif

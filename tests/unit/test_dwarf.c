@@ -1,0 +1,80 @@
+/* test_dwarf: the DWARF index on the rich fixture (all four builds): functions found by PC,
+ * parameters and locals with types and locations, named types, and the compile-time errors of
+ * the value language that need DWARF (unknown name with the scope listed, unknown member, type
+ * errors). No process is run. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "dwarf/dwarf.h"
+#include "elf_sym.h"
+#include "expr/expr.h"
+
+static char listing[4096];
+
+static void add_var(void *arg, const struct diag_expr_var_info *v)
+{
+	(void)arg;
+	char line[300];
+	snprintf(line, sizeof(line), "%s%s:%s;", v->is_param ? "" : "local ", v->name, v->type);
+	strncat(listing, line, sizeof(listing) - strlen(listing) - 1);
+}
+
+static int compile_msg(const struct diag_expr_scope *sc, const char *src, char *msg, size_t cap)
+{
+	struct diag_expr *x = NULL;
+	struct diag_error err = { 0 };
+	int rc = diag_expr_compile(src, sc, &x, &err);
+	snprintf(msg, cap, "%s", rc ? err.msg : "");
+	diag_expr_free(x);
+	return rc;
+}
+
+static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char *pie)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/rich-%s-%s", getenv("DIAG_FIXTURE_DIR"), opt, pie);
+	uint64_t handle = elf_sym_addr(path, "handle");
+	CHECK(handle != 0);
+	struct diag_expr_scope sc = { .pid = 1, .elf_path = path, .build_id = "", .bias = 0,
+				      .pc = handle, .event = DIAG_EVENT_CALL, .dwarf = dc };
+	struct diag_error err = { 0 };
+	listing[0] = '\0';
+	int n = diag_expr_list_scope(&sc, add_var, NULL, &err);
+	fprintf(stderr, "%s-%s: %d vars: %s %s\n", opt, pie, n, listing, err.msg);
+	CHECK(strstr(listing, "req:req_t *;") != NULL);
+	CHECK(strstr(listing, "len:int;") != NULL);
+	CHECK(strstr(listing, "scale:double;") != NULL);
+	CHECK(strstr(listing, "name:const char *;") != NULL);
+	CHECK(strstr(listing, "local total:long int;") != NULL);
+
+	char msg[DIAG_ERRMSG_MAX];
+	CHECK_EQ_INT(compile_msg(&sc, "req->hdr.len + len", msg, sizeof(msg)), 0);
+	CHECK_EQ_INT(compile_msg(&sc, "req->name == \"hello world\" && req->vals[1] > 3", msg, sizeof(msg)), 0);
+	CHECK_EQ_INT(compile_msg(&sc, "(struct point *)req->ptp", msg, sizeof(msg)), 0);
+	CHECK_EQ_INT(compile_msg(&sc, "lenn", msg, sizeof(msg)), -DIAG_E_NOSYM);
+	CHECK(!strncmp(msg, "value: unknown name 'lenn' at 1:1; in scope: ", 45));
+	CHECK(strstr(msg, "req") && strstr(msg, "len") && strstr(msg, "scale"));
+	CHECK_EQ_INT(compile_msg(&sc, "req->hdr.lenn", msg, sizeof(msg)), -DIAG_E_NOSYM);
+	CHECK_EQ_STR(msg, "value: no member 'lenn' in struct hdr at 1:9");
+	CHECK_EQ_INT(compile_msg(&sc, "req.hdr", msg, sizeof(msg)), -DIAG_E_INVALID);
+	CHECK_EQ_STR(msg, "value: '.' needs a struct or union (type req_t *) at 1:4");
+	CHECK_EQ_INT(compile_msg(&sc, "req->hdr + 1", msg, sizeof(msg)), -DIAG_E_INVALID);
+	CHECK_EQ_INT(compile_msg(&sc, "(struct nosuch *)req", msg, sizeof(msg)), -DIAG_E_NOSYM);
+	CHECK_EQ_STR(msg, "value: unknown type 'struct nosuch' at 1:1");
+	CHECK_EQ_INT(compile_msg(&sc, "&req->hdr.flag_b", msg, sizeof(msg)), -DIAG_E_INVALID);
+	CHECK_EQ_STR(msg, "value: cannot take the address of bit field 'flag_b' at 1:1");
+}
+
+int main(void)
+{
+	struct diag_dwarf_cache *dc = NULL;
+	CHECK_EQ_INT(diag_dwarf_cache_new(&dc), 0);
+	const char *opts[] = { "O0", "O2" }, *pies[] = { "pie", "nopie" };
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 2; j++)
+			test_build(dc, opts[i], pies[j]);
+	diag_dwarf_cache_free(dc);
+	return CHECK_DONE();
+}
