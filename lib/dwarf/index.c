@@ -566,7 +566,7 @@ int diag_dwarf_cache_get(struct diag_dwarf_cache *c, const char *path, const cha
 		}
 	if (c->nfiles >= DIAG_DWARF_MAX_FILES)
 		return diag_error_set(err, -DIAG_E_LIMIT, "dwarf: more than %d indexed files", DIAG_DWARF_MAX_FILES);
-	struct diag_dwarf_file *f;
+	struct diag_dwarf_file *f = NULL;
 	int rc = file_open(path, build_id, &f, err);
 	if (rc)
 		return rc;
