@@ -1,0 +1,241 @@
+/* test_expr_gdb: gdb is the oracle. For each build of the rich fixture, gdb stops at
+ * `break handle` and prints a table of expressions; then this test runs the same binary under
+ * its own small ptrace harness (ASLR off like gdb, int3 at the same PC), evaluates the same
+ * expressions with diag_expr_compile/eval/render and compares the texts. gdb's `<symbol>`
+ * annotations on pointers are dropped before comparing (diagnose does not print them).
+ * Also checks parameters at the function's first instruction (before the -O0 prologue), where
+ * the values must be the arguments the fixture passes. */
+#include <errno.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/personality.h>
+#include <sys/ptrace.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "elf_sym.h"
+#include "expr/expr.h"
+
+static const char *const exprs[] = {
+	"req->hdr.len", "len", "scale", "name", "req->name", "req->tag", "req->vals", "req->zeros",
+	"req->vals[2]", "req->hdr", "req->n", "req->color", "req->mode", "req->pt", "*req->ptp",
+	"req->ptp->y", "req->argvish[1]", "*req->argvish", "req->null_name", "req->bad_name",
+	"req->next", "req->ok", "req->sc", "req->uc", "req->big", "req->ubig", "req->ratio", "*req",
+	"req->hdr.flag_b * 2 + 1", "req->hdr.signed_bits", "len * scale", "req->vals[1] + req->hdr.len",
+	"req->tag[0]", "&req->hdr", "*req->name", "req->name[6]", "-len", "!req->ok",
+	"req->hdr.len > 40 && len == 8", "scale * 2", "(long)scale", "req->n.raw", "req->pt.x + 1",
+	"(unsigned char)req->sc", "req->vals[3] / 3", "req->vals[3] % 7", "req->ubig >> 60",
+	"(struct point *)req->ptp", "req->ptp", "*req->argvish[0]", "req->argvish[2]",
+	"(char)req->vals[0]", "req->hdr.kind", "req->hdr.flag_a", "(int)req->color", "req", "req->big < 0",
+};
+#define NEXPR (sizeof(exprs) / sizeof(exprs[0]))
+
+static char gdb_out[NEXPR][4096];
+static uint64_t gdb_pc;
+
+/* gdb prints "$7 = value"; keep "value" without " <sym+off>" pointer annotations. */
+static void normalise(char *s)
+{
+	char *eq = strstr(s, " = ");
+	if (s[0] == '$' && eq)
+		memmove(s, eq + 3, strlen(eq + 3) + 1);
+	regex_t re;
+	regcomp(&re, " <[A-Za-z_][A-Za-z0-9_.]*(\\+[0-9]+)?>", REG_EXTENDED);
+	regmatch_t m;
+	while (regexec(&re, s, 1, &m, 0) == 0)
+		memmove(s + m.rm_so, s + m.rm_eo, strlen(s + m.rm_eo) + 1);
+	regfree(&re);
+	size_t n = strlen(s);
+	while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
+		s[--n] = '\0';
+}
+
+static int run_gdb(const char *path)
+{
+	char cmd[65536];
+	size_t used = (size_t)snprintf(cmd, sizeof(cmd),
+		"LANG=C LC_ALL=C gdb -nx -batch -ex 'set startup-with-shell off' -ex 'set print pretty off' "
+		"-ex 'set width 0' -ex 'set confirm off' -ex 'break handle' -ex run -ex 'echo @@pc\\n' -ex 'print/x $pc' ");
+	for (size_t i = 0; i < NEXPR; i++)
+		used += (size_t)snprintf(cmd + used, sizeof(cmd) - used, "-ex 'echo @@%zu\\n' -ex 'print %s' ", i, exprs[i]);
+	snprintf(cmd + used, sizeof(cmd) - used, "-ex kill %s 2>&1", path);
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	char line[2048];
+	long cur = -2;
+	while (fgets(line, sizeof(line), p)) {
+		if (!strncmp(line, "@@pc", 4)) {
+			cur = -1;
+			continue;
+		}
+		if (!strncmp(line, "@@", 2)) {
+			cur = strtol(line + 2, NULL, 10);
+			continue;
+		}
+		if (cur == -1 && line[0] == '$') {
+			gdb_pc = strtoull(strstr(line, "0x"), NULL, 16);
+		} else if (cur >= 0 && (size_t)cur < NEXPR && !gdb_out[cur][0]) {
+			snprintf(gdb_out[cur], sizeof(gdb_out[cur]), "%s", line);
+			normalise(gdb_out[cur]);
+		}
+	}
+	return pclose(p) == -1 ? -1 : 0;
+}
+
+struct target {
+	pid_t pid;
+};
+
+static ssize_t read_mem(void *arg, uint64_t addr, void *buf, size_t len)
+{
+	struct target *t = arg;
+	struct iovec local = { buf, len }, remote = { (void *)(uintptr_t)addr, len };
+	ssize_t n = process_vm_readv(t->pid, &local, 1, &remote, 1, 0);
+	return n < 0 ? -errno : n;
+}
+
+static int read_fpregs(void *arg, struct user_fpregs_struct *out)
+{
+	struct target *t = arg;
+	return ptrace(PTRACE_GETFPREGS, t->pid, 0, out) < 0 ? -errno : 0;
+}
+
+/* Start path stopped at pc (int3), ASLR off; returns pid and the registers there. */
+static pid_t start_at(const char *path, uint64_t pc, struct user_regs_struct *regs)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		personality(ADDR_NO_RANDOMIZE);
+		ptrace(PTRACE_TRACEME, 0, 0, 0);
+		freopen("/dev/null", "w", stdout);
+		execl(path, path, (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st))
+		return -1;
+	errno = 0;
+	long word = ptrace(PTRACE_PEEKTEXT, pid, (void *)pc, 0);
+	if (errno)
+		return -1;
+	ptrace(PTRACE_POKETEXT, pid, (void *)pc, (void *)((word & ~0xffL) | 0xcc));
+	ptrace(PTRACE_CONT, pid, 0, 0);
+	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st) || WSTOPSIG(st) != SIGTRAP)
+		return -1;
+	ptrace(PTRACE_GETREGS, pid, 0, regs);
+	regs->rip -= 1;
+	return pid;
+}
+
+static uint64_t exe_bias(pid_t pid, const char *path, bool pie)
+{
+	if (!pie)
+		return 0;
+	char maps[64], line[4200];
+	snprintf(maps, sizeof(maps), "/proc/%d/maps", pid);
+	FILE *f = fopen(maps, "r");
+	uint64_t start = 0;
+	const char *base = strrchr(path, '/');
+	while (f && fgets(line, sizeof(line), f))
+		if (strstr(line, base) && !start)
+			start = strtoull(line, NULL, 16);
+	if (f)
+		fclose(f);
+	return start;
+}
+
+static void eval_text(struct diag_dwarf_cache *dc, const char *path, pid_t pid, uint64_t bias, uint64_t pc,
+		      const struct user_regs_struct *regs, const char *src, char *text, size_t cap)
+{
+	struct target t = { pid };
+	struct diag_expr_scope sc = { .pid = pid, .elf_path = path, .build_id = "", .bias = bias, .pc = pc,
+				      .event = DIAG_EVENT_CALL, .dwarf = dc };
+	struct diag_expr *x = NULL;
+	struct diag_error err = { 0 };
+	if (diag_expr_compile(src, &sc, &x, &err)) {
+		snprintf(text, cap, "ERR %s", err.msg);
+		return;
+	}
+	struct diag_expr_ctx ctx = { .pid = pid, .tid = pid, .regs = regs, .read_fpregs = read_fpregs,
+				     .read_mem = read_mem, .arg = &t };
+	static struct diag_expr_result r;
+	diag_expr_eval(x, &ctx, &r);
+	struct diag_value v;
+	diag_expr_render(x, &r, text, cap, &v);
+	diag_expr_free(x);
+}
+
+static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char *pie)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/rich-%s-%s", getenv("DIAG_FIXTURE_DIR"), opt, pie);
+	memset(gdb_out, 0, sizeof(gdb_out));
+	gdb_pc = 0;
+	CHECK_EQ_INT(run_gdb(path), 0);
+	CHECK(gdb_pc != 0);
+	struct user_regs_struct regs;
+	pid_t pid = start_at(path, gdb_pc, &regs);
+	CHECK(pid > 0);
+	if (pid <= 0 || !gdb_pc)
+		return;
+	uint64_t bias = exe_bias(pid, path, !strcmp(pie, "pie"));
+	int same = 0;
+	for (size_t i = 0; i < NEXPR; i++) {
+		char ours[2048];
+		eval_text(dc, path, pid, bias, gdb_pc, &regs, exprs[i], ours, sizeof(ours));
+		if (!strcmp(ours, gdb_out[i])) {
+			same++;
+			continue;
+		}
+		fprintf(stderr, "rich-%s-%s: %s\n  gdb:      %s\n  diagnose: %s\n", opt, pie, exprs[i],
+			gdb_out[i], ours);
+		check_failures++;
+	}
+	fprintf(stderr, "rich-%s-%s: %d/%zu expressions equal gdb's print at 0x%llx\n", opt, pie, same,
+		NEXPR, (unsigned long long)gdb_pc);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+
+	/* at the first instruction: the arguments main passes, whatever the optimisation level */
+	uint64_t entry = elf_sym_addr(path, "handle") + bias;
+	pid = start_at(path, entry, &regs);
+	CHECK(pid > 0);
+	if (pid <= 0)
+		return;
+	static const char *const at_entry[][2] = {
+		{ "len", "8" }, { "scale", "2.5" }, { "req->hdr.len", "42" },
+		{ "str(name)", "\"quoted \\\"name\\\"\\n\"" }, { "req->name == \"hello world\"", "1" },
+		{ "$arg2 + 1", "9" },
+	};
+	for (size_t i = 0; i < sizeof(at_entry) / sizeof(at_entry[0]); i++) {
+		char ours[1024];
+		eval_text(dc, path, pid, bias, entry, &regs, at_entry[i][0], ours, sizeof(ours));
+		CHECK_EQ_STR(ours, at_entry[i][1]);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+int main(void)
+{
+	if (system("gdb --version >/dev/null 2>&1") != 0) {
+		fprintf(stderr, "gdb is required for this test\n");
+		return 1;
+	}
+	struct diag_dwarf_cache *dc = NULL;
+	CHECK_EQ_INT(diag_dwarf_cache_new(&dc), 0);
+	const char *opts[] = { "O0", "O2" }, *pies[] = { "pie", "nopie" };
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 2; j++)
+			test_build(dc, opts[i], pies[j]);
+	diag_dwarf_cache_free(dc);
+	return CHECK_DONE();
+}
