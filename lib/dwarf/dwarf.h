@@ -84,6 +84,10 @@ void diag_dwarf_scope_free(struct diag_dwarf_scope *s);
 /* A global or static variable by name (location DW_OP_addr). Returns 0 or -DIAG_E_NOSYM. */
 int diag_dwarf_global(struct diag_dwarf_file *f, const char *name, struct diag_dwarf_var *out);
 
+/* An enumerator constant (RED) with its enumeration type. Returns 0 or -DIAG_E_NOSYM. */
+int diag_dwarf_enumerator(struct diag_dwarf_file *f, const char *name, const struct diag_type **type,
+			  int64_t *value);
+
 /* The type spelled "struct foo", "unsigned int", "size_t", "enum color"... or NULL. */
 const struct diag_type *diag_dwarf_find_type(struct diag_dwarf_file *f, const char *spelling);
 

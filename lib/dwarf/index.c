@@ -329,6 +329,28 @@ static int name_add(struct diag_dwarf_file *f, const char *name, int cls, bool d
 
 static int index_die(struct diag_dwarf_file *f, Dwarf_Die die, int depth);
 
+/* Enumerator names point at their enumeration type's DIE. */
+static int index_enumerators(struct diag_dwarf_file *f, Dwarf_Die en, Dwarf_Off type_off)
+{
+	Dwarf_Error e = NULL;
+	Dwarf_Die c, next;
+	int rc = 0;
+	if (dwarf_child(en, &c, &e) != DW_DLV_OK)
+		return 0;
+	for (;;) {
+		char *name = NULL;
+		if (dwarf_diename(c, &name, &e) == DW_DLV_OK && (rc = name_add(f, name, DW_NAME_ENUMERATOR, false, type_off)))
+			break;
+		int r = dwarf_siblingof_b(f->dbg, c, true, &next, &e);
+		dwarf_dealloc_die(c);
+		if (r != DW_DLV_OK)
+			return 0;
+		c = next;
+	}
+	dwarf_dealloc_die(c);
+	return rc;
+}
+
 static int index_children(struct diag_dwarf_file *f, Dwarf_Die parent, int depth)
 {
 	Dwarf_Error e = NULL;
@@ -373,9 +395,14 @@ static int index_die(struct diag_dwarf_file *f, Dwarf_Die die, int depth)
 		const char *n = dw_name(f, die);
 		return n ? name_add(f, n, DW_NAME_GLOBAL, false, off) : 0;
 	}
+	case DW_TAG_enumeration_type: {
+		int rc = index_enumerators(f, die, off);
+		if (rc)
+			return rc;
+	}
+	/* fall through */
 	case DW_TAG_structure_type:
 	case DW_TAG_union_type:
-	case DW_TAG_enumeration_type:
 	case DW_TAG_typedef:
 	case DW_TAG_base_type:
 		if (dwarf_diename(die, &name, &e) != DW_DLV_OK)
@@ -614,6 +641,20 @@ const struct diag_type *diag_dwarf_find_type(struct diag_dwarf_file *f, const ch
 		}
 	const struct dw_name *n = find_name(f, spelling, cls);
 	return n ? dw_type_at(f, n->die) : NULL;
+}
+
+int diag_dwarf_enumerator(struct diag_dwarf_file *f, const char *name, const struct diag_type **type,
+			  int64_t *value)
+{
+	const struct dw_name *n = find_name(f, name, DW_NAME_ENUMERATOR);
+	const struct diag_type *t = n ? dw_type_at(f, n->die) : NULL;
+	for (size_t i = 0; t && i < t->nenums; i++)
+		if (!strcmp(t->enums[i].name, name)) {
+			*type = t;
+			*value = t->enums[i].value;
+			return 0;
+		}
+	return -DIAG_E_NOSYM;
 }
 
 /* Exposed to scope.c through dwarf.h's diag_dwarf_global. */

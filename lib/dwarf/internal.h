@@ -13,7 +13,7 @@ struct dw_func {
 	Dwarf_Off die;
 };
 
-enum { DW_NAME_ORD = 0, DW_NAME_STRUCT, DW_NAME_UNION, DW_NAME_ENUM, DW_NAME_GLOBAL };
+enum { DW_NAME_ORD = 0, DW_NAME_STRUCT, DW_NAME_UNION, DW_NAME_ENUM, DW_NAME_GLOBAL, DW_NAME_ENUMERATOR };
 
 struct dw_name {
 	const char *name;  /* owned by libdwarf (valid while dbg is open) */

@@ -196,6 +196,14 @@ static int check_name(struct checker *c, struct expr_node *n)
 			idx = (int)((x->scope ? x->scope->nvars : 0) + x->nglobals++);
 		}
 	}
+	const struct diag_type *et;
+	int64_t ev;
+	if (!v && diag_dwarf_enumerator(c->file, n->s, &et, &ev) == 0) {
+		n->op = N_INT;
+		n->ival = ev;
+		n->type = et;
+		return 0;
+	}
 	if (!v) {
 		char names[300];
 		list_scope(c, names, sizeof(names));

@@ -135,7 +135,8 @@ static void put_enum(struct out *o, const struct diag_type *t, int64_t v)
 	bool flags = true;
 	for (size_t i = 0; i < t->nenums && flags; i++) {
 		uint64_t e = (uint64_t)t->enums[i].value;
-		flags = t->enums[i].value >= 0 && !(mask & e);
+		/* like gdb 13: each non-zero value a single bit, no bit used twice */
+		flags = t->enums[i].value >= 0 && !(mask & e) && !(e & (e - 1));
 		mask |= e;
 	}
 	if (!flags || v == 0) {

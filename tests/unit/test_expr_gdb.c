@@ -34,6 +34,8 @@ static const char *const exprs[] = {
 	"(unsigned char)req->sc", "req->vals[3] / 3", "req->vals[3] % 7", "req->ubig >> 60",
 	"(struct point *)req->ptp", "req->ptp", "*req->argvish[0]", "req->argvish[2]",
 	"(char)req->vals[0]", "req->hdr.kind", "req->hdr.flag_a", "(int)req->color", "req", "req->big < 0",
+	"req->color == BLUE", "req->mode != MODE_RUN", "BLUE",
+	"(enum color)1", "(enum color)5", "(enum mode)3", "req->pt.y * 2 > req->ptp->x",
 };
 #define NEXPR (sizeof(exprs) / sizeof(exprs[0]))
 
@@ -213,7 +215,11 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 	static const char *const at_entry[][2] = {
 		{ "len", "8" }, { "scale", "2.5" }, { "req->hdr.len", "42" },
 		{ "str(name)", "\"quoted \\\"name\\\"\\n\"" }, { "req->name == \"hello world\"", "1" },
-		{ "$arg2 + 1", "9" },
+		{ "$arg2 + 1", "9" }, { "req->tag == \"abc\"", "1" }, { "req->tag == \"ab\"", "0" },
+		{ "req->name != \"hello world\"", "0" }, { "str(req->argvish[1]) == \"beta\"", "1" },
+		{ "req->null_name == \"x\"", "<null string>" }, { "req->bad_name == \"x\"", "<fault at 0x10>" },
+		{ "*req->next", "<fault at 0x0>" }, { "req->ptp->x + scale", "4" }, { "hex(req->hdr.len)", "0x2a" },
+		{ "bytes(req->tag, 4)", "61626300" }, { "req->color == BLUE && req->mode == MODE_RUN", "1" },
 	};
 	for (size_t i = 0; i < sizeof(at_entry) / sizeof(at_entry[0]); i++) {
 		char ours[1024];
