@@ -220,7 +220,7 @@ static void apply_error(struct diag_applied *a, const struct diag_error *e, int 
 	bool named = false;
 	for (size_t i = 0; fields[i] && !named; i++)
 		named = strncmp(msg, fields[i], strlen(fields[i])) == 0;
-	snprintf(a->error, sizeof(a->error), "%s%s", named ? "" : "target: ", msg);
+	snprintf(a->error, sizeof(a->error), "%s%.480s", named ? "" : "target: ", msg);
 	a->state = DIAG_APPLIED_ERROR;
 	a->naddrs = 0;
 }

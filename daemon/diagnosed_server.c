@@ -470,8 +470,12 @@ static void process_lines(struct diag_server *s, struct client *c)
 		size_t len = (size_t)(nl - (c->in + start));
 		if (len && c->in[start + len - 1] == '\r')
 			len--;
-		if (len)
+		if (len > MAX_LINE) {
+			reply_error(s, c, "request too long (max 1048576 bytes)");
+			c->closing = true;
+		} else if (len) {
 			handle_line(s, c, c->in + start, len);
+		}
 		start = (size_t)(nl - c->in) + 1;
 	}
 	memmove(c->in, c->in + start, c->inlen - start);
