@@ -420,3 +420,76 @@ int diag_xol_build(const struct diag_insn *insn, uint64_t slot_addr, uint8_t *ou
 	*len = e.len;
 	return 0;
 }
+
+/* ---- straight-line relocation (jump trampolines) ---- */
+
+static const char *why_not_linear(const struct decoded *d)
+{
+	switch (d->ins.meta.category) {
+	case ZYDIS_CATEGORY_CALL:
+		return "a call in the displaced bytes would return into the trampoline";
+	case ZYDIS_CATEGORY_COND_BR:
+	case ZYDIS_CATEGORY_UNCOND_BR:
+		return "a branch in the displaced bytes leaves the relocated sequence";
+	case ZYDIS_CATEGORY_RET:
+		return "a return in the displaced bytes (function shorter than the 5-byte jump)";
+	case ZYDIS_CATEGORY_SYSCALL:
+	case ZYDIS_CATEGORY_SYSRET:
+		return "a syscall in the displaced bytes reports the trampoline address in rcx";
+	case ZYDIS_CATEGORY_INTERRUPT:
+		return "an interrupt in the displaced bytes reports the trampoline address";
+	default:
+		break;
+	}
+	if (relative_imm(d) || d->ins.meta.branch_type != ZYDIS_BRANCH_TYPE_NONE)
+		return "a control transfer in the displaced bytes leaves the relocated sequence";
+	return why_unrelocatable(d);
+}
+
+int diag_insn_relocate_linear(const struct diag_insn *insn, uint64_t at, uint8_t *out, size_t cap,
+			      size_t *len, struct diag_error *err)
+{
+	struct decoded d;
+	struct emitter e = { .base = at };
+	const ZydisDecodedOperand *mem;
+	const char *why;
+	int rc;
+
+	if (!insn || !out || !len || insn->len == 0 || insn->len > DIAG_INSN_MAX_LEN)
+		return diag_error_set(err, -EINVAL, "relocate: no instruction given");
+	rc = decode_raw(insn->bytes, insn->len, &d);
+	if (rc < 0 || d.ins.length != insn->len)
+		return diag_error_set(err, -DIAG_E_PARSE, "relocate: bytes of '%s' at 0x%llx do not decode",
+				      insn->text, (unsigned long long)insn->addr);
+	why = why_not_linear(&d);
+	if (why)
+		return refuse(err, insn, why);
+	mem = riprel_mem(&d);
+	if (mem) {
+		rc = em_copy_riprel(&e, insn, &d, insn->bytes, mem);
+		if (rc < 0)
+			return riprel_error(err, insn, rc);
+	} else {
+		em_bytes(&e, insn->bytes, insn->len);
+	}
+	if (e.len > cap)
+		return diag_error_set(err, -ENOSPC, "relocate '%s' at 0x%llx: %zu bytes do not fit in %zu",
+				      insn->text, (unsigned long long)insn->addr, e.len, cap);
+	memcpy(out, e.buf, e.len);
+	*len = e.len;
+	return 0;
+}
+
+int diag_insn_emit_jmp(uint64_t at, uint64_t target, uint8_t *out, size_t cap, size_t *len)
+{
+	struct emitter e = { .base = at };
+
+	if (!out || !len)
+		return -EINVAL;
+	em_jmp(&e, target);
+	if (e.len > cap)
+		return -ENOSPC;
+	memcpy(out, e.buf, e.len);
+	*len = e.len;
+	return 0;
+}

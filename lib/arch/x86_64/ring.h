@@ -1,0 +1,70 @@
+/* arch/x86_64/ring: layout of the hit ring that a jump trampoline fills INSIDE the target and the
+ * daemon drains with process_vm_readv/writev. The one contract between target code (the
+ * template in trampoline_template.S hard-codes these offsets) and the daemon; owns no code.
+ * Writers (target threads) never block or wait: a full ring drops the hit and counts it.
+ *
+ * Protocol. Writer: reserve index i by lock cmpxchg on head, unless head - tail > mask (full:
+ * lock inc drops); fill record i & mask; store seq = i + 1 LAST (x86 TSO: a reader that sees
+ * seq sees the rest). Reader (daemon), for i = tail: read the record; if seq != i + 1 it is not
+ * yet published (a writer may also have died between reserve and publish: the reader decides
+ * how long to wait before skipping); else consume it and then store tail = i + 1 (the slot may
+ * be overwritten from then on). Only the daemon writes tail. */
+#ifndef DIAG_ARCH_X86_64_RING_H
+#define DIAG_ARCH_X86_64_RING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DIAG_RING_RECORD_SIZE 192
+
+struct diag_ring_header {      /* at the start of the ring mapping, 64-byte aligned fields */
+	uint64_t head;             /* next index to reserve (writers: lock cmpxchg) */
+	uint64_t pad0[7];
+	uint64_t tail;             /* next index the daemon will consume (daemon writes) */
+	uint64_t pad1[7];
+	uint64_t drops;            /* hits dropped because the ring was full (lock inc) */
+	uint64_t mask;             /* capacity - 1, capacity a power of two */
+	uint64_t pad2[6];
+};
+
+/* Index of each register in diag_ring_record.regs (the order of the trampoline's frame). */
+enum diag_ring_reg {
+	DIAG_RING_R15, DIAG_RING_R14, DIAG_RING_R13, DIAG_RING_R12, DIAG_RING_RBP, DIAG_RING_RBX,
+	DIAG_RING_R11, DIAG_RING_R10, DIAG_RING_R9, DIAG_RING_R8, DIAG_RING_RAX, DIAG_RING_RCX,
+	DIAG_RING_RDX, DIAG_RING_RSI, DIAG_RING_RDI, DIAG_RING_RIP, DIAG_RING_RSP,
+	DIAG_RING_EFLAGS, DIAG_RING_NREGS
+};
+
+struct diag_ring_record {      /* DIAG_RING_RECORD_SIZE bytes */
+	uint64_t seq;              /* index + 1, written LAST (x86 TSO: readers that see seq see the rest) */
+	uint32_t site;             /* which probe site (immediate patched into the trampoline) */
+	uint32_t tid;              /* gettid() */
+	uint64_t tsc;              /* rdtsc at the hit */
+	/* r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi rip rsp eflags: values AT THE
+	 * PROBED ADDRESS (rip = probed address, rsp as the function saw it) */
+	uint64_t regs[DIAG_RING_NREGS];
+	uint64_t pad[(DIAG_RING_RECORD_SIZE - 24 - DIAG_RING_NREGS * 8) / 8];
+};
+
+/* Bytes of a ring mapping of `capacity` records (a power of two). */
+#define DIAG_RING_BYTES(capacity) \
+	(sizeof(struct diag_ring_header) + (size_t)(capacity) * DIAG_RING_RECORD_SIZE)
+
+/* records at (char*)ring + sizeof(header) + (index & mask) * DIAG_RING_RECORD_SIZE */
+static inline size_t diag_ring_record_offset(const struct diag_ring_header *h, uint64_t index)
+{
+	return sizeof(*h) + (size_t)(index & h->mask) * DIAG_RING_RECORD_SIZE;
+}
+
+/* The template in trampoline_template.S encodes these numbers; they must never move. */
+_Static_assert(sizeof(struct diag_ring_header) == 192, "ring header layout");
+_Static_assert(offsetof(struct diag_ring_header, tail) == 64, "ring tail offset");
+_Static_assert(offsetof(struct diag_ring_header, drops) == 128, "ring drops offset");
+_Static_assert(offsetof(struct diag_ring_header, mask) == 136, "ring mask offset");
+_Static_assert(sizeof(struct diag_ring_record) == DIAG_RING_RECORD_SIZE, "ring record size");
+_Static_assert(offsetof(struct diag_ring_record, site) == 8, "ring record site offset");
+_Static_assert(offsetof(struct diag_ring_record, tid) == 12, "ring record tid offset");
+_Static_assert(offsetof(struct diag_ring_record, tsc) == 16, "ring record tsc offset");
+_Static_assert(offsetof(struct diag_ring_record, regs) == 24, "ring record regs offset");
+
+#endif

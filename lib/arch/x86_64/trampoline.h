@@ -1,0 +1,84 @@
+/* arch/x86_64/trampoline: the jump trampolines of the in-process fast path. A probed function's
+ * first whole instructions (>= 5 bytes) are replaced by `jmp rel32` to a trampoline that records
+ * the hit into a ring in the target's memory (ring.h), restores every register and the flags,
+ * runs the relocated displaced instructions and jumps back. No trap, no stop, one gettid
+ * syscall. Owns building the trampoline bytes and mapping addresses inside it; never reads or
+ * writes a process, never decides where the trampoline or the ring live. */
+#ifndef DIAG_ARCH_X86_64_TRAMPOLINE_H
+#define DIAG_ARCH_X86_64_TRAMPOLINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+#define DIAG_TRAMP_MAX 256         /* bytes a trampoline can need */
+#define DIAG_TRAMP_MAX_INSNS 5     /* displaced instructions: 5 bytes need at most 5 */
+#define DIAG_TRAMP_CODE_AVAIL 19   /* bytes of `code` that always suffice: 4 + a 15-byte insn */
+
+/* Build the trampoline for a probe at `addr` whose first bytes `code` (avail bytes; pass
+ * DIAG_TRAMP_CODE_AVAIL, or fewer only when the function ends sooner) will be overwritten by a
+ * 5-byte jmp. Writes to out (cap >= *len; DIAG_TRAMP_MAX always suffices) the code that lives at
+ * runtime address tramp_addr: record a hit (site id, ring header at runtime address ring_addr),
+ * then the displaced instructions relocated (whole instructions covering >= 5 bytes, rip-relative
+ * operands re-aimed), then a jump back to addr + *patched_len. Also returns the 5-byte patch in
+ * jmp (e9 rel32 to tramp_addr) and *patched_len (bytes replaced, 5..19).
+ * The caller writes out to tramp_addr, then, with every thread stopped and none inside
+ * (addr, addr + patched_len), writes jmp over addr and leaves the other patched_len - 5 bytes
+ * as they are (never executed). The caller must also know that nothing branches into
+ * (addr, addr + patched_len) (a function entry is safe unless a loop jumps back to it).
+ * Returns 0; -DIAG_E_RELOC naming the instruction when a displaced instruction transfers control
+ * or cannot be copied, or the trampoline is out of reach of a jmp rel32 from addr;
+ * -DIAG_E_PARSE when the bytes do not decode or end inside an instruction; -ENOSPC when cap is
+ * too small; -EINVAL on bad arguments. Outputs are written only on success. */
+int diag_tramp_build(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
+		     uint64_t ring_addr, uint32_t site, uint8_t *out, size_t cap, size_t *len,
+		     uint8_t jmp[5], size_t *patched_len, struct diag_error *err);
+
+/* Where things are inside one built trampoline, for detach and for mapping a thread's rip. */
+struct diag_tramp_layout {
+	uint64_t addr;             /* probed address */
+	uint64_t tramp_addr;
+	size_t patched_len;
+	size_t reloc_off;          /* the relocated copies start here (end of the recording code) */
+	size_t back_off;           /* the jump back to addr + patched_len */
+	size_t len;                /* whole trampoline */
+	size_t n_insns;
+	struct {
+		uint8_t orig_off;  /* offset of the displaced instruction from addr */
+		uint8_t copy_off;  /* offset of its relocated copy from tramp_addr */
+	} insns[DIAG_TRAMP_MAX_INSNS];
+};
+
+/* The layout diag_tramp_build produces for the same addr, code, avail and tramp_addr (ring and
+ * site do not change it). Returns 0 or the errors of diag_tramp_build. */
+int diag_tramp_layout(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
+		      struct diag_tramp_layout *out, struct diag_error *err);
+
+enum diag_tramp_where {
+	DIAG_TRAMP_OUTSIDE,        /* rip is not in this trampoline */
+	DIAG_TRAMP_RECORDING,      /* in the recording code: registers and rsp are not the
+	                            * thread's own yet; run it (step, or a breakpoint at reloc_off)
+	                            * until rip >= tramp_addr + reloc_off, then ask again */
+	DIAG_TRAMP_RELOCATED,      /* at a relocated copy or the jump back: *orig is the original
+	                            * address with the same effect once the original bytes are back */
+	DIAG_TRAMP_MID_INSN,       /* inside an instruction of the copies: cannot happen for a
+	                            * stopped thread, reported rather than guessed */
+};
+
+/* Classify a stopped thread's rip against trampoline l; *orig is written for RELOCATED only. */
+enum diag_tramp_where diag_tramp_locate(const struct diag_tramp_layout *l, uint64_t rip,
+					uint64_t *orig);
+
+/* The recording code, for review and tests: bytes (with placeholder immediates) and the offsets
+ * of the three immediates patched per probe. */
+struct diag_tramp_template {
+	const uint8_t *bytes;
+	size_t len;
+	size_t imm_rip;            /* u64: probed address */
+	size_t imm_ring;           /* u64: ring header address + 128 */
+	size_t imm_site;           /* u32: site id */
+};
+const struct diag_tramp_template *diag_tramp_template(void);
+
+#endif
