@@ -628,7 +628,8 @@ static void capture_string(void *arg, uint64_t off)
 	hdr[0] = (uint8_t)s.status;
 	hdr[1] = (uint8_t)(s.len & 0xff);
 	hdr[2] = (uint8_t)(s.len >> 8);
-	memcpy(hdr + 3, s.bytes, s.len);
+	if (s.len)
+		memcpy(hdr + 3, s.bytes, s.len);
 	out->len += 3 + s.len;
 	c->st->used = saved;
 }
@@ -655,7 +656,8 @@ static void finish(struct evst *st, const struct expr_node *root, struct xval *v
 	const struct diag_type *t = diag_type_strip(root->type);
 	if (t->kind == DIAG_TYPE_STRING || t->kind == DIAG_TYPE_BYTES) {
 		size_t n = v->len < DIAG_EXPR_MAX_BYTES ? v->len : DIAG_EXPR_MAX_BYTES;
-		memcpy(out->data, v->bytes, n);
+		if (n)
+			memcpy(out->data, v->bytes, n);
 		out->len = n;
 		out->u = (uint64_t)v->status;
 		out->kind = t->kind == DIAG_TYPE_STRING ? DIAG_VALUE_STRING : DIAG_VALUE_BYTES;
@@ -682,7 +684,8 @@ static void finish(struct evst *st, const struct expr_node *root, struct xval *v
 		s = (struct xval){ .status = EXPR_STR_FAULT };
 	}
 	out->data[0] = (uint8_t)s.status;
-	memcpy(out->data + 1, s.bytes, s.len);
+	if (s.len)
+		memcpy(out->data + 1, s.bytes, s.len);
 	out->len = 1 + s.len;
 }
 

@@ -194,6 +194,8 @@ static int next(struct lexer *lx)
 	if (c == '\'') {
 		size_t i = lx->pos + 1;
 		int v = (unsigned char)s[i++];
+		if (v == 0)
+			return fail(lx, -DIAG_E_PARSE, lx->start, "malformed character literal");
 		if (v == '\\')
 			v = lex_escape(s, &i);
 		if (v < 0 || s[i] != '\'' || s[lx->pos + 1] == '\'')
