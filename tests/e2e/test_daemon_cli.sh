@@ -6,11 +6,12 @@ for build in O0-pie O0-nopie O2-pie O2-nopie; do
 	start_fixture fx "$DIAG_FIXTURE_DIR/work-$build" 2 500
 	printf '[%s,%s]\n' "$(spec_json w1 work log)" \
 		'{"id":"w2","target":"work","instrument":{"type":"log","name":"w","event":"entry"}}' > "$T/spec.json"
+	rm -f "$T/cli.err" # the wait below must not see the previous round's file
 	"$DIAGNOSED" --pid "$fx_pid" --spec "$T/spec.json" --no-socket > "$T/cli.out" 2> "$T/cli.err" &
 	DPID=$!
 	# The daemon says nothing on stdout before the first hit; its error lines mean it has
 	# applied everything it could.
-	for _ in $(seq 200); do grep -q "w2" "$T/cli.err" && break; sleep 0.05; done
+	for _ in $(seq 200); do grep -q "w2" "$T/cli.err" 2>/dev/null && break; sleep 0.05; done
 	fixture_go fx
 	expect_contains "$(fixture_line fx)" "sum " "$build: fixture finished"
 	stop_daemon
@@ -48,9 +49,10 @@ printf '{"id":"w1","tagret":"work","instrument":{"type":"log","name":"w"}}' > "$
 expect_eq "$(head -1 "$T/err")" "diagnosed: spec 'w1': unknown field 'tagret'" "unknown field message"
 
 # One good pid and one missing: keeps running (something was applied).
+rm -f "$T/err"
 "$DIAGNOSED" --pid 999999 --pid "$fx_pid" --spec "$T/good.json" --no-socket > /dev/null 2> "$T/err" &
 DPID=$!
-for _ in $(seq 200); do grep -q "999999" "$T/err" && break; sleep 0.05; done
+for _ in $(seq 200); do grep -q "999999" "$T/err" 2>/dev/null && break; sleep 0.05; done
 kill -0 "$DPID" && pass "partial failure keeps running" || fail "partial failure exited"
 stop_daemon
 expect_eq "$?" 0 "partial failure: SIGTERM exits 0"
