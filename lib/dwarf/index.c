@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <gelf.h>
+#include <libelf.h>
 #include <unistd.h>
 
 struct diag_dwarf_cache {
@@ -479,30 +481,96 @@ static int open_dwarf(const char *path, int *fd, Dwarf_Debug *dbg)
 	return -DIAG_E_NODEBUG;
 }
 
-/* /usr/lib/debug/.build-id/ab/cdef.debug, then .gnu_debuglink next to the file and in
- * /usr/lib/debug (libdwarf's dwarf_init_path_dl knows those places). */
-static int open_separate(struct diag_dwarf_file *f, const char *path, const char *build_id)
+/* The build-id note and the .gnu_debuglink name of an ELF file (libelf). */
+static void elf_debug_refs(const char *path, char *build_id, size_t bcap, char *link, size_t lcap)
 {
-	char dbgpath[4200];
-	if (build_id && strlen(build_id) > 2) {
-		snprintf(dbgpath, sizeof(dbgpath), "/usr/lib/debug/.build-id/%.2s/%s.debug", build_id, build_id + 2);
-		if (open_dwarf(dbgpath, &f->fd, &f->dbg) == 0) {
-			f->path = strdup(dbgpath);
-			return f->path ? 0 : -ENOMEM;
+	build_id[0] = link[0] = '\0';
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	elf_version(EV_CURRENT);
+	Elf *e = elf_begin(fd, ELF_C_READ, NULL);
+	size_t shstrndx;
+	Elf_Scn *scn = NULL;
+	if (e && elf_getshdrstrndx(e, &shstrndx) == 0) {
+		while ((scn = elf_nextscn(e, scn))) {
+			GElf_Shdr sh;
+			Elf_Data *d;
+			if (!gelf_getshdr(scn, &sh) || !(d = elf_getdata(scn, NULL)) || !d->d_buf)
+				continue;
+			const char *name = elf_strptr(e, shstrndx, sh.sh_name);
+			if (name && !strcmp(name, ".gnu_debuglink")) {
+				snprintf(link, lcap, "%.*s", (int)strnlen(d->d_buf, d->d_size), (const char *)d->d_buf);
+			} else if (sh.sh_type == SHT_NOTE) {
+				GElf_Nhdr nh;
+				size_t off = 0, noff, doff;
+				while ((off = gelf_getnote(d, off, &nh, &noff, &doff)) > 0) {
+					if (nh.n_type != NT_GNU_BUILD_ID || nh.n_namesz != 4 ||
+					    memcmp((char *)d->d_buf + noff, "GNU", 4))
+						continue;
+					const uint8_t *id = (const uint8_t *)d->d_buf + doff;
+					for (size_t i = 0; i < nh.n_descsz && 2 * i + 2 < bcap; i++)
+						snprintf(build_id + 2 * i, 3, "%02x", id[i]);
+				}
+			}
 		}
 	}
-	Dwarf_Error e = NULL;
-	char truepath[4096] = "";
-	unsigned char source = 0;
-	int rc = dwarf_init_path_dl(path, truepath, sizeof(truepath), DW_DLC_READ, DW_GROUPNUMBER_ANY,
-				    NULL, NULL, &f->dbg, NULL, 0, &source, NULL, 0, NULL, &e);
-	if (rc == DW_DLV_OK) {
-		f->path = strdup(truepath[0] ? truepath : path);
-		return f->path ? 0 : -ENOMEM;
+	if (e)
+		elf_end(e);
+	close(fd);
+}
+
+static int try_debug_file(struct diag_dwarf_file *f, const char *candidate)
+{
+	if (open_dwarf(candidate, &f->fd, &f->dbg))
+		return -DIAG_E_NODEBUG;
+	free(f->path);
+	f->path = strdup(candidate);
+	return f->path ? 0 : -ENOMEM;
+}
+
+/* Separate debug files: /usr/lib/debug/.build-id/ab/cdef.debug, then the .gnu_debuglink name
+ * beside the file, in its .debug/ folder and under /usr/lib/debug/<dir>/ (gdb's order). */
+static int open_separate(struct diag_dwarf_file *f, const char *path, const char *build_id)
+{
+	char id[128], link[256], cand[4400];
+	elf_debug_refs(path, id, sizeof(id), link, sizeof(link));
+	if (build_id && *build_id)
+		snprintf(id, sizeof(id), "%s", build_id);
+	if (strlen(id) > 2) {
+		snprintf(cand, sizeof(cand), "/usr/lib/debug/.build-id/%.2s/%s.debug", id, id + 2);
+		if (try_debug_file(f, cand) == 0)
+			return 0;
 	}
-	if (rc == DW_DLV_ERROR)
-		dwarf_dealloc_error(NULL, e);
+	if (!link[0] || strchr(link, '/'))
+		return -DIAG_E_NODEBUG;
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	const char *const fmts[] = { "%s/%s", "%s/.debug/%s", "/usr/lib/debug%s/%s" };
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(cand, sizeof(cand), fmts[i], dir, link);
+		if (strcmp(cand, path) && try_debug_file(f, cand) == 0)
+			return 0;
+	}
 	return -DIAG_E_NODEBUG;
+}
+
+static void file_reset(struct diag_dwarf_file *f)
+{
+	if (f->dbg) {
+		Dwarf_Error e = NULL;
+		dwarf_finish(f->dbg, &e);
+		f->dbg = NULL;
+	}
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
+	f->nfuncs = f->nnames = 0;
 }
 
 static void file_free(struct diag_dwarf_file *f)
@@ -543,11 +611,16 @@ static int file_open(const char *path, const char *build_id, struct diag_dwarf_f
 	f->name = strdup(base);
 	f->key = strdup(build_id && *build_id ? build_id : path);
 	int rc = f->name && f->key ? open_dwarf(path, &f->fd, &f->dbg) : -ENOMEM;
+	if (rc == 0 && !(f->path = strdup(path)))
+		rc = -ENOMEM;
 	if (rc == 0)
-		f->path = strdup(path);
-	else if (rc == -DIAG_E_NODEBUG)
-		rc = open_separate(f, path, build_id);
-	if (rc == 0)
+		rc = index_file(f);
+	if (rc == 0 && !f->nfuncs && !f->nnames) {
+		/* a stripped file still opens (it has .eh_frame): its DWARF is elsewhere */
+		file_reset(f);
+		rc = -DIAG_E_NODEBUG;
+	}
+	if (rc == -DIAG_E_NODEBUG && (rc = open_separate(f, path, build_id)) == 0)
 		rc = index_file(f);
 	if (rc == 0 && !f->nfuncs && !f->nnames)
 		rc = -DIAG_E_NODEBUG;

@@ -67,8 +67,43 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 	CHECK_EQ_STR(msg, "value: cannot take the address of bit field 'flag_b' at 1:1");
 }
 
+/* A stripped copy whose DWARF lives in a .gnu_debuglink file beside it. */
+static void test_debuglink(void)
+{
+	char dir[] = "/tmp/diag-dwarf-XXXXXX", cmd[8192], path[4200];
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && objcopy --only-keep-debug %s/rich-O2-pie rich.debug && "
+		 "objcopy --strip-debug --add-gnu-debuglink=rich.debug %s/rich-O2-pie rich-stripped",
+		 dir, getenv("DIAG_FIXTURE_DIR"), getenv("DIAG_FIXTURE_DIR"));
+	CHECK_EQ_INT(system(cmd), 0);
+	snprintf(path, sizeof(path), "%s/rich-stripped", dir);
+	struct diag_dwarf_cache *dc = NULL;
+	CHECK_EQ_INT(diag_dwarf_cache_new(&dc), 0);
+	struct diag_expr_scope sc = { .pid = 1, .elf_path = path, .build_id = "",
+				      .pc = elf_sym_addr(path, "handle"), .dwarf = dc };
+	struct diag_error err = { 0 };
+	listing[0] = '\0';
+	CHECK_EQ_INT(diag_expr_list_scope(&sc, add_var, NULL, &err), 8);
+	CHECK(strstr(listing, "req:req_t *;") != NULL);
+	diag_dwarf_cache_free(dc);
+	/* without the debug file: the precise error */
+	snprintf(cmd, sizeof(cmd), "rm -f %s/rich.debug", dir);
+	CHECK_EQ_INT(system(cmd), 0);
+	CHECK_EQ_INT(diag_dwarf_cache_new(&dc), 0);
+	sc.dwarf = dc;
+	char msg[DIAG_ERRMSG_MAX];
+	CHECK_EQ_INT(compile_msg(&sc, "req", msg, sizeof(msg)), -DIAG_E_NODEBUG);
+	CHECK_EQ_STR(msg, "value: no DWARF for rich-stripped (names need debug info: 'req' at 1:1); use $arg1..$arg6");
+	CHECK_EQ_INT(compile_msg(&sc, "$arg1", msg, sizeof(msg)), 0);
+	diag_dwarf_cache_free(dc);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK_EQ_INT(system(cmd), 0);
+}
+
 int main(void)
 {
+	test_debuglink();
 	struct diag_dwarf_cache *dc = NULL;
 	CHECK_EQ_INT(diag_dwarf_cache_new(&dc), 0);
 	const char *opts[] = { "O0", "O2" }, *pies[] = { "pie", "nopie" };
