@@ -86,6 +86,10 @@ void diag_expr_render(const struct diag_expr *x, const struct diag_expr_result *
 /* Condition semantics: true when numeric non-zero / non-empty; ERROR is false. */
 bool diag_expr_truthy(const struct diag_expr_result *r);
 
+/* True when the expression needs only general registers, $tid, $pid, $time and constants:
+ * it can be evaluated later from a register snapshot (no memory, no SSE state). NULL: true. */
+bool diag_expr_registers_only(const struct diag_expr *x);
+
 /* The expression's source text as compiled. */
 const char *diag_expr_source(const struct diag_expr *x);
 
