@@ -25,7 +25,8 @@ struct client {
 	size_t inlen, incap;
 	char *out;
 	size_t outlen, outcap;
-	bool tail, closing, want_out;
+	bool tail, closing;
+	uint32_t events; /* current epoll interest */
 	char tail_id[DIAG_SPEC_ID_MAX + 1];
 	uint64_t tail_dropped;
 	bool waiting;
@@ -144,13 +145,15 @@ void diag_server_free(struct diag_server *s)
 	free(s);
 }
 
+/* A waiting client is not read: its next requests wait in the socket, and a full input
+ * buffer cannot make a level-triggered epoll spin. */
 static void update_interest(struct diag_server *s, struct client *c)
 {
-	bool want = c->outlen > 0;
-	if (want == c->want_out)
+	uint32_t want = (c->waiting ? 0 : EPOLLIN) | (c->outlen ? EPOLLOUT : 0);
+	if (want == c->events)
 		return;
-	c->want_out = want;
-	struct epoll_event ev = { .events = EPOLLIN | (want ? EPOLLOUT : 0), .data.fd = c->fd };
+	c->events = want;
+	struct epoll_event ev = { .events = want, .data.fd = c->fd };
 	epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
@@ -257,6 +260,7 @@ static void accept_clients(struct diag_server *s)
 			continue;
 		}
 		c->fd = fd;
+		c->events = EPOLLIN;
 		s->clients[slot] = c;
 	}
 }
@@ -401,6 +405,7 @@ static void cmd_wait(struct diag_server *s, struct client *c, const cJSON *req)
 	c->waiting = true;
 	if (ms->hits >= c->wait_hits)
 		wait_reply(s, c, true, ms->hits);
+	update_interest(s, c);
 }
 
 static void dispatch(struct diag_server *s, struct client *c, const cJSON *req)
