@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static inline uint64_t elf_sym_addr(const char *path, const char *name)
+static inline uint64_t elf_sym_addr_size(const char *path, const char *name, uint64_t *size)
 {
 	uint64_t addr = 0;
 	elf_version(EV_CURRENT);
@@ -28,6 +28,8 @@ static inline uint64_t elf_sym_addr(const char *path, const char *name)
 			if (gelf_getsym(d, (int)i, &s) && GELF_ST_TYPE(s.st_info) == STT_FUNC &&
 			    !strcmp(elf_strptr(e, sh.sh_link, s.st_name), name)) {
 				addr = s.st_value;
+				if (size)
+					*size = s.st_size;
 				break;
 			}
 		}
@@ -36,6 +38,11 @@ static inline uint64_t elf_sym_addr(const char *path, const char *name)
 		elf_end(e);
 	close(fd);
 	return addr;
+}
+
+static inline uint64_t elf_sym_addr(const char *path, const char *name)
+{
+	return elf_sym_addr_size(path, name, NULL);
 }
 
 #endif

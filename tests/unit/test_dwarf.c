@@ -65,6 +65,16 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 	CHECK_EQ_STR(msg, "value: unknown type 'struct nosuch' at 1:1");
 	CHECK_EQ_INT(compile_msg(&sc, "&req->hdr.flag_b", msg, sizeof(msg)), -DIAG_E_INVALID);
 	CHECK_EQ_STR(msg, "value: cannot take the address of bit field 'flag_b' at 1:1");
+	if (strcmp(opt, "O2"))
+		return;
+	/* at -O2, inspect's `ret` (its last byte): flags is dead there */
+	uint64_t size = 0, inspect = elf_sym_addr_size(path, "inspect", &size);
+	sc.pc = inspect + size - 1;
+	char want[128];
+	snprintf(want, sizeof(want), "value: 'flags' is optimised out at 0x%llx", (unsigned long long)sc.pc);
+	CHECK_EQ_INT(compile_msg(&sc, "flags + 1", msg, sizeof(msg)), -DIAG_E_INVALID);
+	CHECK_EQ_STR(msg, want);
+	CHECK_EQ_INT(compile_msg(&sc, "h->len", msg, sizeof(msg)), 0);
 }
 
 /* A stripped copy whose DWARF lives in a .gnu_debuglink file beside it. */
