@@ -145,6 +145,20 @@ static int fsync_dir_of(const char *path)
 	return r;
 }
 
+/* Outside systemd nobody made StateDirectory for us. */
+static int mkdir_parents(const char *path)
+{
+	char buf[4096];
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; (p = strchr(p, '/')); p++) {
+		*p = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return 0;
+}
+
 static char *render(struct diag_spec *const *specs, size_t n)
 {
 	cJSON *arr = cJSON_CreateArray();
@@ -166,6 +180,8 @@ int diag_store_save(struct diag_store *st, struct diag_spec *const *specs, size_
 	char tmp[4096];
 	snprintf(tmp, sizeof(tmp), "%s.tmp-%d", st->path, (int)getpid());
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == ENOENT && mkdir_parents(st->path) == 0)
+		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int r = fd < 0 ? -errno : 0;
 	const char *step = "create";
 	if (!r && (r = write_all(fd, text, strlen(text))) == 0)

@@ -77,6 +77,15 @@ int main(void)
 	free(got);
 	diag_store_free(st);
 
+	/* Missing parent directories are created on save. */
+	char deep[300];
+	snprintf(deep, sizeof(deep), "%s/a/b/specs.json", dir);
+	CHECK_EQ_INT(diag_store_open(deep, &st), 0);
+	CHECK_EQ_INT(diag_store_save(st, s, 1, &err), 0);
+	CHECK_EQ_INT(diag_store_load(st, &got, &err), 1);
+	diag_spec_free_array(got, 1);
+	diag_store_free(st);
+
 	CHECK_EQ_INT(diag_store_open(NULL, &st), 0);
 	CHECK_EQ_INT(diag_store_save(st, s, 2, &err), 0);
 	CHECK_EQ_INT(diag_store_load(st, &got, &err), 0);
