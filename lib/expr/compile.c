@@ -210,6 +210,10 @@ static int check_name(struct checker *c, struct expr_node *n)
 		return diag_error_set(c->err, -DIAG_E_NOSYM, "value: unknown name '%s' at %d:%d; in scope: %s",
 				      n->s, n->line, n->col, names);
 	}
+	if (c->sc->event == DIAG_EVENT_RETURN && x->scope && idx < (int)x->scope->nvars)
+		return diag_error_set(c->err, -DIAG_E_INVALID,
+				      "value: '%s' at %d:%d is not available on return events (the function's frame is gone); use $retval, or an end event",
+				      n->s, n->line, n->col);
 	if (!v->loc.nops && !v->loc.has_const)
 		return diag_error_set(c->err, -DIAG_E_INVALID, "value: '%s' is optimised out at 0x%llx",
 				      n->s, (unsigned long long)c->sc->pc);

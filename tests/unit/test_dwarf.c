@@ -65,6 +65,11 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 	CHECK_EQ_STR(msg, "value: unknown type 'struct nosuch' at 1:1");
 	CHECK_EQ_INT(compile_msg(&sc, "&req->hdr.flag_b", msg, sizeof(msg)), -DIAG_E_INVALID);
 	CHECK_EQ_STR(msg, "value: cannot take the address of bit field 'flag_b' at 1:1");
+	sc.event = DIAG_EVENT_RETURN;
+	CHECK_EQ_INT(compile_msg(&sc, "len", msg, sizeof(msg)), -DIAG_E_INVALID);
+	CHECK_EQ_STR(msg, "value: 'len' at 1:1 is not available on return events (the function's frame is gone); use $retval, or an end event");
+	CHECK_EQ_INT(compile_msg(&sc, "$retval > 0", msg, sizeof(msg)), 0);
+	sc.event = DIAG_EVENT_CALL;
 	if (strcmp(opt, "O2"))
 		return;
 	/* at -O2, inspect's `ret` (its last byte): flags is dead there */
