@@ -458,8 +458,10 @@ static int index_file(struct diag_dwarf_file *f)
 		if (rc)
 			return rc;
 	}
-	qsort(f->funcs, f->nfuncs, sizeof(*f->funcs), cmp_func);
-	qsort(f->names, f->nnames, sizeof(*f->names), cmp_name);
+	if (f->nfuncs)
+		qsort(f->funcs, f->nfuncs, sizeof(*f->funcs), cmp_func);
+	if (f->nnames)
+		qsort(f->names, f->nnames, sizeof(*f->names), cmp_name);
 	return 0;
 }
 
