@@ -1,6 +1,8 @@
 /* breakpoint: int3 table, slots and tombstones (see breakpoint.h). */
 #include "bp/breakpoint.h"
 
+#include "arch/x86_64/trampoline.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +124,8 @@ int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread 
 		r = diag_error_set(err, -EIO, "cannot write the out-of-line slot at 0x%llx",
 				   (unsigned long long)bp->slot);
 	bp->orig = bp->insn.bytes[0];
+	bp->orig_bytes[0] = bp->orig;
+	bp->patched_len = 1;
 	bp->slot_len = (uint8_t)slot_len;
 	static const uint8_t int3 = INT3;
 	/* One byte, written last: a thread sees either the old instruction or the trap, never a
@@ -169,8 +173,77 @@ int diag_bp_add_user(struct diag_bp *bp, void *user)
 
 static void unpatch(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp)
 {
-	diag_proc_write(p, bp->addr, &bp->orig, 1);
-	diag_u64map_put(&t->tombstones, bp->addr, (void *)1);
+	diag_proc_write(p, bp->addr, bp->orig_bytes, bp->patched_len);
+	if (!bp->jump)
+		diag_u64map_put(&t->tombstones, bp->addr, (void *)1);
+}
+
+void diag_bp_destroy(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp)
+{
+	unpatch(t, p, bp);
+	diag_u64map_del(&t->by_addr, bp->addr);
+	bp_free(bp);
+}
+
+static int read_code(struct diag_proc *p, uint64_t addr, uint8_t *code, size_t want,
+		     struct diag_error *err)
+{
+	ssize_t n = diag_proc_read(p, addr, code, want);
+	if (n != (ssize_t)want)
+		return diag_error_set(err, -EIO, "cannot read code at 0x%llx",
+				      (unsigned long long)addr);
+	return 0;
+}
+
+int diag_bp_jump_span(struct diag_proc *p, uint64_t addr, size_t room, struct diag_error *err)
+{
+	uint8_t code[DIAG_TRAMP_CODE_AVAIL];
+	size_t avail = room < sizeof(code) ? room : sizeof(code);
+	struct diag_tramp_layout l;
+	int r = read_code(p, addr, code, avail, err);
+	if (r == 0)
+		r = diag_tramp_layout(addr, code, avail, addr, &l, err);
+	return r < 0 ? r : (int)l.patched_len;
+}
+
+int diag_bp_make_jump(struct diag_bptable *t, struct diag_proc *p, struct diag_thread *stopped,
+		      uint64_t addr, size_t room, uint64_t ring_addr, uint32_t site_id,
+		      struct diag_bp **out, struct diag_error *err)
+{
+	uint8_t code[DIAG_TRAMP_CODE_AVAIL], tramp[DIAG_TRAMP_MAX], jmp[5];
+	size_t avail = room < sizeof(code) ? room : sizeof(code), len = 0, patched = 0;
+	struct diag_bp *bp = calloc(1, sizeof(*bp));
+	if (!bp)
+		return diag_error_set(err, -ENOMEM, "out of memory");
+	int r = read_code(p, addr, code, avail, err);
+	if (r == 0 && (r = diag_xol_alloc(&t->xol, stopped, addr, DIAG_TRAMP_MAX, &bp->tramp)) < 0)
+		diag_error_set(err, r, "cannot map the trampoline page near 0x%llx: %s",
+			       (unsigned long long)addr, diag_strerror(r));
+	if (r == 0)
+		r = diag_tramp_build(addr, code, avail, bp->tramp, ring_addr, site_id, tramp,
+				     sizeof(tramp), &len, jmp, &patched, err);
+	if (r == 0 && diag_proc_write(p, bp->tramp, tramp, len) < 0)
+		r = diag_error_set(err, -EIO, "cannot write the trampoline at 0x%llx",
+				   (unsigned long long)bp->tramp);
+	if (r == 0 && (r = diag_u64map_put(&t->by_addr, addr, bp)) < 0)
+		diag_error_set(err, r, "out of memory");
+	if (r == 0 && diag_proc_write(p, addr, jmp, sizeof(jmp)) < 0) {
+		diag_u64map_del(&t->by_addr, addr);
+		r = diag_error_set(err, -EIO, "cannot write the jump at 0x%llx",
+				   (unsigned long long)addr);
+	}
+	if (r < 0) {
+		bp_free(bp);
+		return r;
+	}
+	bp->addr = addr;
+	bp->jump = true;
+	bp->site_id = site_id;
+	bp->patched_len = (uint8_t)patched;
+	memcpy(bp->orig_bytes, code, patched);
+	bp->orig = code[0];
+	*out = bp;
+	return 0;
 }
 
 bool diag_bp_del_user(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp, void *user)
@@ -204,7 +277,7 @@ uint64_t diag_bptable_unslot(const struct diag_bptable *t, uint64_t rip)
 	uint64_t slot = rip & ~(uint64_t)(DIAG_XOL_SLOT_SIZE - 1);
 	const struct diag_slot_info *si = diag_u64map_get(&t->slots, slot);
 	if (!si)
-		return 0;
+		return 1; /* a trampoline: run out of it */
 	if (rip == slot)
 		return si->addr;
 	if (si->plain && rip - slot <= si->len)

@@ -18,6 +18,11 @@
 
 struct diag_bp {
 	uint64_t addr;
+	bool jump;             /* fast path: a jmp to a trampoline instead of an int3 */
+	uint8_t patched_len;   /* bytes replaced: 1 for int3, 5.. for a jump */
+	uint8_t orig_bytes[24];/* what the patch replaced */
+	uint32_t site_id;      /* jump: the id the trampoline records */
+	uint64_t tramp;        /* jump: runtime address of the trampoline */
 	uint8_t orig;          /* the byte the int3 replaced */
 	uint64_t slot;         /* runtime address of the out-of-line copy */
 	uint8_t slot_len;
@@ -51,6 +56,19 @@ void diag_bptable_release(struct diag_bptable *t);
  * target is unchanged and err names the instruction. */
 int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread *stopped,
 		uint64_t addr, struct diag_bp **out, struct diag_error *err);
+/* Create a jump (fast-path) breakpoint at addr: the trampoline records hits as `site_id` into
+ * the ring at ring_addr. The caller guarantees every thread is stopped, none is inside the
+ * bytes that will be replaced, nothing branches into them, and at least `room` bytes of the
+ * function follow addr. On error the target is unchanged. */
+int diag_bp_make_jump(struct diag_bptable *t, struct diag_proc *p, struct diag_thread *stopped,
+		      uint64_t addr, size_t room, uint64_t ring_addr, uint32_t site_id,
+		      struct diag_bp **out, struct diag_error *err);
+/* Bytes a jump at addr would replace (so the caller can check threads and branches), or a
+ * negative code with err set when the instructions there cannot take a jump. */
+int diag_bp_jump_span(struct diag_proc *p, uint64_t addr, size_t room, struct diag_error *err);
+/* Turn a breakpoint back into nothing: restore the original bytes and forget it (jump
+ * breakpoints need every thread stopped). Users are not touched. */
+void diag_bp_destroy(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp);
 int diag_bp_add_user(struct diag_bp *bp, void *user);
 /* Drop a user; when none is left the original byte is restored and a tombstone kept.
  * Returns true when the breakpoint was removed. */

@@ -11,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-static uint64_t now_ns(void)
+uint64_t diag__now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -32,7 +34,9 @@ static struct eproc *eproc_new(struct diag_engine *e, struct diag_proc *tp)
 		return NULL;
 	ep->tp = tp;
 	tp->owner = ep;
+	ep->seccomp = -1;
 	diag_bptable_init(&ep->bps);
+	diag_u64map_init(&ep->jumps);
 	if (diag_u64map_put(&e->procs, (uint64_t)tp->pid, ep) < 0) {
 		free(ep);
 		return NULL;
@@ -69,6 +73,7 @@ static void eproc_drop(struct diag_engine *e, struct eproc *ep)
 		diag__probe_free(pr);
 	}
 	diag_bptable_release(&ep->bps);
+	diag_u64map_release(&ep->jumps);
 	diag_u64map_del(&e->procs, (uint64_t)ep->tp->pid);
 	diag_proc_free(ep->tp);
 	free(ep);
@@ -103,43 +108,40 @@ static int ensure_scratch(struct diag_engine *e, size_t n)
 	return 0;
 }
 
-/* While the thread is stopped: conditions and captures. Returns how many sites fired; their
- * results are in e->scratch and the sites in fired[]. */
-static size_t capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
-		      const struct user_regs_struct *regs, uint64_t ts, struct site **fired)
+/* While the thread is stopped (or from a recorded snapshot): conditions and captures.
+ * Returns how many sites fired; their results are in e->scratch and the sites in fired[]. */
+size_t diag__capture(struct diag_engine *e, struct diag_bp *bp, const struct diag_expr_ctx *ctx,
+		     struct site **fired)
 {
-	struct mem_arg ma = {t->proc, t->tid};
-	struct diag_expr_ctx ctx = {
-		.pid = t->proc->pid, .tid = t->tid, .regs = regs, .read_fpregs = read_fpregs_cb,
-		.read_mem = read_mem_cb, .arg = &ma, .time_ns = ts,
-	};
 	if (ensure_scratch(e, bp->nusers + 1) < 0)
 		return 0;
 	size_t n = 0;
 	for (size_t i = 0; i < bp->nusers; i++) {
 		struct site *s = bp->users[i];
 		if (s->condition) {
-			diag_expr_eval(s->condition, &ctx, &e->scratch[n]);
+			diag_expr_eval(s->condition, ctx, &e->scratch[n]);
 			if (!diag_expr_truthy(&e->scratch[n])) {
 				s->pr->filtered++;
 				continue;
 			}
 		}
 		if (s->value)
-			diag_expr_eval(s->value, &ctx, &e->scratch[n]);
+			diag_expr_eval(s->value, ctx, &e->scratch[n]);
 		s->pr->hits++;
 		fired[n++] = s;
 	}
 	return n;
 }
 
-static void report(struct diag_engine *e, struct diag_thread *t, struct site **fired, size_t n,
-		   uint64_t ts)
+void diag__fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
+		struct site **fired, size_t n, uint64_t ts)
 {
+	(void)t;
 	char text[DIAG_EXPR_MAX_BYTES + 64];
+	e->hits += n;
 	for (size_t i = 0; i < n; i++) {
 		struct diag_engine_hit hit = {
-			.cookie = fired[i]->pr->cookie, .pid = t->proc->pid, .tid = t->tid,
+			.cookie = fired[i]->pr->cookie, .pid = pid, .tid = tid,
 			.time_ns = ts, .kind = fired[i]->pr->event,
 			.value = {.kind = DIAG_VALUE_NONE, .text = ""},
 		};
@@ -175,16 +177,20 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 		ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
 		return;
 	}
-	uint64_t ts = now_ns();
+	uint64_t ts = diag__now_ns();
 	struct site *fired_small[8], **fired = fired_small;
 	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
 		fired = NULL;
-	size_t n = fired ? capture(e, t, bp, &regs, ts, fired) : 0;
+	struct mem_arg ma = {t->proc, t->tid};
+	struct diag_expr_ctx ctx = {
+		.pid = t->proc->pid, .tid = t->tid, .regs = &regs, .read_fpregs = read_fpregs_cb,
+		.read_mem = read_mem_cb, .arg = &ma, .time_ns = ts,
+	};
+	size_t n = fired ? diag__capture(e, bp, &ctx, fired) : 0;
 	regs.rip = bp->slot;
 	ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
 	diag_thread_resume(t, 0);
-	e->hits += n;
-	report(e, t, fired, n, ts);
+	diag__fire(e, t, t->proc->pid, t->tid, fired, n, ts);
 	if (fired != fired_small)
 		free(fired);
 }
@@ -227,6 +233,8 @@ static void on_fork(struct diag_engine *e, struct diag_thread *parent, pid_t chi
 	/* The child's copy of memory already holds our int3s and slots. */
 	if (!vfork && diag_bptable_clone(&cep->bps, &eproc_mem(pep)->bps) < 0)
 		diag_bptable_init(&cep->bps);
+	if (!vfork)
+		diag__fast_fork(e, cep, eproc_mem(pep));
 	if (e->cb.on_process)
 		e->cb.on_process(e->cb.ctx, pep->tp->pid, DIAG_PROC_FORK, child);
 	diag__probes_clone_sites(e, cep, eproc_mem(pep) == pep ? pep : eproc_mem(pep));
@@ -268,6 +276,9 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 	}
 	diag_bptable_release(&ep->bps);
 	diag_bptable_init(&ep->bps);
+	diag_u64map_release(&ep->jumps);
+	ep->ring_addr = 0;
+	ep->seccomp = -1;
 	if (tp->mem_owner) { /* a vfork child gets its own memory at exec */
 		tp->mem_owner = NULL;
 		char path[64];
@@ -354,6 +365,12 @@ static void on_stop(struct diag_engine *e, struct diag_thread *t, int status)
 	case PTRACE_EVENT_STOP:
 		on_event_stop(e, t, sig);
 		return;
+	case PTRACE_EVENT_EXIT:
+		/* the last moment the ring is readable: hits recorded just before exit count */
+		diag__fast_drain(e, eproc_mem(eproc_of(t->proc)));
+		if (!eproc_of(t->proc)->freeze)
+			diag_thread_resume(t, 0);
+		return;
 	case 0:
 		break;
 	default:
@@ -393,6 +410,14 @@ int diag_engine_dispatch(struct diag_engine *e)
 	struct signalfd_siginfo si;
 	while (read(e->sigfd, &si, sizeof(si)) == sizeof(si))
 		;
+	uint64_t ticks;
+	if (read(e->timerfd, &ticks, sizeof(ticks)) == sizeof(ticks) || e->timer_armed) {
+		size_t pos = 0;
+		uint64_t k;
+		void *v;
+		while (diag_u64map_next(&e->procs, &pos, &k, &v))
+			diag__fast_drain(e, v);
+	}
 	for (;;) {
 		int status;
 		pid_t w = waitpid(-1, &status, WNOHANG | __WALL);
@@ -467,6 +492,57 @@ void diag__resume_stopped(struct diag_engine *e, struct diag_thread *t)
 	t->pending_sig = 0;
 }
 
+static struct diag_thread *running_thread(struct eproc *ep)
+{
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
+		struct diag_thread *t = v;
+		if (t->announced && !t->stopped)
+			return t;
+	}
+	return NULL;
+}
+
+struct diag_thread *diag__freeze(struct diag_engine *e, struct eproc *ep)
+{
+	pid_t pid = ep->tp->pid;
+	ep->freeze++;
+	for (struct diag_thread *t; (t = running_thread(ep));) {
+		pid_t tid = t->tid;
+		int r = stop_thread(e, t);
+		if (!diag_u64map_get(&e->procs, (uint64_t)pid))
+			return NULL;
+		if (r < 0 && diag_proc_thread(ep->tp, tid) == t)
+			forget_thread(e, t);
+	}
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v))
+		if (((struct diag_thread *)v)->stopped)
+			return v;
+	return NULL;
+}
+
+void diag__thaw(struct diag_engine *e, struct eproc *ep)
+{
+	(void)e;
+	if (--ep->freeze > 0)
+		return;
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
+		struct diag_thread *t = v;
+		if (t->stopped && t->announced) {
+			diag_thread_resume(t, t->pending_sig);
+			t->pending_sig = 0;
+		}
+	}
+}
+
 /* ---- API ---- */
 
 int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine **out)
@@ -474,6 +550,7 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	struct diag_engine *e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
+	e->sigfd = e->timerfd = e->epfd = -1;
 	if (cb)
 		e->cb = *cb;
 	diag_u64map_init(&e->procs);
@@ -485,7 +562,14 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	/* Tracee stops arrive as SIGCHLD: read through a signalfd so the caller can poll. */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	e->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	int r = e->sigfd < 0 ? -errno : 0;
+	e->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	e->epfd = epoll_create1(EPOLL_CLOEXEC);
+	e->no_fast = getenv("DIAG_NO_FASTPATH") != NULL;
+	int r = e->sigfd < 0 || e->timerfd < 0 || e->epfd < 0 ? -errno : 0;
+	struct epoll_event ev = {.events = EPOLLIN};
+	if (r == 0 && (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->sigfd, &ev) < 0 ||
+		       epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->timerfd, &ev) < 0))
+		r = -errno;
 	if (r == 0)
 		r = diag_symcache_new(&e->syms);
 	if (r == 0)
@@ -500,7 +584,7 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 
 int diag_engine_fd(const struct diag_engine *e)
 {
-	return e->sigfd;
+	return e->epfd;
 }
 
 bool diag_engine_attached(const struct diag_engine *e, pid_t pid)
@@ -561,7 +645,7 @@ int diag_engine_probe_remove(struct diag_engine *e, pid_t pid, void *cookie)
 	if (!pr)
 		return -ENOENT;
 	*link = pr->next;
-	diag__probe_uninstall(ep, pr);
+	diag__probe_uninstall(e, ep, pr);
 	diag__probe_free(pr);
 	return 0;
 }
@@ -609,6 +693,7 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 	out->state = pr->state;
 	out->hits = pr->hits;
 	out->filtered = pr->filtered;
+	out->dropped = eproc_mem(ep)->ring_drops;
 	for (size_t i = 0; i < pr->nsites && i < DIAG_PROBE_MAX_ADDRS; i++)
 		if (pr->sites[i].bp)
 			out->addrs[out->naddrs++] = pr->sites[i].bp->addr;
@@ -622,6 +707,7 @@ void diag_engine_get_stats(const struct diag_engine *e, struct diag_engine_stats
 	out->targets = e->procs.count;
 	out->threads = e->threads.count;
 	out->hits = e->hits;
+	out->dropped = e->dropped;
 	size_t pos = 0;
 	uint64_t k;
 	void *v;
@@ -639,13 +725,20 @@ void diag_engine_get_stats(const struct diag_engine *e, struct diag_engine_stats
 static void leave_slots(struct eproc *ep, struct diag_thread *t)
 {
 	struct diag_bptable *bps = &eproc_mem(ep)->bps;
-	for (int steps = 0; steps < 32; steps++) {
+	for (int steps = 0; steps < 512; steps++) {
 		struct user_regs_struct regs;
 		if (ptrace(PTRACE_GETREGS, t->tid, 0, &regs) < 0)
 			return;
 		uint64_t to = diag_bptable_unslot(bps, regs.rip);
-		if (to == 0)
+		if (to == 0) {
+			/* a pushf stepped inside a trampoline saved our trap flag and its popf
+			 * restored it: clear it, or the target dies of SIGTRAP once we are gone */
+			if (steps && (regs.eflags & 0x100)) {
+				regs.eflags &= ~0x100ULL;
+				ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
+			}
 			return;
+		}
 		if (to != 1) {
 			regs.rip = to;
 			ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
@@ -661,23 +754,10 @@ static void leave_slots(struct eproc *ep, struct diag_thread *t)
 	}
 }
 
-static struct diag_thread *running_thread(struct eproc *ep)
-{
-	size_t pos = 0;
-	uint64_t k;
-	void *v;
-	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
-		struct diag_thread *t = v;
-		if (t->announced && !t->stopped)
-			return t;
-	}
-	return NULL;
-}
-
 static void eproc_detach(struct diag_engine *e, struct eproc *ep)
 {
 	pid_t pid = ep->tp->pid;
-	ep->freeze = true;
+	ep->freeze++;
 	size_t pos = 0;
 	uint64_t k;
 	void *v;
@@ -690,8 +770,9 @@ static void eproc_detach(struct diag_engine *e, struct eproc *ep)
 		if (r < 0 && diag_proc_thread(ep->tp, tid) == t)
 			forget_thread(e, t); /* it could not be stopped: it is exiting */
 	}
+	diag__fast_drain(e, ep); /* hits recorded before the stop still count */
 	for (struct probe *pr = ep->probes; pr; pr = pr->next)
-		diag__probe_uninstall(ep, pr);
+		diag__probe_uninstall(e, ep, pr);
 	struct diag_thread *any = NULL;
 	pos = 0;
 	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
@@ -705,6 +786,7 @@ static void eproc_detach(struct diag_engine *e, struct eproc *ep)
 	if (!ep->tp->mem_owner) {
 		diag_bptable_restore_all(&ep->bps, ep->tp);
 		diag_xol_unmap_all(&ep->bps.xol, any);
+		diag__fast_unmap(ep, any);
 	}
 	pos = 0;
 	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
@@ -757,5 +839,9 @@ void diag_engine_free(struct diag_engine *e)
 	free(e->scratch);
 	if (e->sigfd >= 0)
 		close(e->sigfd);
+	if (e->timerfd >= 0)
+		close(e->timerfd);
+	if (e->epfd >= 0)
+		close(e->epfd);
 	free(e);
 }

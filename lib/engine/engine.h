@@ -62,6 +62,7 @@ struct diag_probe_info {
 	enum diag_probe_state state;
 	uint64_t hits;
 	uint64_t filtered;  /* hits whose condition was false */
+	uint64_t dropped;   /* fast-path hits of this process lost to a full ring (all its probes) */
 	size_t naddrs;
 	uint64_t addrs[DIAG_PROBE_MAX_ADDRS]; /* runtime addresses patched */
 	char error[DIAG_ERRMSG_MAX];
@@ -70,6 +71,7 @@ struct diag_probe_info {
 struct diag_engine_stats {
 	size_t targets, threads, probes, breakpoints;
 	uint64_t hits;
+	uint64_t dropped; /* fast-path hits lost to a full ring, since the engine started */
 };
 
 /* Returns 0 and *out, or -errno. */

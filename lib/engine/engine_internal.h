@@ -37,7 +37,16 @@ struct eproc {
 	struct diag_proc *tp;
 	struct diag_bptable bps;  /* unused by a vfork child: it shares its parent's */
 	struct probe *probes;
-	bool freeze;              /* stopping for detach: keep every stop, resume nothing */
+	int freeze;               /* >0: stopped for patching or detach: keep every stop */
+	/* fast path (fastpath.c): hits recorded by trampolines into a ring in the target */
+	uint64_t ring_addr;       /* 0: no ring mapped */
+	uint64_t ring_mask;
+	uint64_t ring_tail;       /* next record to consume */
+	unsigned ring_stalls;     /* drains that found the next record unpublished */
+	uint64_t ring_drops;      /* the ring's drop counter, last read */
+	uint32_t next_site;
+	struct diag_u64map jumps; /* site id -> struct diag_bp (jump) */
+	int seccomp;              /* -1 unknown, else /proc/PID/status Seccomp */
 };
 
 struct diag_engine {
@@ -49,8 +58,14 @@ struct diag_engine {
 	struct diag_symcache *syms;
 	struct diag_dwarf_cache *dwarf;
 	uint64_t hits;
+	uint64_t dropped;           /* fast-path hits lost to full rings, all processes ever */
 	struct diag_expr_result *scratch; /* one per site of the busiest breakpoint */
 	size_t nscratch;
+	int epfd;                   /* what diag_engine_fd() returns: sigfd + timerfd */
+	int timerfd;                /* drains the rings while any exists */
+	bool timer_armed;
+	bool no_fast;               /* DIAG_NO_FASTPATH set: int3 for everything (tests) */
+	uint64_t tsc0, ns0, tsc1, ns1; /* TSC -> CLOCK_REALTIME calibration */
 };
 
 static inline struct eproc *eproc_of(struct diag_proc *p)
@@ -67,7 +82,7 @@ static inline struct eproc *eproc_mem(struct eproc *ep)
 /* probe.c */
 int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *pr,
 			struct diag_error *err);
-void diag__probe_uninstall(struct eproc *ep, struct probe *pr);
+void diag__probe_uninstall(struct diag_engine *e, struct eproc *ep, struct probe *pr);
 void diag__probe_free(struct probe *pr);
 struct probe *diag__probe_copy(const struct probe *src);
 int diag__probes_clone_sites(struct diag_engine *e, struct eproc *child, struct eproc *parent);
@@ -75,5 +90,29 @@ int diag__probes_clone_sites(struct diag_engine *e, struct eproc *child, struct 
 /* engine.c */
 struct diag_thread *diag__stop_one(struct diag_engine *e, struct eproc *ep);
 void diag__resume_stopped(struct diag_engine *e, struct diag_thread *t);
+/* Stop every thread of ep and keep them stopped (freeze); returns one of them or NULL when the
+ * process is gone. diag__thaw resumes them all. */
+struct diag_thread *diag__freeze(struct diag_engine *e, struct eproc *ep);
+void diag__thaw(struct diag_engine *e, struct eproc *ep);
+void diag__fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
+		struct site **fired, size_t n, uint64_t ts);
+size_t diag__capture(struct diag_engine *e, struct diag_bp *bp, const struct diag_expr_ctx *ctx,
+		     struct site **fired);
+uint64_t diag__now_ns(void);
+
+/* fastpath.c */
+/* Try to place site s at loc as a jump (fast path). Returns 0 when placed, 1 when the site
+ * must use an int3 instead, or a negative code with err set. */
+int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
+		     const struct diag_location *loc, struct diag_error *err);
+/* Consume every published record of ep's ring. */
+void diag__fast_drain(struct diag_engine *e, struct eproc *ep);
+/* After fork: the child's copy of the ring and trampolines. */
+void diag__fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent);
+/* Detach: unmap the ring with stopped thread t. */
+void diag__fast_unmap(struct eproc *ep, struct diag_thread *t);
+/* Remove a jump breakpoint's site id (its breakpoint is going away). */
+void diag__fast_forget(struct eproc *mem, struct diag_bp *bp);
+void diag__fast_timer(struct diag_engine *e);
 
 #endif

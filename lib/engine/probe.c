@@ -35,19 +35,37 @@ struct probe *diag__probe_copy(const struct probe *src)
 	pr->target = strdup(src->target);
 	pr->value = dup_or_null(src->value);
 	pr->condition = dup_or_null(src->condition);
-	if (!pr->target || (src->value && !pr->value) || (src->condition && !pr->condition)) {
+	if (!pr->target || (src->value && *src->value && !pr->value) ||
+	    (src->condition && *src->condition && !pr->condition)) {
 		diag__probe_free(pr);
 		return NULL;
 	}
 	return pr;
 }
 
-static void sites_free(struct eproc *ep, struct probe *pr)
+/* Removing the last user of a jump rewrites several bytes: every thread must be stopped. */
+static bool needs_freeze(const struct probe *pr)
+{
+	for (size_t i = 0; i < pr->nsites; i++)
+		if (pr->sites[i].bp && pr->sites[i].bp->jump && pr->sites[i].bp->nusers == 1)
+			return true;
+	return false;
+}
+
+static void sites_free(struct diag_engine *e, struct eproc *ep, struct probe *pr)
 {
 	struct eproc *mem = eproc_mem(ep);
+	pid_t pid = mem->tp->pid;
+	bool frozen = needs_freeze(pr);
+	if (frozen)
+		diag__freeze(e, mem);
+	/* stopping may have seen the process exit: its breakpoints went with it */
+	bool alive = diag_u64map_get(&e->procs, (uint64_t)pid) == mem;
 	for (size_t i = 0; i < pr->nsites; i++) {
 		struct site *s = &pr->sites[i];
-		if (s->bp)
+		if (alive && s->bp && s->bp->jump && s->bp->nusers == 1)
+			diag__fast_forget(mem, s->bp);
+		if (alive && s->bp)
 			diag_bp_del_user(&mem->bps, mem->tp, s->bp, s);
 		diag_expr_free(s->value);
 		diag_expr_free(s->condition);
@@ -55,11 +73,13 @@ static void sites_free(struct eproc *ep, struct probe *pr)
 	free(pr->sites);
 	pr->sites = NULL;
 	pr->nsites = 0;
+	if (frozen && alive)
+		diag__thaw(e, mem);
 }
 
-void diag__probe_uninstall(struct eproc *ep, struct probe *pr)
+void diag__probe_uninstall(struct diag_engine *e, struct eproc *ep, struct probe *pr)
 {
-	sites_free(ep, pr);
+	sites_free(e, ep, pr);
 	if (pr->state == DIAG_PROBE_APPLIED)
 		pr->state = DIAG_PROBE_REMOVED;
 }
@@ -92,11 +112,18 @@ static int compile_site(struct diag_engine *e, struct eproc *ep, struct probe *p
 }
 
 /* Create or share the breakpoint; a slot page may need a stopped thread to be mapped. */
-static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s, uint64_t addr,
-		      struct diag_thread **stopped, struct diag_error *err)
+static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s,
+		      const struct diag_location *loc, struct diag_thread **stopped,
+		      struct diag_error *err)
 {
+	uint64_t addr = loc->addr;
 	struct eproc *mem = eproc_mem(ep);
-	int r = diag_bp_get(&mem->bps, mem->tp, *stopped, addr, &s->bp, err);
+	int r = mem == ep ? diag__fast_place(e, ep, s, loc, err) : 1;
+	if (*stopped && !(*stopped)->stopped)
+		*stopped = NULL; /* placing a jump stopped and resumed every thread */
+	if (r <= 0)
+		return r; /* placed as a jump, or failed */
+	r = diag_bp_get(&mem->bps, mem->tp, *stopped, addr, &s->bp, err);
 	if (r == -EAGAIN && !*stopped) {
 		*stopped = diag__stop_one(e, mem);
 		if (!*stopped)
@@ -136,13 +163,13 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 	}
 	struct diag_thread *stopped = NULL;
 	for (size_t i = 0; r == 0 && i < n; i++)
-		r = place_site(e, ep, &pr->sites[i], locs[i].addr, &stopped, err);
+		r = place_site(e, ep, &pr->sites[i], &locs[i], &stopped, err);
 	if (stopped)
 		diag__resume_stopped(e, stopped);
 	free(locs);
 	diag_modmap_release(&mods);
 	if (r < 0) {
-		sites_free(ep, pr);
+		sites_free(e, ep, pr);
 		pr->state = DIAG_PROBE_ERROR;
 		snprintf(pr->error, sizeof(pr->error), "%s", err ? err->msg : diag_strerror(r));
 		return r;

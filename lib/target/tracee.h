@@ -16,7 +16,7 @@
 
 #define DIAG_PTRACE_OPTIONS                                                                  \
 	(PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK |                   \
-	 PTRACE_O_TRACEVFORK | PTRACE_O_TRACEEXEC)
+	 PTRACE_O_TRACEVFORK | PTRACE_O_TRACEEXEC | PTRACE_O_TRACEEXIT)
 
 struct diag_proc;
 

@@ -10,6 +10,7 @@
 #include "engine/engine.h"
 
 struct tally {
+	uint64_t dropped;
 	uint64_t hits, sum_arg1, per_arg2[64], child_hits, exits;
 	pid_t main_pid;
 	int bad_values;
@@ -33,6 +34,22 @@ static void on_process(void *ctx, pid_t pid, enum diag_proc_event what, pid_t ot
 	(void)other;
 	if (what == DIAG_PROC_EXIT)
 		((struct tally *)ctx)->exits++;
+}
+
+/* Serve until the fixture's main process exited (its last hits are drained at exit). */
+static void serve_exit(struct diag_engine *e, struct tally *t)
+{
+	while (diag_engine_attached(e, t->main_pid)) {
+		struct pollfd p = {diag_engine_fd(e), POLLIN, 0};
+		if (poll(&p, 1, 60000) == 0) {
+			fprintf(stderr, "timeout waiting for the fixture to exit\n");
+			return;
+		}
+		diag_engine_dispatch(e);
+	}
+	struct diag_engine_stats st;
+	diag_engine_get_stats(e, &st);
+	t->dropped = st.dropped;
 }
 
 /* Serve the engine until the fixture printed a line starting with `until`; collects "key N"
@@ -128,11 +145,14 @@ static void test_counts(const char *opt, const char *pie, const char *threads, l
 	fixture_go(&f);
 	struct results r = {0};
 	CHECK_EQ_INT(serve_until(e, &f, "calls", &r), 0);
+	serve_exit(e, &t);
 	long nthreads = atol(threads);
-	fprintf(stderr, "work-%s-%s threads=%ld calls=%ld: hits %llu\n", opt, pie, nthreads, calls,
-		(unsigned long long)t.hits);
-	CHECK_EQ_INT(t.hits, nthreads * calls);
-	CHECK_EQ_INT(t.sum_arg1, (unsigned long long)nthreads * (calls * (calls - 1) / 2));
+	fprintf(stderr, "work-%s-%s threads=%ld calls=%ld: hits %llu dropped %llu\n", opt, pie,
+		nthreads, calls, (unsigned long long)t.hits, (unsigned long long)t.dropped);
+	/* every call is seen: as an event, or (fast path, ring full) counted as dropped */
+	CHECK_EQ_INT(t.hits + t.dropped, nthreads * calls);
+	if (!t.dropped)
+		CHECK_EQ_INT(t.sum_arg1, (unsigned long long)nthreads * (calls * (calls - 1) / 2));
 	CHECK_EQ_INT(t.bad_values, 0);
 	CHECK_EQ_INT(r.sum, expected_sum(nthreads, calls));
 	diag_engine_free(e);
@@ -150,6 +170,7 @@ static void test_churn(void)
 	fixture_go(&f);
 	struct results r = {0};
 	CHECK_EQ_INT(serve_until(e, &f, "calls", &r), 0);
+	serve_exit(e, &t);
 	CHECK_EQ_INT(t.hits, 1000);
 	CHECK_EQ_INT(t.sum_arg1, 999 * 1000 / 2);
 	long long want = 0;
@@ -171,6 +192,7 @@ static void test_fork_exec(const char *pie)
 	fixture_go(&f);
 	struct results r = {-1, -1, -1, -1, -1};
 	CHECK_EQ_INT(serve_until(e, &f, "child-exit", &r), 0);
+	serve_exit(e, &t);
 	CHECK_EQ_INT(t.hits, 1000);       /* 500 in the parent, 500 in the forked child */
 	CHECK_EQ_INT(t.child_hits, 500);
 	CHECK_EQ_INT(r.child_sum, expected_sum(1, 500) + 500 * 200);
@@ -192,7 +214,8 @@ static void test_libc(void)
 	fixture_go(&f);
 	struct results r = {0};
 	CHECK_EQ_INT(serve_until(e, &f, "calls", &r), 0);
-	CHECK_EQ_INT(t.hits, 6000);
+	serve_exit(e, &t);
+	CHECK_EQ_INT(t.hits + t.dropped, 6000);
 	CHECK_EQ_INT(r.sum, expected_sum(2, 3000) + 6000);
 	diag_engine_free(e);
 	fixture_reap(&f);
@@ -205,7 +228,7 @@ static void test_detach_restores(const char *opt, const char *pie)
 	struct tally t = {0};
 	struct diag_engine *e = new_engine(&t);
 	struct fixture f;
-	char *argv[] = {"work", "4", "300000", NULL};
+	char *argv[] = {"work", "4", "10000000", NULL};
 	CHECK_EQ_INT(start_attached(e, &f, fixture_path("work", opt, pie), argv, &t), 0);
 	add_probe(e, f.pid, "work", "$arg2", (void *)1);
 	add_probe(e, f.pid, "twice", NULL, (void *)2);
@@ -219,7 +242,7 @@ static void test_detach_restores(const char *opt, const char *pie)
 		CHECK_EQ_INT(info[i].naddrs, 1);
 		CHECK_EQ_INT(info[i].state, DIAG_PROBE_APPLIED);
 		pread(mem, before[i], 16, (off_t)info[i].addrs[0]);
-		CHECK_EQ_INT(before[i][0], 0xCC);
+		CHECK(before[i][0] == 0xCC || before[i][0] == 0xE9); /* int3, or jmp (fast path) */
 	}
 	fixture_go(&f);
 	while (t.hits < 20000) {
@@ -238,8 +261,7 @@ static void test_detach_restores(const char *opt, const char *pie)
 	exe = open(path, O_RDONLY);
 	for (int i = 0; i < 2; i++) {
 		pread(mem, after[i], 16, (off_t)info[i].addrs[0]);
-		CHECK(after[i][0] != 0xCC);
-		CHECK_EQ_INT(memcmp(after[i] + 1, before[i] + 1, 15), 0);
+		CHECK(after[i][0] != before[i][0]);
 	}
 	/* file bytes: find the file offset through /proc/PID/maps */
 	FILE *maps;
@@ -270,7 +292,7 @@ static void test_detach_restores(const char *opt, const char *pie)
 	char l2[256];
 	for (int got; (got = fixture_line_wait(&f, l2, sizeof(l2))) == 1;)
 		parse_line(l2, &r);
-	CHECK_EQ_INT(r.sum, expected_sum(4, 300000));
+	CHECK_EQ_INT(r.sum, expected_sum(4, 10000000));
 	CHECK_EQ_INT(fixture_reap(&f), 0);
 	diag_engine_free(e);
 }

@@ -1,0 +1,14 @@
+/* branch: what a function's code says about jumps into a range, so a multi-byte patch is only
+ * placed where no direct branch lands inside it. Reads only the bytes it is given. */
+#ifndef DIAG_ARCH_X86_64_BRANCH_H
+#define DIAG_ARCH_X86_64_BRANCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Linear sweep of code (len bytes at runtime address addr): returns 1 when a direct jump, jcc,
+ * loop or call targets an address in (lo, hi), 0 when none does, -DIAG_E_PARSE when the bytes
+ * do not decode as one instruction stream (the caller must then assume the worst). */
+int diag_branch_into(const uint8_t *code, size_t len, uint64_t addr, uint64_t lo, uint64_t hi);
+
+#endif

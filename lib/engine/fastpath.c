@@ -1,0 +1,365 @@
+/* fastpath: probes that cost the target no stop. A probe whose value and condition need only
+ * registers is placed as a jump to a trampoline that records the registers into a ring in the
+ * target's own memory; the daemon drains the ring on a timer and runs the same capture plans
+ * on the recorded registers. A full ring drops hits (counted); a dead daemon costs the target
+ * nothing but a full ring. Everything else (memory reads, SSE, tiny functions, code that
+ * branches into the patched bytes, seccomp-filtered targets) takes an int3. */
+#include "engine/engine_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/uio.h>
+#include <x86intrin.h>
+
+#include "arch/x86_64/branch.h"
+#include "arch/x86_64/ring.h"
+
+#define RING_CAPACITY 16384      /* records: 3 MiB of the target's memory */
+#define MAX_SCAN (256 * 1024)    /* longest function scanned for branches into a patch */
+#define DRAIN_BATCH 256
+#define STALL_SKIP 1000          /* drains before an unpublished record is given up */
+
+static int seccomp_mode(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	int mode = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Seccomp: %d", &mode) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return mode;
+}
+
+static bool site_registers_only(const struct site *s)
+{
+	return diag_expr_registers_only(s->value) && diag_expr_registers_only(s->condition);
+}
+
+/* A jump covering [addr, addr+span) must not hide another breakpoint, nor lie in another jump. */
+static bool range_free(const struct diag_bptable *t, uint64_t addr, size_t span)
+{
+	for (size_t i = 1; i < span; i++)
+		if (diag_bp_at(t, addr + i))
+			return false;
+	for (size_t back = 1; back < 24 && back <= addr; back++) {
+		const struct diag_bp *b = diag_bp_at(t, addr - back);
+		if (b && b->jump && addr < b->addr + b->patched_len)
+			return false;
+	}
+	return true;
+}
+
+static int branches_into(struct eproc *ep, const struct diag_location *loc, size_t span)
+{
+	size_t len = loc->func_end - loc->func_start;
+	if (len > MAX_SCAN)
+		return 1;
+	uint8_t *code = malloc(len);
+	if (!code)
+		return 1;
+	int r = diag_proc_read(ep->tp, loc->func_start, code, len) == (ssize_t)len
+			? diag_branch_into(code, len, loc->func_start, loc->addr, loc->addr + span)
+			: 1;
+	free(code);
+	return r != 0;
+}
+
+static int ring_map(struct eproc *ep, struct diag_thread *t)
+{
+	size_t bytes = DIAG_RING_BYTES(RING_CAPACITY);
+	long args[6] = {0, (long)bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0};
+	long ret;
+	int r = diag_thread_syscall(t, SYS_mmap, args, &ret);
+	if (r < 0)
+		return r;
+	if (ret < 0 && ret > -4096)
+		return (int)ret;
+	struct diag_ring_header h = {.mask = RING_CAPACITY - 1};
+	if (diag_proc_write(ep->tp, (uint64_t)ret, &h, sizeof(h)) < 0) {
+		long un[6] = {ret, (long)bytes, 0, 0, 0, 0};
+		diag_thread_syscall(t, SYS_munmap, un, &ret);
+		return -EIO;
+	}
+	ep->ring_addr = (uint64_t)ret;
+	ep->ring_mask = RING_CAPACITY - 1;
+	ep->ring_tail = 0;
+	return 0;
+}
+
+void diag__fast_unmap(struct eproc *ep, struct diag_thread *t)
+{
+	if (ep->ring_addr && t) {
+		long args[6] = {(long)ep->ring_addr, (long)DIAG_RING_BYTES(ep->ring_mask + 1), 0, 0, 0, 0},
+		     ret;
+		diag_thread_syscall(t, SYS_munmap, args, &ret);
+	}
+	ep->ring_addr = 0;
+	diag_u64map_release(&ep->jumps);
+}
+
+void diag__fast_forget(struct eproc *mem, struct diag_bp *bp)
+{
+	if (bp->jump)
+		diag_u64map_del(&mem->jumps, bp->site_id);
+}
+
+void diag__fast_timer(struct diag_engine *e)
+{
+	bool want = false;
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (!want && diag_u64map_next(&e->procs, &pos, &k, &v))
+		want = ((struct eproc *)v)->ring_addr != 0;
+	if (want == e->timer_armed)
+		return;
+	/* 1 ms: a ring of 16384 records absorbs 16 M hits/s between drains */
+	struct itimerspec its = {{0, want ? 1000000 : 0}, {0, want ? 1000000 : 0}};
+	timerfd_settime(e->timerfd, 0, &its, NULL);
+	e->timer_armed = want;
+}
+
+/* Why a site cannot be a jump, for the caller to fall back to an int3 (returns 1). */
+static int eligible(struct diag_engine *e, struct eproc *ep, struct site *s,
+		    const struct diag_location *loc)
+{
+	if (e->no_fast || ep->tp->mem_owner || s->pr->event != DIAG_EVENT_CALL ||
+	    !site_registers_only(s))
+		return 1;
+	if (ep->seccomp < 0)
+		ep->seccomp = seccomp_mode(ep->tp->pid);
+	/* the trampoline calls gettid: a seccomp filter might kill the target for it */
+	if (ep->seccomp != 0)
+		return 1;
+	if (!loc->func_end || loc->func_end - loc->addr < 5)
+		return 1;
+	return 0;
+}
+
+static bool thread_inside(struct eproc *ep, uint64_t lo, uint64_t hi)
+{
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
+		struct diag_thread *t = v;
+		struct user_regs_struct r;
+		if (t->stopped && ptrace(PTRACE_GETREGS, t->tid, 0, &r) == 0 && r.rip > lo &&
+		    r.rip < hi)
+			return true;
+	}
+	return false;
+}
+
+int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
+		     const struct diag_location *loc, struct diag_error *err)
+{
+	struct diag_bp *bp = diag_bp_at(&ep->bps, loc->addr);
+	if (bp && !bp->jump)
+		return 1; /* share the int3 already there */
+	if (!bp && eligible(e, ep, s, loc))
+		return 1;
+	if (bp) {
+		if (!site_registers_only(s) || s->pr->event != DIAG_EVENT_CALL)
+			return diag_error_set(err, -DIAG_E_STATE,
+					      "target: 0x%llx already carries a fast-path probe; a "
+					      "probe reading memory cannot share it yet",
+					      (unsigned long long)loc->addr);
+		s->bp = bp;
+		return diag_bp_add_user(bp, s) < 0 ? diag_error_set(err, -ENOMEM, "out of memory")
+						   : 0;
+	}
+	size_t room = loc->func_end - loc->addr;
+	struct diag_error quiet = {0};
+	int span = diag_bp_jump_span(ep->tp, loc->addr, room, &quiet);
+	if (span <= 0 || (size_t)span > room || !range_free(&ep->bps, loc->addr, (size_t)span) ||
+	    branches_into(ep, loc, (size_t)span))
+		return 1;
+	struct diag_thread *t = diag__freeze(e, ep);
+	if (!t)
+		return diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)ep->tp->pid);
+	int r = 1;
+	if (!thread_inside(ep, loc->addr, loc->addr + (uint64_t)span) &&
+	    (ep->ring_addr || ring_map(ep, t) == 0)) {
+		uint32_t id = ++ep->next_site;
+		r = diag_bp_make_jump(&ep->bps, ep->tp, t, loc->addr, room, ep->ring_addr, id, &bp,
+				      &quiet);
+		if (r == 0 && diag_u64map_put(&ep->jumps, id, bp) < 0) {
+			diag_bp_destroy(&ep->bps, ep->tp, bp);
+			r = 1;
+		}
+		if (r == 0 && diag_bp_add_user(bp, s) < 0) {
+			diag_u64map_del(&ep->jumps, id);
+			diag_bp_destroy(&ep->bps, ep->tp, bp);
+			r = 1;
+		}
+		if (r == 0)
+			s->bp = bp;
+		else
+			r = 1; /* an int3 will do */
+	}
+	diag__thaw(e, ep);
+	diag__fast_timer(e);
+	return r;
+}
+
+/* ---- draining ---- */
+
+static uint64_t tsc_to_ns(struct diag_engine *e, uint64_t tsc)
+{
+	if (e->tsc1 <= e->tsc0)
+		return e->ns1;
+	double slope = (double)(e->ns1 - e->ns0) / (double)(e->tsc1 - e->tsc0);
+	return e->ns0 + (uint64_t)((double)((int64_t)(tsc - e->tsc0)) * slope);
+}
+
+static void calibrate(struct diag_engine *e)
+{
+	uint64_t ns = diag__now_ns(), tsc = __rdtsc();
+	if (!e->ns0) {
+		e->ns0 = e->ns1 = ns;
+		e->tsc0 = e->tsc1 = tsc;
+	} else if (ns - e->ns1 > 10000000ULL) {
+		e->ns1 = ns;
+		e->tsc1 = tsc;
+	}
+}
+
+static void regs_from_record(const struct diag_ring_record *rec, struct user_regs_struct *r)
+{
+	memset(r, 0, sizeof(*r));
+	const uint64_t *g = rec->regs;
+	r->r15 = g[DIAG_RING_R15];
+	r->r14 = g[DIAG_RING_R14];
+	r->r13 = g[DIAG_RING_R13];
+	r->r12 = g[DIAG_RING_R12];
+	r->rbp = g[DIAG_RING_RBP];
+	r->rbx = g[DIAG_RING_RBX];
+	r->r11 = g[DIAG_RING_R11];
+	r->r10 = g[DIAG_RING_R10];
+	r->r9 = g[DIAG_RING_R9];
+	r->r8 = g[DIAG_RING_R8];
+	r->rax = g[DIAG_RING_RAX];
+	r->rcx = g[DIAG_RING_RCX];
+	r->rdx = g[DIAG_RING_RDX];
+	r->rsi = g[DIAG_RING_RSI];
+	r->rdi = g[DIAG_RING_RDI];
+	r->rip = g[DIAG_RING_RIP];
+	r->rsp = g[DIAG_RING_RSP];
+	r->eflags = g[DIAG_RING_EFLAGS];
+	r->orig_rax = (unsigned long long)-1;
+}
+
+static ssize_t no_memory(void *arg, uint64_t addr, void *buf, size_t len)
+{
+	(void)arg;
+	(void)addr;
+	(void)buf;
+	(void)len;
+	return -EPERM; /* fast-path expressions never read memory */
+}
+
+static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_ring_record *rec)
+{
+	struct diag_bp *bp = diag_u64map_get(&ep->jumps, rec->site);
+	if (!bp)
+		return; /* its probe was removed after the hit */
+	struct diag_thread *t = diag_u64map_get(&e->threads, rec->tid);
+	pid_t pid = t ? t->proc->pid : ep->tp->pid;
+	struct user_regs_struct regs;
+	regs_from_record(rec, &regs);
+	uint64_t ts = tsc_to_ns(e, rec->tsc);
+	struct diag_expr_ctx ctx = {.pid = pid, .tid = (pid_t)rec->tid, .regs = &regs,
+				    .read_mem = no_memory, .time_ns = ts};
+	struct site *small[8], **fired = small;
+	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
+		return;
+	size_t n = diag__capture(e, bp, &ctx, fired);
+	diag__fire(e, t, pid, (pid_t)rec->tid, fired, n, ts);
+	if (fired != small)
+		free(fired);
+}
+
+void diag__fast_drain(struct diag_engine *e, struct eproc *ep)
+{
+	if (!ep->ring_addr)
+		return;
+	calibrate(e);
+	struct diag_ring_header h;
+	if (diag_proc_read(ep->tp, ep->ring_addr, &h, sizeof(h)) != sizeof(h))
+		return;
+	uint64_t head = h.head;
+	if (h.drops > ep->ring_drops)
+		e->dropped += h.drops - ep->ring_drops;
+	ep->ring_drops = h.drops;
+	static const size_t hdr = sizeof(struct diag_ring_header);
+	struct diag_ring_record *batch = malloc(DRAIN_BATCH * sizeof(*batch));
+	if (!batch)
+		return;
+	uint64_t start = ep->ring_tail;
+	while (ep->ring_tail < head) {
+		uint64_t idx = ep->ring_tail, slot = idx & ep->ring_mask;
+		size_t n = head - idx;
+		if (n > DRAIN_BATCH)
+			n = DRAIN_BATCH;
+		if (n > ep->ring_mask + 1 - slot)
+			n = ep->ring_mask + 1 - slot; /* up to the end of the ring */
+		if (diag_proc_read(ep->tp, ep->ring_addr + hdr + slot * DIAG_RING_RECORD_SIZE, batch,
+				   n * DIAG_RING_RECORD_SIZE) != (ssize_t)(n * DIAG_RING_RECORD_SIZE))
+			break;
+		size_t i = 0;
+		for (; i < n; i++) {
+			if (batch[i].seq != idx + i + 1)
+				break;
+			consume(e, ep, &batch[i]);
+		}
+		ep->ring_tail = idx + i;
+		if (i < n) {
+			/* a writer is between reserving and publishing; one that died there (a
+			 * thread killed mid-record) would block the ring: skip it eventually */
+			if (++ep->ring_stalls > STALL_SKIP) {
+				ep->ring_tail++;
+				ep->ring_stalls = 0;
+			}
+			break;
+		}
+		ep->ring_stalls = 0;
+	}
+	free(batch);
+	if (ep->ring_tail != start) {
+		uint64_t tail = ep->ring_tail;
+		diag_proc_write(ep->tp, ep->ring_addr + 64, &tail, sizeof(tail));
+	}
+}
+
+void diag__fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent)
+{
+	(void)e;
+	if (!parent->ring_addr || child->tp->mem_owner)
+		return;
+	child->ring_addr = parent->ring_addr;
+	child->ring_mask = parent->ring_mask;
+	child->next_site = parent->next_site;
+	/* the child's copy holds the parent's unconsumed records: they are the parent's */
+	uint64_t head = 0;
+	diag_proc_read(child->tp, child->ring_addr, &head, sizeof(head));
+	child->ring_tail = head;
+	diag_proc_write(child->tp, child->ring_addr + 64, &head, sizeof(head));
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&child->bps.by_addr, &pos, &k, &v)) {
+		struct diag_bp *bp = v;
+		if (bp->jump)
+			diag_u64map_put(&child->jumps, bp->site_id, bp);
+	}
+}
