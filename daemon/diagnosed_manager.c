@@ -47,7 +47,7 @@ static void on_hit(void *ctx, const struct diag_engine_hit *hit)
 	a->last_hit_ns = (int64_t)hit->time_ns;
 	ms->hits++;
 	m->hits++;
-	if (ms->inst) {
+	if (ms->inst && m->queue) {
 		struct diag_event ev = {
 			.probe_id = ms->spec->id, .name = ms->spec->name, .pid = hit->pid,
 			.tid = hit->tid, .time_ns = hit->time_ns, .kind = hit->kind,
@@ -181,11 +181,13 @@ static void unapply(struct diag_manager *m, struct diag_mspec *ms, enum diag_app
 
 void diag_manager_fini(struct diag_manager *m)
 {
+	/* the engine first: detaching drains the fast-path rings, whose hits still go through
+	 * the queue */
+	diag_engine_free(m->engine);
+	m->engine = NULL;
 	if (m->queue)
 		diag_event_queue_free(m->queue); /* fires what is queued, joins the worker */
 	m->queue = NULL;
-	diag_engine_free(m->engine);
-	m->engine = NULL;
 	struct diag_error err = { 0 };
 	if (diag_manager_save(m, &err) < 0)
 		diag_log("%s", err.msg);
