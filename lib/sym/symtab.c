@@ -113,6 +113,8 @@ static int cmp_name_idx(const void *a, const void *b, void *arg)
 /* The same function often sits in both .symtab and .dynsym: keep one entry per (addr, name). */
 static void dedupe(struct symvec *sv)
 {
+	if (sv->n < 2)
+		return;
 	qsort(sv->v, sv->n, sizeof(*sv->v), cmp_addr_name);
 	size_t w = 0;
 	for (size_t i = 0; i < sv->n; i++) {
@@ -197,10 +199,12 @@ static int index_elf(Elf *elf, struct symfile *sf)
 		free(sv.v);
 		return rc;
 	}
-	qsort(sv.v, sv.n, sizeof(*sv.v), cmp_addr_pref);
-	for (size_t i = 0; i < sv.n; i++)
-		sf->by_name[i] = (uint32_t)i;
-	qsort_r(sf->by_name, sv.n, sizeof(*sf->by_name), cmp_name_idx, sv.v);
+	if (sv.n) { /* a file without symbols still gets an (empty) index */
+		qsort(sv.v, sv.n, sizeof(*sv.v), cmp_addr_pref);
+		for (size_t i = 0; i < sv.n; i++)
+			sf->by_name[i] = (uint32_t)i;
+		qsort_r(sf->by_name, sv.n, sizeof(*sf->by_name), cmp_name_idx, sv.v);
+	}
 	sf->syms = sv.v;
 	sf->n = sv.n;
 	return 0;

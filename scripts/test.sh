@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every test: installs what is missing, builds, runs the suite, then again under
+# AddressSanitizer + UndefinedBehaviorSanitizer. Needs root (ptrace of other processes).
+# usage: scripts/test.sh [--no-sanitize] [ctest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+	echo "scripts/test.sh: must run as root (the tests ptrace real processes)" >&2
+	exit 1
+fi
+sanitize=1
+if [ "${1:-}" = "--no-sanitize" ]; then sanitize=0; shift; fi
+scripts/deps.sh
+scripts/build.sh build
+(cd build && ctest --output-on-failure --timeout 300 "$@")
+if [ $sanitize = 1 ]; then
+	scripts/build.sh build-asan -DDIAG_SANITIZE=ON
+	(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure --timeout 600 "$@")
+fi
