@@ -33,7 +33,7 @@ run_untraced() { start_victim "$1" "$2"; finish_victim; }
 
 run_diagnose() {
 	start_victim "$1" "$2"
-	"$DIAGNOSED" --pid "$VPID" --socket "$WORK/sock" --store "$WORK/specs.json" \
+	env ${DIAG_ENV:-} "$DIAGNOSED" --pid "$VPID" --socket "$WORK/sock" --store "$WORK/specs.json" \
 		--plugin-dir "$BUILD/plugins" >"$WORK/d.out" 2>"$WORK/d.err" &
 	local dpid=$!
 	until [ -S "$WORK/sock" ]; do sleep 0.01; done
@@ -42,6 +42,9 @@ run_diagnose() {
 	finish_victim
 	"$CTL" --socket "$WORK/sock" --json stats bench >"$WORK/stats.json"
 	kill -TERM "$dpid"; wait "$dpid" || true
+	# events delivered to the instrument / calls made
+	python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["stats"][0]["report"]["count"])' \
+		"$WORK/stats.json" >>"$WORK/seen"
 }
 
 run_gdb() {
@@ -68,6 +71,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # overhead_us TOOL THREADS CALLS: median over REPS of (traced - untraced)/hits
 overhead_us() {
 	local tool=$1 threads=$2 calls=$3 i
+	rm -f "$WORK/seen"
 	for ((i = 0; i < REPS; i++)); do
 		local base traced
 		base=$(run_untraced "$threads" "$calls")
@@ -76,16 +80,26 @@ overhead_us() {
 	done | median
 }
 
-printf '%-28s %8s %14s %10s\n' tool threads "us/hit" "vs diagnose"
+seen() { # fraction of calls delivered as events in the last diagnose runs
+	awk -v n="$1" '{s += $1; k++} END {printf "%.1f%%", 100 * s / (k * n)}' "$WORK/seen"
+}
+
+printf '%-34s %8s %12s %12s %10s\n' tool threads "us/hit" "vs diagnose" "events"
 for threads in 1 4; do
 	d=$(overhead_us diagnose "$threads" "$CALLS")
-	printf '%-28s %8s %14s %10s\n' "diagnose (int3 + XOL)" "$threads" "$d" "1.00"
+	printf '%-34s %8s %12s %12s %10s\n' "diagnose fast path (jump+ring)" "$threads" "$d" "1.00" \
+		"$(seen $((threads * CALLS)))"
+	x=$(DIAG_ENV=DIAG_NO_FASTPATH=1 overhead_us diagnose "$threads" "$CALLS")
+	printf '%-34s %8s %12s %12s %10s\n' "diagnose exact path (int3+XOL)" "$threads" "$x" \
+		"$(awk -v a="$x" -v d="$d" 'BEGIN {printf "%.2fx", a/d}')" "$(seen $((threads * CALLS)))"
 	if command -v bpftrace >/dev/null; then
 		b=$(overhead_us bpftrace "$threads" "$CALLS")
-		printf '%-28s %8s %14s %10s\n' "bpftrace uprobe" "$threads" "$b" "$(awk -v a="$b" -v d="$d" 'BEGIN {printf "%.2fx", a/d}')"
+		printf '%-34s %8s %12s %12s %10s\n' "bpftrace uprobe, count()" "$threads" "$b" \
+			"$(awk -v a="$b" -v d="$d" 'BEGIN {printf "%.2fx", a/d}')" "in-kernel"
 	else
 		echo "bpftrace not installed: apt-get install -y bpftrace"
 	fi
 	g=$(overhead_us gdb "$threads" "$GDB_CALLS")
-	printf '%-28s %8s %14s %10s\n' "gdb dprintf" "$threads" "$g" "$(awk -v a="$g" -v d="$d" 'BEGIN {printf "%.2fx", a/d}')"
+	printf '%-34s %8s %12s %12s %10s\n' "gdb dprintf" "$threads" "$g" \
+		"$(awk -v a="$g" -v d="$d" 'BEGIN {printf "%.2fx", a/d}')" "-"
 done
