@@ -190,6 +190,9 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 	regs.rip = bp->slot;
 	ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
 	diag_thread_resume(t, 0);
+	uint64_t stopped = diag__now_ns() - ts; /* what the governor limits (issue 6) */
+	for (size_t i = 0; i < bp->nusers; i++)
+		((struct site *)bp->users[i])->pr->stopped_ns += stopped;
 	diag__fire(e, t, t->proc->pid, t->tid, fired, n, ts);
 	if (fired != fired_small)
 		free(fired);
@@ -694,6 +697,11 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 	out->hits = pr->hits;
 	out->filtered = pr->filtered;
 	out->dropped = eproc_mem(ep)->ring_drops;
+	out->stopped_ns = pr->stopped_ns;
+	out->fast = pr->nsites > 0;
+	for (size_t i = 0; i < pr->nsites; i++)
+		if (!pr->sites[i].bp || !pr->sites[i].bp->jump)
+			out->fast = false;
 	for (size_t i = 0; i < pr->nsites && i < DIAG_PROBE_MAX_ADDRS; i++)
 		if (pr->sites[i].bp)
 			out->addrs[out->naddrs++] = pr->sites[i].bp->addr;

@@ -63,6 +63,8 @@ struct diag_probe_info {
 	uint64_t hits;
 	uint64_t filtered;  /* hits whose condition was false */
 	uint64_t dropped;   /* fast-path hits of this process lost to a full ring (all its probes) */
+	uint64_t stopped_ns;/* time threads spent stopped by this probe's int3 hits (the daemon's part) */
+	bool fast;          /* every address uses the fast path (no stop per hit) */
 	size_t naddrs;
 	uint64_t addrs[DIAG_PROBE_MAX_ADDRS]; /* runtime addresses patched */
 	char error[DIAG_ERRMSG_MAX];

@@ -28,6 +28,7 @@ struct probe {
 	enum diag_probe_state state;
 	char error[DIAG_ERRMSG_MAX];
 	uint64_t hits, filtered;
+	uint64_t stopped_ns;
 	struct site *sites;
 	size_t nsites;
 };
