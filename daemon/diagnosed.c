@@ -201,6 +201,7 @@ static void add_spec_file(struct diag_manager *m, const char *path)
 
 struct loop {
 	int epfd, sfd, tfd;
+	bool watch_stdin; /* one-shot run from a shell or pipe: end of input stops it */
 	int64_t armed_ns;
 	struct diag_manager m;
 	struct diag_server *server;
@@ -269,6 +270,11 @@ static int run(struct loop *l)
 				if (read(l->tfd, &ticks, sizeof(ticks)) < 0)
 					l->armed_ns = 0;
 				l->armed_ns = 0;
+			} else if (l->watch_stdin && fd == STDIN_FILENO) {
+				char buf[256];
+				ssize_t got = read(STDIN_FILENO, buf, sizeof(buf));
+				if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR))
+					return 0; /* end of input */
 			} else if (fd == diag_engine_fd(l->m.engine)) {
 				int r = diag_engine_dispatch(l->m.engine);
 				if (r < 0)
@@ -360,6 +366,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	fflush(stdout);
+	/* `diagnosed --pid P --spec F` from a shell or a pipe ends with its input (Ctrl-D, the
+	 * writer closing); under systemd stdin is /dev/null and is not watched. */
+	struct stat in;
+	if (o.nspecs && fstat(STDIN_FILENO, &in) == 0 && (S_ISFIFO(in.st_mode) || isatty(STDIN_FILENO)))
+		l.watch_stdin = epoll_add(l.epfd, STDIN_FILENO) == 0;
 #ifdef DIAG_HAVE_SYSTEMD
 	sd_notify(0, "READY=1");
 #endif
@@ -367,7 +378,7 @@ int main(int argc, char **argv)
 #ifdef DIAG_HAVE_SYSTEMD
 	sd_notify(0, "STOPPING=1");
 #endif
-	diag_log("%s: restoring every target and exiting", strsignal(sig));
+	diag_log("%s: restoring every target and exiting", sig ? strsignal(sig) : "end of input");
 	diag_server_free(l.server);
 	l.m.server = NULL;
 	diag_manager_fini(&l.m);
