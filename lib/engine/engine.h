@@ -107,4 +107,29 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 
 void diag_engine_get_stats(const struct diag_engine *e, struct diag_engine_stats *out);
 
+/* Introspection (introspect.c), for `diagnosectl symbols` and `vars`. Both read only /proc and
+ * ELF/DWARF files: pid need not be attached (no ptrace, the process is never stopped). */
+
+#define DIAG_ENGINE_SYMBOLS_MAX 10000 /* functions listed per call at most */
+
+struct diag_expr_var_info; /* expr/expr.h */
+
+/* Calls cb for each function of pid that can be probed (defined ELF functions, module by
+ * module, by address) whose name matches glob (fnmatch; NULL or "" = all), at most
+ * DIAG_ENGINE_SYMBOLS_MAX times. Returns the number of matches seen, which exceeds
+ * DIAG_ENGINE_SYMBOLS_MAX when the list was cut; a non-zero return of cb stops the walk.
+ * Errors: -DIAG_E_GONE (no such process), -errno. */
+int diag_engine_symbols(struct diag_engine *e, pid_t pid, const char *glob,
+			int (*cb)(void *arg, const char *module, const char *name, uint64_t addr,
+				  uint64_t size),
+			void *arg, struct diag_error *err);
+
+/* Calls cb for each parameter, then each local, in scope at target (FUNC, MODULE:FUNC,
+ * FUNC+OFF, 0xADDR; a function means its entry), as a call probe there would see them.
+ * Returns the number listed, or -DIAG_E_NOSYM (unknown function, with suggestions; no DWARF
+ * function covers the address), -DIAG_E_NODEBUG ("no DWARF for FILE"), -DIAG_E_GONE, -errno. */
+int diag_engine_vars(struct diag_engine *e, pid_t pid, const char *target,
+		     void (*cb)(void *arg, const struct diag_expr_var_info *v), void *arg,
+		     struct diag_error *err);
+
 #endif
