@@ -132,10 +132,15 @@ static void add_probe(struct diag_engine *e, pid_t pid, const char *target, cons
 	CHECK_EQ_INT(r, 0);
 }
 
-static void test_counts(const char *opt, const char *pie, const char *threads, long calls)
+/* exact: every probe takes the int3 path (no ring, no drops possible) */
+static void test_counts(const char *opt, const char *pie, const char *threads, long calls,
+			bool exact)
 {
 	struct tally t = {0};
+	if (exact)
+		setenv("DIAG_NO_FASTPATH", "1", 1);
 	struct diag_engine *e = new_engine(&t);
+	unsetenv("DIAG_NO_FASTPATH");
 	struct fixture f;
 	char ncalls[32];
 	snprintf(ncalls, sizeof(ncalls), "%ld", calls);
@@ -147,8 +152,11 @@ static void test_counts(const char *opt, const char *pie, const char *threads, l
 	CHECK_EQ_INT(serve_until(e, &f, "calls", &r), 0);
 	serve_exit(e, &t);
 	long nthreads = atol(threads);
-	fprintf(stderr, "work-%s-%s threads=%ld calls=%ld: hits %llu dropped %llu\n", opt, pie,
-		nthreads, calls, (unsigned long long)t.hits, (unsigned long long)t.dropped);
+	fprintf(stderr, "work-%s-%s threads=%ld calls=%ld %s: hits %llu dropped %llu\n", opt, pie,
+		nthreads, calls, exact ? "exact" : "fast", (unsigned long long)t.hits,
+		(unsigned long long)t.dropped);
+	if (exact) /* no missed and no duplicate hits */
+		CHECK_EQ_INT(t.hits, nthreads * calls);
 	/* every call is seen: as an event, or (fast path, ring full) counted as dropped */
 	CHECK_EQ_INT(t.hits + t.dropped, nthreads * calls);
 	if (!t.dropped)
@@ -338,8 +346,11 @@ int main(void)
 	static const char *opts[] = {"O0", "O2"}, *pies[] = {"pie", "nopie"};
 	for (int i = 0; i < 2; i++)
 		for (int j = 0; j < 2; j++) {
-			test_counts(opts[i], pies[j], "1", 20000);
-			test_counts(opts[i], pies[j], "4", 100000);
+			test_counts(opts[i], pies[j], "1", 20000, false);
+			test_counts(opts[i], pies[j], "4", 100000, false);
+			test_counts(opts[i], pies[j], "1", 20000, true);
+			if (i != j) /* O0-nopie and O2-pie: the 4 x 100k exact case */
+				test_counts(opts[i], pies[j], "4", 100000, true);
 		}
 	test_churn();
 	test_fork_exec("pie");
