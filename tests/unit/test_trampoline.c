@@ -1,7 +1,8 @@
 /* test_trampoline: jump trampolines executed in-process. Small functions (assembled below, then
  * copied into an RWX region) are patched with the 5-byte jmp to a trampoline built into the
  * same region; calling them must give the same results while each call leaves one exact record
- * in a ring (or one counted drop when the ring is full). Also proves that the byte array in
+ * in a ring (or one counted drop when the ring is full) and adds exactly one to its site's hit
+ * counter, dropped or not. Also proves that the byte array in
  * trampoline.c is what lib/arch/x86_64/trampoline_template.S assembles to. */
 #include <errno.h>
 #include <inttypes.h>
@@ -85,7 +86,7 @@ typedef uint64_t (*fn2)(uint64_t, uint64_t);
 #define REGION_SIZE (1u << 20)
 #define TRAMP_AREA (REGION_SIZE / 2)
 #define SLOT 256u
-#define SITE 0xc0de0000u
+#define SITE 0xc0du
 
 struct env {
 	uint8_t *region;  /* RWX: copies of the functions, then the trampolines */
@@ -121,7 +122,7 @@ static uint64_t tramp_slot(const struct env *e)
 
 static int ring_open(struct ring *r, uint64_t capacity)
 {
-	r->bytes = DIAG_RING_BYTES(capacity);
+	r->bytes = DIAG_RING_MAP_BYTES(capacity);
 	void *p = mmap(NULL, r->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	if (p == MAP_FAILED)
@@ -136,6 +137,13 @@ static void ring_close(struct ring *r)
 	if (r->h)
 		munmap(r->h, r->bytes);
 	r->h = NULL;
+}
+
+static uint64_t counter(const struct ring *r, uint32_t site)
+{
+	const char *at = (const char *)r->h + diag_ring_counter_offset(r->h->mask, site);
+
+	return __atomic_load_n((const uint64_t *)(const void *)at, __ATOMIC_ACQUIRE);
 }
 
 static const struct diag_ring_record *rec(const struct ring *r, uint64_t index)
@@ -155,9 +163,11 @@ static int install(struct env *e, const uint8_t *begin, const uint8_t *end, size
 	p->addr = p->fn + at_off;
 	p->tramp = tramp_slot(e);
 	e->n++;
-	rc = diag_tramp_build(p->addr, (const uint8_t *)(uintptr_t)p->addr, fn_len - at_off, p->tramp,
-			      (uint64_t)(uintptr_t)r->h, site, out, sizeof(out), &p->len, p->jmp,
-			      &p->patched_len, err);
+	rc = diag_tramp_build_counted(p->addr, (const uint8_t *)(uintptr_t)p->addr, fn_len - at_off,
+				      p->tramp,
+				      &(const struct diag_tramp_ring){ .addr = (uint64_t)(uintptr_t)r->h,
+								       .mask = r->h->mask, .site = site },
+				      out, sizeof(out), &p->len, p->jmp, &p->patched_len, err);
 	if (rc < 0)
 		return rc;
 	memcpy((void *)(uintptr_t)p->tramp, out, p->len);
@@ -250,11 +260,14 @@ static void test_template_matches_source(void)
 		}
 	}
 	CHECK_EQ_INT(nm_value(nm, "diag_tramp_imm_rip"), t->imm_rip);
+	CHECK_EQ_INT(nm_value(nm, "diag_tramp_imm_counter"), t->imm_counter);
 	CHECK_EQ_INT(nm_value(nm, "diag_tramp_imm_ring"), t->imm_ring);
 	CHECK_EQ_INT(nm_value(nm, "diag_tramp_imm_site"), t->imm_site);
 	CHECK_EQ_INT(nm_value(nm, "diag_tramp_tmpl_len"), t->len);
 	memcpy(&u64, t->bytes + t->imm_rip, 8);
 	CHECK_EQ_INT(u64, 0x1122334455667788ull);
+	memcpy(&u64, t->bytes + t->imm_counter, 8);
+	CHECK_EQ_INT(u64, 0x99aabbccddeeff00ull);
 	memcpy(&u64, t->bytes + t->imm_ring, 8);
 	CHECK_EQ_INT(u64, 0x8877665544332211ull);
 	memcpy(&u32, t->bytes + t->imm_site, 4);
@@ -348,6 +361,10 @@ static void test_threads(struct env *e)
 		CHECK_EQ_INT(w[i].bad, 0);
 	CHECK_EQ_INT(r.h->head, NTHREADS * NCALLS);
 	CHECK_EQ_INT(r.h->drops, 0);
+	CHECK_EQ_INT(counter(&r, SITE), NTHREADS * NCALLS);
+	CHECK_EQ_INT(counter(&r, SITE - 1), 0); /* neighbours untouched */
+	CHECK_EQ_INT(counter(&r, SITE + 1), 0);
+	CHECK_EQ_INT(r.h->hits, 0);
 	CHECK_EQ_INT(r.h->tail, 0);
 	for (uint64_t k = 0; k < r.h->head && bad < 5; k++)
 		if (!record_ok(rec(&r, k), k, &p, w, next_i))
@@ -375,6 +392,7 @@ static void test_full(struct env *e)
 		CHECK_EQ_INT(fn(1000, i), 1000 + i);
 	CHECK_EQ_INT(r.h->head, 8);
 	CHECK_EQ_INT(r.h->drops, 12);
+	CHECK_EQ_INT(counter(&r, 7), 20); /* dropped hits are counted too */
 	for (uint64_t k = 0; k < 8; k++) {
 		CHECK_EQ_INT(rec(&r, k)->seq, k + 1);
 		CHECK_EQ_INT(rec(&r, k)->site, 7);
@@ -387,6 +405,7 @@ static void test_full(struct env *e)
 		CHECK_EQ_INT(fn(1000, i), 1000 + i);
 	CHECK_EQ_INT(r.h->head, 11);
 	CHECK_EQ_INT(r.h->drops, 14);
+	CHECK_EQ_INT(counter(&r, 7), 25);
 	for (uint64_t k = 8; k < 11; k++) {
 		CHECK_EQ_INT(rec(&r, k)->seq, k + 1);
 		CHECK_EQ_INT(rec(&r, k)->regs[DIAG_RING_RSI], 20 + k - 8);
@@ -467,6 +486,7 @@ static void test_consumer(struct env *e)
 	}
 	CHECK_EQ_INT(c.bad, 0);
 	CHECK_EQ_INT(c.consumed + r.h->drops, calls);
+	CHECK_EQ_INT(counter(&r, SITE), calls); /* exact even with thousands of drops */
 	CHECK_EQ_INT(c.consumed, r.h->head);
 	CHECK(c.consumed >= 64 * 50);
 	ring_close(&r);
@@ -601,6 +621,77 @@ static void test_refused(struct env *e)
 	CHECK_EQ_INT(patched, 77);
 }
 
+/* Last site of a big ring: the counter is the mapping's last u64. Many threads, a tiny ring and
+ * no consumer: nearly every hit dropped, every hit counted. */
+static void test_counter_drops(struct env *e)
+{
+	struct diag_error err = { 0 };
+	struct ring r = { 0 };
+	struct probe p;
+	struct worker w[NTHREADS];
+	const uint32_t last = DIAG_RING_MAX_SITES - 1;
+
+	CHECK_EQ_INT(ring_open(&r, 2), 0);
+	CHECK_EQ_INT(diag_ring_counter_offset(r.h->mask, last), r.bytes - 8);
+	CHECK_OK(install(e, t_fn_add, t_fn_add_end, 0, &r, last, &p, &err), err);
+	run_workers(w, NTHREADS, (fn2)(uintptr_t)p.fn, NULL, 0);
+	for (size_t i = 0; i < NTHREADS; i++)
+		CHECK_EQ_INT(w[i].bad, 0);
+	CHECK_EQ_INT(r.h->head, 2);
+	CHECK_EQ_INT(r.h->drops, NTHREADS * NCALLS - 2);
+	CHECK_EQ_INT(counter(&r, last), NTHREADS * NCALLS);
+	ring_close(&r);
+}
+
+/* diag_tramp_build: a ring without counters, hits counted in the header. */
+static void test_counter_legacy(struct env *e)
+{
+	struct diag_error err = { 0 };
+	struct ring r = { 0 };
+	uint8_t out[DIAG_TRAMP_MAX];
+	struct probe p;
+
+	CHECK_EQ_INT(ring_open(&r, 2), 0);
+	p.fn = copy_fn(e, t_fn_add, t_fn_add_end);
+	p.tramp = tramp_slot(e);
+	e->n++;
+	CHECK_OK(diag_tramp_build(p.fn, (const uint8_t *)(uintptr_t)p.fn, 10, p.tramp,
+				  (uint64_t)(uintptr_t)r.h, 0xfffffff0u, out, sizeof(out), &p.len, p.jmp,
+				  &p.patched_len, &err), err);
+	memcpy((void *)(uintptr_t)p.tramp, out, p.len);
+	memcpy((void *)(uintptr_t)p.fn, p.jmp, sizeof(p.jmp));
+	for (uint64_t i = 0; i < 5; i++)
+		CHECK_EQ_INT(((fn2)(uintptr_t)p.fn)(i, 1), i + 1);
+	CHECK_EQ_INT(r.h->hits, 5);
+	CHECK_EQ_INT(r.h->drops, 3);
+	CHECK_EQ_INT(rec(&r, 0)->site, 0xfffffff0u);
+	ring_close(&r);
+}
+
+static void expect_bad_ring(uint64_t mask, uint32_t site, const char *word)
+{
+	struct diag_error err = { 0 };
+	uint8_t out[DIAG_TRAMP_MAX], jmp[5];
+	size_t len = 77, patched = 77;
+	uint64_t addr = (uint64_t)(uintptr_t)t_fn_add;
+	const struct diag_tramp_ring ring = { .addr = 0x7000, .mask = mask, .site = site };
+
+	CHECK_EQ_INT(diag_tramp_build_counted(addr, t_fn_add, 10, addr + 4096, &ring, out,
+					      sizeof(out), &len, jmp, &patched, &err), -EINVAL);
+	if (!strstr(err.msg, word)) {
+		fprintf(stderr, "ring refusal lacks '%s': %s\n", word, err.msg);
+		CHECK(0);
+	}
+	CHECK_EQ_INT(len, 77);
+}
+
+static void test_counter_refused(void)
+{
+	expect_bad_ring(7, 0, "site 0");
+	expect_bad_ring(7, DIAG_RING_MAX_SITES, "site 4096");
+	expect_bad_ring(6, 1, "mask 0x6");
+}
+
 static void test_layout(void)
 {
 	struct diag_error err = { 0 };
@@ -658,6 +749,9 @@ int main(void)
 	test_flags(&e);
 	test_all_regs(&e);
 	test_full(&e);
+	test_counter_refused();
+	test_counter_legacy(&e);
+	test_counter_drops(&e);
 	test_threads(&e);
 	test_consumer(&e);
 	munmap(p, REGION_SIZE);

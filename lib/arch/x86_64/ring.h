@@ -8,7 +8,14 @@
  * seq sees the rest). Reader (daemon), for i = tail: read the record; if seq != i + 1 it is not
  * yet published (a writer may also have died between reserve and publish: the reader decides
  * how long to wait before skipping); else consume it and then store tail = i + 1 (the slot may
- * be overwritten from then on). Only the daemon writes tail. */
+ * be overwritten from then on). Only the daemon writes tail.
+ *
+ * Hit counters. Every trampoline first does `lock inc` on its site's u64 counter, before the
+ * reservation, so a counter is the exact number of hits even when records were dropped. The
+ * counters follow the records in the same mapping: site s (1 .. DIAG_RING_MAX_SITES - 1) at
+ * diag_ring_counter_offset(mask, s); map DIAG_RING_MAP_BYTES(capacity) to hold them. Counters
+ * only grow; the daemon reads them, never writes them after creating the mapping (zeroed). A
+ * trampoline built without a counter of its own (diag_tramp_build) counts into header.hits. */
 #ifndef DIAG_ARCH_X86_64_RING_H
 #define DIAG_ARCH_X86_64_RING_H
 
@@ -19,7 +26,8 @@
 
 struct diag_ring_header {      /* at the start of the ring mapping, 64-byte aligned fields */
 	uint64_t head;             /* next index to reserve (writers: lock cmpxchg) */
-	uint64_t pad0[7];
+	uint64_t hits;             /* hits of trampolines without a site counter (lock inc) */
+	uint64_t pad0[6];
 	uint64_t tail;             /* next index the daemon will consume (daemon writes) */
 	uint64_t pad1[7];
 	uint64_t drops;            /* hits dropped because the ring was full (lock inc) */
@@ -50,6 +58,19 @@ struct diag_ring_record {      /* DIAG_RING_RECORD_SIZE bytes */
 #define DIAG_RING_BYTES(capacity) \
 	(sizeof(struct diag_ring_header) + (size_t)(capacity) * DIAG_RING_RECORD_SIZE)
 
+/* Site ids are 1 .. DIAG_RING_MAX_SITES - 1 (0 is never a site). */
+#define DIAG_RING_MAX_SITES 4096
+
+/* Bytes of a ring mapping of `capacity` records with the site counters after the records. */
+#define DIAG_RING_MAP_BYTES(capacity) \
+	(DIAG_RING_BYTES(capacity) + (size_t)DIAG_RING_MAX_SITES * sizeof(uint64_t))
+
+/* Offset of site's u64 hit counter from the ring header, for a ring of mask + 1 records. */
+static inline size_t diag_ring_counter_offset(uint64_t mask, uint32_t site)
+{
+	return DIAG_RING_BYTES(mask + 1) + (size_t)site * sizeof(uint64_t);
+}
+
 /* records at (char*)ring + sizeof(header) + (index & mask) * DIAG_RING_RECORD_SIZE */
 static inline size_t diag_ring_record_offset(const struct diag_ring_header *h, uint64_t index)
 {
@@ -58,6 +79,7 @@ static inline size_t diag_ring_record_offset(const struct diag_ring_header *h, u
 
 /* The template in trampoline_template.S encodes these numbers; they must never move. */
 _Static_assert(sizeof(struct diag_ring_header) == 192, "ring header layout");
+_Static_assert(offsetof(struct diag_ring_header, hits) == 8, "ring hits offset");
 _Static_assert(offsetof(struct diag_ring_header, tail) == 64, "ring tail offset");
 _Static_assert(offsetof(struct diag_ring_header, drops) == 128, "ring drops offset");
 _Static_assert(offsetof(struct diag_ring_header, mask) == 136, "ring mask offset");

@@ -13,7 +13,8 @@
 #include "arch/x86_64/ring.h"
 
 /* objdump -d -M intel of trampoline_template.S. Placeholders: 0x1122334455667788 (probed
- * address), 0x8877665544332211 (ring + 128), 0x55aa55aa (site). */
+ * address), 0x99aabbccddeeff00 (site hit counter), 0x8877665544332211 (ring + 128),
+ * 0x55aa55aa (site). */
 static const uint8_t tmpl_bytes[] = {
 	0x48, 0x8d, 0x64, 0x24, 0x80, /* lea    rsp,[rsp-0x80] */
 	0x9c, /* pushf */
@@ -37,15 +38,17 @@ static const uint8_t tmpl_bytes[] = {
 	0x48, 0x81, 0x84, 0x24, 0x80, 0x00, 0x00, 0x00, 0x88, 0x00, 0x00, 0x00, /* add    QWORD PTR [rsp+0x80],0x88 */
 	0x48, 0xb8, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* movabs rax,0x1122334455667788 */
 	0x48, 0x89, 0x44, 0x24, 0x78, /* mov    QWORD PTR [rsp+0x78],rax */
+	0x48, 0xb8, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x99, /* movabs rax,0x99aabbccddeeff00 */
+	0xf0, 0x48, 0xff, 0x00, /* lock inc QWORD PTR [rax] */
 	0x48, 0xbb, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, /* movabs rbx,0x8877665544332211 */
 	0x48, 0x8b, 0x43, 0x80, /* mov    rax,QWORD PTR [rbx-0x80] */
 	0x48, 0x89, 0xc2, /* mov    rdx,rax */
 	0x48, 0x2b, 0x53, 0xc0, /* sub    rdx,QWORD PTR [rbx-0x40] */
 	0x48, 0x3b, 0x53, 0x08, /* cmp    rdx,QWORD PTR [rbx+0x8] */
-	0x7f, 0x5d, /* jg     b2 */
+	0x7f, 0x5d, /* jg     c0 */
 	0x48, 0x8d, 0x48, 0x01, /* lea    rcx,[rax+0x1] */
 	0xf0, 0x48, 0x0f, 0xb1, 0x4b, 0x80, /* lock cmpxchg QWORD PTR [rbx-0x80],rcx */
-	0x75, 0xe7, /* jne    48 */
+	0x75, 0xe7, /* jne    56 */
 	0x49, 0x89, 0xc4, /* mov    r12,rax */
 	0x48, 0x89, 0xc7, /* mov    rdi,rax */
 	0x48, 0x23, 0x7b, 0x08, /* and    rdi,QWORD PTR [rbx+0x8] */
@@ -65,10 +68,10 @@ static const uint8_t tmpl_bytes[] = {
 	0x48, 0x89, 0x44, 0xcf, 0x98, /* mov    QWORD PTR [rdi+rcx*8-0x68],rax */
 	0xff, 0xc1, /* inc    ecx */
 	0x83, 0xf9, 0x12, /* cmp    ecx,0x12 */
-	0x75, 0xf0, /* jne    97 */
+	0x75, 0xf0, /* jne    a5 */
 	0x49, 0x8d, 0x44, 0x24, 0x01, /* lea    rax,[r12+0x1] */
 	0x48, 0x89, 0x47, 0x80, /* mov    QWORD PTR [rdi-0x80],rax */
-	0xeb, 0x04, /* jmp    b6 */
+	0xeb, 0x04, /* jmp    c4 */
 	0xf0, 0x48, 0xff, 0x03, /* lock inc QWORD PTR [rbx] */
 	0x41, 0x5f, /* pop    r15 */
 	0x41, 0x5e, /* pop    r14 */
@@ -91,7 +94,7 @@ static const uint8_t tmpl_bytes[] = {
 };
 
 /* nm of the assembled template (absolute symbols diag_tramp_imm_*). */
-enum { TMPL_IMM_RIP = 0x2d, TMPL_IMM_RING = 0x3c, TMPL_IMM_SITE = 0x7a };
+enum { TMPL_IMM_RIP = 0x2d, TMPL_IMM_COUNTER = 0x3c, TMPL_IMM_RING = 0x4a, TMPL_IMM_SITE = 0x88 };
 
 /* The template addresses the header fields as [rbx-128 .. rbx+8] to keep them in disp8. */
 #define TMPL_RING_BIAS 128
@@ -107,6 +110,7 @@ static const struct diag_tramp_template tmpl = {
 	.bytes = tmpl_bytes,
 	.len = sizeof(tmpl_bytes),
 	.imm_rip = TMPL_IMM_RIP,
+	.imm_counter = TMPL_IMM_COUNTER,
 	.imm_ring = TMPL_IMM_RING,
 	.imm_site = TMPL_IMM_SITE,
 };
@@ -155,17 +159,26 @@ static void put_imm(uint8_t *buf, size_t at, const void *v, size_t n)
 }
 
 /* Template, relocated copies, jump back: into buf (DIAG_TRAMP_MAX bytes), layout into l. */
-static int emit(const struct displaced *d, uint64_t addr, uint64_t tramp_addr, uint64_t ring_addr,
-		uint32_t site, uint8_t *buf, struct diag_tramp_layout *l, struct diag_error *err)
+/* What the template's immediates point at, besides the probed address. */
+struct sink {
+	uint64_t ring_addr;
+	uint64_t counter_addr;
+	uint32_t site;
+};
+
+static int emit(const struct displaced *d, uint64_t addr, uint64_t tramp_addr,
+		const struct sink *k, uint8_t *buf, struct diag_tramp_layout *l,
+		struct diag_error *err)
 {
-	uint64_t ring_biased = ring_addr + TMPL_RING_BIAS;
+	uint64_t ring_biased = k->ring_addr + TMPL_RING_BIAS;
 	size_t off = sizeof(tmpl_bytes), n, orig = 0;
 	int rc;
 
 	memcpy(buf, tmpl_bytes, sizeof(tmpl_bytes));
 	put_imm(buf, TMPL_IMM_RIP, &addr, 8);
+	put_imm(buf, TMPL_IMM_COUNTER, &k->counter_addr, 8);
 	put_imm(buf, TMPL_IMM_RING, &ring_biased, 8);
-	put_imm(buf, TMPL_IMM_SITE, &site, 4);
+	put_imm(buf, TMPL_IMM_SITE, &k->site, 4);
 	memset(l, 0, sizeof(*l));
 	l->reloc_off = off;
 	for (size_t i = 0; i < d->n; i++) {
@@ -198,9 +211,9 @@ static int check_args(const uint8_t *code, uint64_t tramp_addr, struct diag_erro
 	return 0;
 }
 
-int diag_tramp_build(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
-		     uint64_t ring_addr, uint32_t site, uint8_t *out, size_t cap, size_t *len,
-		     uint8_t jmp[5], size_t *patched_len, struct diag_error *err)
+static int build(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
+		 const struct sink *k, uint8_t *out, size_t cap, size_t *len, uint8_t jmp[5],
+		 size_t *patched_len, struct diag_error *err)
 {
 	struct displaced d;
 	struct diag_tramp_layout l;
@@ -211,7 +224,7 @@ int diag_tramp_build(uint64_t addr, const uint8_t *code, size_t avail, uint64_t 
 	rc = check_args(code, tramp_addr, err);
 	if (rc < 0)
 		return rc;
-	if (!out || !len || !jmp || !patched_len || !ring_addr)
+	if (!out || !len || !jmp || !patched_len || !k->ring_addr)
 		return diag_error_set(err, -EINVAL, "trampoline: missing output or ring address");
 	if (diag_insn_emit_jmp(addr, tramp_addr, patch, sizeof(patch), &n) < 0)
 		return diag_error_set(err, -DIAG_E_RELOC,
@@ -220,7 +233,7 @@ int diag_tramp_build(uint64_t addr, const uint8_t *code, size_t avail, uint64_t 
 	rc = decode_displaced(addr, code, avail, &d, err);
 	if (rc < 0)
 		return rc;
-	rc = emit(&d, addr, tramp_addr, ring_addr, site, buf, &l, err);
+	rc = emit(&d, addr, tramp_addr, k, buf, &l, err);
 	if (rc < 0)
 		return rc;
 	if (l.len > cap)
@@ -231,6 +244,36 @@ int diag_tramp_build(uint64_t addr, const uint8_t *code, size_t avail, uint64_t 
 	memcpy(jmp, patch, PATCH_JMP_LEN);
 	*patched_len = d.len;
 	return 0;
+}
+
+int diag_tramp_build_counted(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
+			     const struct diag_tramp_ring *ring, uint8_t *out, size_t cap, size_t *len,
+			     uint8_t jmp[5], size_t *patched_len, struct diag_error *err)
+{
+	struct sink k;
+
+	if (!ring)
+		return diag_error_set(err, -EINVAL, "trampoline: no ring given");
+	if (ring->site == 0 || ring->site >= DIAG_RING_MAX_SITES)
+		return diag_error_set(err, -EINVAL, "trampoline: site %u out of range 1..%d",
+				      ring->site, DIAG_RING_MAX_SITES - 1);
+	if ((ring->mask & (ring->mask + 1)) != 0)
+		return diag_error_set(err, -EINVAL,
+				      "trampoline: ring mask 0x%llx is not a power of two minus one",
+				      (unsigned long long)ring->mask);
+	k = (struct sink){ .ring_addr = ring->addr, .site = ring->site,
+			   .counter_addr = ring->addr + diag_ring_counter_offset(ring->mask, ring->site) };
+	return build(addr, code, avail, tramp_addr, &k, out, cap, len, jmp, patched_len, err);
+}
+
+int diag_tramp_build(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
+		     uint64_t ring_addr, uint32_t site, uint8_t *out, size_t cap, size_t *len,
+		     uint8_t jmp[5], size_t *patched_len, struct diag_error *err)
+{
+	const struct sink k = { .ring_addr = ring_addr, .site = site,
+				.counter_addr = ring_addr + offsetof(struct diag_ring_header, hits) };
+
+	return build(addr, code, avail, tramp_addr, &k, out, cap, len, jmp, patched_len, err);
 }
 
 int diag_tramp_layout(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
@@ -250,7 +293,7 @@ int diag_tramp_layout(uint64_t addr, const uint8_t *code, size_t avail, uint64_t
 	if (rc < 0)
 		return rc;
 	/* Any nonzero ring address: immediates never change the layout. */
-	rc = emit(&d, addr, tramp_addr, 1, 0, buf, &l, err);
+	rc = emit(&d, addr, tramp_addr, &(const struct sink){ .ring_addr = 1 }, buf, &l, err);
 	if (rc < 0)
 		return rc;
 	*out = l;

@@ -12,17 +12,26 @@
 
 #include "util/error.h"
 
-#define DIAG_TRAMP_MAX 256         /* bytes a trampoline can need */
+#define DIAG_TRAMP_MAX 288         /* bytes a trampoline can need */
 #define DIAG_TRAMP_MAX_INSNS 5     /* displaced instructions: 5 bytes need at most 5 */
 #define DIAG_TRAMP_CODE_AVAIL 19   /* bytes of `code` that always suffice: 4 + a 15-byte insn */
+
+/* Where a trampoline records a hit: the ring (ring.h) and the site, whose u64 hit counter is at
+ * addr + diag_ring_counter_offset(mask, site) (the mapping is DIAG_RING_MAP_BYTES long). */
+struct diag_tramp_ring {
+	uint64_t addr;             /* runtime address of the ring header */
+	uint64_t mask;             /* capacity - 1, capacity a power of two */
+	uint32_t site;             /* 1 .. DIAG_RING_MAX_SITES - 1 */
+};
 
 /* Build the trampoline for a probe at `addr` whose first bytes `code` (avail bytes; pass
  * DIAG_TRAMP_CODE_AVAIL, or fewer only when the function ends sooner) will be overwritten by a
  * 5-byte jmp. Writes to out (cap >= *len; DIAG_TRAMP_MAX always suffices) the code that lives at
- * runtime address tramp_addr: record a hit (site id, ring header at runtime address ring_addr),
- * then the displaced instructions relocated (whole instructions covering >= 5 bytes, rip-relative
- * operands re-aimed), then a jump back to addr + *patched_len. Also returns the 5-byte patch in
- * jmp (e9 rel32 to tramp_addr) and *patched_len (bytes replaced, 5..19).
+ * runtime address tramp_addr: count the hit (lock inc of the site's counter, even when the ring
+ * is full), record it into the ring, then the displaced instructions relocated (whole
+ * instructions covering >= 5 bytes, rip-relative operands re-aimed), then a jump back to
+ * addr + *patched_len. Also returns the 5-byte patch in jmp (e9 rel32 to tramp_addr) and
+ * *patched_len (bytes replaced, 5..19).
  * The caller writes out to tramp_addr, then, with every thread stopped and none inside
  * (addr, addr + patched_len), writes jmp over addr and leaves the other patched_len - 5 bytes
  * as they are (never executed). The caller must also know that nothing branches into
@@ -30,7 +39,15 @@
  * Returns 0; -DIAG_E_RELOC naming the instruction when a displaced instruction transfers control
  * or cannot be copied, or the trampoline is out of reach of a jmp rel32 from addr;
  * -DIAG_E_PARSE when the bytes do not decode or end inside an instruction; -ENOSPC when cap is
- * too small; -EINVAL on bad arguments. Outputs are written only on success. */
+ * too small; -EINVAL on bad arguments (site out of range, mask + 1 not a power of two).
+ * Outputs are written only on success. */
+int diag_tramp_build_counted(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
+			     const struct diag_tramp_ring *ring, uint8_t *out, size_t cap, size_t *len,
+			     uint8_t jmp[5], size_t *patched_len, struct diag_error *err);
+
+/* The same for a ring mapped without site counters (DIAG_RING_BYTES): the hit is counted into
+ * the header's `hits`, shared by every such site; site is any u32. Kept for callers not yet on
+ * diag_tramp_build_counted. */
 int diag_tramp_build(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
 		     uint64_t ring_addr, uint32_t site, uint8_t *out, size_t cap, size_t *len,
 		     uint8_t jmp[5], size_t *patched_len, struct diag_error *err);
@@ -71,11 +88,12 @@ enum diag_tramp_where diag_tramp_locate(const struct diag_tramp_layout *l, uint6
 					uint64_t *orig);
 
 /* The recording code, for review and tests: bytes (with placeholder immediates) and the offsets
- * of the three immediates patched per probe. */
+ * of the four immediates patched per probe. */
 struct diag_tramp_template {
 	const uint8_t *bytes;
 	size_t len;
 	size_t imm_rip;            /* u64: probed address */
+	size_t imm_counter;        /* u64: address of the site's hit counter */
 	size_t imm_ring;           /* u64: ring header address + 128 */
 	size_t imm_site;           /* u32: site id */
 };

@@ -16,13 +16,15 @@
  * into the relocated displaced instructions that trampoline.c appends after these bytes.
  * Never blocks, never waits, never calls anything: one `syscall` (gettid) is the only way out.
  * Never writes below rsp-128-144 (red zone, then the 18-slot frame). Uses no vector registers
- * and no string instructions (the target's DF may be set). Position independent: the three
- * immediates are patched per probe (the ring immediate is the ring address + 128). */
+ * and no string instructions (the target's DF may be set). Position independent: the four
+ * immediates are patched per probe (the ring immediate is the ring address + 128, the counter
+ * immediate the address of the site's hit counter, see diag_ring_counter_offset). */
 	.intel_syntax noprefix
 	.text
 	/* Offsets of the patched immediates, as absolute symbols so that objdump still decodes the
 	 * instruction stream from byte 0. */
-	.globl diag_tramp_imm_rip, diag_tramp_imm_ring, diag_tramp_imm_site, diag_tramp_tmpl_len
+	.globl diag_tramp_imm_rip, diag_tramp_imm_counter, diag_tramp_imm_ring, diag_tramp_imm_site
+	.globl diag_tramp_tmpl_len
 
 start:
 	/* The probe may sit mid-function in a leaf that keeps data below rsp. */
@@ -52,6 +54,10 @@ start:
 	movabs	rax, 0x1122334455667788		/* probed address */
 rip_end:
 	mov	[rsp + 15 * 8], rax
+	/* Counted before the reservation, so even a dropped hit is counted: the site's exact total. */
+	movabs	rax, 0x99aabbccddeeff00		/* this site's u64 hit counter */
+counter_end:
+	lock inc qword ptr [rax]
 	/* rbx = ring header + 128, so that every header field is within a disp8:
 	 * head [rbx-128], tail [rbx-64], drops [rbx], mask [rbx+8]. */
 	movabs	rbx, 0x8877665544332211
@@ -118,6 +124,7 @@ site_end:
 	lea	rsp, [rsp + 128]
 end:
 	.set	diag_tramp_imm_rip, rip_end - 8 - start
+	.set	diag_tramp_imm_counter, counter_end - 8 - start
 	.set	diag_tramp_imm_ring, ring_end - 8 - start
 	.set	diag_tramp_imm_site, site_end - 4 - start
 	.set	diag_tramp_tmpl_len, end - start
