@@ -262,3 +262,42 @@ void diag_ctl_print_event(FILE *out, const cJSON *event)
 	else
 		fprintf(out, "Probe (%s)\n", json_str(event, "name", "?"));
 }
+
+void diag_ctl_print_symbols(FILE *out, const cJSON *reply)
+{
+	static const char *const header[4] = {"MODULE", "ADDRESS", "SIZE", "FUNCTION"};
+	struct table t = {.ncols = 4};
+	const cJSON *sym;
+	cJSON_ArrayForEach(sym, cJSON_GetObjectItemCaseSensitive(reply, "symbols")) {
+		char size[32];
+		fmt_number(size, sizeof(size), cJSON_GetObjectItemCaseSensitive(sym, "size"));
+		char *row[4] = {strdup(json_str(sym, "module", "-")), strdup(json_str(sym, "addr", "-")),
+				strdup(size), strdup(json_str(sym, "name", "-"))};
+		table_add(&t, row, NULL);
+	}
+	if (t.nrows)
+		table_print(out, &t, header);
+	else
+		fprintf(out, "no matching functions\n");
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(reply, "truncated")))
+		fprintf(out, "(list cut at %zu functions: narrow the glob)\n", t.nrows);
+	table_free(&t);
+}
+
+void diag_ctl_print_vars(FILE *out, const cJSON *reply)
+{
+	static const char *const header[4] = {"KIND", "NAME", "TYPE", "LOCATION"};
+	struct table t = {.ncols = 4};
+	const cJSON *v;
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(reply, "vars")) {
+		bool param = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "param"));
+		char *row[4] = {strdup(param ? "param" : "local"), strdup(json_str(v, "name", "-")),
+				strdup(json_str(v, "type", "-")), strdup(json_str(v, "location", "-"))};
+		table_add(&t, row, NULL);
+	}
+	if (t.nrows)
+		table_print(out, &t, header);
+	else
+		fprintf(out, "no parameters or locals in scope\n");
+	table_free(&t);
+}

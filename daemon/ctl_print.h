@@ -21,4 +21,10 @@ void diag_ctl_print_stats(FILE *out, const cJSON *reply);
 /* One tail line: `Probe (NAME) = TEXT`, or `Probe (NAME)` for an event without a value. */
 void diag_ctl_print_event(FILE *out, const cJSON *event);
 
+/* The "symbols" reply: MODULE ADDRESS SIZE FUNCTION, and a note when the list was cut. */
+void diag_ctl_print_symbols(FILE *out, const cJSON *reply);
+
+/* The "vars" reply: KIND (param/local) NAME TYPE LOCATION. */
+void diag_ctl_print_vars(FILE *out, const cJSON *reply);
+
 #endif

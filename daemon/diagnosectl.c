@@ -34,6 +34,9 @@ static const char ctl_usage_text[] =
 	"  attach PID | detach PID\n"
 	"  status\n"
 	"  wait ID --hits N --timeout SEC      (exit 0 once ID has >= N hits, 1 on timeout)\n"
+	"  symbols --pid PID [GLOB]            functions that can be probed: module, address, size (GLOB: fnmatch, e.g. 'handle_*')\n"
+	"  vars --pid PID FUNC [--at ADDR|FUNC+OFF|+OFF]\n"
+	"                                      parameters and locals in scope (at FUNC's entry, or at --at) with types and locations\n"
 	"\n"
 	"Options:\n"
 	"  --socket PATH   control socket (default: $DIAGNOSE_SOCKET, else " CTL_DEFAULT_SOCKET ")\n"
@@ -608,6 +611,71 @@ static int ctl_cmd_wait(struct ctl *c, const struct ctl_args *a)
 	return rc;
 }
 
+/* ---- symbols and vars (read-only: the pid need not be attached) ---- */
+
+/* --pid PID (required, once) into *pid. Returns 0 or a usage exit code. */
+static int ctl_require_pid(const char *cmd, const struct ctl_opt *o, int *pid)
+{
+	if (!o->value)
+		return ctl_usage_error("%s: --pid is required", cmd);
+	if (!ctl_parse_pid(o->value, pid))
+		return ctl_usage_error("--pid: not a process id: '%s'", o->value);
+	return 0;
+}
+
+static int ctl_cmd_symbols(struct ctl *c, const struct ctl_args *a)
+{
+	struct ctl_opt o[1] = {{.name = "pid"}};
+	const char *pos[1] = {NULL};
+	int npos, pid;
+	int rc = ctl_parse_opts(a, o, 1, pos, 1, &npos, NULL, NULL);
+	if (rc == 0)
+		rc = ctl_require_pid(a->cmd, &o[0], &pid);
+	if (rc)
+		return rc;
+	cJSON *req = ctl_request("symbols");
+	cJSON_AddNumberToObject(req, "pid", pid);
+	if (pos[0] && *pos[0])
+		cJSON_AddStringToObject(req, "glob", pos[0]);
+	return ctl_simple(c, req, diag_ctl_print_symbols);
+}
+
+/* FUNC alone, --at alone, or FUNC with --at +OFF (FUNC+OFF). */
+static int vars_target(const char *func, const char *at, char *buf, size_t cap)
+{
+	if (!func && !at)
+		return ctl_usage_error("vars: missing FUNC (or --at ADDR|FUNC+OFF)");
+	if (at && !*at)
+		return ctl_usage_error("--at: must not be empty");
+	if (func && at && at[0] != '+')
+		return ctl_usage_error("vars: give FUNC or --at %s, not both (or --at +OFF)", at);
+	int n = snprintf(buf, cap, "%s%s", func ? func : "", at ? at : "");
+	if (n < 0 || (size_t)n >= cap)
+		return ctl_usage_error("vars: target too long");
+	if (buf[0] == '+')
+		return ctl_usage_error("--at %s: an offset needs FUNC", at);
+	return 0;
+}
+
+static int ctl_cmd_vars(struct ctl *c, const struct ctl_args *a)
+{
+	struct ctl_opt o[2] = {{.name = "pid"}, {.name = "at"}};
+	const char *pos[1] = {NULL};
+	char target[1024];
+	int npos, pid;
+	int rc = ctl_parse_opts(a, o, 2, pos, 1, &npos, NULL, NULL);
+	if (rc == 0)
+		rc = ctl_require_pid(a->cmd, &o[0], &pid);
+	if (rc == 0)
+		rc = vars_target(pos[0], o[1].value, target, sizeof(target));
+	if (rc)
+		return rc;
+	cJSON *req = ctl_request("vars");
+	cJSON_AddNumberToObject(req, "pid", pid);
+	cJSON_AddStringToObject(req, "target", target);
+	return ctl_simple(c, req, diag_ctl_print_vars);
+}
+
 static int ctl_dispatch(struct ctl *c, const struct ctl_args *a)
 {
 	const char *cmd = a->cmd;
@@ -627,6 +695,10 @@ static int ctl_dispatch(struct ctl *c, const struct ctl_args *a)
 		return ctl_cmd_pid(c, a);
 	if (strcmp(cmd, "wait") == 0)
 		return ctl_cmd_wait(c, a);
+	if (strcmp(cmd, "symbols") == 0)
+		return ctl_cmd_symbols(c, a);
+	if (strcmp(cmd, "vars") == 0)
+		return ctl_cmd_vars(c, a);
 	return ctl_usage_error("unknown command '%s'", cmd);
 }
 

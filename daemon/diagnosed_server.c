@@ -3,6 +3,8 @@
  * events (counted), never stalls the daemon. Runs on the main thread; never blocks. */
 #include "diagnosed.h"
 
+#include "expr/expr.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -265,36 +267,13 @@ static void accept_clients(struct diag_server *s)
 	}
 }
 
-static const char *str_field(const cJSON *req, const char *key)
+static void cmd_add(struct diag_server *s, struct client *c, struct diag_request *rq)
 {
-	const cJSON *j = cJSON_GetObjectItemCaseSensitive(req, key);
-	return cJSON_IsString(j) ? j->valuestring : NULL;
-}
-
-static int pid_field(const cJSON *req, pid_t *pid, char *why, size_t len)
-{
-	const cJSON *j = cJSON_GetObjectItemCaseSensitive(req, "pid");
-	if (!cJSON_IsNumber(j) || j->valuedouble < 1 || j->valuedouble > 4194304 ||
-	    j->valuedouble != (double)(long)j->valuedouble) {
-		snprintf(why, len, "pid: must be a process id");
-		return -1;
-	}
-	*pid = (pid_t)j->valuedouble;
-	return 0;
-}
-
-static void cmd_add(struct diag_server *s, struct client *c, const cJSON *req)
-{
-	const cJSON *js = cJSON_GetObjectItemCaseSensitive(req, "spec");
 	struct diag_error err = { 0 };
-	struct diag_spec *spec;
 	struct diag_mspec *ms = NULL;
-	if (!js) {
-		reply_error(s, c, "spec: required object is missing");
-		return;
-	}
-	if (diag_spec_from_json(js, 0, "spec", &spec, &err) < 0 ||
-	    diag_manager_add(s->m, spec, &ms, &err) < 0) {
+	struct diag_spec *spec = rq->spec;
+	rq->spec = NULL; /* the manager owns it now, even on failure */
+	if (diag_manager_add(s->m, spec, &ms, &err) < 0) {
 		reply_error(s, c, err.msg);
 		return;
 	}
@@ -313,16 +292,11 @@ static void reply_result(struct diag_server *s, struct client *c, int r,
 		send_json(s, c, ok_reply(), REPLY_OUT_MAX);
 }
 
-static void cmd_pid(struct diag_server *s, struct client *c, const cJSON *req, bool attach)
+static void cmd_pid(struct diag_server *s, struct client *c, const struct diag_request *rq)
 {
-	pid_t pid;
-	char why[128];
 	struct diag_error err = { 0 };
-	if (pid_field(req, &pid, why, sizeof(why)) < 0) {
-		reply_error(s, c, why);
-		return;
-	}
-	int r = attach ? diag_manager_attach(s->m, pid, &err) : diag_manager_detach(s->m, pid, &err);
+	int r = rq->cmd == DIAG_CMD_ATTACH ? diag_manager_attach(s->m, rq->pid, &err)
+					   : diag_manager_detach(s->m, rq->pid, &err);
 	reply_result(s, c, r, &err);
 }
 
@@ -333,10 +307,10 @@ static void cmd_list(struct diag_server *s, struct client *c)
 	send_json(s, c, j, REPLY_OUT_MAX);
 }
 
-static void cmd_stats(struct diag_server *s, struct client *c, const cJSON *req)
+static void cmd_stats(struct diag_server *s, struct client *c, const struct diag_request *rq)
 {
 	struct diag_error err = { 0 };
-	cJSON *st = diag_manager_stats_json(s->m, str_field(req, "id"), &err);
+	cJSON *st = diag_manager_stats_json(s->m, rq->has_id ? rq->id : NULL, &err);
 	if (!st) {
 		reply_error(s, c, err.msg);
 		return;
@@ -346,9 +320,9 @@ static void cmd_stats(struct diag_server *s, struct client *c, const cJSON *req)
 	send_json(s, c, j, REPLY_OUT_MAX);
 }
 
-static void cmd_tail(struct diag_server *s, struct client *c, const cJSON *req)
+static void cmd_tail(struct diag_server *s, struct client *c, const struct diag_request *rq)
 {
-	const char *id = str_field(req, "id");
+	const char *id = rq->has_id ? rq->id : NULL;
 	if (id && !diag_manager_find(s->m, id)) {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "id: no probe '%.64s'", id);
@@ -377,92 +351,51 @@ static void wait_reply(struct diag_server *s, struct client *c, bool ok, uint64_
 	reply_error(s, c, msg);
 }
 
-static void cmd_wait(struct diag_server *s, struct client *c, const cJSON *req)
+static void cmd_wait(struct diag_server *s, struct client *c, const struct diag_request *rq)
 {
-	const char *id = str_field(req, "id");
-	const cJSON *h = cJSON_GetObjectItemCaseSensitive(req, "hits");
-	const cJSON *t = cJSON_GetObjectItemCaseSensitive(req, "timeout");
-	struct diag_mspec *ms = id ? diag_manager_find(s->m, id) : NULL;
-	char msg[128];
-	if (!id)
-		snprintf(msg, sizeof(msg), "id: required string is missing");
-	else if (!ms)
-		snprintf(msg, sizeof(msg), "id: no probe '%.64s'", id);
-	else if (!cJSON_IsNumber(h) || h->valuedouble < 0)
-		snprintf(msg, sizeof(msg), "hits: must be a number >= 0");
-	else if (t && (!cJSON_IsNumber(t) || t->valuedouble < 0 || t->valuedouble > 86400 * 365))
-		snprintf(msg, sizeof(msg), "timeout: must be a number of seconds >= 0");
-	else
-		msg[0] = '\0';
-	if (msg[0]) {
+	struct diag_mspec *ms = diag_manager_find(s->m, rq->id);
+	if (!ms) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "id: no probe '%.64s'", rq->id);
 		reply_error(s, c, msg);
 		return;
 	}
-	snprintf(c->wait_id, sizeof(c->wait_id), "%s", id);
-	c->wait_hits = (uint64_t)h->valuedouble;
-	double secs = t ? t->valuedouble : 60;
-	c->wait_deadline_ns = diag_time_now_ns() + (int64_t)(secs * 1e9);
+	snprintf(c->wait_id, sizeof(c->wait_id), "%s", rq->id);
+	c->wait_hits = rq->hits;
+	c->wait_deadline_ns = diag_time_now_ns() + (int64_t)(rq->timeout_s * 1e9);
 	c->waiting = true;
 	if (ms->hits >= c->wait_hits)
 		wait_reply(s, c, true, ms->hits);
 	update_interest(s, c);
 }
 
-static void dispatch(struct diag_server *s, struct client *c, const cJSON *req)
+static void dispatch(struct diag_server *s, struct client *c, struct diag_request *rq)
 {
-	const char *cmd = str_field(req, "cmd");
-	if (!cJSON_IsObject(req))
-		reply_error(s, c, "malformed request: must be a JSON object");
-	else if (!cmd)
-		reply_error(s, c, "cmd: required string is missing");
-	else if (strcmp(cmd, "add") == 0)
-		cmd_add(s, c, req);
-	else if (strcmp(cmd, "remove") == 0) {
-		struct diag_error err = { 0 };
-		const char *id = str_field(req, "id");
-		int r = id ? diag_manager_remove(s->m, id, &err)
-			   : diag_error_set(&err, -EINVAL, "id: required string is missing");
-		reply_result(s, c, r, &err);
-	} else if (strcmp(cmd, "list") == 0)
-		cmd_list(s, c);
-	else if (strcmp(cmd, "stats") == 0)
-		cmd_stats(s, c, req);
-	else if (strcmp(cmd, "tail") == 0)
-		cmd_tail(s, c, req);
-	else if (strcmp(cmd, "attach") == 0 || strcmp(cmd, "detach") == 0)
-		cmd_pid(s, c, req, cmd[0] == 'a');
-	else if (strcmp(cmd, "status") == 0)
-		send_json(s, c, diag_manager_status_json(s->m), REPLY_OUT_MAX);
-	else if (strcmp(cmd, "wait") == 0)
-		cmd_wait(s, c, req);
-	else {
-		char msg[256];
-		snprintf(msg, sizeof(msg),
-			 "unknown cmd '%.64s' (expected add, remove, list, stats, tail, attach, detach, status, wait)",
-			 cmd);
-		reply_error(s, c, msg);
+	struct diag_error err = { 0 };
+	switch (rq->cmd) {
+	case DIAG_CMD_ADD: cmd_add(s, c, rq); break;
+	case DIAG_CMD_REMOVE: reply_result(s, c, diag_manager_remove(s->m, rq->id, &err), &err); break;
+	case DIAG_CMD_LIST: cmd_list(s, c); break;
+	case DIAG_CMD_STATS: cmd_stats(s, c, rq); break;
+	case DIAG_CMD_TAIL: cmd_tail(s, c, rq); break;
+	case DIAG_CMD_ATTACH:
+	case DIAG_CMD_DETACH: cmd_pid(s, c, rq); break;
+	case DIAG_CMD_STATUS: send_json(s, c, diag_manager_status_json(s->m), REPLY_OUT_MAX); break;
+	case DIAG_CMD_WAIT: cmd_wait(s, c, rq); break;
 	}
 }
 
 static void handle_line(struct diag_server *s, struct client *c, const char *line, size_t len)
 {
-	const char *end = NULL;
-	cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, false);
-	if (!req) {
-		char msg[160];
-		size_t off = end ? (size_t)(end - line) : 0;
-		char near[21] = "";
-		for (size_t i = 0; i < 20 && off + i < len && end[i]; i++) /* stays one line */
-			near[i] = (unsigned char)end[i] < 0x20 ? ' ' : end[i];
-		snprintf(msg, sizeof(msg), "malformed request: invalid JSON at byte %zu near '%s'",
-			 off, near);
-		reply_error(s, c, msg);
+	struct diag_request rq;
+	char why[DIAG_ERRMSG_MAX];
+	if (diag_request_parse(line, len, &rq, why, sizeof(why)) < 0) {
+		reply_error(s, c, why);
 		return;
 	}
-	dispatch(s, c, req);
-	cJSON_Delete(req);
+	dispatch(s, c, &rq);
+	diag_request_fini(&rq);
 }
-
 /* Handle complete lines; a waiting client's further requests stay buffered until its wait
  * is answered, so replies keep request order. */
 static void process_lines(struct diag_server *s, struct client *c)

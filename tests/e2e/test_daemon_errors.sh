@@ -53,7 +53,7 @@ still_counting "plugin and spec errors"
 
 expect_eq "$(req '{"cmd":' | jget "j['ok'], j['error'].startswith('malformed request: invalid JSON at byte ')")" "False True" "malformed JSON"
 expect_eq "$(req '{"cmd":"frobnicate"}' | jget "j['error']")" \
-	"unknown cmd 'frobnicate' (expected add, remove, list, stats, tail, attach, detach, status, wait)" "unknown cmd"
+	"unknown cmd 'frobnicate' (expected add, remove, list, stats, tail, attach, detach, status, wait, symbols, vars)" "unknown cmd"
 expect_eq "$(req '[1,2]' | jget "j['error']")" "malformed request: must be a JSON object" "not an object"
 # The connection stays usable after a malformed line.
 expect_eq "$(req 'nonsense' '{"cmd":"status"}' | tail -1 | jget "j['ok']")" True "connection usable after error"
