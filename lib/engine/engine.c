@@ -75,6 +75,7 @@ static void eproc_drop(struct diag_engine *e, struct eproc *ep)
 	diag_bptable_release(&ep->bps);
 	diag_u64map_release(&ep->jumps);
 	diag_u64map_del(&e->procs, (uint64_t)ep->tp->pid);
+	diag__stack_forget(e, ep);
 	diag_proc_free(ep->tp);
 	free(ep);
 }
@@ -182,9 +183,11 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
 		fired = NULL;
 	struct mem_arg ma = {t->proc, t->tid};
+	struct diag__stack_req sr = {e, eproc_of(t->proc), t->tid, &regs, addr};
 	struct diag_expr_ctx ctx = {
 		.pid = t->proc->pid, .tid = t->tid, .regs = &regs, .read_fpregs = read_fpregs_cb,
 		.read_mem = read_mem_cb, .arg = &ma, .time_ns = ts,
+		.stack = diag__stack_text, .stack_arg = &sr,
 	};
 	size_t n = fired ? diag__capture(e, bp, &ctx, fired) : 0;
 	regs.rip = bp->slot;
@@ -282,6 +285,7 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 	diag_u64map_release(&ep->jumps);
 	ep->ring_addr = 0;
 	ep->seccomp = -1;
+	diag__stack_forget(e, ep); /* the old image's modules */
 	if (tp->mem_owner) { /* a vfork child gets its own memory at exec */
 		tp->mem_owner = NULL;
 		char path[64];
@@ -843,6 +847,7 @@ void diag_engine_free(struct diag_engine *e)
 	diag_u64map_release(&e->threads);
 	diag_u64map_release(&e->orphans);
 	diag_symcache_free(e->syms);
+	diag__stack_free(e);
 	diag_dwarf_cache_free(e->dwarf);
 	free(e->scratch);
 	if (e->sigfd >= 0)

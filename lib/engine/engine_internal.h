@@ -11,6 +11,8 @@
 #include "target/tracee.h"
 
 struct probe;
+struct diag__stack_proc;
+struct diag_unwinder;
 
 /* One probe at one address. */
 struct site {
@@ -48,6 +50,7 @@ struct eproc {
 	uint32_t next_site;
 	struct diag_u64map jumps; /* site id -> struct diag_bp (jump) */
 	int seccomp;              /* -1 unknown, else /proc/PID/status Seccomp */
+	struct diag__stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
 };
 
 struct diag_engine {
@@ -67,6 +70,7 @@ struct diag_engine {
 	bool timer_armed;
 	bool no_fast;               /* DIAG_NO_FASTPATH set: int3 for everything (tests) */
 	uint64_t tsc0, ns0, tsc1, ns1; /* TSC -> CLOCK_REALTIME calibration */
+	struct diag_unwinder *unwinder; /* stack.c: created at the first stack value */
 };
 
 static inline struct eproc *eproc_of(struct diag_proc *p)
@@ -115,5 +119,18 @@ void diag__fast_unmap(struct eproc *ep, struct diag_thread *t);
 /* Remove a jump breakpoint's site id (its breakpoint is going away). */
 void diag__fast_forget(struct eproc *mem, struct diag_bp *bp);
 void diag__fast_timer(struct diag_engine *e);
+
+/* stack.c: the `stack` value (diag_expr_ctx.stack, arg a struct diag__stack_req) */
+struct diag__stack_req {
+	struct diag_engine *e;
+	struct eproc *ep;                    /* the thread's process */
+	pid_t tid;                           /* stopped at the breakpoint */
+	const struct user_regs_struct *regs; /* as read at the stop */
+	uint64_t pc;                         /* the breakpoint's address: where the walk starts */
+};
+int diag__stack_text(void *req, int max, char *out, size_t cap);
+/* Drop ep's cached modules and unwind state (exec, exit, detach). */
+void diag__stack_forget(struct diag_engine *e, struct eproc *ep);
+void diag__stack_free(struct diag_engine *e);
 
 #endif

@@ -34,6 +34,7 @@ enum expr_op {
 	N_INDEX,    /* a[b] */
 	N_CAST,     /* (type)a: cast_type set by the parser spelling (s) and the checker */
 	N_CALL,     /* s(args): str, hex, bytes */
+	N_STACK,    /* `stack` / `stack(N)`: the call stack, ival = frames at most (checker) */
 };
 
 enum expr_tok {

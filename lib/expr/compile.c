@@ -451,11 +451,52 @@ static int check_cast(struct checker *c, struct expr_node *n)
 	return 0;
 }
 
+/* Whether name is a variable here (parameter, local or global): it then hides `stack`. */
+static bool names_variable(struct checker *c, const char *name)
+{
+	for (size_t i = 0; c->x->scope && i < c->x->scope->nvars; i++)
+		if (!strcmp(c->x->scope->vars[i].name, name))
+			return true;
+	struct diag_dwarf_var g;
+	if (!c->file || diag_dwarf_global(c->file, name, &g) != 0)
+		return false;
+	free(g.name);
+	return true;
+}
+
+static void make_stack(struct expr_node *n, int64_t depth)
+{
+	n->op = N_STACK;
+	n->ival = depth;
+	n->type = &expr_t_string;
+}
+
+/* stack() or stack(N): N a constant 1..DIAG_EXPR_STACK_MAX */
+static int check_stack_call(struct checker *c, struct expr_node *n)
+{
+	if (n->nargs > 1)
+		return errat(c, n, -DIAG_E_INVALID, "stack() takes at most one argument (the depth)%s", NULL);
+	if (n->nargs == 0) {
+		make_stack(n, DIAG_EXPR_STACK_DEFAULT);
+		return 0;
+	}
+	if (n->a->op != N_INT || n->a->ival < 1 || n->a->ival > DIAG_EXPR_STACK_MAX) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "the depth of stack() must be a constant 1..%d",
+			 DIAG_EXPR_STACK_MAX);
+		return errat(c, n->a, -DIAG_E_INVALID, "%s", msg);
+	}
+	make_stack(n, n->a->ival);
+	return 0;
+}
+
 static int check_call(struct checker *c, struct expr_node *n)
 {
+	if (!strcmp(n->s, "stack"))
+		return check_stack_call(c, n);
 	bool is_str = !strcmp(n->s, "str"), is_hex = !strcmp(n->s, "hex"), is_bytes = !strcmp(n->s, "bytes");
 	if (!is_str && !is_hex && !is_bytes)
-		return errat(c, n, -DIAG_E_NOSYM, "unknown function '%s'; known: str(p[, max]), hex(x), bytes(p, n)", n->s);
+		return errat(c, n, -DIAG_E_NOSYM, "unknown function '%s'; known: str(p[, max]), hex(x), bytes(p, n), stack([depth])", n->s);
 	int want_min = is_bytes ? 2 : 1, want_max = is_hex ? 1 : 2;
 	if (n->nargs < want_min || n->nargs > want_max)
 		return errat(c, n, -DIAG_E_INVALID, "wrong number of arguments to %s()", n->s);
@@ -536,6 +577,10 @@ static int check(struct checker *c, struct expr_node *n)
 		n->type = &expr_t_string;
 		return 0;
 	case N_NAME:
+		if (!strcmp(n->s, "stack") && !names_variable(c, n->s)) {
+			make_stack(n, DIAG_EXPR_STACK_DEFAULT);
+			return 0;
+		}
 		return check_name(c, n);
 	case N_DOLLAR:
 		return check_dollar(c, n);

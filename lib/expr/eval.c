@@ -510,6 +510,27 @@ static bool ev_call(struct evst *st, const struct expr_node *n, struct xval *v)
 	return true;
 }
 
+/* The folded call stack from the hit's provider (the engine walks the stopped thread). */
+static bool ev_stack(struct evst *st, const struct expr_node *n, struct xval *v)
+{
+	const struct diag_expr_ctx *c = st->ctx;
+	if (!c->stack)
+		return failmsg(st, "<stack: not available at this hit>");
+	char *buf = (char *)scratch(st, DIAG_EXPR_MAX_BYTES);
+	if (!buf)
+		return failmsg(st, "<stack: value too large>");
+	buf[0] = '\0';
+	int len = c->stack(c->stack_arg, (int)n->ival, buf, DIAG_EXPR_MAX_BYTES);
+	if (len < 0) {
+		char msg[sizeof(st->err)];
+		snprintf(msg, sizeof(msg), "<stack: %.100s>", buf[0] ? buf : "unwinding failed");
+		return failmsg(st, msg);
+	}
+	*v = (struct xval){ .k = XV_BYTES, .bytes = (const uint8_t *)buf,
+			    .len = strnlen(buf, (size_t)len), .status = EXPR_STR_OK };
+	return true;
+}
+
 static bool ev(struct evst *st, const struct expr_node *n, struct xval *v)
 {
 	const struct diag_expr_ctx *c = st->ctx;
@@ -529,6 +550,14 @@ static bool ev(struct evst *st, const struct expr_node *n, struct xval *v)
 	case N_RETVAL:
 		if (!c->regs)
 			return failmsg(st, "<no registers>");
+		if (n->op == N_RETVAL && diag_type_strip(n->type)->kind == DIAG_TYPE_FLOAT &&
+		    diag_type_strip(n->type)->size <= 8) {
+			/* System V: float and double results come back in xmm0 */
+			struct user_fpregs_struct fp;
+			if (!c->read_fpregs || c->read_fpregs(c->arg, &fp) < 0)
+				return failmsg(st, "<xmm0 unavailable>");
+			return decode(st, n->type, (const uint8_t *)&fp.xmm_space[0], v);
+		}
 		v->u = extend(diag_reg_get(c->regs, n->reg_off, n->reg_width), n->reg_width,
 			      expr_is_signed(n->type));
 		if (n->op == N_RETVAL)
@@ -585,6 +614,8 @@ static bool ev(struct evst *st, const struct expr_node *n, struct xval *v)
 		return ev_num(st, n->a, n->type, v);
 	case N_CALL:
 		return ev_call(st, n, v);
+	case N_STACK:
+		return ev_stack(st, n, v);
 	default:
 		return failf(st, "<internal: node %llu>", n->op);
 	}

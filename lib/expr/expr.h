@@ -56,9 +56,17 @@ struct diag_expr_ctx {                 /* what a hit offers while the thread is 
 	uint64_t time_ns;
 	uint64_t elapsed_ns;  /* return events */
 	const char *comm;
+	/* `stack`: the thread's call stack in folded form, root first ("main;worker;handle"), at
+	 * most max frames, NUL-terminated in out (cap bytes). Returns the length, or a negative
+	 * code with a one-line reason in out. NULL: no stack at this hit (an ERROR value). */
+	int (*stack)(void *stack_arg, int max, char *out, size_t cap);
+	void *stack_arg;
 };
 
 #define DIAG_EXPR_MAX_BYTES 4096
+/* `stack` frames: the default and the bound of `stack(N)` */
+#define DIAG_EXPR_STACK_DEFAULT 32
+#define DIAG_EXPR_STACK_MAX 128
 
 struct diag_expr_result {              /* self-contained: no pointers into the target or the expr */
 	enum diag_value_kind kind;         /* SIGNED, UNSIGNED, FLOAT, STRING, BYTES (raw struct bytes etc), ERROR */

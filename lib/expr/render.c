@@ -380,7 +380,11 @@ void diag_expr_render(const struct diag_expr *x, const struct diag_expr_result *
 		out->kind = DIAG_VALUE_ERROR;
 		return;
 	}
-	if (s->kind == DIAG_TYPE_STRING) {
+	if (root->op == N_STACK) { /* folded frames, unquoted: what flame graph tools read */
+		out->buf = r->data;
+		out->len = r->len;
+		put(&o, "%.*s", (int)r->len, (const char *)r->data);
+	} else if (s->kind == DIAG_TYPE_STRING) {
 		out->buf = r->data;
 		out->len = r->len;
 		put_string(&o, r->data, r->len, false, r->u != EXPR_STR_OK);

@@ -27,6 +27,8 @@ static bool node_registers_only(const struct expr_node *n)
 		return node_registers_only(n->a);
 	case N_CALL: /* hex() formats; str() and bytes() read memory */
 		return n->s && strcmp(n->s, "hex") == 0 && node_registers_only(n->a);
+	case N_STACK: /* walks the stopped thread's stack: never from a register snapshot */
+		return false;
 	default:
 		return false; /* variables (locations), dereferences, strings, $comm, elapsed... */
 	}
