@@ -137,6 +137,11 @@ gdb_ms=$(for ((i = 0; i < REPS; i++)); do
 	grep -q "is a function at address" "$WORK/gdb.out" || { cat "$WORK/gdb.out" >&2; exit 1; }
 	awk -v a="$s" -v b="$(now_ns)" 'BEGIN {printf "%.1f\n", (b-a)/1e6}'
 done | median)
+gdb_small_ms=$(for ((i = 0; i < REPS; i++)); do
+	s=$(now_ns)
+	gdb -nx -batch -ex "info address handle" "$VICTIM" >/dev/null 2>&1
+	awk -v a="$s" -v b="$(now_ns)" 'BEGIN {printf "%.1f\n", (b-a)/1e6}'
+done | median)
 gdb_scope_ms=$(for ((i = 0; i < REPS; i++)); do
 	s=$(now_ns)
 	gdb -nx -batch -ex "info scope $last" "$WORK/gen" >/dev/null 2>&1
@@ -168,3 +173,4 @@ printf '%-58s %10s %10s\n' "diagnosectl vars through the daemon, first (index bu
 printf '%-58s %10s\n' "diagnosectl vars through the daemon, second (cached)" "$warm"
 printf '%-58s %10s %10s\n' "gdb -batch -ex 'info address $last'" "$gdb_ms" 1.0x
 printf '%-58s %10s\n' "gdb -batch -ex 'info scope $last'" "$gdb_scope_ms"
+printf '%-58s %10s\n' "gdb start-up alone: the same on bench_req (a small binary)" "$gdb_small_ms"
