@@ -254,6 +254,21 @@ void diag_ctl_print_stats(FILE *out, const cJSON *reply)
 	}
 }
 
+size_t diag_ctl_print_folded(FILE *out, const cJSON *reply)
+{
+	const cJSON *st;
+	size_t n = 0;
+	cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(reply, "stats")) {
+		const cJSON *report = cJSON_GetObjectItemCaseSensitive(st, "report");
+		const cJSON *folded = cJSON_GetObjectItemCaseSensitive(report, "folded");
+		if (!cJSON_IsString(folded))
+			continue;
+		fputs(folded->valuestring, out);
+		n++;
+	}
+	return n;
+}
+
 void diag_ctl_print_event(FILE *out, const cJSON *event)
 {
 	const char *text = json_str(event, "text", NULL);

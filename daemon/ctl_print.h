@@ -18,6 +18,10 @@ void diag_ctl_print_status(FILE *out, const cJSON *reply);
 /* The "stats" reply: per probe a header line "ID (NAME) ..." and, for hist, the bars. */
 void diag_ctl_print_stats(FILE *out, const cJSON *reply);
 
+/* The "folded" member of each report in a "stats" reply (incr with custom.by_value: one
+ * "root;...;leaf count" line per distinct value), as is. Returns how many reports had one. */
+size_t diag_ctl_print_folded(FILE *out, const cJSON *reply);
+
 /* One tail line: `Probe (NAME) = TEXT`, or `Probe (NAME)` for an event without a value. */
 void diag_ctl_print_event(FILE *out, const cJSON *event);
 

@@ -29,7 +29,7 @@ static const char ctl_usage_text[] =
 	"  add-probe --spec FILE|-            (one spec object or an array)\n"
 	"  remove-probe ID\n"
 	"  list\n"
-	"  stats [ID]\n"
+	"  stats [--folded] [ID]               (--folded: `stack count` lines of incr by_value probes, for flamegraph.pl)\n"
 	"  tail [ID]                           (live events until interrupted; prints the `text`-based line \"Probe (NAME) = VALUE\" per event unless --json)\n"
 	"  attach PID | detach PID\n"
 	"  status\n"
@@ -510,16 +510,41 @@ static int ctl_cmd_noargs(struct ctl *c, const struct ctl_args *a, const char *c
 	return rc ? rc : ctl_simple(c, ctl_request(cmd), print);
 }
 
+/* `stats --folded`: only the folded stacks ("frame;frame count" lines for flamegraph.pl). */
+static int ctl_stats_folded(struct ctl *c, cJSON *req)
+{
+	cJSON *reply;
+	int rc = ctl_call(c, req, &reply, -1);
+	cJSON_Delete(req);
+	if (rc == EXIT_OK && !c->json && diag_ctl_print_folded(stdout, reply) == 0)
+		rc = ctl_fail("stats --folded: no probe counts by value (an incr instrument with "
+			      "custom {\"by_value\": true}, e.g. with value `stack`)");
+	cJSON_Delete(reply);
+	return rc;
+}
+
 static int ctl_cmd_stats(struct ctl *c, const struct ctl_args *a)
 {
+	char **argv = malloc((size_t)(a->argc + 1) * sizeof(*argv));
+	if (!argv)
+		return ctl_fail("out of memory");
+	struct ctl_args rest = {.cmd = a->cmd, .argv = argv};
+	bool folded = false;
+	for (int i = 0; i < a->argc; i++) {
+		if (strcmp(a->argv[i], "--folded") == 0)
+			folded = true;
+		else
+			argv[rest.argc++] = a->argv[i];
+	}
 	const char *id;
-	int rc = ctl_parse_id(a, false, &id);
+	int rc = ctl_parse_id(&rest, false, &id);
+	cJSON *req = rc ? NULL : ctl_request("stats");
+	if (req && id)
+		cJSON_AddStringToObject(req, "id", id);
+	free(argv); /* id points into a->argv */
 	if (rc)
 		return rc;
-	cJSON *req = ctl_request("stats");
-	if (id)
-		cJSON_AddStringToObject(req, "id", id);
-	return ctl_simple(c, req, diag_ctl_print_stats);
+	return folded ? ctl_stats_folded(c, req) : ctl_simple(c, req, diag_ctl_print_stats);
 }
 
 static int ctl_cmd_tail(struct ctl *c, const struct ctl_args *a)
