@@ -111,25 +111,37 @@ static int ensure_scratch(struct diag_engine *e, size_t n)
 
 /* While the thread is stopped (or from a recorded snapshot): conditions and captures.
  * Returns how many sites fired; their results are in e->scratch and the sites in fired[]. */
-size_t diag__capture(struct diag_engine *e, struct diag_bp *bp, const struct diag_expr_ctx *ctx,
-		     struct site **fired)
+size_t diag__capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
+		     const struct diag_expr_ctx *ctx, struct site **fired)
 {
 	if (ensure_scratch(e, bp->nusers + 1) < 0)
 		return 0;
 	size_t n = 0;
 	for (size_t i = 0; i < bp->nusers; i++) {
-		struct site *s = bp->users[i];
-		if (s->condition) {
-			diag_expr_eval(s->condition, ctx, &e->scratch[n]);
+		struct site *s = bp->users[i], *x = s;
+		struct diag_expr_ctx c = *ctx;
+		if (s->kind == SITE_RET_ENTRY) {
+			if (t)
+				diag__ret_enter(e, t, s, ctx->regs, ctx->time_ns);
+			continue;
+		}
+		if (s->kind == SITE_RET) {
+			uint64_t t0 = 0;
+			if (!t || !(x = diag__ret_match(t, s, ctx->regs->rsp, &t0)))
+				continue; /* not a frame of this probe returning */
+			c.elapsed_ns = ctx->time_ns - t0;
+		}
+		if (x->condition) {
+			diag_expr_eval(x->condition, &c, &e->scratch[n]);
 			if (!diag_expr_truthy(&e->scratch[n])) {
 				s->pr->filtered++;
 				continue;
 			}
 		}
-		if (s->value)
-			diag_expr_eval(s->value, ctx, &e->scratch[n]);
+		if (x->value)
+			diag_expr_eval(x->value, &c, &e->scratch[n]);
 		s->pr->hits++;
-		fired[n++] = s;
+		fired[n++] = x; /* the site holding the expressions (the entry, for returns) */
 	}
 	return n;
 }
@@ -189,7 +201,9 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 		.read_mem = read_mem_cb, .arg = &ma, .time_ns = ts,
 		.stack = diag__stack_text, .stack_arg = &sr,
 	};
-	size_t n = fired ? diag__capture(e, bp, &ctx, fired) : 0;
+	if (t->ext)
+		diag__ret_purge(t, bp, regs.rsp);
+	size_t n = fired ? diag__capture(e, t, bp, &ctx, fired) : 0;
 	regs.rip = bp->slot;
 	ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
 	diag_thread_resume(t, 0);
@@ -279,7 +293,12 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 		free(pr->sites);
 		pr->sites = NULL;
 		pr->nsites = 0;
+		for (size_t i = 0; i < pr->nrsites; i++)
+			free(pr->rsites[i]);
+		pr->nrsites = 0;
 	}
+	free(t->ext); /* frames waiting for returns into the old image */
+	t->ext = NULL;
 	diag_bptable_release(&ep->bps);
 	diag_bptable_init(&ep->bps);
 	diag_u64map_release(&ep->jumps);
@@ -672,12 +691,6 @@ int diag_engine_probe_add(struct diag_engine *e, pid_t pid, const struct diag_pr
 	struct probe *pr = diag__probe_copy(&tmpl);
 	if (!pr)
 		return diag_error_set(err, -ENOMEM, "out of memory");
-	if (def->event != DIAG_EVENT_CALL) {
-		diag__probe_free(pr);
-		return diag_error_set(err, -DIAG_E_INVALID,
-				      "instrument.event: '%s' probes are not supported yet (use call)",
-				      diag_event_kind_name(def->event));
-	}
 	diag_engine_probe_remove(e, pid, def->cookie);
 	int r = diag__probe_install(e, ep, pr, err);
 	if (r < 0) {
@@ -702,6 +715,15 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 	out->filtered = pr->filtered;
 	out->dropped = eproc_mem(ep)->ring_drops;
 	out->stopped_ns = pr->stopped_ns;
+	out->lost_returns = pr->lost_returns;
+	size_t tpos = 0;
+	uint64_t tk;
+	void *tv;
+	while (diag_u64map_next(&ep->tp->threads, &tpos, &tk, &tv)) {
+		const struct tpending *tp = ((struct diag_thread *)tv)->ext;
+		for (size_t i = 0; tp && i < tp->n; i++)
+			out->pending += tp->v[i].entry->pr == pr;
+	}
 	out->fast = pr->nsites > 0;
 	for (size_t i = 0; i < pr->nsites; i++)
 		if (!pr->sites[i].bp || !pr->sites[i].bp->jump)

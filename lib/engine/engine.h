@@ -65,6 +65,8 @@ struct diag_probe_info {
 	uint64_t dropped;   /* fast-path hits of this process lost to a full ring (all its probes) */
 	uint64_t stopped_ns;/* time threads spent stopped by this probe's int3 hits (the daemon's part) */
 	bool fast;          /* every address uses the fast path (no stop per hit) */
+	uint64_t pending;   /* return probes: frames entered and not returned yet */
+	uint64_t lost_returns; /* return probes: entries whose return could not be watched */
 	size_t naddrs;
 	uint64_t addrs[DIAG_PROBE_MAX_ADDRS]; /* runtime addresses patched */
 	char error[DIAG_ERRMSG_MAX];

@@ -14,10 +14,18 @@ struct probe;
 struct diag__stack_proc;
 struct diag_unwinder;
 
+enum site_kind {
+	SITE_CALL,      /* an event at this address */
+	SITE_RET_ENTRY, /* function entry of a return probe: remembers the frame, no event */
+	SITE_RET,       /* a return address: the event of the frame it matches */
+	SITE_END,       /* an exit of the function body (ret, tail-call jmp) */
+};
+
 /* One probe at one address. */
 struct site {
 	struct probe *pr;
 	struct diag_bp *bp;
+	enum site_kind kind;
 	struct diag_expr *value;     /* NULL: no value */
 	struct diag_expr *condition; /* NULL: always */
 };
@@ -31,8 +39,24 @@ struct probe {
 	char error[DIAG_ERRMSG_MAX];
 	uint64_t hits, filtered;
 	uint64_t stopped_ns;
+	uint64_t lost_returns;   /* entries whose return could not be watched */
 	struct site *sites;
 	size_t nsites;
+	struct site **rsites;    /* return probes: one site per return address seen */
+	size_t nrsites, caprsites;
+};
+
+/* A frame entered under a return probe, waiting for its return (per thread). */
+struct pending {
+	struct site *entry;
+	uint64_t sp;   /* rsp at entry: the return comes back with rsp = sp + 8 */
+	uint64_t ra;   /* the return address */
+	uint64_t t0;   /* CLOCK_REALTIME at entry */
+};
+
+struct tpending { /* diag_thread.ext */
+	size_t n, cap;
+	struct pending v[];
 };
 
 /* The engine's state for one process (diag_proc.owner). */
@@ -101,11 +125,29 @@ struct diag_thread *diag__freeze(struct diag_engine *e, struct eproc *ep);
 void diag__thaw(struct diag_engine *e, struct eproc *ep);
 void diag__fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
 		struct site **fired, size_t n, uint64_t ts);
-size_t diag__capture(struct diag_engine *e, struct diag_bp *bp, const struct diag_expr_ctx *ctx,
-		     struct site **fired);
+size_t diag__capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
+		     const struct diag_expr_ctx *ctx, struct site **fired);
 uint64_t diag__now_ns(void);
 
+/* retprobe.c */
+/* Before a hit is served: drop the frames this thread has left without returning (longjmp,
+ * an exception) judging by where it is now. */
+void diag__ret_purge(struct diag_thread *t, const struct diag_bp *bp, uint64_t rsp);
+/* Entry of a return probe: remember the frame and watch its return address. */
+void diag__ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *s,
+		     const struct user_regs_struct *regs, uint64_t ts);
+/* At a return address: the entry site of the frame returning here with this rsp, or NULL;
+ * *t0 is when it was entered. Dead frames (left by longjmp or an exception) are purged. */
+struct site *diag__ret_match(struct diag_thread *t, struct site *s, uint64_t rsp, uint64_t *t0);
+/* Forget a return probe's return sites and every frame waiting on it. */
+void diag__ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr);
+/* END events: replace each function location by its exits; returns the new count. */
+int diag__end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
+			struct diag_error *err);
+
 /* fastpath.c */
+/* True when addr lies inside the bytes a jump replaced (never executed while it is there). */
+bool diag__fast_covers(const struct diag_bptable *t, uint64_t addr);
 /* Try to place site s at loc as a jump (fast path). Returns 0 when placed, 1 when the site
  * must use an int3 instead, or a negative code with err set. */
 int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,

@@ -44,18 +44,23 @@ static bool site_registers_only(const struct site *s)
 	return diag_expr_registers_only(s->value) && diag_expr_registers_only(s->condition);
 }
 
+bool diag__fast_covers(const struct diag_bptable *t, uint64_t addr)
+{
+	for (size_t back = 1; back < 24 && back <= addr; back++) {
+		const struct diag_bp *b = diag_bp_at(t, addr - back);
+		if (b && b->jump && addr < b->addr + b->patched_len)
+			return true;
+	}
+	return false;
+}
+
 /* A jump covering [addr, addr+span) must not hide another breakpoint, nor lie in another jump. */
 static bool range_free(const struct diag_bptable *t, uint64_t addr, size_t span)
 {
 	for (size_t i = 1; i < span; i++)
 		if (diag_bp_at(t, addr + i))
 			return false;
-	for (size_t back = 1; back < 24 && back <= addr; back++) {
-		const struct diag_bp *b = diag_bp_at(t, addr - back);
-		if (b && b->jump && addr < b->addr + b->patched_len)
-			return false;
-	}
-	return true;
+	return !diag__fast_covers(t, addr);
 }
 
 static int branches_into(struct eproc *ep, const struct diag_location *loc, size_t span)
@@ -160,6 +165,37 @@ static bool thread_inside(struct eproc *ep, uint64_t lo, uint64_t hi)
 	return false;
 }
 
+/* A probe that needs a stop joins a fast-path address: turn the jump into an int3 that serves
+ * every probe there. Returns 1 (use the int3) or a negative code. */
+static int demote(struct diag_engine *e, struct eproc *ep, struct diag_bp *jump,
+		  struct diag_error *err)
+{
+	size_t n = jump->nusers;
+	void **users = malloc((n ? n : 1) * sizeof(*users));
+	if (!users)
+		return diag_error_set(err, -ENOMEM, "out of memory");
+	memcpy(users, jump->users, n * sizeof(*users));
+	uint64_t addr = jump->addr;
+	struct diag_thread *t = diag__freeze(e, ep);
+	if (!t) {
+		free(users);
+		return diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)ep->tp->pid);
+	}
+	diag__fast_forget(ep, jump);
+	diag_bp_destroy(&ep->bps, ep->tp, jump); /* original bytes back, every thread stopped */
+	struct diag_bp *bp = NULL;
+	int r = diag_bp_get(&ep->bps, ep->tp, t, addr, &bp, err);
+	for (size_t i = 0; i < n; i++) {
+		struct site *u = users[i];
+		u->bp = NULL;
+		if (r == 0 && diag_bp_add_user(bp, u) == 0)
+			u->bp = bp;
+	}
+	diag__thaw(e, ep);
+	free(users);
+	return r < 0 ? r : 1;
+}
+
 int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 		     const struct diag_location *loc, struct diag_error *err)
 {
@@ -170,10 +206,7 @@ int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 		return 1;
 	if (bp) {
 		if (!site_registers_only(s) || s->pr->event != DIAG_EVENT_CALL)
-			return diag_error_set(err, -DIAG_E_STATE,
-					      "target: 0x%llx already carries a fast-path probe; a "
-					      "probe reading memory cannot share it yet",
-					      (unsigned long long)loc->addr);
+			return demote(e, ep, bp, err); /* then share an int3 */
 		s->bp = bp;
 		return diag_bp_add_user(bp, s) < 0 ? diag_error_set(err, -ENOMEM, "out of memory")
 						   : 0;
@@ -283,7 +316,7 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 	struct site *small[8], **fired = small;
 	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
 		return;
-	size_t n = diag__capture(e, bp, &ctx, fired);
+	size_t n = diag__capture(e, NULL, bp, &ctx, fired);
 	diag__fire(e, t, pid, (pid_t)rec->tid, fired, n, ts);
 	if (fired != small)
 		free(fired);

@@ -17,6 +17,9 @@ void diag__probe_free(struct probe *pr)
 	free(pr->value);
 	free(pr->condition);
 	free(pr->sites);
+	for (size_t i = 0; i < pr->nrsites; i++)
+		free(pr->rsites[i]);
+	free(pr->rsites);
 	free(pr);
 }
 
@@ -73,6 +76,7 @@ static void sites_free(struct diag_engine *e, struct eproc *ep, struct probe *pr
 	free(pr->sites);
 	pr->sites = NULL;
 	pr->nsites = 0;
+	diag__ret_forget(e, ep, pr);
 	if (frozen && alive)
 		diag__thaw(e, mem);
 }
@@ -151,6 +155,8 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 		if (r < 0)
 			diag_error_prefix(err, "target: ");
 	}
+	if (r == 0 && pr->event == DIAG_EVENT_END)
+		r = diag__end_locations(ep, &locs, &n, err);
 	if (r == 0 && n > DIAG_PROBE_MAX_ADDRS)
 		r = diag_error_set(err, -DIAG_E_LIMIT, "target: '%s' matches %zu addresses (max %d)",
 				   pr->target, n, DIAG_PROBE_MAX_ADDRS);
@@ -158,6 +164,9 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 		r = diag_error_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		pr->sites[i].pr = pr;
+		pr->sites[i].kind = pr->event == DIAG_EVENT_RETURN ? SITE_RET_ENTRY
+				    : pr->event == DIAG_EVENT_END  ? SITE_END
+								   : SITE_CALL;
 		pr->nsites = i + 1;
 		r = compile_site(e, ep, pr, &locs[i], &pr->sites[i], err);
 	}

@@ -168,8 +168,26 @@ static void list_scope(struct checker *c, char *buf, size_t cap)
 		snprintf(buf, cap, "(nothing)");
 }
 
+static int check_dollar(struct checker *c, struct expr_node *n);
+
+/* The seed's names on return events: `result` and `elapsed`, unless the program has a
+ * variable of that name in scope. */
+static bool seed_name(struct checker *c, const struct expr_node *n)
+{
+	if (c->sc->event != DIAG_EVENT_RETURN || (strcmp(n->s, "result") && strcmp(n->s, "elapsed")))
+		return false;
+	for (size_t i = 0; c->x->scope && i < c->x->scope->nvars; i++)
+		if (!strcmp(c->x->scope->vars[i].name, n->s))
+			return false;
+	return true;
+}
+
 static int check_name(struct checker *c, struct expr_node *n)
 {
+	if (seed_name(c, n)) {
+		n->op = N_DOLLAR;
+		return check_dollar(c, n);
+	}
 	if (!c->file)
 		return nodebug(c, n);
 	struct diag_expr *x = c->x;
@@ -244,7 +262,7 @@ static int check_dollar(struct checker *c, struct expr_node *n)
 		{ "tid", N_TID, &expr_t_int }, { "pid", N_PID, &expr_t_int },
 		{ "comm", N_COMM, &expr_t_string }, { "time", N_TIME, &expr_t_ulong },
 		{ "elapsed", N_ELAPSED, &expr_t_ulong }, { "retval", N_RETVAL, &expr_t_long },
-		{ "ret", N_RETVAL, &expr_t_long },
+		{ "ret", N_RETVAL, &expr_t_long }, { "result", N_RETVAL, &expr_t_long },
 	};
 	for (size_t i = 0; i < sizeof(specials) / sizeof(specials[0]); i++) {
 		if (strcmp(s, specials[i].name))

@@ -38,8 +38,10 @@ void diag_proc_free(struct diag_proc *p)
 	size_t pos = 0;
 	uint64_t k;
 	void *v;
-	while (diag_u64map_next(&p->threads, &pos, &k, &v))
+	while (diag_u64map_next(&p->threads, &pos, &k, &v)) {
+		free(((struct diag_thread *)v)->ext);
 		free(v);
+	}
 	diag_u64map_release(&p->threads);
 	if (p->memfd >= 0)
 		close(p->memfd);
@@ -70,7 +72,10 @@ struct diag_thread *diag_proc_add_thread(struct diag_proc *p, pid_t tid)
 
 void diag_proc_del_thread(struct diag_proc *p, pid_t tid)
 {
-	free(diag_u64map_del(&p->threads, (uint64_t)tid));
+	struct diag_thread *t = diag_u64map_del(&p->threads, (uint64_t)tid);
+	if (t)
+		free(t->ext);
+	free(t);
 }
 
 static int open_mem(struct diag_proc *p)

@@ -27,6 +27,7 @@ struct diag_thread {
 	bool group_stop;   /* in a job-control stop (resume with PTRACE_LISTEN) */
 	bool announced;    /* its initial stop (new thread/child) was seen */
 	int pending_sig;   /* signal to deliver when resumed (detach included) */
+	void *ext;         /* the engine's per-thread data: plain memory, freed with the thread */
 };
 
 struct diag_proc {

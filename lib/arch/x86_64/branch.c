@@ -1,6 +1,8 @@
 /* branch: linear-sweep scan of direct branch targets (see branch.h). */
 #include "arch/x86_64/branch.h"
 
+#include <stdbool.h>
+
 #include <Zydis/Zydis.h>
 
 #include "util/error.h"
@@ -32,4 +34,31 @@ int diag_branch_into(const uint8_t *code, size_t len, uint64_t addr, uint64_t lo
 		off += insn.length;
 	}
 	return 0;
+}
+
+int diag_function_exits(const uint8_t *code, size_t len, uint64_t addr, uint64_t *exits,
+			size_t cap)
+{
+	ZydisDecoder dec;
+	ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+	ZydisDecodedInstruction insn;
+	ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+	int n = 0;
+	for (size_t off = 0; off < len;) {
+		if (ZYAN_FAILED(ZydisDecoderDecodeFull(&dec, code + off, len - off, &insn, ops)))
+			return -DIAG_E_PARSE;
+		bool exit = insn.mnemonic == ZYDIS_MNEMONIC_RET;
+		if (insn.mnemonic == ZYDIS_MNEMONIC_JMP && insn.attributes & ZYDIS_ATTRIB_IS_RELATIVE) {
+			ZyanU64 target;
+			exit = ZYAN_SUCCESS(ZydisCalcAbsoluteAddress(&insn, &ops[0], addr + off, &target)) &&
+			       (target < addr || target >= addr + len);
+		}
+		if (exit) {
+			if ((size_t)n < cap)
+				exits[n] = addr + off;
+			n++;
+		}
+		off += insn.length;
+	}
+	return n;
 }

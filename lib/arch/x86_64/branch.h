@@ -11,4 +11,11 @@
  * do not decode as one instruction stream (the caller must then assume the worst). */
 int diag_branch_into(const uint8_t *code, size_t len, uint64_t addr, uint64_t lo, uint64_t hi);
 
+/* The exits of a function body (code: len bytes at runtime address addr): every `ret` and
+ * every direct jmp leaving [addr, addr+len) (a tail call). Indirect jumps are not counted
+ * (jump tables stay inside the function). Writes up to cap addresses; returns how many exits
+ * there are (may exceed cap), or -DIAG_E_PARSE when the bytes do not decode. */
+int diag_function_exits(const uint8_t *code, size_t len, uint64_t addr, uint64_t *exits,
+			size_t cap);
+
 #endif

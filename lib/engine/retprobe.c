@@ -1,0 +1,227 @@
+/* retprobe: return and end events without touching the target's stack. A return probe puts an
+ * int3 at the function's entry that only remembers the frame (thread, rsp, return address,
+ * time) and an int3 at each return address seen; the return is the frame whose rsp + 8 equals
+ * rsp at the return address. A frame left by longjmp or an exception never returns there: it
+ * is purged as soon as the thread is seen above it, so it leaves no stale record and produces
+ * no event. The return address is read, never written: unwinders, exceptions and longjmp work
+ * through probed frames. */
+#include "engine/engine_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch/x86_64/branch.h"
+
+#define MAX_PENDING 4096   /* frames per thread (deep recursion beyond: returns lost, counted) */
+#define MAX_RET_SITES 1024 /* distinct return addresses per probe */
+#define MAX_END_SITES 64   /* exits per function */
+
+static struct tpending *pending_of(struct diag_thread *t, bool grow)
+{
+	struct tpending *tp = t->ext;
+	if (grow && (!tp || tp->n == tp->cap)) {
+		size_t cap = tp ? tp->cap * 2 : 8;
+		if (cap > MAX_PENDING)
+			return tp && tp->n < tp->cap ? tp : NULL;
+		struct tpending *n = realloc(tp, sizeof(*n) + cap * sizeof(n->v[0]));
+		if (!n)
+			return NULL;
+		if (!tp)
+			n->n = 0;
+		n->cap = cap;
+		t->ext = tp = n;
+	}
+	return tp;
+}
+
+/* Frames at or below `sp_limit` (their rsp at entry) are gone. */
+static void purge_below(struct tpending *tp, uint64_t sp_limit)
+{
+	size_t w = 0;
+	for (size_t i = 0; i < tp->n; i++)
+		if (tp->v[i].sp > sp_limit)
+			tp->v[w++] = tp->v[i];
+	tp->n = w;
+}
+
+static struct site *ret_site_for(struct probe *pr, struct diag_bp *bp)
+{
+	for (size_t i = 0; i < pr->nrsites; i++)
+		if (pr->rsites[i]->bp == bp)
+			return pr->rsites[i];
+	if (pr->nrsites == MAX_RET_SITES)
+		return NULL;
+	if (pr->nrsites == pr->caprsites) {
+		size_t cap = pr->caprsites ? pr->caprsites * 2 : 4;
+		struct site **n = realloc(pr->rsites, cap * sizeof(*n));
+		if (!n)
+			return NULL;
+		pr->rsites = n;
+		pr->caprsites = cap;
+	}
+	struct site *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->pr = pr;
+	s->bp = bp;
+	s->kind = SITE_RET;
+	if (diag_bp_add_user(bp, s) < 0) {
+		free(s);
+		return NULL;
+	}
+	pr->rsites[pr->nrsites++] = s;
+	return s;
+}
+
+void diag__ret_purge(struct diag_thread *t, const struct diag_bp *bp, uint64_t rsp)
+{
+	struct tpending *tp = t->ext;
+	if (!tp || !tp->n)
+		return;
+	uint64_t top = 0;
+	bool have_top = false;
+	size_t w = 0;
+	for (size_t i = 0; i < tp->n; i++) {
+		const struct pending *p = &tp->v[i];
+		bool dead;
+		if (rsp > p->sp) { /* the thread is above that frame: gone, unless returning now */
+			dead = !(rsp == p->sp + 8 && bp->addr == p->ra);
+		} else if (rsp == p->sp) {
+			/* a call at that frame's depth: a tail call from it pushed nothing and shares
+			 * its return address; anything else (or the same function entered again
+			 * from the same place) means the frame was left without returning */
+			if (!have_top)
+				have_top = diag_proc_read(t->proc, rsp, &top, sizeof(top)) == sizeof(top);
+			dead = !have_top || top != p->ra || p->entry->bp == bp;
+		} else {
+			dead = false; /* deeper: still inside it */
+		}
+		if (!dead)
+			tp->v[w++] = *p;
+	}
+	tp->n = w;
+}
+
+void diag__ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *s,
+		     const struct user_regs_struct *regs, uint64_t ts)
+{
+	(void)e;
+	struct eproc *mem = eproc_mem(eproc_of(t->proc));
+	uint64_t ra;
+	struct tpending *tp = pending_of(t, false);
+	struct diag_bp *rabp = NULL;
+	if (diag_proc_read(t->proc, regs->rsp, &ra, sizeof(ra)) != sizeof(ra) ||
+	    diag__fast_covers(&mem->bps, ra) ||
+	    diag_bp_get(&mem->bps, mem->tp, t, ra, &rabp, NULL) < 0 || rabp == s->bp ||
+	    !ret_site_for(s->pr, rabp) || !(tp = pending_of(t, true))) {
+		s->pr->lost_returns++;
+		return;
+	}
+	tp->v[tp->n++] = (struct pending){.entry = s, .sp = regs->rsp, .ra = ra, .t0 = ts};
+}
+
+struct site *diag__ret_match(struct diag_thread *t, struct site *s, uint64_t rsp, uint64_t *t0)
+{
+	struct tpending *tp = pending_of(t, false);
+	if (!tp)
+		return NULL;
+	struct site *entry = NULL;
+	for (size_t i = tp->n; i-- > 0;) {
+		struct pending *p = &tp->v[i];
+		if (p->sp + 8 == rsp && p->ra == s->bp->addr && p->entry->pr == s->pr) {
+			entry = p->entry;
+			*t0 = p->t0;
+			tp->v[i] = tp->v[--tp->n];
+			break;
+		}
+	}
+	/* anything deeper than the frame returning now was left without returning */
+	purge_below(tp, rsp - 9);
+	return entry;
+}
+
+static void forget_frames(struct eproc *ep, struct probe *pr)
+{
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
+		struct tpending *tp = ((struct diag_thread *)v)->ext;
+		size_t w = 0;
+		for (size_t i = 0; tp && i < tp->n; i++)
+			if (tp->v[i].entry->pr != pr)
+				tp->v[w++] = tp->v[i];
+		if (tp)
+			tp->n = w;
+	}
+}
+
+void diag__ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr)
+{
+	struct eproc *mem = eproc_mem(ep);
+	bool alive = diag_u64map_get(&e->procs, (uint64_t)mem->tp->pid) == mem;
+	for (size_t i = 0; i < pr->nrsites; i++) {
+		if (alive)
+			diag_bp_del_user(&mem->bps, mem->tp, pr->rsites[i]->bp, pr->rsites[i]);
+		free(pr->rsites[i]);
+	}
+	free(pr->rsites);
+	pr->rsites = NULL;
+	pr->nrsites = pr->caprsites = 0;
+	if (alive) {
+		forget_frames(mem, pr);
+		/* vfork children run on the same memory, with threads of their own */
+		size_t pos = 0;
+		uint64_t k;
+		void *v;
+		while (diag_u64map_next(&e->procs, &pos, &k, &v))
+			if (((struct eproc *)v)->tp->mem_owner == mem->tp)
+				forget_frames(v, pr);
+	}
+}
+
+int diag__end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
+			struct diag_error *err)
+{
+	size_t total = 0, cap = 0;
+	struct diag_location *out = NULL;
+	for (size_t i = 0; i < *n; i++) {
+		const struct diag_location *l = &(*locs)[i];
+		size_t len = l->func_end > l->func_start ? l->func_end - l->func_start : 0;
+		uint8_t *code = len && len < (1u << 20) ? malloc(len) : NULL;
+		uint64_t exits[MAX_END_SITES];
+		int k = -DIAG_E_PARSE;
+		if (code && diag_proc_read(ep->tp, l->func_start, code, len) == (ssize_t)len)
+			k = diag_function_exits(code, len, l->func_start, exits, MAX_END_SITES);
+		free(code);
+		if (k < 0 || k > MAX_END_SITES || k == 0) {
+			free(out);
+			return diag_error_set(err, k < 0 ? k : -DIAG_E_INVALID,
+					      k > MAX_END_SITES
+						      ? "target: '%s' has %d exits (max %d) for an end probe"
+					      : k == 0 ? "target: '%s' has no ret or tail call to probe (%d/%d)"
+						       : "target: cannot decode '%s' to find its exits (%d/%d)",
+					      l->symbol, k, MAX_END_SITES);
+		}
+		if (total + (size_t)k > cap) {
+			cap = (total + (size_t)k) * 2;
+			struct diag_location *nl = realloc(out, cap * sizeof(*nl));
+			if (!nl) {
+				free(out);
+				return diag_error_set(err, -ENOMEM, "out of memory");
+			}
+			out = nl;
+		}
+		for (int j = 0; j < k; j++) {
+			out[total] = *l;
+			out[total].addr = exits[j];
+			out[total].offset = exits[j] - l->func_start;
+			total++;
+		}
+	}
+	free(*locs);
+	*locs = out;
+	*n = total;
+	return 0;
+}

@@ -1,0 +1,173 @@
+/* test_retprobe: return and end events on real fixtures at -O0/-O2, PIE and non-PIE:
+ * results (integer and double), elapsed, recursion, longjmp out of a probed frame, a C++
+ * exception thrown through one (the program's own results unchanged, no event and no stale
+ * record for frames left abnormally), and end events at each exit with locals. */
+#include <poll.h>
+
+#include "check.h"
+#include "fixture_proc.h"
+#include "engine/engine.h"
+
+#define NPROBES 8
+
+struct tally {
+	uint64_t n[NPROBES];
+	int64_t sum[NPROBES], min[NPROBES], max[NPROBES];
+	double fsum[NPROBES];
+	int errors;
+	char last_error[256];
+};
+
+static void on_hit(void *ctx, const struct diag_engine_hit *h)
+{
+	struct tally *t = ctx;
+	int k = (int)(intptr_t)h->cookie;
+	if (h->value.kind == DIAG_VALUE_ERROR) {
+		t->errors++;
+		snprintf(t->last_error, sizeof(t->last_error), "%s", h->value.text);
+		return;
+	}
+	int64_t v = h->value.i;
+	if (h->value.kind == DIAG_VALUE_FLOAT)
+		t->fsum[k] += h->value.f;
+	if (!t->n[k] || v < t->min[k])
+		t->min[k] = v;
+	if (!t->n[k] || v > t->max[k])
+		t->max[k] = v;
+	t->n[k]++;
+	t->sum[k] += v;
+}
+
+static void add(struct diag_engine *e, pid_t pid, int k, const char *target, const char *value,
+		enum diag_event_kind ev)
+{
+	struct diag_probe_def d = {.target = target, .value = value, .event = ev,
+				   .cookie = (void *)(intptr_t)k};
+	struct diag_error err = {0};
+	int r = diag_engine_probe_add(e, pid, &d, &err);
+	if (r < 0)
+		fprintf(stderr, "probe %s: %s\n", target, err.msg);
+	CHECK_EQ_INT(r, 0);
+}
+
+/* Serve until the fixture prints "done"; collects its lines. */
+static int serve(struct diag_engine *e, struct fixture *f, char out[][128], int cap)
+{
+	int n = 0;
+	char line[256];
+	for (;;) {
+		int got;
+		while ((got = fixture_line(f, line, sizeof(line))) == 1) {
+			if (n < cap)
+				snprintf(out[n++], 128, "%.127s", line);
+			if (!strcmp(line, "done"))
+				return n;
+		}
+		if (got < 0)
+			return -1;
+		struct pollfd p[2] = {{diag_engine_fd(e), POLLIN, 0}, {f->out_fd, POLLIN, 0}};
+		if (poll(p, 2, 60000) == 0)
+			return -1;
+		diag_engine_dispatch(e);
+	}
+}
+
+static uint64_t pending_of(struct diag_engine *e, pid_t pid, int k)
+{
+	struct diag_probe_info info;
+	CHECK_EQ_INT(diag_engine_probe_info(e, pid, (void *)(intptr_t)k, &info), 0);
+	return info.pending;
+}
+
+static void test_c(const char *opt, const char *pie)
+{
+	struct tally t = {0};
+	struct diag_engine_callbacks cb = {.on_hit = on_hit, .ctx = &t};
+	struct diag_engine *e;
+	CHECK_EQ_INT(diag_engine_new(&cb, &e), 0);
+	struct fixture f;
+	char *argv[] = {"ret", NULL}, line[128];
+	CHECK_EQ_INT(fixture_start(&f, fixture_path("ret", opt, pie), argv), 0);
+	CHECK_EQ_INT(fixture_line_wait(&f, line, sizeof(line)), 1);
+	struct diag_error err = {0};
+	CHECK_EQ_INT(diag_engine_attach(e, f.pid, &err), 0);
+	add(e, f.pid, 0, "fib", "result", DIAG_EVENT_RETURN);
+	add(e, f.pid, 1, "jumper", "$retval", DIAG_EVENT_RETURN);
+	add(e, f.pid, 2, "nap", "elapsed", DIAG_EVENT_RETURN);
+	add(e, f.pid, 3, "nap", "result", DIAG_EVENT_RETURN); /* two return probes, one function */
+	add(e, f.pid, 4, "half", "result", DIAG_EVENT_RETURN);
+	add(e, f.pid, 5, "classify", "x", DIAG_EVENT_END);
+	add(e, f.pid, 6, "fib", "$arg1", DIAG_EVENT_CALL); /* a call probe beside a return probe */
+	fixture_go(&f);
+	char lines[16][128];
+	int n = serve(e, &f, lines, 16);
+	CHECK_EQ_INT(n, 6);
+	/* the program's own results are unchanged */
+	CHECK_EQ_STR(lines[0], "fib 610");
+	CHECK_EQ_STR(lines[1], "jumper 2500 jumped 50");
+	CHECK_EQ_STR(lines[2], "nap 12");
+	CHECK_EQ_STR(lines[3], "half 2.5");
+	CHECK_EQ_STR(lines[4], "classify 9");
+	fprintf(stderr, "ret-%s-%s: fib %llu returns (max %lld), jumper %llu, nap %llu (min %lld ns), "
+		"half %g, classify ends %llu, errors %d %s\n", opt, pie, (unsigned long long)t.n[0],
+		(long long)t.max[0], (unsigned long long)t.n[1], (unsigned long long)t.n[2],
+		(long long)t.min[2], t.fsum[4], (unsigned long long)t.n[5], t.errors, t.last_error);
+	/* every call returns once (gcc -O2 turns part of the recursion into a loop: fewer calls) */
+	CHECK_EQ_INT(t.n[0], t.n[6]);
+	if (!strcmp(opt, "O0"))
+		CHECK_EQ_INT(t.n[6], 1973);
+	CHECK(t.n[6] >= 987);
+	CHECK_EQ_INT(t.max[0], 610);     /* the outermost result */
+	CHECK_EQ_INT(t.n[1], 50);        /* only the calls that returned */
+	CHECK_EQ_INT(t.sum[1], 2500);
+	CHECK_EQ_INT(pending_of(e, f.pid, 1), 0); /* the 50 longjmp'd frames left nothing behind */
+	CHECK_EQ_INT(t.n[2], 3);
+	CHECK(t.min[2] >= 2000000);      /* nap sleeps 2 ms */
+	CHECK_EQ_INT(t.n[3], 3);
+	CHECK_EQ_INT(t.sum[3], 12);
+	CHECK_EQ_INT(t.n[4], 1);
+	CHECK(t.fsum[4] == 2.5);         /* a double result, from xmm0 */
+	CHECK_EQ_INT(t.n[5], 3);         /* each call leaves through one exit */
+	CHECK_EQ_INT(t.sum[5], -5 + 0 + 7);
+	CHECK_EQ_INT(t.errors, 0);
+	fixture_go(&f); /* let it exit */
+	diag_engine_free(e);
+	fixture_reap(&f);
+}
+
+static void test_cxx(const char *opt, const char *pie)
+{
+	struct tally t = {0};
+	struct diag_engine_callbacks cb = {.on_hit = on_hit, .ctx = &t};
+	struct diag_engine *e;
+	CHECK_EQ_INT(diag_engine_new(&cb, &e), 0);
+	struct fixture f;
+	char *argv[] = {"throw", NULL}, line[128];
+	CHECK_EQ_INT(fixture_start(&f, fixture_path("throw", opt, pie), argv), 0);
+	CHECK_EQ_INT(fixture_line_wait(&f, line, sizeof(line)), 1);
+	struct diag_error err = {0};
+	CHECK_EQ_INT(diag_engine_attach(e, f.pid, &err), 0);
+	add(e, f.pid, 0, "risky", "$retval", DIAG_EVENT_RETURN);
+	fixture_go(&f);
+	char lines[4][128];
+	CHECK_EQ_INT(serve(e, &f, lines, 4), 3);
+	CHECK_EQ_STR(lines[0], "caught 50 sum 2500"); /* caught by its caller as without the probe */
+	CHECK_EQ_STR(lines[1], "final 1001");
+	CHECK_EQ_INT(t.n[0], 51);        /* the 50 frames the exception left give no event */
+	CHECK_EQ_INT(t.sum[0], 2500 + 1001);
+	CHECK_EQ_INT(pending_of(e, f.pid, 0), 0);
+	fixture_go(&f); /* let it exit */
+	diag_engine_free(e);
+	fixture_reap(&f);
+}
+
+int main(void)
+{
+	static const char *opts[] = {"O0", "O2"}, *pies[] = {"pie", "nopie"};
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 2; j++) {
+			test_c(opts[i], pies[j]);
+			test_cxx(opts[i], pies[j]);
+		}
+	return CHECK_DONE();
+}
