@@ -239,6 +239,10 @@ static void test_fixture(const char *opt, const char *pie)
 	fixture_go(&f);
 	char done[512] = "", unprobed[512] = "";
 	CHECK_EQ_INT(serve_until_done(e, &f, done, sizeof(done)), 0);
+	struct diag_probe_info info;
+	if (diag_engine_probe_info(e, f.pid, (void *)(intptr_t)4, &info) == 0 && info.hits)
+		fprintf(stderr, "deep-%s-%s: rec stack(1): %llu hits, %.1f us stopped per hit\n", opt,
+			pie, (unsigned long long)info.hits, info.stopped_ns / 1e3 / (double)info.hits);
 	diag_engine_free(e);
 	fixture_reap(&f); /* its exit status went to the engine's wait loop */
 	/* the target's own result is what it computes without probes */
