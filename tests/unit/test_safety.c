@@ -409,6 +409,15 @@ static void test_lookup(void)
 	*(uint64_t *)at(diag_safety_tomb_addr(&e.l, DIAG_SAFETY_TOMBS - 1)) = a[1];
 	CHECK_EQ_INT(call_handler(&e, a[1], SI_KERNEL), a[1]);
 	CHECK_EQ_INT(g_chained.calls, 1);
+	/* the daemon had already moved the thread (to a live slot, to a tombstoned address) and
+	 * died before cancelling the signal: rip stays */
+	CHECK_EQ_INT(call_handler(&e, 0x1110 - 1, SI_KERNEL), 0x1110);
+	CHECK_EQ_INT(call_handler(&e, a[1] - 1, SI_KERNEL), a[1]);
+	CHECK_EQ_INT(g_chained.calls, 1);
+	/* a deleted bucket's slot is nobody's */
+	CHECK_EQ_INT(call_handler(&e, 0x2220 - 1, SI_KERNEL), 0x2220);
+	CHECK_EQ_INT(g_chained.calls, 2);
+	g_chained.calls = 1;
 	/* a SIGTRAP sent by a process is never a breakpoint hit, even at a probed address + 1 */
 	CHECK_EQ_INT(call_handler(&e, a[0], SI_TKILL), a[0] + 1);
 	CHECK_EQ_INT(call_handler(&e, a[0], SI_USER), a[0] + 1);

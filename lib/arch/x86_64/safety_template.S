@@ -15,6 +15,9 @@
  *   A in the table   -> uc.rip = the entry's out-of-line slot, return: the displaced instruction
  *                       runs there and jumps back; the hit is simply not recorded;
  *   A a tombstone    -> uc.rip = A, return: the original byte is back, run it;
+ *   uc.rip a live slot or a tombstone -> return unchanged: the daemon had moved the thread in
+ *                       its signal-delivery stop and died before resuming it with the signal
+ *                       cancelled, so the kernel delivers the SIGTRAP after all;
  *   otherwise, and for every other SIGTRAP, chain to the target's previous action: a handler is
  *   tail-jumped to with rdi, rsi, rdx untouched (it returns through the frame's restorer); for
  *   SIG_DFL, and for SIG_IGN unless a process sent the signal (si_code <= 0), restore SIG_DFL
@@ -30,7 +33,7 @@
 	.globl diag_safety_d_table, diag_safety_n_tombs
 
 	/* The data area, after the code; the table runs to the end of the blob. */
-	.set	diag_safety_data, 256
+	.set	diag_safety_data, 512
 	.set	diag_safety_d_mask, diag_safety_data + 0	/* u64: table entries - 1 */
 	.set	diag_safety_d_old, diag_safety_data + 32	/* kernel sigaction: the previous one */
 	.set	diag_safety_d_dfl, diag_safety_data + 64	/* kernel sigaction: SIG_DFL, all zero */
@@ -79,6 +82,26 @@ tombs:
 	add	r10, 8
 	dec	ecx
 	jnz	2b
+
+	/* The daemon may have moved the thread already (rip = a live entry's slot, or a tombstoned
+	 * address) and died before resuming it with the signal cancelled: leave rip alone. */
+	mov	rax, [rdx + UC_RIP]
+	lea	r10, [rip + start + diag_safety_d_table]
+	lea	r9, [r8 + 1]
+3:	cmp	[r10 + 8], rax
+	jne	4f
+	cmp	qword ptr [r10], 1		/* live: neither empty nor deleted */
+	ja	done
+4:	add	r10, 16
+	dec	r9
+	jnz	3b
+	lea	r10, [rip + start + diag_safety_d_tombs]
+	mov	ecx, diag_safety_n_tombs
+5:	cmp	[r10], rax
+	je	done
+	add	r10, 8
+	dec	ecx
+	jnz	5b
 	jmp	chain
 
 found:
