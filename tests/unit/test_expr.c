@@ -212,7 +212,7 @@ static void test_errors(void)
 	CHECK_EQ_STR(msg, "value: '*' needs a pointer (type long) at 1:1");
 	CHECK_EQ_INT(compile_code("*(void *)$arg1", msg, sizeof(msg)), -DIAG_E_INVALID);
 	CHECK_EQ_INT(compile_code("frob($arg1)", msg, sizeof(msg)), -DIAG_E_NOSYM);
-	CHECK_EQ_STR(msg, "value: unknown function 'frob'; known: str(p[, max]), hex(x), bytes(p, n) at 1:1");
+	CHECK_EQ_STR(msg, "value: unknown function 'frob'; known: str(p[, max]), hex(x), bytes(p, n), stack([depth]) at 1:1");
 	CHECK_EQ_INT(compile_code("bytes($arg1, 5000)", msg, sizeof(msg)), -DIAG_E_INVALID);
 	CHECK_EQ_INT(compile_code("bytes($arg1)", msg, sizeof(msg)), -DIAG_E_INVALID);
 	CHECK_EQ_INT(compile_code("(struct foo *)$arg1", msg, sizeof(msg)), -DIAG_E_NODEBUG);
