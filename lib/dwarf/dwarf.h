@@ -115,4 +115,37 @@ void diag_loc_describe(const struct diag_loc *loc, char *buf, size_t cap);
 /* C spelling of a type into buf: "struct req *", "char [16]", "unsigned int". */
 void diag_type_spell(const struct diag_type *t, char *buf, size_t cap);
 
+/* ---- inlined instances (inline.c) ---- */
+
+/* One DW_TAG_inlined_subroutine. Strings live as long as the file's index. */
+struct diag_dwarf_inline {
+	const char *name;      /* DW_AT_name of the inlined function (its abstract origin) */
+	const char *linkage;   /* the origin's DW_AT_linkage_name (C++), NULL if none */
+	uint64_t entry;        /* file address: DW_AT_entry_pc, else low_pc, else the first range's
+				* start; 0 when the instance has no address */
+	uint64_t lo, hi;       /* [lo, hi) when the instance is one contiguous range; else 0, 0 */
+	const char *caller;    /* name of the out-of-line function it was inlined into, or "" */
+	const char *call_file; /* basename of DW_AT_call_file, or "" */
+	unsigned call_line;    /* DW_AT_call_line, 0 if unknown */
+};
+
+/* Calls cb for every inlined instance of the file (the index is built on the first call, once
+ * per file). Stops at and returns cb's first non-zero value; else 0, or -ENOMEM. */
+int diag_dwarf_inlined_foreach(struct diag_dwarf_file *f,
+			       int (*cb)(void *arg, const struct diag_dwarf_inline *in), void *arg,
+			       struct diag_error *err);
+
+/* ---- line table (lines.c) ---- */
+
+#define DIAG_DWARF_LINE_MAX_ADDRS 256
+
+/* The addresses (file addresses, ascending) where code for FILE:LINE starts: the rows the line
+ * table marks is_stmt for that line, in every source file whose path equals file or ends with
+ * "/" + file, keeping the lowest address per innermost scope (function, inlined call or lexical
+ * block with locals), as gdb does for a breakpoint. Returns the count (>= 1) with *out malloc'd;
+ * -DIAG_E_NOSYM: no such source file (the message lists some files) or no code at that line
+ * (the message names the nearest lines with code); -DIAG_E_LIMIT, -ENOMEM. */
+int diag_dwarf_line_addrs(struct diag_dwarf_file *f, const char *file, unsigned line,
+			  uint64_t **out, struct diag_error *err);
+
 #endif

@@ -588,6 +588,7 @@ static void file_free(struct diag_dwarf_file *f)
 	if (f->fd >= 0)
 		close(f->fd);
 	dw_tmap_free(&f->types);
+	dw_inline_free(f);
 	while (f->arena) {
 		struct dw_block *b = f->arena;
 		f->arena = b->next;

@@ -29,6 +29,13 @@ struct dw_tmap {           /* DIE offset -> type, open addressing */
 };
 
 struct dw_block;           /* arena block */
+struct dw_inl;             /* an inlined instance (inline.c) */
+
+struct dw_scope {          /* a PC range of a function, inlined call or lexical block with locals */
+	uint64_t lo, hi;
+	Dwarf_Off die;         /* the scope (several ranges may share it) */
+	int depth;             /* nesting depth: the deepest range holding a PC is its scope */
+};
 
 struct diag_dwarf_file {
 	char *key;             /* build-id or path */
@@ -46,6 +53,11 @@ struct diag_dwarf_file {
 	Dwarf_Cie *cies;
 	Dwarf_Fde *fdes;
 	Dwarf_Signed ncies, nfdes;
+	struct dw_inl *inls;    /* inlined instances and scopes (inline.c), built on first use */
+	size_t ninls, capinls;
+	struct dw_scope *scopes;
+	size_t nscopes, capscopes;
+	bool inls_built;
 	struct diag_dwarf_file *next;
 };
 
@@ -70,5 +82,8 @@ const char *dw_name(struct diag_dwarf_file *f, Dwarf_Die die);
 int dw_ranges(struct diag_dwarf_file *f, Dwarf_Die die, void (*cb)(void *arg, uint64_t lo, uint64_t hi),
 	      void *arg);
 bool dw_die_covers(struct diag_dwarf_file *f, Dwarf_Die die, uint64_t pc);
+
+/* Frees what inline.c built (called by the file's destructor). */
+void dw_inline_free(struct diag_dwarf_file *f);
 
 #endif

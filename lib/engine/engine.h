@@ -56,7 +56,7 @@ struct diag_probe_def {
 	void *cookie;          /* the caller's identity for this probe; unique per pid */
 };
 
-#define DIAG_PROBE_MAX_ADDRS 16
+#define DIAG_PROBE_MAX_ADDRS 64
 
 struct diag_probe_info {
 	enum diag_probe_state state;

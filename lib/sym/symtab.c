@@ -4,6 +4,9 @@
  * Never reads target memory, never re-reads an indexed file, keeps no global state. */
 #include "sym/symtab.h"
 
+#include "dwarf/dwarf.h"
+#include "sym/cxx.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -36,11 +39,16 @@ struct symfile {
 	uint32_t *by_name; /* indices into syms, by name then address */
 	char *blobs[2];    /* copies of the string tables the names point into */
 	size_t nblobs;
+	char **demangled;  /* per sym: C++ demangled name or NULL; built on the first C++ query */
+	int dwarf_state;   /* 0 not tried, 1 dwarf set, -1 no DWARF */
+	struct diag_dwarf_file *dwarf;
 };
 
 struct diag_symcache {
 	struct symfile **files;
 	size_t n, cap;
+	struct diag_dwarf_cache *dwarf;
+	bool own_dwarf;
 };
 
 /* ---- index building ---- */
@@ -214,6 +222,9 @@ static void symfile_free(struct symfile *sf)
 {
 	if (!sf)
 		return;
+	for (size_t i = 0; sf->demangled && i < sf->n; i++)
+		free(sf->demangled[i]);
+	free(sf->demangled);
 	free(sf->syms);
 	free(sf->by_name);
 	for (size_t i = 0; i < sf->nblobs; i++)
@@ -318,6 +329,8 @@ void diag_symcache_free(struct diag_symcache *c)
 	for (size_t i = 0; i < c->n; i++)
 		symfile_free(c->files[i]);
 	free(c->files);
+	if (c->own_dwarf)
+		diag_dwarf_cache_free(c->dwarf);
 	free(c);
 }
 
@@ -368,12 +381,24 @@ static const struct sym *sym_containing(const struct symfile *sf, uint64_t a)
 
 /* ---- target parsing ---- */
 
+enum qkind {
+	Q_EXACT, /* one ELF symbol by its exact name (a clone's own name, FUNC+OFF) */
+	Q_PLAIN, /* FUNC: the function, its clones and inlined copies */
+	Q_CXX,   /* ns::Class::method, optionally with (params) */
+	Q_GLOB,  /* handle_*, ns::* */
+};
+
 struct target {
 	char module[256];
-	char func[256];
+	char func[256];   /* the name, qualified name or pattern; FILE for a line target */
+	char params[256]; /* C++ parameter list, "" if not given */
 	uint64_t off;
+	bool has_off;
 	bool is_addr;
 	uint64_t addr;
+	bool is_line;
+	unsigned line;
+	enum qkind q;
 };
 
 static bool parse_u64(const char *s, uint64_t *v)
@@ -400,6 +425,17 @@ static bool valid_func_name(const char *s)
 	return true;
 }
 
+/* C++ names and globs may hold more: "ns::Widget::~Widget", "ns::f<int>", "ns::*". */
+static bool valid_pattern(const char *s)
+{
+	if (!*s || isdigit((unsigned char)*s))
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("_.$@:~<>,*?[]! &", *s))
+			return false;
+	return true;
+}
+
 /* The MODULE separator is a lone ':' (a "::" belongs to a C++ name). */
 static const char *module_colon(const char *s)
 {
@@ -415,9 +451,70 @@ static const char *module_colon(const char *s)
 	return NULL;
 }
 
+/* "[MODULE:]FILE:LINE": the last lone ':' followed by decimal digits only. */
+static bool parse_line_target(const char *text, struct target *t)
+{
+	const char *colon = strrchr(text, ':');
+	if (!colon || colon == text || colon[-1] == ':' || !colon[1] ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return false;
+	char head[256];
+	snprintf(head, sizeof(head), "%.*s", (int)(colon - text), text);
+	const char *mc = module_colon(head);
+	if (mc) {
+		snprintf(t->module, sizeof(t->module), "%.*s", (int)(mc - head), head);
+		snprintf(t->func, sizeof(t->func), "%s", mc + 1);
+	} else {
+		snprintf(t->func, sizeof(t->func), "%s", head);
+	}
+	unsigned long line = strtoul(colon + 1, NULL, 10);
+	t->line = line > 0 && line < (1ul << 30) ? (unsigned)line : 0;
+	t->is_line = true;
+	return true;
+}
+
+static int parse_name(const char *text, struct target *t, struct diag_error *err)
+{
+	char *paren = strchr(t->func, '(');
+	if (paren) {
+		snprintf(t->params, sizeof(t->params), "%s", paren);
+		*paren = '\0';
+		t->q = Q_CXX;
+	} else {
+		char *plus = strrchr(t->func, '+');
+		if (plus) {
+			*plus = '\0';
+			if (!parse_u64(plus + 1, &t->off))
+				return diag_error_set(err, -DIAG_E_PARSE,
+						      "target '%s': offset '%s' is not a decimal or 0x hex number",
+						      text, plus + 1);
+			t->has_off = true;
+		}
+	}
+	if (strpbrk(t->func, "*?["))
+		t->q = Q_GLOB;
+	else if (t->q != Q_CXX && (strstr(t->func, "::") || strpbrk(t->func, "~<")))
+		t->q = Q_CXX;
+	bool ok = t->q == Q_PLAIN ? valid_func_name(t->func) : valid_pattern(t->func);
+	if (!ok || (t->has_off && t->q != Q_PLAIN))
+		return diag_error_set(err, -DIAG_E_PARSE,
+				      "target '%s': '%s' is not a function name (expected FUNC, MODULE:FUNC, "
+				      "FUNC+OFF, ns::Class::method(params), a glob, FILE:LINE or 0xADDR)",
+				      text, t->func);
+	if (t->q == Q_PLAIN) {
+		struct diag_fname fn;
+		diag_fname_parse_demangled(t->func, false, &fn);
+		/* a clone's own name, or FUNC+OFF: that one symbol */
+		if (t->has_off || fn.clone || fn.cold)
+			t->q = Q_EXACT;
+	}
+	return 0;
+}
+
 static int parse_target(const char *text, struct target *t, struct diag_error *err)
 {
 	memset(t, 0, sizeof(*t));
+	t->q = Q_PLAIN;
 	if (!text || !*text)
 		return diag_error_set(err, -DIAG_E_PARSE, "target: empty");
 	if (strlen(text) >= sizeof(t->func))
@@ -430,6 +527,12 @@ static int parse_target(const char *text, struct target *t, struct diag_error *e
 		t->is_addr = true;
 		return 0;
 	}
+	if (parse_line_target(text, t)) {
+		if (!t->func[0] || !t->line || (colon == text))
+			return diag_error_set(err, -DIAG_E_PARSE,
+					      "target '%s': expected FILE:LINE with a line number >= 1", text);
+		return 0;
+	}
 	const char *rest = text;
 	if (colon) {
 		if (colon == text)
@@ -438,60 +541,7 @@ static int parse_target(const char *text, struct target *t, struct diag_error *e
 		rest = colon + 1;
 	}
 	snprintf(t->func, sizeof(t->func), "%s", rest);
-	char *plus = strrchr(t->func, '+');
-	if (plus) {
-		*plus = '\0';
-		if (!parse_u64(plus + 1, &t->off))
-			return diag_error_set(err, -DIAG_E_PARSE,
-					      "target '%s': offset '%s' is not a decimal or 0x hex number",
-					      text, plus + 1);
-	}
-	if (colon && !plus && t->func[0] && strspn(t->func, "0123456789") == strlen(t->func))
-		return diag_error_set(err, -DIAG_E_PARSE,
-				      "target '%s': FILE:LINE is not an ELF symbol target", text);
-	if (!valid_func_name(t->func))
-		return diag_error_set(err, -DIAG_E_PARSE,
-				      "target '%s': '%s' is not a function name (expected FUNC, MODULE:FUNC, "
-				      "FUNC+OFF or 0xADDR)", text, t->func);
-	return 0;
-}
-
-/* ---- candidates ---- */
-
-struct cand {
-	const struct diag_module *mod;
-	const struct sym *s;
-};
-
-struct candset {
-	struct cand v[MAX_AMBIGUOUS + 1]; /* one more than we list, to know there are more */
-	size_t n, total;
-};
-
-static void candset_add(struct candset *cs, const struct diag_module *mod, const struct sym *s)
-{
-	for (size_t i = 0; i < cs->n; i++)
-		if (cs->v[i].s->addr + cs->v[i].mod->bias == s->addr + mod->bias)
-			return; /* an alias of a location we have */
-	cs->total++;
-	if (cs->n < sizeof(cs->v) / sizeof(cs->v[0]))
-		cs->v[cs->n++] = (struct cand){ mod, s };
-}
-
-/* Adds the definitions of name in one module; a non-default version counts only when there is
- * no default one. */
-static void collect_in(const struct symfile *sf, const struct diag_module *mod, const char *name,
-		       struct candset *cs)
-{
-	size_t lo = name_lower_bound(sf, name), hi = lo;
-	bool have_default = false;
-	while (hi < sf->n && strcmp(sf->syms[sf->by_name[hi]].name, name) == 0)
-		have_default |= !sf->syms[sf->by_name[hi++]].hidden_ver;
-	for (size_t i = lo; i < hi; i++) {
-		const struct sym *s = &sf->syms[sf->by_name[i]];
-		if (!have_default || !s->hidden_ver)
-			candset_add(cs, mod, s);
-	}
+	return parse_name(text, t, err);
 }
 
 /* ---- suggestions ("did you mean") ---- */
@@ -637,20 +687,75 @@ static void location_fill(struct diag_location *loc, const struct diag_module *m
 	loc->offset = addr - loc->func_start;
 }
 
-static int emit_one(const struct diag_location *loc, struct diag_location **out, size_t *n,
-		    struct diag_error *err)
+struct result {
+	struct diag_location *locs;
+	size_t n, cap;
+	struct diag_skip *skips;
+	size_t nskips, capskips;
+};
+
+static int grow(void **v, size_t *cap, size_t n, size_t elem)
 {
-	struct diag_location *v = malloc(sizeof(*v));
-	if (!v)
-		return diag_error_set(err, -ENOMEM, "symbols: out of memory");
-	*v = *loc;
-	*out = v;
-	*n = 1;
+	if (n < *cap)
+		return 0;
+	size_t c = *cap ? *cap * 2 : 8;
+	void *nv = realloc(*v, c * elem);
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	*cap = c;
+	return 0;
+}
+
+/* Adds loc unless its address is already there (aliases, C1/C2 constructors). */
+static int result_add(struct result *r, const struct diag_location *loc)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->locs[i].addr == loc->addr)
+			return 0;
+	if (grow((void **)&r->locs, &r->cap, r->n, sizeof(*r->locs)))
+		return -ENOMEM;
+	r->locs[r->n++] = *loc;
+	return 0;
+}
+
+static int result_skip(struct result *r, const struct diag_module *mod, const char *what,
+		       const char *reason)
+{
+	if (grow((void **)&r->skips, &r->capskips, r->nskips, sizeof(*r->skips)))
+		return -ENOMEM;
+	struct diag_skip *k = &r->skips[r->nskips++];
+	memset(k, 0, sizeof(*k));
+	k->mod = mod;
+	snprintf(k->what, sizeof(k->what), "%s", what);
+	snprintf(k->reason, sizeof(k->reason), "%s", reason);
+	return 0;
+}
+
+static void result_free(struct result *r)
+{
+	free(r->locs);
+	free(r->skips);
+	memset(r, 0, sizeof(*r));
+}
+
+static int result_give(struct result *r, struct diag_location **out, size_t *n,
+		       struct diag_skip **skips, size_t *nskips)
+{
+	*out = r->locs;
+	*n = r->n;
+	if (skips) {
+		*skips = r->skips;
+		*nskips = r->nskips;
+	} else {
+		free(r->skips);
+	}
+	memset(r, 0, sizeof(*r));
 	return 0;
 }
 
 static int resolve_addr(struct diag_symcache *c, const struct diag_modmap *m, uint64_t addr,
-			struct diag_location **out, size_t *n, struct diag_error *err)
+			struct result *r, struct diag_error *err)
 {
 	const struct diag_module *mod = diag_modmap_find(m, addr);
 	if (!mod)
@@ -663,7 +768,8 @@ static int resolve_addr(struct diag_symcache *c, const struct diag_modmap *m, ui
 		s = sym_containing(sf, addr - mod->bias);
 	struct diag_location loc;
 	location_fill(&loc, mod, s, addr);
-	return emit_one(&loc, out, n, err);
+	loc.kind = DIAG_LOC_ADDRESS;
+	return result_add(r, &loc) ? diag_error_set(err, -ENOMEM, "symbols: out of memory") : 0;
 }
 
 static int pick_module(const struct diag_modmap *m, const char *name,
@@ -681,20 +787,6 @@ static int pick_module(const struct diag_modmap *m, const char *name,
 			      name, count, (int)m->pid);
 }
 
-static int ambiguous(const struct diag_modmap *m, const struct target *t, const struct candset *cs,
-		     struct diag_error *err)
-{
-	char list[DIAG_ERRMSG_MAX] = "";
-	size_t len = 0, shown = cs->n < MAX_AMBIGUOUS ? cs->n : MAX_AMBIGUOUS;
-	for (size_t i = 0; i < shown && len < sizeof(list); i++) {
-		snprintf(list + len, sizeof(list) - len, "%s%s:%s", i ? ", " : "", cs->v[i].mod->name,
-			 t->func);
-		len += strlen(list + len);
-	}
-	return diag_error_set(err, -DIAG_E_AMBIGUOUS, "function '%s' is defined at %zu addresses in process %d: %s%s",
-			      t->func, cs->total, (int)m->pid, list, cs->total > shown ? ", ..." : "");
-}
-
 static int not_found(struct diag_symcache *c, const struct diag_modmap *m,
 		     const struct diag_module *mod, const struct target *t, struct diag_error *err)
 {
@@ -704,61 +796,455 @@ static int not_found(struct diag_symcache *c, const struct diag_modmap *m,
 			 (int)m->pid);
 	else
 		snprintf(msg, sizeof(msg), "no function '%s' in process %d", t->func, (int)m->pid);
-	suggest_text(c, m, mod, t->func, msg, sizeof(msg));
+	if (t->q != Q_GLOB)
+		suggest_text(c, m, mod, t->func, msg, sizeof(msg));
 	return diag_error_set(err, -DIAG_E_NOSYM, "%s", msg);
 }
 
-/* Definitions of t->func: in the named module, else the main executable, else everywhere. */
-static int collect(struct diag_symcache *c, const struct diag_modmap *m,
-		   const struct diag_module *mod, const struct target *t, struct candset *cs,
-		   struct diag_error *err)
+/* The DWARF of mod's file, opened once per file (NULL when it has none). */
+static struct diag_dwarf_file *module_dwarf(struct diag_symcache *c, const struct diag_module *mod,
+					    struct diag_error *err)
 {
-	const struct symfile *sf;
-	if (mod) {
-		int rc = symfile_get(c, mod, &sf, err);
-		if (rc == 0)
-			collect_in(sf, mod, t->func, cs);
+	const struct symfile *csf;
+	if (symfile_get(c, mod, &csf, NULL) < 0)
+		return NULL;
+	struct symfile *sf = (struct symfile *)csf; /* the cache owns it; the DWARF link is memo */
+	if (sf->dwarf_state)
+		return sf->dwarf;
+	if (!c->dwarf) {
+		if (diag_dwarf_cache_new(&c->dwarf) < 0)
+			return NULL;
+		c->own_dwarf = true;
+	}
+	struct diag_error e = { 0 };
+	int rc = diag_dwarf_cache_get(c->dwarf, mod->host_path, mod->build_id, &sf->dwarf, &e);
+	sf->dwarf_state = rc == 0 ? 1 : -1;
+	if (rc < 0) {
+		sf->dwarf = NULL;
+		if (err)
+			*err = e;
+	}
+	return sf->dwarf;
+}
+
+/* ---- name matching ---- */
+
+struct fcand {
+	const struct diag_module *mod;
+	const struct sym *s;                /* an ELF function, or NULL */
+	const struct diag_dwarf_inline *in; /* an inlined copy, or NULL */
+	char *ident;                        /* "name" or "ns::C::m(int)": one per source function */
+	bool clone;
+};
+
+struct fcands {
+	struct fcand *v;
+	size_t n, cap;
+};
+
+static void fcands_free(struct fcands *fc)
+{
+	for (size_t i = 0; i < fc->n; i++)
+		free(fc->v[i].ident);
+	free(fc->v);
+	memset(fc, 0, sizeof(*fc));
+}
+
+static int fcands_add(struct fcands *fc, const struct fcand *x, const struct diag_fname *fn)
+{
+	if (grow((void **)&fc->v, &fc->cap, fc->n, sizeof(*fc->v)))
+		return -ENOMEM;
+	char *ident = malloc(strlen(fn->qual) + strlen(fn->params) + 1);
+	if (!ident)
+		return -ENOMEM;
+	strcpy(ident, fn->qual);
+	strcat(ident, fn->params);
+	fc->v[fc->n] = *x;
+	fc->v[fc->n].ident = ident;
+	fc->v[fc->n++].clone = fn->clone;
+	return 0;
+}
+
+static bool fname_matches(const struct target *t, const struct diag_fname *fn)
+{
+	if (fn->cold)
+		return false;
+	switch (t->q) {
+	case Q_PLAIN:
+		return strcmp(fn->qual, t->func) == 0;
+	case Q_CXX:
+		return fn->cxx && diag_cxx_qual_match(fn->qual, t->func) &&
+		       (!t->params[0] || diag_cxx_params_match(t->params, fn->params));
+	case Q_GLOB:
+		if (t->params[0]) {
+			char full[2 * DIAG_CXX_NAME_MAX];
+			snprintf(full, sizeof(full), "%s%s", fn->qual, fn->params);
+			char pat[512];
+			snprintf(pat, sizeof(pat), "%s%s", t->func, t->params);
+			return fnmatch(pat, full, 0) == 0;
+		}
+		return fnmatch(t->func, fn->qual, 0) == 0;
+	default:
+		return false;
+	}
+}
+
+static int demangle_all(struct symfile *sf)
+{
+	if (sf->demangled || !sf->n)
+		return 0;
+	char **d = calloc(sf->n, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	for (size_t i = 0; i < sf->n; i++)
+		d[i] = diag_cxx_demangle(sf->syms[i].name);
+	sf->demangled = d;
+	return 0;
+}
+
+/* A non-default version (foo@VER) counts only when foo has no default version. */
+static bool version_hidden(const struct symfile *sf, const struct sym *s)
+{
+	if (!s->hidden_ver)
+		return false;
+	for (size_t i = name_lower_bound(sf, s->name);
+	     i < sf->n && !strcmp(sf->syms[sf->by_name[i]].name, s->name); i++)
+		if (!sf->syms[sf->by_name[i]].hidden_ver)
+			return true;
+	return false;
+}
+
+/* ELF functions of one module that t names. */
+static int scan_elf(struct symfile *sf, const struct diag_module *mod, const struct target *t,
+		    struct fcands *fc)
+{
+	int rc = t->q == Q_EXACT ? 0 : demangle_all(sf);
+	for (size_t i = 0; rc == 0 && i < sf->n; i++) {
+		const struct sym *s = &sf->syms[i];
+		struct diag_fname fn;
+		if (t->q == Q_EXACT) {
+			if (strcmp(s->name, t->func))
+				continue;
+			diag_fname_parse_demangled(s->name, false, &fn);
+			fn.clone = fn.clone || fn.cold;
+			snprintf(fn.qual, sizeof(fn.qual), "%s", s->name);
+		} else {
+			const char *dem = sf->demangled ? sf->demangled[i] : NULL;
+			/* cheap reject before parsing a C name */
+			if (!dem && t->q == Q_PLAIN && strncmp(s->name, t->func, strlen(t->func)))
+				continue;
+			diag_fname_parse_demangled(dem ? dem : s->name, dem != NULL, &fn);
+			if (!fname_matches(t, &fn))
+				continue;
+		}
+		if (version_hidden(sf, s))
+			continue;
+		struct fcand x = { .mod = mod, .s = s };
+		rc = fcands_add(fc, &x, &fn);
+	}
+	return rc;
+}
+
+struct inl_scan {
+	const struct target *t;
+	const struct diag_module *mod;
+	struct fcands *fc;
+};
+
+static int inl_cb(void *arg, const struct diag_dwarf_inline *in)
+{
+	struct inl_scan *is = arg;
+	struct diag_fname fn;
+	if (in->linkage)
+		diag_fname_parse(in->linkage, &fn);
+	else
+		diag_fname_parse_demangled(in->name, false, &fn);
+	if (!fname_matches(is->t, &fn))
+		return 0;
+	struct fcand x = { .mod = is->mod, .in = in };
+	return fcands_add(is->fc, &x, &fn);
+}
+
+/* Candidates of t in one module: ELF functions, then inlined copies (when with_inline). */
+static int scan_module(struct diag_symcache *c, const struct diag_module *mod,
+		       const struct target *t, bool with_inline, struct fcands *fc,
+		       struct diag_error *err)
+{
+	const struct symfile *csf;
+	int rc = symfile_get(c, mod, &csf, err);
+	if (rc)
+		return rc;
+	if ((rc = scan_elf((struct symfile *)csf, mod, t, fc)))
+		return diag_error_set(err, rc, "symbols: out of memory");
+	if (!with_inline || t->q == Q_EXACT)
+		return 0;
+	struct diag_dwarf_file *df = module_dwarf(c, mod, NULL);
+	if (!df)
+		return 0;
+	struct inl_scan is = { t, mod, fc };
+	return diag_dwarf_inlined_foreach(df, inl_cb, &is, err);
+}
+
+/* Candidates in the named module; else in the main executable; else in every module (inlined
+ * copies there only in modules that also define the function out of line). */
+static int gather(struct diag_symcache *c, const struct diag_modmap *m,
+		  const struct diag_module *mod, const struct target *t, struct fcands *fc,
+		  struct diag_error *err)
+{
+	if (mod)
+		return scan_module(c, mod, t, true, fc, err);
+	const struct diag_module *main_mod = diag_modmap_main(m);
+	if (main_mod) {
+		int rc = scan_module(c, main_mod, t, true, fc, err);
+		if (rc || fc->n)
+			return rc;
+	}
+	for (size_t i = 0; i < m->n; i++) {
+		const struct diag_module *mi = &m->mods[i];
+		if (mi == main_mod)
+			continue;
+		size_t before = fc->n;
+		if (scan_module(c, mi, t, false, fc, NULL) == -ENOMEM)
+			return diag_error_set(err, -ENOMEM, "symbols: out of memory");
+		if (fc->n > before && t->q != Q_EXACT) {
+			struct diag_dwarf_file *df = module_dwarf(c, mi, NULL);
+			struct inl_scan is = { t, mi, fc };
+			int rc = df ? diag_dwarf_inlined_foreach(df, inl_cb, &is, err) : 0;
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* Number of distinct identities; the first few are listed into buf. */
+static size_t identities(const struct fcands *fc, char *buf, size_t cap, size_t max_listed)
+{
+	size_t count = 0, len = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < fc->n; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = !strcmp(fc->v[j].ident, fc->v[i].ident);
+		if (seen)
+			continue;
+		if (count++ < max_listed && len < cap) {
+			snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", fc->v[i].ident);
+			len += strlen(buf + len);
+		}
+	}
+	return count;
+}
+
+static uint64_t fcand_addr(const struct fcand *x)
+{
+	return x->s ? x->s->addr + x->mod->bias : x->in->entry ? x->in->entry + x->mod->bias : 0;
+}
+
+/* Out-of-line definitions (not clones, not inlined copies) at distinct addresses. */
+static int check_unique_definition(const struct diag_modmap *m, const struct target *t,
+				   const struct fcands *fc, struct diag_error *err)
+{
+	char list[DIAG_ERRMSG_MAX] = "";
+	size_t len = 0, count = 0;
+	for (size_t i = 0; i < fc->n; i++) {
+		const struct fcand *x = &fc->v[i];
+		if (!x->s || (x->clone && t->q != Q_EXACT))
+			continue;
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = fc->v[j].s && !(fc->v[j].clone && t->q != Q_EXACT) &&
+			       fcand_addr(&fc->v[j]) == fcand_addr(x);
+		if (seen)
+			continue;
+		if (count++ < MAX_AMBIGUOUS && len < sizeof(list)) {
+			snprintf(list + len, sizeof(list) - len, "%s%s:%s", len ? ", " : "", x->mod->name,
+				 t->func);
+			len += strlen(list + len);
+		}
+	}
+	if (count <= 1)
+		return 0;
+	return diag_error_set(err, -DIAG_E_AMBIGUOUS,
+			      "function '%s' is defined at %zu addresses in process %d: %s%s", t->func,
+			      count, (int)m->pid, list, count > MAX_AMBIGUOUS ? ", ..." : "");
+}
+
+static int check_candidates(const struct diag_modmap *m, const struct target *t,
+			    const struct diag_sym_opts *opts, const struct fcands *fc,
+			    struct diag_error *err)
+{
+	char list[DIAG_ERRMSG_MAX - 128];
+	if (t->q == Q_GLOB) {
+		unsigned max = opts && opts->glob_max ? opts->glob_max : DIAG_SYM_GLOB_MAX;
+		size_t count = identities(fc, list, sizeof(list), 0);
+		if (count > max)
+			return diag_error_set(err, -DIAG_E_LIMIT,
+					      "target '%s' matches %zu functions (max %u); narrow the pattern",
+					      t->func, count, max);
+		return 0;
+	}
+	size_t count = identities(fc, list, sizeof(list), MAX_AMBIGUOUS);
+	if (count > 1)
+		return diag_error_set(err, -DIAG_E_AMBIGUOUS,
+				      "'%s%s' matches %zu functions: %s%s; give the parameter list", t->func,
+				      t->params, count, list, count > MAX_AMBIGUOUS ? ", ..." : "");
+	return check_unique_definition(m, t, fc, err);
+}
+
+static void inline_text(const struct fcand *x, char *buf, size_t cap)
+{
+	const struct diag_dwarf_inline *in = x->in;
+	if (in->call_file[0])
+		snprintf(buf, cap, "inlined into %s at %s:%u", in->caller[0] ? in->caller : "?",
+			 in->call_file, in->call_line);
+	else
+		snprintf(buf, cap, "inlined into %s", in->caller[0] ? in->caller : "?");
+}
+
+/* The location of one candidate, or a skip with the reason. */
+static int emit(struct diag_symcache *c, const struct target *t, const struct fcand *x,
+		struct result *r)
+{
+	struct diag_location loc;
+	if (x->s) {
+		location_fill(&loc, x->mod, x->s, x->s->addr + x->mod->bias + t->off);
+		if (t->has_off)
+			loc.kind = DIAG_LOC_ADDRESS;
+		else if (x->clone)
+			loc.kind = DIAG_LOC_CLONE;
+		if (loc.kind == DIAG_LOC_CLONE)
+			snprintf(loc.note, sizeof(loc.note), "clone %s", x->s->name);
+		if (!x->clone && (t->q == Q_PLAIN || t->q == Q_EXACT))
+			snprintf(loc.symbol, sizeof(loc.symbol), "%s", t->func); /* not an alias */
+		else
+			snprintf(loc.symbol, sizeof(loc.symbol), "%s", x->ident);
+		return result_add(r, &loc);
+	}
+	char where[128];
+	inline_text(x, where, sizeof(where));
+	if (!x->in->entry) {
+		char what[160];
+		snprintf(what, sizeof(what), "%s %s", x->ident, where);
+		return result_skip(r, x->mod, what, "inlined instance without an entry address");
+	}
+	memset(&loc, 0, sizeof(loc));
+	loc.addr = x->in->entry + x->mod->bias;
+	loc.mod = x->mod;
+	loc.kind = DIAG_LOC_INLINED;
+	snprintf(loc.symbol, sizeof(loc.symbol), "%s", x->ident);
+	snprintf(loc.note, sizeof(loc.note), "%s", where);
+	if (x->in->hi > x->in->lo) {
+		loc.func_start = x->in->lo + x->mod->bias;
+		loc.func_end = x->in->hi + x->mod->bias;
+		loc.offset = loc.addr - loc.func_start;
+	}
+	(void)c;
+	return result_add(r, &loc);
+}
+
+static int all_skipped(const struct target *t, const struct result *r, struct diag_error *err)
+{
+	return diag_error_set(err, -DIAG_E_NOSYM, "'%s': all %zu instances skipped: %s (%s)%s", t->func,
+			      r->nskips, r->skips[0].reason, r->skips[0].what,
+			      r->nskips > 1 ? ", ..." : "");
+}
+
+static int resolve_name(struct diag_symcache *c, const struct diag_modmap *m,
+			const struct diag_module *mod, const struct target *t,
+			const struct diag_sym_opts *opts, struct result *r, struct diag_error *err)
+{
+	struct fcands fc = { 0 };
+	int rc = gather(c, m, mod, t, &fc, err);
+	if (rc == 0 && fc.n == 0)
+		rc = not_found(c, m, mod, t, err);
+	if (rc == 0)
+		rc = check_candidates(m, t, opts, &fc, err);
+	if (rc == 0 && t->has_off && t->off >= fc.v[0].s->size)
+		rc = diag_error_set(err, -DIAG_E_INVALID,
+				    "target '%s+0x%" PRIx64 "': offset 0x%" PRIx64
+				    " is past the end of %s (size 0x%" PRIx64 ")",
+				    t->func, t->off, t->off, fc.v[0].s->name, fc.v[0].s->size);
+	for (size_t i = 0; rc == 0 && i < fc.n; i++)
+		if (emit(c, t, &fc.v[i], r))
+			rc = diag_error_set(err, -ENOMEM, "symbols: out of memory");
+	if (rc == 0 && r->n == 0)
+		rc = all_skipped(t, r, err);
+	fcands_free(&fc);
+	return rc;
+}
+
+/* ---- FILE:LINE ---- */
+
+static int resolve_line(struct diag_symcache *c, const struct diag_modmap *m,
+			const struct diag_module *mod, const struct target *t, struct result *r,
+			struct diag_error *err)
+{
+	if (!mod && !(mod = diag_modmap_main(m)))
+		return diag_error_set(err, -DIAG_E_NOSYM, "process %d has no main executable", (int)m->pid);
+	struct diag_error derr = { 0 };
+	struct diag_dwarf_file *df = module_dwarf(c, mod, &derr);
+	if (!df)
+		return diag_error_set(err, -DIAG_E_NODEBUG, "target '%s:%u': %s", t->func, t->line,
+				      derr.msg[0] ? derr.msg : "no DWARF line table");
+	uint64_t *addrs = NULL;
+	int n = diag_dwarf_line_addrs(df, t->func, t->line, &addrs, err);
+	if (n < 0)
+		return n;
+	const struct symfile *sf = NULL;
+	symfile_get(c, mod, &sf, NULL);
+	int rc = 0;
+	for (int i = 0; rc == 0 && i < n; i++) {
+		struct diag_location loc;
+		const struct sym *s = sf ? sym_containing(sf, addrs[i]) : NULL;
+		location_fill(&loc, mod, s, addrs[i] + mod->bias);
+		loc.kind = DIAG_LOC_LINE;
+		snprintf(loc.note, sizeof(loc.note), "%s:%u", t->func, t->line);
+		if (result_add(r, &loc))
+			rc = diag_error_set(err, -ENOMEM, "symbols: out of memory");
+	}
+	free(addrs);
+	return rc;
+}
+
+void diag_symcache_set_dwarf(struct diag_symcache *c, struct diag_dwarf_cache *dc)
+{
+	if (c->own_dwarf)
+		diag_dwarf_cache_free(c->dwarf);
+	for (size_t i = 0; i < c->n; i++) {
+		c->files[i]->dwarf = NULL;
+		c->files[i]->dwarf_state = 0;
+	}
+	c->dwarf = dc;
+	c->own_dwarf = false;
+}
+
+int diag_sym_resolve2(struct diag_symcache *c, const struct diag_modmap *m, const char *target,
+		      const struct diag_sym_opts *opts, struct diag_location **out, size_t *n,
+		      struct diag_skip **skips, size_t *nskips, struct diag_error *err)
+{
+	struct target t;
+	struct result r = { 0 };
+	int rc = parse_target(target, &t, err);
+	if (rc)
+		return rc;
+	const struct diag_module *mod = NULL;
+	if (t.is_addr)
+		rc = resolve_addr(c, m, t.addr, &r, err);
+	else if (!(t.module[0] && (rc = pick_module(m, t.module, &mod, err))))
+		rc = t.is_line ? resolve_line(c, m, mod, &t, &r, err)
+			       : resolve_name(c, m, mod, &t, opts, &r, err);
+	if (rc) {
+		result_free(&r);
 		return rc;
 	}
-	const struct diag_module *main_mod = diag_modmap_main(m);
-	if (main_mod && symfile_get(c, main_mod, &sf, NULL) == 0)
-		collect_in(sf, main_mod, t->func, cs);
-	if (cs->total)
-		return 0;
-	for (size_t i = 0; i < m->n; i++)
-		if (&m->mods[i] != main_mod && symfile_get(c, &m->mods[i], &sf, NULL) == 0)
-			collect_in(sf, &m->mods[i], t->func, cs);
-	return 0;
+	return result_give(&r, out, n, skips, nskips);
 }
 
 int diag_sym_resolve(struct diag_symcache *c, const struct diag_modmap *m, const char *target,
 		     struct diag_location **out, size_t *n, struct diag_error *err)
 {
-	struct target t;
-	int rc = parse_target(target, &t, err);
-	if (rc)
-		return rc;
-	if (t.is_addr)
-		return resolve_addr(c, m, t.addr, out, n, err);
-	const struct diag_module *mod = NULL;
-	if (t.module[0] && (rc = pick_module(m, t.module, &mod, err)))
-		return rc;
-	struct candset cs = { 0 };
-	if ((rc = collect(c, m, mod, &t, &cs, err)))
-		return rc;
-	if (cs.total == 0)
-		return not_found(c, m, mod, &t, err);
-	if (cs.total > 1)
-		return ambiguous(m, &t, &cs, err);
-	const struct sym *s = cs.v[0].s;
-	if (t.off >= s->size)
-		return diag_error_set(err, -DIAG_E_INVALID,
-				      "target '%s': offset 0x%" PRIx64 " is past the end of %s (size 0x%" PRIx64 ")",
-				      target, t.off, s->name, s->size);
-	struct diag_location loc;
-	location_fill(&loc, cs.v[0].mod, s, s->addr + cs.v[0].mod->bias + t.off);
-	snprintf(loc.symbol, sizeof(loc.symbol), "%s", t.func); /* the name asked for, not an alias */
-	return emit_one(&loc, out, n, err);
+	return diag_sym_resolve2(c, m, target, NULL, out, n, NULL, NULL, err);
 }
 
 int diag_sym_lookup_addr(struct diag_symcache *c, const struct diag_modmap *m, uint64_t addr,

@@ -28,13 +28,50 @@ void diag_symcache_free(struct diag_symcache *c);
 /* Number of files indexed so far (each read once, whatever the number of processes). */
 size_t diag_symcache_count(const struct diag_symcache *c);
 
+struct diag_dwarf_cache;
+
+/* What a location is. DIAG_LOC_FUNCTION is 0 so zeroed locations keep the old meaning. */
+enum diag_loc_kind {
+	DIAG_LOC_FUNCTION = 0, /* the entry of an out-of-line function */
+	DIAG_LOC_CLONE,        /* the entry of a compiler clone (FUNC.isra.N, .part.N, .constprop.N) */
+	DIAG_LOC_INLINED,      /* the entry of an inlined copy (DW_TAG_inlined_subroutine) */
+	DIAG_LOC_LINE,         /* the start of a source line's code (FILE:LINE) */
+	DIAG_LOC_ADDRESS,      /* an address given as 0xADDR or FUNC+OFF */
+};
+
 struct diag_location {
 	uint64_t addr;                  /* runtime address to patch */
 	const struct diag_module *mod;  /* points into the modmap passed in */
-	char symbol[256];               /* function symbol containing addr ("" if unknown) */
+	char symbol[256];               /* function symbol containing addr ("" if unknown); for an
+					 * inlined copy, the inlined function's name */
 	uint64_t offset;                /* addr - function start */
-	uint64_t func_start, func_end;  /* runtime bounds of that function (end = start+size) */
+	uint64_t func_start, func_end;  /* runtime bounds of the code that starts at this location's
+					 * function: the ELF symbol's [start, start+size); for
+					 * DIAG_LOC_INLINED the instance's [low_pc, high_pc), or 0, 0
+					 * when it is not one contiguous range */
+	enum diag_loc_kind kind;
+	char note[128];                 /* "clone work.constprop.0", "inlined into main at work.c:42",
+					 * "work.c:42"; "" for a plain function */
 };
+
+/* An instance a target names that gets no location, and why (the engine reports it as
+ * "skipped" beside the installed ones). */
+struct diag_skip {
+	const struct diag_module *mod;
+	char what[160];                 /* "inl_add inlined into main at sym5.c:40" */
+	char reason[128];               /* "inlined instance without an entry address" */
+};
+
+/* How many functions a glob may name (more is -DIAG_E_LIMIT). */
+#define DIAG_SYM_GLOB_MAX 64
+
+struct diag_sym_opts {
+	unsigned glob_max;              /* 0: DIAG_SYM_GLOB_MAX */
+};
+
+/* DWARF (inlined copies, line tables) comes from dc, which must outlive c; without this call
+ * the cache creates and owns a DWARF cache of its own on first need. */
+void diag_symcache_set_dwarf(struct diag_symcache *c, struct diag_dwarf_cache *dc);
 
 /* Resolves a target string against the modules of m.
  * Syntax: "FUNC", "MODULE:FUNC" (e.g. "libc.so.6:write", "libc:write"), "FUNC+OFF" (OFF decimal
@@ -45,12 +82,41 @@ struct diag_location {
  * up in the main executable first, then in every module. Aliases at one address are one
  * location; a non-default symbol version (foo@VER beside foo@@VER) yields to the default one.
  * For an IFUNC the location is the resolver function, not the implementation it selects.
- * Returns 0 with *out a malloc'd array (free with free()) of *n locations (currently always 1);
+ * Also every target syntax of diag_sym_resolve2 (clones, inlined copies, C++ names, globs,
+ * FILE:LINE), whose skipped instances it drops.
+ * Returns 0 with *out a malloc'd array (free with free()) of *n locations (1 or more);
  * -DIAG_E_PARSE (bad syntax), -DIAG_E_NOSYM (no such module or function; the message suggests up
  * to 5 close names), -DIAG_E_AMBIGUOUS (several modules or addresses; up to 8 listed as
  * MODULE:FUNC), -DIAG_E_INVALID (offset past the function's end), -DIAG_E_LIMIT, -errno. */
 int diag_sym_resolve(struct diag_symcache *c, const struct diag_modmap *m, const char *target,
 		     struct diag_location **out, size_t *n, struct diag_error *err);
+
+/* Resolves a target to every address it names, with the instances it names but cannot give an
+ * address for. Syntax, beyond diag_sym_resolve's:
+ *   FUNC            the function, its compiler clones (FUNC.isra.N, FUNC.part.N,
+ *                   FUNC.constprop.N; never FUNC.cold, which is not an entry) and, where the
+ *                   module has DWARF, the entry of each inlined copy of FUNC. A clone's own
+ *                   name ("work.constprop.0") gives just that clone. FUNC may name a C++
+ *                   function without parameters ("handle_alpha" for handle_alpha(long)).
+ *   ns::Class::meth C++ qualified name (or a "::"-suffix of one: "Class::meth"); several
+ *                   overloads are -DIAG_E_AMBIGUOUS listing their signatures.
+ *   ns::C::m(int)   picks the overload by parameter list (white space ignored, "(int)" also
+ *                   matches "(int) const").
+ *   GLOB            a name with * ? [ (fnmatch on C names and demangled qualified names, e.g.
+ *                   "handle_*", "ns::*"); more than opts->glob_max functions is -DIAG_E_LIMIT.
+ *   FILE:LINE       every address the line table marks is_stmt for that line (lowest address
+ *                   per scope, as gdb); FILE is a basename or a path suffix.
+ *   MODULE:...      any of the above within one module. Without MODULE, names are looked up in
+ *                   the main executable first, then in every module (inlined copies and lines
+ *                   only in the main executable).
+ * Locations are distinct addresses (aliases at one address, e.g. C1/C2 constructors, give one).
+ * On success *out (malloc'd, *n >= 1) and, if skips is non-NULL, *skips (malloc'd or NULL) and
+ * *nskips. If every instance was skipped, returns -DIAG_E_NOSYM with the reasons. Errors as for
+ * diag_sym_resolve, plus -DIAG_E_LIMIT for globs, and FILE:LINE errors naming the nearest lines
+ * with code or the known files. opts may be NULL. */
+int diag_sym_resolve2(struct diag_symcache *c, const struct diag_modmap *m, const char *target,
+		      const struct diag_sym_opts *opts, struct diag_location **out, size_t *n,
+		      struct diag_skip **skips, size_t *nskips, struct diag_error *err);
 
 /* Symbolize a runtime address: function name and offset. Returns 0 or -DIAG_E_NOSYM. */
 int diag_sym_lookup_addr(struct diag_symcache *c, const struct diag_modmap *m, uint64_t addr,

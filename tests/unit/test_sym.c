@@ -246,7 +246,7 @@ static void check_errors(struct diag_symcache *c, const struct diag_modmap *m)
 	CHECK_EQ_INT(resolve1(c, m, "libc:wrok", &loc, &err), -DIAG_E_NOSYM);
 	CHECK_EQ_INT(resolve1(c, m, "nosuchlib:work", &loc, &err), -DIAG_E_NOSYM);
 	CHECK_CONTAINS(err.msg, "nosuchlib");
-	const char *bad[] = { "", "work+", "work+zz", "wo rk", ":work", "libc:", "0xZZ", "work.c:42",
+	const char *bad[] = { "", "work+", "work+zz", "wo rk", ":work", "libc:", "0xZZ",
 			      "1work", "work+0x" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		CHECK_EQ_INT(resolve1(c, m, bad[i], &loc, &err), -DIAG_E_PARSE);
