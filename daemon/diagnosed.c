@@ -35,6 +35,7 @@ struct options {
 	size_t nspecs;
 	const char *socket, *store, *plugin_dir;
 	bool no_socket;
+	struct diag_governor_limits limits;
 };
 
 void diag_log(const char *fmt, ...)
@@ -50,7 +51,9 @@ void diag_log(const char *fmt, ...)
 static void usage(FILE *f)
 {
 	fputs("usage: diagnosed [--pid PID]... [--spec FILE]... [--socket PATH] [--store PATH]\n"
-	      "                 [--plugin-dir DIR] [--no-socket] [--foreground]\n", f);
+	      "                 [--plugin-dir DIR] [--no-socket] [--foreground]\n"
+	      "                 [--max-hits-per-sec N] [--max-stopped-ms-per-sec MS]\n"
+	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n", f);
 }
 
 static int parse_pid(const char *s, pid_t *out)
@@ -61,6 +64,20 @@ static int parse_pid(const char *s, pid_t *out)
 	if (errno || end == s || *end || v < 1 || v > INT_MAX)
 		return -1;
 	*out = (pid_t)v;
+	return 0;
+}
+
+/* A governor budget: a number >= 0 (0: no limit). */
+static int parse_limit(const char *opt, const char *s, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= 0) || v > 1e12) {
+		diag_log("%s %s: must be a number >= 0 (0: no limit)", opt, s);
+		return -1;
+	}
+	*out = v;
 	return 0;
 }
 
@@ -76,11 +93,27 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "no-socket", no_argument, NULL, 'n' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "max-hits-per-sec", required_argument, NULL, 'H' },
+		{ "max-stopped-ms-per-sec", required_argument, NULL, 'T' },
+		{ "max-total-hits-per-sec", required_argument, NULL, 'I' },
+		{ "max-total-stopped-ms-per-sec", required_argument, NULL, 'U' },
 		{ 0 },
 	};
-	int ch;
+	int ch, li = 0;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	diag_governor_default_limits(&o->limits);
+	while ((ch = getopt_long(argc, argv, "", longopts, &li)) != -1) {
+		double *lim = ch == 'H' ? &o->limits.max_hits_per_sec
+			    : ch == 'T' ? &o->limits.max_stopped_ms_per_sec
+			    : ch == 'I' ? &o->limits.max_total_hits_per_sec
+			    : ch == 'U' ? &o->limits.max_total_stopped_ms_per_sec : NULL;
+		if (lim) {
+			char opt[64];
+			snprintf(opt, sizeof(opt), "--%s", longopts[li].name);
+			if (parse_limit(opt, optarg, lim) < 0)
+				return -1;
+			continue;
+		}
 		switch (ch) {
 		case 'p':
 			if (o->npids == MAX_ARG_PIDS || parse_pid(optarg, &o->pids[o->npids]) < 0) {
@@ -347,6 +380,7 @@ int main(int argc, char **argv)
 		diag_manager_fini(&l.m);
 		return 1;
 	}
+	diag_manager_set_limits(&l.m, &o.limits);
 	if ((r = setup_fds(&l, &mask)) < 0) {
 		diag_log("setup: %s", strerror(-r));
 		diag_manager_fini(&l.m);

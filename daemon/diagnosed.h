@@ -20,6 +20,18 @@
 #include "util/error.h"
 
 struct diag_server;
+struct diag_governor;
+
+/* The overhead governor's budgets (docs/reliability.md). 0 means no limit. Per probe means per
+ * (spec, process); the totals are over every probe of the daemon. */
+#define DIAG_GOV_DEFAULT_HITS_PER_SEC 0.0
+#define DIAG_GOV_DEFAULT_STOPPED_MS_PER_SEC 500.0
+#define DIAG_GOV_DEFAULT_TOTAL_HITS_PER_SEC 0.0
+#define DIAG_GOV_DEFAULT_TOTAL_STOPPED_MS_PER_SEC 900.0
+struct diag_governor_limits {
+	double max_hits_per_sec, max_stopped_ms_per_sec;             /* per probe, by default */
+	double max_total_hits_per_sec, max_total_stopped_ms_per_sec; /* all probes together */
+};
 
 /* One spec as the daemon runs it. The engine cookie of its probes is this struct's address. */
 struct diag_mspec {
@@ -37,6 +49,7 @@ struct diag_manager {
 	struct diag_event_queue *queue;
 	struct diag_store *store;
 	struct diag_server *server;   /* tail and wait notifications; may be NULL */
+	struct diag_governor *governor;
 	char host[256];
 	struct diag_mspec **specs;
 	size_t nspecs;
@@ -64,12 +77,49 @@ int64_t diag_manager_tick(struct diag_manager *m, int64_t now_ns);
 /* Number of (spec, process) pairs currently applied or pending. */
 size_t diag_manager_count_live(const struct diag_manager *m);
 int diag_manager_save(struct diag_manager *m, struct diag_error *err);
+void diag_manager_set_limits(struct diag_manager *m, const struct diag_governor_limits *lim);
+/* Remove ms's probe from pid (bytes restored); its record becomes `disabled` with why. */
+void diag_manager_disable(struct diag_manager *m, struct diag_mspec *ms, pid_t pid,
+			  const char *why);
 
 cJSON *diag_manager_spec_json(const struct diag_manager *m, const struct diag_mspec *ms);
+void diag_manager_refresh_counts(struct diag_manager *m);
 cJSON *diag_manager_list_json(const struct diag_manager *m);
 /* NULL with err when id names no spec. */
 cJSON *diag_manager_stats_json(struct diag_manager *m, const char *id, struct diag_error *err);
 cJSON *diag_manager_status_json(struct diag_manager *m);
+
+/* The overhead governor (diagnosed_governor.c). --------------------------------------- */
+void diag_governor_default_limits(struct diag_governor_limits *l);
+/* lim NULL: the defaults. Returns 0 or -ENOMEM. */
+int diag_governor_new(const struct diag_governor_limits *lim, struct diag_governor **out);
+void diag_governor_free(struct diag_governor *g);
+void diag_governor_set_limits(struct diag_governor *g, const struct diag_governor_limits *lim);
+/* Sample every applied probe when a period is due and disable those over budget. Returns the
+ * next sampling time in ns (0: nothing to watch). */
+int64_t diag_governor_tick(struct diag_governor *g, struct diag_manager *m, int64_t now_ns);
+
+/* One control request (diagnosed_request.c). -------------------------------------------- */
+enum diag_cmd {
+	DIAG_CMD_ADD, DIAG_CMD_REMOVE, DIAG_CMD_LIST, DIAG_CMD_STATS, DIAG_CMD_TAIL,
+	DIAG_CMD_ATTACH, DIAG_CMD_DETACH, DIAG_CMD_STATUS, DIAG_CMD_WAIT, DIAG_CMD_SYMBOLS,
+	DIAG_CMD_VARS,
+};
+struct diag_request {
+	enum diag_cmd cmd;
+	bool has_id;
+	char id[DIAG_SPEC_ID_MAX + 1];
+	pid_t pid;               /* attach, detach, symbols, vars */
+	char text[DIAG_SPEC_EXPR_MAX + 1]; /* symbols: glob ("" = all); vars: target */
+	uint64_t hits;           /* wait */
+	double timeout_s;        /* wait (default 60) */
+	struct diag_spec *spec;  /* add; owned until taken (set to NULL) */
+};
+/* Parse one request line. Returns 0, or -1 with why holding the exact error reply. Pure: the
+ * daemon's state is not consulted. Release with diag_request_fini. */
+int diag_request_parse(const char *line, size_t len, struct diag_request *out, char *why,
+		       size_t whylen);
+void diag_request_fini(struct diag_request *r);
 
 /* The control server. ----------------------------------------------------------------- */
 /* Listen on path (parent created 0700 when missing, socket 0600). */

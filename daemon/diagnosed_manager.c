@@ -110,7 +110,8 @@ static void on_process(void *ctx, pid_t pid, enum diag_proc_event what, pid_t ot
 		if (what == DIAG_PROC_EXIT && a->state != DIAG_APPLIED_EXPIRED) {
 			a->state = DIAG_APPLIED_REMOVED;
 			snprintf(a->error, sizeof(a->error), "process %d exited", (int)pid);
-		} else if (what == DIAG_PROC_FORK && !ms->expired) {
+		} else if (what == DIAG_PROC_FORK && !ms->expired &&
+			   a->state != DIAG_APPLIED_DISABLED) {
 			struct diag_applied *c = record(m, ms, other);
 			if (c) {
 				c->lm_ns = ms->spec->lastmodified_ns;
@@ -151,6 +152,8 @@ int diag_manager_init(struct diag_manager *m, const char *plugin_dir, const char
 		return diag_error_set(err, r, "store: %s", diag_strerror(r));
 	if ((r = diag_plugin_host_new(plugin_dir, emit_sink, m, &m->plugins)) < 0)
 		return diag_error_set(err, r, "plugins: %s", diag_strerror(r));
+	if ((r = diag_governor_new(NULL, &m->governor)) < 0)
+		return diag_error_set(err, r, "governor: %s", diag_strerror(r));
 	if ((r = diag_event_queue_new(DIAG_QUEUE_DEFAULT_CAPACITY, emit_idle, m, &m->queue)) < 0 ||
 	    (r = diag_event_queue_start(m->queue)) < 0)
 		return diag_error_set(err, r, "event queue: %s", diag_strerror(r));
@@ -196,6 +199,7 @@ void diag_manager_fini(struct diag_manager *m)
 	free(m->specs);
 	diag_plugin_host_free(m->plugins);
 	diag_store_free(m->store);
+	diag_governor_free(m->governor);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -233,6 +237,9 @@ static void apply_pid(struct diag_manager *m, struct diag_mspec *ms, pid_t pid)
 	if (!a)
 		return;
 	struct diag_spec *s = ms->spec;
+	/* What the governor disabled stays so (restarts, re-attach) until the spec is re-added. */
+	if (a->state == DIAG_APPLIED_DISABLED && a->lm_ns == s->lastmodified_ns)
+		return;
 	a->lm_ns = s->lastmodified_ns;
 	a->hits = a->dropped = 0;
 	a->last_hit_ns = 0;
@@ -444,6 +451,28 @@ int diag_manager_detach(struct diag_manager *m, pid_t pid, struct diag_error *er
 	return diag_manager_save(m, err);
 }
 
+void diag_manager_set_limits(struct diag_manager *m, const struct diag_governor_limits *lim)
+{
+	if (m->governor)
+		diag_governor_set_limits(m->governor, lim);
+}
+
+void diag_manager_disable(struct diag_manager *m, struct diag_mspec *ms, pid_t pid,
+			  const char *why)
+{
+	struct diag_applied *a = record_find(ms, pid);
+	if (!a || a->state != DIAG_APPLIED_APPLIED)
+		return;
+	diag_engine_probe_remove(m->engine, pid, ms);
+	a->state = DIAG_APPLIED_DISABLED;
+	a->naddrs = 0;
+	snprintf(a->error, sizeof(a->error), "%s", why);
+	diag_log("spec '%s': pid %d: %s", ms->spec->id, (int)pid, why);
+	struct diag_error err = { 0 };
+	if (diag_manager_save(m, &err) < 0)
+		diag_log("%s", err.msg);
+}
+
 int64_t diag_manager_tick(struct diag_manager *m, int64_t now_ns)
 {
 	int64_t next = 0;
@@ -464,6 +493,10 @@ int64_t diag_manager_tick(struct diag_manager *m, int64_t now_ns)
 	struct diag_error err = { 0 };
 	if (changed && diag_manager_save(m, &err) < 0)
 		diag_log("%s", err.msg);
+	if (m->governor && m->engine) {
+		int64_t g = diag_governor_tick(m->governor, m, now_ns);
+		next = !next ? g : !g ? next : g < next ? g : next;
+	}
 	return next;
 }
 
@@ -482,6 +515,27 @@ cJSON *diag_manager_spec_json(const struct diag_manager *m, const struct diag_ms
 {
 	(void)m;
 	return diag_spec_to_json(ms->spec, DIAG_SPEC_JSON_APPLIED, diag_time_now_ns());
+}
+
+/* Fast-path hits are counted in the target (exact even when a full ring dropped their
+ * events): bring each live record's hits and dropped up to date before they are shown. */
+void diag_manager_refresh_counts(struct diag_manager *m)
+{
+	for (size_t i = 0; i < m->nspecs; i++) {
+		struct diag_mspec *ms = m->specs[i];
+		for (size_t j = 0; j < ms->spec->napplied; j++) {
+			struct diag_applied *a = &ms->spec->applied[j];
+			struct diag_probe_info info;
+			if (a->state != DIAG_APPLIED_APPLIED ||
+			    diag_engine_probe_info(m->engine, a->pid, ms, &info) < 0)
+				continue;
+			uint64_t reached = info.hits > info.filtered ? info.hits - info.filtered : 0;
+			if (reached > a->hits) {
+				a->dropped += reached - a->hits;
+				a->hits = reached;
+			}
+		}
+	}
 }
 
 cJSON *diag_manager_list_json(const struct diag_manager *m)

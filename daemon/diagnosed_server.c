@@ -303,6 +303,7 @@ static void cmd_pid(struct diag_server *s, struct client *c, const struct diag_r
 static void cmd_list(struct diag_server *s, struct client *c)
 {
 	cJSON *j = ok_reply();
+	diag_manager_refresh_counts(s->m);
 	cJSON_AddItemToObject(j, "specs", diag_manager_list_json(s->m));
 	send_json(s, c, j, REPLY_OUT_MAX);
 }
@@ -369,6 +370,50 @@ static void cmd_wait(struct diag_server *s, struct client *c, const struct diag_
 	update_interest(s, c);
 }
 
+static int symbol_row(void *arg, const char *module, const char *name, uint64_t addr,
+		      uint64_t size)
+{
+	char a[32];
+	cJSON *o = cJSON_CreateObject();
+	snprintf(a, sizeof(a), "0x%llx", (unsigned long long)addr);
+	cJSON_AddStringToObject(o, "module", module);
+	cJSON_AddStringToObject(o, "name", name);
+	cJSON_AddStringToObject(o, "addr", a);
+	cJSON_AddNumberToObject(o, "size", (double)size);
+	cJSON_AddItemToArray(arg, o);
+	return 0;
+}
+
+static void var_row(void *arg, const struct diag_expr_var_info *v)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "name", v->name);
+	cJSON_AddStringToObject(o, "type", v->type);
+	cJSON_AddStringToObject(o, "location", v->location);
+	cJSON_AddBoolToObject(o, "param", v->is_param);
+	cJSON_AddItemToArray(arg, o);
+}
+
+/* symbols and vars read /proc and ELF/DWARF only: the pid need not be attached. */
+static void cmd_introspect(struct diag_server *s, struct client *c, const struct diag_request *rq)
+{
+	struct diag_error err = { 0 };
+	cJSON *rows = cJSON_CreateArray();
+	bool sym = rq->cmd == DIAG_CMD_SYMBOLS;
+	int r = sym ? diag_engine_symbols(s->m->engine, rq->pid, rq->text, symbol_row, rows, &err)
+		    : diag_engine_vars(s->m->engine, rq->pid, rq->text, var_row, rows, &err);
+	if (r < 0) {
+		cJSON_Delete(rows);
+		reply_error(s, c, err.msg[0] ? err.msg : diag_strerror(r));
+		return;
+	}
+	cJSON *j = ok_reply();
+	cJSON_AddItemToObject(j, sym ? "symbols" : "vars", rows);
+	if (sym)
+		cJSON_AddBoolToObject(j, "truncated", r > DIAG_ENGINE_SYMBOLS_MAX);
+	send_json(s, c, j, REPLY_OUT_MAX);
+}
+
 static void dispatch(struct diag_server *s, struct client *c, struct diag_request *rq)
 {
 	struct diag_error err = { 0 };
@@ -382,6 +427,8 @@ static void dispatch(struct diag_server *s, struct client *c, struct diag_reques
 	case DIAG_CMD_DETACH: cmd_pid(s, c, rq); break;
 	case DIAG_CMD_STATUS: send_json(s, c, diag_manager_status_json(s->m), REPLY_OUT_MAX); break;
 	case DIAG_CMD_WAIT: cmd_wait(s, c, rq); break;
+	case DIAG_CMD_SYMBOLS:
+	case DIAG_CMD_VARS: cmd_introspect(s, c, rq); break;
 	}
 }
 

@@ -42,13 +42,14 @@ bool diag_spec_id_valid(const char *id)
 
 const char *diag_applied_state_name(enum diag_applied_state st)
 {
-	static const char *const names[] = { "pending", "applied", "expired", "removed", "error" };
+	static const char *const names[] = { "pending", "applied", "expired", "removed", "error",
+					     "disabled" };
 	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "error";
 }
 
 static int applied_state_parse(const char *s, enum diag_applied_state *st)
 {
-	for (int i = DIAG_APPLIED_PENDING; i <= DIAG_APPLIED_ERROR; i++)
+	for (int i = DIAG_APPLIED_PENDING; i <= DIAG_APPLIED_DISABLED; i++)
 		if (strcmp(s, diag_applied_state_name(i)) == 0) {
 			*st = i;
 			return 0;
@@ -217,6 +218,39 @@ static int dec_lifespan(struct dec *d, const cJSON *obj, struct diag_spec *s)
 	return 0;
 }
 
+static int dec_limit(struct dec *d, const cJSON *lim, const char *key, double max, double *out)
+{
+	char field[64];
+	snprintf(field, sizeof(field), "limits.%s", key);
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(lim, key);
+	if (!j || cJSON_IsNull(j))
+		return 0;
+	if (!cJSON_IsNumber(j))
+		return dec_fail(d, field, "must be a number (got %s)", json_type_name(j));
+	if (!(j->valuedouble > 0) || !(j->valuedouble <= max))
+		return dec_fail(d, field, "must be > 0 and <= %.0f (got %g)", max, j->valuedouble);
+	*out = j->valuedouble;
+	return 0;
+}
+
+/* The governor's budget; absent members keep the daemon's defaults. */
+static int dec_limits(struct dec *d, const cJSON *obj, struct diag_spec *s)
+{
+	static const char *const known[] = { "max_hits_per_sec", "max_stopped_ms_per_sec", NULL };
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, "limits");
+	if (!j || cJSON_IsNull(j))
+		return 0;
+	if (!cJSON_IsObject(j))
+		return dec_fail(d, "limits", "must be an object (got %s)", json_type_name(j));
+	int r = dec_unknown(d, j, "limits.", known);
+	if (r < 0 ||
+	    (r = dec_limit(d, j, "max_hits_per_sec", DIAG_SPEC_HITS_PER_SEC_MAX,
+			   &s->max_hits_per_sec)) < 0)
+		return r;
+	return dec_limit(d, j, "max_stopped_ms_per_sec", DIAG_SPEC_STOPPED_MS_PER_SEC_MAX,
+			 &s->max_stopped_ms_per_sec);
+}
+
 static int dec_one_pid(struct dec *d, const cJSON *j, pid_t *out)
 {
 	if (!cJSON_IsNumber(j))
@@ -332,7 +366,8 @@ static int dec_spec(struct dec *d, const cJSON *obj, unsigned flags, const char 
 		    struct diag_spec *s)
 {
 	static const char *const known[] = { "id", "target", "instrument", "lifespan", "condition",
-					     "pid", "lastmodified", "applied", "expires_in", NULL };
+					     "pid", "lastmodified", "applied", "expires_in", "limits",
+					     NULL };
 	int r = dec_id(d, obj, label, s);
 	if (r < 0)
 		return r;
@@ -341,7 +376,8 @@ static int dec_spec(struct dec *d, const cJSON *obj, unsigned flags, const char 
 	    (r = dec_instrument(d, obj, s)) < 0 || (r = dec_lifespan(d, obj, s)) < 0 ||
 	    (r = dec_string(d, obj, "condition", "condition", false, DIAG_SPEC_EXPR_MAX,
 			    &s->condition)) < 0 ||
-	    (r = dec_pids(d, obj, s)) < 0 || (r = dec_lastmodified(d, obj, s)) < 0)
+	    (r = dec_pids(d, obj, s)) < 0 || (r = dec_lastmodified(d, obj, s)) < 0 ||
+	    (r = dec_limits(d, obj, s)) < 0)
 		return r;
 	return (flags & DIAG_SPEC_KEEP_APPLIED) ? dec_applied(d, obj, s) : 0;
 }
@@ -462,6 +498,14 @@ void *diag_spec_to_json(const struct diag_spec *s, unsigned flags, int64_t now_n
 		cJSON *p = cJSON_AddArrayToObject(o, "pid");
 		for (size_t i = 0; i < s->npids; i++)
 			cJSON_AddItemToArray(p, cJSON_CreateNumber(s->pids[i]));
+	}
+	if (s->max_hits_per_sec > 0 || s->max_stopped_ms_per_sec > 0) {
+		cJSON *lim = cJSON_AddObjectToObject(o, "limits");
+		if (s->max_hits_per_sec > 0)
+			cJSON_AddNumberToObject(lim, "max_hits_per_sec", s->max_hits_per_sec);
+		if (s->max_stopped_ms_per_sec > 0)
+			cJSON_AddNumberToObject(lim, "max_stopped_ms_per_sec",
+						s->max_stopped_ms_per_sec);
 	}
 	if (s->lastmodified_ns)
 		cJSON_AddStringToObject(o, "lastmodified",

@@ -17,6 +17,8 @@
 #define DIAG_SPEC_MAX 1024
 #define DIAG_SPEC_PIDS_MAX 256
 #define DIAG_SPEC_ADDRS_MAX 16
+#define DIAG_SPEC_HITS_PER_SEC_MAX 1e9      /* limits.max_hits_per_sec upper bound */
+#define DIAG_SPEC_STOPPED_MS_PER_SEC_MAX 1e6 /* limits.max_stopped_ms_per_sec (summed over threads) */
 
 enum diag_applied_state {
 	DIAG_APPLIED_PENDING = 0,
@@ -24,6 +26,7 @@ enum diag_applied_state {
 	DIAG_APPLIED_EXPIRED,
 	DIAG_APPLIED_REMOVED,
 	DIAG_APPLIED_ERROR,
+	DIAG_APPLIED_DISABLED, /* removed by the overhead governor; `error` says why */
 };
 
 /* One process's view of a spec, keyed "HOST:PID". */
@@ -49,6 +52,9 @@ struct diag_spec {
 	pid_t *pids;                           /* NULL/0: every attached process */
 	size_t npids;
 	int64_t lastmodified_ns;               /* 0 = never set */
+	/* `limits`: the overhead governor's budget for each process; 0 = the daemon's default */
+	double max_hits_per_sec;
+	double max_stopped_ms_per_sec;
 	struct diag_applied *applied;
 	size_t napplied;
 };
