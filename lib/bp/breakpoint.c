@@ -207,8 +207,8 @@ int diag_bp_jump_span(struct diag_proc *p, uint64_t addr, size_t room, struct di
 }
 
 int diag_bp_make_jump(struct diag_bptable *t, struct diag_proc *p, struct diag_thread *stopped,
-		      uint64_t addr, size_t room, uint64_t ring_addr, uint32_t site_id,
-		      struct diag_bp **out, struct diag_error *err)
+		      uint64_t addr, size_t room, uint64_t ring_addr, uint64_t ring_mask,
+		      uint32_t site_id, struct diag_bp **out, struct diag_error *err)
 {
 	uint8_t code[DIAG_TRAMP_CODE_AVAIL], tramp[DIAG_TRAMP_MAX], jmp[5];
 	size_t avail = room < sizeof(code) ? room : sizeof(code), len = 0, patched = 0;
@@ -219,9 +219,10 @@ int diag_bp_make_jump(struct diag_bptable *t, struct diag_proc *p, struct diag_t
 	if (r == 0 && (r = diag_xol_alloc(&t->xol, stopped, addr, DIAG_TRAMP_MAX, &bp->tramp)) < 0)
 		diag_error_set(err, r, "cannot map the trampoline page near 0x%llx: %s",
 			       (unsigned long long)addr, diag_strerror(r));
-	if (r == 0)
-		r = diag_tramp_build(addr, code, avail, bp->tramp, ring_addr, site_id, tramp,
-				     sizeof(tramp), &len, jmp, &patched, err);
+	struct diag_tramp_ring ring = {.addr = ring_addr, .mask = ring_mask, .site = site_id};
+	if (r == 0) /* the site's counter makes its hit count exact even when records drop */
+		r = diag_tramp_build_counted(addr, code, avail, bp->tramp, &ring, tramp,
+					     sizeof(tramp), &len, jmp, &patched, err);
 	if (r == 0 && diag_proc_write(p, bp->tramp, tramp, len) < 0)
 		r = diag_error_set(err, -EIO, "cannot write the trampoline at 0x%llx",
 				   (unsigned long long)bp->tramp);

@@ -61,8 +61,8 @@ int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread 
  * bytes that will be replaced, nothing branches into them, and at least `room` bytes of the
  * function follow addr. On error the target is unchanged. */
 int diag_bp_make_jump(struct diag_bptable *t, struct diag_proc *p, struct diag_thread *stopped,
-		      uint64_t addr, size_t room, uint64_t ring_addr, uint32_t site_id,
-		      struct diag_bp **out, struct diag_error *err);
+		      uint64_t addr, size_t room, uint64_t ring_addr, uint64_t ring_mask,
+		      uint32_t site_id, struct diag_bp **out, struct diag_error *err);
 /* Bytes a jump at addr would replace (so the caller can check threads and branches), or a
  * negative code with err set when the instructions there cannot take a jump. */
 int diag_bp_jump_span(struct diag_proc *p, uint64_t addr, size_t room, struct diag_error *err);

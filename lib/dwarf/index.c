@@ -60,7 +60,7 @@ static int get_attr(Dwarf_Die die, Dwarf_Half at, Dwarf_Attribute *a)
 	Dwarf_Error e = NULL;
 	int rc = dwarf_attr(die, at, a, &e);
 	if (rc == DW_DLV_ERROR)
-		dwarf_dealloc_error(NULL, e);
+		(void)e; /* libdwarf frees it with the Dwarf_Debug; freeing it here double-frees */
 	return rc == DW_DLV_OK ? 0 : -1;
 }
 
@@ -77,13 +77,13 @@ int dw_attr_udata(Dwarf_Die die, Dwarf_Half at, uint64_t *out)
 		*out = u;
 	} else {
 		if (rc == DW_DLV_ERROR)
-			dwarf_dealloc_error(NULL, e);
+			(void)e; /* libdwarf frees it with the Dwarf_Debug; freeing it here double-frees */
 		e = NULL;
 		rc = dwarf_formsdata(a, &s, &e);
 		if (rc == DW_DLV_OK)
 			*out = (uint64_t)s;
 		else if (rc == DW_DLV_ERROR)
-			dwarf_dealloc_error(NULL, e);
+			(void)e; /* libdwarf frees it with the Dwarf_Debug; freeing it here double-frees */
 	}
 	dwarf_dealloc_attribute(a);
 	return rc == DW_DLV_OK ? 0 : -1;
@@ -111,7 +111,7 @@ int dw_attr_sdata(Dwarf_Die die, Dwarf_Half at, int64_t *out)
 			*out = (int64_t)u;
 	}
 	if (rc == DW_DLV_ERROR)
-		dwarf_dealloc_error(NULL, e);
+		(void)e; /* libdwarf frees it with the Dwarf_Debug; freeing it here double-frees */
 	dwarf_dealloc_attribute(a);
 	return rc == DW_DLV_OK ? 0 : -1;
 }
@@ -124,7 +124,7 @@ int dw_attr_ref(Dwarf_Die die, Dwarf_Half at, Dwarf_Off *out)
 	Dwarf_Error e = NULL;
 	int rc = dwarf_global_formref(a, out, &e);
 	if (rc == DW_DLV_ERROR)
-		dwarf_dealloc_error(NULL, e);
+		(void)e; /* libdwarf frees it with the Dwarf_Debug; freeing it here double-frees */
 	dwarf_dealloc_attribute(a);
 	return rc == DW_DLV_OK ? 0 : -1;
 }
@@ -137,7 +137,7 @@ bool dw_attr_flag(Dwarf_Die die, Dwarf_Half at)
 	Dwarf_Error e = NULL;
 	Dwarf_Bool b = 0;
 	if (dwarf_formflag(a, &b, &e) == DW_DLV_ERROR)
-		dwarf_dealloc_error(NULL, e);
+		(void)e; /* libdwarf frees it with the Dwarf_Debug; freeing it here double-frees */
 	dwarf_dealloc_attribute(a);
 	return b != 0;
 }

@@ -65,7 +65,7 @@ static const char *die_name(Dwarf_Die die)
 	Dwarf_Error e = NULL;
 	int rc = dwarf_diename(die, &name, &e);
 	if (rc == DW_DLV_ERROR)
-		dwarf_dealloc_error(NULL, e);
+		(void)e; /* libdwarf frees it with the Dwarf_Debug; freeing it here double-frees */
 	return rc == DW_DLV_OK ? name : NULL;
 }
 

@@ -131,6 +131,8 @@ size_t diag__capture(struct diag_engine *e, struct diag_thread *t, struct diag_b
 				continue; /* not a frame of this probe returning */
 			c.elapsed_ns = ctx->time_ns - t0;
 		}
+		if (t) /* jump sites count in the target instead */
+			s->pr->trapped++;
 		if (x->condition) {
 			diag_expr_eval(x->condition, &c, &e->scratch[n]);
 			if (!diag_expr_truthy(&e->scratch[n])) {
@@ -600,6 +602,8 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 		r = diag_symcache_new(&e->syms);
 	if (r == 0)
 		r = diag_dwarf_cache_new(&e->dwarf);
+	if (r == 0) /* one DWARF index per file, for symbols (inlined copies, lines) and values */
+		diag_symcache_set_dwarf(e->syms, e->dwarf);
 	if (r < 0) {
 		diag_engine_free(e);
 		return r;
@@ -711,7 +715,11 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 		return -ENOENT;
 	memset(out, 0, sizeof(*out));
 	out->state = pr->state;
-	out->hits = pr->hits;
+	out->events = pr->hits;
+	out->hits = pr->trapped;
+	for (size_t i = 0; i < pr->nsites; i++)
+		if (pr->sites[i].bp && pr->sites[i].bp->jump)
+			out->hits += diag__fast_count(eproc_mem(ep), pr->sites[i].bp);
 	out->filtered = pr->filtered;
 	out->dropped = eproc_mem(ep)->ring_drops;
 	out->stopped_ns = pr->stopped_ns;

@@ -60,7 +60,9 @@ struct diag_probe_def {
 
 struct diag_probe_info {
 	enum diag_probe_state state;
-	uint64_t hits;
+	uint64_t hits;      /* exact: every time a thread reached the probe (fast path: counted in
+			     * the target, so hits lost to a full ring are included) */
+	uint64_t events;    /* events delivered (condition true, not dropped)*/
 	uint64_t filtered;  /* hits whose condition was false */
 	uint64_t dropped;   /* fast-path hits of this process lost to a full ring (all its probes) */
 	uint64_t stopped_ns;/* time threads spent stopped by this probe's int3 hits (the daemon's part) */

@@ -38,6 +38,7 @@ struct probe {
 	enum diag_probe_state state;
 	char error[DIAG_ERRMSG_MAX];
 	uint64_t hits, filtered;
+	uint64_t trapped;        /* hits taken through int3 sites (conditions not applied) */
 	uint64_t stopped_ns;
 	uint64_t lost_returns;   /* entries whose return could not be watched */
 	struct site *sites;
@@ -160,6 +161,8 @@ void diag__fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *p
 void diag__fast_unmap(struct eproc *ep, struct diag_thread *t);
 /* Remove a jump breakpoint's site id (its breakpoint is going away). */
 void diag__fast_forget(struct eproc *mem, struct diag_bp *bp);
+/* The exact number of hits of a jump breakpoint (its counter in the target). */
+uint64_t diag__fast_count(struct eproc *mem, const struct diag_bp *bp);
 void diag__fast_timer(struct diag_engine *e);
 
 /* stack.c: the `stack` value (diag_expr_ctx.stack, arg a struct diag__stack_req) */

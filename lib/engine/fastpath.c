@@ -80,7 +80,7 @@ static int branches_into(struct eproc *ep, const struct diag_location *loc, size
 
 static int ring_map(struct eproc *ep, struct diag_thread *t)
 {
-	size_t bytes = DIAG_RING_BYTES(RING_CAPACITY);
+	size_t bytes = DIAG_RING_MAP_BYTES(RING_CAPACITY);
 	long args[6] = {0, (long)bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0};
 	long ret;
 	int r = diag_thread_syscall(t, SYS_mmap, args, &ret);
@@ -103,12 +103,23 @@ static int ring_map(struct eproc *ep, struct diag_thread *t)
 void diag__fast_unmap(struct eproc *ep, struct diag_thread *t)
 {
 	if (ep->ring_addr && t) {
-		long args[6] = {(long)ep->ring_addr, (long)DIAG_RING_BYTES(ep->ring_mask + 1), 0, 0, 0, 0},
+		long args[6] = {(long)ep->ring_addr, (long)DIAG_RING_MAP_BYTES(ep->ring_mask + 1), 0, 0,
+				0, 0},
 		     ret;
 		diag_thread_syscall(t, SYS_munmap, args, &ret);
 	}
 	ep->ring_addr = 0;
 	diag_u64map_release(&ep->jumps);
+}
+
+uint64_t diag__fast_count(struct eproc *mem, const struct diag_bp *bp)
+{
+	uint64_t n = 0;
+	if (bp->jump && mem->ring_addr)
+		diag_proc_read(mem->tp, mem->ring_addr + diag_ring_counter_offset(mem->ring_mask,
+										   bp->site_id),
+			       &n, sizeof(n));
+	return n;
 }
 
 void diag__fast_forget(struct eproc *mem, struct diag_bp *bp)
@@ -224,8 +235,10 @@ int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 	if (!thread_inside(ep, loc->addr, loc->addr + (uint64_t)span) &&
 	    (ep->ring_addr || ring_map(ep, t) == 0)) {
 		uint32_t id = ++ep->next_site;
-		r = diag_bp_make_jump(&ep->bps, ep->tp, t, loc->addr, room, ep->ring_addr, id, &bp,
-				      &quiet);
+		r = id < DIAG_RING_MAX_SITES
+			    ? diag_bp_make_jump(&ep->bps, ep->tp, t, loc->addr, room, ep->ring_addr,
+						ep->ring_mask, id, &bp, &quiet)
+			    : 1; /* out of counters: int3 from here on */
 		if (r == 0 && diag_u64map_put(&ep->jumps, id, bp) < 0) {
 			diag_bp_destroy(&ep->bps, ep->tp, bp);
 			r = 1;

@@ -144,12 +144,17 @@ static void test_counts(const char *opt, const char *pie, const char *threads, l
 	struct fixture f;
 	char ncalls[32];
 	snprintf(ncalls, sizeof(ncalls), "%ld", calls);
-	char *argv[] = {"work", (char *)threads, ncalls, NULL};
+	char *argv[] = {"work", (char *)threads, ncalls, "linger", NULL};
 	CHECK_EQ_INT(start_attached(e, &f, fixture_path("work", opt, pie), argv, &t), 0);
 	add_probe(e, f.pid, "work", "$arg1", (void *)1);
 	fixture_go(&f);
 	struct results r = {0};
 	CHECK_EQ_INT(serve_until(e, &f, "calls", &r), 0);
+	/* every call counted exactly, even those whose records a full ring dropped */
+	struct diag_probe_info info;
+	CHECK_EQ_INT(diag_engine_probe_info(e, f.pid, (void *)1, &info), 0);
+	CHECK_EQ_INT(info.hits, atol(threads) * calls);
+	fixture_go(&f); /* let it exit */
 	serve_exit(e, &t);
 	long nthreads = atol(threads);
 	fprintf(stderr, "work-%s-%s threads=%ld calls=%ld %s: hits %llu dropped %llu\n", opt, pie,
