@@ -107,7 +107,8 @@ static void on_process(void *ctx, pid_t pid, enum diag_proc_event what, pid_t ot
 		struct diag_applied *a = record_find(ms, pid);
 		if (!a)
 			continue;
-		if (what == DIAG_PROC_EXIT && a->state != DIAG_APPLIED_EXPIRED) {
+		if (what == DIAG_PROC_EXIT && a->state != DIAG_APPLIED_EXPIRED &&
+		    a->state != DIAG_APPLIED_DISABLED) {
 			a->state = DIAG_APPLIED_REMOVED;
 			snprintf(a->error, sizeof(a->error), "process %d exited", (int)pid);
 		} else if (what == DIAG_PROC_FORK && !ms->expired &&
