@@ -152,8 +152,12 @@ int diag_request_parse(const char *line, size_t len, struct diag_request *out, c
 	}
 	int r = parse_object(req, out, why, whylen);
 	cJSON_Delete(req);
-	if (r < 0)
+	if (r < 0) {
 		diag_request_fini(out);
+		for (char *p = why; *p; p++) /* quoted input stays one line */
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = '?';
+	}
 	return r;
 }
 

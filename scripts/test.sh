@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing, builds, runs the suite, then again under
 # AddressSanitizer + UndefinedBehaviorSanitizer. Needs root (ptrace of other processes).
-# usage: scripts/test.sh [--no-sanitize] [ctest args...]
+# usage: scripts/test.sh [--no-sanitize] [--fuzz] [ctest args...]
+#   --fuzz: then the libFuzzer targets (clang, build-fuzz/), FUZZ_SECONDS each (default 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -9,7 +10,11 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 sanitize=1
-if [ "${1:-}" = "--no-sanitize" ]; then sanitize=0; shift; fi
+fuzz=0
+while [ "${1:-}" = "--no-sanitize" ] || [ "${1:-}" = "--fuzz" ]; do
+	if [ "$1" = "--fuzz" ]; then fuzz=1; else sanitize=0; fi
+	shift
+done
 scripts/deps.sh
 scripts/build.sh build
 (cd build && ctest --output-on-failure --timeout 300 "$@")
@@ -18,4 +23,7 @@ if [ $sanitize = 1 ]; then
 	(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure --timeout 600 "$@")
+fi
+if [ $fuzz = 1 ]; then
+	scripts/fuzz.sh
 fi

@@ -97,7 +97,10 @@ int diag_time_parse(const char *s, int64_t *ns)
 	}
 	if (strcmp(p, "Z") != 0)
 		return -DIAG_E_PARSE;
-	*ns = (int64_t)timegm(&tm) * 1000000000 + frac;
+	time_t t = timegm(&tm);
+	if (t < 0 || t > 8000000000) /* 1970..2223: the ns count stays within int64 */
+		return -DIAG_E_PARSE;
+	*ns = (int64_t)t * 1000000000 + frac;
 	return 0;
 }
 
@@ -212,7 +215,8 @@ static int dec_lifespan(struct dec *d, const cJSON *obj, struct diag_spec *s)
 	if (!cJSON_IsNumber(j))
 		return dec_fail(d, "lifespan", "must be a number of minutes or null (got %s)",
 				json_type_name(j));
-	if (!(j->valuedouble > 0) || !isfinite(j->valuedouble) || j->valuedouble > 1e9)
+	/* <= 1e8 minutes (190 years): lastmodified + lifespan stays within int64 ns */
+	if (!(j->valuedouble > 0) || !isfinite(j->valuedouble) || j->valuedouble > 1e8)
 		return dec_fail(d, "lifespan", "must be > 0 minutes (got %g)", j->valuedouble);
 	s->lifespan_min = j->valuedouble;
 	return 0;
@@ -287,6 +291,12 @@ static int dec_pids(struct dec *d, const cJSON *obj, struct diag_spec *s)
 	return 0;
 }
 
+/* A stored counter; out-of-range doubles must not reach a conversion (undefined in C). */
+static uint64_t count_of(double v)
+{
+	return v >= 0 && v < 1.8e19 ? (uint64_t)v : 0;
+}
+
 static int dec_applied_one(struct dec *d, const cJSON *rec, struct diag_applied *a)
 {
 	const char *key = rec->string;
@@ -294,7 +304,7 @@ static int dec_applied_one(struct dec *d, const cJSON *rec, struct diag_applied 
 	if (!cJSON_IsObject(rec) || !colon || strlen(key) >= sizeof(a->key))
 		return dec_fail(d, "applied", "bad record '%s'", key);
 	snprintf(a->key, sizeof(a->key), "%s", key);
-	a->pid = atoi(colon + 1);
+	a->pid = (pid_t)strtol(colon + 1, NULL, 10);
 	const cJSON *j = cJSON_GetObjectItemCaseSensitive(rec, "state");
 	if (!cJSON_IsString(j) || applied_state_parse(j->valuestring, &a->state) < 0)
 		return dec_fail(d, "applied", "record '%s': bad state", key);
@@ -305,9 +315,9 @@ static int dec_applied_one(struct dec *d, const cJSON *rec, struct diag_applied 
 	if (cJSON_IsString(j = cJSON_GetObjectItemCaseSensitive(rec, "last_hit")))
 		diag_time_parse(j->valuestring, &a->last_hit_ns);
 	if (cJSON_IsNumber(j = cJSON_GetObjectItemCaseSensitive(rec, "hits")))
-		a->hits = (uint64_t)j->valuedouble;
+		a->hits = count_of(j->valuedouble);
 	if (cJSON_IsNumber(j = cJSON_GetObjectItemCaseSensitive(rec, "dropped")))
-		a->dropped = (uint64_t)j->valuedouble;
+		a->dropped = count_of(j->valuedouble);
 	const cJSON *addrs = cJSON_GetObjectItemCaseSensitive(rec, "addresses");
 	for (const cJSON *c = addrs ? addrs->child : NULL; c && a->naddrs < DIAG_SPEC_ADDRS_MAX;
 	     c = c->next)
@@ -382,6 +392,16 @@ static int dec_spec(struct dec *d, const cJSON *obj, unsigned flags, const char 
 	return (flags & DIAG_SPEC_KEEP_APPLIED) ? dec_applied(d, obj, s) : 0;
 }
 
+/* Messages quote the input (ids, field names, values), whose JSON strings may hold control
+ * characters: an error stays one line for logs and the protocol. */
+static int one_line(struct diag_error *err, int r)
+{
+	for (char *p = err ? err->msg : NULL; p && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return r;
+}
+
 int diag_spec_from_json(const void *cjson, unsigned flags, const char *label,
 			struct diag_spec **out, struct diag_error *err)
 {
@@ -398,7 +418,7 @@ int diag_spec_from_json(const void *cjson, unsigned flags, const char *label,
 		if (r == -ENOMEM)
 			diag_error_set(err, r, "%s: out of memory", d.who);
 		diag_spec_free(s);
-		return r;
+		return one_line(err, r);
 	}
 	*out = s;
 	return 0;
