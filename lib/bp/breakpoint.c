@@ -12,6 +12,7 @@
 
 void diag_bptable_init(struct diag_bptable *t)
 {
+	t->hooks = (struct diag_bp_hooks){0};
 	diag_u64map_init(&t->by_addr);
 	diag_u64map_init(&t->tombstones);
 	diag_u64map_init(&t->slots);
@@ -127,12 +128,18 @@ int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread 
 	bp->orig_bytes[0] = bp->orig;
 	bp->patched_len = 1;
 	bp->slot_len = (uint8_t)slot_len;
+	if (r == 0 && t->hooks.arm && (r = t->hooks.arm(t->hooks.arg, addr, bp->slot)) < 0)
+		diag_error_set(err, r, "cannot protect the breakpoint at 0x%llx: %s",
+			       (unsigned long long)addr, diag_strerror(r));
 	static const uint8_t int3 = INT3;
 	/* One byte, written last: a thread sees either the old instruction or the trap, never a
 	 * torn one, and the slot is complete before the first trap can send a thread there. */
-	if (r == 0 && diag_proc_write(p, addr, &int3, 1) < 0)
+	if (r == 0 && diag_proc_write(p, addr, &int3, 1) < 0) {
 		r = diag_error_set(err, -EIO, "cannot write the breakpoint at 0x%llx",
 				   (unsigned long long)addr);
+		if (t->hooks.disarmed)
+			t->hooks.disarmed(t->hooks.arg, addr);
+	}
 	struct diag_slot_info *si = r == 0 ? malloc(sizeof(*si)) : NULL;
 	if (si) {
 		*si = (struct diag_slot_info){addr, bp->insn.len,
@@ -142,11 +149,11 @@ int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread 
 			si = NULL;
 		}
 	}
-	if (r == 0 && !si)
-		r = -ENOMEM;
-	if (r == 0 && (r = diag_u64map_put(&t->by_addr, addr, bp)) < 0) {
-		diag_proc_write(p, addr, &bp->orig, 1);
-		diag_error_set(err, r, "out of memory");
+	if (r == 0 && (!si || (r = diag_u64map_put(&t->by_addr, addr, bp)) < 0)) {
+		r = diag_error_set(err, -ENOMEM, "out of memory");
+		diag_proc_write(p, addr, &bp->orig, 1); /* the int3 is out: undo it */
+		if (t->hooks.disarmed)
+			t->hooks.disarmed(t->hooks.arg, addr);
 	}
 	if (r < 0) {
 		bp_free(bp);
@@ -174,8 +181,11 @@ int diag_bp_add_user(struct diag_bp *bp, void *user)
 static void unpatch(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp)
 {
 	diag_proc_write(p, bp->addr, bp->orig_bytes, bp->patched_len);
-	if (!bp->jump)
+	if (!bp->jump) {
 		diag_u64map_put(&t->tombstones, bp->addr, (void *)1);
+		if (t->hooks.disarmed)
+			t->hooks.disarmed(t->hooks.arg, bp->addr);
+	}
 }
 
 void diag_bp_destroy(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp)

@@ -37,7 +37,17 @@ struct diag_slot_info {
 	bool plain;     /* the slot starts with a byte-identical copy of the instruction */
 };
 
+/* Told around every int3 (the safety handler's table must cover an int3 before it is written
+ * and until after its original byte is back). arm may refuse (negative: the int3 is not
+ * written and the breakpoint fails). */
+struct diag_bp_hooks {
+	int (*arm)(void *arg, uint64_t addr, uint64_t slot);
+	void (*disarmed)(void *arg, uint64_t addr);
+	void *arg;
+};
+
 struct diag_bptable {
+	struct diag_bp_hooks hooks;    /* may be all NULL */
 	struct diag_u64map by_addr;    /* addr -> struct diag_bp */
 	struct diag_u64map tombstones; /* addr -> (void *)1: removed while attached */
 	struct diag_u64map slots;      /* slot addr -> struct diag_slot_info, kept after removal */

@@ -74,6 +74,7 @@ static void eproc_drop(struct diag_engine *e, struct eproc *ep)
 	}
 	diag_bptable_release(&ep->bps);
 	diag_u64map_release(&ep->jumps);
+	diag__safety_forget(ep);
 	diag_u64map_del(&e->procs, (uint64_t)ep->tp->pid);
 	diag__stack_forget(e, ep);
 	diag_proc_free(ep->tp);
@@ -255,8 +256,10 @@ static void on_fork(struct diag_engine *e, struct diag_thread *parent, pid_t chi
 	/* The child's copy of memory already holds our int3s and slots. */
 	if (!vfork && diag_bptable_clone(&cep->bps, &eproc_mem(pep)->bps) < 0)
 		diag_bptable_init(&cep->bps);
-	if (!vfork)
+	if (!vfork) {
 		diag__fast_fork(e, cep, eproc_mem(pep));
+		diag__safety_fork(cep, eproc_mem(pep));
+	}
 	if (e->cb.on_process)
 		e->cb.on_process(e->cb.ctx, pep->tp->pid, DIAG_PROC_FORK, child);
 	diag__probes_clone_sites(e, cep, eproc_mem(pep) == pep ? pep : eproc_mem(pep));
@@ -304,6 +307,7 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 	diag_bptable_release(&ep->bps);
 	diag_bptable_init(&ep->bps);
 	diag_u64map_release(&ep->jumps);
+	diag__safety_forget(ep); /* exec reset the action and unmapped the handler */
 	ep->ring_addr = 0;
 	ep->seccomp = -1;
 	diag__stack_forget(e, ep); /* the old image's modules */
@@ -827,6 +831,7 @@ static void eproc_detach(struct diag_engine *e, struct eproc *ep)
 	}
 	if (!ep->tp->mem_owner) {
 		diag_bptable_restore_all(&ep->bps, ep->tp);
+		diag__safety_remove(ep, any); /* after the bytes: no int3 is left to need it */
 		diag_xol_unmap_all(&ep->bps.xol, any);
 		diag__fast_unmap(ep, any);
 	}

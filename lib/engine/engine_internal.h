@@ -75,6 +75,7 @@ struct eproc {
 	uint32_t next_site;
 	struct diag_u64map jumps; /* site id -> struct diag_bp (jump) */
 	int seccomp;              /* -1 unknown, else /proc/PID/status Seccomp */
+	struct diag__safety *safety; /* the SIGTRAP safety handler, once an int3 is placed */
 	struct diag__stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
 };
 
@@ -145,6 +146,17 @@ void diag__ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr)
 /* END events: replace each function location by its exits; returns the new count. */
 int diag__end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 			struct diag_error *err);
+
+/* safety.c */
+/* Before the first int3 of a process: install the SIGTRAP safety handler (a stopped thread is
+ * borrowed, or stopped and returned in *stopped). */
+int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
+			struct diag_error *err);
+/* Detach: the target's own action back, the handler unmapped (t stopped). */
+void diag__safety_remove(struct eproc *ep, struct diag_thread *t);
+/* Forget without touching the target (exit, exec). */
+void diag__safety_forget(struct eproc *ep);
+int diag__safety_fork(struct eproc *child, const struct eproc *parent);
 
 /* fastpath.c */
 /* True when addr lies inside the bytes a jump replaced (never executed while it is there). */

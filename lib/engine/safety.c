@@ -1,0 +1,202 @@
+/* safety (engine side): installs the SIGTRAP safety handler (lib/arch/x86_64/safety) in a
+ * target before its first int3, keeps the handler's address table in step with every int3
+ * (covered before the int3 is written, tombstoned after its byte is back), and takes it all
+ * out at detach. With it, a target whose daemon dies (kill -9, crash, OOM) keeps running
+ * through the int3s left behind instead of dying of SIGTRAP. See docs/reliability.md. */
+#include "engine/engine_internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+
+#include "arch/x86_64/safety.h"
+
+#define SAFETY_ENTRIES 2048 /* int3 addresses per process (3/4 of it usable) */
+
+struct diag__safety {
+	struct diag_safety_layout l;
+	struct diag_safety_table t;
+	struct diag_ksigaction old; /* the target's own SIGTRAP action before ours */
+	uint64_t tomb_seq;
+	uint64_t map_len;
+};
+
+static int write_u64(struct eproc *ep, uint64_t addr, uint64_t v)
+{
+	return diag_proc_write(ep->tp, addr, &v, sizeof(v)) == sizeof(v) ? 0 : -EIO;
+}
+
+static int arm(void *arg, uint64_t addr, uint64_t slot)
+{
+	struct eproc *ep = arg;
+	size_t idx;
+	int r = diag_safety_table_put(&ep->safety->t, addr, slot, &idx);
+	if (r == -EEXIST)
+		return 0;
+	if (r < 0)
+		return r;
+	uint64_t b = diag_safety_bucket_addr(&ep->safety->l, idx);
+	/* slot first, then the address: a half-written bucket has no address, so it is unused */
+	if ((r = write_u64(ep, b + 8, slot)) == 0)
+		r = write_u64(ep, b, addr);
+	return r;
+}
+
+static void disarmed(void *arg, uint64_t addr)
+{
+	struct eproc *ep = arg;
+	struct diag__safety *s = ep->safety;
+	size_t idx;
+	/* the original byte is back: tombstone first (a thread that trapped just before is
+	 * sent back to addr), then the bucket */
+	write_u64(ep, diag_safety_tomb_addr(&s->l, s->tomb_seq++), addr);
+	if (diag_safety_table_del(&s->t, addr, &idx) == 0)
+		write_u64(ep, diag_safety_bucket_addr(&s->l, idx), DIAG_SAFETY_DELETED);
+}
+
+static void set_hooks(struct eproc *ep)
+{
+	ep->bps.hooks = (struct diag_bp_hooks){.arm = arm, .disarmed = disarmed, .arg = ep};
+}
+
+/* rt_sigaction in the target, with act/oact in scratch memory below the thread's red zone. */
+static int remote_sigaction(struct diag_thread *t, const struct diag_ksigaction *act,
+			    struct diag_ksigaction *oact)
+{
+	struct user_regs_struct regs;
+	if (ptrace(PTRACE_GETREGS, t->tid, 0, &regs) < 0)
+		return -errno;
+	uint64_t scratch = (regs.rsp - 1024) & ~15ULL, in = scratch, out = scratch + 64;
+	if (act && diag_proc_write(t->proc, in, act, sizeof(*act)) != sizeof(*act))
+		return -EIO;
+	long args[6] = {SIGTRAP, act ? (long)in : 0, (long)out, 8, 0, 0}, ret;
+	int r = diag_thread_syscall(t, SYS_rt_sigaction, args, &ret);
+	if (r < 0)
+		return r;
+	if (ret < 0)
+		return (int)ret;
+	return diag_proc_read(t->proc, out, oact, sizeof(*oact)) == sizeof(*oact) ? 0 : -EIO;
+}
+
+static int install(struct eproc *ep, struct diag_thread *t, struct diag__safety *s,
+		   struct diag_error *err)
+{
+	size_t len = diag_safety_size(SAFETY_ENTRIES);
+	s->map_len = (len + 4095) & ~4095ULL;
+	long args[6] = {0, (long)s->map_len, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+			0},
+	     ret;
+	int r = diag_thread_syscall(t, SYS_mmap, args, &ret);
+	if (r == 0 && ret < 0 && ret > -4096)
+		r = (int)ret;
+	if (r < 0)
+		return diag_error_set(err, r, "cannot map the SIGTRAP safety handler: %s",
+				      diag_strerror(r));
+	uint8_t *blob = malloc(len);
+	if (!blob)
+		return diag_error_set(err, -ENOMEM, "out of memory");
+	r = diag_safety_build((uint64_t)ret, SAFETY_ENTRIES, blob, len, &len, &s->l, err);
+	if (r == 0 && diag_proc_write(ep->tp, s->l.page_addr, blob, len) != (ssize_t)len)
+		r = diag_error_set(err, -EIO, "cannot write the SIGTRAP safety handler");
+	free(blob);
+	struct diag_ksigaction ours, check;
+	/* install ours, chaining to whatever was there; if the target changed its action in
+	 * between, record that one instead and install again */
+	for (int tries = 0; r == 0 && tries < 3; tries++) {
+		if ((r = remote_sigaction(t, NULL, &s->old)) < 0 ||
+		    diag_proc_write(ep->tp, s->l.old_action, &s->old, sizeof(s->old)) < 0)
+			break;
+		diag_safety_action(&s->l, &s->old, &ours);
+		if ((r = remote_sigaction(t, &ours, &check)) < 0)
+			break;
+		if (memcmp(&check, &s->old, sizeof(check)) == 0)
+			return 0;
+	}
+	if (r == 0)
+		r = -EAGAIN;
+	long un[6] = {(long)s->l.page_addr, (long)s->map_len, 0, 0, 0, 0};
+	diag_thread_syscall(t, SYS_munmap, un, &ret);
+	return diag_error_set(err, r, "cannot install the SIGTRAP safety handler: %s",
+			      diag_strerror(r));
+}
+
+int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
+			struct diag_error *err)
+{
+	if (ep->safety || ep->tp->mem_owner)
+		return 0;
+	if (!*stopped && !(*stopped = diag__stop_one(e, ep)))
+		return diag_error_set(err, -DIAG_E_GONE, "process %d has no thread left",
+				      (int)ep->tp->pid);
+	struct diag__safety *s = calloc(1, sizeof(*s));
+	if (!s)
+		return diag_error_set(err, -ENOMEM, "out of memory");
+	int r = diag_safety_table_init(&s->t, SAFETY_ENTRIES);
+	if (r == 0)
+		r = install(ep, *stopped, s, err);
+	if (r < 0) {
+		diag_safety_table_fini(&s->t);
+		free(s);
+		return r;
+	}
+	ep->safety = s;
+	set_hooks(ep);
+	/* int3s placed before the handler existed (none normally) get covered now */
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&ep->bps.by_addr, &pos, &k, &v)) {
+		const struct diag_bp *bp = v;
+		if (!bp->jump)
+			arm(ep, bp->addr, bp->slot);
+	}
+	return 0;
+}
+
+void diag__safety_remove(struct eproc *ep, struct diag_thread *t)
+{
+	struct diag__safety *s = ep->safety;
+	if (!s)
+		return;
+	struct diag_ksigaction cur;
+	if (t && remote_sigaction(t, &s->old, &cur) == 0 && cur.handler != s->l.handler)
+		remote_sigaction(t, &cur, &cur); /* the target set its own since: keep it */
+	if (t) {
+		long args[6] = {(long)s->l.page_addr, (long)s->map_len, 0, 0, 0, 0}, ret;
+		diag_thread_syscall(t, SYS_munmap, args, &ret);
+	}
+	diag__safety_forget(ep);
+}
+
+void diag__safety_forget(struct eproc *ep)
+{
+	if (!ep->safety)
+		return;
+	diag_safety_table_fini(&ep->safety->t);
+	free(ep->safety);
+	ep->safety = NULL;
+	ep->bps.hooks = (struct diag_bp_hooks){0};
+}
+
+int diag__safety_fork(struct eproc *child, const struct eproc *parent)
+{
+	if (!parent->safety || child->tp->mem_owner)
+		return 0;
+	struct diag__safety *s = malloc(sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	*s = *parent->safety;
+	if (diag_safety_table_init(&s->t, parent->safety->t.n) < 0) {
+		free(s);
+		return -ENOMEM;
+	}
+	memcpy(s->t.e, parent->safety->t.e, parent->safety->t.n * sizeof(*s->t.e));
+	s->t.live = parent->safety->t.live;
+	child->safety = s; /* the child's copy of the blob, action and table */
+	set_hooks(child);
+	return 0;
+}
