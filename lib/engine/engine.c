@@ -72,6 +72,7 @@ static void eproc_drop(struct diag_engine *e, struct eproc *ep)
 		}
 		diag__probe_free(pr);
 	}
+	diag__dl_unwatch(ep, false);
 	diag_bptable_release(&ep->bps);
 	diag_u64map_release(&ep->jumps);
 	diag__safety_forget(ep);
@@ -121,6 +122,11 @@ size_t diag__capture(struct diag_engine *e, struct diag_thread *t, struct diag_b
 	for (size_t i = 0; i < bp->nusers; i++) {
 		struct site *s = bp->users[i], *x = s;
 		struct diag_expr_ctx c = *ctx;
+		if (s->kind == SITE_DL) {
+			if (t)
+				eproc_mem(eproc_of(t->proc))->dl_dirty = true;
+			continue;
+		}
 		if (s->kind == SITE_RET_ENTRY) {
 			if (t)
 				diag__ret_enter(e, t, s, ctx->regs, ctx->time_ns);
@@ -214,6 +220,10 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 	for (size_t i = 0; i < bp->nusers; i++)
 		((struct site *)bp->users[i])->pr->stopped_ns += stopped;
 	diag__fire(e, t, t->proc->pid, t->tid, fired, n, ts);
+	if (mem->dl_dirty) { /* after the resume: the target already runs on */
+		mem->dl_dirty = false;
+		diag__dl_changed(e, mem);
+	}
 	if (fired != fired_small)
 		free(fired);
 }
@@ -307,6 +317,7 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 	diag_bptable_release(&ep->bps);
 	diag_bptable_init(&ep->bps);
 	diag_u64map_release(&ep->jumps);
+	diag__dl_unwatch(ep, false);
 	diag__safety_forget(ep); /* exec reset the action and unmapped the handler */
 	ep->ring_addr = 0;
 	ep->seccomp = -1;

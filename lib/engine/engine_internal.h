@@ -19,6 +19,7 @@ enum site_kind {
 	SITE_RET_ENTRY, /* function entry of a return probe: remembers the frame, no event */
 	SITE_RET,       /* a return address: the event of the frame it matches */
 	SITE_END,       /* an exit of the function body (ret, tail-call jmp) */
+	SITE_DL,        /* the dynamic linker's r_brk: the set of libraries changed */
 };
 
 /* One probe at one address. */
@@ -76,6 +77,8 @@ struct eproc {
 	struct diag_u64map jumps; /* site id -> struct diag_bp (jump) */
 	int seccomp;              /* -1 unknown, else /proc/PID/status Seccomp */
 	struct diag__safety *safety; /* the SIGTRAP safety handler, once an int3 is placed */
+	struct probe *dl_probe;   /* the engine's own watch on library loads (dynlink.c) */
+	bool dl_dirty;            /* a library was loaded or unloaded since the last look */
 	struct diag__stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
 };
 
@@ -146,6 +149,17 @@ void diag__ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr)
 /* END events: replace each function location by its exits; returns the new count. */
 int diag__end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 			struct diag_error *err);
+
+/* dynlink.c */
+/* True when target names a MODULE that is not mapped (the probe waits for it). */
+bool diag__dl_absent(const struct diag_modmap *mods, const char *target);
+/* Watch library loads in ep (once). */
+int diag__dl_watch(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
+		   struct diag_error *err);
+/* Stop watching; write = restore the byte (detach), else forget (exit, exec). */
+void diag__dl_unwatch(struct eproc *ep, bool write);
+/* The libraries changed: apply pending probes, retire those of unloaded libraries. */
+void diag__dl_changed(struct diag_engine *e, struct eproc *ep);
 
 /* safety.c */
 /* Before the first int3 of a process: install the SIGTRAP safety handler (a stopped thread is

@@ -153,6 +153,22 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 	struct diag_location *locs = NULL;
 	size_t n = 0;
 	int r = diag_modmap_read(ep->tp->pid, &mods, err);
+	if (r == 0 && diag__dl_absent(&mods, pr->target) && !ep->tp->mem_owner) {
+		/* a library not loaded yet: wait for it (applied when the dynamic linker maps it) */
+		struct diag_thread *stopped = NULL;
+		r = diag__dl_watch(e, ep, &stopped, err);
+		if (stopped)
+			diag__resume_stopped(e, stopped);
+		diag_modmap_release(&mods);
+		if (r < 0) {
+			pr->state = DIAG_PROBE_ERROR;
+			snprintf(pr->error, sizeof(pr->error), "%s", err ? err->msg : "");
+			return r;
+		}
+		pr->state = DIAG_PROBE_PENDING;
+		snprintf(pr->error, sizeof(pr->error), "waiting for its library to be loaded");
+		return 0;
+	}
 	if (r == 0) {
 		r = diag_sym_resolve(e->syms, &mods, pr->target, &locs, &n, err);
 		if (r < 0)

@@ -1,0 +1,147 @@
+/* dynlink: probes on libraries that are not loaded yet. A probe whose MODULE is not mapped is
+ * pending; an int3 on the dynamic linker's _dl_debug_state (the r_brk every debugger watches,
+ * called after each dlopen/dlclose has updated the link map, before a new library's
+ * constructors run) tells us when the module set changed: pending probes are applied, and
+ * the probes of an unloaded library lose their breakpoints (the memory is gone: nothing is
+ * written) and wait, pending again, for the library to come back. */
+#include "engine/engine_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DL_HOOK "_dl_debug_state"
+
+/* The MODULE of "MODULE:FUNC" (a lone ':', not C++'s "::"), "" when there is none or the
+ * target is FILE:LINE. */
+static void target_module(const char *target, char *out, size_t cap)
+{
+	out[0] = '\0';
+	for (const char *p = target; *p; p++) {
+		if (*p != ':')
+			continue;
+		if (p[1] == ':') {
+			p++;
+			continue;
+		}
+		if (p[1] && strspn(p + 1, "0123456789") == strlen(p + 1))
+			return; /* FILE:LINE */
+		snprintf(out, cap, "%.*s", (int)(p - target), target);
+		return;
+	}
+}
+
+bool diag__dl_absent(const struct diag_modmap *mods, const char *target)
+{
+	char module[256];
+	target_module(target, module, sizeof(module));
+	return module[0] && strncmp(module, "0x", 2) != 0 &&
+	       diag_modmap_count_name(mods, module) == 0;
+}
+
+/* The hook is a site of a probe of the engine's own, never listed. */
+int diag__dl_watch(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
+		   struct diag_error *err)
+{
+	if (ep->dl_probe || ep->tp->mem_owner)
+		return 0;
+	struct diag_modmap mods = {0};
+	struct diag_location *locs = NULL;
+	size_t n = 0;
+	int r = diag_modmap_read(ep->tp->pid, &mods, err);
+	if (r == 0)
+		r = diag_sym_resolve(e->syms, &mods, DL_HOOK, &locs, &n, err);
+	struct probe *pr = r == 0 && n ? calloc(1, sizeof(*pr)) : NULL;
+	struct site *s = pr ? calloc(1, sizeof(*s)) : NULL;
+	if (r == 0 && !s)
+		r = diag_error_set(err, -ENOMEM, "out of memory");
+	if (r == 0 && (r = diag__safety_ensure(e, ep, stopped, err)) == 0 &&
+	    (r = diag_bp_get(&ep->bps, ep->tp, *stopped, locs[0].addr, &s->bp, err)) == 0 &&
+	    (r = diag_bp_add_user(s->bp, s)) < 0)
+		diag_bp_del_user(&ep->bps, ep->tp, s->bp, s);
+	if (r < 0) {
+		free(s);
+		free(pr);
+		diag_error_prefix(err, "cannot watch library loads (" DL_HOOK "): ");
+	} else {
+		s->pr = pr;
+		s->kind = SITE_DL;
+		pr->sites = s;
+		pr->nsites = 1;
+		pr->state = DIAG_PROBE_APPLIED;
+		ep->dl_probe = pr;
+	}
+	free(locs);
+	diag_modmap_release(&mods);
+	return r;
+}
+
+void diag__dl_unwatch(struct eproc *ep, bool write)
+{
+	struct probe *pr = ep->dl_probe;
+	if (!pr)
+		return;
+	if (write && pr->sites[0].bp)
+		diag_bp_del_user(&ep->bps, ep->tp, pr->sites[0].bp, &pr->sites[0]);
+	free(pr->sites);
+	free(pr);
+	ep->dl_probe = NULL;
+}
+
+/* A breakpoint whose module went away: forget it without writing (its page is gone). */
+static void forget_site(struct eproc *mem, struct site *s)
+{
+	struct diag_bp *bp = s->bp;
+	for (size_t i = 0; i < bp->nusers; i++)
+		if (bp->users[i] == s) {
+			bp->users[i] = bp->users[--bp->nusers];
+			break;
+		}
+	s->bp = NULL;
+	if (bp->nusers)
+		return;
+	diag__fast_forget(mem, bp);
+	bp->patched_len = 0; /* restore nothing */
+	diag_bp_destroy(&mem->bps, mem->tp, bp);
+}
+
+static bool sites_mapped(const struct probe *pr, const struct diag_modmap *mods)
+{
+	for (size_t i = 0; i < pr->nsites; i++)
+		if (pr->sites[i].bp && !diag_modmap_find(mods, pr->sites[i].bp->addr))
+			return false;
+	return true;
+}
+
+void diag__dl_changed(struct diag_engine *e, struct eproc *ep)
+{
+	struct diag_modmap mods = {0};
+	if (diag_modmap_read(ep->tp->pid, &mods, NULL) < 0)
+		return;
+	for (struct probe *pr = ep->probes; pr; pr = pr->next) {
+		if (pr->state == DIAG_PROBE_APPLIED && !sites_mapped(pr, &mods)) {
+			diag__ret_forget(e, ep, pr); /* frames waiting on its entries go too */
+			for (size_t i = 0; i < pr->nsites; i++) {
+				if (pr->sites[i].bp)
+					forget_site(ep, &pr->sites[i]);
+				diag_expr_free(pr->sites[i].value);
+				diag_expr_free(pr->sites[i].condition);
+			}
+			free(pr->sites);
+			pr->sites = NULL;
+			pr->nsites = 0;
+			pr->state = DIAG_PROBE_PENDING;
+			if (e->cb.on_probe_state)
+				e->cb.on_probe_state(e->cb.ctx, ep->tp->pid, pr->cookie,
+						     DIAG_PROBE_REMOVED, "library unloaded");
+		} else if (pr->state == DIAG_PROBE_PENDING && !diag__dl_absent(&mods, pr->target)) {
+			struct diag_error err = {0};
+			diag__probe_install(e, ep, pr, &err);
+			if (e->cb.on_probe_state)
+				e->cb.on_probe_state(e->cb.ctx, ep->tp->pid, pr->cookie, pr->state,
+						     pr->state == DIAG_PROBE_ERROR ? pr->error : NULL);
+		}
+	}
+	diag_modmap_release(&mods);
+}
