@@ -72,6 +72,33 @@ static enum diag_applied_state state_of(enum diag_probe_state st)
 	}
 }
 
+/* Each instance of the probe in this process: installed (and how) or skipped (and why). */
+static void instances_json(const struct diag_probe_info *info, char *out, size_t cap)
+{
+	cJSON *arr = cJSON_CreateArray();
+	char t[32];
+	for (size_t i = 0; arr && i < info->naddrs; i++) {
+		cJSON *o = cJSON_CreateObject();
+		snprintf(t, sizeof(t), "0x%llx", (unsigned long long)info->addrs[i]);
+		cJSON_AddStringToObject(o, "address", t);
+		cJSON_AddStringToObject(o, "what", info->inst[i].what);
+		cJSON_AddStringToObject(o, "path", info->inst[i].fast ? "jump" : "int3");
+		cJSON_AddItemToArray(arr, o);
+	}
+	for (size_t i = 0; arr && i < info->nskips && i < DIAG_PROBE_MAX_SKIPS; i++) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "what", info->skips[i].what);
+		cJSON_AddStringToObject(o, "skipped", info->skips[i].reason);
+		cJSON_AddItemToArray(arr, o);
+	}
+	char *txt = arr ? cJSON_PrintUnformatted(arr) : NULL;
+	out[0] = '\0';
+	if (txt && strlen(txt) < cap)
+		memcpy(out, txt, strlen(txt) + 1);
+	free(txt);
+	cJSON_Delete(arr);
+}
+
 static void refresh_record(struct diag_manager *m, struct diag_mspec *ms, struct diag_applied *a)
 {
 	struct diag_probe_info info;
@@ -81,6 +108,7 @@ static void refresh_record(struct diag_manager *m, struct diag_mspec *ms, struct
 	snprintf(a->error, sizeof(a->error), "%s", info.state == DIAG_PROBE_ERROR ? info.error : "");
 	a->naddrs = info.naddrs < DIAG_SPEC_ADDRS_MAX ? info.naddrs : DIAG_SPEC_ADDRS_MAX;
 	memcpy(a->addrs, info.addrs, a->naddrs * sizeof(a->addrs[0]));
+	instances_json(&info, a->instances, sizeof(a->instances));
 }
 
 static void on_probe_state(void *ctx, pid_t pid, void *cookie, enum diag_probe_state st,

@@ -751,9 +751,19 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 	for (size_t i = 0; i < pr->nsites; i++)
 		if (!pr->sites[i].bp || !pr->sites[i].bp->jump)
 			out->fast = false;
-	for (size_t i = 0; i < pr->nsites && i < DIAG_PROBE_MAX_ADDRS; i++)
-		if (pr->sites[i].bp)
+	for (size_t i = 0; i < pr->nsites && out->naddrs < DIAG_PROBE_MAX_ADDRS; i++)
+		if (pr->sites[i].bp) {
+			snprintf(out->inst[out->naddrs].what, sizeof(out->inst[0].what), "%s",
+				 pr->sites[i].what);
+			out->inst[out->naddrs].fast = pr->sites[i].bp->jump;
 			out->addrs[out->naddrs++] = pr->sites[i].bp->addr;
+		}
+	out->nskips = pr->nskips;
+	for (size_t i = 0; i < pr->nskips && i < DIAG_PROBE_MAX_SKIPS; i++) {
+		snprintf(out->skips[i].what, sizeof(out->skips[i].what), "%s", pr->skips[i].what);
+		snprintf(out->skips[i].reason, sizeof(out->skips[i].reason), "%s",
+			 pr->skips[i].reason);
+	}
 	snprintf(out->error, sizeof(out->error), "%s", pr->error);
 	return 0;
 }

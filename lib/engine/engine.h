@@ -56,6 +56,7 @@ struct diag_probe_def {
 	void *cookie;          /* the caller's identity for this probe; unique per pid */
 };
 
+#define DIAG_PROBE_MAX_SKIPS 4
 #define DIAG_PROBE_MAX_ADDRS 64
 
 struct diag_probe_info {
@@ -71,6 +72,15 @@ struct diag_probe_info {
 	uint64_t lost_returns; /* return probes: entries whose return could not be watched */
 	size_t naddrs;
 	uint64_t addrs[DIAG_PROBE_MAX_ADDRS]; /* runtime addresses patched */
+	struct {
+		char what[96]; /* "function work", "inlined into main at a.c:12", "clone f.isra.0" */
+		bool fast;     /* a jump (no stop per hit), else an int3 */
+	} inst[DIAG_PROBE_MAX_ADDRS];         /* parallel to addrs */
+	size_t nskips;                        /* instances found but not patched (all of them) */
+	struct {
+		char what[160];
+		char reason[128];
+	} skips[DIAG_PROBE_MAX_SKIPS];        /* the first few */
 	char error[DIAG_ERRMSG_MAX];
 };
 

@@ -27,6 +27,7 @@ struct site {
 	struct probe *pr;
 	struct diag_bp *bp;
 	enum site_kind kind;
+	char what[96];   /* what this address is, for `applied` */
 	struct diag_expr *value;     /* NULL: no value */
 	struct diag_expr *condition; /* NULL: always */
 };
@@ -42,6 +43,8 @@ struct probe {
 	uint64_t trapped;        /* hits taken through int3 sites (conditions not applied) */
 	uint64_t stopped_ns;
 	uint64_t lost_returns;   /* entries whose return could not be watched */
+	size_t nskips;           /* instances resolved but not patched, and why (first few) */
+	struct diag_skip skips[DIAG_PROBE_MAX_SKIPS];
 	struct site *sites;
 	size_t nsites;
 	struct site **rsites;    /* return probes: one site per return address seen */

@@ -158,6 +158,10 @@ static int eligible(struct diag_engine *e, struct eproc *ep, struct site *s,
 		return 1;
 	if (!loc->func_end || loc->func_end - loc->addr < 5)
 		return 1;
+	/* an inlined copy's bounds are its own range, not its caller's: branches from the rest
+	 * of the caller into the patched bytes could not be ruled out */
+	if (loc->kind == DIAG_LOC_INLINED)
+		return 1;
 	return 0;
 }
 

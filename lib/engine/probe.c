@@ -146,6 +146,22 @@ static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s,
 	return r;
 }
 
+static void describe(const struct diag_location *l, char *out, size_t cap)
+{
+	static const char *const kinds[] = {
+		[DIAG_LOC_FUNCTION] = "function", [DIAG_LOC_CLONE] = "clone",
+		[DIAG_LOC_INLINED] = "inlined", [DIAG_LOC_LINE] = "line",
+		[DIAG_LOC_ADDRESS] = "address",
+	};
+	const char *k = (size_t)l->kind < sizeof(kinds) / sizeof(kinds[0]) && kinds[l->kind]
+				? kinds[l->kind] : "address";
+	if (l->note[0]) /* the note says what it is: "inlined into main at a.c:3", "clone f.isra.0" */
+		snprintf(out, cap, "%.90s", l->note);
+	else
+		snprintf(out, cap, "%s %.64s+0x%llx", k, l->symbol[0] ? l->symbol : "?",
+			 (unsigned long long)l->offset);
+}
+
 int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *pr,
 			struct diag_error *err)
 {
@@ -169,11 +185,18 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 		snprintf(pr->error, sizeof(pr->error), "waiting for its library to be loaded");
 		return 0;
 	}
+	struct diag_skip *skips = NULL;
+	size_t nskips = 0;
 	if (r == 0) {
-		r = diag_sym_resolve(e->syms, &mods, pr->target, &locs, &n, err);
+		r = diag_sym_resolve2(e->syms, &mods, pr->target, NULL, &locs, &n, &skips, &nskips,
+				      err);
 		if (r < 0)
 			diag_error_prefix(err, "target: ");
 	}
+	pr->nskips = nskips;
+	for (size_t i = 0; i < nskips && i < DIAG_PROBE_MAX_SKIPS; i++)
+		pr->skips[i] = skips[i];
+	free(skips);
 	if (r == 0 && pr->event == DIAG_EVENT_END)
 		r = diag__end_locations(ep, &locs, &n, err);
 	if (r == 0 && n > DIAG_PROBE_MAX_ADDRS)
@@ -183,6 +206,7 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 		r = diag_error_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		pr->sites[i].pr = pr;
+		describe(&locs[i], pr->sites[i].what, sizeof(pr->sites[i].what));
 		pr->sites[i].kind = pr->event == DIAG_EVENT_RETURN ? SITE_RET_ENTRY
 				    : pr->event == DIAG_EVENT_END  ? SITE_END
 								   : SITE_CALL;

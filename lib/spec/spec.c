@@ -323,6 +323,11 @@ static int dec_applied_one(struct dec *d, const cJSON *rec, struct diag_applied 
 	     c = c->next)
 		if (cJSON_IsString(c))
 			a->addrs[a->naddrs++] = strtoull(c->valuestring, NULL, 16);
+	const cJSON *inst = cJSON_GetObjectItemCaseSensitive(rec, "instances");
+	char *txt = cJSON_IsArray(inst) ? cJSON_PrintUnformatted(inst) : NULL;
+	if (txt && strlen(txt) < sizeof(a->instances))
+		memcpy(a->instances, txt, strlen(txt) + 1);
+	free(txt);
 	return 0;
 }
 
@@ -488,6 +493,9 @@ static cJSON *applied_to_json(const struct diag_applied *a)
 		snprintf(t, sizeof(t), "0x%llx", (unsigned long long)a->addrs[i]);
 		cJSON_AddItemToArray(addrs, cJSON_CreateString(t));
 	}
+	cJSON *inst = a->instances[0] ? cJSON_Parse(a->instances) : NULL;
+	if (inst)
+		cJSON_AddItemToObject(o, "instances", inst);
 	return o;
 }
 

@@ -40,6 +40,9 @@ struct diag_applied {
 	int64_t last_hit_ns;  /* 0 = never */
 	size_t naddrs;
 	uint64_t addrs[DIAG_SPEC_ADDRS_MAX];
+	/* JSON array text: each instance installed ({"address","what","path":"jump"|"int3"}) or
+	 * skipped ({"what","skipped":reason}); "" when unknown */
+	char instances[4096];
 };
 
 struct diag_spec {
