@@ -1,0 +1,35 @@
+# kill9_run PATH_KIND SIGNAL TRIALS: the daemon dies by SIGNAL TRIALS times while 4 threads of
+# the victim call the probed functions; after each death a new daemon re-applies the store.
+# PATH_KIND fast: $arg1 on work (jump trampoline); exact: a memory read on work2 (int3).
+kill9_run() {
+	local kind=$1 sig=$2 trials=$3 survived=0 lost=0
+	start_fixture v "$DIAG_FIXTURE_DIR/victim-O2-pie" 4 ""
+	start_daemon --pid "$v_pid" $NOGOV
+	if [ "$kind" = fast ]; then add k work incr > /dev/null; else exact_add k work2 > /dev/null; fi
+	local addr
+	addr=$(first_addr k "$v_pid")
+	fixture_go v
+	for i in $(seq "$trials"); do
+		[ "$(wait_more k 50)" = True ] || fail "trial $i: probe not counting"
+		kill -"$sig" "$DPID"; wait "$DPID" 2>/dev/null; DPID=
+		if kill -0 "$v_pid" 2>/dev/null && [ "$(awk '{print $3}' /proc/"$v_pid"/stat)" != Z ]; then
+			survived=$((survived + 1))
+		else
+			fail "trial $i: the target died after the daemon's $sig"
+			break
+		fi
+		start_daemon --pid "$v_pid" $NOGOV
+		[ "$(req '{"cmd":"list"}' | jget "[s['id'] for s in j['specs']]")" = "['k']" ] || lost=$((lost + 1))
+	done
+	expect_eq "$survived" "$trials" "$kind: target survived $sig of the daemon $trials times"
+	expect_eq "$lost" 0 "$kind: no spec lost"
+	expect_eq "$(serving)" True "daemon serving after the last restart"
+	stop_daemon
+	local patched
+	patched=$(patched_count "$v_pid" "$addr")
+	expect_eq "$patched" 0 "$kind: no byte left patched after the last daemon's exit"
+	local r
+	r=$(victim_result v)
+	expect_eq "$(field "$r" bad)" 0 "$kind: the target's own results all correct ($r)"
+	figure "daemon $sig, $kind-path probe, 4 threads" "$trials" "$survived" "$lost" "$patched"
+}
