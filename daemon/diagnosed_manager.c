@@ -99,6 +99,17 @@ static void instances_json(const struct diag_probe_info *info, char *out, size_t
 	cJSON_Delete(arr);
 }
 
+/* Fast-path hits are counted in the target, exactly, even when a full ring dropped their
+ * events: the record shows every hit, and the ones with no event as dropped. */
+static void count_hits(struct diag_applied *a, const struct diag_probe_info *info)
+{
+	uint64_t reached = info->hits > info->filtered ? info->hits - info->filtered : 0;
+	if (reached > a->hits) {
+		a->dropped += reached - a->hits;
+		a->hits = reached;
+	}
+}
+
 static void refresh_record(struct diag_manager *m, struct diag_mspec *ms, struct diag_applied *a)
 {
 	struct diag_probe_info info;
@@ -109,6 +120,7 @@ static void refresh_record(struct diag_manager *m, struct diag_mspec *ms, struct
 	a->naddrs = info.naddrs < DIAG_SPEC_ADDRS_MAX ? info.naddrs : DIAG_SPEC_ADDRS_MAX;
 	memcpy(a->addrs, info.addrs, a->naddrs * sizeof(a->addrs[0]));
 	instances_json(&info, a->instances, sizeof(a->instances));
+	count_hits(a, &info);
 }
 
 static void on_probe_state(void *ctx, pid_t pid, void *cookie, enum diag_probe_state st,
@@ -402,13 +414,34 @@ static int add_internal(struct diag_manager *m, struct diag_spec *s, bool fresh,
 	return 0;
 }
 
+/* Take a spec that could not be stored back out: an add that failed must not run. */
+static void drop(struct diag_manager *m, struct diag_mspec *ms)
+{
+	unapply(m, ms, DIAG_APPLIED_REMOVED);
+	size_t i = index_of(m, ms);
+	memmove(&m->specs[i], &m->specs[i + 1], (m->nspecs - i - 1) * sizeof(m->specs[0]));
+	m->nspecs--;
+	mspec_free(ms);
+}
+
 int diag_manager_add(struct diag_manager *m, struct diag_spec *s, struct diag_mspec **out,
 		     struct diag_error *err)
 {
-	int r = add_internal(m, s, true, out, err);
+	bool fresh = !s->id[0] || !diag_manager_find(m, s->id);
+	struct diag_mspec *ms = NULL;
+	int r = add_internal(m, s, true, &ms, err);
 	if (r < 0)
 		return r;
-	return diag_manager_save(m, err);
+	if ((r = diag_manager_save(m, err)) < 0) {
+		/* A replaced spec's old version is gone already: the new one stays (and the
+		 * next successful save stores it); a new one is taken back out. */
+		if (fresh)
+			drop(m, ms);
+		return r;
+	}
+	if (out)
+		*out = ms;
+	return 0;
 }
 
 void diag_manager_load(struct diag_manager *m)
@@ -438,11 +471,7 @@ int diag_manager_remove(struct diag_manager *m, const char *id, struct diag_erro
 	struct diag_mspec *ms = diag_manager_find(m, id);
 	if (!ms)
 		return diag_error_set(err, -ENOENT, "id: no probe '%s'", id);
-	unapply(m, ms, DIAG_APPLIED_REMOVED);
-	size_t i = index_of(m, ms);
-	memmove(&m->specs[i], &m->specs[i + 1], (m->nspecs - i - 1) * sizeof(m->specs[0]));
-	m->nspecs--;
-	mspec_free(ms);
+	drop(m, ms);
 	return diag_manager_save(m, err);
 }
 
@@ -558,11 +587,7 @@ void diag_manager_refresh_counts(struct diag_manager *m)
 			if (a->state != DIAG_APPLIED_APPLIED ||
 			    diag_engine_probe_info(m->engine, a->pid, ms, &info) < 0)
 				continue;
-			uint64_t reached = info.hits > info.filtered ? info.hits - info.filtered : 0;
-			if (reached > a->hits) {
-				a->dropped += reached - a->hits;
-				a->hits = reached;
-			}
+			count_hits(a, &info);
 		}
 	}
 }
