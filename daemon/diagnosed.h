@@ -43,6 +43,8 @@ struct diag_mspec {
 	bool expired;
 };
 
+#define DIAG_MANAGER_TARGETS_MAX 256 /* processes attached by attach/--pid/spec pid lists */
+
 struct diag_manager {
 	struct diag_engine *engine;
 	struct diag_plugin_host *plugins;

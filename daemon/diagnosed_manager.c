@@ -272,6 +272,16 @@ static void apply_error(struct diag_applied *a, const struct diag_error *e, int 
 	a->naddrs = 0;
 }
 
+/* Every traced process costs ptrace stops, rings and breakpoint tables: bounded. */
+static int targets_full(struct diag_manager *m, pid_t pid, struct diag_error *err)
+{
+	pid_t pids[DIAG_MANAGER_TARGETS_MAX];
+	if (diag_engine_pids(m->engine, pids, DIAG_MANAGER_TARGETS_MAX) < DIAG_MANAGER_TARGETS_MAX)
+		return 0;
+	return diag_error_set(err, -DIAG_E_LIMIT, "limit of %d traced processes reached (pid %d not attached)",
+			      DIAG_MANAGER_TARGETS_MAX, (int)pid);
+}
+
 static void apply_pid(struct diag_manager *m, struct diag_mspec *ms, pid_t pid)
 {
 	struct diag_applied *a = record(m, ms, pid);
@@ -291,7 +301,8 @@ static void apply_pid(struct diag_manager *m, struct diag_mspec *ms, pid_t pid)
 		snprintf(a->error, sizeof(a->error), "%s", ms->inst_error);
 		a->state = DIAG_APPLIED_ERROR;
 	} else if (!diag_engine_attached(m->engine, pid) &&
-		   (r = diag_engine_attach(m->engine, pid, &e)) < 0) {
+		   ((r = targets_full(m, pid, &e)) < 0 ||
+		    (r = diag_engine_attach(m->engine, pid, &e)) < 0)) {
 		snprintf(a->error, sizeof(a->error), "pid %d: %.480s", (int)pid,
 			 r == -ESRCH ? "no such process" : e.msg[0] ? e.msg : diag_strerror(r));
 		a->state = DIAG_APPLIED_ERROR;
@@ -319,9 +330,9 @@ static void apply(struct diag_manager *m, struct diag_mspec *ms)
 			apply_pid(m, ms, ms->spec->pids[i]);
 		return;
 	}
-	pid_t pids[256];
-	size_t n = diag_engine_pids(m->engine, pids, 256);
-	for (size_t i = 0; i < n && i < 256; i++)
+	pid_t pids[DIAG_MANAGER_TARGETS_MAX];
+	size_t n = diag_engine_pids(m->engine, pids, DIAG_MANAGER_TARGETS_MAX);
+	for (size_t i = 0; i < n && i < DIAG_MANAGER_TARGETS_MAX; i++)
 		apply_pid(m, ms, pids[i]);
 }
 
@@ -479,8 +490,8 @@ int diag_manager_attach(struct diag_manager *m, pid_t pid, struct diag_error *er
 {
 	if (diag_engine_attached(m->engine, pid))
 		return 0;
-	int r = diag_engine_attach(m->engine, pid, err);
-	if (r < 0) {
+	int r = targets_full(m, pid, err);
+	if (r < 0 || (r = diag_engine_attach(m->engine, pid, err)) < 0) {
 		if (r == -ESRCH)
 			diag_error_set(err, r, "pid %d: no such process", (int)pid);
 		return r;

@@ -17,7 +17,10 @@ def main():
     f = s.makefile("rb")
     if args and args[0] == "--raw":
         with open(args[1], "rb") as fh:
-            s.sendall(fh.read())
+            try:
+                s.sendall(fh.read())
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the daemon refused the rest (e.g. an oversized line): its reply is queued
         for line in f:
             sys.stdout.write(line.decode())
         return 0
