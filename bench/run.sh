@@ -41,7 +41,11 @@ run_diagnose() {
 		--name bench --id bench >/dev/null
 	finish_victim
 	"$CTL" --socket "$WORK/sock" --json stats bench >"$WORK/stats.json"
+	"$CTL" --socket "$WORK/sock" --json list >"$WORK/list.json"
 	kill -TERM "$dpid"; wait "$dpid" || true
+	# hits counted (exact, in the target for the fast path) / calls made
+	python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(list(j["specs"][0]["applied"].values())[0]["hits"])' \
+		"$WORK/list.json" >>"$WORK/counted"
 	# events delivered to the instrument / calls made
 	python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["stats"][0]["report"]["count"])' \
 		"$WORK/stats.json" >>"$WORK/seen"
@@ -71,7 +75,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # overhead_us TOOL THREADS CALLS: median over REPS of (traced - untraced)/hits
 overhead_us() {
 	local tool=$1 threads=$2 calls=$3 i
-	rm -f "$WORK/seen"
+	rm -f "$WORK/seen" "$WORK/counted"
 	for ((i = 0; i < REPS; i++)); do
 		local base traced
 		base=$(run_untraced "$threads" "$calls")
@@ -80,26 +84,27 @@ overhead_us() {
 	done | median
 }
 
-seen() { # fraction of calls delivered as events in the last diagnose runs
-	awk -v n="$1" '{s += $1; k++} END {printf "%.1f%%", 100 * s / (k * n)}' "$WORK/seen"
+seen() { # calls counted / delivered as events, in the last diagnose runs
+	awk -v n="$1" '{s += $1; k++} END {printf "%.0f%%/", 100 * s / (k * n)}' "$WORK/counted"
+	awk -v n="$1" '{s += $1; k++} END {printf "%.0f%%", 100 * s / (k * n)}' "$WORK/seen"
 }
 
-printf '%-34s %8s %12s %12s %10s\n' tool threads "us/hit" "vs diagnose" "events"
+printf '%-34s %8s %12s %12s %16s\n' tool threads "us/hit" "vs diagnose" "counted/events"
 for threads in 1 4; do
 	d=$(overhead_us diagnose "$threads" "$CALLS")
-	printf '%-34s %8s %12s %12s %10s\n' "diagnose fast path (jump+ring)" "$threads" "$d" "1.00" \
+	printf '%-34s %8s %12s %12s %16s\n' "diagnose fast path (jump+ring)" "$threads" "$d" "1.00" \
 		"$(seen $((threads * CALLS)))"
 	x=$(DIAG_ENV=DIAG_NO_FASTPATH=1 overhead_us diagnose "$threads" "$CALLS")
-	printf '%-34s %8s %12s %12s %10s\n' "diagnose exact path (int3+XOL)" "$threads" "$x" \
+	printf '%-34s %8s %12s %12s %16s\n' "diagnose exact path (int3+XOL)" "$threads" "$x" \
 		"$(awk -v a="$x" -v d="$d" 'BEGIN {printf "%.2fx", a/d}')" "$(seen $((threads * CALLS)))"
 	if command -v bpftrace >/dev/null; then
 		b=$(overhead_us bpftrace "$threads" "$CALLS")
-		printf '%-34s %8s %12s %12s %10s\n' "bpftrace uprobe, count()" "$threads" "$b" \
+		printf '%-34s %8s %12s %12s %16s\n' "bpftrace uprobe, count()" "$threads" "$b" \
 			"$(awk -v a="$b" -v d="$d" 'BEGIN {printf "%.2fx", a/d}')" "in-kernel"
 	else
 		echo "bpftrace not installed: apt-get install -y bpftrace"
 	fi
 	g=$(overhead_us gdb "$threads" "$GDB_CALLS")
-	printf '%-34s %8s %12s %12s %10s\n' "gdb dprintf" "$threads" "$g" \
+	printf '%-34s %8s %12s %12s %16s\n' "gdb dprintf" "$threads" "$g" \
 		"$(awk -v a="$g" -v d="$d" 'BEGIN {printf "%.2fx", a/d}')" "-"
 done

@@ -385,6 +385,18 @@ static void on_event_stop(struct diag_engine *e, struct diag_thread *t, int sig)
 	diag_thread_resume(t, 0);
 }
 
+static void snapshot_counts(struct eproc *mem)
+{
+	for (struct probe *pr = mem->probes; pr; pr = pr->next) {
+		uint64_t n = 0;
+		for (size_t i = 0; i < pr->nsites; i++)
+			if (pr->sites[i].bp && pr->sites[i].bp->jump)
+				n += diag__fast_count(mem, pr->sites[i].bp);
+		if (n > pr->fast_counted)
+			pr->fast_counted = n;
+	}
+}
+
 static void on_stop(struct diag_engine *e, struct diag_thread *t, int status)
 {
 	int sig = WSTOPSIG(status), event = status >> 16;
@@ -411,6 +423,7 @@ static void on_stop(struct diag_engine *e, struct diag_thread *t, int status)
 	case PTRACE_EVENT_EXIT:
 		/* the last moment the ring is readable: hits recorded just before exit count */
 		diag__fast_drain(e, eproc_mem(eproc_of(t->proc)));
+		snapshot_counts(eproc_mem(eproc_of(t->proc)));
 		if (!eproc_of(t->proc)->freeze)
 			diag_thread_resume(t, 0);
 		return;
@@ -731,10 +744,12 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 	memset(out, 0, sizeof(*out));
 	out->state = pr->state;
 	out->events = pr->hits;
-	out->hits = pr->trapped;
+	uint64_t counted = 0;
 	for (size_t i = 0; i < pr->nsites; i++)
 		if (pr->sites[i].bp && pr->sites[i].bp->jump)
-			out->hits += diag__fast_count(eproc_mem(ep), pr->sites[i].bp);
+			counted += diag__fast_count(eproc_mem(ep), pr->sites[i].bp);
+	/* the counters die with the process: the snapshot taken at its exit stands in */
+	out->hits = pr->trapped + (counted > pr->fast_counted ? counted : pr->fast_counted);
 	out->filtered = pr->filtered;
 	out->dropped = eproc_mem(ep)->ring_drops;
 	out->stopped_ns = pr->stopped_ns;

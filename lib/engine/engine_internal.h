@@ -41,6 +41,7 @@ struct probe {
 	char error[DIAG_ERRMSG_MAX];
 	uint64_t hits, filtered;
 	uint64_t trapped;        /* hits taken through int3 sites (conditions not applied) */
+	uint64_t fast_counted;   /* jump sites' counters, last read (kept when the process exits) */
 	uint64_t stopped_ns;
 	uint64_t lost_returns;   /* entries whose return could not be watched */
 	size_t nskips;           /* instances resolved but not patched, and why (first few) */
