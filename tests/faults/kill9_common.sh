@@ -2,7 +2,7 @@
 # the victim call the probed functions; after each death a new daemon re-applies the store.
 # PATH_KIND fast: $arg1 on work (jump trampoline); exact: a memory read on work2 (int3).
 kill9_run() {
-	local kind=$1 sig=$2 trials=$3 survived=0 lost=0
+	local kind=$1 sig=$2 trials=$3 survived=0 lost=0 ran=0
 	start_fixture v "$DIAG_FIXTURE_DIR/victim-O2-pie" 4 ""
 	start_daemon --pid "$v_pid" $NOGOV
 	if [ "$kind" = fast ]; then add k work incr > /dev/null; else exact_add k work2 > /dev/null; fi
@@ -10,8 +10,9 @@ kill9_run() {
 	addr=$(first_addr k "$v_pid")
 	fixture_go v
 	for i in $(seq "$trials"); do
-		[ "$(wait_more k 50)" = True ] || fail "trial $i: probe not counting"
+		if [ "$(wait_more k 50)" != True ]; then fail "trial $i: probe not counting after the restart: $(state_of k "$v_pid"): $(grep -h "spec 'k'" "$T"/d.err* | tail -1)"; break; fi
 		kill -"$sig" "$DPID"; wait "$DPID" 2>/dev/null; DPID=
+		ran=$((ran + 1))
 		if kill -0 "$v_pid" 2>/dev/null && [ "$(awk '{print $3}' /proc/"$v_pid"/stat)" != Z ]; then
 			survived=$((survived + 1))
 		else
@@ -31,5 +32,5 @@ kill9_run() {
 	local r
 	r=$(victim_result v)
 	expect_eq "$(field "$r" bad)" 0 "$kind: the target's own results all correct ($r)"
-	figure "daemon $sig, $kind-path probe, 4 threads" "$trials" "$survived" "$lost" "$patched"
+	figure "daemon $sig, $kind-path probe, 4 threads" "$ran of $trials" "$survived" "$lost" "$patched"
 }

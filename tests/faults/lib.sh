@@ -46,7 +46,7 @@ exact_add() {
 wait_more() {
 	local h
 	h=$(hits_of "$1")
-	req "{\"cmd\":\"wait\",\"id\":\"$1\",\"hits\":$((h + $2)),\"timeout\":30}" | jget "j['ok']"
+	req "{\"cmd\":\"wait\",\"id\":\"$1\",\"hits\":$((h + $2)),\"timeout\":10}" | jget "j['ok']"
 }
 
 # The fault cases test survival, not the governor: no stopped-time budget under their load.
