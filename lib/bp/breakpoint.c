@@ -128,7 +128,8 @@ int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread 
 	bp->orig_bytes[0] = bp->orig;
 	bp->patched_len = 1;
 	bp->slot_len = (uint8_t)slot_len;
-	if (r == 0 && t->hooks.arm && (r = t->hooks.arm(t->hooks.arg, addr, bp->slot)) < 0)
+	bp->addr = addr;
+	if (r == 0 && t->hooks.arm && (r = t->hooks.arm(t->hooks.arg, bp)) < 0)
 		diag_error_set(err, r, "cannot protect the breakpoint at 0x%llx: %s",
 			       (unsigned long long)addr, diag_strerror(r));
 	static const uint8_t int3 = INT3;
@@ -138,7 +139,7 @@ int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread 
 		r = diag_error_set(err, -EIO, "cannot write the breakpoint at 0x%llx",
 				   (unsigned long long)addr);
 		if (t->hooks.disarmed)
-			t->hooks.disarmed(t->hooks.arg, addr);
+			t->hooks.disarmed(t->hooks.arg, bp);
 	}
 	struct diag_slot_info *si = r == 0 ? malloc(sizeof(*si)) : NULL;
 	if (si) {
@@ -153,7 +154,7 @@ int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread 
 		r = diag_error_set(err, -ENOMEM, "out of memory");
 		diag_proc_write(p, addr, &bp->orig, 1); /* the int3 is out: undo it */
 		if (t->hooks.disarmed)
-			t->hooks.disarmed(t->hooks.arg, addr);
+			t->hooks.disarmed(t->hooks.arg, bp);
 	}
 	if (r < 0) {
 		bp_free(bp);
@@ -181,11 +182,10 @@ int diag_bp_add_user(struct diag_bp *bp, void *user)
 static void unpatch(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp)
 {
 	diag_proc_write(p, bp->addr, bp->orig_bytes, bp->patched_len);
-	if (!bp->jump) {
+	if (!bp->jump)
 		diag_u64map_put(&t->tombstones, bp->addr, (void *)1);
-		if (t->hooks.disarmed)
-			t->hooks.disarmed(t->hooks.arg, bp->addr);
-	}
+	if (t->hooks.disarmed)
+		t->hooks.disarmed(t->hooks.arg, bp);
 }
 
 void diag_bp_destroy(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp)
@@ -236,10 +236,22 @@ int diag_bp_make_jump(struct diag_bptable *t, struct diag_proc *p, struct diag_t
 	if (r == 0 && diag_proc_write(p, bp->tramp, tramp, len) < 0)
 		r = diag_error_set(err, -EIO, "cannot write the trampoline at 0x%llx",
 				   (unsigned long long)bp->tramp);
+	bp->addr = addr;
+	bp->jump = true;
+	bp->site_id = site_id;
+	bp->patched_len = (uint8_t)patched;
+	memcpy(bp->orig_bytes, code, patched);
+	bp->orig = code[0];
 	if (r == 0 && (r = diag_u64map_put(&t->by_addr, addr, bp)) < 0)
 		diag_error_set(err, r, "out of memory");
+	if (r == 0 && t->hooks.arm && (r = t->hooks.arm(t->hooks.arg, bp)) < 0) {
+		diag_u64map_del(&t->by_addr, addr);
+		diag_error_set(err, r, "cannot record the jump at 0x%llx", (unsigned long long)addr);
+	}
 	if (r == 0 && diag_proc_write(p, addr, jmp, sizeof(jmp)) < 0) {
 		diag_u64map_del(&t->by_addr, addr);
+		if (t->hooks.disarmed)
+			t->hooks.disarmed(t->hooks.arg, bp);
 		r = diag_error_set(err, -EIO, "cannot write the jump at 0x%llx",
 				   (unsigned long long)addr);
 	}
@@ -247,12 +259,6 @@ int diag_bp_make_jump(struct diag_bptable *t, struct diag_proc *p, struct diag_t
 		bp_free(bp);
 		return r;
 	}
-	bp->addr = addr;
-	bp->jump = true;
-	bp->site_id = site_id;
-	bp->patched_len = (uint8_t)patched;
-	memcpy(bp->orig_bytes, code, patched);
-	bp->orig = code[0];
 	*out = bp;
 	return 0;
 }

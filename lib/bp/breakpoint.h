@@ -37,12 +37,13 @@ struct diag_slot_info {
 	bool plain;     /* the slot starts with a byte-identical copy of the instruction */
 };
 
-/* Told around every int3 (the safety handler's table must cover an int3 before it is written
- * and until after its original byte is back). arm may refuse (negative: the int3 is not
- * written and the breakpoint fails). */
+/* Told around every patch (int3 or jump): arm before its bytes are written (the safety
+ * handler's table must cover an int3 first; the journal must know a patch before it exists),
+ * disarmed after the original bytes are back. arm may refuse (negative: nothing is written). */
+struct diag_bp;
 struct diag_bp_hooks {
-	int (*arm)(void *arg, uint64_t addr, uint64_t slot);
-	void (*disarmed)(void *arg, uint64_t addr);
+	int (*arm)(void *arg, const struct diag_bp *bp);
+	void (*disarmed)(void *arg, const struct diag_bp *bp);
 	void *arg;
 };
 

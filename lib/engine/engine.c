@@ -35,7 +35,9 @@ static struct eproc *eproc_new(struct diag_engine *e, struct diag_proc *tp)
 	ep->tp = tp;
 	tp->owner = ep;
 	ep->seccomp = -1;
+	ep->journal_fd = -1;
 	diag_bptable_init(&ep->bps);
+	diag__hooks_set(ep);
 	diag_u64map_init(&ep->jumps);
 	if (diag_u64map_put(&e->procs, (uint64_t)tp->pid, ep) < 0) {
 		free(ep);
@@ -76,6 +78,7 @@ static void eproc_drop(struct diag_engine *e, struct eproc *ep)
 	diag_bptable_release(&ep->bps);
 	diag_u64map_release(&ep->jumps);
 	diag__safety_forget(ep);
+	diag__journal_close(ep, true); /* gone, or left with every byte restored */
 	diag_u64map_del(&e->procs, (uint64_t)ep->tp->pid);
 	diag__stack_forget(e, ep);
 	diag_proc_free(ep->tp);
@@ -266,6 +269,9 @@ static void on_fork(struct diag_engine *e, struct diag_thread *parent, pid_t chi
 	/* The child's copy of memory already holds our int3s and slots. */
 	if (!vfork && diag_bptable_clone(&cep->bps, &eproc_mem(pep)->bps) < 0)
 		diag_bptable_init(&cep->bps);
+	diag__hooks_set(cep);
+	if (!vfork) /* its copied memory holds the parent's patches: so does its journal */
+		diag__journal_open(e, cep, eproc_mem(pep)->journal_path);
 	if (!vfork) {
 		diag__fast_fork(e, cep, eproc_mem(pep));
 		diag__safety_fork(cep, eproc_mem(pep));
@@ -316,6 +322,8 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 	t->ext = NULL;
 	diag_bptable_release(&ep->bps);
 	diag_bptable_init(&ep->bps);
+	diag__hooks_set(ep);
+	diag__journal_reset(e, ep); /* a new image: nothing of ours is in it */
 	diag_u64map_release(&ep->jumps);
 	diag__dl_unwatch(ep, false);
 	diag__safety_forget(ep); /* exec reset the action and unmapped the handler */
@@ -621,6 +629,8 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	e->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	e->epfd = epoll_create1(EPOLL_CLOEXEC);
 	e->no_fast = getenv("DIAG_NO_FASTPATH") != NULL;
+	const char *jd = getenv("DIAG_JOURNAL_DIR");
+	snprintf(e->journal_dir, sizeof(e->journal_dir), "%s", jd ? jd : "/run/diagnose/journal");
 	int r = e->sigfd < 0 || e->timerfd < 0 || e->epfd < 0 ? -errno : 0;
 	struct epoll_event ev = {.events = EPOLLIN};
 	if (r == 0 && (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->sigfd, &ev) < 0 ||
@@ -680,6 +690,13 @@ int diag_engine_attach(struct diag_engine *e, pid_t pid, struct diag_error *err)
 	while (diag_u64map_next(&tp->threads, &pos, &k, &v))
 		if (track_thread(e, v) < 0)
 			return diag_error_set(err, -ENOMEM, "out of memory");
+	/* a predecessor that died left its patches: take them out before anything else */
+	struct diag_journal_report rep;
+	if (diag__journal_recover(e, ep, &rep) == 0)
+		e->recovered += rep.restored;
+	if (!diag_u64map_get(&e->procs, (uint64_t)pid))
+		return diag_error_set(err, -ESRCH, "--pid %d: exited while attaching", (int)pid);
+	diag__journal_open(e, ep, NULL);
 	return 0;
 }
 
@@ -790,6 +807,7 @@ void diag_engine_get_stats(const struct diag_engine *e, struct diag_engine_stats
 	out->threads = e->threads.count;
 	out->hits = e->hits;
 	out->dropped = e->dropped;
+	out->recovered = e->recovered;
 	size_t pos = 0;
 	uint64_t k;
 	void *v;

@@ -86,6 +86,7 @@ struct diag_probe_info {
 
 struct diag_engine_stats {
 	size_t targets, threads, probes, breakpoints;
+	size_t recovered;   /* patches of a dead predecessor taken out at attach (journal) */
 	uint64_t hits;
 	uint64_t dropped; /* fast-path hits lost to a full ring, since the engine started */
 };

@@ -82,6 +82,9 @@ struct eproc {
 	int seccomp;              /* -1 unknown, else /proc/PID/status Seccomp */
 	struct diag__safety *safety; /* the SIGTRAP safety handler, once an int3 is placed */
 	struct probe *dl_probe;   /* the engine's own watch on library loads (dynlink.c) */
+	int journal_fd;           /* journal.c: this process's patches, -1 when none */
+	char journal_path[300];
+	size_t journal_regions;   /* slot pages already journaled */
 	bool dl_dirty;            /* a library was loaded or unloaded since the last look */
 	struct diag__stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
 };
@@ -103,6 +106,8 @@ struct diag_engine {
 	bool timer_armed;
 	bool no_fast;               /* DIAG_NO_FASTPATH set: int3 for everything (tests) */
 	uint64_t tsc0, ns0, tsc1, ns1; /* TSC -> CLOCK_REALTIME calibration */
+	char journal_dir[200];      /* DIAG_JOURNAL_DIR or /run/diagnose/journal; "" = none */
+	size_t recovered;
 	struct diag_unwinder *unwinder; /* stack.c: created at the first stack value */
 };
 
@@ -165,7 +170,24 @@ void diag__dl_unwatch(struct eproc *ep, bool write);
 /* The libraries changed: apply pending probes, retire those of unloaded libraries. */
 void diag__dl_changed(struct diag_engine *e, struct eproc *ep);
 
+/* journal.c */
+struct diag_journal_report {
+	bool found;
+	size_t restored, mismatched, unmapped;
+};
+void diag__hooks_set(struct eproc *ep);
+int diag__journal_open(struct diag_engine *e, struct eproc *ep, const char *copy_from);
+void diag__journal_close(struct eproc *ep, bool done);
+void diag__journal_reset(struct diag_engine *e, struct eproc *ep);
+void diag__journal_pages(struct eproc *ep);
+void diag__journal_map(struct eproc *ep, uint64_t addr, uint64_t len, const char *what);
+void diag__journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_action);
+/* A predecessor's journal for this process: take its patches out (threads frozen meanwhile). */
+int diag__journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_journal_report *rep);
+
 /* safety.c */
+int diag__safety_arm(struct eproc *ep, const struct diag_bp *bp);
+void diag__safety_disarmed(struct eproc *ep, const struct diag_bp *bp);
 /* Before the first int3 of a process: install the SIGTRAP safety handler (a stopped thread is
  * borrowed, or stopped and returned in *stopped). */
 int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,

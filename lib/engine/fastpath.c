@@ -95,6 +95,7 @@ static int ring_map(struct eproc *ep, struct diag_thread *t)
 		return -EIO;
 	}
 	ep->ring_addr = (uint64_t)ret;
+	diag__journal_map(ep, ep->ring_addr, bytes, "ring");
 	ep->ring_mask = RING_CAPACITY - 1;
 	ep->ring_tail = 0;
 	return 0;

@@ -30,9 +30,9 @@ static int write_u64(struct eproc *ep, uint64_t addr, uint64_t v)
 	return diag_proc_write(ep->tp, addr, &v, sizeof(v)) == sizeof(v) ? 0 : -EIO;
 }
 
-static int arm(void *arg, uint64_t addr, uint64_t slot)
+int diag__safety_arm(struct eproc *ep, const struct diag_bp *bp)
 {
-	struct eproc *ep = arg;
+	uint64_t addr = bp->addr, slot = bp->slot;
 	size_t idx;
 	int r = diag_safety_table_put(&ep->safety->t, addr, slot, &idx);
 	if (r == -EEXIST)
@@ -46,9 +46,9 @@ static int arm(void *arg, uint64_t addr, uint64_t slot)
 	return r;
 }
 
-static void disarmed(void *arg, uint64_t addr)
+void diag__safety_disarmed(struct eproc *ep, const struct diag_bp *bp)
 {
-	struct eproc *ep = arg;
+	uint64_t addr = bp->addr;
 	struct diag__safety *s = ep->safety;
 	size_t idx;
 	/* the original byte is back: tombstone first (a thread that trapped just before is
@@ -56,11 +56,6 @@ static void disarmed(void *arg, uint64_t addr)
 	write_u64(ep, diag_safety_tomb_addr(&s->l, s->tomb_seq++), addr);
 	if (diag_safety_table_del(&s->t, addr, &idx) == 0)
 		write_u64(ep, diag_safety_bucket_addr(&s->l, idx), DIAG_SAFETY_DELETED);
-}
-
-static void set_hooks(struct eproc *ep)
-{
-	ep->bps.hooks = (struct diag_bp_hooks){.arm = arm, .disarmed = disarmed, .arg = ep};
 }
 
 /* rt_sigaction in the target, with act/oact in scratch memory below the thread's red zone. */
@@ -144,7 +139,8 @@ int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thr
 		return r;
 	}
 	ep->safety = s;
-	set_hooks(ep);
+	diag__journal_map(ep, s->l.page_addr, s->map_len, "safety");
+	diag__journal_sigaction(ep, s->l.handler, &s->old);
 	/* int3s placed before the handler existed (none normally) get covered now */
 	size_t pos = 0;
 	uint64_t k;
@@ -152,7 +148,7 @@ int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thr
 	while (diag_u64map_next(&ep->bps.by_addr, &pos, &k, &v)) {
 		const struct diag_bp *bp = v;
 		if (!bp->jump)
-			arm(ep, bp->addr, bp->slot);
+			diag__safety_arm(ep, bp);
 	}
 	return 0;
 }
@@ -179,7 +175,6 @@ void diag__safety_forget(struct eproc *ep)
 	diag_safety_table_fini(&ep->safety->t);
 	free(ep->safety);
 	ep->safety = NULL;
-	ep->bps.hooks = (struct diag_bp_hooks){0};
 }
 
 int diag__safety_fork(struct eproc *child, const struct eproc *parent)
@@ -197,6 +192,5 @@ int diag__safety_fork(struct eproc *child, const struct eproc *parent)
 	memcpy(s->t.e, parent->safety->t.e, parent->safety->t.n * sizeof(*s->t.e));
 	s->t.live = parent->safety->t.live;
 	child->safety = s; /* the child's copy of the blob, action and table */
-	set_hooks(child);
 	return 0;
 }

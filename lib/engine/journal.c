@@ -1,0 +1,363 @@
+/* journal: every patch the engine makes in a process, written down before it exists, so a
+ * daemon that starts after a predecessor died (kill -9, crash, OOM) can take the patches back
+ * out: original bytes restored (checked against the file), threads moved out of the pages,
+ * the target's own SIGTRAP action back, the pages unmapped. One file per process
+ * (DIR/PID-STARTTIME), one line per fact, appended with a single write(2) each: the page
+ * cache keeps what a killed daemon wrote. Removed when the engine leaves a process cleanly.
+ * Also the breakpoint hooks: the safety handler's table and the journal hear of every patch. */
+#include "engine/engine_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "arch/x86_64/safety.h"
+
+#define MAX_RECOVER 4096
+
+static void jline(struct eproc *ep, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void jline(struct eproc *ep, const char *fmt, ...)
+{
+	if (ep->journal_fd < 0)
+		return;
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > 0 && (size_t)n < sizeof(buf) && write(ep->journal_fd, buf, (size_t)n) != n)
+		ep->journal_fd = ep->journal_fd; /* best effort: a full /run must not stop a probe */
+}
+
+static void hex(const uint8_t *b, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", b[i]);
+	out[2 * n] = '\0';
+}
+
+void diag__journal_pages(struct eproc *ep)
+{
+	for (; ep->journal_regions < ep->bps.xol.n; ep->journal_regions++)
+		jline(ep, "M %llx %llx xol\n",
+		      (unsigned long long)ep->bps.xol.regions[ep->journal_regions].base,
+		      (unsigned long long)DIAG_XOL_REGION_SIZE);
+}
+
+void diag__journal_map(struct eproc *ep, uint64_t addr, uint64_t len, const char *what)
+{
+	jline(ep, "M %llx %llx %s\n", (unsigned long long)addr, (unsigned long long)len, what);
+}
+
+void diag__journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_action)
+{
+	const struct diag_ksigaction *o = old_action;
+	jline(ep, "S %llx %llx %llx %llx %llx\n", (unsigned long long)ours,
+	      (unsigned long long)o->handler, (unsigned long long)o->flags,
+	      (unsigned long long)o->restorer, (unsigned long long)o->mask);
+}
+
+static int hook_arm(void *arg, const struct diag_bp *bp)
+{
+	struct eproc *ep = arg;
+	diag__journal_pages(ep); /* the page holding its slot or trampoline first */
+	if (!bp->jump && ep->safety) {
+		int r = diag__safety_arm(ep, bp);
+		if (r < 0)
+			return r;
+	}
+	char orig[64];
+	hex(bp->orig_bytes, bp->patched_len, orig);
+	jline(ep, "P %llx %s %s %llx\n", (unsigned long long)bp->addr, bp->jump ? "jump" : "int3",
+	      orig, (unsigned long long)(bp->jump ? bp->tramp : bp->slot));
+	return 0;
+}
+
+static void hook_disarmed(void *arg, const struct diag_bp *bp)
+{
+	struct eproc *ep = arg;
+	if (!bp->jump && ep->safety)
+		diag__safety_disarmed(ep, bp);
+	jline(ep, "U %llx\n", (unsigned long long)bp->addr);
+}
+
+void diag__hooks_set(struct eproc *ep)
+{
+	ep->bps.hooks = (struct diag_bp_hooks){.arm = hook_arm, .disarmed = hook_disarmed, .arg = ep};
+}
+
+static unsigned long long start_time(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')'); /* comm may hold spaces */
+	unsigned long long st = 0;
+	for (int field = 2; p && *p; p++)
+		if (*p == ' ' && ++field == 22) {
+			st = strtoull(p + 1, NULL, 10);
+			break;
+		}
+	return st;
+}
+
+static void path_of(const struct diag_engine *e, pid_t pid, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/%d-%llu", e->journal_dir, (int)pid, start_time(pid));
+}
+
+int diag__journal_open(struct diag_engine *e, struct eproc *ep, const char *copy_from)
+{
+	ep->journal_fd = -1;
+	ep->journal_regions = 0;
+	if (!e->journal_dir[0])
+		return 0;
+	char dir[sizeof(e->journal_dir)];
+	snprintf(dir, sizeof(dir), "%s", e->journal_dir);
+	for (char *p = dir + 1; *p; p++) /* mkdir -p, private to root */
+		if (*p == '/') {
+			*p = '\0';
+			mkdir(dir, 0700);
+			*p = '/';
+		}
+	mkdir(dir, 0700);
+	path_of(e, ep->tp->pid, ep->journal_path, sizeof(ep->journal_path));
+	ep->journal_fd = open(ep->journal_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+			      0600);
+	if (ep->journal_fd < 0)
+		return -errno;
+	if (copy_from) { /* a forked child inherits its parent's patches */
+		int in = open(copy_from, O_RDONLY | O_CLOEXEC);
+		char buf[8192];
+		ssize_t n;
+		while (in >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+			if (write(ep->journal_fd, buf, (size_t)n) != n)
+				break;
+		if (in >= 0)
+			close(in);
+		ep->journal_regions = ep->bps.xol.n;
+	}
+	return 0;
+}
+
+void diag__journal_close(struct eproc *ep, bool done)
+{
+	if (ep->journal_fd >= 0)
+		close(ep->journal_fd);
+	ep->journal_fd = -1;
+	if (done && ep->journal_path[0])
+		unlink(ep->journal_path);
+	ep->journal_path[0] = '\0';
+}
+
+void diag__journal_reset(struct diag_engine *e, struct eproc *ep)
+{
+	diag__journal_close(ep, true);
+	diag__journal_open(e, ep, NULL);
+}
+
+/* ---- recovery: a predecessor's patches ---- */
+
+struct jpatch {
+	uint64_t addr, target; /* slot (int3) or trampoline (jump) */
+	bool jump, live;
+	uint8_t orig[24];
+	size_t len;
+};
+
+struct jstate {
+	struct jpatch *p;
+	size_t np;
+	uint64_t pages[64][2];
+	size_t npages;
+	bool have_sig;
+	uint64_t ours;
+	struct diag_ksigaction old;
+};
+
+static void parse_line(struct jstate *js, const char *line)
+{
+	unsigned long long a, b, c, d, f;
+	char kind[8], orig[64], what[16];
+	if (sscanf(line, "P %llx %7s %63s %llx", &a, kind, orig, &b) == 4 && js->np < MAX_RECOVER) {
+		struct jpatch *p = &js->p[js->np++];
+		*p = (struct jpatch){.addr = a, .target = b, .jump = !strcmp(kind, "jump"), .live = true};
+		p->len = strlen(orig) / 2 < sizeof(p->orig) ? strlen(orig) / 2 : sizeof(p->orig);
+		for (size_t i = 0; i < p->len; i++) {
+			unsigned v;
+			sscanf(orig + 2 * i, "%2x", &v);
+			p->orig[i] = (uint8_t)v;
+		}
+	} else if (sscanf(line, "U %llx", &a) == 1) {
+		for (size_t i = js->np; i-- > 0;)
+			if (js->p[i].addr == a && js->p[i].live) {
+				js->p[i].live = false;
+				break;
+			}
+	} else if (sscanf(line, "M %llx %llx %15s", &a, &b, what) == 3 && js->npages < 64) {
+		js->pages[js->npages][0] = a;
+		js->pages[js->npages++][1] = b;
+	} else if (sscanf(line, "S %llx %llx %llx %llx %llx", &a, &b, &c, &d, &f) == 5) {
+		js->have_sig = true;
+		js->ours = a;
+		js->old = (struct diag_ksigaction){b, c, d, f};
+	}
+}
+
+static bool in_pages(const struct jstate *js, uint64_t rip)
+{
+	for (size_t i = 0; i < js->npages; i++)
+		if (rip >= js->pages[i][0] && rip < js->pages[i][0] + js->pages[i][1])
+			return true;
+	return false;
+}
+
+/* Step a thread out of the predecessor's pages (its slot or trampoline runs to the end). */
+static void step_out(struct diag_thread *t, const struct jstate *js)
+{
+	for (int steps = 0; steps < 512; steps++) {
+		struct user_regs_struct r;
+		if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0)
+			return;
+		if (!in_pages(js, r.rip)) {
+			if (steps && (r.eflags & 0x100)) { /* see leave_slots: no trap flag left */
+				r.eflags &= ~0x100ULL;
+				ptrace(PTRACE_SETREGS, t->tid, 0, &r);
+			}
+			return;
+		}
+		int st;
+		if (ptrace(PTRACE_SINGLESTEP, t->tid, 0, 0) < 0 ||
+		    waitpid(t->tid, &st, __WALL) != t->tid || !WIFSTOPPED(st))
+			return;
+		if (WSTOPSIG(st) != SIGTRAP)
+			t->pending_sig = WSTOPSIG(st);
+	}
+}
+
+/* The bytes the file has at addr, for the check of a restore. */
+static bool file_bytes(const struct diag_modmap *mods, uint64_t addr, uint8_t *out, size_t n)
+{
+	const struct diag_module *m = diag_modmap_find(mods, addr);
+	if (!m)
+		return false;
+	char path[128];
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)mods->pid);
+	FILE *f = fopen(path, "re");
+	char line[512];
+	bool ok = false;
+	while (f && !ok && fgets(line, sizeof(line), f)) {
+		unsigned long long lo, hi, off;
+		if (sscanf(line, "%llx-%llx %*s %llx", &lo, &hi, &off) != 3 || addr < lo || addr >= hi ||
+		    !strstr(line, m->path))
+			continue;
+		int fd = open(m->host_path, O_RDONLY | O_CLOEXEC);
+		ok = fd >= 0 && pread(fd, out, n, (off_t)(addr - lo + off)) == (ssize_t)n;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (f)
+		fclose(f);
+	return ok;
+}
+
+static void restore(struct eproc *ep, const struct jpatch *p, const struct diag_modmap *mods,
+		    struct diag_journal_report *rep)
+{
+	uint8_t cur[24], want[24];
+	if (diag_proc_read(ep->tp, p->addr, cur, p->len) != (ssize_t)p->len)
+		return;
+	memcpy(want, p->orig, p->len);
+	if (p->jump) {
+		int32_t rel = (int32_t)(p->target - (p->addr + 5));
+		want[0] = 0xe9;
+		memcpy(want + 1, &rel, 4);
+	} else {
+		want[0] = 0xcc;
+	}
+	size_t plen = p->jump ? 5 : 1;
+	if (memcmp(cur, want, plen) != 0)
+		return; /* not ours (any more): leave it */
+	if (diag_proc_write(ep->tp, p->addr, p->orig, p->len) == (ssize_t)p->len)
+		rep->restored++;
+	uint8_t file[24];
+	if (file_bytes(mods, p->addr, file, p->len) && memcmp(file, p->orig, p->len) != 0)
+		rep->mismatched++; /* the code was not the file's before the predecessor either */
+}
+
+int diag__journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_journal_report *rep)
+{
+	char path[sizeof(ep->journal_path)];
+	memset(rep, 0, sizeof(*rep));
+	if (!e->journal_dir[0])
+		return 0;
+	path_of(e, ep->tp->pid, path, sizeof(path));
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	struct jstate js = {.p = calloc(MAX_RECOVER, sizeof(*js.p))};
+	char line[512];
+	while (js.p && fgets(line, sizeof(line), f))
+		parse_line(&js, line);
+	fclose(f);
+	rep->found = true;
+	struct diag_thread *t = js.p ? diag__freeze(e, ep) : NULL;
+	if (!t) {
+		free(js.p);
+		return js.p ? -DIAG_E_GONE : -ENOMEM;
+	}
+	struct diag_modmap mods = {0};
+	diag_modmap_read(ep->tp->pid, &mods, NULL);
+	for (size_t i = 0; i < js.np; i++)
+		if (js.p[i].live)
+			restore(ep, &js.p[i], &mods, rep);
+	diag_modmap_release(&mods);
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v))
+		if (((struct diag_thread *)v)->stopped)
+			step_out(v, &js);
+	if (js.have_sig) { /* the target's own action back, unless it set another since */
+		long args[6] = {SIGTRAP, 0, 0, 8, 0, 0}, ret;
+		struct user_regs_struct r;
+		if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) == 0) {
+			uint64_t scratch = (r.rsp - 1024) & ~15ULL;
+			struct diag_ksigaction cur;
+			args[2] = (long)(scratch + 64);
+			if (diag_thread_syscall(t, SYS_rt_sigaction, args, &ret) == 0 && ret == 0 &&
+			    diag_proc_read(ep->tp, scratch + 64, &cur, sizeof(cur)) == sizeof(cur) &&
+			    cur.handler == js.ours &&
+			    diag_proc_write(ep->tp, scratch, &js.old, sizeof(js.old)) == sizeof(js.old)) {
+				args[1] = (long)scratch;
+				args[2] = 0;
+				diag_thread_syscall(t, SYS_rt_sigaction, args, &ret);
+			}
+		}
+	}
+	for (size_t i = 0; i < js.npages; i++) {
+		long args[6] = {(long)js.pages[i][0], (long)js.pages[i][1], 0, 0, 0, 0}, ret;
+		if (diag_thread_syscall(t, SYS_munmap, args, &ret) == 0 && ret == 0)
+			rep->unmapped++;
+	}
+	diag__thaw(e, ep);
+	free(js.p);
+	unlink(path);
+	return 0;
+}
