@@ -517,10 +517,13 @@ static int stop_thread(struct diag_engine *e, struct diag_thread *t)
 		}
 		if (!diag_u64map_get(&e->threads, (uint64_t)tid))
 			return -ESRCH;
-		if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP &&
-		    t->announced && WSTOPSIG(status) == SIGTRAP) {
+		if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP && t->announced) {
+			/* our interrupt; a job-stopped thread re-traps with its stop signal and
+			 * goes back to its group-stop (PTRACE_LISTEN) when we resume it */
+			int sig = WSTOPSIG(status);
 			t->stopped = true;
-			t->group_stop = false;
+			t->group_stop = sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
+					sig == SIGTTOU;
 			return 0;
 		}
 		handle_status(e, tid, status);

@@ -225,6 +225,10 @@ int diag_thread_resume(struct diag_thread *t, int sig)
 {
 	long r = t->group_stop ? ptrace(PTRACE_LISTEN, t->tid, 0, 0)
 			       : ptrace(PTRACE_CONT, t->tid, 0, (void *)(long)sig);
+	/* A job-stopped thread we borrowed (remote syscall) is no longer in its group-stop, and
+	 * LISTEN refuses it: send it back into the job stop with the stop signal. */
+	if (r < 0 && t->group_stop && errno == EIO)
+		r = ptrace(PTRACE_CONT, t->tid, 0, (void *)(long)SIGSTOP);
 	if (r < 0)
 		return -errno;
 	t->stopped = false;
