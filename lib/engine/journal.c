@@ -185,6 +185,7 @@ struct jstate {
 	struct jpatch *p;
 	size_t np;
 	uint64_t pages[64][2];
+	bool handler[64];      /* the page holds the safety handler */
 	size_t npages;
 	bool have_sig;
 	uint64_t ours;
@@ -211,6 +212,7 @@ static void parse_line(struct jstate *js, const char *line)
 				break;
 			}
 	} else if (sscanf(line, "M %llx %llx %15s", &a, &b, what) == 3 && js->npages < 64) {
+		js->handler[js->npages] = !strcmp(what, "safety");
 		js->pages[js->npages][0] = a;
 		js->pages[js->npages++][1] = b;
 	} else if (sscanf(line, "S %llx %llx %llx %llx %llx", &a, &b, &c, &d, &f) == 5) {
@@ -220,28 +222,39 @@ static void parse_line(struct jstate *js, const char *line)
 	}
 }
 
-static bool in_pages(const struct jstate *js, uint64_t rip)
+/* 0: outside every page; 1: in a slot, trampoline or ring page; 2: in the safety handler */
+static int in_pages(const struct jstate *js, uint64_t rip)
 {
 	for (size_t i = 0; i < js->npages; i++)
 		if (rip >= js->pages[i][0] && rip < js->pages[i][0] + js->pages[i][1])
-			return true;
-	return false;
+			return js->handler[i] ? 2 : 1;
+	return 0;
 }
 
-/* Step a thread out of the predecessor's pages (its slot or trampoline runs to the end). */
+/* Step a thread out of the predecessor's pages (its slot or trampoline runs to the end). A
+ * thread caught in the safety handler leaves it through the restorer and rt_sigreturn, which
+ * puts it back in a slot: keep stepping past that before judging it out. */
 static void step_out(struct diag_thread *t, const struct jstate *js)
 {
-	for (int steps = 0; steps < 512; steps++) {
+	int after_handler = 0;
+	for (int steps = 0; steps < 1024; steps++) {
 		struct user_regs_struct r;
 		if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0)
 			return;
-		if (!in_pages(js, r.rip)) {
+		int where = in_pages(js, r.rip);
+		if (where == 2)
+			after_handler = 64; /* the restorer and sigreturn are a few steps away */
+		if (!where && !after_handler) {
 			if (steps && (r.eflags & 0x100)) { /* see leave_slots: no trap flag left */
 				r.eflags &= ~0x100ULL;
 				ptrace(PTRACE_SETREGS, t->tid, 0, &r);
 			}
 			return;
 		}
+		if (!where)
+			after_handler--;
+		else if (where == 1)
+			after_handler = 0; /* back in a slot after sigreturn: run it out */
 		int st;
 		if (ptrace(PTRACE_SINGLESTEP, t->tid, 0, 0) < 0 ||
 		    waitpid(t->tid, &st, __WALL) != t->tid || !WIFSTOPPED(st))

@@ -128,8 +128,10 @@ static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s,
 	if (r <= 0)
 		return r; /* placed as a jump, or failed */
 	/* an int3 must never outlive us unprotected: a dead daemon would leave a SIGTRAP behind */
-	if (!diag_bp_at(&mem->bps, addr) && (r = diag__safety_ensure(e, mem, stopped, err)) < 0)
+	if (!diag_bp_at(&mem->bps, addr) && (r = diag__safety_ensure(e, mem, stopped, err)) < 0) {
+		diag_error_prefix(err, "target: ");
 		return r;
+	}
 	r = diag_bp_get(&mem->bps, mem->tp, *stopped, addr, &s->bp, err);
 	if (r == -EAGAIN && !*stopped) {
 		*stopped = diag__stop_one(e, mem);

@@ -5,7 +5,9 @@
  * through the int3s left behind instead of dying of SIGTRAP. See docs/reliability.md. */
 #include "engine/engine_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,9 +121,46 @@ static int install(struct eproc *ep, struct diag_thread *t, struct diag__safety 
 			      diag_strerror(r));
 }
 
+/* A thread blocking SIGTRAP turns an int3 into a forced signal that makes the kernel reset
+ * the process's SIGTRAP action to the default and unblock it in that thread: the target's
+ * signal state would change, and the safety handler would be gone. Returns such a tid, or 0. */
+static pid_t sigtrap_blocker(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	struct dirent *de;
+	pid_t found = 0;
+	while (d && !found && (de = readdir(d))) {
+		pid_t tid = (pid_t)atoi(de->d_name);
+		if (tid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+		FILE *f = fopen(path, "re");
+		unsigned long long blk = 0;
+		while (f && fgets(line, sizeof(line), f))
+			if (sscanf(line, "SigBlk: %llx", &blk) == 1)
+				break;
+		if (f)
+			fclose(f);
+		if (blk & (1ULL << (SIGTRAP - 1)))
+			found = tid;
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
 int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
 			struct diag_error *err)
 {
+	pid_t blocker = ep->tp->mem_owner ? 0 : sigtrap_blocker(ep->tp->pid);
+	if (blocker)
+		return diag_error_set(err, -DIAG_E_STATE,
+				      "thread %d of process %d blocks SIGTRAP: an int3 would reset "
+				      "its SIGTRAP action and signal mask; only registers-only values "
+				      "(jump probes) can be used here",
+				      (int)blocker, (int)ep->tp->pid);
 	if (ep->safety || ep->tp->mem_owner)
 		return 0;
 	if (!*stopped && !(*stopped = diag__stop_one(e, ep)))
