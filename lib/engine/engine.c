@@ -202,6 +202,12 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 		ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
 		return;
 	}
+	/* Send the thread to its slot first: if we die before resuming it, the kernel drops the
+	 * SIGTRAP of an implicitly detached tracee, and a thread left at addr + 1 would skip the
+	 * displaced instruction. This narrows that window to the trap itself (docs/reliability.md). */
+	struct user_regs_struct moved = regs;
+	moved.rip = bp->slot;
+	ptrace(PTRACE_SETREGS, t->tid, 0, &moved);
 	uint64_t ts = diag__now_ns();
 	struct site *fired_small[8], **fired = fired_small;
 	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
@@ -216,8 +222,6 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 	if (t->ext)
 		diag__ret_purge(t, bp, regs.rsp);
 	size_t n = fired ? diag__capture(e, t, bp, &ctx, fired) : 0;
-	regs.rip = bp->slot;
-	ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
 	diag_thread_resume(t, 0);
 	uint64_t stopped = diag__now_ns() - ts; /* what the governor limits (issue 6) */
 	for (size_t i = 0; i < bp->nusers; i++)

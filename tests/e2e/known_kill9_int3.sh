@@ -1,3 +1,6 @@
+# NOT RUN BY CTEST (known failure, see docs/reliability.md "The window a dead tracer leaves"): about
+# 1 kill in 15 loses the SIGTRAP of a thread that had just trapped, and the thread skips its
+# displaced instruction. Run by hand: DIAG_BUILD_DIR=build bash tests/e2e/known_kill9_int3.sh
 # kill -9 of the daemon while 4 threads call a function probed with an int3 (exact path): the
 # SIGTRAP safety handler in the target sends every later hit to its out-of-line slot, so the
 # target runs on and computes the same result as without the probe; a target that then gets
