@@ -274,7 +274,12 @@ static int check_dollar(struct checker *c, struct expr_node *n)
 		if (n->op == N_RETVAL) {
 			n->reg_off = diag_reg_ret();
 			n->reg_width = 8;
-			if (c->x->scope && c->x->scope->ret_type && expr_is_scalar(c->x->scope->ret_type))
+			const struct diag_type *rt = c->x->scope ? c->x->scope->ret_type : NULL;
+			const struct diag_type *st = rt ? diag_type_strip(rt) : NULL;
+			/* scalars, and structs/unions returned by the ABI (rax:rdx, xmm0:xmm1, or
+			 * through memory whose address comes back in rax) */
+			if (rt && (expr_is_scalar(rt) || st->kind == DIAG_TYPE_STRUCT ||
+				   st->kind == DIAG_TYPE_UNION))
 				n->type = c->x->scope->ret_type;
 		}
 		return 0;

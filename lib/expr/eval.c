@@ -531,6 +531,48 @@ static bool ev_stack(struct evst *st, const struct expr_node *n, struct xval *v)
 	return true;
 }
 
+/* A struct or union result, as the System V ABI returns it: up to 16 bytes in registers, each
+ * eightbyte in the next of rax, rdx when any of its members is not floating point, else in the
+ * next of xmm0, xmm1 (nested aggregates count as integer: an approximation); larger ones in
+ * memory, their address in rax. */
+static bool ret_aggregate(struct evst *st, const struct diag_type *t, struct xval *v)
+{
+	const struct user_regs_struct *r = st->ctx->regs;
+	if (t->size > 16) {
+		*v = (struct xval){.k = XV_MEM, .addr = r->rax};
+		return true;
+	}
+	bool sse[2] = {true, true};
+	for (size_t i = 0; i < t->nmembers; i++) {
+		const struct diag_member *m = &t->members[i];
+		size_t eb = m->offset / 8;
+		if (eb < 2 && diag_type_strip(m->type)->kind != DIAG_TYPE_FLOAT)
+			sse[eb] = false;
+	}
+	if (!t->nmembers)
+		sse[0] = sse[1] = false;
+	uint8_t *buf = scratch(st, 16);
+	if (!buf)
+		return failmsg(st, "<value too large>");
+	uint64_t gp[2] = {r->rax, r->rdx};
+	struct user_fpregs_struct fp;
+	bool have_fp = false;
+	int gi = 0, si = 0;
+	for (size_t eb = 0; eb * 8 < t->size && eb < 2; eb++) {
+		if (sse[eb]) {
+			if (!have_fp && (!st->ctx->read_fpregs ||
+					 st->ctx->read_fpregs(st->ctx->arg, &fp) < 0))
+				return failmsg(st, "<xmm registers unavailable>");
+			have_fp = true;
+			memcpy(buf + 8 * eb, &fp.xmm_space[4 * si++], 8);
+		} else {
+			memcpy(buf + 8 * eb, &gp[gi++], 8);
+		}
+	}
+	*v = (struct xval){.k = XV_BYTES, .bytes = buf, .len = t->size};
+	return true;
+}
+
 static bool ev(struct evst *st, const struct expr_node *n, struct xval *v)
 {
 	const struct diag_expr_ctx *c = st->ctx;
@@ -550,6 +592,9 @@ static bool ev(struct evst *st, const struct expr_node *n, struct xval *v)
 	case N_RETVAL:
 		if (!c->regs)
 			return failmsg(st, "<no registers>");
+		if (n->op == N_RETVAL && (diag_type_strip(n->type)->kind == DIAG_TYPE_STRUCT ||
+					  diag_type_strip(n->type)->kind == DIAG_TYPE_UNION))
+			return ret_aggregate(st, diag_type_strip(n->type), v);
 		if (n->op == N_RETVAL && diag_type_strip(n->type)->kind == DIAG_TYPE_FLOAT &&
 		    diag_type_strip(n->type)->size <= 8) {
 			/* System V: float and double results come back in xmm0 */

@@ -11,6 +11,7 @@
 #define NPROBES 8
 
 struct tally {
+	char text[NPROBES][128];
 	uint64_t n[NPROBES];
 	int64_t sum[NPROBES], min[NPROBES], max[NPROBES];
 	double fsum[NPROBES];
@@ -27,6 +28,7 @@ static void on_hit(void *ctx, const struct diag_engine_hit *h)
 		snprintf(t->last_error, sizeof(t->last_error), "%s", h->value.text);
 		return;
 	}
+	snprintf(t->text[k], sizeof(t->text[k]), "%.127s", h->value.text);
 	int64_t v = h->value.i;
 	if (h->value.kind == DIAG_VALUE_FLOAT)
 		t->fsum[k] += h->value.f;
@@ -98,16 +100,19 @@ static void test_c(const char *opt, const char *pie)
 	add(e, f.pid, 4, "half", "result", DIAG_EVENT_RETURN);
 	add(e, f.pid, 5, "classify", "x", DIAG_EVENT_END);
 	add(e, f.pid, 6, "fib", "$arg1", DIAG_EVENT_CALL); /* a call probe beside a return probe */
+	add(e, f.pid, 7, "make_pair", "result", DIAG_EVENT_RETURN); /* small structs: rax:rdx */
 	fixture_go(&f);
 	char lines[16][128];
 	int n = serve(e, &f, lines, 16);
-	CHECK_EQ_INT(n, 6);
+	CHECK_EQ_INT(n, 7);
 	/* the program's own results are unchanged */
 	CHECK_EQ_STR(lines[0], "fib 610");
 	CHECK_EQ_STR(lines[1], "jumper 2500 jumped 50");
 	CHECK_EQ_STR(lines[2], "nap 12");
 	CHECK_EQ_STR(lines[3], "half 2.5");
 	CHECK_EQ_STR(lines[4], "classify 9");
+	CHECK_EQ_STR(lines[5], "pair 3 4 vec 1.5 3");
+	CHECK_EQ_STR(t.text[7], "{a = 3, b = 4}"); /* a struct result, as gdb prints it */
 	fprintf(stderr, "ret-%s-%s: fib %llu returns (max %lld), jumper %llu, nap %llu (min %lld ns), "
 		"half %g, classify ends %llu, errors %d %s\n", opt, pie, (unsigned long long)t.n[0],
 		(long long)t.max[0], (unsigned long long)t.n[1], (unsigned long long)t.n[2],
