@@ -17,12 +17,12 @@ while [ "${1:-}" = "--no-sanitize" ] || [ "${1:-}" = "--fuzz" ]; do
 done
 scripts/deps.sh
 scripts/build.sh build
-(cd build && ctest --output-on-failure --timeout 300 "$@")
+(cd build && ctest -j2 --output-on-failure --timeout 600 "$@")
 if [ $sanitize = 1 ]; then
 	scripts/build.sh build-asan -DDIAG_SANITIZE=ON
 	(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --output-on-failure --timeout 600 "$@")
+		ctest -j2 --output-on-failure --timeout 900 "$@")
 fi
 if [ $fuzz = 1 ]; then
 	scripts/fuzz.sh
