@@ -19,7 +19,9 @@ kill9_run() {
 			fail "trial $i: the target died after the daemon's $sig"
 			break
 		fi
+		FIGURE_PENDING="FIGURE|daemon $sig, $kind-path probe, 4 threads|$ran of $trials (stopped: the restart after trial $i failed)|$survived|$lost|?"
 		start_daemon --pid "$v_pid" $NOGOV
+		FIGURE_PENDING=
 		[ "$(req '{"cmd":"list"}' | jget "[s['id'] for s in j['specs']]")" = "['k']" ] || lost=$((lost + 1))
 	done
 	expect_eq "$survived" "$trials" "$kind: target survived $sig of the daemon $trials times"
@@ -32,5 +34,6 @@ kill9_run() {
 	local r
 	r=$(victim_result v)
 	expect_eq "$(field "$r" bad)" 0 "$kind: the target's own results all correct ($r)"
+	FIGURE_PENDING=
 	figure "daemon $sig, $kind-path probe, 4 threads" "$ran of $trials" "$survived" "$lost" "$patched"
 }

@@ -51,3 +51,18 @@ wait_more() {
 
 # The fault cases test survival, not the governor: no stopped-time budget under their load.
 NOGOV="--max-stopped-ms-per-sec 0 --max-total-stopped-ms-per-sec 0"
+
+# A daemon stuck on a dead target must not hang the case: SIGTERM, 10 s, then SIGKILL. A case
+# that dies half-way still prints its figure (FIGURE_PENDING) so the table shows how far it got.
+FIGURE_PENDING=
+fault_cleanup() {
+	if [ -n "$DPID" ] && kill -TERM "$DPID" 2>/dev/null; then
+		for _ in $(seq 100); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+		kill -0 "$DPID" 2>/dev/null && { echo "FAIL: daemon $DPID ignored SIGTERM for 10 s (stuck): killed" >&2; kill -KILL "$DPID"; FAILS=$((FAILS + 1)); }
+		wait "$DPID" 2>/dev/null
+		DPID=
+	fi
+	[ -n "$FIGURE_PENDING" ] && echo "$FIGURE_PENDING"
+	cleanup
+}
+trap fault_cleanup EXIT
