@@ -540,16 +540,26 @@ static int stop_thread(struct diag_engine *e, struct diag_thread *t)
 
 struct diag_thread *diag__stop_one(struct diag_engine *e, struct eproc *ep)
 {
+	pid_t pid = ep->tp->pid;
 	for (int tries = 0; tries < 64; tries++) {
+		struct diag_thread *pick = NULL;
 		size_t pos = 0;
 		uint64_t k;
 		void *v;
-		if (!diag_u64map_next(&ep->tp->threads, &pos, &k, &v))
+		while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
+			struct diag_thread *t = v;
+			if (!t->announced || diag_thread_is_zombie(t))
+				continue; /* a zombie leader never stops: waiting would hang */
+			if (t->stopped)
+				return t;
+			if (!pick)
+				pick = t;
+		}
+		if (!pick)
 			return NULL;
-		struct diag_thread *t = v;
-		if (t->announced && stop_thread(e, t) == 0)
-			return t;
-		if (!diag_u64map_get(&e->procs, (uint64_t)ep->tp->pid))
+		if (stop_thread(e, pick) == 0)
+			return pick;
+		if (!diag_u64map_get(&e->procs, (uint64_t)pid))
 			return NULL;
 	}
 	return NULL;
@@ -570,7 +580,7 @@ static struct diag_thread *running_thread(struct eproc *ep)
 	void *v;
 	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
 		struct diag_thread *t = v;
-		if (t->announced && !t->stopped)
+		if (t->announced && !t->stopped && !diag_thread_is_zombie(t))
 			return t;
 	}
 	return NULL;

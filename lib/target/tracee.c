@@ -352,3 +352,21 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 		*ret = (long)r.rax;
 	return rc;
 }
+
+bool diag_thread_is_zombie(struct diag_thread *t)
+{
+	if (t->zombie)
+		return true;
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)t->proc->pid, (int)t->tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')'); /* the state follows the command name */
+	t->zombie = p && (p[2] == 'Z' || p[2] == 'X');
+	return t->zombie;
+}

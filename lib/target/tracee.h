@@ -28,7 +28,13 @@ struct diag_thread {
 	bool announced;    /* its initial stop (new thread/child) was seen */
 	int pending_sig;   /* signal to deliver when resumed (detach included) */
 	void *ext;         /* the engine's per-thread data: plain memory, freed with the thread */
+	bool zombie;       /* a leader that exited before its threads: can never stop again */
 };
+
+/* True when the thread has exited but is not reaped (a thread-group leader that called
+ * pthread_exit): interrupting or waiting for it would block until the whole process ends.
+ * Caches the answer in t->zombie once true. */
+bool diag_thread_is_zombie(struct diag_thread *t);
 
 struct diag_proc {
 	pid_t pid;
