@@ -433,6 +433,8 @@ static void on_stop(struct diag_engine *e, struct diag_thread *t, int status)
 		on_event_stop(e, t, sig);
 		return;
 	case PTRACE_EVENT_EXIT:
+		/* it is exiting: never borrow it again (resuming it lets it die under us) */
+		t->zombie = true;
 		/* the last moment the ring is readable: hits recorded just before exit count */
 		diag__fast_drain(e, eproc_mem(eproc_of(t->proc)));
 		snapshot_counts(eproc_mem(eproc_of(t->proc)));
@@ -898,7 +900,8 @@ static void eproc_detach(struct diag_engine *e, struct eproc *ep)
 			continue;
 		if (!ep->tp->mem_owner)
 			leave_slots(ep, t);
-		any = any ? any : t;
+		if (!diag_thread_is_zombie(t))
+			any = any ? any : t;
 	}
 	if (!ep->tp->mem_owner) {
 		diag_bptable_restore_all(&ep->bps, ep->tp);

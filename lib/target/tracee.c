@@ -317,6 +317,8 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 	struct diag_proc *p = t->proc;
 	if (!t->stopped)
 		return -EBUSY;
+	if (diag_thread_is_zombie(t)) /* exiting: waiting for its syscall would never end */
+		return -ESRCH;
 	if (!p->syscall_insn) {
 		int r = find_syscall_insn(p);
 		if (r < 0)
