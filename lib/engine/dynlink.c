@@ -122,15 +122,10 @@ void diag__dl_changed(struct diag_engine *e, struct eproc *ep)
 	for (struct probe *pr = ep->probes; pr; pr = pr->next) {
 		if (pr->state == DIAG_PROBE_APPLIED && !sites_mapped(pr, &mods)) {
 			diag__ret_forget(e, ep, pr); /* frames waiting on its entries go too */
-			for (size_t i = 0; i < pr->nsites; i++) {
+			for (size_t i = 0; i < pr->nsites; i++)
 				if (pr->sites[i].bp)
 					forget_site(ep, &pr->sites[i]);
-				diag_expr_free(pr->sites[i].value);
-				diag_expr_free(pr->sites[i].condition);
-			}
-			free(pr->sites);
-			pr->sites = NULL;
-			pr->nsites = 0;
+			diag__probe_forget_sites(pr);
 			pr->state = DIAG_PROBE_PENDING;
 			if (e->cb.on_probe_state)
 				e->cb.on_probe_state(e->cb.ctx, ep->tp->pid, pr->cookie,

@@ -68,10 +68,7 @@ static void eproc_drop(struct diag_engine *e, struct eproc *ep)
 	while (ep->probes) {
 		struct probe *pr = ep->probes;
 		ep->probes = pr->next;
-		for (size_t i = 0; i < pr->nsites; i++) {
-			diag_expr_free(pr->sites[i].value);
-			diag_expr_free(pr->sites[i].condition);
-		}
+		diag__probe_forget_sites(pr);
 		diag__probe_free(pr);
 	}
 	diag__dl_unwatch(ep, false);
@@ -310,18 +307,8 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 		track_thread(e, t);
 	}
 	/* A new image: the old breakpoints and slot pages went with the old one. */
-	for (struct probe *pr = ep->probes; pr; pr = pr->next) {
-		for (size_t i = 0; i < pr->nsites; i++) {
-			diag_expr_free(pr->sites[i].value);
-			diag_expr_free(pr->sites[i].condition);
-		}
-		free(pr->sites);
-		pr->sites = NULL;
-		pr->nsites = 0;
-		for (size_t i = 0; i < pr->nrsites; i++)
-			free(pr->rsites[i]);
-		pr->nrsites = 0;
-	}
+	for (struct probe *pr = ep->probes; pr; pr = pr->next)
+		diag__probe_forget_sites(pr);
 	free(t->ext); /* frames waiting for returns into the old image */
 	t->ext = NULL;
 	diag_bptable_release(&ep->bps);

@@ -127,6 +127,9 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 			struct diag_error *err);
 void diag__probe_uninstall(struct diag_engine *e, struct eproc *ep, struct probe *pr);
 void diag__probe_free(struct probe *pr);
+/* Drop a probe's sites and compiled expressions without touching the target (its memory is
+ * gone: exit, exec, an unloaded library). */
+void diag__probe_forget_sites(struct probe *pr);
 struct probe *diag__probe_copy(const struct probe *src);
 int diag__probes_clone_sites(struct diag_engine *e, struct eproc *child, struct eproc *parent);
 

@@ -28,6 +28,20 @@ static char *dup_or_null(const char *s)
 	return s && *s ? strdup(s) : NULL;
 }
 
+void diag__probe_forget_sites(struct probe *pr)
+{
+	for (size_t i = 0; i < pr->nsites; i++) {
+		diag_expr_free(pr->sites[i].value);
+		diag_expr_free(pr->sites[i].condition);
+	}
+	free(pr->sites);
+	pr->sites = NULL;
+	pr->nsites = 0;
+	for (size_t i = 0; i < pr->nrsites; i++)
+		free(pr->rsites[i]);
+	pr->nrsites = 0;
+}
+
 struct probe *diag__probe_copy(const struct probe *src)
 {
 	struct probe *pr = calloc(1, sizeof(*pr));
