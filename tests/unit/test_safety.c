@@ -22,14 +22,13 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "inproc_code.h"
 
 #include "arch/x86_64/insn.h"
 #include "arch/x86_64/safety.h"
 #include "util/error.h"
 
 /* ---- code under test (Intel syntax) ---- */
-#define FN(name) ".globl " #name ", " #name "_end\n.hidden " #name ", " #name "_end\n" #name ":\n"
-#define END(name) #name "_end:\n"
 __asm__(".intel_syntax noprefix\n.text\n"
 	/* u32 (a, b) -> a + b; probes at +0 (1-byte push) and +1 (3-byte mov) */
 	FN(s_fn_add) "push rbp\n mov rbp, rsp\n lea eax, [rdi + rsi]\n pop rbp\n ret\n" END(s_fn_add)
@@ -40,7 +39,6 @@ __asm__(".intel_syntax noprefix\n.text\n"
 	FN(s_fn_foreign) "int3\n mov eax, 42\n ret\n" END(s_fn_foreign)
 	".att_syntax prefix\n");
 
-#define DECL(name) extern const uint8_t name[], name##_end[]
 DECL(s_fn_add); DECL(s_fn_riprel); DECL(s_fn_foreign);
 
 typedef uint64_t (*fn2)(uint64_t, uint64_t);
@@ -61,14 +59,6 @@ struct env {
 	struct diag_safety_table t;
 };
 
-#define CHECK_OK(rc, err)                                                                    \
-	do {                                                                                 \
-		int rc_ = (rc);                                                              \
-		if (rc_ != 0)                                                                \
-			fprintf(stderr, "%s:%d: rc %d: %s\n", __FILE__, __LINE__, rc_, (err).msg); \
-		CHECK_EQ_INT(rc_, 0);                                                        \
-	} while (0)
-
 static void *at(uint64_t addr)
 {
 	return (void *)(uintptr_t)addr;
@@ -81,11 +71,7 @@ static long ksigaction(int sig, const struct diag_ksigaction *act, struct diag_k
 
 static uint64_t copy_fn(struct env *e, const uint8_t *begin, const uint8_t *end)
 {
-	uint8_t *p = e->region + e->n_fns++ * FN_SLOT;
-
-	memset(p, 0xcc, FN_SLOT);
-	memcpy(p, begin, (size_t)(end - begin));
-	return (uint64_t)(uintptr_t)p;
+	return inproc_copy_fn(e->region + e->n_fns++ * FN_SLOT, FN_SLOT, begin, end);
 }
 
 static int env_open(struct env *e, struct diag_error *err)
@@ -166,87 +152,25 @@ static int unprobe(struct env *e, uint64_t addr, uint8_t orig)
 
 /* ---- the template is what the .S assembles to ---- */
 
-static int run(const char *cmd)
-{
-	int rc = system(cmd);
-
-	if (rc != 0)
-		fprintf(stderr, "command failed (%d): %s\n", rc, cmd);
-	return rc;
-}
-
-static long nm_value(const char *nm_out, const char *sym)
-{
-	char pattern[128];
-	const char *p;
-
-	snprintf(pattern, sizeof(pattern), " A %s\n", sym);
-	p = strstr(nm_out, pattern);
-	if (!p)
-		return -1;
-	while (p > nm_out && p[-1] != '\n')
-		p--;
-	return strtol(p, NULL, 16);
-}
-
-static size_t read_file(const char *path, char *buf, size_t cap)
-{
-	FILE *f = fopen(path, "rb");
-	size_t n;
-
-	if (!f)
-		return 0;
-	n = fread(buf, 1, cap - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	return n;
-}
-
 static void test_template_matches_source(void)
 {
 	const struct diag_safety_template *t = diag_safety_template();
-	char src[4096], dir[] = "/tmp/test_safety.XXXXXX", cmd[16384], bin[4096], nm[4096];
-	const char *cut = strstr(__FILE__, "/tests/unit/");
-	size_t n;
+	char nm[4096];
 
-	CHECK(cut != NULL); /* sources are compiled by absolute path */
-	if (!cut || !mkdtemp(dir)) {
-		CHECK(0);
-		return;
-	}
-	snprintf(src, sizeof(src), "%.*s/lib/arch/x86_64/safety_template.S", (int)(cut - __FILE__),
-		 __FILE__);
-	snprintf(cmd, sizeof(cmd),
-		 "cc -c '%s' -o %s/s.o && objcopy -O binary --only-section=.text %s/s.o %s/s.bin && "
-		 "nm %s/s.o > %s/s.nm && test -z \"$(readelf -r %s/s.o | grep -i 'relocation section')\"",
-		 src, dir, dir, dir, dir, dir, dir);
-	CHECK_EQ_INT(run(cmd), 0); /* assembles, and position independent: no relocation */
-	snprintf(cmd, sizeof(cmd), "%s/s.bin", dir);
-	n = read_file(cmd, bin, sizeof(bin));
-	snprintf(cmd, sizeof(cmd), "%s/s.nm", dir);
-	read_file(cmd, nm, sizeof(nm));
-	CHECK_EQ_INT(n, t->len);
-	for (size_t i = 0; i < n && i < t->len; i++) {
-		if ((uint8_t)bin[i] != t->bytes[i]) {
-			fprintf(stderr, "template byte %zu: assembled 0x%02x, array 0x%02x\n", i,
-				(uint8_t)bin[i], t->bytes[i]);
-			CHECK(0);
-			break;
-		}
-	}
-	CHECK_EQ_INT(nm_value(nm, "diag_safety_code_len"), t->len);
-	CHECK_EQ_INT(nm_value(nm, "diag_safety_restorer"), t->restorer);
-	CHECK_EQ_INT(nm_value(nm, "diag_safety_data"), t->data);
-	CHECK_EQ_INT(nm_value(nm, "diag_safety_d_mask"), t->d_mask);
-	CHECK_EQ_INT(nm_value(nm, "diag_safety_d_old"), t->d_old);
-	CHECK_EQ_INT(nm_value(nm, "diag_safety_d_dfl"), t->d_dfl);
-	CHECK_EQ_INT(nm_value(nm, "diag_safety_d_tombs"), t->d_tombs);
-	CHECK_EQ_INT(nm_value(nm, "diag_safety_d_table"), t->d_table);
-	CHECK_EQ_INT(nm_value(nm, "diag_safety_n_tombs"), t->n_tombs);
+	/* no relocation: the blob is copied into the target as is */
+	inproc_check_template("lib/arch/x86_64/safety_template.S", t->bytes, t->len, 1, nm,
+			      sizeof(nm));
+	CHECK_EQ_INT(inproc_nm_value(nm, "diag_safety_code_len"), t->len);
+	CHECK_EQ_INT(inproc_nm_value(nm, "diag_safety_restorer"), t->restorer);
+	CHECK_EQ_INT(inproc_nm_value(nm, "diag_safety_data"), t->data);
+	CHECK_EQ_INT(inproc_nm_value(nm, "diag_safety_d_mask"), t->d_mask);
+	CHECK_EQ_INT(inproc_nm_value(nm, "diag_safety_d_old"), t->d_old);
+	CHECK_EQ_INT(inproc_nm_value(nm, "diag_safety_d_dfl"), t->d_dfl);
+	CHECK_EQ_INT(inproc_nm_value(nm, "diag_safety_d_tombs"), t->d_tombs);
+	CHECK_EQ_INT(inproc_nm_value(nm, "diag_safety_d_table"), t->d_table);
+	CHECK_EQ_INT(inproc_nm_value(nm, "diag_safety_n_tombs"), t->n_tombs);
 	/* the restorer is rt_sigreturn */
 	CHECK_EQ_INT(memcmp(t->bytes + t->restorer, "\xb8\x0f\x00\x00\x00\x0f\x05", 7), 0);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	run(cmd);
 }
 
 /* ---- build and table mirror ---- */

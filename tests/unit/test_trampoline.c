@@ -17,14 +17,13 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "inproc_code.h"
 
 #include "arch/x86_64/ring.h"
 #include "arch/x86_64/trampoline.h"
 #include "util/error.h"
 
 /* ---- code under test and callers (Intel syntax) ---- */
-#define FN(name) ".globl " #name ", " #name "_end\n.hidden " #name ", " #name "_end\n" #name ":\n"
-#define END(name) #name "_end:\n"
 __asm__(".intel_syntax noprefix\n.text\n"
 	/* uint32 add(a, b) */
 	FN(t_fn_add) "push rbp\n mov rbp, rsp\n mov eax, edi\n add eax, esi\n pop rbp\n ret\n" END(t_fn_add)
@@ -69,7 +68,6 @@ __asm__(".intel_syntax noprefix\n.text\n"
 	END(t_call_regs)
 	".att_syntax prefix\n");
 
-#define DECL(name) extern const uint8_t name[], name##_end[]
 DECL(t_fn_add); DECL(t_fn_endbr); DECL(t_fn_riprel); DECL(t_fn_flags); DECL(t_fn_redzone);
 DECL(t_fn_nop); DECL(t_fn_call); DECL(t_fn_jmp); DECL(t_fn_jcc); DECL(t_fn_ret);
 DECL(t_fn_syscall);
@@ -108,11 +106,7 @@ struct ring {
 
 static uint64_t copy_fn(struct env *e, const uint8_t *begin, const uint8_t *end)
 {
-	uint8_t *at = e->region + e->n * SLOT;
-
-	memset(at, 0xcc, SLOT);
-	memcpy(at, begin, (size_t)(end - begin));
-	return (uint64_t)(uintptr_t)at;
+	return inproc_copy_fn(e->region + e->n * SLOT, SLOT, begin, end);
 }
 
 static uint64_t tramp_slot(const struct env *e)
@@ -175,14 +169,6 @@ static int install(struct env *e, const uint8_t *begin, const uint8_t *end, size
 	return 0;
 }
 
-#define CHECK_OK(rc, err)                                                                    \
-	do {                                                                                 \
-		int rc_ = (rc);                                                              \
-		if (rc_ != 0)                                                                \
-			fprintf(stderr, "%s:%d: rc %d: %s\n", __FILE__, __LINE__, rc_, (err).msg); \
-		CHECK_EQ_INT(rc_, 0);                                                        \
-	} while (0)
-
 static pid_t my_tid(void)
 {
 	return (pid_t)syscall(SYS_gettid);
@@ -190,80 +176,20 @@ static pid_t my_tid(void)
 
 /* ---- the template is what the .S assembles to ---- */
 
-static int run(const char *cmd)
-{
-	int rc = system(cmd);
-
-	if (rc != 0)
-		fprintf(stderr, "command failed (%d): %s\n", rc, cmd);
-	return rc;
-}
-
-static long nm_value(const char *nm_out, const char *sym)
-{
-	char pattern[128];
-	const char *p;
-
-	snprintf(pattern, sizeof(pattern), " A %s\n", sym);
-	p = strstr(nm_out, pattern);
-	if (!p)
-		return -1;
-	while (p > nm_out && p[-1] != '\n')
-		p--;
-	return strtol(p, NULL, 16);
-}
-
-static size_t read_file(const char *path, char *buf, size_t cap)
-{
-	FILE *f = fopen(path, "rb");
-	size_t n;
-
-	if (!f)
-		return 0;
-	n = fread(buf, 1, cap - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	return n;
-}
-
 static void test_template_matches_source(void)
 {
 	const struct diag_tramp_template *t = diag_tramp_template();
-	char src[4096], dir[] = "/tmp/test_trampoline.XXXXXX", cmd[16384], bin[4096], nm[4096];
-	const char *cut = strstr(__FILE__, "/tests/unit/");
+	char nm[4096];
 	uint64_t u64;
 	uint32_t u32;
-	size_t n;
 
-	CHECK(cut != NULL); /* sources are compiled by absolute path */
-	if (!cut || !mkdtemp(dir)) {
-		CHECK(0);
-		return;
-	}
-	snprintf(src, sizeof(src), "%.*s/lib/arch/x86_64/trampoline_template.S", (int)(cut - __FILE__),
-		 __FILE__);
-	snprintf(cmd, sizeof(cmd),
-		 "cc -c '%s' -o %s/t.o && objcopy -O binary --only-section=.text %s/t.o %s/t.bin && "
-		 "nm %s/t.o > %s/t.nm", src, dir, dir, dir, dir, dir);
-	CHECK_EQ_INT(run(cmd), 0);
-	snprintf(cmd, sizeof(cmd), "%s/t.bin", dir);
-	n = read_file(cmd, bin, sizeof(bin));
-	snprintf(cmd, sizeof(cmd), "%s/t.nm", dir);
-	read_file(cmd, nm, sizeof(nm));
-	CHECK_EQ_INT(n, t->len);
-	for (size_t i = 0; i < n && i < t->len; i++) {
-		if ((uint8_t)bin[i] != t->bytes[i]) {
-			fprintf(stderr, "template byte %zu: assembled 0x%02x, array 0x%02x\n", i,
-				(uint8_t)bin[i], t->bytes[i]);
-			CHECK(0);
-			break;
-		}
-	}
-	CHECK_EQ_INT(nm_value(nm, "diag_tramp_imm_rip"), t->imm_rip);
-	CHECK_EQ_INT(nm_value(nm, "diag_tramp_imm_counter"), t->imm_counter);
-	CHECK_EQ_INT(nm_value(nm, "diag_tramp_imm_ring"), t->imm_ring);
-	CHECK_EQ_INT(nm_value(nm, "diag_tramp_imm_site"), t->imm_site);
-	CHECK_EQ_INT(nm_value(nm, "diag_tramp_tmpl_len"), t->len);
+	inproc_check_template("lib/arch/x86_64/trampoline_template.S", t->bytes, t->len, 0, nm,
+			      sizeof(nm));
+	CHECK_EQ_INT(inproc_nm_value(nm, "diag_tramp_imm_rip"), t->imm_rip);
+	CHECK_EQ_INT(inproc_nm_value(nm, "diag_tramp_imm_counter"), t->imm_counter);
+	CHECK_EQ_INT(inproc_nm_value(nm, "diag_tramp_imm_ring"), t->imm_ring);
+	CHECK_EQ_INT(inproc_nm_value(nm, "diag_tramp_imm_site"), t->imm_site);
+	CHECK_EQ_INT(inproc_nm_value(nm, "diag_tramp_tmpl_len"), t->len);
 	memcpy(&u64, t->bytes + t->imm_rip, 8);
 	CHECK_EQ_INT(u64, 0x1122334455667788ull);
 	memcpy(&u64, t->bytes + t->imm_counter, 8);
@@ -272,8 +198,6 @@ static void test_template_matches_source(void)
 	CHECK_EQ_INT(u64, 0x8877665544332211ull);
 	memcpy(&u32, t->bytes + t->imm_site, 4);
 	CHECK_EQ_INT(u32, 0x55aa55aau);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	run(cmd);
 }
 
 /* ---- 4 threads x 10000 calls, every hit recorded exactly ---- */
