@@ -112,6 +112,18 @@ static int build(uint64_t fn, uint8_t *slot, struct diag_error *err, size_t *len
 	return 0;
 }
 
+/* Build fn's slot; 1 if built, else 0 with the failure counted under name. */
+static int built(const char *name, uint64_t fn, uint8_t *slot)
+{
+	struct diag_error err = { 0 };
+
+	if (build(fn, slot, &err, NULL) == 0)
+		return 1;
+	fprintf(stderr, "%s: build failed: %s\n", name, err.msg);
+	check_failures++;
+	return 0;
+}
+
 /* Call entry (which jumps to fn, or to the slot for fn when via_slot) and compare with the
  * expected value; entry_for builds the entry for a given target address. */
 struct run {
@@ -125,15 +137,11 @@ struct run {
 
 static void run_case(struct env *e, const struct run *r, uint8_t *slot)
 {
-	struct diag_error err = { 0 };
 	uint64_t orig_entry = r->fn, slot_entry = (uint64_t)(uintptr_t)slot;
 	uint64_t got_orig, got_slot;
 
-	if (build(r->fn, slot, &err, NULL) < 0) {
-		fprintf(stderr, "%s: build failed: %s\n", r->name, err.msg);
-		check_failures++;
+	if (!built(r->name, r->fn, slot))
 		return;
-	}
 	if (r->prologue) {
 		orig_entry = stub(e, r->prologue, r->prologue_len, r->fn);
 		slot_entry = stub(e, r->prologue, r->prologue_len, slot_entry);
@@ -148,9 +156,17 @@ static void run_case(struct env *e, const struct run *r, uint8_t *slot)
 	}
 }
 
-static void run_both(struct env *e, const struct run *r)
+/* Through the near slot only: an operand the far slot cannot reach. */
+static void run_near(struct env *e, struct run *r, const char *name, uint64_t expect)
 {
+	r->name = name;
+	r->expect = expect;
 	run_case(e, r, e->near);
+}
+
+static void run_both(struct env *e, struct run *r, const char *name, uint64_t expect)
+{
+	run_near(e, r, name, expect);
 	run_case(e, r, e->far);
 }
 
@@ -176,50 +192,56 @@ static void test_riprel(struct env *e)
 	/* cmp byte [rip+0x79],0; sete al; movzx eax,al; ret: the disp counts the trailing imm8 */
 	static const uint8_t cmpb[] = { 0x80, 0x3d, 0x79, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x94, 0xc0,
 					0x0f, 0xb6, 0xc0, 0xc3 };
-	struct run r = { .name = "lea rax,[rip+0x100]" };
+	struct run r = { 0 };
 
 	r.fn = put(e, lea, sizeof(lea));
-	r.expect = r.fn + 7 + 0x100;
-	run_case(e, &r, e->near);
+	run_near(e, &r, "lea rax,[rip+0x100]", r.fn + 7 + 0x100);
 	expect_refusal(e, "lea far", r.fn, e->far,
 		       "rip-relative operand out of reach of the out-of-line page");
 
-	r.name = "mov eax,[rip+X]";
 	r.fn = put(e, load, sizeof(load));
 	put_u32(r.fn + 0x80, 0x12345678);
-	r.expect = 0x12345678;
-	run_case(e, &r, e->near);
+	run_near(e, &r, "mov eax,[rip+X]", 0x12345678);
 	expect_refusal(e, "load far", r.fn, e->far, "out of reach");
 
-	r.name = "cmp byte [rip+X],0";
 	r.fn = put(e, cmpb, sizeof(cmpb));
 	put_at(r.fn + 0x80, "\0", 1);
-	r.expect = 1;
-	run_case(e, &r, e->near);
+	run_near(e, &r, "cmp byte [rip+X],0", 1);
 	put_at(r.fn + 0x80, "\7", 1);
-	r.expect = 0;
-	run_case(e, &r, e->near);
+	run_near(e, &r, "cmp byte [rip+X],0", 0);
 }
 
 static void test_call_rel(struct env *e)
 {
 	uint8_t b[] = { 0xe8, 0, 0, 0, 0, 0xc3 };
 	uint8_t b2[] = { 0xe8, 0, 0, 0, 0, 0x83, 0xc0, 0x01, 0xc3 };
-	struct run r = { .name = "call rel32 (return address)" };
+	struct run r = { 0 };
 	uint64_t at = (uint64_t)(uintptr_t)(e->code + e->used + 64);
 
 	/* The callee reports its return address: the slot must push the original one. */
 	put_u32((uint64_t)(uintptr_t)(b + 1), (uint32_t)(e->helper_retaddr - (at + 5)));
 	r.fn = put(e, b, sizeof(b));
-	r.expect = r.fn + 5;
-	run_both(e, &r);
+	run_both(e, &r, "call rel32 (return address)", r.fn + 5);
 
 	at = (uint64_t)(uintptr_t)(e->code + e->used + 64);
 	put_u32((uint64_t)(uintptr_t)(b2 + 1), (uint32_t)(e->helper_42 - (at + 5)));
-	r.name = "call rel32; add eax,1";
 	r.fn = put(e, b2, sizeof(b2));
-	r.expect = 43;
-	run_both(e, &r);
+	run_both(e, &r, "call rel32; add eax,1", 43);
+}
+
+/* fn: jne to 0x20 bytes before itself, else return 4; there, return 3. Entered after test edi,edi
+ * (r's prologue). */
+static void run_jne_backward(struct env *e, struct run *r, uint64_t fn, const char *taken,
+			     const char *not_taken)
+{
+	static const uint8_t ret3[] = { 0xb8, 3, 0, 0, 0, 0xc3 };
+
+	put_at(fn - 0x20, ret3, sizeof(ret3));
+	r->fn = fn;
+	r->args[0] = 1;
+	run_both(e, r, taken, 3);
+	r->args[0] = 0;
+	run_both(e, r, not_taken, 4);
 }
 
 static void test_jcc(struct env *e)
@@ -228,57 +250,30 @@ static void test_jcc(struct env *e)
 	static const uint8_t je8[] = { 0x74, 0x06, 0xb8, 1, 0, 0, 0, 0xc3, 0xb8, 2, 0, 0, 0, 0xc3 };
 	static const uint8_t je32[] = { 0x0f, 0x84, 0x06, 0, 0, 0, 0xb8, 1, 0, 0, 0, 0xc3,
 					0xb8, 2, 0, 0, 0, 0xc3 };
-	static const uint8_t ret3[] = { 0xb8, 3, 0, 0, 0, 0xc3 };
 	uint8_t jne32_back[] = { 0x0f, 0x85, 0, 0, 0, 0, 0xb8, 4, 0, 0, 0, 0xc3 };
 	uint8_t jne8_back[] = { 0x75, 0, 0xb8, 4, 0, 0, 0, 0xc3 };
 	struct run r = { .prologue = test_edi, .prologue_len = sizeof(test_edi) };
 	uint64_t fn;
 
-	r.name = "je rel8 taken";
 	r.fn = put(e, je8, sizeof(je8));
-	r.expect = 2;
-	run_both(e, &r);
-	r.name = "je rel8 not taken";
+	run_both(e, &r, "je rel8 taken", 2);
 	r.args[0] = 1;
-	r.expect = 1;
-	run_both(e, &r);
+	run_both(e, &r, "je rel8 not taken", 1);
 
-	r.name = "je rel32 taken";
 	r.fn = put(e, je32, sizeof(je32));
 	r.args[0] = 0;
-	r.expect = 2;
-	run_both(e, &r);
-	r.name = "je rel32 not taken";
+	run_both(e, &r, "je rel32 taken", 2);
 	r.args[0] = 1;
-	r.expect = 1;
-	run_both(e, &r);
+	run_both(e, &r, "je rel32 not taken", 1);
 
 	/* Backward targets: 0x20 bytes before the function. */
 	fn = put(e, jne32_back, sizeof(jne32_back));
-	put_at(fn - 0x20, ret3, sizeof(ret3));
 	put_u32(fn + 2, (uint32_t)(int32_t)(-0x20 - 6));
-	r.name = "jne rel32 backward taken";
-	r.fn = fn;
-	r.args[0] = 1;
-	r.expect = 3;
-	run_both(e, &r);
-	r.name = "jne rel32 backward not taken";
-	r.args[0] = 0;
-	r.expect = 4;
-	run_both(e, &r);
+	run_jne_backward(e, &r, fn, "jne rel32 backward taken", "jne rel32 backward not taken");
 
 	jne8_back[1] = (uint8_t)(int8_t)(-0x20 - 2);
 	fn = put(e, jne8_back, sizeof(jne8_back));
-	put_at(fn - 0x20, ret3, sizeof(ret3));
-	r.name = "jne rel8 backward taken";
-	r.fn = fn;
-	r.args[0] = 1;
-	r.expect = 3;
-	run_both(e, &r);
-	r.name = "jne rel8 backward not taken";
-	r.args[0] = 0;
-	r.expect = 4;
-	run_both(e, &r);
+	run_jne_backward(e, &r, fn, "jne rel8 backward taken", "jne rel8 backward not taken");
 }
 
 static void test_rcx_branches(struct env *e)
@@ -288,31 +283,22 @@ static void test_rcx_branches(struct env *e)
 	static const uint8_t jecxz[] = { 0x67, 0xe3, 0x06, 0xb8, 1, 0, 0, 0, 0xc3, 0xb8, 2, 0, 0, 0, 0xc3 };
 	/* loop +4; mov rax,rcx; ret; lea rax,[rcx+100]; ret */
 	static const uint8_t loop[] = { 0xe2, 0x04, 0x48, 0x89, 0xc8, 0xc3, 0x48, 0x8d, 0x41, 0x64, 0xc3 };
-	struct run r = { .name = "jrcxz taken" };
+	struct run r = { 0 };
 
 	r.fn = put(e, jrcxz, sizeof(jrcxz));
-	r.expect = 2;
-	run_both(e, &r);
-	r.name = "jrcxz not taken";
+	run_both(e, &r, "jrcxz taken", 2);
 	r.args[3] = 5;
-	r.expect = 1;
-	run_both(e, &r);
+	run_both(e, &r, "jrcxz not taken", 1);
 
-	r.name = "jecxz taken (high half set)";
 	r.fn = put(e, jecxz, sizeof(jecxz));
 	r.args[3] = 0x100000000ull;
-	r.expect = 2;
-	run_both(e, &r);
+	run_both(e, &r, "jecxz taken (high half set)", 2);
 
-	r.name = "loop not taken";
 	r.fn = put(e, loop, sizeof(loop));
 	r.args[3] = 1;
-	r.expect = 0;
-	run_both(e, &r);
-	r.name = "loop taken";
+	run_both(e, &r, "loop not taken", 0);
 	r.args[3] = 5;
-	r.expect = 104;
-	run_both(e, &r);
+	run_both(e, &r, "loop taken", 104);
 }
 
 static void test_plain(struct env *e)
@@ -325,13 +311,12 @@ static void test_plain(struct env *e)
 	static const uint8_t endbr_ret[] = { 0xf3, 0x0f, 0x1e, 0xfa, 0x89, 0xf8, 0xc3 };
 	static const uint8_t sub_rsp[] = { 0x48, 0x83, 0xec, 0x18, 0x48, 0x89, 0xf8, 0x48, 0x83, 0xc4,
 					   0x18, 0xc3 };
-	struct run r = { .name = "push rdi" };
+	struct run r = { 0 };
 	uint64_t rsp_fn;
 
 	r.fn = put(e, push_rdi, sizeof(push_rdi));
 	r.args[0] = 0xdeadbeefcafeull;
-	r.expect = 0xdeadbeefcafeull;
-	run_both(e, &r);
+	run_both(e, &r, "push rdi", 0xdeadbeefcafeull);
 
 	/* jmp back: rel32 from the near page, jmp [rip+0]; dq from the far one */
 	{
@@ -347,15 +332,12 @@ static void test_plain(struct env *e)
 		CHECK_EQ_INT(e->far[2], 0x25);
 	}
 
-	r.name = "endbr64";
 	r.fn = put(e, endbr_ret, sizeof(endbr_ret));
 	r.args[0] = 99;
-	r.expect = 99;
-	run_both(e, &r);
+	run_both(e, &r, "endbr64", 99);
 
-	r.name = "sub rsp,0x18";
 	r.fn = put(e, sub_rsp, sizeof(sub_rsp));
-	run_both(e, &r);
+	run_both(e, &r, "sub rsp,0x18", 99);
 
 	/* rsp at entry depends on the caller; both calls come from the same frame. */
 	rsp_fn = put(e, push_rbp, sizeof(push_rbp));
@@ -369,12 +351,10 @@ static void test_plain(struct env *e)
 		CHECK(o == s);
 	}
 
-	r.name = "ret";
 	r.fn = put(e, ret, sizeof(ret));
 	r.prologue = mov7;
 	r.prologue_len = sizeof(mov7);
-	r.expect = 7;
-	run_both(e, &r);
+	run_both(e, &r, "ret", 7);
 }
 
 static void test_syscall(struct env *e)
@@ -382,12 +362,10 @@ static void test_syscall(struct env *e)
 	static const uint8_t getpid_eax[] = { 0xb8, 39, 0, 0, 0 };
 	/* syscall; mov rax,rcx; ret: rcx must hold the ORIGINAL next address afterwards */
 	static const uint8_t sys[] = { 0x0f, 0x05, 0x48, 0x89, 0xc8, 0xc3 };
-	struct run r = { .name = "syscall rcx", .prologue = getpid_eax,
-			 .prologue_len = sizeof(getpid_eax) };
+	struct run r = { .prologue = getpid_eax, .prologue_len = sizeof(getpid_eax) };
 
 	r.fn = put(e, sys, sizeof(sys));
-	r.expect = r.fn + 2;
-	run_both(e, &r);
+	run_both(e, &r, "syscall rcx", r.fn + 2);
 }
 
 static void test_indirect_call(struct env *e)
@@ -398,42 +376,33 @@ static void test_indirect_call(struct env *e)
 	static const uint8_t call_rsp8[] = { 0xff, 0x54, 0x24, 0x08, 0xc3 };
 	static const uint8_t call_rsp0[] = { 0xff, 0x14, 0x24, 0x59, 0xc3 };
 	static const uint8_t call_rsp_reg[] = { 0xff, 0xd4, 0xc3 };
-	struct run r = { .name = "call [rip+X]" };
+	struct run r = { 0 };
 	uint8_t st[32];
 	uint64_t fn;
 
 	r.fn = put(e, call_riprel, sizeof(call_riprel));
 	put_u64(r.fn + 0x80, e->helper_retaddr);
-	r.expect = r.fn + 6;
-	run_case(e, &r, e->near);
+	run_near(e, &r, "call [rip+X]", r.fn + 6);
 	expect_refusal(e, "call [rip+X] far", r.fn, e->far, "out of reach");
 
-	r.name = "call rdi";
 	r.fn = put(e, call_rdi, sizeof(call_rdi));
 	r.args[0] = e->helper_retaddr;
-	r.expect = r.fn + 2;
-	run_both(e, &r);
+	run_both(e, &r, "call rdi", r.fn + 2);
 
-	r.name = "call r8";
 	r.fn = put(e, call_r8, sizeof(call_r8));
 	r.args[4] = e->helper_retaddr;
-	r.expect = r.fn + 3;
-	run_both(e, &r);
+	run_both(e, &r, "call r8", r.fn + 3);
 
 	/* call [rsp+8]: entered by a real call from a stub that pushed the target first:
 	 * push rdi; mov r11,fn; call r11; pop rcx; ret */
 	fn = put(e, call_rsp8, sizeof(call_rsp8));
 	for (int far = 0; far < 2; far++) {
 		uint8_t *slot = far ? e->far : e->near;
-		struct diag_error err = { 0 };
 		uint64_t a[6] = { e->helper_retaddr }, entry, got;
 		uint64_t target = (uint64_t)(uintptr_t)slot;
 
-		if (build(fn, slot, &err, NULL) < 0) {
-			fprintf(stderr, "call [rsp+8]: %s\n", err.msg);
-			check_failures++;
+		if (!built("call [rsp+8]", fn, slot))
 			continue;
-		}
 		st[0] = 0x57;
 		st[1] = 0x49, st[2] = 0xbb;
 		memcpy(st + 3, &target, 8);
@@ -448,15 +417,11 @@ static void test_indirect_call(struct env *e)
 	fn = put(e, call_rsp0, sizeof(call_rsp0));
 	for (int far = 0; far < 2; far++) {
 		uint8_t *slot = far ? e->far : e->near;
-		struct diag_error err = { 0 };
 		static const uint8_t pro[] = { 0x4c, 0x8d, 0x1d, 0x11, 0, 0, 0, 0x41, 0x53, 0x57 };
 		uint64_t a[6] = { e->helper_retaddr }, entry, got;
 
-		if (build(fn, slot, &err, NULL) < 0) {
-			fprintf(stderr, "call [rsp]: %s\n", err.msg);
-			check_failures++;
+		if (!built("call [rsp]", fn, slot))
 			continue;
-		}
 		memcpy(st, pro, sizeof(pro));
 		memset(st + sizeof(pro), 0, 6);
 		st[10] = 0xff, st[11] = 0x25;
