@@ -258,14 +258,7 @@ static char *hist_report(void *self)
 		cJSON_AddStringToObject(r, "unit", h->unit);
 		pbuf_addf(&text, "unit: %s\n", h->unit);
 	}
-	bool ok = hist_report_buckets(h, r, &text) && pbuf_str(&text) &&
-		  cJSON_AddStringToObject(r, "text", pbuf_str(&text));
-	pbuf_free(&text);
-	if (!ok) {
-		cJSON_Delete(r);
-		return NULL;
-	}
-	return plugin_report_finish(r);
+	return plugin_report_finish_text(r, &text, hist_report_buckets(h, r, &text));
 }
 
 PLUGIN_EXPORT const struct diag_instrument_ops diag_instrument = {

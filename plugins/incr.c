@@ -180,13 +180,7 @@ static char *incr_report(void *self)
 	if (c->overflow)
 		pbuf_addf(&text, "%12" PRIu64 "  (other values: key limit %d reached)\n", c->overflow,
 			  INCR_MAX_KEYS);
-	ok = ok && pbuf_str(&text) && cJSON_AddStringToObject(r, "text", pbuf_str(&text));
-	pbuf_free(&text);
-	if (!ok) {
-		cJSON_Delete(r);
-		return NULL;
-	}
-	return plugin_report_finish(r);
+	return plugin_report_finish_text(r, &text, ok);
 }
 
 PLUGIN_EXPORT const struct diag_instrument_ops diag_instrument = {

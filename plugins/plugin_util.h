@@ -190,4 +190,18 @@ static inline char *plugin_report_finish(cJSON *obj)
 	return s;
 }
 
+/* A report with its human-readable text: adds text as "text" when ok (what the caller built
+ * into obj succeeded) and text did not fail, frees text, then finishes as plugin_report_finish.
+ * NULL (obj deleted) when anything failed. */
+static inline char *plugin_report_finish_text(cJSON *obj, struct pbuf *text, bool ok)
+{
+	ok = ok && pbuf_str(text) && cJSON_AddStringToObject(obj, "text", pbuf_str(text));
+	pbuf_free(text);
+	if (!ok) {
+		cJSON_Delete(obj);
+		return NULL;
+	}
+	return plugin_report_finish(obj);
+}
+
 #endif
