@@ -1,13 +1,8 @@
 /* bench_req: the DWARF benchmark's victim (bench/dwarf.sh). handle(req, i) receives a request
  * whose name is a string reached through two pointers (req, then req->name), called in a timed
- * loop by T threads. usage: bench_req THREADS CALLS
- * Prints "ready PID", waits for a line on stdin, runs, prints "wall_ns W" (all threads),
- * "calls_total N" and "sum S", then exits (the protocol of bench_target). */
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
+ * loop by T threads. usage: bench_req THREADS CALLS; protocol in bench/victim.h (that of
+ * bench_target). */
+#include "victim.h"
 
 struct req {
 	int id;
@@ -19,47 +14,16 @@ __attribute__((noipa, noinline)) long handle(struct req *req, long i)
 	return req->id + i + req->name[0];
 }
 
-static long calls;
-
-static double now(void)
+static void req_loop(struct victim_thread *t)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static void *runner(void *arg)
-{
-	struct req r = { .id = (int)(long)arg, .name = "/api/users" };
+	struct req r = { .id = (int)t->id, .name = "/api/users" };
 	long sum = 0;
-	for (long i = 0; i < calls; i++)
+	for (long i = 0; i < t->calls; i++)
 		sum += handle(&r, i);
-	return (void *)sum;
+	t->sum = sum;
 }
 
 int main(int argc, char **argv)
 {
-	int threads = argc > 1 ? atoi(argv[1]) : 1;
-	calls = argc > 2 ? atol(argv[2]) : 100000;
-	if (threads < 1 || threads > 64)
-		return 2;
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("ready %d\n", (int)getpid());
-	char line[64];
-	if (!fgets(line, sizeof(line), stdin))
-		return 2;
-	pthread_t t[64];
-	double t0 = now();
-	for (long i = 0; i < threads; i++)
-		pthread_create(&t[i], NULL, runner, (void *)i);
-	long sum = 0;
-	for (int i = 0; i < threads; i++) {
-		void *r;
-		pthread_join(t[i], &r);
-		sum += (long)r;
-	}
-	printf("wall_ns %.0f\n", now() - t0);
-	printf("calls_total %ld\n", calls * threads);
-	printf("sum %ld\n", sum);
-	return 0;
+	return victim_main(argc, argv, req_loop);
 }

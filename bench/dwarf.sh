@@ -10,37 +10,17 @@
 #      address fN'` loading the same binary; median of REPS, and the ratio.
 # usage: bench/dwarf.sh [BUILD_DIR]   (env REPS=3 CALLS=20000 NFUNCS=20000; root for (a))
 set -euo pipefail
-BUILD=$(cd "${1:-build}" && pwd)
+. "$(dirname "$0")/lib.sh"
+bench_setup "${1:-build}" diagnose-dwarf-bench
 REPS=${REPS:-3}
 CALLS=${CALLS:-20000}
 NFUNCS=${NFUNCS:-20000}
 VICTIM=$BUILD/bench/bench_req
-DIAGNOSED=$BUILD/daemon/diagnosed
-CTL=$BUILD/daemon/diagnosectl
-WORK=$(mktemp -d /tmp/diagnose-dwarf-bench.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for f in "$VICTIM" "$DIAGNOSED" "$CTL" "$BUILD/bench/dwarf_index"; do
 	[ -x "$f" ] || { echo "missing $f: run scripts/build.sh (or make bench_req dwarf_index diagnosed diagnosectl plugins)" >&2; exit 1; }
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now_ns() { date +%s%N; }
-
-# start PROGRAM ARGS... with stdin on fd 3 and stdout in $WORK/out; waits for "ready"; sets VPID
-start_victim() {
-	rm -f "$WORK/in" "$WORK/out"
-	mkfifo "$WORK/in"
-	"$@" <"$WORK/in" >"$WORK/out" &
-	VPID=$!
-	exec 3>"$WORK/in"
-	until grep -q '^ready' "$WORK/out" 2>/dev/null; do sleep 0.01; done
-}
-finish_victim() { # prints wall_ns
-	echo go >&3
-	exec 3>&-
-	wait "$VPID" || true
-	awk '/^wall_ns/ {print $2}' "$WORK/out"
-}
 
 # start_daemon [ENV...]: diagnosed on this run's socket; sets DPID
 start_daemon() {

@@ -3,36 +3,17 @@
 # run, 1 and 4 threads. Overhead per hit = (traced wall - untraced wall) / hits, median of
 # REPS runs. usage: bench/run.sh [BUILD_DIR]   (env REPS=3 CALLS=20000 GDB_CALLS=1000)
 set -euo pipefail
-BUILD=$(cd "${1:-build}" && pwd)
+. "$(dirname "$0")/lib.sh"
+bench_setup "${1:-build}" diagnose-bench
 REPS=${REPS:-3}
 CALLS=${CALLS:-20000}
 GDB_CALLS=${GDB_CALLS:-1000}
 TARGET=$BUILD/bench/bench_target
-DIAGNOSED=$BUILD/daemon/diagnosed
-CTL=$BUILD/daemon/diagnosectl
-WORK=$(mktemp -d /tmp/diagnose-bench.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-# start the victim on fd 3 (stdin) / fd 4 (stdout); sets VPID
-start_victim() {
-	rm -f "$WORK/in" "$WORK/out"
-	mkfifo "$WORK/in"
-	"$TARGET" "$1" "$2" <"$WORK/in" >"$WORK/out" &
-	VPID=$!
-	exec 3>"$WORK/in"
-	until grep -q '^ready' "$WORK/out" 2>/dev/null; do sleep 0.01; done
-}
-finish_victim() { # prints wall_ns
-	echo go >&3
-	exec 3>&-
-	wait "$VPID" || true
-	awk '/^wall_ns/ {print $2}' "$WORK/out"
-}
-
-run_untraced() { start_victim "$1" "$2"; finish_victim; }
+run_untraced() { start_victim "$TARGET" "$1" "$2"; finish_victim; }
 
 run_diagnose() {
-	start_victim "$1" "$2"
+	start_victim "$TARGET" "$1" "$2"
 	env ${DIAG_ENV:-} "$DIAGNOSED" --pid "$VPID" --socket "$WORK/sock" --store "$WORK/specs.json" \
 		--plugin-dir "$BUILD/plugins" >"$WORK/d.out" 2>"$WORK/d.err" &
 	local dpid=$!
@@ -52,7 +33,7 @@ run_diagnose() {
 }
 
 run_gdb() {
-	start_victim "$1" "$2"
+	start_victim "$TARGET" "$1" "$2"
 	gdb -p "$VPID" -batch -ex 'set pagination off' -ex 'dprintf bench_fn,"hit\n"' \
 		-ex continue >"$WORK/gdb.out" 2>&1 &
 	until grep -q '^Dprintf 1' "$WORK/gdb.out" 2>/dev/null; do sleep 0.01; done
@@ -61,7 +42,7 @@ run_gdb() {
 }
 
 run_bpftrace() {
-	start_victim "$1" "$2"
+	start_victim "$TARGET" "$1" "$2"
 	bpftrace -e "uprobe:$TARGET:bench_fn { @c = count(); }" >"$WORK/bt.out" 2>&1 &
 	local bpid=$!
 	until grep -q 'Attaching' "$WORK/bt.out" 2>/dev/null; do sleep 0.01; done
@@ -69,8 +50,6 @@ run_bpftrace() {
 	finish_victim
 	kill -INT "$bpid"; wait "$bpid" || true
 }
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # overhead_us TOOL THREADS CALLS: median over REPS of (traced - untraced)/hits
 overhead_us() {
