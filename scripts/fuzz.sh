@@ -1,39 +1,58 @@
 #!/usr/bin/env bash
-# Build the libFuzzer targets with clang into build-fuzz and run each for a fixed budget.
+# Build the libFuzzer targets with clang and run each for a fixed budget (scripts/test.sh runs
+# this by default with FUZZ_SECONDS=15: CI fuzzes every change).
 # usage: scripts/fuzz.sh [TARGET...]     (default: fuzz_spec fuzz_protocol fuzz_expr)
 # env:   FUZZ_SECONDS per target (default 20). Long runs: FUZZ_SECONDS=3600 scripts/fuzz.sh,
 #        or run build-fuzz/tests/fuzz/fuzz_X directly with any libFuzzer flags (-jobs=N ...).
-# New inputs found are kept in build-fuzz/corpus/<target>/ (the seed corpora are read only).
-# Exit status: non-zero when a target crashed, leaked or tripped a sanitizer (the reproducer
-# is written as build-fuzz/crash-*).
+#        FUZZ_BUILD_DIR: the build directory (default build-fuzz).
+# New inputs found are kept in $FUZZ_BUILD_DIR/corpus/<target>/ (the seed corpora under
+# tests/fuzz/ are read only: copy a reproducer there by hand once its bug is fixed).
+# Exit status: non-zero when a target crashed, leaked, timed out or tripped a sanitizer; the
+# reproducer's path is printed (it is written under $FUZZ_BUILD_DIR/artifacts/<target>/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${FUZZ_SECONDS:-20}
+B=${FUZZ_BUILD_DIR:-build-fuzz}
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(fuzz_spec fuzz_protocol fuzz_expr)
-CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]}" >/dev/null
+CC=clang CXX=clang++ cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$B" -j"$(nproc)" --target "${targets[@]}" >/dev/null
 seed_of() {
 	case $1 in
 	fuzz_expr) echo tests/fuzz/corpus ;;
 	fuzz_spec) echo tests/fuzz/corpus_spec ;;
 	fuzz_protocol) echo tests/fuzz/corpus_protocol ;;
+	*) echo "scripts/fuzz.sh: unknown target $1" >&2; exit 2 ;;
 	esac
 }
 # fuzz_expr also compiles against the rich fixture's DWARF at handle's entry (built with gcc,
 # as the suite's fixtures are: they use gcc-only attributes).
-export DIAG_FUZZ_ELF=$PWD/build-fuzz/rich-O0-nopie
+export DIAG_FUZZ_ELF=$PWD/$B/rich-O0-nopie
 gcc -g -O0 -fno-PIE -no-pie -o "$DIAG_FUZZ_ELF" tests/fixtures/rich.c
 DIAG_FUZZ_PC=$(nm "$DIAG_FUZZ_ELF" | awk '$3 == "handle" {print "0x" $1}')
 export DIAG_FUZZ_PC
 rc=0
 for t in "${targets[@]}"; do
-	mkdir -p "build-fuzz/corpus/$t"
-	echo "== $t: ${SECS}s"
-	if ! (cd build-fuzz && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		"tests/fuzz/$t" -max_total_time="$SECS" -max_len=4096 -print_final_stats=1 \
-		"corpus/$t" "../$(seed_of "$t")" 2>&1 | tail -12); then
-		echo "FAIL: $t" >&2
+	seed=$PWD/$(seed_of "$t")
+	art=$PWD/$B/artifacts/$t
+	log=$PWD/$B/$t.log
+	rm -rf "$art"
+	mkdir -p "$B/corpus/$t" "$art"
+	echo "== $t: ${SECS}s (seeds $(ls "$seed" | wc -l), log $log)"
+	st=0
+	(cd "$B" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		"tests/fuzz/$t" -max_total_time="$SECS" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+		-print_final_stats=1 -artifact_prefix="$art/" "corpus/$t" "$seed" >"$log" 2>&1) || st=$?
+	grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)|^Done ' "$log" || true
+	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+	if [ $st != 0 ] || [ -n "$(ls -A "$art")" ]; then
+		tail -40 "$log" >&2
+		echo "FAIL: $t (exit $st); reproducer(s):" >&2
+		for f in "$art"/*; do [ -e "$f" ] && echo "  $f   (replay: $B/tests/fuzz/$t $f)" >&2; done
+		rc=1
+	elif [ "${runs:-0}" -le 0 ]; then
+		tail -20 "$log" >&2
+		echo "FAIL: $t executed no input" >&2
 		rc=1
 	fi
 done

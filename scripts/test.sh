@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing, builds, runs the suite, then again under
 # AddressSanitizer + UndefinedBehaviorSanitizer. Needs root (ptrace of other processes).
-# usage: scripts/test.sh [--no-sanitize] [--fuzz] [ctest args...]
-#   --fuzz: then the libFuzzer targets (clang, build-fuzz/), FUZZ_SECONDS each (default 20)
+# Then each libFuzzer target for a short fixed budget (scripts/fuzz.sh: clang, build-fuzz/,
+# FUZZ_SECONDS each, default 15 here; a crash fails the run and prints the reproducer's path).
+# usage: scripts/test.sh [--no-sanitize] [--no-fuzz] [ctest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -10,9 +11,14 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 sanitize=1
-fuzz=0
-while [ "${1:-}" = "--no-sanitize" ] || [ "${1:-}" = "--fuzz" ]; do
-	if [ "$1" = "--fuzz" ]; then fuzz=1; else sanitize=0; fi
+fuzz=1
+while :; do
+	case ${1:-} in
+	--no-sanitize) sanitize=0 ;;
+	--no-fuzz) fuzz=0 ;;
+	--fuzz) fuzz=1 ;; # the default now; kept for old command lines
+	*) break ;;
+	esac
 	shift
 done
 scripts/deps.sh
@@ -28,5 +34,5 @@ if [ $sanitize = 1 ]; then
 		ctest -j2 -LE faults --output-on-failure --timeout 900 "$@")
 fi
 if [ $fuzz = 1 ]; then
-	scripts/fuzz.sh
+	FUZZ_SECONDS=${FUZZ_SECONDS:-15} scripts/fuzz.sh
 fi
