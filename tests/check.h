@@ -37,6 +37,15 @@ static int check_failures;
 		}                                                                    \
 	} while (0)
 
+#define CHECK_CONTAINS(hay, needle)                                                  \
+	do {                                                                         \
+		if (!strstr((hay), (needle))) {                                      \
+			fprintf(stderr, "%s:%d: '%s' does not contain '%s'\n", __FILE__, \
+				__LINE__, (hay), (needle));                          \
+			check_failures++;                                            \
+		}                                                                    \
+	} while (0)
+
 #define CHECK_DONE()                                                                 \
 	(check_failures ? (fprintf(stderr, "%d check(s) failed\n", check_failures), 1) : 0)
 

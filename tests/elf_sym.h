@@ -1,8 +1,11 @@
-/* elf_sym: the file address of a function symbol in an ELF file (tests only; libelf). */
+/* elf_sym: the file address of a function symbol in an ELF file (tests only), read with libelf or,
+ * as an oracle independent of any ELF library, with nm. */
 #ifndef DIAG_TESTS_ELF_SYM_H
 #define DIAG_TESTS_ELF_SYM_H
 
 #include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <gelf.h>
 #include <libelf.h>
 #include <stdint.h>
@@ -43,6 +46,34 @@ static inline uint64_t elf_sym_addr_size(const char *path, const char *name, uin
 static inline uint64_t elf_sym_addr(const char *path, const char *name)
 {
 	return elf_sym_addr_size(path, name, NULL);
+}
+
+/* st_value and st_size of a defined symbol, read with nm (the dynamic table if dyn; a version
+ * suffix "@..." is not part of the name). 0, or -1 if absent. */
+static inline int nm_symbol(const char *file, const char *sym, int dyn, uint64_t *value,
+			    uint64_t *size)
+{
+	char cmd[4200], line[512];
+	snprintf(cmd, sizeof(cmd), "nm %s -S --defined-only '%s'", dyn ? "-D" : "", file);
+	FILE *p = popen(cmd, "r");
+	int found = -1;
+	while (p && fgets(line, sizeof(line), p)) {
+		char name[256], type;
+		uint64_t v, s;
+		if (sscanf(line, "%" SCNx64 " %" SCNx64 " %c %255s", &v, &s, &type, name) != 4)
+			continue;
+		char *at = strchr(name, '@');
+		if (at)
+			*at = '\0';
+		if (strcmp(name, sym) == 0) {
+			*value = v;
+			*size = s;
+			found = 0;
+		}
+	}
+	if (p)
+		pclose(p);
+	return found;
 }
 
 #endif

@@ -111,6 +111,38 @@ static inline int fixture_reap(struct fixture *f)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* fixture_start, then wait for its "ready <pid>" line; 0, or -1 with the reason printed (the
+ * process, if any, killed and reaped). */
+static inline int fixture_start_ready(struct fixture *f, const char *path, char *const argv[])
+{
+	char line[128];
+	int ready = 0;
+
+	if (fixture_start(f, path, argv) < 0) {
+		fprintf(stderr, "%s: cannot start: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (fixture_line_wait(f, line, sizeof(line)) == 1 && sscanf(line, "ready %d", &ready) == 1 &&
+	    ready == f->pid)
+		return 0;
+	fprintf(stderr, "%s did not print 'ready %d'\n", path, (int)f->pid);
+	kill(f->pid, SIGKILL);
+	fixture_reap(f);
+	return -1;
+}
+
+/* Let it go, read its output to EOF (its last lines must not hit a closed pipe), reap it: its
+ * exit status as fixture_reap. */
+static inline int fixture_finish(struct fixture *f)
+{
+	char line[256];
+
+	fixture_go(f);
+	while (fixture_line_wait(f, line, sizeof(line)) > 0)
+		;
+	return fixture_reap(f);
+}
+
 static inline void fixture_kill(struct fixture *f)
 {
 	kill(f->pid, SIGKILL);

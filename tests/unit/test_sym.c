@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "elf_sym.h"
+#include "fixture_proc.h"
 #include "sym/modmap.h"
 #include "sym/symtab.h"
 
@@ -24,90 +26,6 @@
 			check_failures++;                                                     \
 		}                                                                             \
 	} while (0)
-
-#define CHECK_CONTAINS(hay, needle)                                                           \
-	do {                                                                                  \
-		if (!strstr((hay), (needle))) {                                               \
-			fprintf(stderr, "%s:%d: '%s' does not contain '%s'\n", __FILE__, __LINE__, \
-				(hay), (needle));                                             \
-			check_failures++;                                                     \
-		}                                                                             \
-	} while (0)
-
-struct fixture {
-	pid_t pid;
-	int in_fd;
-	FILE *out;
-};
-
-static int fixture_start(const char *path, struct fixture *fx)
-{
-	int in[2], out[2];
-	if (pipe(in) < 0 || pipe(out) < 0)
-		return -1;
-	pid_t pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		close(in[1]);
-		close(out[0]);
-		execl(path, path, "1", "1", "libc", (char *)NULL);
-		_exit(127);
-	}
-	close(in[0]);
-	close(out[1]);
-	fx->pid = pid;
-	fx->in_fd = in[1];
-	fx->out = fdopen(out[0], "r");
-	char line[128];
-	int ready = 0;
-	if (fx->out && fgets(line, sizeof(line), fx->out) && sscanf(line, "ready %d", &ready) == 1 &&
-	    ready == pid)
-		return 0;
-	fprintf(stderr, "%s did not print 'ready %d'\n", path, (int)pid);
-	return -1;
-}
-
-/* Lets the fixture finish its calls and checks it exited cleanly. */
-static void fixture_finish(struct fixture *fx)
-{
-	if (write(fx->in_fd, "go\n", 3) != 3)
-		kill(fx->pid, SIGKILL);
-	close(fx->in_fd);
-	int st = 0;
-	waitpid(fx->pid, &st, 0);
-	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	if (fx->out)
-		fclose(fx->out);
-}
-
-/* st_value and st_size of a defined symbol, read with nm (dynamic table if dyn). */
-static int nm_symbol(const char *file, const char *sym, int dyn, uint64_t *value, uint64_t *size)
-{
-	char cmd[1024], line[512];
-	snprintf(cmd, sizeof(cmd), "nm %s -S --defined-only '%s'", dyn ? "-D" : "", file);
-	FILE *p = popen(cmd, "r");
-	int found = -1;
-	while (p && fgets(line, sizeof(line), p)) {
-		char name[256], type;
-		uint64_t v, s;
-		if (sscanf(line, "%" SCNx64 " %" SCNx64 " %c %255s", &v, &s, &type, name) != 4)
-			continue;
-		char *at = strchr(name, '@');
-		if (at)
-			*at = '\0';
-		if (strcmp(name, sym) == 0) {
-			*value = v;
-			*size = s;
-			found = 0;
-		}
-	}
-	if (p)
-		pclose(p);
-	return found;
-}
 
 /* The vaddr of the first PT_LOAD, read with readelf. */
 static uint64_t readelf_first_load(const char *file)
@@ -267,8 +185,9 @@ static void check_fixture(struct diag_symcache *c, const char *dir, const char *
 {
 	char path[1024];
 	snprintf(path, sizeof(path), "%s/%s", dir, variant);
-	struct fixture fx = { 0 };
-	if (fixture_start(path, &fx) < 0) {
+	char *argv[] = { path, "1", "1", "libc", NULL };
+	struct fixture fx;
+	if (fixture_start_ready(&fx, path, argv) < 0) {
 		CHECK(!"fixture started");
 		return;
 	}
@@ -323,7 +242,7 @@ static void check_fixture(struct diag_symcache *c, const char *dir, const char *
 		fprintf(stderr, "  modmap %s: %s\n", variant, err.msg);
 	}
 	diag_modmap_release(&m);
-	fixture_finish(&fx);
+	CHECK_EQ_INT(fixture_finish(&fx), 0);
 }
 
 /* A binary deleted while running is still read, through /proc/PID/map_files. */
@@ -338,8 +257,9 @@ static void check_deleted(struct diag_symcache *c, const char *dir)
 	close(fd);
 	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod +x '%s'", src, tmp, tmp);
 	CHECK_EQ_INT(system(cmd), 0);
-	struct fixture fx = { 0 };
-	int started = fixture_start(tmp, &fx);
+	char *argv[] = { tmp, "1", "1", "libc", NULL };
+	struct fixture fx;
+	int started = fixture_start_ready(&fx, tmp, argv);
 	unlink(tmp);
 	CHECK_EQ_INT(started, 0);
 	if (started < 0)
@@ -360,7 +280,7 @@ static void check_deleted(struct diag_symcache *c, const char *dir)
 		CHECK_EQ_HEX(loc.addr, v + main_mod->bias);
 	}
 	diag_modmap_release(&m);
-	fixture_finish(&fx);
+	CHECK_EQ_INT(fixture_finish(&fx), 0);
 }
 
 /* This process: the dynamic linker's own answer is the reference. */

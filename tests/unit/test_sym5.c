@@ -9,18 +9,10 @@
 #include <string.h>
 
 #include "check.h"
+#include "elf_sym.h"
 #include "fixture_proc.h"
 #include "sym/modmap.h"
 #include "sym/symtab.h"
-
-#define CHECK_CONTAINS(hay, needle)                                                           \
-	do {                                                                                  \
-		if (!strstr((hay), (needle))) {                                               \
-			fprintf(stderr, "%s:%d: '%s' does not contain '%s'\n", __FILE__, __LINE__, \
-				(hay), (needle));                                             \
-			check_failures++;                                                     \
-		}                                                                             \
-	} while (0)
 
 struct run {
 	struct diag_symcache *c;
@@ -41,28 +33,6 @@ static int resolve(struct run *r, const char *target, struct diag_location **v, 
 	else
 		fprintf(stderr, "  [%s] %s: %s\n", r->variant, target, err->msg);
 	return rc;
-}
-
-/* st_value and st_size of a symbol, read with nm. */
-static int nm_symbol(const char *file, const char *sym, uint64_t *value, uint64_t *size)
-{
-	char cmd[1024], line[512];
-	snprintf(cmd, sizeof(cmd), "nm -S --defined-only '%s'", file);
-	FILE *p = popen(cmd, "r");
-	int found = -1;
-	while (p && fgets(line, sizeof(line), p)) {
-		char name[256], type;
-		uint64_t v, s;
-		if (sscanf(line, "%" SCNx64 " %" SCNx64 " %c %255s", &v, &s, &type, name) == 4 &&
-		    !strcmp(name, sym)) {
-			*value = v;
-			*size = s;
-			found = 0;
-		}
-	}
-	if (p)
-		pclose(p);
-	return found;
 }
 
 /* The line of the fixture source holding marker ("L:name"). */
@@ -167,7 +137,7 @@ static void check_inline(struct run *r)
 		CHECK(v[i].func_start == 0 || (v[i].addr >= v[i].func_start && v[i].addr < v[i].func_end));
 		for (int k = 0; k < 3; k++) {
 			uint64_t a = 0, s = 0;
-			CHECK_EQ_INT(nm_symbol(r->main_mod->host_path, callers[k], &a, &s), 0);
+			CHECK_EQ_INT(nm_symbol(r->main_mod->host_path, callers[k], 0, &a, &s), 0);
 			uint64_t fa = v[i].addr - r->main_mod->bias;
 			if (fa >= a && fa < a + s) {
 				seen[k]++;
@@ -186,7 +156,7 @@ static void check_one(struct run *r, const char *target, const char *sym, enum d
 	size_t n = 0;
 	struct diag_error err;
 	uint64_t a = 0, s = 0;
-	CHECK_EQ_INT(nm_symbol(r->main_mod->host_path, sym, &a, &s), 0);
+	CHECK_EQ_INT(nm_symbol(r->main_mod->host_path, sym, 0, &a, &s), 0);
 	CHECK_EQ_INT(resolve(r, target, &v, &n, &err), 0);
 	size_t found = 0;
 	for (size_t i = 0; i < n; i++)
@@ -274,9 +244,7 @@ static bool start(struct run *r, struct fixture *fx, const char *name, const cha
 {
 	const char *path = fixture_path(name, opt, pie);
 	char *argv[] = { (char *)path, "1", NULL };
-	char line[128];
-	if (fixture_start(fx, path, argv) < 0 || fixture_line_wait(fx, line, sizeof(line)) <= 0 ||
-	    strncmp(line, "ready", 5)) {
+	if (fixture_start_ready(fx, path, argv) < 0) {
 		CHECK(!"fixture started");
 		return false;
 	}
@@ -291,11 +259,7 @@ static bool start(struct run *r, struct fixture *fx, const char *name, const cha
 static void finish(struct run *r, struct fixture *fx)
 {
 	diag_modmap_release(&r->m);
-	fixture_go(fx);
-	char line[256];
-	while (fixture_line_wait(fx, line, sizeof(line)) > 0)
-		; /* read to EOF: the fixture's last lines must not hit a closed pipe */
-	CHECK_EQ_INT(fixture_reap(fx), 0);
+	CHECK_EQ_INT(fixture_finish(fx), 0);
 }
 
 static void check_c(struct diag_symcache *c, const char *opt, const char *pie)
