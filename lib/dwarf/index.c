@@ -298,50 +298,57 @@ struct func_add {
 	int rc;
 };
 
+/* arr (n used of *cap elements of size bytes) with room for one more, doubling from 256; NULL
+ * (arr untouched) when out of memory. */
+static void *grow(void *arr, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return arr;
+	size_t c = *cap ? *cap * 2 : 256;
+	void *p = realloc(arr, c * size);
+	if (p)
+		*cap = c;
+	return p;
+}
+
 static void func_add_cb(void *arg, uint64_t lo, uint64_t hi)
 {
 	struct func_add *fa = arg;
 	struct diag_dwarf_file *f = fa->f;
-	if (f->nfuncs == f->capfuncs) {
-		size_t cap = f->capfuncs ? f->capfuncs * 2 : 256;
-		struct dw_func *n = realloc(f->funcs, cap * sizeof(*n));
-		if (!n) {
-			fa->rc = -ENOMEM;
-			return;
-		}
-		f->funcs = n;
-		f->capfuncs = cap;
+	struct dw_func *funcs = grow(f->funcs, &f->capfuncs, f->nfuncs, sizeof(*funcs));
+	if (!funcs) {
+		fa->rc = -ENOMEM;
+		return;
 	}
+	f->funcs = funcs;
 	f->funcs[f->nfuncs++] = (struct dw_func){ lo, hi, fa->die };
 }
 
 static int name_add(struct diag_dwarf_file *f, const char *name, int cls, bool decl, Dwarf_Off die)
 {
-	if (f->nnames == f->capnames) {
-		size_t cap = f->capnames ? f->capnames * 2 : 256;
-		struct dw_name *n = realloc(f->names, cap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		f->names = n;
-		f->capnames = cap;
-	}
+	struct dw_name *names = grow(f->names, &f->capnames, f->nnames, sizeof(*names));
+	if (!names)
+		return -ENOMEM;
+	f->names = names;
 	f->names[f->nnames++] = (struct dw_name){ name, cls, decl, die };
 	return 0;
 }
 
 static int index_die(struct diag_dwarf_file *f, Dwarf_Die die, int depth);
 
-/* Enumerator names point at their enumeration type's DIE. */
-static int index_enumerators(struct diag_dwarf_file *f, Dwarf_Die en, Dwarf_Off type_off)
+/* visit(f, child, arg) for each child of parent, in order, until one returns non-zero: that
+ * value; 0 when the children end (or cannot be read: an index without them, not an error). */
+static int each_child(struct diag_dwarf_file *f, Dwarf_Die parent,
+		      int (*visit)(struct diag_dwarf_file *f, Dwarf_Die c, const void *arg),
+		      const void *arg)
 {
 	Dwarf_Error e = NULL;
 	Dwarf_Die c, next;
 	int rc = 0;
-	if (dwarf_child(en, &c, &e) != DW_DLV_OK)
+	if (dwarf_child(parent, &c, &e) != DW_DLV_OK)
 		return 0;
 	for (;;) {
-		char *name = NULL;
-		if (dwarf_diename(c, &name, &e) == DW_DLV_OK && (rc = name_add(f, name, DW_NAME_ENUMERATOR, false, type_off)))
+		if ((rc = visit(f, c, arg)))
 			break;
 		int r = dwarf_siblingof_b(f->dbg, c, true, &next, &e);
 		dwarf_dealloc_die(c);
@@ -353,24 +360,29 @@ static int index_enumerators(struct diag_dwarf_file *f, Dwarf_Die en, Dwarf_Off 
 	return rc;
 }
 
-static int index_children(struct diag_dwarf_file *f, Dwarf_Die parent, int depth)
+/* Enumerator names point at their enumeration type's DIE (arg). */
+static int index_enumerator(struct diag_dwarf_file *f, Dwarf_Die c, const void *arg)
 {
 	Dwarf_Error e = NULL;
-	Dwarf_Die child, next;
-	int rc = dwarf_child(parent, &child, &e);
-	if (rc != DW_DLV_OK)
+	char *name = NULL;
+	if (dwarf_diename(c, &name, &e) != DW_DLV_OK)
 		return 0;
-	for (;;) {
-		if ((rc = index_die(f, child, depth)))
-			break;
-		int r = dwarf_siblingof_b(f->dbg, child, true, &next, &e);
-		dwarf_dealloc_die(child);
-		if (r != DW_DLV_OK)
-			return 0;
-		child = next;
-	}
-	dwarf_dealloc_die(child);
-	return rc;
+	return name_add(f, name, DW_NAME_ENUMERATOR, false, *(const Dwarf_Off *)arg);
+}
+
+static int index_enumerators(struct diag_dwarf_file *f, Dwarf_Die en, Dwarf_Off type_off)
+{
+	return each_child(f, en, index_enumerator, &type_off);
+}
+
+static int index_child(struct diag_dwarf_file *f, Dwarf_Die c, const void *arg)
+{
+	return index_die(f, c, *(const int *)arg);
+}
+
+static int index_children(struct diag_dwarf_file *f, Dwarf_Die parent, int depth)
+{
+	return each_child(f, parent, index_child, &depth);
 }
 
 static int index_die(struct diag_dwarf_file *f, Dwarf_Die die, int depth)
