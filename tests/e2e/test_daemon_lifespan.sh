@@ -5,9 +5,10 @@ source "$(dirname "$0")/lib.sh"
 start_fixture fx "$DIAG_FIXTURE_DIR/work-O0-nopie" 1 0
 start_daemon --pid "$fx_pid"
 add keep work incr > /dev/null
-add short work incr '"lifespan":0.02' > /dev/null
-addr=$(first_addr short "$fx_pid")
-lm1=$(req '{"cmd":"list"}' | jget "[s for s in j['specs'] if s['id']=='short'][0]['lastmodified']")
+# the address from the reply itself: under load the 1.2 s can be over before a later `list`
+r=$(add short work incr '"lifespan":0.02')
+addr=$(echo "$r" | jget "j['spec']['applied']['$(hostname):$fx_pid']['addresses'][0]")
+lm1=$(echo "$r" | jget "j['spec']['lastmodified']")
 fixture_go fx
 req '{"cmd":"wait","id":"short","hits":10,"timeout":30}' > /dev/null
 # 1.2 s lifespan: poll the state with a deadline (the daemon's timer does the work).
