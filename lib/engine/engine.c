@@ -178,33 +178,35 @@ void diag__fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t t
 static void on_trap(struct diag_engine *e, struct diag_thread *t)
 {
 	struct user_regs_struct regs;
-	if (ptrace(PTRACE_GETREGS, t->tid, 0, &regs) < 0)
+	bool moved = e->moved_tid == t->tid;
+	e->moved_tid = 0;
+	if (moved)
+		regs = e->moved_regs;
+	else if (ptrace(PTRACE_GETREGS, t->tid, 0, &regs) < 0)
 		return; /* gone: its exit is reported next */
 	struct eproc *mem = eproc_mem(eproc_of(t->proc));
 	uint64_t addr = regs.rip - 1;
 	struct diag_bp *bp = diag_bp_at(&mem->bps, addr);
+	bool frozen = eproc_of(t->proc)->freeze > 0;
 	if (!bp) {
 		if (diag_u64map_get(&mem->bps.tombstones, addr)) {
 			/* trapped on a breakpoint removed since: run the restored instruction */
-			regs.rip = addr;
-			ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
-			diag_thread_resume(t, 0);
+			if (!moved) {
+				regs.rip = addr;
+				ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
+			}
+			if (!frozen)
+				diag_thread_resume(t, 0);
 		} else {
 			diag_thread_resume(t, SIGTRAP); /* the target's own trap */
 		}
 		return;
 	}
-	if (eproc_of(t->proc)->freeze) {
-		regs.rip = addr; /* its breakpoint is about to be restored */
-		ptrace(PTRACE_SETREGS, t->tid, 0, &regs);
-		return;
+	if (!moved) { /* reaped by a wait that could not secure it first (see wait_secure) */
+		struct user_regs_struct at_slot = regs;
+		at_slot.rip = bp->slot;
+		ptrace(PTRACE_SETREGS, t->tid, 0, &at_slot);
 	}
-	/* Send the thread to its slot first: if we die before resuming it, the kernel drops the
-	 * SIGTRAP of an implicitly detached tracee, and a thread left at addr + 1 would skip the
-	 * displaced instruction. This narrows that window to the trap itself (docs/reliability.md). */
-	struct user_regs_struct moved = regs;
-	moved.rip = bp->slot;
-	ptrace(PTRACE_SETREGS, t->tid, 0, &moved);
 	uint64_t ts = diag__now_ns();
 	struct site *fired_small[8], **fired = fired_small;
 	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
@@ -219,7 +221,8 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 	if (t->ext)
 		diag__ret_purge(t, bp, regs.rsp);
 	size_t n = fired ? diag__capture(e, t, bp, &ctx, fired) : 0;
-	diag_thread_resume(t, 0);
+	if (!frozen) /* a frozen thread waits at its slot (never reused) for the thaw */
+		diag_thread_resume(t, 0);
 	uint64_t stopped = diag__now_ns() - ts; /* what the governor limits (issue 6) */
 	for (size_t i = 0; i < bp->nusers; i++)
 		((struct site *)bp->users[i])->pr->stopped_ns += stopped;
@@ -447,6 +450,62 @@ static void on_stop(struct diag_engine *e, struct diag_thread *t, int status)
 	}
 }
 
+/* A thread at one of our int3s goes to its slot (or, the int3 removed since, back to the
+ * restored instruction) while its stop is still unreported. Linux keeps the SIGTRAP of a
+ * ptrace-stop only until a wait reports it: if the tracer dies after that, the thread runs on
+ * with no signal, and at addr + 1 it would skip the displaced instruction. Moved first, it
+ * runs the slot instead; dead before the move, we leave the SIGTRAP pending and the safety
+ * handler does the move. (docs/reliability.md) */
+static void secure_trap(struct diag_engine *e, pid_t tid)
+{
+	struct diag_thread *t = diag_u64map_get(&e->threads, (uint64_t)tid);
+	struct user_regs_struct regs;
+	if (!t || ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0)
+		return;
+	struct diag_bptable *bps = &eproc_mem(eproc_of(t->proc))->bps;
+	uint64_t addr = regs.rip - 1, to;
+	struct diag_bp *bp = diag_bp_at(bps, addr);
+	if (bp && !bp->jump)
+		to = bp->slot;
+	else if (!bp && diag_u64map_get(&bps->tombstones, addr))
+		to = addr; /* removed since it trapped: the original instruction is back */
+	else
+		return; /* the target's own trap */
+	struct user_regs_struct at = regs;
+	at.rip = to;
+	if (ptrace(PTRACE_SETREGS, tid, 0, &at) == 0) {
+		e->moved_tid = tid;
+		e->moved_regs = regs;
+	}
+}
+
+/* waitpid(which, status, flags | __WALL) that secures a breakpoint trap before reaping it.
+ * Returns the tid, 0 (WNOHANG, nothing) or a negative errno. */
+static pid_t wait_secure(struct diag_engine *e, pid_t which, int *status, int flags)
+{
+	for (;;) {
+		siginfo_t si;
+		si.si_pid = 0;
+		int r = waitid(which < 0 ? P_ALL : P_PID, which < 0 ? 0 : (id_t)which, &si,
+			       WEXITED | WSTOPPED | WNOWAIT | __WALL | (flags & WNOHANG));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (si.si_pid == 0)
+			return 0;
+		if (si.si_code == CLD_TRAPPED && si.si_status == SIGTRAP)
+			secure_trap(e, si.si_pid);
+		pid_t w = waitpid(si.si_pid, status, WNOHANG | __WALL);
+		if (w == si.si_pid)
+			return w;
+		if (e->moved_tid == si.si_pid)
+			e->moved_tid = 0; /* gone under us: a SIGKILL */
+		if (w < 0 && errno != ECHILD && errno != EINTR)
+			return -errno;
+	}
+}
+
 static void handle_status(struct diag_engine *e, pid_t tid, int status)
 {
 	struct diag_thread *t = diag_u64map_get(&e->threads, (uint64_t)tid);
@@ -477,14 +536,11 @@ int diag_engine_dispatch(struct diag_engine *e)
 	}
 	for (;;) {
 		int status;
-		pid_t w = waitpid(-1, &status, WNOHANG | __WALL);
-		if (w == 0 || (w < 0 && errno == ECHILD))
+		pid_t w = wait_secure(e, -1, &status, WNOHANG);
+		if (w == 0 || w == -ECHILD)
 			return 0;
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
+		if (w < 0)
+			return w;
 		handle_status(e, w, status);
 	}
 }
@@ -502,12 +558,9 @@ static int stop_thread(struct diag_engine *e, struct diag_thread *t)
 		return -errno;
 	for (;;) {
 		int status;
-		pid_t w = waitpid(tid, &status, __WALL);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
+		pid_t w = wait_secure(e, tid, &status, 0);
+		if (w < 0)
+			return w;
 		if (!diag_u64map_get(&e->threads, (uint64_t)tid))
 			return -ESRCH;
 		if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP && t->announced) {

@@ -109,6 +109,8 @@ struct diag_engine {
 	char journal_dir[200];      /* DIAG_JOURNAL_DIR or /run/diagnose/journal; "" = none */
 	size_t recovered;
 	struct diag_unwinder *unwinder; /* stack.c: created at the first stack value */
+	pid_t moved_tid;            /* a thread sent to its slot before its stop was reaped */
+	struct user_regs_struct moved_regs; /* ... and its registers at the trap */
 };
 
 static inline struct eproc *eproc_of(struct diag_proc *p)
