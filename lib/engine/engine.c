@@ -309,6 +309,7 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 		}
 		track_thread(e, t);
 	}
+	t->event = PTRACE_EVENT_EXEC; /* until resumed: still inside execve */
 	/* A new image: the old breakpoints and slot pages went with the old one. */
 	for (struct probe *pr = ep->probes; pr; pr = pr->next)
 		diag__probe_forget_sites(pr);
@@ -409,6 +410,7 @@ static void on_stop(struct diag_engine *e, struct diag_thread *t, int status)
 	case PTRACE_EVENT_FORK:
 	case PTRACE_EVENT_VFORK:
 		ptrace(PTRACE_GETEVENTMSG, t->tid, 0, &msg);
+		t->event = event; /* until resumed: inside the syscall (diag_thread_syscall) */
 		if (event == PTRACE_EVENT_CLONE)
 			on_clone(e, t, (pid_t)msg);
 		else
@@ -643,10 +645,15 @@ struct diag_thread *diag__freeze(struct diag_engine *e, struct eproc *ep)
 	size_t pos = 0;
 	uint64_t k;
 	void *v;
-	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v))
-		if (((struct diag_thread *)v)->stopped)
-			return v;
-	return NULL;
+	struct diag_thread *any = NULL;
+	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
+		struct diag_thread *t = v;
+		if (t->stopped && t->event != PTRACE_EVENT_VFORK)
+			return t; /* one that can run a remote syscall */
+		if (t->stopped && !any)
+			any = t;
+	}
+	return any;
 }
 
 void diag__thaw(struct diag_engine *e, struct eproc *ep)
@@ -940,8 +947,8 @@ static void eproc_detach(struct diag_engine *e, struct eproc *ep)
 			continue;
 		if (!ep->tp->mem_owner)
 			leave_slots(ep, t);
-		if (!diag_thread_is_zombie(t))
-			any = any ? any : t;
+		if (!diag_thread_is_zombie(t) && t->event != PTRACE_EVENT_VFORK)
+			any = any ? any : t; /* it can run a remote syscall */
 	}
 	if (!ep->tp->mem_owner) {
 		diag_bptable_restore_all(&ep->bps, ep->tp);

@@ -232,6 +232,7 @@ int diag_thread_resume(struct diag_thread *t, int sig)
 	if (r < 0)
 		return -errno;
 	t->stopped = false;
+	t->event = 0;
 	return 0;
 }
 
@@ -323,6 +324,17 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 		int r = find_syscall_insn(p);
 		if (r < 0)
 			return r;
+	}
+	/* Stopped inside clone/fork/exec (an event stop): its registers are the syscall's, not a
+	 * user state; run it to the syscall's exit first or the kernel writes the result over our
+	 * call number. A vfork parent would block there until the (stopped) child lets it go. */
+	if (t->event == PTRACE_EVENT_VFORK)
+		return -EBUSY;
+	if (t->event) {
+		int rc = ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0 ? -errno : wait_syscall_stop(t);
+		if (rc < 0)
+			return rc;
+		t->event = 0;
 	}
 	struct user_regs_struct saved, r;
 	if (ptrace(PTRACE_GETREGS, t->tid, 0, &saved) < 0)

@@ -29,6 +29,7 @@ struct diag_thread {
 	int pending_sig;   /* signal to deliver when resumed (detach included) */
 	void *ext;         /* the engine's per-thread data: plain memory, freed with the thread */
 	bool zombie;       /* a leader that exited before its threads: can never stop again */
+	int event;         /* stopped at this PTRACE_EVENT_* inside clone/fork/vfork/exec, or 0 */
 };
 
 /* True when the thread has exited but is not reaped (a thread-group leader that called
