@@ -264,6 +264,49 @@ static void step_out(struct diag_thread *t, const struct jstate *js)
 	}
 }
 
+static bool trap_queued(pid_t tid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	FILE *f = fopen(path, "re");
+	unsigned long long pnd = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "SigPnd: %llx", &pnd) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return pnd & (1ULL << (SIGTRAP - 1));
+}
+
+/* An int3 hit just before our interrupt leaves its SIGTRAP queued behind the interrupt stop
+ * (the kernel reports a ptrace trap before it dequeues signals). Once the target's own action
+ * is back, that signal would kill it: dequeue it now (a resume delivers it to us first, before
+ * any instruction runs), cancel it and rewind to the restored instruction. */
+static void take_queued_trap(struct diag_thread *t, const struct jstate *js)
+{
+	if (!trap_queued(t->tid))
+		return;
+	int st;
+	siginfo_t si;
+	struct user_regs_struct r;
+	if (ptrace(PTRACE_SINGLESTEP, t->tid, 0, 0) < 0 || waitpid(t->tid, &st, __WALL) != t->tid ||
+	    !WIFSTOPPED(st) || ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0)
+		return;
+	if (WSTOPSIG(st) != SIGTRAP) {
+		t->pending_sig = WSTOPSIG(st);
+		return;
+	}
+	if (ptrace(PTRACE_GETSIGINFO, t->tid, 0, &si) < 0 || si.si_code != SI_KERNEL)
+		return; /* the step itself: nothing was queued after all */
+	for (size_t i = 0; i < js->np; i++)
+		if (!js->p[i].jump && js->p[i].addr == r.rip - 1) {
+			r.rip--;
+			ptrace(PTRACE_SETREGS, t->tid, 0, &r);
+			return; /* resumed without the signal: cancelled */
+		}
+	t->pending_sig = SIGTRAP; /* the target's own trap: deliver it */
+}
+
 /* The bytes the file has at addr, for the check of a restore. */
 static bool file_bytes(const struct diag_modmap *mods, uint64_t addr, uint8_t *out, size_t n)
 {
@@ -345,8 +388,10 @@ int diag__journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_j
 	uint64_t k;
 	void *v;
 	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v))
-		if (((struct diag_thread *)v)->stopped)
+		if (((struct diag_thread *)v)->stopped) {
+			take_queued_trap(v, &js);
 			step_out(v, &js);
+		}
 	if (js.have_sig) { /* the target's own action back, unless it set another since */
 		long args[6] = {SIGTRAP, 0, 0, 8, 0, 0}, ret;
 		struct user_regs_struct r;
