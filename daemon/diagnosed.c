@@ -2,8 +2,10 @@
  * --pid processes, and runs the one epoll loop over the engine's fd, a signalfd (SIGTERM,
  * SIGINT, SIGHUP), a timerfd (lifespans, wait timeouts) and the control socket. Exits only by
  * signal (end of stdin is not a stop condition: under systemd stdin is /dev/null) or when
- * nothing at all could be applied. No ELF, DWARF or ptrace code of its own. */
+ * nothing at all could be applied. No ELF, DWARF or ptrace code of its own. A fatal signal of
+ * its own starts `diagnosed --recover-after` (diagnosed_crash.c), another mode of this binary. */
 #include "diagnosed.h"
+#include "diagnosed_crash.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -35,6 +37,7 @@ struct options {
 	size_t nspecs;
 	const char *socket, *store, *plugin_dir;
 	bool no_socket;
+	pid_t recover_after; /* --recover-after PID: restore what PID left, then exit */
 	struct diag_governor_limits limits;
 };
 
@@ -53,7 +56,8 @@ static void usage(FILE *f)
 	fputs("usage: diagnosed [--pid PID]... [--spec FILE]... [--socket PATH] [--store PATH]\n"
 	      "                 [--plugin-dir DIR] [--no-socket] [--foreground]\n"
 	      "                 [--max-hits-per-sec N] [--max-stopped-ms-per-sec MS]\n"
-	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n", f);
+	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n"
+	      "       diagnosed --recover-after PID\n", f);
 }
 
 static int parse_pid(const char *s, pid_t *out)
@@ -97,6 +101,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "max-stopped-ms-per-sec", required_argument, NULL, 'T' },
 		{ "max-total-hits-per-sec", required_argument, NULL, 'I' },
 		{ "max-total-stopped-ms-per-sec", required_argument, NULL, 'U' },
+		{ "recover-after", required_argument, NULL, 'R' },
 		{ 0 },
 	};
 	int ch, li = 0;
@@ -129,6 +134,12 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return -1;
 			}
 			o->specs[o->nspecs++] = optarg;
+			break;
+		case 'R':
+			if (parse_pid(optarg, &o->recover_after) < 0) {
+				diag_log("--recover-after %s: not a process id", optarg);
+				return -1;
+			}
 			break;
 		case 'S': o->socket = optarg; break;
 		case 'd': o->store = optarg; break;
@@ -235,6 +246,7 @@ static void add_spec_file(struct diag_manager *m, const char *path)
 struct loop {
 	int epfd, sfd, tfd;
 	bool watch_stdin; /* one-shot run from a shell or pipe: end of input stops it */
+	int test_crash;   /* DIAG_TEST_CRASH: the signal to fault with after the first hit */
 	int64_t armed_ns;
 	struct diag_manager m;
 	struct diag_server *server;
@@ -312,6 +324,9 @@ static int run(struct loop *l)
 				int r = diag_engine_dispatch(l->m.engine);
 				if (r < 0)
 					diag_log("engine: %s", diag_strerror(r));
+				struct diag_engine_stats st;
+				if (l->test_crash && (diag_engine_get_stats(l->m.engine, &st), st.hits))
+					diag_crash_test_fire(l->test_crash);
 			} else if (l->server) {
 				diag_server_handle(l->server, fd, evs[i].events);
 			}
@@ -358,6 +373,11 @@ int main(int argc, char **argv)
 	int r = parse_args(argc, argv, &o);
 	if (r)
 		return r > 0 ? 0 : 2;
+	if (o.recover_after)
+		return diag_crash_recover(o.recover_after);
+	struct diag_error cerr = { 0 };
+	if (diag_crash_arm(&cerr) < 0) /* the journal still lets the next daemon restore */
+		diag_log("%s; a crash leaves the targets to the next daemon", cerr.msg);
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	signal(SIGPIPE, SIG_IGN);
 	/* Blocked before any thread exists, so the worker inherits the mask and only the
@@ -373,7 +393,7 @@ int main(int argc, char **argv)
 	const char *plugin_dir = o.plugin_dir ? o.plugin_dir : default_plugin_dir(pdir, sizeof(pdir));
 	/* Specs given on the command line are this run's only, unless a store is named. */
 	const char *store = o.store ? o.store : o.nspecs ? NULL : DEFAULT_STORE;
-	struct loop l = { .epfd = -1, .sfd = -1, .tfd = -1 };
+	struct loop l = { .epfd = -1, .sfd = -1, .tfd = -1, .test_crash = diag_crash_test_signal() };
 	struct diag_error err = { 0 };
 	if ((r = diag_manager_init(&l.m, plugin_dir, store, &err)) < 0) {
 		diag_log("%s", err.msg);
