@@ -911,12 +911,8 @@ static void leave_slots(struct eproc *ep, struct diag_thread *t)
 			return;
 		}
 		/* inside a relocated branch sequence: a few steps take it out (detach only) */
-		int status;
-		if (ptrace(PTRACE_SINGLESTEP, t->tid, 0, 0) < 0 ||
-		    waitpid(t->tid, &status, __WALL) != t->tid || !WIFSTOPPED(status))
+		if (diag_thread_step(t) < 0)
 			return;
-		if (WSTOPSIG(status) != SIGTRAP)
-			t->pending_sig = WSTOPSIG(status);
 	}
 }
 

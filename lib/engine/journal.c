@@ -255,12 +255,8 @@ static void step_out(struct diag_thread *t, const struct jstate *js)
 			after_handler--;
 		else if (where == 1)
 			after_handler = 0; /* back in a slot after sigreturn: run it out */
-		int st;
-		if (ptrace(PTRACE_SINGLESTEP, t->tid, 0, 0) < 0 ||
-		    waitpid(t->tid, &st, __WALL) != t->tid || !WIFSTOPPED(st))
+		if (diag_thread_step(t) < 0)
 			return;
-		if (WSTOPSIG(st) != SIGTRAP)
-			t->pending_sig = WSTOPSIG(st);
 	}
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -365,6 +366,76 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 	if (rc == 0)
 		*ret = (long)r.rax;
 	return rc;
+}
+
+/* SIGTRAP's bit in SigIgn of /proc/PID/status. */
+static bool sigtrap_ignored(pid_t pid)
+{
+	char path[64], line[128];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	unsigned long long ign = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "SigIgn: %llx", &ign) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return ign & (1ULL << (SIGTRAP - 1));
+}
+
+/* Put SIG_IGN back as the SIGTRAP action (a forced trap replaced it with SIG_DFL). */
+static void sigtrap_reignore(struct diag_thread *t)
+{
+	struct user_regs_struct r;
+	if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0)
+		return;
+	/* kernel struct sigaction: handler, flags, restorer, mask; written below the red zone */
+	uint64_t act[4] = {(uint64_t)(uintptr_t)SIG_IGN, 0, 0, 0}, scratch = (r.rsp - 2048) & ~15ULL;
+	long args[6] = {SIGTRAP, (long)scratch, 0, 8, 0, 0}, ret;
+	if (diag_proc_write(t->proc, scratch, act, sizeof(act)) == sizeof(act))
+		diag_thread_syscall(t, SYS_rt_sigaction, args, &ret);
+}
+
+/* A single-step trap is a forced SIGTRAP: were SIGTRAP blocked in t (a target thread that
+ * blocks it, or one inside a SIGTRAP handler such as the safety handler), the kernel would set
+ * the whole process's SIGTRAP action to SIG_DFL and unblock it in t before we ever see the
+ * stop. So SIGTRAP is unblocked for the step and t's mask put back after it. An ignored
+ * SIGTRAP is reset the same way: SIG_IGN is put back. */
+int diag_thread_step(struct diag_thread *t)
+{
+	const uint64_t trap = 1ULL << (SIGTRAP - 1);
+	uint64_t mask = 0, unblocked;
+	bool masked = ptrace(PTRACE_GETSIGMASK, t->tid, sizeof(mask), &mask) == 0 && (mask & trap);
+	unblocked = mask & ~trap;
+	if (masked && ptrace(PTRACE_SETSIGMASK, t->tid, sizeof(unblocked), &unblocked) < 0)
+		return -errno;
+	/* rt_sigreturn leaving a handler sets the mask itself: that one stands */
+	struct user_regs_struct regs;
+	bool sigreturn = false;
+	if (masked && ptrace(PTRACE_GETREGS, t->tid, 0, &regs) == 0) {
+		errno = 0;
+		long insn = ptrace(PTRACE_PEEKTEXT, t->tid, regs.rip, 0);
+		sigreturn = errno == 0 && (insn & 0xffff) == 0x050f && regs.rax == SYS_rt_sigreturn;
+	}
+	bool ignored = sigtrap_ignored(t->proc->pid);
+	int r = 0, st = 0;
+	if (ptrace(PTRACE_SINGLESTEP, t->tid, 0, 0) < 0)
+		r = -errno;
+	else if (waitpid(t->tid, &st, __WALL) != t->tid)
+		r = -errno;
+	else if (!WIFSTOPPED(st))
+		r = -ESRCH;
+	else if ((st >> 16) == 0 && WSTOPSIG(st) != SIGTRAP)
+		t->pending_sig = WSTOPSIG(st);
+	uint64_t now;
+	if (masked && !sigreturn && r != -ESRCH &&
+	    ptrace(PTRACE_GETSIGMASK, t->tid, sizeof(now), &now) == 0) {
+		now |= trap; /* only the bit we took away: any other change the step made stands */
+		ptrace(PTRACE_SETSIGMASK, t->tid, sizeof(now), &now);
+	}
+	if (ignored && r != -ESRCH && !sigtrap_ignored(t->proc->pid))
+		sigtrap_reignore(t);
+	return r;
 }
 
 bool diag_thread_is_zombie(struct diag_thread *t)

@@ -72,4 +72,9 @@ int diag_thread_resume(struct diag_thread *t, int sig);
  * -errno on failure) or a negative code if the thread could not run it. */
 int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long *ret);
 
+/* Execute one instruction of stopped thread t (PTRACE_SINGLESTEP) and wait for its stop; a
+ * signal that stopped it instead is kept in pending_sig. The step's SIGTRAP can never reset
+ * the target's SIGTRAP action (see tracee.c). Returns 0 or -errno (-ESRCH: it died). */
+int diag_thread_step(struct diag_thread *t);
+
 #endif
