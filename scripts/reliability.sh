@@ -3,30 +3,45 @@
 # rewrite the figures table in docs/reliability.md between its markers from the FIGURE lines
 # the cases print (fault, trials, target survivals, specs lost, bytes left patched).
 # usage: scripts/reliability.sh [BUILD_DIR]   (default build; needs root; builds what it needs)
+#   FAULT_TRIALS (default 100): trials of the daemon-death cases (kill -9, OOM, fatal signals);
+#   FAULT_TRIALS_OTHER (default FAULT_TRIALS): trials of the other repeated faults;
+#   FAULT_JOBS (default 2): cases run side by side (each keeps its own daemon and fixtures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
 export FAULT_TRIALS=${FAULT_TRIALS:-100}
+export FAULT_TRIALS_OTHER=${FAULT_TRIALS_OTHER:-$FAULT_TRIALS}
+other=$FAULT_TRIALS_OTHER
 scripts/build.sh "$B" >/dev/null
 export DIAG_BUILD_DIR=$PWD/$B DIAG_FIXTURE_DIR=$PWD/$B/fixtures DIAG_SRC_DIR=$PWD
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+run_case() { # CASE OUTDIR OTHER_TRIALS
+	local n
+	n=$(basename "$1" .sh)
+	case $n in test_kill9_* | test_oom | test_daemon_fatal | test_daemon_segv) ;; *) export FAULT_TRIALS=$3 ;; esac
+	echo "== $1 (FAULT_TRIALS=$FAULT_TRIALS)" >&2
+	local t0=$SECONDS
+	bash "$1" > "$2/$n.out" 2>&1 || echo "FAILED: $1" >&2
+	echo "$((SECONDS - t0))" > "$2/$n.secs"
+}
+export -f run_case
+ls tests/faults/test_*.sh | xargs -P "${FAULT_JOBS:-2}" -I{} bash -c 'run_case "$@"' _ {} "$out" "$other"
 status=0
 for t in tests/faults/test_*.sh; do
-	echo "== $t (FAULT_TRIALS=$FAULT_TRIALS)" >&2
-	if ! bash "$t" > "$out.one" 2>&1; then
-		status=1
-		echo "FAILED: $t" >&2
-		grep '^FAIL' "$out.one" >&2 || true
-	fi
+	n=$(basename "$t" .sh) one="$out/$(basename "$t" .sh).out"
+	grep -q '^all passed' "$one" || status=1
+	grep '^FAIL' "$one" >&2 || true
 	# a case that failed before printing its figure still gets a row
-	if grep -q '^FIGURE|' "$out.one"; then grep '^FIGURE|' "$out.one" >> "$out"; else
-		echo "FIGURE|$(basename "$t" .sh) (did not complete)|-|-|-|-" >> "$out"; fi
-	if grep -q '^FAIL' "$out.one"; then
-		echo "NOTE|$(basename "$t" .sh): $(grep -c '^FAIL' "$out.one") failed assertion(s)" >> "$out"; fi
+	if grep -q '^FIGURE|' "$one"; then grep '^FIGURE|' "$one" >> "$out/rows"; else
+		echo "FIGURE|$n (did not complete)|-|-|-|-" >> "$out/rows"; fi
+	if grep -q '^FAIL' "$one"; then
+		echo "NOTE|$n: $(grep -c '^FAIL' "$one") failed assertion(s)" >> "$out/rows"; fi
+	echo "NOTE|$n took $(cat "$out/$n.secs") s" >> "$out/times"
 done
-rm -f "$out.one"
-python3 - "$out" docs/reliability.md <<'PY'
+out_rows=$out/rows
+sed 's/^NOTE|//' "$out/times" >&2
+python3 - "$out_rows" docs/reliability.md <<'PY'
 import sys, datetime, subprocess
 rows, notes = [], []
 for line in open(sys.argv[1]):
@@ -37,7 +52,7 @@ for line in open(sys.argv[1]):
         notes.append(p[1])
 rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 table = ["<!-- figures:begin (scripts/reliability.sh rewrites this block) -->",
-         f"Run {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC at {rev}, FAULT_TRIALS={__import__('os').environ.get('FAULT_TRIALS')}.",
+         f"Run {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC at {rev}: daemon-death cases {__import__('os').environ.get('FAULT_TRIALS')} trials each, other repeated faults {__import__('os').environ.get('FAULT_TRIALS_OTHER') or __import__('os').environ.get('FAULT_TRIALS')}.",
          "",
          "| fault | trials | target survivals | specs lost | bytes left patched |",
          "|---|---|---|---|---|"]
