@@ -433,7 +433,8 @@ void diag_crash_test_fire(int sig)
 		if (p != MAP_FAILED)
 			(void)p[0];
 	}
-	/* both volatile: gcc turns a known NULL store into ud2, or drops it as dead */
-	volatile int *volatile null = NULL;
-	*null = 1;
+	/* the unmapped first page, not NULL itself (UBSan would stop at a NULL store); both
+	 * volatile: gcc turns a known bad store into ud2, or drops it as dead */
+	volatile int *volatile low = (volatile int *)(uintptr_t)16;
+	*low = 1;
 }

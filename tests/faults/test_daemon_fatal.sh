@@ -7,6 +7,9 @@
 # re-applies both specs from the store.
 source "$(dirname "$0")/lib.sh"
 export DIAG_JOURNAL_DIR=$T/journal # ours alone: parallel cases must not see our journals
+# Sanitizer builds: the daemon hands a fault to ASan's handler (a report, then exit 1); here it
+# must die of the signal itself, as the plain build does.
+export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_segv=0:handle_sigbus=0:handle_abort=0
 
 start_fixture v "$DIAG_FIXTURE_DIR/victim-O2-pie" 4 ""
 fixture_go v
