@@ -14,6 +14,9 @@ kill9_run() {
 	fixture_go v
 	for i in $(seq "$trials"); do
 		if [ "$(wait_more k 50)" != True ]; then fail "trial $i: probe not counting after the restart: $(state_of k "$v_pid"): $(grep -h "spec 'k'" "$T"/d.err* | tail -1)"; break; fi
+		# the path under test is the one applied, even with 4 threads inside the function
+		local want=cc; [ "$kind" = fast ] && want=e9
+		[ "$(code_byte "$v_pid" "$addr")" = $want ] || fail "trial $i: the $kind probe is not a $want at $addr: $(code_byte "$v_pid" "$addr")"
 		if ! kill9_die "$sig"; then DPID=; fail "trial $i: the daemon did not die of $sig"; break; fi
 		DPID=
 		ran=$((ran + 1))

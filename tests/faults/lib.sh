@@ -34,6 +34,12 @@ patched_count() {
 	echo $n
 }
 
+# code_byte PID ADDR: the first byte at ADDR in PID, hex (e9: a jump probe, cc: an int3).
+code_byte() {
+	python3 -c "
+f = open('/proc/$1/mem', 'rb'); f.seek(int('$2', 16)); print(f.read(1).hex())"
+}
+
 # serving: the daemon answers status.
 serving() { req '{"cmd":"status"}' 2>/dev/null | jget "j['ok']" 2>/dev/null; }
 
