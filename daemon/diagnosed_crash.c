@@ -40,6 +40,7 @@ struct crash_state {
 	uint64_t child_mask; /* kernel sigset for the recovery: SIGTERM, SIGINT, SIGHUP blocked */
 	struct sigaction prev[NFATAL];
 	atomic_int fired;    /* two threads faulting at once start one recovery */
+	void *altstack;      /* the handlers' stack, ours for the process's life */
 };
 
 /* The one piece of global mutable state (diagnosed_crash.h says why): set once, before the
@@ -163,11 +164,13 @@ static char **copy_environ(void)
 static int install_handlers(struct crash_state *c, struct diag_error *err)
 {
 	stack_t ss = { .ss_sp = malloc(ALTSTACK_SIZE), .ss_size = ALTSTACK_SIZE };
+	c->altstack = ss.ss_sp; /* reachable from `crash`: not a leak at exit */
 	if (!ss.ss_sp)
 		return diag_error_set(err, -ENOMEM, "fatal-signal handler: out of memory");
 	if (sigaltstack(&ss, NULL) < 0) { /* stays ours for the process's life */
 		int r = -errno;
 		free(ss.ss_sp);
+		c->altstack = NULL;
 		return diag_error_set(err, r, "fatal-signal handler: sigaltstack: %s", strerror(-r));
 	}
 	struct sigaction sa = { .sa_sigaction = on_fatal,
