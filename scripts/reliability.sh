@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
 export FAULT_TRIALS=${FAULT_TRIALS:-100}
+export DIAG_REL_REV=$(git rev-parse --short HEAD) # what was built, not what HEAD is at the end
 export FAULT_TRIALS_OTHER=${FAULT_TRIALS_OTHER:-$FAULT_TRIALS}
 other=$FAULT_TRIALS_OTHER
 scripts/build.sh "$B" >/dev/null
@@ -50,7 +51,7 @@ for line in open(sys.argv[1]):
         rows.append(p[1:6])
     elif p[0] == "NOTE":
         notes.append(p[1])
-rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+rev = __import__("os").environ["DIAG_REL_REV"]
 table = ["<!-- figures:begin (scripts/reliability.sh rewrites this block) -->",
          f"Run {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC at {rev}: daemon-death cases {__import__('os').environ.get('FAULT_TRIALS')} trials each, other repeated faults {__import__('os').environ.get('FAULT_TRIALS_OTHER') or __import__('os').environ.get('FAULT_TRIALS')}.",
          "",
