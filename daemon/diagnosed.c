@@ -383,11 +383,7 @@ int main(int argc, char **argv)
 	/* Blocked before any thread exists, so the worker inherits the mask and only the
 	 * signalfd sees these. */
 	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
+	diag_crash_block_stop_signals(&mask);
 
 	char pdir[PATH_MAX];
 	const char *plugin_dir = o.plugin_dir ? o.plugin_dir : default_plugin_dir(pdir, sizeof(pdir));

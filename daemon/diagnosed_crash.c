@@ -379,15 +379,20 @@ static enum outcome recover_one(struct diag_engine *e, pid_t dead, const struct 
 	return RESTORED;
 }
 
+void diag_crash_block_stop_signals(sigset_t *mask)
+{
+	sigemptyset(mask);
+	sigaddset(mask, SIGTERM);
+	sigaddset(mask, SIGINT);
+	sigaddset(mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, mask, NULL);
+}
+
 int diag_crash_recover(pid_t dead)
 {
 	/* finish what we started: a half-done recovery helps nobody (systemd waits for us) */
 	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
+	diag_crash_block_stop_signals(&mask);
 	wait_gone(dead);
 	const char *dir = getenv("DIAG_JOURNAL_DIR");
 	if (!dir || !*dir)

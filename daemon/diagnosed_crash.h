@@ -13,6 +13,7 @@
 #ifndef DIAGNOSED_CRASH_H
 #define DIAGNOSED_CRASH_H
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include "util/error.h"
@@ -32,6 +33,10 @@ int diag_crash_arm(struct diag_error *err);
  * summary on stderr. Returns the exit status: 0 when every process was restored (or there was
  * nothing to do), 1 when one could not be. */
 int diag_crash_recover(pid_t dead);
+
+/* Block SIGTERM, SIGINT and SIGHUP in the calling thread (*mask: that set): the serving daemon
+ * takes them from its signalfd, the recovery process must not be stopped half-way by them. */
+void diag_crash_block_stop_signals(sigset_t *mask);
 
 /* Test hook (tests/faults/test_daemon_fatal.sh): DIAG_TEST_CRASH=segv|bus|abort makes the
  * daemon fault for real once a probe has hit. Returns the signal to raise, or 0 (unset). */
