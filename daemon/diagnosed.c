@@ -5,6 +5,7 @@
  * nothing at all could be applied. No ELF, DWARF or ptrace code of its own. A fatal signal of
  * its own starts `diagnosed --recover-after` (diagnosed_crash.c), another mode of this binary. */
 #include "diagnosed.h"
+#include "indexer/indexer.h"
 #include "diagnosed_crash.h"
 
 #include <errno.h>
@@ -39,6 +40,7 @@ struct options {
 	bool no_socket;
 	pid_t recover_after; /* --recover-after PID: restore what PID left, then exit */
 	struct diag_governor_limits limits;
+	struct diag_indexer_opts indexer; /* --indexer-uid, --indexer-timeout */
 };
 
 void diag_log(const char *fmt, ...)
@@ -57,6 +59,7 @@ static void usage(FILE *f)
 	      "                 [--plugin-dir DIR] [--no-socket] [--foreground]\n"
 	      "                 [--max-hits-per-sec N] [--max-stopped-ms-per-sec MS]\n"
 	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n"
+	      "                 [--indexer-uid UID[:GID]] [--indexer-timeout SECONDS]\n"
 	      "       diagnosed --recover-after PID\n", f);
 }
 
@@ -85,6 +88,26 @@ static int parse_limit(const char *opt, const char *s, double *out)
 	return 0;
 }
 
+/* --indexer-uid UID[:GID] (GID defaults to UID); never 0. */
+static int parse_ids(const char *s, struct diag_indexer_opts *o)
+{
+	char *end;
+	errno = 0;
+	unsigned long u = strtoul(s, &end, 10), g = u;
+	if (!errno && end != s && *end == ':') {
+		const char *gs = end + 1;
+		g = strtoul(gs, &end, 10);
+		if (end == gs)
+			return -1;
+	}
+	if (errno || end == s || *end || u == 0 || g == 0 || u >= 0xffffffffUL || g >= 0xffffffffUL ||
+	    s[0] == '-')
+		return -1;
+	o->uid = (uid_t)u;
+	o->gid = (gid_t)g;
+	return 0;
+}
+
 /* Returns 0, 1 (exit 0: --help) or -1 (usage error, printed). */
 static int parse_args(int argc, char **argv, struct options *o)
 {
@@ -102,6 +125,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "max-total-hits-per-sec", required_argument, NULL, 'I' },
 		{ "max-total-stopped-ms-per-sec", required_argument, NULL, 'U' },
 		{ "recover-after", required_argument, NULL, 'R' },
+		{ "indexer-uid", required_argument, NULL, 'X' },
+		{ "indexer-timeout", required_argument, NULL, 'Y' },
 		{ 0 },
 	};
 	int ch, li = 0;
@@ -141,6 +166,21 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return -1;
 			}
 			break;
+		case 'X':
+			if (parse_ids(optarg, &o->indexer) < 0) {
+				diag_log("--indexer-uid %s: must be UID or UID:GID, not 0", optarg);
+				return -1;
+			}
+			break;
+		case 'Y': {
+			double secs;
+			if (parse_limit("--indexer-timeout", optarg, &secs) < 0 || secs < 0.1 || secs > 3600) {
+				diag_log("--indexer-timeout %s: must be seconds in [0.1, 3600]", optarg);
+				return -1;
+			}
+			o->indexer.timeout_ms = (unsigned)(secs * 1000);
+			break;
+		}
 		case 'S': o->socket = optarg; break;
 		case 'd': o->store = optarg; break;
 		case 'P': o->plugin_dir = optarg; break;
@@ -397,6 +437,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	diag_manager_set_limits(&l.m, &o.limits);
+	if ((r = diag_manager_use_indexer(&l.m, &o.indexer, &err)) < 0) {
+		diag_log("%s", err.msg);
+		diag_manager_fini(&l.m);
+		return 1;
+	}
 	if ((r = setup_fds(&l, &mask)) < 0) {
 		diag_log("setup: %s", strerror(-r));
 		diag_manager_fini(&l.m);

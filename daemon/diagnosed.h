@@ -52,6 +52,7 @@ struct diag_manager {
 	struct diag_store *store;
 	struct diag_server *server;   /* tail and wait notifications; may be NULL */
 	struct diag_governor *governor;
+	struct diag_indexer *indexer; /* parses target files for the engine (sandboxed worker) */
 	char host[256];
 	struct diag_mspec **specs;
 	size_t nspecs;
@@ -62,6 +63,10 @@ struct diag_manager {
 /* The manager. ---------------------------------------------------------------------- */
 int diag_manager_init(struct diag_manager *m, const char *plugin_dir, const char *store_path,
 		      struct diag_error *err);
+/* The engine reads ELF and DWARF through a sandboxed diagnose-indexer (lib/indexer). */
+struct diag_indexer_opts;
+int diag_manager_use_indexer(struct diag_manager *m, const struct diag_indexer_opts *o,
+			     struct diag_error *err);
 /* Removes every probe and detaches (diag_engine_free), saves the store, frees everything. */
 void diag_manager_fini(struct diag_manager *m);
 /* Load the store and apply its unexpired specs. Problems go to stderr; never fatal. */

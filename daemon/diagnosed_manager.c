@@ -3,6 +3,7 @@
  * lifespans, and persists through the store before any change is acknowledged. Runs on the
  * engine's thread only; never blocks it on a plugin (events go through the queue). */
 #include "diagnosed.h"
+#include "indexer/indexer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -201,6 +202,15 @@ int diag_manager_init(struct diag_manager *m, const char *plugin_dir, const char
 	return 0;
 }
 
+int diag_manager_use_indexer(struct diag_manager *m, const struct diag_indexer_opts *o,
+			     struct diag_error *err)
+{
+	int r = diag_indexer_new(o, &m->indexer);
+	if (r == 0)
+		r = diag_engine_use_indexer(m->engine, m->indexer);
+	return r < 0 ? diag_error_set(err, r, "indexer: %s", diag_strerror(r)) : 0;
+}
+
 static void mspec_free(struct diag_mspec *ms)
 {
 	if (!ms)
@@ -229,6 +239,8 @@ void diag_manager_fini(struct diag_manager *m)
 	 * the queue */
 	diag_engine_free(m->engine);
 	m->engine = NULL;
+	diag_indexer_free(m->indexer);
+	m->indexer = NULL;
 	if (m->queue)
 		diag_event_queue_free(m->queue); /* fires what is queued, joins the worker */
 	m->queue = NULL;

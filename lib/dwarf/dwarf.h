@@ -30,6 +30,31 @@ void diag_dwarf_cache_free(struct diag_dwarf_cache *c);
 int diag_dwarf_cache_get(struct diag_dwarf_cache *c, const char *path, const char *build_id,
 			 struct diag_dwarf_file **out, struct diag_error *err);
 
+/* A cache whose files are indexed by the sandboxed indexer worker ix (lib/indexer): the same
+ * queries, answered from the worker's replies (validated as hostile input); the daemon never
+ * parses a target's file itself. ix must outlive the cache. */
+struct diag_indexer;
+int diag_dwarf_cache_new_remote(struct diag_indexer *ix, struct diag_dwarf_cache **out);
+
+/* ---- what the indexer worker uses (lib/indexer/server.c) ---- */
+
+/* The index of the ELF open at fd (taken), else of the first debug file dbg[i] (all taken)
+ * with DWARF (*used = i, or -1). key and name are for messages. Returns 0, -DIAG_E_NODEBUG. */
+int diag_dwarf_open_fds(const char *name, int fd, const int *dbg, size_t ndbg, int *used,
+			struct diag_dwarf_file **out, struct diag_error *err);
+void diag_dwarf_file_free(struct diag_dwarf_file *f);
+
+/* The GNU build-id (hex) and .gnu_debuglink name of the ELF open at fd ("" when absent). */
+void diag_dwarf_debug_refs(int fd, char *build_id, size_t bcap, char *link, size_t lcap);
+
+#define DIAG_DWARF_PATH_MAX 4400
+/* Where a separate debug file may be, in gdb's order: /usr/lib/debug/.build-id/ab/cdef.debug,
+ * then the debuglink name beside path, in its .debug/ folder and under /usr/lib/debug/<dir>/.
+ * build_id must be lowercase hex and link one plain path component, else they are ignored
+ * (they come from the file: hostile). Returns the count written (<= cap). */
+size_t diag_dwarf_debug_paths(const char *path, const char *build_id, const char *link,
+			      char out[][DIAG_DWARF_PATH_MAX], size_t cap);
+
 /* The file's basename, for messages. */
 const char *diag_dwarf_file_name(const struct diag_dwarf_file *f);
 

@@ -16,6 +16,7 @@
 struct diag_dwarf_cache {
 	struct diag_dwarf_file *files;
 	size_t nfiles;
+	struct diag_indexer *ix; /* non-NULL: files are indexed by the worker */
 };
 
 struct dw_block {
@@ -479,29 +480,25 @@ static int index_file(struct diag_dwarf_file *f)
 
 /* ---- opening, with separate debug files ---- */
 
-static int open_dwarf(const char *path, int *fd, Dwarf_Debug *dbg)
+/* libdwarf over an open file (the file keeps fd; on failure fd is closed). */
+static int init_dwarf(struct diag_dwarf_file *f, int fd)
 {
 	Dwarf_Error e = NULL;
-	*fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (*fd < 0)
-		return -errno;
-	int rc = dwarf_init_b(*fd, DW_DLC_READ, DW_GROUPNUMBER_ANY, NULL, NULL, dbg, &e);
-	if (rc == DW_DLV_OK)
+	int rc = dwarf_init_b(fd, DW_DLC_READ, DW_GROUPNUMBER_ANY, NULL, NULL, &f->dbg, &e);
+	if (rc == DW_DLV_OK) {
+		f->fd = fd;
 		return 0;
+	}
 	if (rc == DW_DLV_ERROR)
 		dwarf_dealloc_error(NULL, e);
-	close(*fd);
-	*fd = -1;
+	f->dbg = NULL;
+	close(fd);
 	return -DIAG_E_NODEBUG;
 }
 
-/* The build-id note and the .gnu_debuglink name of an ELF file (libelf). */
-static void elf_debug_refs(const char *path, char *build_id, size_t bcap, char *link, size_t lcap)
+void diag_dwarf_debug_refs(int fd, char *build_id, size_t bcap, char *link, size_t lcap)
 {
 	build_id[0] = link[0] = '\0';
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
 	elf_version(EV_CURRENT);
 	Elf *e = elf_begin(fd, ELF_C_READ, NULL);
 	size_t shstrndx;
@@ -531,34 +528,40 @@ static void elf_debug_refs(const char *path, char *build_id, size_t bcap, char *
 	}
 	if (e)
 		elf_end(e);
-	close(fd);
 }
 
-static int try_debug_file(struct diag_dwarf_file *f, const char *candidate)
+static bool hex_id(const char *s)
 {
-	if (open_dwarf(candidate, &f->fd, &f->dbg))
-		return -DIAG_E_NODEBUG;
-	free(f->path);
-	f->path = strdup(candidate);
-	return f->path ? 0 : -ENOMEM;
+	size_t n = strlen(s);
+	if (n < 4 || n > 80)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return false;
+	return true;
 }
 
-/* Separate debug files: /usr/lib/debug/.build-id/ab/cdef.debug, then the .gnu_debuglink name
- * beside the file, in its .debug/ folder and under /usr/lib/debug/<dir>/ (gdb's order). */
-static int open_separate(struct diag_dwarf_file *f, const char *path, const char *build_id)
+/* A .gnu_debuglink name is one path component of printable bytes. */
+static bool plain_name(const char *s)
 {
-	char id[128], link[256], cand[4400];
-	elf_debug_refs(path, id, sizeof(id), link, sizeof(link));
-	if (build_id && *build_id)
-		snprintf(id, sizeof(id), "%s", build_id);
-	if (strlen(id) > 2) {
-		snprintf(cand, sizeof(cand), "/usr/lib/debug/.build-id/%.2s/%s.debug", id, id + 2);
-		if (try_debug_file(f, cand) == 0)
-			return 0;
-	}
-	if (!link[0] || strchr(link, '/'))
-		return -DIAG_E_NODEBUG;
-	char dir[4096];
+	if (!*s || !strcmp(s, ".") || !strcmp(s, "..") || strlen(s) > 255)
+		return false;
+	for (; *s; s++)
+		if (*s == '/' || (unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
+			return false;
+	return true;
+}
+
+size_t diag_dwarf_debug_paths(const char *path, const char *build_id, const char *link,
+			      char out[][DIAG_DWARF_PATH_MAX], size_t cap)
+{
+	size_t n = 0;
+	if (build_id && hex_id(build_id) && n < cap)
+		snprintf(out[n++], DIAG_DWARF_PATH_MAX, "/usr/lib/debug/.build-id/%.2s/%s.debug",
+			 build_id, build_id + 2);
+	if (!link || !plain_name(link))
+		return n;
+	char dir[DIAG_DWARF_PATH_MAX];
 	snprintf(dir, sizeof(dir), "%s", path);
 	char *slash = strrchr(dir, '/');
 	if (slash)
@@ -566,12 +569,12 @@ static int open_separate(struct diag_dwarf_file *f, const char *path, const char
 	else
 		snprintf(dir, sizeof(dir), ".");
 	const char *const fmts[] = { "%s/%s", "%s/.debug/%s", "/usr/lib/debug%s/%s" };
-	for (size_t i = 0; i < 3; i++) {
-		snprintf(cand, sizeof(cand), fmts[i], dir, link);
-		if (strcmp(cand, path) && try_debug_file(f, cand) == 0)
-			return 0;
+	for (size_t i = 0; i < 3 && n < cap; i++) {
+		int w = snprintf(out[n], DIAG_DWARF_PATH_MAX, fmts[i], dir, link);
+		if (w > 0 && w < DIAG_DWARF_PATH_MAX && strcmp(out[n], path) && !strstr(out[n], "/../"))
+			n++;
 	}
-	return -DIAG_E_NODEBUG;
+	return n;
 }
 
 static void file_reset(struct diag_dwarf_file *f)
@@ -591,6 +594,8 @@ static void file_free(struct diag_dwarf_file *f)
 {
 	if (!f)
 		return;
+	if (f->remote)
+		dw_remote_free(f);
 	if (f->fdes || f->cies)
 		dwarf_fde_cie_list_dealloc(f->dbg, f->cies, f->ncies, f->fdes, f->nfdes);
 	if (f->dbg) {
@@ -614,36 +619,89 @@ static void file_free(struct diag_dwarf_file *f)
 	free(f);
 }
 
-static int file_open(const char *path, const char *build_id, struct diag_dwarf_file **out,
-		     struct diag_error *err)
+struct diag_dwarf_file *dw_file_new(const char *key, const char *path)
 {
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
 	struct diag_dwarf_file *f = calloc(1, sizeof(*f));
 	if (!f)
-		return diag_error_set(err, -ENOMEM, "dwarf: out of memory");
+		return NULL;
 	f->fd = -1;
 	f->name = strdup(base);
-	f->key = strdup(build_id && *build_id ? build_id : path);
-	int rc = f->name && f->key ? open_dwarf(path, &f->fd, &f->dbg) : -ENOMEM;
-	if (rc == 0 && !(f->path = strdup(path)))
-		rc = -ENOMEM;
+	f->key = strdup(key);
+	f->path = strdup(path);
+	if (!f->name || !f->key || !f->path) {
+		file_free(f);
+		return NULL;
+	}
+	return f;
+}
+
+/* Indexes the DWARF of the file open at fd (taken). -DIAG_E_NODEBUG: none there. */
+static int index_fd(struct diag_dwarf_file *f, int fd)
+{
+	int rc = init_dwarf(f, fd);
 	if (rc == 0)
 		rc = index_file(f);
-	if (rc == 0 && !f->nfuncs && !f->nnames) {
-		/* a stripped file still opens (it has .eh_frame): its DWARF is elsewhere */
-		file_reset(f);
-		rc = -DIAG_E_NODEBUG;
-	}
-	if (rc == -DIAG_E_NODEBUG && (rc = open_separate(f, path, build_id)) == 0)
-		rc = index_file(f);
 	if (rc == 0 && !f->nfuncs && !f->nnames)
-		rc = -DIAG_E_NODEBUG;
+		rc = -DIAG_E_NODEBUG; /* a stripped file still opens (it has .eh_frame) */
+	if (rc)
+		file_reset(f);
+	return rc;
+}
+
+int dw_file_index_fds(struct diag_dwarf_file *f, int fd, const int *dbg, size_t ndbg, int *used)
+{
+	int rc = index_fd(f, fd);
+	*used = -1;
+	for (size_t i = 0; i < ndbg; i++) {
+		if (rc == -DIAG_E_NODEBUG && (rc = index_fd(f, dbg[i])) == 0)
+			*used = (int)i;
+		else
+			close(dbg[i]);
+	}
+	return rc;
+}
+
+int dw_file_error(const struct diag_dwarf_file *f, int rc, struct diag_error *err)
+{
+	if (rc == -DIAG_E_NODEBUG)
+		return diag_error_set(err, rc, "no DWARF for %s", f->name);
+	return diag_error_set(err, rc, "dwarf: cannot read %s: %s", f->path, diag_strerror(rc));
+}
+
+/* In process: the file, else its separate debug file (/usr/lib/debug/.build-id/ab/cdef.debug,
+ * then the .gnu_debuglink name beside the file, in its .debug/ folder and under
+ * /usr/lib/debug/<dir>/: gdb's order). */
+static int file_open(const char *path, const char *build_id, struct diag_dwarf_file **out,
+		     struct diag_error *err)
+{
+	struct diag_dwarf_file *f = dw_file_new(build_id && *build_id ? build_id : path, path);
+	if (!f)
+		return diag_error_set(err, -ENOMEM, "dwarf: out of memory");
+	int fd = open(path, O_RDONLY | O_CLOEXEC), used, fd2 = fd < 0 ? -1 : dup(fd);
+	int rc = fd2 < 0 ? -errno : dw_file_index_fds(f, fd2, NULL, 0, &used);
+	if (rc == -DIAG_E_NODEBUG) {
+		char id[128], link[256], cand[4][DIAG_DWARF_PATH_MAX];
+		diag_dwarf_debug_refs(fd, id, sizeof(id), link, sizeof(link));
+		size_t n = diag_dwarf_debug_paths(path, build_id && *build_id ? build_id : id, link,
+						  cand, 4);
+		for (size_t i = 0; i < n && rc == -DIAG_E_NODEBUG; i++) {
+			int dfd = open(cand[i], O_RDONLY | O_CLOEXEC);
+			if (dfd >= 0)
+				rc = dw_file_index_fds(f, dfd, NULL, 0, &used);
+			if (rc == 0) {
+				free(f->path);
+				rc = (f->path = strdup(cand[i])) ? 0 : -ENOMEM;
+			}
+		}
+	}
+	if (fd >= 0)
+		close(fd);
 	if (rc) {
+		rc = dw_file_error(f, rc, err);
 		file_free(f);
-		if (rc == -DIAG_E_NODEBUG)
-			return diag_error_set(err, rc, "no DWARF for %s", base);
-		return diag_error_set(err, rc, "dwarf: cannot read %s: %s", path, diag_strerror(rc));
+		return rc;
 	}
 	*out = f;
 	return 0;
@@ -656,6 +714,39 @@ int diag_dwarf_cache_new(struct diag_dwarf_cache **out)
 		return -ENOMEM;
 	*out = c;
 	return 0;
+}
+
+int diag_dwarf_cache_new_remote(struct diag_indexer *ix, struct diag_dwarf_cache **out)
+{
+	int rc = diag_dwarf_cache_new(out);
+	if (rc == 0)
+		(*out)->ix = ix;
+	return rc;
+}
+
+int diag_dwarf_open_fds(const char *name, int fd, const int *dbg, size_t ndbg, int *used,
+			struct diag_dwarf_file **out, struct diag_error *err)
+{
+	struct diag_dwarf_file *f = dw_file_new(name, name);
+	if (!f) {
+		close(fd);
+		for (size_t i = 0; i < ndbg; i++)
+			close(dbg[i]);
+		return diag_error_set(err, -ENOMEM, "dwarf: out of memory");
+	}
+	int rc = dw_file_index_fds(f, fd, dbg, ndbg, used);
+	if (rc) {
+		rc = dw_file_error(f, rc, err);
+		file_free(f);
+		return rc;
+	}
+	*out = f;
+	return 0;
+}
+
+void diag_dwarf_file_free(struct diag_dwarf_file *f)
+{
+	file_free(f);
 }
 
 void diag_dwarf_cache_free(struct diag_dwarf_cache *c)
@@ -682,7 +773,8 @@ int diag_dwarf_cache_get(struct diag_dwarf_cache *c, const char *path, const cha
 	if (c->nfiles >= DIAG_DWARF_MAX_FILES)
 		return diag_error_set(err, -DIAG_E_LIMIT, "dwarf: more than %d indexed files", DIAG_DWARF_MAX_FILES);
 	struct diag_dwarf_file *f = NULL;
-	int rc = file_open(path, build_id, &f, err);
+	int rc = c->ix ? dw_remote_open(c->ix, path, build_id, &f, err)
+		       : file_open(path, build_id, &f, err);
 	if (rc)
 		return rc;
 	f->next = c->files;
@@ -721,6 +813,8 @@ const struct diag_type *diag_dwarf_find_type(struct diag_dwarf_file *f, const ch
 		const char *prefix;
 		int cls;
 	} tags[] = { { "struct ", DW_NAME_STRUCT }, { "union ", DW_NAME_UNION }, { "enum ", DW_NAME_ENUM } };
+	if (f->remote)
+		return dw_remote_find_type(f, spelling);
 	int cls = DW_NAME_ORD;
 	for (size_t i = 0; i < 3; i++)
 		if (!strncmp(spelling, tags[i].prefix, strlen(tags[i].prefix))) {
@@ -734,6 +828,8 @@ const struct diag_type *diag_dwarf_find_type(struct diag_dwarf_file *f, const ch
 int diag_dwarf_enumerator(struct diag_dwarf_file *f, const char *name, const struct diag_type **type,
 			  int64_t *value)
 {
+	if (f->remote)
+		return dw_remote_enumerator(f, name, type, value);
 	const struct dw_name *n = find_name(f, name, DW_NAME_ENUMERATOR);
 	const struct diag_type *t = n ? dw_type_at(f, n->die) : NULL;
 	for (size_t i = 0; t && i < t->nenums; i++)

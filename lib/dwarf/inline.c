@@ -339,6 +339,8 @@ int diag_dwarf_inlined_foreach(struct diag_dwarf_file *f,
 			       int (*cb)(void *arg, const struct diag_dwarf_inline *in), void *arg,
 			       struct diag_error *err)
 {
+	if (f->remote)
+		return dw_remote_inlined_foreach(f, cb, arg, err);
 	int rc = dw_inline_build(f);
 	if (rc)
 		return diag_error_set(err, rc, "dwarf: cannot index inlined calls of %s: %s", f->name,

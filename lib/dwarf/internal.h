@@ -58,8 +58,36 @@ struct diag_dwarf_file {
 	struct dw_scope *scopes;
 	size_t nscopes, capscopes;
 	bool inls_built;
+	struct dw_remote *remote; /* non-NULL: answered by the indexer worker (remote.c) */
 	struct diag_dwarf_file *next;
 };
+
+struct dw_remote;
+struct diag_indexer;
+
+/* A file record (key, path, basename) with nothing indexed; NULL when out of memory. */
+struct diag_dwarf_file *dw_file_new(const char *key, const char *path);
+/* Indexes the DWARF of the ELF open at fd, else of the first of dbg[0..ndbg) that has some
+ * (*used: its index, -1 for fd itself). Takes every fd. 0, -DIAG_E_NODEBUG, -ENOMEM... */
+int dw_file_index_fds(struct diag_dwarf_file *f, int fd, const int *dbg, size_t ndbg, int *used);
+/* The message of a failed open of f ("no DWARF for NAME", ...); returns rc. */
+int dw_file_error(const struct diag_dwarf_file *f, int rc, struct diag_error *err);
+
+/* remote.c: a file indexed by the worker, and the queries on it. */
+int dw_remote_open(struct diag_indexer *ix, const char *path, const char *build_id,
+		   struct diag_dwarf_file **out, struct diag_error *err);
+void dw_remote_free(struct diag_dwarf_file *f);
+int dw_remote_scope_at(struct diag_dwarf_file *f, uint64_t vaddr, struct diag_dwarf_scope **out,
+		       struct diag_error *err);
+int dw_remote_global(struct diag_dwarf_file *f, const char *name, struct diag_dwarf_var *out);
+int dw_remote_enumerator(struct diag_dwarf_file *f, const char *name, const struct diag_type **type,
+			 int64_t *value);
+const struct diag_type *dw_remote_find_type(struct diag_dwarf_file *f, const char *spelling);
+int dw_remote_inlined_foreach(struct diag_dwarf_file *f,
+			      int (*cb)(void *arg, const struct diag_dwarf_inline *in), void *arg,
+			      struct diag_error *err);
+int dw_remote_line_addrs(struct diag_dwarf_file *f, const char *file, unsigned line,
+			 uint64_t **out, struct diag_error *err);
 
 void *dw_alloc(struct diag_dwarf_file *f, size_t n);       /* zeroed, freed with the file */
 char *dw_strdup(struct diag_dwarf_file *f, const char *s);

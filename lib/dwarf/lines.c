@@ -208,6 +208,8 @@ static int unknown_file(const struct query *q, struct diag_error *err)
 int diag_dwarf_line_addrs(struct diag_dwarf_file *f, const char *file, unsigned line,
 			  uint64_t **out, struct diag_error *err)
 {
+	if (f->remote)
+		return dw_remote_line_addrs(f, file, line, out, err);
 	int rc = dw_inline_build(f);
 	if (rc)
 		return diag_error_set(err, rc, "dwarf: cannot index scopes of %s: %s", f->name,

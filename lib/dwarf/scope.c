@@ -292,6 +292,8 @@ static uint64_t entry_of(struct diag_dwarf_file *f, Dwarf_Die die, uint64_t fall
 int diag_dwarf_scope_at(struct diag_dwarf_file *f, uint64_t vaddr, struct diag_dwarf_scope **out,
 			struct diag_error *err)
 {
+	if (f->remote)
+		return dw_remote_scope_at(f, vaddr, out, err);
 	const struct dw_func *fn = dw_find_func(f, vaddr);
 	Dwarf_Die die;
 	Dwarf_Error e = NULL;
@@ -349,6 +351,8 @@ void diag_dwarf_scope_free(struct diag_dwarf_scope *s)
 
 int diag_dwarf_global(struct diag_dwarf_file *f, const char *name, struct diag_dwarf_var *out)
 {
+	if (f->remote)
+		return dw_remote_global(f, name, out);
 	const struct dw_name *n = dw_find_global(f, name);
 	Dwarf_Die die;
 	Dwarf_Error e = NULL;

@@ -3,6 +3,7 @@
  * capture plan's memory are read; the thread is resumed (at the out-of-line slot) before the
  * value is rendered and reported. */
 #include "engine/engine_internal.h"
+#include "dwarf/dwarf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -713,6 +714,19 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 		return r;
 	}
 	*out = e;
+	return 0;
+}
+
+int diag_engine_use_indexer(struct diag_engine *e, struct diag_indexer *ix)
+{
+	struct diag_dwarf_cache *dc = NULL;
+	int r = diag_dwarf_cache_new_remote(ix, &dc);
+	if (r < 0)
+		return r;
+	diag_dwarf_cache_free(e->dwarf);
+	e->dwarf = dc;
+	diag_symcache_set_dwarf(e->syms, dc);
+	diag_symcache_set_indexer(e->syms, ix);
 	return 0;
 }
 

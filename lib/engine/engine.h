@@ -96,6 +96,12 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 /* Removes every probe (original bytes restored), detaches every target. Accepts NULL. */
 void diag_engine_free(struct diag_engine *e);
 
+/* From now on ELF symbol tables and DWARF are read by the sandboxed indexer worker ix
+ * (lib/indexer), never in this process; ix must outlive e. Call before the first probe or
+ * query. Returns 0 or -ENOMEM. */
+struct diag_indexer;
+int diag_engine_use_indexer(struct diag_engine *e, struct diag_indexer *ix);
+
 /* A file descriptor that becomes readable when diag_engine_dispatch() has work (tracee
  * stops). Poll it, then call dispatch. */
 int diag_engine_fd(const struct diag_engine *e);

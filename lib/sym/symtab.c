@@ -5,6 +5,7 @@
 #include "sym/symtab.h"
 
 #include "dwarf/dwarf.h"
+#include "indexer/indexer.h"
 #include "sym/cxx.h"
 
 #include <ctype.h>
@@ -49,6 +50,7 @@ struct diag_symcache {
 	size_t n, cap;
 	struct diag_dwarf_cache *dwarf;
 	bool own_dwarf;
+	struct diag_indexer *ix; /* non-NULL: files are read by the worker */
 };
 
 /* ---- index building ---- */
@@ -232,27 +234,135 @@ static void symfile_free(struct symfile *sf)
 	free(sf);
 }
 
-static int symfile_load(const struct diag_module *mod, const char *key, struct symfile **out,
-			struct diag_error *err)
+/* Indexes the ELF open at fd (not taken); name is for messages. */
+static int symfile_index_fd(int fd, const char *name, struct symfile *sf, struct diag_error *err)
+{
+	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	int rc;
+	if (!elf || elf_kind(elf) != ELF_K_ELF)
+		rc = diag_error_set(err, -DIAG_E_INVALID, "symbols: %s is not a readable ELF file: %s",
+				    name, elf_errmsg(-1));
+	else if ((rc = index_elf(elf, sf)) < 0)
+		diag_error_set(err, rc, "symbols: cannot index %s: %s", name,
+			       rc == -DIAG_E_LIMIT ? "more than DIAG_SYMFILE_MAX_SYMS functions"
+						   : diag_strerror(rc));
+	if (elf)
+		elf_end(elf);
+	return rc;
+}
+
+int diag_symfile_encode(int fd, struct diag_ix_buf *out, struct diag_error *err)
+{
+	struct symfile *sf = calloc(1, sizeof(*sf));
+	if (!sf)
+		return diag_error_set(err, -ENOMEM, "symbols: out of memory");
+	elf_version(EV_CURRENT);
+	int rc = symfile_index_fd(fd, "the file", sf, err);
+	size_t blob = 0;
+	for (size_t i = 0; rc == 0 && i < sf->n; i++)
+		blob += strlen(sf->syms[i].name) + 1;
+	if (rc == 0) {
+		diag_ix_put_u32(out, (uint32_t)sf->n);
+		for (size_t i = 0, off = 0; i < sf->n; i++) {
+			const struct sym *s = &sf->syms[i];
+			diag_ix_put_u64(out, s->addr);
+			diag_ix_put_u64(out, s->size);
+			diag_ix_put_u8(out, s->bind);
+			diag_ix_put_u8(out, s->hidden_ver);
+			diag_ix_put_u32(out, (uint32_t)off);
+			off += strlen(s->name) + 1;
+		}
+		for (size_t i = 0; i < sf->n; i++)
+			diag_ix_put_u32(out, sf->by_name[i]);
+		diag_ix_put_u32(out, (uint32_t)blob); /* the names, each NUL-terminated */
+		for (size_t i = 0; i < sf->n; i++)
+			diag_ix_put_raw(out, sf->syms[i].name, strlen(sf->syms[i].name) + 1);
+	}
+	symfile_free(sf);
+	return rc;
+}
+
+#define SYM_WIRE_BYTES 22 /* addr, size, bind, hidden, name offset */
+
+/* The worker's flat table into sf, validated: counts bounded by what the message holds,
+ * by_name indices in range, names inside a NUL-terminated blob. */
+static int symfile_decode(struct diag_ix_rd *rd, struct symfile *sf)
+{
+	uint32_t n = diag_ix_get_u32(rd);
+	if (rd->bad || n > DIAG_SYMFILE_MAX_SYMS || (rd->len - rd->off) / (SYM_WIRE_BYTES + 4) < n)
+		return -1;
+	uint32_t *offs = malloc((n ? n : 1) * sizeof(*offs));
+	sf->syms = calloc(n ? n : 1, sizeof(*sf->syms));
+	sf->by_name = malloc((n ? n : 1) * sizeof(*sf->by_name));
+	if (!offs || !sf->syms || !sf->by_name) {
+		free(offs);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		sf->syms[i].addr = diag_ix_get_u64(rd);
+		sf->syms[i].size = diag_ix_get_u64(rd);
+		sf->syms[i].bind = diag_ix_get_u8(rd);
+		sf->syms[i].hidden_ver = diag_ix_get_u8(rd) != 0;
+		offs[i] = diag_ix_get_u32(rd);
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if ((sf->by_name[i] = diag_ix_get_u32(rd)) >= n)
+			rd->bad = true;
+	size_t blen = 0;
+	const uint8_t *b = diag_ix_get_bytes(rd, DIAG_IX_MAX_MSG, &blen);
+	char *blob = b && (blen == 0 || b[blen - 1] == 0) ? malloc(blen + 1) : NULL;
+	if (blob) {
+		memcpy(blob, b, blen);
+		blob[blen] = '\0';
+		sf->blobs[sf->nblobs++] = blob;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if (blob && offs[i] < blen)
+			sf->syms[i].name = blob + offs[i];
+		else
+			rd->bad = true;
+	free(offs);
+	sf->n = n;
+	return rd->bad || !blob ? -1 : 0;
+}
+
+static int symfile_remote(struct diag_symcache *c, const struct diag_module *mod, const char *key,
+			  int fd, struct symfile *sf, struct diag_error *err)
+{
+	char what[600], pkey[KEY_MAX + 8];
+	snprintf(what, sizeof(what), "reading the symbols of %s", mod->path);
+	snprintf(pkey, sizeof(pkey), "sym:%s", key);
+	struct diag_ix_buf req = { 0 };
+	diag_ix_put_u8(&req, DIAG_IX_SYMS);
+	struct diag_ix_reply rep;
+	int rc = diag_indexer_call(c->ix, pkey, what, &req, &fd, 1, &rep, err);
+	diag_ix_buf_release(&req);
+	if (rc < 0)
+		return rc;
+	rc = symfile_decode(&rep.rd, sf);
+	diag_ix_reply_release(&rep);
+	if (rc == -ENOMEM)
+		return diag_error_set(err, rc, "symbols: out of memory");
+	if (rc)
+		return diag_indexer_bad_reply(c->ix, pkey, what, "invalid symbol table", err);
+	return 0;
+}
+
+static int symfile_load(struct diag_symcache *c, const struct diag_module *mod, const char *key,
+			struct symfile **out, struct diag_error *err)
 {
 	int fd = open(mod->host_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return diag_error_set(err, -errno, "symbols: cannot open %s: %s", mod->host_path,
 				      strerror(errno));
-	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
 	struct symfile *sf = calloc(1, sizeof(*sf));
 	int rc;
 	if (!sf)
 		rc = diag_error_set(err, -ENOMEM, "symbols: out of memory");
-	else if (!elf || elf_kind(elf) != ELF_K_ELF)
-		rc = diag_error_set(err, -DIAG_E_INVALID, "symbols: %s is not a readable ELF file: %s",
-				    mod->path, elf_errmsg(-1));
-	else if ((rc = index_elf(elf, sf)) < 0)
-		diag_error_set(err, rc, "symbols: cannot index %s: %s", mod->path,
-			       rc == -DIAG_E_LIMIT ? "more than DIAG_SYMFILE_MAX_SYMS functions"
-						   : diag_strerror(rc));
-	if (elf)
-		elf_end(elf);
+	else if (c->ix)
+		rc = symfile_remote(c, mod, key, fd, sf, err);
+	else
+		rc = symfile_index_fd(fd, mod->path, sf, err);
 	close(fd);
 	if (rc < 0) {
 		symfile_free(sf);
@@ -304,7 +414,7 @@ static int symfile_get(struct diag_symcache *c, const struct diag_module *mod,
 		c->cap = cap;
 	}
 	struct symfile *sf = NULL;
-	rc = symfile_load(mod, key, &sf, err);
+	rc = symfile_load(c, mod, key, &sf, err);
 	if (rc)
 		return rc;
 	c->files[c->n++] = sf;
@@ -1205,6 +1315,11 @@ static int resolve_line(struct diag_symcache *c, const struct diag_modmap *m,
 	}
 	free(addrs);
 	return rc;
+}
+
+void diag_symcache_set_indexer(struct diag_symcache *c, struct diag_indexer *ix)
+{
+	c->ix = ix;
 }
 
 void diag_symcache_set_dwarf(struct diag_symcache *c, struct diag_dwarf_cache *dc)

@@ -29,6 +29,16 @@ void diag_symcache_free(struct diag_symcache *c);
 size_t diag_symcache_count(const struct diag_symcache *c);
 
 struct diag_dwarf_cache;
+struct diag_indexer;
+struct diag_ix_buf;
+
+/* Symbol tables are read by the sandboxed indexer worker ix (lib/indexer), not in this
+ * process; ix must outlive c. */
+void diag_symcache_set_indexer(struct diag_symcache *c, struct diag_indexer *ix);
+
+/* For the worker: the symbol index of the ELF open at fd appended to out (the flat table the
+ * daemon decodes). 0 or a negative code with err. */
+int diag_symfile_encode(int fd, struct diag_ix_buf *out, struct diag_error *err);
 
 /* What a location is. DIAG_LOC_FUNCTION is 0 so zeroed locations keep the old meaning. */
 enum diag_loc_kind {
