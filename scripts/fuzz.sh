@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the libFuzzer targets with clang and run each for a fixed budget (scripts/test.sh runs
 # this by default with FUZZ_SECONDS=15: CI fuzzes every change).
-# usage: scripts/fuzz.sh [TARGET...]     (default: fuzz_spec fuzz_protocol fuzz_expr)
+# usage: scripts/fuzz.sh [TARGET...]     (default: fuzz_spec fuzz_protocol fuzz_expr fuzz_dwarf)
 # env:   FUZZ_SECONDS per target (default 20). Long runs: FUZZ_SECONDS=3600 scripts/fuzz.sh,
 #        or run build-fuzz/tests/fuzz/fuzz_X directly with any libFuzzer flags (-jobs=N ...).
 #        FUZZ_BUILD_DIR: the build directory (default build-fuzz).
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 SECS=${FUZZ_SECONDS:-20}
 B=${FUZZ_BUILD_DIR:-build-fuzz}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_spec fuzz_protocol fuzz_expr)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_spec fuzz_protocol fuzz_expr fuzz_dwarf)
 CC=clang CXX=clang++ cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$B" -j"$(nproc)" --target "${targets[@]}" >/dev/null
 seed_of() {
@@ -22,6 +22,7 @@ seed_of() {
 	fuzz_expr) echo tests/fuzz/corpus ;;
 	fuzz_spec) echo tests/fuzz/corpus_spec ;;
 	fuzz_protocol) echo tests/fuzz/corpus_protocol ;;
+	fuzz_dwarf) echo tests/fuzz/corpus_dwarf ;;
 	*) echo "scripts/fuzz.sh: unknown target $1" >&2; exit 2 ;;
 	esac
 }
@@ -40,8 +41,10 @@ for t in "${targets[@]}"; do
 	mkdir -p "$B/corpus/$t" "$art"
 	echo "== $t: ${SECS}s (seeds $(ls "$seed" | wc -l), log $log)"
 	st=0
+	maxlen=4096
+	[ "$t" = fuzz_dwarf ] && maxlen=131072 # whole ELF files
 	(cd "$B" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		"tests/fuzz/$t" -max_total_time="$SECS" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+		"tests/fuzz/$t" -max_total_time="$SECS" -max_len=$maxlen -timeout=10 -rss_limit_mb=2048 \
 		-print_final_stats=1 -artifact_prefix="$art/" "corpus/$t" "$seed" >"$log" 2>&1) || st=$?
 	grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)|^Done ' "$log" || true
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")

@@ -480,9 +480,70 @@ static int index_file(struct diag_dwarf_file *f)
 
 /* ---- opening, with separate debug files ---- */
 
+/* Whether the unit headers of a DWARF 5 .debug_rnglists / .debug_loclists section are sound:
+ * libdwarf 20210528 (Debian 12) frees a context twice when one is not (a wrong version, address
+ * size, segment selector size or offset count: dwarf_load_rnglists' error path), so such a file
+ * is refused before libdwarf sees it. */
+static bool lists_sound(const uint8_t *p, size_t n)
+{
+	size_t off = 0;
+	while (off < n) {
+		if (n - off < 12)
+			return false;
+		uint32_t len32;
+		memcpy(&len32, p + off, 4);
+		if (len32 >= 0xfffffff0u) /* 64-bit DWARF is not produced for x86_64 user code */
+			return false;
+		uint16_t version;
+		memcpy(&version, p + off + 4, 2);
+		uint8_t asize = p[off + 6], ssize = p[off + 7];
+		uint32_t count;
+		memcpy(&count, p + off + 8, 4);
+		if (len32 < 8 || len32 > n - off - 4 || version != 5 || (asize != 8 && asize != 4) ||
+		    ssize != 0 || count > (len32 - 8) / 4)
+			return false;
+		off += 4 + (size_t)len32;
+	}
+	return true;
+}
+
+/* The name of the first .debug_rnglists / .debug_loclists section of the ELF at fd with an
+ * unsound header, or NULL. */
+static const char *unsound_lists(int fd)
+{
+	elf_version(EV_CURRENT);
+	Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	size_t shstrndx;
+	Elf_Scn *scn = NULL;
+	const char *bad = NULL;
+	if (e && elf_getshdrstrndx(e, &shstrndx) == 0) {
+		while (!bad && (scn = elf_nextscn(e, scn))) {
+			GElf_Shdr sh;
+			const char *name;
+			Elf_Data *d;
+			if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_PROGBITS ||
+			    !(name = elf_strptr(e, shstrndx, sh.sh_name)))
+				continue;
+			bool rng = !strcmp(name, ".debug_rnglists"), loc = !strcmp(name, ".debug_loclists");
+			if (!rng && !loc)
+				continue;
+			if ((sh.sh_flags & SHF_COMPRESSED) || !(d = elf_getdata(scn, NULL)) ||
+			    (d->d_size && !d->d_buf) || !lists_sound(d->d_buf, d->d_size))
+				bad = rng ? ".debug_rnglists" : ".debug_loclists";
+		}
+	}
+	if (e)
+		elf_end(e);
+	return bad;
+}
+
 /* libdwarf over an open file (the file keeps fd; on failure fd is closed). */
 static int init_dwarf(struct diag_dwarf_file *f, int fd)
 {
+	if (unsound_lists(fd)) {
+		close(fd);
+		return -DIAG_E_INVALID;
+	}
 	Dwarf_Error e = NULL;
 	int rc = dwarf_init_b(fd, DW_DLC_READ, DW_GROUPNUMBER_ANY, NULL, NULL, &f->dbg, &e);
 	if (rc == DW_DLV_OK) {
@@ -665,6 +726,9 @@ int dw_file_index_fds(struct diag_dwarf_file *f, int fd, const int *dbg, size_t 
 
 int dw_file_error(const struct diag_dwarf_file *f, int rc, struct diag_error *err)
 {
+	if (rc == -DIAG_E_INVALID)
+		return diag_error_set(err, rc, "dwarf: %s has a malformed .debug_rnglists or "
+				      ".debug_loclists header (refused: libdwarf mishandles it)", f->path);
 	if (rc == -DIAG_E_NODEBUG)
 		return diag_error_set(err, rc, "no DWARF for %s", f->name);
 	return diag_error_set(err, rc, "dwarf: cannot read %s: %s", f->path, diag_strerror(rc));

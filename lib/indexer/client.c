@@ -224,7 +224,9 @@ int diag_indexer_start(struct diag_indexer *ix, struct diag_error *err)
 	ix->gen++;
 	uint8_t *msg = NULL;
 	size_t len = 0;
-	r = diag_ix_recv(ix->sock, 4096, &msg, &len, NULL, NULL, diag_ix_now_ms() + ix->timeout_ms);
+	/* starting (exec, sanitizer runtimes on a loaded machine) gets at least the default */
+	unsigned start_ms = ix->timeout_ms > DIAG_INDEXER_TIMEOUT_MS ? ix->timeout_ms : DIAG_INDEXER_TIMEOUT_MS;
+	r = diag_ix_recv(ix->sock, 4096, &msg, &len, NULL, NULL, diag_ix_now_ms() + start_ms);
 	struct diag_ix_rd rd = { .p = msg, .len = len };
 	int op = r ? 0 : (int)(int32_t)diag_ix_get_u32(&rd);
 	struct diag_error why = { 0 };
