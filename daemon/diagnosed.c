@@ -6,6 +6,7 @@
  * its own starts `diagnosed --recover-after` (diagnosed_crash.c), another mode of this binary. */
 #include "diagnosed.h"
 #include "diagnosed_crash.h"
+#include "util/text.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -37,24 +38,28 @@ struct options {
 	size_t nspecs;
 	const char *socket, *store, *plugin_dir;
 	bool no_socket;
+	bool allow_pid1;
 	pid_t recover_after; /* --recover-after PID: restore what PID left, then exit */
 	struct diag_governor_limits limits;
 };
 
+/* Messages quote names, targets, paths and target-supplied text: escaped, so every message is
+ * one line and none can forge another or drive the terminal. */
 void diag_log(const char *fmt, ...)
 {
-	char line[2048];
+	char line[2048], safe[4096];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "diagnosed: %s\n", line);
+	diag_text_escape(safe, sizeof(safe), line, strlen(line), 0);
+	fprintf(stderr, "diagnosed: %s\n", safe);
 }
 
 static void usage(FILE *f)
 {
 	fputs("usage: diagnosed [--pid PID]... [--spec FILE]... [--socket PATH] [--store PATH]\n"
-	      "                 [--plugin-dir DIR] [--no-socket] [--foreground]\n"
+	      "                 [--plugin-dir DIR] [--no-socket] [--foreground] [--allow-pid1]\n"
 	      "                 [--max-hits-per-sec N] [--max-stopped-ms-per-sec MS]\n"
 	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n"
 	      "       diagnosed --recover-after PID\n", f);
@@ -102,6 +107,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "max-total-hits-per-sec", required_argument, NULL, 'I' },
 		{ "max-total-stopped-ms-per-sec", required_argument, NULL, 'U' },
 		{ "recover-after", required_argument, NULL, 'R' },
+		{ "allow-pid1", no_argument, NULL, '1' },
 		{ 0 },
 	};
 	int ch, li = 0;
@@ -145,6 +151,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'd': o->store = optarg; break;
 		case 'P': o->plugin_dir = optarg; break;
 		case 'n': o->no_socket = true; break;
+		case '1': o->allow_pid1 = true; break;
 		case 'f': break; /* always in the foreground: systemd and tests supervise us */
 		case 'h': usage(stdout); return 1;
 		default:
@@ -338,14 +345,15 @@ static void attach_pids(struct loop *l, const struct options *o)
 {
 	for (size_t i = 0; i < o->npids; i++) {
 		struct diag_error err = { 0 };
-		int r = diag_engine_attach(l->m.engine, o->pids[i], &err);
-		if (r == -ESRCH)
-			diag_log("--pid %d: no such process", (int)o->pids[i]);
-		else if (r == -EPERM)
-			diag_log("--pid %d: permission denied (%s)", (int)o->pids[i],
-				 err.msg[0] ? err.msg : "ptrace refused");
-		else if (r < 0)
-			diag_log("%s", err.msg[0] ? err.msg : diag_strerror(r));
+		int r = diag_manager_attach_process(&l->m, o->pids[i], &err);
+		if (r >= 0)
+			continue;
+		/* the message names the field ("pid N: why"); here the user typed --pid N */
+		char field[32];
+		int n = snprintf(field, sizeof(field), "pid %d: ", (int)o->pids[i]);
+		const char *why = strncmp(err.msg, field, (size_t)n) == 0 ? err.msg + n
+				  : err.msg[0] ? err.msg : diag_strerror(r);
+		diag_log("--pid %d: %s", (int)o->pids[i], why);
 	}
 }
 
@@ -397,6 +405,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	diag_manager_set_limits(&l.m, &o.limits);
+	l.m.allow_pid1 = o.allow_pid1;
 	if ((r = setup_fds(&l, &mask)) < 0) {
 		diag_log("setup: %s", strerror(-r));
 		diag_manager_fini(&l.m);
