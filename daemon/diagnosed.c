@@ -6,6 +6,7 @@
  * its own starts `diagnosed --recover-after` (diagnosed_crash.c), another mode of this binary. */
 #include "diagnosed.h"
 #include "diagnosed_crash.h"
+#include "spec/json.h"
 #include "util/text.h"
 
 #include <errno.h>
@@ -231,11 +232,10 @@ static void add_spec_file(struct diag_manager *m, const char *path)
 		diag_log("--spec %s: %s", path, strerror(errno));
 		return;
 	}
-	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
+	struct diag_error err = { 0 };
+	cJSON *root = diag_json_parse(text, len, &err);
 	if (!root) {
-		size_t off = end ? (size_t)(end - text) : 0;
-		diag_log("--spec %s: malformed JSON at byte %zu", path, off);
+		diag_log("--spec %s: %s", path, err.msg);
 	} else if (cJSON_IsArray(root)) {
 		int i = 0;
 		for (const cJSON *c = root->child; c; c = c->next) {

@@ -457,6 +457,7 @@ static int symbol_row(void *arg, const char *module, const char *name, uint64_t 
 	cJSON_AddStringToObject(o, "name", name);
 	cJSON_AddStringToObject(o, "addr", a);
 	cJSON_AddNumberToObject(o, "size", (double)size);
+	diag_json_escape_strings(o, 0); /* names from the target's files: one line each */
 	cJSON_AddItemToArray(arg, o);
 	return 0;
 }
@@ -468,6 +469,7 @@ static void var_row(void *arg, const struct diag_expr_var_info *v)
 	cJSON_AddStringToObject(o, "type", v->type);
 	cJSON_AddStringToObject(o, "location", v->location);
 	cJSON_AddBoolToObject(o, "param", v->is_param);
+	diag_json_escape_strings(o, 0);
 	cJSON_AddItemToArray(arg, o);
 }
 
@@ -635,7 +637,7 @@ static void tail_send(struct diag_server *s, const struct diag_mspec *ms,
 			continue;
 		if (!line) { /* formatted once, only when someone listens */
 			cJSON *j = tail_event(ms, hit);
-			diag_json_escape_strings(j, DIAG_TEXT_KEEP_NL);
+			diag_json_escape_strings(j, 0); /* one event, one line */
 			line = cJSON_PrintUnformatted(j);
 			cJSON_Delete(j);
 			if (!line)

@@ -69,7 +69,7 @@ int main(void)
 	fclose(f);
 	n = diag_store_load(st, &got, &err);
 	CHECK_EQ_INT(n, -DIAG_E_PARSE);
-	CHECK(strstr(err.msg, "is corrupt (malformed JSON at byte") != NULL);
+	CHECK(strstr(err.msg, "is corrupt (invalid JSON at byte") != NULL);
 	CHECK(strstr(err.msg, "; kept as ") != NULL);
 	CHECK(access(path, F_OK) != 0);
 	CHECK_EQ_INT(count_entries(dir), 1); /* the .corrupt-<time> file */
