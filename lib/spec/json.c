@@ -41,11 +41,13 @@ static void path_of(const struct scan *sc, char *buf, size_t cap)
 	}
 }
 
-/* An error inside a string: named by the member path (or as a member name). */
+/* An error inside a string: named by the member path (or as a member name of its object). */
 static int string_fail(struct scan *sc, bool is_key, size_t at, const char *what)
 {
 	char path[256];
+	sc->depth -= is_key; /* the name being read is not part of the path yet */
 	path_of(sc, path, sizeof(path));
+	sc->depth += is_key;
 	if (is_key)
 		return diag_error_set(sc->err, -DIAG_E_PARSE, "%s%s%s in a member name at byte %zu",
 				      path, *path ? ": " : "", what, at);
