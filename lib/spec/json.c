@@ -105,11 +105,13 @@ static int scan_string(struct scan *sc, bool is_key)
 	}
 	if (j >= sc->len)
 		return 1;
-	if (is_key) {
+	if (is_key) { /* as written (escapes unresolved), made safe: it goes into messages */
 		struct level *l = &sc->lv[sc->depth - 1];
 		size_t n = j - start;
-		snprintf(l->key, sizeof(l->key), "%.*s%s", (int)(n > KEY_SHOWN ? KEY_SHOWN : n),
-			 sc->s + start, n > KEY_SHOWN ? "..." : "");
+		size_t at = diag_text_escape(l->key, KEY_SHOWN + 1, sc->s + start,
+					     n > KEY_SHOWN ? KEY_SHOWN : n, 0);
+		if (n > KEY_SHOWN || at > KEY_SHOWN)
+			strcpy(l->key + (at < KEY_SHOWN ? at : KEY_SHOWN), "...");
 		l->expect_key = false;
 	}
 	sc->i = j + 1;
