@@ -1,6 +1,11 @@
 /* ctl_print: human output of diagnosectl (see ctl_print.h). Reads reply JSON and prints;
- * tolerates missing members (prints "-") because a table must never crash on a newer daemon. */
+ * tolerates missing members (prints "-") because a table must never crash on a newer daemon.
+ * Every string of a reply is printed through diag_text_escape (esc, put_esc): names, targets,
+ * errors and symbols come from clients and targets and must not forge lines or drive the
+ * terminal. */
 #include "ctl_print.h"
+
+#include "util/text.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -81,6 +86,20 @@ static const char *json_str(const cJSON *obj, const char *key, const char *dflt)
 	return cJSON_IsString(v) ? v->valuestring : dflt;
 }
 
+/* A table cell or note: the escaped copy. */
+static char *esc(const char *s)
+{
+	return diag_text_escape_dup(s, 0);
+}
+
+static void put_esc(FILE *out, const char *s, unsigned flags)
+{
+	char *e = diag_text_escape_dup(s, flags);
+	if (e)
+		fputs(e, out);
+	free(e);
+}
+
 /* A number for people: integers plainly, others with 6 significant digits, "-" for null. */
 static void fmt_number(char *buf, size_t len, const cJSON *v)
 {
@@ -128,22 +147,24 @@ static void list_add_spec(struct table *t, const cJSON *spec)
 	do {
 		char num[32];
 		char *row[LIST_COLS] = {
-			strdup(json_str(spec, "id", "-")),
-			strdup(json_str(spec, "target", "-")),
-			strdup(json_str(ins, "type", "-")),
-			strdup(json_str(ins, "name", "-")),
-			strdup(json_str(ins, "event", "call")),
-			strdup(proc ? proc->string : "-"),
-			strdup(json_str(proc, "state", "-")),
+			esc(json_str(spec, "id", "-")),
+			esc(json_str(spec, "target", "-")),
+			esc(json_str(ins, "type", "-")),
+			esc(json_str(ins, "name", "-")),
+			esc(json_str(ins, "event", "call")),
+			esc(proc ? proc->string : "-"),
+			esc(json_str(proc, "state", "-")),
 			NULL,
 			fmt_expires(cJSON_GetObjectItemCaseSensitive(spec, "expires_in")),
 		};
 		fmt_number(num, sizeof(num), cJSON_GetObjectItemCaseSensitive(proc, "hits"));
 		row[7] = strdup(proc ? num : "0");
 		const char *error = json_str(proc, "error", NULL);
-		char *note = error && *error ? fmt_dup("error: %s", error) : NULL;
+		char *safe = error && *error ? esc(error) : NULL;
+		char *note = safe ? fmt_dup("error: %s", safe) : NULL;
 		table_add(t, row, note);
 		free(note);
+		free(safe);
 		proc = proc ? proc->next : NULL;
 	} while (proc);
 }
@@ -174,6 +195,13 @@ void diag_ctl_print_status(FILE *out, const cJSON *reply)
 	fmt_number(dropped, sizeof(dropped), cJSON_GetObjectItemCaseSensitive(queue, "dropped"));
 	fprintf(out, "diagnosed pid %s: %s specs, %s probes, %s hits\n", pid, specs, probes, hits);
 	fprintf(out, "queue: %s/%s events, %s dropped\n", len, cap, dropped);
+	const cJSON *store = cJSON_GetObjectItemCaseSensitive(reply, "store");
+	const char *store_error = json_str(store, "error", NULL);
+	if (store_error) {
+		fputs("WARNING: ", out);
+		put_esc(out, store_error, 0);
+		fputc('\n', out);
+	}
 	struct table t = {.ncols = 2};
 	const cJSON *target;
 	cJSON_ArrayForEach(target, cJSON_GetObjectItemCaseSensitive(reply, "targets")) {
@@ -212,7 +240,10 @@ static bool stats_print_one(FILE *out, const cJSON *st)
 	static const char *const incr_keys[] = {"count", "sum", NULL};
 	const char *type = json_str(st, "type", "");
 	const cJSON *report = cJSON_GetObjectItemCaseSensitive(st, "report");
-	fprintf(out, "%s (%s)", json_str(st, "id", "-"), json_str(st, "name", "-"));
+	put_esc(out, json_str(st, "id", "-"), 0);
+	fputs(" (", out);
+	put_esc(out, json_str(st, "name", "-"), 0);
+	fputc(')', out);
 	if (!cJSON_IsObject(report)) {
 		fprintf(out, " (no report)\n");
 		return false;
@@ -221,7 +252,7 @@ static bool stats_print_one(FILE *out, const cJSON *st)
 		stats_add_fields(out, report, hist_keys);
 		fputc('\n', out);
 		const char *text = json_str(report, "text", "");
-		fputs(text, out);
+		put_esc(out, text, DIAG_TEXT_KEEP_NL);
 		return *text != '\0';
 	}
 	if (strcmp(type, "incr") == 0) {
@@ -232,13 +263,17 @@ static bool stats_print_one(FILE *out, const cJSON *st)
 		cJSON_ArrayForEach(key, cJSON_GetObjectItemCaseSensitive(report, "keys")) {
 			char num[64];
 			fmt_number(num, sizeof(num), key);
-			fprintf(out, "%12s  %s\n", num, key->string);
+			fprintf(out, "%12s  ", num);
+			put_esc(out, key->string, 0);
+			fputc('\n', out);
 			more = true;
 		}
 		return more;
 	}
 	char *json = cJSON_PrintUnformatted(report);
-	fprintf(out, " %s\n", json ? json : "?");
+	fputc(' ', out);
+	put_esc(out, json ? json : "?", 0);
+	fputc('\n', out);
 	free(json);
 	return false;
 }
@@ -263,7 +298,7 @@ size_t diag_ctl_print_folded(FILE *out, const cJSON *reply)
 		const cJSON *folded = cJSON_GetObjectItemCaseSensitive(report, "folded");
 		if (!cJSON_IsString(folded))
 			continue;
-		fputs(folded->valuestring, out);
+		put_esc(out, folded->valuestring, DIAG_TEXT_KEEP_NL);
 		n++;
 	}
 	return n;
@@ -272,10 +307,14 @@ size_t diag_ctl_print_folded(FILE *out, const cJSON *reply)
 void diag_ctl_print_event(FILE *out, const cJSON *event)
 {
 	const char *text = json_str(event, "text", NULL);
-	if (text && *text)
-		fprintf(out, "Probe (%s) = %s\n", json_str(event, "name", "?"), text);
-	else
-		fprintf(out, "Probe (%s)\n", json_str(event, "name", "?"));
+	fputs("Probe (", out);
+	put_esc(out, json_str(event, "name", "?"), 0);
+	fputc(')', out);
+	if (text && *text) {
+		fputs(" = ", out);
+		put_esc(out, text, 0);
+	}
+	fputc('\n', out);
 }
 
 void diag_ctl_print_symbols(FILE *out, const cJSON *reply)
@@ -286,8 +325,8 @@ void diag_ctl_print_symbols(FILE *out, const cJSON *reply)
 	cJSON_ArrayForEach(sym, cJSON_GetObjectItemCaseSensitive(reply, "symbols")) {
 		char size[32];
 		fmt_number(size, sizeof(size), cJSON_GetObjectItemCaseSensitive(sym, "size"));
-		char *row[4] = {strdup(json_str(sym, "module", "-")), strdup(json_str(sym, "addr", "-")),
-				strdup(size), strdup(json_str(sym, "name", "-"))};
+		char *row[4] = {esc(json_str(sym, "module", "-")), esc(json_str(sym, "addr", "-")),
+				strdup(size), esc(json_str(sym, "name", "-"))};
 		table_add(&t, row, NULL);
 	}
 	if (t.nrows)
@@ -306,8 +345,8 @@ void diag_ctl_print_vars(FILE *out, const cJSON *reply)
 	const cJSON *v;
 	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(reply, "vars")) {
 		bool param = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "param"));
-		char *row[4] = {strdup(param ? "param" : "local"), strdup(json_str(v, "name", "-")),
-				strdup(json_str(v, "type", "-")), strdup(json_str(v, "location", "-"))};
+		char *row[4] = {strdup(param ? "param" : "local"), esc(json_str(v, "name", "-")),
+				esc(json_str(v, "type", "-")), esc(json_str(v, "location", "-"))};
 		table_add(&t, row, NULL);
 	}
 	if (t.nrows)

@@ -16,6 +16,7 @@
 #include "ctl_conn.h"
 #include "ctl_print.h"
 #include "util/error.h"
+#include "util/text.h"
 
 #define CTL_DEFAULT_SOCKET "/run/diagnose/diagnosed.sock"
 #define CTL_SPEC_FILE_MAX (16u << 20)
@@ -58,15 +59,24 @@ struct ctl_args {
 	char **argv;
 };
 
+/* One "diagnosectl: ..." line on stderr. Messages quote the daemon's errors, names and the
+ * user's arguments: escaped, so none can forge a line or drive the terminal. */
+static void ctl_say(const char *fmt, va_list ap)
+{
+	char line[4096], safe[8192];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	diag_text_escape(safe, sizeof(safe), line, strlen(line), 0);
+	fprintf(stderr, "diagnosectl: %s\n", safe);
+}
+
 static int ctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int ctl_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("diagnosectl: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputs("\nTry 'diagnosectl --help' for more information.\n", stderr);
+	ctl_say(fmt, ap);
 	va_end(ap);
+	fputs("Try 'diagnosectl --help' for more information.\n", stderr);
 	return EXIT_USAGE;
 }
 
@@ -75,11 +85,17 @@ static int ctl_fail(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("diagnosectl: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	ctl_say(fmt, ap);
 	va_end(ap);
 	return EXIT_FAIL;
+}
+
+/* A reply line as is (--json), with what a terminal would act on escaped. */
+static void ctl_put_line(const char *line)
+{
+	char *safe = diag_text_escape_dup(line, 0);
+	puts(safe ? safe : "");
+	free(safe);
 }
 
 /* ---- argument values ---- */
@@ -182,7 +198,7 @@ static int ctl_call(struct ctl *c, cJSON *req, cJSON **reply, int timeout_ms)
 	if (rc == 0)
 		return ctl_fail("the daemon closed the connection without a reply");
 	if (c->json) {
-		puts(line);
+		ctl_put_line(line);
 		fflush(stdout);
 	}
 	cJSON *r = cJSON_Parse(line);
@@ -329,9 +345,9 @@ static void add_warn_applied(const cJSON *reply)
 		const cJSON *state = cJSON_GetObjectItemCaseSensitive(proc, "state");
 		const cJSON *error = cJSON_GetObjectItemCaseSensitive(proc, "error");
 		if (cJSON_IsString(state) && strcmp(state->valuestring, "error") == 0)
-			fprintf(stderr, "diagnosectl: warning: %s not applied in %s: %s\n",
-				cJSON_IsString(id) ? id->valuestring : "probe", proc->string,
-				cJSON_IsString(error) ? error->valuestring : "(no reason given)");
+			ctl_fail("warning: %s not applied in %s: %s",
+				 cJSON_IsString(id) ? id->valuestring : "probe", proc->string,
+				 cJSON_IsString(error) ? error->valuestring : "(no reason given)");
 	}
 }
 
@@ -354,7 +370,7 @@ static int add_send(struct ctl *c, cJSON *spec, const char *label)
 	}
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(reply, "id");
 	if (!c->json)
-		printf("%s\n", cJSON_IsString(id) ? id->valuestring : "?");
+		ctl_put_line(cJSON_IsString(id) ? id->valuestring : "?");
 	add_warn_applied(reply);
 	cJSON_Delete(reply);
 	return EXIT_OK;
@@ -570,7 +586,7 @@ static int ctl_cmd_tail(struct ctl *c, const struct ctl_args *a)
 		if (r == 0)
 			return ctl_fail("the daemon closed the connection");
 		if (c->json) {
-			puts(line);
+			ctl_put_line(line);
 		} else {
 			cJSON *msg = cJSON_Parse(line);
 			const cJSON *ev = cJSON_GetObjectItemCaseSensitive(msg, "event");

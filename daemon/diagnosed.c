@@ -7,6 +7,8 @@
 #include "diagnosed.h"
 #include "indexer/indexer.h"
 #include "diagnosed_crash.h"
+#include "spec/json.h"
+#include "util/text.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -38,25 +40,29 @@ struct options {
 	size_t nspecs;
 	const char *socket, *store, *plugin_dir;
 	bool no_socket;
+	bool allow_pid1;
 	pid_t recover_after; /* --recover-after PID: restore what PID left, then exit */
 	struct diag_governor_limits limits;
 	struct diag_indexer_opts indexer; /* --indexer-uid, --indexer-timeout */
 };
 
+/* Messages quote names, targets, paths and target-supplied text: escaped, so every message is
+ * one line and none can forge another or drive the terminal. */
 void diag_log(const char *fmt, ...)
 {
-	char line[2048];
+	char line[2048], safe[4096];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "diagnosed: %s\n", line);
+	diag_text_escape(safe, sizeof(safe), line, strlen(line), 0);
+	fprintf(stderr, "diagnosed: %s\n", safe);
 }
 
 static void usage(FILE *f)
 {
 	fputs("usage: diagnosed [--pid PID]... [--spec FILE]... [--socket PATH] [--store PATH]\n"
-	      "                 [--plugin-dir DIR] [--no-socket] [--foreground]\n"
+	      "                 [--plugin-dir DIR] [--no-socket] [--foreground] [--allow-pid1]\n"
 	      "                 [--max-hits-per-sec N] [--max-stopped-ms-per-sec MS]\n"
 	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n"
 	      "                 [--indexer-uid UID[:GID]] [--indexer-timeout SECONDS]\n"
@@ -127,6 +133,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "recover-after", required_argument, NULL, 'R' },
 		{ "indexer-uid", required_argument, NULL, 'X' },
 		{ "indexer-timeout", required_argument, NULL, 'Y' },
+		{ "allow-pid1", no_argument, NULL, '1' },
 		{ 0 },
 	};
 	int ch, li = 0;
@@ -185,6 +192,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'd': o->store = optarg; break;
 		case 'P': o->plugin_dir = optarg; break;
 		case 'n': o->no_socket = true; break;
+		case '1': o->allow_pid1 = true; break;
 		case 'f': break; /* always in the foreground: systemd and tests supervise us */
 		case 'h': usage(stdout); return 1;
 		default:
@@ -264,11 +272,10 @@ static void add_spec_file(struct diag_manager *m, const char *path)
 		diag_log("--spec %s: %s", path, strerror(errno));
 		return;
 	}
-	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
+	struct diag_error err = { 0 };
+	cJSON *root = diag_json_parse(text, len, &err);
 	if (!root) {
-		size_t off = end ? (size_t)(end - text) : 0;
-		diag_log("--spec %s: malformed JSON at byte %zu", path, off);
+		diag_log("--spec %s: %s", path, err.msg);
 	} else if (cJSON_IsArray(root)) {
 		int i = 0;
 		for (const cJSON *c = root->child; c; c = c->next) {
@@ -378,14 +385,15 @@ static void attach_pids(struct loop *l, const struct options *o)
 {
 	for (size_t i = 0; i < o->npids; i++) {
 		struct diag_error err = { 0 };
-		int r = diag_engine_attach(l->m.engine, o->pids[i], &err);
-		if (r == -ESRCH)
-			diag_log("--pid %d: no such process", (int)o->pids[i]);
-		else if (r == -EPERM)
-			diag_log("--pid %d: permission denied (%s)", (int)o->pids[i],
-				 err.msg[0] ? err.msg : "ptrace refused");
-		else if (r < 0)
-			diag_log("%s", err.msg[0] ? err.msg : diag_strerror(r));
+		int r = diag_manager_attach_process(&l->m, o->pids[i], &err);
+		if (r >= 0)
+			continue;
+		/* the message names the field ("pid N: why"); here the user typed --pid N */
+		char field[32];
+		int n = snprintf(field, sizeof(field), "pid %d: ", (int)o->pids[i]);
+		const char *why = strncmp(err.msg, field, (size_t)n) == 0 ? err.msg + n
+				  : err.msg[0] ? err.msg : diag_strerror(r);
+		diag_log("--pid %d: %s", (int)o->pids[i], why);
 	}
 }
 
@@ -442,6 +450,7 @@ int main(int argc, char **argv)
 		diag_manager_fini(&l.m);
 		return 1;
 	}
+	l.m.allow_pid1 = o.allow_pid1;
 	if ((r = setup_fds(&l, &mask)) < 0) {
 		diag_log("setup: %s", strerror(-r));
 		diag_manager_fini(&l.m);

@@ -58,6 +58,7 @@ struct diag_manager {
 	size_t nspecs;
 	unsigned next_id;
 	uint64_t hits;
+	bool allow_pid1; /* --allow-pid1: init may be traced */
 };
 
 /* The manager. ---------------------------------------------------------------------- */
@@ -77,6 +78,9 @@ int diag_manager_add(struct diag_manager *m, struct diag_spec *s, struct diag_ms
 		     struct diag_error *err);
 int diag_manager_remove(struct diag_manager *m, const char *id, struct diag_error *err);
 int diag_manager_attach(struct diag_manager *m, pid_t pid, struct diag_error *err);
+/* Trace pid (policy: pid 1 only with allow_pid1; the targets limit), nothing applied or
+ * saved. Errors read "pid N: ..." (the field of attach requests and specs). */
+int diag_manager_attach_process(struct diag_manager *m, pid_t pid, struct diag_error *err);
 int diag_manager_detach(struct diag_manager *m, pid_t pid, struct diag_error *err);
 struct diag_mspec *diag_manager_find(struct diag_manager *m, const char *id);
 /* Expire what is due; returns the earliest future expiry in ns (0: none). */

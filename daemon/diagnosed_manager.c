@@ -5,6 +5,8 @@
 #include "diagnosed.h"
 #include "indexer/indexer.h"
 
+#include "util/text.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -164,12 +166,20 @@ static void on_process(void *ctx, pid_t pid, enum diag_proc_event what, pid_t ot
 }
 
 /* The worker thread is the only writer of stdout, so lines never interleave; they are
- * flushed whenever the queue runs dry, i.e. at once unless events are arriving faster. */
+ * flushed whenever the queue runs dry, i.e. at once unless events are arriving faster. A
+ * plugin's line quotes names and formats from clients and values from targets: escaped, one
+ * event is one line and no terminal is driven. */
 static void emit_sink(void *ctx, const char *probe_id, const char *line)
 {
 	(void)ctx;
 	(void)probe_id;
-	fputs(line, stdout);
+	char buf[1024];
+	size_t len = strlen(line);
+	size_t need = diag_text_escape(buf, sizeof(buf), line, len, 0);
+	char *big = need < sizeof(buf) ? NULL : diag_text_escape_dup(line, 0);
+	if (need < sizeof(buf) || big)
+		fputs(big ? big : buf, stdout);
+	free(big);
 	fputc('\n', stdout);
 }
 
@@ -290,8 +300,19 @@ static int targets_full(struct diag_manager *m, pid_t pid, struct diag_error *er
 	pid_t pids[DIAG_MANAGER_TARGETS_MAX];
 	if (diag_engine_pids(m->engine, pids, DIAG_MANAGER_TARGETS_MAX) < DIAG_MANAGER_TARGETS_MAX)
 		return 0;
-	return diag_error_set(err, -DIAG_E_LIMIT, "limit of %d traced processes reached (pid %d not attached)",
-			      DIAG_MANAGER_TARGETS_MAX, (int)pid);
+	return diag_error_set(err, -DIAG_E_LIMIT, "pid %d: not attached: the limit of %d traced processes is reached",
+			      (int)pid, DIAG_MANAGER_TARGETS_MAX);
+}
+
+int diag_manager_attach_process(struct diag_manager *m, pid_t pid, struct diag_error *err)
+{
+	/* A stopped init stops the machine; only an operator who asked for it gets it. */
+	if (pid == 1 && !m->allow_pid1)
+		return diag_error_set(err, -EPERM,
+				      "pid 1: refused: tracing init can stall the whole system (start "
+				      "diagnosed with --allow-pid1 to allow it)");
+	int r = targets_full(m, pid, err);
+	return r < 0 ? r : diag_engine_attach(m->engine, pid, err);
 }
 
 static void apply_pid(struct diag_manager *m, struct diag_mspec *ms, pid_t pid)
@@ -313,10 +334,11 @@ static void apply_pid(struct diag_manager *m, struct diag_mspec *ms, pid_t pid)
 		snprintf(a->error, sizeof(a->error), "%s", ms->inst_error);
 		a->state = DIAG_APPLIED_ERROR;
 	} else if (!diag_engine_attached(m->engine, pid) &&
-		   ((r = targets_full(m, pid, &e)) < 0 ||
-		    (r = diag_engine_attach(m->engine, pid, &e)) < 0)) {
-		snprintf(a->error, sizeof(a->error), "pid %d: %.480s", (int)pid,
-			 r == -ESRCH ? "no such process" : e.msg[0] ? e.msg : diag_strerror(r));
+		   (r = diag_manager_attach_process(m, pid, &e)) < 0) {
+		if (e.msg[0])
+			snprintf(a->error, sizeof(a->error), "%s", e.msg);
+		else
+			snprintf(a->error, sizeof(a->error), "pid %d: %s", (int)pid, diag_strerror(r));
 		a->state = DIAG_APPLIED_ERROR;
 	} else {
 		/* NULL, not "", for "none": engine.h allows both, but the engine's copy treats ""
@@ -472,8 +494,8 @@ void diag_manager_load(struct diag_manager *m)
 	struct diag_spec **v = NULL;
 	struct diag_error err = { 0 };
 	int n = diag_store_load(m->store, &v, &err);
-	if (n < 0) {
-		diag_log("%s", err.msg);
+	if (n < 0) { /* also in status, until the operator has looked */
+		diag_log("WARNING: %s", err.msg);
 		return;
 	}
 	for (int i = 0; i < n; i++) {
@@ -502,12 +524,9 @@ int diag_manager_attach(struct diag_manager *m, pid_t pid, struct diag_error *er
 {
 	if (diag_engine_attached(m->engine, pid))
 		return 0;
-	int r = targets_full(m, pid, err);
-	if (r < 0 || (r = diag_engine_attach(m->engine, pid, err)) < 0) {
-		if (r == -ESRCH)
-			diag_error_set(err, r, "pid %d: no such process", (int)pid);
+	int r = diag_manager_attach_process(m, pid, err);
+	if (r < 0)
 		return r;
-	}
 	/* Specs without a pid list follow every attached process. */
 	for (size_t i = 0; i < m->nspecs; i++)
 		if (!m->specs[i]->spec->npids && !m->specs[i]->expired)
@@ -693,5 +712,16 @@ cJSON *diag_manager_status_json(struct diag_manager *m)
 	cJSON_AddNumberToObject(q, "length", (double)qs.length);
 	cJSON_AddNumberToObject(q, "capacity", (double)qs.capacity);
 	cJSON_AddNumberToObject(q, "dropped", (double)qs.dropped);
+	cJSON *st = cJSON_AddObjectToObject(o, "store");
+	const char *path = m->store ? diag_store_path(m->store) : NULL;
+	const char *problem = m->store ? diag_store_problem(m->store) : NULL;
+	if (path)
+		cJSON_AddStringToObject(st, "path", path);
+	else
+		cJSON_AddNullToObject(st, "path");
+	if (problem)
+		cJSON_AddStringToObject(st, "error", problem);
+	else
+		cJSON_AddNullToObject(st, "error");
 	return o;
 }

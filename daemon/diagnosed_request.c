@@ -4,6 +4,9 @@
  * needs the daemon's state (does this id exist?) is the server's to check. */
 #include "diagnosed.h"
 
+#include "spec/json.h"
+#include "util/text.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -65,6 +68,9 @@ static int text_field(const cJSON *req, const char *key, bool required, struct d
 			 DIAG_SPEC_EXPR_MAX);
 		return -1;
 	}
+	struct diag_error err = { 0 };
+	if (diag_text_field_check(key, j->valuestring, &err) < 0)
+		return fail(why, len, err.msg);
 	snprintf(out->text, sizeof(out->text), "%s", j->valuestring);
 	return 0;
 }
@@ -139,15 +145,10 @@ int diag_request_parse(const char *line, size_t len, struct diag_request *out, c
 		       size_t whylen)
 {
 	memset(out, 0, sizeof(*out));
-	const char *end = NULL;
-	cJSON *req = cJSON_ParseWithLengthOpts(line, len, &end, false);
+	struct diag_error err = { 0 };
+	cJSON *req = diag_json_parse(line, len, &err);
 	if (!req) {
-		size_t off = end ? (size_t)(end - line) : 0;
-		char near[21] = "";
-		for (size_t i = 0; i < 20 && off + i < len && end[i]; i++) /* stays one line */
-			near[i] = (unsigned char)end[i] < 0x20 ? ' ' : end[i];
-		snprintf(why, whylen, "malformed request: invalid JSON at byte %zu near '%s'", off,
-			 near);
+		snprintf(why, whylen, "malformed request: %s", err.msg);
 		return -1;
 	}
 	int r = parse_object(req, out, why, whylen);

@@ -1,12 +1,16 @@
 /* diagnosed control server: the Unix socket protocol of docs/daemon.md (one JSON object per
  * line each way). Non-blocking clients with bounded buffers; a slow tail client loses its own
- * events (counted), never stalls the daemon. Runs on the main thread; never blocks. */
+ * events (counted), never stalls the daemon. Runs on the main thread; never blocks. Never
+ * removes anything at the socket path but a stale socket, and at exit only the socket it
+ * created itself. */
 #include "diagnosed.h"
 
 #include "expr/expr.h"
+#include "spec/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +45,8 @@ struct diag_server {
 	struct diag_manager *m;
 	int epfd, lfd;
 	char *path;
+	dev_t dev; /* the socket file we bound: the only thing we ever unlink at exit */
+	ino_t ino;
 	struct client *clients[MAX_CLIENTS];
 	size_t ntail;
 };
@@ -58,10 +64,51 @@ static int mkdir_parents(const char *path)
 	return 0;
 }
 
+static const char *file_kind(mode_t mode)
+{
+	return S_ISREG(mode) ? "a regular file" : S_ISDIR(mode) ? "a directory"
+	     : S_ISLNK(mode) ? "a symbolic link" : S_ISFIFO(mode) ? "a FIFO"
+	     : S_ISSOCK(mode) ? "a socket" : "a device file";
+}
+
+/* Whoever else may write to the socket's directory could swap the socket for their own, or
+ * plant a file for us to remove: it must be ours alone (the sticky bit does not help: it
+ * still lets anyone create a socket of the same name first). */
+static int check_dir(const char *path, struct diag_error *err)
+{
+	char buf[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	snprintf(buf, sizeof(buf), "%s", path);
+	const char *dir = dirname(buf);
+	struct stat sb;
+	if (stat(dir, &sb) < 0)
+		return diag_error_set(err, -errno, "socket %s: directory %s: %s", path, dir,
+				      strerror(errno));
+	if (!S_ISDIR(sb.st_mode))
+		return diag_error_set(err, -ENOTDIR, "socket %s: %s is not a directory", path, dir);
+	if (sb.st_uid != 0 && sb.st_uid != geteuid())
+		return diag_error_set(err, -EPERM,
+				      "socket %s: directory %s is owned by uid %u, not root: refused",
+				      path, dir, (unsigned)sb.st_uid);
+	if (sb.st_mode & (S_IWGRP | S_IWOTH))
+		return diag_error_set(err, -EPERM,
+				      "socket %s: directory %s is writable by %s (mode %04o): refused",
+				      path, dir, sb.st_mode & S_IWOTH ? "every user" : "its group",
+				      (unsigned)(sb.st_mode & 07777));
+	return 0;
+}
+
 /* A socket file nobody answers on is a leftover of a crash; one that answers is another
- * daemon, which we must not steal from. */
+ * daemon, which we must not steal from. Anything else at the path is not ours to remove. */
 static int clear_stale(const char *path, struct diag_error *err)
 {
+	struct stat sb;
+	if (lstat(path, &sb) < 0)
+		return errno == ENOENT ? 0
+				       : diag_error_set(err, -errno, "socket %s: %s", path, strerror(errno));
+	if (!S_ISSOCK(sb.st_mode))
+		return diag_error_set(err, -EEXIST,
+				      "socket %s: %s is there; not removed (only a stale socket is)",
+				      path, file_kind(sb.st_mode));
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -73,9 +120,22 @@ static int clear_stale(const char *path, struct diag_error *err)
 	if (r == 0)
 		return diag_error_set(err, -EADDRINUSE, "socket %s: another diagnosed is serving it",
 				      path);
-	if (e == ECONNREFUSED)
-		unlink(path);
+	if (e != ECONNREFUSED)
+		return diag_error_set(err, -e,
+				      "socket %s: cannot tell whether the socket there is in use (%s); not removed",
+				      path, strerror(e));
+	if (unlink(path) < 0)
+		return diag_error_set(err, -errno, "socket %s: cannot remove the stale socket: %s",
+				      path, strerror(errno));
 	return 0;
+}
+
+/* Unlink path only while it is still the socket we bound (someone may have replaced it). */
+static void remove_own(const char *path, dev_t dev, ino_t ino)
+{
+	struct stat sb;
+	if (lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode) && sb.st_dev == dev && sb.st_ino == ino)
+		unlink(path);
 }
 
 int diag_server_new(struct diag_manager *m, const char *path, int epfd, struct diag_server **out,
@@ -90,7 +150,7 @@ int diag_server_new(struct diag_manager *m, const char *path, int epfd, struct d
 	if (r < 0)
 		return diag_error_set(err, r, "socket %s: cannot create its directory: %s", path,
 				      strerror(-r));
-	if ((r = clear_stale(path, err)) < 0)
+	if ((r = check_dir(path, err)) < 0 || (r = clear_stale(path, err)) < 0)
 		return r;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
@@ -98,12 +158,24 @@ int diag_server_new(struct diag_manager *m, const char *path, int epfd, struct d
 	mode_t old = umask(0077); /* the socket is born 0600: no window for other users */
 	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (r < 0 || listen(fd, 16) < 0) {
+	if (r < 0) {
 		r = diag_error_set(err, -errno, "socket %s: %s", path, strerror(errno));
 		close(fd);
 		return r;
 	}
-	chmod(path, 0600);
+	struct stat own;
+	if (lstat(path, &own) < 0) {
+		r = diag_error_set(err, -errno, "socket %s: %s", path, strerror(errno));
+		close(fd);
+		return r;
+	}
+	if (listen(fd, 16) < 0) {
+		r = diag_error_set(err, -errno, "socket %s: %s", path, strerror(errno));
+		close(fd);
+		remove_own(path, own.st_dev, own.st_ino);
+		return r;
+	}
+	chmod(path, 0600); /* our own directory: nobody can swap the file meanwhile */
 	struct diag_server *s = calloc(1, sizeof(*s));
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
 	if (!s || !(s->path = strdup(path)) || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -111,9 +183,11 @@ int diag_server_new(struct diag_manager *m, const char *path, int epfd, struct d
 			free(s->path);
 		free(s);
 		close(fd);
-		unlink(path);
+		remove_own(path, own.st_dev, own.st_ino);
 		return diag_error_set(err, -ENOMEM, "socket %s: out of memory", path);
 	}
+	s->dev = own.st_dev;
+	s->ino = own.st_ino;
 	s->m = m;
 	s->epfd = epfd;
 	s->lfd = fd;
@@ -142,7 +216,7 @@ void diag_server_free(struct diag_server *s)
 		if (s->clients[i])
 			client_close(s, i);
 	close(s->lfd);
-	unlink(s->path);
+	remove_own(s->path, s->dev, s->ino);
 	free(s->path);
 	free(s);
 }
@@ -195,9 +269,12 @@ static bool append_out(struct client *c, const char *data, size_t len, size_t li
 	return true;
 }
 
-/* Queue one JSON line (consumes j). */
+/* Queue one JSON line (consumes j). Its strings quote targets (symbols, paths, comm): made
+ * valid UTF-8 without controls, so strict readers can read every reply (a histogram's bars
+ * keep their line breaks, which JSON escapes). */
 static void send_json(struct diag_server *s, struct client *c, cJSON *j, size_t limit)
 {
+	diag_json_escape_strings(j, DIAG_TEXT_KEEP_NL);
 	char *text = j ? cJSON_PrintUnformatted(j) : NULL;
 	cJSON_Delete(j);
 	if (!text) {
@@ -380,6 +457,7 @@ static int symbol_row(void *arg, const char *module, const char *name, uint64_t 
 	cJSON_AddStringToObject(o, "name", name);
 	cJSON_AddStringToObject(o, "addr", a);
 	cJSON_AddNumberToObject(o, "size", (double)size);
+	diag_json_escape_strings(o, 0); /* names from the target's files: one line each */
 	cJSON_AddItemToArray(arg, o);
 	return 0;
 }
@@ -391,6 +469,7 @@ static void var_row(void *arg, const struct diag_expr_var_info *v)
 	cJSON_AddStringToObject(o, "type", v->type);
 	cJSON_AddStringToObject(o, "location", v->location);
 	cJSON_AddBoolToObject(o, "param", v->is_param);
+	diag_json_escape_strings(o, 0);
 	cJSON_AddItemToArray(arg, o);
 }
 
@@ -558,6 +637,7 @@ static void tail_send(struct diag_server *s, const struct diag_mspec *ms,
 			continue;
 		if (!line) { /* formatted once, only when someone listens */
 			cJSON *j = tail_event(ms, hit);
+			diag_json_escape_strings(j, 0); /* one event, one line */
 			line = cJSON_PrintUnformatted(j);
 			cJSON_Delete(j);
 			if (!line)

@@ -776,11 +776,11 @@ int diag_engine_attach(struct diag_engine *e, pid_t pid, struct diag_error *err)
 	if (rr == 0)
 		e->recovered += rep.restored;
 	if (!diag_u64map_get(&e->procs, (uint64_t)pid))
-		return diag_error_set(err, -ESRCH, "--pid %d: exited while attaching", (int)pid);
+		return diag_error_set(err, -ESRCH, "pid %d: exited while attaching", (int)pid);
 	if (rr < 0) { /* opening our own journal would truncate the predecessor's */
 		diag_engine_detach(e, pid, NULL);
 		return diag_error_set(err, rr,
-				      "--pid %d: the patches a previous daemon left could not be taken "
+				      "pid %d: the patches a previous daemon left could not be taken "
 				      "out (%s); not attached, its journal is kept",
 				      (int)pid, diag_strerror(rr));
 	}

@@ -12,6 +12,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "spec/json.h"
+#include "util/text.h"
+
 static const char *json_type_name(const cJSON *j)
 {
 	if (cJSON_IsNull(j))
@@ -122,6 +125,16 @@ static int dec_fail(struct dec *d, const char *field, const char *fmt, ...)
 	return diag_error_set(d->err, -DIAG_E_INVALID, "%s: %s: %s", d->who, field, why);
 }
 
+/* Every string of a spec can reach a log line or a terminal: valid UTF-8 without control
+ * characters, or an error naming the field (the same definition the output side escapes). */
+static int dec_text(struct dec *d, const char *field, const char *v)
+{
+	int r = diag_text_field_check(field, v, d->err);
+	if (r < 0)
+		diag_error_prefix(d->err, "%s: ", d->who);
+	return r;
+}
+
 /* A string field: required or optional, bounded. *out is malloc'd ("" when absent). */
 static int dec_string(struct dec *d, const cJSON *obj, const char *key, const char *field,
 		      bool required, size_t max, char **out)
@@ -139,6 +152,9 @@ static int dec_string(struct dec *d, const cJSON *obj, const char *key, const ch
 			return dec_fail(d, field, "must not be empty");
 		if (strlen(v) > max)
 			return dec_fail(d, field, "too long (%zu bytes, max %zu)", strlen(v), max);
+		int r = dec_text(d, field, v);
+		if (r < 0)
+			return r;
 	}
 	*out = strdup(v);
 	return *out ? 0 : -ENOMEM;
@@ -164,6 +180,45 @@ static bool type_name_valid(const char *t)
 		if (!isalnum((unsigned char)*t) && *t != '_' && *t != '-')
 			return false;
 	return true;
+}
+
+/* custom's member names and string values, at any depth (field: instrument.custom.a[2].b). */
+static int dec_custom_text(struct dec *d, const cJSON *j, char *path, size_t at, size_t cap)
+{
+	int r = 0;
+	size_t i = 0;
+	for (const cJSON *c = j->child; c && r == 0; c = c->next, i++) {
+		int n = c->string ? snprintf(path + at, cap - at, ".%.40s", c->string)
+				  : snprintf(path + at, cap - at, "[%zu]", i);
+		size_t end = n > 0 && at + (size_t)n < cap ? at + (size_t)n : at;
+		if (c->string && (r = dec_text(d, path, c->string)) < 0)
+			break;
+		if (cJSON_IsString(c))
+			r = dec_text(d, path, c->valuestring);
+		else if (c->child)
+			r = dec_custom_text(d, c, path, end, cap);
+		path[at] = '\0';
+	}
+	return r;
+}
+
+static int dec_custom(struct dec *d, const cJSON *in, struct diag_spec *s)
+{
+	const cJSON *c = cJSON_GetObjectItemCaseSensitive(in, "custom");
+	if (c && !cJSON_IsNull(c) && !cJSON_IsObject(c))
+		return dec_fail(d, "instrument.custom", "must be an object (got %s)", json_type_name(c));
+	char path[256] = "instrument.custom";
+	int r = c && cJSON_IsObject(c) ? dec_custom_text(d, c, path, strlen(path), sizeof(path)) : 0;
+	if (r < 0)
+		return r;
+	s->custom = c && cJSON_IsObject(c) ? cJSON_PrintUnformatted(c) : strdup("{}");
+	if (!s->custom)
+		return -ENOMEM;
+	/* what one spec may add to the store is bounded, so the store can always be read back */
+	if (strlen(s->custom) > DIAG_SPEC_CUSTOM_MAX)
+		return dec_fail(d, "instrument.custom", "too large (%zu bytes as stored, max %d)",
+				strlen(s->custom), DIAG_SPEC_CUSTOM_MAX);
+	return 0;
 }
 
 static int dec_instrument(struct dec *d, const cJSON *obj, struct diag_spec *s)
@@ -199,11 +254,7 @@ static int dec_instrument(struct dec *d, const cJSON *obj, struct diag_spec *s)
 	free(ev);
 	if (r < 0)
 		return r;
-	const cJSON *c = cJSON_GetObjectItemCaseSensitive(in, "custom");
-	if (c && !cJSON_IsNull(c) && !cJSON_IsObject(c))
-		return dec_fail(d, "instrument.custom", "must be an object (got %s)", json_type_name(c));
-	s->custom = c && cJSON_IsObject(c) ? cJSON_PrintUnformatted(c) : strdup("{}");
-	return s->custom ? 0 : -ENOMEM;
+	return dec_custom(d, in, s);
 }
 
 static int dec_lifespan(struct dec *d, const cJSON *obj, struct diag_spec *s)
@@ -215,10 +266,17 @@ static int dec_lifespan(struct dec *d, const cJSON *obj, struct diag_spec *s)
 	if (!cJSON_IsNumber(j))
 		return dec_fail(d, "lifespan", "must be a number of minutes or null (got %s)",
 				json_type_name(j));
-	/* <= 1e8 minutes (190 years): lastmodified + lifespan stays within int64 ns */
-	if (!(j->valuedouble > 0) || !isfinite(j->valuedouble) || j->valuedouble > 1e8)
-		return dec_fail(d, "lifespan", "must be > 0 minutes (got %g)", j->valuedouble);
-	s->lifespan_min = j->valuedouble;
+	double v = j->valuedouble;
+	char got[32];
+	diag_text_double(v, got, sizeof(got));
+	if (!(v > 0))
+		return dec_fail(d, "lifespan", "must be > 0 minutes (got %s)", got);
+	/* lastmodified + lifespan must stay within int64 ns */
+	if (!(v <= DIAG_SPEC_LIFESPAN_MAX))
+		return dec_fail(d, "lifespan",
+				"must be at most %.0f minutes (about 190 years; got %s)",
+				DIAG_SPEC_LIFESPAN_MAX, got);
+	s->lifespan_min = v;
 	return 0;
 }
 
@@ -231,8 +289,10 @@ static int dec_limit(struct dec *d, const cJSON *lim, const char *key, double ma
 		return 0;
 	if (!cJSON_IsNumber(j))
 		return dec_fail(d, field, "must be a number (got %s)", json_type_name(j));
+	char got[32];
 	if (!(j->valuedouble > 0) || !(j->valuedouble <= max))
-		return dec_fail(d, field, "must be > 0 and <= %.0f (got %g)", max, j->valuedouble);
+		return dec_fail(d, field, "must be > 0 and <= %.0f (got %s)", max,
+				diag_text_double(j->valuedouble, got, sizeof(got)));
 	*out = j->valuedouble;
 	return 0;
 }
@@ -261,8 +321,10 @@ static int dec_one_pid(struct dec *d, const cJSON *j, pid_t *out)
 		return dec_fail(d, "pid", "must be a process id or a list of them (got %s)",
 				json_type_name(j));
 	double v = j->valuedouble;
-	if (v < 1 || v > 4194304 || v != (double)(long long)v)
-		return dec_fail(d, "pid", "not a valid process id (got %g)", v);
+	char got[32];
+	if (!(v >= 1 && v <= 4194304) || v != (double)(long long)v)
+		return dec_fail(d, "pid", "not a valid process id (got %s)",
+				diag_text_double(v, got, sizeof(got)));
 	*out = (pid_t)v;
 	return 0;
 }
@@ -275,6 +337,8 @@ static int dec_pids(struct dec *d, const cJSON *obj, struct diag_spec *s)
 	int n = cJSON_IsArray(j) ? cJSON_GetArraySize(j) : 1;
 	if (n > DIAG_SPEC_PIDS_MAX)
 		return dec_fail(d, "pid", "too many processes (%d, max %d)", n, DIAG_SPEC_PIDS_MAX);
+	if (n == 0) /* never "every process" by accident */
+		return dec_fail(d, "pid", "empty list (omit pid to mean every attached process)");
 	s->pids = calloc(n ? n : 1, sizeof(*s->pids));
 	if (!s->pids)
 		return -ENOMEM;
@@ -432,16 +496,9 @@ int diag_spec_from_json(const void *cjson, unsigned flags, const char *label,
 int diag_spec_parse(const char *text, size_t len, bool allow_array, unsigned flags,
 		    struct diag_spec ***out, struct diag_error *err)
 {
-	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
-	if (!root) {
-		size_t off = end ? (size_t)(end - text) : 0;
-		char near[21] = "";
-		for (size_t i = 0; i < 20 && off + i < len && end[i]; i++) /* stays one line */
-			near[i] = (unsigned char)end[i] < 0x20 ? ' ' : end[i];
-		return diag_error_set(err, -DIAG_E_PARSE, "malformed JSON at byte %zu near '%s'",
-				      off, near);
-	}
+	cJSON *root = diag_json_parse(text, len, err);
+	if (!root)
+		return err ? err->code : -DIAG_E_PARSE;
 	bool arr = cJSON_IsArray(root);
 	if (arr && !allow_array) {
 		cJSON_Delete(root);
@@ -542,6 +599,8 @@ void *diag_spec_to_json(const struct diag_spec *s, unsigned flags, int64_t now_n
 		cJSON *ap = cJSON_AddObjectToObject(o, "applied");
 		for (size_t i = 0; i < s->napplied; i++)
 			cJSON_AddItemToObject(ap, s->applied[i].key, applied_to_json(&s->applied[i]));
+		/* errors and instances quote target-supplied names (symbols, paths, comm) */
+		diag_json_escape_strings(ap, 0);
 		int64_t exp = diag_spec_expiry_ns(s);
 		if (exp && now_ns)
 			cJSON_AddNumberToObject(o, "expires_in",

@@ -17,6 +17,8 @@
 #define DIAG_SPEC_MAX 1024
 #define DIAG_SPEC_PIDS_MAX 256
 #define DIAG_SPEC_ADDRS_MAX 16
+#define DIAG_SPEC_CUSTOM_MAX 65536          /* instrument.custom, bytes as stored (compact) */
+#define DIAG_SPEC_LIFESPAN_MAX 1e8          /* minutes */
 #define DIAG_SPEC_HITS_PER_SEC_MAX 1e9      /* limits.max_hits_per_sec upper bound */
 #define DIAG_SPEC_STOPPED_MS_PER_SEC_MAX 1e6 /* limits.max_stopped_ms_per_sec (summed over threads) */
 

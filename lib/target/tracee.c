@@ -87,21 +87,91 @@ static int open_mem(struct diag_proc *p)
 	return p->memfd < 0 ? -errno : 0;
 }
 
+/* A numeric line of /proc/PID/status ("TracerPid", "Tgid"), -1 when unknown. */
+static long status_field(pid_t pid, const char *key)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	long v = -1;
+	size_t n = strlen(key);
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, key, n) == 0 && line[n] == ':') {
+			v = strtol(line + n + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
 /* A thread listed in /proc but already traced by us was auto-attached through a clone event
  * racing with our scan; any other tracer means we cannot have it. */
 static bool traced_by_us(pid_t tid)
 {
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	return status_field(tid, "TracerPid") == (long)getpid();
+}
+
+#define PF_KTHREAD_ 0x00200000 /* include/linux/sched.h */
+
+/* State (field 3) and flags (field 9) of /proc/PID/stat; the comm before them may hold
+ * spaces and parentheses, so fields are counted from the last ')'. */
+static int stat_state_flags(pid_t pid, char *state, unsigned long *flags)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	FILE *f = fopen(path, "re");
-	if (!f)
-		return false;
-	long tracer = -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "TracerPid: %ld", &tracer) == 1)
-			break;
-	fclose(f);
-	return tracer == (long)getpid();
+	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+	return p && sscanf(p + 1, " %c %*d %*d %*d %*d %*d %lu", state, flags) == 2 ? 0 : -1;
+}
+
+/* Why pid cannot be traced when that is known before trying: it is us, or a kernel thread
+ * (no user space: ptrace refuses it), or gone. 0 when none applies. */
+static int known_refusal(pid_t pid, struct diag_error *err)
+{
+	char state = 0;
+	unsigned long flags = 0;
+	if (pid == getpid() || status_field(pid, "Tgid") == (long)getpid())
+		return diag_error_set(err, -EPERM,
+				      "pid %d: cannot attach: it is this daemon (pid %d) itself",
+				      (int)pid, (int)getpid());
+	if (stat_state_flags(pid, &state, &flags) < 0)
+		return 0; /* ptrace's own answer will do */
+	if (flags & PF_KTHREAD_)
+		return diag_error_set(err, -EPERM,
+				      "pid %d: cannot attach: it is a kernel thread (PF_KTHREAD in "
+				      "/proc/%d/stat, no /proc/%d/exe): nothing in user space to probe",
+				      (int)pid, (int)pid, (int)pid);
+	if (state == 'Z' || state == 'X')
+		return diag_error_set(err, -ESRCH,
+				      "pid %d: cannot attach: the process has exited (a zombie its "
+				      "parent has not reaped)",
+				      (int)pid);
+	return 0;
+}
+
+/* ptrace said EPERM: another tracer is the cause we can name; else the usual suspects. */
+static void eperm_cause(pid_t pid, char *why, size_t len)
+{
+	long tracer = status_field(pid, "TracerPid");
+	if (tracer > 0) {
+		char path[64], comm[64] = "?";
+		snprintf(path, sizeof(path), "/proc/%ld/comm", tracer);
+		FILE *f = fopen(path, "re");
+		if (f && fgets(comm, sizeof(comm), f))
+			comm[strcspn(comm, "\n")] = '\0';
+		if (f)
+			fclose(f);
+		snprintf(why, len, "already traced by pid %ld (%s)", tracer, comm);
+		return;
+	}
+	snprintf(why, len, "permission denied (the daemon is not root, kernel.yama.ptrace_scope, "
+			   "or a security module refused it)");
 }
 
 /* One pass over /proc/PID/task; returns how many threads were newly seized, or -errno. */
@@ -147,13 +217,15 @@ static int seize_pass(struct diag_proc *p)
 int diag_proc_seize(pid_t pid, struct diag_proc **out, struct diag_error *err)
 {
 	if (pid <= 0)
-		return diag_error_set(err, -EINVAL, "--pid %d: not a process id", (int)pid);
+		return diag_error_set(err, -EINVAL, "pid %d: not a process id", (int)pid);
 	if (kill(pid, 0) < 0 && errno == ESRCH)
-		return diag_error_set(err, -ESRCH, "--pid %d: no such process", (int)pid);
+		return diag_error_set(err, -ESRCH, "pid %d: no such process", (int)pid);
+	int r = known_refusal(pid, err);
+	if (r < 0)
+		return r;
 	struct diag_proc *p = proc_alloc(pid);
 	if (!p)
-		return diag_error_set(err, -ENOMEM, "--pid %d: out of memory", (int)pid);
-	int r;
+		return diag_error_set(err, -ENOMEM, "pid %d: out of memory", (int)pid);
 	/* Threads created by threads not yet seized escape the clone events: rescan until a
 	 * pass finds nothing new. */
 	do
@@ -164,11 +236,12 @@ int diag_proc_seize(pid_t pid, struct diag_proc **out, struct diag_error *err)
 	if (r == 0)
 		r = open_mem(p);
 	if (r < 0) {
-		const char *why = r == -EPERM ? "permission denied (not root, ptrace_scope, or "
-						"already traced by another debugger)"
-				  : r == -ESRCH ? "no such process"
-						: strerror(-r);
-		diag_error_set(err, r, "--pid %d: cannot attach: %s", (int)pid, why);
+		char why[160];
+		if (r == -EPERM)
+			eperm_cause(pid, why, sizeof(why));
+		else
+			snprintf(why, sizeof(why), "%s", r == -ESRCH ? "no such process" : strerror(-r));
+		diag_error_set(err, r, "pid %d: cannot attach: %s", (int)pid, why);
 		size_t pos = 0;
 		uint64_t k;
 		void *v;

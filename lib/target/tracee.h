@@ -46,8 +46,9 @@ struct diag_proc {
 	void *owner;                 /* the engine's state for this process */
 };
 
-/* Seize every thread of pid. Returns 0 and *out, or -errno with err naming pid and reason
- * ("no such process", "permission denied (ptrace_scope? already traced?)"). */
+/* Seize every thread of pid. Returns 0 and *out, or -errno with err "pid N: cannot attach:
+ * CAUSE" naming the cause when it is known (this daemon itself, a kernel thread, an exited
+ * process, already traced by pid T (COMM)), the usual suspects only when it is not. */
 int diag_proc_seize(pid_t pid, struct diag_proc **out, struct diag_error *err);
 /* A process known from a fork/vfork event: its first thread was auto-attached by the kernel. */
 int diag_proc_adopt(pid_t pid, struct diag_proc *mem_owner, struct diag_proc **out);

@@ -42,7 +42,7 @@ expect_eq "$(head -1 "$T/err")" "diagnosed: --pid 999999: no such process" "no s
 echo '{"id":"w1",' > "$T/broken.json"
 "$DIAGNOSED" --pid "$fx_pid" --spec "$T/broken.json" --no-socket > /dev/null 2> "$T/err"
 expect_eq "$?" 1 "bad JSON: exit 1"
-expect_contains "$(head -1 "$T/err")" "diagnosed: --spec $T/broken.json: malformed JSON at byte" "bad JSON message"
+expect_contains "$(head -1 "$T/err")" "diagnosed: --spec $T/broken.json: invalid JSON at byte" "bad JSON message"
 
 printf '{"id":"w1","tagret":"work","instrument":{"type":"log","name":"w"}}' > "$T/unk.json"
 "$DIAGNOSED" --pid "$fx_pid" --spec "$T/unk.json" --no-socket > /dev/null 2> "$T/err"

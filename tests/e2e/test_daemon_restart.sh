@@ -36,6 +36,6 @@ stop_daemon
 echo '[{"id":"a1",' > "$STORE"
 start_daemon
 expect_eq "$(req '{"cmd":"list"}')" '{"ok":true,"specs":[]}' "corrupt store: starts empty"
-expect_contains "$(cat "$DERR")" "is corrupt (malformed JSON at byte" "corrupt store: clear error"
+expect_contains "$(cat "$DERR")" "is corrupt (invalid JSON at byte" "corrupt store: clear error"
 ls "$STORE".corrupt-* > /dev/null 2>&1 && pass "corrupt store kept aside" || fail "no $STORE.corrupt-*"
 finish
