@@ -76,11 +76,6 @@ static void unpatch_view(const struct diag_bptable *t, uint64_t base, uint8_t *c
 	}
 }
 
-static void mnemonic(const char *text, char *out, size_t cap)
-{
-	snprintf(out, cap, "%.*s", (int)strcspn(text, " "), text);
-}
-
 int diag_site_check_boundary(const struct diag_bptable *t, struct diag_proc *p, const char *func,
 			     uint64_t start, uint64_t addr, const char *label,
 			     struct diag_error *err)
@@ -120,11 +115,9 @@ int diag_site_check_boundary(const struct diag_bptable *t, struct diag_proc *p, 
 				      label, func, func, off, derr.msg);
 	if (off == want)
 		return 0;
-	char mn[32];
-	mnemonic(insn.text, mn, sizeof(mn));
 	return diag_error_set(err, -DIAG_E_INVALID,
-			      "%s is inside the instruction at %s+%" PRIu64 " (%u bytes, %s); nearest "
+			      "%s is inside the instruction at %s+%" PRIu64 " (%u bytes: %s); nearest "
 			      "boundaries: %s+%" PRIu64 ", %s+%" PRIu64,
-			      label, func, off, (unsigned)insn.len, mn, func, off, func,
+			      label, func, off, (unsigned)insn.len, insn.text, func, off, func,
 			      off + insn.len);
 }

@@ -36,8 +36,8 @@ int diag_site_check_mapping(pid_t pid, uint64_t addr, struct diag_error *err);
 /* 0 when addr is the start of an instruction of the function `func` starting at `start`
  * (linear decode from start over the live code, our patches in t read as the bytes they
  * replaced). `label` names addr in messages ("konst+2", "sym5.c:42 (work+3)"). Else
- * -DIAG_E_INVALID: "konst+2 is inside the instruction at konst+0 (10 bytes, movabs); nearest
- * boundaries: konst+0, konst+10", or the reason the code cannot be decoded or read. */
+ * -DIAG_E_INVALID: "konst+2 is inside the instruction at konst+0 (10 bytes: mov rax, 0x01);
+ * nearest boundaries: konst+0, konst+10", or the reason the code cannot be decoded or read. */
 int diag_site_check_boundary(const struct diag_bptable *t, struct diag_proc *p, const char *func,
 			     uint64_t start, uint64_t addr, const char *label,
 			     struct diag_error *err);
