@@ -5,6 +5,7 @@
 #include "engine/engine_internal.h"
 
 #include "bp/site_check.h"
+#include "dwarf/dwarf.h"
 #include "sym/ifunc.h"
 
 #include <errno.h>
@@ -242,9 +243,17 @@ static int ifunc_chosen(struct diag_engine *e, struct eproc *ep, const struct di
 	if (diag_sym_lookup_func(e->syms, mods, impl, name, sizeof(name), &start, &size) == 0 &&
 	    start == impl) {
 		loc->func_end = impl + size;
-	} else { /* a stripped library: no name, no size (an int3 then) */
-		snprintf(name, sizeof(name), "%s+0x%" PRIx64, m ? m->name : "?",
-			 m ? impl - m->bias : impl);
+	} else { /* a stripped library: no size (an int3 then); a name only from debug info */
+		struct diag_dwarf_file *df = NULL;
+		struct diag_dwarf_scope *sc = NULL;
+		if (m && diag_dwarf_cache_get(e->dwarf, m->host_path, m->build_id, &df, NULL) == 0 &&
+		    diag_dwarf_scope_at(df, impl - m->bias, &sc, NULL) == 0 && sc->func &&
+		    sc->low_pc == impl - m->bias)
+			snprintf(name, sizeof(name), "%s", sc->func);
+		else
+			snprintf(name, sizeof(name), "%s+0x%" PRIx64, m ? m->name : "?",
+				 m ? impl - m->bias : impl);
+		diag_dwarf_scope_free(sc);
 		loc->func_end = 0;
 	}
 	snprintf(loc->note, sizeof(loc->note), "%.60s -> %.60s", loc->symbol, name);
