@@ -127,6 +127,7 @@ int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread 
 	bp->orig = bp->insn.bytes[0];
 	bp->orig_bytes[0] = bp->orig;
 	bp->patch_bytes[0] = INT3;
+	bp->written_len = 1;
 	bp->patched_len = 1;
 	bp->slot_len = (uint8_t)slot_len;
 	bp->addr = addr;
@@ -182,7 +183,7 @@ int diag_bp_add_user(struct diag_bp *bp, void *user)
 
 bool diag_bp_is_ours(const struct diag_bp *bp, const uint8_t *cur)
 {
-	return memcmp(cur, bp->patch_bytes, bp->patched_len) == 0;
+	return memcmp(cur, bp->patch_bytes, bp->written_len) == 0;
 }
 
 /* The bytes go back only over our own patch: writing them over code the target rewrote since
@@ -191,10 +192,10 @@ static enum diag_bp_release unpatch(struct diag_bptable *t, struct diag_proc *p,
 				    struct diag_bp *bp)
 {
 	uint8_t cur[sizeof(bp->patch_bytes)];
-	bool ours = diag_proc_read(p, bp->addr, cur, bp->patched_len) == (ssize_t)bp->patched_len &&
+	bool ours = diag_proc_read(p, bp->addr, cur, bp->written_len) == (ssize_t)bp->written_len &&
 		    diag_bp_is_ours(bp, cur);
 	if (ours)
-		diag_proc_write(p, bp->addr, bp->orig_bytes, bp->patched_len);
+		diag_proc_write(p, bp->addr, bp->orig_bytes, bp->written_len);
 	if (!bp->jump)
 		diag_u64map_put(&t->tombstones, bp->addr, (void *)1);
 	if (t->hooks.disarmed)
@@ -257,8 +258,8 @@ int diag_bp_make_jump(struct diag_bptable *t, struct diag_proc *p, struct diag_t
 	bp->site_id = site_id;
 	bp->patched_len = (uint8_t)patched;
 	memcpy(bp->orig_bytes, code, patched);
-	memcpy(bp->patch_bytes, code, patched);
-	memcpy(bp->patch_bytes, jmp, sizeof(jmp)); /* the tail past the jmp is never written */
+	memcpy(bp->patch_bytes, jmp, sizeof(jmp));
+	bp->written_len = sizeof(jmp);
 	bp->orig = code[0];
 	if (r == 0 && (r = diag_u64map_put(&t->by_addr, addr, bp)) < 0)
 		diag_error_set(err, r, "out of memory");

@@ -21,8 +21,10 @@ struct diag_bp {
 	bool jump;             /* fast path: a jmp to a trampoline instead of an int3 */
 	uint8_t patched_len;   /* bytes replaced: 1 for int3, 5.. for a jump */
 	uint8_t orig_bytes[24];/* what the patch replaced */
-	uint8_t patch_bytes[24];/* what the patch wrote there (the int3, or the jmp then the
-				 * untouched tail): bytes are restored only while they still read so */
+	uint8_t patch_bytes[5];/* what the patch wrote there: the int3, or the jmp (the rest of
+				* the displaced bytes is never written, so never restored) */
+	uint8_t written_len;   /* 1 or 5: only these bytes go back, and only while they still
+				* read as patch_bytes */
 	uint32_t site_id;      /* jump: the id the trampoline records */
 	uint64_t tramp;        /* jump: runtime address of the trampoline */
 	uint8_t orig;          /* the byte the int3 replaced */
@@ -98,7 +100,7 @@ enum diag_bp_release diag_bp_del_user(struct diag_bptable *t, struct diag_proc *
 /* Restore every original byte still under our patches (detach); returns how many patches
  * were left in place because the target rewrote them. */
 size_t diag_bptable_restore_all(struct diag_bptable *t, struct diag_proc *p);
-/* True when the live bytes cur (bp->patched_len of them, read at bp->addr) are our patch. */
+/* True when the live bytes cur (bp->written_len of them, read at bp->addr) are our patch. */
 bool diag_bp_is_ours(const struct diag_bp *bp, const uint8_t *cur);
 
 static inline struct diag_bp *diag_bp_at(const struct diag_bptable *t, uint64_t addr)

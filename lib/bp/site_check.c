@@ -69,10 +69,10 @@ static void unpatch_view(const struct diag_bptable *t, uint64_t base, uint8_t *c
 	void *v;
 	while (diag_u64map_next(&t->by_addr, &pos, &k, &v)) {
 		const struct diag_bp *bp = v;
-		if (bp->addr < base || bp->addr + bp->patched_len > base + len ||
+		if (bp->addr < base || bp->addr + bp->written_len > base + len ||
 		    !diag_bp_is_ours(bp, code + (bp->addr - base)))
 			continue;
-		memcpy(code + (bp->addr - base), bp->orig_bytes, bp->patched_len);
+		memcpy(code + (bp->addr - base), bp->orig_bytes, bp->written_len);
 	}
 }
 
