@@ -138,7 +138,8 @@ static void on_probe_state(void *ctx, pid_t pid, void *cookie, enum diag_probe_s
 	refresh_record(m, ms, a);
 	a->state = state_of(st);
 	snprintf(a->error, sizeof(a->error), "%s", error ? error : "");
-	if (a->state == DIAG_APPLIED_ERROR)
+	/* a removal that left the target's own rewrite of its code in place says so */
+	if (a->state == DIAG_APPLIED_ERROR || (st == DIAG_PROBE_REMOVED && a->error[0]))
 		diag_log("spec '%s': pid %d: %s", ms->spec->id, (int)pid, a->error);
 }
 

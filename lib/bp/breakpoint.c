@@ -126,6 +126,8 @@ int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread 
 				   (unsigned long long)bp->slot);
 	bp->orig = bp->insn.bytes[0];
 	bp->orig_bytes[0] = bp->orig;
+	bp->patch_bytes[0] = INT3;
+	bp->written_len = 1;
 	bp->patched_len = 1;
 	bp->slot_len = (uint8_t)slot_len;
 	bp->addr = addr;
@@ -179,20 +181,35 @@ int diag_bp_add_user(struct diag_bp *bp, void *user)
 	return 0;
 }
 
-static void unpatch(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp)
+bool diag_bp_is_ours(const struct diag_bp *bp, const uint8_t *cur)
 {
-	diag_proc_write(p, bp->addr, bp->orig_bytes, bp->patched_len);
+	return memcmp(cur, bp->patch_bytes, bp->written_len) == 0;
+}
+
+/* The bytes go back only over our own patch: writing them over code the target rewrote since
+ * would put stale instructions into a live function. */
+static enum diag_bp_release unpatch(struct diag_bptable *t, struct diag_proc *p,
+				    struct diag_bp *bp)
+{
+	uint8_t cur[sizeof(bp->patch_bytes)];
+	bool ours = diag_proc_read(p, bp->addr, cur, bp->written_len) == (ssize_t)bp->written_len &&
+		    diag_bp_is_ours(bp, cur);
+	if (ours)
+		diag_proc_write(p, bp->addr, bp->orig_bytes, bp->written_len);
 	if (!bp->jump)
 		diag_u64map_put(&t->tombstones, bp->addr, (void *)1);
 	if (t->hooks.disarmed)
 		t->hooks.disarmed(t->hooks.arg, bp);
+	return ours ? DIAG_BP_RESTORED : DIAG_BP_LEFT;
 }
 
-void diag_bp_destroy(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp)
+enum diag_bp_release diag_bp_destroy(struct diag_bptable *t, struct diag_proc *p,
+				     struct diag_bp *bp)
 {
-	unpatch(t, p, bp);
+	enum diag_bp_release r = unpatch(t, p, bp);
 	diag_u64map_del(&t->by_addr, bp->addr);
 	bp_free(bp);
+	return r;
 }
 
 static int read_code(struct diag_proc *p, uint64_t addr, uint8_t *code, size_t want,
@@ -241,6 +258,8 @@ int diag_bp_make_jump(struct diag_bptable *t, struct diag_proc *p, struct diag_t
 	bp->site_id = site_id;
 	bp->patched_len = (uint8_t)patched;
 	memcpy(bp->orig_bytes, code, patched);
+	memcpy(bp->patch_bytes, jmp, sizeof(jmp));
+	bp->written_len = sizeof(jmp);
 	bp->orig = code[0];
 	if (r == 0 && (r = diag_u64map_put(&t->by_addr, addr, bp)) < 0)
 		diag_error_set(err, r, "out of memory");
@@ -263,7 +282,8 @@ int diag_bp_make_jump(struct diag_bptable *t, struct diag_proc *p, struct diag_t
 	return 0;
 }
 
-bool diag_bp_del_user(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp, void *user)
+enum diag_bp_release diag_bp_del_user(struct diag_bptable *t, struct diag_proc *p,
+				      struct diag_bp *bp, void *user)
 {
 	for (size_t i = 0; i < bp->nusers; i++)
 		if (bp->users[i] == user) {
@@ -271,20 +291,18 @@ bool diag_bp_del_user(struct diag_bptable *t, struct diag_proc *p, struct diag_b
 			break;
 		}
 	if (bp->nusers)
-		return false;
-	unpatch(t, p, bp);
-	diag_u64map_del(&t->by_addr, bp->addr);
-	bp_free(bp);
-	return true;
+		return DIAG_BP_KEPT;
+	return diag_bp_destroy(t, p, bp);
 }
 
-void diag_bptable_restore_all(struct diag_bptable *t, struct diag_proc *p)
+size_t diag_bptable_restore_all(struct diag_bptable *t, struct diag_proc *p)
 {
-	size_t pos = 0;
+	size_t pos = 0, left = 0;
 	uint64_t k;
 	void *v;
 	while (diag_u64map_next(&t->by_addr, &pos, &k, &v))
-		unpatch(t, p, v);
+		left += unpatch(t, p, v) == DIAG_BP_LEFT;
+	return left;
 }
 
 uint64_t diag_bptable_unslot(const struct diag_bptable *t, uint64_t rip)

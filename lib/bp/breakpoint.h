@@ -21,6 +21,10 @@ struct diag_bp {
 	bool jump;             /* fast path: a jmp to a trampoline instead of an int3 */
 	uint8_t patched_len;   /* bytes replaced: 1 for int3, 5.. for a jump */
 	uint8_t orig_bytes[24];/* what the patch replaced */
+	uint8_t patch_bytes[5];/* what the patch wrote there: the int3, or the jmp (the rest of
+				* the displaced bytes is never written, so never restored) */
+	uint8_t written_len;   /* 1 or 5: only these bytes go back, and only while they still
+				* read as patch_bytes */
 	uint32_t site_id;      /* jump: the id the trampoline records */
 	uint64_t tramp;        /* jump: runtime address of the trampoline */
 	uint8_t orig;          /* the byte the int3 replaced */
@@ -77,15 +81,27 @@ int diag_bp_make_jump(struct diag_bptable *t, struct diag_proc *p, struct diag_t
 /* Bytes a jump at addr would replace (so the caller can check threads and branches), or a
  * negative code with err set when the instructions there cannot take a jump. */
 int diag_bp_jump_span(struct diag_proc *p, uint64_t addr, size_t room, struct diag_error *err);
-/* Turn a breakpoint back into nothing: restore the original bytes and forget it (jump
- * breakpoints need every thread stopped). Users are not touched. */
-void diag_bp_destroy(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp);
+/* What taking a patch out did. The original bytes go back only over our own: code the target
+ * rewrote since (self-modifying code, a JIT, a hot patcher) is left as the target wrote it. */
+enum diag_bp_release {
+	DIAG_BP_KEPT = 0,  /* other users remain: the patch stays */
+	DIAG_BP_RESTORED,  /* removed, the original bytes are back */
+	DIAG_BP_LEFT,      /* removed, but the bytes were no longer ours: left in place */
+};
+/* Turn a breakpoint back into nothing: restore the original bytes (if still ours) and forget
+ * it (jump breakpoints need every thread stopped). Users are not touched. */
+enum diag_bp_release diag_bp_destroy(struct diag_bptable *t, struct diag_proc *p,
+				     struct diag_bp *bp);
 int diag_bp_add_user(struct diag_bp *bp, void *user);
-/* Drop a user; when none is left the original byte is restored and a tombstone kept.
- * Returns true when the breakpoint was removed. */
-bool diag_bp_del_user(struct diag_bptable *t, struct diag_proc *p, struct diag_bp *bp, void *user);
-/* Restore every original byte (detach). */
-void diag_bptable_restore_all(struct diag_bptable *t, struct diag_proc *p);
+/* Drop a user; when none is left the original bytes are restored (if still ours) and a
+ * tombstone kept. */
+enum diag_bp_release diag_bp_del_user(struct diag_bptable *t, struct diag_proc *p,
+				      struct diag_bp *bp, void *user);
+/* Restore every original byte still under our patches (detach); returns how many patches
+ * were left in place because the target rewrote them. */
+size_t diag_bptable_restore_all(struct diag_bptable *t, struct diag_proc *p);
+/* True when the live bytes cur (bp->written_len of them, read at bp->addr) are our patch. */
+bool diag_bp_is_ours(const struct diag_bp *bp, const uint8_t *cur);
 
 static inline struct diag_bp *diag_bp_at(const struct diag_bptable *t, uint64_t addr)
 {

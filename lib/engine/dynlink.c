@@ -102,7 +102,7 @@ static void forget_site(struct eproc *mem, struct site *s)
 	if (bp->nusers)
 		return;
 	diag__fast_forget(mem, bp);
-	bp->patched_len = 0; /* restore nothing */
+	bp->patched_len = bp->written_len = 0; /* restore nothing */
 	diag_bp_destroy(&mem->bps, mem->tp, bp);
 }
 

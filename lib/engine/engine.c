@@ -394,8 +394,7 @@ static void snapshot_counts(struct eproc *mem)
 	for (struct probe *pr = mem->probes; pr; pr = pr->next) {
 		uint64_t n = 0;
 		for (size_t i = 0; i < pr->nsites; i++)
-			if (pr->sites[i].bp && pr->sites[i].bp->jump)
-				n += diag__fast_count(mem, pr->sites[i].bp);
+			n += diag__fast_site_count(mem, &pr->sites[i]);
 		if (n > pr->fast_counted)
 			pr->fast_counted = n;
 	}
@@ -851,8 +850,7 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 	out->events = pr->hits;
 	uint64_t counted = 0;
 	for (size_t i = 0; i < pr->nsites; i++)
-		if (pr->sites[i].bp && pr->sites[i].bp->jump)
-			counted += diag__fast_count(eproc_mem(ep), pr->sites[i].bp);
+		counted += diag__fast_site_count(eproc_mem(ep), &pr->sites[i]);
 	/* the counters die with the process: the snapshot taken at its exit stands in */
 	out->hits = pr->trapped + (counted > pr->fast_counted ? counted : pr->fast_counted);
 	out->filtered = pr->filtered;

@@ -58,6 +58,8 @@ struct diag_probe_def {
 
 #define DIAG_PROBE_MAX_SKIPS 4
 #define DIAG_PROBE_MAX_ADDRS 64
+/* Probes sharing one address at most: each one adds to the cost of every hit there. */
+#define DIAG_PROBE_MAX_PER_ADDR 32
 
 struct diag_probe_info {
 	enum diag_probe_state state;

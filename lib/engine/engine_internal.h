@@ -30,6 +30,8 @@ struct site {
 	char what[96];   /* what this address is, for `applied` */
 	struct diag_expr *value;     /* NULL: no value */
 	struct diag_expr *condition; /* NULL: always */
+	uint64_t fast_base;  /* jump: the breakpoint's counter when this site joined it (a probe
+			      * counts only its own hits, not those of probes placed there before) */
 };
 
 struct probe {
@@ -220,6 +222,8 @@ void diag__fast_unmap(struct eproc *ep, struct diag_thread *t);
 void diag__fast_forget(struct eproc *mem, struct diag_bp *bp);
 /* The exact number of hits of a jump breakpoint (its counter in the target). */
 uint64_t diag__fast_count(struct eproc *mem, const struct diag_bp *bp);
+/* The hits of one site on a jump since the site was placed (0 for an int3 site). */
+uint64_t diag__fast_site_count(struct eproc *mem, const struct site *s);
 void diag__fast_timer(struct diag_engine *e);
 
 /* stack.c: the `stack` value (diag_expr_ctx.stack, arg a struct diag__stack_req) */

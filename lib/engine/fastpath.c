@@ -123,6 +123,12 @@ uint64_t diag__fast_count(struct eproc *mem, const struct diag_bp *bp)
 	return n;
 }
 
+uint64_t diag__fast_site_count(struct eproc *mem, const struct site *s)
+{
+	uint64_t n = s->bp && s->bp->jump ? diag__fast_count(mem, s->bp) : 0;
+	return n > s->fast_base ? n - s->fast_base : 0;
+}
+
 void diag__fast_forget(struct eproc *mem, struct diag_bp *bp)
 {
 	if (bp->jump)
@@ -205,9 +211,13 @@ static int demote(struct diag_engine *e, struct eproc *ep, struct diag_bp *jump,
 		return diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)ep->tp->pid);
 	}
 	diag__fast_forget(ep, jump);
-	diag_bp_destroy(&ep->bps, ep->tp, jump); /* original bytes back, every thread stopped */
+	/* original bytes back, every thread stopped; code the target rewrote gets no int3 */
 	struct diag_bp *bp = NULL;
-	int r = diag_bp_get(&ep->bps, ep->tp, t, addr, &bp, err);
+	int r = diag_bp_destroy(&ep->bps, ep->tp, jump) == DIAG_BP_LEFT
+			? diag_error_set(err, -DIAG_E_STATE,
+					 "0x%llx: the target rewrote the patched bytes; not patched again",
+					 (unsigned long long)addr)
+			: diag_bp_get(&ep->bps, ep->tp, t, addr, &bp, err);
 	for (size_t i = 0; i < n; i++) {
 		struct site *u = users[i];
 		u->bp = NULL;
@@ -231,6 +241,7 @@ int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 		if (!site_registers_only(s) || s->pr->event != DIAG_EVENT_CALL)
 			return demote(e, ep, bp, err); /* then share an int3 */
 		s->bp = bp;
+		s->fast_base = diag__fast_count(ep, bp); /* the hits before it are not this probe's */
 		return diag_bp_add_user(bp, s) < 0 ? diag_error_set(err, -ENOMEM, "out of memory")
 						   : 0;
 	}

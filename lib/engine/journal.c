@@ -346,7 +346,9 @@ static void restore(struct eproc *ep, const struct jpatch *p, const struct diag_
 	size_t plen = p->jump ? 5 : 1;
 	if (memcmp(cur, want, plen) != 0)
 		return; /* not ours (any more): leave it */
-	if (diag_proc_write(ep->tp, p->addr, p->orig, p->len) == (ssize_t)p->len)
+	/* only what we wrote: the rest of a jump's displaced bytes was never touched by us, and
+	 * may be the target's own rewrite by now */
+	if (diag_proc_write(ep->tp, p->addr, p->orig, plen) == (ssize_t)plen)
 		rep->restored++;
 	uint8_t file[24];
 	if (file_bytes(mods, p->addr, file, p->len) && memcmp(file, p->orig, p->len) != 0)

@@ -4,7 +4,12 @@
  * is undone before returning. */
 #include "engine/engine_internal.h"
 
+#include "bp/site_check.h"
+#include "dwarf/dwarf.h"
+#include "sym/ifunc.h"
+
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +74,18 @@ static bool needs_freeze(const struct probe *pr)
 	return false;
 }
 
-static void sites_free(struct diag_engine *e, struct eproc *ep, struct probe *pr)
+/* Say which instance kept the target's own rewrite of its bytes ("instance at work+0: left
+ * in place: ..."), in `left` (cap bytes, appended to). */
+static void note_left(const struct site *s, char *left, size_t cap)
+{
+	size_t used = strlen(left);
+	if (used + 4 < cap)
+		snprintf(left + used, cap - used, "%sinstance at %s: left in place: the target "
+			 "rewrote the patched bytes", used ? "; " : "", s->what);
+}
+
+static void sites_free(struct diag_engine *e, struct eproc *ep, struct probe *pr, char *left,
+		       size_t cap)
 {
 	struct eproc *mem = eproc_mem(ep);
 	pid_t pid = mem->tp->pid;
@@ -82,8 +98,9 @@ static void sites_free(struct diag_engine *e, struct eproc *ep, struct probe *pr
 		struct site *s = &pr->sites[i];
 		if (alive && s->bp && s->bp->jump && s->bp->nusers == 1)
 			diag__fast_forget(mem, s->bp);
-		if (alive && s->bp)
-			diag_bp_del_user(&mem->bps, mem->tp, s->bp, s);
+		if (alive && s->bp &&
+		    diag_bp_del_user(&mem->bps, mem->tp, s->bp, s) == DIAG_BP_LEFT && left)
+			note_left(s, left, cap);
 		diag_expr_free(s->value);
 		diag_expr_free(s->condition);
 	}
@@ -97,9 +114,13 @@ static void sites_free(struct diag_engine *e, struct eproc *ep, struct probe *pr
 
 void diag__probe_uninstall(struct diag_engine *e, struct eproc *ep, struct probe *pr)
 {
-	sites_free(e, ep, pr);
+	char left[DIAG_ERRMSG_MAX] = "";
+	sites_free(e, ep, pr, left, sizeof(left));
 	if (pr->state == DIAG_PROBE_APPLIED)
 		pr->state = DIAG_PROBE_REMOVED;
+	/* the owner records it with the probe (`applied`) and logs it */
+	if (left[0] && e->cb.on_probe_state)
+		e->cb.on_probe_state(e->cb.ctx, ep->tp->pid, pr->cookie, DIAG_PROBE_REMOVED, left);
 }
 
 static int compile_site(struct diag_engine *e, struct eproc *ep, struct probe *pr,
@@ -136,6 +157,13 @@ static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s,
 {
 	uint64_t addr = loc->addr;
 	struct eproc *mem = eproc_mem(ep);
+	const struct diag_bp *there = diag_bp_at(&mem->bps, addr);
+	/* every probe at an address costs each hit there (int3: the stop grows with them) */
+	if (there && there->nusers >= DIAG_PROBE_MAX_PER_ADDR)
+		return diag_error_set(err, -DIAG_E_LIMIT,
+				      "target: %s (0x%" PRIx64 ") has %zu probes already, the limit "
+				      "per address (DIAG_PROBE_MAX_PER_ADDR %d); remove one first",
+				      s->what, addr, there->nusers, DIAG_PROBE_MAX_PER_ADDR);
 	int r = mem == ep ? diag__fast_place(e, ep, s, loc, err) : 1;
 	if (*stopped && !(*stopped)->stopped)
 		*stopped = NULL; /* placing a jump stopped and resumed every thread */
@@ -160,6 +188,101 @@ static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s,
 		diag_error_set(err, r, "out of memory");
 	}
 	return r;
+}
+
+/* A patch goes only into code mapped from a file, at the start of an instruction of a known
+ * function decoded from that function's first byte: whatever named the address (a symbol,
+ * FUNC+OFF, 0xADDR, a DWARF line or inlined entry, an IFUNC's GOT slot). */
+static int check_location(struct diag_engine *e, struct eproc *ep, const struct diag_modmap *mods,
+			  const struct diag_location *loc, struct diag_error *err)
+{
+	struct eproc *mem = eproc_mem(ep);
+	int r = diag_site_check_mapping(mem->tp->pid, loc->addr, err);
+	char func[256], label[400];
+	uint64_t start = loc->func_start;
+	if (r == 0 && (loc->kind == DIAG_LOC_INLINED || !start || !loc->symbol[0])) {
+		/* an inlined copy's bounds come from DWARF: decode from the ELF function instead */
+		uint64_t off = 0;
+		if (diag_sym_lookup_addr(e->syms, mods, loc->addr, func, sizeof(func), &off) < 0)
+			return diag_error_set(err, -DIAG_E_INVALID,
+					      "0x%" PRIx64 " is not inside any known function of %s",
+					      loc->addr, loc->mod ? loc->mod->name : "the process");
+		start = loc->addr - off;
+	} else {
+		snprintf(func, sizeof(func), "%s", loc->symbol);
+	}
+	if (r < 0)
+		return r;
+	if (loc->note[0])
+		snprintf(label, sizeof(label), "%.128s (%.200s+%" PRIu64 ")", loc->note, func,
+			 loc->addr - start);
+	else
+		snprintf(label, sizeof(label), "%.200s+%" PRIu64, func, loc->addr - start);
+	return diag_site_check_boundary(&mem->bps, mem->tp, func, start, loc->addr, label, err);
+}
+
+static ssize_t read_target(void *arg, uint64_t addr, void *buf, size_t len)
+{
+	return diag_proc_read(arg, addr, buf, len);
+}
+
+/* An IFUNC's resolver runs once, at load, and never again: probe the implementation it chose
+ * in this process, as gdb does, and say which ("strlen -> __strlen_avx2"). */
+static int ifunc_chosen(struct diag_engine *e, struct eproc *ep, const struct diag_modmap *mods,
+			struct diag_location *loc, struct diag_error *err)
+{
+	if (!loc->ifunc || (loc->kind != DIAG_LOC_FUNCTION && loc->kind != DIAG_LOC_CLONE))
+		return 0;
+	uint64_t impl, start, size;
+	int r = diag_ifunc_resolve(loc->mod, loc->symbol, loc->func_start, read_target,
+				   eproc_mem(ep)->tp, &impl, err);
+	if (r < 0)
+		return r;
+	const struct diag_module *m = diag_modmap_find(mods, impl);
+	char name[200];
+	if (diag_sym_lookup_func(e->syms, mods, impl, name, sizeof(name), &start, &size) == 0 &&
+	    start == impl) {
+		loc->func_end = impl + size;
+	} else { /* a stripped library: no size (an int3 then); a name only from debug info */
+		struct diag_dwarf_file *df = NULL;
+		struct diag_dwarf_scope *sc = NULL;
+		if (m && diag_dwarf_cache_get(e->dwarf, m->host_path, m->build_id, &df, NULL) == 0 &&
+		    diag_dwarf_scope_at(df, impl - m->bias, &sc, NULL) == 0 && sc->func &&
+		    sc->low_pc == impl - m->bias)
+			snprintf(name, sizeof(name), "%s", sc->func);
+		else
+			snprintf(name, sizeof(name), "%s+0x%" PRIx64, m ? m->name : "?",
+				 m ? impl - m->bias : impl);
+		diag_dwarf_scope_free(sc);
+		loc->func_end = 0;
+	}
+	snprintf(loc->note, sizeof(loc->note), "%.60s -> %.60s", loc->symbol, name);
+	snprintf(loc->symbol, sizeof(loc->symbol), "%s", name);
+	loc->addr = loc->func_start = impl;
+	loc->offset = 0;
+	loc->ifunc = false;
+	if (m)
+		loc->mod = m;
+	return 0;
+}
+
+/* IFUNCs replaced by their implementations; two names of one implementation are one site. */
+static int ifuncs_chosen(struct diag_engine *e, struct eproc *ep, const struct diag_modmap *mods,
+			 struct diag_location *locs, size_t *n, struct diag_error *err)
+{
+	size_t w = 0;
+	for (size_t i = 0; i < *n; i++) {
+		int r = ifunc_chosen(e, ep, mods, &locs[i], err);
+		if (r < 0)
+			return r;
+		bool dup = false;
+		for (size_t j = 0; j < w && !dup; j++)
+			dup = locs[j].addr == locs[i].addr;
+		if (!dup)
+			locs[w++] = locs[i];
+	}
+	*n = w;
+	return 0;
 }
 
 static void describe(const struct diag_location *l, char *out, size_t cap)
@@ -204,8 +327,14 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 	struct diag_skip *skips = NULL;
 	size_t nskips = 0;
 	if (r == 0) {
-		r = diag_sym_resolve2(e->syms, &mods, pr->target, NULL, &locs, &n, &skips, &nskips,
-				      err);
+		if (strncmp(pr->target, "0x", 2) == 0) /* say what is there, module or not */
+			r = diag_site_check_mapping(eproc_mem(ep)->tp->pid,
+						    strtoull(pr->target, NULL, 16), err);
+		if (r == 0)
+			r = diag_sym_resolve2(e->syms, &mods, pr->target, NULL, &locs, &n, &skips,
+					      &nskips, err);
+		if (r == 0)
+			r = ifuncs_chosen(e, ep, &mods, locs, &n, err);
 		if (r < 0)
 			diag_error_prefix(err, "target: ");
 	}
@@ -218,6 +347,9 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 	if (r == 0 && n > DIAG_PROBE_MAX_ADDRS)
 		r = diag_error_set(err, -DIAG_E_LIMIT, "target: '%s' matches %zu addresses (max %d)",
 				   pr->target, n, DIAG_PROBE_MAX_ADDRS);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		if ((r = check_location(e, ep, &mods, &locs[i], err)) < 0)
+			diag_error_prefix(err, "target: ");
 	if (r == 0 && !(pr->sites = calloc(n, sizeof(*pr->sites))))
 		r = diag_error_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; r == 0 && i < n; i++) {
@@ -237,7 +369,7 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 	free(locs);
 	diag_modmap_release(&mods);
 	if (r < 0) {
-		sites_free(e, ep, pr);
+		sites_free(e, ep, pr, NULL, 0);
 		pr->state = DIAG_PROBE_ERROR;
 		snprintf(pr->error, sizeof(pr->error), "%s", err ? err->msg : diag_strerror(r));
 		return r;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "arch/x86_64/branch.h"
+#include "bp/site_check.h"
 
 #define MAX_PENDING 4096   /* frames per thread (deep recursion beyond: returns lost, counted) */
 #define MAX_RET_SITES 1024 /* distinct return addresses per probe */
@@ -113,6 +114,8 @@ void diag__ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *
 	struct diag_bp *rabp = NULL;
 	if (diag_proc_read(t->proc, regs->rsp, &ra, sizeof(ra)) != sizeof(ra) ||
 	    diag__fast_covers(&mem->bps, ra) ||
+	    /* the return address is read from the target's stack: it may point anywhere */
+	    (!diag_bp_at(&mem->bps, ra) && diag_site_check_mapping(mem->tp->pid, ra, NULL) < 0) ||
 	    diag_bp_get(&mem->bps, mem->tp, t, ra, &rabp, NULL) < 0 || rabp == s->bp ||
 	    !ret_site_for(s->pr, rabp) || !(tp = pending_of(t, true))) {
 		s->pr->lost_returns++;

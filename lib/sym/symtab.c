@@ -31,6 +31,7 @@ struct sym {
 	const char *name; /* points into one of the file's string blobs */
 	unsigned char bind;
 	bool hidden_ver; /* a non-default version: foo@VER, while foo@@VER is the one to use */
+	bool ifunc;      /* STT_GNU_IFUNC: addr is the resolver, not the code that runs */
 };
 
 struct symfile {
@@ -183,7 +184,8 @@ static int add_symtab(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, struct symfil
 			gelf_getversym(vd, (int)i, &ver);
 		struct sym e = { .addr = s.st_value, .size = s.st_size, .name = blob + s.st_name,
 				 .bind = (unsigned char)GELF_ST_BIND(s.st_info),
-				 .hidden_ver = (ver & 0x8000) != 0 };
+				 .hidden_ver = (ver & 0x8000) != 0,
+				 .ifunc = GELF_ST_TYPE(s.st_info) == STT_GNU_IFUNC };
 		int rc = symvec_push(sv, &e);
 		if (rc)
 			return rc;
@@ -795,6 +797,7 @@ static void location_fill(struct diag_location *loc, const struct diag_module *m
 	loc->func_start = s->addr + mod->bias;
 	loc->func_end = loc->func_start + s->size;
 	loc->offset = addr - loc->func_start;
+	loc->ifunc = s->ifunc;
 }
 
 struct result {
@@ -1376,6 +1379,22 @@ int diag_sym_lookup_addr(struct diag_symcache *c, const struct diag_modmap *m, u
 		snprintf(name, cap, "%s", s->name);
 	if (offset)
 		*offset = addr - mod->bias - s->addr;
+	return 0;
+}
+
+int diag_sym_lookup_func(struct diag_symcache *c, const struct diag_modmap *m, uint64_t addr,
+			 char *name, size_t cap, uint64_t *start, uint64_t *size)
+{
+	const struct diag_module *mod = diag_modmap_find(m, addr);
+	const struct symfile *sf;
+	if (!mod || symfile_get(c, mod, &sf, NULL) < 0)
+		return -DIAG_E_NOSYM;
+	const struct sym *s = sym_containing(sf, addr - mod->bias);
+	if (!s)
+		return -DIAG_E_NOSYM;
+	snprintf(name, cap, "%s", s->name);
+	*start = s->addr + mod->bias;
+	*size = s->size;
 	return 0;
 }
 

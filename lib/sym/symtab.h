@@ -6,6 +6,7 @@
 #ifndef DIAG_SYM_SYMTAB_H
 #define DIAG_SYM_SYMTAB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +61,8 @@ struct diag_location {
 					 * DIAG_LOC_INLINED the instance's [low_pc, high_pc), or 0, 0
 					 * when it is not one contiguous range */
 	enum diag_loc_kind kind;
+	bool ifunc;                     /* addr is an IFUNC's resolver (the engine probes the
+					 * implementation the process chose, see ifunc.h) */
 	char note[128];                 /* "clone work.constprop.0", "inlined into main at work.c:42",
 					 * "work.c:42"; "" for a plain function */
 };
@@ -91,7 +94,8 @@ void diag_symcache_set_dwarf(struct diag_symcache *c, struct diag_dwarf_cache *d
  * A function is a defined STT_FUNC or STT_GNU_IFUNC symbol of non-zero size. FUNC alone is looked
  * up in the main executable first, then in every module. Aliases at one address are one
  * location; a non-default symbol version (foo@VER beside foo@@VER) yields to the default one.
- * For an IFUNC the location is the resolver function, not the implementation it selects.
+ * For an IFUNC the location is the resolver function (flagged `ifunc`), not the implementation
+ * it selects: the engine finds that one in the process (sym/ifunc.h).
  * Also every target syntax of diag_sym_resolve2 (clones, inlined copies, C++ names, globs,
  * FILE:LINE), whose skipped instances it drops.
  * Returns 0 with *out a malloc'd array (free with free()) of *n locations (1 or more);
@@ -131,6 +135,11 @@ int diag_sym_resolve2(struct diag_symcache *c, const struct diag_modmap *m, cons
 /* Symbolize a runtime address: function name and offset. Returns 0 or -DIAG_E_NOSYM. */
 int diag_sym_lookup_addr(struct diag_symcache *c, const struct diag_modmap *m, uint64_t addr,
 			 char *name, size_t cap, uint64_t *offset);
+
+/* The function containing a runtime address: name, runtime start and size. Returns 0 or
+ * -DIAG_E_NOSYM. */
+int diag_sym_lookup_func(struct diag_symcache *c, const struct diag_modmap *m, uint64_t addr,
+			 char *name, size_t cap, uint64_t *start, uint64_t *size);
 
 /* Calls cb for each defined function (module by module, by address) whose name matches glob
  * (fnmatch); NULL glob = all. Modules whose file cannot be read are skipped. Stops at and

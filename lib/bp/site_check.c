@@ -1,0 +1,123 @@
+/* site_check: the mapping and instruction-boundary checks every patch passes (see
+ * site_check.h). What /proc/PID/maps and target memory say is hostile input: every length is
+ * bounded and nothing read is trusted beyond the decision it feeds. */
+#include "bp/site_check.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int diag_mapping_at(pid_t pid, uint64_t addr, struct diag_mapping *out, struct diag_error *err)
+{
+	char path[64], line[4400];
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)pid)
+				       : diag_error_set(err, -errno, "cannot read %s: %s", path,
+							strerror(errno));
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		uint64_t lo, hi, ino;
+		char perms[8];
+		int name = 0;
+		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %*x %*x:%*x %" SCNu64 " %n", &lo, &hi,
+			   perms, &ino, &name) < 4 || addr < lo || addr >= hi)
+			continue;
+		found = true;
+		memset(out, 0, sizeof(*out));
+		out->start = lo;
+		out->end = hi;
+		snprintf(out->perms, sizeof(out->perms), "%.4s", perms);
+		const char *p = name ? line + name : "";
+		snprintf(out->path, sizeof(out->path), "%.*s", (int)strcspn(p, "\n"), p);
+		out->file = ino != 0 && out->path[0] == '/';
+	}
+	fclose(f);
+	return found ? 0
+		     : diag_error_set(err, -DIAG_E_INVALID, "0x%" PRIx64 " is not mapped in process %d",
+				      addr, (int)pid);
+}
+
+int diag_site_check_mapping(pid_t pid, uint64_t addr, struct diag_error *err)
+{
+	struct diag_mapping m;
+	int r = diag_mapping_at(pid, addr, &m, err);
+	if (r < 0)
+		return r;
+	const char *what = m.path[0] ? m.path : "anonymous";
+	if (m.perms[2] != 'x')
+		return diag_error_set(err, -DIAG_E_INVALID,
+				      "0x%" PRIx64 " is in a non-executable mapping (%s, %s)", addr, what,
+				      m.perms);
+	if (!m.file) /* a JIT's code, the vDSO, our own pages: nothing says where code starts */
+		return diag_error_set(err, -DIAG_E_INVALID,
+				      "0x%" PRIx64 " is in an executable mapping not backed by a file "
+				      "(%s, %s); only code mapped from a file is patched",
+				      addr, what, m.perms);
+	return 0;
+}
+
+/* Our own patches inside [base, base+len) read as the bytes they replaced, so the decode sees
+ * the function as compiled. A patch the target rewrote since is the target's code now. */
+static void unpatch_view(const struct diag_bptable *t, uint64_t base, uint8_t *code, size_t len)
+{
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&t->by_addr, &pos, &k, &v)) {
+		const struct diag_bp *bp = v;
+		if (bp->addr < base || bp->addr + bp->written_len > base + len ||
+		    !diag_bp_is_ours(bp, code + (bp->addr - base)))
+			continue;
+		memcpy(code + (bp->addr - base), bp->orig_bytes, bp->written_len);
+	}
+}
+
+int diag_site_check_boundary(const struct diag_bptable *t, struct diag_proc *p, const char *func,
+			     uint64_t start, uint64_t addr, const char *label,
+			     struct diag_error *err)
+{
+	if (addr == start)
+		return 0; /* a function's first byte starts its first instruction */
+	if (addr < start || addr - start > DIAG_SITE_DECODE_MAX)
+		return diag_error_set(err, -DIAG_E_INVALID,
+				      "%s is more than %u bytes into %s: too far to check that it "
+				      "starts an instruction", label, DIAG_SITE_DECODE_MAX, func);
+	size_t len = (size_t)(addr - start) + DIAG_INSN_MAX_LEN;
+	uint8_t *code = malloc(len);
+	if (!code)
+		return diag_error_set(err, -ENOMEM, "out of memory");
+	ssize_t got = diag_proc_read(p, start, code, len);
+	int r = 0;
+	if (got < (ssize_t)(addr - start) + 1) {
+		r = diag_error_set(err, -DIAG_E_FAULT, "cannot read the code of %s to check %s", func,
+				   label);
+		free(code);
+		return r;
+	}
+	len = (size_t)got;
+	unpatch_view(t, start, code, len);
+	uint64_t off = 0, want = addr - start;
+	struct diag_insn insn;
+	struct diag_error derr = {0};
+	while (off < want && (r = diag_insn_decode(code + off, len - off, start + off, &insn,
+						   &derr)) == 0 &&
+	       off + insn.len <= want)
+		off += insn.len;
+	free(code);
+	if (r < 0)
+		return diag_error_set(err, -DIAG_E_INVALID,
+				      "cannot check that %s starts an instruction: decoding %s from its "
+				      "start stops at %s+%" PRIu64 ": %s",
+				      label, func, func, off, derr.msg);
+	if (off == want)
+		return 0;
+	return diag_error_set(err, -DIAG_E_INVALID,
+			      "%s is inside the instruction at %s+%" PRIu64 " (%u bytes: %s); nearest "
+			      "boundaries: %s+%" PRIu64 ", %s+%" PRIu64,
+			      label, func, off, (unsigned)insn.len, insn.text, func, off, func,
+			      off + insn.len);
+}

@@ -1,0 +1,59 @@
+# Where a patch may go, through the daemon (issue 15 items 4, 7, 12): an address in data is
+# refused with the mapping named and the target unharmed; code the target rewrote while probed
+# is left as the target wrote it at detach, and `applied` and the daemon log say so; strlen (an
+# IFUNC) is probed at the implementation the process uses and counts its calls.
+source "$(dirname "$0")/lib.sh"
+
+for build in O2-pie O0-nopie; do
+	rm -f "$T/fx.in" "$T/fx.out" # the previous build's FIFOs
+	start_fixture fx "$DIAG_FIXTURE_DIR/patch-$build"
+	declare -A at=()
+	for _ in 1 2 3 4; do
+		read -r k v <<< "$(fixture_line fx)"
+		at[$k]=$v
+	done
+	start_daemon --pid "$fx_pid"
+	key="$(hostname):$fx_pid"
+
+	r=$(add data "${at[data]}" incr)
+	expect_eq "$(echo "$r" | jget "j['spec']['applied']['$key']['error']")" \
+		"target: ${at[data]} is in a non-executable mapping ($DIAG_FIXTURE_DIR/patch-$build, rw-p)" \
+		"$build: a data address is refused, naming the mapping"
+	r=$(add inside konst+2 incr)
+	expect_contains "$(echo "$r" | jget "j['spec']['applied']['$key']['error']")" \
+		"konst+2 is inside the instruction at konst+0 (10 bytes: mov rax, 0x01); nearest boundaries: konst+0, konst+10" \
+		"$build: FUNC+OFF inside an instruction is refused"
+	echo call >&"$fx_in"
+	expect_eq "$(fixture_line fx)" "konst 1" "$build: the target is unharmed"
+
+	add strlen libc.so.6:strlen incr > /dev/null
+	what=$(req '{"cmd":"list"}' | python3 -c "
+import json,sys
+j=json.loads(sys.stdin.readline())
+s=[s for s in j['specs'] if s['id']=='strlen'][0]
+print(s['applied']['$key']['instances'][0]['what'])")
+	expect_contains "$what" "strlen -> " "$build: the IFUNC's implementation is named"
+	echo "strlen 1000" >&"$fx_in"
+	expect_eq "$(fixture_line fx)" "strlen 5000" "$build: strlen calls done"
+	expect_eq "$(req '{"cmd":"wait","id":"strlen","hits":1000,"timeout":30}' | jget "j['ok']")" True \
+		"$build: strlen probe counts the calls"
+
+	add k konst incr > /dev/null
+	echo rewrite >&"$fx_in"
+	expect_eq "$(fixture_line fx)" "rewritten" "$build: the target rewrote konst"
+	req "{\"cmd\":\"detach\",\"pid\":$fx_pid}" > /dev/null
+	expect_contains "$(state_json=$(req '{"cmd":"list"}'); echo "$state_json" | python3 -c "
+import json,sys
+j=json.loads(sys.stdin.readline())
+print([s for s in j['specs'] if s['id']=='k'][0]['applied']['$key']['error'])")" \
+		"instance at function konst+0x0: left in place: the target rewrote the patched bytes" \
+		"$build: applied says the rewritten bytes were left"
+	expect_contains "$(cat "$DERR")" "spec 'k': pid $fx_pid: instance at function konst+0x0: left in place" \
+		"$build: the daemon log says so"
+	echo call >&"$fx_in"
+	expect_eq "$(fixture_line fx)" "konst 2" "$build: konst runs the target's new code"
+	stop_daemon
+	kill -KILL "$fx_pid" 2>/dev/null
+	unset at
+done
+finish
