@@ -223,7 +223,9 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 	size_t n = fired ? diag__capture(e, t, bp, &ctx, fired) : 0;
 	if (!frozen) /* a frozen thread waits at its slot (never reused) for the thaw */
 		diag_thread_resume(t, 0);
-	uint64_t stopped = diag__now_ns() - ts; /* what the governor limits (issue 6) */
+	/* what the governor limits (issues 6, 15): from the wait's report of the stop to the CONT */
+	uint64_t from = e->reported_ns && e->reported_ns <= ts ? e->reported_ns : ts;
+	uint64_t stopped = diag__now_ns() - from;
 	for (size_t i = 0; i < bp->nusers; i++)
 		((struct site *)bp->users[i])->pr->stopped_ns += stopped;
 	diag__fire(e, t, t->proc->pid, t->tid, fired, n, ts);
@@ -496,6 +498,7 @@ static pid_t wait_secure(struct diag_engine *e, pid_t which, int *status, int fl
 			return -errno;
 		if (si.si_pid == 0)
 			return 0;
+		e->reported_ns = diag__now_ns();
 		if (si.si_code == CLD_TRAPPED && si.si_status == SIGTRAP)
 			secure_trap(e, si.si_pid);
 		pid_t w = waitpid(si.si_pid, status, WNOHANG | __WALL);

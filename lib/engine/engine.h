@@ -66,7 +66,8 @@ struct diag_probe_info {
 	uint64_t events;    /* events delivered (condition true, not dropped)*/
 	uint64_t filtered;  /* hits whose condition was false */
 	uint64_t dropped;   /* fast-path hits of this process lost to a full ring (all its probes) */
-	uint64_t stopped_ns;/* time threads spent stopped by this probe's int3 hits (the daemon's part) */
+	uint64_t stopped_ns;/* time threads spent stopped by this probe's int3 hits, summed over
+			     * threads: from the wait reporting each stop to its CONT */
 	bool fast;          /* every address uses the fast path (no stop per hit) */
 	uint64_t pending;   /* return probes: frames entered and not returned yet */
 	uint64_t lost_returns; /* return probes: entries whose return could not be watched */
