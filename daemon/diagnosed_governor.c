@@ -156,14 +156,6 @@ static void check_entry(struct diag_governor *g, struct diag_manager *m, struct 
 	char why[DIAG_ERRMSG_MAX];
 	if (en->hits_rate < 0)
 		return;
-	double pct = percent_of(en->stopped_ms_rate);
-	if (percent_applies(g, en) && pct > g->lim.max_stopped_percent) {
-		snprintf(why, sizeof(why),
-			 "disabled by the governor: threads of %d stopped %.0f%% of the last %.1f s by this probe (budget %g%%)",
-			 (int)en->pid, pct, en->window_s, g->lim.max_stopped_percent);
-		disable(m, en, why);
-		return;
-	}
 	if (hl > 0 && en->hits_rate > hl) {
 		snprintf(why, sizeof(why), "disabled by the governor: %.0f hits/s over the limit %.0f (%s)",
 			 en->hits_rate, hl,
@@ -175,6 +167,13 @@ static void check_entry(struct diag_governor *g, struct diag_manager *m, struct 
 			 en->stopped_ms_rate, sl,
 			 s->max_stopped_ms_per_sec > 0 ? "limits.max_stopped_ms_per_sec"
 						       : "--max-stopped-ms-per-sec");
+		disable(m, en, why);
+	} else if (percent_applies(g, en) &&
+		   percent_of(en->stopped_ms_rate) > g->lim.max_stopped_percent) {
+		snprintf(why, sizeof(why),
+			 "disabled by the governor: threads of %d stopped %.0f%% of the last %.1f s by this probe (budget %g%%)",
+			 (int)en->pid, percent_of(en->stopped_ms_rate), en->window_s,
+			 g->lim.max_stopped_percent);
 		disable(m, en, why);
 	}
 }

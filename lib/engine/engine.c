@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -526,11 +527,19 @@ static void handle_status(struct diag_engine *e, pid_t tid, int status)
 		on_stop(e, t, status);
 }
 
+/* One dispatch serves events for this long at most, then leaves morefd readable: threads
+ * that trap again as soon as they are resumed (a hot int3 probe) always have a stop pending,
+ * and the caller's other work (requests, the governor's ticks) must still run. */
+#define DISPATCH_MAX_NS 20000000ULL
+
 int diag_engine_dispatch(struct diag_engine *e)
 {
 	struct signalfd_siginfo si;
+	uint64_t more, start = diag__now_ns();
 	while (read(e->sigfd, &si, sizeof(si)) == sizeof(si))
 		;
+	if (read(e->morefd, &more, sizeof(more)) < 0 && errno != EAGAIN)
+		return -errno;
 	uint64_t ticks;
 	if (read(e->timerfd, &ticks, sizeof(ticks)) == sizeof(ticks) || e->timer_armed) {
 		size_t pos = 0;
@@ -547,6 +556,10 @@ int diag_engine_dispatch(struct diag_engine *e)
 		if (w < 0)
 			return w;
 		handle_status(e, w, status);
+		if (diag__now_ns() - start > DISPATCH_MAX_NS) {
+			more = 1;
+			return write(e->morefd, &more, sizeof(more)) < 0 ? -errno : 0;
+		}
 	}
 }
 
@@ -683,7 +696,7 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	struct diag_engine *e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
-	e->sigfd = e->timerfd = e->epfd = -1;
+	e->sigfd = e->timerfd = e->epfd = e->morefd = -1;
 	if (cb)
 		e->cb = *cb;
 	diag_u64map_init(&e->procs);
@@ -697,13 +710,15 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	e->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	e->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	e->epfd = epoll_create1(EPOLL_CLOEXEC);
+	e->morefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	e->no_fast = getenv("DIAG_NO_FASTPATH") != NULL;
 	const char *jd = getenv("DIAG_JOURNAL_DIR");
 	snprintf(e->journal_dir, sizeof(e->journal_dir), "%s", jd ? jd : "/run/diagnose/journal");
-	int r = e->sigfd < 0 || e->timerfd < 0 || e->epfd < 0 ? -errno : 0;
+	int r = e->sigfd < 0 || e->timerfd < 0 || e->epfd < 0 || e->morefd < 0 ? -errno : 0;
 	struct epoll_event ev = {.events = EPOLLIN};
 	if (r == 0 && (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->sigfd, &ev) < 0 ||
-		       epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->timerfd, &ev) < 0))
+		       epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->timerfd, &ev) < 0 ||
+		       epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->morefd, &ev) < 0))
 		r = -errno;
 	if (r == 0)
 		r = diag_symcache_new(&e->syms);
@@ -1017,6 +1032,8 @@ void diag_engine_free(struct diag_engine *e)
 		close(e->sigfd);
 	if (e->timerfd >= 0)
 		close(e->timerfd);
+	if (e->morefd >= 0)
+		close(e->morefd);
 	if (e->epfd >= 0)
 		close(e->epfd);
 	free(e);

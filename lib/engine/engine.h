@@ -100,7 +100,8 @@ void diag_engine_free(struct diag_engine *e);
 /* A file descriptor that becomes readable when diag_engine_dispatch() has work (tracee
  * stops). Poll it, then call dispatch. */
 int diag_engine_fd(const struct diag_engine *e);
-/* Handle every pending tracee event without blocking. Returns 0 or -errno. */
+/* Handle pending tracee events without blocking, for ~20 ms at most (the fd stays readable
+ * when events remain). Returns 0 or -errno. */
 int diag_engine_dispatch(struct diag_engine *e);
 
 /* Trace every thread of pid (and its future threads and children). Idempotent. */

@@ -101,7 +101,8 @@ struct diag_engine {
 	uint64_t dropped;           /* fast-path hits lost to full rings, all processes ever */
 	struct diag_expr_result *scratch; /* one per site of the busiest breakpoint */
 	size_t nscratch;
-	int epfd;                   /* what diag_engine_fd() returns: sigfd + timerfd */
+	int epfd;                   /* what diag_engine_fd() returns: sigfd + timerfd + morefd */
+	int morefd;                 /* eventfd: a dispatch stopped at its time bound, call again */
 	int timerfd;                /* drains the rings while any exists */
 	bool timer_armed;
 	bool no_fast;               /* DIAG_NO_FASTPATH set: int3 for everything (tests) */

@@ -75,4 +75,31 @@ for opt in ${TINY_OPTS:-O0 O2}; do
 		rm -f "$T/f.in" "$T/f.out"
 	done
 done
+
+# Two probes that each stay within the budget but together stop the process over it: the
+# heaviest goes, with the reason naming both shares.
+stop_daemon
+start_daemon --max-stopped-percent 50
+start_fixture p "$DIAG_FIXTURE_DIR/tiny-O2-nopie" 4 pair
+expect_eq "$(req "{\"cmd\":\"attach\",\"pid\":$p_pid}" | jget "j['ok']")" True "pair: attached"
+for fn in tiny tiny2; do # both before the threads start: they share every second from the first
+	r=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"pair-$fn\",\"target\":\"$fn\",\"pid\":$p_pid,\"instrument\":{\"type\":\"incr\",\"name\":\"pair-$fn\",\"value\":\"*(long *)\$rsp\"}}}")
+	expect_eq "$(echo "$r" | jget "j['ok']")" True "pair: $fn probe added"
+done
+fixture_go p
+why=
+for _ in $(seq 30); do
+	for fn in tiny tiny2; do
+		[ "$(state_of "pair-$fn" "$p_pid")" = disabled ] && why="$why$(error_of "pair-$fn" "$p_pid")|"
+	done
+	[ -n "$why" ] && break
+	sleep 0.1
+done
+[[ "$why" =~ disabled\ by\ the\ governor:\ threads\ of\ $p_pid\ stopped\ [0-9]+%\ of\ the\ last\ [0-9.]+\ s\ by\ all\ probes\ \(budget\ 50%\)\;\ this\ probe\ [0-9]+% ]] \
+	&& pass "pair: the heaviest probe disabled for the process's total: $why" || fail "pair: reason(s): [$why]"
+kill -0 "$p_pid" && pass "pair: target alive" || fail "pair: target died"
+
+"$DIAGNOSED" --max-stopped-percent -1 --no-socket 2> "$T/opt.err"
+expect_eq "$?" 2 "bad --max-stopped-percent: exit 2"
+expect_eq "$(cat "$T/opt.err")" "diagnosed: --max-stopped-percent -1: must be a number >= 0 (0: no limit)" "bad option message"
 finish
