@@ -64,6 +64,7 @@ static void usage(FILE *f)
 	fputs("usage: diagnosed [--pid PID]... [--spec FILE]... [--socket PATH] [--store PATH]\n"
 	      "                 [--plugin-dir DIR] [--no-socket] [--foreground] [--allow-pid1]\n"
 	      "                 [--max-hits-per-sec N] [--max-stopped-ms-per-sec MS]\n"
+	      "                 [--max-stopped-percent P]\n"
 	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n"
 	      "                 [--indexer-uid UID[:GID]] [--indexer-timeout SECONDS]\n"
 	      "       diagnosed --recover-after PID\n", f);
@@ -130,6 +131,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "max-stopped-ms-per-sec", required_argument, NULL, 'T' },
 		{ "max-total-hits-per-sec", required_argument, NULL, 'I' },
 		{ "max-total-stopped-ms-per-sec", required_argument, NULL, 'U' },
+		{ "max-stopped-percent", required_argument, NULL, 'C' },
 		{ "recover-after", required_argument, NULL, 'R' },
 		{ "indexer-uid", required_argument, NULL, 'X' },
 		{ "indexer-timeout", required_argument, NULL, 'Y' },
@@ -143,7 +145,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		double *lim = ch == 'H' ? &o->limits.max_hits_per_sec
 			    : ch == 'T' ? &o->limits.max_stopped_ms_per_sec
 			    : ch == 'I' ? &o->limits.max_total_hits_per_sec
-			    : ch == 'U' ? &o->limits.max_total_stopped_ms_per_sec : NULL;
+			    : ch == 'U' ? &o->limits.max_total_stopped_ms_per_sec
+			    : ch == 'C' ? &o->limits.max_stopped_percent : NULL;
 		if (lim) {
 			char opt[64];
 			snprintf(opt, sizeof(opt), "--%s", longopts[li].name);

@@ -25,11 +25,13 @@ struct diag_governor;
 /* The overhead governor's budgets (docs/reliability.md). 0 means no limit. Per probe means per
  * (spec, process); the totals are over every probe of the daemon. */
 #define DIAG_GOV_DEFAULT_HITS_PER_SEC 0.0
-#define DIAG_GOV_DEFAULT_STOPPED_MS_PER_SEC 500.0
+#define DIAG_GOV_DEFAULT_STOPPED_MS_PER_SEC 0.0 /* the percent budget below covers it */
+#define DIAG_GOV_DEFAULT_STOPPED_PERCENT 10.0   /* of one CPU's time, per process */
 #define DIAG_GOV_DEFAULT_TOTAL_HITS_PER_SEC 0.0
 #define DIAG_GOV_DEFAULT_TOTAL_STOPPED_MS_PER_SEC 900.0
 struct diag_governor_limits {
 	double max_hits_per_sec, max_stopped_ms_per_sec;             /* per probe, by default */
+	double max_stopped_percent; /* threads of one process stopped by our hits, % of wall time */
 	double max_total_hits_per_sec, max_total_stopped_ms_per_sec; /* all probes together */
 };
 

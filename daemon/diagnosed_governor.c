@@ -1,8 +1,10 @@
 /* diagnosed governor: bounds what probes cost their targets. Every 100 ms it samples each
  * applied probe's hit count and stopped time (diag_engine_probe_info) and, over a sliding
  * one-second window, disables a probe whose rate is over its budget (the spec's `limits`, else
- * the daemon's defaults) or the heaviest probe when all of them together are over the daemon's
- * total budget. Disabling goes through the manager (bytes restored, record `disabled` with the
+ * the daemon's defaults: the share of wall time the process's threads spent stopped for its
+ * int3 hits above all), the heaviest probe of a process whose probes together stop it over
+ * that share, or the heaviest probe when all of them together are over the daemon's total
+ * budget. Disabling goes through the manager (bytes restored, record `disabled` with the
  * reason). Runs on the engine's thread; never touches a target itself. */
 #include "diagnosed.h"
 
@@ -30,6 +32,7 @@ struct gov_entry {
 	size_t n, head; /* samples held; index of the newest */
 	struct sample s[GOV_SAMPLES];
 	double hits_rate, stopped_ms_rate; /* over the window; < 0 until a window is full */
+	double window_s;                   /* the window those rates span */
 };
 
 struct diag_governor {
@@ -43,6 +46,7 @@ void diag_governor_default_limits(struct diag_governor_limits *l)
 {
 	l->max_hits_per_sec = DIAG_GOV_DEFAULT_HITS_PER_SEC;
 	l->max_stopped_ms_per_sec = DIAG_GOV_DEFAULT_STOPPED_MS_PER_SEC;
+	l->max_stopped_percent = DIAG_GOV_DEFAULT_STOPPED_PERCENT;
 	l->max_total_hits_per_sec = DIAG_GOV_DEFAULT_TOTAL_HITS_PER_SEC;
 	l->max_total_stopped_ms_per_sec = DIAG_GOV_DEFAULT_TOTAL_STOPPED_MS_PER_SEC;
 }
@@ -119,6 +123,7 @@ static void entry_sample(struct gov_entry *en, const struct sample *now)
 			break;
 		en->hits_rate = (double)(now->hits - old->hits) / dt;
 		en->stopped_ms_rate = (double)(now->stopped_ns - old->stopped_ns) / 1e6 / dt;
+		en->window_s = dt;
 		break;
 	}
 }
@@ -127,6 +132,18 @@ static void disable(struct diag_manager *m, struct gov_entry *en, const char *wh
 {
 	diag_manager_disable(m, (struct diag_mspec *)en->ms, en->pid, why);
 	en->seen = false; /* forgotten at the end of the tick */
+}
+
+/* ms of thread time stopped per second of wall time, as a percentage of one CPU's time */
+static double percent_of(double stopped_ms_rate)
+{
+	return stopped_ms_rate / 10.0;
+}
+
+/* A spec's own stopped budget (limits.max_stopped_ms_per_sec) replaces the percent one. */
+static bool percent_applies(const struct diag_governor *g, const struct gov_entry *en)
+{
+	return g->lim.max_stopped_percent > 0 && !(en->ms->spec->max_stopped_ms_per_sec > 0);
 }
 
 /* Per-probe budgets. */
@@ -151,6 +168,42 @@ static void check_entry(struct diag_governor *g, struct diag_manager *m, struct 
 			 s->max_stopped_ms_per_sec > 0 ? "limits.max_stopped_ms_per_sec"
 						       : "--max-stopped-ms-per-sec");
 		disable(m, en, why);
+	} else if (percent_applies(g, en) &&
+		   percent_of(en->stopped_ms_rate) > g->lim.max_stopped_percent) {
+		snprintf(why, sizeof(why),
+			 "disabled by the governor: threads of %d stopped %.0f%% of the last %.1f s by this probe (budget %g%%)",
+			 (int)en->pid, percent_of(en->stopped_ms_rate), en->window_s,
+			 g->lim.max_stopped_percent);
+		disable(m, en, why);
+	}
+}
+
+/* The percent budget per process: while the probes of pid together stop its threads over it,
+ * the heaviest goes (each alone is within it, or check_entry took it). */
+static void check_process(struct diag_governor *g, struct diag_manager *m, pid_t pid)
+{
+	for (;;) {
+		double total = 0, worst_rate = 0;
+		struct gov_entry *worst = NULL;
+		for (size_t i = 0; i < g->n; i++) {
+			struct gov_entry *en = &g->v[i];
+			if (!en->seen || en->pid != pid || !percent_applies(g, en) ||
+			    en->stopped_ms_rate <= 0)
+				continue;
+			total += en->stopped_ms_rate;
+			if (en->stopped_ms_rate > worst_rate) {
+				worst_rate = en->stopped_ms_rate;
+				worst = en;
+			}
+		}
+		if (!worst || percent_of(total) <= g->lim.max_stopped_percent)
+			return;
+		char why[DIAG_ERRMSG_MAX];
+		snprintf(why, sizeof(why),
+			 "disabled by the governor: threads of %d stopped %.0f%% of the last %.1f s by all probes (budget %g%%); this probe %.0f%%",
+			 (int)pid, percent_of(total), worst->window_s, g->lim.max_stopped_percent,
+			 percent_of(worst_rate));
+		disable(m, worst, why);
 	}
 }
 
@@ -214,6 +267,9 @@ int64_t diag_governor_tick(struct diag_governor *g, struct diag_manager *m, int6
 			check_entry(g, m, en); /* changes applied states, never the array */
 		}
 	}
+	for (size_t i = 0; i < g->n; i++)
+		if (g->v[i].seen && (i == 0 || g->v[i].pid != g->v[i - 1].pid))
+			check_process(g, m, g->v[i].pid); /* a repeat finds nothing more */
 	check_total(g, m, false);
 	check_total(g, m, true);
 	size_t k = 0; /* forget what was not seen: removed, expired, disabled, exited */

@@ -2,17 +2,27 @@
 # Build the libFuzzer targets with clang and run each for a fixed budget (scripts/test.sh runs
 # this by default with FUZZ_SECONDS=15: CI fuzzes every change).
 # usage: scripts/fuzz.sh [TARGET...]     (default: fuzz_spec fuzz_protocol fuzz_expr fuzz_dwarf)
+#        scripts/fuzz.sh --merge [TARGET...]: no fuzzing; merge the inputs a run kept in
+#        $FUZZ_BUILD_DIR/corpus/<target>/ that add coverage into the seed corpus under
+#        tests/fuzz/ (libFuzzer -merge=1: the seeds already there all stay), for a commit.
 # env:   FUZZ_SECONDS per target (default 20). Long runs: FUZZ_SECONDS=3600 scripts/fuzz.sh,
 #        or run build-fuzz/tests/fuzz/fuzz_X directly with any libFuzzer flags (-jobs=N ...).
 #        FUZZ_BUILD_DIR: the build directory (default build-fuzz).
-# New inputs found are kept in $FUZZ_BUILD_DIR/corpus/<target>/ (the seed corpora under
-# tests/fuzz/ are read only: copy a reproducer there by hand once its bug is fixed).
+# New inputs found are kept in $FUZZ_BUILD_DIR/corpus/<target>/ (a fuzzing run never writes
+# the seed corpora: --merge does; copy a reproducer there by hand, named ub-* or crash-*, once
+# its bug is fixed, with a unit test asserting the defined result). The targets are built
+# with -fno-sanitize-recover=all: any sanitizer report, undefined behaviour included, fails.
 # Exit status: non-zero when a target crashed, leaked, timed out or tripped a sanitizer; the
 # reproducer's path is printed (it is written under $FUZZ_BUILD_DIR/artifacts/<target>/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${FUZZ_SECONDS:-20}
 B=${FUZZ_BUILD_DIR:-build-fuzz}
+merge=0
+if [ "${1:-}" = --merge ]; then
+	merge=1
+	shift
+fi
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(fuzz_spec fuzz_protocol fuzz_expr fuzz_dwarf)
 CC=clang CXX=clang++ cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -32,6 +42,16 @@ export DIAG_FUZZ_ELF=$PWD/$B/rich-O0-nopie
 gcc -g -O0 -fno-PIE -no-pie -o "$DIAG_FUZZ_ELF" tests/fixtures/rich.c
 DIAG_FUZZ_PC=$(nm "$DIAG_FUZZ_ELF" | awk '$3 == "handle" {print "0x" $1}')
 export DIAG_FUZZ_PC
+if [ $merge = 1 ]; then
+	for t in "${targets[@]}"; do
+		seed=$PWD/$(seed_of "$t")
+		before=$(ls "$seed" | wc -l)
+		(cd "$B" && "tests/fuzz/$t" -merge=1 -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+			"$seed" "corpus/$t" >"$t.merge.log" 2>&1) || { tail -20 "$B/$t.merge.log" >&2; exit 1; }
+		echo "== $t: $before -> $(ls "$seed" | wc -l) seeds ($(du -sh "$seed" | cut -f1))"
+	done
+	exit 0
+fi
 rc=0
 for t in "${targets[@]}"; do
 	seed=$PWD/$(seed_of "$t")

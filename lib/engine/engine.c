@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -224,7 +225,9 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 	size_t n = fired ? diag__capture(e, t, bp, &ctx, fired) : 0;
 	if (!frozen) /* a frozen thread waits at its slot (never reused) for the thaw */
 		diag_thread_resume(t, 0);
-	uint64_t stopped = diag__now_ns() - ts; /* what the governor limits (issue 6) */
+	/* what the governor limits (issues 6, 15): from the wait's report of the stop to the CONT */
+	uint64_t from = e->reported_ns && e->reported_ns <= ts ? e->reported_ns : ts;
+	uint64_t stopped = diag__now_ns() - from;
 	for (size_t i = 0; i < bp->nusers; i++)
 		((struct site *)bp->users[i])->pr->stopped_ns += stopped;
 	diag__fire(e, t, t->proc->pid, t->tid, fired, n, ts);
@@ -496,6 +499,7 @@ static pid_t wait_secure(struct diag_engine *e, pid_t which, int *status, int fl
 			return -errno;
 		if (si.si_pid == 0)
 			return 0;
+		e->reported_ns = diag__now_ns();
 		if (si.si_code == CLD_TRAPPED && si.si_status == SIGTRAP)
 			secure_trap(e, si.si_pid);
 		pid_t w = waitpid(si.si_pid, status, WNOHANG | __WALL);
@@ -523,11 +527,19 @@ static void handle_status(struct diag_engine *e, pid_t tid, int status)
 		on_stop(e, t, status);
 }
 
+/* One dispatch serves events for this long at most, then leaves morefd readable: threads
+ * that trap again as soon as they are resumed (a hot int3 probe) always have a stop pending,
+ * and the caller's other work (requests, the governor's ticks) must still run. */
+#define DISPATCH_MAX_NS 20000000ULL
+
 int diag_engine_dispatch(struct diag_engine *e)
 {
 	struct signalfd_siginfo si;
+	uint64_t more, start = diag__now_ns();
 	while (read(e->sigfd, &si, sizeof(si)) == sizeof(si))
 		;
+	if (read(e->morefd, &more, sizeof(more)) < 0 && errno != EAGAIN)
+		return -errno;
 	uint64_t ticks;
 	if (read(e->timerfd, &ticks, sizeof(ticks)) == sizeof(ticks) || e->timer_armed) {
 		size_t pos = 0;
@@ -544,6 +556,10 @@ int diag_engine_dispatch(struct diag_engine *e)
 		if (w < 0)
 			return w;
 		handle_status(e, w, status);
+		if (diag__now_ns() - start > DISPATCH_MAX_NS) {
+			more = 1;
+			return write(e->morefd, &more, sizeof(more)) < 0 ? -errno : 0;
+		}
 	}
 }
 
@@ -680,7 +696,7 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	struct diag_engine *e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
-	e->sigfd = e->timerfd = e->epfd = -1;
+	e->sigfd = e->timerfd = e->epfd = e->morefd = -1;
 	if (cb)
 		e->cb = *cb;
 	diag_u64map_init(&e->procs);
@@ -694,13 +710,15 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	e->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	e->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	e->epfd = epoll_create1(EPOLL_CLOEXEC);
+	e->morefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	e->no_fast = getenv("DIAG_NO_FASTPATH") != NULL;
 	const char *jd = getenv("DIAG_JOURNAL_DIR");
 	snprintf(e->journal_dir, sizeof(e->journal_dir), "%s", jd ? jd : "/run/diagnose/journal");
-	int r = e->sigfd < 0 || e->timerfd < 0 || e->epfd < 0 ? -errno : 0;
+	int r = e->sigfd < 0 || e->timerfd < 0 || e->epfd < 0 || e->morefd < 0 ? -errno : 0;
 	struct epoll_event ev = {.events = EPOLLIN};
 	if (r == 0 && (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->sigfd, &ev) < 0 ||
-		       epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->timerfd, &ev) < 0))
+		       epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->timerfd, &ev) < 0 ||
+		       epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->morefd, &ev) < 0))
 		r = -errno;
 	if (r == 0)
 		r = diag_symcache_new(&e->syms);
@@ -1026,6 +1044,8 @@ void diag_engine_free(struct diag_engine *e)
 		close(e->sigfd);
 	if (e->timerfd >= 0)
 		close(e->timerfd);
+	if (e->morefd >= 0)
+		close(e->morefd);
 	if (e->epfd >= 0)
 		close(e->epfd);
 	free(e);

@@ -68,7 +68,8 @@ struct diag_probe_info {
 	uint64_t events;    /* events delivered (condition true, not dropped)*/
 	uint64_t filtered;  /* hits whose condition was false */
 	uint64_t dropped;   /* fast-path hits of this process lost to a full ring (all its probes) */
-	uint64_t stopped_ns;/* time threads spent stopped by this probe's int3 hits (the daemon's part) */
+	uint64_t stopped_ns;/* time threads spent stopped by this probe's int3 hits, summed over
+			     * threads: from the wait reporting each stop to its CONT */
 	bool fast;          /* every address uses the fast path (no stop per hit) */
 	uint64_t pending;   /* return probes: frames entered and not returned yet */
 	uint64_t lost_returns; /* return probes: entries whose return could not be watched */
@@ -107,7 +108,8 @@ int diag_engine_use_indexer(struct diag_engine *e, struct diag_indexer *ix);
 /* A file descriptor that becomes readable when diag_engine_dispatch() has work (tracee
  * stops). Poll it, then call dispatch. */
 int diag_engine_fd(const struct diag_engine *e);
-/* Handle every pending tracee event without blocking. Returns 0 or -errno. */
+/* Handle pending tracee events without blocking, for ~20 ms at most (the fd stays readable
+ * when events remain). Returns 0 or -errno. */
 int diag_engine_dispatch(struct diag_engine *e);
 
 /* Trace every thread of pid (and its future threads and children). Idempotent. */

@@ -103,7 +103,8 @@ struct diag_engine {
 	uint64_t dropped;           /* fast-path hits lost to full rings, all processes ever */
 	struct diag_expr_result *scratch; /* one per site of the busiest breakpoint */
 	size_t nscratch;
-	int epfd;                   /* what diag_engine_fd() returns: sigfd + timerfd */
+	int epfd;                   /* what diag_engine_fd() returns: sigfd + timerfd + morefd */
+	int morefd;                 /* eventfd: a dispatch stopped at its time bound, call again */
 	int timerfd;                /* drains the rings while any exists */
 	bool timer_armed;
 	bool no_fast;               /* DIAG_NO_FASTPATH set: int3 for everything (tests) */
@@ -111,6 +112,8 @@ struct diag_engine {
 	char journal_dir[200];      /* DIAG_JOURNAL_DIR or /run/diagnose/journal; "" = none */
 	size_t recovered;
 	struct diag_unwinder *unwinder; /* stack.c: created at the first stack value */
+	uint64_t reported_ns;       /* when the last wait reported a stop: a hit's stopped time
+				     * runs from there to its CONT (the governor's budget) */
 	pid_t moved_tid;            /* a thread sent to its slot before its stop was reaped */
 	struct user_regs_struct moved_regs; /* ... and its registers at the trap */
 };

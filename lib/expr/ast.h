@@ -112,6 +112,11 @@ bool expr_is_scalar(const struct diag_type *t);    /* integer, FLOAT, PTR */
 bool expr_is_char_ptr(const struct diag_type *t);  /* pointer to a char-like INT */
 bool expr_is_signed(const struct diag_type *t);
 
+/* A bit field's value from the bytes of its storage unit (avail of them; callers check
+ * expr_bitfield_fits first: DWARF may claim any width, only fields inside 64 bits are read). */
+bool expr_bitfield_fits(const struct diag_member *m);
+uint64_t expr_bitfield(const uint8_t *b, size_t avail, const struct diag_member *m);
+
 /* Walk the char pointers inside an aggregate of type t in a fixed order (members in order,
  * array elements up to EXPR_ARRAY_MAX), calling cb with the byte offset of each pointer. Both
  * the evaluator (which captures the strings) and the renderer (which prints them) use it. */

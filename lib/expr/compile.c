@@ -83,6 +83,25 @@ bool expr_is_signed(const struct diag_type *t)
 	return t && (t->kind == DIAG_TYPE_INT || t->kind == DIAG_TYPE_ENUM) && t->is_signed;
 }
 
+bool expr_bitfield_fits(const struct diag_member *m)
+{
+	return m->bit_size <= 64 && m->bit_offset <= 64 - m->bit_size;
+}
+
+uint64_t expr_bitfield(const uint8_t *b, size_t avail, const struct diag_member *m)
+{
+	uint8_t w[8] = { 0 };
+	memcpy(w, b, avail < 8 ? avail : 8); /* bytes past the unit are masked off below */
+	uint64_t u;
+	memcpy(&u, w, 8);
+	u >>= m->bit_offset;
+	if (m->bit_size < 64)
+		u &= (1ULL << m->bit_size) - 1;
+	if (expr_is_signed(m->type) && m->bit_size < 64 && (u >> (m->bit_size - 1)) & 1)
+		u |= ~0ULL << m->bit_size;
+	return u;
+}
+
 static bool is_kind(const struct diag_type *t, enum diag_type_kind k)
 {
 	t = diag_type_strip(t);

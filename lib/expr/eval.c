@@ -171,6 +171,30 @@ static bool load(struct evst *st, const struct diag_type *t, struct xval *v)
 	return decode(st, t, b, v);
 }
 
+/* Every float -> integer conversion (C leaves out-of-range ones undefined; docs/expressions.md
+ * "Defined results"): truncated toward zero, NaN -> 0, beyond the type's range the nearest
+ * bound (saturation). size in bytes (0 or >= 8: 64 bits). */
+static uint64_t float_to_int(double f, uint64_t size, bool is_signed)
+{
+	unsigned bits = size && size < 8 ? (unsigned)size * 8 : 64;
+	if (f != f)
+		return 0;
+	if (is_signed) {
+		double lim = (double)(1ULL << (bits - 1)); /* 2^(bits-1), exact */
+		if (f >= lim)
+			return (1ULL << (bits - 1)) - 1;
+		if (f <= -lim)
+			return ~0ULL << (bits - 1);
+		return (uint64_t)(int64_t)f;
+	}
+	double lim = 2.0 * (double)(1ULL << (bits - 1)); /* 2^bits */
+	if (f >= lim)
+		return bits == 64 ? ~0ULL : (1ULL << bits) - 1;
+	if (f <= -1.0)
+		return 0;
+	return (uint64_t)f; /* (-1, 2^bits): truncates into range */
+}
+
 /* Convert a loaded number from type `from` to type `to`. */
 static void convert(struct xval *v, const struct diag_type *from, const struct diag_type *to)
 {
@@ -183,12 +207,23 @@ static void convert(struct xval *v, const struct diag_type *from, const struct d
 			v->f = (float)v->f;
 		return;
 	}
-	if (ff)
-		v->u = expr_is_signed(t) ? (uint64_t)(int64_t)v->f : (uint64_t)v->f;
-	if (t && t->kind == DIAG_TYPE_BOOL)
-		v->u = v->u != 0;
-	else if (t)
+	if (!t)
+		return;
+	if (t->kind == DIAG_TYPE_BOOL)
+		v->u = ff ? v->f != 0 : v->u != 0;
+	else if (ff)
+		v->u = float_to_int(v->f, t->size, expr_is_signed(t));
+	else
 		v->u = extend(v->u, t->size, expr_is_signed(t));
+}
+
+/* Signed division and remainder, defined everywhere but b == 0 (the caller refuses it):
+ * INT64_MIN / -1 wraps to INT64_MIN, x % -1 is 0. */
+static int64_t sdiv(int64_t a, int64_t b, bool rem)
+{
+	if (b == -1)
+		return rem ? 0 : (int64_t)(0 - (uint64_t)a);
+	return rem ? a % b : a / b;
 }
 
 static bool ev(struct evst *st, const struct expr_node *n, struct xval *v);
@@ -296,13 +331,14 @@ static bool ev_binary(struct evst *st, const struct expr_node *n, struct xval *v
 			uint64_t other;
 			if (!ev_address(st, n->b, &other))
 				return false;
-			v->i = (int64_t)(base - other) / (int64_t)elem_size(n->a->type);
+			uint64_t es = elem_size(n->a->type);
+			v->i = es > INT64_MAX ? 0 : sdiv((int64_t)(base - other), (int64_t)es, false);
 			return true;
 		}
 		if (!ev_num(st, n->b, &expr_t_long, &b))
 			return false;
-		int64_t d = b.i * (int64_t)elem_size(n->a->type);
-		v->u = t == T_PLUS ? base + (uint64_t)d : base - (uint64_t)d;
+		uint64_t d = b.u * elem_size(n->a->type); /* wraps as the address space does */
+		v->u = t == T_PLUS ? base + d : base - d;
 		return true;
 	}
 	const struct diag_type *ot = (t == T_SHL || t == T_SHR) ? rt : rt;
@@ -325,10 +361,8 @@ static bool ev_binary(struct evst *st, const struct expr_node *n, struct xval *v
 	case T_PLUS: v->u = a.u + b.u; break;
 	case T_MINUS: v->u = a.u - b.u; break;
 	case T_STAR: v->u = a.u * b.u; break;
-	case T_SLASH:
-		v->u = sg ? (b.i == -1 ? (uint64_t)0 - a.u : (uint64_t)(a.i / b.i)) : a.u / b.u;
-		break;
-	case T_PCT: v->u = sg ? (b.i == -1 ? 0 : (uint64_t)(a.i % b.i)) : a.u % b.u; break;
+	case T_SLASH: v->u = sg ? (uint64_t)sdiv(a.i, b.i, false) : a.u / b.u; break;
+	case T_PCT: v->u = sg ? (uint64_t)sdiv(a.i, b.i, true) : a.u % b.u; break;
 	case T_AMP: v->u = a.u & b.u; break;
 	case T_PIPE: v->u = a.u | b.u; break;
 	case T_CARET: v->u = a.u ^ b.u; break;
@@ -436,21 +470,14 @@ static bool ev_member(struct evst *st, const struct expr_node *n, struct xval *v
 	if (!m->bit_size)
 		return true;
 	/* a bit field: the bits inside the unit starting at the member's offset */
-	uint8_t b[16] = { 0 };
+	uint8_t b[8] = { 0 };
+	if (!expr_bitfield_fits(m))
+		return failf(st, "<bit field too wide (%llu bits)>",
+			     (unsigned long long)m->bit_offset + m->bit_size);
 	size_t need = (m->bit_offset + m->bit_size + 7) / 8;
-	if (need > 8)
-		return failf(st, "<bit field too wide (%llu bits)>", m->bit_offset + m->bit_size);
 	if (v->k == XV_MEM ? !read_all(st, v->addr, b, need) : (memcpy(b, v->bytes, v->len < need ? v->len : need), false))
 		return false;
-	uint64_t u;
-	memcpy(&u, b, 8);
-	u >>= m->bit_offset;
-	if (m->bit_size < 64)
-		u &= (1ULL << m->bit_size) - 1;
-	bool sg = expr_is_signed(m->type);
-	if (sg && m->bit_size < 64 && (u >> (m->bit_size - 1)) & 1)
-		u |= ~0ULL << m->bit_size;
-	*v = (struct xval){ .k = XV_NUM, .u = u };
+	*v = (struct xval){ .k = XV_NUM, .u = expr_bitfield(b, sizeof(b), m) };
 	return true;
 }
 
@@ -466,7 +493,7 @@ static bool ev_index(struct evst *st, const struct expr_node *n, struct xval *v)
 		if (!ev(st, n->a, &base))
 			return false;
 		if (base.k == XV_BYTES) {
-			if (idx.i < 0 || (uint64_t)idx.i * es + es > base.len)
+			if (idx.i < 0 || (uint64_t)idx.i >= base.len / es) /* no overflow */
 				return failf(st, "<index %lld outside the captured array>", (unsigned long long)idx.i);
 			*v = (struct xval){ .k = XV_BYTES, .bytes = base.bytes + idx.i * es, .len = es };
 			return true;

@@ -205,21 +205,6 @@ static void skip_capture(void *arg, uint64_t off)
 
 static void put_object(struct out *o, const struct diag_type *t, const uint8_t *b, size_t avail, int depth);
 
-static uint64_t bits_of(const uint8_t *b, size_t avail, const struct diag_member *m)
-{
-	uint8_t w[8] = { 0 };
-	size_t need = (m->bit_offset + m->bit_size + 7) / 8;
-	memcpy(w, b, need < avail ? (need > 8 ? 8 : need) : avail);
-	uint64_t u;
-	memcpy(&u, w, 8);
-	u >>= m->bit_offset;
-	if (m->bit_size < 64)
-		u &= (1ULL << m->bit_size) - 1;
-	if (expr_is_signed(m->type) && m->bit_size < 64 && (u >> (m->bit_size - 1)) & 1)
-		u |= ~0ULL << m->bit_size;
-	return u;
-}
-
 static void put_struct(struct out *o, const struct diag_type *s, const uint8_t *b, size_t avail, int depth)
 {
 	put(o, "{");
@@ -232,8 +217,10 @@ static void put_struct(struct out *o, const struct diag_type *s, const uint8_t *
 			put(o, "<unavailable>");
 			continue;
 		}
-		if (m->bit_size)
-			put_scalar(o, m->type, bits_of(b + m->offset, avail - m->offset, m), 0, false);
+		if (m->bit_size && !expr_bitfield_fits(m))
+			put(o, "<bit field too wide>");
+		else if (m->bit_size)
+			put_scalar(o, m->type, expr_bitfield(b + m->offset, avail - m->offset, m), 0, false);
 		else
 			put_object(o, m->type, b + m->offset, avail - m->offset, depth + 1);
 	}

@@ -252,6 +252,56 @@ static void test_errors(void)
 	diag_dwarf_cache_free(NULL);
 }
 
+/* The evaluator's defined results where C leaves the behaviour undefined (docs/expressions.md,
+ * "Defined results"). Each of these was UB in the evaluator itself before (UBSan halts the
+ * sanitizer build on it), or yielded what the x86 instruction happened to give. */
+static void test_defined_results(void)
+{
+	/* float -> integer: truncated toward zero, NaN -> 0, out of range saturates */
+	CHECK_EQ_STR(run("(long)-2.9"), "-2");
+	CHECK_EQ_STR(run("(unsigned long)-33408.3"), "0"); /* fuzz_expr's finding (eval.c:187) */
+	CHECK_EQ_STR(run("(unsigned long)1e30"), "18446744073709551615");
+	CHECK_EQ_STR(run("(long)1e300"), "9223372036854775807");
+	CHECK_EQ_STR(run("(long)-1e300"), "-9223372036854775808");
+	CHECK_EQ_STR(run("(long)(0.0 / 0.0)"), "0");
+	CHECK_EQ_STR(run("(int)1e10"), "2147483647");
+	CHECK_EQ_STR(run("(int)-1e10"), "-2147483648");
+	CHECK_EQ_STR(run("(unsigned char)300.5"), "255 '\\377'");
+	CHECK_EQ_STR(run("(short)-40000.0"), "-32768");
+	CHECK_EQ_STR(run("(unsigned int)-1.0"), "0");
+	CHECK_EQ_STR(run("(_Bool)0.5"), "true"); /* C: a float is true when != 0 */
+	CHECK_EQ_STR(run("(_Bool)(0.0 / 0.0)"), "true");
+	CHECK_EQ_STR(run("(long)(1.0 / 0.0)"), "9223372036854775807");
+	/* integers wrap (two's complement) where C overflows */
+	CHECK_EQ_STR(run("9223372036854775807L + 1"), "-9223372036854775808");
+	CHECK_EQ_STR(run("(-9223372036854775807L - 1) - 1"), "9223372036854775807");
+	CHECK_EQ_STR(run("4611686018427387904L * 4"), "0");
+	CHECK_EQ_STR(run("-(-9223372036854775807L - 1)"), "-9223372036854775808");
+	CHECK_EQ_STR(run("2147483647 + 1"), "-2147483648");
+	CHECK_EQ_STR(run("(-9223372036854775807L - 1) / -1"), "-9223372036854775808");
+	CHECK_EQ_STR(run("(-9223372036854775807L - 1) % -1"), "0");
+	CHECK_EQ_STR(run("(-2147483647 - 1) / -1"), "-2147483648");
+	CHECK_EQ_STR(run("5 % 0"), "<division by zero>");
+	CHECK_EQ_STR(run("1.0 / 0"), "inf");
+	/* shifts: a count >= the width or negative gives 0 (>> of a negative value: -1) */
+	CHECK_EQ_STR(run("1L << 64"), "0");
+	CHECK_EQ_STR(run("1L << -1"), "0");
+	CHECK_EQ_STR(run("-8L >> 70"), "-1");
+	CHECK_EQ_STR(run("-8 >> 40"), "-1");
+	CHECK_EQ_STR(run("8 >> -1"), "0");
+	CHECK_EQ_STR(run("1 << 31"), "-2147483648");
+	/* pointer arithmetic scales with wrap-around, never signed overflow */
+	CHECK_EQ_STR(run("(long *)0 + 0x7fffffffffffffff"), "(long *) 0xfffffffffffffff8");
+	CHECK_EQ_STR(run("(long *)8 - (long *)0x10"), "-1");
+	/* captured bytes at any alignment: $rdi points one byte into an 8-byte-aligned buffer */
+	memset(fake_mem, 0, 32);
+	fake_mem[1] = 0x2a;
+	regs.rdi = FAKE_BASE + 1;
+	CHECK_EQ_STR(run("*(long *)$rdi"), "42");
+	CHECK_EQ_STR(run("*(double *)($rdi + 8)"), "0");
+	CHECK_EQ_STR(run("((int *)$rdi)[0x2000000000000000]"), "<fault at 0x8000000000010001>");
+}
+
 int main(void)
 {
 	test_numbers();
@@ -259,5 +309,6 @@ int main(void)
 	test_memory();
 	test_truthy();
 	test_errors();
+	test_defined_results();
 	return CHECK_DONE();
 }
