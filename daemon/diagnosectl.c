@@ -15,6 +15,7 @@
 
 #include "ctl_conn.h"
 #include "ctl_print.h"
+#include "spec/json.h"
 #include "util/error.h"
 #include "util/text.h"
 
@@ -423,16 +424,12 @@ static int add_from_file(struct ctl *c, const char *path)
 	char *text = ctl_read_file(path, &len, &e);
 	if (!text)
 		return ctl_fail("--spec: cannot read %s: %s", path, strerror(e));
-	const char *where = NULL;
-	cJSON *doc = cJSON_ParseWithOpts(text, &where, true);
-	if (!doc) {
-		int line = 1;
-		for (const char *p = text; where && p < where; p++)
-			line += *p == '\n';
-		free(text);
-		return ctl_usage_error("--spec: %s: invalid JSON near line %d", path, line);
-	}
+	/* strict, as the daemon reads it: a NUL in a string would be cut off here, unseen */
+	struct diag_error err = {0};
+	cJSON *doc = diag_json_parse(text, len, &err);
 	free(text);
+	if (!doc)
+		return ctl_usage_error("--spec: %s: %s", path, err.msg);
 	if (!cJSON_IsArray(doc) && !cJSON_IsObject(doc)) {
 		cJSON_Delete(doc);
 		return ctl_usage_error("--spec: %s: must be a spec object or an array of them", path);

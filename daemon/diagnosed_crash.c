@@ -4,6 +4,7 @@
  * anything that is not async-signal-safe: it runs in a process whose memory may be corrupt.
  * The recovery itself is the engine's journal recovery, never a copy of it. */
 #include "diagnosed_crash.h"
+#include "target/tracee.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -222,30 +223,10 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* One field of /proc/PID/stat after the comm (which may hold spaces): 3 = state, 22 = start. */
-static int stat_field(pid_t pid, int field, char *out, size_t cap)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "re");
-	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-	if (f)
-		fclose(f);
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')');
-	for (int at = 2; p && *p; p++)
-		if (*p == ' ' && ++at == field) {
-			size_t len = strcspn(p + 1, " ");
-			snprintf(out, cap, "%.*s", (int)len, p + 1);
-			return 0;
-		}
-	return -1;
-}
-
 static bool is_gone(pid_t pid)
 {
 	char st[8];
-	return stat_field(pid, 3, st, sizeof(st)) < 0 || st[0] == 'Z' || st[0] == 'X';
+	return diag_proc_stat_field(pid, 3, st, sizeof(st)) < 0 || st[0] == 'Z' || st[0] == 'X';
 }
 
 static pid_t tracer_of(pid_t pid)
@@ -338,7 +319,7 @@ enum outcome { RESTORED, SKIPPED, FAILED };
 static enum outcome recover_one(struct diag_engine *e, pid_t dead, const struct jentry *j)
 {
 	char start[24];
-	if (stat_field(j->pid, 22, start, sizeof(start)) < 0 || strcmp(start, j->start) != 0)
+	if (diag_proc_stat_field(j->pid, 22, start, sizeof(start)) < 0 || strcmp(start, j->start) != 0)
 		return SKIPPED; /* that process is gone (the number may be reused): nothing to do */
 	int64_t deadline = now_ns() + RECOVER_EPERM_NS;
 	struct diag_engine_stats before, after;

@@ -115,9 +115,7 @@ static bool traced_by_us(pid_t tid)
 
 #define PF_KTHREAD_ 0x00200000 /* include/linux/sched.h */
 
-/* State (field 3) and flags (field 9) of /proc/PID/stat; the comm before them may hold
- * spaces and parentheses, so fields are counted from the last ')'. */
-static int stat_state_flags(pid_t pid, char *state, unsigned long *flags)
+int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -126,28 +124,34 @@ static int stat_state_flags(pid_t pid, char *state, unsigned long *flags)
 	if (f)
 		fclose(f);
 	buf[n] = '\0';
-	const char *p = strrchr(buf, ')');
-	return p && sscanf(p + 1, " %c %*d %*d %*d %*d %*d %lu", state, flags) == 2 ? 0 : -1;
+	const char *p = strrchr(buf, ')'); /* the comm before may hold spaces and ')' */
+	for (int at = 2; p && *p; p++)
+		if (*p == ' ' && ++at == field) {
+			size_t len = strcspn(p + 1, " ");
+			snprintf(out, cap, "%.*s", (int)len, p + 1);
+			return 0;
+		}
+	return -1;
 }
 
 /* Why pid cannot be traced when that is known before trying: it is us, or a kernel thread
  * (no user space: ptrace refuses it), or gone. 0 when none applies. */
 static int known_refusal(pid_t pid, struct diag_error *err)
 {
-	char state = 0;
-	unsigned long flags = 0;
+	char state[8], flags[24];
 	if (pid == getpid() || status_field(pid, "Tgid") == (long)getpid())
 		return diag_error_set(err, -EPERM,
 				      "pid %d: cannot attach: it is this daemon (pid %d) itself",
 				      (int)pid, (int)getpid());
-	if (stat_state_flags(pid, &state, &flags) < 0)
+	if (diag_proc_stat_field(pid, 3, state, sizeof(state)) < 0 ||
+	    diag_proc_stat_field(pid, 9, flags, sizeof(flags)) < 0)
 		return 0; /* ptrace's own answer will do */
-	if (flags & PF_KTHREAD_)
+	if (strtoul(flags, NULL, 10) & PF_KTHREAD_)
 		return diag_error_set(err, -EPERM,
 				      "pid %d: cannot attach: it is a kernel thread (PF_KTHREAD in "
 				      "/proc/%d/stat, no /proc/%d/exe): nothing in user space to probe",
 				      (int)pid, (int)pid, (int)pid);
-	if (state == 'Z' || state == 'X')
+	if (state[0] == 'Z' || state[0] == 'X')
 		return diag_error_set(err, -ESRCH,
 				      "pid %d: cannot attach: the process has exited (a zombie its "
 				      "parent has not reaped)",

@@ -50,6 +50,10 @@ struct diag_proc {
  * CAUSE" naming the cause when it is known (this daemon itself, a kernel thread, an exited
  * process, already traced by pid T (COMM)), the usual suspects only when it is not. */
 int diag_proc_seize(pid_t pid, struct diag_proc **out, struct diag_error *err);
+/* Field `field` (1-based as in proc(5): 3 state, 9 flags, 22 start time) of /proc/PID/stat
+ * into out. Returns 0 or -1 (no such process, or no such field). */
+int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap);
+
 /* A process known from a fork/vfork event: its first thread was auto-attached by the kernel. */
 int diag_proc_adopt(pid_t pid, struct diag_proc *mem_owner, struct diag_proc **out);
 /* Free the bookkeeping only (no ptrace calls). Accepts NULL. */

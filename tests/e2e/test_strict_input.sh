@@ -82,6 +82,12 @@ out=$(ctl add-probe --target work --type log --name "$(printf 'a\n\033[31m')" 2>
 expect_eq "$?:$out" "1:diagnosectl: spec: instrument.name: control character U+000A at byte 1 (not allowed)" \
 	"diagnosectl: refused, one line"
 
+# diagnosectl reads --spec files as strictly (it used to cut "keep\u0000x" to "keep")
+printf '{"id":"keep\\u0000x","target":"w","instrument":{"type":"log","name":"n"}}' > "$T/nul.json"
+out=$(ctl add-probe --spec "$T/nul.json" 2>&1)
+expect_eq "$?:$(head -1 <<< "$out")" "2:diagnosectl: --spec: $T/nul.json: id: NUL character (\u0000) at byte 11" \
+	"diagnosectl --spec: NUL refused"
+
 expect_eq "$(req '{"cmd":"list"}' | jget "sorted(s['id'] for s in j['specs'])")" "['keep', 'u3']" \
 	"only the valid specs were added; keep untouched"
 expect_eq "$(req '{"cmd":"status"}' | jget "j['ok']")" True "the daemon still serves"

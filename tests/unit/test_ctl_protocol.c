@@ -365,53 +365,56 @@ static void test_stats_tail_wait(struct fake *f)
 
 /* A daemon (or a target behind it) that sends control characters: diagnosectl prints every
  * string escaped, whatever the daemon did. */
+/* diagnosectl ARGS against one scripted reply: its exit status and exact stdout or stderr
+ * (NULL: not checked). */
+static void check_reply(struct fake *f, const char *reply, const char *args, int status,
+			const char *out, const char *err)
+{
+	fake_reset(f, reply, NULL);
+	struct run r = run_ctl(f, args);
+	CHECK_EQ_INT(r.status, status);
+	if (out)
+		CHECK_EQ_STR(r.out, out);
+	if (err)
+		CHECK_EQ_STR(r.err, err);
+	run_free(&r);
+}
+
+/* A daemon (or a target behind it) that sends control characters: diagnosectl prints every
+ * string escaped, whatever the daemon did. */
 static void test_hostile_replies(struct fake *f)
 {
-	fake_reset(f,
-		   "{\"ok\":true,\"specs\":[{\"id\":\"w1\",\"target\":\"wo\\u001b[2Jrk\",\"instrument\":"
-		   "{\"type\":\"log\",\"name\":\"a\\nFAKE Probe (x) = 1\",\"event\":\"call\"},"
-		   "\"expires_in\":null,\"applied\":{\"h:\\u0007\":{\"state\":\"error\",\"hits\":0,"
-		   "\"error\":\"no \\u009b31m\\r\"}}}]}\n",
-		   NULL);
-	struct run r = run_ctl(f, "list");
-	CHECK_EQ_INT(r.status, 0);
-	CHECK_EQ_STR(r.out,
-		     "ID  TARGET       TYPE  NAME                   EVENT  PROCESS  STATE  HITS  EXPIRES\n"
-		     "w1  wo\\x1b[2Jrk  log   a\\nFAKE Probe (x) = 1  call   h:\\x07   error  0     never\n"
-		     "    error: no \\u009b31m\\r\n");
-	run_free(&r);
-
-	fake_reset(f,
-		   "{\"ok\":true}\n"
-		   "{\"event\":{\"id\":\"w1\",\"name\":\"n\\nFAKE\",\"kind\":\"call\",\"text\":\"5\\u001b[31m\"}}\n",
-		   NULL);
-	r = run_ctl(f, "tail");
-	CHECK_EQ_STR(r.out, "Probe (n\\nFAKE) = 5\\x1b[31m\n");
-	run_free(&r);
-
-	fake_reset(f, "{\"ok\":false,\"error\":\"bad\\nFAKE line\\u001b]0;title\\u0007\"}\n", NULL);
-	r = run_ctl(f, "remove-probe w1");
-	CHECK_EQ_INT(r.status, 1);
-	CHECK_EQ_STR(r.err, "diagnosectl: bad\\nFAKE line\\x1b]0;title\\x07\n");
-	run_free(&r);
-
-	fake_reset(f, "{\"ok\":true,\"stats\":[{\"id\":\"w1\",\"type\":\"incr\",\"name\":\"n\","
-		      "\"report\":{\"count\":1,\"sum\":1,\"keys\":{\"k\\u001b\":1}}},"
-		      "{\"id\":\"w2\",\"type\":\"hist\",\"name\":\"h\",\"report\":{\"count\":1,"
-		      "\"text\":\"[1]  1 |@|\\n\\u001b[2J\"}}]}\n", NULL);
-	r = run_ctl(f, "stats");
-	CHECK_EQ_STR(r.out, "w1 (n) count=1 sum=1\n"
-			    "           1  k\\x1b\n"
-			    "\n"
-			    "w2 (h) count=1\n"
-			    "[1]  1 |@|\n\\x1b[2J");
-	run_free(&r);
-
+	check_reply(f,
+		    "{\"ok\":true,\"specs\":[{\"id\":\"w1\",\"target\":\"wo\\u001b[2Jrk\",\"instrument\":"
+		    "{\"type\":\"log\",\"name\":\"a\\nFAKE Probe (x) = 1\",\"event\":\"call\"},"
+		    "\"expires_in\":null,\"applied\":{\"h:\\u0007\":{\"state\":\"error\",\"hits\":0,"
+		    "\"error\":\"no \\u009b31m\\r\"}}}]}\n",
+		    "list", 0,
+		    "ID  TARGET       TYPE  NAME                   EVENT  PROCESS  STATE  HITS  EXPIRES\n"
+		    "w1  wo\\x1b[2Jrk  log   a\\nFAKE Probe (x) = 1  call   h:\\x07   error  0     never\n"
+		    "    error: no \\u009b31m\\r\n",
+		    NULL);
+	check_reply(f,
+		    "{\"ok\":true}\n"
+		    "{\"event\":{\"id\":\"w1\",\"name\":\"n\\nFAKE\",\"kind\":\"call\",\"text\":\"5\\u001b[31m\"}}\n",
+		    "tail", 1, "Probe (n\\nFAKE) = 5\\x1b[31m\n", NULL);
+	check_reply(f, "{\"ok\":false,\"error\":\"bad\\nFAKE line\\u001b]0;title\\u0007\"}\n",
+		    "remove-probe w1", 1, "", "diagnosectl: bad\\nFAKE line\\x1b]0;title\\x07\n");
+	check_reply(f,
+		    "{\"ok\":true,\"stats\":[{\"id\":\"w1\",\"type\":\"incr\",\"name\":\"n\","
+		    "\"report\":{\"count\":1,\"sum\":1,\"keys\":{\"k\\u001b\":1}}},"
+		    "{\"id\":\"w2\",\"type\":\"hist\",\"name\":\"h\",\"report\":{\"count\":1,"
+		    "\"text\":\"[1]  1 |@|\\n\\u001b[2J\"}}]}\n",
+		    "stats", 0,
+		    "w1 (n) count=1 sum=1\n"
+		    "           1  k\\x1b\n"
+		    "\n"
+		    "w2 (h) count=1\n"
+		    "[1]  1 |@|\n\\x1b[2J",
+		    NULL);
 	/* --json: the reply as sent, with raw C1 bytes (a terminal's CSI) escaped */
-	fake_reset(f, "{\"ok\":true,\"specs\":[],\"x\":\"\xc2\x9b" "2J\"}\n", NULL);
-	r = run_ctl(f, "--json list");
-	CHECK_EQ_STR(r.out, "{\"ok\":true,\"specs\":[],\"x\":\"\\u009b2J\"}\n");
-	run_free(&r);
+	check_reply(f, "{\"ok\":true,\"specs\":[],\"x\":\"\xc2\x9b" "2J\"}\n", "--json list", 0,
+		    "{\"ok\":true,\"specs\":[],\"x\":\"\\u009b2J\"}\n", NULL);
 }
 
 static void check_usage(struct fake *f, const char *args, const char *want)

@@ -115,40 +115,46 @@ static void test_json_edge(void)
 
 static void test_spec_fields(void)
 {
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"n1\",\"target\":\"work\"," INSTR("a\\nFAKE Probe (x) = 1\\n\\u001b[31m") "}"),
-		     "spec 'n1': instrument.name: control character U+000A at byte 1 (not allowed)");
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"n2\",\"target\":\"wo\\u001brk\"," INSTR("n") "}"),
-		     "spec 'n2': target: control character U+001B at byte 2 (not allowed)");
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"n3\",\"target\":\"w\",\"condition\":\"\\u0085\"," INSTR("n") "}"),
-		     "spec 'n3': condition: control character U+0085 at byte 0 (not allowed)");
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"n4\",\"target\":\"w\",\"instrument\":{\"type\":\"log\",\"name\":\"n\","
-				    "\"custom\":{\"format\":\"{name}\\n\"}}}"),
-		     "spec 'n4': instrument.custom.format: control character U+000A at byte 6 (not allowed)");
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"n5\",\"target\":\"w\",\"instrument\":{\"type\":\"log\",\"name\":\"n\","
-				    "\"custom\":{\"a\":{\"b\":[1,\"\\t\"]}}}}"),
-		     "spec 'n5': instrument.custom.a.b[1]: control character U+0009 at byte 0 (not allowed)");
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"n6\",\"target\":\"w\",\"instrument\":{\"type\":\"log\",\"name\":\"n\","
-				    "\"custom\":{\"x\\u0001\":true}}}"),
-		     "spec 'n6': instrument.custom.x?: control character U+0001 at byte 1 (not allowed)");
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"n7\",\"target\":\"w\"," INSTR("\\u0000") "}"),
-		     "instrument.name: NUL character (\\u0000) at byte 59");
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"a\\u000ab\",\"target\":\"w\"," INSTR("n") "}"),
-		     "spec #1: id: must be 1-64 characters of A-Z a-z 0-9 _ . - (got 'a?b')");
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"n8\",\"target\":\"été\"," INSTR("ünï") "}"), "(no error)");
-
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"p1\",\"target\":\"w\"," INSTR("n") ",\"pid\":[]}"),
-		     "spec 'p1': pid: empty list (omit pid to mean every attached process)");
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"p2\",\"target\":\"w\"," INSTR("n") ",\"pid\":4194305}"),
-		     "spec 'p2': pid: not a valid process id (got 4194305)");
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"l1\",\"target\":\"w\"," INSTR("n") ",\"lifespan\":1e308}"),
-		     "spec 'l1': lifespan: must be at most 100000000 minutes (about 190 years; got 1e+308)");
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"l2\",\"target\":\"w\"," INSTR("n") ",\"lifespan\":123456789.5}"),
-		     "spec 'l2': lifespan: must be at most 100000000 minutes (about 190 years; got 123456789.5)");
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"l3\",\"target\":\"w\"," INSTR("n") ",\"lifespan\":1e8}"),
-		     "(no error)");
-	CHECK_EQ_STR(spec_parse_err("{\"id\":\"g1\",\"target\":\"w\"," INSTR("n")
-				    ",\"limits\":{\"max_hits_per_sec\":1234567890.25}}"),
-		     "spec 'g1': limits.max_hits_per_sec: must be > 0 and <= 1000000000 (got 1234567890.25)");
+	static const struct {
+		const char *spec, *want;
+	} cases[] = {
+		{ "{\"id\":\"n1\",\"target\":\"work\"," INSTR("a\\nFAKE Probe (x) = 1\\n\\u001b[31m") "}",
+		  "spec 'n1': instrument.name: control character U+000A at byte 1 (not allowed)" },
+		{ "{\"id\":\"n2\",\"target\":\"wo\\u001brk\"," INSTR("n") "}",
+		  "spec 'n2': target: control character U+001B at byte 2 (not allowed)" },
+		{ "{\"id\":\"n3\",\"target\":\"w\",\"condition\":\"\\u0085\"," INSTR("n") "}",
+		  "spec 'n3': condition: control character U+0085 at byte 0 (not allowed)" },
+		{ "{\"id\":\"n4\",\"target\":\"w\",\"instrument\":{\"type\":\"log\",\"name\":\"n\","
+		  "\"custom\":{\"format\":\"{name}\\n\"}}}",
+		  "spec 'n4': instrument.custom.format: control character U+000A at byte 6 (not allowed)" },
+		{ "{\"id\":\"n5\",\"target\":\"w\",\"instrument\":{\"type\":\"log\",\"name\":\"n\","
+		  "\"custom\":{\"a\":{\"b\":[1,\"\\t\"]}}}}",
+		  "spec 'n5': instrument.custom.a.b[1]: control character U+0009 at byte 0 (not allowed)" },
+		{ "{\"id\":\"n6\",\"target\":\"w\",\"instrument\":{\"type\":\"log\",\"name\":\"n\","
+		  "\"custom\":{\"x\\u0001\":true}}}",
+		  "spec 'n6': instrument.custom.x?: control character U+0001 at byte 1 (not allowed)" },
+		{ "{\"id\":\"n7\",\"target\":\"w\"," INSTR("\\u0000") "}",
+		  "instrument.name: NUL character (\\u0000) at byte 59" },
+		{ "{\"id\":\"a\\u000ab\",\"target\":\"w\"," INSTR("n") "}",
+		  "spec #1: id: must be 1-64 characters of A-Z a-z 0-9 _ . - (got 'a?b')" },
+		{ "{\"id\":\"n8\",\"target\":\"été\"," INSTR("ünï") "}",
+		  "(no error)" },
+		{ "{\"id\":\"p1\",\"target\":\"w\"," INSTR("n") ",\"pid\":[]}",
+		  "spec 'p1': pid: empty list (omit pid to mean every attached process)" },
+		{ "{\"id\":\"p2\",\"target\":\"w\"," INSTR("n") ",\"pid\":4194305}",
+		  "spec 'p2': pid: not a valid process id (got 4194305)" },
+		{ "{\"id\":\"l1\",\"target\":\"w\"," INSTR("n") ",\"lifespan\":1e308}",
+		  "spec 'l1': lifespan: must be at most 100000000 minutes (about 190 years; got 1e+308)" },
+		{ "{\"id\":\"l2\",\"target\":\"w\"," INSTR("n") ",\"lifespan\":123456789.5}",
+		  "spec 'l2': lifespan: must be at most 100000000 minutes (about 190 years; got 123456789.5)" },
+		{ "{\"id\":\"l3\",\"target\":\"w\"," INSTR("n") ",\"lifespan\":1e8}",
+		  "(no error)" },
+		{ "{\"id\":\"g1\",\"target\":\"w\"," INSTR("n")
+		  ",\"limits\":{\"max_hits_per_sec\":1234567890.25}}",
+		  "spec 'g1': limits.max_hits_per_sec: must be > 0 and <= 1000000000 (got 1234567890.25)" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		CHECK_EQ_STR(spec_parse_err(cases[i].spec), cases[i].want);
 
 	/* custom as stored: 65536 bytes fit, one more does not */
 	size_t pad = DIAG_SPEC_CUSTOM_MAX - 10; /* {"pad":"..."} */
