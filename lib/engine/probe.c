@@ -327,9 +327,10 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 	struct diag_skip *skips = NULL;
 	size_t nskips = 0;
 	if (r == 0) {
-		if (strncmp(pr->target, "0x", 2) == 0) /* say what is there, module or not */
-			r = diag_site_check_mapping(eproc_mem(ep)->tp->pid,
-						    strtoull(pr->target, NULL, 16), err);
+		char *end = NULL;
+		uint64_t a = strncmp(pr->target, "0x", 2) == 0 ? strtoull(pr->target, &end, 16) : 0;
+		if (end && end > pr->target + 2 && !*end) /* say what is there, module or not */
+			r = diag_site_check_mapping(eproc_mem(ep)->tp->pid, a, err);
 		if (r == 0)
 			r = diag_sym_resolve2(e->syms, &mods, pr->target, NULL, &locs, &n, &skips,
 					      &nskips, err);
