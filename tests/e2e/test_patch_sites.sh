@@ -1,17 +1,25 @@
 # Where a patch may go, through the daemon (issue 15 items 4, 7, 12): an address in data is
 # refused with the mapping named and the target unharmed; code the target rewrote while probed
 # is left as the target wrote it at detach, and `applied` and the daemon log say so; strlen (an
-# IFUNC) is probed at the implementation the process uses and counts its calls.
+# IFUNC) is probed at the implementation the process uses and counts its calls; journal
+# recovery after kill -9 writes back only the bytes the dead daemon wrote.
 source "$(dirname "$0")/lib.sh"
+export DIAG_JOURNAL_DIR=$T/journal
 
-for build in O2-pie O0-nopie; do
-	rm -f "$T/fx.in" "$T/fx.out" # the previous build's FIFOs
-	start_fixture fx "$DIAG_FIXTURE_DIR/patch-$build"
-	declare -A at=()
+# start_patch BUILD: the patch fixture as fx, its addresses in at[konst|data|jit|rodata]
+start_patch() {
+	rm -f "$T/fx.in" "$T/fx.out" # a previous run's FIFOs
+	start_fixture fx "$DIAG_FIXTURE_DIR/patch-$1"
 	for _ in 1 2 3 4; do
 		read -r k v <<< "$(fixture_line fx)"
 		at[$k]=$v
 	done
+}
+declare -A at=()
+
+for build in O2-pie O0-nopie; do
+	start_patch "$build"
+	rm -f "$STORE" # specs of the previous run would apply here too
 	start_daemon --pid "$fx_pid"
 	key="$(hostname):$fx_pid"
 
@@ -54,6 +62,30 @@ print([s for s in j['specs'] if s['id']=='k'][0]['applied']['$key']['error'])")"
 	expect_eq "$(fixture_line fx)" "konst 2" "$build: konst runs the target's new code"
 	stop_daemon
 	kill -KILL "$fx_pid" 2>/dev/null
-	unset at
+done
+
+# Journal recovery writes back only what the dead daemon wrote (the jmp), not the bytes the
+# jump displaced past it, which the target changed meanwhile.
+for build in O2-pie O0-nopie; do
+	start_patch "$build"
+	rm -f "$STORE" # specs of the previous run would apply here too
+	start_daemon --pid "$fx_pid"
+	add jk konst incr > /dev/null
+	path=$(req '{"cmd":"list"}' | python3 -c "
+import json,sys
+j=json.loads(sys.stdin.readline())
+print([s for s in j['specs'] if s['id']=='jk'][0]['applied']['$(hostname):$fx_pid']['instances'][0]['path'])")
+	expect_eq "$path" jump "$build: konst takes a jump"
+	kill -KILL "$DPID"; wait "$DPID" 2>/dev/null; DPID=
+	echo rewrite-tail >&"$fx_in"
+	expect_eq "$(fixture_line fx)" "rewritten" "$build: the target changed byte 5 of konst"
+	echo call >&"$fx_in"
+	expect_eq "$(fixture_line fx)" "konst 1" "$build: the dead daemon's jump still runs the old copy"
+	rm -f "$STORE"
+	start_daemon --pid "$fx_pid"
+	echo call >&"$fx_in"
+	expect_eq "$(fixture_line fx)" "konst 16777217" "$build: recovery kept the target's byte"
+	stop_daemon
+	kill -KILL "$fx_pid" 2>/dev/null
 done
 finish

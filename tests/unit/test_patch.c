@@ -3,7 +3,7 @@
  *  - data, read-only data and anonymous executable memory are refused, naming the mapping;
  *  - FUNC+OFF and 0xADDR inside an instruction are refused, naming the nearest boundaries;
  *  - code the target rewrote while probed (int3 and jump) is left as the target wrote it, and
- *    the removal says so;
+ *    the removal says so; a jump's displaced bytes past the jmp are never written back;
  *  - a probe added where another one is counts only its own hits;
  *  - probes per address are limited;
  *  - an IFUNC (strlen) is probed at the implementation the process uses, and gets its hits. */
@@ -266,6 +266,31 @@ static void test_rewrite_detach(void)
 	CHECK_EQ_INT(quit(&f), 0);
 }
 
+/* Item 7, the jump's tail: the target changes a byte the jump displaced but never wrote; taking
+ * the jump out writes back only the jmp, so the target's byte stays. */
+static void test_rewrite_tail(const char *opt, const char *pie)
+{
+	struct tally t = {0};
+	struct diag_engine *e = engine_new(&t, false);
+	struct fixture f;
+	struct addrs a = {0};
+	CHECK_EQ_INT(start_patch(e, &f, fixture_path("patch", opt, pie), &a), 0);
+	struct diag_error err;
+	CHECK_EQ_INT(add(e, f.pid, "konst", "$arg1", (void *)1, &err), 0);
+	struct diag_probe_info info;
+	CHECK_EQ_INT(diag_engine_probe_info(e, f.pid, (void *)1, &info), 0);
+	CHECK(info.fast);
+	char line[128];
+	say(&f, "rewrite-tail\n");
+	CHECK_EQ_INT(serve_line(e, &f, "rewritten", line, sizeof(line)), 0);
+	CHECK_EQ_INT(call_konst(e, &f), 1); /* the trampoline runs the displaced copy */
+	CHECK_EQ_INT(diag_engine_probe_remove(e, f.pid, (void *)1), 0);
+	CHECK_EQ_INT(t.removed_notes, 0); /* what we wrote was ours: restored */
+	CHECK_EQ_INT(call_konst(e, &f), 0x1000001);
+	diag_engine_free(e);
+	CHECK_EQ_INT(quit(&f), 0);
+}
+
 static uint64_t hits_of(struct diag_engine *e, pid_t pid, void *cookie)
 {
 	struct diag_probe_info info = {0};
@@ -375,6 +400,8 @@ int main(void)
 				   "strlen -> ");
 		}
 	test_rewrite_detach();
+	test_rewrite_tail("O2", "pie");
+	test_rewrite_tail("O0", "nopie");
 	char static_path[4096];
 	snprintf(static_path, sizeof(static_path), "%s/patch-O2-static", getenv("DIAG_FIXTURE_DIR"));
 	test_ifunc(static_path, "strlen", "strlen -> __strlen_");
