@@ -1,8 +1,9 @@
-# Where a patch may go, through the daemon (issue 15 items 4, 7, 12): an address in data is
+# Where a patch may go, through the daemon (issue 15 items 4, 5, 7, 12): an address in data is
 # refused with the mapping named and the target unharmed; code the target rewrote while probed
 # is left as the target wrote it at detach, and `applied` and the daemon log say so; strlen (an
 # IFUNC) is probed at the implementation the process uses and counts its calls; journal
-# recovery after kill -9 writes back only the bytes the dead daemon wrote.
+# recovery after kill -9 writes back only the bytes the dead daemon wrote; a second probe on a
+# busy function reports its own hits and no drops.
 source "$(dirname "$0")/lib.sh"
 export DIAG_JOURNAL_DIR=$T/journal
 
@@ -70,6 +71,21 @@ for build in O2-pie O0-nopie; do
 	start_patch "$build"
 	rm -f "$STORE" # specs of the previous run would apply here too
 	start_daemon --pid "$fx_pid"
+	key="$(hostname):$fx_pid"
+	# a second probe where one already counts reports its own hits, not the first one's
+	add pa konst incr > /dev/null
+	echo "paced 200000" >&"$fx_in"
+	req '{"cmd":"wait","id":"pa","hits":50000,"timeout":30}' > /dev/null
+	r=$(add pb konst incr)
+	pb_hits=$(echo "$r" | jget "j['spec']['applied']['$key']['hits']")
+	pb_dropped=$(echo "$r" | jget "j['spec']['applied']['$key']['dropped']")
+	[ "$pb_hits" -lt 50000 ] && pass "$build: the second probe's hits are its own ($pb_hits)" ||
+		fail "$build: the second probe reports $pb_hits hits right after its add"
+	expect_eq "$pb_dropped" 0 "$build: the second probe dropped nothing"
+	expect_eq "$(fixture_line fx)" "paced 200000" "$build: paced calls done"
+	req '{"cmd":"remove","id":"pa"}' > /dev/null
+	req '{"cmd":"remove","id":"pb"}' > /dev/null
+
 	add jk konst incr > /dev/null
 	path=$(req '{"cmd":"list"}' | python3 -c "
 import json,sys
