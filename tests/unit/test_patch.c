@@ -116,6 +116,23 @@ static int start_patch(struct diag_engine *e, struct fixture *f, const char *pat
 	return r;
 }
 
+/* A fresh engine (int3 only, or with the fast path) attached to a new patch fixture. */
+static struct diag_engine *patch_session(struct tally *t, bool int3, struct fixture *f,
+					 const char *path, struct addrs *a)
+{
+	memset(t, 0, sizeof(*t));
+	memset(a, 0, sizeof(*a));
+	struct diag_engine *e = engine_new(t, int3);
+	CHECK_EQ_INT(start_patch(e, f, path, a), 0);
+	return e;
+}
+
+static void patch_end(struct diag_engine *e, struct fixture *f)
+{
+	diag_engine_free(e);
+	CHECK_EQ_INT(quit(f), 0);
+}
+
 static int add(struct diag_engine *e, pid_t pid, const char *target, const char *value,
 	       void *cookie, struct diag_error *err)
 {
@@ -148,12 +165,11 @@ static void expect_refused(struct diag_engine *e, pid_t pid, const char *target,
 /* Items 4 and 5 of issue 15: data, read-only data, a JIT's page; inside an instruction. */
 static void test_refusals(const char *opt, const char *pie)
 {
-	struct tally t = {0};
-	struct diag_engine *e = engine_new(&t, false);
-	struct fixture f;
-	struct addrs a = {0};
 	const char *path = fixture_path("patch", opt, pie);
-	CHECK_EQ_INT(start_patch(e, &f, path, &a), 0);
+	struct tally t;
+	struct fixture f;
+	struct addrs a;
+	struct diag_engine *e = patch_session(&t, false, &f, path, &a);
 	char target[64], want[4400];
 	snprintf(target, sizeof(target), "0x%llx", a.data);
 	snprintf(want, sizeof(want), "target: 0x%llx is in a non-executable mapping (%s, rw-p)",
@@ -191,8 +207,7 @@ static void test_refusals(const char *opt, const char *pie)
 	CHECK(fd >= 0 && pread(fd, &word, sizeof(word), (off_t)a.data) == sizeof(word));
 	close(fd);
 	CHECK_EQ_INT(word, 42);
-	diag_engine_free(e);
-	CHECK_EQ_INT(quit(&f), 0);
+	patch_end(e, &f);
 }
 
 /* FILE:LINE and inlined entries pass the same check (and real ones pass it). */
@@ -219,11 +234,10 @@ static void test_lines_inlined(const char *opt)
 /* Item 7: the target rewrites its probed function; the removal must leave the new code. */
 static void test_rewrite(const char *opt, const char *pie, bool int3)
 {
-	struct tally t = {0};
-	struct diag_engine *e = engine_new(&t, int3);
+	struct tally t;
 	struct fixture f;
-	struct addrs a = {0};
-	CHECK_EQ_INT(start_patch(e, &f, fixture_path("patch", opt, pie), &a), 0);
+	struct addrs a;
+	struct diag_engine *e = patch_session(&t, int3, &f, fixture_path("patch", opt, pie), &a);
 	struct diag_error err;
 	CHECK_EQ_INT(add(e, f.pid, "konst", "$arg1", (void *)1, &err), 0);
 	struct diag_probe_info info;
@@ -243,18 +257,16 @@ static void test_rewrite(const char *opt, const char *pie, bool int3)
 	say(&f, "call\n");
 	CHECK_EQ_INT(fixture_line_wait(&f, line, sizeof(line)), 1);
 	CHECK_EQ_STR(line, "konst 2");
-	diag_engine_free(e);
-	CHECK_EQ_INT(quit(&f), 0);
+	patch_end(e, &f);
 }
 
 /* Item 7 at detach: the rewrite happens under a probe still in place. */
 static void test_rewrite_detach(void)
 {
-	struct tally t = {0};
-	struct diag_engine *e = engine_new(&t, false);
+	struct tally t;
 	struct fixture f;
-	struct addrs a = {0};
-	CHECK_EQ_INT(start_patch(e, &f, fixture_path("patch", "O2", "pie"), &a), 0);
+	struct addrs a;
+	struct diag_engine *e = patch_session(&t, false, &f, fixture_path("patch", "O2", "pie"), &a);
 	struct diag_error err;
 	CHECK_EQ_INT(add(e, f.pid, "konst", NULL, (void *)1, &err), 0);
 	char line[128];
@@ -265,19 +277,17 @@ static void test_rewrite_detach(void)
 	say(&f, "call\n");
 	CHECK_EQ_INT(fixture_line_wait(&f, line, sizeof(line)), 1);
 	CHECK_EQ_STR(line, "konst 2");
-	diag_engine_free(e);
-	CHECK_EQ_INT(quit(&f), 0);
+	patch_end(e, &f);
 }
 
 /* Item 7, the jump's tail: the target changes a byte the jump displaced but never wrote; taking
  * the jump out writes back only the jmp, so the target's byte stays. */
 static void test_rewrite_tail(const char *opt, const char *pie)
 {
-	struct tally t = {0};
-	struct diag_engine *e = engine_new(&t, false);
+	struct tally t;
 	struct fixture f;
-	struct addrs a = {0};
-	CHECK_EQ_INT(start_patch(e, &f, fixture_path("patch", opt, pie), &a), 0);
+	struct addrs a;
+	struct diag_engine *e = patch_session(&t, false, &f, fixture_path("patch", opt, pie), &a);
 	struct diag_error err;
 	CHECK_EQ_INT(add(e, f.pid, "konst", "$arg1", (void *)1, &err), 0);
 	struct diag_probe_info info;
@@ -290,8 +300,7 @@ static void test_rewrite_tail(const char *opt, const char *pie)
 	CHECK_EQ_INT(diag_engine_probe_remove(e, f.pid, (void *)1), 0);
 	CHECK_EQ_INT(t.removed_notes, 0); /* what we wrote was ours: restored */
 	CHECK_EQ_INT(call_konst(e, &f), 0x1000001);
-	diag_engine_free(e);
-	CHECK_EQ_INT(quit(&f), 0);
+	patch_end(e, &f);
 }
 
 static uint64_t hits_of(struct diag_engine *e, pid_t pid, void *cookie)
@@ -306,11 +315,10 @@ static uint64_t hits_of(struct diag_engine *e, pid_t pid, void *cookie)
  * the hits recorded after it was added (konst at a pace the ring keeps up with: no drops). */
 static void test_counts_per_probe(const char *opt, const char *pie)
 {
-	struct tally t = {0};
-	struct diag_engine *e = engine_new(&t, false);
+	struct tally t;
 	struct fixture f;
-	struct addrs ad = {0};
-	CHECK_EQ_INT(start_patch(e, &f, fixture_path("patch", opt, pie), &ad), 0);
+	struct addrs ad;
+	struct diag_engine *e = patch_session(&t, false, &f, fixture_path("patch", opt, pie), &ad);
 	struct diag_error err = {0};
 	CHECK_EQ_INT(add(e, f.pid, "konst", "$rsp", (void *)1, &err), 0);
 	say(&f, "paced 200000\n");
@@ -336,8 +344,7 @@ static void test_counts_per_probe(const char *opt, const char *pie)
 	CHECK(b <= a - a0);
 	CHECK(t.by_cookie[1] <= a);
 	CHECK(t.by_cookie[2] <= b); /* none of the hits recorded before its add */
-	diag_engine_free(e);
-	CHECK_EQ_INT(quit(&f), 0);
+	patch_end(e, &f);
 }
 
 /* Item 12: probes at one address are limited, and the error names the limit and the count. */
@@ -369,11 +376,10 @@ static void test_limit_per_address(void)
 /* Item 12: strlen is an IFUNC; the probe goes where the process's strlen calls go. */
 static void test_ifunc(const char *path, const char *target, const char *want_note)
 {
-	struct tally t = {0};
-	struct diag_engine *e = engine_new(&t, false);
+	struct tally t;
 	struct fixture f;
-	struct addrs a = {0};
-	CHECK_EQ_INT(start_patch(e, &f, path, &a), 0);
+	struct addrs a;
+	struct diag_engine *e = patch_session(&t, false, &f, path, &a);
 	struct diag_error err;
 	int r = add(e, f.pid, target, "$arg1", (void *)1, &err);
 	if (r < 0)
@@ -394,8 +400,7 @@ static void test_ifunc(const char *path, const char *target, const char *want_no
 	CHECK_EQ_INT(diag_engine_probe_info(e, f.pid, (void *)1, &info), 0);
 	CHECK(info.hits >= 1000);
 	CHECK(t.hits >= 1000);
-	diag_engine_free(e);
-	CHECK_EQ_INT(quit(&f), 0);
+	patch_end(e, &f);
 }
 
 int main(void)
