@@ -115,8 +115,10 @@ static int ensure_scratch(struct diag_engine *e, size_t n)
 
 /* While the thread is stopped (or from a recorded snapshot): conditions and captures.
  * Returns how many sites fired; their results are in e->scratch and the sites in fired[]. */
+/* seq: the ring record of a fast-path hit (0 for a trap): a site that joined the jump after
+ * the record was reserved does not see it. */
 size_t diag__capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
-		     const struct diag_expr_ctx *ctx, struct site **fired)
+		     const struct diag_expr_ctx *ctx, uint64_t seq, struct site **fired)
 {
 	if (ensure_scratch(e, bp->nusers + 1) < 0)
 		return 0;
@@ -124,6 +126,8 @@ size_t diag__capture(struct diag_engine *e, struct diag_thread *t, struct diag_b
 	for (size_t i = 0; i < bp->nusers; i++) {
 		struct site *s = bp->users[i], *x = s;
 		struct diag_expr_ctx c = *ctx;
+		if (seq && seq <= s->fast_seq0)
+			continue;
 		if (s->kind == SITE_DL) {
 			if (t)
 				eproc_mem(eproc_of(t->proc))->dl_dirty = true;
@@ -222,7 +226,7 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 	};
 	if (t->ext)
 		diag__ret_purge(t, bp, regs.rsp);
-	size_t n = fired ? diag__capture(e, t, bp, &ctx, fired) : 0;
+	size_t n = fired ? diag__capture(e, t, bp, &ctx, 0, fired) : 0;
 	if (!frozen) /* a frozen thread waits at its slot (never reused) for the thaw */
 		diag_thread_resume(t, 0);
 	/* what the governor limits (issues 6, 15): from the wait's report of the stop to the CONT */

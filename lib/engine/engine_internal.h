@@ -32,6 +32,7 @@ struct site {
 	struct diag_expr *condition; /* NULL: always */
 	uint64_t fast_base;  /* jump: the breakpoint's counter when this site joined it (a probe
 			      * counts only its own hits, not those of probes placed there before) */
+	uint64_t fast_seq0;  /* jump: the ring's head then: records up to it are not this site's */
 };
 
 struct probe {
@@ -150,7 +151,7 @@ void diag__thaw(struct diag_engine *e, struct eproc *ep);
 void diag__fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
 		struct site **fired, size_t n, uint64_t ts);
 size_t diag__capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
-		     const struct diag_expr_ctx *ctx, struct site **fired);
+		     const struct diag_expr_ctx *ctx, uint64_t seq, struct site **fired);
 uint64_t diag__now_ns(void);
 
 /* retprobe.c */

@@ -241,7 +241,11 @@ int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 		if (!site_registers_only(s) || s->pr->event != DIAG_EVENT_CALL)
 			return demote(e, ep, bp, err); /* then share an int3 */
 		s->bp = bp;
-		s->fast_base = diag__fast_count(ep, bp); /* the hits before it are not this probe's */
+		/* the hits before it are not this probe's: neither counted nor delivered */
+		s->fast_base = diag__fast_count(ep, bp);
+		struct diag_ring_header h;
+		if (diag_proc_read(ep->tp, ep->ring_addr, &h, sizeof(h)) == (ssize_t)sizeof(h))
+			s->fast_seq0 = h.head;
 		return diag_bp_add_user(bp, s) < 0 ? diag_error_set(err, -ENOMEM, "out of memory")
 						   : 0;
 	}
@@ -352,7 +356,7 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 	struct site *small[8], **fired = small;
 	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
 		return;
-	size_t n = diag__capture(e, NULL, bp, &ctx, fired);
+	size_t n = diag__capture(e, NULL, bp, &ctx, rec->seq, fired);
 	diag__fire(e, t, pid, (pid_t)rec->tid, fired, n, ts);
 	if (fired != small)
 		free(fired);

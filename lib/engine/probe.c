@@ -198,21 +198,18 @@ static int check_location(struct diag_engine *e, struct eproc *ep, const struct 
 {
 	struct eproc *mem = eproc_mem(ep);
 	int r = diag_site_check_mapping(mem->tp->pid, loc->addr, err);
-	char func[256], label[400];
-	uint64_t start = loc->func_start;
-	if (r == 0 && (loc->kind == DIAG_LOC_INLINED || !start || !loc->symbol[0])) {
-		/* an inlined copy's bounds come from DWARF: decode from the ELF function instead */
-		uint64_t off = 0;
-		if (diag_sym_lookup_addr(e->syms, mods, loc->addr, func, sizeof(func), &off) < 0)
-			return diag_error_set(err, -DIAG_E_INVALID,
-					      "0x%" PRIx64 " is not inside any known function of %s",
-					      loc->addr, loc->mod ? loc->mod->name : "the process");
-		start = loc->addr - off;
-	} else {
-		snprintf(func, sizeof(func), "%s", loc->symbol);
-	}
 	if (r < 0)
 		return r;
+	char func[256], label[400];
+	uint64_t start = loc->func_start, off = 0;
+	if (loc->kind != DIAG_LOC_INLINED && start && loc->symbol[0])
+		snprintf(func, sizeof(func), "%s", loc->symbol);
+	else if (diag_sym_lookup_addr(e->syms, mods, loc->addr, func, sizeof(func), &off) == 0)
+		start = loc->addr - off; /* an inlined copy's bounds are DWARF's: use the ELF function */
+	else
+		return diag_error_set(err, -DIAG_E_INVALID,
+				      "0x%" PRIx64 " is not inside any known function of %s", loc->addr,
+				      loc->mod ? loc->mod->name : "the process");
 	if (loc->note[0])
 		snprintf(label, sizeof(label), "%.128s (%.200s+%" PRIu64 ")", loc->note, func,
 			 loc->addr - start);
@@ -327,9 +324,10 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 	struct diag_skip *skips = NULL;
 	size_t nskips = 0;
 	if (r == 0) {
-		if (strncmp(pr->target, "0x", 2) == 0) /* say what is there, module or not */
-			r = diag_site_check_mapping(eproc_mem(ep)->tp->pid,
-						    strtoull(pr->target, NULL, 16), err);
+		char *end = NULL;
+		uint64_t a = strncmp(pr->target, "0x", 2) == 0 ? strtoull(pr->target, &end, 16) : 0;
+		if (end && end > pr->target + 2 && !*end) /* say what is there, module or not */
+			r = diag_site_check_mapping(eproc_mem(ep)->tp->pid, a, err);
 		if (r == 0)
 			r = diag_sym_resolve2(e->syms, &mods, pr->target, NULL, &locs, &n, &skips,
 					      &nskips, err);

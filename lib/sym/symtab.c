@@ -1365,23 +1365,6 @@ int diag_sym_resolve(struct diag_symcache *c, const struct diag_modmap *m, const
 	return diag_sym_resolve2(c, m, target, NULL, out, n, NULL, NULL, err);
 }
 
-int diag_sym_lookup_addr(struct diag_symcache *c, const struct diag_modmap *m, uint64_t addr,
-			 char *name, size_t cap, uint64_t *offset)
-{
-	const struct diag_module *mod = diag_modmap_find(m, addr);
-	const struct symfile *sf;
-	if (!mod || symfile_get(c, mod, &sf, NULL) < 0)
-		return -DIAG_E_NOSYM;
-	const struct sym *s = sym_containing(sf, addr - mod->bias);
-	if (!s)
-		return -DIAG_E_NOSYM;
-	if (name && cap)
-		snprintf(name, cap, "%s", s->name);
-	if (offset)
-		*offset = addr - mod->bias - s->addr;
-	return 0;
-}
-
 int diag_sym_lookup_func(struct diag_symcache *c, const struct diag_modmap *m, uint64_t addr,
 			 char *name, size_t cap, uint64_t *start, uint64_t *size)
 {
@@ -1396,6 +1379,18 @@ int diag_sym_lookup_func(struct diag_symcache *c, const struct diag_modmap *m, u
 	*start = s->addr + mod->bias;
 	*size = s->size;
 	return 0;
+}
+
+int diag_sym_lookup_addr(struct diag_symcache *c, const struct diag_modmap *m, uint64_t addr,
+			 char *name, size_t cap, uint64_t *offset)
+{
+	char scratch[1];
+	uint64_t start, size;
+	int r = name && cap ? diag_sym_lookup_func(c, m, addr, name, cap, &start, &size)
+			    : diag_sym_lookup_func(c, m, addr, scratch, sizeof(scratch), &start, &size);
+	if (r == 0 && offset)
+		*offset = addr - start;
+	return r;
 }
 
 int diag_sym_foreach(struct diag_symcache *c, const struct diag_modmap *m, const char *glob,
