@@ -219,7 +219,13 @@ int diag_manager_use_indexer(struct diag_manager *m, const struct diag_indexer_o
 	int r = diag_indexer_new(o, &m->indexer);
 	if (r == 0)
 		r = diag_engine_use_indexer(m->engine, m->indexer);
-	return r < 0 ? diag_error_set(err, r, "indexer: %s", diag_strerror(r)) : 0;
+	if (r < 0)
+		return diag_error_set(err, r, "indexer: %s", diag_strerror(r));
+	/* started now, off the first probe's path; a failure here is the first request's */
+	struct diag_error e = { 0 };
+	if (diag_indexer_start(m->indexer, &e) < 0)
+		diag_log("%s (retried at the first file to read)", e.msg);
+	return 0;
 }
 
 static void mspec_free(struct diag_mspec *ms)

@@ -507,9 +507,72 @@ static bool lists_sound(const uint8_t *p, size_t n)
 	return true;
 }
 
+static bool uleb(const uint8_t *p, size_t n, size_t *o, uint64_t *v)
+{
+	*v = 0;
+	for (unsigned sh = 0; *o < n && sh < 64; sh += 7) {
+		uint8_t b = p[(*o)++];
+		*v |= (uint64_t)(b & 0x7f) << sh;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
+bool dw_loclist_sound(const struct diag_dwarf_file *f, uint64_t off)
+{
+	const uint8_t *p = f->loclists;
+	size_t n = f->nloclists, o = (size_t)off;
+	uint64_t v;
+	if (off >= n)
+		return false;
+	for (unsigned entries = 0; o < n && entries < 65536; entries++) {
+		uint8_t k = p[o++];
+		bool ok = true, expr = true;
+		switch (k) {
+		case DW_LLE_end_of_list:
+			return true;
+		case DW_LLE_base_addressx:
+			ok = uleb(p, n, &o, &v);
+			expr = false;
+			break;
+		case DW_LLE_startx_endx:
+		case DW_LLE_startx_length:
+		case DW_LLE_offset_pair:
+		case 0x09: /* DW_LLE_GNU_view_pair: two views, no expression */
+			ok = uleb(p, n, &o, &v) && uleb(p, n, &o, &v);
+			expr = k != 0x09;
+			break;
+		case DW_LLE_default_location:
+			break;
+		case DW_LLE_base_address:
+			ok = n - o >= 8;
+			o += ok ? 8 : 0;
+			expr = false;
+			break;
+		case DW_LLE_start_end:
+			ok = n - o >= 16;
+			o += ok ? 16 : 0;
+			break;
+		case DW_LLE_start_length:
+			ok = n - o >= 8 && (o += 8, uleb(p, n, &o, &v));
+			break;
+		default:
+			return false;
+		}
+		if (ok && expr) {
+			ok = uleb(p, n, &o, &v) && v <= n - o;
+			o += ok ? (size_t)v : 0;
+		}
+		if (!ok)
+			return false;
+	}
+	return false;
+}
+
 /* The name of the first .debug_rnglists / .debug_loclists section of the ELF at fd with an
- * unsound header, or NULL. */
-static const char *unsound_lists(int fd)
+ * unsound header, or NULL. A copy of .debug_loclists is kept in f (dw_loclist_sound). */
+static const char *unsound_lists(struct diag_dwarf_file *f, int fd)
 {
 	elf_version(EV_CURRENT);
 	Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
@@ -530,6 +593,10 @@ static const char *unsound_lists(int fd)
 			if ((sh.sh_flags & SHF_COMPRESSED) || !(d = elf_getdata(scn, NULL)) ||
 			    (d->d_size && !d->d_buf) || !lists_sound(d->d_buf, d->d_size))
 				bad = rng ? ".debug_rnglists" : ".debug_loclists";
+			else if (loc && !f->loclists && d->d_size && (f->loclists = malloc(d->d_size))) {
+				memcpy(f->loclists, d->d_buf, d->d_size);
+				f->nloclists = d->d_size;
+			}
 		}
 	}
 	if (e)
@@ -540,7 +607,10 @@ static const char *unsound_lists(int fd)
 /* libdwarf over an open file (the file keeps fd; on failure fd is closed). */
 static int init_dwarf(struct diag_dwarf_file *f, int fd)
 {
-	if (unsound_lists(fd)) {
+	free(f->loclists);
+	f->loclists = NULL;
+	f->nloclists = 0;
+	if (unsound_lists(f, fd)) {
 		close(fd);
 		return -DIAG_E_INVALID;
 	}
@@ -674,6 +744,7 @@ static void file_free(struct diag_dwarf_file *f)
 	}
 	free(f->funcs);
 	free(f->names);
+	free(f->loclists);
 	free(f->key);
 	free(f->path);
 	free(f->name);

@@ -59,6 +59,8 @@ struct diag_dwarf_file {
 	size_t nscopes, capscopes;
 	bool inls_built;
 	struct dw_remote *remote; /* non-NULL: answered by the indexer worker (remote.c) */
+	uint8_t *loclists;     /* a copy of .debug_loclists, to check a list before libdwarf reads it */
+	size_t nloclists;
 	struct diag_dwarf_file *next;
 };
 
@@ -110,6 +112,11 @@ const char *dw_name(struct diag_dwarf_file *f, Dwarf_Die die);
 int dw_ranges(struct diag_dwarf_file *f, Dwarf_Die die, void (*cb)(void *arg, uint64_t lo, uint64_t hi),
 	      void *arg);
 bool dw_die_covers(struct diag_dwarf_file *f, Dwarf_Die die, uint64_t pc);
+
+/* Whether the DWARF 5 location list at offset off of .debug_loclists is well formed (every
+ * entry and expression inside the section, ending with DW_LLE_end_of_list). libdwarf 20210528
+ * reads an expression length past the section's end without checking. */
+bool dw_loclist_sound(const struct diag_dwarf_file *f, uint64_t off);
 
 /* Frees what inline.c built (called by the file's destructor). */
 void dw_inline_free(struct diag_dwarf_file *f);

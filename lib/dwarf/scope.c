@@ -73,6 +73,25 @@ static int copy_ops(Dwarf_Locdesc_c desc, Dwarf_Unsigned nops, bool at_entry, st
 }
 
 /* The location of die's attribute `at` valid at pc. 0 and out set (nops 0: not available). */
+/* A DWARF 5 location list attribute points at a list that dw_loclist_sound accepts; other
+ * forms (expressions, DWARF 4 lists) are bounded by libdwarf itself. loclistx (split DWARF,
+ * not produced by gcc here) cannot be checked and is refused. */
+static bool list_checked(struct diag_dwarf_file *f, Dwarf_Die die, Dwarf_Attribute a)
+{
+	Dwarf_Half form = 0, version = 0, offsize = 0;
+	Dwarf_Error e = NULL;
+	Dwarf_Off off = 0;
+	if (dwarf_whatform(a, &form, &e) != DW_DLV_OK)
+		return false;
+	dwarf_get_version_of_die(die, &version, &offsize);
+	if (version < 5 || form == DW_FORM_exprloc || form == DW_FORM_block1 || form == DW_FORM_block2 ||
+	    form == DW_FORM_block4 || form == DW_FORM_block)
+		return true;
+	if (form == DW_FORM_loclistx)
+		return false;
+	return dwarf_global_formref(a, &off, &e) == DW_DLV_OK && dw_loclist_sound(f, off);
+}
+
 static int read_loc(struct diag_dwarf_file *f, Dwarf_Die die, Dwarf_Half at, uint64_t pc, bool at_entry,
 		    struct diag_loc *out, bool *is_list)
 {
@@ -93,6 +112,10 @@ static int read_loc(struct diag_dwarf_file *f, Dwarf_Die die, Dwarf_Half at, uin
 	}
 	if (dwarf_attr(die, at, &a, &e) != DW_DLV_OK)
 		return 0;
+	if (!list_checked(f, die, a)) {
+		dwarf_dealloc_attribute(a);
+		return 0; /* a malformed list: no location (optimised out) rather than libdwarf's overrun */
+	}
 	Dwarf_Loc_Head_c head = NULL;
 	Dwarf_Unsigned count = 0;
 	int rc = 0;

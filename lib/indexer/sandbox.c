@@ -91,6 +91,7 @@ static const int allowed[] = {
 	SCMP_SYS(dup), SCMP_SYS(fcntl), SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(rt_sigreturn),
 	SCMP_SYS(rt_sigprocmask), SCMP_SYS(futex), SCMP_SYS(getrandom), SCMP_SYS(clock_gettime),
 	SCMP_SYS(gettid), SCMP_SYS(getpid), SCMP_SYS(sched_yield), SCMP_SYS(sigaltstack),
+	SCMP_SYS(sysinfo), /* glibc qsort sizes its buffer by the physical memory */
 #ifdef DIAG_ASAN /* the sanitizer runtime's own needs */
 	SCMP_SYS(rt_sigaction), SCMP_SYS(prctl), SCMP_SYS(getrlimit), SCMP_SYS(prlimit64),
 	SCMP_SYS(sched_getaffinity),

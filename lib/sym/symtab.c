@@ -270,7 +270,7 @@ int diag_symfile_encode(int fd, struct diag_ix_buf *out, struct diag_error *err)
 			diag_ix_put_u64(out, s->addr);
 			diag_ix_put_u64(out, s->size);
 			diag_ix_put_u8(out, s->bind);
-			diag_ix_put_u8(out, s->hidden_ver);
+			diag_ix_put_u8(out, (uint8_t)(s->hidden_ver | s->ifunc << 1)); /* flags */
 			diag_ix_put_u32(out, (uint32_t)off);
 			off += strlen(s->name) + 1;
 		}
@@ -284,7 +284,7 @@ int diag_symfile_encode(int fd, struct diag_ix_buf *out, struct diag_error *err)
 	return rc;
 }
 
-#define SYM_WIRE_BYTES 22 /* addr, size, bind, hidden, name offset */
+#define SYM_WIRE_BYTES 22 /* addr, size, bind, flags (hidden version, ifunc), name offset */
 
 /* The worker's flat table into sf, validated: counts bounded by what the message holds,
  * by_name indices in range, names inside a NUL-terminated blob. */
@@ -304,7 +304,9 @@ static int symfile_decode(struct diag_ix_rd *rd, struct symfile *sf)
 		sf->syms[i].addr = diag_ix_get_u64(rd);
 		sf->syms[i].size = diag_ix_get_u64(rd);
 		sf->syms[i].bind = diag_ix_get_u8(rd);
-		sf->syms[i].hidden_ver = diag_ix_get_u8(rd) != 0;
+		uint8_t flags = diag_ix_get_u8(rd);
+		sf->syms[i].hidden_ver = flags & 1;
+		sf->syms[i].ifunc = (flags & 2) != 0;
 		offs[i] = diag_ix_get_u32(rd);
 	}
 	for (uint32_t i = 0; i < n; i++)

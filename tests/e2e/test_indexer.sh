@@ -78,4 +78,17 @@ ix2=$(pgrep -P "$DPID" -f diagnose-indexer | head -1)
 out=$(ctl vars --pid "$r_pid" tick 2>&1)
 expect_contains "$out" "param  n" "the files indexed before the kill are read again by the new worker"
 kill -0 "$DPID" 2>/dev/null && pass "daemon alive at the end" || fail "daemon died"
+
+# (4) under the systemd unit's capability bounding set the worker still drops to nobody
+stop_daemon
+caps=$(sed -n 's/^CapabilityBoundingSet=//p' "$DIAG_SRC_DIR/daemon/diagnosed.service" | tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
+printf '#!/bin/sh\nexec setpriv --bounding-set=-all,%s %s "$@"\n' "$caps" "$DIAGNOSED" > "$T/unitcaps.sh"
+chmod +x "$T/unitcaps.sh"
+real=$DIAGNOSED
+DIAGNOSED=$T/unitcaps.sh start_daemon
+DIAGNOSED=$real
+out=$(ctl vars --pid "$r_pid" tick 2>&1)
+expect_contains "$out" "param  n" "with the unit's capabilities ($caps) the worker starts and answers"
+ix3=$(pgrep -P "$DPID" -f diagnose-indexer | head -1)
+expect_eq "$(awk '/^Uid:/ {print $2}' "/proc/$ix3/status" 2>/dev/null)" 65534 "and runs as nobody"
 finish

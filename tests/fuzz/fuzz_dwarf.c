@@ -1,8 +1,9 @@
 /* fuzz_dwarf: libFuzzer target for the ELF and DWARF indexing the indexer worker does on a
  * target-supplied file (the in-process implementation of lib/sym and lib/dwarf). Each input is a
  * whole ELF file (seeds: small -g fixtures at -O0 and -O2 in corpus_dwarf/), written to a memfd
- * and indexed as the worker would: the symbol table, the DWARF function index, the scope at
- * every function's entry and a few bytes in, globals, enumerators and types by name, inlined
+ * and indexed through the worker's own request handler (diag_ix_handle, what diagnose-indexer
+ * runs, encoders included): the symbol table, the DWARF function index, the scope at every
+ * function's entry and a few bytes in, globals, enumerators and types by name, inlined
  * instances and the line table. Any crash, leak or sanitizer report is a bug: the indexer must
  * refuse or survive every file. Never writes anywhere but its memfd. */
 #include <stdint.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "dwarf/dwarf.h"
+#include "indexer/indexer.h"
 #include "sym/modmap.h"
 #include "sym/symtab.h"
 
@@ -37,56 +39,64 @@ static int fn_cb(void *arg, const struct diag_module *mod, const char *name, uin
 	return 0;
 }
 
-static int inl_cb(void *arg, const struct diag_dwarf_inline *in)
+/* One request through the worker's handler, as diagnose-indexer runs it. */
+static void call(struct diag_ix_state *st, struct diag_ix_buf *req, int fd, struct diag_ix_buf *out)
 {
-	size_t *n = arg;
-	*n += strlen(in->name) + strlen(in->caller) + strlen(in->call_file) + (in->linkage != NULL);
-	return 0;
+	int fds[1] = { fd >= 0 ? dup(fd) : -1 };
+	diag_ix_handle(st, req->p, req->len, fds, fd >= 0 && fds[0] >= 0 ? 1 : 0, out);
+	diag_ix_buf_release(req);
 }
 
-static void scope_at(struct diag_dwarf_file *f, uint64_t pc)
+static void req_named(struct diag_ix_state *st, uint8_t op, const char *name, struct diag_ix_buf *out)
 {
-	struct diag_dwarf_scope *s = NULL;
-	struct diag_error err = { 0 };
-	if (diag_dwarf_scope_at(f, pc, &s, &err))
-		return;
-	char buf[256];
-	for (size_t i = 0; i < s->nvars; i++)
-		diag_type_spell(s->vars[i].type, buf, sizeof(buf));
-	diag_dwarf_scope_free(s);
+	struct diag_ix_buf b = { 0 };
+	diag_ix_put_u8(&b, op);
+	diag_ix_put_u32(&b, 1);
+	diag_ix_put_str(&b, name);
+	call(st, &b, -1, out);
 }
 
-static void index_dwarf(const char *path, const struct funcs *fns)
+/* The worker's whole session on one file: symbols, open (DWARF index), scopes, names,
+ * inlined instances, line tables. */
+static void index_via_worker(int fd, const struct funcs *fns)
 {
-	struct diag_dwarf_cache *dc = NULL;
-	struct diag_dwarf_file *f = NULL;
-	struct diag_error err = { 0 };
-	if (diag_dwarf_cache_new(&dc))
+	struct diag_ix_state *st = NULL;
+	struct diag_ix_buf b = { 0 }, out = { 0 };
+	if (diag_ix_state_new(&st))
 		return;
-	if (diag_dwarf_cache_get(dc, path, NULL, &f, &err) == 0) {
-		for (size_t i = 0; i < fns->n; i++)
-			scope_at(f, fns->addr[i]);
-		size_t n = 0;
-		diag_dwarf_inlined_foreach(f, inl_cb, &n, &err);
-		static const char *const names[] = { "int", "struct req", "union u", "enum color",
-						     "size_t", "counter", "RED", "main", "work" };
-		struct diag_dwarf_var g;
-		const struct diag_type *t;
-		int64_t v;
-		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-			diag_dwarf_find_type(f, names[i]);
-			if (diag_dwarf_global(f, names[i], &g) == 0)
-				free(g.name);
-			diag_dwarf_enumerator(f, names[i], &t, &v);
-		}
-		uint64_t *addrs = NULL;
-		const char *const files[] = { "work.c", "rng.c", "rich.c", "x.c" };
-		for (size_t i = 0; i < 4; i++)
-			for (unsigned line = 1; line < 60; line += 7)
-				if (diag_dwarf_line_addrs(f, files[i], line, &addrs, &err) > 0)
-					free(addrs);
+	diag_ix_put_u8(&b, DIAG_IX_SYMS);
+	call(st, &b, fd, &out);
+	diag_ix_put_u8(&b, DIAG_IX_OPEN);
+	diag_ix_put_u32(&b, 1);
+	diag_ix_put_str(&b, "fuzz.so");
+	call(st, &b, fd, &out);
+	for (size_t i = 0; i < fns->n; i++) {
+		diag_ix_put_u8(&b, DIAG_IX_SCOPE);
+		diag_ix_put_u32(&b, 1);
+		diag_ix_put_u64(&b, fns->addr[i]);
+		call(st, &b, -1, &out);
 	}
-	diag_dwarf_cache_free(dc);
+	static const char *const names[] = { "int", "struct req", "union u", "enum color", "size_t",
+					     "counter", "RED", "main", "work" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		req_named(st, DIAG_IX_TYPE, names[i], &out);
+		req_named(st, DIAG_IX_GLOBAL, names[i], &out);
+		req_named(st, DIAG_IX_ENUM, names[i], &out);
+	}
+	diag_ix_put_u8(&b, DIAG_IX_INLINES);
+	diag_ix_put_u32(&b, 1);
+	call(st, &b, -1, &out);
+	const char *const files[] = { "work.c", "rng.c", "rich.c", "x.c" };
+	for (size_t i = 0; i < 4; i++)
+		for (unsigned line = 1; line < 60; line += 7) {
+			diag_ix_put_u8(&b, DIAG_IX_LINES);
+			diag_ix_put_u32(&b, 1);
+			diag_ix_put_str(&b, files[i]);
+			diag_ix_put_u32(&b, line);
+			call(st, &b, -1, &out);
+		}
+	diag_ix_buf_release(&out);
+	diag_ix_state_free(st);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -110,7 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		diag_sym_foreach(sc, &m, NULL, fn_cb, &fns);
 		diag_symcache_free(sc);
 	}
-	index_dwarf(path, &fns);
+	index_via_worker(fd, &fns);
 	close(fd);
 	return 0;
 }

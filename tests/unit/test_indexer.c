@@ -59,6 +59,30 @@ static void test_open_is_killed(void)
 	diag_indexer_free(ix);
 }
 
+/* A large symbol table (libc's): glibc's qsort asks sysinfo(2) how much memory there is
+ * before sorting more than a few symbols; the filter must allow what parsing needs. */
+static void test_large_symtab(void)
+{
+	struct diag_indexer *ix = start(worker, 0);
+	struct diag_symcache *sc = NULL;
+	CHECK_EQ_INT(diag_symcache_new(&sc), 0);
+	diag_symcache_set_indexer(sc, ix);
+	char libc[] = "/lib/x86_64-linux-gnu/libc.so.6";
+	struct diag_module mod = { .name = "libc.so.6", .path = libc, .host_path = libc,
+				   .end = UINT64_MAX, .is_main = true };
+	struct diag_modmap m = { .mods = &mod, .n = 1, .pid = 1 };
+	struct diag_location *locs = NULL;
+	size_t n = 0;
+	struct diag_error err = { 0 };
+	CHECK_EQ_INT(diag_sym_resolve(sc, &m, "libc.so.6:write", &locs, &n, &err), 0);
+	if (err.code)
+		fprintf(stderr, "libc.so.6:write: %s\n", err.msg);
+	CHECK(n >= 1);
+	free(locs);
+	diag_symcache_free(sc);
+	diag_indexer_free(ix);
+}
+
 /* A worker that answers a scope with typedef t = t: refused, never interned. */
 static void test_type_cycle_refused(void)
 {
@@ -126,6 +150,7 @@ int main(void)
 		 "indexer_fake.py");
 	snprintf(fixture, sizeof(fixture), "%s/work-O0-pie", fd);
 	test_open_is_killed();
+	test_large_symtab();
 	test_type_cycle_refused();
 	test_bad_symbols_refused();
 	test_timeout();
