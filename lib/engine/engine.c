@@ -310,6 +310,14 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 		track_thread(e, t);
 	}
 	t->event = PTRACE_EVENT_EXEC; /* until resumed: still inside execve */
+	/* The stop arrives under the leader's tid, so t is the leader's record: when another
+	 * thread exec'd, the leader's own exit stop marked it a zombie, which would refuse every
+	 * remote syscall and stop of the new image ("no thread left"). It is alive again. */
+	t->zombie = false;
+	t->group_stop = false;
+	t->announced = true;
+	if (e->moved_tid == t->tid)
+		e->moved_tid = 0; /* registers of the old image */
 	/* A new image: the old breakpoints and slot pages went with the old one. */
 	for (struct probe *pr = ep->probes; pr; pr = pr->next)
 		diag__probe_forget_sites(pr);
@@ -323,6 +331,9 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 	diag__dl_unwatch(ep, false);
 	diag__safety_forget(ep); /* exec reset the action and unmapped the handler */
 	ep->ring_addr = 0;
+	ep->ring_tail = ep->ring_drops = 0;
+	ep->ring_stalls = 0;
+	ep->next_site = 0; /* the new ring's counters start from the first */
 	ep->seccomp = -1;
 	diag__stack_forget(e, ep); /* the old image's modules */
 	if (tp->mem_owner) { /* a vfork child gets its own memory at exec */

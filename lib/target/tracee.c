@@ -224,6 +224,11 @@ ssize_t diag_proc_write(struct diag_proc *p, uint64_t addr, const void *buf, siz
 
 int diag_thread_resume(struct diag_thread *t, int sig)
 {
+	/* Resumed already (by whoever used it meanwhile): it may since have stopped at an int3
+	 * whose stop is not reaped yet, and a PTRACE_CONT now would cancel that SIGTRAP and run
+	 * on past the displaced instruction (issue 15, item 6). */
+	if (!t->stopped)
+		return 0;
 	long r = t->group_stop ? ptrace(PTRACE_LISTEN, t->tid, 0, 0)
 			       : ptrace(PTRACE_CONT, t->tid, 0, (void *)(long)sig);
 	/* A job-stopped thread we borrowed (remote syscall) is no longer in its group-stop, and

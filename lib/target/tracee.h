@@ -64,7 +64,8 @@ void diag_proc_del_thread(struct diag_proc *p, pid_t tid);
 ssize_t diag_proc_read(struct diag_proc *p, uint64_t addr, void *buf, size_t len);
 ssize_t diag_proc_write(struct diag_proc *p, uint64_t addr, const void *buf, size_t len);
 
-/* Resume a stopped thread (PTRACE_LISTEN for a group-stop), delivering sig. */
+/* Resume a stopped thread (PTRACE_LISTEN for a group-stop), delivering sig. A thread not
+ * marked stopped is left alone: resuming it twice could cancel a stop not reaped yet. */
 int diag_thread_resume(struct diag_thread *t, int sig);
 
 /* Run one system call in the target on stopped thread t: registers and any interrupted
