@@ -215,7 +215,7 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 	struct diag__stack_req sr = {e, eproc_of(t->proc), t->tid, &regs, addr};
 	struct diag_expr_ctx ctx = {
 		.pid = t->proc->pid, .tid = t->tid, .regs = &regs, .read_fpregs = read_fpregs_cb,
-		.read_mem = read_mem_cb, .arg = &ma, .time_ns = ts,
+		.read_mem = read_mem_cb, .arg = &ma, .time_ns = ts, .comm = diag_thread_comm(t),
 		.stack = diag__stack_text, .stack_arg = &sr,
 	};
 	if (t->ext)
@@ -315,6 +315,7 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 	 * remote syscall and stop of the new image ("no thread left"). It is alive again. */
 	t->zombie = false;
 	t->group_stop = false;
+	t->comm_ns = 0; /* exec renames it */
 	t->announced = true;
 	if (e->moved_tid == t->tid)
 		e->moved_tid = 0; /* registers of the old image */

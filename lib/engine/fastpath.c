@@ -336,8 +336,11 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 	struct user_regs_struct regs;
 	regs_from_record(rec, &regs);
 	uint64_t ts = tsc_to_ns(e, rec->tsc);
+	/* $comm: the name the thread has now (within the drain period); a thread already gone
+	 * has none */
 	struct diag_expr_ctx ctx = {.pid = pid, .tid = (pid_t)rec->tid, .regs = &regs,
-				    .read_mem = no_memory, .time_ns = ts};
+				    .read_mem = no_memory, .time_ns = ts,
+				    .comm = t ? diag_thread_comm(t) : ""};
 	struct site *small[8], **fired = small;
 	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
 		return;

@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Kernel-internal restart codes an interrupted syscall leaves in rax (include/linux/errno.h). */
@@ -441,6 +442,28 @@ int diag_thread_step(struct diag_thread *t)
 	if (ignored && r != -ESRCH && !sigtrap_ignored(t->proc->pid))
 		sigtrap_reignore(t);
 	return r;
+}
+
+const char *diag_thread_comm(struct diag_thread *t)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	if (t->comm_ns && now - t->comm_ns < 10000000ULL)
+		return t->comm;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)t->proc->pid, (int)t->tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, t->comm, sizeof(t->comm) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n < 0)
+		n = 0;
+	if (n > 0 && t->comm[n - 1] == '\n')
+		n--;
+	t->comm[n] = '\0';
+	t->comm_ns = now;
+	return t->comm;
 }
 
 bool diag_thread_is_zombie(struct diag_thread *t)

@@ -30,7 +30,14 @@ struct diag_thread {
 	void *ext;         /* the engine's per-thread data: plain memory, freed with the thread */
 	bool zombie;       /* a leader that exited before its threads: can never stop again */
 	int event;         /* stopped at this PTRACE_EVENT_* inside clone/fork/vfork/exec, or 0 */
+	char comm[16];     /* /proc/PID/task/TID/comm, as last read (diag_thread_comm) */
+	uint64_t comm_ns;  /* CLOCK_MONOTONIC of that read, 0: never */
 };
+
+/* The thread's name ($comm) as /proc/PID/task/TID/comm gives it, read again when the last
+ * read is older than 10 ms (a hot probe must not cost an open per hit; a rename shows within
+ * 10 ms); "" when it cannot be read. */
+const char *diag_thread_comm(struct diag_thread *t);
 
 /* True when the thread has exited but is not reaped (a thread-group leader that called
  * pthread_exit): interrupting or waiting for it would block until the whole process ends.
