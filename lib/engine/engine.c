@@ -724,6 +724,7 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 		diag_engine_free(e);
 		return r;
 	}
+	diag__journal_sweep(e);
 	*out = e;
 	return 0;
 }
@@ -783,6 +784,7 @@ int diag_engine_attach(struct diag_engine *e, pid_t pid, struct diag_error *err)
 				      (int)pid, diag_strerror(rr));
 	}
 	diag__journal_open(e, ep, NULL);
+	diag__journal_sweep(e); /* of processes gone since the daemon started */
 	return 0;
 }
 

@@ -187,6 +187,8 @@ void diag__journal_reset(struct diag_engine *e, struct eproc *ep);
 void diag__journal_pages(struct eproc *ep);
 void diag__journal_map(struct eproc *ep, uint64_t addr, uint64_t len, const char *what);
 void diag__journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_action);
+/* Remove the journals of processes that are gone, and clean ones nobody traces. */
+void diag__journal_sweep(struct diag_engine *e);
 /* A predecessor's journal for this process: take its patches out (threads frozen meanwhile). */
 int diag__journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_journal_report *rep);
 

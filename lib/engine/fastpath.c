@@ -331,7 +331,11 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 	struct diag_bp *bp = diag_u64map_get(&ep->jumps, rec->site);
 	if (!bp)
 		return; /* its probe was removed after the hit */
+	/* The ring is ep's, so the hit is ep's, or a vfork child's running on ep's memory; a
+	 * thread of another process that reuses the tid of one gone is neither. */
 	struct diag_thread *t = diag_u64map_get(&e->threads, rec->tid);
+	if (t && eproc_mem(eproc_of(t->proc)) != ep)
+		t = NULL;
 	pid_t pid = t ? t->proc->pid : ep->tp->pid;
 	struct user_regs_struct regs;
 	regs_from_record(rec, &regs);

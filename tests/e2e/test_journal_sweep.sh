@@ -1,0 +1,45 @@
+# Journals nobody can recover are removed (issue 15): a daemon killed with -9 leaves the
+# journal of a probed target; once that target is gone, the next daemon removes it at its
+# start. A journal with nothing left in its (live, untraced) process (a daemon killed before
+# its first patch) goes too; the journal of a live target with patches stays until an attach
+# recovers it, and a file that is not a journal is left alone.
+source "$(dirname "$0")/lib.sh"
+export DIAG_JOURNAL_DIR=$T/journal
+jfile() { ls "$DIAG_JOURNAL_DIR" | grep "^$1-" ; }
+
+# gone: probed, daemon killed, target killed
+start_fixture g "$DIAG_FIXTURE_DIR/work-O2-pie" 1 0
+start_daemon --pid "$g_pid"
+add eg work incr '"condition":"str($rsp) != \"x\""' > /dev/null
+fixture_go g
+kill -KILL "$DPID"; wait "$DPID" 2>/dev/null; DPID=
+# live with patches: probed, daemon killed, target running
+start_fixture l "$DIAG_FIXTURE_DIR/work-O2-pie" 1 0
+rm -f "$STORE"
+start_daemon --pid "$l_pid"
+add el work incr '"condition":"str($rsp) != \"x\""' > /dev/null
+fixture_go l
+kill -KILL "$DPID"; wait "$DPID" 2>/dev/null; DPID=
+# clean (last: a daemon's start sweeps it): attached with no probe, daemon killed (the
+# journal is empty)
+start_fixture c "$DIAG_FIXTURE_DIR/work-O2-pie" 1 0
+rm -f "$STORE"
+start_daemon --pid "$c_pid"
+kill -KILL "$DPID"; wait "$DPID" 2>/dev/null; DPID=
+kill -KILL "$g_pid"; wait "$g_pid" 2>/dev/null
+echo "not a journal" > "$DIAG_JOURNAL_DIR/notes.txt"
+[ -n "$(jfile "$g_pid")" ] && [ -n "$(jfile "$c_pid")" ] && [ -n "$(jfile "$l_pid")" ] \
+	&& pass "three journals left behind" || fail "journals left: $(ls "$DIAG_JOURNAL_DIR")"
+
+rm -f "$STORE"
+start_daemon
+expect_eq "$(jfile "$g_pid")" "" "the journal of a process that is gone is removed at start"
+expect_eq "$(jfile "$c_pid")" "" "a clean journal of an untraced process is removed"
+[ -n "$(jfile "$l_pid")" ] && pass "a live target's journal with patches is kept" || fail "live journal removed"
+[ -f "$DIAG_JOURNAL_DIR/notes.txt" ] && pass "other files left alone" || fail "notes.txt removed"
+# the kept one: recovered and removed at attach; the target then exits: nothing is left
+req "{\"cmd\":\"attach\",\"pid\":$l_pid}" > /dev/null
+req "{\"cmd\":\"detach\",\"pid\":$l_pid}" > /dev/null
+expect_eq "$(jfile "$l_pid")" "" "recovered at attach, removed at detach"
+expect_eq "$(ls "$DIAG_JOURNAL_DIR")" "notes.txt" "no journal left"
+finish
