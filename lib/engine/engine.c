@@ -524,9 +524,13 @@ static void handle_status(struct diag_engine *e, pid_t tid, int status)
 {
 	struct diag_thread *t = diag_u64map_get(&e->threads, (uint64_t)tid);
 	if (!t) {
-		/* a new thread or child whose creator's event we have not read yet */
+		/* a new thread or child whose creator's event we have not read yet; a tid that
+		 * exits unknown (a thread exec killed, forgotten at the exec stop) leaves no parked
+		 * stop behind, which a new thread reusing the tid would claim */
 		if (WIFSTOPPED(status))
 			diag_u64map_put(&e->orphans, (uint64_t)tid, (void *)(intptr_t)(status + 1));
+		else
+			diag_u64map_del(&e->orphans, (uint64_t)tid);
 		return;
 	}
 	if (WIFEXITED(status) || WIFSIGNALED(status))

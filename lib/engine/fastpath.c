@@ -27,16 +27,8 @@
 
 static int seccomp_mode(pid_t pid)
 {
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "re");
-	int mode = -1;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "Seccomp: %d", &mode) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return mode;
+	unsigned long long mode;
+	return diag_proc_status_field(pid, "Seccomp", 10, &mode) ? (int)mode : -1;
 }
 
 static bool site_registers_only(const struct site *s)

@@ -264,16 +264,8 @@ static void step_out(struct diag_thread *t, const struct jstate *js)
 
 static bool trap_queued(pid_t tid)
 {
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-	FILE *f = fopen(path, "re");
 	unsigned long long pnd = 0;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "SigPnd: %llx", &pnd) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return pnd & (1ULL << (SIGTRAP - 1));
+	return diag_proc_status_field(tid, "SigPnd", 16, &pnd) && (pnd & (1ULL << (SIGTRAP - 1)));
 }
 
 /* An int3 hit just before our interrupt leaves its SIGTRAP queued behind the interrupt stop
@@ -357,20 +349,6 @@ static void restore(struct eproc *ep, const struct jpatch *p, const struct diag_
 
 /* ---- sweeping: journals nobody will ever recover ---- */
 
-static long tracer_of(pid_t pid)
-{
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "re");
-	long tracer = -1;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "TracerPid: %ld", &tracer) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return tracer;
-}
-
 /* Nothing of ours is left in the process it names: no live patch, no page, no action. */
 static bool journal_clean(const char *path)
 {
@@ -407,7 +385,9 @@ void diag__journal_sweep(struct diag_engine *e)
 		char path[sizeof(e->journal_dir) + sizeof(de->d_name) + 2];
 		snprintf(path, sizeof(path), "%s/%s", e->journal_dir, de->d_name);
 		bool gone = start_time(pid) != st; /* 0 when /proc/PID is gone */
-		if (gone || (tracer_of(pid) == 0 && journal_clean(path)))
+		unsigned long long tracer = 1;
+		if (gone || (diag_proc_status_field(pid, "TracerPid", 10, &tracer) && tracer == 0 &&
+			     journal_clean(path)))
 			unlink(path);
 	}
 	closedir(d);

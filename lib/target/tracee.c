@@ -88,21 +88,30 @@ static int open_mem(struct diag_proc *p)
 	return p->memfd < 0 ? -errno : 0;
 }
 
+bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long long *out)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)id);
+	FILE *f = fopen(path, "re");
+	size_t klen = strlen(key);
+	bool found = false;
+	while (f && !found && fgets(line, sizeof(line), f))
+		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+			*out = strtoull(line + klen + 1, NULL, base);
+			found = true;
+		}
+	if (f)
+		fclose(f);
+	return found;
+}
+
 /* A thread listed in /proc but already traced by us was auto-attached through a clone event
  * racing with our scan; any other tracer means we cannot have it. */
 static bool traced_by_us(pid_t tid)
 {
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return false;
-	long tracer = -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "TracerPid: %ld", &tracer) == 1)
-			break;
-	fclose(f);
-	return tracer == (long)getpid();
+	unsigned long long tracer;
+	return diag_proc_status_field(tid, "TracerPid", 10, &tracer) &&
+	       tracer == (unsigned long long)getpid();
 }
 
 /* One pass over /proc/PID/task; returns how many threads were newly seized, or -errno. */
@@ -377,16 +386,8 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 /* SIGTRAP's bit in SigIgn of /proc/PID/status. */
 static bool sigtrap_ignored(pid_t pid)
 {
-	char path[64], line[128];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "re");
 	unsigned long long ign = 0;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "SigIgn: %llx", &ign) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return ign & (1ULL << (SIGTRAP - 1));
+	return diag_proc_status_field(pid, "SigIgn", 16, &ign) && (ign & (1ULL << (SIGTRAP - 1)));
 }
 
 /* Put SIG_IGN back as the SIGTRAP action (a forced trap replaced it with SIG_DFL). */

@@ -53,6 +53,10 @@ struct diag_proc {
 	void *owner;                 /* the engine's state for this process */
 };
 
+/* KEY's value in /proc/ID/status (ID a pid or a tid: "TracerPid", "SigIgn", "Seccomp"), read
+ * in base (10, or 16 for the signal masks). False when the file or the key is absent. */
+bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long long *out);
+
 /* Seize every thread of pid. Returns 0 and *out, or -errno with err naming pid and reason
  * ("no such process", "permission denied (ptrace_scope? already traced?)"). */
 int diag_proc_seize(pid_t pid, struct diag_proc **out, struct diag_error *err);

@@ -7,25 +7,22 @@ source "$(dirname "$0")/lib.sh"
 export DIAG_JOURNAL_DIR=$T/journal
 jfile() { ls "$DIAG_JOURNAL_DIR" | grep "^$1-" ; }
 
-# gone: probed, daemon killed, target killed
-start_fixture g "$DIAG_FIXTURE_DIR/work-O2-pie" 1 0
-start_daemon --pid "$g_pid"
-add eg work incr '"condition":"str($rsp) != \"x\""' > /dev/null
-fixture_go g
-kill -KILL "$DPID"; wait "$DPID" 2>/dev/null; DPID=
-# live with patches: probed, daemon killed, target running
-start_fixture l "$DIAG_FIXTURE_DIR/work-O2-pie" 1 0
-rm -f "$STORE"
-start_daemon --pid "$l_pid"
-add el work incr '"condition":"str($rsp) != \"x\""' > /dev/null
-fixture_go l
-kill -KILL "$DPID"; wait "$DPID" 2>/dev/null; DPID=
-# clean (last: a daemon's start sweeps it): attached with no probe, daemon killed (the
-# journal is empty)
-start_fixture c "$DIAG_FIXTURE_DIR/work-O2-pie" 1 0
-rm -f "$STORE"
-start_daemon --pid "$c_pid"
-kill -KILL "$DPID"; wait "$DPID" 2>/dev/null; DPID=
+# left_behind NAME PROBE: a work fixture attached by a daemon (with an int3 probe when PROBE is
+# "probe") that is then killed with -9, leaving NAME's journal behind.
+left_behind() {
+	rm -f "$STORE"
+	start_fixture "$1" "$DIAG_FIXTURE_DIR/work-O2-pie" 1 0
+	local pid_var=${1}_pid
+	start_daemon --pid "${!pid_var}"
+	if [ "$2" = probe ]; then
+		add "e$1" work incr '"condition":"str($rsp) != \"x\""' > /dev/null
+		fixture_go "$1"
+	fi
+	kill -KILL "$DPID"; wait "$DPID" 2>/dev/null; DPID=
+}
+left_behind g probe # gone: the target is killed below
+left_behind l probe # live, with patches
+left_behind c none  # clean, last (a daemon's start sweeps it): attached with no probe
 kill -KILL "$g_pid"; wait "$g_pid" 2>/dev/null
 echo "not a journal" > "$DIAG_JOURNAL_DIR/notes.txt"
 [ -n "$(jfile "$g_pid")" ] && [ -n "$(jfile "$c_pid")" ] && [ -n "$(jfile "$l_pid")" ] \
