@@ -221,18 +221,26 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 	if (t->ext)
 		diag__ret_purge(t, bp, regs.rsp);
 	size_t n = fired ? diag__capture(e, t, bp, &ctx, fired) : 0;
-	if (!frozen) /* a frozen thread waits at its slot (never reused) for the thaw */
+	/* At r_brk the thread waits until the pending probes are placed: resumed first, it ran
+	 * into the library (or main, at startup) unprobed while they were, and a generation of a
+	 * program that execs lost its first calls. */
+	bool dl = mem->dl_dirty;
+	if (!frozen && !dl) /* a frozen thread waits at its slot (never reused) for the thaw */
 		diag_thread_resume(t, 0);
 	uint64_t stopped = diag__now_ns() - ts; /* what the governor limits (issue 6) */
 	for (size_t i = 0; i < bp->nusers; i++)
 		((struct site *)bp->users[i])->pr->stopped_ns += stopped;
-	diag__fire(e, t, t->proc->pid, t->tid, fired, n, ts);
-	if (mem->dl_dirty) { /* after the resume: the target already runs on */
-		mem->dl_dirty = false;
-		diag__dl_changed(e, mem);
-	}
+	pid_t tid = t->tid;
+	diag__fire(e, t, t->proc->pid, tid, fired, n, ts);
 	if (fired != fired_small)
 		free(fired);
+	if (!dl)
+		return;
+	mem->dl_dirty = false;
+	diag__dl_changed(e, mem); /* may see the process exit: t is looked up again */
+	if (!frozen && (t = diag_u64map_get(&e->threads, (uint64_t)tid)) &&
+	    !eproc_of(t->proc)->freeze)
+		diag_thread_resume(t, 0);
 }
 
 /* ---- process life ---- */
