@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "diagnosed.h"
+#include "target/tracee.h"
 
 extern char **environ;
 
@@ -244,8 +245,7 @@ static int stat_field(pid_t pid, int field, char *out, size_t cap)
 
 static bool is_gone(pid_t pid)
 {
-	char st[8];
-	return stat_field(pid, 3, st, sizeof(st)) < 0 || st[0] == 'Z' || st[0] == 'X';
+	return diag_proc_gone(pid);
 }
 
 static pid_t tracer_of(pid_t pid)

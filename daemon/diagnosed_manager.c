@@ -3,6 +3,7 @@
  * lifespans, and persists through the store before any change is acknowledged. Runs on the
  * engine's thread only; never blocks it on a plugin (events go through the queue). */
 #include "diagnosed.h"
+#include "target/tracee.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -139,20 +140,6 @@ static void on_probe_state(void *ctx, pid_t pid, void *cookie, enum diag_probe_s
 		diag_log("spec '%s': pid %d: %s", ms->spec->id, (int)pid, a->error);
 }
 
-/* Running (a zombie, whose parent has not reaped it yet, is gone already). */
-static bool process_running(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "re");
-	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-	if (f)
-		fclose(f);
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')'); /* the state follows the command name */
-	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-}
-
 /* A record whose process is gone: not live, not traced, not running (a detached process keeps
  * its record), and not one the spec names (a pid the user asked for keeps its record,
  * whatever became of it). */
@@ -165,7 +152,7 @@ static bool record_gone(const struct diag_manager *m, const struct diag_spec *s,
 	for (size_t i = 0; i < s->npids; i++)
 		if (s->pids[i] == a->pid)
 			return false;
-	return !process_running(a->pid);
+	return diag_proc_gone(a->pid); /* a zombie, not reaped yet, is gone already */
 }
 
 /* A fork storm must not grow `applied` (memory, `list`, the store) without bound: the oldest

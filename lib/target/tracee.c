@@ -105,6 +105,19 @@ bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long l
 	return found;
 }
 
+bool diag_proc_gone(pid_t id)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)id);
+	FILE *f = fopen(path, "re");
+	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')'); /* the state follows the command name */
+	return !p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X';
+}
+
 /* A thread listed in /proc but already traced by us was auto-attached through a clone event
  * racing with our scan; any other tracer means we cannot have it. */
 static bool traced_by_us(pid_t tid)

@@ -57,6 +57,9 @@ struct diag_proc {
  * in base (10, or 16 for the signal masks). False when the file or the key is absent. */
 bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long long *out);
 
+/* True when process id has exited (no /proc entry) or is a zombie not reaped yet. */
+bool diag_proc_gone(pid_t id);
+
 /* Seize every thread of pid. Returns 0 and *out, or -errno with err naming pid and reason
  * ("no such process", "permission denied (ptrace_scope? already traced?)"). */
 int diag_proc_seize(pid_t pid, struct diag_proc **out, struct diag_error *err);
