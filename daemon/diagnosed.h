@@ -61,7 +61,12 @@ struct diag_manager {
 	unsigned next_id;
 	uint64_t hits;
 	bool allow_pid1; /* --allow-pid1: init may be traced */
+	bool fold_due;                /* a process exited: fold old records at the next tick */
 };
+
+/* Per spec, the records of processes that are gone beyond the last this many are folded into
+ * one summary record "HOST:exited" (its `processes`, `hits` and `dropped` are their sums). */
+#define DIAG_MANAGER_EXITED_KEEP 16
 
 /* The manager. ---------------------------------------------------------------------- */
 int diag_manager_init(struct diag_manager *m, const char *plugin_dir, const char *store_path,

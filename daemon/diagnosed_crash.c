@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "diagnosed.h"
+#include "target/tracee.h"
 
 extern char **environ;
 
@@ -225,8 +226,7 @@ static int64_t now_ns(void)
 
 static bool is_gone(pid_t pid)
 {
-	char st[8];
-	return diag_proc_stat_field(pid, 3, st, sizeof(st)) < 0 || st[0] == 'Z' || st[0] == 'X';
+	return diag_proc_gone(pid);
 }
 
 static pid_t tracer_of(pid_t pid)

@@ -4,6 +4,7 @@
  * engine's thread only; never blocks it on a plugin (events go through the queue). */
 #include "diagnosed.h"
 #include "indexer/indexer.h"
+#include "target/tracee.h"
 
 #include "util/text.h"
 
@@ -143,9 +144,72 @@ static void on_probe_state(void *ctx, pid_t pid, void *cookie, enum diag_probe_s
 		diag_log("spec '%s': pid %d: %s", ms->spec->id, (int)pid, a->error);
 }
 
+/* A record whose process is gone: not live, not traced, not running (a detached process keeps
+ * its record), and not one the spec names (a pid the user asked for keeps its record,
+ * whatever became of it). */
+static bool record_gone(const struct diag_manager *m, const struct diag_spec *s,
+			const struct diag_applied *a)
+{
+	if (a->pid <= 0 || a->state == DIAG_APPLIED_APPLIED || a->state == DIAG_APPLIED_PENDING ||
+	    diag_engine_attached(m->engine, a->pid))
+		return false;
+	for (size_t i = 0; i < s->npids; i++)
+		if (s->pids[i] == a->pid)
+			return false;
+	return diag_proc_gone(a->pid); /* a zombie, not reaped yet, is gone already */
+}
+
+/* A fork storm must not grow `applied` (memory, `list`, the store) without bound: the oldest
+ * records of gone processes beyond the last DIAG_MANAGER_EXITED_KEEP are summed into the
+ * summary record and dropped. Runs between engine dispatches only, never while a caller
+ * holds a record (the governor walks the array). */
+static void fold_exited(struct diag_manager *m, struct diag_spec *s)
+{
+	size_t gone = 0;
+	for (size_t i = 0; i < s->napplied; i++)
+		gone += record_gone(m, s, &s->applied[i]);
+	if (gone <= DIAG_MANAGER_EXITED_KEEP)
+		return;
+	char key[sizeof(((struct diag_applied *)0)->key)];
+	snprintf(key, sizeof(key), "%s:exited", m->host);
+	if (!diag_spec_applied_get(s, key, 0))
+		return; /* out of memory: keep every record */
+	struct diag_applied sum = {0};
+	size_t fold = gone - DIAG_MANAGER_EXITED_KEEP, w = 0;
+	for (size_t i = 0; i < s->napplied; i++) {
+		const struct diag_applied *a = &s->applied[i];
+		if (fold && record_gone(m, s, a)) {
+			fold--;
+			sum.processes++;
+			sum.hits += a->hits;
+			sum.dropped += a->dropped;
+			if (a->last_hit_ns > sum.last_hit_ns)
+				sum.last_hit_ns = a->last_hit_ns;
+			continue;
+		}
+		if (w != i)
+			s->applied[w] = *a;
+		w++;
+	}
+	s->napplied = w;
+	struct diag_applied *t = diag_spec_applied_get(s, key, 0);
+	t->state = DIAG_APPLIED_REMOVED;
+	t->lm_ns = s->lastmodified_ns;
+	t->processes += sum.processes;
+	t->hits += sum.hits;
+	t->dropped += sum.dropped;
+	if (sum.last_hit_ns > t->last_hit_ns)
+		t->last_hit_ns = sum.last_hit_ns;
+	snprintf(t->error, sizeof(t->error),
+		 "%llu processes exited: their records are summed here (the last %d keep their own)",
+		 (unsigned long long)t->processes, DIAG_MANAGER_EXITED_KEEP);
+}
+
 static void on_process(void *ctx, pid_t pid, enum diag_proc_event what, pid_t other)
 {
 	struct diag_manager *m = ctx;
+	if (what == DIAG_PROC_EXIT)
+		m->fold_due = true;
 	for (size_t i = 0; i < m->nspecs; i++) {
 		struct diag_mspec *ms = m->specs[i];
 		struct diag_applied *a = record_find(ms, pid);
@@ -514,6 +578,7 @@ void diag_manager_load(struct diag_manager *m)
 		}
 	}
 	free(v);
+	m->fold_due = true; /* a store written before the bound may hold thousands */
 	if (n > 0 && diag_manager_save(m, &err) < 0)
 		diag_log("%s", err.msg);
 }
@@ -584,6 +649,11 @@ int64_t diag_manager_tick(struct diag_manager *m, int64_t now_ns)
 {
 	int64_t next = 0;
 	bool changed = false;
+	if (m->fold_due) {
+		m->fold_due = false;
+		for (size_t i = 0; i < m->nspecs; i++)
+			fold_exited(m, m->specs[i]->spec);
+	}
 	for (size_t i = 0; i < m->nspecs; i++) {
 		struct diag_mspec *ms = m->specs[i];
 		int64_t exp = diag_spec_expiry_ns(ms->spec);

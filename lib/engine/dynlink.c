@@ -57,7 +57,9 @@ int diag__dl_watch(struct diag_engine *e, struct eproc *ep, struct diag_thread *
 	if (r == 0 && !s)
 		r = diag_error_set(err, -ENOMEM, "out of memory");
 	if (r == 0 && (r = diag__safety_ensure(e, ep, stopped, err)) == 0 &&
-	    (r = diag_bp_get(&ep->bps, ep->tp, *stopped, locs[0].addr, &s->bp, err)) == 0 &&
+	    /* the safety handler may exist already (an int3 probe came first): then no thread
+	     * was stopped for it, and the slot page near the dynamic linker needs one */
+	    (r = diag__bp_get(e, ep, stopped, locs[0].addr, &s->bp, err)) == 0 &&
 	    (r = diag_bp_add_user(s->bp, s)) < 0)
 		diag_bp_del_user(&ep->bps, ep->tp, s->bp, s);
 	if (r < 0) {
@@ -114,8 +116,11 @@ static bool sites_mapped(const struct probe *pr, const struct diag_modmap *mods)
 	return true;
 }
 
-void diag__dl_changed(struct diag_engine *e, struct eproc *ep)
+static void dl_apply(struct diag_engine *e, struct eproc *ep)
 {
+	/* hits recorded in the ring before a dlclose are the unloaded library's probes' own:
+	 * consumed while their sites still exist */
+	diag__fast_drain(e, ep);
 	struct diag_modmap mods = {0};
 	if (diag_modmap_read(ep->tp->pid, &mods, NULL) < 0)
 		return;
@@ -139,4 +144,23 @@ void diag__dl_changed(struct diag_engine *e, struct eproc *ep)
 		}
 	}
 	diag_modmap_release(&mods);
+}
+
+/* Installing a probe stops the threads, and a thread may hit r_brk again meanwhile (the next
+ * step of the same dlopen): that nested look must not install the still-pending probe a second
+ * time (its sites would each fire, every hit counted twice). It is left to the outer one. */
+void diag__dl_changed(struct diag_engine *e, struct eproc *ep)
+{
+	if (ep->dl_busy) {
+		ep->dl_dirty = true;
+		return;
+	}
+	pid_t pid = ep->tp->pid;
+	ep->dl_busy = true;
+	do {
+		ep->dl_dirty = false;
+		dl_apply(e, ep);
+	} while (diag_u64map_get(&e->procs, (uint64_t)pid) == ep && ep->dl_dirty);
+	if (diag_u64map_get(&e->procs, (uint64_t)pid) == ep)
+		ep->dl_busy = false;
 }

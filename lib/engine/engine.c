@@ -221,26 +221,34 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 	struct diag__stack_req sr = {e, eproc_of(t->proc), t->tid, &regs, addr};
 	struct diag_expr_ctx ctx = {
 		.pid = t->proc->pid, .tid = t->tid, .regs = &regs, .read_fpregs = read_fpregs_cb,
-		.read_mem = read_mem_cb, .arg = &ma, .time_ns = ts,
+		.read_mem = read_mem_cb, .arg = &ma, .time_ns = ts, .comm = diag_thread_comm(t),
 		.stack = diag__stack_text, .stack_arg = &sr,
 	};
 	if (t->ext)
 		diag__ret_purge(t, bp, regs.rsp);
 	size_t n = fired ? diag__capture(e, t, bp, &ctx, 0, fired) : 0;
-	if (!frozen) /* a frozen thread waits at its slot (never reused) for the thaw */
+	/* At r_brk the thread waits until the pending probes are placed: resumed first, it ran
+	 * into the library (or main, at startup) unprobed while they were, and a generation of a
+	 * program that execs lost its first calls. */
+	bool dl = mem->dl_dirty;
+	if (!frozen && !dl) /* a frozen thread waits at its slot (never reused) for the thaw */
 		diag_thread_resume(t, 0);
 	/* what the governor limits (issues 6, 15): from the wait's report of the stop to the CONT */
 	uint64_t from = e->reported_ns && e->reported_ns <= ts ? e->reported_ns : ts;
 	uint64_t stopped = diag__now_ns() - from;
 	for (size_t i = 0; i < bp->nusers; i++)
 		((struct site *)bp->users[i])->pr->stopped_ns += stopped;
-	diag__fire(e, t, t->proc->pid, t->tid, fired, n, ts);
-	if (mem->dl_dirty) { /* after the resume: the target already runs on */
-		mem->dl_dirty = false;
-		diag__dl_changed(e, mem);
-	}
+	pid_t tid = t->tid;
+	diag__fire(e, t, t->proc->pid, tid, fired, n, ts);
 	if (fired != fired_small)
 		free(fired);
+	if (!dl)
+		return;
+	mem->dl_dirty = false;
+	diag__dl_changed(e, mem); /* may see the process exit: t is looked up again */
+	if (!frozen && (t = diag_u64map_get(&e->threads, (uint64_t)tid)) &&
+	    !eproc_of(t->proc)->freeze)
+		diag_thread_resume(t, 0);
 }
 
 /* ---- process life ---- */
@@ -318,6 +326,15 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 		track_thread(e, t);
 	}
 	t->event = PTRACE_EVENT_EXEC; /* until resumed: still inside execve */
+	/* The stop arrives under the leader's tid, so t is the leader's record: when another
+	 * thread exec'd, the leader's own exit stop marked it a zombie, which would refuse every
+	 * remote syscall and stop of the new image ("no thread left"). It is alive again. */
+	t->zombie = false;
+	t->group_stop = false;
+	t->comm_ns = 0; /* exec renames it */
+	t->announced = true;
+	if (e->moved_tid == t->tid)
+		e->moved_tid = 0; /* registers of the old image */
 	/* A new image: the old breakpoints and slot pages went with the old one. */
 	for (struct probe *pr = ep->probes; pr; pr = pr->next)
 		diag__probe_forget_sites(pr);
@@ -331,6 +348,9 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 	diag__dl_unwatch(ep, false);
 	diag__safety_forget(ep); /* exec reset the action and unmapped the handler */
 	ep->ring_addr = 0;
+	ep->ring_tail = ep->ring_drops = 0;
+	ep->ring_stalls = 0;
+	ep->next_site = 0; /* the new ring's counters start from the first */
 	ep->seccomp = -1;
 	diag__stack_forget(e, ep); /* the old image's modules */
 	if (tp->mem_owner) { /* a vfork child gets its own memory at exec */
@@ -520,9 +540,13 @@ static void handle_status(struct diag_engine *e, pid_t tid, int status)
 {
 	struct diag_thread *t = diag_u64map_get(&e->threads, (uint64_t)tid);
 	if (!t) {
-		/* a new thread or child whose creator's event we have not read yet */
+		/* a new thread or child whose creator's event we have not read yet; a tid that
+		 * exits unknown (a thread exec killed, forgotten at the exec stop) leaves no parked
+		 * stop behind, which a new thread reusing the tid would claim */
 		if (WIFSTOPPED(status))
 			diag_u64map_put(&e->orphans, (uint64_t)tid, (void *)(intptr_t)(status + 1));
+		else
+			diag_u64map_del(&e->orphans, (uint64_t)tid);
 		return;
 	}
 	if (WIFEXITED(status) || WIFSIGNALED(status))
@@ -734,6 +758,7 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 		diag_engine_free(e);
 		return r;
 	}
+	diag__journal_sweep(e);
 	*out = e;
 	return 0;
 }
@@ -806,6 +831,7 @@ int diag_engine_attach(struct diag_engine *e, pid_t pid, struct diag_error *err)
 				      (int)pid, diag_strerror(rr));
 	}
 	diag__journal_open(e, ep, NULL);
+	diag__journal_sweep(e); /* of processes gone since the daemon started */
 	return 0;
 }
 

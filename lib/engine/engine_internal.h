@@ -89,6 +89,7 @@ struct eproc {
 	char journal_path[300];
 	size_t journal_regions;   /* slot pages already journaled */
 	bool dl_dirty;            /* a library was loaded or unloaded since the last look */
+	bool dl_busy;             /* diag__dl_changed is running (a nested stop only marks dirty) */
 	struct diag__stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
 };
 
@@ -140,6 +141,10 @@ void diag__probe_free(struct probe *pr);
 void diag__probe_forget_sites(struct probe *pr);
 struct probe *diag__probe_copy(const struct probe *src);
 int diag__probes_clone_sites(struct diag_engine *e, struct eproc *child, struct eproc *parent);
+/* diag_bp_get in mem; a slot page that must be mapped first gets a thread stopped for it (kept
+ * in *stopped for the caller to resume) when none is. */
+int diag__bp_get(struct diag_engine *e, struct eproc *mem, struct diag_thread **stopped,
+		 uint64_t addr, struct diag_bp **out, struct diag_error *err);
 
 /* engine.c */
 struct diag_thread *diag__stop_one(struct diag_engine *e, struct eproc *ep);
@@ -193,6 +198,8 @@ void diag__journal_reset(struct diag_engine *e, struct eproc *ep);
 void diag__journal_pages(struct eproc *ep);
 void diag__journal_map(struct eproc *ep, uint64_t addr, uint64_t len, const char *what);
 void diag__journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_action);
+/* Remove the journals of processes that are gone, and clean ones nobody traces. */
+void diag__journal_sweep(struct diag_engine *e);
 /* A predecessor's journal for this process: take its patches out (threads frozen meanwhile). */
 int diag__journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_journal_report *rep);
 

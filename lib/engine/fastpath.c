@@ -27,16 +27,8 @@
 
 static int seccomp_mode(pid_t pid)
 {
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "re");
-	int mode = -1;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "Seccomp: %d", &mode) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return mode;
+	unsigned long long mode;
+	return diag_proc_status_field(pid, "Seccomp", 10, &mode) ? (int)mode : -1;
 }
 
 static bool site_registers_only(const struct site *s)
@@ -346,13 +338,20 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 	struct diag_bp *bp = diag_u64map_get(&ep->jumps, rec->site);
 	if (!bp)
 		return; /* its probe was removed after the hit */
+	/* The ring is ep's, so the hit is ep's, or a vfork child's running on ep's memory; a
+	 * thread of another process that reuses the tid of one gone is neither. */
 	struct diag_thread *t = diag_u64map_get(&e->threads, rec->tid);
+	if (t && eproc_mem(eproc_of(t->proc)) != ep)
+		t = NULL;
 	pid_t pid = t ? t->proc->pid : ep->tp->pid;
 	struct user_regs_struct regs;
 	regs_from_record(rec, &regs);
 	uint64_t ts = tsc_to_ns(e, rec->tsc);
+	/* $comm: the name the thread has now (within the drain period); a thread already gone
+	 * has none */
 	struct diag_expr_ctx ctx = {.pid = pid, .tid = (pid_t)rec->tid, .regs = &regs,
-				    .read_mem = no_memory, .time_ns = ts};
+				    .read_mem = no_memory, .time_ns = ts,
+				    .comm = t ? diag_thread_comm(t) : ""};
 	struct site *small[8], **fired = small;
 	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
 		return;

@@ -3,10 +3,12 @@
  * out: original bytes restored (checked against the file), threads moved out of the pages,
  * the target's own SIGTRAP action back, the pages unmapped. One file per process
  * (DIR/PID-STARTTIME), one line per fact, appended with a single write(2) each: the page
- * cache keeps what a killed daemon wrote. Removed when the engine leaves a process cleanly.
+ * cache keeps what a killed daemon wrote. Removed when the engine leaves a process cleanly, and
+ * swept (at engine start and every attach) once its process is gone or nothing is left in it.
  * Also the breakpoint hooks: the safety handler's table and the journal hear of every patch. */
 #include "engine/engine_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -262,16 +264,8 @@ static void step_out(struct diag_thread *t, const struct jstate *js)
 
 static bool trap_queued(pid_t tid)
 {
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-	FILE *f = fopen(path, "re");
 	unsigned long long pnd = 0;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "SigPnd: %llx", &pnd) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return pnd & (1ULL << (SIGTRAP - 1));
+	return diag_proc_status_field(tid, "SigPnd", 16, &pnd) && (pnd & (1ULL << (SIGTRAP - 1)));
 }
 
 /* An int3 hit just before our interrupt leaves its SIGTRAP queued behind the interrupt stop
@@ -353,6 +347,52 @@ static void restore(struct eproc *ep, const struct jpatch *p, const struct diag_
 	uint8_t file[24];
 	if (file_bytes(mods, p->addr, file, p->len) && memcmp(file, p->orig, p->len) != 0)
 		rep->mismatched++; /* the code was not the file's before the predecessor either */
+}
+
+/* ---- sweeping: journals nobody will ever recover ---- */
+
+/* Nothing of ours is left in the process it names: no live patch, no page, no action. */
+static bool journal_clean(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	struct jstate js = {.p = calloc(MAX_RECOVER, sizeof(*js.p))};
+	char line[512];
+	while (js.p && fgets(line, sizeof(line), f))
+		parse_line(&js, line);
+	fclose(f);
+	bool live = !js.p || js.npages || js.have_sig;
+	for (size_t i = 0; !live && i < js.np; i++)
+		live = js.p[i].live;
+	free(js.p);
+	return !live;
+}
+
+/* A journal is for the process that started at its STARTTIME under its PID: once that process
+ * is gone (or the pid is another's now) nobody can recover it, and every later recovery would
+ * skip it again. A clean one (a daemon killed before its first patch) is useless too, unless a
+ * daemon traces that process right now and is about to append to it. */
+void diag__journal_sweep(struct diag_engine *e)
+{
+	DIR *d = e->journal_dir[0] ? opendir(e->journal_dir) : NULL;
+	if (!d)
+		return;
+	for (struct dirent *de; (de = readdir(d));) {
+		int pid = 0;
+		unsigned long long st = 0;
+		char tail;
+		if (sscanf(de->d_name, "%d-%llu%c", &pid, &st, &tail) != 2 || pid <= 0)
+			continue; /* not a journal: not ours to remove */
+		char path[sizeof(e->journal_dir) + sizeof(de->d_name) + 2];
+		snprintf(path, sizeof(path), "%s/%s", e->journal_dir, de->d_name);
+		bool gone = start_time(pid) != st; /* 0 when /proc/PID is gone */
+		unsigned long long tracer = 1;
+		if (gone || (diag_proc_status_field(pid, "TracerPid", 10, &tracer) && tracer == 0 &&
+			     journal_clean(path)))
+			unlink(path);
+	}
+	closedir(d);
 }
 
 int diag__journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_journal_report *rep)

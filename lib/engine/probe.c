@@ -150,6 +150,20 @@ static int compile_site(struct diag_engine *e, struct eproc *ep, struct probe *p
 	return r;
 }
 
+int diag__bp_get(struct diag_engine *e, struct eproc *mem, struct diag_thread **stopped,
+		 uint64_t addr, struct diag_bp **out, struct diag_error *err)
+{
+	int r = diag_bp_get(&mem->bps, mem->tp, *stopped, addr, out, err);
+	if (r == -EAGAIN && !*stopped) {
+		*stopped = diag__stop_one(e, mem);
+		if (!*stopped)
+			return diag_error_set(err, -DIAG_E_GONE, "process %d has no thread left",
+					      (int)mem->tp->pid);
+		r = diag_bp_get(&mem->bps, mem->tp, *stopped, addr, out, err);
+	}
+	return r;
+}
+
 /* Create or share the breakpoint; a slot page may need a stopped thread to be mapped. */
 static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s,
 		      const struct diag_location *loc, struct diag_thread **stopped,
@@ -174,14 +188,7 @@ static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s,
 		diag_error_prefix(err, "target: ");
 		return r;
 	}
-	r = diag_bp_get(&mem->bps, mem->tp, *stopped, addr, &s->bp, err);
-	if (r == -EAGAIN && !*stopped) {
-		*stopped = diag__stop_one(e, mem);
-		if (!*stopped)
-			return diag_error_set(err, -DIAG_E_GONE, "process %d has no thread left",
-					      (int)mem->tp->pid);
-		r = diag_bp_get(&mem->bps, mem->tp, *stopped, addr, &s->bp, err);
-	}
+	r = diag__bp_get(e, mem, stopped, addr, &s->bp, err);
 	if (r == 0 && (r = diag_bp_add_user(s->bp, s)) < 0) {
 		diag_bp_del_user(&mem->bps, mem->tp, s->bp, s);
 		s->bp = NULL;

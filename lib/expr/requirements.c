@@ -19,6 +19,7 @@ static bool node_registers_only(const struct expr_node *n)
 	case N_TID:
 	case N_PID:
 	case N_TIME:
+	case N_COMM: /* the engine reads the thread's name from /proc, not from the target */
 		return true;
 	case N_UNARY:
 	case N_BINARY:
@@ -30,7 +31,7 @@ static bool node_registers_only(const struct expr_node *n)
 	case N_STACK: /* walks the stopped thread's stack: never from a register snapshot */
 		return false;
 	default:
-		return false; /* variables (locations), dereferences, strings, $comm, elapsed... */
+		return false; /* variables (locations), dereferences, strings, elapsed... */
 	}
 }
 

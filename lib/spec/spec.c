@@ -382,6 +382,8 @@ static int dec_applied_one(struct dec *d, const cJSON *rec, struct diag_applied 
 		a->hits = count_of(j->valuedouble);
 	if (cJSON_IsNumber(j = cJSON_GetObjectItemCaseSensitive(rec, "dropped")))
 		a->dropped = count_of(j->valuedouble);
+	if (cJSON_IsNumber(j = cJSON_GetObjectItemCaseSensitive(rec, "processes")))
+		a->processes = count_of(j->valuedouble);
 	const cJSON *addrs = cJSON_GetObjectItemCaseSensitive(rec, "addresses");
 	for (const cJSON *c = addrs ? addrs->child : NULL; c && a->naddrs < DIAG_SPEC_ADDRS_MAX;
 	     c = c->next)
@@ -540,6 +542,8 @@ static cJSON *applied_to_json(const struct diag_applied *a)
 		cJSON_AddNullToObject(o, "lm");
 	cJSON_AddNumberToObject(o, "hits", (double)a->hits);
 	cJSON_AddNumberToObject(o, "dropped", (double)a->dropped);
+	if (a->processes)
+		cJSON_AddNumberToObject(o, "processes", (double)a->processes);
 	if (a->last_hit_ns)
 		cJSON_AddStringToObject(o, "last_hit",
 					diag_time_format(a->last_hit_ns, true, t, sizeof(t)));

@@ -40,6 +40,7 @@ struct diag_applied {
 	int64_t lm_ns;        /* the lastmodified this record applied; 0 = none */
 	uint64_t hits, dropped;
 	int64_t last_hit_ns;  /* 0 = never */
+	uint64_t processes;   /* the summary record ("HOST:exited"): exited processes folded in */
 	size_t naddrs;
 	uint64_t addrs[DIAG_SPEC_ADDRS_MAX];
 	/* JSON array text: each instance installed ({"address","what","path":"jump"|"int3"}) or

@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Kernel-internal restart codes an interrupted syscall leaves in rax (include/linux/errno.h). */
@@ -87,30 +88,36 @@ static int open_mem(struct diag_proc *p)
 	return p->memfd < 0 ? -errno : 0;
 }
 
-/* A numeric line of /proc/PID/status ("TracerPid", "Tgid"), -1 when unknown. */
-static long status_field(pid_t pid, const char *key)
+bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long long *out)
 {
 	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)id);
 	FILE *f = fopen(path, "re");
-	if (!f)
-		return -1;
-	long v = -1;
-	size_t n = strlen(key);
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, key, n) == 0 && line[n] == ':') {
-			v = strtol(line + n + 1, NULL, 10);
-			break;
+	size_t klen = strlen(key);
+	bool found = false;
+	while (f && !found && fgets(line, sizeof(line), f))
+		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+			*out = strtoull(line + klen + 1, NULL, base);
+			found = true;
 		}
-	fclose(f);
-	return v;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+bool diag_proc_gone(pid_t id)
+{
+	char st[8];
+	return diag_proc_stat_field(id, 3, st, sizeof(st)) < 0 || st[0] == 'Z' || st[0] == 'X';
 }
 
 /* A thread listed in /proc but already traced by us was auto-attached through a clone event
  * racing with our scan; any other tracer means we cannot have it. */
 static bool traced_by_us(pid_t tid)
 {
-	return status_field(tid, "TracerPid") == (long)getpid();
+	unsigned long long tracer;
+	return diag_proc_status_field(tid, "TracerPid", 10, &tracer) &&
+	       tracer == (unsigned long long)getpid();
 }
 
 #define PF_KTHREAD_ 0x00200000 /* include/linux/sched.h */
@@ -139,7 +146,9 @@ int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap)
 static int known_refusal(pid_t pid, struct diag_error *err)
 {
 	char state[8], flags[24];
-	if (pid == getpid() || status_field(pid, "Tgid") == (long)getpid())
+	unsigned long long tgid;
+	if (pid == getpid() || (diag_proc_status_field(pid, "Tgid", 10, &tgid) &&
+				tgid == (unsigned long long)getpid()))
 		return diag_error_set(err, -EPERM,
 				      "pid %d: cannot attach: it is this daemon (pid %d) itself",
 				      (int)pid, (int)getpid());
@@ -162,16 +171,16 @@ static int known_refusal(pid_t pid, struct diag_error *err)
 /* ptrace said EPERM: another tracer is the cause we can name; else the usual suspects. */
 static void eperm_cause(pid_t pid, char *why, size_t len)
 {
-	long tracer = status_field(pid, "TracerPid");
-	if (tracer > 0) {
+	unsigned long long tracer = 0;
+	if (diag_proc_status_field(pid, "TracerPid", 10, &tracer) && tracer > 0) {
 		char path[64], comm[64] = "?";
-		snprintf(path, sizeof(path), "/proc/%ld/comm", tracer);
+		snprintf(path, sizeof(path), "/proc/%llu/comm", tracer);
 		FILE *f = fopen(path, "re");
 		if (f && fgets(comm, sizeof(comm), f))
 			comm[strcspn(comm, "\n")] = '\0';
 		if (f)
 			fclose(f);
-		snprintf(why, len, "already traced by pid %ld (%s)", tracer, comm);
+		snprintf(why, len, "already traced by pid %llu (%s)", tracer, comm);
 		return;
 	}
 	snprintf(why, len, "permission denied (the daemon is not root, kernel.yama.ptrace_scope, "
@@ -301,6 +310,11 @@ ssize_t diag_proc_write(struct diag_proc *p, uint64_t addr, const void *buf, siz
 
 int diag_thread_resume(struct diag_thread *t, int sig)
 {
+	/* Resumed already (by whoever used it meanwhile): it may since have stopped at an int3
+	 * whose stop is not reaped yet, and a PTRACE_CONT now would cancel that SIGTRAP and run
+	 * on past the displaced instruction (issue 15, item 6). */
+	if (!t->stopped)
+		return 0;
 	long r = t->group_stop ? ptrace(PTRACE_LISTEN, t->tid, 0, 0)
 			       : ptrace(PTRACE_CONT, t->tid, 0, (void *)(long)sig);
 	/* A job-stopped thread we borrowed (remote syscall) is no longer in its group-stop, and
@@ -448,16 +462,8 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 /* SIGTRAP's bit in SigIgn of /proc/PID/status. */
 static bool sigtrap_ignored(pid_t pid)
 {
-	char path[64], line[128];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "re");
 	unsigned long long ign = 0;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "SigIgn: %llx", &ign) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return ign & (1ULL << (SIGTRAP - 1));
+	return diag_proc_status_field(pid, "SigIgn", 16, &ign) && (ign & (1ULL << (SIGTRAP - 1)));
 }
 
 /* Put SIG_IGN back as the SIGTRAP action (a forced trap replaced it with SIG_DFL). */
@@ -513,6 +519,28 @@ int diag_thread_step(struct diag_thread *t)
 	if (ignored && r != -ESRCH && !sigtrap_ignored(t->proc->pid))
 		sigtrap_reignore(t);
 	return r;
+}
+
+const char *diag_thread_comm(struct diag_thread *t)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	if (t->comm_ns && now - t->comm_ns < 10000000ULL)
+		return t->comm;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)t->proc->pid, (int)t->tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, t->comm, sizeof(t->comm) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n < 0)
+		n = 0;
+	if (n > 0 && t->comm[n - 1] == '\n')
+		n--;
+	t->comm[n] = '\0';
+	t->comm_ns = now;
+	return t->comm;
 }
 
 bool diag_thread_is_zombie(struct diag_thread *t)

@@ -30,7 +30,14 @@ struct diag_thread {
 	void *ext;         /* the engine's per-thread data: plain memory, freed with the thread */
 	bool zombie;       /* a leader that exited before its threads: can never stop again */
 	int event;         /* stopped at this PTRACE_EVENT_* inside clone/fork/vfork/exec, or 0 */
+	char comm[16];     /* /proc/PID/task/TID/comm, as last read (diag_thread_comm) */
+	uint64_t comm_ns;  /* CLOCK_MONOTONIC of that read, 0: never */
 };
+
+/* The thread's name ($comm) as /proc/PID/task/TID/comm gives it, read again when the last
+ * read is older than 10 ms (a hot probe must not cost an open per hit; a rename shows within
+ * 10 ms); "" when it cannot be read. */
+const char *diag_thread_comm(struct diag_thread *t);
 
 /* True when the thread has exited but is not reaped (a thread-group leader that called
  * pthread_exit): interrupting or waiting for it would block until the whole process ends.
@@ -45,6 +52,13 @@ struct diag_proc {
 	uint64_t syscall_insn;       /* address of a `syscall` instruction, 0 = not found yet */
 	void *owner;                 /* the engine's state for this process */
 };
+
+/* KEY's value in /proc/ID/status (ID a pid or a tid: "TracerPid", "SigIgn", "Seccomp"), read
+ * in base (10, or 16 for the signal masks). False when the file or the key is absent. */
+bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long long *out);
+
+/* True when process id has exited (no /proc entry) or is a zombie not reaped yet. */
+bool diag_proc_gone(pid_t id);
 
 /* Seize every thread of pid. Returns 0 and *out, or -errno with err "pid N: cannot attach:
  * CAUSE" naming the cause when it is known (this daemon itself, a kernel thread, an exited
@@ -69,7 +83,8 @@ void diag_proc_del_thread(struct diag_proc *p, pid_t tid);
 ssize_t diag_proc_read(struct diag_proc *p, uint64_t addr, void *buf, size_t len);
 ssize_t diag_proc_write(struct diag_proc *p, uint64_t addr, const void *buf, size_t len);
 
-/* Resume a stopped thread (PTRACE_LISTEN for a group-stop), delivering sig. */
+/* Resume a stopped thread (PTRACE_LISTEN for a group-stop), delivering sig. A thread not
+ * marked stopped is left alone: resuming it twice could cancel a stop not reaped yet. */
 int diag_thread_resume(struct diag_thread *t, int sig);
 
 /* Run one system call in the target on stopped thread t: registers and any interrupted
