@@ -46,7 +46,7 @@ if [ $merge = 1 ]; then
 	for t in "${targets[@]}"; do
 		seed=$PWD/$(seed_of "$t")
 		before=$(ls "$seed" | wc -l)
-		(cd "$B" && "tests/fuzz/$t" -merge=1 -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+		(cd "$B" && "tests/fuzz/$t" -merge=1 -use_counters=0 -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
 			"$seed" "corpus/$t" >"$t.merge.log" 2>&1) || { tail -20 "$B/$t.merge.log" >&2; exit 1; }
 		echo "== $t: $before -> $(ls "$seed" | wc -l) seeds ($(du -sh "$seed" | cut -f1))"
 	done

@@ -114,8 +114,8 @@ struct diag_engine {
 	char journal_dir[200];      /* DIAG_JOURNAL_DIR or /run/diagnose/journal; "" = none */
 	size_t recovered;
 	struct diag_unwinder *unwinder; /* stack.c: created at the first stack value */
-	uint64_t reported_ns;       /* when the last wait reported a stop: a hit's stopped time
-				     * runs from there to its CONT (the governor's budget) */
+	uint64_t reported_ns;       /* CLOCK_MONOTONIC when the last wait reported a stop: a
+				     * hit's stopped time runs from there to its CONT (governor) */
 	pid_t moved_tid;            /* a thread sent to its slot before its stop was reaped */
 	struct user_regs_struct moved_regs; /* ... and its registers at the trap */
 };

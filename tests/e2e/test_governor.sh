@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 
 N=600000000
 want_sum=$(python3 -c "n=$N; print(3*n*(n-1)//2 + 7*n)")
-start_fixture fast "$DIAG_FIXTURE_DIR/work-O2-nopie" 1 $N
+start_fixture fast "$DIAG_FIXTURE_DIR/work-O2-nopie" 1 $N linger # alive for the byte checks even when done
 start_fixture slow "$DIAG_FIXTURE_DIR/work-O0-pie" 1 0
 start_daemon --pid "$fast_pid" --pid "$slow_pid" --max-stopped-ms-per-sec 5
 

@@ -6,12 +6,13 @@
 # and another probe in the same process keeps counting.
 source "$(dirname "$0")/lib.sh"
 
-# rate_line NAME: the fixture's next "rate N" line's N.
+# rate_line NAME: the fixture's next "rate N FROM TO" line, as "N FROM TO" (ns, realtime).
 rate_line() {
 	local l
-	l=$(fixture_line "$1") || { echo 0; return; }
+	l=$(fixture_line "$1") || { echo "0 0 0"; return; }
 	echo "${l#rate }"
 }
+now_ns() { date +%s%N; }
 error_of() {
 	req '{"cmd":"list"}' | jget "[a.get('error','') for s in j['specs'] if s['id']=='$1' for k,a in s['applied'].items() if k.endswith(':$2')][0]"
 }
@@ -26,12 +27,13 @@ for opt in ${TINY_OPTS:-O0 O2}; do
 		fixture_go f
 		base=0
 		for _ in 1 2 3 4 5; do
-			r=$(rate_line f)
+			read -r r _ _ <<< "$(rate_line f)"
 			[ "$r" -gt "$base" ] && base=$r
 		done
 		# the cold probe first: it must keep working after the hot one is disabled
 		r=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"cold-$c\",\"target\":\"report\",\"pid\":$pid,\"instrument\":{\"type\":\"incr\",\"name\":\"cold-$c\",\"value\":\"*(long *)\$rsp\"}}}")
 		expect_eq "$(echo "$r" | jget "j['ok']")" True "$c: cold probe added"
+		t_req=$(now_ns)
 		r=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"hot-$c\",\"target\":\"tiny\",\"pid\":$pid,\"instrument\":{\"type\":\"incr\",\"name\":\"hot-$c\",\"value\":\"*(long *)\$rsp\"}}}")
 		expect_eq "$(echo "$r" | jget "j['spec']['applied']['$(hostname):$pid']['state']")" applied "$c: hot probe applied"
 		addr=$(echo "$r" | jget "j['spec']['applied']['$(hostname):$pid']['addresses'][0]")
@@ -42,28 +44,33 @@ for opt in ${TINY_OPTS:-O0 O2}; do
 			[ "$st" = disabled ] && break
 			sleep 0.1
 		done
+		t_off=$(now_ns)
 		expect_eq "$st" disabled "$c: the hot int3 probe is disabled within 3 s"
 		e=$(error_of "hot-$c" "$pid")
 		[[ "$e" =~ ^disabled\ by\ the\ governor:\ threads\ of\ $pid\ stopped\ [0-9]+%\ of\ the\ last\ [0-9.]+\ s\ by\ this\ probe\ \(budget\ 10%\)$ ]] \
 			&& pass "$c: reason: $e" || fail "$c: reason: [$e]"
 		expect_eq "$(code_bytes_match "$pid" "$addr")" same "$c: bytes restored at $addr"
-		# The fixture's own rate: its lines queue in the FIFO, so they come in order: from
-		# before the probe, then under it (below a hundredth of the base: the harm), then after.
-		low=-1 rec=0
-		for _ in $(seq 100); do
-			r=$(rate_line f)
-			echo "rate $r" >> "$T/rates"
-			if [ "$low" -lt 0 ]; then
-				[ "$r" -lt $((base / 100)) ] && low=$r
-			elif [ "$r" -ge $((base / 100)) ]; then
+		# The fixture's own rate (each line says over which interval; they queue in the FIFO):
+		# some interval overlapping the probe's life (from the add's request to the poll that
+		# saw it disabled) below a twentieth of the base - the harm -, then an interval after
+		# it back above that, within 10 s (of the fixture's clock) after.
+		thr=$((base / 20)) low=-1 rec=0
+		for _ in $(seq 3000); do
+			read -r r from to <<< "$(rate_line f)"
+			echo "$r $from $to" >> "$T/rates"
+			[ "$to" = 0 ] && break
+			if [ "$to" -gt "$t_req" ] && [ "$from" -lt "$t_off" ]; then
+				[ "$r" -lt "$thr" ] && { [ "$low" -lt 0 ] || [ "$r" -lt "$low" ]; } && low=$r
+			elif [ "$from" -ge "$t_off" ] && [ "$r" -ge "$thr" ]; then
 				rec=$r
 				break
 			fi
+			[ "$from" -gt $((t_off + 10000000000)) ] && break
 		done
 		[ "$low" -ge 0 ] && pass "$c: the probe slowed the target ($low/s, $base/s before)" \
-			|| fail "$c: no rate line under the probe below $((base / 100))/s"
+			|| fail "$c: no rate under the probe below $thr/s"
 		[ "$rec" -gt 0 ] && pass "$c: call rate recovered ($rec/s, $base/s before)" \
-			|| fail "$c: call rate did not recover to $((base / 100))/s (was $base/s): $(tr '\n' ' ' < "$T/rates")"
+			|| fail "$c: call rate did not recover to $thr/s (was $base/s): $(tr '\n' ' ' < "$T/rates")"
 		rm -f "$T/rates"
 		expect_eq "$(state_of "cold-$c" "$pid")" applied "$c: the other probe stays applied"
 		h=$(hits_of "cold-$c")

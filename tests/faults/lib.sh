@@ -56,7 +56,7 @@ wait_more() {
 }
 
 # The fault cases test survival, not the governor: no stopped-time budget under their load.
-NOGOV="--max-stopped-ms-per-sec 0 --max-total-stopped-ms-per-sec 0"
+NOGOV="--max-stopped-percent 0 --max-stopped-ms-per-sec 0 --max-total-stopped-ms-per-sec 0"
 
 # A daemon stuck on a dead target must not hang the case: SIGTERM, 10 s, then SIGKILL. A case
 # that dies half-way still prints its figure (FIGURE_PENDING) so the table shows how far it got.

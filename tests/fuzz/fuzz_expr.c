@@ -1,7 +1,8 @@
 /* fuzz_expr: libFuzzer target for the value language. Each input is an expression: it is
  * compiled (without DWARF, and with the rich fixture's DWARF when DIAG_FUZZ_ELF names it),
  * and when it compiles, evaluated against a fake stopped thread whose memory is a small buffer
- * (everything else faults) and rendered. Any crash, leak or sanitizer report is a bug: the
+ * (everything else faults) and rendered. The bytes after a NUL in the input, if any, are that
+ * memory's first bytes (target memory is hostile input too: floats, pointers, strings). Any crash, leak or sanitizer report is a bug: the
  * language must refuse or survive every input. */
 #include <errno.h>
 #include <stdint.h>
@@ -46,9 +47,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct diag_dwarf_cache *dc;
 	static const char *elf;
 	static uint64_t pc;
+	for (size_t i = 0; i < sizeof(mem); i++)
+		mem[i] = (uint8_t)(i * 7 + 1);
+	const uint8_t *nul = memchr(data, 0, size);
+	if (nul) {
+		size_t n = size - (size_t)(nul + 1 - data);
+		memcpy(mem, nul + 1, n < sizeof(mem) ? n : sizeof(mem));
+		size = (size_t)(nul - data);
+	}
 	if (!dc) {
-		for (size_t i = 0; i < sizeof(mem); i++)
-			mem[i] = (uint8_t)(i * 7 + 1);
 		elf = getenv("DIAG_FUZZ_ELF");
 		const char *p = getenv("DIAG_FUZZ_PC");
 		pc = p ? strtoull(p, NULL, 0) : 0;

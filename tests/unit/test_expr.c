@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "check.h"
+#include "expr/ast.h" /* expr_bitfield: the one reader of bit fields */
 #include "expr/expr.h"
 
 #define FAKE_BASE 0x10000ULL
@@ -300,6 +301,20 @@ static void test_defined_results(void)
 	CHECK_EQ_STR(run("*(long *)$rdi"), "42");
 	CHECK_EQ_STR(run("*(double *)($rdi + 8)"), "0");
 	CHECK_EQ_STR(run("((int *)$rdi)[0x2000000000000000]"), "<fault at 0x8000000000010001>");
+	/* bit fields as DWARF (hostile files included) may describe them */
+	const uint8_t unit[8] = { 0xa0, 0xff, 0, 0, 0, 0, 0, 0x80 };
+	struct diag_member m = { .name = "f", .bit_offset = 5, .bit_size = 3, .type = &expr_t_int };
+	CHECK(expr_bitfield_fits(&m));
+	CHECK_EQ_INT((int64_t)expr_bitfield(unit, sizeof(unit), &m), -3); /* 0b101, signed */
+	m.type = &expr_t_uint;
+	CHECK_EQ_INT((int64_t)expr_bitfield(unit, 1, &m), 5); /* one byte captured: enough */
+	m = (struct diag_member){ .bit_offset = 7, .bit_size = 0xfffffffa, .type = &expr_t_int };
+	CHECK(!expr_bitfield_fits(&m)); /* offset + size wraps an unsigned: refused all the same */
+	m.bit_size = 57;
+	CHECK(expr_bitfield_fits(&m));
+	CHECK_EQ_INT((int64_t)expr_bitfield(unit, sizeof(unit), &m), (int64_t)0xff000000000001ffLL);
+	m.bit_size = 58;
+	CHECK(!expr_bitfield_fits(&m));
 }
 
 int main(void)
