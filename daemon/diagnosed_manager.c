@@ -104,14 +104,19 @@ static void instances_json(const struct diag_probe_info *info, char *out, size_t
 }
 
 /* Fast-path hits are counted in the target, exactly, even when a full ring dropped their
- * events: the record shows every hit, and the ones with no event as dropped. */
+ * events. The gap between that count and the hits delivered so far is mostly hits still in
+ * the ring, which on_hit counts when they arrive: only as many as the process's ring really
+ * refused (a per-process count, the only one the target keeps) are added as dropped, so a
+ * ring that refused nothing shows dropped 0 and no hit is counted twice. */
 static void count_hits(struct diag_applied *a, const struct diag_probe_info *info)
 {
 	uint64_t reached = info->hits > info->filtered ? info->hits - info->filtered : 0;
-	if (reached > a->hits) {
-		a->dropped += reached - a->hits;
-		a->hits = reached;
-	}
+	if (reached <= a->hits || info->dropped <= a->dropped)
+		return;
+	uint64_t gap = reached - a->hits, refused = info->dropped - a->dropped;
+	uint64_t lost = gap < refused ? gap : refused;
+	a->dropped += lost;
+	a->hits += lost;
 }
 
 static void refresh_record(struct diag_manager *m, struct diag_mspec *ms, struct diag_applied *a)
