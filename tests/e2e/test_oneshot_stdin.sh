@@ -3,7 +3,12 @@
 source "$(dirname "$0")/lib.sh"
 
 for build in O0-pie O2-nopie; do
-	start_fixture fx "$DIAG_FIXTURE_DIR/work-$build" 1 0
+	# a fixture (and FIFOs) of its own per build: reusing one name reopened the first
+	# iteration's FIFOs, still held open by this shell
+	fx=fx_${build/-/_}
+	start_fixture "$fx" "$DIAG_FIXTURE_DIR/work-$build" 1 0
+	pid_var=${fx}_pid
+	fx_pid=${!pid_var}
 	cat > "$T/w.json" <<JSON
 {"id":"w1","target":"work","instrument":{"type":"log","name":"w","value":"\$arg1","event":"call","custom":{}},"lifespan":10}
 JSON
@@ -12,7 +17,7 @@ JSON
 		> "$T/d.out.$build" 2> "$T/d.err.$build" &
 	dpid=$!
 	exec {dws}> "$T/din.$build"
-	fixture_go fx
+	fixture_go "$fx"
 	# the log lines arrive: read three of them as they come (no sleeping)
 	timeout 30 tail -n +1 -f "$T/d.out.$build" | grep -q -m3 '^Probe (w) = '
 	expect_contains "$(head -1 "$T/d.out.$build")" "Probe (w) = " "$build: log lines on stdout"
