@@ -364,6 +364,11 @@ static uint64_t count_of(double v)
 static int dec_applied_one(struct dec *d, const cJSON *rec, struct diag_applied *a)
 {
 	const char *key = rec->string;
+	/* checked first: the key is echoed in messages, and the store's encoder escapes text, so
+	 * a control character read here would come back longer than the key may be */
+	int r = dec_text(d, "applied", key);
+	if (r < 0)
+		return r;
 	const char *colon = strrchr(key, ':');
 	if (!cJSON_IsObject(rec) || !colon || strlen(key) >= sizeof(a->key))
 		return dec_fail(d, "applied", "bad record '%s'", key);
