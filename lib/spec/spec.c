@@ -361,6 +361,17 @@ static uint64_t count_of(double v)
 	return v >= 0 && v < 1.8e19 ? (uint64_t)v : 0;
 }
 
+/* Stored text read in the form the encoder writes it (escaped, cut to cap without a partial
+ * UTF-8 sequence at the end), so a store read and written again is the same text. */
+static void read_safe_text(char *out, size_t cap, const char *s)
+{
+	diag_text_escape(out, cap, s, strlen(s), 0);
+	size_t off;
+	uint32_t cp;
+	if (diag_text_check(out, strlen(out), &off, &cp) != DIAG_TEXT_OK)
+		out[off] = '\0'; /* only a sequence the cut split can be left unsafe */
+}
+
 static int dec_applied_one(struct dec *d, const cJSON *rec, struct diag_applied *a)
 {
 	const char *key = rec->string;
@@ -378,7 +389,7 @@ static int dec_applied_one(struct dec *d, const cJSON *rec, struct diag_applied 
 	if (!cJSON_IsString(j) || applied_state_parse(j->valuestring, &a->state) < 0)
 		return dec_fail(d, "applied", "record '%s': bad state", key);
 	if (cJSON_IsString(j = cJSON_GetObjectItemCaseSensitive(rec, "error")))
-		snprintf(a->error, sizeof(a->error), "%s", j->valuestring);
+		read_safe_text(a->error, sizeof(a->error), j->valuestring);
 	if (cJSON_IsString(j = cJSON_GetObjectItemCaseSensitive(rec, "lm")))
 		diag_time_parse(j->valuestring, &a->lm_ns);
 	if (cJSON_IsString(j = cJSON_GetObjectItemCaseSensitive(rec, "last_hit")))
@@ -395,7 +406,11 @@ static int dec_applied_one(struct dec *d, const cJSON *rec, struct diag_applied 
 		if (cJSON_IsString(c))
 			a->addrs[a->naddrs++] = strtoull(c->valuestring, NULL, 16);
 	const cJSON *inst = cJSON_GetObjectItemCaseSensitive(rec, "instances");
-	char *txt = cJSON_IsArray(inst) ? cJSON_PrintUnformatted(inst) : NULL;
+	cJSON *safe = cJSON_IsArray(inst) ? cJSON_Duplicate(inst, true) : NULL;
+	if (safe)
+		diag_json_escape_strings(safe, 0); /* as the encoder writes it */
+	char *txt = safe ? cJSON_PrintUnformatted(safe) : NULL;
+	cJSON_Delete(safe);
 	if (txt && strlen(txt) < sizeof(a->instances))
 		memcpy(a->instances, txt, strlen(txt) + 1);
 	free(txt);
