@@ -26,7 +26,7 @@ now_ns() { date +%s%N; }
 start_daemon() {
 	rm -f "$WORK/sock" "$WORK/specs.json"
 	env "$@" "$DIAGNOSED" --socket "$WORK/sock" --store "$WORK/specs.json" \
-		--plugin-dir "$BUILD/plugins" >"$WORK/d.out" 2>"$WORK/d.err" &
+		--plugin-dir "$BUILD/plugins" --max-stopped-percent 0 >"$WORK/d.out" 2>"$WORK/d.err" &
 	DPID=$!
 	until [ -S "$WORK/sock" ]; do sleep 0.01; done
 }
