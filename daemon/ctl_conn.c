@@ -1,6 +1,7 @@
 /* ctl_conn: the client end of the control socket (see ctl_conn.h). Owns one socket and a
  * line buffer; never prints and never interprets a reply. */
 #include "ctl_conn.h"
+#include "util/clock.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -69,13 +70,6 @@ int diag_ctl_conn_send(struct ctl_conn *c, const cJSON *req, struct diag_error *
 	return rc;
 }
 
-static int64_t ctl_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Make room for more bytes, dropping already consumed lines first. */
 static int ctl_conn_grow(struct ctl_conn *c, struct diag_error *err)
 {
@@ -100,7 +94,7 @@ static int ctl_conn_grow(struct ctl_conn *c, struct diag_error *err)
 
 int diag_ctl_conn_recv(struct ctl_conn *c, const char **line, int timeout_ms, struct diag_error *err)
 {
-	int64_t deadline = timeout_ms < 0 ? -1 : ctl_now_ms() + timeout_ms;
+	int64_t deadline = timeout_ms < 0 ? -1 : diag_clock_mono_ms() + timeout_ms;
 	size_t scanned = c->head;
 	for (;;) {
 		char *nl = c->len > scanned ? memchr(c->buf + scanned, '\n', c->len - scanned) : NULL;
@@ -116,7 +110,7 @@ int diag_ctl_conn_recv(struct ctl_conn *c, const char **line, int timeout_ms, st
 		scanned = c->len; /* everything held has been searched for a newline */
 		int wait = -1;
 		if (deadline >= 0) {
-			int64_t left = deadline - ctl_now_ms();
+			int64_t left = deadline - diag_clock_mono_ms();
 			if (left <= 0)
 				return diag_error_set(err, -ETIMEDOUT, "no reply from the daemon within %d s",
 						      timeout_ms / 1000);

@@ -5,6 +5,7 @@
  * nothing at all could be applied. No ELF, DWARF or ptrace code of its own. A fatal signal of
  * its own starts `diagnosed --recover-after` (diagnosed_crash.c), another mode of this binary. */
 #include "diagnosed.h"
+#include "util/clock.h"
 #include "indexer/indexer.h"
 #include "diagnosed_crash.h"
 #include "spec/json.h"
@@ -342,7 +343,7 @@ static int64_t earliest(int64_t a, int64_t b)
 static int run(struct loop *l)
 {
 	for (;;) {
-		int64_t now = diag_time_now_ns();
+		int64_t now = diag_clock_wall_ns();
 		int64_t next = diag_manager_tick(&l->m, now);
 		if (l->server)
 			next = earliest(next, diag_server_tick(l->server, now));

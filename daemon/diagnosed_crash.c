@@ -4,7 +4,8 @@
  * anything that is not async-signal-safe: it runs in a process whose memory may be corrupt.
  * The recovery itself is the engine's journal recovery, never a copy of it. */
 #include "diagnosed_crash.h"
-#include "target/tracee.h"
+#include "util/clock.h"
+#include "ptrace/tracee.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -22,7 +23,7 @@
 #include <unistd.h>
 
 #include "diagnosed.h"
-#include "target/tracee.h"
+#include "ptrace/tracee.h"
 
 extern char **environ;
 
@@ -217,13 +218,6 @@ int diag_crash_arm(struct diag_error *err)
 
 /* ---- --recover-after ---- */
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static bool is_gone(pid_t pid)
 {
 	return diag_proc_gone(pid);
@@ -321,7 +315,7 @@ static enum outcome recover_one(struct diag_engine *e, pid_t dead, const struct 
 	char start[24];
 	if (diag_proc_stat_field(j->pid, 22, start, sizeof(start)) < 0 || strcmp(start, j->start) != 0)
 		return SKIPPED; /* that process is gone (the number may be reused): nothing to do */
-	int64_t deadline = now_ns() + RECOVER_EPERM_NS;
+	int64_t deadline = diag_clock_mono_ns() + RECOVER_EPERM_NS;
 	struct diag_engine_stats before, after;
 	diag_engine_get_stats(e, &before);
 	for (;;) {
@@ -337,7 +331,7 @@ static enum outcome recover_one(struct diag_engine *e, pid_t dead, const struct 
 				 "tracer's, left alone", (int)j->pid, (int)tracer);
 			return SKIPPED;
 		}
-		if (r != -EPERM || now_ns() > deadline) {
+		if (r != -EPERM || diag_clock_mono_ns() > deadline) {
 			diag_log("recover: pid %d: NOT restored: %s%s", (int)j->pid,
 				 err.msg[0] ? err.msg : diag_strerror(r),
 				 r == -EPERM ? " (still traced 5 s after the daemon exited)" : "");

@@ -3,8 +3,9 @@
  * lifespans, and persists through the store before any change is acknowledged. Runs on the
  * engine's thread only; never blocks it on a plugin (events go through the queue). */
 #include "diagnosed.h"
+#include "util/clock.h"
 #include "indexer/indexer.h"
-#include "target/tracee.h"
+#include "ptrace/tracee.h"
 
 #include "util/text.h"
 
@@ -514,13 +515,13 @@ static int add_internal(struct diag_manager *m, struct diag_spec *s, bool fresh,
 	}
 	ms->spec = s;
 	if (fresh) {
-		s->lastmodified_ns = diag_time_now_ns();
+		s->lastmodified_ns = diag_clock_wall_ns();
 		free(s->applied); /* input `applied` is output only */
 		s->applied = NULL;
 		s->napplied = 0;
 	}
 	int64_t exp = diag_spec_expiry_ns(s);
-	if (exp && exp <= diag_time_now_ns()) {
+	if (exp && exp <= diag_clock_wall_ns()) {
 		ms->expired = true;
 		for (size_t i = 0; i < s->napplied; i++)
 			if (s->applied[i].state == DIAG_APPLIED_APPLIED ||
@@ -696,7 +697,7 @@ size_t diag_manager_count_live(const struct diag_manager *m)
 cJSON *diag_manager_spec_json(const struct diag_manager *m, const struct diag_mspec *ms)
 {
 	(void)m;
-	return diag_spec_to_json(ms->spec, DIAG_SPEC_JSON_APPLIED, diag_time_now_ns());
+	return diag_spec_to_json(ms->spec, DIAG_SPEC_JSON_APPLIED, diag_clock_wall_ns());
 }
 
 /* Fast-path hits are counted in the target (exact even when a full ring dropped their

@@ -4,6 +4,7 @@
  * removes anything at the socket path but a stale socket, and at exit only the socket it
  * created itself. */
 #include "diagnosed.h"
+#include "util/clock.h"
 
 #include "expr/expr.h"
 #include "spec/json.h"
@@ -440,7 +441,7 @@ static void cmd_wait(struct diag_server *s, struct client *c, const struct diag_
 	}
 	snprintf(c->wait_id, sizeof(c->wait_id), "%s", rq->id);
 	c->wait_hits = rq->hits;
-	c->wait_deadline_ns = diag_time_now_ns() + (int64_t)(rq->timeout_s * 1e9);
+	c->wait_deadline_ns = diag_clock_wall_ns() + (int64_t)(rq->timeout_s * 1e9);
 	c->waiting = true;
 	if (ms->hits >= c->wait_hits)
 		wait_reply(s, c, true, ms->hits);

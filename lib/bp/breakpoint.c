@@ -1,7 +1,7 @@
 /* breakpoint: int3 table, slots and tombstones (see breakpoint.h). */
 #include "bp/breakpoint.h"
 
-#include "arch/x86_64/trampoline.h"
+#include "arch/trampoline.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -10,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "arch/x86_64/insn.h"
+#include "arch/insn.h"
 #include "bp/xol_page.h"
-#include "target/tracee.h"
+#include "ptrace/tracee.h"
 #include "util/error.h"
 #include "util/u64map.h"
 

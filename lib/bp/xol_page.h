@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "target/tracee.h"
+#include "ptrace/tracee.h"
 
 #define DIAG_XOL_REGION_SIZE (64 * 1024)
 

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "arch/x86_64/regs.h"
+#include "arch/regs.h"
 #include "util/error.h"
 
 #define LOC_STACK 32

@@ -3,6 +3,7 @@
  * capture plan's memory are read; the thread is resumed (at the out-of-line slot) before the
  * value is rendered and reported. */
 #include "engine/engine_internal.h"
+#include "util/clock.h"
 #include "dwarf/dwarf.h"
 
 #include <errno.h>
@@ -19,21 +20,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-uint64_t diag__now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-/* Durations (stopped time, the dispatch bound): immune to steps of the wall clock. */
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- bookkeeping of processes and threads ---- */
 
@@ -221,7 +207,7 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 		at_slot.rip = bp->slot;
 		ptrace(PTRACE_SETREGS, t->tid, 0, &at_slot);
 	}
-	uint64_t ts = diag__now_ns(), t0 = mono_ns();
+	uint64_t ts = (uint64_t)diag_clock_wall_ns(), t0 = (uint64_t)diag_clock_mono_ns();
 	struct site *fired_small[8], **fired = fired_small;
 	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
 		fired = NULL;
@@ -243,7 +229,7 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 		diag_thread_resume(t, 0);
 	/* what the governor limits (issues 6, 15): from the wait's report of the stop to the CONT */
 	uint64_t from = e->reported_ns && e->reported_ns <= t0 ? e->reported_ns : t0;
-	uint64_t stopped = mono_ns() - from;
+	uint64_t stopped = (uint64_t)diag_clock_mono_ns() - from;
 	for (size_t i = 0; i < bp->nusers; i++)
 		((struct site *)bp->users[i])->pr->stopped_ns += stopped;
 	pid_t tid = t->tid;
@@ -531,7 +517,7 @@ static pid_t wait_secure(struct diag_engine *e, pid_t which, int *status, int fl
 			return -errno;
 		if (si.si_pid == 0)
 			return 0;
-		e->reported_ns = mono_ns();
+		e->reported_ns = (uint64_t)diag_clock_mono_ns();
 		if (si.si_code == CLD_TRAPPED && si.si_status == SIGTRAP)
 			secure_trap(e, si.si_pid);
 		pid_t w = waitpid(si.si_pid, status, WNOHANG | __WALL);
@@ -571,7 +557,7 @@ static void handle_status(struct diag_engine *e, pid_t tid, int status)
 int diag_engine_dispatch(struct diag_engine *e)
 {
 	struct signalfd_siginfo si;
-	uint64_t more, start = mono_ns();
+	uint64_t more, start = (uint64_t)diag_clock_mono_ns();
 	while (read(e->sigfd, &si, sizeof(si)) == sizeof(si))
 		;
 	if (read(e->morefd, &more, sizeof(more)) < 0 && errno != EAGAIN)
@@ -592,7 +578,7 @@ int diag_engine_dispatch(struct diag_engine *e)
 		if (w < 0)
 			return w;
 		handle_status(e, w, status);
-		if (mono_ns() - start > DISPATCH_MAX_NS) {
+		if ((uint64_t)diag_clock_mono_ns() - start > DISPATCH_MAX_NS) {
 			more = 1;
 			return write(e->morefd, &more, sizeof(more)) < 0 ? -errno : 0;
 		}

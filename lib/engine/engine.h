@@ -1,4 +1,4 @@
-/* engine: probes on live processes. Owns the traced processes (lib/target), breakpoints and
+/* engine: probes on live processes. Owns the traced processes (lib/ptrace), breakpoints and
  * out-of-line slots (lib/bp), symbol resolution (lib/sym) and value capture (lib/expr).
  * Single-threaded: every call must come from the thread that created the engine (ptrace
  * requests are only accepted from the tracing thread). Knows nothing of specs, stores or

@@ -4,11 +4,12 @@
 #define DIAG_ENGINE_INTERNAL_H
 
 #include "bp/breakpoint.h"
+#include "util/clock.h"
 #include "engine/engine.h"
 #include "expr/expr.h"
 #include "sym/modmap.h"
 #include "sym/symtab.h"
-#include "target/tracee.h"
+#include "ptrace/tracee.h"
 
 struct probe;
 struct diag__stack_proc;
@@ -157,7 +158,6 @@ void diag__fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t t
 		struct site **fired, size_t n, uint64_t ts);
 size_t diag__capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
 		     const struct diag_expr_ctx *ctx, uint64_t seq, struct site **fired);
-uint64_t diag__now_ns(void);
 
 /* retprobe.c */
 /* Before a hit is served: drop the frames this thread has left without returning (longjmp,

@@ -5,6 +5,7 @@
  * nothing but a full ring. Everything else (memory reads, SSE, tiny functions, code that
  * branches into the patched bytes, seccomp-filtered targets) takes an int3. */
 #include "engine/engine_internal.h"
+#include "util/clock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,8 +18,8 @@
 #include <sys/uio.h>
 #include <x86intrin.h>
 
-#include "arch/x86_64/branch.h"
-#include "arch/x86_64/ring.h"
+#include "arch/branch.h"
+#include "arch/ring.h"
 
 #define RING_CAPACITY 16384      /* records: 3 MiB of the target's memory */
 #define MAX_SCAN (256 * 1024)    /* longest function scanned for branches into a patch */
@@ -289,7 +290,7 @@ static uint64_t tsc_to_ns(struct diag_engine *e, uint64_t tsc)
 
 static void calibrate(struct diag_engine *e)
 {
-	uint64_t ns = diag__now_ns(), tsc = __rdtsc();
+	uint64_t ns = (uint64_t)diag_clock_wall_ns(), tsc = __rdtsc();
 	if (!e->ns0) {
 		e->ns0 = e->ns1 = ns;
 		e->tsc0 = e->tsc1 = tsc;

@@ -22,7 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "arch/x86_64/safety.h"
+#include "arch/safety.h"
 
 #define MAX_RECOVER 4096
 

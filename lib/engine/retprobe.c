@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arch/x86_64/branch.h"
+#include "arch/branch.h"
 #include "bp/site_check.h"
 
 #define MAX_PENDING 4096   /* frames per thread (deep recursion beyond: returns lost, counted) */

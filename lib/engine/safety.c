@@ -15,7 +15,7 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 
-#include "arch/x86_64/safety.h"
+#include "arch/safety.h"
 
 #define SAFETY_ENTRIES 2048 /* int3 addresses per process (3/4 of it usable) */
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arch/x86_64/regs.h"
+#include "arch/regs.h"
 #include "dwarf/dwarf.h"
 
 const struct diag_type expr_t_void = { .kind = DIAG_TYPE_VOID, .name = "void" };

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "arch/x86_64/regs.h"
+#include "arch/regs.h"
 #include "dwarf/dwarf.h"
 
 #define EVAL_SCRATCH (2 * DIAG_EXPR_MAX_BYTES)

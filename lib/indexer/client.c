@@ -3,6 +3,7 @@
  * names a worker that died, and remembers the files that killed one. Never parses a target's
  * file; decodes only the reply's status and error message (the callers decode the rest). */
 #include "indexer/indexer.h"
+#include "util/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -96,9 +97,9 @@ uint32_t diag_indexer_file_id(struct diag_indexer *ix)
 static bool exited_within(struct diag_indexer *ix, int ms)
 {
 	struct pollfd p = { .fd = ix->pidfd, .events = POLLIN };
-	int64_t end = diag_ix_now_ms() + ms;
+	int64_t end = diag_clock_mono_ms() + ms;
 	for (;;) {
-		int64_t left = end - diag_ix_now_ms();
+		int64_t left = end - diag_clock_mono_ms();
 		int r = poll(&p, 1, left > 0 ? (int)left : 0);
 		if (r > 0)
 			return true;
@@ -226,7 +227,7 @@ int diag_indexer_start(struct diag_indexer *ix, struct diag_error *err)
 	size_t len = 0;
 	/* starting (exec, sanitizer runtimes on a loaded machine) gets at least the default */
 	unsigned start_ms = ix->timeout_ms > DIAG_INDEXER_TIMEOUT_MS ? ix->timeout_ms : DIAG_INDEXER_TIMEOUT_MS;
-	r = diag_ix_recv(ix->sock, 4096, &msg, &len, NULL, NULL, diag_ix_now_ms() + start_ms);
+	r = diag_ix_recv(ix->sock, 4096, &msg, &len, NULL, NULL, diag_clock_mono_ms() + start_ms);
 	struct diag_ix_rd rd = { .p = msg, .len = len };
 	int op = r ? 0 : (int)(int32_t)diag_ix_get_u32(&rd);
 	struct diag_error why = { 0 };
@@ -293,7 +294,7 @@ int diag_indexer_call(struct diag_indexer *ix, const char *key, const char *what
 	int r = diag_indexer_start(ix, err);
 	if (r)
 		return r;
-	int64_t deadline = diag_ix_now_ms() + ix->timeout_ms;
+	int64_t deadline = diag_clock_mono_ms() + ix->timeout_ms;
 	r = diag_ix_send(ix->sock, req, fds, nfds, deadline);
 	uint8_t *msg = NULL;
 	size_t len = 0;

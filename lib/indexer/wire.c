@@ -1,5 +1,6 @@
 /* indexer/wire: framing and bounded encoding of indexer messages (see wire.h). */
 #include "indexer/wire.h"
+#include "util/clock.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -8,13 +9,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-int64_t diag_ix_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void put(struct diag_ix_buf *b, const void *v, size_t n)
 {
@@ -187,7 +181,7 @@ static int wait_ready(int sock, short events, int64_t deadline_ms)
 	for (;;) {
 		int timeout = -1;
 		if (deadline_ms) {
-			int64_t left = deadline_ms - diag_ix_now_ms();
+			int64_t left = deadline_ms - diag_clock_mono_ms();
 			if (left <= 0)
 				return -ETIMEDOUT;
 			timeout = left > 60000 ? 60000 : (int)left;

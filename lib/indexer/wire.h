@@ -6,6 +6,7 @@
 #ifndef DIAG_INDEXER_WIRE_H
 #define DIAG_INDEXER_WIRE_H
 
+#include "util/clock.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,7 +75,5 @@ int diag_ix_send(int sock, const struct diag_ix_buf *b, const int *fds, size_t n
  * stream, -EMSGSIZE, -ETIMEDOUT, -EPROTO, -errno. */
 int diag_ix_recv(int sock, size_t max, uint8_t **out, size_t *len, int *fds, size_t *nfds,
 		 int64_t deadline_ms);
-
-int64_t diag_ix_now_ms(void);
 
 #endif

@@ -1,6 +1,7 @@
 /* spec: JSON codec and validation of probe specs (see spec.h). Every error names the spec,
  * the field and the reason. Never touches processes, files or plugins. */
 #include "spec/spec.h"
+#include "util/clock.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -58,13 +59,6 @@ static int applied_state_parse(const char *s, enum diag_applied_state *st)
 			return 0;
 		}
 	return -DIAG_E_INVALID;
-}
-
-int64_t diag_time_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 char *diag_time_format(int64_t ns, bool with_ns, char *buf, size_t len)

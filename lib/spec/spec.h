@@ -11,6 +11,7 @@
 
 #include <diagnose/event.h>
 #include "util/error.h"
+#include "util/clock.h"
 
 #define DIAG_SPEC_ID_MAX 64
 #define DIAG_SPEC_EXPR_MAX 1024
@@ -99,6 +100,5 @@ const char *diag_applied_state_name(enum diag_applied_state st);
 char *diag_time_format(int64_t ns, bool with_ns, char *buf, size_t len);
 /* Parses what diag_time_format writes (fraction optional). Returns 0 or -DIAG_E_PARSE. */
 int diag_time_parse(const char *s, int64_t *ns);
-int64_t diag_time_now_ns(void);
 
 #endif

@@ -14,7 +14,30 @@ int diag_error_set(struct diag_error *e, int code, const char *fmt, ...)
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
 	e->code = code;
+	e->field[0] = '\0';
 	return code;
+}
+
+int diag_error_set_field(struct diag_error *e, const char *field, int code, const char *fmt, ...)
+{
+	if (!e)
+		return code;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	e->code = code;
+	snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
+	return code;
+}
+
+int diag_error_in_field(struct diag_error *e, const char *field)
+{
+	if (!e)
+		return 0;
+	if (!e->field[0] && field)
+		snprintf(e->field, sizeof(e->field), "%s", field);
+	return e->code;
 }
 
 int diag_error_prefix(struct diag_error *e, const char *fmt, ...)
@@ -41,6 +64,7 @@ void diag_error_clear(struct diag_error *e)
 {
 	if (e) {
 		e->code = 0;
+		e->field[0] = '\0';
 		e->msg[0] = '\0';
 	}
 }

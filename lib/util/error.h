@@ -3,7 +3,9 @@
  * system errors, or -DIAG_E_* (>= 4000) for our own. Functions that can fail for reasons a
  * user must read also take a `struct diag_error *` (may be NULL) and fill a precise,
  * one-line message naming what failed and why. The library never prints; callers log once.
- * Output parameters are written only on success. */
+ * Output parameters are written only on success. An error about a spec field names that field
+ * in `field` ("target", "value", "condition", ...): callers read it there and never guess it
+ * from the message's words. */
 #ifndef DIAG_UTIL_ERROR_H
 #define DIAG_UTIL_ERROR_H
 
@@ -26,16 +28,26 @@ enum {
 };
 
 #define DIAG_ERRMSG_MAX 512
+#define DIAG_ERRFIELD_MAX 48
 
 struct diag_error {
-	int code;                   /* negative code, 0 when no error */
-	char msg[DIAG_ERRMSG_MAX];  /* precise one-line message */
+	int code;                     /* negative code, 0 when no error */
+	char field[DIAG_ERRFIELD_MAX]; /* the spec field it is about ("condition"), "" if none */
+	char msg[DIAG_ERRMSG_MAX];    /* precise one-line message */
 };
 
 /* Record code and a printf-style message in *e (if e is non-NULL); returns code so callers can
  * write `return diag_error_set(err, -DIAG_E_INVALID, "...")`. */
 int diag_error_set(struct diag_error *e, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* diag_error_set for an error about spec field `field` (a dotted path: "instrument.value"). */
+int diag_error_set_field(struct diag_error *e, const char *field, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Name the field of an error already set when none is named yet (the innermost caller that
+ * knows the field wins). Returns e->code (0 for a NULL e). */
+int diag_error_in_field(struct diag_error *e, const char *field);
 
 /* Prefix an existing message with context ("spec w1: " + msg). Returns e->code. */
 int diag_error_prefix(struct diag_error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -4,7 +4,7 @@
 
 #include "check.h"
 
-#include "arch/x86_64/regs.h"
+#include "arch/regs.h"
 #include "util/error.h"
 
 #define OFF(f) ((int)offsetof(struct user_regs_struct, f))

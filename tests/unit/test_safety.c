@@ -24,8 +24,8 @@
 #include "check.h"
 #include "inproc_code.h"
 
-#include "arch/x86_64/insn.h"
-#include "arch/x86_64/safety.h"
+#include "arch/insn.h"
+#include "arch/safety.h"
 #include "util/error.h"
 
 /* ---- code under test (Intel syntax) ---- */

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "target/tracee.h"
+#include "ptrace/tracee.h"
 
 static void *noop(void *arg)
 {

@@ -19,8 +19,8 @@
 #include "check.h"
 #include "inproc_code.h"
 
-#include "arch/x86_64/ring.h"
-#include "arch/x86_64/trampoline.h"
+#include "arch/ring.h"
+#include "arch/trampoline.h"
 #include "util/error.h"
 
 /* ---- code under test and callers (Intel syntax) ---- */

@@ -9,7 +9,7 @@
 
 #include "check.h"
 
-#include "arch/x86_64/insn.h"
+#include "arch/insn.h"
 #include "util/error.h"
 
 #define REGION_SIZE (1u << 20)

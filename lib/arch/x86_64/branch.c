@@ -1,5 +1,5 @@
 /* branch: linear-sweep scan of direct branch targets (see branch.h). */
-#include "arch/x86_64/branch.h"
+#include "arch/branch.h"
 
 #include <stdbool.h>
 

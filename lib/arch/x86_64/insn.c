@@ -2,7 +2,7 @@
  * slot. The slot must behave exactly like the original at its original address: same registers,
  * same stack, same flags, same memory effects, same control transfer. Whatever cannot be made
  * exact is refused with -DIAG_E_RELOC. Never touches a process; never guesses. */
-#include "arch/x86_64/insn.h"
+#include "arch/insn.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* arch/x86_64/regs: name, ABI and DWARF tables over struct user_regs_struct. Pure data and
  * lookups; never touches a process. */
-#include "arch/x86_64/regs.h"
+#include "arch/regs.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -147,7 +147,7 @@ int diag_reg_dwarf(int regno)
 	return -DIAG_E_INVALID;
 }
 
-uint64_t diag_reg_get(const struct user_regs_struct *r, int offset, unsigned width)
+uint64_t diag_reg_get(const diag_regs *r, int offset, unsigned width)
 {
 	uint64_t v;
 
@@ -173,4 +173,64 @@ const char *diag_reg_name(int offset)
 const char *const *diag_reg_names(void)
 {
 	return all_names;
+}
+
+/* ---- registers by role ---- */
+
+#define X86_TF 0x100ULL /* EFLAGS trap flag */
+
+uint64_t diag_regs_pc(const diag_regs *r)
+{
+	return r->rip;
+}
+
+void diag_regs_set_pc(diag_regs *r, uint64_t pc)
+{
+	r->rip = pc;
+}
+
+uint64_t diag_regs_sp(const diag_regs *r)
+{
+	return r->rsp;
+}
+
+void diag_regs_set_sp(diag_regs *r, uint64_t sp)
+{
+	r->rsp = sp;
+}
+
+uint64_t diag_regs_frame(const diag_regs *r)
+{
+	return r->rbp;
+}
+
+uint64_t diag_regs_ret(const diag_regs *r)
+{
+	return r->rax;
+}
+
+uint64_t diag_regs_arg(const diag_regs *r, int n)
+{
+	int off = diag_reg_arg(n);
+	return off < 0 ? 0 : diag_reg_get(r, off, 8);
+}
+
+uint64_t diag_regs_trap_addr(const diag_regs *r)
+{
+	return r->rip - DIAG_ARCH_BREAK_LEN;
+}
+
+bool diag_regs_stepping(const diag_regs *r)
+{
+	return (r->eflags & X86_TF) != 0;
+}
+
+void diag_regs_clear_step(diag_regs *r)
+{
+	r->eflags &= ~X86_TF;
+}
+
+void diag_regs_no_syscall(diag_regs *r)
+{
+	r->orig_rax = (unsigned long long)-1;
 }

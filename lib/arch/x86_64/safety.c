@@ -3,7 +3,7 @@
  * in that file; test_safety re-assembles the .S to prove the two identical), computes the action
  * to install and keeps the host-side mirror of the handler's address table. Pure byte work:
  * never touches a process, never chooses addresses. */
-#include "arch/x86_64/safety.h"
+#include "arch/safety.h"
 
 #include <errno.h>
 #include <signal.h>

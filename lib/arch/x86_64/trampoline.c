@@ -4,13 +4,13 @@
  * never chooses addresses. The template is reviewed as trampoline_template.S; the array below
  * is its `cc -c` + `objdump -d` listing (command in that file) and test_trampoline re-assembles
  * the .S to prove the two are identical. */
-#include "arch/x86_64/trampoline.h"
+#include "arch/trampoline.h"
 
 #include <errno.h>
 #include <string.h>
 
-#include "arch/x86_64/insn.h"
-#include "arch/x86_64/ring.h"
+#include "arch/insn.h"
+#include "arch/ring.h"
 
 /* objdump -d -M intel of trampoline_template.S. Placeholders: 0x1122334455667788 (probed
  * address), 0x99aabbccddeeff00 (site hit counter), 0x8877665544332211 (ring + 128),

@@ -1,11 +1,11 @@
-/* arch/x86_64/trampoline: the jump trampolines of the in-process fast path. A probed function's
+/* arch/trampoline: the jump trampolines of the in-process fast path. A probed function's
  * first whole instructions (>= 5 bytes) are replaced by `jmp rel32` to a trampoline that records
  * the hit into a ring in the target's memory (ring.h), restores every register and the flags,
  * runs the relocated displaced instructions and jumps back. No trap, no stop, one gettid
  * syscall. Owns building the trampoline bytes and mapping addresses inside it; never reads or
  * writes a process, never decides where the trampoline or the ring live. */
-#ifndef DIAG_ARCH_X86_64_TRAMPOLINE_H
-#define DIAG_ARCH_X86_64_TRAMPOLINE_H
+#ifndef DIAG_ARCH_TRAMPOLINE_H
+#define DIAG_ARCH_TRAMPOLINE_H
 
 #include <stddef.h>
 #include <stdint.h>

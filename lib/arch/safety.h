@@ -1,4 +1,4 @@
-/* arch/x86_64/safety: the SIGTRAP safety handler that keeps a target alive when the daemon dies
+/* arch/safety: the SIGTRAP safety handler that keeps a target alive when the daemon dies
  * with int3 probes in place (docs/reliability.md, "Surviving the daemon's death"). Owns building
  * the handler blob (code from safety_template.S + its data area), the layout the daemon needs
  * to fill it, the sigaction to install, and a host-side mirror of the address table that says
@@ -9,8 +9,8 @@
  * handler runs only when no tracer intercepts the SIGTRAP (a tracer sees every signal first), so
  * the daemon updates the data area while it is alive and may die between any two writes: each
  * write below leaves the data consistent on its own. */
-#ifndef DIAG_ARCH_X86_64_SAFETY_H
-#define DIAG_ARCH_X86_64_SAFETY_H
+#ifndef DIAG_ARCH_SAFETY_H
+#define DIAG_ARCH_SAFETY_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -3,15 +3,17 @@
  * registers and remote system calls run by a stopped thread. Knows nothing of probes or specs
  * and never waits for arbitrary children (the engine owns the wait loop). Never sets
  * PTRACE_O_EXITKILL: a target must outlive its tracer. */
-#ifndef DIAG_TARGET_TRACEE_H
-#define DIAG_TARGET_TRACEE_H
+#ifndef DIAG_PTRACE_TRACEE_H
+#define DIAG_PTRACE_TRACEE_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/user.h>
 
+#include "arch/regs.h"
 #include "util/error.h"
+#include "util/procfs.h"
 #include "util/u64map.h"
 
 #define DIAG_PTRACE_OPTIONS                                                                  \
@@ -53,20 +55,10 @@ struct diag_proc {
 	void *owner;                 /* the engine's state for this process */
 };
 
-/* KEY's value in /proc/ID/status (ID a pid or a tid: "TracerPid", "SigIgn", "Seccomp"), read
- * in base (10, or 16 for the signal masks). False when the file or the key is absent. */
-bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long long *out);
-
-/* True when process id has exited (no /proc entry) or is a zombie not reaped yet. */
-bool diag_proc_gone(pid_t id);
-
 /* Seize every thread of pid. Returns 0 and *out, or -errno with err "pid N: cannot attach:
  * CAUSE" naming the cause when it is known (this daemon itself, a kernel thread, an exited
  * process, already traced by pid T (COMM)), the usual suspects only when it is not. */
 int diag_proc_seize(pid_t pid, struct diag_proc **out, struct diag_error *err);
-/* Field `field` (1-based as in proc(5): 3 state, 9 flags, 22 start time) of /proc/PID/stat
- * into out. Returns 0 or -1 (no such process, or no such field). */
-int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap);
 
 /* A process known from a fork/vfork event: its first thread was auto-attached by the kernel. */
 int diag_proc_adopt(pid_t pid, struct diag_proc *mem_owner, struct diag_proc **out);
@@ -82,6 +74,12 @@ void diag_proc_del_thread(struct diag_proc *p, pid_t tid);
  * pages can be patched (the kernel copies the page for this process). Return bytes or -errno. */
 ssize_t diag_proc_read(struct diag_proc *p, uint64_t addr, void *buf, size_t len);
 ssize_t diag_proc_write(struct diag_proc *p, uint64_t addr, const void *buf, size_t len);
+
+/* Registers of stopped thread tid (PTRACE_GETREGS / SETREGS / GETFPREGS): the only register
+ * access of diagnose. Return 0 or -errno. */
+int diag_regs_read(pid_t tid, diag_regs *out);
+int diag_regs_write(pid_t tid, const diag_regs *r);
+int diag_fpregs_read(pid_t tid, diag_fpregs *out);
 
 /* Resume a stopped thread (PTRACE_LISTEN for a group-stop), delivering sig. A thread not
  * marked stopped is left alone: resuming it twice could cancel a stop not reaped yet. */

@@ -1,5 +1,5 @@
 /* tracee: ptrace attach, memory, registers and remote syscalls (see tracee.h). */
-#include "target/tracee.h"
+#include "ptrace/tracee.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -88,28 +88,7 @@ static int open_mem(struct diag_proc *p)
 	return p->memfd < 0 ? -errno : 0;
 }
 
-bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long long *out)
-{
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)id);
-	FILE *f = fopen(path, "re");
-	size_t klen = strlen(key);
-	bool found = false;
-	while (f && !found && fgets(line, sizeof(line), f))
-		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
-			*out = strtoull(line + klen + 1, NULL, base);
-			found = true;
-		}
-	if (f)
-		fclose(f);
-	return found;
-}
 
-bool diag_proc_gone(pid_t id)
-{
-	char st[8];
-	return diag_proc_stat_field(id, 3, st, sizeof(st)) < 0 || st[0] == 'Z' || st[0] == 'X';
-}
 
 /* A thread listed in /proc but already traced by us was auto-attached through a clone event
  * racing with our scan; any other tracer means we cannot have it. */
@@ -122,24 +101,6 @@ static bool traced_by_us(pid_t tid)
 
 #define PF_KTHREAD_ 0x00200000 /* include/linux/sched.h */
 
-int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "re");
-	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-	if (f)
-		fclose(f);
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')'); /* the comm before may hold spaces and ')' */
-	for (int at = 2; p && *p; p++)
-		if (*p == ' ' && ++at == field) {
-			size_t len = strcspn(p + 1, " ");
-			snprintf(out, cap, "%.*s", (int)len, p + 1);
-			return 0;
-		}
-	return -1;
-}
 
 /* Why pid cannot be traced when that is known before trying: it is us, or a kernel thread
  * (no user space: ptrace refuses it), or gone. 0 when none applies. */
@@ -559,4 +520,19 @@ bool diag_thread_is_zombie(struct diag_thread *t)
 	const char *p = strrchr(buf, ')'); /* the state follows the command name */
 	t->zombie = p && (p[2] == 'Z' || p[2] == 'X');
 	return t->zombie;
+}
+
+int diag_regs_read(pid_t tid, diag_regs *out)
+{
+	return ptrace(PTRACE_GETREGS, tid, 0, out) < 0 ? -errno : 0;
+}
+
+int diag_regs_write(pid_t tid, const diag_regs *r)
+{
+	return ptrace(PTRACE_SETREGS, tid, 0, r) < 0 ? -errno : 0;
+}
+
+int diag_fpregs_read(pid_t tid, diag_fpregs *out)
+{
+	return ptrace(PTRACE_GETFPREGS, tid, 0, out) < 0 ? -errno : 0;
 }

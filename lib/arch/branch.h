@@ -1,7 +1,7 @@
 /* branch: what a function's code says about jumps into a range, so a multi-byte patch is only
  * placed where no direct branch lands inside it. Reads only the bytes it is given. */
-#ifndef DIAG_ARCH_X86_64_BRANCH_H
-#define DIAG_ARCH_X86_64_BRANCH_H
+#ifndef DIAG_ARCH_BRANCH_H
+#define DIAG_ARCH_BRANCH_H
 
 #include <stddef.h>
 #include <stdint.h>

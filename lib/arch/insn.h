@@ -1,9 +1,9 @@
-/* arch/x86_64/insn: decoding of one x86-64 instruction (Zydis) and building of its
+/* arch/insn: decoding of one x86-64 instruction (Zydis) and building of its
  * execute-out-of-line slot, the relocated copy that runs in the diagnose page while the int3
  * stays on the original. Owns only byte-level analysis and encoding; it never reads or writes
  * target memory and never decides where the slot lives. */
-#ifndef DIAG_ARCH_X86_64_INSN_H
-#define DIAG_ARCH_X86_64_INSN_H
+#ifndef DIAG_ARCH_INSN_H
+#define DIAG_ARCH_INSN_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* arch/x86_64/ring: layout of the hit ring that a jump trampoline fills INSIDE the target and the
+/* arch/ring: layout of the hit ring that a jump trampoline fills INSIDE the target and the
  * daemon drains with process_vm_readv/writev. The one contract between target code (the
  * template in trampoline_template.S hard-codes these offsets) and the daemon; owns no code.
  * Writers (target threads) never block or wait: a full ring drops the hit and counts it.
@@ -16,8 +16,8 @@
  * diag_ring_counter_offset(mask, s); map DIAG_RING_MAP_BYTES(capacity) to hold them. Counters
  * only grow; the daemon reads them, never writes them after creating the mapping (zeroed). A
  * trampoline built without a counter of its own (diag_tramp_build) counts into header.hits. */
-#ifndef DIAG_ARCH_X86_64_RING_H
-#define DIAG_ARCH_X86_64_RING_H
+#ifndef DIAG_ARCH_RING_H
+#define DIAG_ARCH_RING_H
 
 #include <stddef.h>
 #include <stdint.h>

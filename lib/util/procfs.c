@@ -1,0 +1,50 @@
+/* procfs: the one reader of /proc/ID/status and /proc/ID/stat fields. Reads only; never
+ * caches (callers that need a cache keep their own) and never fails loudly: an absent process
+ * or field is an answer, not an error. */
+#include "util/procfs.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long long *out)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)id);
+	FILE *f = fopen(path, "re");
+	size_t klen = strlen(key);
+	bool found = false;
+	while (f && !found && fgets(line, sizeof(line), f))
+		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+			*out = strtoull(line + klen + 1, NULL, base);
+			found = true;
+		}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')'); /* the comm before may hold spaces and ')' */
+	for (int at = 2; p && *p; p++)
+		if (*p == ' ' && ++at == field) {
+			size_t len = strcspn(p + 1, " ");
+			snprintf(out, cap, "%.*s", (int)len, p + 1);
+			return 0;
+		}
+	return -1;
+}
+
+bool diag_proc_gone(pid_t id)
+{
+	char st[8];
+	return diag_proc_stat_field(id, 3, st, sizeof(st)) < 0 || st[0] == 'Z' || st[0] == 'X';
+}

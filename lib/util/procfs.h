@@ -1,0 +1,21 @@
+/* procfs: fields of /proc/ID/status and /proc/ID/stat (ID a pid or a tid), read in one place.
+ * Never caches and never touches a process in any other way. */
+#ifndef DIAG_UTIL_PROCFS_H
+#define DIAG_UTIL_PROCFS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* KEY's value in /proc/ID/status (ID a pid or a tid: "TracerPid", "SigIgn", "Seccomp"), read
+ * in base (10, or 16 for the signal masks). False when the file or the key is absent. */
+bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long long *out);
+
+/* True when process id has exited (no /proc entry) or is a zombie not reaped yet. */
+bool diag_proc_gone(pid_t id);
+
+/* Field `field` (1-based as in proc(5): 3 state, 9 flags, 22 start time) of /proc/PID/stat
+ * into out. Returns 0 or -1 (no such process, or no such field). */
+int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap);
+
+#endif
