@@ -3,7 +3,9 @@
 # AddressSanitizer + UndefinedBehaviorSanitizer. Needs root (ptrace of other processes).
 # Then each libFuzzer target for a short fixed budget (scripts/fuzz.sh: clang, build-fuzz/,
 # FUZZ_SECONDS each, default 15 here; a crash fails the run and prints the reproducer's path).
-# usage: scripts/test.sh [--no-sanitize] [--no-fuzz] [ctest args...]
+# Last, the Debian package (scripts/test_package.sh: built, lintian-clean, installed with
+# apt-get, the demo run against the installed programs, removed again).
+# usage: scripts/test.sh [--no-sanitize] [--no-fuzz] [--no-package] [ctest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -12,10 +14,12 @@ if [ "$(id -u)" != 0 ]; then
 fi
 sanitize=1
 fuzz=1
+package=1
 while :; do
 	case ${1:-} in
 	--no-sanitize) sanitize=0 ;;
 	--no-fuzz) fuzz=0 ;;
+	--no-package) package=0 ;;
 	--fuzz) fuzz=1 ;; # the default now; kept for old command lines
 	*) break ;;
 	esac
@@ -35,4 +39,7 @@ if [ $sanitize = 1 ]; then
 fi
 if [ $fuzz = 1 ]; then
 	FUZZ_SECONDS=${FUZZ_SECONDS:-15} scripts/fuzz.sh
+fi
+if [ $package = 1 ]; then
+	scripts/test_package.sh
 fi
