@@ -5,29 +5,32 @@
 #include <stdio.h>
 #include <string.h>
 
-int diag_error_set(struct diag_error *e, int code, const char *fmt, ...)
+static int error_vset(struct diag_error *e, const char *field, int code, const char *fmt,
+		      va_list ap)
 {
 	if (!e)
 		return code;
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	e->code = code;
+	snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
+	return code;
+}
+
+int diag_error_set(struct diag_error *e, int code, const char *fmt, ...)
+{
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	error_vset(e, NULL, code, fmt, ap);
 	va_end(ap);
-	e->code = code;
-	e->field[0] = '\0';
 	return code;
 }
 
 int diag_error_set_field(struct diag_error *e, const char *field, int code, const char *fmt, ...)
 {
-	if (!e)
-		return code;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	error_vset(e, field, code, fmt, ap);
 	va_end(ap);
-	e->code = code;
-	snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
 	return code;
 }
 
