@@ -12,7 +12,7 @@
 #include <sys/types.h>
 #include <sys/user.h>
 
-#include "dwarf/type.h"
+#include "dwarf/type_model.h"
 #include "util/error.h"
 
 struct diag_dwarf_cache;

@@ -1,6 +1,6 @@
 /* dwarf/index: the cache of per-file DWARF indexes (keyed by build-id, else path) and the
  * index itself: function PC ranges, named types and globals, found by one walk over the
- * compilation units' top-level DIEs. Bodies and types are read lazily (scope.c, types.c).
+ * compilation units' top-level DIEs. Bodies and types are read lazily (scope.c, type_build.c).
  * Opens files read-only; never touches a process. */
 #include "dwarf/internal.h"
 #include "util/grow.h"

@@ -1,4 +1,4 @@
-/* dwarf/types: builds diag_type values from type DIEs on first use (base, pointer, struct,
+/* dwarf/type_build: builds diag_type values from type DIEs on first use (base, pointer, struct,
  * union, array, enum, typedef, const/volatile, bit fields, functions), memoised per DIE
  * offset so cycles (struct req { struct req *next; }) terminate. Memory comes from the file's
  * arena; nothing here touches a process. */
