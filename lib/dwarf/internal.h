@@ -1,5 +1,9 @@
 /* dwarf/internal: what the files of lib/dwarf share (the per-file index). Not for other
- * modules: they use dwarf.h. */
+ * modules: they use dwarf.h. The files: index.c (cache, opening, the index walk, attribute
+ * and range helpers), walk.c (the CU and child iterators), scope.c (variables at a PC),
+ * type_build.c (types from DIEs), type_spell.c (C spelling), loc.c (the location machine),
+ * inline.c (inlined instances and scope ranges), lines.c (FILE:LINE), remote.c (files indexed
+ * by the worker). Internal cross-file functions carry the dw_ prefix. */
 #ifndef DIAG_DWARF_INTERNAL_H
 #define DIAG_DWARF_INTERNAL_H
 
