@@ -19,7 +19,7 @@ static int id_arg(const char *s, unsigned *out)
 	errno = 0;
 	unsigned long v = strtoul(s, &end, 10);
 	if (errno || *end || end == s || v > 0xfffffffeul)
-		return -1;
+		return -EINVAL;
 	*out = (unsigned)v;
 	return 0;
 }

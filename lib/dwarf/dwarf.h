@@ -10,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include <sys/user.h>
 
-#include "dwarf/type.h"
+#include "arch/regs.h"
+#include "dwarf/type_model.h"
 #include "util/error.h"
 
 struct diag_dwarf_cache;
@@ -118,8 +118,8 @@ const struct diag_type *diag_dwarf_find_type(struct diag_dwarf_file *f, const ch
 
 /* What the machine sees at a hit. */
 struct diag_loc_machine {
-	const struct user_regs_struct *regs;
-	int (*read_fpregs)(void *arg, struct user_fpregs_struct *out);
+	const diag_regs *regs;
+	int (*read_fpregs)(void *arg, diag_fpregs *out);
 	ssize_t (*read_mem)(void *arg, uint64_t addr, void *buf, size_t len);
 	void *arg;
 	uint64_t bias;      /* added to DW_OP_addr */
@@ -128,11 +128,12 @@ struct diag_loc_machine {
 enum { DIAG_LOC_IN_MEMORY = 1, DIAG_LOC_IN_BYTES = 2 };
 
 /* Evaluate loc for an object of size bytes: returns DIAG_LOC_IN_MEMORY with *addr, or
- * DIAG_LOC_IN_BYTES with buf[0..size) filled (registers, DW_OP_stack_value, pieces), or a
- * negative code with why (e.g. "<fault at 0x10>", "optimised out"). */
+ * DIAG_LOC_IN_BYTES with buf[0..size) filled (registers, DW_OP_stack_value, pieces), or
+ * -DIAG_E_INVALID with the reason in err (may be NULL; e.g. "<fault at 0x10>", "<optimised
+ * out>"). */
 int diag_loc_eval(const struct diag_loc *loc, const struct diag_dwarf_frame *fr,
 		  const struct diag_loc_machine *m, uint64_t size, uint64_t *addr, uint8_t *buf,
-		  size_t cap, char *why, size_t whycap);
+		  size_t cap, struct diag_error *err);
 
 /* Human text for a location ("reg rdi", "fbreg -20", "addr 0x4010", "pieces"). */
 void diag_loc_describe(const struct diag_loc *loc, char *buf, size_t cap);

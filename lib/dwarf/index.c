@@ -1,8 +1,9 @@
 /* dwarf/index: the cache of per-file DWARF indexes (keyed by build-id, else path) and the
  * index itself: function PC ranges, named types and globals, found by one walk over the
- * compilation units' top-level DIEs. Bodies and types are read lazily (scope.c, types.c).
+ * compilation units' top-level DIEs. Bodies and types are read lazily (scope.c, type_build.c).
  * Opens files read-only; never touches a process. */
 #include "dwarf/internal.h"
+#include "util/grow.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,14 +63,15 @@ static int get_attr(Dwarf_Die die, Dwarf_Half at, Dwarf_Attribute *a)
 	int rc = dwarf_attr(die, at, a, &e);
 	if (rc == DW_DLV_ERROR)
 		(void)e; /* libdwarf frees it with the Dwarf_Debug; freeing it here double-frees */
-	return rc == DW_DLV_OK ? 0 : -1;
+	return rc == DW_DLV_OK ? 0 : rc == DW_DLV_NO_ENTRY ? -ENOENT : -DIAG_E_INVALID;
 }
 
 int dw_attr_udata(Dwarf_Die die, Dwarf_Half at, uint64_t *out)
 {
 	Dwarf_Attribute a;
-	if (get_attr(die, at, &a))
-		return -1;
+	int got = get_attr(die, at, &a);
+	if (got)
+		return got;
 	Dwarf_Error e = NULL;
 	Dwarf_Unsigned u;
 	Dwarf_Signed s;
@@ -87,14 +89,15 @@ int dw_attr_udata(Dwarf_Die die, Dwarf_Half at, uint64_t *out)
 			(void)e; /* libdwarf frees it with the Dwarf_Debug; freeing it here double-frees */
 	}
 	dwarf_dealloc_attribute(a);
-	return rc == DW_DLV_OK ? 0 : -1;
+	return rc == DW_DLV_OK ? 0 : -DIAG_E_INVALID;
 }
 
 int dw_attr_sdata(Dwarf_Die die, Dwarf_Half at, int64_t *out)
 {
 	Dwarf_Attribute a;
-	if (get_attr(die, at, &a))
-		return -1;
+	int got = get_attr(die, at, &a);
+	if (got)
+		return got;
 	Dwarf_Error e = NULL;
 	Dwarf_Signed s;
 	Dwarf_Unsigned u;
@@ -114,20 +117,21 @@ int dw_attr_sdata(Dwarf_Die die, Dwarf_Half at, int64_t *out)
 	if (rc == DW_DLV_ERROR)
 		(void)e; /* libdwarf frees it with the Dwarf_Debug; freeing it here double-frees */
 	dwarf_dealloc_attribute(a);
-	return rc == DW_DLV_OK ? 0 : -1;
+	return rc == DW_DLV_OK ? 0 : -DIAG_E_INVALID;
 }
 
 int dw_attr_ref(Dwarf_Die die, Dwarf_Half at, Dwarf_Off *out)
 {
 	Dwarf_Attribute a;
-	if (get_attr(die, at, &a))
-		return -1;
+	int got = get_attr(die, at, &a);
+	if (got)
+		return got;
 	Dwarf_Error e = NULL;
 	int rc = dwarf_global_formref(a, out, &e);
 	if (rc == DW_DLV_ERROR)
 		(void)e; /* libdwarf frees it with the Dwarf_Debug; freeing it here double-frees */
 	dwarf_dealloc_attribute(a);
-	return rc == DW_DLV_OK ? 0 : -1;
+	return rc == DW_DLV_OK ? 0 : -DIAG_E_INVALID;
 }
 
 bool dw_attr_flag(Dwarf_Die die, Dwarf_Half at)
@@ -182,16 +186,16 @@ static int ranges_v5(Dwarf_Attribute a, Dwarf_Half form, void (*cb)(void *, uint
 	Dwarf_Unsigned val = 0, count = 0, goff = 0;
 	if (form == DW_FORM_rnglistx) {
 		if (dwarf_formudata(a, &val, &e) != DW_DLV_OK)
-			return -1;
+			return -DIAG_E_INVALID;
 	} else {
 		Dwarf_Off o;
 		if (dwarf_global_formref(a, &o, &e) != DW_DLV_OK)
-			return -1;
+			return -DIAG_E_INVALID;
 		val = o;
 	}
 	Dwarf_Rnglists_Head head = NULL;
 	if (dwarf_rnglists_get_rle_head(a, form, val, &head, &count, &goff, &e) != DW_DLV_OK)
-		return -1;
+		return -DIAG_E_INVALID;
 	for (Dwarf_Unsigned i = 0; i < count; i++) {
 		unsigned len = 0, code = 0;
 		Dwarf_Unsigned r1, r2, c1 = 0, c2 = 0;
@@ -231,9 +235,9 @@ static int ranges_v4(struct diag_dwarf_file *f, Dwarf_Die die, Dwarf_Attribute a
 	Dwarf_Signed n = 0;
 	Dwarf_Unsigned bytes;
 	if (dwarf_global_formref(a, &off, &e) != DW_DLV_OK)
-		return -1;
+		return -DIAG_E_INVALID;
 	if (dwarf_get_ranges_b(f->dbg, off, die, &real, &r, &n, &bytes, &e) != DW_DLV_OK)
-		return -1;
+		return -DIAG_E_INVALID;
 	uint64_t base = cu_base(f, die);
 	for (Dwarf_Signed i = 0; i < n; i++) {
 		if (r[i].dwr_type == DW_RANGES_ADDRESS_SELECTION)
@@ -254,7 +258,7 @@ int dw_ranges(struct diag_dwarf_file *f, Dwarf_Die die, void (*cb)(void *arg, ui
 	enum Dwarf_Form_Class cls;
 	if (dwarf_lowpc(die, &lo, &e) == DW_DLV_OK) {
 		if (dwarf_highpc_b(die, &hi, &form, &cls, &e) != DW_DLV_OK)
-			return -1;
+			return -DIAG_E_INVALID;
 		if (cls == DW_FORM_CLASS_CONSTANT)
 			hi += lo;
 		if (hi > lo)
@@ -262,8 +266,9 @@ int dw_ranges(struct diag_dwarf_file *f, Dwarf_Die die, void (*cb)(void *arg, ui
 		return 0;
 	}
 	Dwarf_Attribute a;
-	if (get_attr(die, DW_AT_ranges, &a))
-		return -1;
+	int got = get_attr(die, DW_AT_ranges, &a);
+	if (got)
+		return got;
 	Dwarf_Half version = 0, offsize = 0;
 	dwarf_whatform(a, &form, &e);
 	dwarf_get_version_of_die(die, &version, &offsize);
@@ -299,91 +304,50 @@ struct func_add {
 	int rc;
 };
 
-/* arr (n used of *cap elements of size bytes) with room for one more, doubling from 256; NULL
- * (arr untouched) when out of memory. */
-static void *grow(void *arr, size_t *cap, size_t n, size_t size)
-{
-	if (n < *cap)
-		return arr;
-	size_t c = *cap ? *cap * 2 : 256;
-	void *p = realloc(arr, c * size);
-	if (p)
-		*cap = c;
-	return p;
-}
-
 static void func_add_cb(void *arg, uint64_t lo, uint64_t hi)
 {
 	struct func_add *fa = arg;
 	struct diag_dwarf_file *f = fa->f;
-	struct dw_func *funcs = grow(f->funcs, &f->capfuncs, f->nfuncs, sizeof(*funcs));
-	if (!funcs) {
+	if (DIAG_GROW(&f->funcs, &f->capfuncs, f->nfuncs + 1)) {
 		fa->rc = -ENOMEM;
 		return;
 	}
-	f->funcs = funcs;
 	f->funcs[f->nfuncs++] = (struct dw_func){ lo, hi, fa->die };
 }
 
 static int name_add(struct diag_dwarf_file *f, const char *name, int cls, bool decl, Dwarf_Off die)
 {
-	struct dw_name *names = grow(f->names, &f->capnames, f->nnames, sizeof(*names));
-	if (!names)
+	if (DIAG_GROW(&f->names, &f->capnames, f->nnames + 1))
 		return -ENOMEM;
-	f->names = names;
 	f->names[f->nnames++] = (struct dw_name){ name, cls, decl, die };
 	return 0;
 }
 
 static int index_die(struct diag_dwarf_file *f, Dwarf_Die die, int depth);
 
-/* visit(f, child, arg) for each child of parent, in order, until one returns non-zero: that
- * value; 0 when the children end (or cannot be read: an index without them, not an error). */
-static int each_child(struct diag_dwarf_file *f, Dwarf_Die parent,
-		      int (*visit)(struct diag_dwarf_file *f, Dwarf_Die c, const void *arg),
-		      const void *arg)
-{
-	Dwarf_Error e = NULL;
-	Dwarf_Die c, next;
-	int rc = 0;
-	if (dwarf_child(parent, &c, &e) != DW_DLV_OK)
-		return 0;
-	for (;;) {
-		if ((rc = visit(f, c, arg)))
-			break;
-		int r = dwarf_siblingof_b(f->dbg, c, true, &next, &e);
-		dwarf_dealloc_die(c);
-		if (r != DW_DLV_OK)
-			return 0;
-		c = next;
-	}
-	dwarf_dealloc_die(c);
-	return rc;
-}
-
 /* Enumerator names point at their enumeration type's DIE (arg). */
-static int index_enumerator(struct diag_dwarf_file *f, Dwarf_Die c, const void *arg)
+static int index_enumerator(struct diag_dwarf_file *f, Dwarf_Die c, void *arg)
 {
 	Dwarf_Error e = NULL;
 	char *name = NULL;
 	if (dwarf_diename(c, &name, &e) != DW_DLV_OK)
 		return 0;
-	return name_add(f, name, DW_NAME_ENUMERATOR, false, *(const Dwarf_Off *)arg);
+	return name_add(f, name, DW_NAME_ENUMERATOR, false, *(Dwarf_Off *)arg);
 }
 
 static int index_enumerators(struct diag_dwarf_file *f, Dwarf_Die en, Dwarf_Off type_off)
 {
-	return each_child(f, en, index_enumerator, &type_off);
+	return dw_each_child(f, en, index_enumerator, &type_off);
 }
 
-static int index_child(struct diag_dwarf_file *f, Dwarf_Die c, const void *arg)
+static int index_child(struct diag_dwarf_file *f, Dwarf_Die c, void *arg)
 {
-	return index_die(f, c, *(const int *)arg);
+	return index_die(f, c, *(int *)arg);
 }
 
 static int index_children(struct diag_dwarf_file *f, Dwarf_Die parent, int depth)
 {
-	return each_child(f, parent, index_child, &depth);
+	return dw_each_child(f, parent, index_child, &depth);
 }
 
 static int index_die(struct diag_dwarf_file *f, Dwarf_Die die, int depth)
@@ -449,28 +413,18 @@ static int cmp_name(const void *a, const void *b)
 	return (int)x->decl - (int)y->decl; /* definitions first */
 }
 
+static int index_cu(struct diag_dwarf_file *f, Dwarf_Die cu, Dwarf_Half version, void *arg)
+{
+	(void)version;
+	(void)arg;
+	return index_children(f, cu, 0);
+}
+
 static int index_file(struct diag_dwarf_file *f)
 {
-	Dwarf_Error e = NULL;
-	for (;;) {
-		Dwarf_Unsigned hlen, typeoff, next;
-		Dwarf_Half version, addrsize, lensize, extsize, cutype;
-		Dwarf_Off abbrev;
-		Dwarf_Sig8 sig;
-		int rc = dwarf_next_cu_header_d(f->dbg, true, &hlen, &version, &abbrev, &addrsize, &lensize,
-						&extsize, &sig, &typeoff, &next, &cutype, &e);
-		if (rc == DW_DLV_NO_ENTRY)
-			break;
-		if (rc != DW_DLV_OK)
-			return -DIAG_E_NODEBUG;
-		Dwarf_Die cu;
-		if (dwarf_siblingof_b(f->dbg, NULL, true, &cu, &e) != DW_DLV_OK)
-			continue;
-		rc = index_children(f, cu, 0);
-		dwarf_dealloc_die(cu);
-		if (rc)
-			return rc;
-	}
+	int rc = dw_each_cu(f, index_cu, NULL);
+	if (rc)
+		return rc;
 	if (f->nfuncs)
 		qsort(f->funcs, f->nfuncs, sizeof(*f->funcs), cmp_func);
 	if (f->nnames)
@@ -977,14 +931,12 @@ int diag_dwarf_enumerator(struct diag_dwarf_file *f, const char *name, const str
 }
 
 /* Exposed to scope.c through dwarf.h's diag_dwarf_global. */
-const struct dw_name *dw_find_global(const struct diag_dwarf_file *f, const char *name);
 const struct dw_name *dw_find_global(const struct diag_dwarf_file *f, const char *name)
 {
 	return find_name(f, name, DW_NAME_GLOBAL);
 }
 
 /* The innermost function range holding pc, or NULL. */
-const struct dw_func *dw_find_func(const struct diag_dwarf_file *f, uint64_t pc);
 const struct dw_func *dw_find_func(const struct diag_dwarf_file *f, uint64_t pc)
 {
 	const struct dw_func *best = NULL;

@@ -3,6 +3,7 @@
  * inlined call, lexical block with locals) that line lookups group addresses by. Built by one
  * walk over every DIE, once per file, on first use. Reads DWARF only; never touches a process. */
 #include "dwarf/internal.h"
+#include "util/grow.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -27,24 +28,11 @@ struct walk {
 	int rc;
 };
 
-static int grow(void **v, size_t *cap, size_t n, size_t elem)
-{
-	if (n < *cap)
-		return 0;
-	size_t c = *cap ? *cap * 2 : 64;
-	void *nv = realloc(*v, c * elem);
-	if (!nv)
-		return -ENOMEM;
-	*v = nv;
-	*cap = c;
-	return 0;
-}
-
 static void scope_cb(void *arg, uint64_t lo, uint64_t hi)
 {
 	struct walk *w = arg;
 	struct diag_dwarf_file *f = w->f;
-	if (w->rc || (w->rc = grow((void **)&f->scopes, &f->capscopes, f->nscopes, sizeof(*f->scopes))))
+	if (w->rc || (w->rc = DIAG_GROW(&f->scopes, &f->capscopes, f->nscopes + 1)))
 		return;
 	f->scopes[f->nscopes++] = (struct dw_scope){ lo, hi, w->scope_die, w->scope_depth };
 }
@@ -168,28 +156,23 @@ static void add_inline(struct walk *w, Dwarf_Die die)
 	uint64_t line = 0;
 	if (!dw_attr_udata(die, DW_AT_call_line, &line))
 		in.call_line = (unsigned)line;
-	if ((w->rc = grow((void **)&f->inls, &f->capinls, f->ninls, sizeof(*f->inls))))
+	if ((w->rc = DIAG_GROW(&f->inls, &f->capinls, f->ninls + 1)))
 		return;
 	f->inls[f->ninls++].pub = in;
 }
 
+static int is_variable(struct diag_dwarf_file *f, Dwarf_Die c, void *arg)
+{
+	(void)f;
+	(void)arg;
+	Dwarf_Error e = NULL;
+	Dwarf_Half tag = 0;
+	return dwarf_tag(c, &tag, &e) == DW_DLV_OK && tag == DW_TAG_variable;
+}
+
 static bool has_variable_child(struct diag_dwarf_file *f, Dwarf_Die die)
 {
-	Dwarf_Error e = NULL;
-	Dwarf_Die c, next;
-	bool yes = false;
-	if (dwarf_child(die, &c, &e) != DW_DLV_OK)
-		return false;
-	for (;;) {
-		Dwarf_Half tag = 0;
-		if (dwarf_tag(c, &tag, &e) == DW_DLV_OK && tag == DW_TAG_variable)
-			yes = true;
-		int r = yes ? DW_DLV_NO_ENTRY : dwarf_siblingof_b(f->dbg, c, true, &next, &e);
-		dwarf_dealloc_die(c);
-		if (r != DW_DLV_OK)
-			return yes;
-		c = next;
-	}
+	return dw_each_child(f, die, is_variable, NULL) == 1;
 }
 
 static void walk_die(struct walk *w, Dwarf_Die die, int depth);
@@ -203,20 +186,25 @@ static void add_scope(struct walk *w, Dwarf_Die die, int depth)
 	dw_ranges(w->f, die, scope_cb, w);
 }
 
+struct walk_child {
+	struct walk *w;
+	int depth;
+};
+
+static int walk_child(struct diag_dwarf_file *f, Dwarf_Die c, void *arg)
+{
+	(void)f;
+	struct walk_child *wc = arg;
+	walk_die(wc->w, c, wc->depth);
+	return wc->w->rc;
+}
+
 static void walk_children(struct walk *w, Dwarf_Die parent, int depth)
 {
-	Dwarf_Error e = NULL;
-	Dwarf_Die c, next;
-	if (depth > WALK_MAX_DEPTH || dwarf_child(parent, &c, &e) != DW_DLV_OK)
+	if (depth > WALK_MAX_DEPTH)
 		return;
-	for (;;) {
-		walk_die(w, c, depth);
-		int r = w->rc ? DW_DLV_NO_ENTRY : dwarf_siblingof_b(w->f->dbg, c, true, &next, &e);
-		dwarf_dealloc_die(c);
-		if (r != DW_DLV_OK)
-			return;
-		c = next;
-	}
+	struct walk_child wc = { w, depth };
+	dw_each_child(w->f, parent, walk_child, &wc);
 }
 
 static void walk_die(struct walk *w, Dwarf_Die die, int depth)
@@ -256,8 +244,9 @@ static void walk_die(struct walk *w, Dwarf_Die die, int depth)
 	walk_children(w, die, depth + 1);
 }
 
-static void walk_cu(struct diag_dwarf_file *f, Dwarf_Die cu, Dwarf_Half version, int *rc)
+static int walk_cu(struct diag_dwarf_file *f, Dwarf_Die cu, Dwarf_Half version, void *arg)
 {
+	(void)arg;
 	Dwarf_Error e = NULL;
 	struct walk w = { .f = f, .cu = cu, .version = version };
 	if (dwarf_srcfiles(cu, &w.files, &w.nfiles, &e) != DW_DLV_OK) {
@@ -269,7 +258,7 @@ static void walk_cu(struct diag_dwarf_file *f, Dwarf_Die cu, Dwarf_Half version,
 		dwarf_dealloc(f->dbg, w.files[i], DW_DLA_STRING);
 	if (w.files)
 		dwarf_dealloc(f->dbg, w.files, DW_DLA_LIST);
-	*rc = w.rc;
+	return w.rc;
 }
 
 static int cmp_scope(const void *a, const void *b)
@@ -280,31 +269,15 @@ static int cmp_scope(const void *a, const void *b)
 
 static int build(struct diag_dwarf_file *f)
 {
-	Dwarf_Error e = NULL;
-	int rc = 0;
-	/* the CU iterator is shared with index.c: run it to its end before and after */
-	for (;;) {
-		Dwarf_Unsigned hlen, typeoff, next;
-		Dwarf_Half version, addrsize, lensize, extsize, cutype;
-		Dwarf_Off abbrev;
-		Dwarf_Sig8 sig;
-		int r = dwarf_next_cu_header_d(f->dbg, true, &hlen, &version, &abbrev, &addrsize, &lensize,
-					       &extsize, &sig, &typeoff, &next, &cutype, &e);
-		if (r != DW_DLV_OK)
-			break;
-		Dwarf_Die cu;
-		if (rc || dwarf_siblingof_b(f->dbg, NULL, true, &cu, &e) != DW_DLV_OK)
-			continue;
-		walk_cu(f, cu, version, &rc);
-		dwarf_dealloc_die(cu);
-	}
+	int rc = dw_each_cu(f, walk_cu, NULL);
+	if (rc == -DIAG_E_NODEBUG)
+		rc = 0; /* a unit header that cannot be read ends the walk (index.c refused such files) */
 	if (f->nscopes)
 		qsort(f->scopes, f->nscopes, sizeof(*f->scopes), cmp_scope);
 	f->inls_built = rc == 0;
 	return rc;
 }
 
-int dw_inline_build(struct diag_dwarf_file *f);
 int dw_inline_build(struct diag_dwarf_file *f)
 {
 	if (f->inls_built)
@@ -314,7 +287,6 @@ int dw_inline_build(struct diag_dwarf_file *f)
 }
 
 /* The innermost scope holding pc (the deepest range), or NULL. */
-const struct dw_scope *dw_scope_at(const struct diag_dwarf_file *f, uint64_t pc);
 const struct dw_scope *dw_scope_at(const struct diag_dwarf_file *f, uint64_t pc)
 {
 	size_t lo = 0, hi = f->nscopes;

@@ -1,5 +1,9 @@
 /* dwarf/internal: what the files of lib/dwarf share (the per-file index). Not for other
- * modules: they use dwarf.h. */
+ * modules: they use dwarf.h. The files: index.c (cache, opening, the index walk, attribute
+ * and range helpers), walk.c (the CU and child iterators), scope.c (variables at a PC),
+ * type_build.c (types from DIEs), type_spell.c (C spelling), loc.c (the location machine),
+ * inline.c (inlined instances and scope ranges), lines.c (FILE:LINE), remote.c (files indexed
+ * by the worker). Internal cross-file functions carry the dw_ prefix. */
 #ifndef DIAG_DWARF_INTERNAL_H
 #define DIAG_DWARF_INTERNAL_H
 
@@ -100,7 +104,8 @@ const struct diag_type *dw_type_at(struct diag_dwarf_file *f, Dwarf_Off off);
 const struct diag_type *dw_type_of(struct diag_dwarf_file *f, Dwarf_Die die);
 void dw_tmap_free(struct dw_tmap *m);
 
-/* Attribute helpers: 0 on success. */
+/* Attribute helpers: 0 with *out set, -ENOENT (no such attribute) or -DIAG_E_INVALID (a form
+ * that cannot be read as asked); *out is written only on success. */
 int dw_attr_udata(Dwarf_Die die, Dwarf_Half at, uint64_t *out);
 int dw_attr_sdata(Dwarf_Die die, Dwarf_Half at, int64_t *out);
 int dw_attr_ref(Dwarf_Die die, Dwarf_Half at, Dwarf_Off *out);
@@ -108,7 +113,8 @@ bool dw_attr_flag(Dwarf_Die die, Dwarf_Half at);
 /* The DIE's name, following DW_AT_abstract_origin / DW_AT_specification; NULL if none. */
 const char *dw_name(struct diag_dwarf_file *f, Dwarf_Die die);
 
-/* Bounds of DIE's PC ranges (low_pc/high_pc or DW_AT_ranges): calls cb for each [lo, hi). */
+/* Bounds of DIE's PC ranges (low_pc/high_pc or DW_AT_ranges): calls cb for each [lo, hi).
+ * 0, -ENOENT (no ranges), -DIAG_E_INVALID (unreadable ranges). */
 int dw_ranges(struct diag_dwarf_file *f, Dwarf_Die die, void (*cb)(void *arg, uint64_t lo, uint64_t hi),
 	      void *arg);
 bool dw_die_covers(struct diag_dwarf_file *f, Dwarf_Die die, uint64_t pc);
@@ -118,7 +124,29 @@ bool dw_die_covers(struct diag_dwarf_file *f, Dwarf_Die die, uint64_t pc);
  * reads an expression length past the section's end without checking. */
 bool dw_loclist_sound(const struct diag_dwarf_file *f, uint64_t off);
 
+/* The function whose range holds file address pc, or NULL (index.c). */
+const struct dw_func *dw_find_func(const struct diag_dwarf_file *f, uint64_t pc);
+/* The global variable named name (a DW_NAME_GLOBAL entry), or NULL (index.c). */
+const struct dw_name *dw_find_global(const struct diag_dwarf_file *f, const char *name);
+
+/* inline.c: builds the inlined instances and scope ranges once per file (0, -ENOMEM); the
+ * innermost scope holding pc (the deepest range), or NULL. */
+int dw_inline_build(struct diag_dwarf_file *f);
+const struct dw_scope *dw_scope_at(const struct diag_dwarf_file *f, uint64_t pc);
 /* Frees what inline.c built (called by the file's destructor). */
 void dw_inline_free(struct diag_dwarf_file *f);
+
+/* walk.c: visit(f, cu, version, arg) for each compilation unit's DIE, in order; after the
+ * first non-zero return the remaining units are passed over (the shared libdwarf cursor is
+ * always run to its end, so the next walk starts at the first unit). Returns that value, 0
+ * when the units end, -DIAG_E_NODEBUG when a unit header cannot be read (the units before
+ * it were visited). */
+int dw_each_cu(struct diag_dwarf_file *f, int (*visit)(struct diag_dwarf_file *f, Dwarf_Die cu,
+						       Dwarf_Half version, void *arg),
+	       void *arg);
+/* visit(f, child, arg) for each child of parent, in order, until one returns non-zero: that
+ * value; 0 when the children end (or cannot be read: a walk without them, not an error). */
+int dw_each_child(struct diag_dwarf_file *f, Dwarf_Die parent,
+		  int (*visit)(struct diag_dwarf_file *f, Dwarf_Die c, void *arg), void *arg);
 
 #endif

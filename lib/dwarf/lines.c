@@ -3,6 +3,7 @@
  * needs (unknown file: some known files; line without code: the nearest lines with code).
  * Reads DWARF only; never touches a process. */
 #include "dwarf/internal.h"
+#include "util/grow.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,8 +13,6 @@
 #define FILES_LISTED 8
 #define FILENO_CACHE 512
 
-int dw_inline_build(struct diag_dwarf_file *f);
-const struct dw_scope *dw_scope_at(const struct diag_dwarf_file *f, uint64_t pc);
 
 struct hit {
 	uint64_t addr;
@@ -57,15 +56,9 @@ static void remember_file(struct query *q, const char *path)
 
 static void add_hit(struct query *q, uint64_t addr)
 {
-	if (q->n == q->cap) {
-		size_t cap = q->cap ? q->cap * 2 : 16;
-		struct hit *v = realloc(q->hits, cap * sizeof(*v));
-		if (!v) {
-			q->rc = -ENOMEM;
-			return;
-		}
-		q->hits = v;
-		q->cap = cap;
+	if (DIAG_GROW(&q->hits, &q->cap, q->n + 1)) {
+		q->rc = -ENOMEM;
+		return;
 	}
 	q->hits[q->n++] = (struct hit){ addr, NULL };
 }
@@ -102,8 +95,11 @@ static int row_file_matches(struct query *q, Dwarf_Line ln, signed char *cache)
 	return yes;
 }
 
-static void scan_cu(struct query *q, Dwarf_Die cu)
+static int scan_cu(struct diag_dwarf_file *f, Dwarf_Die cu, Dwarf_Half cu_version, void *arg)
 {
+	(void)f;
+	(void)cu_version;
+	struct query *q = arg;
 	Dwarf_Error e = NULL;
 	Dwarf_Unsigned version = 0;
 	Dwarf_Small count = 0;
@@ -111,7 +107,7 @@ static void scan_cu(struct query *q, Dwarf_Die cu)
 	Dwarf_Line *rows = NULL;
 	Dwarf_Signed nrows = 0;
 	if (dwarf_srclines_b(cu, &version, &count, &ctx, &e) != DW_DLV_OK)
-		return;
+		return 0;
 	signed char cache[FILENO_CACHE];
 	memset(cache, -1, sizeof(cache));
 	if (dwarf_srclines_from_linecontext(ctx, &rows, &nrows, &e) == DW_DLV_OK) {
@@ -132,27 +128,14 @@ static void scan_cu(struct query *q, Dwarf_Die cu)
 		}
 	}
 	dwarf_srclines_dealloc_b(ctx);
+	return q->rc;
 }
 
 static void scan(struct query *q)
 {
-	Dwarf_Error e = NULL;
-	/* iterate every CU to the end so the shared CU iterator starts over next time */
-	for (;;) {
-		Dwarf_Unsigned hlen, typeoff, next;
-		Dwarf_Half version, addrsize, lensize, extsize, cutype;
-		Dwarf_Off abbrev;
-		Dwarf_Sig8 sig;
-		int r = dwarf_next_cu_header_d(q->f->dbg, true, &hlen, &version, &abbrev, &addrsize,
-					       &lensize, &extsize, &sig, &typeoff, &next, &cutype, &e);
-		if (r != DW_DLV_OK)
-			break;
-		Dwarf_Die cu;
-		if (q->rc || dwarf_siblingof_b(q->f->dbg, NULL, true, &cu, &e) != DW_DLV_OK)
-			continue;
-		scan_cu(q, cu);
-		dwarf_dealloc_die(cu);
-	}
+	/* q->rc stops the walk; a unit header that cannot be read ends it (index.c refused such
+	 * files) */
+	dw_each_cu(q->f, scan_cu, q);
 }
 
 static int cmp_hit(const void *a, const void *b)

@@ -12,8 +12,6 @@
 #define SCOPE_MAX_VARS 512
 #define SCOPE_MAX_DEPTH 16
 
-const struct dw_func *dw_find_func(const struct diag_dwarf_file *f, uint64_t pc);
-const struct dw_name *dw_find_global(const struct diag_dwarf_file *f, const char *name);
 
 struct collect {
 	struct diag_dwarf_file *f;
@@ -188,35 +186,47 @@ static void add_var(struct collect *c, Dwarf_Die die, bool is_param)
 	c->n++;
 }
 
+/* The parameters and locals directly under one DIE, met while collect() walks it. */
+struct own_vars {
+	struct collect *c;
+	int depth;
+	Dwarf_Off off[SCOPE_MAX_VARS];
+	bool param[SCOPE_MAX_VARS];
+	size_t n;
+};
+
+static void collect(struct collect *c, Dwarf_Die parent, int depth);
+
+static int collect_child(struct diag_dwarf_file *f, Dwarf_Die child, void *arg)
+{
+	struct own_vars *ov = arg;
+	Dwarf_Error e = NULL;
+	Dwarf_Half tag = 0;
+	Dwarf_Off off = 0;
+	dwarf_tag(child, &tag, &e);
+	dwarf_dieoffset(child, &off, &e);
+	if ((tag == DW_TAG_formal_parameter || tag == DW_TAG_variable) && ov->n < SCOPE_MAX_VARS) {
+		ov->param[ov->n] = tag == DW_TAG_formal_parameter;
+		ov->off[ov->n++] = off;
+	} else if ((tag == DW_TAG_lexical_block || tag == DW_TAG_inlined_subroutine) &&
+		   dw_die_covers(f, child, ov->c->pc)) {
+		collect(ov->c, child, ov->depth + 1);
+	}
+	return 0;
+}
+
 /* Parameters and locals of `parent`; blocks and inlined calls holding pc come first
  * (innermost first), so a name lookup in order finds the innermost declaration. */
 static void collect(struct collect *c, Dwarf_Die parent, int depth)
 {
 	Dwarf_Error e = NULL;
-	Dwarf_Die child, next;
-	if (depth > SCOPE_MAX_DEPTH || dwarf_child(parent, &child, &e) != DW_DLV_OK)
+	if (depth > SCOPE_MAX_DEPTH)
 		return;
-	Dwarf_Off own[SCOPE_MAX_VARS];
-	bool own_param[SCOPE_MAX_VARS];
-	size_t nown = 0;
-	for (;;) {
-		Dwarf_Half tag = 0;
-		Dwarf_Off off = 0;
-		dwarf_tag(child, &tag, &e);
-		dwarf_dieoffset(child, &off, &e);
-		if ((tag == DW_TAG_formal_parameter || tag == DW_TAG_variable) && nown < SCOPE_MAX_VARS) {
-			own_param[nown] = tag == DW_TAG_formal_parameter;
-			own[nown++] = off;
-		} else if ((tag == DW_TAG_lexical_block || tag == DW_TAG_inlined_subroutine) &&
-			   dw_die_covers(c->f, child, c->pc)) {
-			collect(c, child, depth + 1);
-		}
-		int rc = dwarf_siblingof_b(c->f->dbg, child, true, &next, &e);
-		dwarf_dealloc_die(child);
-		if (rc != DW_DLV_OK)
-			break;
-		child = next;
-	}
+	struct own_vars ov = { .c = c, .depth = depth };
+	dw_each_child(c->f, parent, collect_child, &ov);
+	Dwarf_Off *own = ov.off;
+	bool *own_param = ov.param;
+	size_t nown = ov.n;
 	for (int pass = 0; pass < 2; pass++)
 		for (size_t i = 0; i < nown; i++) {
 			Dwarf_Die d;

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dwarf/type.h"
+#include "dwarf/type_model.h"
 #include "expr/expr.h"
 
 #define EXPR_MAX_SRC 1024   /* longest expression accepted */

@@ -433,8 +433,8 @@ static bool ev_var(struct evst *st, const struct expr_node *n, struct xval *v)
 				      .read_mem = c->read_mem, .arg = c->arg, .bias = st->x->bias };
 	const struct diag_dwarf_frame *fr = st->x->scope ? &st->x->scope->frame : NULL;
 	uint64_t addr = 0;
-	char why[96] = "";
-	int rc = diag_loc_eval(&var->loc, fr, &m, size, &addr, buf, size, why, sizeof(why));
+	struct diag_error why = { 0 };
+	int rc = diag_loc_eval(&var->loc, fr, &m, size, &addr, buf, size, &why);
 	if (rc == DIAG_LOC_IN_MEMORY) {
 		*v = (struct xval){ .k = XV_MEM, .addr = addr };
 		return true;
@@ -444,7 +444,8 @@ static bool ev_var(struct evst *st, const struct expr_node *n, struct xval *v)
 		return true;
 	}
 	if (!st->err[0])
-		snprintf(st->err, sizeof(st->err), "%s", why[0] ? why : "<location not available>");
+		snprintf(st->err, sizeof(st->err), "%.*s", (int)sizeof(st->err) - 1,
+			 why.msg[0] ? why.msg : "<location not available>");
 	return false;
 }
 

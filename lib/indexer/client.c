@@ -109,11 +109,12 @@ static bool exited_within(struct diag_indexer *ix, int ms)
 }
 
 /* Ends the worker: waits briefly for it to die on its own (so a crash is named by its
- * signal), else kills it. Returns its wait status, or -1 when someone else reaped it. */
+ * signal), else kills it. Returns its wait status (>= 0), or -ECHILD when none runs or someone
+ * else reaped it. */
 static int stop_worker(struct diag_indexer *ix, bool kill_now)
 {
 	if (!ix->pid)
-		return -1;
+		return -ECHILD;
 	if (kill_now || !exited_within(ix, 1000))
 		kill(ix->pid, SIGKILL);
 	int st = 0;
@@ -125,7 +126,7 @@ static int stop_worker(struct diag_indexer *ix, bool kill_now)
 		close(ix->pidfd);
 	ix->sock = ix->pidfd = -1;
 	ix->pid = 0;
-	return w > 0 ? st : -1;
+	return w > 0 ? st : -ECHILD;
 }
 
 void diag_indexer_free(struct diag_indexer *ix)

@@ -12,6 +12,7 @@
 
 #include "dwarf/dwarf.h"
 #include "sym/symtab.h"
+#include "util/grow.h"
 #include "util/u64map.h"
 
 #define MAX_TYPES_PER_REPLY (1u << 20)
@@ -88,15 +89,9 @@ static void want(struct wfile *w, struct tlist *l, const struct diag_type *t)
 {
 	if (!t || type_id(w, t) || l->full)
 		return;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		const struct diag_type **v = cap <= MAX_TYPES_PER_REPLY ? realloc(l->v, cap * sizeof(*v)) : NULL;
-		if (!v) {
-			l->full = true;
-			return;
-		}
-		l->v = v;
-		l->cap = cap;
+	if (l->n >= MAX_TYPES_PER_REPLY || diag_grow((void **)&l->v, &l->cap, l->n + 1, sizeof(*l->v), 64)) {
+		l->full = true;
+		return;
 	}
 	if (diag_u64map_put(&w->ids, (uint64_t)(uintptr_t)t, (void *)(uintptr_t)(w->next_id + 1))) {
 		l->full = true;

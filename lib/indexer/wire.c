@@ -1,6 +1,7 @@
 /* indexer/wire: framing and bounded encoding of indexer messages (see wire.h). */
 #include "indexer/wire.h"
 #include "util/clock.h"
+#include "util/grow.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -14,17 +15,9 @@ static void put(struct diag_ix_buf *b, const void *v, size_t n)
 {
 	if (b->oom)
 		return;
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n)
-			cap *= 2;
-		uint8_t *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
+	if (diag_grow((void **)&b->p, &b->cap, b->len + n, 1, 256)) {
+		b->oom = true;
+		return;
 	}
 	memcpy(b->p + b->len, v, n);
 	b->len += n;

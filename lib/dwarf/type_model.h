@@ -1,8 +1,8 @@
-/* dwarf/type: the C type model shared by the DWARF index (which builds types from DIEs) and the
- * value language (which type-checks and prints with them). Plain data; types are owned by the
- * index that built them (or are static builtins) and are never freed individually. */
-#ifndef DIAG_DWARF_TYPE_H
-#define DIAG_DWARF_TYPE_H
+/* dwarf/type_model: the C type model shared by the DWARF index (which builds types from DIEs)
+ * and the value language (which type-checks and prints with them). Plain data; types are owned
+ * by the index that built them (or are static builtins) and are never freed individually. */
+#ifndef DIAG_DWARF_TYPE_MODEL_H
+#define DIAG_DWARF_TYPE_MODEL_H
 
 #include <stdbool.h>
 #include <stddef.h>

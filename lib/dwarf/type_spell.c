@@ -1,4 +1,4 @@
-/* dwarf/type: C spelling of diag_type values (for messages, casts and gdb-style pointer
+/* dwarf/type_spell: C spelling of diag_type values (for messages, casts and gdb-style pointer
  * prefixes). Pure; owns nothing. */
 #include "dwarf/dwarf.h"
 

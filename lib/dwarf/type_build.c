@@ -1,4 +1,4 @@
-/* dwarf/types: builds diag_type values from type DIEs on first use (base, pointer, struct,
+/* dwarf/type_build: builds diag_type values from type DIEs on first use (base, pointer, struct,
  * union, array, enum, typedef, const/volatile, bit fields, functions), memoised per DIE
  * offset so cycles (struct req { struct req *next; }) terminate. Memory comes from the file's
  * arena; nothing here touches a process. */
@@ -125,28 +125,32 @@ static void fill_base(Dwarf_Die die, struct diag_type *t)
 	}
 }
 
+struct child_offs {
+	Dwarf_Half want;
+	Dwarf_Off *out;
+	size_t n, cap;
+};
+
+static int child_off(struct diag_dwarf_file *f, Dwarf_Die c, void *arg)
+{
+	(void)f;
+	struct child_offs *co = arg;
+	Dwarf_Error e = NULL;
+	Dwarf_Half tag = 0;
+	Dwarf_Off off;
+	if (dwarf_tag(c, &tag, &e) == DW_DLV_OK && tag == co->want && co->n < co->cap &&
+	    dwarf_dieoffset(c, &off, &e) == DW_DLV_OK)
+		co->out[co->n++] = off;
+	return 0;
+}
+
 /* Children of die with the given tag, in order, as an array of DIE offsets. */
 static size_t child_offsets(struct diag_dwarf_file *f, Dwarf_Die die, Dwarf_Half want, Dwarf_Off *out,
 			    size_t cap)
 {
-	Dwarf_Error e = NULL;
-	Dwarf_Die c, next;
-	size_t n = 0;
-	if (dwarf_child(die, &c, &e) != DW_DLV_OK)
-		return 0;
-	for (;;) {
-		Dwarf_Half tag = 0;
-		Dwarf_Off off;
-		if (dwarf_tag(c, &tag, &e) == DW_DLV_OK && tag == want && n < cap &&
-		    dwarf_dieoffset(c, &off, &e) == DW_DLV_OK)
-			out[n++] = off;
-		int rc = dwarf_siblingof_b(f->dbg, c, true, &next, &e);
-		dwarf_dealloc_die(c);
-		if (rc != DW_DLV_OK)
-			break;
-		c = next;
-	}
-	return n;
+	struct child_offs co = { want, out, 0, cap };
+	dw_each_child(f, die, child_off, &co);
+	return co.n;
 }
 
 static void fill_member(struct diag_dwarf_file *f, Dwarf_Die m, uint64_t parent_size, struct diag_member *dm)
