@@ -342,8 +342,7 @@ static void inline_text(const struct fcand *x, char *buf, size_t cap)
 }
 
 /* The location of one candidate, or a skip with the reason. */
-static int emit(struct diag_symcache *c, const struct query *t, const struct fcand *x,
-		struct sym_result *r)
+static int emit(const struct query *t, const struct fcand *x, struct sym_result *r)
 {
 	struct diag_location loc;
 	if (x->s) {
@@ -378,7 +377,6 @@ static int emit(struct diag_symcache *c, const struct query *t, const struct fca
 		loc.func_end = x->in->hi + x->mod->bias;
 		loc.offset = loc.addr - loc.func_start;
 	}
-	(void)c;
 	return sym_result_add(r, &loc);
 }
 
@@ -408,7 +406,7 @@ int sym_resolve_name(struct diag_symcache *c, const struct diag_modmap *m,
 				    " is past the end of %s (size 0x%" PRIx64 ")",
 				    t->func, t->off, t->off, fc.v[0].s->name, fc.v[0].s->size);
 	for (size_t i = 0; rc == 0 && i < fc.n; i++)
-		if (emit(c, t, &fc.v[i], r))
+		if (emit(t, &fc.v[i], r))
 			rc = diag_error_set(err, -ENOMEM, "symbols: out of memory");
 	if (rc == 0 && r->n == 0)
 		rc = all_skipped(t, r, err);
