@@ -2,12 +2,15 @@
  *   symcache.c      the ELF function index of a file (.symtab + .dynsym, by address and by
  *                   name), its wire form for the indexer worker, the cache of indexes shared by
  *                   every process, each file's DWARF link; address symbolization, enumeration
- *   resolve.c       diag_sym_resolve: a parsed target (spec/target.h) to locations; the result
- *                   set; 0xADDR and MODULE picking
+ *   resolve.c       diag_sym_resolve: the target parsed (spec/target.h), each form to its
+ *                   resolver; 0xADDR and MODULE picking
  *   resolve_name.c  names: functions, clones, inlined copies, C++ names and overloads, globs
  *   resolve_line.c  FILE:LINE from the DWARF line table
+ *   result.c        the result set every resolver fills
  *   suggest.c       "did you mean" for a name that is not there
  *   cxx.c, ifunc.c, modmap.c  C++/clone names, IFUNC choice, /proc/PID/maps (own headers)
+ * Calls between these files run one way, never back: resolve -> resolve_name, resolve_line;
+ * those -> suggest, result, symcache; suggest -> symcache; result and symcache call no other.
  * The target grammar is not here: spec/target.{h,c} parses, this module resolves.
  * Never include this header outside lib/sym. */
 #ifndef DIAG_SYM_INTERNAL_H
@@ -65,7 +68,7 @@ const struct sym *sym_containing(const struct symfile *sf, uint64_t a);
 struct diag_dwarf_file *sym_module_dwarf(struct diag_symcache *c, const struct diag_module *mod,
 					 struct diag_error *err);
 
-/* ---- resolve.c: the result set of one resolution ---- */
+/* ---- result.c: the result set of one resolution ---- */
 
 struct sym_result {
 	struct diag_location *locs;
@@ -82,6 +85,10 @@ int sym_result_add(struct sym_result *r, const struct diag_location *loc);
 /* Records an instance that gets no location. 0 or -ENOMEM. */
 int sym_result_skip(struct sym_result *r, const struct diag_module *mod, const char *what,
 		    const char *reason);
+void sym_result_free(struct sym_result *r);
+/* Hands the arrays over (skips freed when the caller does not want them); r is then empty. */
+int sym_result_give(struct sym_result *r, struct diag_location **out, size_t *n,
+		    struct diag_skip **skips, size_t *nskips);
 
 /* ---- resolve_name.c, resolve_line.c: mod NULL means "no MODULE given" ---- */
 
