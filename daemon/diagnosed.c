@@ -263,7 +263,8 @@ static void add_one(struct diag_manager *m, const cJSON *j, const char *label)
 {
 	struct diag_spec *s;
 	struct diag_error err = { 0 };
-	if (diag_spec_from_json(j, 0, label, &s, &err) < 0 || diag_manager_add(m, s, NULL, &err) < 0)
+	if (diag_spec_from_json(j, DIAG_SPEC_CHECK_TARGET, label, &s, &err) < 0 ||
+	    diag_manager_add(m, s, NULL, &err) < 0)
 		diag_log("%s", err.msg);
 }
 

@@ -119,7 +119,7 @@ static int parse_object(const cJSON *req, struct diag_request *out, char *why, s
 		struct diag_error err = { 0 };
 		if (!js)
 			return fail(why, len, "spec: required object is missing");
-		if (diag_spec_from_json(js, 0, "spec", &out->spec, &err) < 0)
+		if (diag_spec_from_json(js, DIAG_SPEC_CHECK_TARGET, "spec", &out->spec, &err) < 0)
 			return fail(why, len, err.msg[0] ? err.msg : diag_strerror(err.code));
 		return 0;
 	}

@@ -5,6 +5,7 @@
  * the probes of an unloaded library lose their breakpoints (the memory is gone: nothing is
  * written) and wait, pending again, for the library to come back. */
 #include "engine/engine_internal.h"
+#include "spec/target.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -13,31 +14,11 @@
 
 #define DL_HOOK "_dl_debug_state"
 
-/* The MODULE of "MODULE:FUNC" (a lone ':', not C++'s "::"), "" when there is none or the
- * target is FILE:LINE. */
-static void target_module(const char *target, char *out, size_t cap)
-{
-	out[0] = '\0';
-	for (const char *p = target; *p; p++) {
-		if (*p != ':')
-			continue;
-		if (p[1] == ':') {
-			p++;
-			continue;
-		}
-		if (p[1] && strspn(p + 1, "0123456789") == strlen(p + 1))
-			return; /* FILE:LINE */
-		snprintf(out, cap, "%.*s", (int)(p - target), target);
-		return;
-	}
-}
-
 bool diag__dl_absent(const struct diag_modmap *mods, const char *target)
 {
-	char module[256];
-	target_module(target, module, sizeof(module));
-	return module[0] && strncmp(module, "0x", 2) != 0 &&
-	       diag_modmap_count_name(mods, module) == 0;
+	struct diag_target t; /* a malformed target is not pending: installing it says why */
+	return diag_target_parse(target, &t, NULL) == 0 && t.module[0] &&
+	       strncmp(t.module, "0x", 2) != 0 && diag_modmap_count_name(mods, t.module) == 0;
 }
 
 /* The hook is a site of a probe of the engine's own, never listed. */
@@ -51,7 +32,7 @@ int diag__dl_watch(struct diag_engine *e, struct eproc *ep, struct diag_thread *
 	size_t n = 0;
 	int r = diag_modmap_read(ep->tp->pid, &mods, err);
 	if (r == 0)
-		r = diag_sym_resolve(e->syms, &mods, DL_HOOK, &locs, &n, err);
+		r = diag_sym_resolve(e->syms, &mods, DL_HOOK, NULL, &locs, &n, NULL, NULL, err);
 	struct probe *pr = r == 0 && n ? calloc(1, sizeof(*pr)) : NULL;
 	struct site *s = pr ? calloc(1, sizeof(*s)) : NULL;
 	if (r == 0 && !s)

@@ -68,7 +68,7 @@ int diag_engine_vars(struct diag_engine *e, pid_t pid, const char *target,
 	struct diag_location *locs = NULL;
 	size_t n = 0;
 	int r = diag_modmap_read(pid, &mods, err);
-	if (r == 0 && (r = diag_sym_resolve(e->syms, &mods, target, &locs, &n, err)) < 0)
+	if (r == 0 && (r = diag_sym_resolve(e->syms, &mods, target, NULL, &locs, &n, NULL, NULL, err)) < 0)
 		diag_error_prefix(err, "target: ");
 	if (r == 0 && n == 0)
 		r = diag_error_set(err, -DIAG_E_NOSYM, "target: '%s' has no address", target);

@@ -336,8 +336,8 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 		if (end && end > pr->target + 2 && !*end) /* say what is there, module or not */
 			r = diag_site_check_mapping(eproc_mem(ep)->tp->pid, a, err);
 		if (r == 0)
-			r = diag_sym_resolve2(e->syms, &mods, pr->target, NULL, &locs, &n, &skips,
-					      &nskips, err);
+			r = diag_sym_resolve(e->syms, &mods, pr->target, NULL, &locs, &n, &skips,
+					     &nskips, err);
 		if (r == 0)
 			r = ifuncs_chosen(e, ep, &mods, locs, &n, err);
 		if (r < 0)

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "spec/json.h"
+#include "spec/target.h"
 #include "util/text.h"
 
 static const char *json_type_name(const cJSON *j)
@@ -457,6 +458,17 @@ static int dec_lastmodified(struct dec *d, const cJSON *obj, struct diag_spec *s
 	return 0;
 }
 
+/* A spec being added: its target parsed by the one target grammar, or refused before anything
+ * is stored, with field "target". */
+static int dec_target(struct dec *d, const char *target)
+{
+	struct diag_target t;
+	int r = diag_target_parse(target, &t, d->err);
+	if (r < 0)
+		diag_error_prefix(d->err, "%s: ", d->who);
+	return r;
+}
+
 static int dec_spec(struct dec *d, const cJSON *obj, unsigned flags, const char *label,
 		    struct diag_spec *s)
 {
@@ -468,6 +480,7 @@ static int dec_spec(struct dec *d, const cJSON *obj, unsigned flags, const char 
 		return r;
 	if ((r = dec_unknown(d, obj, "", known)) < 0 ||
 	    (r = dec_string(d, obj, "target", "target", true, DIAG_SPEC_EXPR_MAX, &s->target)) < 0 ||
+	    ((flags & DIAG_SPEC_CHECK_TARGET) && (r = dec_target(d, s->target)) < 0) ||
 	    (r = dec_instrument(d, obj, s)) < 0 || (r = dec_lifespan(d, obj, s)) < 0 ||
 	    (r = dec_string(d, obj, "condition", "condition", false, DIAG_SPEC_EXPR_MAX,
 			    &s->condition)) < 0 ||

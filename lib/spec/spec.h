@@ -68,6 +68,8 @@ struct diag_spec {
 
 enum {
 	DIAG_SPEC_KEEP_APPLIED = 1, /* decode: keep `applied` (store); else it is ignored */
+	DIAG_SPEC_CHECK_TARGET = 2, /* decode: `target` must follow the target grammar
+				     * (spec/target.h); a spec being added */
 };
 
 /* Decode and validate one spec object. `label` names the spec in errors when it has no id

@@ -1,7 +1,9 @@
 /* modmap: builds the list of ELF modules of a process from /proc/PID/maps, with each module's
  * load bias and build-id. Owns only /proc parsing and ELF program headers; never reads symbol
- * tables (symtab.c does, once per file) and never stops or touches the target. */
+ * tables (symcache.c does, once per file) and never stops or touches the target. */
 #include "sym/modmap.h"
+
+#include "util/grow.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -65,14 +67,8 @@ static int pending_add(struct pending_list *l, const char *path, bool deleted, u
 	if (l->n >= DIAG_MODMAP_MAX_MODULES)
 		return diag_error_set(err, -DIAG_E_LIMIT, "modmap: more than %d mapped files",
 				      DIAG_MODMAP_MAX_MODULES);
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 32;
-		struct pending *v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return diag_error_set(err, -ENOMEM, "modmap: out of memory");
-		l->v = v;
-		l->cap = cap;
-	}
+	if (diag_grow((void **)&l->v, &l->cap, l->n + 1, sizeof(*l->v), 32))
+		return diag_error_set(err, -ENOMEM, "modmap: out of memory");
 	char *dup = strdup(path);
 	if (!dup)
 		return diag_error_set(err, -ENOMEM, "modmap: out of memory");

@@ -1,6 +1,7 @@
-/* symtab: ELF function symbols (.symtab and .dynsym) of the modules of a process, indexed once
- * per file in a cache shared by every process mapping that file; target-string resolution
- * ("FUNC", "MODULE:FUNC+OFF", "0xADDR") and address symbolization.
+/* symtab: the public API of lib/sym's symbols: ELF function symbols (.symtab and .dynsym) of the
+ * modules of a process, indexed once per file in a cache shared by every process mapping that
+ * file (symcache.c); resolution of a target (resolve*.c; the syntax is spec/target.h's) and
+ * address symbolization. sym_internal.h maps the files.
  * Never reads target memory and never re-reads a file it already indexed.
  * A cache is not thread-safe: one owner (the daemon's main loop) uses it. */
 #ifndef DIAG_SYM_SYMTAB_H
@@ -86,32 +87,20 @@ struct diag_sym_opts {
  * the cache creates and owns a DWARF cache of its own on first need. */
 void diag_symcache_set_dwarf(struct diag_symcache *c, struct diag_dwarf_cache *dc);
 
-/* Resolves a target string against the modules of m.
- * Syntax: "FUNC", "MODULE:FUNC" (e.g. "libc.so.6:write", "libc:write"), "FUNC+OFF" (OFF decimal
- * or 0x hex, must be inside the function), "MODULE:FUNC+OFF", "0xADDR" (runtime address inside a
- * mapped module; symbol filled if known). MODULE is a basename, a full path or a unique prefix
- * ending before '.' or '-' (see diag_modmap_by_name).
- * A function is a defined STT_FUNC or STT_GNU_IFUNC symbol of non-zero size. FUNC alone is looked
- * up in the main executable first, then in every module. Aliases at one address are one
- * location; a non-default symbol version (foo@VER beside foo@@VER) yields to the default one.
- * For an IFUNC the location is the resolver function (flagged `ifunc`), not the implementation
- * it selects: the engine finds that one in the process (sym/ifunc.h).
- * Also every target syntax of diag_sym_resolve2 (clones, inlined copies, C++ names, globs,
- * FILE:LINE), whose skipped instances it drops.
- * Returns 0 with *out a malloc'd array (free with free()) of *n locations (1 or more);
- * -DIAG_E_PARSE (bad syntax), -DIAG_E_NOSYM (no such module or function; the message suggests up
- * to 5 close names), -DIAG_E_AMBIGUOUS (several modules or addresses; up to 8 listed as
- * MODULE:FUNC), -DIAG_E_INVALID (offset past the function's end), -DIAG_E_LIMIT, -errno. */
-int diag_sym_resolve(struct diag_symcache *c, const struct diag_modmap *m, const char *target,
-		     struct diag_location **out, size_t *n, struct diag_error *err);
-
 /* Resolves a target to every address it names, with the instances it names but cannot give an
- * address for. Syntax, beyond diag_sym_resolve's:
+ * address for. The syntax is the one grammar of spec/target.h (parsed there, once); what each
+ * form names:
  *   FUNC            the function, its compiler clones (FUNC.isra.N, FUNC.part.N,
  *                   FUNC.constprop.N; never FUNC.cold, which is not an entry) and, where the
  *                   module has DWARF, the entry of each inlined copy of FUNC. A clone's own
  *                   name ("work.constprop.0") gives just that clone. FUNC may name a C++
  *                   function without parameters ("handle_alpha" for handle_alpha(long)).
+ *                   A function is a defined STT_FUNC or STT_GNU_IFUNC symbol of non-zero size.
+ *                   Aliases at one address are one location; a non-default symbol version
+ *                   (foo@VER beside foo@@VER) yields to the default one. For an IFUNC the
+ *                   location is the resolver function (flagged `ifunc`), not the
+ *                   implementation it selects: the engine finds that one (sym/ifunc.h).
+ *   FUNC+OFF        that one symbol's start + OFF (must be inside the function).
  *   ns::Class::meth C++ qualified name (or a "::"-suffix of one: "Class::meth"); several
  *                   overloads are -DIAG_E_AMBIGUOUS listing their signatures.
  *   ns::C::m(int)   picks the overload by parameter list (white space ignored, "(int)" also
@@ -120,17 +109,23 @@ int diag_sym_resolve(struct diag_symcache *c, const struct diag_modmap *m, const
  *                   "handle_*", "ns::*"); more than opts->glob_max functions is -DIAG_E_LIMIT.
  *   FILE:LINE       every address the line table marks is_stmt for that line (lowest address
  *                   per scope, as gdb); FILE is a basename or a path suffix.
- *   MODULE:...      any of the above within one module. Without MODULE, names are looked up in
- *                   the main executable first, then in every module (inlined copies and lines
- *                   only in the main executable).
+ *   0xADDR          a runtime address inside a mapped module (symbol filled if known).
+ *   MODULE:...      any of the above but 0xADDR within one module (a basename, a full path or
+ *                   a unique prefix ending before '.' or '-', see diag_modmap_by_name). Without
+ *                   MODULE, names are looked up in the main executable first, then in every
+ *                   module (inlined copies and lines only in the main executable).
  * Locations are distinct addresses (aliases at one address, e.g. C1/C2 constructors, give one).
- * On success *out (malloc'd, *n >= 1) and, if skips is non-NULL, *skips (malloc'd or NULL) and
- * *nskips. If every instance was skipped, returns -DIAG_E_NOSYM with the reasons. Errors as for
- * diag_sym_resolve, plus -DIAG_E_LIMIT for globs, and FILE:LINE errors naming the nearest lines
- * with code or the known files. opts may be NULL. */
-int diag_sym_resolve2(struct diag_symcache *c, const struct diag_modmap *m, const char *target,
-		      const struct diag_sym_opts *opts, struct diag_location **out, size_t *n,
-		      struct diag_skip **skips, size_t *nskips, struct diag_error *err);
+ * On success *out (malloc'd, free with free(); *n >= 1) and, if skips is non-NULL, *skips
+ * (malloc'd or NULL) and *nskips; with skips NULL the skipped instances are dropped. If every
+ * instance was skipped, returns -DIAG_E_NOSYM with the reasons. opts may be NULL.
+ * Errors: -DIAG_E_PARSE (bad syntax, field "target"), -DIAG_E_NOSYM (no such module or
+ * function; the message suggests up to 5 close names), -DIAG_E_AMBIGUOUS (several modules or
+ * addresses; up to 8 listed as MODULE:FUNC), -DIAG_E_INVALID (offset past the function's end),
+ * -DIAG_E_LIMIT, -DIAG_E_NODEBUG, FILE:LINE errors naming the nearest lines with code or the
+ * known files, -errno. */
+int diag_sym_resolve(struct diag_symcache *c, const struct diag_modmap *m, const char *target,
+		     const struct diag_sym_opts *opts, struct diag_location **out, size_t *n,
+		     struct diag_skip **skips, size_t *nskips, struct diag_error *err);
 
 /* Symbolize a runtime address: function name and offset. Returns 0 or -DIAG_E_NOSYM. */
 int diag_sym_lookup_addr(struct diag_symcache *c, const struct diag_modmap *m, uint64_t addr,

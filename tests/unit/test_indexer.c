@@ -49,7 +49,7 @@ static void test_open_is_killed(void)
 	uint64_t off = 1;
 	struct diag_location *locs = NULL;
 	size_t n = 0;
-	CHECK_EQ_INT(diag_sym_resolve(sc, &m, "work", &locs, &n, &err), 0);
+	CHECK_EQ_INT(diag_sym_resolve(sc, &m, "work", NULL, &locs, &n, NULL, NULL, &err), 0);
 	CHECK_EQ_INT(n, 1);
 	CHECK(n == 1 && diag_sym_lookup_addr(sc, &m, locs[0].addr, name, sizeof(name), &off) == 0);
 	CHECK_EQ_STR(name, "work");
@@ -74,7 +74,7 @@ static void test_large_symtab(void)
 	struct diag_location *locs = NULL;
 	size_t n = 0;
 	struct diag_error err = { 0 };
-	CHECK_EQ_INT(diag_sym_resolve(sc, &m, "libc.so.6:write", &locs, &n, &err), 0);
+	CHECK_EQ_INT(diag_sym_resolve(sc, &m, "libc.so.6:write", NULL, &locs, &n, NULL, NULL, &err), 0);
 	if (err.code)
 		fprintf(stderr, "libc.so.6:write: %s\n", err.msg);
 	CHECK(n >= 1);
@@ -114,7 +114,7 @@ static void test_bad_symbols_refused(void)
 	struct diag_location *locs = NULL;
 	size_t n = 0;
 	struct diag_error err = { 0 };
-	CHECK(diag_sym_resolve(sc, &m, "f", &locs, &n, &err) < 0);
+	CHECK(diag_sym_resolve(sc, &m, "f", NULL, &locs, &n, NULL, NULL, &err) < 0);
 	CHECK_CONTAINS(err.msg, "malformed reply reading the symbols of");
 	diag_symcache_free(sc);
 	diag_indexer_free(ix);

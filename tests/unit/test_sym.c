@@ -74,7 +74,7 @@ static int resolve1(struct diag_symcache *c, const struct diag_modmap *m, const 
 	struct diag_location *v = NULL;
 	size_t n = 0;
 	diag_error_clear(err);
-	int rc = diag_sym_resolve(c, m, target, &v, &n, err);
+	int rc = diag_sym_resolve(c, m, target, NULL, &v, &n, NULL, NULL, err);
 	if (rc == 0) {
 		CHECK_EQ_INT(n, 1);
 		*loc = v[0];

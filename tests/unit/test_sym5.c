@@ -27,7 +27,7 @@ static int resolve(struct run *r, const char *target, struct diag_location **v, 
 	size_t nskips = 0;
 	struct diag_skip *skips = NULL;
 	diag_error_clear(err);
-	int rc = diag_sym_resolve2(r->c, &r->m, target, NULL, v, n, &skips, &nskips, err);
+	int rc = diag_sym_resolve(r->c, &r->m, target, NULL, v, n, &skips, &nskips, err);
 	if (rc == 0)
 		free(skips);
 	else
@@ -220,14 +220,14 @@ static void check_line_errors(struct run *r)
 	size_t n = 0;
 	struct diag_error err;
 	diag_error_clear(&err);
-	CHECK_EQ_INT(diag_sym_resolve2(r->c, &r->m, "sym5.c:1", NULL, &v, &n, NULL, NULL, &err),
+	CHECK_EQ_INT(diag_sym_resolve(r->c, &r->m, "sym5.c:1", NULL, &v, &n, NULL, NULL, &err),
 		     -DIAG_E_NOSYM);
 	CHECK_CONTAINS(err.msg, "sym5.c:1 has no code; nearest lines with code: ");
-	CHECK_EQ_INT(diag_sym_resolve2(r->c, &r->m, "nosuch.c:10", NULL, &v, &n, NULL, NULL, &err),
+	CHECK_EQ_INT(diag_sym_resolve(r->c, &r->m, "nosuch.c:10", NULL, &v, &n, NULL, NULL, &err),
 		     -DIAG_E_NOSYM);
 	CHECK_CONTAINS(err.msg, "no source file 'nosuch.c'");
 	CHECK_CONTAINS(err.msg, "sym5.c");
-	CHECK_EQ_INT(diag_sym_resolve2(r->c, &r->m, "sym5.c:0", NULL, &v, &n, NULL, NULL, &err),
+	CHECK_EQ_INT(diag_sym_resolve(r->c, &r->m, "sym5.c:0", NULL, &v, &n, NULL, NULL, &err),
 		     -DIAG_E_PARSE);
 	/* a path suffix names the file too */
 	unsigned ln = marker_line("L:call_one");
@@ -290,7 +290,7 @@ static void check_cxx(struct diag_symcache *c, const char *opt, const char *pie)
 	struct diag_location *v = NULL;
 	size_t n = 0, total;
 	struct diag_error err;
-	CHECK_EQ_INT(diag_sym_resolve2(c, &r.m, "ns::Widget::add", NULL, &v, &n, NULL, NULL, &err),
+	CHECK_EQ_INT(diag_sym_resolve(c, &r.m, "ns::Widget::add", NULL, &v, &n, NULL, NULL, &err),
 		     -DIAG_E_AMBIGUOUS);
 	CHECK_CONTAINS(err.msg, "matches 3 functions");
 	CHECK_CONTAINS(err.msg, "ns::Widget::add(int)");
@@ -310,17 +310,17 @@ static void check_cxx(struct diag_symcache *c, const char *opt, const char *pie)
 	CHECK_EQ_INT(count_kind(&r, "handle_*", DIAG_LOC_FUNCTION, &total), 3);
 	CHECK_EQ_INT(count_kind(&r, "ns::*", DIAG_LOC_FUNCTION, &total), 7);
 	CHECK_EQ_INT(count_kind(&r, "ns::Widget::add*", DIAG_LOC_FUNCTION, &total), 3);
-	CHECK_EQ_INT(diag_sym_resolve2(c, &r.m, "gen_*", NULL, &v, &n, NULL, NULL, &err), -DIAG_E_LIMIT);
+	CHECK_EQ_INT(diag_sym_resolve(c, &r.m, "gen_*", NULL, &v, &n, NULL, NULL, &err), -DIAG_E_LIMIT);
 	CHECK_EQ_STR(err.msg, "target 'gen_*' matches 70 functions (max 64); narrow the pattern");
 	struct diag_sym_opts opts = { .glob_max = 70 };
-	CHECK_EQ_INT(diag_sym_resolve2(c, &r.m, "gen_*", &opts, &v, &n, NULL, NULL, &err), 0);
+	CHECK_EQ_INT(diag_sym_resolve(c, &r.m, "gen_*", &opts, &v, &n, NULL, NULL, &err), 0);
 	CHECK_EQ_INT(n, 70);
 	free(v);
-	CHECK_EQ_INT(diag_sym_resolve2(c, &r.m, "ns::Widget::nope", NULL, &v, &n, NULL, NULL, &err),
+	CHECK_EQ_INT(diag_sym_resolve(c, &r.m, "ns::Widget::nope", NULL, &v, &n, NULL, NULL, &err),
 		     -DIAG_E_NOSYM);
-	CHECK_EQ_INT(diag_sym_resolve2(c, &r.m, "ns::Widget::add(char)", NULL, &v, &n, NULL, NULL, &err),
+	CHECK_EQ_INT(diag_sym_resolve(c, &r.m, "ns::Widget::add(char)", NULL, &v, &n, NULL, NULL, &err),
 		     -DIAG_E_NOSYM);
-	CHECK_EQ_INT(diag_sym_resolve2(c, &r.m, "nomatch_*", NULL, &v, &n, NULL, NULL, &err),
+	CHECK_EQ_INT(diag_sym_resolve(c, &r.m, "nomatch_*", NULL, &v, &n, NULL, NULL, &err),
 		     -DIAG_E_NOSYM);
 	finish(&r, &fx);
 }
