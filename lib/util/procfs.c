@@ -24,10 +24,9 @@ bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long l
 	return found;
 }
 
-int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap)
+static int stat_field(const char *path, int field, char *out, size_t cap)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	char buf[1024];
 	FILE *f = fopen(path, "re");
 	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
 	if (f)
@@ -41,6 +40,20 @@ int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap)
 			return 0;
 		}
 	return -1;
+}
+
+int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	return stat_field(path, field, out, cap);
+}
+
+int diag_proc_task_stat_field(pid_t pid, pid_t tid, int field, char *out, size_t cap)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	return stat_field(path, field, out, cap);
 }
 
 bool diag_proc_gone(pid_t id)

@@ -18,4 +18,7 @@ bool diag_proc_gone(pid_t id);
  * into out. Returns 0 or -1 (no such process, or no such field). */
 int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap);
 
+/* The same for thread tid of process pid, from /proc/PID/task/TID/stat. */
+int diag_proc_task_stat_field(pid_t pid, pid_t tid, int field, char *out, size_t cap);
+
 #endif

@@ -1,4 +1,4 @@
-/* test_regs: register name, ABI and DWARF tables against struct user_regs_struct. */
+/* test_regs: the x86-64 register name, ABI and DWARF tables against the layout of diag_regs. */
 #include <stddef.h>
 #include <string.h>
 
@@ -7,7 +7,13 @@
 #include "arch/regs.h"
 #include "util/error.h"
 
-#define OFF(f) ((int)offsetof(struct user_regs_struct, f))
+#define OFF(f) ((int)offsetof(diag_regs, f))
+
+/* Write v into the slot at off as a register read would find it. */
+static void put(diag_regs *r, int off, uint64_t v)
+{
+	memcpy((char *)r + off, &v, sizeof(v));
+}
 
 static void test_lookup(void)
 {
@@ -72,11 +78,11 @@ static void test_dwarf(void)
 
 static void test_get(void)
 {
-	struct user_regs_struct r;
+	diag_regs r;
 
 	memset(&r, 0, sizeof(r));
-	r.rdi = 0x1122334455667788ull;
-	r.gs = 0xabcdull; /* last slot: reading it must stay inside the struct */
+	put(&r, OFF(rdi), 0x1122334455667788ull);
+	put(&r, OFF(gs), 0xabcdull); /* last slot: reading it must stay inside the struct */
 	CHECK(diag_reg_get(&r, OFF(rdi), 8) == 0x1122334455667788ull);
 	CHECK(diag_reg_get(&r, OFF(rdi), 4) == 0x55667788ull);
 	CHECK(diag_reg_get(&r, OFF(rdi), 2) == 0x7788ull);
@@ -84,6 +90,36 @@ static void test_get(void)
 	CHECK(diag_reg_get(&r, OFF(gs), 8) == 0xabcdull);
 	CHECK(diag_reg_get(&r, -8, 8) == 0);
 	CHECK(diag_reg_get(&r, (int)sizeof(r), 8) == 0);
+	diag_reg_set(&r, OFF(rsi), 42);
+	CHECK(diag_reg_get(&r, OFF(rsi), 8) == 42);
+	diag_reg_set(&r, OFF(gs), 7);
+	CHECK(diag_reg_get(&r, OFF(gs), 8) == 7);
+	diag_reg_set(&r, -8, 1); /* outside: nothing */
+	diag_reg_set(&r, (int)sizeof(r), 1);
+	CHECK(diag_reg_get(&r, OFF(rdi), 8) == 0x1122334455667788ull);
+}
+
+static void test_roles(void)
+{
+	diag_regs r;
+	diag_fpregs f;
+
+	memset(&r, 0, sizeof(r));
+	memset(&f, 0, sizeof(f));
+	put(&r, OFF(rax), 1);
+	put(&r, OFF(rdx), 2);
+	put(&r, OFF(rdi), 3);
+	diag_regs_set_pc(&r, 0x401001);
+	CHECK(diag_regs_ret(&r) == 1);
+	CHECK(diag_regs_ret2(&r) == 2);
+	CHECK(diag_regs_arg(&r, 1) == 3);
+	CHECK(diag_regs_pc(&r) == 0x401001);
+	CHECK(diag_reg_get(&r, OFF(rip), 8) == 0x401001);
+	CHECK(diag_regs_trap_addr(&r) == 0x401000);
+	/* xmm0 and xmm1 are the fxsave area's xmm slots 0 and 1, 16 bytes each */
+	CHECK(diag_fpregs_float_ret(&f, 0) == (const uint8_t *)&f + 160);
+	CHECK(diag_fpregs_float_ret(&f, 1) == (const uint8_t *)&f + 176);
+	CHECK(diag_fpregs_float_ret(&f, 2) == NULL);
 }
 
 static void test_names(void)
@@ -111,6 +147,7 @@ int main(void)
 	test_abi();
 	test_dwarf();
 	test_get();
+	test_roles();
 	test_names();
 	return CHECK_DONE();
 }

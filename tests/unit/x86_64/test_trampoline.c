@@ -3,7 +3,7 @@
  * same region; calling them must give the same results while each call leaves one exact record
  * in a ring (or one counted drop when the ring is full) and adds exactly one to its site's hit
  * counter, dropped or not. Also proves that the byte array in
- * trampoline.c is what lib/arch/x86_64/trampoline_template.S assembles to. */
+ * trampoline.c is what its template (diag_tramp_template()->source) assembles to. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -183,7 +183,7 @@ static void test_template_matches_source(void)
 	uint64_t u64;
 	uint32_t u32;
 
-	inproc_check_template("lib/arch/x86_64/trampoline_template.S", t->bytes, t->len, 0, nm,
+	inproc_check_template(t->source, t->bytes, t->len, 0, nm,
 			      sizeof(nm));
 	CHECK_EQ_INT(inproc_nm_value(nm, "diag_tramp_imm_rip"), t->imm_rip);
 	CHECK_EQ_INT(inproc_nm_value(nm, "diag_tramp_imm_counter"), t->imm_counter);
