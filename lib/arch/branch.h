@@ -9,8 +9,8 @@
 #include <stdint.h>
 
 /* Linear sweep of code (len bytes at runtime address addr): returns 1 when a direct jump,
- * conditional branch, loop or call targets an address in (lo, hi), 0 when none does, -DIAG_E_PARSE when the bytes
- * do not decode as one instruction stream (the caller must then assume the worst). */
+ * conditional branch, loop or call targets an address in (lo, hi), 0 when none does, -DIAG_E_PARSE
+ * when the bytes do not decode as one instruction stream (the caller must then assume the worst). */
 int diag_branch_into(const uint8_t *code, size_t len, uint64_t addr, uint64_t lo, uint64_t hi);
 
 /* The exits of a function body (code: len bytes at runtime address addr): every return and

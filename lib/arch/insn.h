@@ -43,19 +43,20 @@ int diag_xol_build(const struct diag_insn *insn, uint64_t slot_addr, uint8_t *ou
 
 /* Relocate insn as straight-line code at runtime address `at`, with no jump back: the copy falls
  * through to whatever follows it (several instructions relocated back to back, as in a jump
- * trampoline). A rip-relative operand is re-aimed at the same absolute address; the copy has
- * the same length as the original. Writes *len <= cap bytes to out. Returns 0, or -DIAG_E_RELOC
- * with a message naming the instruction when it transfers control or depends on where it runs
- * (branch, call, ret, syscall, interrupt, int3, ...) or its rip-relative operand is out of
- * reach, -ENOSPC when cap is too small, -DIAG_E_PARSE if insn->bytes do not decode. */
+ * trampoline). A pc-relative (x86-64: rip-relative) operand is re-aimed at the same absolute
+ * address; the copy has the same length as the original. Writes *len <= cap bytes to out. Returns
+ * 0, or -DIAG_E_RELOC with a message naming the instruction when it transfers control or depends
+ * on where it runs (branch, call, ret, syscall, interrupt, breakpoint, ...) or its pc-relative
+ * operand is out of reach, -ENOSPC when cap is too small, -DIAG_E_PARSE if insn->bytes do not
+ * decode. */
 int diag_insn_relocate_linear(const struct diag_insn *insn, uint64_t at, uint8_t *out, size_t cap,
 			      size_t *len, struct diag_error *err);
 
 #define DIAG_INSN_JMP_MAX 14 /* longest jump (x86-64: jmp [rip+0]; dq target) */
 
 /* Encode a jump from runtime address `at` to target touching no register, flag or stack slot
- * (x86-64: jmp rel32 when in reach, else jmp [rip+0] followed by the absolute address). Writes *len <= cap
- * bytes to out. Returns 0 or -ENOSPC. */
+ * (x86-64: jmp rel32 when in reach, else jmp [rip+0] followed by the absolute address).
+ * Writes *len <= cap bytes to out. Returns 0 or -ENOSPC. */
 int diag_insn_emit_jmp(uint64_t at, uint64_t target, uint8_t *out, size_t cap, size_t *len);
 
 #endif

@@ -20,7 +20,7 @@ typedef struct user_regs_struct diag_regs;     /* x86-64: rip, rsp, rax, ..., ef
 typedef struct user_fpregs_struct diag_fpregs; /* x86-64: the fxsave area (x87, xmm0-15) */
 #define DIAG_ARCH_BREAK_LEN 1                  /* x86-64: int3, 0xcc */
 #else
-#error "lib/arch/regs.h: no register layout for this processor (CONTRIBUTING.md, adding an architecture)"
+#error "lib/arch/regs.h: no register layout for this processor (see: adding an architecture)"
 #endif
 
 uint64_t diag_regs_pc(const diag_regs *r);
@@ -55,6 +55,10 @@ void diag_regs_no_syscall(diag_regs *r);
  * may be NULL. Returns the offset, or -DIAG_E_NOSYM for an unknown name. */
 int diag_reg_lookup(const char *name, unsigned *width);
 
+/* True when the register users call name (without '$') holds an address, so an expression
+ * types it as a pointer (x86-64: rsp, rbp, rip). */
+bool diag_reg_is_address(const char *name);
+
 /* Integer argument n (1-based) of the ABI's calling convention -> offset in diag_regs
  * (x86-64, System V: 1..6 = rdi, rsi, rdx, rcx, r8, r9); -DIAG_E_INVALID otherwise. */
 int diag_reg_arg(int n);
@@ -75,7 +79,8 @@ uint64_t diag_reg_get(const diag_regs *r, int offset, unsigned width);
  * outside diag_regs. */
 void diag_reg_set(diag_regs *r, int offset, uint64_t v);
 
-/* Full-width name of the register slot at offset (x86-64: "rdi"), or NULL if offset is not a slot. */
+/* Full-width name of the register slot at offset (x86-64: "rdi"), or NULL if offset is not a
+ * slot. */
 const char *diag_reg_name(int offset);
 
 /* Names of all registers (for error messages listing candidates), NULL-terminated. */

@@ -7,9 +7,9 @@
  * Protocol. Writer: reserve index i by an atomic compare-and-swap on head (x86-64: lock
  * cmpxchg), unless head - tail > mask (full: an atomic increment of drops); fill record
  * i & mask; store seq = i + 1 LAST, with release order (x86-64 TSO: a plain store; a reader
- * that sees seq sees the rest). Reader (daemon), for i = tail: read the record; if seq != i + 1 it is not
- * yet published (a writer may also have died between reserve and publish: the reader decides
- * how long to wait before skipping); else consume it and then store tail = i + 1 (the slot may
+ * that sees seq sees the rest). Reader (daemon), for i = tail: read the record; if
+ * seq != i + 1 it is not yet published (a writer may also have died between reserve and
+ * publish: the reader decides how long to wait before skipping); else consume it and then store tail = i + 1 (the slot may
  * be overwritten from then on). Only the daemon writes tail.
  *
  * Hit counters. Every trampoline first increments its site's u64 counter atomically, before the

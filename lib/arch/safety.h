@@ -1,10 +1,10 @@
-/* arch/safety: the SIGTRAP safety handler that keeps a target alive when the daemon dies
- * with breakpoint probes in place (docs/reliability.md, "Surviving the daemon's death"). The
- * arch-neutral interface, implemented by lib/arch/<arch>/safety.c. Owns building the handler
- * blob (code from the reviewed template, x86-64: safety_template.S, + its data area), the layout the daemon needs
- * to fill it, the sigaction to install, and a host-side mirror of the address table that says
- * which bytes to write where. Never reads or writes a process, never chooses where the blob
- * lives, never installs anything: the engine does that with remote syscalls.
+/* arch/safety: the SIGTRAP safety handler that keeps a target alive when the daemon dies with
+ * breakpoint probes in place (docs/reliability.md, "Surviving the daemon's death"). The
+ * arch-neutral interface, implemented by lib/arch/<arch>/safety.c. Owns building the handler blob
+ * (code from the reviewed template, x86-64: safety_template.S, + its data area), the layout the
+ * daemon needs to fill it, the sigaction to install, and a host-side mirror of the address table
+ * that says which bytes to write where. Never reads or writes a process, never chooses where the
+ * blob lives, never installs anything: the engine does that with remote syscalls.
  *
  * Blob: [code | data: table mask, previous action, SIG_DFL action, tombstones, table]. The
  * handler runs only when no tracer intercepts the SIGTRAP (a tracer sees every signal first), so

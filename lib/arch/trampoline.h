@@ -14,7 +14,7 @@
 
 #include "util/error.h"
 
-#define DIAG_TRAMP_PATCH_LEN 5     /* the jump written over the probed address (x86-64: jmp rel32) */
+#define DIAG_TRAMP_PATCH_LEN 5     /* the jump over the probed address (x86-64: jmp rel32) */
 #define DIAG_TRAMP_MAX 288         /* bytes a trampoline can need */
 #define DIAG_TRAMP_MAX_INSNS 5     /* displaced instructions: 5 bytes need at most 5 */
 #define DIAG_TRAMP_CODE_AVAIL 19   /* bytes of `code` that always suffice: 4 + a 15-byte insn */
@@ -29,16 +29,18 @@ struct diag_tramp_ring {
 
 /* Build the trampoline for a probe at `addr` whose first bytes `code` (avail bytes; pass
  * DIAG_TRAMP_CODE_AVAIL, or fewer only when the function ends sooner) will be overwritten by a
- * DIAG_TRAMP_PATCH_LEN-byte jump. Writes to out (cap >= *len; DIAG_TRAMP_MAX always suffices) the code that lives at
- * runtime address tramp_addr: count the hit (lock inc of the site's counter, even when the ring
- * is full), record it into the ring, then the displaced instructions relocated (whole
- * instructions covering >= DIAG_TRAMP_PATCH_LEN bytes, pc-relative operands re-aimed), then a
- * jump back to addr + *patched_len. Also returns the patch in jmp (x86-64: e9 rel32 to
- * tramp_addr) and *patched_len (bytes replaced, x86-64: 5..19).
+ * DIAG_TRAMP_PATCH_LEN-byte jump. Writes to out (cap >= *len; DIAG_TRAMP_MAX always suffices)
+ * the code that lives at runtime address tramp_addr: count the hit (atomic increment of the
+ * site's counter, even when the ring is full), record it into the ring, then the displaced
+ * instructions relocated (whole instructions covering >= DIAG_TRAMP_PATCH_LEN bytes,
+ * pc-relative operands re-aimed), then a jump back to addr + *patched_len. Also returns the
+ * patch in jmp (x86-64: e9 rel32 to tramp_addr) and *patched_len (bytes replaced, x86-64:
+ * 5..19).
  * The caller writes out to tramp_addr, then, with every thread stopped and none inside
  * (addr, addr + patched_len), writes jmp over addr and leaves the other
- * patched_len - DIAG_TRAMP_PATCH_LEN bytes as they are (never executed). The caller must also know that nothing branches into
- * (addr, addr + patched_len) (a function entry is safe unless a loop jumps back to it).
+ * patched_len - DIAG_TRAMP_PATCH_LEN bytes as they are (never executed). The caller must also
+ * know that nothing branches into (addr, addr + patched_len) (a function entry is safe unless
+ * a loop jumps back to it).
  * Returns 0; -DIAG_E_RELOC naming the instruction when a displaced instruction transfers control
  * or cannot be copied, or the trampoline is out of reach of the jump from addr;
  * -DIAG_E_PARSE when the bytes do not decode or end inside an instruction; -ENOSPC when cap is

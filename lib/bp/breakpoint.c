@@ -19,8 +19,7 @@ void diag_bptable_init(struct diag_bptable *t)
 	diag_u64map_init(&t->by_addr);
 	diag_u64map_init(&t->tombstones);
 	diag_u64map_init(&t->slots);
-	t->xol.regions = NULL;
-	t->xol.n = 0;
+	t->xol = (struct diag_xol){0};
 }
 
 static void bp_free(struct diag_bp *bp)

@@ -70,9 +70,9 @@ int diag_bptable_clone(struct diag_bptable *dst, const struct diag_bptable *src)
 /* Forget everything without touching the target (it exec'd or exited). */
 void diag_bptable_release(struct diag_bptable *t);
 
-/* Find or create the breakpoint at addr: decode and relocate the instruction, write the slot,
- * then the breakpoint instruction. `stopped` is a stopped thread used to map a slot page if needed. On error the
- * target is unchanged and err names the instruction. */
+/* Find or create the breakpoint at addr: decode and relocate the instruction, write the slot, then
+ * the breakpoint instruction. `stopped` is a stopped thread used to map a slot page if needed. On
+ * error the target is unchanged and err names the instruction. */
 int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread *stopped,
 		uint64_t addr, struct diag_bp **out, struct diag_error *err);
 /* Create a jump (fast-path) breakpoint at addr: the trampoline records hits as `site_id` into

@@ -20,7 +20,7 @@ struct diag_xol_region {
 
 struct diag_xol {
 	struct diag_xol_region *regions;
-	size_t n;
+	size_t n, cap;
 };
 
 /* Allocate len bytes of slot space reachable from `near` (within 1.5 GiB), mapping a new

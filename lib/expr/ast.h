@@ -95,7 +95,7 @@ struct diag_expr {
 	struct expr_node *root;
 	struct diag_dwarf_scope *scope;     /* NULL without DWARF */
 	struct diag_dwarf_var *globals;     /* globals referenced, var index >= scope->nvars */
-	size_t nglobals;
+	size_t nglobals, capglobals;
 	uint64_t bias;
 	enum diag_event_kind event;
 	struct diag_type owned[EXPR_MAX_OWNED_TYPES]; /* pointer types made by casts and & */

@@ -10,6 +10,7 @@
 
 #include "arch/regs.h"
 #include "dwarf/dwarf.h"
+#include "util/grow.h"
 
 const struct diag_type expr_t_void = { .kind = DIAG_TYPE_VOID, .name = "void" };
 const struct diag_type expr_t_bool = { .kind = DIAG_TYPE_BOOL, .name = "_Bool", .size = 1 };
@@ -222,14 +223,12 @@ static int check_name(struct checker *c, struct expr_node *n)
 	if (!v) {
 		struct diag_dwarf_var g;
 		if (diag_dwarf_global(c->file, n->s, &g) == 0) {
-			struct diag_dwarf_var *ng = realloc(x->globals, (x->nglobals + 1) * sizeof(*ng));
-			if (!ng) {
+			if (DIAG_GROW(&x->globals, &x->capglobals, x->nglobals + 1) < 0) {
 				free(g.name);
 				return diag_error_set(c->err, -ENOMEM, "value: out of memory");
 			}
-			x->globals = ng;
-			ng[x->nglobals] = g;
-			v = &ng[x->nglobals];
+			x->globals[x->nglobals] = g;
+			v = &x->globals[x->nglobals];
 			idx = (int)((x->scope ? x->scope->nvars : 0) + x->nglobals++);
 		}
 	}
@@ -295,8 +294,8 @@ static int check_dollar(struct checker *c, struct expr_node *n)
 			n->reg_width = 8;
 			const struct diag_type *rt = c->x->scope ? c->x->scope->ret_type : NULL;
 			const struct diag_type *st = rt ? diag_type_strip(rt) : NULL;
-			/* scalars, and structs/unions returned by the ABI (rax:rdx, xmm0:xmm1, or
-			 * through memory whose address comes back in rax) */
+			/* scalars, and structs/unions returned by the ABI (x86-64: rax:rdx,
+			 * xmm0:xmm1, or through memory whose address comes back in rax) */
 			if (rt && (expr_is_scalar(rt) || st->kind == DIAG_TYPE_STRUCT ||
 				   st->kind == DIAG_TYPE_UNION))
 				n->type = c->x->scope->ret_type;
@@ -312,7 +311,7 @@ static int check_dollar(struct checker *c, struct expr_node *n)
 	n->op = N_REG;
 	n->reg_off = off;
 	n->reg_width = width;
-	bool addr_reg = !strcmp(s, "rsp") || !strcmp(s, "rbp") || !strcmp(s, "rip");
+	bool addr_reg = diag_reg_is_address(s);
 	n->type = addr_reg ? &expr_t_voidptr : width == 8 ? &expr_t_long : width == 4 ? &expr_t_int
 		: width == 2 ? &expr_t_short : &expr_t_schar;
 	return 0;

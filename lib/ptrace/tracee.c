@@ -293,24 +293,22 @@ int diag_thread_resume(struct diag_thread *t, int sig)
  * anything after runs. The vDSO is searched first as it is small and always present. */
 static int find_syscall_insn(struct diag_proc *p)
 {
-	char path[64], line[512];
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)p->pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -errno;
+	struct diag_proc_maps maps;
+	struct diag_proc_map m;
+	int r = diag_proc_maps_open(p->pid, &maps);
+	if (r < 0)
+		return r;
 	uint64_t cand[2][2] = {{0, 0}, {0, 0}}; /* [0] vdso, [1] first other r-x mapping */
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long lo, hi;
-		char perms[8];
-		if (sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3 || perms[2] != 'x')
+	while (diag_proc_maps_next(&maps, &m)) {
+		if (m.perms[2] != 'x')
 			continue;
-		int k = strstr(line, "[vdso]") ? 0 : 1;
+		int k = strcmp(m.path, "[vdso]") == 0 ? 0 : 1;
 		if (!cand[k][0]) {
-			cand[k][0] = lo;
-			cand[k][1] = hi;
+			cand[k][0] = m.start;
+			cand[k][1] = m.end;
 		}
 	}
-	fclose(f);
+	diag_proc_maps_close(&maps);
 	uint8_t buf[4096];
 	for (int k = 0; k < 2; k++) {
 		for (uint64_t a = cand[k][0]; a && a < cand[k][1];

@@ -110,6 +110,11 @@ int diag_reg_lookup(const char *name, unsigned *width)
 	return -DIAG_E_NOSYM;
 }
 
+bool diag_reg_is_address(const char *name)
+{
+	return name && (!strcmp(name, "rsp") || !strcmp(name, "rbp") || !strcmp(name, "rip"));
+}
+
 int diag_reg_arg(int n)
 {
 	static const int args[6] = { OFF(rdi), OFF(rsi), OFF(rdx), OFF(rcx), OFF(r8), OFF(r9) };

@@ -43,6 +43,8 @@ static void test_lookup(void)
 	CHECK_EQ_INT(diag_reg_lookup("$rdi", &w), -DIAG_E_NOSYM);
 	CHECK_EQ_INT(diag_reg_lookup("", &w), -DIAG_E_NOSYM);
 	CHECK_EQ_INT(diag_reg_lookup(NULL, &w), -DIAG_E_NOSYM);
+	CHECK(diag_reg_is_address("rsp") && diag_reg_is_address("rbp") && diag_reg_is_address("rip"));
+	CHECK(!diag_reg_is_address("rdi") && !diag_reg_is_address("pc") && !diag_reg_is_address(NULL));
 }
 
 static void test_abi(void)
