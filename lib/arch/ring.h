@@ -87,6 +87,10 @@ static inline size_t diag_ring_record_offset(const struct diag_ring_header *h, u
  * system call (diag_regs_no_syscall). */
 void diag_ring_record_regs(const struct diag_ring_record *rec, diag_regs *out);
 
+/* The cycle counter a trampoline stores in a record's tsc, read now on the daemon's side (to
+ * turn tsc into time; x86-64: rdtsc). */
+uint64_t diag_ring_cycles(void);
+
 /* The trampoline template encodes these numbers; they must never move. */
 _Static_assert(sizeof(struct diag_ring_header) == 192, "ring header layout");
 _Static_assert(offsetof(struct diag_ring_header, hits) == 8, "ring hits offset");

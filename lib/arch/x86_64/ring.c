@@ -1,8 +1,15 @@
 /* arch/x86_64/ring: the registers of a hit-ring record (arch/ring.h) as diag_regs, in the order
- * trampoline_template.S saves them. Pure conversion; never touches a process or a ring. */
+ * trampoline_template.S saves them, and the cycle counter it records (rdtsc). Pure conversion;
+ * never touches a process or a ring. */
 #include "arch/ring.h"
 
 #include <string.h>
+#include <x86intrin.h>
+
+uint64_t diag_ring_cycles(void)
+{
+	return __rdtsc();
+}
 
 void diag_ring_record_regs(const struct diag_ring_record *rec, diag_regs *out)
 {

@@ -5,6 +5,7 @@
 #include "check.h"
 
 #include "arch/regs.h"
+#include "arch/syscall.h"
 #include "util/error.h"
 
 #define OFF(f) ((int)offsetof(diag_regs, f))
@@ -124,6 +125,54 @@ static void test_roles(void)
 	CHECK(diag_fpregs_float_ret(&f, 2) == NULL);
 }
 
+/* The remote syscall convention and the kernel's restart of an interrupted call. */
+static void test_syscall(void)
+{
+	static const uint8_t sys[] = { 0x0f, 0x05 }, nop2[] = { 0x66, 0x90 };
+	static const long args[6] = { 1, 2, 3, 4, 5, 6 };
+	diag_regs r;
+
+	CHECK(diag_arch_is_syscall(sys));
+	CHECK(!diag_arch_is_syscall(nop2));
+	memset(&r, 0, sizeof(r));
+	put(&r, OFF(rbx), 77);
+	diag_regs_syscall_enter(&r, 0x5000, 39, args);
+	CHECK(diag_regs_pc(&r) == 0x5000);
+	CHECK(diag_reg_get(&r, OFF(rax), 8) == 39);
+	CHECK(diag_reg_get(&r, OFF(orig_rax), 8) == (uint64_t)-1);
+	CHECK(diag_reg_get(&r, OFF(rdi), 8) == 1 && diag_reg_get(&r, OFF(rsi), 8) == 2);
+	CHECK(diag_reg_get(&r, OFF(rdx), 8) == 3 && diag_reg_get(&r, OFF(r10), 8) == 4);
+	CHECK(diag_reg_get(&r, OFF(r8), 8) == 5 && diag_reg_get(&r, OFF(r9), 8) == 6);
+	CHECK(diag_reg_get(&r, OFF(rbx), 8) == 77);
+	CHECK(diag_regs_syscall_nr(&r) == 39);
+	put(&r, OFF(rax), (uint64_t)-14);
+	CHECK(diag_regs_syscall_result(&r) == -14);
+
+	/* not in a syscall: nothing */
+	diag_regs_syscall_restart(&r);
+	CHECK(diag_regs_pc(&r) == 0x5000);
+	/* -ERESTARTSYS: the call again, pc back on the instruction */
+	put(&r, OFF(orig_rax), 7);
+	put(&r, OFF(rax), (uint64_t)-512);
+	diag_regs_set_pc(&r, 0x5002);
+	diag_regs_syscall_restart(&r);
+	CHECK(diag_regs_pc(&r) == 0x5000);
+	CHECK(diag_reg_get(&r, OFF(rax), 8) == 7);
+	/* -ERESTART_RESTARTBLOCK: restart_syscall */
+	put(&r, OFF(rax), (uint64_t)-516);
+	diag_regs_set_pc(&r, 0x5002);
+	diag_regs_syscall_restart(&r);
+	CHECK(diag_regs_pc(&r) == 0x5000);
+	CHECK(diag_reg_get(&r, OFF(rax), 8) == 219);
+	/* any other result stands */
+	put(&r, OFF(rax), (uint64_t)-4);
+	diag_regs_set_pc(&r, 0x5002);
+	diag_regs_syscall_restart(&r);
+	CHECK(diag_regs_pc(&r) == 0x5002);
+	diag_regs_no_syscall(&r);
+	CHECK(diag_reg_get(&r, OFF(orig_rax), 8) == (uint64_t)-1);
+}
+
 static void test_names(void)
 {
 	const char *const *names = diag_reg_names();
@@ -150,6 +199,7 @@ int main(void)
 	test_dwarf();
 	test_get();
 	test_roles();
+	test_syscall();
 	test_names();
 	return CHECK_DONE();
 }
