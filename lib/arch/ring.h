@@ -1,7 +1,7 @@
 /* arch/ring: layout of the hit ring that a jump trampoline fills INSIDE the target and the
  * daemon drains with process_vm_readv/writev. The one contract between target code (the
  * architecture's trampoline template hard-codes these offsets) and the daemon; owns no code
- * but the reading of a record's registers (lib/arch/<arch>/ring.c).
+ * (what a record's registers and tsc mean is arch/record.h).
  * Writers (target threads) never block or wait: a full ring drops the hit and counts it.
  *
  * Protocol. Writer: reserve index i by an atomic compare-and-swap on head (x86-64: lock
@@ -37,10 +37,9 @@ struct diag_ring_header {      /* at the start of the ring mapping, 64-byte alig
 	uint64_t pad2[6];
 };
 
-#include "arch/regs.h"
-
 /* x86-64: index of each register in diag_ring_record.regs (the order of the trampoline's
- * frame). Code outside lib/arch/ reads a record's registers with diag_ring_record_regs. */
+ * frame). Code outside lib/arch/ reads a record's registers with diag_record_regs
+ * (arch/record.h). */
 enum diag_ring_reg {
 	DIAG_RING_R15, DIAG_RING_R14, DIAG_RING_R13, DIAG_RING_R12, DIAG_RING_RBP, DIAG_RING_RBX,
 	DIAG_RING_R11, DIAG_RING_R10, DIAG_RING_R9, DIAG_RING_R8, DIAG_RING_RAX, DIAG_RING_RCX,
@@ -82,14 +81,6 @@ static inline size_t diag_ring_record_offset(const struct diag_ring_header *h, u
 {
 	return sizeof(*h) + (size_t)(index & h->mask) * DIAG_RING_RECORD_SIZE;
 }
-
-/* The registers of a record as diag_regs: the saved ones, every other slot 0, and not inside a
- * system call (diag_regs_no_syscall). */
-void diag_ring_record_regs(const struct diag_ring_record *rec, diag_regs *out);
-
-/* The cycle counter a trampoline stores in a record's tsc, read now on the daemon's side (to
- * turn tsc into time; x86-64: rdtsc). */
-uint64_t diag_ring_cycles(void);
 
 /* The trampoline template encodes these numbers; they must never move. */
 _Static_assert(sizeof(struct diag_ring_header) == 192, "ring header layout");

@@ -19,6 +19,7 @@
 #include "check.h"
 #include "inproc_code.h"
 
+#include "arch/record.h"
 #include "arch/ring.h"
 #include "arch/trampoline.h"
 #include "util/error.h"
@@ -449,14 +450,14 @@ static void test_redzone(struct env *e)
 	CHECK_EQ_INT(rec(&r, 0)->regs[DIAG_RING_RSI], 0x1111);
 	/* the record read as registers, by role */
 	diag_regs g;
-	diag_ring_record_regs(rec(&r, 0), &g);
+	diag_record_regs(rec(&r, 0), &g);
 	CHECK_EQ_INT(diag_regs_pc(&g), p.fn + 5);
 	CHECK_EQ_INT(diag_regs_arg(&g, 1), 0x1234567890ull);
 	CHECK_EQ_INT(diag_regs_arg(&g, 2), 0x1111);
 	CHECK_EQ_INT(diag_regs_sp(&g), rec(&r, 0)->regs[DIAG_RING_RSP]);
 	CHECK_EQ_INT(diag_regs_frame(&g), rec(&r, 0)->regs[DIAG_RING_RBP]);
 	CHECK(!diag_regs_stepping(&g));
-	CHECK(diag_ring_cycles() >= rec(&r, 0)->tsc);
+	CHECK(diag_record_ticks() >= rec(&r, 0)->tsc);
 	ring_close(&r);
 }
 
