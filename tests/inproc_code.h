@@ -73,7 +73,7 @@ static inline size_t inproc_read_file(const char *path, char *buf, size_t cap)
 	return n;
 }
 
-/* Assemble the source tree's src_rel (e.g. "lib/arch/x86_64/safety_template.S") and check that
+/* Assemble the source tree's src_rel (a template's `source`, e.g. diag_safety_template()) and check that
  * its .text is bytes[0, len). no_reloc: also check that the object has no relocation (position
  * independent). Fills nm (cap bytes) with nm's output for the caller's symbol checks. */
 static inline void inproc_check_template(const char *src_rel, const uint8_t *bytes, size_t len,

@@ -1,23 +1,29 @@
-/* arch/insn: decoding of one x86-64 instruction (Zydis) and building of its
- * execute-out-of-line slot, the relocated copy that runs in the diagnose page while the int3
- * stays on the original. Owns only byte-level analysis and encoding; it never reads or writes
- * target memory and never decides where the slot lives. */
+/* arch/insn: decoding of one machine instruction and building of its execute-out-of-line
+ * slot, the relocated copy that runs in the diagnose page while the breakpoint stays on the
+ * original; relocating instructions into a trampoline, the plain jump, and the breakpoint
+ * instruction's bytes. The arch-neutral interface, implemented by lib/arch/<arch>/insn.c
+ * (x86-64: decoding with Zydis). Owns only byte-level analysis and encoding; it never reads or
+ * writes target memory and never decides where the slot lives. */
 #ifndef DIAG_ARCH_INSN_H
 #define DIAG_ARCH_INSN_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arch/regs.h"
 #include "util/error.h"
 
-#define DIAG_XOL_SLOT_SIZE 64
-#define DIAG_INSN_MAX_LEN 15
+#define DIAG_XOL_SLOT_SIZE 64  /* bytes of one out-of-line slot (a power of two) */
+#define DIAG_INSN_MAX_LEN 15   /* longest instruction (x86-64: 15 bytes) */
+
+/* The breakpoint instruction, DIAG_ARCH_BREAK_LEN bytes (x86-64: int3, 0xcc). */
+extern const uint8_t diag_insn_break[DIAG_ARCH_BREAK_LEN];
 
 struct diag_insn {
 	uint64_t addr;       /* runtime address of the instruction */
 	uint8_t len;
-	uint8_t bytes[15];
-	char text[96];       /* disassembly (Intel syntax), for messages */
+	uint8_t bytes[DIAG_INSN_MAX_LEN];
+	char text[96];       /* disassembly (x86-64: Intel syntax), for messages */
 };
 
 /* Decode one instruction from code (avail bytes readable) located at runtime address addr.
@@ -30,26 +36,27 @@ int diag_insn_decode(const uint8_t *code, size_t avail, uint64_t addr, struct di
  * insn->addr + insn->len (or wherever the instruction transfers control). Writes
  * *len <= DIAG_XOL_SLOT_SIZE bytes to out (out must hold DIAG_XOL_SLOT_SIZE bytes).
  * Returns 0, or -DIAG_E_RELOC with a message naming the instruction text, its address and why
- * (int3 already there, rip-relative operand out of reach of the out-of-line page, xbegin, far
- * branch, ...), or -DIAG_E_PARSE if insn->bytes do not decode. */
+ * (x86-64: int3 already there, rip-relative operand out of reach of the out-of-line page,
+ * xbegin, far branch, ...), or -DIAG_E_PARSE if insn->bytes do not decode. */
 int diag_xol_build(const struct diag_insn *insn, uint64_t slot_addr, uint8_t *out, size_t *len,
 		   struct diag_error *err);
 
 /* Relocate insn as straight-line code at runtime address `at`, with no jump back: the copy falls
  * through to whatever follows it (several instructions relocated back to back, as in a jump
- * trampoline). A rip-relative operand is re-aimed at the same absolute address; the copy has
- * the same length as the original. Writes *len <= cap bytes to out. Returns 0, or -DIAG_E_RELOC
- * with a message naming the instruction when it transfers control or depends on where it runs
- * (branch, call, ret, syscall, interrupt, int3, ...) or its rip-relative operand is out of
- * reach, -ENOSPC when cap is too small, -DIAG_E_PARSE if insn->bytes do not decode. */
+ * trampoline). A pc-relative (x86-64: rip-relative) operand is re-aimed at the same absolute
+ * address; the copy has the same length as the original. Writes *len <= cap bytes to out. Returns
+ * 0, or -DIAG_E_RELOC with a message naming the instruction when it transfers control or depends
+ * on where it runs (branch, call, ret, syscall, interrupt, breakpoint, ...) or its pc-relative
+ * operand is out of reach, -ENOSPC when cap is too small, -DIAG_E_PARSE if insn->bytes do not
+ * decode. */
 int diag_insn_relocate_linear(const struct diag_insn *insn, uint64_t at, uint8_t *out, size_t cap,
 			      size_t *len, struct diag_error *err);
 
-#define DIAG_INSN_JMP_MAX 14 /* jmp [rip+0]; dq target */
+#define DIAG_INSN_JMP_MAX 14 /* longest jump (x86-64: jmp [rip+0]; dq target) */
 
-/* Encode a jump from runtime address `at` to target touching no register, flag or stack slot:
- * jmp rel32 when in reach, else jmp [rip+0] followed by the absolute address. Writes *len <= cap
- * bytes to out. Returns 0 or -ENOSPC. */
+/* Encode a jump from runtime address `at` to target touching no register, flag or stack slot
+ * (x86-64: jmp rel32 when in reach, else jmp [rip+0] followed by the absolute address).
+ * Writes *len <= cap bytes to out. Returns 0 or -ENOSPC. */
 int diag_insn_emit_jmp(uint64_t at, uint64_t target, uint8_t *out, size_t cap, size_t *len);
 
 #endif

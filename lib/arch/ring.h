@@ -1,16 +1,18 @@
 /* arch/ring: layout of the hit ring that a jump trampoline fills INSIDE the target and the
  * daemon drains with process_vm_readv/writev. The one contract between target code (the
- * template in trampoline_template.S hard-codes these offsets) and the daemon; owns no code.
+ * architecture's trampoline template hard-codes these offsets) and the daemon; owns no code
+ * (what a record's registers and tsc mean is arch/record.h).
  * Writers (target threads) never block or wait: a full ring drops the hit and counts it.
  *
- * Protocol. Writer: reserve index i by lock cmpxchg on head, unless head - tail > mask (full:
- * lock inc drops); fill record i & mask; store seq = i + 1 LAST (x86 TSO: a reader that sees
- * seq sees the rest). Reader (daemon), for i = tail: read the record; if seq != i + 1 it is not
- * yet published (a writer may also have died between reserve and publish: the reader decides
- * how long to wait before skipping); else consume it and then store tail = i + 1 (the slot may
+ * Protocol. Writer: reserve index i by an atomic compare-and-swap on head (x86-64: lock
+ * cmpxchg), unless head - tail > mask (full: an atomic increment of drops); fill record
+ * i & mask; store seq = i + 1 LAST, with release order (x86-64 TSO: a plain store; a reader
+ * that sees seq sees the rest). Reader (daemon), for i = tail: read the record; if
+ * seq != i + 1 it is not yet published (a writer may also have died between reserve and
+ * publish: the reader decides how long to wait before skipping); else consume it and then store tail = i + 1 (the slot may
  * be overwritten from then on). Only the daemon writes tail.
  *
- * Hit counters. Every trampoline first does `lock inc` on its site's u64 counter, before the
+ * Hit counters. Every trampoline first increments its site's u64 counter atomically, before the
  * reservation, so a counter is the exact number of hits even when records were dropped. The
  * counters follow the records in the same mapping: site s (1 .. DIAG_RING_MAX_SITES - 1) at
  * diag_ring_counter_offset(mask, s); map DIAG_RING_MAP_BYTES(capacity) to hold them. Counters
@@ -25,17 +27,19 @@
 #define DIAG_RING_RECORD_SIZE 192
 
 struct diag_ring_header {      /* at the start of the ring mapping, 64-byte aligned fields */
-	uint64_t head;             /* next index to reserve (writers: lock cmpxchg) */
-	uint64_t hits;             /* hits of trampolines without a site counter (lock inc) */
+	uint64_t head;             /* next index to reserve (writers: atomic compare-and-swap) */
+	uint64_t hits;             /* hits of trampolines without a site counter (atomic inc) */
 	uint64_t pad0[6];
 	uint64_t tail;             /* next index the daemon will consume (daemon writes) */
 	uint64_t pad1[7];
-	uint64_t drops;            /* hits dropped because the ring was full (lock inc) */
+	uint64_t drops;            /* hits dropped because the ring was full (atomic inc) */
 	uint64_t mask;             /* capacity - 1, capacity a power of two */
 	uint64_t pad2[6];
 };
 
-/* Index of each register in diag_ring_record.regs (the order of the trampoline's frame). */
+/* x86-64: index of each register in diag_ring_record.regs (the order of the trampoline's
+ * frame). Code outside lib/arch/ reads a record's registers with diag_record_regs
+ * (arch/record.h). */
 enum diag_ring_reg {
 	DIAG_RING_R15, DIAG_RING_R14, DIAG_RING_R13, DIAG_RING_R12, DIAG_RING_RBP, DIAG_RING_RBX,
 	DIAG_RING_R11, DIAG_RING_R10, DIAG_RING_R9, DIAG_RING_R8, DIAG_RING_RAX, DIAG_RING_RCX,
@@ -44,12 +48,13 @@ enum diag_ring_reg {
 };
 
 struct diag_ring_record {      /* DIAG_RING_RECORD_SIZE bytes */
-	uint64_t seq;              /* index + 1, written LAST (x86 TSO: readers that see seq see the rest) */
+	uint64_t seq;              /* index + 1, written LAST (readers that see seq see the rest) */
 	uint32_t site;             /* which probe site (immediate patched into the trampoline) */
 	uint32_t tid;              /* gettid() */
-	uint64_t tsc;              /* rdtsc at the hit */
-	/* r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi rip rsp eflags: values AT THE
-	 * PROBED ADDRESS (rip = probed address, rsp as the function saw it) */
+	uint64_t tsc;              /* the cycle counter at the hit (x86-64: rdtsc) */
+	/* the registers, values AT THE PROBED ADDRESS (pc = probed address, sp as the function
+	 * saw it). x86-64: r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi rip rsp
+	 * eflags (enum diag_ring_reg) */
 	uint64_t regs[DIAG_RING_NREGS];
 	uint64_t pad[(DIAG_RING_RECORD_SIZE - 24 - DIAG_RING_NREGS * 8) / 8];
 };
@@ -77,7 +82,7 @@ static inline size_t diag_ring_record_offset(const struct diag_ring_header *h, u
 	return sizeof(*h) + (size_t)(index & h->mask) * DIAG_RING_RECORD_SIZE;
 }
 
-/* The template in trampoline_template.S encodes these numbers; they must never move. */
+/* The trampoline template encodes these numbers; they must never move. */
 _Static_assert(sizeof(struct diag_ring_header) == 192, "ring header layout");
 _Static_assert(offsetof(struct diag_ring_header, hits) == 8, "ring hits offset");
 _Static_assert(offsetof(struct diag_ring_header, tail) == 64, "ring tail offset");

@@ -1,9 +1,10 @@
-/* arch/safety: the SIGTRAP safety handler that keeps a target alive when the daemon dies
- * with int3 probes in place (docs/reliability.md, "Surviving the daemon's death"). Owns building
- * the handler blob (code from safety_template.S + its data area), the layout the daemon needs
- * to fill it, the sigaction to install, and a host-side mirror of the address table that says
- * which bytes to write where. Never reads or writes a process, never chooses where the blob
- * lives, never installs anything: the engine does that with remote syscalls.
+/* arch/safety: the SIGTRAP safety handler that keeps a target alive when the daemon dies with
+ * breakpoint probes in place (docs/reliability.md, "Surviving the daemon's death"). The
+ * arch-neutral interface, implemented by lib/arch/<arch>/safety.c. Owns building the handler blob
+ * (code from the reviewed template, x86-64: safety_template.S, + its data area), the layout the
+ * daemon needs to fill it, the sigaction to install, and a host-side mirror of the address table
+ * that says which bytes to write where. Never reads or writes a process, never chooses where the
+ * blob lives, never installs anything: the engine does that with remote syscalls.
  *
  * Blob: [code | data: table mask, previous action, SIG_DFL action, tombstones, table]. The
  * handler runs only when no tracer intercepts the SIGTRAP (a tracer sees every signal first), so
@@ -22,7 +23,8 @@
 #define DIAG_SAFETY_EMPTY 0             /* bucket addr: never used; ends a probe chain */
 #define DIAG_SAFETY_DELETED 1           /* bucket addr: removed; the chain goes on */
 
-/* The kernel's x86-64 struct sigaction, as rt_sigaction(2) reads and writes it (sigsetsize 8). */
+/* The kernel's struct sigaction, as rt_sigaction(2) reads and writes it (sigsetsize 8; the
+ * layout of x86-64 and of the generic Linux ABI). */
 struct diag_ksigaction {
 	uint64_t handler;          /* SIG_DFL 0, SIG_IGN 1, or the handler's address */
 	uint64_t flags;            /* SA_* */
@@ -31,7 +33,7 @@ struct diag_ksigaction {
 };
 
 struct diag_safety_entry {         /* one table bucket, 16 bytes */
-	uint64_t addr;             /* int3 address, or DIAG_SAFETY_EMPTY / DIAG_SAFETY_DELETED */
+	uint64_t addr;             /* breakpoint address, or DIAG_SAFETY_EMPTY / DIAG_SAFETY_DELETED */
 	uint64_t slot;             /* its out-of-line slot (self-contained: runs, jumps back) */
 };
 
@@ -83,7 +85,7 @@ void diag_safety_table_fini(struct diag_safety_table *t);
 
 /* Put addr -> slot; *index is the bucket to write into the target, slot first, then addr
  * (an interrupted pair leaves a bucket with a slot and no address: harmless). Write it BEFORE
- * the int3. Returns 0, -EEXIST if addr is present, -ENOSPC when 3/4 of the buckets are live,
+ * the breakpoint. Returns 0, -EEXIST if addr is present, -ENOSPC when 3/4 of the buckets are live,
  * -EINVAL for addr 0 or 1 or slot 0. */
 int diag_safety_table_put(struct diag_safety_table *t, uint64_t addr, uint64_t slot,
 			  size_t *index);
@@ -98,8 +100,10 @@ uint64_t diag_safety_bucket_addr(const struct diag_safety_layout *l, size_t inde
 /* Runtime address of the tombstone to write for the seq-th removal (seq counts removals). */
 uint64_t diag_safety_tomb_addr(const struct diag_safety_layout *l, uint64_t seq);
 
-/* The handler code, for review and tests: bytes and offsets (safety_template.S symbols). */
+/* The handler code, for review and tests: the source it is assembled from, bytes and offsets
+ * (the template's symbols). */
 struct diag_safety_template {
+	const char *source;        /* the reviewed template, relative to the source tree */
 	const uint8_t *bytes;
 	size_t len;                /* code bytes */
 	size_t restorer;

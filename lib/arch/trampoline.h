@@ -1,9 +1,11 @@
 /* arch/trampoline: the jump trampolines of the in-process fast path. A probed function's
- * first whole instructions (>= 5 bytes) are replaced by `jmp rel32` to a trampoline that records
- * the hit into a ring in the target's memory (ring.h), restores every register and the flags,
- * runs the relocated displaced instructions and jumps back. No trap, no stop, one gettid
- * syscall. Owns building the trampoline bytes and mapping addresses inside it; never reads or
- * writes a process, never decides where the trampoline or the ring live. */
+ * first whole instructions (at least DIAG_TRAMP_PATCH_LEN bytes) are replaced by a jump to a
+ * trampoline that records the hit into a ring in the target's memory (ring.h), restores every
+ * register and the flags, runs the relocated displaced instructions and jumps back. No trap,
+ * no stop, one gettid syscall. The arch-neutral interface, implemented by
+ * lib/arch/<arch>/trampoline.c from its reviewed template (x86-64: trampoline_template.S).
+ * Owns building the trampoline bytes and mapping addresses inside it; never reads or writes a
+ * process, never decides where the trampoline or the ring live. */
 #ifndef DIAG_ARCH_TRAMPOLINE_H
 #define DIAG_ARCH_TRAMPOLINE_H
 
@@ -12,6 +14,7 @@
 
 #include "util/error.h"
 
+#define DIAG_TRAMP_PATCH_LEN 5     /* the jump over the probed address (x86-64: jmp rel32) */
 #define DIAG_TRAMP_MAX 288         /* bytes a trampoline can need */
 #define DIAG_TRAMP_MAX_INSNS 5     /* displaced instructions: 5 bytes need at most 5 */
 #define DIAG_TRAMP_CODE_AVAIL 19   /* bytes of `code` that always suffice: 4 + a 15-byte insn */
@@ -26,33 +29,36 @@ struct diag_tramp_ring {
 
 /* Build the trampoline for a probe at `addr` whose first bytes `code` (avail bytes; pass
  * DIAG_TRAMP_CODE_AVAIL, or fewer only when the function ends sooner) will be overwritten by a
- * 5-byte jmp. Writes to out (cap >= *len; DIAG_TRAMP_MAX always suffices) the code that lives at
- * runtime address tramp_addr: count the hit (lock inc of the site's counter, even when the ring
- * is full), record it into the ring, then the displaced instructions relocated (whole
- * instructions covering >= 5 bytes, rip-relative operands re-aimed), then a jump back to
- * addr + *patched_len. Also returns the 5-byte patch in jmp (e9 rel32 to tramp_addr) and
- * *patched_len (bytes replaced, 5..19).
+ * DIAG_TRAMP_PATCH_LEN-byte jump. Writes to out (cap >= *len; DIAG_TRAMP_MAX always suffices)
+ * the code that lives at runtime address tramp_addr: count the hit (atomic increment of the
+ * site's counter, even when the ring is full), record it into the ring, then the displaced
+ * instructions relocated (whole instructions covering >= DIAG_TRAMP_PATCH_LEN bytes,
+ * pc-relative operands re-aimed), then a jump back to addr + *patched_len. Also returns the
+ * patch in jmp (x86-64: e9 rel32 to tramp_addr) and *patched_len (bytes replaced, x86-64:
+ * 5..19).
  * The caller writes out to tramp_addr, then, with every thread stopped and none inside
- * (addr, addr + patched_len), writes jmp over addr and leaves the other patched_len - 5 bytes
- * as they are (never executed). The caller must also know that nothing branches into
- * (addr, addr + patched_len) (a function entry is safe unless a loop jumps back to it).
+ * (addr, addr + patched_len), writes jmp over addr and leaves the other
+ * patched_len - DIAG_TRAMP_PATCH_LEN bytes as they are (never executed). The caller must also
+ * know that nothing branches into (addr, addr + patched_len) (a function entry is safe unless
+ * a loop jumps back to it).
  * Returns 0; -DIAG_E_RELOC naming the instruction when a displaced instruction transfers control
- * or cannot be copied, or the trampoline is out of reach of a jmp rel32 from addr;
+ * or cannot be copied, or the trampoline is out of reach of the jump from addr;
  * -DIAG_E_PARSE when the bytes do not decode or end inside an instruction; -ENOSPC when cap is
  * too small; -EINVAL on bad arguments (site out of range, mask + 1 not a power of two).
  * Outputs are written only on success. */
 int diag_tramp_build_counted(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
 			     const struct diag_tramp_ring *ring, uint8_t *out, size_t cap, size_t *len,
-			     uint8_t jmp[5], size_t *patched_len, struct diag_error *err);
+			     uint8_t jmp[DIAG_TRAMP_PATCH_LEN], size_t *patched_len,
+			     struct diag_error *err);
 
 /* The same for a ring mapped without site counters (DIAG_RING_BYTES): the hit is counted into
  * the header's `hits`, shared by every such site; site is any u32. Kept for callers not yet on
  * diag_tramp_build_counted. */
 int diag_tramp_build(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
 		     uint64_t ring_addr, uint32_t site, uint8_t *out, size_t cap, size_t *len,
-		     uint8_t jmp[5], size_t *patched_len, struct diag_error *err);
+		     uint8_t jmp[DIAG_TRAMP_PATCH_LEN], size_t *patched_len, struct diag_error *err);
 
-/* Where things are inside one built trampoline, for detach and for mapping a thread's rip. */
+/* Where things are inside one built trampoline, for detach and for mapping a thread's pc. */
 struct diag_tramp_layout {
 	uint64_t addr;             /* probed address */
 	uint64_t tramp_addr;
@@ -73,26 +79,27 @@ int diag_tramp_layout(uint64_t addr, const uint8_t *code, size_t avail, uint64_t
 		      struct diag_tramp_layout *out, struct diag_error *err);
 
 enum diag_tramp_where {
-	DIAG_TRAMP_OUTSIDE,        /* rip is not in this trampoline */
-	DIAG_TRAMP_RECORDING,      /* in the recording code: registers and rsp are not the
+	DIAG_TRAMP_OUTSIDE,        /* pc is not in this trampoline */
+	DIAG_TRAMP_RECORDING,      /* in the recording code: registers and sp are not the
 	                            * thread's own yet; run it (step, or a breakpoint at reloc_off)
-	                            * until rip >= tramp_addr + reloc_off, then ask again */
+	                            * until pc >= tramp_addr + reloc_off, then ask again */
 	DIAG_TRAMP_RELOCATED,      /* at a relocated copy or the jump back: *orig is the original
 	                            * address with the same effect once the original bytes are back */
 	DIAG_TRAMP_MID_INSN,       /* inside an instruction of the copies: cannot happen for a
 	                            * stopped thread, reported rather than guessed */
 };
 
-/* Classify a stopped thread's rip against trampoline l; *orig is written for RELOCATED only. */
-enum diag_tramp_where diag_tramp_locate(const struct diag_tramp_layout *l, uint64_t rip,
+/* Classify a stopped thread's pc against trampoline l; *orig is written for RELOCATED only. */
+enum diag_tramp_where diag_tramp_locate(const struct diag_tramp_layout *l, uint64_t pc,
 					uint64_t *orig);
 
-/* The recording code, for review and tests: bytes (with placeholder immediates) and the offsets
- * of the four immediates patched per probe. */
+/* The recording code, for review and tests: bytes (with placeholder immediates), the source
+ * they are assembled from and the offsets of the four immediates patched per probe. */
 struct diag_tramp_template {
+	const char *source;        /* the reviewed template, relative to the source tree */
 	const uint8_t *bytes;
 	size_t len;
-	size_t imm_rip;            /* u64: probed address */
+	size_t imm_rip;            /* u64: probed address (the pc a record reports) */
 	size_t imm_counter;        /* u64: address of the site's hit counter */
 	size_t imm_ring;           /* u64: ring header address + 128 */
 	size_t imm_site;           /* u32: site id */

@@ -1,4 +1,5 @@
-/* breakpoint: int3 table, slots and tombstones (see breakpoint.h). */
+/* breakpoint: the breakpoint table, slots and tombstones (see breakpoint.h). Arch-neutral:
+ * the breakpoint instruction, the slots and the jumps come from lib/arch/. */
 #include "bp/breakpoint.h"
 
 #include "arch/trampoline.h"
@@ -8,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define INT3 0xCC
+#include "util/grow.h"
+
+_Static_assert(DIAG_ARCH_BREAK_LEN <= DIAG_TRAMP_PATCH_LEN, "patch_bytes holds a breakpoint");
 
 void diag_bptable_init(struct diag_bptable *t)
 {
@@ -16,8 +19,7 @@ void diag_bptable_init(struct diag_bptable *t)
 	diag_u64map_init(&t->by_addr);
 	diag_u64map_init(&t->tombstones);
 	diag_u64map_init(&t->slots);
-	t->xol.regions = NULL;
-	t->xol.n = 0;
+	t->xol = (struct diag_xol){0};
 }
 
 static void bp_free(struct diag_bp *bp)
@@ -83,7 +85,7 @@ int diag_bptable_clone(struct diag_bptable *dst, const struct diag_bptable *src)
 	return r;
 }
 
-/* Read up to 15 bytes of code; a short read near the end of a mapping is fine. */
+/* Read up to DIAG_INSN_MAX_LEN bytes of code; a short read near the end of a mapping is fine. */
 static int read_insn(struct diag_proc *p, uint64_t addr, struct diag_insn *insn,
 		     struct diag_error *err)
 {
@@ -125,19 +127,19 @@ int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread 
 		r = diag_error_set(err, -EIO, "cannot write the out-of-line slot at 0x%llx",
 				   (unsigned long long)bp->slot);
 	bp->orig = bp->insn.bytes[0];
-	bp->orig_bytes[0] = bp->orig;
-	bp->patch_bytes[0] = INT3;
-	bp->written_len = 1;
-	bp->patched_len = 1;
+	memcpy(bp->orig_bytes, bp->insn.bytes, DIAG_ARCH_BREAK_LEN);
+	memcpy(bp->patch_bytes, diag_insn_break, DIAG_ARCH_BREAK_LEN);
+	bp->written_len = DIAG_ARCH_BREAK_LEN;
+	bp->patched_len = DIAG_ARCH_BREAK_LEN;
 	bp->slot_len = (uint8_t)slot_len;
 	bp->addr = addr;
 	if (r == 0 && t->hooks.arm && (r = t->hooks.arm(t->hooks.arg, bp)) < 0)
 		diag_error_set(err, r, "cannot protect the breakpoint at 0x%llx: %s",
 			       (unsigned long long)addr, diag_strerror(r));
-	static const uint8_t int3 = INT3;
-	/* One byte, written last: a thread sees either the old instruction or the trap, never a
-	 * torn one, and the slot is complete before the first trap can send a thread there. */
-	if (r == 0 && diag_proc_write(p, addr, &int3, 1) < 0) {
+	/* One write, last (x86-64: one byte): a thread sees either the old instruction or the
+	 * trap, never a torn one, and the slot is complete before the first trap can send a
+	 * thread there. */
+	if (r == 0 && diag_proc_write(p, addr, diag_insn_break, DIAG_ARCH_BREAK_LEN) < 0) {
 		r = diag_error_set(err, -EIO, "cannot write the breakpoint at 0x%llx",
 				   (unsigned long long)addr);
 		if (t->hooks.disarmed)
@@ -154,7 +156,8 @@ int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread 
 	}
 	if (r == 0 && (!si || (r = diag_u64map_put(&t->by_addr, addr, bp)) < 0)) {
 		r = diag_error_set(err, -ENOMEM, "out of memory");
-		diag_proc_write(p, addr, &bp->orig, 1); /* the int3 is out: undo it */
+		/* the breakpoint is out: undo it */
+		diag_proc_write(p, addr, bp->orig_bytes, DIAG_ARCH_BREAK_LEN);
 		if (t->hooks.disarmed)
 			t->hooks.disarmed(t->hooks.arg, bp);
 	}
@@ -169,14 +172,8 @@ int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread 
 
 int diag_bp_add_user(struct diag_bp *bp, void *user)
 {
-	if (bp->nusers == bp->capusers) {
-		size_t ncap = bp->capusers ? bp->capusers * 2 : 2;
-		void **n = realloc(bp->users, ncap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		bp->users = n;
-		bp->capusers = ncap;
-	}
+	if (DIAG_GROW(&bp->users, &bp->capusers, bp->nusers + 1) < 0)
+		return -ENOMEM;
 	bp->users[bp->nusers++] = user;
 	return 0;
 }
@@ -237,7 +234,7 @@ int diag_bp_make_jump(struct diag_bptable *t, struct diag_proc *p, struct diag_t
 		      uint64_t addr, size_t room, uint64_t ring_addr, uint64_t ring_mask,
 		      uint32_t site_id, struct diag_bp **out, struct diag_error *err)
 {
-	uint8_t code[DIAG_TRAMP_CODE_AVAIL], tramp[DIAG_TRAMP_MAX], jmp[5];
+	uint8_t code[DIAG_TRAMP_CODE_AVAIL], tramp[DIAG_TRAMP_MAX], jmp[DIAG_TRAMP_PATCH_LEN];
 	size_t avail = room < sizeof(code) ? room : sizeof(code), len = 0, patched = 0;
 	struct diag_bp *bp = calloc(1, sizeof(*bp));
 	if (!bp)
@@ -305,17 +302,17 @@ size_t diag_bptable_restore_all(struct diag_bptable *t, struct diag_proc *p)
 	return left;
 }
 
-uint64_t diag_bptable_unslot(const struct diag_bptable *t, uint64_t rip)
+uint64_t diag_bptable_unslot(const struct diag_bptable *t, uint64_t pc)
 {
-	if (!diag_xol_find(&t->xol, rip))
+	if (!diag_xol_find(&t->xol, pc))
 		return 0;
-	uint64_t slot = rip & ~(uint64_t)(DIAG_XOL_SLOT_SIZE - 1);
+	uint64_t slot = pc & ~(uint64_t)(DIAG_XOL_SLOT_SIZE - 1);
 	const struct diag_slot_info *si = diag_u64map_get(&t->slots, slot);
 	if (!si)
 		return 1; /* a trampoline: run out of it */
-	if (rip == slot)
+	if (pc == slot)
 		return si->addr;
-	if (si->plain && rip - slot <= si->len)
-		return si->addr + (rip - slot);
+	if (si->plain && pc - slot <= si->len)
+		return si->addr + (pc - slot);
 	return 1;
 }

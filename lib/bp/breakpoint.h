@@ -1,8 +1,9 @@
-/* breakpoint: the int3 breakpoints of one address space. Owns the table by address (several
- * probes may share one breakpoint), the relocated copy of each displaced instruction in an
- * execute-out-of-line slot, and tombstones of removed breakpoints so that a thread that trapped
- * just before a removal is resumed correctly. Never lifts a breakpoint to single-step: the
- * int3 stays until the breakpoint is removed, so no thread ever runs the probed code unseen. */
+/* breakpoint: the breakpoints (x86-64: int3) and jump patches of one address space. Owns the
+ * table by address (several probes may share one breakpoint), the relocated copy of each
+ * displaced instruction in an execute-out-of-line slot, and tombstones of removed breakpoints
+ * so that a thread that trapped just before a removal is resumed correctly. Never lifts a
+ * breakpoint to single-step: it stays until the breakpoint is removed, so no thread ever runs
+ * the probed code unseen. Arch-neutral: instructions, slots and jumps come from lib/arch/. */
 #ifndef DIAG_BP_BREAKPOINT_H
 #define DIAG_BP_BREAKPOINT_H
 
@@ -11,6 +12,7 @@
 #include <stdint.h>
 
 #include "arch/insn.h"
+#include "arch/trampoline.h"
 #include "bp/xol_page.h"
 #include "ptrace/tracee.h"
 #include "util/error.h"
@@ -18,16 +20,18 @@
 
 struct diag_bp {
 	uint64_t addr;
-	bool jump;             /* fast path: a jmp to a trampoline instead of an int3 */
-	uint8_t patched_len;   /* bytes replaced: 1 for int3, 5.. for a jump */
+	bool jump;             /* fast path: a jump to a trampoline instead of a breakpoint */
+	uint8_t patched_len;   /* bytes replaced: DIAG_ARCH_BREAK_LEN, or the displaced
+				* instructions of a jump */
 	uint8_t orig_bytes[24];/* what the patch replaced */
-	uint8_t patch_bytes[5];/* what the patch wrote there: the int3, or the jmp (the rest of
-				* the displaced bytes is never written, so never restored) */
-	uint8_t written_len;   /* 1 or 5: only these bytes go back, and only while they still
-				* read as patch_bytes */
+	uint8_t patch_bytes[DIAG_TRAMP_PATCH_LEN]; /* what the patch wrote there: the breakpoint,
+				* or the jump (the rest of the displaced bytes is never written,
+				* so never restored) */
+	uint8_t written_len;   /* DIAG_ARCH_BREAK_LEN or DIAG_TRAMP_PATCH_LEN: only these bytes
+				* go back, and only while they still read as patch_bytes */
 	uint32_t site_id;      /* jump: the id the trampoline records */
 	uint64_t tramp;        /* jump: runtime address of the trampoline */
-	uint8_t orig;          /* the byte the int3 replaced */
+	uint8_t orig;          /* the first byte the patch replaced */
 	uint64_t slot;         /* runtime address of the out-of-line copy */
 	uint8_t slot_len;
 	struct diag_insn insn; /* the displaced instruction */
@@ -66,9 +70,9 @@ int diag_bptable_clone(struct diag_bptable *dst, const struct diag_bptable *src)
 /* Forget everything without touching the target (it exec'd or exited). */
 void diag_bptable_release(struct diag_bptable *t);
 
-/* Find or create the breakpoint at addr: decode and relocate the instruction, write the slot,
- * then the int3. `stopped` is a stopped thread used to map a slot page if needed. On error the
- * target is unchanged and err names the instruction. */
+/* Find or create the breakpoint at addr: decode and relocate the instruction, write the slot, then
+ * the breakpoint instruction. `stopped` is a stopped thread used to map a slot page if needed. On
+ * error the target is unchanged and err names the instruction. */
 int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread *stopped,
 		uint64_t addr, struct diag_bp **out, struct diag_error *err);
 /* Create a jump (fast-path) breakpoint at addr: the trampoline records hits as `site_id` into
@@ -108,10 +112,10 @@ static inline struct diag_bp *diag_bp_at(const struct diag_bptable *t, uint64_t 
 	return diag_u64map_get(&t->by_addr, addr);
 }
 
-/* Where a thread stopped at `rip` inside a slot continues once the slots are gone: for a
+/* Where a thread stopped at `pc` inside a slot continues once the slots are gone: for a
  * byte-identical copy, the same offset in the original (so an interrupted syscall restarts
- * correctly). Returns 0 when rip is not in a slot, 1 when the thread must first run out of
+ * correctly). Returns 0 when pc is not in a slot, 1 when the thread must first run out of
  * the slot (it is inside a relocated branch sequence), else the address. */
-uint64_t diag_bptable_unslot(const struct diag_bptable *t, uint64_t rip);
+uint64_t diag_bptable_unslot(const struct diag_bptable *t, uint64_t pc);
 
 #endif

@@ -9,33 +9,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/procfs.h"
+
 int diag_mapping_at(pid_t pid, uint64_t addr, struct diag_mapping *out, struct diag_error *err)
 {
-	char path[64], line[4400];
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return errno == ENOENT ? diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)pid)
-				       : diag_error_set(err, -errno, "cannot read %s: %s", path,
-							strerror(errno));
+	struct diag_proc_maps maps;
+	struct diag_proc_map m;
+	int r = diag_proc_maps_open(pid, &maps);
+	if (r < 0)
+		return r == -ENOENT ? diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)pid)
+				    : diag_error_set(err, r, "cannot read /proc/%d/maps: %s", (int)pid,
+						     strerror(-r));
 	bool found = false;
-	while (!found && fgets(line, sizeof(line), f)) {
-		uint64_t lo, hi, ino;
-		char perms[8];
-		int name = 0;
-		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s %*x %*x:%*x %" SCNu64 " %n", &lo, &hi,
-			   perms, &ino, &name) < 4 || addr < lo || addr >= hi)
+	while (!found && diag_proc_maps_next(&maps, &m)) {
+		if (addr < m.start || addr >= m.end)
 			continue;
 		found = true;
 		memset(out, 0, sizeof(*out));
-		out->start = lo;
-		out->end = hi;
-		snprintf(out->perms, sizeof(out->perms), "%.4s", perms);
-		const char *p = name ? line + name : "";
-		snprintf(out->path, sizeof(out->path), "%.*s", (int)strcspn(p, "\n"), p);
-		out->file = ino != 0 && out->path[0] == '/';
+		out->start = m.start;
+		out->end = m.end;
+		memcpy(out->perms, m.perms, sizeof(out->perms));
+		snprintf(out->path, sizeof(out->path), "%s", m.path);
+		out->file = m.inode != 0 && out->path[0] == '/';
 	}
-	fclose(f);
+	diag_proc_maps_close(&maps);
 	return found ? 0
 		     : diag_error_set(err, -DIAG_E_INVALID, "0x%" PRIx64 " is not mapped in process %d",
 				      addr, (int)pid);

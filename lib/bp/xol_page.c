@@ -8,6 +8,9 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
+#include "util/grow.h"
+#include "util/procfs.h"
+
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
@@ -23,16 +26,19 @@ static uint64_t dist(uint64_t a, uint64_t b)
 /* Free gaps from /proc/PID/maps: the candidate start closest to `near` in each gap. */
 static int pick_candidates(pid_t pid, uint64_t near, uint64_t *cand, size_t cap, size_t *n)
 {
-	char path[64], line[512];
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -errno;
+	struct diag_proc_maps maps;
+	struct diag_proc_map m;
+	int r = diag_proc_maps_open(pid, &maps);
+	if (r < 0)
+		return r;
 	uint64_t prev_end = 0x10000; /* stay clear of mmap_min_addr */
 	*n = 0;
 	for (int last = 0; !last;) {
-		unsigned long long lo, hi;
-		if (!fgets(line, sizeof(line), f) || sscanf(line, "%llx-%llx", &lo, &hi) != 2) {
+		uint64_t lo, hi;
+		if (diag_proc_maps_next(&maps, &m)) {
+			lo = m.start;
+			hi = m.end;
+		} else {
 			last = 1;
 			lo = 0x7ffffffff000ULL; /* top of the user address space */
 			hi = lo;
@@ -47,7 +53,7 @@ static int pick_candidates(pid_t pid, uint64_t near, uint64_t *cand, size_t cap,
 		if (hi > prev_end)
 			prev_end = hi;
 	}
-	fclose(f);
+	diag_proc_maps_close(&maps);
 	/* closest first */
 	for (size_t i = 1; i < *n; i++)
 		for (size_t j = i; j > 0 && dist(cand[j], near) < dist(cand[j - 1], near); j--) {
@@ -81,13 +87,11 @@ static int map_region(struct diag_xol *x, struct diag_thread *t, uint64_t near)
 			diag_thread_syscall(t, SYS_munmap, un, &ret);
 			continue;
 		}
-		struct diag_xol_region *nr = realloc(x->regions, (x->n + 1) * sizeof(*nr));
-		if (!nr) {
+		if (DIAG_GROW(&x->regions, &x->cap, x->n + 1) < 0) {
 			long un[6] = {ret, DIAG_XOL_REGION_SIZE, 0, 0, 0, 0};
 			diag_thread_syscall(t, SYS_munmap, un, &ret);
 			return -ENOMEM;
 		}
-		x->regions = nr;
 		x->regions[x->n++] = (struct diag_xol_region){.base = cand[i], .used = 0};
 		return 0;
 	}
@@ -137,12 +141,10 @@ void diag_xol_unmap_all(struct diag_xol *x, struct diag_thread *t)
 
 int diag_xol_clone(struct diag_xol *dst, const struct diag_xol *src)
 {
-	dst->regions = NULL;
-	dst->n = 0;
+	*dst = (struct diag_xol){0};
 	if (!src->n)
 		return 0;
-	dst->regions = malloc(src->n * sizeof(*dst->regions));
-	if (!dst->regions)
+	if (DIAG_GROW(&dst->regions, &dst->cap, src->n) < 0)
 		return -ENOMEM;
 	memcpy(dst->regions, src->regions, src->n * sizeof(*dst->regions));
 	dst->n = src->n;
@@ -152,6 +154,5 @@ int diag_xol_clone(struct diag_xol *dst, const struct diag_xol *src)
 void diag_xol_release(struct diag_xol *x)
 {
 	free(x->regions);
-	x->regions = NULL;
-	x->n = 0;
+	*x = (struct diag_xol){0};
 }

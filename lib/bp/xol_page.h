@@ -1,8 +1,8 @@
 /* xol_page: the "diagnose pages" mapped into a target to hold execute-out-of-line slots.
- * Owns choosing an address within reach of a module (rip-relative operands need +-2 GiB),
- * the remote mmap/munmap, and slot allocation. Slots are never reused while attached: a thread
- * may still be running inside a slot of a just-removed breakpoint. Never writes outside the
- * pages it mapped. */
+ * Owns choosing an address within reach of a module (pc-relative operands need it; x86-64:
+ * rip-relative, +-2 GiB), the remote mmap/munmap, and slot allocation. Slots are never reused
+ * while attached: a thread may still be running inside a slot of a just-removed breakpoint.
+ * Never writes outside the pages it mapped. */
 #ifndef DIAG_BP_XOL_PAGE_H
 #define DIAG_BP_XOL_PAGE_H
 
@@ -20,7 +20,7 @@ struct diag_xol_region {
 
 struct diag_xol {
 	struct diag_xol_region *regions;
-	size_t n;
+	size_t n, cap;
 };
 
 /* Allocate len bytes of slot space reachable from `near` (within 1.5 GiB), mapping a new

@@ -78,7 +78,7 @@ void expr_tree_free_strings(struct expr_parse_arena *ar);
 
 /* Cast spellings are stored in s as "struct foo **": base words then stars. */
 
-/* Builtin types used when there is no DWARF, and for literals and results. */
+/* Builtin types used when there is no DWARF, and for literals and results (builtin_types.c). */
 extern const struct diag_type expr_t_int, expr_t_uint, expr_t_long, expr_t_ulong, expr_t_double,
 	expr_t_float, expr_t_char, expr_t_uchar, expr_t_schar, expr_t_short, expr_t_ushort,
 	expr_t_llong, expr_t_ullong, expr_t_bool, expr_t_void, expr_t_voidptr, expr_t_charptr,
@@ -95,7 +95,7 @@ struct diag_expr {
 	struct expr_node *root;
 	struct diag_dwarf_scope *scope;     /* NULL without DWARF */
 	struct diag_dwarf_var *globals;     /* globals referenced, var index >= scope->nvars */
-	size_t nglobals;
+	size_t nglobals, capglobals;
 	uint64_t bias;
 	enum diag_event_kind event;
 	struct diag_type owned[EXPR_MAX_OWNED_TYPES]; /* pointer types made by casts and & */

@@ -1,6 +1,7 @@
 /* expr/compile: type checking of a parsed value expression against the scope at the probe's
- * PC (names resolved through lib/dwarf, $names through the x86-64 register tables). Every
- * user mistake becomes a one-line error with its position; nothing here touches a process. */
+ * PC (names resolved through lib/dwarf, $names through the architecture's register tables,
+ * arch/regs.h). Every user mistake becomes a one-line error with its position; nothing here
+ * touches a process. */
 #include "expr/ast.h"
 
 #include <errno.h>
@@ -10,26 +11,7 @@
 
 #include "arch/regs.h"
 #include "dwarf/dwarf.h"
-
-const struct diag_type expr_t_void = { .kind = DIAG_TYPE_VOID, .name = "void" };
-const struct diag_type expr_t_bool = { .kind = DIAG_TYPE_BOOL, .name = "_Bool", .size = 1 };
-const struct diag_type expr_t_char = { .kind = DIAG_TYPE_INT, .name = "char", .size = 1, .is_signed = true, .is_char = true };
-const struct diag_type expr_t_schar = { .kind = DIAG_TYPE_INT, .name = "signed char", .size = 1, .is_signed = true, .is_char = true };
-const struct diag_type expr_t_uchar = { .kind = DIAG_TYPE_INT, .name = "unsigned char", .size = 1, .is_char = true };
-const struct diag_type expr_t_short = { .kind = DIAG_TYPE_INT, .name = "short", .size = 2, .is_signed = true };
-const struct diag_type expr_t_ushort = { .kind = DIAG_TYPE_INT, .name = "unsigned short", .size = 2 };
-const struct diag_type expr_t_int = { .kind = DIAG_TYPE_INT, .name = "int", .size = 4, .is_signed = true };
-const struct diag_type expr_t_uint = { .kind = DIAG_TYPE_INT, .name = "unsigned int", .size = 4 };
-const struct diag_type expr_t_long = { .kind = DIAG_TYPE_INT, .name = "long", .size = 8, .is_signed = true };
-const struct diag_type expr_t_ulong = { .kind = DIAG_TYPE_INT, .name = "unsigned long", .size = 8 };
-const struct diag_type expr_t_llong = { .kind = DIAG_TYPE_INT, .name = "long long", .size = 8, .is_signed = true };
-const struct diag_type expr_t_ullong = { .kind = DIAG_TYPE_INT, .name = "unsigned long long", .size = 8 };
-const struct diag_type expr_t_float = { .kind = DIAG_TYPE_FLOAT, .name = "float", .size = 4 };
-const struct diag_type expr_t_double = { .kind = DIAG_TYPE_FLOAT, .name = "double", .size = 8 };
-const struct diag_type expr_t_voidptr = { .kind = DIAG_TYPE_PTR, .size = 8 };
-const struct diag_type expr_t_charptr = { .kind = DIAG_TYPE_PTR, .size = 8, .target = &expr_t_char };
-const struct diag_type expr_t_string = { .kind = DIAG_TYPE_STRING, .name = "string" };
-const struct diag_type expr_t_bytes = { .kind = DIAG_TYPE_BYTES, .name = "bytes" };
+#include "util/grow.h"
 
 static const struct {
 	const char *spelling;
@@ -222,7 +204,8 @@ static int check_name(struct checker *c, struct expr_node *n)
 	if (!v) {
 		struct diag_dwarf_var g;
 		if (diag_dwarf_global(c->file, n->s, &g) == 0) {
-			struct diag_dwarf_var *ng = realloc(x->globals, (x->nglobals + 1) * sizeof(*ng));
+			struct diag_dwarf_var *ng =
+				DIAG_GROW(&x->globals, &x->capglobals, x->nglobals + 1) == 0 ? x->globals : NULL;
 			if (!ng) {
 				free(g.name);
 				return diag_error_set(c->err, -ENOMEM, "value: out of memory");
@@ -295,8 +278,8 @@ static int check_dollar(struct checker *c, struct expr_node *n)
 			n->reg_width = 8;
 			const struct diag_type *rt = c->x->scope ? c->x->scope->ret_type : NULL;
 			const struct diag_type *st = rt ? diag_type_strip(rt) : NULL;
-			/* scalars, and structs/unions returned by the ABI (rax:rdx, xmm0:xmm1, or
-			 * through memory whose address comes back in rax) */
+			/* scalars, and structs/unions returned by the ABI (x86-64: rax:rdx,
+			 * xmm0:xmm1, or through memory whose address comes back in rax) */
 			if (rt && (expr_is_scalar(rt) || st->kind == DIAG_TYPE_STRUCT ||
 				   st->kind == DIAG_TYPE_UNION))
 				n->type = c->x->scope->ret_type;
@@ -312,7 +295,7 @@ static int check_dollar(struct checker *c, struct expr_node *n)
 	n->op = N_REG;
 	n->reg_off = off;
 	n->reg_width = width;
-	bool addr_reg = !strcmp(s, "rsp") || !strcmp(s, "rbp") || !strcmp(s, "rip");
+	bool addr_reg = diag_reg_is_address(s);
 	n->type = addr_reg ? &expr_t_voidptr : width == 8 ? &expr_t_long : width == 4 ? &expr_t_int
 		: width == 2 ? &expr_t_short : &expr_t_schar;
 	return 0;

@@ -560,14 +560,15 @@ static bool ev_stack(struct evst *st, const struct expr_node *n, struct xval *v)
 }
 
 /* A struct or union result, as the System V ABI returns it: up to 16 bytes in registers, each
- * eightbyte in the next of rax, rdx when any of its members is not floating point, else in the
- * next of xmm0, xmm1 (nested aggregates count as integer: an approximation); larger ones in
- * memory, their address in rax. */
+ * eightbyte in the next of the two integer return registers (x86-64: rax, rdx) when any of its
+ * members is not floating point, else in the next of the two floating-point ones (x86-64:
+ * xmm0, xmm1; nested aggregates count as integer: an approximation); larger ones in memory,
+ * their address in the integer return register. */
 static bool ret_aggregate(struct evst *st, const struct diag_type *t, struct xval *v)
 {
-	const struct user_regs_struct *r = st->ctx->regs;
+	const diag_regs *r = st->ctx->regs;
 	if (t->size > 16) {
-		*v = (struct xval){.k = XV_MEM, .addr = r->rax};
+		*v = (struct xval){.k = XV_MEM, .addr = diag_regs_ret(r)};
 		return true;
 	}
 	bool sse[2] = {true, true};
@@ -582,8 +583,8 @@ static bool ret_aggregate(struct evst *st, const struct diag_type *t, struct xva
 	uint8_t *buf = scratch(st, 16);
 	if (!buf)
 		return failmsg(st, "<value too large>");
-	uint64_t gp[2] = {r->rax, r->rdx};
-	struct user_fpregs_struct fp;
+	uint64_t gp[2] = {diag_regs_ret(r), diag_regs_ret2(r)};
+	diag_fpregs fp;
 	bool have_fp = false;
 	int gi = 0, si = 0;
 	for (size_t eb = 0; eb * 8 < t->size && eb < 2; eb++) {
@@ -592,7 +593,10 @@ static bool ret_aggregate(struct evst *st, const struct diag_type *t, struct xva
 					 st->ctx->read_fpregs(st->ctx->arg, &fp) < 0))
 				return failmsg(st, "<xmm registers unavailable>");
 			have_fp = true;
-			memcpy(buf + 8 * eb, &fp.xmm_space[4 * si++], 8);
+			const uint8_t *fr = diag_fpregs_float_ret(&fp, si++);
+			if (!fr)
+				return failmsg(st, "<xmm registers unavailable>");
+			memcpy(buf + 8 * eb, fr, 8);
 		} else {
 			memcpy(buf + 8 * eb, &gp[gi++], 8);
 		}
@@ -625,11 +629,14 @@ static bool ev(struct evst *st, const struct expr_node *n, struct xval *v)
 			return ret_aggregate(st, diag_type_strip(n->type), v);
 		if (n->op == N_RETVAL && diag_type_strip(n->type)->kind == DIAG_TYPE_FLOAT &&
 		    diag_type_strip(n->type)->size <= 8) {
-			/* System V: float and double results come back in xmm0 */
-			struct user_fpregs_struct fp;
-			if (!c->read_fpregs || c->read_fpregs(c->arg, &fp) < 0)
+			/* float and double results come back in the first floating-point return
+			 * register (x86-64, System V: xmm0) */
+			diag_fpregs fp;
+			const uint8_t *fr = NULL;
+			if (!c->read_fpregs || c->read_fpregs(c->arg, &fp) < 0 ||
+			    !(fr = diag_fpregs_float_ret(&fp, 0)))
 				return failmsg(st, "<xmm0 unavailable>");
-			return decode(st, n->type, (const uint8_t *)&fp.xmm_space[0], v);
+			return decode(st, n->type, fr, v);
 		}
 		v->u = extend(diag_reg_get(c->regs, n->reg_off, n->reg_width), n->reg_width,
 			      expr_is_signed(n->type));

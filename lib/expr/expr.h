@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include <sys/user.h>
 
 #include <diagnose/event.h>
+#include "arch/regs.h"
 #include "util/error.h"
 
 /* DWARF indexes per build-id/file, shared by all processes (lib/dwarf). */
@@ -47,9 +47,9 @@ void diag_expr_free(struct diag_expr *x);
 
 struct diag_expr_ctx {                 /* what a hit offers while the thread is stopped */
 	pid_t pid, tid;
-	const struct user_regs_struct *regs;
-	/* fetch SSE/x87 state on demand (doubles in xmm); may be NULL */
-	int (*read_fpregs)(void *arg, struct user_fpregs_struct *out);
+	const diag_regs *regs;
+	/* fetch the floating-point registers on demand (x86-64: doubles in xmm); may be NULL */
+	int (*read_fpregs)(void *arg, diag_fpregs *out);
 	/* read target memory: returns bytes read or -errno; must never fault the daemon */
 	ssize_t (*read_mem)(void *arg, uint64_t addr, void *buf, size_t len);
 	void *arg;

@@ -1,7 +1,10 @@
-/* tracee: ptrace attach, memory, registers and remote syscalls (see tracee.h). */
+/* tracee: ptrace attach, memory, registers, single steps and remote syscalls (see tracee.h).
+ * Arch-neutral: the machine is seen only through lib/arch/ (registers by role, the system
+ * call instruction and convention). Never names a register of one architecture. */
 #include "ptrace/tracee.h"
 
 #include <dirent.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -12,15 +15,11 @@
 #include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-/* Kernel-internal restart codes an interrupted syscall leaves in rax (include/linux/errno.h). */
-#define ERESTARTSYS_ 512
-#define ERESTARTNOINTR_ 513
-#define ERESTARTNOHAND_ 514
-#define ERESTART_RESTARTBLOCK_ 516
-#define NR_restart_syscall 219
+#include "arch/safety.h"
+#include "arch/syscall.h"
+#include "util/clock.h"
 
 static struct diag_proc *proc_alloc(pid_t pid)
 {
@@ -289,38 +288,37 @@ int diag_thread_resume(struct diag_thread *t, int sig)
 	return 0;
 }
 
-/* Any `syscall` (0f 05) byte pair in executable memory serves: the thread executes exactly
- * those two bytes and we regain control at syscall-exit before anything after runs. The vDSO
- * is searched first as it is small and always present. */
+/* Any system call instruction (x86-64: the byte pair 0f 05) in executable memory serves: the
+ * thread executes exactly that instruction and we regain control at syscall-exit before
+ * anything after runs. The vDSO is searched first as it is small and always present. */
 static int find_syscall_insn(struct diag_proc *p)
 {
-	char path[64], line[512];
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)p->pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -errno;
+	struct diag_proc_maps maps;
+	struct diag_proc_map m;
+	int r = diag_proc_maps_open(p->pid, &maps);
+	if (r < 0)
+		return r;
 	uint64_t cand[2][2] = {{0, 0}, {0, 0}}; /* [0] vdso, [1] first other r-x mapping */
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long lo, hi;
-		char perms[8];
-		if (sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3 || perms[2] != 'x')
+	while (diag_proc_maps_next(&maps, &m)) {
+		if (m.perms[2] != 'x')
 			continue;
-		int k = strstr(line, "[vdso]") ? 0 : 1;
+		int k = strcmp(m.path, "[vdso]") == 0 ? 0 : 1;
 		if (!cand[k][0]) {
-			cand[k][0] = lo;
-			cand[k][1] = hi;
+			cand[k][0] = m.start;
+			cand[k][1] = m.end;
 		}
 	}
-	fclose(f);
+	diag_proc_maps_close(&maps);
 	uint8_t buf[4096];
 	for (int k = 0; k < 2; k++) {
-		for (uint64_t a = cand[k][0]; a && a < cand[k][1]; a += sizeof(buf) - 1) {
+		for (uint64_t a = cand[k][0]; a && a < cand[k][1];
+		     a += sizeof(buf) - (DIAG_ARCH_SYSCALL_LEN - 1)) {
 			size_t want = cand[k][1] - a < sizeof(buf) ? cand[k][1] - a : sizeof(buf);
 			ssize_t n = diag_proc_read(p, a, buf, want);
-			if (n <= 1)
+			if (n < DIAG_ARCH_SYSCALL_LEN)
 				break;
-			for (ssize_t i = 0; i + 1 < n; i++)
-				if (buf[i] == 0x0f && buf[i + 1] == 0x05) {
+			for (ssize_t i = 0; i + DIAG_ARCH_SYSCALL_LEN <= n; i++)
+				if (diag_arch_is_syscall(buf + i)) {
 					p->syscall_insn = a + (uint64_t)i;
 					return 0;
 				}
@@ -351,21 +349,6 @@ static int wait_syscall_stop(struct diag_thread *t)
 	}
 }
 
-/* The restart the kernel would have applied had we not borrowed the thread. */
-static void restart_fixup(struct user_regs_struct *r)
-{
-	long rax = (long)r->rax;
-	if ((long)r->orig_rax < 0)
-		return;
-	if (rax == -ERESTARTSYS_ || rax == -ERESTARTNOINTR_ || rax == -ERESTARTNOHAND_) {
-		r->rax = r->orig_rax;
-		r->rip -= 2;
-	} else if (rax == -ERESTART_RESTARTBLOCK_) {
-		r->rax = NR_restart_syscall;
-		r->rip -= 2;
-	}
-}
-
 int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long *ret)
 {
 	struct diag_proc *p = t->proc;
@@ -389,34 +372,29 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 			return rc;
 		t->event = 0;
 	}
-	struct user_regs_struct saved, r;
-	if (ptrace(PTRACE_GETREGS, t->tid, 0, &saved) < 0)
-		return -errno;
+	diag_regs saved, r;
+	int rc = diag_regs_read(t->tid, &saved);
+	if (rc < 0)
+		return rc;
 	r = saved;
-	r.rax = (unsigned long long)nr;
-	r.orig_rax = (unsigned long long)-1; /* no restart logic for our call */
-	r.rdi = (unsigned long long)args[0];
-	r.rsi = (unsigned long long)args[1];
-	r.rdx = (unsigned long long)args[2];
-	r.r10 = (unsigned long long)args[3];
-	r.r8 = (unsigned long long)args[4];
-	r.r9 = (unsigned long long)args[5];
-	r.rip = p->syscall_insn;
-	int rc = 0;
-	if (ptrace(PTRACE_SETREGS, t->tid, 0, &r) < 0)
-		return -errno;
+	diag_regs_syscall_enter(&r, p->syscall_insn, nr, args);
+	if ((rc = diag_regs_write(t->tid, &r)) < 0)
+		return rc;
 	/* enter-stop, then exit-stop */
 	if (ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0 || (rc = wait_syscall_stop(t)) < 0 ||
-	    ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0 || (rc = wait_syscall_stop(t)) < 0 ||
-	    ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0) {
+	    ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0 || (rc = wait_syscall_stop(t)) < 0) {
 		if (!rc)
 			rc = -errno;
+	} else {
+		rc = diag_regs_read(t->tid, &r);
 	}
-	restart_fixup(&saved);
-	if (ptrace(PTRACE_SETREGS, t->tid, 0, &saved) < 0 && !rc)
-		rc = -errno;
+	/* the restart the kernel would have applied had we not borrowed the thread */
+	diag_regs_syscall_restart(&saved);
+	int wr = diag_regs_write(t->tid, &saved);
+	if (wr < 0 && !rc)
+		rc = wr;
 	if (rc == 0)
-		*ret = (long)r.rax;
+		*ret = diag_regs_syscall_result(&r);
 	return rc;
 }
 
@@ -430,13 +408,14 @@ static bool sigtrap_ignored(pid_t pid)
 /* Put SIG_IGN back as the SIGTRAP action (a forced trap replaced it with SIG_DFL). */
 static void sigtrap_reignore(struct diag_thread *t)
 {
-	struct user_regs_struct r;
-	if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0)
+	diag_regs r;
+	if (diag_regs_read(t->tid, &r) < 0)
 		return;
-	/* kernel struct sigaction: handler, flags, restorer, mask; written below the red zone */
-	uint64_t act[4] = {(uint64_t)(uintptr_t)SIG_IGN, 0, 0, 0}, scratch = (r.rsp - 2048) & ~15ULL;
-	long args[6] = {SIGTRAP, (long)scratch, 0, 8, 0, 0}, ret;
-	if (diag_proc_write(t->proc, scratch, act, sizeof(act)) == sizeof(act))
+	/* the kernel's struct sigaction, written below the red zone */
+	struct diag_ksigaction act = {.handler = (uint64_t)(uintptr_t)SIG_IGN};
+	uint64_t scratch = (diag_regs_sp(&r) - 2048) & ~15ULL;
+	long args[6] = {SIGTRAP, (long)scratch, 0, sizeof(act.mask), 0, 0}, ret;
+	if (diag_proc_write(t->proc, scratch, &act, sizeof(act)) == sizeof(act))
 		diag_thread_syscall(t, SYS_rt_sigaction, args, &ret);
 }
 
@@ -454,12 +433,15 @@ int diag_thread_step(struct diag_thread *t)
 	if (masked && ptrace(PTRACE_SETSIGMASK, t->tid, sizeof(unblocked), &unblocked) < 0)
 		return -errno;
 	/* rt_sigreturn leaving a handler sets the mask itself: that one stands */
-	struct user_regs_struct regs;
+	diag_regs regs;
 	bool sigreturn = false;
-	if (masked && ptrace(PTRACE_GETREGS, t->tid, 0, &regs) == 0) {
+	if (masked && diag_regs_read(t->tid, &regs) == 0) {
 		errno = 0;
-		long insn = ptrace(PTRACE_PEEKTEXT, t->tid, regs.rip, 0);
-		sigreturn = errno == 0 && (insn & 0xffff) == 0x050f && regs.rax == SYS_rt_sigreturn;
+		long insn = ptrace(PTRACE_PEEKTEXT, t->tid, diag_regs_pc(&regs), 0);
+		uint8_t code[sizeof(insn)];
+		memcpy(code, &insn, sizeof(code));
+		sigreturn = errno == 0 && diag_arch_is_syscall(code) &&
+			    diag_regs_syscall_nr(&regs) == SYS_rt_sigreturn;
 	}
 	bool ignored = sigtrap_ignored(t->proc->pid);
 	int r = 0, st = 0;
@@ -484,9 +466,7 @@ int diag_thread_step(struct diag_thread *t)
 
 const char *diag_thread_comm(struct diag_thread *t)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	uint64_t now = diag_clock_mono_ns();
 	if (t->comm_ns && now - t->comm_ns < 10000000ULL)
 		return t->comm;
 	char path[64];
@@ -508,31 +488,43 @@ bool diag_thread_is_zombie(struct diag_thread *t)
 {
 	if (t->zombie)
 		return true;
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)t->proc->pid, (int)t->tid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
+	char state[8];
+	if (diag_proc_task_stat_field(t->proc->pid, t->tid, 3, state, sizeof(state)) < 0)
 		return false;
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')'); /* the state follows the command name */
-	t->zombie = p && (p[2] == 'Z' || p[2] == 'X');
+	t->zombie = state[0] == 'Z' || state[0] == 'X';
 	return t->zombie;
+}
+
+/* One register set of tid (NT_PRSTATUS, NT_PRFPREG: the same on every Linux architecture).
+ * A set of another size than ours (a 32-bit compat tracee) is refused, never half-read. */
+static int regset(pid_t tid, int req, int type, void *buf, size_t len)
+{
+	struct iovec iov = {buf, len};
+	if (ptrace(req, tid, (void *)(long)type, &iov) < 0)
+		return -errno;
+	return iov.iov_len == len ? 0 : -EIO;
 }
 
 int diag_regs_read(pid_t tid, diag_regs *out)
 {
-	return ptrace(PTRACE_GETREGS, tid, 0, out) < 0 ? -errno : 0;
+	diag_regs r;
+	int rc = regset(tid, PTRACE_GETREGSET, NT_PRSTATUS, &r, sizeof(r));
+	if (rc == 0)
+		*out = r;
+	return rc;
 }
 
 int diag_regs_write(pid_t tid, const diag_regs *r)
 {
-	return ptrace(PTRACE_SETREGS, tid, 0, r) < 0 ? -errno : 0;
+	diag_regs copy = *r;
+	return regset(tid, PTRACE_SETREGSET, NT_PRSTATUS, &copy, sizeof(copy));
 }
 
 int diag_fpregs_read(pid_t tid, diag_fpregs *out)
 {
-	return ptrace(PTRACE_GETFPREGS, tid, 0, out) < 0 ? -errno : 0;
+	diag_fpregs f;
+	int rc = regset(tid, PTRACE_GETREGSET, NT_PRFPREG, &f, sizeof(f));
+	if (rc == 0)
+		*out = f;
+	return rc;
 }

@@ -9,7 +9,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include <sys/user.h>
 
 #include "arch/regs.h"
 #include "util/error.h"
@@ -75,8 +74,9 @@ void diag_proc_del_thread(struct diag_proc *p, pid_t tid);
 ssize_t diag_proc_read(struct diag_proc *p, uint64_t addr, void *buf, size_t len);
 ssize_t diag_proc_write(struct diag_proc *p, uint64_t addr, const void *buf, size_t len);
 
-/* Registers of stopped thread tid (PTRACE_GETREGS / SETREGS / GETFPREGS): the only register
- * access of diagnose. Return 0 or -errno. */
+/* Registers of stopped thread tid (PTRACE_GETREGSET / SETREGSET of NT_PRSTATUS, NT_PRFPREG):
+ * the only register access of diagnose. Return 0 or -errno (-EIO: the thread's register set
+ * is not diag_regs, a 32-bit tracee); *out is written only on success. */
 int diag_regs_read(pid_t tid, diag_regs *out);
 int diag_regs_write(pid_t tid, const diag_regs *r);
 int diag_fpregs_read(pid_t tid, diag_fpregs *out);

@@ -7,10 +7,10 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ptrace.h>
 
 #include <libunwind-ptrace.h>
 
+#include "ptrace/tracee.h"
 #include "util/u64map.h"
 
 /* Register states cached per address space (libunwind's default is 256): one entry per
@@ -86,16 +86,17 @@ static int space_of(struct diag_unwinder *u, pid_t pid, unw_addr_space_t *out,
 }
 
 /* libunwind-ptrace reads registers with PTRACE_PEEKUSER from the thread: give it regs. */
-static int set_regs_for_walk(pid_t tid, const struct user_regs_struct *regs,
-			     struct user_regs_struct *saved, bool *changed, struct diag_error *err)
+static int set_regs_for_walk(pid_t tid, const diag_regs *regs, diag_regs *saved, bool *changed,
+			     struct diag_error *err)
 {
-	if (ptrace(PTRACE_GETREGS, tid, 0, saved) < 0)
+	int r = diag_regs_read(tid, saved);
+	if (r < 0)
 		return diag_error_set(err, -DIAG_E_GONE, "stack: thread %d is not stopped (%s)",
-				      (int)tid, strerror(errno));
+				      (int)tid, strerror(-r));
 	*changed = memcmp(saved, regs, sizeof(*regs)) != 0;
-	if (*changed && ptrace(PTRACE_SETREGS, tid, 0, regs) < 0)
+	if (*changed && (r = diag_regs_write(tid, regs)) < 0)
 		return diag_error_set(err, -DIAG_E_GONE, "stack: thread %d: setting registers: %s",
-				      (int)tid, strerror(errno));
+				      (int)tid, strerror(-r));
 	return 0;
 }
 
@@ -120,7 +121,7 @@ static int walk(unw_addr_space_t as, void *upt, int max, uint64_t *pcs, int *n)
 }
 
 int diag_unwind_stack(struct diag_unwinder *u, pid_t pid, pid_t tid,
-		      const struct user_regs_struct *regs, int max_depth, uint64_t *pcs, int *n,
+		      const diag_regs *regs, int max_depth, uint64_t *pcs, int *n,
 		      struct diag_error *err)
 {
 	if (max_depth < 1 || max_depth > DIAG_UNWIND_MAX_DEPTH)
@@ -130,7 +131,7 @@ int diag_unwind_stack(struct diag_unwinder *u, pid_t pid, pid_t tid,
 	int r = space_of(u, pid, &as, err);
 	if (r < 0)
 		return r;
-	struct user_regs_struct saved;
+	diag_regs saved;
 	bool changed = false;
 	if ((r = set_regs_for_walk(tid, regs, &saved, &changed, err)) < 0)
 		return r;
@@ -142,7 +143,7 @@ int diag_unwind_stack(struct diag_unwinder *u, pid_t pid, pid_t tid,
 		_UPT_destroy(upt);
 	}
 	if (changed)
-		ptrace(PTRACE_SETREGS, tid, 0, &saved);
+		diag_regs_write(tid, &saved);
 	if (!upt)
 		return diag_error_set(err, -ENOMEM, "stack: out of memory (ptrace unwind state)");
 	*n = found;

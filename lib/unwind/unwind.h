@@ -7,8 +7,8 @@
 
 #include <stdint.h>
 #include <sys/types.h>
-#include <sys/user.h>
 
+#include "arch/regs.h"
 #include "util/error.h"
 
 #define DIAG_UNWIND_DEFAULT_DEPTH 32
@@ -27,8 +27,8 @@ void diag_unwinder_free(struct diag_unwinder *u);
  * modules changed (dlopen/dlclose) so unwind info of unmapped code is not reused. */
 void diag_unwinder_forget(struct diag_unwinder *u, pid_t pid);
 
-/* The return addresses of thread tid of process pid, innermost first: pcs[0] = regs->rip (the
- * walk starts from regs as given, e.g. rip set back to a breakpoint's address), then one
+/* The return addresses of thread tid of process pid, innermost first: pcs[0] = the pc of regs
+ * (the walk starts from regs as given, e.g. the pc set back to a breakpoint's address), then one
  * return address per caller, at most max_depth (1..DIAG_UNWIND_MAX_DEPTH) entries in *n.
  * The thread must be in a ptrace-stop. libunwind-ptrace reads registers from the thread
  * itself, so when regs differ from the thread's registers they are set for the walk and the
@@ -38,7 +38,7 @@ void diag_unwinder_forget(struct diag_unwinder *u, pid_t pid);
  * -DIAG_E_LIMIT, -ENOMEM with err set. A walk that fails mid-way (no unwind info for a
  * frame) returns 0 with the frames found so far. */
 int diag_unwind_stack(struct diag_unwinder *u, pid_t pid, pid_t tid,
-		      const struct user_regs_struct *regs, int max_depth, uint64_t *pcs, int *n,
+		      const diag_regs *regs, int max_depth, uint64_t *pcs, int *n,
 		      struct diag_error *err);
 
 #endif

@@ -3,6 +3,8 @@
  * or field is an answer, not an error. */
 #include "util/procfs.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +26,9 @@ bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long l
 	return found;
 }
 
-int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap)
+static int stat_field(const char *path, int field, char *out, size_t cap)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	char buf[1024];
 	FILE *f = fopen(path, "re");
 	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
 	if (f)
@@ -41,6 +42,53 @@ int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap)
 			return 0;
 		}
 	return -1;
+}
+
+int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	return stat_field(path, field, out, cap);
+}
+
+int diag_proc_task_stat_field(pid_t pid, pid_t tid, int field, char *out, size_t cap)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	return stat_field(path, field, out, cap);
+}
+
+int diag_proc_maps_open(pid_t id, struct diag_proc_maps *m)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)id);
+	m->f = fopen(path, "re");
+	return m->f ? 0 : -errno;
+}
+
+bool diag_proc_maps_next(struct diag_proc_maps *m, struct diag_proc_map *out)
+{
+	while (m->f && fgets(m->line, sizeof(m->line), m->f)) {
+		uint64_t lo, hi, ino;
+		char perms[8];
+		int name = 0;
+		if (sscanf(m->line, "%" SCNx64 "-%" SCNx64 " %7s %*x %*x:%*x %" SCNu64 " %n", &lo, &hi,
+			   perms, &ino, &name) < 4)
+			continue;
+		char *p = name ? m->line + name : m->line + strlen(m->line);
+		p[strcspn(p, "\n")] = '\0';
+		*out = (struct diag_proc_map){.start = lo, .end = hi, .inode = ino, .path = p};
+		snprintf(out->perms, sizeof(out->perms), "%.4s", perms);
+		return true;
+	}
+	return false;
+}
+
+void diag_proc_maps_close(struct diag_proc_maps *m)
+{
+	if (m->f)
+		fclose(m->f);
+	m->f = NULL;
 }
 
 bool diag_proc_gone(pid_t id)

@@ -28,7 +28,11 @@ static void run(const char *src, const struct diag_expr_scope *sc)
 {
 	static struct diag_expr_result r;
 	static char text[8192];
-	struct user_regs_struct regs = { .rdi = 0x1000, .rsi = 0x1010, .rdx = 16, .rsp = 0x1080 };
+	diag_regs regs = { 0 };
+	diag_reg_set(&regs, diag_reg_lookup("rdi", NULL), 0x1000);
+	diag_reg_set(&regs, diag_reg_lookup("rsi", NULL), 0x1010);
+	diag_reg_set(&regs, diag_reg_lookup("rdx", NULL), 16);
+	diag_reg_set(&regs, diag_reg_lookup("rsp", NULL), 0x1080);
 	struct diag_expr *x = NULL;
 	struct diag_error err = { 0 };
 	if (diag_expr_compile(src, sc, &x, &err) != 0)

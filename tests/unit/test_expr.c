@@ -29,7 +29,15 @@ static ssize_t fake_read(void *arg, uint64_t addr, void *buf, size_t len)
 	return (ssize_t)n;
 }
 
-static struct user_regs_struct regs;
+static diag_regs regs;
+
+/* The register users call name (the names of the expression language) set to v. */
+static void set_reg(const char *name, uint64_t v)
+{
+	int off = diag_reg_lookup(name, NULL);
+	CHECK(off >= 0);
+	diag_reg_set(&regs, off, v);
+}
 
 static struct diag_expr_ctx make_ctx(void)
 {
@@ -109,14 +117,14 @@ static void test_numbers(void)
 static void test_registers(void)
 {
 	memset(&regs, 0, sizeof(regs));
-	regs.rdi = 0xffffffff00000005ULL; /* upper half garbage: $edi reads the low 32 bits */
-	regs.rsi = FAKE_BASE;
-	regs.rdx = 3;
-	regs.rcx = 4;
-	regs.r8 = 5;
-	regs.r9 = 6;
-	regs.rax = (uint64_t)-2;
-	regs.rsp = 0x7ffe0000;
+	set_reg("rdi", 0xffffffff00000005ULL); /* upper half garbage: $edi reads the low 32 bits */
+	set_reg("rsi", FAKE_BASE);
+	set_reg("rdx", 3);
+	set_reg("rcx", 4);
+	set_reg("r8", 5);
+	set_reg("r9", 6);
+	set_reg("rax", (uint64_t)-2);
+	set_reg("rsp", 0x7ffe0000);
 	CHECK_EQ_STR(run("$edi"), "5");
 	CHECK_EQ_STR(run("$arg3 + $arg4 + $arg5 + $arg6"), "18");
 	CHECK_EQ_STR(run("$rdx * 2"), "6");

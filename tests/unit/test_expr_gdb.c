@@ -21,7 +21,9 @@
 
 #include "check.h"
 #include "elf_sym.h"
+#include "arch/insn.h"
 #include "expr/expr.h"
+#include "ptrace/tracee.h"
 
 static const char *const exprs[] = {
 	"req->hdr.len", "len", "scale", "name", "req->name", "req->tag", "req->vals", "req->zeros",
@@ -104,14 +106,14 @@ static ssize_t read_mem(void *arg, uint64_t addr, void *buf, size_t len)
 	return n < 0 ? -errno : n;
 }
 
-static int read_fpregs(void *arg, struct user_fpregs_struct *out)
+static int read_fpregs(void *arg, diag_fpregs *out)
 {
 	struct target *t = arg;
-	return ptrace(PTRACE_GETFPREGS, t->pid, 0, out) < 0 ? -errno : 0;
+	return diag_fpregs_read(t->pid, out);
 }
 
 /* Start path stopped at pc (int3), ASLR off; returns pid and the registers there. */
-static pid_t start_at(const char *path, uint64_t pc, struct user_regs_struct *regs)
+static pid_t start_at(const char *path, uint64_t pc, diag_regs *regs)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -128,12 +130,13 @@ static pid_t start_at(const char *path, uint64_t pc, struct user_regs_struct *re
 	long word = ptrace(PTRACE_PEEKTEXT, pid, (void *)pc, 0);
 	if (errno)
 		return -1;
-	ptrace(PTRACE_POKETEXT, pid, (void *)pc, (void *)((word & ~0xffL) | 0xcc));
+	memcpy(&word, diag_insn_break, DIAG_ARCH_BREAK_LEN);
+	ptrace(PTRACE_POKETEXT, pid, (void *)pc, (void *)word);
 	ptrace(PTRACE_CONT, pid, 0, 0);
 	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st) || WSTOPSIG(st) != SIGTRAP)
 		return -1;
-	ptrace(PTRACE_GETREGS, pid, 0, regs);
-	regs->rip -= 1;
+	diag_regs_read(pid, regs);
+	diag_regs_set_pc(regs, diag_regs_trap_addr(regs));
 	return pid;
 }
 
@@ -155,7 +158,7 @@ static uint64_t exe_bias(pid_t pid, const char *path, bool pie)
 }
 
 static void eval_text(struct diag_dwarf_cache *dc, const char *path, pid_t pid, uint64_t bias, uint64_t pc,
-		      const struct user_regs_struct *regs, const char *src, char *text, size_t cap)
+		      const diag_regs *regs, const char *src, char *text, size_t cap)
 {
 	struct target t = { pid };
 	struct diag_expr_scope sc = { .pid = pid, .elf_path = path, .build_id = "", .bias = bias, .pc = pc,
@@ -183,7 +186,7 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 	gdb_pc = 0;
 	CHECK_EQ_INT(run_gdb(path), 0);
 	CHECK(gdb_pc != 0);
-	struct user_regs_struct regs;
+	diag_regs regs;
 	pid_t pid = start_at(path, gdb_pc, &regs);
 	CHECK(pid > 0);
 	if (pid <= 0 || !gdb_pc)

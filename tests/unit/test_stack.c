@@ -70,7 +70,7 @@ static void expect_compile_error(const char *src, const char *msg)
 
 static void test_language(void)
 {
-	struct user_regs_struct regs = {0};
+	diag_regs regs = {0};
 	int seen_max = 0;
 	struct diag_expr_ctx ctx = {.regs = &regs, .stack = fake_stack, .stack_arg = &seen_max};
 	char text[VALUE_CAP];

@@ -10,6 +10,8 @@
 
 #include <Zydis/Zydis.h>
 
+const uint8_t diag_insn_break[DIAG_ARCH_BREAK_LEN] = {0xcc}; /* int3 */
+
 struct decoded {
 	ZydisDecodedInstruction ins;
 	ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];

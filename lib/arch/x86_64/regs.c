@@ -1,5 +1,5 @@
-/* arch/x86_64/regs: name, ABI and DWARF tables over struct user_regs_struct. Pure data and
- * lookups; never touches a process. */
+/* arch/x86_64/regs: arch/regs.h for x86-64: name, ABI and DWARF tables over struct
+ * user_regs_struct and the registers by role. Pure data and lookups; never touches a process. */
 #include "arch/regs.h"
 
 #include <stddef.h>
@@ -110,6 +110,11 @@ int diag_reg_lookup(const char *name, unsigned *width)
 	return -DIAG_E_NOSYM;
 }
 
+bool diag_reg_is_address(const char *name)
+{
+	return name && (!strcmp(name, "rsp") || !strcmp(name, "rbp") || !strcmp(name, "rip"));
+}
+
 int diag_reg_arg(int n)
 {
 	static const int args[6] = { OFF(rdi), OFF(rsi), OFF(rdx), OFF(rcx), OFF(r8), OFF(r9) };
@@ -162,6 +167,12 @@ uint64_t diag_reg_get(const diag_regs *r, int offset, unsigned width)
 	}
 }
 
+void diag_reg_set(diag_regs *r, int offset, uint64_t v)
+{
+	if (r && offset >= 0 && (size_t)offset + sizeof(v) <= sizeof(*r))
+		memcpy((char *)r + offset, &v, sizeof(v));
+}
+
 const char *diag_reg_name(int offset)
 {
 	for (size_t i = 0; i < NGPRS; i++)
@@ -207,6 +218,17 @@ uint64_t diag_regs_frame(const diag_regs *r)
 uint64_t diag_regs_ret(const diag_regs *r)
 {
 	return r->rax;
+}
+
+uint64_t diag_regs_ret2(const diag_regs *r)
+{
+	return r->rdx;
+}
+
+const uint8_t *diag_fpregs_float_ret(const diag_fpregs *f, int n)
+{
+	/* xmm_space: 16 registers of 16 bytes, as four u32 each */
+	return n == 0 || n == 1 ? (const uint8_t *)&f->xmm_space[4 * n] : NULL;
 }
 
 uint64_t diag_regs_arg(const diag_regs *r, int n)

@@ -121,6 +121,7 @@ _Static_assert(T_D_TABLE == T_D_TOMBS + 8 * DIAG_SAFETY_TOMBS, "table after the 
 #define KSA_RESTORER 0x04000000ull /* the kernel's SA_RESTORER; glibc does not export it */
 
 static const struct diag_safety_template tmpl = {
+	.source = "lib/arch/x86_64/safety_template.S",
 	.bytes = code_bytes,
 	.len = sizeof(code_bytes),
 	.restorer = T_RESTORER,

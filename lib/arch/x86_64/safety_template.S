@@ -1,7 +1,8 @@
 /* arch/x86_64/safety_template.S: the SIGTRAP safety handler, the code that runs INSIDE the target
  * when one of our int3 bytes is hit while no tracer is there (the daemon was killed). Kept here
  * for review only: the library embeds the same bytes as an annotated array in safety.c (the top
- * CMakeLists compiles only lib/ C files), and tests/unit/test_safety.c assembles this file with
+ * CMakeLists lists the .S files of the architecture but never assembles them), and
+ * tests/unit/x86_64/test_safety.c assembles this file with
  * `cc -c` at test time and compares bytes and symbol offsets, so the two never drift.
  *
  * How the array in safety.c was produced:

@@ -99,7 +99,7 @@ enum { TMPL_IMM_RIP = 0x2d, TMPL_IMM_COUNTER = 0x3c, TMPL_IMM_RING = 0x4a, TMPL_
 /* The template addresses the header fields as [rbx-128 .. rbx+8] to keep them in disp8. */
 #define TMPL_RING_BIAS 128
 
-#define PATCH_JMP_LEN 5
+#define PATCH_JMP_LEN DIAG_TRAMP_PATCH_LEN /* jmp rel32 */
 #define PATCHED_MAX (PATCH_JMP_LEN - 1 + DIAG_INSN_MAX_LEN)
 
 _Static_assert(sizeof(tmpl_bytes) + PATCHED_MAX + DIAG_INSN_JMP_MAX <= DIAG_TRAMP_MAX,
@@ -107,6 +107,7 @@ _Static_assert(sizeof(tmpl_bytes) + PATCHED_MAX + DIAG_INSN_JMP_MAX <= DIAG_TRAM
 _Static_assert(DIAG_TRAMP_CODE_AVAIL >= PATCHED_MAX, "DIAG_TRAMP_CODE_AVAIL too small");
 
 static const struct diag_tramp_template tmpl = {
+	.source = "lib/arch/x86_64/trampoline_template.S",
 	.bytes = tmpl_bytes,
 	.len = sizeof(tmpl_bytes),
 	.imm_rip = TMPL_IMM_RIP,
@@ -212,8 +213,8 @@ static int check_args(const uint8_t *code, uint64_t tramp_addr, struct diag_erro
 }
 
 static int build(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
-		 const struct sink *k, uint8_t *out, size_t cap, size_t *len, uint8_t jmp[5],
-		 size_t *patched_len, struct diag_error *err)
+		 const struct sink *k, uint8_t *out, size_t cap, size_t *len,
+		 uint8_t jmp[DIAG_TRAMP_PATCH_LEN], size_t *patched_len, struct diag_error *err)
 {
 	struct displaced d;
 	struct diag_tramp_layout l;
@@ -248,7 +249,7 @@ static int build(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tram
 
 int diag_tramp_build_counted(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
 			     const struct diag_tramp_ring *ring, uint8_t *out, size_t cap, size_t *len,
-			     uint8_t jmp[5], size_t *patched_len, struct diag_error *err)
+			     uint8_t jmp[DIAG_TRAMP_PATCH_LEN], size_t *patched_len, struct diag_error *err)
 {
 	struct sink k;
 
@@ -268,7 +269,7 @@ int diag_tramp_build_counted(uint64_t addr, const uint8_t *code, size_t avail, u
 
 int diag_tramp_build(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
 		     uint64_t ring_addr, uint32_t site, uint8_t *out, size_t cap, size_t *len,
-		     uint8_t jmp[5], size_t *patched_len, struct diag_error *err)
+		     uint8_t jmp[DIAG_TRAMP_PATCH_LEN], size_t *patched_len, struct diag_error *err)
 {
 	const struct sink k = { .ring_addr = ring_addr, .site = site,
 				.counter_addr = ring_addr + offsetof(struct diag_ring_header, hits) };

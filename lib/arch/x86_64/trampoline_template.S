@@ -1,7 +1,8 @@
 /* arch/x86_64/trampoline_template.S: the recording prologue of a jump trampoline, the code that
  * runs INSIDE the target on every hit of a fast-path probe. Kept here for review only: the
  * library embeds the same bytes as an annotated array in trampoline.c (the top CMakeLists
- * compiles only lib/ C files), and tests/unit/test_trampoline.c assembles this file with `cc -c`
+ * lists the .S files of the architecture but never assembles them), and
+ * tests/unit/x86_64/test_trampoline.c assembles this file with `cc -c`
  * at test time and compares bytes and patch offsets, so the two never drift.
  *
  * How the array in trampoline.c was produced:

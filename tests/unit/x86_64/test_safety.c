@@ -5,7 +5,7 @@
  * slot. Also: the lookup logic called directly (collisions, deleted buckets, tombstones, signals
  * sent by a process), chaining to a previous handler, and in forked children the default action
  * (SIG_DFL, SIG_IGN) and the kernel's reset of a blocked SIGTRAP. Proves that the byte array in
- * safety.c is what lib/arch/x86_64/safety_template.S assembles to. */
+ * safety.c is what its template (diag_safety_template()->source) assembles to. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -158,7 +158,7 @@ static void test_template_matches_source(void)
 	char nm[4096];
 
 	/* no relocation: the blob is copied into the target as is */
-	inproc_check_template("lib/arch/x86_64/safety_template.S", t->bytes, t->len, 1, nm,
+	inproc_check_template(t->source, t->bytes, t->len, 1, nm,
 			      sizeof(nm));
 	CHECK_EQ_INT(inproc_nm_value(nm, "diag_safety_code_len"), t->len);
 	CHECK_EQ_INT(inproc_nm_value(nm, "diag_safety_restorer"), t->restorer);
@@ -254,7 +254,7 @@ static void test_table(void)
 
 struct chained {
 	int calls, sig, code;
-	uint64_t rip;
+	uint64_t pc;
 };
 static struct chained g_chained; /* written by a signal handler: no other way to reach it */
 
@@ -265,7 +265,7 @@ static void chained_handler(int sig, siginfo_t *info, void *ucv)
 	g_chained.calls++;
 	g_chained.sig = sig;
 	g_chained.code = info->si_code;
-	g_chained.rip = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+	g_chained.pc = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
 }
 
 /* rip after one call of the handler for a trap at addr (rip = addr + 1) with si_code. */
@@ -328,7 +328,7 @@ static void test_lookup(void)
 	CHECK_EQ_INT(g_chained.calls, 1);
 	CHECK_EQ_INT(g_chained.sig, SIGTRAP);
 	CHECK_EQ_INT(g_chained.code, SI_KERNEL);
-	CHECK_EQ_INT(g_chained.rip, a[1] + 1);
+	CHECK_EQ_INT(g_chained.pc, a[1] + 1);
 	/* tombstoned: resume at the address itself, where the original byte is back */
 	*(uint64_t *)at(diag_safety_tomb_addr(&e.l, DIAG_SAFETY_TOMBS - 1)) = a[1];
 	CHECK_EQ_INT(call_handler(&e, a[1], SI_KERNEL), a[1]);

@@ -3,7 +3,7 @@
  * same region; calling them must give the same results while each call leaves one exact record
  * in a ring (or one counted drop when the ring is full) and adds exactly one to its site's hit
  * counter, dropped or not. Also proves that the byte array in
- * trampoline.c is what lib/arch/x86_64/trampoline_template.S assembles to. */
+ * trampoline.c is what its template (diag_tramp_template()->source) assembles to. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -19,6 +19,7 @@
 #include "check.h"
 #include "inproc_code.h"
 
+#include "arch/record.h"
 #include "arch/ring.h"
 #include "arch/trampoline.h"
 #include "util/error.h"
@@ -183,7 +184,7 @@ static void test_template_matches_source(void)
 	uint64_t u64;
 	uint32_t u32;
 
-	inproc_check_template("lib/arch/x86_64/trampoline_template.S", t->bytes, t->len, 0, nm,
+	inproc_check_template(t->source, t->bytes, t->len, 0, nm,
 			      sizeof(nm));
 	CHECK_EQ_INT(inproc_nm_value(nm, "diag_tramp_imm_rip"), t->imm_rip);
 	CHECK_EQ_INT(inproc_nm_value(nm, "diag_tramp_imm_counter"), t->imm_counter);
@@ -447,6 +448,16 @@ static void test_redzone(struct env *e)
 	CHECK_EQ_INT(r.h->head, 1);
 	CHECK_EQ_INT(rec(&r, 0)->regs[DIAG_RING_RIP], p.fn + 5);
 	CHECK_EQ_INT(rec(&r, 0)->regs[DIAG_RING_RSI], 0x1111);
+	/* the record read as registers, by role */
+	diag_regs g;
+	diag_record_regs(rec(&r, 0), &g);
+	CHECK_EQ_INT(diag_regs_pc(&g), p.fn + 5);
+	CHECK_EQ_INT(diag_regs_arg(&g, 1), 0x1234567890ull);
+	CHECK_EQ_INT(diag_regs_arg(&g, 2), 0x1111);
+	CHECK_EQ_INT(diag_regs_sp(&g), rec(&r, 0)->regs[DIAG_RING_RSP]);
+	CHECK_EQ_INT(diag_regs_frame(&g), rec(&r, 0)->regs[DIAG_RING_RBP]);
+	CHECK(!diag_regs_stepping(&g));
+	CHECK(diag_record_ticks() >= rec(&r, 0)->tsc);
 	ring_close(&r);
 }
 
