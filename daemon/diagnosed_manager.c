@@ -357,16 +357,15 @@ int diag_manager_save(struct diag_manager *m, struct diag_error *err)
 	return r;
 }
 
-/* The engine's message, made to name the spec field it is about. */
-static void apply_error(struct diag_applied *a, const struct diag_error *e, int r)
+/* The engine's error, recorded in the record: an error that names no field of its own
+ * (err->field) is about where the probe goes, the target. */
+static void apply_error(struct diag_applied *a, struct diag_error *e, int r)
 {
-	static const char *const fields[] = { "target", "value", "condition", "instrument", "pid",
-					      "--pid", NULL };
-	const char *msg = e->msg[0] ? e->msg : diag_strerror(r);
-	bool named = false;
-	for (size_t i = 0; fields[i] && !named; i++)
-		named = strncmp(msg, fields[i], strlen(fields[i])) == 0;
-	snprintf(a->error, sizeof(a->error), "%s%.480s", named ? "" : "target: ", msg);
+	if (!e->msg[0])
+		diag_error_set(e, r, "%s", diag_strerror(r));
+	e->msg[480] = '\0'; /* the record's room, with a field named in front */
+	diag_error_in_field(e, "target");
+	snprintf(a->error, sizeof(a->error), "%s", e->msg);
 	a->state = DIAG_APPLIED_ERROR;
 	a->naddrs = 0;
 }

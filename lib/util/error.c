@@ -5,16 +5,22 @@
 #include <stdio.h>
 #include <string.h>
 
+static int vset(struct diag_error *e, int code, const char *fmt, va_list ap)
+{
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	e->code = code;
+	e->field[0] = '\0';
+	return code;
+}
+
 int diag_error_set(struct diag_error *e, int code, const char *fmt, ...)
 {
 	if (!e)
 		return code;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	vset(e, code, fmt, ap);
 	va_end(ap);
-	e->code = code;
-	e->field[0] = '\0';
 	return code;
 }
 
@@ -24,19 +30,19 @@ int diag_error_set_field(struct diag_error *e, const char *field, int code, cons
 		return code;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	vset(e, code, fmt, ap);
 	va_end(ap);
-	e->code = code;
-	snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
-	return code;
+	return diag_error_in_field(e, field);
 }
 
 int diag_error_in_field(struct diag_error *e, const char *field)
 {
 	if (!e)
 		return 0;
-	if (!e->field[0] && field)
+	if (!e->field[0] && field && *field) {
 		snprintf(e->field, sizeof(e->field), "%s", field);
+		diag_error_prefix(e, "%s: ", e->field); /* the one place "FIELD: " is written */
+	}
 	return e->code;
 }
 
