@@ -483,9 +483,8 @@ static int dec_spec(struct dec *d, const cJSON *obj, unsigned flags, const char 
  * characters: an error stays one line for logs and the protocol. */
 static int one_line(struct diag_error *err, int r)
 {
-	for (char *p = err ? err->msg : NULL; p && *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
+	if (err)
+		diag_json_excerpt(err->msg, sizeof(err->msg), err->msg, sizeof(err->msg), '?');
 	return r;
 }
 
