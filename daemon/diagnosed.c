@@ -14,6 +14,7 @@
 #include "log.h"
 #include "spec/json.h"
 #include "util/clock.h"
+#include "util/grow.h"
 #include "util/text.h"
 
 #include <errno.h>
@@ -226,19 +227,15 @@ static char *read_file(const char *path, size_t *len)
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return NULL;
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	while (buf) {
-		n += fread(buf + n, 1, cap - n, f);
-		if (n < cap || cap >= (64u << 20))
-			break;
-		char *p = realloc(buf, cap * 2);
-		if (!p) {
+	size_t cap = 0, n = 0;
+	char *buf = NULL;
+	while (n == cap && cap < (64u << 20)) { /* full (or nothing yet): room for more */
+		if (diag_grow((void **)&buf, &cap, cap + 1, 1, 4096) < 0) {
 			free(buf);
 			buf = NULL;
+			break;
 		}
-		buf = p;
-		cap *= 2;
+		n += fread(buf + n, 1, cap - n, f);
 	}
 	int bad = ferror(f);
 	fclose(f);

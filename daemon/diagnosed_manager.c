@@ -513,7 +513,7 @@ static int add_internal(struct dmn_manager *m, struct diag_spec *s, bool fresh,
 		s->lastmodified_ns = diag_clock_wall_ns();
 		free(s->applied); /* input `applied` is output only */
 		s->applied = NULL;
-		s->napplied = 0;
+		s->napplied = s->applied_cap = 0;
 	}
 	int64_t exp = diag_spec_expiry_ns(s);
 	if (exp && exp <= diag_clock_wall_ns()) {

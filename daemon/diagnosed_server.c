@@ -234,17 +234,27 @@ static void update_interest(struct dmn_server *s, struct client *c)
 	epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
+/* A non-blocking send or recv that moved nothing (n <= 0): 1 to try again at once (EINTR), 0
+ * to wait for epoll (EAGAIN), -1 when the client is gone (an error, or the end of its input). */
+static int io_stalled(ssize_t n)
+{
+	if (n < 0 && errno == EINTR)
+		return 1;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	return -1;
+}
+
 /* Send what is buffered; returns -1 when the client is gone. */
 static int flush_out(struct client *c)
 {
 	while (c->outlen) {
 		ssize_t n = send(c->fd, c->out, c->outlen, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
+		int st = n > 0 ? 0 : io_stalled(n);
+		if (st > 0)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
 		if (n <= 0)
-			return -1;
+			return st;
 		memmove(c->out, c->out + n, c->outlen - (size_t)n);
 		c->outlen -= (size_t)n;
 	}
@@ -553,12 +563,11 @@ static int read_in(struct client *c)
 				return -1;
 		}
 		ssize_t n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
+		int st = n > 0 ? 0 : io_stalled(n);
+		if (st > 0)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
 		if (n <= 0)
-			return -1;
+			return st;
 		c->inlen += (size_t)n;
 	}
 }

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "spec/json.h"
+#include "util/grow.h"
 #include "util/text.h"
 
 static const char *json_type_name(const cJSON *j)
@@ -653,6 +654,7 @@ struct diag_spec *diag_spec_dup(const struct diag_spec *s)
 	d->custom = dup_or_null(s->custom, &fail);
 	d->pids = s->npids ? malloc(s->npids * sizeof(*d->pids)) : NULL;
 	d->applied = s->napplied ? malloc(s->napplied * sizeof(*d->applied)) : NULL;
+	d->applied_cap = d->applied ? s->napplied : 0;
 	if ((s->npids && !d->pids) || (s->napplied && !d->applied) || fail) {
 		if (s->npids && !d->pids)
 			d->npids = 0;
@@ -697,11 +699,11 @@ struct diag_applied *diag_spec_applied_get(struct diag_spec *s, const char *key,
 	for (size_t i = 0; i < s->napplied; i++)
 		if (strcmp(s->applied[i].key, key) == 0)
 			return &s->applied[i];
-	struct diag_applied *n = realloc(s->applied, (s->napplied + 1) * sizeof(*n));
-	if (!n)
+	/* from one record: a record is large (instances), most specs have one or two */
+	if (diag_grow((void **)&s->applied, &s->applied_cap, s->napplied + 1, sizeof(*s->applied),
+		      1) < 0)
 		return NULL;
-	s->applied = n;
-	struct diag_applied *a = &n[s->napplied++];
+	struct diag_applied *a = &s->applied[s->napplied++];
 	memset(a, 0, sizeof(*a));
 	snprintf(a->key, sizeof(a->key), "%s", key);
 	a->pid = pid;
