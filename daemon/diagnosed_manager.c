@@ -362,7 +362,7 @@ static void apply_error(struct diag_applied *a, struct diag_error *e, int r)
 	if (!e->msg[0])
 		diag_error_set(e, r, "%s", diag_strerror(r));
 	e->msg[480] = '\0'; /* the record's room, with a field named in front */
-	diag_error_in_field(e, "target");
+	diag_error_lead_field(e, "target");
 	snprintf(a->error, sizeof(a->error), "%s", e->msg);
 	a->state = DIAG_APPLIED_ERROR;
 	a->naddrs = 0;

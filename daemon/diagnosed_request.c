@@ -24,12 +24,12 @@ static int id_field(const cJSON *req, struct dmn_request *out, bool required,
 	const cJSON *j = cJSON_GetObjectItemCaseSensitive(req, "id");
 	if (!cJSON_IsString(j))
 		return required ? diag_error_set_field(err, "id", -DIAG_E_INVALID,
-						       "required string is missing")
+						       "id: required string is missing")
 				: 0;
 	snprintf(out->id, sizeof(out->id), "%s", j->valuestring);
 	out->has_id = true;
 	if (!diag_spec_id_valid(j->valuestring))
-		return diag_error_set_field(err, "id", -DIAG_E_INVALID, "no probe '%.64s'",
+		return diag_error_set_field(err, "id", -DIAG_E_INVALID, "id: no probe '%.64s'",
 					    j->valuestring);
 	return 0;
 }
@@ -39,7 +39,7 @@ static int pid_field(const cJSON *req, struct dmn_request *out, struct diag_erro
 	const cJSON *j = cJSON_GetObjectItemCaseSensitive(req, "pid");
 	if (!cJSON_IsNumber(j) || !(j->valuedouble >= 1) || j->valuedouble > 4194304 ||
 	    j->valuedouble != (double)(long)j->valuedouble)
-		return diag_error_set_field(err, "pid", -DIAG_E_INVALID, "must be a process id");
+		return diag_error_set_field(err, "pid", -DIAG_E_INVALID, "pid: must be a process id");
 	out->pid = (pid_t)j->valuedouble;
 	return 0;
 }
@@ -51,12 +51,13 @@ static int text_field(const cJSON *req, const char *key, bool required, struct d
 	const cJSON *j = cJSON_GetObjectItemCaseSensitive(req, key);
 	if (!j || cJSON_IsNull(j))
 		return required ? diag_error_set_field(err, key, -DIAG_E_INVALID,
-						       "required string is missing")
+						       "%s: required string is missing", key)
 				: 0;
 	if (!cJSON_IsString(j))
-		return diag_error_set_field(err, key, -DIAG_E_INVALID, "must be a string");
+		return diag_error_set_field(err, key, -DIAG_E_INVALID, "%s: must be a string", key);
 	if (strlen(j->valuestring) > DIAG_SPEC_EXPR_MAX)
-		return diag_error_set_field(err, key, -DIAG_E_INVALID, "too long (%zu bytes, max %d)",
+		return diag_error_set_field(err, key, -DIAG_E_INVALID,
+					    "%s: too long (%zu bytes, max %d)", key,
 					    strlen(j->valuestring), DIAG_SPEC_EXPR_MAX);
 	int r = diag_text_field_check(key, j->valuestring, err);
 	if (r < 0)
@@ -73,10 +74,11 @@ static int wait_fields(const cJSON *req, struct dmn_request *out, struct diag_er
 	if (r < 0)
 		return r;
 	if (!cJSON_IsNumber(h) || !(h->valuedouble >= 0) || h->valuedouble > 1e18)
-		return diag_error_set_field(err, "hits", -DIAG_E_INVALID, "must be a number >= 0");
+		return diag_error_set_field(err, "hits", -DIAG_E_INVALID,
+					    "hits: must be a number >= 0");
 	if (t && (!cJSON_IsNumber(t) || !(t->valuedouble >= 0) || t->valuedouble > 86400 * 365))
 		return diag_error_set_field(err, "timeout", -DIAG_E_INVALID,
-					    "must be a number of seconds >= 0");
+					    "timeout: must be a number of seconds >= 0");
 	out->hits = (uint64_t)h->valuedouble;
 	out->timeout_s = t ? t->valuedouble : 60;
 	return 0;
@@ -98,7 +100,8 @@ static int parse_object(const cJSON *req, struct dmn_request *out, struct diag_e
 	if (!cJSON_IsObject(req))
 		return diag_error_set(err, -DIAG_E_INVALID, "malformed request: must be a JSON object");
 	if (!cJSON_IsString(c))
-		return diag_error_set_field(err, "cmd", -DIAG_E_INVALID, "required string is missing");
+		return diag_error_set_field(err, "cmd", -DIAG_E_INVALID,
+					    "cmd: required string is missing");
 	if (cmd_of(c->valuestring, &out->cmd) < 0)
 		return diag_error_set(err, -DIAG_E_INVALID,
 				      "unknown cmd '%.64s' (expected add, remove, list, stats, tail, attach, detach, status, wait, symbols, vars)",
@@ -109,7 +112,7 @@ static int parse_object(const cJSON *req, struct dmn_request *out, struct diag_e
 		const cJSON *js = cJSON_GetObjectItemCaseSensitive(req, "spec");
 		if (!js)
 			return diag_error_set_field(err, "spec", -DIAG_E_INVALID,
-						    "required object is missing");
+						    "spec: required object is missing");
 		if ((r = diag_spec_from_json(js, 0, "spec", &out->spec, err)) < 0 && !err->msg[0])
 			diag_error_set(err, r, "%s", diag_strerror(err->code));
 		return r;

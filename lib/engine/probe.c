@@ -171,7 +171,7 @@ static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s,
 	/* every probe at an address costs each hit there (int3: the stop grows with them) */
 	if (there && there->nusers >= DIAG_PROBE_MAX_PER_ADDR)
 		return diag_error_set_field(err, "target", -DIAG_E_LIMIT,
-					    "%s (0x%" PRIx64 ") has %zu probes already, the limit "
+					    "target: %s (0x%" PRIx64 ") has %zu probes already, the limit "
 					    "per address (DIAG_PROBE_MAX_PER_ADDR %d); remove one first",
 					    s->what, addr, there->nusers, DIAG_PROBE_MAX_PER_ADDR);
 	int r = mem == ep ? diag__fast_place(e, ep, s, loc, err) : 1;
@@ -181,7 +181,7 @@ static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s,
 		return r; /* placed as a jump, or failed */
 	/* an int3 must never outlive us unprotected: a dead daemon would leave a SIGTRAP behind */
 	if (!diag_bp_at(&mem->bps, addr) && (r = diag__safety_ensure(e, mem, stopped, err)) < 0) {
-		diag_error_in_field(err, "target");
+		diag_error_lead_field(err, "target");
 		return r;
 	}
 	r = diag__bp_get(e, mem, stopped, addr, &s->bp, err);
@@ -337,7 +337,7 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 		if (r == 0)
 			r = ifuncs_chosen(e, ep, &mods, locs, &n, err);
 		if (r < 0)
-			diag_error_in_field(err, "target");
+			diag_error_lead_field(err, "target");
 	}
 	pr->nskips = nskips;
 	for (size_t i = 0; i < nskips && i < DIAG_PROBE_MAX_SKIPS; i++)
@@ -347,11 +347,11 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 		r = diag__end_locations(ep, &locs, &n, err);
 	if (r == 0 && n > DIAG_PROBE_MAX_ADDRS)
 		r = diag_error_set_field(err, "target", -DIAG_E_LIMIT,
-					 "'%s' matches %zu addresses (max %d)", pr->target, n,
+					 "target: '%s' matches %zu addresses (max %d)", pr->target, n,
 					 DIAG_PROBE_MAX_ADDRS);
 	for (size_t i = 0; r == 0 && i < n; i++)
 		if ((r = check_location(e, ep, &mods, &locs[i], err)) < 0)
-			diag_error_in_field(err, "target");
+			diag_error_lead_field(err, "target");
 	if (r == 0 && !(pr->sites = calloc(n, sizeof(*pr->sites))))
 		r = diag_error_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; r == 0 && i < n; i++) {

@@ -695,11 +695,11 @@ int diag_expr_compile(const char *src, const struct diag_expr_scope *scope, stru
 	/* the messages below name no field: the spec field the source came from is named once */
 	const char *field = scope && scope->field ? scope->field : "value";
 	if (!src || !scope)
-		return diag_error_set_field(err, field, -EINVAL, "no expression");
+		return diag_error_set_field(err, field, -EINVAL, "%s: no expression", field);
 	struct diag_expr *x = calloc(1, sizeof(*x));
 	if (!x || !(x->src = strdup(src))) {
 		free(x);
-		return diag_error_set_field(err, field, -ENOMEM, "out of memory");
+		return diag_error_set_field(err, field, -ENOMEM, "%s: out of memory", field);
 	}
 	x->bias = scope->bias;
 	x->event = scope->event;
@@ -713,7 +713,7 @@ int diag_expr_compile(const char *src, const struct diag_expr_scope *scope, stru
 		diag_expr_free(x);
 		if (err && e.code) {
 			*err = e;
-			diag_error_in_field(err, field);
+			diag_error_lead_field(err, field);
 		}
 		return rc;
 	}

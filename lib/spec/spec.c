@@ -117,9 +117,8 @@ static int dec_fail(struct dec *d, const char *field, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	int r = diag_error_set_field(d->err, field, -DIAG_E_INVALID, "%s", why);
-	diag_error_prefix(d->err, "%s: ", d->who);
-	return r;
+	return diag_error_set_field(d->err, field, -DIAG_E_INVALID, "%s: %s: %s", d->who, field,
+				    why);
 }
 
 /* Every string of a spec can reach a log line or a terminal: valid UTF-8 without control

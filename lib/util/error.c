@@ -5,22 +5,16 @@
 #include <stdio.h>
 #include <string.h>
 
-static int vset(struct diag_error *e, int code, const char *fmt, va_list ap)
-{
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-	e->code = code;
-	e->field[0] = '\0';
-	return code;
-}
-
 int diag_error_set(struct diag_error *e, int code, const char *fmt, ...)
 {
 	if (!e)
 		return code;
 	va_list ap;
 	va_start(ap, fmt);
-	vset(e, code, fmt, ap);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
+	e->code = code;
+	e->field[0] = '\0';
 	return code;
 }
 
@@ -30,20 +24,28 @@ int diag_error_set_field(struct diag_error *e, const char *field, int code, cons
 		return code;
 	va_list ap;
 	va_start(ap, fmt);
-	vset(e, code, fmt, ap);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
-	return diag_error_in_field(e, field);
+	e->code = code;
+	snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
+	return code;
 }
 
 int diag_error_in_field(struct diag_error *e, const char *field)
 {
 	if (!e)
 		return 0;
-	if (!e->field[0] && field && *field) {
+	if (!e->field[0] && field)
 		snprintf(e->field, sizeof(e->field), "%s", field);
-		diag_error_prefix(e, "%s: ", e->field); /* the one place "FIELD: " is written */
-	}
 	return e->code;
+}
+
+int diag_error_lead_field(struct diag_error *e, const char *field)
+{
+	if (!e || e->field[0] || !field || !*field)
+		return e ? e->code : 0;
+	diag_error_in_field(e, field);
+	return diag_error_prefix(e, "%s: ", e->field);
 }
 
 int diag_error_prefix(struct diag_error *e, const char *fmt, ...)

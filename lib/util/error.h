@@ -5,8 +5,7 @@
  * one-line message naming what failed and why. The library never prints; callers log once.
  * Output parameters are written only on success. An error about a spec field names that field
  * in `field` ("target", "value", "condition", ...): callers read it there and never guess it
- * from the message's words. Its message reads "FIELD: why", composed here from `field` (by
- * diag_error_set_field or diag_error_in_field) and never written by hand at an error site. */
+ * from the message's words. */
 #ifndef DIAG_UTIL_ERROR_H
 #define DIAG_UTIL_ERROR_H
 
@@ -42,16 +41,20 @@ struct diag_error {
 int diag_error_set(struct diag_error *e, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* diag_error_set for an error about spec field `field` (a dotted path: "instrument.value"):
- * the message reads "FIELD: " and the formatted text. A NULL or "" field: no field. */
+/* diag_error_set for an error about spec field `field` (a dotted path: "instrument.value"). */
 int diag_error_set_field(struct diag_error *e, const char *field, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 /* Name the field of an error already set when none is named yet (the innermost caller that
- * knows the field wins): `field` is recorded and the message made to read "FIELD: " and what
- * it said. An error whose field is named already is left as it is. Returns e->code (0 for a
- * NULL e). */
+ * knows the field wins). Returns e->code (0 for a NULL e). */
 int diag_error_in_field(struct diag_error *e, const char *field);
+
+/* An error about field whose message does not say so yet: when no field is named, name it
+ * and make the message lead with "FIELD: " (the one place that text is composed from the
+ * field); an error whose field is named already is left as it is. Returns e->code (0 for a
+ * NULL e). For callers that know which field an inner error is about: "value" or
+ * "condition" for an expression, "target" for where a probe goes. */
+int diag_error_lead_field(struct diag_error *e, const char *field);
 
 /* Prefix an existing message with context ("spec w1: " + msg). Returns e->code. */
 int diag_error_prefix(struct diag_error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

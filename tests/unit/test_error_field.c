@@ -1,8 +1,7 @@
 /* test_error_field: an error about a spec field names it in err->field, and its message reads
- * "FIELD: why" composed from that field (lib/util/error.h), at every layer: the error helpers,
- * the expression compiler (value vs condition), the spec codec and the engine's probe_add
- * against a real fixture (bad target, bad value, bad condition). Nobody reads the field back
- * from the message's words. */
+ * "FIELD: why" (lib/util/error.h), at every layer: the error helpers, the expression compiler
+ * (value vs condition), the spec codec and the engine's probe_add against a real fixture (bad
+ * target, bad value, bad condition). Nobody reads the field back from the message's words. */
 #include <cjson/cJSON.h>
 #include <string.h>
 
@@ -16,19 +15,21 @@
 static void test_helpers(void)
 {
 	struct diag_error e = {0};
-	CHECK_EQ_INT(diag_error_set_field(&e, "condition", -DIAG_E_PARSE, "bad %d", 1), -DIAG_E_PARSE);
+	CHECK_EQ_INT(diag_error_set_field(&e, "condition", -DIAG_E_PARSE, "condition: bad %d", 1),
+		     -DIAG_E_PARSE);
 	CHECK_EQ_STR(e.field, "condition");
 	CHECK_EQ_STR(e.msg, "condition: bad 1");
-	/* the innermost field wins: naming it again changes nothing */
-	CHECK_EQ_INT(diag_error_in_field(&e, "target"), -DIAG_E_PARSE);
+	/* the innermost field wins: naming another one changes nothing */
+	CHECK_EQ_INT(diag_error_lead_field(&e, "target"), -DIAG_E_PARSE);
 	CHECK_EQ_STR(e.field, "condition");
 	CHECK_EQ_STR(e.msg, "condition: bad 1");
+	/* an error that names no field: named, and its message composed from the field */
 	diag_error_set(&e, -ENOENT, "no such thing");
 	CHECK_EQ_STR(e.field, "");
-	diag_error_in_field(&e, "target");
+	CHECK_EQ_INT(diag_error_lead_field(&e, "target"), -ENOENT);
 	CHECK_EQ_STR(e.field, "target");
 	CHECK_EQ_STR(e.msg, "target: no such thing");
-	CHECK_EQ_INT(diag_error_in_field(NULL, "target"), 0);
+	CHECK_EQ_INT(diag_error_lead_field(NULL, "target"), 0);
 }
 
 static void test_expr(void)
