@@ -49,10 +49,11 @@ static int string_fail(struct scan *sc, bool is_key, size_t at, const char *what
 	path_of(sc, path, sizeof(path));
 	sc->depth += is_key;
 	if (is_key)
-		return diag_error_set(sc->err, -DIAG_E_PARSE, "%s%s%s in a member name at byte %zu",
-				      path, *path ? ": " : "", what, at);
-	return diag_error_set(sc->err, -DIAG_E_PARSE, "%s%s%s at byte %zu", path,
-			      *path ? ": " : "", what, at);
+		return diag_error_set_field(sc->err, path, -DIAG_E_PARSE,
+					    "%s%s%s in a member name at byte %zu", path,
+					    *path ? ": " : "", what, at);
+	return diag_error_set_field(sc->err, path, -DIAG_E_PARSE, "%s%s%s at byte %zu", path,
+				    *path ? ": " : "", what, at);
 }
 
 static int hex4(const char *s, size_t avail, unsigned *out)

@@ -163,9 +163,13 @@ static int dec_unknown(struct dec *d, const cJSON *obj, const char *prefix,
 		bool ok = false;
 		for (size_t i = 0; known[i] && !ok; i++)
 			ok = strcmp(c->string, known[i]) == 0;
-		if (!ok)
-			return diag_error_set(d->err, -DIAG_E_INVALID, "%s: unknown field '%s%s'",
-					      d->who, prefix, c->string);
+		if (!ok) {
+			char field[DIAG_ERRFIELD_MAX];
+			snprintf(field, sizeof(field), "%s%s", prefix, c->string);
+			return diag_error_set_field(d->err, field, -DIAG_E_INVALID,
+						    "%s: unknown field '%s%s'", d->who, prefix,
+						    c->string);
+		}
 	}
 	return 0;
 }

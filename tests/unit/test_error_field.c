@@ -70,6 +70,10 @@ static void test_spec(void)
 	CHECK(spec_error("{\"id\":\"c\",\"target\":\"f\",\"instrument\":{\"type\":\"log\",\"name\":\"n\","
 			 "\"event\":\"later\"}}", &e) < 0);
 	CHECK_EQ_STR(e.field, "instrument.event");
+	CHECK(spec_error("{\"id\":\"d\",\"target\":\"f\",\"colour\":1,"
+			 "\"instrument\":{\"type\":\"log\",\"name\":\"n\"}}", &e) < 0);
+	CHECK_EQ_STR(e.field, "colour");
+	CHECK_EQ_STR(e.msg, "spec 'd': unknown field 'colour'");
 }
 
 static void on_hit(void *ctx, const struct diag_engine_hit *h)
