@@ -3,12 +3,18 @@
  * SIGINT, SIGHUP), a timerfd (lifespans, wait timeouts) and the control socket. Exits only by
  * signal (end of stdin is not a stop condition: under systemd stdin is /dev/null) or when
  * nothing at all could be applied. No ELF, DWARF or ptrace code of its own. A fatal signal of
- * its own starts `diagnosed --recover-after` (diagnosed_crash.c), another mode of this binary. */
-#include "diagnosed.h"
-#include "util/clock.h"
-#include "indexer/indexer.h"
+ * its own starts `diagnosed --recover-after` (diagnosed_crash.c), another mode of this binary.
+ * The top of the daemon: it owns the manager, the governor and the server and ticks each; it
+ * connects the manager's hits to the server. Nothing calls back up into it. */
 #include "diagnosed_crash.h"
+#include "diagnosed_governor.h"
+#include "diagnosed_manager.h"
+#include "diagnosed_server.h"
+#include "indexer/indexer.h"
+#include "log.h"
 #include "spec/json.h"
+#include "util/clock.h"
+#include "util/grow.h"
 #include "util/text.h"
 
 #include <errno.h>
@@ -16,7 +22,6 @@
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,22 +48,9 @@ struct options {
 	bool no_socket;
 	bool allow_pid1;
 	pid_t recover_after; /* --recover-after PID: restore what PID left, then exit */
-	struct diag_governor_limits limits;
+	struct dmn_governor_limits limits;
 	struct diag_indexer_opts indexer; /* --indexer-uid, --indexer-timeout */
 };
-
-/* Messages quote names, targets, paths and target-supplied text: escaped, so every message is
- * one line and none can forge another or drive the terminal. */
-void diag_log(const char *fmt, ...)
-{
-	char line[2048], safe[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	diag_text_escape(safe, sizeof(safe), line, strlen(line), 0);
-	fprintf(stderr, "diagnosed: %s\n", safe);
-}
 
 static void usage(FILE *f)
 {
@@ -89,7 +81,7 @@ static int parse_limit(const char *opt, const char *s, double *out)
 	errno = 0;
 	double v = strtod(s, &end);
 	if (errno || end == s || *end || !(v >= 0) || v > 1e12) {
-		diag_log("%s %s: must be a number >= 0 (0: no limit)", opt, s);
+		dmn_log("%s %s: must be a number >= 0 (0: no limit)", opt, s);
 		return -1;
 	}
 	*out = v;
@@ -141,7 +133,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	};
 	int ch, li = 0;
 	opterr = 0;
-	diag_governor_default_limits(&o->limits);
+	dmn_governor_default_limits(&o->limits);
 	while ((ch = getopt_long(argc, argv, "", longopts, &li)) != -1) {
 		double *lim = ch == 'H' ? &o->limits.max_hits_per_sec
 			    : ch == 'T' ? &o->limits.max_stopped_ms_per_sec
@@ -158,7 +150,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		switch (ch) {
 		case 'p':
 			if (o->npids == MAX_ARG_PIDS || parse_pid(optarg, &o->pids[o->npids]) < 0) {
-				diag_log("--pid %s: not a process id (or more than %d)", optarg,
+				dmn_log("--pid %s: not a process id (or more than %d)", optarg,
 					 MAX_ARG_PIDS);
 				return -1;
 			}
@@ -166,27 +158,27 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case 's':
 			if (o->nspecs == MAX_ARG_SPECS) {
-				diag_log("--spec: at most %d files", MAX_ARG_SPECS);
+				dmn_log("--spec: at most %d files", MAX_ARG_SPECS);
 				return -1;
 			}
 			o->specs[o->nspecs++] = optarg;
 			break;
 		case 'R':
 			if (parse_pid(optarg, &o->recover_after) < 0) {
-				diag_log("--recover-after %s: not a process id", optarg);
+				dmn_log("--recover-after %s: not a process id", optarg);
 				return -1;
 			}
 			break;
 		case 'X':
 			if (parse_ids(optarg, &o->indexer) < 0) {
-				diag_log("--indexer-uid %s: must be UID or UID:GID, not 0", optarg);
+				dmn_log("--indexer-uid %s: must be UID or UID:GID, not 0", optarg);
 				return -1;
 			}
 			break;
 		case 'Y': {
 			double secs;
 			if (parse_limit("--indexer-timeout", optarg, &secs) < 0 || secs < 0.1 || secs > 3600) {
-				diag_log("--indexer-timeout %s: must be seconds in [0.1, 3600]", optarg);
+				dmn_log("--indexer-timeout %s: must be seconds in [0.1, 3600]", optarg);
 				return -1;
 			}
 			o->indexer.timeout_ms = (unsigned)(secs * 1000);
@@ -200,13 +192,13 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'f': break; /* always in the foreground: systemd and tests supervise us */
 		case 'h': usage(stdout); return 1;
 		default:
-			diag_log("unknown option '%s'", argv[optind - 1]);
+			dmn_log("unknown option '%s'", argv[optind - 1]);
 			usage(stderr);
 			return -1;
 		}
 	}
 	if (optind < argc) {
-		diag_log("unexpected argument '%s'", argv[optind]);
+		dmn_log("unexpected argument '%s'", argv[optind]);
 		usage(stderr);
 		return -1;
 	}
@@ -235,19 +227,15 @@ static char *read_file(const char *path, size_t *len)
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return NULL;
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	while (buf) {
-		n += fread(buf + n, 1, cap - n, f);
-		if (n < cap || cap >= (64u << 20))
-			break;
-		char *p = realloc(buf, cap * 2);
-		if (!p) {
+	size_t cap = 0, n = 0;
+	char *buf = NULL;
+	while (n == cap && cap < (64u << 20)) { /* full (or nothing yet): room for more */
+		if (diag_grow((void **)&buf, &cap, cap + 1, 1, 4096) < 0) {
 			free(buf);
 			buf = NULL;
+			break;
 		}
-		buf = p;
-		cap *= 2;
+		n += fread(buf + n, 1, cap - n, f);
 	}
 	int bad = ferror(f);
 	fclose(f);
@@ -259,28 +247,28 @@ static char *read_file(const char *path, size_t *len)
 	return buf;
 }
 
-static void add_one(struct diag_manager *m, const cJSON *j, const char *label)
+static void add_one(struct dmn_manager *m, const cJSON *j, const char *label)
 {
 	struct diag_spec *s;
 	struct diag_error err = { 0 };
 	if (diag_spec_from_json(j, DIAG_SPEC_CHECK_TARGET, label, &s, &err) < 0 ||
-	    diag_manager_add(m, s, NULL, &err) < 0)
-		diag_log("%s", err.msg);
+	    dmn_manager_add(m, s, NULL, &err) < 0)
+		dmn_log("%s", err.msg);
 }
 
 /* Each spec of the file is applied on its own: one bad spec does not stop the others. */
-static void add_spec_file(struct diag_manager *m, const char *path)
+static void add_spec_file(struct dmn_manager *m, const char *path)
 {
 	size_t len = 0;
 	char *text = read_file(path, &len);
 	if (!text) {
-		diag_log("--spec %s: %s", path, strerror(errno));
+		dmn_log("--spec %s: %s", path, strerror(errno));
 		return;
 	}
 	struct diag_error err = { 0 };
 	cJSON *root = diag_json_parse(text, len, &err);
 	if (!root) {
-		diag_log("--spec %s: %s", path, err.msg);
+		dmn_log("--spec %s: %s", path, err.msg);
 	} else if (cJSON_IsArray(root)) {
 		int i = 0;
 		for (const cJSON *c = root->child; c; c = c->next) {
@@ -300,8 +288,9 @@ struct loop {
 	bool watch_stdin; /* one-shot run from a shell or pipe: end of input stops it */
 	int test_crash;   /* DIAG_TEST_CRASH: the signal to fault with after the first hit */
 	int64_t armed_ns;
-	struct diag_manager m;
-	struct diag_server *server;
+	struct dmn_manager m;
+	struct dmn_governor *governor;
+	struct dmn_server *server;
 };
 
 static int epoll_add(int epfd, int fd)
@@ -345,14 +334,15 @@ static int run(struct loop *l)
 {
 	for (;;) {
 		int64_t now = diag_clock_wall_ns();
-		int64_t next = diag_manager_tick(&l->m, now);
+		int64_t next = dmn_manager_tick(&l->m, now);
+		next = earliest(next, dmn_governor_tick(l->governor, &l->m, now));
 		if (l->server)
-			next = earliest(next, diag_server_tick(l->server, now));
+			next = earliest(next, dmn_server_tick(l->server, now));
 		arm_timer(l, next);
 		struct epoll_event evs[64];
 		int n = epoll_wait(l->epfd, evs, 64, -1);
 		if (n < 0 && errno != EINTR) {
-			diag_log("epoll_wait: %s", strerror(errno));
+			dmn_log("epoll_wait: %s", strerror(errno));
 			return SIGTERM;
 		}
 		for (int i = 0; i < n; i++) {
@@ -375,12 +365,12 @@ static int run(struct loop *l)
 			} else if (fd == diag_engine_fd(l->m.engine)) {
 				int r = diag_engine_dispatch(l->m.engine);
 				if (r < 0)
-					diag_log("engine: %s", diag_strerror(r));
+					dmn_log("engine: %s", diag_strerror(r));
 				struct diag_engine_stats st;
 				if (l->test_crash && (diag_engine_get_stats(l->m.engine, &st), st.hits))
-					diag_crash_test_fire(l->test_crash);
+					dmn_crash_test_fire(l->test_crash);
 			} else if (l->server) {
-				diag_server_handle(l->server, fd, evs[i].events);
+				dmn_server_handle(l->server, fd, evs[i].events);
 			}
 		}
 	}
@@ -390,7 +380,7 @@ static void attach_pids(struct loop *l, const struct options *o)
 {
 	for (size_t i = 0; i < o->npids; i++) {
 		struct diag_error err = { 0 };
-		int r = diag_manager_attach_process(&l->m, o->pids[i], &err);
+		int r = dmn_manager_attach_process(&l->m, o->pids[i], &err);
 		if (r >= 0)
 			continue;
 		/* the message names the field ("pid N: why"); here the user typed --pid N */
@@ -398,8 +388,14 @@ static void attach_pids(struct loop *l, const struct options *o)
 		int n = snprintf(field, sizeof(field), "pid %d: ", (int)o->pids[i]);
 		const char *why = strncmp(err.msg, field, (size_t)n) == 0 ? err.msg + n
 				  : err.msg[0] ? err.msg : diag_strerror(r);
-		diag_log("--pid %d: %s", (int)o->pids[i], why);
+		dmn_log("--pid %d: %s", (int)o->pids[i], why);
 	}
+}
+
+static void server_on_hit(void *server, const struct dmn_mspec *ms,
+			  const struct diag_engine_hit *hit)
+{
+	dmn_server_on_hit(server, ms, hit);
 }
 
 static int start_server(struct loop *l, const struct options *o)
@@ -408,15 +404,15 @@ static int start_server(struct loop *l, const struct options *o)
 		return 0;
 	struct diag_error err = { 0 };
 	const char *path = o->socket ? o->socket : DEFAULT_SOCKET;
-	int r = diag_server_new(&l->m, path, l->epfd, &l->server, &err);
+	int r = dmn_server_new(&l->m, path, l->epfd, &l->server, &err);
 	if (r < 0) {
-		diag_log("%s", err.msg);
+		dmn_log("%s", err.msg);
 		/* With --spec the socket is a convenience; the probes are what was asked for. */
 		if (o->nspecs && !o->socket)
 			return 0;
 		return r;
 	}
-	l->m.server = l->server;
+	dmn_manager_on_hit(&l->m, server_on_hit, l->server);
 	return 0;
 }
 
@@ -427,51 +423,53 @@ int main(int argc, char **argv)
 	if (r)
 		return r > 0 ? 0 : 2;
 	if (o.recover_after)
-		return diag_crash_recover(o.recover_after);
+		return dmn_crash_recover(o.recover_after);
 	struct diag_error cerr = { 0 };
-	if (diag_crash_arm(&cerr) < 0) /* the journal still lets the next daemon restore */
-		diag_log("%s; a crash leaves the targets to the next daemon", cerr.msg);
+	if (dmn_crash_arm(&cerr) < 0) /* the journal still lets the next daemon restore */
+		dmn_log("%s; a crash leaves the targets to the next daemon", cerr.msg);
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	signal(SIGPIPE, SIG_IGN);
 	/* Blocked before any thread exists, so the worker inherits the mask and only the
 	 * signalfd sees these. */
 	sigset_t mask;
-	diag_crash_block_stop_signals(&mask);
+	dmn_crash_block_stop_signals(&mask);
 
 	char pdir[PATH_MAX];
 	const char *plugin_dir = o.plugin_dir ? o.plugin_dir : default_plugin_dir(pdir, sizeof(pdir));
 	/* Specs given on the command line are this run's only, unless a store is named. */
 	const char *store = o.store ? o.store : o.nspecs ? NULL : DEFAULT_STORE;
-	struct loop l = { .epfd = -1, .sfd = -1, .tfd = -1, .test_crash = diag_crash_test_signal() };
+	struct loop l = { .epfd = -1, .sfd = -1, .tfd = -1, .test_crash = dmn_crash_test_signal() };
 	struct diag_error err = { 0 };
-	if ((r = diag_manager_init(&l.m, plugin_dir, store, &err)) < 0) {
-		diag_log("%s", err.msg);
-		diag_manager_fini(&l.m);
-		return 1;
-	}
-	diag_manager_set_limits(&l.m, &o.limits);
-	if ((r = diag_manager_use_indexer(&l.m, &o.indexer, &err)) < 0) {
-		diag_log("%s", err.msg);
-		diag_manager_fini(&l.m);
+	if ((r = dmn_manager_init(&l.m, plugin_dir, store, &err)) == 0 &&
+	    (r = dmn_governor_new(&o.limits, &l.governor)) < 0)
+		diag_error_set(&err, r, "governor: %s", diag_strerror(r));
+	if (r == 0)
+		r = dmn_manager_use_indexer(&l.m, &o.indexer, &err);
+	if (r < 0) {
+		dmn_log("%s", err.msg);
+		dmn_manager_fini(&l.m);
+		dmn_governor_free(l.governor);
 		return 1;
 	}
 	l.m.allow_pid1 = o.allow_pid1;
 	if ((r = setup_fds(&l, &mask)) < 0) {
-		diag_log("setup: %s", strerror(-r));
-		diag_manager_fini(&l.m);
+		dmn_log("setup: %s", strerror(-r));
+		dmn_manager_fini(&l.m);
+		dmn_governor_free(l.governor);
 		return 1;
 	}
 	attach_pids(&l, &o);
-	diag_manager_load(&l.m);
+	dmn_manager_load(&l.m);
 	for (size_t i = 0; i < o.nspecs; i++)
 		add_spec_file(&l.m, o.specs[i]);
 	pid_t one[1];
-	bool nothing = (o.nspecs && diag_manager_count_live(&l.m) == 0) ||
+	bool nothing = (o.nspecs && dmn_manager_count_live(&l.m) == 0) ||
 		       (o.npids && !o.nspecs && diag_engine_pids(l.m.engine, one, 1) == 0);
 	if (nothing)
-		diag_log("nothing could be applied; exiting");
+		dmn_log("nothing could be applied; exiting");
 	if (nothing || start_server(&l, &o) < 0) {
-		diag_manager_fini(&l.m);
+		dmn_manager_fini(&l.m);
+		dmn_governor_free(l.governor);
 		return 1;
 	}
 	fflush(stdout);
@@ -487,10 +485,11 @@ int main(int argc, char **argv)
 #ifdef DIAG_HAVE_SYSTEMD
 	sd_notify(0, "STOPPING=1");
 #endif
-	diag_log("%s: restoring every target and exiting", sig ? strsignal(sig) : "end of input");
-	diag_server_free(l.server);
-	l.m.server = NULL;
-	diag_manager_fini(&l.m);
+	dmn_log("%s: restoring every target and exiting", sig ? strsignal(sig) : "end of input");
+	dmn_manager_on_hit(&l.m, NULL, NULL); /* the engine's last hits (detach) reach no server */
+	dmn_server_free(l.server);
+	dmn_manager_fini(&l.m);
+	dmn_governor_free(l.governor);
 	fflush(stdout);
 	return 0;
 }

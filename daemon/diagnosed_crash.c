@@ -5,7 +5,8 @@
  * The recovery itself is the engine's journal recovery, never a copy of it. */
 #include "diagnosed_crash.h"
 #include "util/clock.h"
-#include "ptrace/tracee.h"
+#include "util/grow.h"
+#include "util/procfs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -22,8 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "diagnosed.h"
-#include "ptrace/tracee.h"
+#include "engine/engine.h"
+#include "log.h"
 
 extern char **environ;
 
@@ -186,7 +187,7 @@ static int install_handlers(struct crash_state *c, struct diag_error *err)
 	return 0;
 }
 
-int diag_crash_arm(struct diag_error *err)
+int dmn_crash_arm(struct diag_error *err)
 {
 	if (crash)
 		return diag_error_set(err, -EALREADY, "fatal-signal handler: armed twice");
@@ -218,23 +219,10 @@ int diag_crash_arm(struct diag_error *err)
 
 /* ---- --recover-after ---- */
 
-static bool is_gone(pid_t pid)
-{
-	return diag_proc_gone(pid);
-}
-
 static pid_t tracer_of(pid_t pid)
 {
-	char path[64], line[256];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "re");
-	long tracer = 0;
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "TracerPid: %ld", &tracer) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return (pid_t)tracer;
+	unsigned long long tracer = 0;
+	return diag_proc_status_field(pid, "TracerPid", 10, &tracer) ? (pid_t)tracer : 0;
 }
 
 static bool same_image(pid_t pid)
@@ -263,7 +251,7 @@ static void wait_gone(pid_t pid)
 		return; /* ESRCH: gone already */
 	/* no pidfd_open (Linux < 5.3): poll, bounded by the daemon's own death */
 	struct timespec tick = { 0, RECOVER_RETRY_NS };
-	while (!is_gone(pid))
+	while (!diag_proc_gone(pid))
 		nanosleep(&tick, NULL);
 }
 
@@ -290,15 +278,9 @@ static int list_journals(const char *dir, struct jentry **out, size_t *n)
 		    de->d_name[used] || pid <= 0)
 			continue;
 		j.pid = pid;
-		if (*n == cap) {
-			size_t ncap = cap ? cap * 2 : 64;
-			struct jentry *p = realloc(*out, ncap * sizeof(*p));
-			if (!p) {
-				closedir(d);
-				return -ENOMEM;
-			}
-			*out = p;
-			cap = ncap;
+		if (DIAG_GROW(out, &cap, *n + 1) < 0) {
+			closedir(d);
+			return -ENOMEM;
 		}
 		(*out)[(*n)++] = j;
 	}
@@ -326,13 +308,13 @@ static enum outcome recover_one(struct diag_engine *e, pid_t dead, const struct 
 		if (r == -ESRCH)
 			return SKIPPED;
 		pid_t tracer = tracer_of(j->pid);
-		if (r == -EPERM && tracer > 0 && tracer != dead && !is_gone(tracer)) {
-			diag_log("recover: pid %d: traced by the live process %d: its patches are its "
+		if (r == -EPERM && tracer > 0 && tracer != dead && !diag_proc_gone(tracer)) {
+			dmn_log("recover: pid %d: traced by the live process %d: its patches are its "
 				 "tracer's, left alone", (int)j->pid, (int)tracer);
 			return SKIPPED;
 		}
 		if (r != -EPERM || diag_clock_mono_ns() > deadline) {
-			diag_log("recover: pid %d: NOT restored: %s%s", (int)j->pid,
+			dmn_log("recover: pid %d: NOT restored: %s%s", (int)j->pid,
 				 err.msg[0] ? err.msg : diag_strerror(r),
 				 r == -EPERM ? " (still traced 5 s after the daemon exited)" : "");
 			return FAILED;
@@ -344,17 +326,17 @@ static enum outcome recover_one(struct diag_engine *e, pid_t dead, const struct 
 	}
 	diag_engine_get_stats(e, &after);
 	struct diag_error err = { 0 };
-	if (diag_engine_detach(e, j->pid, &err) < 0 && !is_gone(j->pid)) {
-		diag_log("recover: pid %d: restored %zu patch(es) but detach failed: %s", (int)j->pid,
+	if (diag_engine_detach(e, j->pid, &err) < 0 && !diag_proc_gone(j->pid)) {
+		dmn_log("recover: pid %d: restored %zu patch(es) but detach failed: %s", (int)j->pid,
 			 after.recovered - before.recovered, err.msg);
 		return FAILED;
 	}
-	diag_log("recover: pid %d: %zu patch(es) restored, diagnose pages unmapped, detached",
+	dmn_log("recover: pid %d: %zu patch(es) restored, diagnose pages unmapped, detached",
 		 (int)j->pid, after.recovered - before.recovered);
 	return RESTORED;
 }
 
-void diag_crash_block_stop_signals(sigset_t *mask)
+void dmn_crash_block_stop_signals(sigset_t *mask)
 {
 	sigemptyset(mask);
 	sigaddset(mask, SIGTERM);
@@ -363,25 +345,25 @@ void diag_crash_block_stop_signals(sigset_t *mask)
 	sigprocmask(SIG_BLOCK, mask, NULL);
 }
 
-int diag_crash_recover(pid_t dead)
+int dmn_crash_recover(pid_t dead)
 {
 	/* finish what we started: a half-done recovery helps nobody (systemd waits for us) */
 	sigset_t mask;
-	diag_crash_block_stop_signals(&mask);
+	dmn_crash_block_stop_signals(&mask);
 	wait_gone(dead);
 	const char *dir = getenv("DIAG_JOURNAL_DIR");
 	if (!dir || !*dir)
-		dir = DIAG_CRASH_JOURNAL_DEFAULT;
+		dir = DMN_CRASH_JOURNAL_DEFAULT;
 	struct jentry *js;
 	size_t n;
 	int r = list_journals(dir, &js, &n);
 	if (r < 0) {
-		diag_log("recover after pid %d: journal directory %s: %s", (int)dead, dir, strerror(-r));
+		dmn_log("recover after pid %d: journal directory %s: %s", (int)dead, dir, strerror(-r));
 		return 1;
 	}
 	struct diag_engine *e = NULL;
 	if (n && (r = diag_engine_new(NULL, &e)) < 0) {
-		diag_log("recover after pid %d: engine: %s", (int)dead, diag_strerror(r));
+		dmn_log("recover after pid %d: engine: %s", (int)dead, diag_strerror(r));
 		free(js);
 		return 1;
 	}
@@ -390,7 +372,7 @@ int diag_crash_recover(pid_t dead)
 		count[recover_one(e, dead, &js[i])]++;
 	diag_engine_free(e);
 	free(js);
-	diag_log("recover after pid %d: %zu process(es) restored, %zu failed, %zu journal(s) "
+	dmn_log("recover after pid %d: %zu process(es) restored, %zu failed, %zu journal(s) "
 		 "skipped (process gone or traced by another)", (int)dead, count[RESTORED],
 		 count[FAILED], count[SKIPPED]);
 	return count[FAILED] ? 1 : 0;
@@ -398,7 +380,7 @@ int diag_crash_recover(pid_t dead)
 
 /* ---- test hook ---- */
 
-int diag_crash_test_signal(void)
+int dmn_crash_test_signal(void)
 {
 	const char *v = getenv("DIAG_TEST_CRASH");
 	if (!v)
@@ -406,7 +388,7 @@ int diag_crash_test_signal(void)
 	return !strcmp(v, "segv") ? SIGSEGV : !strcmp(v, "bus") ? SIGBUS : !strcmp(v, "abort") ? SIGABRT : 0;
 }
 
-void diag_crash_test_fire(int sig)
+void dmn_crash_test_fire(int sig)
 {
 	if (sig == SIGABRT)
 		abort();

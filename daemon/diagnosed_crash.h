@@ -8,7 +8,7 @@
  *
  * The single exception to "no global mutable state": a signal handler has no argument
  * through which its data could reach it, so diagnosed_crash.c keeps one static pointer to the
- * state diag_crash_arm() precomputed. Nothing else is global, and the pointer is written once,
+ * state dmn_crash_arm() precomputed. Nothing else is global, and the pointer is written once,
  * before the handlers are installed. */
 #ifndef DIAGNOSED_CRASH_H
 #define DIAGNOSED_CRASH_H
@@ -20,28 +20,28 @@
 
 /* The engine's default journal directory (lib/engine/engine.c) when DIAG_JOURNAL_DIR is unset:
  * the recovery process lists it to find the dead daemon's processes. */
-#define DIAG_CRASH_JOURNAL_DEFAULT "/run/diagnose/journal"
+#define DMN_CRASH_JOURNAL_DEFAULT "/run/diagnose/journal"
 
 /* Precompute the recovery command (this executable, `--recover-after <our pid>`, a copy of
  * the environment, which carries DIAG_JOURNAL_DIR) and install the fatal-signal handlers on an
  * alternate stack. Call once, early in main, before any thread exists. Returns 0 or -errno
  * with err filled; the daemon runs on without the handlers then. */
-int diag_crash_arm(struct diag_error *err);
+int dmn_crash_arm(struct diag_error *err);
 
 /* `diagnosed --recover-after PID`: wait until PID is gone, restore every process named in the
  * journal directory that PID's ptrace no longer holds, print one line per process and a
  * summary on stderr. Returns the exit status: 0 when every process was restored (or there was
  * nothing to do), 1 when one could not be. */
-int diag_crash_recover(pid_t dead);
+int dmn_crash_recover(pid_t dead);
 
 /* Block SIGTERM, SIGINT and SIGHUP in the calling thread (*mask: that set): the serving daemon
  * takes them from its signalfd, the recovery process must not be stopped half-way by them. */
-void diag_crash_block_stop_signals(sigset_t *mask);
+void dmn_crash_block_stop_signals(sigset_t *mask);
 
 /* Test hook (tests/faults/test_daemon_fatal.sh): DIAG_TEST_CRASH=segv|bus|abort makes the
  * daemon fault for real once a probe has hit. Returns the signal to raise, or 0 (unset). */
-int diag_crash_test_signal(void);
+int dmn_crash_test_signal(void);
 /* Fault with that signal: a NULL store, a read past the end of a mapped empty file, abort(). */
-void diag_crash_test_fire(int sig);
+void dmn_crash_test_fire(int sig);
 
 #endif

@@ -5,13 +5,16 @@
  * int3 hits above all), the heaviest probe of a process whose probes together stop it over
  * that share, or the heaviest probe when all of them together are over the daemon's total
  * budget. Disabling goes through the manager (bytes restored, record `disabled` with the
- * reason). Runs on the engine's thread; never touches a target itself. */
-#include "diagnosed.h"
+ * reason). Runs on the engine's thread; never touches a target itself, and sees the
+ * manager's records only through dmn_manager_each_live. */
+#include "diagnosed_governor.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "util/grow.h"
 
 #define GOV_PERIOD_NS 100000000LL  /* sampling period */
 #define GOV_WINDOW_NS 1000000000LL /* rates are measured over this much history */
@@ -25,7 +28,7 @@ struct sample {
 /* One (spec, process) pair. The spec is known by address and lastmodified: a freed spec whose
  * address is reused by a new one has another lastmodified, or its counts go backwards. */
 struct gov_entry {
-	const struct diag_mspec *ms;
+	const struct dmn_mspec *ms;
 	int64_t lm_ns;
 	pid_t pid;
 	bool seen;
@@ -35,36 +38,36 @@ struct gov_entry {
 	double window_s;                   /* the window those rates span */
 };
 
-struct diag_governor {
-	struct diag_governor_limits lim;
+struct dmn_governor {
+	struct dmn_governor_limits lim;
 	struct gov_entry *v;
 	size_t n, cap;
 	int64_t next_ns;
 };
 
-void diag_governor_default_limits(struct diag_governor_limits *l)
+void dmn_governor_default_limits(struct dmn_governor_limits *l)
 {
-	l->max_hits_per_sec = DIAG_GOV_DEFAULT_HITS_PER_SEC;
-	l->max_stopped_ms_per_sec = DIAG_GOV_DEFAULT_STOPPED_MS_PER_SEC;
-	l->max_stopped_percent = DIAG_GOV_DEFAULT_STOPPED_PERCENT;
-	l->max_total_hits_per_sec = DIAG_GOV_DEFAULT_TOTAL_HITS_PER_SEC;
-	l->max_total_stopped_ms_per_sec = DIAG_GOV_DEFAULT_TOTAL_STOPPED_MS_PER_SEC;
+	l->max_hits_per_sec = DMN_GOV_DEFAULT_HITS_PER_SEC;
+	l->max_stopped_ms_per_sec = DMN_GOV_DEFAULT_STOPPED_MS_PER_SEC;
+	l->max_stopped_percent = DMN_GOV_DEFAULT_STOPPED_PERCENT;
+	l->max_total_hits_per_sec = DMN_GOV_DEFAULT_TOTAL_HITS_PER_SEC;
+	l->max_total_stopped_ms_per_sec = DMN_GOV_DEFAULT_TOTAL_STOPPED_MS_PER_SEC;
 }
 
-int diag_governor_new(const struct diag_governor_limits *lim, struct diag_governor **out)
+int dmn_governor_new(const struct dmn_governor_limits *lim, struct dmn_governor **out)
 {
-	struct diag_governor *g = calloc(1, sizeof(*g));
+	struct dmn_governor *g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
 	if (lim)
 		g->lim = *lim;
 	else
-		diag_governor_default_limits(&g->lim);
+		dmn_governor_default_limits(&g->lim);
 	*out = g;
 	return 0;
 }
 
-void diag_governor_free(struct diag_governor *g)
+void dmn_governor_free(struct dmn_governor *g)
 {
 	if (!g)
 		return;
@@ -72,12 +75,7 @@ void diag_governor_free(struct diag_governor *g)
 	free(g);
 }
 
-void diag_governor_set_limits(struct diag_governor *g, const struct diag_governor_limits *lim)
-{
-	g->lim = *lim;
-}
-
-static struct gov_entry *entry_get(struct diag_governor *g, const struct diag_mspec *ms, pid_t pid)
+static struct gov_entry *entry_get(struct dmn_governor *g, const struct dmn_mspec *ms, pid_t pid)
 {
 	for (size_t i = 0; i < g->n; i++)
 		if (g->v[i].ms == ms && g->v[i].pid == pid) {
@@ -89,14 +87,8 @@ static struct gov_entry *entry_get(struct diag_governor *g, const struct diag_ms
 			g->v[i].lm_ns = ms->spec->lastmodified_ns;
 			return &g->v[i];
 		}
-	if (g->n == g->cap) {
-		size_t cap = g->cap ? g->cap * 2 : 16;
-		struct gov_entry *v = realloc(g->v, cap * sizeof(*v));
-		if (!v)
-			return NULL;
-		g->v = v;
-		g->cap = cap;
-	}
+	if (DIAG_GROW(&g->v, &g->cap, g->n + 1) < 0)
+		return NULL;
 	struct gov_entry *en = &g->v[g->n++];
 	memset(en, 0, sizeof(*en));
 	en->ms = ms;
@@ -128,9 +120,9 @@ static void entry_sample(struct gov_entry *en, const struct sample *now)
 	}
 }
 
-static void disable(struct diag_manager *m, struct gov_entry *en, const char *why)
+static void disable(struct dmn_manager *m, struct gov_entry *en, const char *why)
 {
-	diag_manager_disable(m, (struct diag_mspec *)en->ms, en->pid, why);
+	dmn_manager_disable(m, (struct dmn_mspec *)en->ms, en->pid, why);
 	en->seen = false; /* forgotten at the end of the tick */
 }
 
@@ -141,13 +133,13 @@ static double percent_of(double stopped_ms_rate)
 }
 
 /* A spec's own stopped budget (limits.max_stopped_ms_per_sec) replaces the percent one. */
-static bool percent_applies(const struct diag_governor *g, const struct gov_entry *en)
+static bool percent_applies(const struct dmn_governor *g, const struct gov_entry *en)
 {
 	return g->lim.max_stopped_percent > 0 && !(en->ms->spec->max_stopped_ms_per_sec > 0);
 }
 
 /* Per-probe budgets. */
-static void check_entry(struct diag_governor *g, struct diag_manager *m, struct gov_entry *en)
+static void check_entry(struct dmn_governor *g, struct dmn_manager *m, struct gov_entry *en)
 {
 	const struct diag_spec *s = en->ms->spec;
 	double hl = s->max_hits_per_sec > 0 ? s->max_hits_per_sec : g->lim.max_hits_per_sec;
@@ -180,7 +172,7 @@ static void check_entry(struct diag_governor *g, struct diag_manager *m, struct 
 
 /* The percent budget per process: while the probes of pid together stop its threads over it,
  * the heaviest goes (each alone is within it, or check_entry took it). */
-static void check_process(struct diag_governor *g, struct diag_manager *m, pid_t pid)
+static void check_process(struct dmn_governor *g, struct dmn_manager *m, pid_t pid)
 {
 	for (;;) {
 		double total = 0, worst_rate = 0;
@@ -208,7 +200,7 @@ static void check_process(struct diag_governor *g, struct diag_manager *m, pid_t
 }
 
 /* The daemon-wide budget: while all probes together are over it, the heaviest goes. */
-static void check_total(struct diag_governor *g, struct diag_manager *m, bool stopped)
+static void check_total(struct dmn_governor *g, struct dmn_manager *m, bool stopped)
 {
 	double limit = stopped ? g->lim.max_total_stopped_ms_per_sec : g->lim.max_total_hits_per_sec;
 	if (limit <= 0)
@@ -242,31 +234,36 @@ static void check_total(struct diag_governor *g, struct diag_manager *m, bool st
 	}
 }
 
-int64_t diag_governor_tick(struct diag_governor *g, struct diag_manager *m, int64_t now_ns)
+struct tick {
+	struct dmn_governor *g;
+	struct dmn_manager *m;
+	int64_t now_ns;
+	bool any; /* some probe was sampled */
+};
+
+static void sample_one(void *arg, struct dmn_mspec *ms, struct diag_applied *a,
+		       const struct diag_probe_info *info)
+{
+	struct tick *t = arg;
+	struct gov_entry *en = entry_get(t->g, ms, a->pid);
+	if (!en)
+		return;
+	struct sample smp = { t->now_ns, info->hits, info->stopped_ns };
+	entry_sample(en, &smp);
+	en->seen = true;
+	t->any = true;
+	check_entry(t->g, t->m, en); /* changes applied states, never the array */
+}
+
+int64_t dmn_governor_tick(struct dmn_governor *g, struct dmn_manager *m, int64_t now_ns)
 {
 	if (g->next_ns && now_ns < g->next_ns)
 		return g->next_ns;
 	for (size_t i = 0; i < g->n; i++)
 		g->v[i].seen = false;
-	bool any = false;
-	for (size_t i = 0; i < m->nspecs; i++) {
-		struct diag_mspec *ms = m->specs[i];
-		for (size_t j = 0; j < ms->spec->napplied; j++) {
-			struct diag_applied *a = &ms->spec->applied[j];
-			struct diag_probe_info info;
-			if (a->state != DIAG_APPLIED_APPLIED ||
-			    diag_engine_probe_info(m->engine, a->pid, ms, &info) < 0)
-				continue;
-			struct gov_entry *en = entry_get(g, ms, a->pid);
-			if (!en)
-				continue;
-			struct sample smp = { now_ns, info.hits, info.stopped_ns };
-			entry_sample(en, &smp);
-			en->seen = true;
-			any = true;
-			check_entry(g, m, en); /* changes applied states, never the array */
-		}
-	}
+	struct tick t = { .g = g, .m = m, .now_ns = now_ns };
+	dmn_manager_each_live(m, sample_one, &t);
+	bool any = t.any;
 	for (size_t i = 0; i < g->n; i++)
 		if (g->v[i].seen && (i == 0 || g->v[i].pid != g->v[i - 1].pid))
 			check_process(g, m, g->v[i].pid); /* a repeat finds nothing more */

@@ -1,12 +1,13 @@
-/* diagnosed manager: makes the traced processes match the specs. Applies specs through
- * engine.h, owns one instrument instance per spec, keeps the `applied` records, enforces
- * lifespans, and persists through the store before any change is acknowledged. Runs on the
- * engine's thread only; never blocks it on a plugin (events go through the queue). */
-#include "diagnosed.h"
-#include "util/clock.h"
-#include "indexer/indexer.h"
-#include "ptrace/tracee.h"
+/* diagnosed_manager: makes the traced processes match the specs (the contract is in
+ * diagnosed_manager.h). Owns the running specs, their instrument instances and `applied`
+ * records; never calls up into the server, the governor or the main loop. */
+#include "diagnosed_manager.h"
 
+#include "indexer/indexer.h"
+#include "log.h"
+#include "util/clock.h"
+#include "util/grow.h"
+#include "util/procfs.h"
 #include "util/text.h"
 
 #include <dirent.h>
@@ -16,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static struct diag_mspec *mspec_of_cookie(const struct diag_manager *m, void *cookie)
+static struct dmn_mspec *mspec_of_cookie(const struct dmn_manager *m, void *cookie)
 {
 	for (size_t i = 0; i < m->nspecs; i++)
 		if (m->specs[i] == cookie)
@@ -24,14 +25,14 @@ static struct diag_mspec *mspec_of_cookie(const struct diag_manager *m, void *co
 	return NULL;
 }
 
-static struct diag_applied *record(struct diag_manager *m, struct diag_mspec *ms, pid_t pid)
+static struct diag_applied *record(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid)
 {
 	char key[sizeof(((struct diag_applied *)0)->key)];
 	snprintf(key, sizeof(key), "%s:%d", m->host, (int)pid);
 	return diag_spec_applied_get(ms->spec, key, pid);
 }
 
-static struct diag_applied *record_find(struct diag_mspec *ms, pid_t pid)
+static struct diag_applied *record_find(struct dmn_mspec *ms, pid_t pid)
 {
 	for (size_t i = 0; i < ms->spec->napplied; i++)
 		if (ms->spec->applied[i].pid == pid)
@@ -41,8 +42,8 @@ static struct diag_applied *record_find(struct diag_mspec *ms, pid_t pid)
 
 static void on_hit(void *ctx, const struct diag_engine_hit *hit)
 {
-	struct diag_manager *m = ctx;
-	struct diag_mspec *ms = mspec_of_cookie(m, hit->cookie);
+	struct dmn_manager *m = ctx;
+	struct dmn_mspec *ms = mspec_of_cookie(m, hit->cookie);
 	if (!ms)
 		return;
 	struct diag_applied *a = record_find(ms, hit->pid);
@@ -63,8 +64,8 @@ static void on_hit(void *ctx, const struct diag_engine_hit *hit)
 			ms->dropped++;
 		}
 	}
-	if (m->server)
-		diag_server_on_hit(m->server, ms, hit);
+	if (m->on_hit)
+		m->on_hit(m->on_hit_ctx, ms, hit);
 }
 
 static enum diag_applied_state state_of(enum diag_probe_state st)
@@ -120,7 +121,7 @@ static void count_hits(struct diag_applied *a, const struct diag_probe_info *inf
 	a->hits += lost;
 }
 
-static void refresh_record(struct diag_manager *m, struct diag_mspec *ms, struct diag_applied *a)
+static void refresh_record(struct dmn_manager *m, struct dmn_mspec *ms, struct diag_applied *a)
 {
 	struct diag_probe_info info;
 	if (diag_engine_probe_info(m->engine, a->pid, ms, &info) < 0)
@@ -136,8 +137,8 @@ static void refresh_record(struct diag_manager *m, struct diag_mspec *ms, struct
 static void on_probe_state(void *ctx, pid_t pid, void *cookie, enum diag_probe_state st,
 			   const char *error)
 {
-	struct diag_manager *m = ctx;
-	struct diag_mspec *ms = mspec_of_cookie(m, cookie);
+	struct dmn_manager *m = ctx;
+	struct dmn_mspec *ms = mspec_of_cookie(m, cookie);
 	struct diag_applied *a = ms ? record(m, ms, pid) : NULL;
 	if (!a)
 		return;
@@ -147,13 +148,13 @@ static void on_probe_state(void *ctx, pid_t pid, void *cookie, enum diag_probe_s
 	snprintf(a->error, sizeof(a->error), "%s", error ? error : "");
 	/* a removal that left the target's own rewrite of its code in place says so */
 	if (a->state == DIAG_APPLIED_ERROR || (st == DIAG_PROBE_REMOVED && a->error[0]))
-		diag_log("spec '%s': pid %d: %s", ms->spec->id, (int)pid, a->error);
+		dmn_log("spec '%s': pid %d: %s", ms->spec->id, (int)pid, a->error);
 }
 
 /* A record whose process is gone: not live, not traced, not running (a detached process keeps
  * its record), and not one the spec names (a pid the user asked for keeps its record,
  * whatever became of it). */
-static bool record_gone(const struct diag_manager *m, const struct diag_spec *s,
+static bool record_gone(const struct dmn_manager *m, const struct diag_spec *s,
 			const struct diag_applied *a)
 {
 	if (a->pid <= 0 || a->state == DIAG_APPLIED_APPLIED || a->state == DIAG_APPLIED_PENDING ||
@@ -166,22 +167,22 @@ static bool record_gone(const struct diag_manager *m, const struct diag_spec *s,
 }
 
 /* A fork storm must not grow `applied` (memory, `list`, the store) without bound: the oldest
- * records of gone processes beyond the last DIAG_MANAGER_EXITED_KEEP are summed into the
+ * records of gone processes beyond the last DMN_MANAGER_EXITED_KEEP are summed into the
  * summary record and dropped. Runs between engine dispatches only, never while a caller
  * holds a record (the governor walks the array). */
-static void fold_exited(struct diag_manager *m, struct diag_spec *s)
+static void fold_exited(struct dmn_manager *m, struct diag_spec *s)
 {
 	size_t gone = 0;
 	for (size_t i = 0; i < s->napplied; i++)
 		gone += record_gone(m, s, &s->applied[i]);
-	if (gone <= DIAG_MANAGER_EXITED_KEEP)
+	if (gone <= DMN_MANAGER_EXITED_KEEP)
 		return;
 	char key[sizeof(((struct diag_applied *)0)->key)];
 	snprintf(key, sizeof(key), "%s:exited", m->host);
 	if (!diag_spec_applied_get(s, key, 0))
 		return; /* out of memory: keep every record */
 	struct diag_applied sum = {0};
-	size_t fold = gone - DIAG_MANAGER_EXITED_KEEP, w = 0;
+	size_t fold = gone - DMN_MANAGER_EXITED_KEEP, w = 0;
 	for (size_t i = 0; i < s->napplied; i++) {
 		const struct diag_applied *a = &s->applied[i];
 		if (fold && record_gone(m, s, a)) {
@@ -208,16 +209,16 @@ static void fold_exited(struct diag_manager *m, struct diag_spec *s)
 		t->last_hit_ns = sum.last_hit_ns;
 	snprintf(t->error, sizeof(t->error),
 		 "%llu processes exited: their records are summed here (the last %d keep their own)",
-		 (unsigned long long)t->processes, DIAG_MANAGER_EXITED_KEEP);
+		 (unsigned long long)t->processes, DMN_MANAGER_EXITED_KEEP);
 }
 
 static void on_process(void *ctx, pid_t pid, enum diag_proc_event what, pid_t other)
 {
-	struct diag_manager *m = ctx;
+	struct dmn_manager *m = ctx;
 	if (what == DIAG_PROC_EXIT)
 		m->fold_due = true;
 	for (size_t i = 0; i < m->nspecs; i++) {
-		struct diag_mspec *ms = m->specs[i];
+		struct dmn_mspec *ms = m->specs[i];
 		struct diag_applied *a = record_find(ms, pid);
 		if (!a)
 			continue;
@@ -260,7 +261,7 @@ static void emit_idle(void *ctx)
 	fflush(stdout);
 }
 
-int diag_manager_init(struct diag_manager *m, const char *plugin_dir, const char *store_path,
+int dmn_manager_init(struct dmn_manager *m, const char *plugin_dir, const char *store_path,
 		      struct diag_error *err)
 {
 	memset(m, 0, sizeof(*m));
@@ -275,15 +276,13 @@ int diag_manager_init(struct diag_manager *m, const char *plugin_dir, const char
 		return diag_error_set(err, r, "store: %s", diag_strerror(r));
 	if ((r = diag_plugin_host_new(plugin_dir, emit_sink, m, &m->plugins)) < 0)
 		return diag_error_set(err, r, "plugins: %s", diag_strerror(r));
-	if ((r = diag_governor_new(NULL, &m->governor)) < 0)
-		return diag_error_set(err, r, "governor: %s", diag_strerror(r));
 	if ((r = diag_event_queue_new(DIAG_QUEUE_DEFAULT_CAPACITY, emit_idle, m, &m->queue)) < 0 ||
 	    (r = diag_event_queue_start(m->queue)) < 0)
 		return diag_error_set(err, r, "event queue: %s", diag_strerror(r));
 	return 0;
 }
 
-int diag_manager_use_indexer(struct diag_manager *m, const struct diag_indexer_opts *o,
+int dmn_manager_use_indexer(struct dmn_manager *m, const struct diag_indexer_opts *o,
 			     struct diag_error *err)
 {
 	int r = diag_indexer_new(o, &m->indexer);
@@ -294,11 +293,11 @@ int diag_manager_use_indexer(struct diag_manager *m, const struct diag_indexer_o
 	/* started now, off the first probe's path; a failure here is the first request's */
 	struct diag_error e = { 0 };
 	if (diag_indexer_start(m->indexer, &e) < 0)
-		diag_log("%s (retried at the first file to read)", e.msg);
+		dmn_log("%s (retried at the first file to read)", e.msg);
 	return 0;
 }
 
-static void mspec_free(struct diag_mspec *ms)
+static void mspec_free(struct dmn_mspec *ms)
 {
 	if (!ms)
 		return;
@@ -308,7 +307,7 @@ static void mspec_free(struct diag_mspec *ms)
 }
 
 /* Undo a spec in every process it touched: bytes restored by the engine. */
-static void unapply(struct diag_manager *m, struct diag_mspec *ms, enum diag_applied_state st)
+static void unapply(struct dmn_manager *m, struct dmn_mspec *ms, enum diag_applied_state st)
 {
 	for (size_t i = 0; i < ms->spec->napplied; i++) {
 		struct diag_applied *a = &ms->spec->applied[i];
@@ -320,7 +319,7 @@ static void unapply(struct diag_manager *m, struct diag_mspec *ms, enum diag_app
 	}
 }
 
-void diag_manager_fini(struct diag_manager *m)
+void dmn_manager_fini(struct dmn_manager *m)
 {
 	/* the engine first: detaching drains the fast-path rings, whose hits still go through
 	 * the queue */
@@ -332,18 +331,17 @@ void diag_manager_fini(struct diag_manager *m)
 		diag_event_queue_free(m->queue); /* fires what is queued, joins the worker */
 	m->queue = NULL;
 	struct diag_error err = { 0 };
-	if (diag_manager_save(m, &err) < 0)
-		diag_log("%s", err.msg);
+	if (dmn_manager_save(m, &err) < 0)
+		dmn_log("%s", err.msg);
 	for (size_t i = 0; i < m->nspecs; i++)
 		mspec_free(m->specs[i]);
 	free(m->specs);
 	diag_plugin_host_free(m->plugins);
 	diag_store_free(m->store);
-	diag_governor_free(m->governor);
 	memset(m, 0, sizeof(*m));
 }
 
-int diag_manager_save(struct diag_manager *m, struct diag_error *err)
+int dmn_manager_save(struct dmn_manager *m, struct diag_error *err)
 {
 	if (!m->store)
 		return 0;
@@ -357,31 +355,30 @@ int diag_manager_save(struct diag_manager *m, struct diag_error *err)
 	return r;
 }
 
-/* The engine's message, made to name the spec field it is about. */
-static void apply_error(struct diag_applied *a, const struct diag_error *e, int r)
+/* The engine's error, recorded in the record: an error that names no field of its own
+ * (err->field) is about where the probe goes, the target. */
+static void apply_error(struct diag_applied *a, struct diag_error *e, int r)
 {
-	static const char *const fields[] = { "target", "value", "condition", "instrument", "pid",
-					      "--pid", NULL };
-	const char *msg = e->msg[0] ? e->msg : diag_strerror(r);
-	bool named = false;
-	for (size_t i = 0; fields[i] && !named; i++)
-		named = strncmp(msg, fields[i], strlen(fields[i])) == 0;
-	snprintf(a->error, sizeof(a->error), "%s%.480s", named ? "" : "target: ", msg);
+	if (!e->msg[0])
+		diag_error_set(e, r, "%s", diag_strerror(r));
+	e->msg[480] = '\0'; /* the record's room, with a field named in front */
+	diag_error_lead_field(e, "target");
+	snprintf(a->error, sizeof(a->error), "%s", e->msg);
 	a->state = DIAG_APPLIED_ERROR;
 	a->naddrs = 0;
 }
 
 /* Every traced process costs ptrace stops, rings and breakpoint tables: bounded. */
-static int targets_full(struct diag_manager *m, pid_t pid, struct diag_error *err)
+static int targets_full(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 {
-	pid_t pids[DIAG_MANAGER_TARGETS_MAX];
-	if (diag_engine_pids(m->engine, pids, DIAG_MANAGER_TARGETS_MAX) < DIAG_MANAGER_TARGETS_MAX)
+	pid_t pids[DMN_MANAGER_TARGETS_MAX];
+	if (diag_engine_pids(m->engine, pids, DMN_MANAGER_TARGETS_MAX) < DMN_MANAGER_TARGETS_MAX)
 		return 0;
 	return diag_error_set(err, -DIAG_E_LIMIT, "pid %d: not attached: the limit of %d traced processes is reached",
-			      (int)pid, DIAG_MANAGER_TARGETS_MAX);
+			      (int)pid, DMN_MANAGER_TARGETS_MAX);
 }
 
-int diag_manager_attach_process(struct diag_manager *m, pid_t pid, struct diag_error *err)
+int dmn_manager_attach_process(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 {
 	/* A stopped init stops the machine; only an operator who asked for it gets it. */
 	if (pid == 1 && !m->allow_pid1)
@@ -392,7 +389,7 @@ int diag_manager_attach_process(struct diag_manager *m, pid_t pid, struct diag_e
 	return r < 0 ? r : diag_engine_attach(m->engine, pid, err);
 }
 
-static void apply_pid(struct diag_manager *m, struct diag_mspec *ms, pid_t pid)
+static void apply_pid(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid)
 {
 	struct diag_applied *a = record(m, ms, pid);
 	if (!a)
@@ -411,7 +408,7 @@ static void apply_pid(struct diag_manager *m, struct diag_mspec *ms, pid_t pid)
 		snprintf(a->error, sizeof(a->error), "%s", ms->inst_error);
 		a->state = DIAG_APPLIED_ERROR;
 	} else if (!diag_engine_attached(m->engine, pid) &&
-		   (r = diag_manager_attach_process(m, pid, &e)) < 0) {
+		   (r = dmn_manager_attach_process(m, pid, &e)) < 0) {
 		if (e.msg[0])
 			snprintf(a->error, sizeof(a->error), "%s", e.msg);
 		else
@@ -431,23 +428,23 @@ static void apply_pid(struct diag_manager *m, struct diag_mspec *ms, pid_t pid)
 			refresh_record(m, ms, a);
 	}
 	if (a->state == DIAG_APPLIED_ERROR)
-		diag_log("spec '%s': %s", s->id, a->error);
+		dmn_log("spec '%s': %s", s->id, a->error);
 }
 
-static void apply(struct diag_manager *m, struct diag_mspec *ms)
+static void apply(struct dmn_manager *m, struct dmn_mspec *ms)
 {
 	if (ms->spec->npids) {
 		for (size_t i = 0; i < ms->spec->npids; i++)
 			apply_pid(m, ms, ms->spec->pids[i]);
 		return;
 	}
-	pid_t pids[DIAG_MANAGER_TARGETS_MAX];
-	size_t n = diag_engine_pids(m->engine, pids, DIAG_MANAGER_TARGETS_MAX);
-	for (size_t i = 0; i < n && i < DIAG_MANAGER_TARGETS_MAX; i++)
+	pid_t pids[DMN_MANAGER_TARGETS_MAX];
+	size_t n = diag_engine_pids(m->engine, pids, DMN_MANAGER_TARGETS_MAX);
+	for (size_t i = 0; i < n && i < DMN_MANAGER_TARGETS_MAX; i++)
 		apply_pid(m, ms, pids[i]);
 }
 
-static void make_instrument(struct diag_manager *m, struct diag_mspec *ms)
+static void make_instrument(struct dmn_manager *m, struct dmn_mspec *ms)
 {
 	struct diag_error e = { 0 };
 	struct diag_spec *s = ms->spec;
@@ -455,14 +452,14 @@ static void make_instrument(struct diag_manager *m, struct diag_mspec *ms)
 		snprintf(ms->inst_error, sizeof(ms->inst_error), "%s", e.msg);
 }
 
-static void gen_id(struct diag_manager *m, struct diag_spec *s)
+static void gen_id(struct dmn_manager *m, struct diag_spec *s)
 {
 	do
 		snprintf(s->id, sizeof(s->id), "p%u", ++m->next_id);
-	while (diag_manager_find(m, s->id));
+	while (dmn_manager_find(m, s->id));
 }
 
-struct diag_mspec *diag_manager_find(struct diag_manager *m, const char *id)
+struct dmn_mspec *dmn_manager_find(struct dmn_manager *m, const char *id)
 {
 	for (size_t i = 0; i < m->nspecs; i++)
 		if (strcmp(m->specs[i]->spec->id, id) == 0)
@@ -470,7 +467,7 @@ struct diag_mspec *diag_manager_find(struct diag_manager *m, const char *id)
 	return NULL;
 }
 
-static size_t index_of(const struct diag_manager *m, const struct diag_mspec *ms)
+static size_t index_of(const struct dmn_manager *m, const struct dmn_mspec *ms)
 {
 	size_t i = 0;
 	while (i < m->nspecs && m->specs[i] != ms)
@@ -479,7 +476,7 @@ static size_t index_of(const struct diag_manager *m, const struct diag_mspec *ms
 }
 
 /* Install ms in the list (replacing old, whose probes are removed first). */
-static int install(struct diag_manager *m, struct diag_mspec *ms, struct diag_mspec *old)
+static int install(struct dmn_manager *m, struct dmn_mspec *ms, struct dmn_mspec *old)
 {
 	if (old) {
 		unapply(m, old, DIAG_APPLIED_REMOVED);
@@ -487,27 +484,25 @@ static int install(struct diag_manager *m, struct diag_mspec *ms, struct diag_ms
 		mspec_free(old);
 		return 0;
 	}
-	struct diag_mspec **v = realloc(m->specs, (m->nspecs + 1) * sizeof(*v));
-	if (!v)
+	if (DIAG_GROW(&m->specs, &m->cap, m->nspecs + 1) < 0)
 		return -ENOMEM;
-	m->specs = v;
 	m->specs[m->nspecs++] = ms;
 	return 0;
 }
 
-static int add_internal(struct diag_manager *m, struct diag_spec *s, bool fresh,
-			struct diag_mspec **out, struct diag_error *err)
+static int add_internal(struct dmn_manager *m, struct diag_spec *s, bool fresh,
+			struct dmn_mspec **out, struct diag_error *err)
 {
 	if (!s->id[0])
 		gen_id(m, s);
-	struct diag_mspec *old = diag_manager_find(m, s->id);
+	struct dmn_mspec *old = dmn_manager_find(m, s->id);
 	if (!old && m->nspecs >= DIAG_SPEC_MAX) {
 		int r = diag_error_set(err, -DIAG_E_LIMIT, "spec '%s': limit of %d specs reached",
 				       s->id, DIAG_SPEC_MAX);
 		diag_spec_free(s);
 		return r;
 	}
-	struct diag_mspec *ms = calloc(1, sizeof(*ms));
+	struct dmn_mspec *ms = calloc(1, sizeof(*ms));
 	if (!ms || install(m, ms, old) < 0) {
 		free(ms);
 		diag_spec_free(s);
@@ -518,7 +513,7 @@ static int add_internal(struct diag_manager *m, struct diag_spec *s, bool fresh,
 		s->lastmodified_ns = diag_clock_wall_ns();
 		free(s->applied); /* input `applied` is output only */
 		s->applied = NULL;
-		s->napplied = 0;
+		s->napplied = s->applied_cap = 0;
 	}
 	int64_t exp = diag_spec_expiry_ns(s);
 	if (exp && exp <= diag_clock_wall_ns()) {
@@ -537,7 +532,7 @@ static int add_internal(struct diag_manager *m, struct diag_spec *s, bool fresh,
 }
 
 /* Take a spec that could not be stored back out: an add that failed must not run. */
-static void drop(struct diag_manager *m, struct diag_mspec *ms)
+static void drop(struct dmn_manager *m, struct dmn_mspec *ms)
 {
 	unapply(m, ms, DIAG_APPLIED_REMOVED);
 	size_t i = index_of(m, ms);
@@ -546,15 +541,15 @@ static void drop(struct diag_manager *m, struct diag_mspec *ms)
 	mspec_free(ms);
 }
 
-int diag_manager_add(struct diag_manager *m, struct diag_spec *s, struct diag_mspec **out,
+int dmn_manager_add(struct dmn_manager *m, struct diag_spec *s, struct dmn_mspec **out,
 		     struct diag_error *err)
 {
-	bool fresh = !s->id[0] || !diag_manager_find(m, s->id);
-	struct diag_mspec *ms = NULL;
+	bool fresh = !s->id[0] || !dmn_manager_find(m, s->id);
+	struct dmn_mspec *ms = NULL;
 	int r = add_internal(m, s, true, &ms, err);
 	if (r < 0)
 		return r;
-	if ((r = diag_manager_save(m, err)) < 0) {
+	if ((r = dmn_manager_save(m, err)) < 0) {
 		/* A replaced spec's old version is gone already: the new one stays (and the
 		 * next successful save stores it); a new one is taken back out. */
 		if (fresh)
@@ -566,53 +561,53 @@ int diag_manager_add(struct diag_manager *m, struct diag_spec *s, struct diag_ms
 	return 0;
 }
 
-void diag_manager_load(struct diag_manager *m)
+void dmn_manager_load(struct dmn_manager *m)
 {
 	struct diag_spec **v = NULL;
 	struct diag_error err = { 0 };
 	int n = diag_store_load(m->store, &v, &err);
 	if (n < 0) { /* also in status, until the operator has looked */
-		diag_log("WARNING: %s", err.msg);
+		dmn_log("WARNING: %s", err.msg);
 		return;
 	}
 	for (int i = 0; i < n; i++) {
-		if (diag_manager_find(m, v[i]->id)) {
-			diag_log("store: spec '%s' appears twice; keeping the first", v[i]->id);
+		if (dmn_manager_find(m, v[i]->id)) {
+			dmn_log("store: spec '%s' appears twice; keeping the first", v[i]->id);
 			diag_spec_free(v[i]);
 		} else if (add_internal(m, v[i], false, NULL, &err) < 0) {
-			diag_log("%s", err.msg);
+			dmn_log("%s", err.msg);
 		}
 	}
 	free(v);
 	m->fold_due = true; /* a store written before the bound may hold thousands */
-	if (n > 0 && diag_manager_save(m, &err) < 0)
-		diag_log("%s", err.msg);
+	if (n > 0 && dmn_manager_save(m, &err) < 0)
+		dmn_log("%s", err.msg);
 }
 
-int diag_manager_remove(struct diag_manager *m, const char *id, struct diag_error *err)
+int dmn_manager_remove(struct dmn_manager *m, const char *id, struct diag_error *err)
 {
-	struct diag_mspec *ms = diag_manager_find(m, id);
+	struct dmn_mspec *ms = dmn_manager_find(m, id);
 	if (!ms)
 		return diag_error_set(err, -ENOENT, "id: no probe '%s'", id);
 	drop(m, ms);
-	return diag_manager_save(m, err);
+	return dmn_manager_save(m, err);
 }
 
-int diag_manager_attach(struct diag_manager *m, pid_t pid, struct diag_error *err)
+int dmn_manager_attach(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 {
 	if (diag_engine_attached(m->engine, pid))
 		return 0;
-	int r = diag_manager_attach_process(m, pid, err);
+	int r = dmn_manager_attach_process(m, pid, err);
 	if (r < 0)
 		return r;
 	/* Specs without a pid list follow every attached process. */
 	for (size_t i = 0; i < m->nspecs; i++)
 		if (!m->specs[i]->spec->npids && !m->specs[i]->expired)
 			apply_pid(m, m->specs[i], pid);
-	return diag_manager_save(m, err);
+	return dmn_manager_save(m, err);
 }
 
-int diag_manager_detach(struct diag_manager *m, pid_t pid, struct diag_error *err)
+int dmn_manager_detach(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 {
 	if (!diag_engine_attached(m->engine, pid))
 		return diag_error_set(err, -ENOENT, "pid: process %d is not attached", (int)pid);
@@ -626,16 +621,16 @@ int diag_manager_detach(struct diag_manager *m, pid_t pid, struct diag_error *er
 			a->naddrs = 0;
 		}
 	}
-	return diag_manager_save(m, err);
+	return dmn_manager_save(m, err);
 }
 
-void diag_manager_set_limits(struct diag_manager *m, const struct diag_governor_limits *lim)
+void dmn_manager_on_hit(struct dmn_manager *m, dmn_hit_fn fn, void *ctx)
 {
-	if (m->governor)
-		diag_governor_set_limits(m->governor, lim);
+	m->on_hit = fn;
+	m->on_hit_ctx = ctx;
 }
 
-void diag_manager_disable(struct diag_manager *m, struct diag_mspec *ms, pid_t pid,
+void dmn_manager_disable(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid,
 			  const char *why)
 {
 	struct diag_applied *a = record_find(ms, pid);
@@ -645,13 +640,13 @@ void diag_manager_disable(struct diag_manager *m, struct diag_mspec *ms, pid_t p
 	a->state = DIAG_APPLIED_DISABLED;
 	a->naddrs = 0;
 	snprintf(a->error, sizeof(a->error), "%s", why);
-	diag_log("spec '%s': pid %d: %s", ms->spec->id, (int)pid, why);
+	dmn_log("spec '%s': pid %d: %s", ms->spec->id, (int)pid, why);
 	struct diag_error err = { 0 };
-	if (diag_manager_save(m, &err) < 0)
-		diag_log("%s", err.msg);
+	if (dmn_manager_save(m, &err) < 0)
+		dmn_log("%s", err.msg);
 }
 
-int64_t diag_manager_tick(struct diag_manager *m, int64_t now_ns)
+int64_t dmn_manager_tick(struct dmn_manager *m, int64_t now_ns)
 {
 	int64_t next = 0;
 	bool changed = false;
@@ -661,7 +656,7 @@ int64_t diag_manager_tick(struct diag_manager *m, int64_t now_ns)
 			fold_exited(m, m->specs[i]->spec);
 	}
 	for (size_t i = 0; i < m->nspecs; i++) {
-		struct diag_mspec *ms = m->specs[i];
+		struct dmn_mspec *ms = m->specs[i];
 		int64_t exp = diag_spec_expiry_ns(ms->spec);
 		if (!exp || ms->expired)
 			continue;
@@ -674,16 +669,12 @@ int64_t diag_manager_tick(struct diag_manager *m, int64_t now_ns)
 		}
 	}
 	struct diag_error err = { 0 };
-	if (changed && diag_manager_save(m, &err) < 0)
-		diag_log("%s", err.msg);
-	if (m->governor && m->engine) {
-		int64_t g = diag_governor_tick(m->governor, m, now_ns);
-		next = !next ? g : !g ? next : g < next ? g : next;
-	}
+	if (changed && dmn_manager_save(m, &err) < 0)
+		dmn_log("%s", err.msg);
 	return next;
 }
 
-size_t diag_manager_count_live(const struct diag_manager *m)
+size_t dmn_manager_count_live(const struct dmn_manager *m)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < m->nspecs; i++)
@@ -694,38 +685,51 @@ size_t diag_manager_count_live(const struct diag_manager *m)
 	return n;
 }
 
-cJSON *diag_manager_spec_json(const struct diag_manager *m, const struct diag_mspec *ms)
+cJSON *dmn_manager_spec_json(const struct dmn_manager *m, const struct dmn_mspec *ms)
 {
 	(void)m;
 	return diag_spec_to_json(ms->spec, DIAG_SPEC_JSON_APPLIED, diag_clock_wall_ns());
 }
 
-/* Fast-path hits are counted in the target (exact even when a full ring dropped their
- * events): bring each live record's hits and dropped up to date before they are shown. */
-void diag_manager_refresh_counts(struct diag_manager *m)
+void dmn_manager_each_live(struct dmn_manager *m, dmn_live_fn fn, void *arg)
 {
 	for (size_t i = 0; i < m->nspecs; i++) {
-		struct diag_mspec *ms = m->specs[i];
+		struct dmn_mspec *ms = m->specs[i];
 		for (size_t j = 0; j < ms->spec->napplied; j++) {
 			struct diag_applied *a = &ms->spec->applied[j];
 			struct diag_probe_info info;
 			if (a->state != DIAG_APPLIED_APPLIED ||
 			    diag_engine_probe_info(m->engine, a->pid, ms, &info) < 0)
 				continue;
-			count_hits(a, &info);
+			fn(arg, ms, a, &info);
 		}
 	}
 }
 
-cJSON *diag_manager_list_json(const struct diag_manager *m)
+static void refresh_one(void *arg, struct dmn_mspec *ms, struct diag_applied *a,
+			const struct diag_probe_info *info)
+{
+	(void)arg;
+	(void)ms;
+	count_hits(a, info);
+}
+
+/* Fast-path hits are counted in the target (exact even when a full ring dropped their
+ * events): bring each live record's hits and dropped up to date before they are shown. */
+void dmn_manager_refresh_counts(struct dmn_manager *m)
+{
+	dmn_manager_each_live(m, refresh_one, NULL);
+}
+
+cJSON *dmn_manager_list_json(const struct dmn_manager *m)
 {
 	cJSON *arr = cJSON_CreateArray();
 	for (size_t i = 0; arr && i < m->nspecs; i++)
-		cJSON_AddItemToArray(arr, diag_manager_spec_json(m, m->specs[i]));
+		cJSON_AddItemToArray(arr, dmn_manager_spec_json(m, m->specs[i]));
 	return arr;
 }
 
-static cJSON *stats_one(struct diag_mspec *ms)
+static cJSON *stats_one(struct dmn_mspec *ms)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "id", ms->spec->id);
@@ -742,9 +746,9 @@ static cJSON *stats_one(struct diag_mspec *ms)
 	return o;
 }
 
-cJSON *diag_manager_stats_json(struct diag_manager *m, const char *id, struct diag_error *err)
+cJSON *dmn_manager_stats_json(struct dmn_manager *m, const char *id, struct diag_error *err)
 {
-	if (id && !diag_manager_find(m, id)) {
+	if (id && !dmn_manager_find(m, id)) {
 		diag_error_set(err, -ENOENT, "id: no probe '%s'", id);
 		return NULL;
 	}
@@ -770,7 +774,7 @@ static int count_threads(pid_t pid)
 	return n;
 }
 
-cJSON *diag_manager_status_json(struct diag_manager *m)
+cJSON *dmn_manager_status_json(struct dmn_manager *m)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddBoolToObject(o, "ok", 1);

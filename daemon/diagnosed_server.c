@@ -1,13 +1,13 @@
-/* diagnosed control server: the Unix socket protocol of docs/daemon.md (one JSON object per
- * line each way). Non-blocking clients with bounded buffers; a slow tail client loses its own
- * events (counted), never stalls the daemon. Runs on the main thread; never blocks. Never
- * removes anything at the socket path but a stale socket, and at exit only the socket it
- * created itself. */
-#include "diagnosed.h"
-#include "util/clock.h"
+/* diagnosed_server: the control socket (the contract is in diagnosed_server.h). Owns the
+ * listening socket and its clients (buffers, tail and wait state); calls the manager and the
+ * request parser, never the main loop or the governor. */
+#include "diagnosed_server.h"
 
+#include "diagnosed_request.h"
 #include "expr/expr.h"
 #include "spec/json.h"
+#include "util/clock.h"
+#include "util/grow.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,8 +42,8 @@ struct client {
 	int64_t wait_deadline_ns;
 };
 
-struct diag_server {
-	struct diag_manager *m;
+struct dmn_server {
+	struct dmn_manager *m;
 	int epfd, lfd;
 	char *path;
 	dev_t dev; /* the socket file we bound: the only thing we ever unlink at exit */
@@ -139,7 +139,7 @@ static void remove_own(const char *path, dev_t dev, ino_t ino)
 		unlink(path);
 }
 
-int diag_server_new(struct diag_manager *m, const char *path, int epfd, struct diag_server **out,
+int dmn_server_new(struct dmn_manager *m, const char *path, int epfd, struct dmn_server **out,
 		    struct diag_error *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -177,7 +177,7 @@ int diag_server_new(struct diag_manager *m, const char *path, int epfd, struct d
 		return r;
 	}
 	chmod(path, 0600); /* our own directory: nobody can swap the file meanwhile */
-	struct diag_server *s = calloc(1, sizeof(*s));
+	struct dmn_server *s = calloc(1, sizeof(*s));
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
 	if (!s || !(s->path = strdup(path)) || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		if (s)
@@ -196,7 +196,7 @@ int diag_server_new(struct diag_manager *m, const char *path, int epfd, struct d
 	return 0;
 }
 
-static void client_close(struct diag_server *s, size_t i)
+static void client_close(struct dmn_server *s, size_t i)
 {
 	struct client *c = s->clients[i];
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -209,7 +209,7 @@ static void client_close(struct diag_server *s, size_t i)
 	s->clients[i] = NULL;
 }
 
-void diag_server_free(struct diag_server *s)
+void dmn_server_free(struct dmn_server *s)
 {
 	if (!s)
 		return;
@@ -224,7 +224,7 @@ void diag_server_free(struct diag_server *s)
 
 /* A waiting client is not read: its next requests wait in the socket, and a full input
  * buffer cannot make a level-triggered epoll spin. */
-static void update_interest(struct diag_server *s, struct client *c)
+static void update_interest(struct dmn_server *s, struct client *c)
 {
 	uint32_t want = (c->waiting ? 0 : EPOLLIN) | (c->outlen ? EPOLLOUT : 0);
 	if (want == c->events)
@@ -234,17 +234,27 @@ static void update_interest(struct diag_server *s, struct client *c)
 	epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
+/* A non-blocking send or recv that moved nothing (n <= 0): 1 to try again at once (EINTR), 0
+ * to wait for epoll (EAGAIN), -1 when the client is gone (an error, or the end of its input). */
+static int io_stalled(ssize_t n)
+{
+	if (n < 0 && errno == EINTR)
+		return 1;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	return -1;
+}
+
 /* Send what is buffered; returns -1 when the client is gone. */
 static int flush_out(struct client *c)
 {
 	while (c->outlen) {
 		ssize_t n = send(c->fd, c->out, c->outlen, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
+		int st = n > 0 ? 0 : io_stalled(n);
+		if (st > 0)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
 		if (n <= 0)
-			return -1;
+			return st;
 		memmove(c->out, c->out + n, c->outlen - (size_t)n);
 		c->outlen -= (size_t)n;
 	}
@@ -255,16 +265,8 @@ static bool append_out(struct client *c, const char *data, size_t len, size_t li
 {
 	if (c->outlen + len > limit)
 		return false;
-	if (c->outlen + len > c->outcap) {
-		size_t cap = c->outcap ? c->outcap : 4096;
-		while (cap < c->outlen + len)
-			cap *= 2;
-		char *p = realloc(c->out, cap);
-		if (!p)
-			return false;
-		c->out = p;
-		c->outcap = cap;
-	}
+	if (diag_grow((void **)&c->out, &c->outcap, c->outlen + len, 1, 4096) < 0)
+		return false;
 	memcpy(c->out + c->outlen, data, len);
 	c->outlen += len;
 	return true;
@@ -273,7 +275,7 @@ static bool append_out(struct client *c, const char *data, size_t len, size_t li
 /* Queue one JSON line (consumes j). Its strings quote targets (symbols, paths, comm): made
  * valid UTF-8 without controls, so strict readers can read every reply (a histogram's bars
  * keep their line breaks, which JSON escapes). */
-static void send_json(struct diag_server *s, struct client *c, cJSON *j, size_t limit)
+static void send_json(struct dmn_server *s, struct client *c, cJSON *j, size_t limit)
 {
 	diag_json_escape_strings(j, DIAG_TEXT_KEEP_NL);
 	char *text = j ? cJSON_PrintUnformatted(j) : NULL;
@@ -293,7 +295,7 @@ static void send_json(struct diag_server *s, struct client *c, cJSON *j, size_t 
 	update_interest(s, c);
 }
 
-static void reply_error(struct diag_server *s, struct client *c, const char *msg)
+static void reply_error(struct dmn_server *s, struct client *c, const char *msg)
 {
 	cJSON *j = cJSON_CreateObject();
 	cJSON_AddBoolToObject(j, "ok", 0);
@@ -308,7 +310,7 @@ static cJSON *ok_reply(void)
 	return j;
 }
 
-static void accept_clients(struct diag_server *s)
+static void accept_clients(struct dmn_server *s)
 {
 	for (;;) {
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -345,23 +347,23 @@ static void accept_clients(struct diag_server *s)
 	}
 }
 
-static void cmd_add(struct diag_server *s, struct client *c, struct diag_request *rq)
+static void cmd_add(struct dmn_server *s, struct client *c, struct dmn_request *rq)
 {
 	struct diag_error err = { 0 };
-	struct diag_mspec *ms = NULL;
+	struct dmn_mspec *ms = NULL;
 	struct diag_spec *spec = rq->spec;
 	rq->spec = NULL; /* the manager owns it now, even on failure */
-	if (diag_manager_add(s->m, spec, &ms, &err) < 0) {
+	if (dmn_manager_add(s->m, spec, &ms, &err) < 0) {
 		reply_error(s, c, err.msg);
 		return;
 	}
 	cJSON *j = ok_reply();
 	cJSON_AddStringToObject(j, "id", ms->spec->id);
-	cJSON_AddItemToObject(j, "spec", diag_manager_spec_json(s->m, ms));
+	cJSON_AddItemToObject(j, "spec", dmn_manager_spec_json(s->m, ms));
 	send_json(s, c, j, REPLY_OUT_MAX);
 }
 
-static void reply_result(struct diag_server *s, struct client *c, int r,
+static void reply_result(struct dmn_server *s, struct client *c, int r,
 			 const struct diag_error *err)
 {
 	if (r < 0)
@@ -370,26 +372,26 @@ static void reply_result(struct diag_server *s, struct client *c, int r,
 		send_json(s, c, ok_reply(), REPLY_OUT_MAX);
 }
 
-static void cmd_pid(struct diag_server *s, struct client *c, const struct diag_request *rq)
+static void cmd_pid(struct dmn_server *s, struct client *c, const struct dmn_request *rq)
 {
 	struct diag_error err = { 0 };
-	int r = rq->cmd == DIAG_CMD_ATTACH ? diag_manager_attach(s->m, rq->pid, &err)
-					   : diag_manager_detach(s->m, rq->pid, &err);
+	int r = rq->cmd == DMN_CMD_ATTACH ? dmn_manager_attach(s->m, rq->pid, &err)
+					   : dmn_manager_detach(s->m, rq->pid, &err);
 	reply_result(s, c, r, &err);
 }
 
-static void cmd_list(struct diag_server *s, struct client *c)
+static void cmd_list(struct dmn_server *s, struct client *c)
 {
 	cJSON *j = ok_reply();
-	diag_manager_refresh_counts(s->m);
-	cJSON_AddItemToObject(j, "specs", diag_manager_list_json(s->m));
+	dmn_manager_refresh_counts(s->m);
+	cJSON_AddItemToObject(j, "specs", dmn_manager_list_json(s->m));
 	send_json(s, c, j, REPLY_OUT_MAX);
 }
 
-static void cmd_stats(struct diag_server *s, struct client *c, const struct diag_request *rq)
+static void cmd_stats(struct dmn_server *s, struct client *c, const struct dmn_request *rq)
 {
 	struct diag_error err = { 0 };
-	cJSON *st = diag_manager_stats_json(s->m, rq->has_id ? rq->id : NULL, &err);
+	cJSON *st = dmn_manager_stats_json(s->m, rq->has_id ? rq->id : NULL, &err);
 	if (!st) {
 		reply_error(s, c, err.msg);
 		return;
@@ -399,10 +401,10 @@ static void cmd_stats(struct diag_server *s, struct client *c, const struct diag
 	send_json(s, c, j, REPLY_OUT_MAX);
 }
 
-static void cmd_tail(struct diag_server *s, struct client *c, const struct diag_request *rq)
+static void cmd_tail(struct dmn_server *s, struct client *c, const struct dmn_request *rq)
 {
 	const char *id = rq->has_id ? rq->id : NULL;
-	if (id && !diag_manager_find(s->m, id)) {
+	if (id && !dmn_manager_find(s->m, id)) {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "id: no probe '%.64s'", id);
 		reply_error(s, c, msg);
@@ -415,7 +417,7 @@ static void cmd_tail(struct diag_server *s, struct client *c, const struct diag_
 	c->tail = true;
 }
 
-static void wait_reply(struct diag_server *s, struct client *c, bool ok, uint64_t hits)
+static void wait_reply(struct dmn_server *s, struct client *c, bool ok, uint64_t hits)
 {
 	c->waiting = false;
 	if (ok) {
@@ -430,9 +432,9 @@ static void wait_reply(struct diag_server *s, struct client *c, bool ok, uint64_
 	reply_error(s, c, msg);
 }
 
-static void cmd_wait(struct diag_server *s, struct client *c, const struct diag_request *rq)
+static void cmd_wait(struct dmn_server *s, struct client *c, const struct dmn_request *rq)
 {
-	struct diag_mspec *ms = diag_manager_find(s->m, rq->id);
+	struct dmn_mspec *ms = dmn_manager_find(s->m, rq->id);
 	if (!ms) {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "id: no probe '%.64s'", rq->id);
@@ -475,11 +477,11 @@ static void var_row(void *arg, const struct diag_expr_var_info *v)
 }
 
 /* symbols and vars read /proc and ELF/DWARF only: the pid need not be attached. */
-static void cmd_introspect(struct diag_server *s, struct client *c, const struct diag_request *rq)
+static void cmd_introspect(struct dmn_server *s, struct client *c, const struct dmn_request *rq)
 {
 	struct diag_error err = { 0 };
 	cJSON *rows = cJSON_CreateArray();
-	bool sym = rq->cmd == DIAG_CMD_SYMBOLS;
+	bool sym = rq->cmd == DMN_CMD_SYMBOLS;
 	int r = sym ? diag_engine_symbols(s->m->engine, rq->pid, rq->text, symbol_row, rows, &err)
 		    : diag_engine_vars(s->m->engine, rq->pid, rq->text, var_row, rows, &err);
 	if (r < 0) {
@@ -494,38 +496,38 @@ static void cmd_introspect(struct diag_server *s, struct client *c, const struct
 	send_json(s, c, j, REPLY_OUT_MAX);
 }
 
-static void dispatch(struct diag_server *s, struct client *c, struct diag_request *rq)
+static void dispatch(struct dmn_server *s, struct client *c, struct dmn_request *rq)
 {
 	struct diag_error err = { 0 };
 	switch (rq->cmd) {
-	case DIAG_CMD_ADD: cmd_add(s, c, rq); break;
-	case DIAG_CMD_REMOVE: reply_result(s, c, diag_manager_remove(s->m, rq->id, &err), &err); break;
-	case DIAG_CMD_LIST: cmd_list(s, c); break;
-	case DIAG_CMD_STATS: cmd_stats(s, c, rq); break;
-	case DIAG_CMD_TAIL: cmd_tail(s, c, rq); break;
-	case DIAG_CMD_ATTACH:
-	case DIAG_CMD_DETACH: cmd_pid(s, c, rq); break;
-	case DIAG_CMD_STATUS: send_json(s, c, diag_manager_status_json(s->m), REPLY_OUT_MAX); break;
-	case DIAG_CMD_WAIT: cmd_wait(s, c, rq); break;
-	case DIAG_CMD_SYMBOLS:
-	case DIAG_CMD_VARS: cmd_introspect(s, c, rq); break;
+	case DMN_CMD_ADD: cmd_add(s, c, rq); break;
+	case DMN_CMD_REMOVE: reply_result(s, c, dmn_manager_remove(s->m, rq->id, &err), &err); break;
+	case DMN_CMD_LIST: cmd_list(s, c); break;
+	case DMN_CMD_STATS: cmd_stats(s, c, rq); break;
+	case DMN_CMD_TAIL: cmd_tail(s, c, rq); break;
+	case DMN_CMD_ATTACH:
+	case DMN_CMD_DETACH: cmd_pid(s, c, rq); break;
+	case DMN_CMD_STATUS: send_json(s, c, dmn_manager_status_json(s->m), REPLY_OUT_MAX); break;
+	case DMN_CMD_WAIT: cmd_wait(s, c, rq); break;
+	case DMN_CMD_SYMBOLS:
+	case DMN_CMD_VARS: cmd_introspect(s, c, rq); break;
 	}
 }
 
-static void handle_line(struct diag_server *s, struct client *c, const char *line, size_t len)
+static void handle_line(struct dmn_server *s, struct client *c, const char *line, size_t len)
 {
-	struct diag_request rq;
-	char why[DIAG_ERRMSG_MAX];
-	if (diag_request_parse(line, len, &rq, why, sizeof(why)) < 0) {
-		reply_error(s, c, why);
+	struct dmn_request rq;
+	struct diag_error err = { 0 };
+	if (dmn_request_parse(line, len, &rq, &err) < 0) {
+		reply_error(s, c, err.msg);
 		return;
 	}
 	dispatch(s, c, &rq);
-	diag_request_fini(&rq);
+	dmn_request_fini(&rq);
 }
 /* Handle complete lines; a waiting client's further requests stay buffered until its wait
  * is answered, so replies keep request order. */
-static void process_lines(struct diag_server *s, struct client *c)
+static void process_lines(struct dmn_server *s, struct client *c)
 {
 	size_t start = 0;
 	while (!c->waiting && !c->closing && start < c->inlen) {
@@ -555,27 +557,22 @@ static int read_in(struct client *c)
 {
 	for (;;) {
 		if (c->incap - c->inlen < 65536) {
-			size_t cap = c->incap ? c->incap * 2 : 65536;
-			if (cap > 2 * MAX_LINE + 65536)
+			if (c->incap * 2 > 2 * MAX_LINE + 65536)
 				return 0; /* full: process_lines decides */
-			char *p = realloc(c->in, cap);
-			if (!p)
+			if (diag_grow((void **)&c->in, &c->incap, c->inlen + 65536, 1, 65536) < 0)
 				return -1;
-			c->in = p;
-			c->incap = cap;
 		}
 		ssize_t n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
+		int st = n > 0 ? 0 : io_stalled(n);
+		if (st > 0)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
 		if (n <= 0)
-			return -1;
+			return st;
 		c->inlen += (size_t)n;
 	}
 }
 
-bool diag_server_handle(struct diag_server *s, int fd, uint32_t events)
+bool dmn_server_handle(struct dmn_server *s, int fd, uint32_t events)
 {
 	if (fd == s->lfd) {
 		accept_clients(s);
@@ -601,7 +598,7 @@ bool diag_server_handle(struct diag_server *s, int fd, uint32_t events)
 	return true;
 }
 
-static cJSON *tail_event(const struct diag_mspec *ms, const struct diag_engine_hit *hit)
+static cJSON *tail_event(const struct dmn_mspec *ms, const struct diag_engine_hit *hit)
 {
 	char t[64];
 	const struct diag_value *v = &hit->value;
@@ -627,7 +624,7 @@ static cJSON *tail_event(const struct diag_mspec *ms, const struct diag_engine_h
 	return j;
 }
 
-static void tail_send(struct diag_server *s, const struct diag_mspec *ms,
+static void tail_send(struct dmn_server *s, const struct dmn_mspec *ms,
 		      const struct diag_engine_hit *hit)
 {
 	char *line = NULL;
@@ -655,7 +652,7 @@ static void tail_send(struct diag_server *s, const struct diag_mspec *ms,
 	free(line);
 }
 
-void diag_server_on_hit(struct diag_server *s, const struct diag_mspec *ms,
+void dmn_server_on_hit(struct dmn_server *s, const struct dmn_mspec *ms,
 			const struct diag_engine_hit *hit)
 {
 	if (s->ntail)
@@ -668,7 +665,7 @@ void diag_server_on_hit(struct diag_server *s, const struct diag_mspec *ms,
 	}
 }
 
-int64_t diag_server_tick(struct diag_server *s, int64_t now_ns)
+int64_t dmn_server_tick(struct dmn_server *s, int64_t now_ns)
 {
 	int64_t next = 0;
 	for (size_t i = 0; i < MAX_CLIENTS; i++) {
@@ -681,7 +678,7 @@ int64_t diag_server_tick(struct diag_server *s, int64_t now_ns)
 			process_lines(s, c);
 		if (!c || !c->waiting)
 			continue;
-		struct diag_mspec *ms = diag_manager_find(s->m, c->wait_id);
+		struct dmn_mspec *ms = dmn_manager_find(s->m, c->wait_id);
 		uint64_t hits = ms ? ms->hits : 0;
 		if (hits >= c->wait_hits || c->wait_deadline_ns <= now_ns) {
 			wait_reply(s, c, hits >= c->wait_hits, hits);

@@ -134,18 +134,14 @@ static int compile_site(struct diag_engine *e, struct eproc *ep, struct probe *p
 		.pc = loc->addr,
 		.event = pr->event,
 		.dwarf = e->dwarf,
+		.field = "value",
 	};
 	int r = 0;
 	if (pr->value)
 		r = diag_expr_compile(pr->value, &scope, &s->value, err);
 	if (r == 0 && pr->condition) {
+		scope.field = "condition"; /* its errors name the field they are about */
 		r = diag_expr_compile(pr->condition, &scope, &s->condition, err);
-		if (r < 0 && err && strncmp(err->msg, "value:", 6) == 0) {
-			/* the expression module names its input "value"; say which one failed */
-			char rest[DIAG_ERRMSG_MAX];
-			snprintf(rest, sizeof(rest), "%s", err->msg + 6);
-			diag_error_set(err, r, "condition:%s", rest);
-		}
 	}
 	return r;
 }
@@ -174,10 +170,10 @@ static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s,
 	const struct diag_bp *there = diag_bp_at(&mem->bps, addr);
 	/* every probe at an address costs each hit there (int3: the stop grows with them) */
 	if (there && there->nusers >= DIAG_PROBE_MAX_PER_ADDR)
-		return diag_error_set(err, -DIAG_E_LIMIT,
-				      "target: %s (0x%" PRIx64 ") has %zu probes already, the limit "
-				      "per address (DIAG_PROBE_MAX_PER_ADDR %d); remove one first",
-				      s->what, addr, there->nusers, DIAG_PROBE_MAX_PER_ADDR);
+		return diag_error_set_field(err, "target", -DIAG_E_LIMIT,
+					    "target: %s (0x%" PRIx64 ") has %zu probes already, the limit "
+					    "per address (DIAG_PROBE_MAX_PER_ADDR %d); remove one first",
+					    s->what, addr, there->nusers, DIAG_PROBE_MAX_PER_ADDR);
 	int r = mem == ep ? diag__fast_place(e, ep, s, loc, err) : 1;
 	if (*stopped && !(*stopped)->stopped)
 		*stopped = NULL; /* placing a jump stopped and resumed every thread */
@@ -185,7 +181,7 @@ static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s,
 		return r; /* placed as a jump, or failed */
 	/* an int3 must never outlive us unprotected: a dead daemon would leave a SIGTRAP behind */
 	if (!diag_bp_at(&mem->bps, addr) && (r = diag__safety_ensure(e, mem, stopped, err)) < 0) {
-		diag_error_prefix(err, "target: ");
+		diag_error_lead_field(err, "target");
 		return r;
 	}
 	r = diag__bp_get(e, mem, stopped, addr, &s->bp, err);
@@ -341,7 +337,7 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 		if (r == 0)
 			r = ifuncs_chosen(e, ep, &mods, locs, &n, err);
 		if (r < 0)
-			diag_error_prefix(err, "target: ");
+			diag_error_lead_field(err, "target");
 	}
 	pr->nskips = nskips;
 	for (size_t i = 0; i < nskips && i < DIAG_PROBE_MAX_SKIPS; i++)
@@ -350,11 +346,12 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 	if (r == 0 && pr->event == DIAG_EVENT_END)
 		r = diag__end_locations(ep, &locs, &n, err);
 	if (r == 0 && n > DIAG_PROBE_MAX_ADDRS)
-		r = diag_error_set(err, -DIAG_E_LIMIT, "target: '%s' matches %zu addresses (max %d)",
-				   pr->target, n, DIAG_PROBE_MAX_ADDRS);
+		r = diag_error_set_field(err, "target", -DIAG_E_LIMIT,
+					 "target: '%s' matches %zu addresses (max %d)", pr->target, n,
+					 DIAG_PROBE_MAX_ADDRS);
 	for (size_t i = 0; r == 0 && i < n; i++)
 		if ((r = check_location(e, ep, &mods, &locs[i], err)) < 0)
-			diag_error_prefix(err, "target: ");
+			diag_error_lead_field(err, "target");
 	if (r == 0 && !(pr->sites = calloc(n, sizeof(*pr->sites))))
 		r = diag_error_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; r == 0 && i < n; i++) {

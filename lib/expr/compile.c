@@ -104,7 +104,7 @@ static int errat(struct checker *c, const struct expr_node *n, int code, const c
 {
 	char what[DIAG_ERRMSG_MAX];
 	snprintf(what, sizeof(what), fmt, a ? a : "");
-	return diag_error_set(c->err, code, "value: %s at %d:%d", what, n->line, n->col);
+	return diag_error_set(c->err, code, "%s at %d:%d", what, n->line, n->col);
 }
 
 static void spell(const struct diag_type *t, char *buf, size_t cap)
@@ -143,10 +143,10 @@ static int nodebug(struct checker *c, const struct expr_node *n)
 		const char *base = strrchr(path, '/');
 		base = base ? base + 1 : path;
 		return diag_error_set(c->err, -DIAG_E_NODEBUG,
-				      "value: no DWARF for %s (names need debug info: '%s' at %d:%d); use $arg1..$arg6",
+				      "no DWARF for %s (names need debug info: '%s' at %d:%d); use $arg1..$arg6",
 				      *base ? base : "this module", n->s, n->line, n->col);
 	}
-	return diag_error_set(c->err, c->nodebug_code, "value: '%s' at %d:%d: %s", n->s, n->line,
+	return diag_error_set(c->err, c->nodebug_code, "'%s' at %d:%d: %s", n->s, n->line,
 			      n->col, c->nodebug_msg);
 }
 
@@ -208,7 +208,7 @@ static int check_name(struct checker *c, struct expr_node *n)
 				DIAG_GROW(&x->globals, &x->capglobals, x->nglobals + 1) == 0 ? x->globals : NULL;
 			if (!ng) {
 				free(g.name);
-				return diag_error_set(c->err, -ENOMEM, "value: out of memory");
+				return diag_error_set(c->err, -ENOMEM, "out of memory");
 			}
 			x->globals = ng;
 			ng[x->nglobals] = g;
@@ -227,15 +227,15 @@ static int check_name(struct checker *c, struct expr_node *n)
 	if (!v) {
 		char names[300];
 		list_scope(c, names, sizeof(names));
-		return diag_error_set(c->err, -DIAG_E_NOSYM, "value: unknown name '%s' at %d:%d; in scope: %s",
+		return diag_error_set(c->err, -DIAG_E_NOSYM, "unknown name '%s' at %d:%d; in scope: %s",
 				      n->s, n->line, n->col, names);
 	}
 	if (c->sc->event == DIAG_EVENT_RETURN && x->scope && idx < (int)x->scope->nvars)
 		return diag_error_set(c->err, -DIAG_E_INVALID,
-				      "value: '%s' at %d:%d is not available on return events (the function's frame is gone); use $retval, or an end event",
+				      "'%s' at %d:%d is not available on return events (the function's frame is gone); use $retval, or an end event",
 				      n->s, n->line, n->col);
 	if (!v->loc.nops && !v->loc.has_const)
-		return diag_error_set(c->err, -DIAG_E_INVALID, "value: '%s' is optimised out at 0x%llx",
+		return diag_error_set(c->err, -DIAG_E_INVALID, "'%s' is optimised out at 0x%llx",
 				      n->s, (unsigned long long)c->sc->pc);
 	n->op = N_VAR;
 	n->var = idx;
@@ -290,7 +290,7 @@ static int check_dollar(struct checker *c, struct expr_node *n)
 	int off = diag_reg_lookup(s, &width);
 	if (off < 0)
 		return diag_error_set(c->err, -DIAG_E_NOSYM,
-				      "value: unknown name '$%s' at %d:%d; known: $arg1..$arg6, $retval, $tid, $pid, $comm, $time, $elapsed, registers ($rdi, $eax, ...)",
+				      "unknown name '$%s' at %d:%d; known: $arg1..$arg6, $retval, $tid, $pid, $comm, $time, $elapsed, registers ($rdi, $eax, ...)",
 				      s, n->line, n->col);
 	n->op = N_REG;
 	n->reg_off = off;
@@ -675,22 +675,29 @@ static void open_scope(struct checker *c)
 int diag_expr_compile(const char *src, const struct diag_expr_scope *scope, struct diag_expr **out,
 		      struct diag_error *err)
 {
+	/* the messages below name no field: the spec field the source came from is named once */
+	const char *field = scope && scope->field ? scope->field : "value";
 	if (!src || !scope)
-		return diag_error_set(err, -EINVAL, "value: no expression");
+		return diag_error_set_field(err, field, -EINVAL, "%s: no expression", field);
 	struct diag_expr *x = calloc(1, sizeof(*x));
 	if (!x || !(x->src = strdup(src))) {
 		free(x);
-		return diag_error_set(err, -ENOMEM, "value: out of memory");
+		return diag_error_set_field(err, field, -ENOMEM, "%s: out of memory", field);
 	}
 	x->bias = scope->bias;
 	x->event = scope->event;
-	struct checker c = { .x = x, .sc = scope, .err = err };
+	struct diag_error e = { 0 };
+	struct checker c = { .x = x, .sc = scope, .err = &e };
 	open_scope(&c);
-	int rc = expr_parse(src, &x->ar, is_type_cb, &c, &x->root, err);
+	int rc = expr_parse(src, &x->ar, is_type_cb, &c, &x->root, &e);
 	if (rc == 0)
 		rc = check(&c, x->root);
 	if (rc) {
 		diag_expr_free(x);
+		if (err && e.code) {
+			*err = e;
+			diag_error_lead_field(err, field);
+		}
 		return rc;
 	}
 	*out = x;

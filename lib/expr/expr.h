@@ -31,6 +31,7 @@ struct diag_expr_scope {
 	uint64_t pc;                /* runtime address of the probe */
 	enum diag_event_kind event; /* call / return / end: decides what is in scope (result, elapsed) */
 	struct diag_dwarf_cache *dwarf;  /* may be NULL: registers/$args only */
+	const char *field;          /* the spec field of the source, named in errors (NULL: "value") */
 };
 
 struct diag_expr;
@@ -38,7 +39,7 @@ struct diag_expr;
 /* Parse and type-check src against DWARF at scope->pc. Returns 0 and *out, or
  * -DIAG_E_PARSE (syntax), -DIAG_E_NOSYM (unknown name), -DIAG_E_NODEBUG (a name without
  * DWARF), -DIAG_E_INVALID (type error, optimised out), -DIAG_E_LIMIT (too long/deep),
- * -ENOMEM; err holds one line with the position, e.g.
+ * -ENOMEM; err holds one line with the position and names scope->field (err->field), e.g.
  * "value: unknown name 'lenn' at 1:5; in scope: req, len, buf". */
 int diag_expr_compile(const char *src, const struct diag_expr_scope *scope, struct diag_expr **out,
 		      struct diag_error *err);

@@ -50,9 +50,9 @@ static int fail(struct lexer *lx, int code, size_t off, const char *what)
 	int line, col;
 	pos_of(lx, off, &line, &col);
 	if (code == -DIAG_E_PARSE)
-		diag_error_set(lx->err, code, "value: syntax error at %d:%d: %s", line, col, what);
+		diag_error_set(lx->err, code, "syntax error at %d:%d: %s", line, col, what);
 	else
-		diag_error_set(lx->err, code, "value: %s at %d:%d", what, line, col);
+		diag_error_set(lx->err, code, "%s at %d:%d", what, line, col);
 	lx->rc = code;
 	return code;
 }

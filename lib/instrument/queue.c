@@ -1,6 +1,7 @@
 /* event queue: bounded ring + one worker thread (see queue.h). push never waits for the
  * worker: it only takes the ring mutex, which the worker holds for a pointer swap. */
 #include "instrument/queue.h"
+#include "util/clock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -145,13 +146,9 @@ static void *worker_main(void *arg)
 				q->idle(q->ctx);
 				pthread_mutex_lock(&q->lock);
 			} else if (q->idle_ticks < IDLE_POLLS) {
-				struct timespec ts;
-				clock_gettime(CLOCK_MONOTONIC, &ts);
-				ts.tv_nsec += 1000000;
-				if (ts.tv_nsec >= 1000000000) {
-					ts.tv_sec++;
-					ts.tv_nsec -= 1000000000;
-				}
+				int64_t at = diag_clock_mono_ns() + 1000000; /* the cond's clock */
+				struct timespec ts = { .tv_sec = at / 1000000000,
+						       .tv_nsec = at % 1000000000 };
 				pthread_cond_timedwait(&q->nonempty, &q->lock, &ts);
 				if (q->len == 0)
 					q->idle_ticks++;

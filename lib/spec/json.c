@@ -49,10 +49,11 @@ static int string_fail(struct scan *sc, bool is_key, size_t at, const char *what
 	path_of(sc, path, sizeof(path));
 	sc->depth += is_key;
 	if (is_key)
-		return diag_error_set(sc->err, -DIAG_E_PARSE, "%s%s%s in a member name at byte %zu",
-				      path, *path ? ": " : "", what, at);
-	return diag_error_set(sc->err, -DIAG_E_PARSE, "%s%s%s at byte %zu", path,
-			      *path ? ": " : "", what, at);
+		return diag_error_set_field(sc->err, path, -DIAG_E_PARSE,
+					    "%s%s%s in a member name at byte %zu", path,
+					    *path ? ": " : "", what, at);
+	return diag_error_set_field(sc->err, path, -DIAG_E_PARSE, "%s%s%s at byte %zu", path,
+				    *path ? ": " : "", what, at);
 }
 
 static int hex4(const char *s, size_t avail, unsigned *out)
@@ -179,9 +180,8 @@ cJSON *diag_json_parse(const char *text, size_t len, struct diag_error *err)
 	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
 	size_t off = end ? (size_t)(end - text) : 0;
 	if (!root) {
-		char near[21] = "";
-		for (size_t i = 0; i < 20 && off + i < len && text[off + i]; i++) /* one line */
-			near[i] = (unsigned char)text[off + i] < 0x20 ? ' ' : text[off + i];
+		char near[21];
+		diag_json_excerpt(near, sizeof(near), text + off, len - off, ' ');
 		diag_error_set(err, -DIAG_E_PARSE, "invalid JSON at byte %zu near '%s'", off, near);
 		return NULL;
 	}
@@ -194,6 +194,16 @@ cJSON *diag_json_parse(const char *text, size_t len, struct diag_error *err)
 		return NULL;
 	}
 	return root;
+}
+
+char *diag_json_excerpt(char *out, size_t cap, const char *text, size_t len, char repl)
+{
+	size_t i = 0;
+	for (; cap && i < cap - 1 && i < len && text[i]; i++)
+		out[i] = (unsigned char)text[i] < 0x20 || text[i] == 0x7f ? repl : text[i];
+	if (cap)
+		out[i] = '\0';
+	return out;
 }
 
 /* s escaped, or NULL when it is safe already (or memory ran out: then it stays as it is,

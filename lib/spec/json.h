@@ -23,6 +23,11 @@
  * '...'", "trailing data after the JSON value at byte N". Code -DIAG_E_PARSE (-ENOMEM). */
 cJSON *diag_json_parse(const char *text, size_t len, struct diag_error *err);
 
+/* An excerpt of input for a one-line message: at most cap - 1 bytes of text[0..len), up to a
+ * NUL, every control byte (< 0x20, 0x7f) replaced by repl; NUL-terminated. out may be text
+ * (in place). Returns out. The one way quoted input is kept to one line in an error. */
+char *diag_json_excerpt(char *out, size_t cap, const char *text, size_t len, char repl);
+
 /* Replace every string value and member name of j, recursively, by its diag_text_escape form
  * (flags as there). Strings that are already safe are left alone. */
 void diag_json_escape_strings(cJSON *j, unsigned flags);

@@ -15,6 +15,7 @@
 
 #include "spec/json.h"
 #include "spec/target.h"
+#include "util/grow.h"
 #include "util/text.h"
 
 static const char *json_type_name(const cJSON *j)
@@ -117,7 +118,8 @@ static int dec_fail(struct dec *d, const char *field, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	return diag_error_set(d->err, -DIAG_E_INVALID, "%s: %s: %s", d->who, field, why);
+	return diag_error_set_field(d->err, field, -DIAG_E_INVALID, "%s: %s: %s", d->who, field,
+				    why);
 }
 
 /* Every string of a spec can reach a log line or a terminal: valid UTF-8 without control
@@ -162,9 +164,13 @@ static int dec_unknown(struct dec *d, const cJSON *obj, const char *prefix,
 		bool ok = false;
 		for (size_t i = 0; known[i] && !ok; i++)
 			ok = strcmp(c->string, known[i]) == 0;
-		if (!ok)
-			return diag_error_set(d->err, -DIAG_E_INVALID, "%s: unknown field '%s%s'",
-					      d->who, prefix, c->string);
+		if (!ok) {
+			char field[DIAG_ERRFIELD_MAX];
+			snprintf(field, sizeof(field), "%s%s", prefix, c->string);
+			return diag_error_set_field(d->err, field, -DIAG_E_INVALID,
+						    "%s: unknown field '%s%s'", d->who, prefix,
+						    c->string);
+		}
 	}
 	return 0;
 }
@@ -494,9 +500,8 @@ static int dec_spec(struct dec *d, const cJSON *obj, unsigned flags, const char 
  * characters: an error stays one line for logs and the protocol. */
 static int one_line(struct diag_error *err, int r)
 {
-	for (char *p = err ? err->msg : NULL; p && *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
+	if (err)
+		diag_json_excerpt(err->msg, sizeof(err->msg), err->msg, sizeof(err->msg), '?');
 	return r;
 }
 
@@ -665,6 +670,7 @@ struct diag_spec *diag_spec_dup(const struct diag_spec *s)
 	d->custom = dup_or_null(s->custom, &fail);
 	d->pids = s->npids ? malloc(s->npids * sizeof(*d->pids)) : NULL;
 	d->applied = s->napplied ? malloc(s->napplied * sizeof(*d->applied)) : NULL;
+	d->applied_cap = d->applied ? s->napplied : 0;
 	if ((s->npids && !d->pids) || (s->napplied && !d->applied) || fail) {
 		if (s->npids && !d->pids)
 			d->npids = 0;
@@ -709,11 +715,11 @@ struct diag_applied *diag_spec_applied_get(struct diag_spec *s, const char *key,
 	for (size_t i = 0; i < s->napplied; i++)
 		if (strcmp(s->applied[i].key, key) == 0)
 			return &s->applied[i];
-	struct diag_applied *n = realloc(s->applied, (s->napplied + 1) * sizeof(*n));
-	if (!n)
+	/* from one record: a record is large (instances), most specs have one or two */
+	if (diag_grow((void **)&s->applied, &s->applied_cap, s->napplied + 1, sizeof(*s->applied),
+		      1) < 0)
 		return NULL;
-	s->applied = n;
-	struct diag_applied *a = &n[s->napplied++];
+	struct diag_applied *a = &s->applied[s->napplied++];
 	memset(a, 0, sizeof(*a));
 	snprintf(a->key, sizeof(a->key), "%s", key);
 	a->pid = pid;

@@ -63,7 +63,7 @@ struct diag_spec {
 	double max_hits_per_sec;
 	double max_stopped_ms_per_sec;
 	struct diag_applied *applied;
-	size_t napplied;
+	size_t napplied, applied_cap;          /* applied_cap: room (util/grow) */
 };
 
 enum {

@@ -43,6 +43,14 @@ int diag_error_in_field(struct diag_error *e, const char *field)
 	return e->code;
 }
 
+int diag_error_lead_field(struct diag_error *e, const char *field)
+{
+	if (!e || e->field[0] || !field || !*field)
+		return e ? e->code : 0;
+	diag_error_in_field(e, field);
+	return diag_error_prefix(e, "%s: ", e->field);
+}
+
 int diag_error_prefix(struct diag_error *e, const char *fmt, ...)
 {
 	if (!e)

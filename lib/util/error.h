@@ -49,6 +49,13 @@ int diag_error_set_field(struct diag_error *e, const char *field, int code, cons
  * knows the field wins). Returns e->code (0 for a NULL e). */
 int diag_error_in_field(struct diag_error *e, const char *field);
 
+/* An error about field whose message does not say so yet: when no field is named, name it
+ * and make the message lead with "FIELD: " (the one place that text is composed from the
+ * field); an error whose field is named already is left as it is. Returns e->code (0 for a
+ * NULL e). For callers that know which field an inner error is about: "value" or
+ * "condition" for an expression, "target" for where a probe goes. */
+int diag_error_lead_field(struct diag_error *e, const char *field);
+
 /* Prefix an existing message with context ("spec w1: " + msg). Returns e->code. */
 int diag_error_prefix(struct diag_error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

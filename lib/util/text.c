@@ -132,12 +132,12 @@ int diag_text_field_check(const char *field, const char *s, struct diag_error *e
 	uint32_t cp = 0;
 	switch (diag_text_check(s, strlen(s), &off, &cp)) {
 	case DIAG_TEXT_CONTROL:
-		return diag_error_set(err, -DIAG_E_INVALID,
-				      "%s: control character U+%04X at byte %zu (not allowed)", field,
-				      (unsigned)cp, off);
+		return diag_error_set_field(err, field, -DIAG_E_INVALID,
+					    "%s: control character U+%04X at byte %zu (not allowed)",
+					    field, (unsigned)cp, off);
 	case DIAG_TEXT_BAD_UTF8:
-		return diag_error_set(err, -DIAG_E_INVALID, "%s: invalid UTF-8 at byte %zu", field,
-				      off);
+		return diag_error_set_field(err, field, -DIAG_E_INVALID,
+					    "%s: invalid UTF-8 at byte %zu", field, off);
 	default:
 		return 0;
 	}

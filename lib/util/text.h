@@ -40,7 +40,8 @@ size_t diag_text_escape(char *out, size_t cap, const char *s, size_t len, unsign
 char *diag_text_escape_dup(const char *s, unsigned flags);
 
 /* 0, or -DIAG_E_INVALID with err "FIELD: control character U+000A at byte 3 (not allowed)" or
- * "FIELD: invalid UTF-8 at byte 3": how every input field that can reach text is checked. */
+ * "FIELD: invalid UTF-8 at byte 3" (err->field FIELD): how every input field that can reach
+ * text is checked. */
 int diag_text_field_check(const char *field, const char *s, struct diag_error *err);
 
 /* The shortest decimal text that reads back as exactly v ("1e+308", "123456789.5"): error

@@ -1,12 +1,12 @@
 /* fuzz_protocol: libFuzzer target for the control server's input: each line of the input is
- * parsed by diag_request_parse (daemon/diagnosed_request.c), the function the server runs on
+ * parsed by dmn_request_parse (daemon/diagnosed_request.c), the function the server runs on
  * every request line before it touches the daemon's state. A line must yield a command or a
  * one-line error reply, never a crash, a leak or an unterminated reply. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "diagnosed.h"
+#include "diagnosed_request.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -15,17 +15,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		struct diag_request rq;
-		char why[DIAG_ERRMSG_MAX];
-		if (diag_request_parse(p, len, &rq, why, sizeof(why)) < 0) {
-			if (!memchr(why, '\0', sizeof(why)) || !why[0] || strchr(why, '\n'))
+		struct dmn_request rq;
+		struct diag_error err = { 0 };
+		if (dmn_request_parse(p, len, &rq, &err) < 0) {
+			const char *why = err.msg;
+			if (!memchr(why, '\0', sizeof(err.msg)) || !why[0] || strchr(why, '\n'))
 				abort();
 		} else {
-			if (rq.cmd == DIAG_CMD_ADD && !rq.spec)
+			if (rq.cmd == DMN_CMD_ADD && !rq.spec)
 				abort();
 			if (memchr(rq.id, '\0', sizeof(rq.id)) == NULL)
 				abort();
-			diag_request_fini(&rq);
+			dmn_request_fini(&rq);
 		}
 		p += len + 1;
 	}

@@ -1,0 +1,111 @@
+/* diagnosed_manager: makes the traced processes match the specs. Applies specs through
+ * engine.h, owns one instrument instance per spec, keeps the `applied` records, enforces
+ * lifespans and persists through the store before any change is acknowledged. Runs on the
+ * engine's thread only (the emit sink and the queue's worker aside); never blocks it on a
+ * plugin (events go through the queue). It calls down only (engine, instrument, spec, store,
+ * indexer, log): whoever listens to hits (the control server) registers a callback, whoever
+ * watches probes (the governor) asks through dmn_manager_each_live. No ELF, DWARF or ptrace
+ * code of its own. */
+#ifndef DMN_MANAGER_H
+#define DMN_MANAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <cjson/cJSON.h>
+
+#include "engine/engine.h"
+#include "instrument/host.h"
+#include "instrument/queue.h"
+#include "spec/spec.h"
+#include "store/store.h"
+#include "util/error.h"
+
+/* One spec as the daemon runs it. The engine cookie of its probes is this struct's address. */
+struct dmn_mspec {
+	struct diag_spec *spec;       /* owns the applied records */
+	struct diag_instrument *inst; /* NULL when the plugin failed (error in inst_error) */
+	char inst_error[DIAG_ERRMSG_MAX];
+	uint64_t hits;                /* all processes, since the spec was (re)applied */
+	uint64_t dropped;
+	bool expired;
+};
+
+/* A hit the manager has counted, for whoever listens (the control server's tail and wait
+ * clients). Called on the engine's thread; must never block. */
+typedef void (*dmn_hit_fn)(void *ctx, const struct dmn_mspec *ms,
+			   const struct diag_engine_hit *hit);
+
+#define DMN_MANAGER_TARGETS_MAX 256 /* processes attached by attach/--pid/spec pid lists */
+
+struct dmn_manager {
+	struct diag_engine *engine;
+	struct diag_plugin_host *plugins;
+	struct diag_event_queue *queue;
+	struct diag_store *store;
+	dmn_hit_fn on_hit;            /* may be NULL (dmn_manager_on_hit) */
+	void *on_hit_ctx;
+	struct diag_indexer *indexer; /* parses target files for the engine (sandboxed worker) */
+	char host[256];
+	struct dmn_mspec **specs;
+	size_t nspecs, cap;
+	unsigned next_id;
+	uint64_t hits;
+	bool allow_pid1; /* --allow-pid1: init may be traced */
+	bool fold_due;                /* a process exited: fold old records at the next tick */
+};
+
+/* Per spec, the records of processes that are gone beyond the last this many are folded into
+ * one summary record "HOST:exited" (its `processes`, `hits` and `dropped` are their sums). */
+#define DMN_MANAGER_EXITED_KEEP 16
+
+int dmn_manager_init(struct dmn_manager *m, const char *plugin_dir, const char *store_path,
+		     struct diag_error *err);
+/* The engine reads ELF and DWARF through a sandboxed diagnose-indexer (lib/indexer). */
+struct diag_indexer_opts;
+int dmn_manager_use_indexer(struct dmn_manager *m, const struct diag_indexer_opts *o,
+			    struct diag_error *err);
+/* Removes every probe and detaches (diag_engine_free), saves the store, frees everything. */
+void dmn_manager_fini(struct dmn_manager *m);
+/* Every hit, after it is counted, goes to fn(ctx, ...) too (NULL: to nobody). */
+void dmn_manager_on_hit(struct dmn_manager *m, dmn_hit_fn fn, void *ctx);
+/* Load the store and apply its unexpired specs. Problems go to stderr; never fatal. */
+void dmn_manager_load(struct dmn_manager *m);
+/* Add or replace (same id) a spec; takes ownership of s. Apply errors are not failures (they
+ * are in applied); failures are limits and store errors. *out: the running spec. */
+int dmn_manager_add(struct dmn_manager *m, struct diag_spec *s, struct dmn_mspec **out,
+		    struct diag_error *err);
+int dmn_manager_remove(struct dmn_manager *m, const char *id, struct diag_error *err);
+int dmn_manager_attach(struct dmn_manager *m, pid_t pid, struct diag_error *err);
+/* Trace pid (policy: pid 1 only with allow_pid1; the targets limit), nothing applied or
+ * saved. Errors read "pid N: ..." (the field of attach requests and specs). */
+int dmn_manager_attach_process(struct dmn_manager *m, pid_t pid, struct diag_error *err);
+int dmn_manager_detach(struct dmn_manager *m, pid_t pid, struct diag_error *err);
+struct dmn_mspec *dmn_manager_find(struct dmn_manager *m, const char *id);
+/* Fold old records and expire what is due; returns the earliest future expiry in ns (0:
+ * none). */
+int64_t dmn_manager_tick(struct dmn_manager *m, int64_t now_ns);
+/* Number of (spec, process) pairs currently applied or pending. */
+size_t dmn_manager_count_live(const struct dmn_manager *m);
+int dmn_manager_save(struct dmn_manager *m, struct diag_error *err);
+/* Remove ms's probe from pid (bytes restored); its record becomes `disabled` with why. */
+void dmn_manager_disable(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid,
+			 const char *why);
+
+/* The one walk over live records: fn(arg, ms, a, info) for every record whose probe is applied,
+ * with the engine's figures for it (diag_engine_probe_info). fn may change records (disable
+ * one through dmn_manager_disable), never the list of specs or records. */
+typedef void (*dmn_live_fn)(void *arg, struct dmn_mspec *ms, struct diag_applied *a,
+			    const struct diag_probe_info *info);
+void dmn_manager_each_live(struct dmn_manager *m, dmn_live_fn fn, void *arg);
+
+cJSON *dmn_manager_spec_json(const struct dmn_manager *m, const struct dmn_mspec *ms);
+void dmn_manager_refresh_counts(struct dmn_manager *m);
+cJSON *dmn_manager_list_json(const struct dmn_manager *m);
+/* NULL with err when id names no spec. */
+cJSON *dmn_manager_stats_json(struct dmn_manager *m, const char *id, struct diag_error *err);
+cJSON *dmn_manager_status_json(struct dmn_manager *m);
+
+#endif
