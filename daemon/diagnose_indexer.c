@@ -1,7 +1,7 @@
 /* diagnose-indexer: the worker diagnosed starts to parse target-supplied ELF and DWARF files
  * (docs/architecture.md, "Parsing target files without root"). Its socket to the daemon is fd
  * 3. Before reading any request it closes every other descriptor and enters its sandbox
- * (lib/indexer/sandbox.c); then it answers requests until the daemon closes the socket.
+ * (lib/indexworker/sandbox.c); then it answers requests until the daemon closes the socket.
  * usage: diagnose-indexer [--uid UID] [--gid GID]   (started by diagnosed, not by hand) */
 #include <errno.h>
 #include <stdio.h>
@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "indexer/indexer.h"
+#include "indexworker/worker.h"
 
 #define SOCK_FD 3
 

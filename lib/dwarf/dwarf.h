@@ -36,7 +36,7 @@ int diag_dwarf_cache_get(struct diag_dwarf_cache *c, const char *path, const cha
 struct diag_indexer;
 int diag_dwarf_cache_new_remote(struct diag_indexer *ix, struct diag_dwarf_cache **out);
 
-/* ---- what the indexer worker uses (lib/indexer/server.c) ---- */
+/* ---- what the indexer worker uses (lib/indexworker/server.c) ---- */
 
 /* The index of the ELF open at fd (taken), else of the first debug file dbg[i] (all taken)
  * with DWARF (*used = i, or -1). key and name are for messages. Returns 0, -DIAG_E_NODEBUG. */

@@ -31,6 +31,12 @@ static int why(struct machine *mc, const char *fmt, unsigned long long v)
 	return -DIAG_E_INVALID; /* a constant: the callers' flow analysis sees the failure */
 }
 
+/* why() for a message without a number. */
+static int stop(struct machine *mc, const char *msg)
+{
+	diag_error_set(mc->err, -DIAG_E_INVALID, "%s", msg);
+	return -DIAG_E_INVALID;
+}
 /* The 16 bytes of vector register n (DWARF 17 + n: x86-64 xmm0..15) in fp.
  * ARCH HOOK WANTED: this is the one place lib/dwarf knows the layout of diag_fpregs; it
  * belongs in lib/arch/regs.h as diag_fpregs_dwarf(fp, regno) (NULL: not a vector register). */
@@ -72,7 +78,7 @@ static int reg_value(struct machine *mc, uint64_t regno, uint64_t *v)
 static int push(struct machine *mc, uint64_t v)
 {
 	if (mc->sp == LOC_STACK)
-		return why(mc, "<DWARF expression stack overflow>%llu", 0);
+		return stop(mc, "<DWARF expression stack overflow>");
 	mc->stack[mc->sp++] = v;
 	return 0;
 }
@@ -80,7 +86,7 @@ static int push(struct machine *mc, uint64_t v)
 static int pop(struct machine *mc, uint64_t *v)
 {
 	if (mc->sp == 0)
-		return why(mc, "<DWARF expression stack underflow>%llu", 0);
+		return stop(mc, "<DWARF expression stack underflow>");
 	*v = mc->stack[--mc->sp];
 	return 0;
 }
@@ -88,7 +94,7 @@ static int pop(struct machine *mc, uint64_t *v)
 static int cfa(struct machine *mc, uint64_t *v)
 {
 	if (!mc->fr || !mc->fr->cfa_known)
-		return why(mc, "<CFA unknown at this address>%llu", 0);
+		return stop(mc, "<CFA unknown at this address>");
 	uint64_t r;
 	int rc = reg_value(mc, (uint64_t)mc->fr->cfa_reg, &r);
 	if (rc == 0)
@@ -101,7 +107,7 @@ static int eval_value(struct machine *mc, const struct diag_loc *loc, uint64_t *
 static int frame_base(struct machine *mc, uint64_t *v)
 {
 	if (!mc->fr || !mc->fr->fb.nops)
-		return why(mc, "<no frame base>%llu", 0);
+		return stop(mc, "<no frame base>");
 	struct machine sub = { .m = mc->m, .fr = mc->fr, .err = mc->err };
 	if (mc->fr->fb.nops == 1 && mc->fr->fb.ops[0].atom >= DW_OP_reg0 && mc->fr->fb.ops[0].atom <= DW_OP_reg31)
 		return reg_value(mc, mc->fr->fb.ops[0].atom - DW_OP_reg0, v); /* old GCC: base in a register */
@@ -133,9 +139,9 @@ static int binop(struct machine *mc, uint8_t atom)
 	case DW_OP_plus: r = a + b; break;
 	case DW_OP_minus: r = a - b; break;
 	case DW_OP_mul: r = a * b; break;
-	case DW_OP_div: if (!b) return why(mc, "<division by zero in location>%llu", 0);
+	case DW_OP_div: if (!b) return stop(mc, "<division by zero in location>");
 		r = (uint64_t)((int64_t)a / (int64_t)b); break;
-	case DW_OP_mod: if (!b) return why(mc, "<division by zero in location>%llu", 0);
+	case DW_OP_mod: if (!b) return stop(mc, "<division by zero in location>");
 		r = a % b; break;
 	case DW_OP_and: r = a & b; break;
 	case DW_OP_or: r = a | b; break;
@@ -187,17 +193,17 @@ static int step(struct machine *mc, const struct diag_loc_op *op)
 		return push(mc, v);
 	case DW_OP_dup:
 		if (!mc->sp)
-			return why(mc, "<DWARF expression stack underflow>%llu", 0);
+			return stop(mc, "<DWARF expression stack underflow>");
 		return push(mc, mc->stack[mc->sp - 1]);
 	case DW_OP_drop:
 		return pop(mc, &v);
 	case DW_OP_over:
 		if (mc->sp < 2)
-			return why(mc, "<DWARF expression stack underflow>%llu", 0);
+			return stop(mc, "<DWARF expression stack underflow>");
 		return push(mc, mc->stack[mc->sp - 2]);
 	case DW_OP_pick:
 		if (op->op1 >= (uint64_t)mc->sp)
-			return why(mc, "<DWARF expression stack underflow>%llu", 0);
+			return stop(mc, "<DWARF expression stack underflow>");
 		return push(mc, mc->stack[mc->sp - 1 - (int)op->op1]);
 	case DW_OP_swap:
 		if ((rc = pop(mc, &v)) || (rc = pop(mc, &w)) || (rc = push(mc, v)))
@@ -256,7 +262,7 @@ static int piece_bytes(struct machine *mc, const struct source *src, uint8_t *ou
 	switch (src->kind) {
 	case SRC_MEM: {
 		if (!mc->m->read_mem)
-			return why(mc, "<no memory access>%llu", 0);
+			return stop(mc, "<no memory access>");
 		ssize_t got = mc->m->read_mem(mc->m->arg, src->v, out, n);
 		return got == (ssize_t)n ? 0 : why(mc, "<fault at 0x%llx>", src->v + (got > 0 ? (uint64_t)got : 0));
 	}
@@ -271,7 +277,7 @@ static int piece_bytes(struct machine *mc, const struct source *src, uint8_t *ou
 		memcpy(b, &src->v, 8);
 		break;
 	default:
-		return why(mc, "<optimised out>%llu", 0);
+		return stop(mc, "<optimised out>");
 	}
 	memcpy(out, b, n < 16 ? n : 16);
 	return 0;
@@ -289,7 +295,7 @@ int diag_loc_eval(const struct diag_loc *loc, const struct diag_dwarf_frame *fr,
 		return DIAG_LOC_IN_BYTES;
 	}
 	if (!loc->nops)
-		return why(&mc, "<optimised out>%llu", 0);
+		return stop(&mc, "<optimised out>");
 	struct source src = { .kind = SRC_EMPTY };
 	bool pieces = false, have_src = false;
 	size_t filled = 0;
@@ -337,7 +343,7 @@ int diag_loc_eval(const struct diag_loc *loc, const struct diag_dwarf_frame *fr,
 	}
 	if (!have_src) {
 		if (!mc.sp)
-			return why(&mc, "<empty location>%llu", 0);
+			return stop(&mc, "<empty location>");
 		*addr = mc.stack[mc.sp - 1];
 		return DIAG_LOC_IN_MEMORY;
 	}

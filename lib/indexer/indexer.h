@@ -65,20 +65,4 @@ int diag_indexer_call(struct diag_indexer *ix, const char *key, const char *what
 int diag_indexer_bad_reply(struct diag_indexer *ix, const char *key, const char *what,
 			   const char *why, struct diag_error *err);
 
-/* ---- the worker's side (lib/indexer/server.c, sandbox.c) ---- */
-
-/* Drops to uid/gid (when root), no new privileges, not dumpable, no capabilities, resource
- * limits, and the seccomp filter that allows only what parsing needs. 0 or -errno with err. */
-int diag_indexer_sandbox(uid_t uid, gid_t gid, struct diag_error *err);
-/* Serves requests on sock until the daemon closes it. Returns the exit status. */
-int diag_indexer_serve(int sock);
-
-/* One request handled in process (what the worker does with it; the fuzzer calls it too):
- * req[0..len) with fds (taken), reply appended to out. The state (open files) lives in *st. */
-struct diag_ix_state;
-int diag_ix_state_new(struct diag_ix_state **out);
-void diag_ix_state_free(struct diag_ix_state *st);
-void diag_ix_handle(struct diag_ix_state *st, const uint8_t *req, size_t len, int *fds,
-		    size_t nfds, struct diag_ix_buf *out);
-
 #endif

@@ -15,6 +15,7 @@
 
 #include "dwarf/dwarf.h"
 #include "indexer/indexer.h"
+#include "indexworker/worker.h"
 #include "sym/modmap.h"
 #include "sym/symtab.h"
 

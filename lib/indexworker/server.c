@@ -1,8 +1,9 @@
-/* indexer/server: the worker's side of the protocol. Decodes one request, runs the in-process
+/* indexworker/server: the worker's side of the protocol. Decodes one request, runs the in-process
  * implementation (lib/dwarf, lib/sym) on the descriptors the daemon passed, encodes the answer.
  * Types cross as a graph: each type gets a per-file id the first time it is sent, and later
  * replies refer to it by id. Runs inside the sandbox: never opens a file itself. */
 #include "indexer/indexer.h"
+#include "indexworker/worker.h"
 
 #include <errno.h>
 #include <fcntl.h>

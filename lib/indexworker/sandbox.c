@@ -1,9 +1,10 @@
-/* indexer/sandbox: what the worker does to itself before it reads any request: drop to an
+/* indexworker/sandbox: what the worker does to itself before it reads any request: drop to an
  * unprivileged uid and gid (when started as root), no supplementary groups, no capabilities,
  * no new privileges, not dumpable, resource limits, and a seccomp filter (libseccomp) that
  * allows only what parsing descriptors it was given needs; anything else (open, socket,
  * ptrace, execve, kill of another process...) kills the process. Never loosens anything. */
 #include "indexer/indexer.h"
+#include "indexworker/worker.h"
 
 #include <errno.h>
 #include <grp.h>
