@@ -32,7 +32,7 @@ static void target_module(const char *target, char *out, size_t cap)
 	}
 }
 
-bool diag__dl_absent(const struct diag_modmap *mods, const char *target)
+bool eng_dl_absent(const struct diag_modmap *mods, const char *target)
 {
 	char module[256];
 	target_module(target, module, sizeof(module));
@@ -41,7 +41,7 @@ bool diag__dl_absent(const struct diag_modmap *mods, const char *target)
 }
 
 /* The hook is a site of a probe of the engine's own, never listed. */
-int diag__dl_watch(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
+int eng_dl_watch(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
 		   struct diag_error *err)
 {
 	if (ep->dl_probe || ep->tp->mem_owner)
@@ -56,10 +56,10 @@ int diag__dl_watch(struct diag_engine *e, struct eproc *ep, struct diag_thread *
 	struct site *s = pr ? calloc(1, sizeof(*s)) : NULL;
 	if (r == 0 && !s)
 		r = diag_error_set(err, -ENOMEM, "out of memory");
-	if (r == 0 && (r = diag__safety_ensure(e, ep, stopped, err)) == 0 &&
+	if (r == 0 && (r = eng_safety_ensure(e, ep, stopped, err)) == 0 &&
 	    /* the safety handler may exist already (an int3 probe came first): then no thread
 	     * was stopped for it, and the slot page near the dynamic linker needs one */
-	    (r = diag__bp_get(e, ep, stopped, locs[0].addr, &s->bp, err)) == 0 &&
+	    (r = eng_bp_get(e, ep, stopped, locs[0].addr, &s->bp, err)) == 0 &&
 	    (r = diag_bp_add_user(s->bp, s)) < 0)
 		diag_bp_del_user(&ep->bps, ep->tp, s->bp, s);
 	if (r < 0) {
@@ -79,7 +79,7 @@ int diag__dl_watch(struct diag_engine *e, struct eproc *ep, struct diag_thread *
 	return r;
 }
 
-void diag__dl_unwatch(struct eproc *ep, bool write)
+void eng_dl_unwatch(struct eproc *ep, bool write)
 {
 	struct probe *pr = ep->dl_probe;
 	if (!pr)
@@ -103,7 +103,7 @@ static void forget_site(struct eproc *mem, struct site *s)
 	s->bp = NULL;
 	if (bp->nusers)
 		return;
-	diag__fast_forget(mem, bp);
+	eng_fast_forget(mem, bp);
 	bp->patched_len = bp->written_len = 0; /* restore nothing */
 	diag_bp_destroy(&mem->bps, mem->tp, bp);
 }
@@ -120,24 +120,24 @@ static void dl_apply(struct diag_engine *e, struct eproc *ep)
 {
 	/* hits recorded in the ring before a dlclose are the unloaded library's probes' own:
 	 * consumed while their sites still exist */
-	diag__fast_drain(e, ep);
+	eng_fast_drain(e, ep);
 	struct diag_modmap mods = {0};
 	if (diag_modmap_read(ep->tp->pid, &mods, NULL) < 0)
 		return;
 	for (struct probe *pr = ep->probes; pr; pr = pr->next) {
 		if (pr->state == DIAG_PROBE_APPLIED && !sites_mapped(pr, &mods)) {
-			diag__ret_forget(e, ep, pr); /* frames waiting on its entries go too */
+			eng_ret_forget(e, ep, pr); /* frames waiting on its entries go too */
 			for (size_t i = 0; i < pr->nsites; i++)
 				if (pr->sites[i].bp)
 					forget_site(ep, &pr->sites[i]);
-			diag__probe_forget_sites(pr);
+			eng_probe_forget_sites(pr);
 			pr->state = DIAG_PROBE_PENDING;
 			if (e->cb.on_probe_state)
 				e->cb.on_probe_state(e->cb.ctx, ep->tp->pid, pr->cookie,
 						     DIAG_PROBE_REMOVED, "library unloaded");
-		} else if (pr->state == DIAG_PROBE_PENDING && !diag__dl_absent(&mods, pr->target)) {
+		} else if (pr->state == DIAG_PROBE_PENDING && !eng_dl_absent(&mods, pr->target)) {
 			struct diag_error err = {0};
-			diag__probe_install(e, ep, pr, &err);
+			eng_probe_install(e, ep, pr, &err);
 			if (e->cb.on_probe_state)
 				e->cb.on_probe_state(e->cb.ctx, ep->tp->pid, pr->cookie, pr->state,
 						     pr->state == DIAG_PROBE_ERROR ? pr->error : NULL);
@@ -149,7 +149,7 @@ static void dl_apply(struct diag_engine *e, struct eproc *ep)
 /* Installing a probe stops the threads, and a thread may hit r_brk again meanwhile (the next
  * step of the same dlopen): that nested look must not install the still-pending probe a second
  * time (its sites would each fire, every hit counted twice). It is left to the outer one. */
-void diag__dl_changed(struct diag_engine *e, struct eproc *ep)
+void eng_dl_changed(struct diag_engine *e, struct eproc *ep)
 {
 	if (ep->dl_busy) {
 		ep->dl_dirty = true;

@@ -33,7 +33,7 @@ static struct eproc *eproc_new(struct diag_engine *e, struct diag_proc *tp)
 	ep->seccomp = -1;
 	ep->journal_fd = -1;
 	diag_bptable_init(&ep->bps);
-	diag__hooks_set(ep);
+	eng_hooks_set(ep);
 	diag_u64map_init(&ep->jumps);
 	if (diag_u64map_put(&e->procs, (uint64_t)tp->pid, ep) < 0) {
 		free(ep);
@@ -64,16 +64,16 @@ static void eproc_drop(struct diag_engine *e, struct eproc *ep)
 	while (ep->probes) {
 		struct probe *pr = ep->probes;
 		ep->probes = pr->next;
-		diag__probe_forget_sites(pr);
-		diag__probe_free(pr);
+		eng_probe_forget_sites(pr);
+		eng_probe_free(pr);
 	}
-	diag__dl_unwatch(ep, false);
+	eng_dl_unwatch(ep, false);
 	diag_bptable_release(&ep->bps);
 	diag_u64map_release(&ep->jumps);
-	diag__safety_forget(ep);
-	diag__journal_close(ep, true); /* gone, or left with every byte restored */
+	eng_safety_forget(ep);
+	eng_journal_close(ep, true); /* gone, or left with every byte restored */
 	diag_u64map_del(&e->procs, (uint64_t)ep->tp->pid);
-	diag__stack_forget(e, ep);
+	eng_stack_forget(e, ep);
 	diag_proc_free(ep->tp);
 	free(ep);
 }
@@ -111,7 +111,7 @@ static int ensure_scratch(struct diag_engine *e, size_t n)
  * Returns how many sites fired; their results are in e->scratch and the sites in fired[]. */
 /* seq: the ring record of a fast-path hit (0 for a trap): a site that joined the jump after
  * the record was reserved does not see it. */
-size_t diag__capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
+size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
 		     const struct diag_expr_ctx *ctx, uint64_t seq, struct site **fired)
 {
 	if (ensure_scratch(e, bp->nusers + 1) < 0)
@@ -129,12 +129,12 @@ size_t diag__capture(struct diag_engine *e, struct diag_thread *t, struct diag_b
 		}
 		if (s->kind == SITE_RET_ENTRY) {
 			if (t)
-				diag__ret_enter(e, t, s, ctx->regs, ctx->time_ns);
+				eng_ret_enter(e, t, s, ctx->regs, ctx->time_ns);
 			continue;
 		}
 		if (s->kind == SITE_RET) {
 			uint64_t t0 = 0;
-			if (!t || !(x = diag__ret_match(t, s, ctx->regs->rsp, &t0)))
+			if (!t || !(x = eng_ret_match(t, s, ctx->regs->rsp, &t0)))
 				continue; /* not a frame of this probe returning */
 			c.elapsed_ns = ctx->time_ns - t0;
 		}
@@ -155,7 +155,7 @@ size_t diag__capture(struct diag_engine *e, struct diag_thread *t, struct diag_b
 	return n;
 }
 
-void diag__fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
+void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
 		struct site **fired, size_t n, uint64_t ts)
 {
 	(void)t;
@@ -212,15 +212,15 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
 		fired = NULL;
 	struct mem_arg ma = {t->proc, t->tid};
-	struct diag__stack_req sr = {e, eproc_of(t->proc), t->tid, &regs, addr};
+	struct eng_stack_req sr = {e, eproc_of(t->proc), t->tid, &regs, addr};
 	struct diag_expr_ctx ctx = {
 		.pid = t->proc->pid, .tid = t->tid, .regs = &regs, .read_fpregs = read_fpregs_cb,
 		.read_mem = read_mem_cb, .arg = &ma, .time_ns = ts, .comm = diag_thread_comm(t),
-		.stack = diag__stack_text, .stack_arg = &sr,
+		.stack = eng_stack_text, .stack_arg = &sr,
 	};
 	if (t->ext)
-		diag__ret_purge(t, bp, regs.rsp);
-	size_t n = fired ? diag__capture(e, t, bp, &ctx, 0, fired) : 0;
+		eng_ret_purge(t, bp, regs.rsp);
+	size_t n = fired ? eng_capture(e, t, bp, &ctx, 0, fired) : 0;
 	/* At r_brk the thread waits until the pending probes are placed: resumed first, it ran
 	 * into the library (or main, at startup) unprobed while they were, and a generation of a
 	 * program that execs lost its first calls. */
@@ -233,13 +233,13 @@ static void on_trap(struct diag_engine *e, struct diag_thread *t)
 	for (size_t i = 0; i < bp->nusers; i++)
 		((struct site *)bp->users[i])->pr->stopped_ns += stopped;
 	pid_t tid = t->tid;
-	diag__fire(e, t, t->proc->pid, tid, fired, n, ts);
+	eng_fire(e, t, t->proc->pid, tid, fired, n, ts);
 	if (fired != fired_small)
 		free(fired);
 	if (!dl)
 		return;
 	mem->dl_dirty = false;
-	diag__dl_changed(e, mem); /* may see the process exit: t is looked up again */
+	eng_dl_changed(e, mem); /* may see the process exit: t is looked up again */
 	if (!frozen && (t = diag_u64map_get(&e->threads, (uint64_t)tid)) &&
 	    !eproc_of(t->proc)->freeze)
 		diag_thread_resume(t, 0);
@@ -283,16 +283,16 @@ static void on_fork(struct diag_engine *e, struct diag_thread *parent, pid_t chi
 	/* The child's copy of memory already holds our int3s and slots. */
 	if (!vfork && diag_bptable_clone(&cep->bps, &eproc_mem(pep)->bps) < 0)
 		diag_bptable_init(&cep->bps);
-	diag__hooks_set(cep);
+	eng_hooks_set(cep);
 	if (!vfork) /* its copied memory holds the parent's patches: so does its journal */
-		diag__journal_open(e, cep, eproc_mem(pep)->journal_path);
+		eng_journal_open(e, cep, eproc_mem(pep)->journal_path);
 	if (!vfork) {
-		diag__fast_fork(e, cep, eproc_mem(pep));
-		diag__safety_fork(cep, eproc_mem(pep));
+		eng_fast_fork(e, cep, eproc_mem(pep));
+		eng_safety_fork(cep, eproc_mem(pep));
 	}
 	if (e->cb.on_process)
 		e->cb.on_process(e->cb.ctx, pep->tp->pid, DIAG_PROC_FORK, child);
-	diag__probes_clone_sites(e, cep, eproc_mem(pep) == pep ? pep : eproc_mem(pep));
+	eng_probes_clone_sites(e, cep, eproc_mem(pep) == pep ? pep : eproc_mem(pep));
 	claim_orphan(e, t);
 }
 
@@ -331,22 +331,22 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 		e->moved_tid = 0; /* registers of the old image */
 	/* A new image: the old breakpoints and slot pages went with the old one. */
 	for (struct probe *pr = ep->probes; pr; pr = pr->next)
-		diag__probe_forget_sites(pr);
+		eng_probe_forget_sites(pr);
 	free(t->ext); /* frames waiting for returns into the old image */
 	t->ext = NULL;
 	diag_bptable_release(&ep->bps);
 	diag_bptable_init(&ep->bps);
-	diag__hooks_set(ep);
-	diag__journal_reset(e, ep); /* a new image: nothing of ours is in it */
+	eng_hooks_set(ep);
+	eng_journal_reset(e, ep); /* a new image: nothing of ours is in it */
 	diag_u64map_release(&ep->jumps);
-	diag__dl_unwatch(ep, false);
-	diag__safety_forget(ep); /* exec reset the action and unmapped the handler */
+	eng_dl_unwatch(ep, false);
+	eng_safety_forget(ep); /* exec reset the action and unmapped the handler */
 	ep->ring_addr = 0;
 	ep->ring_tail = ep->ring_drops = 0;
 	ep->ring_stalls = 0;
 	ep->next_site = 0; /* the new ring's counters start from the first */
 	ep->seccomp = -1;
-	diag__stack_forget(e, ep); /* the old image's modules */
+	eng_stack_forget(e, ep); /* the old image's modules */
 	if (tp->mem_owner) { /* a vfork child gets its own memory at exec */
 		tp->mem_owner = NULL;
 		char path[64];
@@ -367,7 +367,7 @@ static void on_exec(struct diag_engine *e, struct diag_thread *t)
 		e->cb.on_process(e->cb.ctx, tp->pid, DIAG_PROC_EXEC, 0);
 	for (struct probe *pr = ep->probes; pr; pr = pr->next) {
 		struct diag_error err = {0};
-		diag__probe_install(e, ep, pr, &err);
+		eng_probe_install(e, ep, pr, &err);
 		if (e->cb.on_probe_state)
 			e->cb.on_probe_state(e->cb.ctx, tp->pid, pr->cookie, pr->state,
 					     pr->state == DIAG_PROBE_ERROR ? pr->error : NULL);
@@ -415,7 +415,7 @@ static void snapshot_counts(struct eproc *mem)
 	for (struct probe *pr = mem->probes; pr; pr = pr->next) {
 		uint64_t n = 0;
 		for (size_t i = 0; i < pr->nsites; i++)
-			n += diag__fast_site_count(mem, &pr->sites[i]);
+			n += eng_fast_site_count(mem, &pr->sites[i]);
 		if (n > pr->fast_counted)
 			pr->fast_counted = n;
 	}
@@ -449,7 +449,7 @@ static void on_stop(struct diag_engine *e, struct diag_thread *t, int status)
 		/* it is exiting: never borrow it again (resuming it lets it die under us) */
 		t->zombie = true;
 		/* the last moment the ring is readable: hits recorded just before exit count */
-		diag__fast_drain(e, eproc_mem(eproc_of(t->proc)));
+		eng_fast_drain(e, eproc_mem(eproc_of(t->proc)));
 		snapshot_counts(eproc_mem(eproc_of(t->proc)));
 		if (!eproc_of(t->proc)->freeze)
 			diag_thread_resume(t, 0);
@@ -568,7 +568,7 @@ int diag_engine_dispatch(struct diag_engine *e)
 		uint64_t k;
 		void *v;
 		while (diag_u64map_next(&e->procs, &pos, &k, &v))
-			diag__fast_drain(e, v);
+			eng_fast_drain(e, v);
 	}
 	for (;;) {
 		int status;
@@ -620,7 +620,7 @@ static int stop_thread(struct diag_engine *e, struct diag_thread *t)
 	}
 }
 
-struct diag_thread *diag__stop_one(struct diag_engine *e, struct eproc *ep)
+struct diag_thread *eng_stop_one(struct diag_engine *e, struct eproc *ep)
 {
 	pid_t pid = ep->tp->pid;
 	for (int tries = 0; tries < 64; tries++) {
@@ -647,7 +647,7 @@ struct diag_thread *diag__stop_one(struct diag_engine *e, struct eproc *ep)
 	return NULL;
 }
 
-void diag__resume_stopped(struct diag_engine *e, struct diag_thread *t)
+void eng_resume_stopped(struct diag_engine *e, struct diag_thread *t)
 {
 	(void)e;
 	if (t->stopped && !eproc_of(t->proc)->freeze)
@@ -668,7 +668,7 @@ static struct diag_thread *running_thread(struct eproc *ep)
 	return NULL;
 }
 
-struct diag_thread *diag__freeze(struct diag_engine *e, struct eproc *ep)
+struct diag_thread *eng_freeze(struct diag_engine *e, struct eproc *ep)
 {
 	pid_t pid = ep->tp->pid;
 	ep->freeze++;
@@ -694,7 +694,7 @@ struct diag_thread *diag__freeze(struct diag_engine *e, struct eproc *ep)
 	return any;
 }
 
-void diag__thaw(struct diag_engine *e, struct eproc *ep)
+void eng_thaw(struct diag_engine *e, struct eproc *ep)
 {
 	(void)e;
 	if (--ep->freeze > 0)
@@ -752,7 +752,7 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 		diag_engine_free(e);
 		return r;
 	}
-	diag__journal_sweep(e);
+	eng_journal_sweep(e);
 	*out = e;
 	return 0;
 }
@@ -812,7 +812,7 @@ int diag_engine_attach(struct diag_engine *e, pid_t pid, struct diag_error *err)
 			return diag_error_set(err, -ENOMEM, "out of memory");
 	/* a predecessor that died left its patches: take them out before anything else */
 	struct diag_journal_report rep;
-	int rr = diag__journal_recover(e, ep, &rep);
+	int rr = eng_journal_recover(e, ep, &rep);
 	if (rr == 0)
 		e->recovered += rep.restored;
 	if (!diag_u64map_get(&e->procs, (uint64_t)pid))
@@ -824,8 +824,8 @@ int diag_engine_attach(struct diag_engine *e, pid_t pid, struct diag_error *err)
 				      "out (%s); not attached, its journal is kept",
 				      (int)pid, diag_strerror(rr));
 	}
-	diag__journal_open(e, ep, NULL);
-	diag__journal_sweep(e); /* of processes gone since the daemon started */
+	eng_journal_open(e, ep, NULL);
+	eng_journal_sweep(e); /* of processes gone since the daemon started */
 	return 0;
 }
 
@@ -849,8 +849,8 @@ int diag_engine_probe_remove(struct diag_engine *e, pid_t pid, void *cookie)
 	if (!pr)
 		return -ENOENT;
 	*link = pr->next;
-	diag__probe_uninstall(e, ep, pr);
-	diag__probe_free(pr);
+	eng_probe_uninstall(e, ep, pr);
+	eng_probe_free(pr);
 	return 0;
 }
 
@@ -866,13 +866,13 @@ int diag_engine_probe_add(struct diag_engine *e, pid_t pid, const struct diag_pr
 		.cookie = def->cookie, .event = def->event, .target = (char *)def->target,
 		.value = (char *)def->value, .condition = (char *)def->condition,
 	};
-	struct probe *pr = diag__probe_copy(&tmpl);
+	struct probe *pr = eng_probe_copy(&tmpl);
 	if (!pr)
 		return diag_error_set(err, -ENOMEM, "out of memory");
 	diag_engine_probe_remove(e, pid, def->cookie);
-	int r = diag__probe_install(e, ep, pr, err);
+	int r = eng_probe_install(e, ep, pr, err);
 	if (r < 0) {
-		diag__probe_free(pr);
+		eng_probe_free(pr);
 		return r;
 	}
 	pr->next = ep->probes;
@@ -892,7 +892,7 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 	out->events = pr->hits;
 	uint64_t counted = 0;
 	for (size_t i = 0; i < pr->nsites; i++)
-		counted += diag__fast_site_count(eproc_mem(ep), &pr->sites[i]);
+		counted += eng_fast_site_count(eproc_mem(ep), &pr->sites[i]);
 	/* the counters die with the process: the snapshot taken at its exit stands in */
 	out->hits = pr->trapped + (counted > pr->fast_counted ? counted : pr->fast_counted);
 	out->filtered = pr->filtered;
@@ -994,9 +994,9 @@ static void eproc_detach(struct diag_engine *e, struct eproc *ep)
 		if (r < 0 && diag_proc_thread(ep->tp, tid) == t)
 			forget_thread(e, t); /* it could not be stopped: it is exiting */
 	}
-	diag__fast_drain(e, ep); /* hits recorded before the stop still count */
+	eng_fast_drain(e, ep); /* hits recorded before the stop still count */
 	for (struct probe *pr = ep->probes; pr; pr = pr->next)
-		diag__probe_uninstall(e, ep, pr);
+		eng_probe_uninstall(e, ep, pr);
 	struct diag_thread *any = NULL;
 	pos = 0;
 	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
@@ -1010,9 +1010,9 @@ static void eproc_detach(struct diag_engine *e, struct eproc *ep)
 	}
 	if (!ep->tp->mem_owner) {
 		diag_bptable_restore_all(&ep->bps, ep->tp);
-		diag__safety_remove(ep, any); /* after the bytes: no int3 is left to need it */
+		eng_safety_remove(ep, any); /* after the bytes: no int3 is left to need it */
 		diag_xol_unmap_all(&ep->bps.xol, any);
-		diag__fast_unmap(ep, any);
+		eng_fast_unmap(ep, any);
 	}
 	pos = 0;
 	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
@@ -1061,7 +1061,7 @@ void diag_engine_free(struct diag_engine *e)
 	diag_u64map_release(&e->threads);
 	diag_u64map_release(&e->orphans);
 	diag_symcache_free(e->syms);
-	diag__stack_free(e);
+	eng_stack_free(e);
 	diag_dwarf_cache_free(e->dwarf);
 	free(e->scratch);
 	if (e->sigfd >= 0)

@@ -12,7 +12,7 @@
 #include "ptrace/tracee.h"
 
 struct probe;
-struct diag__stack_proc;
+struct eng_stack_proc;
 struct diag_unwinder;
 
 enum site_kind {
@@ -84,14 +84,14 @@ struct eproc {
 	uint32_t next_site;
 	struct diag_u64map jumps; /* site id -> struct diag_bp (jump) */
 	int seccomp;              /* -1 unknown, else /proc/PID/status Seccomp */
-	struct diag__safety *safety; /* the SIGTRAP safety handler, once an int3 is placed */
+	struct eng_safety *safety; /* the SIGTRAP safety handler, once an int3 is placed */
 	struct probe *dl_probe;   /* the engine's own watch on library loads (dynlink.c) */
 	int journal_fd;           /* journal.c: this process's patches, -1 when none */
 	char journal_path[300];
 	size_t journal_regions;   /* slot pages already journaled */
 	bool dl_dirty;            /* a library was loaded or unloaded since the last look */
-	bool dl_busy;             /* diag__dl_changed is running (a nested stop only marks dirty) */
-	struct diag__stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
+	bool dl_busy;             /* eng_dl_changed is running (a nested stop only marks dirty) */
+	struct eng_stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
 };
 
 struct diag_engine {
@@ -133,121 +133,121 @@ static inline struct eproc *eproc_mem(struct eproc *ep)
 }
 
 /* probe.c */
-int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *pr,
+int eng_probe_install(struct diag_engine *e, struct eproc *ep, struct probe *pr,
 			struct diag_error *err);
-void diag__probe_uninstall(struct diag_engine *e, struct eproc *ep, struct probe *pr);
-void diag__probe_free(struct probe *pr);
+void eng_probe_uninstall(struct diag_engine *e, struct eproc *ep, struct probe *pr);
+void eng_probe_free(struct probe *pr);
 /* Drop a probe's sites and compiled expressions without touching the target (its memory is
  * gone: exit, exec, an unloaded library). */
-void diag__probe_forget_sites(struct probe *pr);
-struct probe *diag__probe_copy(const struct probe *src);
-int diag__probes_clone_sites(struct diag_engine *e, struct eproc *child, struct eproc *parent);
+void eng_probe_forget_sites(struct probe *pr);
+struct probe *eng_probe_copy(const struct probe *src);
+int eng_probes_clone_sites(struct diag_engine *e, struct eproc *child, struct eproc *parent);
 /* diag_bp_get in mem; a slot page that must be mapped first gets a thread stopped for it (kept
  * in *stopped for the caller to resume) when none is. */
-int diag__bp_get(struct diag_engine *e, struct eproc *mem, struct diag_thread **stopped,
+int eng_bp_get(struct diag_engine *e, struct eproc *mem, struct diag_thread **stopped,
 		 uint64_t addr, struct diag_bp **out, struct diag_error *err);
 
 /* engine.c */
-struct diag_thread *diag__stop_one(struct diag_engine *e, struct eproc *ep);
-void diag__resume_stopped(struct diag_engine *e, struct diag_thread *t);
+struct diag_thread *eng_stop_one(struct diag_engine *e, struct eproc *ep);
+void eng_resume_stopped(struct diag_engine *e, struct diag_thread *t);
 /* Stop every thread of ep and keep them stopped (freeze); returns one of them or NULL when the
- * process is gone. diag__thaw resumes them all. */
-struct diag_thread *diag__freeze(struct diag_engine *e, struct eproc *ep);
-void diag__thaw(struct diag_engine *e, struct eproc *ep);
-void diag__fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
+ * process is gone. eng_thaw resumes them all. */
+struct diag_thread *eng_freeze(struct diag_engine *e, struct eproc *ep);
+void eng_thaw(struct diag_engine *e, struct eproc *ep);
+void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
 		struct site **fired, size_t n, uint64_t ts);
-size_t diag__capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
+size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
 		     const struct diag_expr_ctx *ctx, uint64_t seq, struct site **fired);
 
 /* retprobe.c */
 /* Before a hit is served: drop the frames this thread has left without returning (longjmp,
  * an exception) judging by where it is now. */
-void diag__ret_purge(struct diag_thread *t, const struct diag_bp *bp, uint64_t rsp);
+void eng_ret_purge(struct diag_thread *t, const struct diag_bp *bp, uint64_t rsp);
 /* Entry of a return probe: remember the frame and watch its return address. */
-void diag__ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *s,
+void eng_ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *s,
 		     const struct user_regs_struct *regs, uint64_t ts);
 /* At a return address: the entry site of the frame returning here with this rsp, or NULL;
  * *t0 is when it was entered. Dead frames (left by longjmp or an exception) are purged. */
-struct site *diag__ret_match(struct diag_thread *t, struct site *s, uint64_t rsp, uint64_t *t0);
+struct site *eng_ret_match(struct diag_thread *t, struct site *s, uint64_t rsp, uint64_t *t0);
 /* Forget a return probe's return sites and every frame waiting on it. */
-void diag__ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr);
+void eng_ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr);
 /* END events: replace each function location by its exits; returns the new count. */
-int diag__end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
+int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 			struct diag_error *err);
 
 /* dynlink.c */
 /* True when target names a MODULE that is not mapped (the probe waits for it). */
-bool diag__dl_absent(const struct diag_modmap *mods, const char *target);
+bool eng_dl_absent(const struct diag_modmap *mods, const char *target);
 /* Watch library loads in ep (once). */
-int diag__dl_watch(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
+int eng_dl_watch(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
 		   struct diag_error *err);
 /* Stop watching; write = restore the byte (detach), else forget (exit, exec). */
-void diag__dl_unwatch(struct eproc *ep, bool write);
+void eng_dl_unwatch(struct eproc *ep, bool write);
 /* The libraries changed: apply pending probes, retire those of unloaded libraries. */
-void diag__dl_changed(struct diag_engine *e, struct eproc *ep);
+void eng_dl_changed(struct diag_engine *e, struct eproc *ep);
 
 /* journal.c */
 struct diag_journal_report {
 	bool found;
 	size_t restored, mismatched, unmapped;
 };
-void diag__hooks_set(struct eproc *ep);
-int diag__journal_open(struct diag_engine *e, struct eproc *ep, const char *copy_from);
-void diag__journal_close(struct eproc *ep, bool done);
-void diag__journal_reset(struct diag_engine *e, struct eproc *ep);
-void diag__journal_pages(struct eproc *ep);
-void diag__journal_map(struct eproc *ep, uint64_t addr, uint64_t len, const char *what);
-void diag__journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_action);
+void eng_hooks_set(struct eproc *ep);
+int eng_journal_open(struct diag_engine *e, struct eproc *ep, const char *copy_from);
+void eng_journal_close(struct eproc *ep, bool done);
+void eng_journal_reset(struct diag_engine *e, struct eproc *ep);
+void eng_journal_pages(struct eproc *ep);
+void eng_journal_map(struct eproc *ep, uint64_t addr, uint64_t len, const char *what);
+void eng_journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_action);
 /* Remove the journals of processes that are gone, and clean ones nobody traces. */
-void diag__journal_sweep(struct diag_engine *e);
+void eng_journal_sweep(struct diag_engine *e);
 /* A predecessor's journal for this process: take its patches out (threads frozen meanwhile). */
-int diag__journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_journal_report *rep);
+int eng_journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_journal_report *rep);
 
 /* safety.c */
-int diag__safety_arm(struct eproc *ep, const struct diag_bp *bp);
-void diag__safety_disarmed(struct eproc *ep, const struct diag_bp *bp);
+int eng_safety_arm(struct eproc *ep, const struct diag_bp *bp);
+void eng_safety_disarmed(struct eproc *ep, const struct diag_bp *bp);
 /* Before the first int3 of a process: install the SIGTRAP safety handler (a stopped thread is
  * borrowed, or stopped and returned in *stopped). */
-int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
+int eng_safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
 			struct diag_error *err);
 /* Detach: the target's own action back, the handler unmapped (t stopped). */
-void diag__safety_remove(struct eproc *ep, struct diag_thread *t);
+void eng_safety_remove(struct eproc *ep, struct diag_thread *t);
 /* Forget without touching the target (exit, exec). */
-void diag__safety_forget(struct eproc *ep);
-int diag__safety_fork(struct eproc *child, const struct eproc *parent);
+void eng_safety_forget(struct eproc *ep);
+int eng_safety_fork(struct eproc *child, const struct eproc *parent);
 
 /* fastpath.c */
 /* True when addr lies inside the bytes a jump replaced (never executed while it is there). */
-bool diag__fast_covers(const struct diag_bptable *t, uint64_t addr);
+bool eng_fast_covers(const struct diag_bptable *t, uint64_t addr);
 /* Try to place site s at loc as a jump (fast path). Returns 0 when placed, 1 when the site
  * must use an int3 instead, or a negative code with err set. */
-int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
+int eng_fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 		     const struct diag_location *loc, struct diag_error *err);
 /* Consume every published record of ep's ring. */
-void diag__fast_drain(struct diag_engine *e, struct eproc *ep);
+void eng_fast_drain(struct diag_engine *e, struct eproc *ep);
 /* After fork: the child's copy of the ring and trampolines. */
-void diag__fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent);
+void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent);
 /* Detach: unmap the ring with stopped thread t. */
-void diag__fast_unmap(struct eproc *ep, struct diag_thread *t);
+void eng_fast_unmap(struct eproc *ep, struct diag_thread *t);
 /* Remove a jump breakpoint's site id (its breakpoint is going away). */
-void diag__fast_forget(struct eproc *mem, struct diag_bp *bp);
+void eng_fast_forget(struct eproc *mem, struct diag_bp *bp);
 /* The exact number of hits of a jump breakpoint (its counter in the target). */
-uint64_t diag__fast_count(struct eproc *mem, const struct diag_bp *bp);
+uint64_t eng_fast_count(struct eproc *mem, const struct diag_bp *bp);
 /* The hits of one site on a jump since the site was placed (0 for an int3 site). */
-uint64_t diag__fast_site_count(struct eproc *mem, const struct site *s);
-void diag__fast_timer(struct diag_engine *e);
+uint64_t eng_fast_site_count(struct eproc *mem, const struct site *s);
+void eng_fast_timer(struct diag_engine *e);
 
-/* stack.c: the `stack` value (diag_expr_ctx.stack, arg a struct diag__stack_req) */
-struct diag__stack_req {
+/* stack.c: the `stack` value (diag_expr_ctx.stack, arg a struct eng_stack_req) */
+struct eng_stack_req {
 	struct diag_engine *e;
 	struct eproc *ep;                    /* the thread's process */
 	pid_t tid;                           /* stopped at the breakpoint */
 	const struct user_regs_struct *regs; /* as read at the stop */
 	uint64_t pc;                         /* the breakpoint's address: where the walk starts */
 };
-int diag__stack_text(void *req, int max, char *out, size_t cap);
+int eng_stack_text(void *req, int max, char *out, size_t cap);
 /* Drop ep's cached modules and unwind state (exec, exit, detach). */
-void diag__stack_forget(struct diag_engine *e, struct eproc *ep);
-void diag__stack_free(struct diag_engine *e);
+void eng_stack_forget(struct diag_engine *e, struct eproc *ep);
+void eng_stack_free(struct diag_engine *e);
 
 #endif

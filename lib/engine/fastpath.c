@@ -37,7 +37,7 @@ static bool site_registers_only(const struct site *s)
 	return diag_expr_registers_only(s->value) && diag_expr_registers_only(s->condition);
 }
 
-bool diag__fast_covers(const struct diag_bptable *t, uint64_t addr)
+bool eng_fast_covers(const struct diag_bptable *t, uint64_t addr)
 {
 	for (size_t back = 1; back < 24 && back <= addr; back++) {
 		const struct diag_bp *b = diag_bp_at(t, addr - back);
@@ -53,7 +53,7 @@ static bool range_free(const struct diag_bptable *t, uint64_t addr, size_t span)
 	for (size_t i = 1; i < span; i++)
 		if (diag_bp_at(t, addr + i))
 			return false;
-	return !diag__fast_covers(t, addr);
+	return !eng_fast_covers(t, addr);
 }
 
 static int branches_into(struct eproc *ep, const struct diag_location *loc, size_t span)
@@ -88,13 +88,13 @@ static int ring_map(struct eproc *ep, struct diag_thread *t)
 		return -EIO;
 	}
 	ep->ring_addr = (uint64_t)ret;
-	diag__journal_map(ep, ep->ring_addr, bytes, "ring");
+	eng_journal_map(ep, ep->ring_addr, bytes, "ring");
 	ep->ring_mask = RING_CAPACITY - 1;
 	ep->ring_tail = 0;
 	return 0;
 }
 
-void diag__fast_unmap(struct eproc *ep, struct diag_thread *t)
+void eng_fast_unmap(struct eproc *ep, struct diag_thread *t)
 {
 	if (ep->ring_addr && t) {
 		long args[6] = {(long)ep->ring_addr, (long)DIAG_RING_MAP_BYTES(ep->ring_mask + 1), 0, 0,
@@ -106,7 +106,7 @@ void diag__fast_unmap(struct eproc *ep, struct diag_thread *t)
 	diag_u64map_release(&ep->jumps);
 }
 
-uint64_t diag__fast_count(struct eproc *mem, const struct diag_bp *bp)
+uint64_t eng_fast_count(struct eproc *mem, const struct diag_bp *bp)
 {
 	uint64_t n = 0;
 	if (bp->jump && mem->ring_addr)
@@ -116,19 +116,19 @@ uint64_t diag__fast_count(struct eproc *mem, const struct diag_bp *bp)
 	return n;
 }
 
-uint64_t diag__fast_site_count(struct eproc *mem, const struct site *s)
+uint64_t eng_fast_site_count(struct eproc *mem, const struct site *s)
 {
-	uint64_t n = s->bp && s->bp->jump ? diag__fast_count(mem, s->bp) : 0;
+	uint64_t n = s->bp && s->bp->jump ? eng_fast_count(mem, s->bp) : 0;
 	return n > s->fast_base ? n - s->fast_base : 0;
 }
 
-void diag__fast_forget(struct eproc *mem, struct diag_bp *bp)
+void eng_fast_forget(struct eproc *mem, struct diag_bp *bp)
 {
 	if (bp->jump)
 		diag_u64map_del(&mem->jumps, bp->site_id);
 }
 
-void diag__fast_timer(struct diag_engine *e)
+void eng_fast_timer(struct diag_engine *e)
 {
 	bool want = false;
 	size_t pos = 0;
@@ -198,12 +198,12 @@ static int demote(struct diag_engine *e, struct eproc *ep, struct diag_bp *jump,
 		return diag_error_set(err, -ENOMEM, "out of memory");
 	memcpy(users, jump->users, n * sizeof(*users));
 	uint64_t addr = jump->addr;
-	struct diag_thread *t = diag__freeze(e, ep);
+	struct diag_thread *t = eng_freeze(e, ep);
 	if (!t) {
 		free(users);
 		return diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)ep->tp->pid);
 	}
-	diag__fast_forget(ep, jump);
+	eng_fast_forget(ep, jump);
 	/* original bytes back, every thread stopped; code the target rewrote gets no int3 */
 	struct diag_bp *bp = NULL;
 	int r = diag_bp_destroy(&ep->bps, ep->tp, jump) == DIAG_BP_LEFT
@@ -217,12 +217,12 @@ static int demote(struct diag_engine *e, struct eproc *ep, struct diag_bp *jump,
 		if (r == 0 && diag_bp_add_user(bp, u) == 0)
 			u->bp = bp;
 	}
-	diag__thaw(e, ep);
+	eng_thaw(e, ep);
 	free(users);
 	return r < 0 ? r : 1;
 }
 
-int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
+int eng_fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 		     const struct diag_location *loc, struct diag_error *err)
 {
 	struct diag_bp *bp = diag_bp_at(&ep->bps, loc->addr);
@@ -235,7 +235,7 @@ int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 			return demote(e, ep, bp, err); /* then share an int3 */
 		s->bp = bp;
 		/* the hits before it are not this probe's: neither counted nor delivered */
-		s->fast_base = diag__fast_count(ep, bp);
+		s->fast_base = eng_fast_count(ep, bp);
 		struct diag_ring_header h;
 		if (diag_proc_read(ep->tp, ep->ring_addr, &h, sizeof(h)) == (ssize_t)sizeof(h))
 			s->fast_seq0 = h.head;
@@ -248,7 +248,7 @@ int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 	if (span <= 0 || (size_t)span > room || !range_free(&ep->bps, loc->addr, (size_t)span) ||
 	    branches_into(ep, loc, (size_t)span))
 		return 1;
-	struct diag_thread *t = diag__freeze(e, ep);
+	struct diag_thread *t = eng_freeze(e, ep);
 	if (!t)
 		return diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)ep->tp->pid);
 	int r = 1;
@@ -273,8 +273,8 @@ int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 		else
 			r = 1; /* an int3 will do */
 	}
-	diag__thaw(e, ep);
-	diag__fast_timer(e);
+	eng_thaw(e, ep);
+	eng_fast_timer(e);
 	return r;
 }
 
@@ -356,13 +356,13 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 	struct site *small[8], **fired = small;
 	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
 		return;
-	size_t n = diag__capture(e, NULL, bp, &ctx, rec->seq, fired);
-	diag__fire(e, t, pid, (pid_t)rec->tid, fired, n, ts);
+	size_t n = eng_capture(e, NULL, bp, &ctx, rec->seq, fired);
+	eng_fire(e, t, pid, (pid_t)rec->tid, fired, n, ts);
 	if (fired != small)
 		free(fired);
 }
 
-void diag__fast_drain(struct diag_engine *e, struct eproc *ep)
+void eng_fast_drain(struct diag_engine *e, struct eproc *ep)
 {
 	if (!ep->ring_addr)
 		return;
@@ -414,7 +414,7 @@ void diag__fast_drain(struct diag_engine *e, struct eproc *ep)
 	}
 }
 
-void diag__fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent)
+void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent)
 {
 	(void)e;
 	if (!parent->ring_addr || child->tp->mem_owner)

@@ -48,7 +48,7 @@ static void hex(const uint8_t *b, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-void diag__journal_pages(struct eproc *ep)
+void eng_journal_pages(struct eproc *ep)
 {
 	for (; ep->journal_regions < ep->bps.xol.n; ep->journal_regions++)
 		jline(ep, "M %llx %llx xol\n",
@@ -56,12 +56,12 @@ void diag__journal_pages(struct eproc *ep)
 		      (unsigned long long)DIAG_XOL_REGION_SIZE);
 }
 
-void diag__journal_map(struct eproc *ep, uint64_t addr, uint64_t len, const char *what)
+void eng_journal_map(struct eproc *ep, uint64_t addr, uint64_t len, const char *what)
 {
 	jline(ep, "M %llx %llx %s\n", (unsigned long long)addr, (unsigned long long)len, what);
 }
 
-void diag__journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_action)
+void eng_journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_action)
 {
 	const struct diag_ksigaction *o = old_action;
 	jline(ep, "S %llx %llx %llx %llx %llx\n", (unsigned long long)ours,
@@ -72,9 +72,9 @@ void diag__journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_ac
 static int hook_arm(void *arg, const struct diag_bp *bp)
 {
 	struct eproc *ep = arg;
-	diag__journal_pages(ep); /* the page holding its slot or trampoline first */
+	eng_journal_pages(ep); /* the page holding its slot or trampoline first */
 	if (!bp->jump && ep->safety) {
-		int r = diag__safety_arm(ep, bp);
+		int r = eng_safety_arm(ep, bp);
 		if (r < 0)
 			return r;
 	}
@@ -89,11 +89,11 @@ static void hook_disarmed(void *arg, const struct diag_bp *bp)
 {
 	struct eproc *ep = arg;
 	if (!bp->jump && ep->safety)
-		diag__safety_disarmed(ep, bp);
+		eng_safety_disarmed(ep, bp);
 	jline(ep, "U %llx\n", (unsigned long long)bp->addr);
 }
 
-void diag__hooks_set(struct eproc *ep)
+void eng_hooks_set(struct eproc *ep)
 {
 	ep->bps.hooks = (struct diag_bp_hooks){.arm = hook_arm, .disarmed = hook_disarmed, .arg = ep};
 }
@@ -124,7 +124,7 @@ static void path_of(const struct diag_engine *e, pid_t pid, char *out, size_t ca
 	snprintf(out, cap, "%s/%d-%llu", e->journal_dir, (int)pid, start_time(pid));
 }
 
-int diag__journal_open(struct diag_engine *e, struct eproc *ep, const char *copy_from)
+int eng_journal_open(struct diag_engine *e, struct eproc *ep, const char *copy_from)
 {
 	ep->journal_fd = -1;
 	ep->journal_regions = 0;
@@ -158,7 +158,7 @@ int diag__journal_open(struct diag_engine *e, struct eproc *ep, const char *copy
 	return 0;
 }
 
-void diag__journal_close(struct eproc *ep, bool done)
+void eng_journal_close(struct eproc *ep, bool done)
 {
 	if (ep->journal_fd >= 0)
 		close(ep->journal_fd);
@@ -168,10 +168,10 @@ void diag__journal_close(struct eproc *ep, bool done)
 	ep->journal_path[0] = '\0';
 }
 
-void diag__journal_reset(struct diag_engine *e, struct eproc *ep)
+void eng_journal_reset(struct diag_engine *e, struct eproc *ep)
 {
-	diag__journal_close(ep, true);
-	diag__journal_open(e, ep, NULL);
+	eng_journal_close(ep, true);
+	eng_journal_open(e, ep, NULL);
 }
 
 /* ---- recovery: a predecessor's patches ---- */
@@ -373,7 +373,7 @@ static bool journal_clean(const char *path)
  * is gone (or the pid is another's now) nobody can recover it, and every later recovery would
  * skip it again. A clean one (a daemon killed before its first patch) is useless too, unless a
  * daemon traces that process right now and is about to append to it. */
-void diag__journal_sweep(struct diag_engine *e)
+void eng_journal_sweep(struct diag_engine *e)
 {
 	DIR *d = e->journal_dir[0] ? opendir(e->journal_dir) : NULL;
 	if (!d)
@@ -395,7 +395,7 @@ void diag__journal_sweep(struct diag_engine *e)
 	closedir(d);
 }
 
-int diag__journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_journal_report *rep)
+int eng_journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_journal_report *rep)
 {
 	char path[sizeof(ep->journal_path)];
 	memset(rep, 0, sizeof(*rep));
@@ -411,7 +411,7 @@ int diag__journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_j
 		parse_line(&js, line);
 	fclose(f);
 	rep->found = true;
-	struct diag_thread *t = js.p ? diag__freeze(e, ep) : NULL;
+	struct diag_thread *t = js.p ? eng_freeze(e, ep) : NULL;
 	if (!t) {
 		free(js.p);
 		return js.p ? -DIAG_E_GONE : -ENOMEM;
@@ -452,7 +452,7 @@ int diag__journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_j
 		if (diag_thread_syscall(t, SYS_munmap, args, &ret) == 0 && ret == 0)
 			rep->unmapped++;
 	}
-	diag__thaw(e, ep);
+	eng_thaw(e, ep);
 	free(js.p);
 	unlink(path);
 	return 0;

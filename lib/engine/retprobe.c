@@ -75,7 +75,7 @@ static struct site *ret_site_for(struct probe *pr, struct diag_bp *bp)
 	return s;
 }
 
-void diag__ret_purge(struct diag_thread *t, const struct diag_bp *bp, uint64_t rsp)
+void eng_ret_purge(struct diag_thread *t, const struct diag_bp *bp, uint64_t rsp)
 {
 	struct tpending *tp = t->ext;
 	if (!tp || !tp->n)
@@ -104,7 +104,7 @@ void diag__ret_purge(struct diag_thread *t, const struct diag_bp *bp, uint64_t r
 	tp->n = w;
 }
 
-void diag__ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *s,
+void eng_ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *s,
 		     const struct user_regs_struct *regs, uint64_t ts)
 {
 	(void)e;
@@ -113,7 +113,7 @@ void diag__ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *
 	struct tpending *tp = pending_of(t, false);
 	struct diag_bp *rabp = NULL;
 	if (diag_proc_read(t->proc, regs->rsp, &ra, sizeof(ra)) != sizeof(ra) ||
-	    diag__fast_covers(&mem->bps, ra) ||
+	    eng_fast_covers(&mem->bps, ra) ||
 	    /* the return address is read from the target's stack: it may point anywhere */
 	    (!diag_bp_at(&mem->bps, ra) && diag_site_check_mapping(mem->tp->pid, ra, NULL) < 0) ||
 	    diag_bp_get(&mem->bps, mem->tp, t, ra, &rabp, NULL) < 0 || rabp == s->bp ||
@@ -124,7 +124,7 @@ void diag__ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *
 	tp->v[tp->n++] = (struct pending){.entry = s, .sp = regs->rsp, .ra = ra, .t0 = ts};
 }
 
-struct site *diag__ret_match(struct diag_thread *t, struct site *s, uint64_t rsp, uint64_t *t0)
+struct site *eng_ret_match(struct diag_thread *t, struct site *s, uint64_t rsp, uint64_t *t0)
 {
 	struct tpending *tp = pending_of(t, false);
 	if (!tp)
@@ -160,7 +160,7 @@ static void forget_frames(struct eproc *ep, struct probe *pr)
 	}
 }
 
-void diag__ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr)
+void eng_ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr)
 {
 	struct eproc *mem = eproc_mem(ep);
 	bool alive = diag_u64map_get(&e->procs, (uint64_t)mem->tp->pid) == mem;
@@ -184,7 +184,7 @@ void diag__ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr)
 	}
 }
 
-int diag__end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
+int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 			struct diag_error *err)
 {
 	size_t total = 0, cap = 0;

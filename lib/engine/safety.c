@@ -19,7 +19,7 @@
 
 #define SAFETY_ENTRIES 2048 /* int3 addresses per process (3/4 of it usable) */
 
-struct diag__safety {
+struct eng_safety {
 	struct diag_safety_layout l;
 	struct diag_safety_table t;
 	struct diag_ksigaction old; /* the target's own SIGTRAP action before ours */
@@ -32,7 +32,7 @@ static int write_u64(struct eproc *ep, uint64_t addr, uint64_t v)
 	return diag_proc_write(ep->tp, addr, &v, sizeof(v)) == sizeof(v) ? 0 : -EIO;
 }
 
-int diag__safety_arm(struct eproc *ep, const struct diag_bp *bp)
+int eng_safety_arm(struct eproc *ep, const struct diag_bp *bp)
 {
 	uint64_t addr = bp->addr, slot = bp->slot;
 	size_t idx;
@@ -48,10 +48,10 @@ int diag__safety_arm(struct eproc *ep, const struct diag_bp *bp)
 	return r;
 }
 
-void diag__safety_disarmed(struct eproc *ep, const struct diag_bp *bp)
+void eng_safety_disarmed(struct eproc *ep, const struct diag_bp *bp)
 {
 	uint64_t addr = bp->addr;
-	struct diag__safety *s = ep->safety;
+	struct eng_safety *s = ep->safety;
 	size_t idx;
 	/* the original byte is back: tombstone first (a thread that trapped just before is
 	 * sent back to addr), then the bucket */
@@ -79,7 +79,7 @@ static int remote_sigaction(struct diag_thread *t, const struct diag_ksigaction 
 	return diag_proc_read(t->proc, out, oact, sizeof(*oact)) == sizeof(*oact) ? 0 : -EIO;
 }
 
-static int install(struct eproc *ep, struct diag_thread *t, struct diag__safety *s,
+static int install(struct eproc *ep, struct diag_thread *t, struct eng_safety *s,
 		   struct diag_error *err)
 {
 	size_t len = diag_safety_size(SAFETY_ENTRIES);
@@ -163,7 +163,7 @@ static pid_t sigtrap_blocker(struct diag_proc *p)
 	return found;
 }
 
-int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
+int eng_safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
 			struct diag_error *err)
 {
 	pid_t blocker = ep->tp->mem_owner ? 0 : sigtrap_blocker(ep->tp);
@@ -175,10 +175,10 @@ int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thr
 				      (int)blocker, (int)ep->tp->pid);
 	if (ep->safety || ep->tp->mem_owner)
 		return 0;
-	if (!*stopped && !(*stopped = diag__stop_one(e, ep)))
+	if (!*stopped && !(*stopped = eng_stop_one(e, ep)))
 		return diag_error_set(err, -DIAG_E_GONE, "process %d has no thread left",
 				      (int)ep->tp->pid);
-	struct diag__safety *s = calloc(1, sizeof(*s));
+	struct eng_safety *s = calloc(1, sizeof(*s));
 	if (!s)
 		return diag_error_set(err, -ENOMEM, "out of memory");
 	int r = diag_safety_table_init(&s->t, SAFETY_ENTRIES);
@@ -190,8 +190,8 @@ int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thr
 		return r;
 	}
 	ep->safety = s;
-	diag__journal_map(ep, s->l.page_addr, s->map_len, "safety");
-	diag__journal_sigaction(ep, s->l.handler, &s->old);
+	eng_journal_map(ep, s->l.page_addr, s->map_len, "safety");
+	eng_journal_sigaction(ep, s->l.handler, &s->old);
 	/* int3s placed before the handler existed (none normally) get covered now */
 	size_t pos = 0;
 	uint64_t k;
@@ -199,14 +199,14 @@ int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thr
 	while (diag_u64map_next(&ep->bps.by_addr, &pos, &k, &v)) {
 		const struct diag_bp *bp = v;
 		if (!bp->jump)
-			diag__safety_arm(ep, bp);
+			eng_safety_arm(ep, bp);
 	}
 	return 0;
 }
 
-void diag__safety_remove(struct eproc *ep, struct diag_thread *t)
+void eng_safety_remove(struct eproc *ep, struct diag_thread *t)
 {
-	struct diag__safety *s = ep->safety;
+	struct eng_safety *s = ep->safety;
 	if (!s)
 		return;
 	struct diag_ksigaction cur;
@@ -216,10 +216,10 @@ void diag__safety_remove(struct eproc *ep, struct diag_thread *t)
 		long args[6] = {(long)s->l.page_addr, (long)s->map_len, 0, 0, 0, 0}, ret;
 		diag_thread_syscall(t, SYS_munmap, args, &ret);
 	}
-	diag__safety_forget(ep);
+	eng_safety_forget(ep);
 }
 
-void diag__safety_forget(struct eproc *ep)
+void eng_safety_forget(struct eproc *ep)
 {
 	if (!ep->safety)
 		return;
@@ -228,11 +228,11 @@ void diag__safety_forget(struct eproc *ep)
 	ep->safety = NULL;
 }
 
-int diag__safety_fork(struct eproc *child, const struct eproc *parent)
+int eng_safety_fork(struct eproc *child, const struct eproc *parent)
 {
 	if (!parent->safety || child->tp->mem_owner)
 		return 0;
-	struct diag__safety *s = malloc(sizeof(*s));
+	struct eng_safety *s = malloc(sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	*s = *parent->safety;
