@@ -3,7 +3,10 @@
  * target's own memory; the daemon drains the ring on a timer and runs the same capture plans
  * on the recorded registers. A full ring drops hits (counted); a dead daemon costs the target
  * nothing but a full ring. Everything else (memory reads, SSE, tiny functions, code that
- * branches into the patched bytes, seccomp-filtered targets) takes an int3. */
+ * branches into the patched bytes, seccomp-filtered targets) takes an int3. Owns placing and
+ * demoting jumps, the ring (mapping, draining, counters) and the TSC calibration; a record is
+ * served by hit.c (capture and fire, below this file), its registers and clock read through
+ * arch/record.h. Never stops a thread but through stop.c's freeze. */
 #include "engine/engine_internal.h"
 #include "util/clock.h"
 
@@ -12,13 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
-#include <x86intrin.h>
 
 #include "arch/branch.h"
+#include "arch/record.h"
 #include "arch/ring.h"
 
 #define RING_CAPACITY 16384      /* records: 3 MiB of the target's memory */
@@ -37,23 +39,13 @@ static bool site_registers_only(const struct site *s)
 	return diag_expr_registers_only(s->value) && diag_expr_registers_only(s->condition);
 }
 
-bool eng_fast_covers(const struct diag_bptable *t, uint64_t addr)
-{
-	for (size_t back = 1; back < 24 && back <= addr; back++) {
-		const struct diag_bp *b = diag_bp_at(t, addr - back);
-		if (b && b->jump && addr < b->addr + b->patched_len)
-			return true;
-	}
-	return false;
-}
-
 /* A jump covering [addr, addr+span) must not hide another breakpoint, nor lie in another jump. */
 static bool range_free(const struct diag_bptable *t, uint64_t addr, size_t span)
 {
 	for (size_t i = 1; i < span; i++)
 		if (diag_bp_at(t, addr + i))
 			return false;
-	return !eng_fast_covers(t, addr);
+	return !eng_bp_in_jump(t, addr);
 }
 
 static int branches_into(struct eproc *ep, const struct diag_location *loc, size_t span)
@@ -176,9 +168,10 @@ static bool threads_out_of(struct eproc *ep, uint64_t lo, uint64_t hi)
 	void *v;
 	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
 		struct diag_thread *t = v;
-		struct user_regs_struct r;
+		diag_regs r;
 		for (int steps = 0; t->stopped; steps++) {
-			if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0 || r.rip <= lo || r.rip >= hi)
+			if (diag_regs_read(t->tid, &r) < 0 || diag_regs_pc(&r) <= lo ||
+			    diag_regs_pc(&r) >= hi)
 				break;
 			if (steps == 16 || diag_thread_step(t) < 0)
 				return false;
@@ -290,7 +283,7 @@ static uint64_t tsc_to_ns(struct diag_engine *e, uint64_t tsc)
 
 static void calibrate(struct diag_engine *e)
 {
-	uint64_t ns = (uint64_t)diag_clock_wall_ns(), tsc = __rdtsc();
+	uint64_t ns = (uint64_t)diag_clock_wall_ns(), tsc = diag_record_ticks();
 	if (!e->ns0) {
 		e->ns0 = e->ns1 = ns;
 		e->tsc0 = e->tsc1 = tsc;
@@ -298,31 +291,6 @@ static void calibrate(struct diag_engine *e)
 		e->ns1 = ns;
 		e->tsc1 = tsc;
 	}
-}
-
-static void regs_from_record(const struct diag_ring_record *rec, struct user_regs_struct *r)
-{
-	memset(r, 0, sizeof(*r));
-	const uint64_t *g = rec->regs;
-	r->r15 = g[DIAG_RING_R15];
-	r->r14 = g[DIAG_RING_R14];
-	r->r13 = g[DIAG_RING_R13];
-	r->r12 = g[DIAG_RING_R12];
-	r->rbp = g[DIAG_RING_RBP];
-	r->rbx = g[DIAG_RING_RBX];
-	r->r11 = g[DIAG_RING_R11];
-	r->r10 = g[DIAG_RING_R10];
-	r->r9 = g[DIAG_RING_R9];
-	r->r8 = g[DIAG_RING_R8];
-	r->rax = g[DIAG_RING_RAX];
-	r->rcx = g[DIAG_RING_RCX];
-	r->rdx = g[DIAG_RING_RDX];
-	r->rsi = g[DIAG_RING_RSI];
-	r->rdi = g[DIAG_RING_RDI];
-	r->rip = g[DIAG_RING_RIP];
-	r->rsp = g[DIAG_RING_RSP];
-	r->eflags = g[DIAG_RING_EFLAGS];
-	r->orig_rax = (unsigned long long)-1;
 }
 
 static ssize_t no_memory(void *arg, uint64_t addr, void *buf, size_t len)
@@ -345,8 +313,8 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 	if (t && eproc_mem(eproc_of(t->proc)) != ep)
 		t = NULL;
 	pid_t pid = t ? t->proc->pid : ep->tp->pid;
-	struct user_regs_struct regs;
-	regs_from_record(rec, &regs);
+	diag_regs regs;
+	diag_record_regs(rec, &regs);
 	uint64_t ts = tsc_to_ns(e, rec->tsc);
 	/* $comm: the name the thread has now (within the drain period); a thread already gone
 	 * has none */

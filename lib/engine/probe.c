@@ -150,20 +150,6 @@ static int compile_site(struct diag_engine *e, struct eproc *ep, struct probe *p
 	return r;
 }
 
-int eng_bp_get(struct diag_engine *e, struct eproc *mem, struct diag_thread **stopped,
-		 uint64_t addr, struct diag_bp **out, struct diag_error *err)
-{
-	int r = diag_bp_get(&mem->bps, mem->tp, *stopped, addr, out, err);
-	if (r == -EAGAIN && !*stopped) {
-		*stopped = eng_stop_one(e, mem);
-		if (!*stopped)
-			return diag_error_set(err, -DIAG_E_GONE, "process %d has no thread left",
-					      (int)mem->tp->pid);
-		r = diag_bp_get(&mem->bps, mem->tp, *stopped, addr, out, err);
-	}
-	return r;
-}
-
 /* Create or share the breakpoint; a slot page may need a stopped thread to be mapped. */
 static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s,
 		      const struct diag_location *loc, struct diag_thread **stopped,

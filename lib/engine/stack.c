@@ -1,5 +1,5 @@
 /* engine/stack: the `stack` value at an int3 hit. Walks the stopped thread with lib/unwind
- * (from the breakpoint's address, not the rip the int3 advanced) and names each frame from the
+ * (from the breakpoint's address, not the pc the int3 advanced) and names each frame from the
  * ELF symbols of a module map cached per process, then writes the frames folded, root first
  * ("main;worker;handle_request"). Owns that per-process cache and the engine's unwinder; never
  * resumes or changes the thread (lib/unwind restores what it sets). */
@@ -141,8 +141,8 @@ int eng_stack_text(void *arg, int max, char *out, size_t cap)
 		snprintf(out, cap, "out of memory");
 		return -ENOMEM;
 	}
-	struct user_regs_struct regs = *rq->regs;
-	regs.rip = rq->pc; /* the int3 advanced rip past the probed address */
+	diag_regs regs = *rq->regs;
+	diag_regs_set_pc(&regs, rq->pc); /* the int3 advanced the pc past the probed address */
 	uint64_t pcs[DIAG_UNWIND_MAX_DEPTH];
 	int n = 0;
 	int r = diag_unwind_stack(e->unwinder, rq->ep->tp->pid, rq->tid, &regs, max, pcs, &n, &err);

@@ -1,8 +1,10 @@
-/* safety (engine side): installs the SIGTRAP safety handler (lib/arch/x86_64/safety) in a
- * target before its first int3, keeps the handler's address table in step with every int3
- * (covered before the int3 is written, tombstoned after its byte is back), and takes it all
- * out at detach. With it, a target whose daemon dies (kill -9, crash, OOM) keeps running
- * through the int3s left behind instead of dying of SIGTRAP. See docs/reliability.md. */
+/* safety_install: installs the SIGTRAP safety handler (built by lib/arch, arch/safety.h) into
+ * a target before its first int3 (mapped, written, and our action chained over the target's
+ * own), keeps the handler's address table in the target in step with every int3 (covered
+ * before the int3 is written, tombstoned after its byte is back: breakpoints.c's hooks call
+ * it), copies it at fork and takes it all out at detach. With it, a target whose daemon dies
+ * (kill -9, crash, OOM) keeps running through the int3s left behind instead of dying of
+ * SIGTRAP. See docs/reliability.md. Never places or removes a breakpoint itself. */
 #include "engine/engine_internal.h"
 
 #include <dirent.h>
@@ -64,14 +66,15 @@ void eng_safety_disarmed(struct eproc *ep, const struct diag_bp *bp)
 static int remote_sigaction(struct diag_thread *t, const struct diag_ksigaction *act,
 			    struct diag_ksigaction *oact)
 {
-	struct user_regs_struct regs;
-	if (ptrace(PTRACE_GETREGS, t->tid, 0, &regs) < 0)
-		return -errno;
-	uint64_t scratch = (regs.rsp - 1024) & ~15ULL, in = scratch, out = scratch + 64;
+	diag_regs regs;
+	int r = diag_regs_read(t->tid, &regs);
+	if (r < 0)
+		return r;
+	uint64_t scratch = (diag_regs_sp(&regs) - 1024) & ~15ULL, in = scratch, out = scratch + 64;
 	if (act && diag_proc_write(t->proc, in, act, sizeof(*act)) != sizeof(*act))
 		return -EIO;
 	long args[6] = {SIGTRAP, act ? (long)in : 0, (long)out, 8, 0, 0}, ret;
-	int r = diag_thread_syscall(t, SYS_rt_sigaction, args, &ret);
+	r = diag_thread_syscall(t, SYS_rt_sigaction, args, &ret);
 	if (r < 0)
 		return r;
 	if (ret < 0)
@@ -127,7 +130,7 @@ static int install(struct eproc *ep, struct diag_thread *t, struct eng_safety *s
 static pid_t sigtrap_blocker(struct diag_proc *p)
 {
 	pid_t pid = p->pid;
-	char path[64], line[256];
+	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	DIR *d = opendir(path);
 	struct dirent *de;
@@ -137,23 +140,17 @@ static pid_t sigtrap_blocker(struct diag_proc *p)
 		const struct diag_thread *t = tid > 0 ? diag_proc_thread(p, tid) : NULL;
 		if (!t || t->event == PTRACE_EVENT_CLONE)
 			continue; /* see below */
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-		FILE *f = fopen(path, "re");
 		unsigned long long blk = 0;
-		char state = 0;
-		while (f && fgets(line, sizeof(line), f))
-			if (sscanf(line, "State: %c", &state) == 1)
-				continue;
-			else if (sscanf(line, "SigBlk: %llx", &blk) == 1)
-				break;
-		if (f)
-			fclose(f);
+		char state[8] = "";
+		/* /proc/TID: the thread's own state and mask, as in /proc/PID/task/TID */
+		diag_proc_stat_field(tid, 3, state, sizeof(state));
+		diag_proc_status_field(tid, "SigBlk", 16, &blk);
 		/* Not the target's own choice: glibc blocks every signal for the length of a
 		 * pthread_create, so its creator stopped at the clone event (reaped or not yet: a
 		 * ptrace stop we have not seen) and the new thread (not claimed yet, so not tracked)
 		 * show it; an untracked thread may also be one exec killed. Seen after every exec of a
 		 * 4-thread target whose library probe was placed while main started its threads. */
-		if (state == 't' && !t->stopped)
+		if (state[0] == 't' && !t->stopped)
 			continue;
 		if (blk & (1ULL << (SIGTRAP - 1)))
 			found = tid;

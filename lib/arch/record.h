@@ -1,0 +1,21 @@
+/* arch/record: what a trampoline's ring record (arch/ring.h) means in arch-neutral terms: the
+ * registers it saved, as the registers of a stopped thread (diag_regs) at the probed address,
+ * and the clock it stamped the record with. The engine's fast path drains records through
+ * these and never names a register slot of the record itself. Pure; never touches a process. */
+#ifndef DIAG_ARCH_RECORD_H
+#define DIAG_ARCH_RECORD_H
+
+#include <stdint.h>
+
+#include "arch/regs.h"
+#include "arch/ring.h"
+
+/* The registers the record saved, as if read from a thread stopped at the probed address (pc
+ * the probed address, sp as the function saw it, no system call to restart); the others 0. */
+void diag_record_regs(const struct diag_ring_record *rec, diag_regs *out);
+
+/* The clock the trampoline stamps into rec->tsc, read now in the daemon (rdtsc on x86-64):
+ * the engine calibrates it against the wall clock. */
+uint64_t diag_record_ticks(void);
+
+#endif

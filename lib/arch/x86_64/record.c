@@ -1,0 +1,37 @@
+/* arch/x86_64/record: the ring record's register slots (the order of the trampoline's frame,
+ * trampoline_template.S) mapped to struct user_regs_struct, and the TSC it stamps records
+ * with. Pure; never touches a process. */
+#include "arch/record.h"
+
+#include <string.h>
+#include <x86intrin.h>
+
+void diag_record_regs(const struct diag_ring_record *rec, diag_regs *r)
+{
+	memset(r, 0, sizeof(*r));
+	const uint64_t *g = rec->regs;
+	r->r15 = g[DIAG_RING_R15];
+	r->r14 = g[DIAG_RING_R14];
+	r->r13 = g[DIAG_RING_R13];
+	r->r12 = g[DIAG_RING_R12];
+	r->rbp = g[DIAG_RING_RBP];
+	r->rbx = g[DIAG_RING_RBX];
+	r->r11 = g[DIAG_RING_R11];
+	r->r10 = g[DIAG_RING_R10];
+	r->r9 = g[DIAG_RING_R9];
+	r->r8 = g[DIAG_RING_R8];
+	r->rax = g[DIAG_RING_RAX];
+	r->rcx = g[DIAG_RING_RCX];
+	r->rdx = g[DIAG_RING_RDX];
+	r->rsi = g[DIAG_RING_RSI];
+	r->rdi = g[DIAG_RING_RDI];
+	r->rip = g[DIAG_RING_RIP];
+	r->rsp = g[DIAG_RING_RSP];
+	r->eflags = g[DIAG_RING_EFLAGS];
+	r->orig_rax = (unsigned long long)-1;
+}
+
+uint64_t diag_record_ticks(void)
+{
+	return __rdtsc();
+}
