@@ -1,5 +1,5 @@
 /* stop: stopping and freezing threads for the engine's own use, and the engine's table of
- * threads. Owns eng_wait_secure (the one waitpid of the engine: it moves a thread stopped at
+ * threads. Owns eng_wait_secure (every wait of the engine goes through it: it moves a thread stopped at
  * one of our int3s to its slot before the stop is reaped, see docs/reliability.md), stopping
  * one thread (for a remote syscall or a slot page), freezing every thread of a process (for a
  * jump patch, recovery, detach) and thawing them. A stop seen on the way that is not ours is
@@ -26,6 +26,8 @@ void eng_thread_forget(struct diag_engine *e, struct diag_thread *t)
 	diag_u64map_del(&e->threads, (uint64_t)t->tid);
 	diag_proc_del_thread(t->proc, t->tid);
 }
+
+/* ---- the wait that secures a trap ---- */
 
 /* A thread at one of our int3s goes to its slot (or, the int3 removed since, back to the
  * restored instruction) while its stop is still unreported. Linux keeps the SIGTRAP of a
