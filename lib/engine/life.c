@@ -222,6 +222,15 @@ static void snapshot_counts(struct eproc *mem)
 	}
 }
 
+void eng_life_exiting(struct diag_engine *e, struct diag_thread *t)
+{
+	/* it is exiting: never borrow it again (resuming it lets it die under us) */
+	t->zombie = true;
+	/* the last moment the ring is readable: hits recorded just before exit count */
+	eng_fast_drain(e, eproc_mem(eproc_of(t->proc)));
+	snapshot_counts(eproc_mem(eproc_of(t->proc)));
+}
+
 /* ---- detach ---- */
 
 /* Move a stopped thread out of any slot so the slot pages can go. */
@@ -289,13 +298,4 @@ void eng_proc_detach(struct diag_engine *e, struct eproc *ep)
 		diag_thread_detach(t->tid, t->pending_sig);
 	}
 	eproc_drop(e, ep);
-}
-
-void eng_life_exiting(struct diag_engine *e, struct diag_thread *t)
-{
-	/* it is exiting: never borrow it again (resuming it lets it die under us) */
-	t->zombie = true;
-	/* the last moment the ring is readable: hits recorded just before exit count */
-	eng_fast_drain(e, eproc_mem(eproc_of(t->proc)));
-	snapshot_counts(eproc_mem(eproc_of(t->proc)));
 }
