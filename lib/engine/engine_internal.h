@@ -1,5 +1,34 @@
-/* engine internals shared by the engine's files (engine.c: the wait loop and hits;
- * probe.c: probes and their sites). Not part of the engine's API. */
+/* engine_internal: what the engine's files share (not the engine's API, which is engine.h):
+ * the state of an engine, a process, a probe and its sites, and each file's functions for the
+ * files above it. The files, bottom first; a file calls only files listed before it (and the
+ * modules below the engine), never one after it:
+ *
+ *   stack.c            the `stack` value: unwinding a stopped thread, naming its frames
+ *   journal.c          writing the journal of every patch (for a successor to take out)
+ *   stop.c             the engine's thread table; the trap-securing wait; stopping one
+ *                      thread, freezing and thawing every thread of a process
+ *   journal_recover.c  reading journals: a dead predecessor's patches taken out, sweeping
+ *   safety_install.c   the SIGTRAP safety handler: installed into a target, its table kept
+ *                      in step with the int3s, copied at fork, removed at detach
+ *   breakpoints.c      the hooks of every patch (journal, safety table); a breakpoint with a
+ *                      thread stopped for its slot page; addresses inside a jump's bytes
+ *   retprobe.c         return and end events: frames waiting for their return, exits
+ *   hit.c              capture (conditions, values) and fire (events to the owner): the one
+ *                      hit path, called by int3 hits (trap.c) and ring records (fastpath.c)
+ *   fastpath.c         jump probes: placing a jump, the ring, draining it into hit.c
+ *   dynlink.c          the watch on library loads; whether a target waits for its library
+ *   probe.c            a probe's life in one process: resolve, compile, place, remove
+ *   dynlink_apply.c    the libraries changed: pending probes applied, unloaded ones retired
+ *   trap.c             serving an int3 hit (registers, capture, resume, fire)
+ *   life.c             process life: the eproc record, clone, fork, vfork, exec, exit,
+ *                      detach (leaving slots, restoring every byte)
+ *   wait.c             the wait loop (diag_engine_dispatch): each stop to its owner
+ *   introspect.c       `symbols` and `vars` of any process (API; touches no process)
+ *   engine.c           the API of engine.h: engine, attach, probes, stats, detach, free
+ *
+ * The one call up is a callback: stop.c serves the stops it sees while waiting for its own
+ * through e->serve_status (wait.c's eng_wait_serve, installed by diag_engine_new), the way the
+ * owner hears of hits through e->cb. */
 #ifndef DIAG_ENGINE_INTERNAL_H
 #define DIAG_ENGINE_INTERNAL_H
 
@@ -12,7 +41,8 @@
 #include "ptrace/tracee.h"
 
 struct probe;
-struct diag__stack_proc;
+struct eng_stack_proc;
+struct eng_safety;
 struct diag_unwinder;
 
 enum site_kind {
@@ -59,7 +89,7 @@ struct probe {
 /* A frame entered under a return probe, waiting for its return (per thread). */
 struct pending {
 	struct site *entry;
-	uint64_t sp;   /* rsp at entry: the return comes back with rsp = sp + 8 */
+	uint64_t sp;   /* sp at entry: the return comes back with sp + 8 */
 	uint64_t ra;   /* the return address */
 	uint64_t t0;   /* CLOCK_REALTIME at entry */
 };
@@ -84,14 +114,14 @@ struct eproc {
 	uint32_t next_site;
 	struct diag_u64map jumps; /* site id -> struct diag_bp (jump) */
 	int seccomp;              /* -1 unknown, else /proc/PID/status Seccomp */
-	struct diag__safety *safety; /* the SIGTRAP safety handler, once an int3 is placed */
+	struct eng_safety *safety; /* the SIGTRAP safety handler, once an int3 is placed */
 	struct probe *dl_probe;   /* the engine's own watch on library loads (dynlink.c) */
 	int journal_fd;           /* journal.c: this process's patches, -1 when none */
 	char journal_path[300];
 	size_t journal_regions;   /* slot pages already journaled */
 	bool dl_dirty;            /* a library was loaded or unloaded since the last look */
-	bool dl_busy;             /* diag__dl_changed is running (a nested stop only marks dirty) */
-	struct diag__stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
+	bool dl_busy;             /* eng_dl_changed is running (a nested stop only marks dirty) */
+	struct eng_stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
 };
 
 struct diag_engine {
@@ -118,7 +148,9 @@ struct diag_engine {
 	uint64_t reported_ns;       /* CLOCK_MONOTONIC when the last wait reported a stop: a
 				     * hit's stopped time runs from there to its CONT (governor) */
 	pid_t moved_tid;            /* a thread sent to its slot before its stop was reaped */
-	struct user_regs_struct moved_regs; /* ... and its registers at the trap */
+	diag_regs moved_regs;       /* ... and its registers at the trap */
+	/* wait.c's handler of one reaped status, for stop.c (see above) */
+	void (*serve_status)(struct diag_engine *e, pid_t tid, int status);
 };
 
 static inline struct eproc *eproc_of(struct diag_proc *p)
@@ -132,122 +164,174 @@ static inline struct eproc *eproc_mem(struct eproc *ep)
 	return ep->tp->mem_owner ? eproc_of(ep->tp->mem_owner) : ep;
 }
 
-/* probe.c */
-int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *pr,
-			struct diag_error *err);
-void diag__probe_uninstall(struct diag_engine *e, struct eproc *ep, struct probe *pr);
-void diag__probe_free(struct probe *pr);
-/* Drop a probe's sites and compiled expressions without touching the target (its memory is
- * gone: exit, exec, an unloaded library). */
-void diag__probe_forget_sites(struct probe *pr);
-struct probe *diag__probe_copy(const struct probe *src);
-int diag__probes_clone_sites(struct diag_engine *e, struct eproc *child, struct eproc *parent);
-/* diag_bp_get in mem; a slot page that must be mapped first gets a thread stopped for it (kept
- * in *stopped for the caller to resume) when none is. */
-int diag__bp_get(struct diag_engine *e, struct eproc *mem, struct diag_thread **stopped,
-		 uint64_t addr, struct diag_bp **out, struct diag_error *err);
+/* ---- stack.c: the `stack` value (diag_expr_ctx.stack, arg a struct eng_stack_req) ---- */
+struct eng_stack_req {
+	struct diag_engine *e;
+	struct eproc *ep;                    /* the thread's process */
+	pid_t tid;                           /* stopped at the breakpoint */
+	const diag_regs *regs;               /* as read at the stop */
+	uint64_t pc;                         /* the breakpoint's address: where the walk starts */
+};
+int eng_stack_text(void *req, int max, char *out, size_t cap);
+/* Drop ep's cached modules and unwind state (exec, exit, detach). */
+void eng_stack_forget(struct diag_engine *e, struct eproc *ep);
+void eng_stack_free(struct diag_engine *e);
 
-/* engine.c */
-struct diag_thread *diag__stop_one(struct diag_engine *e, struct eproc *ep);
-void diag__resume_stopped(struct diag_engine *e, struct diag_thread *t);
+/* ---- journal.c: writing the journal ---- */
+int eng_journal_open(struct diag_engine *e, struct eproc *ep, const char *copy_from);
+void eng_journal_close(struct eproc *ep, bool done);
+void eng_journal_reset(struct diag_engine *e, struct eproc *ep);
+/* The slot pages mapped since the last call; one page mapped; our SIGTRAP action. */
+void eng_journal_pages(struct eproc *ep);
+void eng_journal_map(struct eproc *ep, uint64_t addr, uint64_t len, const char *what);
+void eng_journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_action);
+/* A patch about to be written; a patch whose bytes are back. */
+void eng_journal_patch(struct eproc *ep, const struct diag_bp *bp);
+void eng_journal_unpatch(struct eproc *ep, const struct diag_bp *bp);
+/* The journal of process pid: DIR/PID-STARTTIME (start time 0 when pid is gone). */
+void eng_journal_path(const struct diag_engine *e, pid_t pid, char *out, size_t cap);
+unsigned long long eng_journal_starttime(pid_t pid);
+
+/* ---- stop.c: the thread table, the trap-securing wait, stopping and freezing ---- */
+int eng_thread_track(struct diag_engine *e, struct diag_thread *t);
+void eng_thread_forget(struct diag_engine *e, struct diag_thread *t);
+/* waitpid(which, status, flags | __WALL) that secures a breakpoint trap before reaping it.
+ * Returns the tid, 0 (WNOHANG, nothing) or a negative errno. */
+pid_t eng_wait_secure(struct diag_engine *e, pid_t which, int *status, int flags);
+/* A stopped thread of ep (one is stopped if none is), or NULL when none is left. */
+struct diag_thread *eng_stop_one(struct diag_engine *e, struct eproc *ep);
+void eng_resume_stopped(struct diag_engine *e, struct diag_thread *t);
 /* Stop every thread of ep and keep them stopped (freeze); returns one of them or NULL when the
- * process is gone. diag__thaw resumes them all. */
-struct diag_thread *diag__freeze(struct diag_engine *e, struct eproc *ep);
-void diag__thaw(struct diag_engine *e, struct eproc *ep);
-void diag__fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
-		struct site **fired, size_t n, uint64_t ts);
-size_t diag__capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
-		     const struct diag_expr_ctx *ctx, uint64_t seq, struct site **fired);
+ * process is gone. eng_thaw resumes them all. */
+struct diag_thread *eng_freeze(struct diag_engine *e, struct eproc *ep);
+void eng_thaw(struct diag_engine *e, struct eproc *ep);
 
-/* retprobe.c */
-/* Before a hit is served: drop the frames this thread has left without returning (longjmp,
- * an exception) judging by where it is now. */
-void diag__ret_purge(struct diag_thread *t, const struct diag_bp *bp, uint64_t rsp);
-/* Entry of a return probe: remember the frame and watch its return address. */
-void diag__ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *s,
-		     const struct user_regs_struct *regs, uint64_t ts);
-/* At a return address: the entry site of the frame returning here with this rsp, or NULL;
- * *t0 is when it was entered. Dead frames (left by longjmp or an exception) are purged. */
-struct site *diag__ret_match(struct diag_thread *t, struct site *s, uint64_t rsp, uint64_t *t0);
-/* Forget a return probe's return sites and every frame waiting on it. */
-void diag__ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr);
-/* END events: replace each function location by its exits; returns the new count. */
-int diag__end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
-			struct diag_error *err);
-
-/* dynlink.c */
-/* True when target names a MODULE that is not mapped (the probe waits for it). */
-bool diag__dl_absent(const struct diag_modmap *mods, const char *target);
-/* Watch library loads in ep (once). */
-int diag__dl_watch(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
-		   struct diag_error *err);
-/* Stop watching; write = restore the byte (detach), else forget (exit, exec). */
-void diag__dl_unwatch(struct eproc *ep, bool write);
-/* The libraries changed: apply pending probes, retire those of unloaded libraries. */
-void diag__dl_changed(struct diag_engine *e, struct eproc *ep);
-
-/* journal.c */
+/* ---- journal_recover.c: reading journals ---- */
 struct diag_journal_report {
 	bool found;
 	size_t restored, mismatched, unmapped;
 };
-void diag__hooks_set(struct eproc *ep);
-int diag__journal_open(struct diag_engine *e, struct eproc *ep, const char *copy_from);
-void diag__journal_close(struct eproc *ep, bool done);
-void diag__journal_reset(struct diag_engine *e, struct eproc *ep);
-void diag__journal_pages(struct eproc *ep);
-void diag__journal_map(struct eproc *ep, uint64_t addr, uint64_t len, const char *what);
-void diag__journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_action);
 /* Remove the journals of processes that are gone, and clean ones nobody traces. */
-void diag__journal_sweep(struct diag_engine *e);
+void eng_journal_sweep(struct diag_engine *e);
 /* A predecessor's journal for this process: take its patches out (threads frozen meanwhile). */
-int diag__journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_journal_report *rep);
+int eng_journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_journal_report *rep);
 
-/* safety.c */
-int diag__safety_arm(struct eproc *ep, const struct diag_bp *bp);
-void diag__safety_disarmed(struct eproc *ep, const struct diag_bp *bp);
+/* ---- safety_install.c: the SIGTRAP safety handler in the target ---- */
+int eng_safety_arm(struct eproc *ep, const struct diag_bp *bp);
+void eng_safety_disarmed(struct eproc *ep, const struct diag_bp *bp);
 /* Before the first int3 of a process: install the SIGTRAP safety handler (a stopped thread is
  * borrowed, or stopped and returned in *stopped). */
-int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
-			struct diag_error *err);
+int eng_safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
+		      struct diag_error *err);
 /* Detach: the target's own action back, the handler unmapped (t stopped). */
-void diag__safety_remove(struct eproc *ep, struct diag_thread *t);
+void eng_safety_remove(struct eproc *ep, struct diag_thread *t);
 /* Forget without touching the target (exit, exec). */
-void diag__safety_forget(struct eproc *ep);
-int diag__safety_fork(struct eproc *child, const struct eproc *parent);
+void eng_safety_forget(struct eproc *ep);
+int eng_safety_fork(struct eproc *child, const struct eproc *parent);
 
-/* fastpath.c */
+/* ---- breakpoints.c: the engine's side of every breakpoint ---- */
+/* Install the hooks (journal, safety table) in ep's breakpoint table. */
+void eng_hooks_set(struct eproc *ep);
+/* diag_bp_get in mem; a slot page that must be mapped first gets a thread stopped for it (kept
+ * in *stopped for the caller to resume) when none is. */
+int eng_bp_get(struct diag_engine *e, struct eproc *mem, struct diag_thread **stopped,
+	       uint64_t addr, struct diag_bp **out, struct diag_error *err);
 /* True when addr lies inside the bytes a jump replaced (never executed while it is there). */
-bool diag__fast_covers(const struct diag_bptable *t, uint64_t addr);
+bool eng_bp_in_jump(const struct diag_bptable *t, uint64_t addr);
+
+/* ---- retprobe.c: return and end events ---- */
+/* Before a hit is served: drop the frames this thread has left without returning (longjmp,
+ * an exception) judging by where it is now. */
+void eng_ret_purge(struct diag_thread *t, const struct diag_bp *bp, uint64_t sp);
+/* Entry of a return probe: remember the frame and watch its return address. */
+void eng_ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *s,
+		   const diag_regs *regs, uint64_t ts);
+/* At a return address: the entry site of the frame returning here with this sp, or NULL;
+ * *t0 is when it was entered. Dead frames (left by longjmp or an exception) are purged. */
+struct site *eng_ret_match(struct diag_thread *t, struct site *s, uint64_t sp, uint64_t *t0);
+/* Forget a return probe's return sites and every frame waiting on it. */
+void eng_ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr);
+/* END events: replace each function location by its exits; returns the new count. */
+int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
+		      struct diag_error *err);
+
+/* ---- hit.c: the hit path ---- */
+/* While the thread is stopped (t) or from a ring record (t NULL, seq its record): conditions
+ * and captures. Returns how many sites fired; their results are in e->scratch, the sites in
+ * fired[]. */
+size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
+		   const struct diag_expr_ctx *ctx, uint64_t seq, struct site **fired);
+/* Render and deliver the events of the n fired sites (after the thread runs again). */
+void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
+	      struct site **fired, size_t n, uint64_t ts);
+
+/* ---- fastpath.c: jump probes and the ring ---- */
 /* Try to place site s at loc as a jump (fast path). Returns 0 when placed, 1 when the site
  * must use an int3 instead, or a negative code with err set. */
-int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
-		     const struct diag_location *loc, struct diag_error *err);
+int eng_fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
+		   const struct diag_location *loc, struct diag_error *err);
 /* Consume every published record of ep's ring. */
-void diag__fast_drain(struct diag_engine *e, struct eproc *ep);
+void eng_fast_drain(struct diag_engine *e, struct eproc *ep);
 /* After fork: the child's copy of the ring and trampolines. */
-void diag__fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent);
+void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent);
 /* Detach: unmap the ring with stopped thread t. */
-void diag__fast_unmap(struct eproc *ep, struct diag_thread *t);
+void eng_fast_unmap(struct eproc *ep, struct diag_thread *t);
 /* Remove a jump breakpoint's site id (its breakpoint is going away). */
-void diag__fast_forget(struct eproc *mem, struct diag_bp *bp);
+void eng_fast_forget(struct eproc *mem, struct diag_bp *bp);
 /* The exact number of hits of a jump breakpoint (its counter in the target). */
-uint64_t diag__fast_count(struct eproc *mem, const struct diag_bp *bp);
+uint64_t eng_fast_count(struct eproc *mem, const struct diag_bp *bp);
 /* The hits of one site on a jump since the site was placed (0 for an int3 site). */
-uint64_t diag__fast_site_count(struct eproc *mem, const struct site *s);
-void diag__fast_timer(struct diag_engine *e);
+uint64_t eng_fast_site_count(struct eproc *mem, const struct site *s);
+/* Arm or disarm the drain timer: armed while any process has a ring. */
+void eng_fast_timer(struct diag_engine *e);
 
-/* stack.c: the `stack` value (diag_expr_ctx.stack, arg a struct diag__stack_req) */
-struct diag__stack_req {
-	struct diag_engine *e;
-	struct eproc *ep;                    /* the thread's process */
-	pid_t tid;                           /* stopped at the breakpoint */
-	const struct user_regs_struct *regs; /* as read at the stop */
-	uint64_t pc;                         /* the breakpoint's address: where the walk starts */
-};
-int diag__stack_text(void *req, int max, char *out, size_t cap);
-/* Drop ep's cached modules and unwind state (exec, exit, detach). */
-void diag__stack_forget(struct diag_engine *e, struct eproc *ep);
-void diag__stack_free(struct diag_engine *e);
+/* ---- dynlink.c: the watch on library loads ---- */
+/* True when target names a MODULE that is not mapped (the probe waits for it). */
+bool eng_dl_absent(const struct diag_modmap *mods, const char *target);
+/* Watch library loads in ep (once). */
+int eng_dl_watch(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
+		 struct diag_error *err);
+/* Stop watching; write = restore the byte (detach), else forget (exit, exec). */
+void eng_dl_unwatch(struct eproc *ep, bool write);
+
+/* ---- probe.c: a probe in one process ---- */
+int eng_probe_install(struct diag_engine *e, struct eproc *ep, struct probe *pr,
+		      struct diag_error *err);
+void eng_probe_uninstall(struct diag_engine *e, struct eproc *ep, struct probe *pr);
+void eng_probe_free(struct probe *pr);
+/* Drop a probe's sites and compiled expressions without touching the target (its memory is
+ * gone: exit, exec, an unloaded library). */
+void eng_probe_forget_sites(struct probe *pr);
+struct probe *eng_probe_copy(const struct probe *src);
+int eng_probes_clone_sites(struct diag_engine *e, struct eproc *child, struct eproc *parent);
+
+/* ---- dynlink_apply.c: the libraries changed ---- */
+/* Apply pending probes, retire those of unloaded libraries. */
+void eng_dl_changed(struct diag_engine *e, struct eproc *ep);
+
+/* ---- trap.c: an int3 hit ---- */
+/* Serve thread t stopped with SIGTRAP: ours (a hit, or a breakpoint removed since) or the
+ * target's own (delivered). */
+void eng_trap_serve(struct diag_engine *e, struct diag_thread *t);
+
+/* ---- life.c: process life ---- */
+/* The engine's record of a process just seized or adopted (NULL: out of memory). */
+struct eproc *eng_proc_new(struct diag_engine *e, struct diag_proc *tp);
+/* The first stop of a new thread or child (it was auto-attached and starts stopped). */
+void eng_life_claim(struct diag_engine *e, struct diag_thread *t);
+void eng_life_clone(struct diag_engine *e, struct diag_thread *parent, pid_t tid);
+void eng_life_fork(struct diag_engine *e, struct diag_thread *parent, pid_t child, bool vfork);
+void eng_life_exec(struct diag_engine *e, struct diag_thread *t);
+/* PTRACE_EVENT_EXIT: the ring read for the last time, the counters kept. */
+void eng_life_exiting(struct diag_engine *e, struct diag_thread *t);
+/* A thread reaped; the leader's exit drops the process. */
+void eng_life_gone(struct diag_engine *e, struct diag_thread *t);
+/* Leave ep: every thread stopped and out of the slots, every byte back, pages unmapped,
+ * threads detached, the record dropped. */
+void eng_proc_detach(struct diag_engine *e, struct eproc *ep);
+
+/* ---- wait.c: the wait loop ---- */
+/* One status reaped by eng_wait_secure, to its owner (also e->serve_status). */
+void eng_wait_serve(struct diag_engine *e, pid_t tid, int status);
 
 #endif

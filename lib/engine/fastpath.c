@@ -3,7 +3,10 @@
  * target's own memory; the daemon drains the ring on a timer and runs the same capture plans
  * on the recorded registers. A full ring drops hits (counted); a dead daemon costs the target
  * nothing but a full ring. Everything else (memory reads, SSE, tiny functions, code that
- * branches into the patched bytes, seccomp-filtered targets) takes an int3. */
+ * branches into the patched bytes, seccomp-filtered targets) takes an int3. Owns placing and
+ * demoting jumps, the ring (mapping, draining, counters) and the TSC calibration; a record is
+ * served by hit.c (capture and fire, below this file), its registers and clock read through
+ * arch/record.h. Never stops a thread but through stop.c's freeze. */
 #include "engine/engine_internal.h"
 #include "util/clock.h"
 
@@ -12,13 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
-#include <x86intrin.h>
 
 #include "arch/branch.h"
+#include "arch/record.h"
 #include "arch/ring.h"
 
 #define RING_CAPACITY 16384      /* records: 3 MiB of the target's memory */
@@ -37,23 +39,13 @@ static bool site_registers_only(const struct site *s)
 	return diag_expr_registers_only(s->value) && diag_expr_registers_only(s->condition);
 }
 
-bool diag__fast_covers(const struct diag_bptable *t, uint64_t addr)
-{
-	for (size_t back = 1; back < 24 && back <= addr; back++) {
-		const struct diag_bp *b = diag_bp_at(t, addr - back);
-		if (b && b->jump && addr < b->addr + b->patched_len)
-			return true;
-	}
-	return false;
-}
-
 /* A jump covering [addr, addr+span) must not hide another breakpoint, nor lie in another jump. */
 static bool range_free(const struct diag_bptable *t, uint64_t addr, size_t span)
 {
 	for (size_t i = 1; i < span; i++)
 		if (diag_bp_at(t, addr + i))
 			return false;
-	return !diag__fast_covers(t, addr);
+	return !eng_bp_in_jump(t, addr);
 }
 
 static int branches_into(struct eproc *ep, const struct diag_location *loc, size_t span)
@@ -88,13 +80,13 @@ static int ring_map(struct eproc *ep, struct diag_thread *t)
 		return -EIO;
 	}
 	ep->ring_addr = (uint64_t)ret;
-	diag__journal_map(ep, ep->ring_addr, bytes, "ring");
+	eng_journal_map(ep, ep->ring_addr, bytes, "ring");
 	ep->ring_mask = RING_CAPACITY - 1;
 	ep->ring_tail = 0;
 	return 0;
 }
 
-void diag__fast_unmap(struct eproc *ep, struct diag_thread *t)
+void eng_fast_unmap(struct eproc *ep, struct diag_thread *t)
 {
 	if (ep->ring_addr && t) {
 		long args[6] = {(long)ep->ring_addr, (long)DIAG_RING_MAP_BYTES(ep->ring_mask + 1), 0, 0,
@@ -106,7 +98,7 @@ void diag__fast_unmap(struct eproc *ep, struct diag_thread *t)
 	diag_u64map_release(&ep->jumps);
 }
 
-uint64_t diag__fast_count(struct eproc *mem, const struct diag_bp *bp)
+uint64_t eng_fast_count(struct eproc *mem, const struct diag_bp *bp)
 {
 	uint64_t n = 0;
 	if (bp->jump && mem->ring_addr)
@@ -116,19 +108,19 @@ uint64_t diag__fast_count(struct eproc *mem, const struct diag_bp *bp)
 	return n;
 }
 
-uint64_t diag__fast_site_count(struct eproc *mem, const struct site *s)
+uint64_t eng_fast_site_count(struct eproc *mem, const struct site *s)
 {
-	uint64_t n = s->bp && s->bp->jump ? diag__fast_count(mem, s->bp) : 0;
+	uint64_t n = s->bp && s->bp->jump ? eng_fast_count(mem, s->bp) : 0;
 	return n > s->fast_base ? n - s->fast_base : 0;
 }
 
-void diag__fast_forget(struct eproc *mem, struct diag_bp *bp)
+void eng_fast_forget(struct eproc *mem, struct diag_bp *bp)
 {
 	if (bp->jump)
 		diag_u64map_del(&mem->jumps, bp->site_id);
 }
 
-void diag__fast_timer(struct diag_engine *e)
+void eng_fast_timer(struct diag_engine *e)
 {
 	bool want = false;
 	size_t pos = 0;
@@ -176,9 +168,10 @@ static bool threads_out_of(struct eproc *ep, uint64_t lo, uint64_t hi)
 	void *v;
 	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
 		struct diag_thread *t = v;
-		struct user_regs_struct r;
+		diag_regs r;
 		for (int steps = 0; t->stopped; steps++) {
-			if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0 || r.rip <= lo || r.rip >= hi)
+			if (diag_regs_read(t->tid, &r) < 0 || diag_regs_pc(&r) <= lo ||
+			    diag_regs_pc(&r) >= hi)
 				break;
 			if (steps == 16 || diag_thread_step(t) < 0)
 				return false;
@@ -198,12 +191,12 @@ static int demote(struct diag_engine *e, struct eproc *ep, struct diag_bp *jump,
 		return diag_error_set(err, -ENOMEM, "out of memory");
 	memcpy(users, jump->users, n * sizeof(*users));
 	uint64_t addr = jump->addr;
-	struct diag_thread *t = diag__freeze(e, ep);
+	struct diag_thread *t = eng_freeze(e, ep);
 	if (!t) {
 		free(users);
 		return diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)ep->tp->pid);
 	}
-	diag__fast_forget(ep, jump);
+	eng_fast_forget(ep, jump);
 	/* original bytes back, every thread stopped; code the target rewrote gets no int3 */
 	struct diag_bp *bp = NULL;
 	int r = diag_bp_destroy(&ep->bps, ep->tp, jump) == DIAG_BP_LEFT
@@ -217,12 +210,12 @@ static int demote(struct diag_engine *e, struct eproc *ep, struct diag_bp *jump,
 		if (r == 0 && diag_bp_add_user(bp, u) == 0)
 			u->bp = bp;
 	}
-	diag__thaw(e, ep);
+	eng_thaw(e, ep);
 	free(users);
 	return r < 0 ? r : 1;
 }
 
-int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
+int eng_fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 		     const struct diag_location *loc, struct diag_error *err)
 {
 	struct diag_bp *bp = diag_bp_at(&ep->bps, loc->addr);
@@ -235,7 +228,7 @@ int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 			return demote(e, ep, bp, err); /* then share an int3 */
 		s->bp = bp;
 		/* the hits before it are not this probe's: neither counted nor delivered */
-		s->fast_base = diag__fast_count(ep, bp);
+		s->fast_base = eng_fast_count(ep, bp);
 		struct diag_ring_header h;
 		if (diag_proc_read(ep->tp, ep->ring_addr, &h, sizeof(h)) == (ssize_t)sizeof(h))
 			s->fast_seq0 = h.head;
@@ -248,7 +241,7 @@ int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 	if (span <= 0 || (size_t)span > room || !range_free(&ep->bps, loc->addr, (size_t)span) ||
 	    branches_into(ep, loc, (size_t)span))
 		return 1;
-	struct diag_thread *t = diag__freeze(e, ep);
+	struct diag_thread *t = eng_freeze(e, ep);
 	if (!t)
 		return diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)ep->tp->pid);
 	int r = 1;
@@ -273,8 +266,8 @@ int diag__fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 		else
 			r = 1; /* an int3 will do */
 	}
-	diag__thaw(e, ep);
-	diag__fast_timer(e);
+	eng_thaw(e, ep);
+	eng_fast_timer(e);
 	return r;
 }
 
@@ -290,7 +283,7 @@ static uint64_t tsc_to_ns(struct diag_engine *e, uint64_t tsc)
 
 static void calibrate(struct diag_engine *e)
 {
-	uint64_t ns = (uint64_t)diag_clock_wall_ns(), tsc = __rdtsc();
+	uint64_t ns = (uint64_t)diag_clock_wall_ns(), tsc = diag_record_ticks();
 	if (!e->ns0) {
 		e->ns0 = e->ns1 = ns;
 		e->tsc0 = e->tsc1 = tsc;
@@ -298,31 +291,6 @@ static void calibrate(struct diag_engine *e)
 		e->ns1 = ns;
 		e->tsc1 = tsc;
 	}
-}
-
-static void regs_from_record(const struct diag_ring_record *rec, struct user_regs_struct *r)
-{
-	memset(r, 0, sizeof(*r));
-	const uint64_t *g = rec->regs;
-	r->r15 = g[DIAG_RING_R15];
-	r->r14 = g[DIAG_RING_R14];
-	r->r13 = g[DIAG_RING_R13];
-	r->r12 = g[DIAG_RING_R12];
-	r->rbp = g[DIAG_RING_RBP];
-	r->rbx = g[DIAG_RING_RBX];
-	r->r11 = g[DIAG_RING_R11];
-	r->r10 = g[DIAG_RING_R10];
-	r->r9 = g[DIAG_RING_R9];
-	r->r8 = g[DIAG_RING_R8];
-	r->rax = g[DIAG_RING_RAX];
-	r->rcx = g[DIAG_RING_RCX];
-	r->rdx = g[DIAG_RING_RDX];
-	r->rsi = g[DIAG_RING_RSI];
-	r->rdi = g[DIAG_RING_RDI];
-	r->rip = g[DIAG_RING_RIP];
-	r->rsp = g[DIAG_RING_RSP];
-	r->eflags = g[DIAG_RING_EFLAGS];
-	r->orig_rax = (unsigned long long)-1;
 }
 
 static ssize_t no_memory(void *arg, uint64_t addr, void *buf, size_t len)
@@ -345,8 +313,8 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 	if (t && eproc_mem(eproc_of(t->proc)) != ep)
 		t = NULL;
 	pid_t pid = t ? t->proc->pid : ep->tp->pid;
-	struct user_regs_struct regs;
-	regs_from_record(rec, &regs);
+	diag_regs regs;
+	diag_record_regs(rec, &regs);
 	uint64_t ts = tsc_to_ns(e, rec->tsc);
 	/* $comm: the name the thread has now (within the drain period); a thread already gone
 	 * has none */
@@ -356,13 +324,13 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 	struct site *small[8], **fired = small;
 	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
 		return;
-	size_t n = diag__capture(e, NULL, bp, &ctx, rec->seq, fired);
-	diag__fire(e, t, pid, (pid_t)rec->tid, fired, n, ts);
+	size_t n = eng_capture(e, NULL, bp, &ctx, rec->seq, fired);
+	eng_fire(e, t, pid, (pid_t)rec->tid, fired, n, ts);
 	if (fired != small)
 		free(fired);
 }
 
-void diag__fast_drain(struct diag_engine *e, struct eproc *ep)
+void eng_fast_drain(struct diag_engine *e, struct eproc *ep)
 {
 	if (!ep->ring_addr)
 		return;
@@ -414,7 +382,7 @@ void diag__fast_drain(struct diag_engine *e, struct eproc *ep)
 	}
 }
 
-void diag__fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent)
+void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent)
 {
 	(void)e;
 	if (!parent->ring_addr || child->tp->mem_owner)

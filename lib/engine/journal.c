@@ -1,30 +1,23 @@
 /* journal: every patch the engine makes in a process, written down before it exists, so a
  * daemon that starts after a predecessor died (kill -9, crash, OOM) can take the patches back
- * out: original bytes restored (checked against the file), threads moved out of the pages,
- * the target's own SIGTRAP action back, the pages unmapped. One file per process
- * (DIR/PID-STARTTIME), one line per fact, appended with a single write(2) each: the page
- * cache keeps what a killed daemon wrote. Removed when the engine leaves a process cleanly, and
- * swept (at engine start and every attach) once its process is gone or nothing is left in it.
- * Also the breakpoint hooks: the safety handler's table and the journal hear of every patch. */
+ * out (journal_recover.c reads it). One file per process (DIR/PID-STARTTIME), one line per
+ * fact, appended with a single write(2) each: the page cache keeps what a killed daemon wrote.
+ * Lines: "P ADDR int3|jump ORIGHEX SLOT|TRAMPOLINE" a patch, "U ADDR" its removal, "M ADDR LEN
+ * WHAT" a page mapped, "S OURS HANDLER FLAGS RESTORER MASK" our SIGTRAP action over the target's.
+ * Removed when the engine leaves a process cleanly. Owns the writing only: never reads a
+ * journal back, never stops or touches the target. */
 #include "engine/engine_internal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ptrace.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "arch/safety.h"
-
-#define MAX_RECOVER 4096
 
 static void jline(struct eproc *ep, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -48,7 +41,7 @@ static void hex(const uint8_t *b, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-void diag__journal_pages(struct eproc *ep)
+void eng_journal_pages(struct eproc *ep)
 {
 	for (; ep->journal_regions < ep->bps.xol.n; ep->journal_regions++)
 		jline(ep, "M %llx %llx xol\n",
@@ -56,12 +49,12 @@ void diag__journal_pages(struct eproc *ep)
 		      (unsigned long long)DIAG_XOL_REGION_SIZE);
 }
 
-void diag__journal_map(struct eproc *ep, uint64_t addr, uint64_t len, const char *what)
+void eng_journal_map(struct eproc *ep, uint64_t addr, uint64_t len, const char *what)
 {
 	jline(ep, "M %llx %llx %s\n", (unsigned long long)addr, (unsigned long long)len, what);
 }
 
-void diag__journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_action)
+void eng_journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_action)
 {
 	const struct diag_ksigaction *o = old_action;
 	jline(ep, "S %llx %llx %llx %llx %llx\n", (unsigned long long)ours,
@@ -69,62 +62,32 @@ void diag__journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_ac
 	      (unsigned long long)o->restorer, (unsigned long long)o->mask);
 }
 
-static int hook_arm(void *arg, const struct diag_bp *bp)
+void eng_journal_patch(struct eproc *ep, const struct diag_bp *bp)
 {
-	struct eproc *ep = arg;
-	diag__journal_pages(ep); /* the page holding its slot or trampoline first */
-	if (!bp->jump && ep->safety) {
-		int r = diag__safety_arm(ep, bp);
-		if (r < 0)
-			return r;
-	}
 	char orig[64];
 	hex(bp->orig_bytes, bp->patched_len, orig);
 	jline(ep, "P %llx %s %s %llx\n", (unsigned long long)bp->addr, bp->jump ? "jump" : "int3",
 	      orig, (unsigned long long)(bp->jump ? bp->tramp : bp->slot));
-	return 0;
 }
 
-static void hook_disarmed(void *arg, const struct diag_bp *bp)
+void eng_journal_unpatch(struct eproc *ep, const struct diag_bp *bp)
 {
-	struct eproc *ep = arg;
-	if (!bp->jump && ep->safety)
-		diag__safety_disarmed(ep, bp);
 	jline(ep, "U %llx\n", (unsigned long long)bp->addr);
 }
 
-void diag__hooks_set(struct eproc *ep)
+unsigned long long eng_journal_starttime(pid_t pid)
 {
-	ep->bps.hooks = (struct diag_bp_hooks){.arm = hook_arm, .disarmed = hook_disarmed, .arg = ep};
+	char field[32];
+	return diag_proc_stat_field(pid, 22, field, sizeof(field)) == 0 ? strtoull(field, NULL, 10)
+									 : 0;
 }
 
-static unsigned long long start_time(pid_t pid)
+void eng_journal_path(const struct diag_engine *e, pid_t pid, char *out, size_t cap)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')'); /* comm may hold spaces */
-	unsigned long long st = 0;
-	for (int field = 2; p && *p; p++)
-		if (*p == ' ' && ++field == 22) {
-			st = strtoull(p + 1, NULL, 10);
-			break;
-		}
-	return st;
+	snprintf(out, cap, "%s/%d-%llu", e->journal_dir, (int)pid, eng_journal_starttime(pid));
 }
 
-static void path_of(const struct diag_engine *e, pid_t pid, char *out, size_t cap)
-{
-	snprintf(out, cap, "%s/%d-%llu", e->journal_dir, (int)pid, start_time(pid));
-}
-
-int diag__journal_open(struct diag_engine *e, struct eproc *ep, const char *copy_from)
+int eng_journal_open(struct diag_engine *e, struct eproc *ep, const char *copy_from)
 {
 	ep->journal_fd = -1;
 	ep->journal_regions = 0;
@@ -139,7 +102,7 @@ int diag__journal_open(struct diag_engine *e, struct eproc *ep, const char *copy
 			*p = '/';
 		}
 	mkdir(dir, 0700);
-	path_of(e, ep->tp->pid, ep->journal_path, sizeof(ep->journal_path));
+	eng_journal_path(e, ep->tp->pid, ep->journal_path, sizeof(ep->journal_path));
 	ep->journal_fd = open(ep->journal_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
 			      0600);
 	if (ep->journal_fd < 0)
@@ -158,7 +121,7 @@ int diag__journal_open(struct diag_engine *e, struct eproc *ep, const char *copy
 	return 0;
 }
 
-void diag__journal_close(struct eproc *ep, bool done)
+void eng_journal_close(struct eproc *ep, bool done)
 {
 	if (ep->journal_fd >= 0)
 		close(ep->journal_fd);
@@ -168,292 +131,8 @@ void diag__journal_close(struct eproc *ep, bool done)
 	ep->journal_path[0] = '\0';
 }
 
-void diag__journal_reset(struct diag_engine *e, struct eproc *ep)
+void eng_journal_reset(struct diag_engine *e, struct eproc *ep)
 {
-	diag__journal_close(ep, true);
-	diag__journal_open(e, ep, NULL);
-}
-
-/* ---- recovery: a predecessor's patches ---- */
-
-struct jpatch {
-	uint64_t addr, target; /* slot (int3) or trampoline (jump) */
-	bool jump, live;
-	uint8_t orig[24];
-	size_t len;
-};
-
-struct jstate {
-	struct jpatch *p;
-	size_t np;
-	uint64_t pages[64][2];
-	bool handler[64];      /* the page holds the safety handler */
-	size_t npages;
-	bool have_sig;
-	uint64_t ours;
-	struct diag_ksigaction old;
-};
-
-static void parse_line(struct jstate *js, const char *line)
-{
-	unsigned long long a, b, c, d, f;
-	char kind[8], orig[64], what[16];
-	if (sscanf(line, "P %llx %7s %63s %llx", &a, kind, orig, &b) == 4 && js->np < MAX_RECOVER) {
-		struct jpatch *p = &js->p[js->np++];
-		*p = (struct jpatch){.addr = a, .target = b, .jump = !strcmp(kind, "jump"), .live = true};
-		p->len = strlen(orig) / 2 < sizeof(p->orig) ? strlen(orig) / 2 : sizeof(p->orig);
-		for (size_t i = 0; i < p->len; i++) {
-			unsigned v;
-			sscanf(orig + 2 * i, "%2x", &v);
-			p->orig[i] = (uint8_t)v;
-		}
-	} else if (sscanf(line, "U %llx", &a) == 1) {
-		for (size_t i = js->np; i-- > 0;)
-			if (js->p[i].addr == a && js->p[i].live) {
-				js->p[i].live = false;
-				break;
-			}
-	} else if (sscanf(line, "M %llx %llx %15s", &a, &b, what) == 3 && js->npages < 64) {
-		js->handler[js->npages] = !strcmp(what, "safety");
-		js->pages[js->npages][0] = a;
-		js->pages[js->npages++][1] = b;
-	} else if (sscanf(line, "S %llx %llx %llx %llx %llx", &a, &b, &c, &d, &f) == 5) {
-		js->have_sig = true;
-		js->ours = a;
-		js->old = (struct diag_ksigaction){b, c, d, f};
-	}
-}
-
-/* 0: outside every page; 1: in a slot, trampoline or ring page; 2: in the safety handler */
-static int in_pages(const struct jstate *js, uint64_t rip)
-{
-	for (size_t i = 0; i < js->npages; i++)
-		if (rip >= js->pages[i][0] && rip < js->pages[i][0] + js->pages[i][1])
-			return js->handler[i] ? 2 : 1;
-	return 0;
-}
-
-/* Step a thread out of the predecessor's pages (its slot or trampoline runs to the end). A
- * thread caught in the safety handler leaves it through the restorer and rt_sigreturn, which
- * puts it back in a slot: keep stepping past that before judging it out. */
-static void step_out(struct diag_thread *t, const struct jstate *js)
-{
-	int after_handler = 0;
-	for (int steps = 0; steps < 1024; steps++) {
-		struct user_regs_struct r;
-		if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0)
-			return;
-		int where = in_pages(js, r.rip);
-		if (where == 2)
-			after_handler = 64; /* the restorer and sigreturn are a few steps away */
-		if (!where && !after_handler) {
-			if (steps && (r.eflags & 0x100)) { /* see leave_slots: no trap flag left */
-				r.eflags &= ~0x100ULL;
-				ptrace(PTRACE_SETREGS, t->tid, 0, &r);
-			}
-			return;
-		}
-		if (!where)
-			after_handler--;
-		else if (where == 1)
-			after_handler = 0; /* back in a slot after sigreturn: run it out */
-		if (diag_thread_step(t) < 0)
-			return;
-	}
-}
-
-static bool trap_queued(pid_t tid)
-{
-	unsigned long long pnd = 0;
-	return diag_proc_status_field(tid, "SigPnd", 16, &pnd) && (pnd & (1ULL << (SIGTRAP - 1)));
-}
-
-/* An int3 hit just before our interrupt leaves its SIGTRAP queued behind the interrupt stop
- * (the kernel reports a ptrace trap before it dequeues signals). Once the target's own action
- * is back, that signal would kill it: dequeue it now (a resume delivers it to us first, before
- * any instruction runs), cancel it and rewind to the restored instruction. */
-static void take_queued_trap(struct diag_thread *t, const struct jstate *js)
-{
-	if (!trap_queued(t->tid))
-		return;
-	int st;
-	siginfo_t si;
-	struct user_regs_struct r;
-	if (ptrace(PTRACE_SINGLESTEP, t->tid, 0, 0) < 0 || waitpid(t->tid, &st, __WALL) != t->tid ||
-	    !WIFSTOPPED(st) || ptrace(PTRACE_GETREGS, t->tid, 0, &r) < 0)
-		return;
-	if (WSTOPSIG(st) != SIGTRAP) {
-		t->pending_sig = WSTOPSIG(st);
-		return;
-	}
-	if (ptrace(PTRACE_GETSIGINFO, t->tid, 0, &si) < 0 || si.si_code != SI_KERNEL)
-		return; /* the step itself: nothing was queued after all */
-	for (size_t i = 0; i < js->np; i++)
-		if (!js->p[i].jump && js->p[i].addr == r.rip - 1) {
-			r.rip--;
-			ptrace(PTRACE_SETREGS, t->tid, 0, &r);
-			return; /* resumed without the signal: cancelled */
-		}
-	t->pending_sig = SIGTRAP; /* the target's own trap: deliver it */
-}
-
-/* The bytes the file has at addr, for the check of a restore. */
-static bool file_bytes(const struct diag_modmap *mods, uint64_t addr, uint8_t *out, size_t n)
-{
-	const struct diag_module *m = diag_modmap_find(mods, addr);
-	if (!m)
-		return false;
-	char path[128];
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)mods->pid);
-	FILE *f = fopen(path, "re");
-	char line[512];
-	bool ok = false;
-	while (f && !ok && fgets(line, sizeof(line), f)) {
-		unsigned long long lo, hi, off;
-		if (sscanf(line, "%llx-%llx %*s %llx", &lo, &hi, &off) != 3 || addr < lo || addr >= hi ||
-		    !strstr(line, m->path))
-			continue;
-		int fd = open(m->host_path, O_RDONLY | O_CLOEXEC);
-		ok = fd >= 0 && pread(fd, out, n, (off_t)(addr - lo + off)) == (ssize_t)n;
-		if (fd >= 0)
-			close(fd);
-	}
-	if (f)
-		fclose(f);
-	return ok;
-}
-
-static void restore(struct eproc *ep, const struct jpatch *p, const struct diag_modmap *mods,
-		    struct diag_journal_report *rep)
-{
-	uint8_t cur[24], want[24];
-	if (diag_proc_read(ep->tp, p->addr, cur, p->len) != (ssize_t)p->len)
-		return;
-	memcpy(want, p->orig, p->len);
-	if (p->jump) {
-		int32_t rel = (int32_t)(p->target - (p->addr + 5));
-		want[0] = 0xe9;
-		memcpy(want + 1, &rel, 4);
-	} else {
-		want[0] = 0xcc;
-	}
-	size_t plen = p->jump ? 5 : 1;
-	if (memcmp(cur, want, plen) != 0)
-		return; /* not ours (any more): leave it */
-	/* only what we wrote: the rest of a jump's displaced bytes was never touched by us, and
-	 * may be the target's own rewrite by now */
-	if (diag_proc_write(ep->tp, p->addr, p->orig, plen) == (ssize_t)plen)
-		rep->restored++;
-	uint8_t file[24];
-	if (file_bytes(mods, p->addr, file, p->len) && memcmp(file, p->orig, p->len) != 0)
-		rep->mismatched++; /* the code was not the file's before the predecessor either */
-}
-
-/* ---- sweeping: journals nobody will ever recover ---- */
-
-/* Nothing of ours is left in the process it names: no live patch, no page, no action. */
-static bool journal_clean(const char *path)
-{
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return false;
-	struct jstate js = {.p = calloc(MAX_RECOVER, sizeof(*js.p))};
-	char line[512];
-	while (js.p && fgets(line, sizeof(line), f))
-		parse_line(&js, line);
-	fclose(f);
-	bool live = !js.p || js.npages || js.have_sig;
-	for (size_t i = 0; !live && i < js.np; i++)
-		live = js.p[i].live;
-	free(js.p);
-	return !live;
-}
-
-/* A journal is for the process that started at its STARTTIME under its PID: once that process
- * is gone (or the pid is another's now) nobody can recover it, and every later recovery would
- * skip it again. A clean one (a daemon killed before its first patch) is useless too, unless a
- * daemon traces that process right now and is about to append to it. */
-void diag__journal_sweep(struct diag_engine *e)
-{
-	DIR *d = e->journal_dir[0] ? opendir(e->journal_dir) : NULL;
-	if (!d)
-		return;
-	for (struct dirent *de; (de = readdir(d));) {
-		int pid = 0;
-		unsigned long long st = 0;
-		char tail;
-		if (sscanf(de->d_name, "%d-%llu%c", &pid, &st, &tail) != 2 || pid <= 0)
-			continue; /* not a journal: not ours to remove */
-		char path[sizeof(e->journal_dir) + sizeof(de->d_name) + 2];
-		snprintf(path, sizeof(path), "%s/%s", e->journal_dir, de->d_name);
-		bool gone = start_time(pid) != st; /* 0 when /proc/PID is gone */
-		unsigned long long tracer = 1;
-		if (gone || (diag_proc_status_field(pid, "TracerPid", 10, &tracer) && tracer == 0 &&
-			     journal_clean(path)))
-			unlink(path);
-	}
-	closedir(d);
-}
-
-int diag__journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_journal_report *rep)
-{
-	char path[sizeof(ep->journal_path)];
-	memset(rep, 0, sizeof(*rep));
-	if (!e->journal_dir[0])
-		return 0;
-	path_of(e, ep->tp->pid, path, sizeof(path));
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return 0;
-	struct jstate js = {.p = calloc(MAX_RECOVER, sizeof(*js.p))};
-	char line[512];
-	while (js.p && fgets(line, sizeof(line), f))
-		parse_line(&js, line);
-	fclose(f);
-	rep->found = true;
-	struct diag_thread *t = js.p ? diag__freeze(e, ep) : NULL;
-	if (!t) {
-		free(js.p);
-		return js.p ? -DIAG_E_GONE : -ENOMEM;
-	}
-	struct diag_modmap mods = {0};
-	diag_modmap_read(ep->tp->pid, &mods, NULL);
-	for (size_t i = 0; i < js.np; i++)
-		if (js.p[i].live)
-			restore(ep, &js.p[i], &mods, rep);
-	diag_modmap_release(&mods);
-	size_t pos = 0;
-	uint64_t k;
-	void *v;
-	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v))
-		if (((struct diag_thread *)v)->stopped) {
-			take_queued_trap(v, &js);
-			step_out(v, &js);
-		}
-	if (js.have_sig) { /* the target's own action back, unless it set another since */
-		long args[6] = {SIGTRAP, 0, 0, 8, 0, 0}, ret;
-		struct user_regs_struct r;
-		if (ptrace(PTRACE_GETREGS, t->tid, 0, &r) == 0) {
-			uint64_t scratch = (r.rsp - 1024) & ~15ULL;
-			struct diag_ksigaction cur;
-			args[2] = (long)(scratch + 64);
-			if (diag_thread_syscall(t, SYS_rt_sigaction, args, &ret) == 0 && ret == 0 &&
-			    diag_proc_read(ep->tp, scratch + 64, &cur, sizeof(cur)) == sizeof(cur) &&
-			    cur.handler == js.ours &&
-			    diag_proc_write(ep->tp, scratch, &js.old, sizeof(js.old)) == sizeof(js.old)) {
-				args[1] = (long)scratch;
-				args[2] = 0;
-				diag_thread_syscall(t, SYS_rt_sigaction, args, &ret);
-			}
-		}
-	}
-	for (size_t i = 0; i < js.npages; i++) {
-		long args[6] = {(long)js.pages[i][0], (long)js.pages[i][1], 0, 0, 0, 0}, ret;
-		if (diag_thread_syscall(t, SYS_munmap, args, &ret) == 0 && ret == 0)
-			rep->unmapped++;
-	}
-	diag__thaw(e, ep);
-	free(js.p);
-	unlink(path);
-	return 0;
+	eng_journal_close(ep, true);
+	eng_journal_open(e, ep, NULL);
 }

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void diag__probe_free(struct probe *pr)
+void eng_probe_free(struct probe *pr)
 {
 	if (!pr)
 		return;
@@ -33,7 +33,7 @@ static char *dup_or_null(const char *s)
 	return s && *s ? strdup(s) : NULL;
 }
 
-void diag__probe_forget_sites(struct probe *pr)
+void eng_probe_forget_sites(struct probe *pr)
 {
 	for (size_t i = 0; i < pr->nsites; i++) {
 		diag_expr_free(pr->sites[i].value);
@@ -47,7 +47,7 @@ void diag__probe_forget_sites(struct probe *pr)
 	pr->nrsites = 0;
 }
 
-struct probe *diag__probe_copy(const struct probe *src)
+struct probe *eng_probe_copy(const struct probe *src)
 {
 	struct probe *pr = calloc(1, sizeof(*pr));
 	if (!pr)
@@ -59,7 +59,7 @@ struct probe *diag__probe_copy(const struct probe *src)
 	pr->condition = dup_or_null(src->condition);
 	if (!pr->target || (src->value && *src->value && !pr->value) ||
 	    (src->condition && *src->condition && !pr->condition)) {
-		diag__probe_free(pr);
+		eng_probe_free(pr);
 		return NULL;
 	}
 	return pr;
@@ -91,13 +91,13 @@ static void sites_free(struct diag_engine *e, struct eproc *ep, struct probe *pr
 	pid_t pid = mem->tp->pid;
 	bool frozen = needs_freeze(pr);
 	if (frozen)
-		diag__freeze(e, mem);
+		eng_freeze(e, mem);
 	/* stopping may have seen the process exit: its breakpoints went with it */
 	bool alive = diag_u64map_get(&e->procs, (uint64_t)pid) == mem;
 	for (size_t i = 0; i < pr->nsites; i++) {
 		struct site *s = &pr->sites[i];
 		if (alive && s->bp && s->bp->jump && s->bp->nusers == 1)
-			diag__fast_forget(mem, s->bp);
+			eng_fast_forget(mem, s->bp);
 		if (alive && s->bp &&
 		    diag_bp_del_user(&mem->bps, mem->tp, s->bp, s) == DIAG_BP_LEFT && left)
 			note_left(s, left, cap);
@@ -107,12 +107,12 @@ static void sites_free(struct diag_engine *e, struct eproc *ep, struct probe *pr
 	free(pr->sites);
 	pr->sites = NULL;
 	pr->nsites = 0;
-	diag__ret_forget(e, ep, pr);
+	eng_ret_forget(e, ep, pr);
 	if (frozen && alive)
-		diag__thaw(e, mem);
+		eng_thaw(e, mem);
 }
 
-void diag__probe_uninstall(struct diag_engine *e, struct eproc *ep, struct probe *pr)
+void eng_probe_uninstall(struct diag_engine *e, struct eproc *ep, struct probe *pr)
 {
 	char left[DIAG_ERRMSG_MAX] = "";
 	sites_free(e, ep, pr, left, sizeof(left));
@@ -146,20 +146,6 @@ static int compile_site(struct diag_engine *e, struct eproc *ep, struct probe *p
 	return r;
 }
 
-int diag__bp_get(struct diag_engine *e, struct eproc *mem, struct diag_thread **stopped,
-		 uint64_t addr, struct diag_bp **out, struct diag_error *err)
-{
-	int r = diag_bp_get(&mem->bps, mem->tp, *stopped, addr, out, err);
-	if (r == -EAGAIN && !*stopped) {
-		*stopped = diag__stop_one(e, mem);
-		if (!*stopped)
-			return diag_error_set(err, -DIAG_E_GONE, "process %d has no thread left",
-					      (int)mem->tp->pid);
-		r = diag_bp_get(&mem->bps, mem->tp, *stopped, addr, out, err);
-	}
-	return r;
-}
-
 /* Create or share the breakpoint; a slot page may need a stopped thread to be mapped. */
 static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s,
 		      const struct diag_location *loc, struct diag_thread **stopped,
@@ -174,17 +160,17 @@ static int place_site(struct diag_engine *e, struct eproc *ep, struct site *s,
 					    "target: %s (0x%" PRIx64 ") has %zu probes already, the limit "
 					    "per address (DIAG_PROBE_MAX_PER_ADDR %d); remove one first",
 					    s->what, addr, there->nusers, DIAG_PROBE_MAX_PER_ADDR);
-	int r = mem == ep ? diag__fast_place(e, ep, s, loc, err) : 1;
+	int r = mem == ep ? eng_fast_place(e, ep, s, loc, err) : 1;
 	if (*stopped && !(*stopped)->stopped)
 		*stopped = NULL; /* placing a jump stopped and resumed every thread */
 	if (r <= 0)
 		return r; /* placed as a jump, or failed */
 	/* an int3 must never outlive us unprotected: a dead daemon would leave a SIGTRAP behind */
-	if (!diag_bp_at(&mem->bps, addr) && (r = diag__safety_ensure(e, mem, stopped, err)) < 0) {
+	if (!diag_bp_at(&mem->bps, addr) && (r = eng_safety_ensure(e, mem, stopped, err)) < 0) {
 		diag_error_lead_field(err, "target");
 		return r;
 	}
-	r = diag__bp_get(e, mem, stopped, addr, &s->bp, err);
+	r = eng_bp_get(e, mem, stopped, addr, &s->bp, err);
 	if (r == 0 && (r = diag_bp_add_user(s->bp, s)) < 0) {
 		diag_bp_del_user(&mem->bps, mem->tp, s->bp, s);
 		s->bp = NULL;
@@ -301,19 +287,19 @@ static void describe(const struct diag_location *l, char *out, size_t cap)
 			 (unsigned long long)l->offset);
 }
 
-int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *pr,
+int eng_probe_install(struct diag_engine *e, struct eproc *ep, struct probe *pr,
 			struct diag_error *err)
 {
 	struct diag_modmap mods = {0};
 	struct diag_location *locs = NULL;
 	size_t n = 0;
 	int r = diag_modmap_read(ep->tp->pid, &mods, err);
-	if (r == 0 && diag__dl_absent(&mods, pr->target) && !ep->tp->mem_owner) {
+	if (r == 0 && eng_dl_absent(&mods, pr->target) && !ep->tp->mem_owner) {
 		/* a library not loaded yet: wait for it (applied when the dynamic linker maps it) */
 		struct diag_thread *stopped = NULL;
-		r = diag__dl_watch(e, ep, &stopped, err);
+		r = eng_dl_watch(e, ep, &stopped, err);
 		if (stopped)
-			diag__resume_stopped(e, stopped);
+			eng_resume_stopped(e, stopped);
 		diag_modmap_release(&mods);
 		if (r < 0) {
 			pr->state = DIAG_PROBE_ERROR;
@@ -344,7 +330,7 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 		pr->skips[i] = skips[i];
 	free(skips);
 	if (r == 0 && pr->event == DIAG_EVENT_END)
-		r = diag__end_locations(ep, &locs, &n, err);
+		r = eng_end_locations(ep, &locs, &n, err);
 	if (r == 0 && n > DIAG_PROBE_MAX_ADDRS)
 		r = diag_error_set_field(err, "target", -DIAG_E_LIMIT,
 					 "target: '%s' matches %zu addresses (max %d)", pr->target, n,
@@ -367,7 +353,7 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 	for (size_t i = 0; r == 0 && i < n; i++)
 		r = place_site(e, ep, &pr->sites[i], &locs[i], &stopped, err);
 	if (stopped)
-		diag__resume_stopped(e, stopped);
+		eng_resume_stopped(e, stopped);
 	free(locs);
 	diag_modmap_release(&mods);
 	if (r < 0) {
@@ -381,11 +367,11 @@ int diag__probe_install(struct diag_engine *e, struct eproc *ep, struct probe *p
 	return 0;
 }
 
-int diag__probes_clone_sites(struct diag_engine *e, struct eproc *child, struct eproc *parent)
+int eng_probes_clone_sites(struct diag_engine *e, struct eproc *child, struct eproc *parent)
 {
 	struct probe **tail = &child->probes;
 	for (struct probe *src = parent->probes; src; src = src->next) {
-		struct probe *pr = diag__probe_copy(src);
+		struct probe *pr = eng_probe_copy(src);
 		if (!pr)
 			return -ENOMEM;
 		*tail = pr;
@@ -397,7 +383,7 @@ int diag__probes_clone_sites(struct diag_engine *e, struct eproc *child, struct 
 			continue;
 		}
 		struct diag_error err = {0};
-		if (diag__probe_install(e, child, pr, &err) < 0 && e->cb.on_probe_state)
+		if (eng_probe_install(e, child, pr, &err) < 0 && e->cb.on_probe_state)
 			e->cb.on_probe_state(e->cb.ctx, child->tp->pid, pr->cookie, pr->state,
 					     pr->error);
 	}

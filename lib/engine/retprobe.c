@@ -1,7 +1,7 @@
 /* retprobe: return and end events without touching the target's stack. A return probe puts an
- * int3 at the function's entry that only remembers the frame (thread, rsp, return address,
- * time) and an int3 at each return address seen; the return is the frame whose rsp + 8 equals
- * rsp at the return address. A frame left by longjmp or an exception never returns there: it
+ * int3 at the function's entry that only remembers the frame (thread, sp, return address,
+ * time) and an int3 at each return address seen; the return is the frame whose sp + 8 equals
+ * sp at the return address. A frame left by longjmp or an exception never returns there: it
  * is purged as soon as the thread is seen above it, so it leaves no stale record and produces
  * no event. The return address is read, never written: unwinders, exceptions and longjmp work
  * through probed frames. */
@@ -13,6 +13,7 @@
 
 #include "arch/branch.h"
 #include "bp/site_check.h"
+#include "util/grow.h"
 
 #define MAX_PENDING 4096   /* frames per thread (deep recursion beyond: returns lost, counted) */
 #define MAX_RET_SITES 1024 /* distinct return addresses per probe */
@@ -36,7 +37,7 @@ static struct tpending *pending_of(struct diag_thread *t, bool grow)
 	return tp;
 }
 
-/* Frames at or below `sp_limit` (their rsp at entry) are gone. */
+/* Frames at or below `sp_limit` (their sp at entry) are gone. */
 static void purge_below(struct tpending *tp, uint64_t sp_limit)
 {
 	size_t w = 0;
@@ -53,14 +54,8 @@ static struct site *ret_site_for(struct probe *pr, struct diag_bp *bp)
 			return pr->rsites[i];
 	if (pr->nrsites == MAX_RET_SITES)
 		return NULL;
-	if (pr->nrsites == pr->caprsites) {
-		size_t cap = pr->caprsites ? pr->caprsites * 2 : 4;
-		struct site **n = realloc(pr->rsites, cap * sizeof(*n));
-		if (!n)
-			return NULL;
-		pr->rsites = n;
-		pr->caprsites = cap;
-	}
+	if (DIAG_GROW(&pr->rsites, &pr->caprsites, pr->nrsites + 1) < 0)
+		return NULL;
 	struct site *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
@@ -75,7 +70,7 @@ static struct site *ret_site_for(struct probe *pr, struct diag_bp *bp)
 	return s;
 }
 
-void diag__ret_purge(struct diag_thread *t, const struct diag_bp *bp, uint64_t rsp)
+void eng_ret_purge(struct diag_thread *t, const struct diag_bp *bp, uint64_t sp)
 {
 	struct tpending *tp = t->ext;
 	if (!tp || !tp->n)
@@ -86,14 +81,14 @@ void diag__ret_purge(struct diag_thread *t, const struct diag_bp *bp, uint64_t r
 	for (size_t i = 0; i < tp->n; i++) {
 		const struct pending *p = &tp->v[i];
 		bool dead;
-		if (rsp > p->sp) { /* the thread is above that frame: gone, unless returning now */
-			dead = !(rsp == p->sp + 8 && bp->addr == p->ra);
-		} else if (rsp == p->sp) {
+		if (sp > p->sp) { /* the thread is above that frame: gone, unless returning now */
+			dead = !(sp == p->sp + 8 && bp->addr == p->ra);
+		} else if (sp == p->sp) {
 			/* a call at that frame's depth: a tail call from it pushed nothing and shares
 			 * its return address; anything else (or the same function entered again
 			 * from the same place) means the frame was left without returning */
 			if (!have_top)
-				have_top = diag_proc_read(t->proc, rsp, &top, sizeof(top)) == sizeof(top);
+				have_top = diag_proc_read(t->proc, sp, &top, sizeof(top)) == sizeof(top);
 			dead = !have_top || top != p->ra || p->entry->bp == bp;
 		} else {
 			dead = false; /* deeper: still inside it */
@@ -104,16 +99,16 @@ void diag__ret_purge(struct diag_thread *t, const struct diag_bp *bp, uint64_t r
 	tp->n = w;
 }
 
-void diag__ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *s,
-		     const struct user_regs_struct *regs, uint64_t ts)
+void eng_ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *s,
+		     const diag_regs *regs, uint64_t ts)
 {
 	(void)e;
 	struct eproc *mem = eproc_mem(eproc_of(t->proc));
 	uint64_t ra;
 	struct tpending *tp = pending_of(t, false);
 	struct diag_bp *rabp = NULL;
-	if (diag_proc_read(t->proc, regs->rsp, &ra, sizeof(ra)) != sizeof(ra) ||
-	    diag__fast_covers(&mem->bps, ra) ||
+	if (diag_proc_read(t->proc, diag_regs_sp(regs), &ra, sizeof(ra)) != sizeof(ra) ||
+	    eng_bp_in_jump(&mem->bps, ra) ||
 	    /* the return address is read from the target's stack: it may point anywhere */
 	    (!diag_bp_at(&mem->bps, ra) && diag_site_check_mapping(mem->tp->pid, ra, NULL) < 0) ||
 	    diag_bp_get(&mem->bps, mem->tp, t, ra, &rabp, NULL) < 0 || rabp == s->bp ||
@@ -121,10 +116,10 @@ void diag__ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *
 		s->pr->lost_returns++;
 		return;
 	}
-	tp->v[tp->n++] = (struct pending){.entry = s, .sp = regs->rsp, .ra = ra, .t0 = ts};
+	tp->v[tp->n++] = (struct pending){.entry = s, .sp = diag_regs_sp(regs), .ra = ra, .t0 = ts};
 }
 
-struct site *diag__ret_match(struct diag_thread *t, struct site *s, uint64_t rsp, uint64_t *t0)
+struct site *eng_ret_match(struct diag_thread *t, struct site *s, uint64_t sp, uint64_t *t0)
 {
 	struct tpending *tp = pending_of(t, false);
 	if (!tp)
@@ -132,7 +127,7 @@ struct site *diag__ret_match(struct diag_thread *t, struct site *s, uint64_t rsp
 	struct site *entry = NULL;
 	for (size_t i = tp->n; i-- > 0;) {
 		struct pending *p = &tp->v[i];
-		if (p->sp + 8 == rsp && p->ra == s->bp->addr && p->entry->pr == s->pr) {
+		if (p->sp + 8 == sp && p->ra == s->bp->addr && p->entry->pr == s->pr) {
 			entry = p->entry;
 			*t0 = p->t0;
 			tp->v[i] = tp->v[--tp->n];
@@ -140,7 +135,7 @@ struct site *diag__ret_match(struct diag_thread *t, struct site *s, uint64_t rsp
 		}
 	}
 	/* anything deeper than the frame returning now was left without returning */
-	purge_below(tp, rsp - 9);
+	purge_below(tp, sp - 9);
 	return entry;
 }
 
@@ -160,7 +155,7 @@ static void forget_frames(struct eproc *ep, struct probe *pr)
 	}
 }
 
-void diag__ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr)
+void eng_ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr)
 {
 	struct eproc *mem = eproc_mem(ep);
 	bool alive = diag_u64map_get(&e->procs, (uint64_t)mem->tp->pid) == mem;
@@ -184,7 +179,7 @@ void diag__ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr)
 	}
 }
 
-int diag__end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
+int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 			struct diag_error *err)
 {
 	size_t total = 0, cap = 0;
@@ -207,14 +202,9 @@ int diag__end_locations(struct eproc *ep, struct diag_location **locs, size_t *n
 						       : "target: cannot decode '%s' to find its exits (%d/%d)",
 					      l->symbol, k, MAX_END_SITES);
 		}
-		if (total + (size_t)k > cap) {
-			cap = (total + (size_t)k) * 2;
-			struct diag_location *nl = realloc(out, cap * sizeof(*nl));
-			if (!nl) {
-				free(out);
-				return diag_error_set(err, -ENOMEM, "out of memory");
-			}
-			out = nl;
+		if (DIAG_GROW(&out, &cap, total + (size_t)k) < 0) {
+			free(out);
+			return diag_error_set(err, -ENOMEM, "out of memory");
 		}
 		for (int j = 0; j < k; j++) {
 			out[total] = *l;

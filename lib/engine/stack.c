@@ -1,5 +1,5 @@
 /* engine/stack: the `stack` value at an int3 hit. Walks the stopped thread with lib/unwind
- * (from the breakpoint's address, not the rip the int3 advanced) and names each frame from the
+ * (from the breakpoint's address, not the pc the int3 advanced) and names each frame from the
  * ELF symbols of a module map cached per process, then writes the frames folded, root first
  * ("main;worker;handle_request"). Owns that per-process cache and the engine's unwinder; never
  * resumes or changes the thread (lib/unwind restores what it sets). */
@@ -19,15 +19,15 @@
 _Static_assert(DIAG_EXPR_STACK_MAX <= DIAG_UNWIND_MAX_DEPTH, "stack(N) bound beyond the unwinder's");
 
 /* What the engine remembers per process to name frames. */
-struct diag__stack_proc {
+struct eng_stack_proc {
 	struct diag_modmap mods;
 	bool have_mods;
 	struct diag_u64map unknown; /* pc -> (void *)1: not in any module at the last read */
 };
 
-void diag__stack_forget(struct diag_engine *e, struct eproc *ep)
+void eng_stack_forget(struct diag_engine *e, struct eproc *ep)
 {
-	struct diag__stack_proc *sp = ep->stack;
+	struct eng_stack_proc *sp = ep->stack;
 	diag_unwinder_forget(e->unwinder, ep->tp->pid);
 	if (!sp)
 		return;
@@ -37,13 +37,13 @@ void diag__stack_forget(struct diag_engine *e, struct eproc *ep)
 	ep->stack = NULL;
 }
 
-void diag__stack_free(struct diag_engine *e)
+void eng_stack_free(struct diag_engine *e)
 {
 	diag_unwinder_free(e->unwinder);
 	e->unwinder = NULL;
 }
 
-static struct diag__stack_proc *stack_proc(struct eproc *ep)
+static struct eng_stack_proc *stack_proc(struct eproc *ep)
 {
 	if (!ep->stack && (ep->stack = calloc(1, sizeof(*ep->stack))))
 		diag_u64map_init(&ep->stack->unknown);
@@ -51,7 +51,7 @@ static struct diag__stack_proc *stack_proc(struct eproc *ep)
 }
 
 /* Re-read the module map (a library came or went); drops unwind state of unmapped code. */
-static int refresh_mods(struct diag_engine *e, struct eproc *ep, struct diag__stack_proc *sp)
+static int refresh_mods(struct diag_engine *e, struct eproc *ep, struct eng_stack_proc *sp)
 {
 	struct diag_modmap m = {0};
 	struct diag_error err = {0};
@@ -68,7 +68,7 @@ static int refresh_mods(struct diag_engine *e, struct eproc *ep, struct diag__st
 
 /* The module map holding pc, reading it again once per hit when pc is in no module. */
 static const struct diag_modmap *mods_for(struct diag_engine *e, struct eproc *ep,
-					  struct diag__stack_proc *sp, uint64_t pc, bool *refreshed)
+					  struct eng_stack_proc *sp, uint64_t pc, bool *refreshed)
 {
 	if (sp->have_mods && diag_modmap_find(&sp->mods, pc))
 		return &sp->mods;
@@ -125,9 +125,9 @@ static int fold(char (*names)[STACK_NAME_MAX], int n, bool truncated, char *out,
 	return (int)used;
 }
 
-int diag__stack_text(void *arg, int max, char *out, size_t cap)
+int eng_stack_text(void *arg, int max, char *out, size_t cap)
 {
-	const struct diag__stack_req *rq = arg;
+	const struct eng_stack_req *rq = arg;
 	struct diag_engine *e = rq->e;
 	struct diag_error err = {0};
 	if (cap < 2 * STACK_NAME_MAX)
@@ -136,13 +136,13 @@ int diag__stack_text(void *arg, int max, char *out, size_t cap)
 		snprintf(out, cap, "out of memory");
 		return -ENOMEM;
 	}
-	struct diag__stack_proc *sp = stack_proc(rq->ep);
+	struct eng_stack_proc *sp = stack_proc(rq->ep);
 	if (!sp) {
 		snprintf(out, cap, "out of memory");
 		return -ENOMEM;
 	}
-	struct user_regs_struct regs = *rq->regs;
-	regs.rip = rq->pc; /* the int3 advanced rip past the probed address */
+	diag_regs regs = *rq->regs;
+	diag_regs_set_pc(&regs, rq->pc); /* the int3 advanced the pc past the probed address */
 	uint64_t pcs[DIAG_UNWIND_MAX_DEPTH];
 	int n = 0;
 	int r = diag_unwind_stack(e->unwinder, rq->ep->tp->pid, rq->tid, &regs, max, pcs, &n, &err);

@@ -528,3 +528,23 @@ int diag_fpregs_read(pid_t tid, diag_fpregs *out)
 		*out = f;
 	return rc;
 }
+
+int diag_thread_interrupt(pid_t tid)
+{
+	return ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0 ? -errno : 0;
+}
+
+int diag_thread_eventmsg(pid_t tid, unsigned long *msg)
+{
+	return ptrace(PTRACE_GETEVENTMSG, tid, 0, msg) < 0 ? -errno : 0;
+}
+
+int diag_thread_siginfo(pid_t tid, siginfo_t *si)
+{
+	return ptrace(PTRACE_GETSIGINFO, tid, 0, si) < 0 ? -errno : 0;
+}
+
+int diag_thread_detach(pid_t tid, int sig)
+{
+	return ptrace(PTRACE_DETACH, tid, 0, (void *)(long)sig) < 0 ? -errno : 0;
+}

@@ -95,4 +95,15 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
  * the target's SIGTRAP action (see tracee.c). Returns 0 or -errno (-ESRCH: it died). */
 int diag_thread_step(struct diag_thread *t);
 
+#include <signal.h>
+
+/* The small ptrace requests the engine makes of one thread, each returning 0 or -errno:
+ * PTRACE_INTERRUPT (a ptrace-stop follows, reported by a wait), PTRACE_GETEVENTMSG (the new
+ * tid or pid at a clone/fork/vfork event), PTRACE_GETSIGINFO (why it stopped) and
+ * PTRACE_DETACH delivering sig. */
+int diag_thread_interrupt(pid_t tid);
+int diag_thread_eventmsg(pid_t tid, unsigned long *msg);
+int diag_thread_siginfo(pid_t tid, siginfo_t *si);
+int diag_thread_detach(pid_t tid, int sig);
+
 #endif

@@ -1,8 +1,10 @@
-/* safety (engine side): installs the SIGTRAP safety handler (lib/arch/x86_64/safety) in a
- * target before its first int3, keeps the handler's address table in step with every int3
- * (covered before the int3 is written, tombstoned after its byte is back), and takes it all
- * out at detach. With it, a target whose daemon dies (kill -9, crash, OOM) keeps running
- * through the int3s left behind instead of dying of SIGTRAP. See docs/reliability.md. */
+/* safety_install: installs the SIGTRAP safety handler (built by lib/arch, arch/safety.h) into
+ * a target before its first int3 (mapped, written, and our action chained over the target's
+ * own), keeps the handler's address table in the target in step with every int3 (covered
+ * before the int3 is written, tombstoned after its byte is back: breakpoints.c's hooks call
+ * it), copies it at fork and takes it all out at detach. With it, a target whose daemon dies
+ * (kill -9, crash, OOM) keeps running through the int3s left behind instead of dying of
+ * SIGTRAP. See docs/reliability.md. Never places or removes a breakpoint itself. */
 #include "engine/engine_internal.h"
 
 #include <dirent.h>
@@ -19,7 +21,7 @@
 
 #define SAFETY_ENTRIES 2048 /* int3 addresses per process (3/4 of it usable) */
 
-struct diag__safety {
+struct eng_safety {
 	struct diag_safety_layout l;
 	struct diag_safety_table t;
 	struct diag_ksigaction old; /* the target's own SIGTRAP action before ours */
@@ -32,7 +34,7 @@ static int write_u64(struct eproc *ep, uint64_t addr, uint64_t v)
 	return diag_proc_write(ep->tp, addr, &v, sizeof(v)) == sizeof(v) ? 0 : -EIO;
 }
 
-int diag__safety_arm(struct eproc *ep, const struct diag_bp *bp)
+int eng_safety_arm(struct eproc *ep, const struct diag_bp *bp)
 {
 	uint64_t addr = bp->addr, slot = bp->slot;
 	size_t idx;
@@ -48,10 +50,10 @@ int diag__safety_arm(struct eproc *ep, const struct diag_bp *bp)
 	return r;
 }
 
-void diag__safety_disarmed(struct eproc *ep, const struct diag_bp *bp)
+void eng_safety_disarmed(struct eproc *ep, const struct diag_bp *bp)
 {
 	uint64_t addr = bp->addr;
-	struct diag__safety *s = ep->safety;
+	struct eng_safety *s = ep->safety;
 	size_t idx;
 	/* the original byte is back: tombstone first (a thread that trapped just before is
 	 * sent back to addr), then the bucket */
@@ -64,14 +66,15 @@ void diag__safety_disarmed(struct eproc *ep, const struct diag_bp *bp)
 static int remote_sigaction(struct diag_thread *t, const struct diag_ksigaction *act,
 			    struct diag_ksigaction *oact)
 {
-	struct user_regs_struct regs;
-	if (ptrace(PTRACE_GETREGS, t->tid, 0, &regs) < 0)
-		return -errno;
-	uint64_t scratch = (regs.rsp - 1024) & ~15ULL, in = scratch, out = scratch + 64;
+	diag_regs regs;
+	int r = diag_regs_read(t->tid, &regs);
+	if (r < 0)
+		return r;
+	uint64_t scratch = (diag_regs_sp(&regs) - 1024) & ~15ULL, in = scratch, out = scratch + 64;
 	if (act && diag_proc_write(t->proc, in, act, sizeof(*act)) != sizeof(*act))
 		return -EIO;
 	long args[6] = {SIGTRAP, act ? (long)in : 0, (long)out, 8, 0, 0}, ret;
-	int r = diag_thread_syscall(t, SYS_rt_sigaction, args, &ret);
+	r = diag_thread_syscall(t, SYS_rt_sigaction, args, &ret);
 	if (r < 0)
 		return r;
 	if (ret < 0)
@@ -79,7 +82,7 @@ static int remote_sigaction(struct diag_thread *t, const struct diag_ksigaction 
 	return diag_proc_read(t->proc, out, oact, sizeof(*oact)) == sizeof(*oact) ? 0 : -EIO;
 }
 
-static int install(struct eproc *ep, struct diag_thread *t, struct diag__safety *s,
+static int install(struct eproc *ep, struct diag_thread *t, struct eng_safety *s,
 		   struct diag_error *err)
 {
 	size_t len = diag_safety_size(SAFETY_ENTRIES);
@@ -127,7 +130,7 @@ static int install(struct eproc *ep, struct diag_thread *t, struct diag__safety 
 static pid_t sigtrap_blocker(struct diag_proc *p)
 {
 	pid_t pid = p->pid;
-	char path[64], line[256];
+	char path[64];
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	DIR *d = opendir(path);
 	struct dirent *de;
@@ -137,23 +140,17 @@ static pid_t sigtrap_blocker(struct diag_proc *p)
 		const struct diag_thread *t = tid > 0 ? diag_proc_thread(p, tid) : NULL;
 		if (!t || t->event == PTRACE_EVENT_CLONE)
 			continue; /* see below */
-		snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-		FILE *f = fopen(path, "re");
 		unsigned long long blk = 0;
-		char state = 0;
-		while (f && fgets(line, sizeof(line), f))
-			if (sscanf(line, "State: %c", &state) == 1)
-				continue;
-			else if (sscanf(line, "SigBlk: %llx", &blk) == 1)
-				break;
-		if (f)
-			fclose(f);
+		char state[8] = "";
+		/* /proc/TID: the thread's own state and mask, as in /proc/PID/task/TID */
+		diag_proc_stat_field(tid, 3, state, sizeof(state));
+		diag_proc_status_field(tid, "SigBlk", 16, &blk);
 		/* Not the target's own choice: glibc blocks every signal for the length of a
 		 * pthread_create, so its creator stopped at the clone event (reaped or not yet: a
 		 * ptrace stop we have not seen) and the new thread (not claimed yet, so not tracked)
 		 * show it; an untracked thread may also be one exec killed. Seen after every exec of a
 		 * 4-thread target whose library probe was placed while main started its threads. */
-		if (state == 't' && !t->stopped)
+		if (state[0] == 't' && !t->stopped)
 			continue;
 		if (blk & (1ULL << (SIGTRAP - 1)))
 			found = tid;
@@ -163,7 +160,7 @@ static pid_t sigtrap_blocker(struct diag_proc *p)
 	return found;
 }
 
-int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
+int eng_safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
 			struct diag_error *err)
 {
 	pid_t blocker = ep->tp->mem_owner ? 0 : sigtrap_blocker(ep->tp);
@@ -175,10 +172,10 @@ int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thr
 				      (int)blocker, (int)ep->tp->pid);
 	if (ep->safety || ep->tp->mem_owner)
 		return 0;
-	if (!*stopped && !(*stopped = diag__stop_one(e, ep)))
+	if (!*stopped && !(*stopped = eng_stop_one(e, ep)))
 		return diag_error_set(err, -DIAG_E_GONE, "process %d has no thread left",
 				      (int)ep->tp->pid);
-	struct diag__safety *s = calloc(1, sizeof(*s));
+	struct eng_safety *s = calloc(1, sizeof(*s));
 	if (!s)
 		return diag_error_set(err, -ENOMEM, "out of memory");
 	int r = diag_safety_table_init(&s->t, SAFETY_ENTRIES);
@@ -190,8 +187,8 @@ int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thr
 		return r;
 	}
 	ep->safety = s;
-	diag__journal_map(ep, s->l.page_addr, s->map_len, "safety");
-	diag__journal_sigaction(ep, s->l.handler, &s->old);
+	eng_journal_map(ep, s->l.page_addr, s->map_len, "safety");
+	eng_journal_sigaction(ep, s->l.handler, &s->old);
 	/* int3s placed before the handler existed (none normally) get covered now */
 	size_t pos = 0;
 	uint64_t k;
@@ -199,14 +196,14 @@ int diag__safety_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thr
 	while (diag_u64map_next(&ep->bps.by_addr, &pos, &k, &v)) {
 		const struct diag_bp *bp = v;
 		if (!bp->jump)
-			diag__safety_arm(ep, bp);
+			eng_safety_arm(ep, bp);
 	}
 	return 0;
 }
 
-void diag__safety_remove(struct eproc *ep, struct diag_thread *t)
+void eng_safety_remove(struct eproc *ep, struct diag_thread *t)
 {
-	struct diag__safety *s = ep->safety;
+	struct eng_safety *s = ep->safety;
 	if (!s)
 		return;
 	struct diag_ksigaction cur;
@@ -216,10 +213,10 @@ void diag__safety_remove(struct eproc *ep, struct diag_thread *t)
 		long args[6] = {(long)s->l.page_addr, (long)s->map_len, 0, 0, 0, 0}, ret;
 		diag_thread_syscall(t, SYS_munmap, args, &ret);
 	}
-	diag__safety_forget(ep);
+	eng_safety_forget(ep);
 }
 
-void diag__safety_forget(struct eproc *ep)
+void eng_safety_forget(struct eproc *ep)
 {
 	if (!ep->safety)
 		return;
@@ -228,11 +225,11 @@ void diag__safety_forget(struct eproc *ep)
 	ep->safety = NULL;
 }
 
-int diag__safety_fork(struct eproc *child, const struct eproc *parent)
+int eng_safety_fork(struct eproc *child, const struct eproc *parent)
 {
 	if (!parent->safety || child->tp->mem_owner)
 		return 0;
-	struct diag__safety *s = malloc(sizeof(*s));
+	struct eng_safety *s = malloc(sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	*s = *parent->safety;

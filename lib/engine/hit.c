@@ -1,0 +1,82 @@
+/* hit: what every hit runs once its registers are known, whether an int3 stopped the thread
+ * (trap.c) or a trampoline recorded them into the ring (fastpath.c): the conditions and values
+ * of the sites at the breakpoint (capture, while the thread is still stopped or from the
+ * record), then the events rendered and delivered to the owner (fire, after the thread runs
+ * again). Owns the scratch results. Never stops, resumes or patches anything. */
+#include "engine/engine_internal.h"
+#include "util/grow.h"
+
+#include <errno.h>
+
+static int ensure_scratch(struct diag_engine *e, size_t n)
+{
+	return DIAG_GROW(&e->scratch, &e->nscratch, n);
+}
+
+/* While the thread is stopped (or from a recorded snapshot): conditions and captures.
+ * Returns how many sites fired; their results are in e->scratch and the sites in fired[]. */
+/* seq: the ring record of a fast-path hit (0 for a trap): a site that joined the jump after
+ * the record was reserved does not see it. */
+size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
+		     const struct diag_expr_ctx *ctx, uint64_t seq, struct site **fired)
+{
+	if (ensure_scratch(e, bp->nusers + 1) < 0)
+		return 0;
+	size_t n = 0;
+	for (size_t i = 0; i < bp->nusers; i++) {
+		struct site *s = bp->users[i], *x = s;
+		struct diag_expr_ctx c = *ctx;
+		if (seq && seq <= s->fast_seq0)
+			continue;
+		if (s->kind == SITE_DL) {
+			if (t)
+				eproc_mem(eproc_of(t->proc))->dl_dirty = true;
+			continue;
+		}
+		if (s->kind == SITE_RET_ENTRY) {
+			if (t)
+				eng_ret_enter(e, t, s, ctx->regs, ctx->time_ns);
+			continue;
+		}
+		if (s->kind == SITE_RET) {
+			uint64_t t0 = 0;
+			if (!t || !(x = eng_ret_match(t, s, diag_regs_sp(ctx->regs), &t0)))
+				continue; /* not a frame of this probe returning */
+			c.elapsed_ns = ctx->time_ns - t0;
+		}
+		if (t) /* jump sites count in the target instead */
+			s->pr->trapped++;
+		if (x->condition) {
+			diag_expr_eval(x->condition, &c, &e->scratch[n]);
+			if (!diag_expr_truthy(&e->scratch[n])) {
+				s->pr->filtered++;
+				continue;
+			}
+		}
+		if (x->value)
+			diag_expr_eval(x->value, &c, &e->scratch[n]);
+		s->pr->hits++;
+		fired[n++] = x; /* the site holding the expressions (the entry, for returns) */
+	}
+	return n;
+}
+
+void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
+		struct site **fired, size_t n, uint64_t ts)
+{
+	(void)t;
+	char text[DIAG_EXPR_MAX_BYTES + 64];
+	e->hits += n;
+	for (size_t i = 0; i < n; i++) {
+		struct diag_engine_hit hit = {
+			.cookie = fired[i]->pr->cookie, .pid = pid, .tid = tid,
+			.time_ns = ts, .kind = fired[i]->pr->event,
+			.value = {.kind = DIAG_VALUE_NONE, .text = ""},
+		};
+		if (fired[i]->value)
+			diag_expr_render(fired[i]->value, &e->scratch[i], text, sizeof(text),
+					 &hit.value);
+		if (e->cb.on_hit)
+			e->cb.on_hit(e->cb.ctx, &hit);
+	}
+}
