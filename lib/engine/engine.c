@@ -171,7 +171,7 @@ int diag_engine_probe_add(struct diag_engine *e, pid_t pid, const struct diag_pr
 	if (!ep)
 		return diag_error_set(err, -ESRCH, "process %d is not attached", (int)pid);
 	if (!def->target || !*def->target)
-		return diag_error_set(err, -DIAG_E_INVALID, "target: empty");
+		return diag_error_set_field(err, "target", -DIAG_E_INVALID, "target: empty");
 	struct probe tmpl = {
 		.cookie = def->cookie, .event = def->event, .target = (char *)def->target,
 		.value = (char *)def->value, .condition = (char *)def->condition,

@@ -63,15 +63,16 @@ int diag_engine_vars(struct diag_engine *e, pid_t pid, const char *target,
 		     struct diag_error *err)
 {
 	if (!target || !*target)
-		return diag_error_set(err, -DIAG_E_INVALID, "target: required");
+		return diag_error_set_field(err, "target", -DIAG_E_INVALID, "target: required");
 	struct diag_modmap mods = {0};
 	struct diag_location *locs = NULL;
 	size_t n = 0;
 	int r = diag_modmap_read(pid, &mods, err);
 	if (r == 0 && (r = diag_sym_resolve(e->syms, &mods, target, NULL, &locs, &n, NULL, NULL, err)) < 0)
-		diag_error_prefix(err, "target: ");
+		diag_error_lead_field(err, "target");
 	if (r == 0 && n == 0)
-		r = diag_error_set(err, -DIAG_E_NOSYM, "target: '%s' has no address", target);
+		r = diag_error_set_field(err, "target", -DIAG_E_NOSYM, "target: '%s' has no address",
+					 target);
 	if (r == 0) {
 		/* the scope a call probe at this address would compile against (probe.c) */
 		struct diag_expr_scope scope = {

@@ -195,7 +195,7 @@ int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 		free(code);
 		if (k < 0 || k > MAX_END_SITES || k == 0) {
 			free(out);
-			return diag_error_set(err, k < 0 ? k : -DIAG_E_INVALID,
+			return diag_error_set_field(err, "target", k < 0 ? k : -DIAG_E_INVALID,
 					      k > MAX_END_SITES
 						      ? "target: '%s' has %d exits (max %d) for an end probe"
 					      : k == 0 ? "target: '%s' has no ret or tail call to probe (%d/%d)"
