@@ -3,7 +3,7 @@
 # fixture's threads name themselves worker-0 and worker-1.
 source "$(dirname "$0")/lib.sh"
 for path in jump int3; do
-	gov="--max-stopped-ms-per-sec 0 --max-total-stopped-ms-per-sec 0"
+	gov="--max-stopped-ms-per-sec 0 --max-total-stopped-ms-per-sec 0 --max-stopped-percent 0"
 	if [ $path = int3 ]; then DIAG_NO_FASTPATH=1 start_daemon $gov; else start_daemon $gov; fi
 	rm -f "$T/w.in" "$T/w.out"
 	start_fixture w "$DIAG_FIXTURE_DIR/work-O2-pie" 2 0 named
