@@ -44,6 +44,7 @@ static const char ctl_usage_text[] =
 	"  --socket PATH   control socket (default: $DIAGNOSE_SOCKET, else " CTL_DEFAULT_SOCKET ")\n"
 	"  --json          print the daemon's replies as JSON, one per line\n"
 	"  -h, --help      show this help (also: diagnosectl help)\n"
+	"  --version       print the version\n"
 	"Without --pid, add-probe applies the probe to every attached process.\n"
 	"Exit status: 0 success, 1 daemon error or connection failure, 2 usage error.\n";
 
@@ -750,6 +751,9 @@ int main(int argc, char **argv)
 		const char *arg = argv[i];
 		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
 			fputs(ctl_usage_text, stdout);
+			return EXIT_OK;
+		} else if (strcmp(arg, "--version") == 0) {
+			printf("diagnosectl %s\n", DIAG_VERSION);
 			return EXIT_OK;
 		} else if (strcmp(arg, "--json") == 0) {
 			c.json = true;

@@ -9,6 +9,7 @@
 #include "diagnosed_crash.h"
 #include "diagnosed_governor.h"
 #include "diagnosed_manager.h"
+#include "diagnosed_metrics.h"
 #include "diagnosed_server.h"
 #include "indexer/indexer.h"
 #include "log.h"
@@ -45,6 +46,7 @@ struct options {
 	const char *specs[MAX_ARG_SPECS];
 	size_t nspecs;
 	const char *socket, *store, *plugin_dir;
+	const char *metrics_listen; /* --metrics-listen ADDR:PORT, NULL: off */
 	bool no_socket;
 	bool allow_pid1;
 	pid_t recover_after; /* --recover-after PID: restore what PID left, then exit */
@@ -60,7 +62,9 @@ static void usage(FILE *f)
 	      "                 [--max-stopped-percent P]\n"
 	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n"
 	      "                 [--indexer-uid UID[:GID]] [--indexer-timeout SECONDS]\n"
-	      "       diagnosed --recover-after PID\n", f);
+	      "                 [--metrics-listen ADDR:PORT]\n"
+	      "       diagnosed --recover-after PID\n"
+	      "       diagnosed --version\n", f);
 }
 
 static int parse_pid(const char *s, pid_t *out)
@@ -129,6 +133,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "indexer-uid", required_argument, NULL, 'X' },
 		{ "indexer-timeout", required_argument, NULL, 'Y' },
 		{ "allow-pid1", no_argument, NULL, '1' },
+		{ "metrics-listen", required_argument, NULL, 'M' },
+		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	int ch, li = 0;
@@ -191,6 +197,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case '1': o->allow_pid1 = true; break;
 		case 'f': break; /* always in the foreground: systemd and tests supervise us */
 		case 'h': usage(stdout); return 1;
+		case 'V': printf("diagnosed %s\n", DIAG_VERSION); return 1;
+		case 'M': o->metrics_listen = optarg; break;
 		default:
 			dmn_log("unknown option '%s'", argv[optind - 1]);
 			usage(stderr);
@@ -291,6 +299,7 @@ struct loop {
 	struct dmn_manager m;
 	struct dmn_governor *governor;
 	struct dmn_server *server;
+	struct dmn_metrics *metrics; /* --metrics-listen, or NULL */
 };
 
 static int epoll_add(int epfd, int fd)
@@ -338,6 +347,7 @@ static int run(struct loop *l)
 		next = earliest(next, dmn_governor_tick(l->governor, &l->m, now));
 		if (l->server)
 			next = earliest(next, dmn_server_tick(l->server, now));
+		next = earliest(next, dmn_metrics_tick(l->metrics, now));
 		arm_timer(l, next);
 		struct epoll_event evs[64];
 		int n = epoll_wait(l->epfd, evs, 64, -1);
@@ -369,6 +379,8 @@ static int run(struct loop *l)
 				struct diag_engine_stats st;
 				if (l->test_crash && (diag_engine_get_stats(l->m.engine, &st), st.hits))
 					dmn_crash_test_fire(l->test_crash);
+			} else if (dmn_metrics_owns(l->metrics, fd)) {
+				dmn_metrics_run(l->metrics);
 			} else if (l->server) {
 				dmn_server_handle(l->server, fd, evs[i].events);
 			}
@@ -467,7 +479,13 @@ int main(int argc, char **argv)
 		       (o.npids && !o.nspecs && diag_engine_pids(l.m.engine, one, 1) == 0);
 	if (nothing)
 		dmn_log("nothing could be applied; exiting");
+	if (!nothing && o.metrics_listen &&
+	    dmn_metrics_new(&l.m, o.metrics_listen, l.epfd, &l.metrics, &err) < 0) {
+		dmn_log("%s", err.msg);
+		nothing = true; /* asked for and not served: fail at start, not silently */
+	}
 	if (nothing || start_server(&l, &o) < 0) {
+		dmn_metrics_free(l.metrics);
 		dmn_manager_fini(&l.m);
 		dmn_governor_free(l.governor);
 		return 1;
@@ -488,6 +506,7 @@ int main(int argc, char **argv)
 	dmn_log("%s: restoring every target and exiting", sig ? strsignal(sig) : "end of input");
 	dmn_manager_on_hit(&l.m, NULL, NULL); /* the engine's last hits (detach) reach no server */
 	dmn_server_free(l.server);
+	dmn_metrics_free(l.metrics);
 	dmn_manager_fini(&l.m);
 	dmn_governor_free(l.governor);
 	fflush(stdout);

@@ -636,6 +636,7 @@ void dmn_manager_disable(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid,
 	struct diag_applied *a = record_find(ms, pid);
 	if (!a || a->state != DIAG_APPLIED_APPLIED)
 		return;
+	m->disables++;
 	diag_engine_probe_remove(m->engine, pid, ms);
 	a->state = DIAG_APPLIED_DISABLED;
 	a->naddrs = 0;
@@ -793,6 +794,9 @@ cJSON *dmn_manager_status_json(struct dmn_manager *m)
 	cJSON_AddNumberToObject(o, "specs", (double)m->nspecs);
 	cJSON_AddNumberToObject(o, "probes", (double)es.probes);
 	cJSON_AddNumberToObject(o, "hits", (double)m->hits);
+	cJSON *gov = cJSON_AddObjectToObject(o, "governor");
+	cJSON_AddNumberToObject(gov, "disables", (double)m->disables);
+	cJSON_AddNumberToObject(gov, "stopped_seconds", (double)es.stopped_ns / 1e9);
 	struct diag_queue_stats qs;
 	diag_event_queue_get_stats(m->queue, &qs);
 	cJSON *q = cJSON_AddObjectToObject(o, "queue");

@@ -53,6 +53,7 @@ struct dmn_manager {
 	size_t nspecs, cap;
 	unsigned next_id;
 	uint64_t hits;
+	uint64_t disables; /* probes the governor disabled in a process, since the start */
 	bool allow_pid1; /* --allow-pid1: init may be traced */
 	bool fold_due;                /* a process exited: fold old records at the next tick */
 };

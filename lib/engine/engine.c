@@ -245,6 +245,7 @@ void diag_engine_get_stats(const struct diag_engine *e, struct diag_engine_stats
 	out->threads = e->threads.count;
 	out->hits = e->hits;
 	out->dropped = e->dropped;
+	out->stopped_ns = e->stopped_ns;
 	out->recovered = e->recovered;
 	size_t pos = 0;
 	uint64_t k;

@@ -92,6 +92,7 @@ struct diag_engine_stats {
 	size_t recovered;   /* patches of a dead predecessor taken out at attach (journal) */
 	uint64_t hits;
 	uint64_t dropped; /* fast-path hits lost to a full ring, since the engine started */
+	uint64_t stopped_ns; /* time threads spent stopped by int3 hits, since it started */
 };
 
 /* Returns 0 and *out, or -errno. */

@@ -134,6 +134,7 @@ struct diag_engine {
 	struct diag_dwarf_cache *dwarf;
 	uint64_t hits;
 	uint64_t dropped;           /* fast-path hits lost to full rings, all processes ever */
+	uint64_t stopped_ns;        /* time threads spent stopped by int3 hits, all processes ever */
 	struct diag_expr_result *scratch; /* one per site of the busiest breakpoint */
 	size_t nscratch;
 	int epfd;                   /* what diag_engine_fd() returns: sigfd + timerfd + morefd */

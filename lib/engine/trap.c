@@ -83,6 +83,7 @@ void eng_trap_serve(struct diag_engine *e, struct diag_thread *t)
 	uint64_t stopped = (uint64_t)diag_clock_mono_ns() - from;
 	for (size_t i = 0; i < bp->nusers; i++)
 		((struct site *)bp->users[i])->pr->stopped_ns += stopped;
+	e->stopped_ns += stopped;
 	pid_t tid = t->tid;
 	eng_fire(e, t, t->proc->pid, tid, fired, n, ts);
 	if (fired != fired_small)

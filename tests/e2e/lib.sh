@@ -49,6 +49,9 @@ finish() {
 # reads its "ready PID" line. Sets NAME_pid, NAME_in (fd to write "go"), NAME_out (fd).
 start_fixture() {
 	local name=$1; shift
+	# A fixture of the same name started before (a loop) left its FIFOs, whose pipe the shell
+	# may still hold open: a read on it could see that pipe's end instead of the new "ready".
+	rm -f "$T/$name.in" "$T/$name.out"
 	mkfifo "$T/$name.in" "$T/$name.out"
 	"$@" < "$T/$name.in" > "$T/$name.out" &
 	FIXTURE_PIDS+=($!)
