@@ -129,32 +129,32 @@ static void render_incr_keys(FILE *f, const cJSON *s, const char *host)
 	}
 }
 
+/* One series per incr whose report has member. */
+static void render_incr_member(FILE *f, const cJSON *stats, const char *host, const char *metric,
+			       const char *member)
+{
+	const cJSON *s;
+	double v;
+	cJSON_ArrayForEach(s, stats)
+	{
+		const char *t = str_of(s, "type");
+		if (t && strcmp(t, "incr") == 0 &&
+		    num_of(cJSON_GetObjectItemCaseSensitive(s, "report"), member, &v)) {
+			series_open(f, metric, host, s);
+			series_value(f, v);
+		}
+	}
+}
+
 static void render_incr(FILE *f, const cJSON *stats, const char *host)
 {
 	if (!any_of_type(stats, "incr"))
 		return;
 	const cJSON *s;
-	double v;
 	family(f, "diagnose_incr_total", "counter", "Events counted by an incr probe.");
-	cJSON_ArrayForEach(s, stats)
-	{
-		const cJSON *r = cJSON_GetObjectItemCaseSensitive(s, "report");
-		const char *t = str_of(s, "type");
-		if (t && strcmp(t, "incr") == 0 && num_of(r, "count", &v)) {
-			series_open(f, "diagnose_incr_total", host, s);
-			series_value(f, v);
-		}
-	}
+	render_incr_member(f, stats, host, "diagnose_incr_total", "count");
 	family(f, "diagnose_incr_values", "gauge", "Sum of the values of an incr probe with a numeric value.");
-	cJSON_ArrayForEach(s, stats)
-	{
-		const cJSON *r = cJSON_GetObjectItemCaseSensitive(s, "report");
-		const char *t = str_of(s, "type");
-		if (t && strcmp(t, "incr") == 0 && num_of(r, "sum", &v)) {
-			series_open(f, "diagnose_incr_values", host, s);
-			series_value(f, v);
-		}
-	}
+	render_incr_member(f, stats, host, "diagnose_incr_values", "sum");
 	family(f, "diagnose_incr_key_total", "counter",
 	       "Events counted by an incr probe with by_value, per value (bounded).");
 	cJSON_ArrayForEach(s, stats)
