@@ -3,8 +3,10 @@
  * inlined call, lexical block with locals) that line lookups group addresses by. Built by one
  * walk over every DIE, once per file, on first use. Reads DWARF only; never touches a process. */
 #include "dwarf/internal.h"
+#include "util/search.h"
 #include "util/grow.h"
 
+#include <stddef.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,14 +291,8 @@ int dw_inline_build(struct diag_dwarf_file *f)
 /* The innermost scope holding pc (the deepest range), or NULL. */
 const struct dw_scope *dw_scope_at(const struct diag_dwarf_file *f, uint64_t pc)
 {
-	size_t lo = 0, hi = f->nscopes;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (f->scopes[mid].lo <= pc)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
+	size_t lo = diag_upper_bound_u64(f->scopes, f->nscopes, sizeof(*f->scopes),
+					 offsetof(struct dw_scope, lo), pc);
 	const struct dw_scope *best = NULL;
 	/* scopes nest: the enclosing ones start at or before pc, usually a few entries back */
 	for (size_t i = lo; i-- > 0 && lo - i <= 256;) {

@@ -8,8 +8,10 @@
 
 #include "dwarf/dwarf.h"
 #include "indexer/indexer.h"
+#include "util/search.h"
 #include "util/grow.h"
 
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -424,14 +426,8 @@ size_t sym_name_lower_bound(const struct symfile *sf, const char *name)
 
 const struct sym *sym_containing(const struct symfile *sf, uint64_t a)
 {
-	size_t lo = 0, hi = sf->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (sf->syms[mid].addr <= a)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
+	size_t lo = diag_upper_bound_u64(sf->syms, sf->n, sizeof(*sf->syms),
+					 offsetof(struct sym, addr), a);
 	/* Nested symbols are rare: a short backward walk finds an enclosing one if any. */
 	for (size_t j = lo, steps = 0; j-- > 0 && steps < 64; steps++) {
 		const struct sym *s = &sf->syms[j];
