@@ -26,20 +26,21 @@ struct diag_procev {
 
 static int subscribe(int fd, enum proc_cn_mcast_op op)
 {
-	struct {
-		struct nlmsghdr nl;
-		struct cn_msg cn;
-		enum proc_cn_mcast_op op;
-	} __attribute__((packed)) msg;
-	memset(&msg, 0, sizeof(msg));
-	msg.nl.nlmsg_len = sizeof(msg);
-	msg.nl.nlmsg_type = NLMSG_DONE;
-	msg.nl.nlmsg_pid = 0; /* the kernel assigns our port id at bind */
-	msg.cn.id.idx = CN_IDX_PROC;
-	msg.cn.id.val = CN_VAL_PROC;
-	msg.cn.len = sizeof(op);
-	msg.op = op;
-	return send(fd, &msg, sizeof(msg), 0) == (ssize_t)sizeof(msg) ? 0 : -errno;
+	/* netlink header, connector header, then the operation: laid out by hand, since struct
+	 * cn_msg ends in a flexible array and cannot sit inside another struct. */
+	char buf[NLMSG_SPACE(sizeof(struct cn_msg) + sizeof(op))] __attribute__((aligned(NLMSG_ALIGNTO)));
+	memset(buf, 0, sizeof(buf));
+	struct nlmsghdr *nl = (struct nlmsghdr *)buf;
+	struct cn_msg *cn = NLMSG_DATA(nl);
+	nl->nlmsg_len = NLMSG_LENGTH(sizeof(*cn) + sizeof(op));
+	nl->nlmsg_type = NLMSG_DONE;
+	nl->nlmsg_pid = 0; /* the kernel assigns our port id at bind */
+	cn->id.idx = CN_IDX_PROC;
+	cn->id.val = CN_VAL_PROC;
+	cn->len = sizeof(op);
+	memcpy(cn->data, &op, sizeof(op));
+	ssize_t n = send(fd, buf, nl->nlmsg_len, 0);
+	return n == (ssize_t)nl->nlmsg_len ? 0 : -errno;
 }
 
 int diag_procev_open(struct diag_procev **out, struct diag_error *err)
