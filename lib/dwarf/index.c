@@ -524,8 +524,9 @@ bool dw_loclist_sound(const struct diag_dwarf_file *f, uint64_t off)
 	return false;
 }
 
-/* The name of the first .debug_rnglists / .debug_loclists section of the ELF at fd with an
- * unsound header, or NULL. A copy of .debug_loclists is kept in f (dw_loclist_sound). */
+/* Whether the ELF at fd has a .debug_rnglists / .debug_loclists section with an unsound
+ * header, or section names libelf cannot read (then libdwarf, which reads them its own way,
+ * may still load a bad list): non-NULL for "refuse". A copy of .debug_loclists is kept in f (dw_loclist_sound). */
 static const char *unsound_lists(struct diag_dwarf_file *f, int fd)
 {
 	elf_version(EV_CURRENT);
@@ -538,10 +539,24 @@ static const char *unsound_lists(struct diag_dwarf_file *f, int fd)
 			GElf_Shdr sh;
 			const char *name;
 			Elf_Data *d;
-			if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_PROGBITS ||
-			    !(name = elf_strptr(e, shstrndx, sh.sh_name)))
+			if (!gelf_getshdr(scn, &sh))
 				continue;
-			bool rng = !strcmp(name, ".debug_rnglists"), loc = !strcmp(name, ".debug_loclists");
+			/* libdwarf finds sections by name with its own reader, whatever the string
+			 * table's type: names libelf cannot read could hide a bad list from us. */
+			if (!(name = elf_strptr(e, shstrndx, sh.sh_name))) {
+				bad = "section name table";
+				break;
+			}
+			if (sh.sh_type != SHT_PROGBITS && sh.sh_type != SHT_NOBITS &&
+			    (strstr(name, "rnglists") || strstr(name, "loclists"))) {
+				bad = name; /* a list section libelf would not give us the bytes of */
+				break;
+			}
+			if (sh.sh_type != SHT_PROGBITS)
+				continue;
+			/* every name libdwarf takes for these (.dwo and .zdebug_ forms too) */
+			bool rng = strstr(name, "debug_rnglists") != NULL,
+			     loc = strstr(name, "debug_loclists") != NULL;
 			if (!rng && !loc)
 				continue;
 			if ((sh.sh_flags & SHF_COMPRESSED) || !(d = elf_getdata(scn, NULL)) ||
@@ -753,7 +768,8 @@ int dw_file_error(const struct diag_dwarf_file *f, int rc, struct diag_error *er
 {
 	if (rc == -DIAG_E_INVALID)
 		return diag_error_set(err, rc, "dwarf: %s has a malformed .debug_rnglists or "
-				      ".debug_loclists header (refused: libdwarf mishandles it)", f->path);
+				      ".debug_loclists header, or section names libelf cannot read "
+				      "(refused: libdwarf mishandles them)", f->path);
 	if (rc == -DIAG_E_NODEBUG)
 		return diag_error_set(err, rc, "no DWARF for %s", f->name);
 	return diag_error_set(err, rc, "dwarf: cannot read %s: %s", f->path, diag_strerror(rc));

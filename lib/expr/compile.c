@@ -204,15 +204,12 @@ static int check_name(struct checker *c, struct expr_node *n)
 	if (!v) {
 		struct diag_dwarf_var g;
 		if (diag_dwarf_global(c->file, n->s, &g) == 0) {
-			struct diag_dwarf_var *ng =
-				DIAG_GROW(&x->globals, &x->capglobals, x->nglobals + 1) == 0 ? x->globals : NULL;
-			if (!ng) {
+			if (DIAG_GROW(&x->globals, &x->capglobals, x->nglobals + 1) < 0) {
 				free(g.name);
 				return diag_error_set(c->err, -ENOMEM, "out of memory");
 			}
-			x->globals = ng;
-			ng[x->nglobals] = g;
-			v = &ng[x->nglobals];
+			x->globals[x->nglobals] = g;
+			v = &x->globals[x->nglobals];
 			idx = (int)((x->scope ? x->scope->nvars : 0) + x->nglobals++);
 		}
 	}
