@@ -747,14 +747,15 @@ static cJSON *stats_one(struct dmn_mspec *ms)
 	return o;
 }
 
-cJSON *dmn_manager_stats_json(struct dmn_manager *m, const char *id, struct diag_error *err)
+cJSON *dmn_manager_stats_json(struct dmn_manager *m, const char *id, bool drain,
+			      struct diag_error *err)
 {
 	if (id && !dmn_manager_find(m, id)) {
 		diag_error_set(err, -ENOENT, "id: no probe '%s'", id);
 		return NULL;
 	}
-	/* Reports include every event the daemon has accepted so far. */
-	diag_event_queue_drain(m->queue);
+	if (drain)
+		diag_event_queue_drain(m->queue);
 	cJSON *arr = cJSON_CreateArray();
 	for (size_t i = 0; arr && i < m->nspecs; i++)
 		if (!id || strcmp(id, m->specs[i]->spec->id) == 0)

@@ -105,8 +105,11 @@ void dmn_manager_each_live(struct dmn_manager *m, dmn_live_fn fn, void *arg);
 cJSON *dmn_manager_spec_json(const struct dmn_manager *m, const struct dmn_mspec *ms);
 void dmn_manager_refresh_counts(struct dmn_manager *m);
 cJSON *dmn_manager_list_json(const struct dmn_manager *m);
-/* NULL with err when id names no spec. */
-cJSON *dmn_manager_stats_json(struct dmn_manager *m, const char *id, struct diag_error *err);
+/* NULL with err when id names no spec. With drain, the reports include every event accepted
+ * so far (it waits for the event worker: for `stats`); without, what the instruments hold now
+ * (a Prometheus scrape must never wait for a plugin). */
+cJSON *dmn_manager_stats_json(struct dmn_manager *m, const char *id, bool drain,
+			      struct diag_error *err);
 cJSON *dmn_manager_status_json(struct dmn_manager *m);
 
 #endif

@@ -19,7 +19,7 @@ static int render(void *ctx, char **page, size_t *len)
 	struct dmn_manager *m = ctx;
 	dmn_manager_refresh_counts(m);
 	cJSON *status = dmn_manager_status_json(m), *specs = dmn_manager_list_json(m);
-	cJSON *stats = dmn_manager_stats_json(m, NULL, NULL);
+	cJSON *stats = dmn_manager_stats_json(m, NULL, false, NULL);
 	int r = diag_prom_render(status, specs, stats, m->host, page, len, NULL);
 	cJSON_Delete(status);
 	cJSON_Delete(specs);

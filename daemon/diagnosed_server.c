@@ -391,7 +391,7 @@ static void cmd_list(struct dmn_server *s, struct client *c)
 static void cmd_stats(struct dmn_server *s, struct client *c, const struct dmn_request *rq)
 {
 	struct diag_error err = { 0 };
-	cJSON *st = dmn_manager_stats_json(s->m, rq->has_id ? rq->id : NULL, &err);
+	cJSON *st = dmn_manager_stats_json(s->m, rq->has_id ? rq->id : NULL, true, &err);
 	if (!st) {
 		reply_error(s, c, err.msg);
 		return;

@@ -1,12 +1,13 @@
 /* procwatch/select: see select.h. */
 #include "procwatch/select.h"
 
+#include "util/procfs.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #ifdef DIAG_HAVE_SYSTEMD
 #include <systemd/sd-login.h>
 #endif
@@ -94,19 +95,13 @@ static int proc_line(pid_t pid, const char *file, const char *prefix, char *out,
 
 static bool maps_file(pid_t pid, uint64_t dev, uint64_t ino, int *rc)
 {
-	char path[64], line[PATH_MAX + 128];
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	FILE *f = fopen(path, "re");
-	*rc = f ? 0 : -errno;
+	struct diag_proc_maps m;
+	struct diag_proc_map e;
+	*rc = diag_proc_maps_open(pid, &m);
 	bool found = false;
-	while (f && !found && fgets(line, sizeof(line), f)) {
-		unsigned maj, min;
-		unsigned long long inode;
-		if (sscanf(line, "%*x-%*x %*4s %*x %x:%x %llu", &maj, &min, &inode) == 3)
-			found = inode == ino && makedev(maj, min) == dev;
-	}
-	if (f)
-		fclose(f);
+	while (*rc == 0 && !found && diag_proc_maps_next(&m, &e))
+		found = e.inode == ino && e.dev == dev;
+	diag_proc_maps_close(&m);
 	return found;
 }
 

@@ -3,6 +3,7 @@
  * tables (symcache.c does, once per file) and never stops or touches the target. */
 #include "sym/modmap.h"
 
+#include "util/procfs.h"
 #include "util/grow.h"
 
 #include <errno.h>
@@ -77,48 +78,29 @@ static int pending_add(struct pending_list *l, const char *path, bool deleted, u
 	return 0;
 }
 
-/* Parses one maps line; returns 1 if it is a file-backed mapping worth keeping. */
-static int parse_maps_line(char *line, uint64_t *start, uint64_t *end, uint64_t *off,
-			   uint64_t *ino, char **path, bool *deleted)
-{
-	int pos = 0;
-	if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %*s %" SCNx64 " %*x:%*x %" SCNu64 " %n", start, end,
-		   off, ino, &pos) != 4 || pos == 0)
-		return 0;
-	char *p = line + pos;
-	p[strcspn(p, "\n")] = '\0';
-	if (*ino == 0 || p[0] != '/')
-		return 0;
-	size_t len = strlen(p), sl = strlen(DELETED_SUFFIX);
-	*deleted = len > sl && strcmp(p + len - sl, DELETED_SUFFIX) == 0;
-	if (*deleted)
-		p[len - sl] = '\0';
-	*path = p;
-	return 1;
-}
-
+/* The file-backed mappings of pid, each file once (its lowest offset kept). */
 static int read_maps(pid_t pid, struct pending_list *l, struct diag_error *err)
 {
-	char fn[64];
-	snprintf(fn, sizeof(fn), "/proc/%d/maps", (int)pid);
-	FILE *f = fopen(fn, "re");
-	if (!f) {
-		if (errno == ENOENT)
-			return diag_error_set(err, -DIAG_E_GONE, "modmap: process %d does not exist", (int)pid);
-		return diag_error_set(err, -errno, "modmap: cannot open %s: %s", fn, strerror(errno));
+	struct diag_proc_maps m;
+	int rc = diag_proc_maps_open(pid, &m);
+	if (rc == -ENOENT)
+		return diag_error_set(err, -DIAG_E_GONE, "modmap: process %d does not exist", (int)pid);
+	if (rc < 0)
+		return diag_error_set(err, rc, "modmap: cannot open /proc/%d/maps: %s", (int)pid,
+				      strerror(-rc));
+	struct diag_proc_map e;
+	size_t sl = strlen(DELETED_SUFFIX);
+	while (rc == 0 && diag_proc_maps_next(&m, &e)) {
+		if (e.inode == 0 || e.path[0] != '/')
+			continue;
+		char *path = (char *)e.path; /* the reader's line: ours until the next call */
+		size_t len = strlen(path);
+		bool deleted = len > sl && strcmp(path + len - sl, DELETED_SUFFIX) == 0;
+		if (deleted)
+			path[len - sl] = '\0';
+		rc = pending_add(l, path, deleted, e.start, e.end, e.offset, e.inode, err);
 	}
-	char *line = NULL;
-	size_t cap = 0;
-	int rc = 0;
-	while (rc == 0 && getline(&line, &cap, f) > 0) {
-		uint64_t start, end, off, ino;
-		char *path;
-		bool deleted;
-		if (parse_maps_line(line, &start, &end, &off, &ino, &path, &deleted))
-			rc = pending_add(l, path, deleted, start, end, off, ino, err);
-	}
-	free(line);
-	fclose(f);
+	diag_proc_maps_close(&m);
 	return rc;
 }
 

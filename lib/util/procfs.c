@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 
 bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long long *out)
 {
@@ -69,15 +70,17 @@ int diag_proc_maps_open(pid_t id, struct diag_proc_maps *m)
 bool diag_proc_maps_next(struct diag_proc_maps *m, struct diag_proc_map *out)
 {
 	while (m->f && fgets(m->line, sizeof(m->line), m->f)) {
-		uint64_t lo, hi, ino;
+		uint64_t lo, hi, off, ino;
+		unsigned maj, min;
 		char perms[8];
 		int name = 0;
-		if (sscanf(m->line, "%" SCNx64 "-%" SCNx64 " %7s %*x %*x:%*x %" SCNu64 " %n", &lo, &hi,
-			   perms, &ino, &name) < 4)
+		if (sscanf(m->line, "%" SCNx64 "-%" SCNx64 " %7s %" SCNx64 " %x:%x %" SCNu64 " %n", &lo,
+			   &hi, perms, &off, &maj, &min, &ino, &name) < 7)
 			continue;
 		char *p = name ? m->line + name : m->line + strlen(m->line);
 		p[strcspn(p, "\n")] = '\0';
-		*out = (struct diag_proc_map){.start = lo, .end = hi, .inode = ino, .path = p};
+		*out = (struct diag_proc_map){.start = lo, .end = hi, .offset = off,
+					      .dev = makedev(maj, min), .inode = ino, .path = p};
 		snprintf(out->perms, sizeof(out->perms), "%.4s", perms);
 		return true;
 	}

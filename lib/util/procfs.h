@@ -27,6 +27,8 @@ int diag_proc_task_stat_field(pid_t pid, pid_t tid, int field, char *out, size_t
 struct diag_proc_map {
 	uint64_t start, end;
 	char perms[5];      /* "r-xp" */
+	uint64_t offset;    /* in the file */
+	uint64_t dev;       /* the file's device, as st_dev (makedev of maps' major:minor) */
 	uint64_t inode;     /* 0: not backed by a file */
 	const char *path;   /* "" when anonymous; "[heap]", "[vdso]" as maps names them; valid
 	                     * until the next diag_proc_maps_next */
