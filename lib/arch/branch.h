@@ -20,4 +20,22 @@ int diag_branch_into(const uint8_t *code, size_t len, uint64_t addr, uint64_t lo
 int diag_function_exits(const uint8_t *code, size_t len, uint64_t addr, uint64_t *exits,
 			size_t cap);
 
+/* Where an exit trampoline (trampoline.h, DIAG_TRAMP_EXIT) can go for one exit of a function
+ * (issue 10): the patch must start at an instruction boundary `start` <= term, cover
+ * [start, term + term_len) with at least the jump's DIAG_TRAMP_PATCH_LEN bytes, hold only
+ * instructions that can be relocated before the terminator, and no direct branch of the function
+ * may land in (start, term + term_len) (a branch to start itself is fine: it runs the patch).
+ * Chooses the latest such start. */
+struct diag_exit_plan {
+	uint64_t term;             /* the ret / tail-call jmp */
+	uint64_t start;            /* where the patch starts (valid when why[0] == 0) */
+	uint32_t term_len;
+	char why[96];              /* empty: a jump fits; else why this exit needs an int3 */
+};
+
+/* Plan every exit of the function (code: len bytes at runtime address addr), up to cap of
+ * them. Returns the number of exits (may exceed cap) or -DIAG_E_PARSE. */
+int diag_exit_plans(const uint8_t *code, size_t len, uint64_t addr, struct diag_exit_plan *out,
+		    size_t cap);
+
 #endif

@@ -94,4 +94,82 @@ _Static_assert(offsetof(struct diag_ring_record, tid) == 12, "ring record tid of
 _Static_assert(offsetof(struct diag_ring_record, tsc) == 16, "ring record tsc offset");
 _Static_assert(offsetof(struct diag_ring_record, regs) == 24, "ring record regs offset");
 
+/* ==== Ring v2 (issue 10): per-thread sub-rings of variable-length records ====
+ * Replaces the single ring above once the engine moves to diag_tramp_build_capture (the v1
+ * structs then go). One anonymous private mapping per process (copied on fork: each child has
+ * its own), laid out as:
+ *   [control block, DIAG_RING_CONTROL_BYTES]
+ *   [sub-ring 0: struct diag_ring_header (head, tail, drops and mask count 64-byte UNITS),
+ *                then sub_units * DIAG_RING_UNIT bytes of records] ... [sub-ring nsubs-1]
+ *   [counters: u64 per (sub-ring, site), at control.counters + (sub * DIAG_RING_MAX_SITES +
+ *    site) * 8]
+ * A thread writes only to sub-ring diag_ring_sub_of(thread pointer, nsubs), so threads do not
+ * share cache lines unless two hash alike (still correct: reservation is a compare-and-swap).
+ * A site's exact hit count is the sum of its counters over the sub-rings.
+ *
+ * Writer, at a hit: count (atomic increment of its counter); if the clock is at or past
+ * control.alive_until (the daemon stopped refreshing it: dead or stopped) or the condition
+ * program says no, stop there. Else reserve k = units of the record (header + the value
+ * program's max_payload, rounded up): off = head & mask; when off + k > sub_units the record
+ * cannot wrap, so reserve pad = sub_units - off units more in front of it; full when
+ * head + pad + k - tail > sub_units (increment drops, stop). Reserve by compare-and-swap of
+ * head. A pad writes only the first 16 bytes of a record at off (seq = head + 1, site 0,
+ * units = pad) and is published like a record. Fill the record, store seq LAST (release).
+ * Reader: at tail, a record whose seq != tail + 1 is not published yet; else consume it
+ * (site 0: skip) and advance tail by its units. */
+#define DIAG_RING_UNIT 64
+#define DIAG_RING_MAX_SUBS 64
+#define DIAG_RING_CONTROL_BYTES 4096
+#define DIAG_RING_MAGIC_V2 0x32676e6972676164ULL /* "diagring2" */
+#define DIAG_RING_MIN_SUB_UNITS 512               /* the largest record fits in any sub-ring */
+
+struct diag_ring_control {
+	uint64_t magic;            /* DIAG_RING_MAGIC_V2 */
+	uint64_t nsubs;            /* sub-rings, a power of two, 1 .. DIAG_RING_MAX_SUBS */
+	uint64_t sub_units;        /* units of each sub-ring's data area, a power of two */
+	uint64_t sub_stride;       /* bytes from one sub-ring's header to the next */
+	uint64_t counters;         /* offset of the counters from the mapping's start */
+	uint64_t alive_until;      /* record only while the clock (rdtsc) is below this: the
+	                            * daemon pushes it forward at every drain (heartbeat) */
+	uint64_t hash_shift;       /* 64 - log2(nsubs) (64 when nsubs == 1: sub-ring 0) */
+	uint64_t pad[1];
+};
+_Static_assert(sizeof(struct diag_ring_control) == 64, "ring control layout");
+
+enum diag_rec_flag {
+	DIAG_REC_FAULT = 1,        /* the value program stopped at fault_addr */
+	DIAG_REC_ABORT = 2,        /* the value program stopped at a division by zero */
+	DIAG_REC_EXIT = 4,         /* recorded by an exit trampoline (at a ret or tail call) */
+};
+
+struct diag_ring_rec {         /* DIAG_RING_REC_HDR bytes, then payload_len bytes of blocks */
+	uint64_t seq;              /* start unit index + 1, written last */
+	uint32_t site;             /* 0: padding, skip `units` */
+	uint16_t units;            /* the whole record, header included */
+	uint16_t flags;            /* enum diag_rec_flag */
+	uint64_t tsc;              /* the cycle counter at the hit */
+	uint64_t thread;           /* the thread pointer (x86-64: the fs base), the daemon maps it
+	                            * to a tid; no system call on the hit path */
+	uint64_t fault_addr;       /* DIAG_REC_FAULT */
+	uint64_t regs[DIAG_RING_NREGS]; /* as in diag_ring_record: at the probed address, or for
+	                            * an exit trampoline at the terminating instruction (ret/jmp) */
+	uint32_t payload_len;      /* bytes of blocks (arch/capture.h) after the header */
+	uint32_t pad;
+};
+#define DIAG_RING_REC_HDR 192
+_Static_assert(sizeof(struct diag_ring_rec) == DIAG_RING_REC_HDR, "ring v2 record header");
+_Static_assert(offsetof(struct diag_ring_rec, regs) == 40, "ring v2 regs offset");
+
+/* Sub-ring of a thread: Fibonacci hashing of its thread pointer. */
+static inline uint64_t diag_ring_sub_of(uint64_t thread, uint64_t hash_shift)
+{
+	return hash_shift >= 64 ? 0 : (thread * 0x9E3779B97F4A7C15ULL) >> hash_shift;
+}
+
+/* Units a record with a value program of max_payload bytes reserves. */
+static inline uint64_t diag_ring_rec_units(uint32_t max_payload)
+{
+	return (DIAG_RING_REC_HDR + (uint64_t)max_payload + DIAG_RING_UNIT - 1) / DIAG_RING_UNIT;
+}
+
 #endif

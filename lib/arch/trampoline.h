@@ -9,9 +9,12 @@
 #ifndef DIAG_ARCH_TRAMPOLINE_H
 #define DIAG_ARCH_TRAMPOLINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arch/capture.h"
+#include "arch/regs.h"
 #include "util/error.h"
 
 #define DIAG_TRAMP_PATCH_LEN 5     /* the jump over the probed address (x86-64: jmp rel32) */
@@ -105,5 +108,76 @@ struct diag_tramp_template {
 	size_t imm_site;           /* u32: site id */
 };
 const struct diag_tramp_template *diag_tramp_template(void);
+
+/* ==== Capture trampolines (issue 10) ====
+ * A trampoline that runs capture programs (arch/capture.h) and records into a v2 ring
+ * (ring.h, "Ring v2"): no system call on the hit path (the thread is named by its thread
+ * pointer, the time is the TSC). Each lives alone in a DIAG_TRAMP_SLOT-aligned slot that
+ * starts with a struct diag_tramp_slot_header (data, never executed: the patch jumps to
+ * slot + DIAG_TRAMP_SLOT_CODE). Two kinds:
+ * - DIAG_TRAMP_ENTRY: at addr (a function entry, a line, FUNC+OFF): count, record with the
+ *   registers at addr, run the displaced instructions relocated, jump back;
+ * - DIAG_TRAMP_EXIT: the patched bytes [addr, term + term_len) end with the function's
+ *   terminating instruction at term (ret, or a tail-call jmp): run the relocated instructions
+ *   before term, then count and record (registers as at term: for a ret, sp points at the
+ *   return address and the result registers are set; the record is flagged DIAG_REC_EXIT),
+ *   then perform the terminator itself (ret, or the jump re-aimed).
+ * Nothing is written to the target's stack beyond the red zone's far side and the
+ * trampoline's own frame, which is gone before the target's code runs again. */
+#define DIAG_TRAMP_SLOT 4096        /* slot size and alignment */
+#define DIAG_TRAMP_SLOT_CODE 64     /* the code starts here; the header is before it */
+#define DIAG_TRAMP_SLOT_MAGIC 0x6f6c73706d617274ULL /* xor the slot address */
+
+enum diag_tramp_kind { DIAG_TRAMP_ENTRY, DIAG_TRAMP_EXIT };
+
+/* The first bytes of every capture trampoline's slot. The fault repair (the tracer at a
+ * SIGSEGV/SIGBUS stop, or the in-target guard handler when the daemon is gone) finds the slot
+ * of a faulting pc as pc & ~(DIAG_TRAMP_SLOT - 1) and repairs only when magic matches and the
+ * pc lies in one of the two program ranges. */
+struct diag_tramp_slot_header {
+	uint64_t magic;            /* DIAG_TRAMP_SLOT_MAGIC ^ slot address; 0 once retired */
+	uint16_t cond_lo, cond_hi; /* offsets from the slot: the condition program's code */
+	uint16_t value_lo, value_hi; /* the value program's code */
+	uint16_t cond_landing;     /* a fault in the condition resumes here: no record */
+	uint16_t value_landing;    /* a fault in the value resumes here: the record is published
+	                            * with DIAG_REC_FAULT and the fault address */
+	uint16_t pad[2];
+	uint64_t site;             /* the site id, for the reader of a core file */
+	uint64_t reserved[4];
+};
+_Static_assert(sizeof(struct diag_tramp_slot_header) == DIAG_TRAMP_SLOT_CODE,
+	       "slot header size");
+
+struct diag_tramp_capture {
+	enum diag_tramp_kind kind;
+	uint64_t addr;             /* first patched byte */
+	uint64_t term;             /* EXIT: the terminating instruction (addr <= term) */
+	const uint8_t *code;       /* the original bytes from addr */
+	size_t avail;              /* ENTRY: as diag_tramp_build; EXIT: through the terminator */
+	uint64_t slot;             /* runtime address of the slot, DIAG_TRAMP_SLOT-aligned */
+	uint64_t ring;             /* runtime address of the v2 ring mapping (control block) */
+	uint32_t site;             /* 1 .. DIAG_RING_MAX_SITES - 1 */
+	bool fsgsbase;             /* the thread pointer by rdfsbase (AT_HWCAP2 FSGSBASE), else
+	                            * from %fs:0 (the TCB's self pointer by the x86-64 ABI) */
+	const struct diag_cap_prog *cond;  /* NULL: every hit records */
+	const struct diag_cap_prog *value; /* NULL: registers only, empty payload */
+};
+
+/* Build the slot's whole content (header + code) into out (cap >= DIAG_TRAMP_SLOT suffices;
+ * *len bytes, <= DIAG_TRAMP_SLOT) and the jump to write over addr. Returns 0; -DIAG_E_RELOC
+ * naming the instruction; -DIAG_E_LIMIT when the programs do not fit the slot; -DIAG_E_INVALID
+ * for a program diag_cap_check refuses; the other errors of diag_tramp_build. The caller writes
+ * the slot first, then the jump (every thread stopped and out of the patched bytes). *layout
+ * describes the trampoline for detach and diag_tramp_locate (for EXIT, the relocated copies
+ * map back to their originals the same way). */
+int diag_tramp_build_capture(const struct diag_tramp_capture *c, uint8_t *out, size_t cap,
+			     size_t *len, uint8_t jmp[DIAG_TRAMP_PATCH_LEN], size_t *patched_len,
+			     struct diag_tramp_layout *layout, struct diag_error *err);
+
+/* A fault at pc in the slot whose header is h (at runtime address slot): when pc lies in one
+ * of its program ranges, edit r to resume at the matching landing with the fault address where
+ * the landing expects it, and return true. False: not ours (deliver the signal). */
+bool diag_tramp_fault_repair(diag_regs *r, uint64_t slot, const struct diag_tramp_slot_header *h,
+			     uint64_t fault_addr);
 
 #endif

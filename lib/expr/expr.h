@@ -115,4 +115,31 @@ int diag_expr_list_scope(const struct diag_expr_scope *scope,
 			 void (*cb)(void *arg, const struct diag_expr_var_info *v), void *arg,
 			 struct diag_error *err);
 
+/* ---- capture in the target (issue 10) ----
+ * The programs (arch/capture.h) a jump trampoline runs in the target so that a hit needs no
+ * stop: the condition's truth, and the memory the value (and the conditions evaluated in the
+ * daemon) will read. The daemon then calls diag_expr_eval on the record with regs from the
+ * record and read_mem / read_fpregs served from the captured blocks (lib/capture/snapshot.h):
+ * the result is the one an exact evaluation at the hit would give, faults included, so it
+ * renders the same. */
+struct diag_cap_prog;
+
+struct diag_expr_capture {
+	struct diag_cap_prog *cond;    /* runs first in the target; NULL: every hit records */
+	struct diag_cap_prog *value;   /* NULL: nothing to capture beyond the registers */
+	bool cond_in_daemon;           /* evaluate the conditions again on the record (several
+	                                * probes share the site, or one needs what only the daemon
+	                                * knows, such as elapsed): their reads are captured too */
+};
+
+/* Compile the capture for n probes sharing one site: values[i] and conds[i] (either may be
+ * NULL). cond = the OR of the conditions that can run in the target (NULL when one probe has
+ * none or one cannot). Returns 0, or -DIAG_E_LIMIT / -DIAG_E_INVALID with err saying, for the
+ * field concerned, why this needs a stop ("value: `stack` needs the thread stopped"); the
+ * engine then places an int3 and shows that reason in `applied`. */
+int diag_expr_capture_compile(const struct diag_expr *const *values,
+			      const struct diag_expr *const *conds, size_t n,
+			      struct diag_expr_capture *out, struct diag_error *err);
+void diag_expr_capture_free(struct diag_expr_capture *c);
+
 #endif
