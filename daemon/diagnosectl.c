@@ -353,6 +353,8 @@ static int add_check_applied(const cJSON *reply)
 		const cJSON *error = cJSON_GetObjectItemCaseSensitive(proc, "error");
 		const char *st = cJSON_IsString(state) ? state->valuestring : "";
 		procs++;
+		if (strcmp(st, "pending") == 0 && cJSON_IsString(error) && error->valuestring[0])
+			ctl_fail("note: %s pending in %s: %s", id, proc->string, error->valuestring);
 		if (strcmp(st, "applied") == 0 || strcmp(st, "pending") == 0)
 			live++;
 		else if (strcmp(st, "error") == 0)

@@ -127,7 +127,9 @@ static void refresh_record(struct dmn_manager *m, struct dmn_mspec *ms, struct d
 	if (diag_engine_probe_info(m->engine, a->pid, ms, &info) < 0)
 		return;
 	a->state = state_of(info.state);
-	snprintf(a->error, sizeof(a->error), "%s", info.state == DIAG_PROBE_ERROR ? info.error : "");
+	/* a pending probe says what it waits for (a typo in a module name shows here) */
+	snprintf(a->error, sizeof(a->error), "%s",
+		 info.state == DIAG_PROBE_ERROR || info.state == DIAG_PROBE_PENDING ? info.error : "");
 	a->naddrs = info.naddrs < DIAG_SPEC_ADDRS_MAX ? info.naddrs : DIAG_SPEC_ADDRS_MAX;
 	memcpy(a->addrs, info.addrs, a->naddrs * sizeof(a->addrs[0]));
 	instances_json(&info, a->instances, sizeof(a->instances));
