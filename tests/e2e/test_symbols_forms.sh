@@ -29,5 +29,12 @@ ctl symbols --pid "$fx_pid" 'nosuch:f*' > /dev/null 2> "$T/err"
 expect_eq "$?" 1 "an unknown module: exit 1"
 expect_contains "$(cat "$T/err")" "'nosuch:f*' names no module of process $fx_pid; mapped: sym5cxx-O0-pie" \
 	"an unknown module: the mapped ones"
+
+# did you mean: a C++ function by the last parts of its name, suggested by its qualified name
+ctl attach "$fx_pid" > /dev/null
+ctl add-probe --pid "$fx_pid" --target 'addd' --type incr --name s1 --id s1 > /dev/null 2> "$T/err"
+expect_contains "$(cat "$T/err")" "did you mean: ns::Widget::add" "a suggestion by name parts"
+ctl add-probe --pid "$fx_pid" --target 'Widget::gett' --type incr --name s2 --id s2 > /dev/null 2> "$T/err"
+expect_contains "$(cat "$T/err")" "did you mean: ns::Widget::get" "a suggestion for a qualified query"
 fixture_go fx
 finish
