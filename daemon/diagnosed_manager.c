@@ -245,8 +245,10 @@ static void on_process(void *ctx, pid_t pid, enum diag_proc_event what, pid_t ot
  * event is one line and no terminal is driven. */
 static void emit_sink(void *ctx, const char *probe_id, const char *line)
 {
-	(void)ctx;
+	const struct dmn_manager *m = ctx;
 	(void)probe_id;
+	if (!m->print_events)
+		return; /* a daemon of the service writes events to its clients only: bounded */
 	char buf[1024];
 	size_t len = strlen(line);
 	size_t need = diag_text_escape(buf, sizeof(buf), line, len, 0);
