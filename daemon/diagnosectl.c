@@ -193,9 +193,12 @@ static int ctl_call(struct ctl *c, cJSON *req, cJSON **reply, int timeout_ms)
 		return ctl_fail("out of memory");
 	if (!c->conn && diag_ctl_conn_open(c->socket, &c->conn, &err) < 0)
 		return ctl_fail("%s", err.msg);
-	if (diag_ctl_conn_send(c->conn, req, &err) < 0)
-		return ctl_fail("%s", err.msg);
-	int rc = diag_ctl_conn_recv(c->conn, &line, timeout_ms, &err);
+	struct diag_error serr = {0};
+	/* a daemon that refuses the connection says why, then closes: read that first */
+	bool sent = diag_ctl_conn_send(c->conn, req, &serr) == 0;
+	int rc = diag_ctl_conn_recv(c->conn, &line, sent ? timeout_ms : 1000, &err);
+	if (!sent && rc <= 0)
+		return ctl_fail("%s", serr.msg);
 	if (rc < 0)
 		return ctl_fail("%s", err.msg);
 	if (rc == 0)

@@ -16,6 +16,7 @@
 #include "spec/json.h"
 #include "spec/oneline.h"
 #include "ctl_print.h"
+#include "diagnosed_policy.h"
 #include "util/clock.h"
 #include "util/grow.h"
 #include "util/text.h"
@@ -53,6 +54,7 @@ struct options {
 	bool foreground;     /* --foreground: events to stdout also without --spec or -e */
 	const char *socket, *store, *plugin_dir;
 	const char *metrics_listen; /* --metrics-listen ADDR:PORT, NULL: off */
+	const char *policy;         /* --policy FILE (default DMN_POLICY_DEFAULT) */
 	bool no_socket;
 	bool allow_pid1;
 	pid_t recover_after; /* --recover-after PID: restore what PID left, then exit */
@@ -69,7 +71,7 @@ static void usage(FILE *f)
 	      "                 [--max-stopped-percent P]\n"
 	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n"
 	      "                 [--indexer-uid UID[:GID]] [--indexer-timeout SECONDS]\n"
-	      "                 [--metrics-listen ADDR:PORT]\n"
+	      "                 [--metrics-listen ADDR:PORT] [--policy FILE]\n"
 	      "       diagnosed --recover-after PID\n"
 	      "       diagnosed --version\n", f);
 }
@@ -143,6 +145,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "metrics-listen", required_argument, NULL, 'M' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "probe", required_argument, NULL, 'e' },
+		{ "policy", required_argument, NULL, 'O' },
 		{ "duration", required_argument, NULL, 'D' },
 		{ 0 },
 	};
@@ -220,6 +223,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'h': usage(stdout); return 1;
 		case 'V': printf("diagnosed %s\n", DIAG_VERSION); return 1;
 		case 'M': o->metrics_listen = optarg; break;
+		case 'O': o->policy = optarg; break;
 		default:
 			dmn_log("unknown option '%s'", argv[optind - 1]);
 			usage(stderr);
@@ -359,6 +363,7 @@ struct loop {
 	struct dmn_governor *governor;
 	struct dmn_server *server;
 	struct dmn_metrics *metrics; /* --metrics-listen, or NULL */
+	const char *policy_path;     /* re-read at SIGHUP */
 };
 
 static int epoll_add(int epfd, int fd)
@@ -397,6 +402,26 @@ static int64_t earliest(int64_t a, int64_t b)
 	return !a ? b : !b ? a : a < b ? a : b;
 }
 
+/* The policy file, at start and at SIGHUP: who besides root may use the socket. A file that
+ * does not parse leaves the previous rules in force (and says why). */
+static int load_policy(struct loop *l)
+{
+	if (!l->server)
+		return 0;
+	struct dmn_policy *p = NULL;
+	struct diag_error err = { 0 };
+	int r = dmn_policy_load(l->policy_path, &p, &err);
+	if (r < 0) {
+		dmn_log("%s; the rules in force are kept", err.msg);
+		return r;
+	}
+	dmn_server_set_policy(l->server, p);
+	if (p)
+		dmn_log("policy %s: %d rule%s", dmn_policy_path(p), dmn_policy_rules(p),
+			dmn_policy_rules(p) == 1 ? "" : "s");
+	return 0;
+}
+
 /* Returns the signal that ended the loop. */
 static int run(struct loop *l)
 {
@@ -427,9 +452,11 @@ static int run(struct loop *l)
 			int fd = evs[i].data.fd;
 			if (fd == l->sfd) {
 				struct signalfd_siginfo si;
-				while (read(l->sfd, &si, sizeof(si)) == sizeof(si))
-					if (si.ssi_signo != SIGHUP) /* HUP: nothing to reload yet */
+				while (read(l->sfd, &si, sizeof(si)) == sizeof(si)) {
+					if (si.ssi_signo != SIGHUP)
 						return (int)si.ssi_signo;
+					load_policy(l); /* a bad file keeps the rules in force */
+				}
 			} else if (fd == l->tfd) {
 				uint64_t ticks;
 				if (read(l->tfd, &ticks, sizeof(ticks)) < 0)
@@ -560,7 +587,10 @@ int main(int argc, char **argv)
 		dmn_log("%s", err.msg);
 		nothing = true; /* asked for and not served: fail at start, not silently */
 	}
-	if (nothing || start_server(&l, &o) < 0) {
+	l.policy_path = o.policy ? o.policy : DMN_POLICY_DEFAULT;
+	/* a policy named on the command line must be right at start; the default one, if
+	 * present and wrong, leaves the socket to root (and says why) */
+	if (nothing || start_server(&l, &o) < 0 || (load_policy(&l) < 0 && o.policy)) {
 		dmn_metrics_free(l.metrics);
 		dmn_manager_fini(&l.m);
 		dmn_governor_free(l.governor);
