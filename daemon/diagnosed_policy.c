@@ -233,15 +233,10 @@ int dmn_policy_load(const char *path, struct dmn_policy **out, struct diag_error
 
 /* ---- the client ---- */
 
+/* One line of a small /proc file (comm, cgroup), without its newline. */
 static void read_proc_line(pid_t pid, const char *what, char *buf, size_t cap)
 {
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, what);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	buf[n > 0 ? n : 0] = '\0';
+	diag_proc_read_small(pid, what, buf, cap);
 	buf[strcspn(buf, "\n")] = '\0';
 }
 

@@ -228,31 +228,18 @@ static int module_from_pending(pid_t pid, const struct pending *p, const char *e
 	return 1;
 }
 
-/* Up to cap - 1 bytes of /proc/PID/<what> into buf, NUL-terminated; the count or -1. */
-static ssize_t read_proc_small(pid_t pid, const char *what, char *buf, size_t cap)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, what);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return n;
-}
-
 /* The base name of argv[0] and the comm of pid, for the main module's other names. */
 static void main_aliases(pid_t pid, struct diag_module *mod)
 {
 	char buf[PATH_MAX];
-	if (read_proc_small(pid, "cmdline", buf, sizeof(buf)) > 0) {
+	if (diag_proc_read_small(pid, "cmdline", buf, sizeof(buf)) > 0) {
 		const char *base = strrchr(buf, '/');
 		base = base ? base + 1 : buf;
 		if (strcmp(base, mod->name) != 0 && strlen(base) < sizeof(mod->invoked))
 			memcpy(mod->invoked, base, strlen(base) + 1);
 	}
 	char comm[sizeof(mod->comm) + 1];
-	if (read_proc_small(pid, "comm", comm, sizeof(comm)) > 0) {
+	if (diag_proc_read_small(pid, "comm", comm, sizeof(comm)) > 0) {
 		comm[strcspn(comm, "\n")] = '\0';
 		if (comm[0] && strlen(comm) < sizeof(mod->comm) && strcmp(comm, mod->name) != 0 &&
 		    strcmp(comm, mod->invoked) != 0)

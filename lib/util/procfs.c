@@ -4,11 +4,13 @@
 #include "util/procfs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long long *out)
 {
@@ -43,6 +45,18 @@ static int stat_field(const char *path, int field, char *out, size_t cap)
 			return 0;
 		}
 	return -1;
+}
+
+ssize_t diag_proc_read_small(pid_t pid, const char *what, char *buf, size_t cap)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, what);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return n;
 }
 
 int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap)

@@ -16,6 +16,10 @@ bool diag_proc_status_field(pid_t id, const char *key, int base, unsigned long l
 /* True when process id has exited (no /proc entry) or is a zombie not reaped yet. */
 bool diag_proc_gone(pid_t id);
 
+/* Up to cap - 1 bytes of /proc/PID/<what> (cmdline, comm, cgroup...) into buf, always
+ * NUL-terminated (empty when unreadable). Returns the bytes read or -1. */
+ssize_t diag_proc_read_small(pid_t pid, const char *what, char *buf, size_t cap);
+
 /* Field `field` (1-based as in proc(5): 3 state, 9 flags, 22 start time) of /proc/PID/stat
  * into out. Returns 0 or -1 (no such process, or no such field). */
 int diag_proc_stat_field(pid_t pid, int field, char *out, size_t cap);
