@@ -55,6 +55,7 @@ struct options {
 	const char *socket, *store, *plugin_dir;
 	const char *metrics_listen; /* --metrics-listen ADDR:PORT, NULL: off */
 	const char *policy;         /* --policy FILE (default DMN_POLICY_DEFAULT) */
+	const char *statsd;         /* --statsd ADDR:PORT: where incr and hist send by default */
 	bool no_socket;
 	bool allow_pid1;
 	pid_t recover_after; /* --recover-after PID: restore what PID left, then exit */
@@ -71,7 +72,7 @@ static void usage(FILE *f)
 	      "                 [--max-stopped-percent P]\n"
 	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n"
 	      "                 [--indexer-uid UID[:GID]] [--indexer-timeout SECONDS]\n"
-	      "                 [--metrics-listen ADDR:PORT] [--policy FILE]\n"
+	      "                 [--metrics-listen ADDR:PORT] [--statsd ADDR:PORT] [--policy FILE]\n"
 	      "       diagnosed --recover-after PID\n"
 	      "       diagnosed --version\n", f);
 }
@@ -146,6 +147,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "version", no_argument, NULL, 'V' },
 		{ "probe", required_argument, NULL, 'e' },
 		{ "policy", required_argument, NULL, 'O' },
+		{ "statsd", required_argument, NULL, 'G' },
 		{ "duration", required_argument, NULL, 'D' },
 		{ 0 },
 	};
@@ -224,6 +226,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'V': printf("diagnosed %s\n", DIAG_VERSION); return 1;
 		case 'M': o->metrics_listen = optarg; break;
 		case 'O': o->policy = optarg; break;
+		case 'G': o->statsd = optarg; break;
 		default:
 			dmn_log("unknown option '%s'", argv[optind - 1]);
 			usage(stderr);
@@ -536,6 +539,10 @@ int main(int argc, char **argv)
 	struct diag_error cerr = { 0 };
 	if (dmn_crash_arm(&cerr) < 0) /* the journal still lets the next daemon restore */
 		dmn_log("%s; a crash leaves the targets to the next daemon", cerr.msg);
+	/* read by the incr and hist plugins for every instance without custom.statsd (set
+	 * before any plugin or thread exists) */
+	if (o.statsd)
+		setenv("DIAGNOSE_STATSD", o.statsd, 1);
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	signal(SIGPIPE, SIG_IGN);
 	/* Blocked before any thread exists, so the worker inherits the mask and only the

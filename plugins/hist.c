@@ -11,6 +11,7 @@
 #include <diagnose/instrument.h>
 
 #include "plugin_util.h"
+#include "statsd_sink.h"
 
 #define HIST_RESERVOIR 100000
 #define HIST_BUCKETS 66 /* (..., 0), [0], [1], then [2^k, 2^(k+1)) for k = 1..63 */
@@ -25,9 +26,10 @@ struct hist_instrument {
 	size_t nsamples, cap;
 	bool sorted;
 	uint64_t rng; /* xorshift64 state for reservoir replacement */
+	struct statsd_sink statsd;  /* custom.statsd: each value also a StatsD `|h` line */
 };
 
-static const char *const hist_settings[] = {"unit", NULL};
+static const char *const hist_settings[] = {"unit", "statsd", "statsd_tags", NULL};
 
 static size_t hist_bucket_of_u64(uint64_t u)
 {
@@ -90,22 +92,28 @@ static void hist_destroy(void *self)
 		return;
 	free(h->unit);
 	free(h->samples);
+	statsd_close(&h->statsd);
 	free(h);
 }
 
 static void *hist_create(const char *name, const char *custom_json, const struct diag_host *host,
 			 char *err, size_t errlen)
 {
-	(void)name;
 	(void)host;
 	cJSON *custom = plugin_custom_parse(custom_json, hist_settings, err, errlen);
 	if (!custom)
 		return NULL;
 	const char *unit = NULL;
 	struct hist_instrument *h = NULL;
-	if (!plugin_custom_string(custom, "unit", &unit, err, errlen))
+	struct statsd_sink sink;
+	if (!plugin_custom_string(custom, "unit", &unit, err, errlen) ||
+	    !statsd_sink_open(&sink, custom, name, err, errlen))
 		goto out;
 	h = calloc(1, sizeof(*h));
+	if (h)
+		h->statsd = sink;
+	else
+		statsd_close(&sink);
 	if (!h || (unit && !(h->unit = strdup(unit)))) {
 		snprintf(err, errlen, "out of memory");
 		hist_destroy(h);
@@ -128,6 +136,7 @@ static void hist_fire(void *self, const struct diag_event *ev)
 		return;
 	}
 	h->buckets[hist_bucket_of(&ev->value, d)]++;
+	statsd_value(&h->statsd, d, ev->probe_id, (int)ev->pid);
 	if (h->count == 0 || d < h->min)
 		h->min = d;
 	if (h->count == 0 || d > h->max)
@@ -246,6 +255,7 @@ static char *hist_report(void *self)
 	}
 	bool have = h->count > 0, pct = h->nsamples > 0;
 	cJSON_AddNumberToObject(r, "count", (double)h->count);
+	statsd_report(&h->statsd, r);
 	hist_add_stat(r, "min", have, h->min);
 	hist_add_stat(r, "max", have, h->max);
 	hist_add_stat(r, "mean", have, have ? h->sum / (double)h->count : 0);

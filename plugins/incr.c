@@ -1,13 +1,15 @@
 /* incr: the stock "incr" instrument. Counts events, sums numeric values and, with
  * custom.by_value, counts per distinct value text (a stack value gives flame-graph input in
  * "folded" form). Memory is bounded: at most INCR_MAX_KEYS keys of at most INCR_MAX_KEY_LEN
- * bytes; further distinct values are counted in "overflow". Never emits lines. */
+ * bytes; further distinct values are counted in "overflow". With custom.statsd each event is
+ * also a StatsD count (statsd_sink.h). Never emits lines. */
 #include <inttypes.h>
 #include <stdint.h>
 
 #include <diagnose/instrument.h>
 
 #include "plugin_util.h"
+#include "statsd_sink.h"
 
 #define INCR_MAX_KEYS 10000
 #define INCR_MAX_KEY_LEN 8192
@@ -24,9 +26,10 @@ struct incr_instrument {
 	double sum;
 	size_t nkeys;
 	struct incr_key *table; /* INCR_TABLE_SIZE slots when by_value */
+	struct statsd_sink statsd;  /* custom.statsd: each event also a StatsD count */
 };
 
-static const char *const incr_settings[] = {"by_value", NULL};
+static const char *const incr_settings[] = {"by_value", "statsd", "statsd_tags", NULL};
 
 static uint64_t incr_hash(const char *s, size_t n)
 {
@@ -80,19 +83,21 @@ static void incr_destroy(void *self)
 		for (size_t i = 0; i < INCR_TABLE_SIZE; i++)
 			free(c->table[i].text);
 	free(c->table);
+	statsd_close(&c->statsd);
 	free(c);
 }
 
 static void *incr_create(const char *name, const char *custom_json, const struct diag_host *host,
 			 char *err, size_t errlen)
 {
-	(void)name;
 	(void)host;
 	cJSON *custom = plugin_custom_parse(custom_json, incr_settings, err, errlen);
 	if (!custom)
 		return NULL;
 	bool by_value = false;
-	bool ok = plugin_custom_bool(custom, "by_value", &by_value, err, errlen);
+	struct statsd_sink sink;
+	bool ok = plugin_custom_bool(custom, "by_value", &by_value, err, errlen) &&
+		  statsd_sink_open(&sink, custom, name, err, errlen);
 	cJSON_Delete(custom);
 	if (!ok)
 		return NULL;
@@ -102,10 +107,12 @@ static void *incr_create(const char *name, const char *custom_json, const struct
 		c = NULL;
 	}
 	if (!c) {
+		statsd_close(&sink);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	c->by_value = by_value;
+	c->statsd = sink;
 	return c;
 }
 
@@ -121,6 +128,7 @@ static void incr_fire(void *self, const struct diag_event *ev)
 	}
 	if (c->by_value)
 		incr_count_key(c, incr_key_of(&ev->value));
+	statsd_count(&c->statsd, ev->probe_id, (int)ev->pid);
 }
 
 /* Keys by decreasing count, then by text, for stable output. */
@@ -171,8 +179,9 @@ static bool incr_report_keys(const struct incr_instrument *c, cJSON *r, struct p
 
 static char *incr_report(void *self)
 {
-	const struct incr_instrument *c = self;
+	struct incr_instrument *c = self;
 	cJSON *r = cJSON_CreateObject();
+	statsd_report(&c->statsd, r);
 	struct pbuf text = {0};
 	char num[64];
 	if (!r)

@@ -1,7 +1,11 @@
 /* test_plugins: the stock instrument plugins (log, incr, hist) through the public ABI only:
  * dlopen the built .so, create with good and bad settings, fire synthetic events, check the
  * emitted lines and the report JSON. Fails loudly when a plugin was not built (make plugins). */
+#include <arpa/inet.h>
 #include <dlfcn.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,7 +181,7 @@ static void test_incr(void)
 {
 	const struct diag_instrument_ops *ops = load("incr");
 	check_bad_custom(ops, "{\"by_value\":1}", "custom.by_value: must be true or false");
-	check_bad_custom(ops, "{\"x\":true}", "custom.x: unknown setting (expected: by_value)");
+	check_bad_custom(ops, "{\"x\":true}", "custom.x: unknown setting (expected: by_value, statsd, statsd_tags)");
 
 	char err[256] = "";
 	void *self = ops->create("n", NULL, NULL, err, sizeof(err));
@@ -330,9 +334,112 @@ static void test_hist(void)
 {
 	const struct diag_instrument_ops *ops = load("hist");
 	check_bad_custom(ops, "{\"unit\":5}", "custom.unit: must be a string");
-	check_bad_custom(ops, "{\"units\":\"ms\"}", "custom.units: unknown setting (expected: unit)");
+	check_bad_custom(ops, "{\"units\":\"ms\"}", "custom.units: unknown setting (expected: unit, statsd, statsd_tags)");
 	test_hist_bars(ops);
 	test_hist_stats(ops);
+}
+
+/* A UDP receiver on loopback: its port, its fd. */
+static int udp_receiver(int *port)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	      getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+	int big = 8 << 20;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+/* Every datagram waiting on fd, concatenated into out (lines of the StatsD protocol). */
+static size_t udp_drain(int fd, char *out, size_t cap, size_t *datagrams)
+{
+	size_t n = 0;
+	*datagrams = 0;
+	for (;;) {
+		ssize_t r = recv(fd, out + n, cap - n - 1, MSG_DONTWAIT);
+		if (r <= 0)
+			break;
+		CHECK(r <= 1432);
+		CHECK(out[n + (size_t)r - 1] != '\n'); /* lines are separated, not terminated */
+		n += (size_t)r;
+		out[n++] = '\n';
+		(*datagrams)++;
+	}
+	out[n] = '\0';
+	return n;
+}
+
+/* custom.statsd: counts summed, values one `|h` line each, DogStatsD tags, datagrams within
+ * one frame, bad targets refused with the field, and a receiver that is gone costs nothing but
+ * counted drops. */
+static void test_statsd(void)
+{
+	const struct diag_instrument_ops *incr = load("incr"), *hist = load("hist");
+	int port, fd = udp_receiver(&port);
+	char custom[128], err[256] = "";
+	snprintf(custom, sizeof(custom), "{\"statsd\":\"127.0.0.1:%d\"}", port);
+	void *c = incr->create("req:s|x", custom, NULL, err, sizeof(err));
+	CHECK(c != NULL);
+	for (int i = 0; i < 5000; i++)
+		fire_signed(incr, c, i);
+	cJSON *r = report(incr, c); /* a report flushes what is held */
+	CHECK_EQ_INT(num(cJSON_GetObjectItem(r, "statsd"), "dropped"), 0);
+	cJSON_Delete(r);
+	static char buf[1 << 20];
+	size_t dg;
+	udp_drain(fd, buf, sizeof(buf), &dg);
+	long total = 0;
+	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+		long v;
+		CHECK(sscanf(line, "req_s_x:%ld|c", &v) == 1); /* the name made safe for the protocol */
+		total += v;
+	}
+	CHECK_EQ_INT(total, 5000);
+	incr->destroy(c);
+
+	snprintf(custom, sizeof(custom), "{\"statsd\":\"127.0.0.1:%d\",\"statsd_tags\":true}", port);
+	void *h = hist->create("lat", custom, NULL, err, sizeof(err));
+	CHECK(h != NULL);
+	for (int i = 0; i < 300; i++)
+		fire_signed(hist, h, i);
+	hist->destroy(h); /* destroy flushes too */
+	udp_drain(fd, buf, sizeof(buf), &dg);
+	CHECK(dg >= 2); /* 300 tagged lines do not fit one datagram */
+	int lines = 0;
+	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+		int v, pid;
+		CHECK(sscanf(line, "lat:%d|h|#probe:p1,pid:%d", &v, &pid) == 2 && v == lines && pid == 42);
+		lines++;
+	}
+	CHECK_EQ_INT(lines, 300);
+
+	check_bad_custom(incr, "{\"statsd\":\"localhost:8125\"}",
+			 "custom.statsd: 'localhost' is not an IP address (a name would be resolved on the daemon's event path; give the address)");
+	check_bad_custom(incr, "{\"statsd\":\"127.0.0.1\"}",
+			 "custom.statsd: '127.0.0.1' must be ADDR:PORT (127.0.0.1:8125, [::1]:8125)");
+	check_bad_custom(hist, "{\"statsd\":8125}", "custom.statsd: must be a string ADDR:PORT");
+	check_bad_custom(hist, "{\"statsd\":\"[::1]:8125\",\"statsd_tags\":1}",
+			 "custom.statsd_tags: must be true or false");
+
+	/* nobody listens any more: events keep counting, datagrams are dropped, never waited on */
+	close(fd);
+	snprintf(custom, sizeof(custom), "{\"statsd\":\"127.0.0.1:%d\"}", port);
+	c = incr->create("gone", custom, NULL, err, sizeof(err));
+	CHECK(c != NULL);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 1000; i++)
+			fire_signed(incr, c, i);
+		r = report(incr, c);
+		CHECK_EQ_INT(num(r, "count"), 1000 * (round + 1));
+		cJSON_Delete(r);
+	}
+	r = report(incr, c);
+	CHECK(num(cJSON_GetObjectItem(r, "statsd"), "datagrams") + num(cJSON_GetObjectItem(r, "statsd"), "dropped") >= 3);
+	cJSON_Delete(r);
+	incr->destroy(c);
 }
 
 int main(void)
@@ -340,5 +447,6 @@ int main(void)
 	test_log();
 	test_incr();
 	test_hist();
+	test_statsd();
 	return CHECK_DONE();
 }
