@@ -420,7 +420,7 @@ static int load_policy(struct loop *l)
 	}
 	dmn_server_set_policy(l->server, p);
 	if (p)
-		dmn_log("policy %s: %d rule%s", dmn_policy_path(p), dmn_policy_rules(p),
+		dmn_info("policy %s: %d rule%s", dmn_policy_path(p), dmn_policy_rules(p),
 			dmn_policy_rules(p) == 1 ? "" : "s");
 	return 0;
 }
@@ -604,7 +604,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (oneshot)
-		dmn_log("%zu probe%s live; Ctrl-C%s ends the run and prints the reports",
+		dmn_info("%zu probe%s live; Ctrl-C%s ends the run and prints the reports",
 			dmn_manager_count_live(&l.m), dmn_manager_count_live(&l.m) == 1 ? "" : "s",
 			o.duration > 0 ? " or --duration" : "");
 	fflush(stdout);
@@ -620,7 +620,7 @@ int main(int argc, char **argv)
 #ifdef DIAG_HAVE_SYSTEMD
 	sd_notify(0, "STOPPING=1");
 #endif
-	dmn_log("%s: restoring every target and exiting", sig ? strsignal(sig) : l.why);
+	dmn_info("%s: restoring every target and exiting", sig ? strsignal(sig) : l.why);
 	if (oneshot)
 		print_reports(&l.m);
 	dmn_manager_on_hit(&l.m, NULL, NULL); /* the engine's last hits (detach) reach no server */

@@ -47,7 +47,7 @@ int dmn_metrics_new(struct dmn_manager *m, const char *listen, int epfd, struct 
 		return r;
 	}
 	/* the port a test or a user who asked for port 0 needs to know */
-	dmn_log("metrics: serving GET /metrics on %s (port %u)", listen,
+	dmn_info("metrics: serving GET /metrics on %s (port %u)", listen,
 		(unsigned)diag_metrics_http_port(mt->http));
 	*out = mt;
 	return 0;

@@ -350,7 +350,7 @@ static void accept_clients(struct dmn_server *s)
 			free(t);
 			cJSON_Delete(j);
 			why = buf;
-			dmn_log("audit: uid %u (%s) pid %d (%s): connect refused: %s", (unsigned)peer.uid,
+			dmn_audit("audit: uid %u (%s) pid %d (%s): connect refused: %s", (unsigned)peer.uid,
 				peer.user, (int)peer.pid, peer.comm, perr.msg);
 		} else if (slot == MAX_CLIENTS)
 			why = "{\"ok\":false,\"error\":\"too many clients (max 64)\"}\n";
@@ -590,11 +590,11 @@ static void audit(const struct client *c, const struct dmn_request *rq, const ch
 	static const char *const verbs[] = {[DMN_CMD_ADD] = "add", [DMN_CMD_REMOVE] = "remove",
 					    [DMN_CMD_ATTACH] = "attach", [DMN_CMD_DETACH] = "detach"};
 	if (rq->cmd == DMN_CMD_ATTACH || rq->cmd == DMN_CMD_DETACH)
-		dmn_log("audit: uid %u (%s) pid %d (%s): %s %d: %s", (unsigned)c->peer.uid,
+		dmn_audit("audit: uid %u (%s) pid %d (%s): %s %d: %s", (unsigned)c->peer.uid,
 			c->peer.user, (int)c->peer.pid, c->peer.comm, verbs[rq->cmd], (int)rq->pid,
 			outcome);
 	else
-		dmn_log("audit: uid %u (%s) pid %d (%s): %s spec '%s': %s", (unsigned)c->peer.uid,
+		dmn_audit("audit: uid %u (%s) pid %d (%s): %s spec '%s': %s", (unsigned)c->peer.uid,
 			c->peer.user, (int)c->peer.pid, c->peer.comm, verbs[rq->cmd], id, outcome);
 }
 

@@ -1,13 +1,16 @@
 /* log: the stock "log" instrument. Emits one line per event through host->emit, by default
  * `Probe (NAME) = VALUE` (the seed's format; `Probe (NAME)` alone when the probe has no
- * value expression), or a user format with placeholders. Never blocks and never keeps event
- * pointers past fire(). */
+ * value expression), or a user format with placeholders; with custom.file also a JSON lines
+ * file (jsonl_sink.h), with custom.journal also journal entries (journal_sink.h). Never blocks
+ * and never keeps event pointers past fire(). */
 #include <inttypes.h>
 #include <time.h>
 
 #include <diagnose/instrument.h>
 
 #include "plugin_util.h"
+#include "journal_sink.h"
+#include "jsonl_sink.h"
 
 struct log_instrument {
 	char *name;
@@ -15,9 +18,12 @@ struct log_instrument {
 	struct diag_host host;
 	uint64_t count;
 	struct pbuf line; /* reused between events */
+	struct jsonl_sink file;       /* custom.file: JSON lines, rotated */
+	struct journal_sink journal;  /* custom.journal: journald entries */
 };
 
-static const char *const log_settings[] = {"format", NULL};
+static const char *const log_settings[] = {"format", "file", "max_bytes", "keep", "journal",
+					   "journal_rate", NULL};
 
 #define LOG_PLACEHOLDERS "{name}, {value}, {pid}, {tid}, {kind}, {time}, {id}"
 
@@ -109,6 +115,7 @@ static void log_destroy(void *self)
 	free(l->name);
 	free(l->format);
 	pbuf_free(&l->line);
+	jsonl_close(&l->file);
 	free(l);
 }
 
@@ -125,10 +132,15 @@ static void *log_create(const char *name, const char *custom_json, const struct 
 	if (format && !log_expand(format, NULL, NULL, err, errlen))
 		goto fail;
 	l = calloc(1, sizeof(*l));
+	if (l)
+		l->file.fd = -1;
 	if (!l || !(l->name = strdup(name ? name : "")) || (format && !(l->format = strdup(format)))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	if (!journal_sink_open(&l->journal, custom, err, errlen) ||
+	    !jsonl_sink_open(&l->file, custom, err, errlen))
+		goto fail;
 	if (host)
 		l->host = *host;
 	cJSON_Delete(custom);
@@ -143,7 +155,8 @@ static void log_fire(void *self, const struct diag_event *ev)
 {
 	struct log_instrument *l = self;
 	l->count++;
-	if (!l->host.emit)
+	jsonl_event(&l->file, ev);
+	if (!l->host.emit && !l->journal.on)
 		return;
 	l->line.len = 0;
 	if (l->line.s)
@@ -158,7 +171,8 @@ static void log_fire(void *self, const struct diag_event *ev)
 			  ev->value.text ? ev->value.text : "");
 	}
 	const char *line = pbuf_str(&l->line);
-	if (line)
+	journal_event(&l->journal, ev, line);
+	if (line && l->host.emit)
 		l->host.emit(l->host.ctx, line);
 	else /* the next event may fit again */
 		pbuf_free(&l->line);
@@ -168,8 +182,11 @@ static char *log_report(void *self)
 {
 	struct log_instrument *l = self;
 	cJSON *r = cJSON_CreateObject();
-	if (r)
+	if (r) {
 		cJSON_AddNumberToObject(r, "count", (double)l->count);
+		jsonl_report(&l->file, r);
+		journal_report(&l->journal, r);
+	}
 	return plugin_report_finish(r);
 }
 
