@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LIST_COLS 9
 
@@ -354,4 +355,27 @@ void diag_ctl_print_vars(FILE *out, const cJSON *reply)
 	else
 		fprintf(out, "no parameters or locals in scope\n");
 	table_free(&t);
+}
+
+void diag_ctl_print_hosts(FILE *out, const cJSON *reply)
+{
+	fprintf(out, "%-24s %-10s %-21s %9s %s\n", "HOST", "VERSION", "LAST-SEEN", "PROCESSES",
+		"STATE");
+	const cJSON *h;
+	cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(reply, "hosts")) {
+		const cJSON *seen = cJSON_GetObjectItemCaseSensitive(h, "last_seen");
+		const cJSON *procs = cJSON_GetObjectItemCaseSensitive(h, "processes");
+		char when[32] = "-";
+		if (cJSON_IsNumber(seen)) {
+			time_t t = (time_t)seen->valuedouble;
+			struct tm tm;
+			gmtime_r(&t, &tm);
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		}
+		put_esc(out, h->string, 0);
+		fprintf(out, "%*s", (int)(25 - (strlen(h->string) < 24 ? strlen(h->string) : 24)), "");
+		put_esc(out, json_str(h, "version", "-"), 0);
+		fprintf(out, " %-21s %9d %s\n", when, cJSON_IsNumber(procs) ? (int)procs->valuedouble : 0,
+			cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "stale")) ? "stale" : "live");
+	}
 }

@@ -25,6 +25,9 @@ size_t diag_ctl_print_folded(FILE *out, const cJSON *reply);
 /* One tail line: `Probe (NAME) = TEXT`, or `Probe (NAME)` for an event without a value. */
 void diag_ctl_print_event(FILE *out, const cJSON *event);
 
+/* The "hosts" reply (the shared store): HOST VERSION LAST-SEEN PROCESSES STATE. */
+void diag_ctl_print_hosts(FILE *out, const cJSON *reply);
+
 /* The "symbols" reply: MODULE ADDRESS SIZE FUNCTION, and a note when the list was cut. */
 void diag_ctl_print_symbols(FILE *out, const cJSON *reply);
 

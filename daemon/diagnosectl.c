@@ -15,6 +15,7 @@
 
 #include "ctl_conn.h"
 #include "ctl_print.h"
+#include "ctl_store.h"
 #include "spec/json.h"
 #include "util/error.h"
 #include "util/text.h"
@@ -43,6 +44,10 @@ static const char ctl_usage_text[] =
 	"Options:\n"
 	"  --socket PATH   control socket (default: $DIAGNOSE_SOCKET, else " CTL_DEFAULT_SOCKET ")\n"
 	"  --json          print the daemon's replies as JSON, one per line\n"
+	"  --store redis://[USER@]HOST:PORT[/DB]\n"
+	"                  talk to the shared store, with no daemon: add-probe, remove-probe,\n"
+	"                  list (every host's applied), hosts (each daemon, when last heard from)\n"
+	"  --store-password-file FILE   the store's password (else $DIAGNOSE_REDIS_PASSWORD)\n"
 	"  -h, --help      show this help (also: diagnosectl help)\n"
 	"  --version       print the version\n"
 	"Without --pid, add-probe applies the probe to every attached process.\n"
@@ -53,6 +58,9 @@ struct ctl {
 	const char *socket;
 	bool json;
 	struct ctl_conn *conn;
+	const char *store_url;      /* --store redis://...: the shared store, no daemon */
+	const char *password_file;  /* --store-password-file */
+	struct ctl_store *store;
 };
 
 /* A command's arguments after its name. */
@@ -182,6 +190,42 @@ static int ctl_parse_opts(const struct ctl_args *a, struct ctl_opt *opts, size_t
 
 /* ---- talking to the daemon ---- */
 
+/* A reply as the client checks every reply: printed raw with --json, refused when "ok" is not
+ * true. Consumes r. Returns EXIT_OK with *reply, or EXIT_FAIL. */
+static int ctl_take_reply(struct ctl *c, cJSON *r, cJSON **reply)
+{
+	if (!r)
+		return ctl_fail("out of memory");
+	if (c->json) {
+		char *t = cJSON_PrintUnformatted(r);
+		if (t)
+			ctl_put_line(t);
+		free(t);
+		fflush(stdout);
+	}
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"))) {
+		const cJSON *e = cJSON_GetObjectItemCaseSensitive(r, "error");
+		ctl_fail("%s", cJSON_IsString(e) ? e->valuestring : "request failed (no error text)");
+		cJSON_Delete(r);
+		return EXIT_FAIL;
+	}
+	const cJSON *bad = cJSON_GetObjectItemCaseSensitive(r, "unreadable");
+	if (cJSON_IsString(bad))
+		ctl_fail("warning: records in the store that do not parse (kept there):\n%s",
+			 bad->valuestring);
+	*reply = r;
+	return EXIT_OK;
+}
+
+/* --store: the request answered by the shared store itself. */
+static int ctl_call_store(struct ctl *c, cJSON *req, cJSON **reply)
+{
+	struct diag_error err = {0};
+	if (!c->store && ctl_store_open(c->store_url, c->password_file, &c->store, &err) < 0)
+		return ctl_fail("%s", err.msg);
+	return ctl_take_reply(c, ctl_store_call(c->store, req), reply);
+}
+
 /* Send req and read its reply. Prints the raw reply with --json, the error on stderr when
  * "ok" is false. Returns EXIT_OK with *reply (caller deletes), or EXIT_FAIL. */
 static int ctl_call(struct ctl *c, cJSON *req, cJSON **reply, int timeout_ms)
@@ -191,6 +235,8 @@ static int ctl_call(struct ctl *c, cJSON *req, cJSON **reply, int timeout_ms)
 	*reply = NULL;
 	if (!req)
 		return ctl_fail("out of memory");
+	if (c->store_url)
+		return ctl_call_store(c, req, reply);
 	if (!c->conn && diag_ctl_conn_open(c->socket, &c->conn, &err) < 0)
 		return ctl_fail("%s", err.msg);
 	struct diag_error serr = {0};
@@ -397,7 +443,8 @@ static int add_send(struct ctl *c, cJSON *spec, const char *label)
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(reply, "id");
 	if (!c->json)
 		ctl_put_line(cJSON_IsString(id) ? id->valuestring : "?");
-	rc = add_check_applied(reply);
+	/* in the store, no daemon has applied it yet: each does within a second */
+	rc = c->store_url ? EXIT_OK : add_check_applied(reply);
 	cJSON_Delete(reply);
 	return rc;
 }
@@ -762,6 +809,8 @@ static int ctl_dispatch(struct ctl *c, const struct ctl_args *a)
 		return ctl_cmd_symbols(c, a);
 	if (strcmp(cmd, "vars") == 0)
 		return ctl_cmd_vars(c, a);
+	if (strcmp(cmd, "hosts") == 0)
+		return ctl_cmd_noargs(c, a, "hosts", diag_ctl_print_hosts);
 	return ctl_usage_error("unknown command '%s'", cmd);
 }
 
@@ -787,6 +836,10 @@ int main(int argc, char **argv)
 			c.socket = argv[++i];
 		} else if (strncmp(arg, "--socket=", 9) == 0) {
 			c.socket = arg + 9;
+		} else if (strcmp(arg, "--store") == 0 || strcmp(arg, "--store-password-file") == 0) {
+			if (i + 1 >= argc)
+				return ctl_usage_error("%s: missing value", arg);
+			*(arg[7] ? &c.password_file : &c.store_url) = argv[++i];
 		} else {
 			return ctl_usage_error("unknown option '%s'", arg);
 		}
@@ -802,5 +855,6 @@ int main(int argc, char **argv)
 	struct ctl_args a = {.cmd = argv[i], .argc = argc - i - 1, .argv = argv + i + 1};
 	int rc = ctl_dispatch(&c, &a);
 	diag_ctl_conn_close(c.conn);
+	ctl_store_close(c.store);
 	return rc;
 }

@@ -1,0 +1,77 @@
+/* fleet: the shared spec store in Redis (issue 12, docs/fleet.md): one place to add a probe,
+ * every daemon applies it, and each daemon writes `applied` only for its own host:pid records.
+ * Keys (PREFIX "diagnose:"):
+ *   diagnose:specs              SET of spec ids
+ *   diagnose:spec:ID            HASH json (the spec, without applied), version (INCR per
+ *                               change), lastmodified (ns)
+ *   diagnose:applied:ID         HASH "HOST:PID" -> the applied record (JSON); one writer per host
+ *   diagnose:hosts              HASH HOST -> {"version","last_seen","processes","pid"} (JSON)
+ *   channel diagnose:changes    "ID VERSION" on a put, "ID removed" on a removal
+ * Each spec is stored on its own (never a read-modify-write of the whole set). A synchronous
+ * client with a deadline on every call: the daemon runs it off its event loop. Never logs,
+ * never retries on its own (the caller decides when to reconnect). */
+#ifndef DIAG_STORE_FLEET_H
+#define DIAG_STORE_FLEET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "spec/spec.h"
+#include "util/error.h"
+
+#define DIAG_FLEET_MAX_SPECS 10000
+#define DIAG_FLEET_MAX_SPEC_BYTES (1u << 20)
+#define DIAG_FLEET_CHANNEL "diagnose:changes"
+
+/* redis://[USER@]HOST:PORT[/DB] */
+struct diag_fleet_url {
+	char user[128];
+	char host[256];
+	int port;
+	int db;
+};
+
+/* Parse url; errors name what is wrong ("store: 'redis://h' needs a port"). The password is
+ * never part of it (a file or the environment: the command line is visible to every user). */
+int diag_fleet_url_parse(const char *url, struct diag_fleet_url *out, struct diag_error *err);
+
+struct diag_fleet;
+
+/* Connect with a deadline of timeout_ms for the connection and each later call, AUTH (with the
+ * user for ACLs) when password is non-NULL, SELECT the database. Errors are precise: the store
+ * is unreachable, refuses the password, ... */
+int diag_fleet_connect(const char *url, const char *password, int timeout_ms,
+		       struct diag_fleet **out, struct diag_error *err);
+void diag_fleet_free(struct diag_fleet *f);
+
+/* Store one spec (its id set; its applied records are not written here): version + 1,
+ * lastmodified = s->lastmodified_ns, then a notification. Returns 0 and *version, or a code.
+ * -DIAG_E_LIMIT when the store holds DIAG_FLEET_MAX_SPECS others or the spec is too large. */
+int diag_fleet_put(struct diag_fleet *f, const struct diag_spec *s, uint64_t *version,
+		   struct diag_error *err);
+/* Remove a spec and its applied records, then notify. -ENOENT when there is none. */
+int diag_fleet_remove(struct diag_fleet *f, const char *id, struct diag_error *err);
+
+/* Every spec, with the applied records of every host. A record that does not parse is kept in
+ * the store, reported in *bad (one line per record, may be NULL) and left out. Returns the
+ * count (specs in *out, free each with diag_spec_free and the array with free). */
+struct diag_fleet_spec {
+	struct diag_spec *spec;
+	uint64_t version;
+};
+int diag_fleet_list(struct diag_fleet *f, struct diag_fleet_spec **out, char **bad,
+		    struct diag_error *err);
+
+/* Write this host's record for spec id (key "HOST:PID"), or delete it (json NULL). */
+int diag_fleet_put_applied(struct diag_fleet *f, const char *id, const char *key,
+			   const char *json, struct diag_error *err);
+
+/* This daemon's heartbeat into diagnose:hosts; and every host's entry (an object HOST ->
+ * record, with "stale": true for a host not heard from in stale_s seconds). */
+int diag_fleet_heartbeat(struct diag_fleet *f, const char *host, const char *version,
+			 int processes, struct diag_error *err);
+int diag_fleet_hosts(struct diag_fleet *f, double stale_s, cJSON **out, struct diag_error *err);
+
+#endif
