@@ -245,7 +245,8 @@ static void test_list(struct fake *f)
 
 static void test_add(struct fake *f)
 {
-	fake_reset(f, "{\"ok\":true,\"id\":\"w7\",\"spec\":{}}\n", NULL);
+	fake_reset(f, "{\"ok\":true,\"id\":\"w7\",\"spec\":{\"applied\":{\"h:10\":{\"state\":\"applied\"}}}}\n",
+		   NULL);
 	struct run r = run_ctl(f, "add-probe --pid 10 --pid 11 --target work.c:42 --type hist "
 				  "--name lat --value 'req->len' --event return --lifespan 5 "
 				  "--custom '{\"unit\":\"bytes\"}' --condition 'n > 1' --id w7");
@@ -276,7 +277,8 @@ static void test_add(struct fake *f)
 	fputs("[{\"target\":\"a\",\"instrument\":{\"type\":\"log\",\"name\":\"a\"}},\n"
 	      " {\"target\":\"b\",\"instrument\":{\"type\":\"incr\",\"name\":\"b\"}}]\n", fp);
 	fclose(fp);
-	fake_reset(f, "{\"ok\":true,\"id\":\"p1\"}\n", "{\"ok\":true,\"id\":\"p2\"}\n");
+	fake_reset(f, "{\"ok\":true,\"id\":\"p1\",\"spec\":{\"applied\":{\"h:1\":{\"state\":\"applied\"}}}}\n",
+		   "{\"ok\":true,\"id\":\"p2\",\"spec\":{\"applied\":{\"h:1\":{\"state\":\"pending\"}}}}\n");
 	snprintf(args, sizeof(args), "add-probe --spec %s", path);
 	r = run_ctl(f, args);
 	CHECK_EQ_INT(r.status, 0);
@@ -286,13 +288,24 @@ static void test_add(struct fake *f)
 	cJSON_Delete(req);
 	run_free(&r);
 
-	/* Stored but not applied somewhere: the id, and a warning naming the process. */
+	/* Stored but applied nowhere: the id, the reason per process, and exit 1. */
 	fake_reset(f, "{\"ok\":true,\"id\":\"p4\",\"spec\":{\"id\":\"p4\",\"applied\":{\"h:10\":"
 		      "{\"state\":\"error\",\"error\":\"value: no variable 'q' at work.c:42\"}}}}\n", NULL);
 	r = run_ctl(f, "add-probe --pid 10 --target work.c:42 --type log --name n --value q");
-	CHECK_EQ_INT(r.status, 0);
+	CHECK_EQ_INT(r.status, 1);
 	CHECK_EQ_STR(r.out, "p4\n");
-	CHECK_EQ_STR(r.err, "diagnosectl: warning: p4 not applied in h:10: value: no variable 'q' at work.c:42\n");
+	CHECK_EQ_STR(r.err, "diagnosectl: error: p4 not applied in h:10: value: no variable 'q' at work.c:42\n"
+			    "diagnosectl: error: p4 is stored but applied in none of its 1 process (reasons "
+			    "above; `diagnosectl remove-probe p4` to drop it)\n");
+	run_free(&r);
+
+	/* Applied in one process, not in another: exit 0, a warning naming the other. */
+	fake_reset(f, "{\"ok\":true,\"id\":\"p5\",\"spec\":{\"id\":\"p5\",\"applied\":{\"h:10\":"
+		      "{\"state\":\"applied\"},\"h:11\":{\"state\":\"error\",\"error\":\"pid 11: gone\"}}}}\n",
+		   NULL);
+	r = run_ctl(f, "add-probe --pid 10 --pid 11 --target work --type log --name n");
+	CHECK_EQ_INT(r.status, 0);
+	CHECK_EQ_STR(r.err, "diagnosectl: warning: p5 not applied in h:11: pid 11: gone\n");
 	run_free(&r);
 
 	/* The daemon's error goes to stderr with exit 1. */
