@@ -127,9 +127,9 @@ static void suggest_consider(struct suggest *sg, const char *sym, bool in_main)
 		diag_fname_parse(sym, &fn);
 		if (fn.cxx && !fn.cold)
 			name = last_parts(fn.qual, sg->qparts);
-		snprintf(s.name, sizeof(s.name), "%s", fn.cxx ? fn.qual : sym);
+		snprintf(s.name, sizeof(s.name), "%.159s", fn.cxx ? fn.qual : sym);
 	} else {
-		snprintf(s.name, sizeof(s.name), "%s", sym);
+		snprintf(s.name, sizeof(s.name), "%.159s", sym);
 	}
 	size_t ln = strlen(name);
 	int d = (size_t)abs((int)ln - (int)sg->qlen) > (size_t)sg->max_dist
