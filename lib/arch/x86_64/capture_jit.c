@@ -498,11 +498,23 @@ static void emit_save(struct xasm *a, int d, const struct diag_cap_op *o)
 	switch (o->op) {
 	case DIAG_CAP_SAVE_MEM:
 		XA(a, MOV, R(RSI), slot(d - 1));
+		if (o->a == 0) { /* nothing read: the header alone */
+			XA(a, MOV, xa_m(RDI, 0, 8), R(RSI));
+			XA(a, MOV, xa_m(RDI, 8, 4), I(0));
+			XA(a, MOV, xa_m(RDI, 12, 4), I(DIAG_CAP_BLOCK_MEM));
+			XA(a, ADD, R(RDI), I(16));
+			return;
+		}
 		block_begin(a, DIAG_CAP_BLOCK_MEM);
 		XA(a, MOV, xa_m(RDI, 8, 4), I(o->a));
+		/* the padding zeroed first, the copy overwrites its start: no loop at the end */
+		if (o->a & 7)
+			XA(a, MOV, xa_m(RDI, 16 + (o->a & ~7u), 8), I(0));
 		XA(a, MOV, R(ECX), I(o->a));
 		emit_copy(a);
-		break;
+		XA(a, LEA, R(RDI), xa_m(RDI, 16 + ((o->a + 7) & ~7u), 8));
+		XA(a, XOR, R(EBP), R(EBP));
+		return;
 	case DIAG_CAP_SAVE_MEM_N:
 		XA(a, MOV, R(RSI), slot(d - 2));
 		XA(a, MOV, R(RCX), slot(d - 1));

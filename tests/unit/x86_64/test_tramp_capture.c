@@ -25,6 +25,7 @@
 #include "inproc_code.h"
 
 #include "arch/capture.h"
+#include "arch/regs.h"
 #include "arch/ring.h"
 #include "arch/trampoline.h"
 #include "util/error.h"
@@ -68,7 +69,7 @@ __asm__(".intel_syntax noprefix\n.text\n"
 	" add rsp, 16\n pop r15\n pop r14\n pop r13\n pop r12\n pop rbp\n pop rbx\n ret\n"
 	END(c_call_regs)
 	/* u64 (fn, a, xmm value): xmm0 = xmm1 = value (movq), then fn(a) */
-	FN(c_call_xmm) "movq xmm0, rdx\n movq xmm1, rdx\n mov rax, rdi\n mov rdi, rsi\n jmp rax\n"
+	FN(c_call_xmm) "movq xmm0, rdx\n movq xmm1, rdx\n mov rax, rdi\n mov rdi, rsi\n xor esi, esi\n jmp rax\n"
 	END(c_call_xmm)
 	".att_syntax prefix\n");
 
@@ -728,6 +729,870 @@ static void test_refused(struct env *e)
 	ring2_close(&r);
 }
 
+/* ==== capture programs ==== */
+
+static struct diag_cap_prog g_cond, g_value;
+
+static struct diag_cap_prog *prog_reset(struct diag_cap_prog *p)
+{
+	memset(p, 0, sizeof(*p));
+	return p;
+}
+
+static void op(struct diag_cap_prog *p, uint8_t o, uint32_t a, uint64_t imm)
+{
+	if (p->n < DIAG_CAP_MAX_OPS)
+		p->ops[p->n++] = (struct diag_cap_op){ .op = o, .a = a, .imm = imm };
+}
+
+static uint32_t reg_off(const char *name)
+{
+	int off = diag_reg_lookup(name, NULL);
+
+	CHECK(off >= 0);
+	return (uint32_t)off;
+}
+
+/* Let a value program write the u64 on its stack where a test can see it: a MEM block of
+ * length 0 at that "address". */
+static void op_emit_top(struct diag_cap_prog *p)
+{
+	op(p, DIAG_CAP_SAVE_MEM, 0, 0);
+	p->max_payload += diag_cap_block_bytes(0);
+}
+
+static void op_save(struct diag_cap_prog *p, uint8_t o, uint32_t a)
+{
+	op(p, o, a, 0);
+	p->max_payload += o == DIAG_CAP_SAVE_FPREG ? diag_cap_block_bytes(16) : diag_cap_block_bytes(a);
+}
+
+/* A record's k-th block, NULL past the last. */
+static const struct diag_cap_block *blk(const struct diag_ring_rec *rec, size_t k, const uint8_t **data)
+{
+	const uint8_t *pl = (const uint8_t *)(rec + 1);
+	uint32_t off = 0;
+
+	for (;;) {
+		const struct diag_cap_block *b = (const void *)(pl + off);
+
+		if (off + sizeof(*b) > rec->payload_len)
+			return NULL;
+		if (k-- == 0) {
+			if (data)
+				*data = pl + off + sizeof(*b);
+			return b;
+		}
+		off += diag_cap_block_bytes(b->len);
+	}
+}
+
+static size_t nblocks(const struct diag_ring_rec *rec)
+{
+	size_t k = 0;
+
+	while (blk(rec, k, NULL))
+		k++;
+	return k;
+}
+
+/* Faults in the generated code are repaired as the daemon would at the signal stop. */
+static volatile uint64_t g_repairs;
+
+static const struct {
+	int greg;
+	size_t off;
+} greg_map[] = {
+	{ REG_R8, offsetof(diag_regs, r8) },   { REG_R9, offsetof(diag_regs, r9) },
+	{ REG_R10, offsetof(diag_regs, r10) }, { REG_R11, offsetof(diag_regs, r11) },
+	{ REG_R12, offsetof(diag_regs, r12) }, { REG_R13, offsetof(diag_regs, r13) },
+	{ REG_R14, offsetof(diag_regs, r14) }, { REG_R15, offsetof(diag_regs, r15) },
+	{ REG_RDI, offsetof(diag_regs, rdi) }, { REG_RSI, offsetof(diag_regs, rsi) },
+	{ REG_RBP, offsetof(diag_regs, rbp) }, { REG_RBX, offsetof(diag_regs, rbx) },
+	{ REG_RDX, offsetof(diag_regs, rdx) }, { REG_RAX, offsetof(diag_regs, rax) },
+	{ REG_RCX, offsetof(diag_regs, rcx) }, { REG_RSP, offsetof(diag_regs, rsp) },
+	{ REG_RIP, offsetof(diag_regs, rip) }, { REG_EFL, offsetof(diag_regs, eflags) },
+};
+
+static void on_fault(int sig, siginfo_t *si, void *ucv)
+{
+	ucontext_t *uc = ucv;
+	diag_regs r;
+	uint64_t slot;
+	const uint8_t *lo = g_env.region + FN_AREA, *hi = g_env.region + REGION_SIZE;
+
+	memset(&r, 0, sizeof(r));
+	for (size_t i = 0; i < sizeof(greg_map) / sizeof(greg_map[0]); i++)
+		memcpy((uint8_t *)&r + greg_map[i].off, &uc->uc_mcontext.gregs[greg_map[i].greg], 8);
+	slot = diag_regs_pc(&r) & ~(uint64_t)(DIAG_TRAMP_SLOT - 1);
+	if (slot >= (uint64_t)(uintptr_t)lo && slot < (uint64_t)(uintptr_t)hi &&
+	    diag_tramp_fault_repair(&r, slot, (const void *)(uintptr_t)slot,
+				    (uint64_t)(uintptr_t)si->si_addr)) {
+		for (size_t i = 0; i < sizeof(greg_map) / sizeof(greg_map[0]); i++)
+			memcpy(&uc->uc_mcontext.gregs[greg_map[i].greg], (uint8_t *)&r + greg_map[i].off, 8);
+		g_repairs++;
+		return;
+	}
+	signal(sig, SIG_DFL); /* not ours: die of it */
+}
+
+static void install_fault_handler(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_fault;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+/* One ring and one probed copy of c_fn_add per program pair; hit() calls it once. */
+struct pt {
+	struct ring2 r;
+	struct probe p;
+	uint64_t seen;             /* units of sub 0 already looked at */
+};
+
+static int pt_open(struct pt *t, const struct diag_cap_prog *cond, const struct diag_cap_prog *value,
+		   struct diag_error *err)
+{
+	int rc;
+
+	memset(t, 0, sizeof(*t));
+	rc = ring2_open(&t->r, 1, 1024);
+	if (rc < 0)
+		return rc;
+	rc = install(&g_env, c_fn_add, c_fn_add_end, &t->r, 11, cond, value, false, &t->p, err);
+	if (rc == 0 && (!cond || cond->nlits == 0) && (!value || value->nlits == 0))
+		check_code_clean(&t->p, t->p.layout.len); /* literals would follow the code */
+	return rc;
+}
+
+/* Call the probed function once; the record it left, or NULL. */
+static const struct diag_ring_rec *hit(struct pt *t, uint64_t a, uint64_t b)
+{
+	struct diag_ring_header *h = sub_hdr(&t->r, 0);
+	const struct diag_ring_rec *rec;
+
+	CHECK_EQ_INT(((fn2)(uintptr_t)t->p.fn)(a, b), (uint32_t)(a + b));
+	if (h->head == t->seen)
+		return NULL;
+	rec = rec_at(&t->r, 0, t->seen);
+	CHECK_EQ_INT(rec->seq, t->seen + 1);
+	t->seen = h->head;
+	return rec;
+}
+
+static void pt_close(struct pt *t)
+{
+	ring2_close(&t->r);
+}
+
+/* ---- loads, pointer chains, strings ---- */
+
+struct req {
+	uint64_t len;
+	const char *path;
+	struct req *next;
+	uint32_t small;
+	int16_t neg;
+};
+
+static void test_chain(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	struct req inner = { .len = 0x1122334455667788ull, .path = "/inner/path" };
+	struct req outer = { .len = 7, .path = "/index.html", .next = &inner };
+	const struct diag_ring_rec *rec;
+	const struct diag_cap_block *b;
+	const uint8_t *d;
+	struct pt t;
+
+	/* str(r->next->path), r->len (8 bytes at r) */
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(v, DIAG_CAP_CONST, 0, offsetof(struct req, next));
+	op(v, DIAG_CAP_ADD, 0, 0);
+	op(v, DIAG_CAP_LOAD, 8, 0);
+	op(v, DIAG_CAP_CONST, 0, offsetof(struct req, path));
+	op(v, DIAG_CAP_ADD, 0, 0);
+	op(v, DIAG_CAP_LOAD, 8, 0);
+	op_save(v, DIAG_CAP_SAVE_STR, 64);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op_save(v, DIAG_CAP_SAVE_MEM, 8);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, (uint64_t)(uintptr_t)&outer, 0);
+	CHECK(rec != NULL);
+	if (!rec)
+		return;
+	CHECK_EQ_INT(rec->flags, 0);
+	CHECK_EQ_INT(rec->units, diag_ring_rec_units(v->max_payload));
+	CHECK_EQ_INT(nblocks(rec), 2);
+	b = blk(rec, 0, &d);
+	CHECK_EQ_INT(b->addr, (uint64_t)(uintptr_t)inner.path);
+	CHECK_EQ_INT(b->len, strlen(inner.path) + 1);
+	CHECK_EQ_INT(b->kind, DIAG_CAP_BLOCK_MEM);
+	CHECK_EQ_INT(b->pad, 0);
+	CHECK_EQ_STR((const char *)d, inner.path);
+	for (uint32_t i = b->len; i < ((b->len + 7u) & ~7u); i++)
+		CHECK_EQ_INT(d[i], 0); /* padding zeroed */
+	b = blk(rec, 1, &d);
+	CHECK_EQ_INT(b->addr, (uint64_t)(uintptr_t)&outer);
+	CHECK_EQ_INT(b->len, 8);
+	CHECK_EQ_INT(memcmp(d, &outer.len, 8), 0);
+	CHECK_EQ_INT(rec->payload_len, diag_cap_block_bytes(12) + diag_cap_block_bytes(8));
+	CHECK_EQ_INT(rec->regs[DIAG_RING_RDI], (uint64_t)(uintptr_t)&outer);
+	pt_close(&t);
+}
+
+static void test_strings(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	char text[40] = "abcdefghijklmnopqrstuvwxyz";
+	struct req r = { .len = 5, .path = text };
+	const struct diag_ring_rec *rec;
+	const struct diag_cap_block *b;
+	const uint8_t *d;
+	struct pt t;
+
+	/* str(p, 4); str(p + 1) limit 64; bytes(r->path, r->len) limit 20 */
+	op(v, DIAG_CAP_REG, reg_off("rsi"), 0);
+	op_save(v, DIAG_CAP_SAVE_STR, 4);
+	op(v, DIAG_CAP_REG, reg_off("rsi"), 0);
+	op(v, DIAG_CAP_CONST, 0, 1);
+	op(v, DIAG_CAP_ADD, 0, 0);
+	op_save(v, DIAG_CAP_SAVE_STR, 64);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(v, DIAG_CAP_CONST, 0, offsetof(struct req, path));
+	op(v, DIAG_CAP_ADD, 0, 0);
+	op(v, DIAG_CAP_LOAD, 8, 0);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(v, DIAG_CAP_LOAD, 8, 0);
+	op_save(v, DIAG_CAP_SAVE_MEM_N, 20);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	for (int round = 0; round < 3; round++) {
+		/* round 0: len 5; round 1: len 1000 -> the limit; round 2: len 0, string "" */
+		r.len = round == 0 ? 5 : round == 1 ? 1000 : 0;
+		if (round == 2)
+			text[1] = '\0';
+		rec = hit(&t, (uint64_t)(uintptr_t)&r, (uint64_t)(uintptr_t)text);
+		CHECK(rec != NULL);
+		if (!rec)
+			continue;
+		CHECK_EQ_INT(rec->flags, 0);
+		CHECK_EQ_INT(nblocks(rec), 3);
+		b = blk(rec, 0, &d);
+		CHECK_EQ_INT(b->addr, (uint64_t)(uintptr_t)text);
+		CHECK_EQ_INT(b->len, round == 2 ? 2 : 4); /* the limit: no NUL */
+		CHECK_EQ_INT(memcmp(d, text, b->len), 0);
+		b = blk(rec, 1, &d);
+		CHECK_EQ_INT(b->addr, (uint64_t)(uintptr_t)text + 1);
+		CHECK_EQ_INT(b->len, round == 2 ? 1 : 26);
+		CHECK_EQ_INT(memcmp(d, text + 1, b->len), 0);
+		b = blk(rec, 2, &d);
+		CHECK_EQ_INT(b->addr, (uint64_t)(uintptr_t)text);
+		CHECK_EQ_INT(b->len, round == 0 ? 5 : round == 1 ? 20 : 0);
+		CHECK_EQ_INT(memcmp(d, text, b->len), 0);
+	}
+	pt_close(&t);
+}
+
+/* ---- faults: NULL, a string running into an unmapped page ---- */
+
+struct edge {
+	uint8_t *page;             /* readable page; page + 4096 unmapped */
+	uint64_t end;
+};
+
+static int edge_open(struct edge *e)
+{
+	uint8_t *p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return -errno;
+	munmap(p + 4096, 4096);
+	memset(p, 'x', 4096);
+	e->page = p;
+	e->end = (uint64_t)(uintptr_t)p + 4096;
+	return 0;
+}
+
+static void test_fault_null(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	const struct diag_ring_rec *rec;
+	uint64_t before = g_repairs;
+	struct pt t;
+
+	/* a block, then *(rdi + 16): rdi = 0 */
+	op(v, DIAG_CAP_REG, reg_off("rsi"), 0);
+	op_save(v, DIAG_CAP_SAVE_MEM, 3);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(v, DIAG_CAP_CONST, 0, 16);
+	op(v, DIAG_CAP_ADD, 0, 0);
+	op(v, DIAG_CAP_LOAD, 8, 0);
+	op_save(v, DIAG_CAP_SAVE_STR, 32);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, 0, (uint64_t)(uintptr_t)"xyz");
+	CHECK_EQ_INT(g_repairs, before + 1);
+	CHECK(rec != NULL);
+	if (rec) {
+		CHECK_EQ_INT(rec->flags, DIAG_REC_FAULT);
+		CHECK_EQ_INT(rec->fault_addr, 16);
+		CHECK_EQ_INT(nblocks(rec), 1);
+		CHECK_EQ_INT(rec->payload_len, diag_cap_block_bytes(3));
+		CHECK_EQ_INT(blk(rec, 0, NULL)->len, 3);
+	}
+	/* the same trampoline goes on working */
+	{
+		const char *ptrs[3] = { NULL, NULL, "ok" };
+
+		rec = hit(&t, (uint64_t)(uintptr_t)ptrs, (uint64_t)(uintptr_t)"xyz");
+	}
+	CHECK(rec != NULL && rec->flags == 0 && rec->fault_addr == 0 && nblocks(rec) == 2);
+	/* a non-canonical pointer: #GP, si_addr 0, the fault address still exact */
+	rec = hit(&t, 0x8000000000000000ull, (uint64_t)(uintptr_t)"xyz");
+	CHECK(rec != NULL);
+	if (rec) {
+		CHECK_EQ_INT(rec->flags, DIAG_REC_FAULT);
+		CHECK_EQ_INT(rec->fault_addr, 0x8000000000000000ull + 16);
+	}
+	pt_close(&t);
+}
+
+/* SAVE ops and loads that run into an unmapped page stop at its first byte. */
+static void test_fault_edge(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	const struct diag_ring_rec *rec;
+	const struct diag_cap_block *b;
+	const uint8_t *d;
+	struct edge e;
+	struct pt t;
+	static const struct {
+		uint8_t op;
+		uint32_t a;
+		uint64_t back;     /* start this many bytes before the unmapped page */
+		uint32_t copied;
+	} cases[] = {
+		{ DIAG_CAP_SAVE_STR, 64, 5, 5 },  { DIAG_CAP_SAVE_STR, 64, 0, 0 },
+		{ DIAG_CAP_SAVE_MEM, 32, 16, 16 }, { DIAG_CAP_SAVE_MEM, 32, 13, 13 },
+		{ DIAG_CAP_SAVE_MEM, 8, 3, 3 },   { DIAG_CAP_LOAD, 8, 3, 0 },
+		{ DIAG_CAP_LOAD, 8, 0, 0 },       { DIAG_CAP_LOAD, 4, 2, 0 },
+		{ DIAG_CAP_LOAD, 2, 1, 0 },       { DIAG_CAP_LOAD, 1, 0, 0 },
+	};
+
+	CHECK_EQ_INT(edge_open(&e), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t before = g_repairs, at = e.end - cases[i].back;
+
+		prog_reset(v);
+		op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+		if (cases[i].op == DIAG_CAP_LOAD) {
+			op(v, DIAG_CAP_LOAD, cases[i].a, 0);
+			op_emit_top(v);
+		} else {
+			op_save(v, cases[i].op, cases[i].a);
+		}
+		op(v, DIAG_CAP_END, 0, 0);
+		CHECK_OK(pt_open(&t, NULL, v, &err), err);
+		rec = hit(&t, at, 0);
+		CHECK_EQ_INT(g_repairs, before + 1);
+		CHECK(rec != NULL);
+		if (!rec) {
+			pt_close(&t);
+			continue;
+		}
+		CHECK_EQ_INT(rec->flags, DIAG_REC_FAULT);
+		CHECK_EQ_INT(rec->fault_addr, e.end);
+		if (cases[i].op == DIAG_CAP_LOAD) {
+			CHECK_EQ_INT(rec->payload_len, 0);
+		} else {
+			CHECK_EQ_INT(nblocks(rec), 1);
+			b = blk(rec, 0, &d);
+			CHECK_EQ_INT(b->addr, at);
+			CHECK_EQ_INT(b->len, cases[i].copied);
+			CHECK_EQ_INT(rec->payload_len, diag_cap_block_bytes(cases[i].copied));
+			for (uint32_t k = 0; k < b->len; k++)
+				CHECK_EQ_INT(d[k], 'x');
+		}
+		pt_close(&t);
+	}
+	munmap(e.page, 4096);
+}
+
+/* ---- conditions ---- */
+
+static void test_cond(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *c = prog_reset(&g_cond);
+	struct pt t;
+	const struct diag_ring_rec *rec;
+
+	/* rsi > 4096 */
+	op(c, DIAG_CAP_REG, reg_off("rsi"), 0);
+	op(c, DIAG_CAP_CONST, 0, 4096);
+	op(c, DIAG_CAP_GTU, 0, 0);
+	op(c, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, c, NULL, &err), err);
+	CHECK(hit(&t, 1, 10) == NULL);
+	rec = hit(&t, 1, 5000);
+	CHECK(rec != NULL && rec->regs[DIAG_RING_RSI] == 5000 && rec->units == 3);
+	CHECK(hit(&t, 1, 4096) == NULL);
+	CHECK_EQ_INT(counter2(&t.r, 0, 11), 3);
+	CHECK_EQ_INT(sub_hdr(&t.r, 0)->head, 3);
+	pt_close(&t);
+}
+
+static void test_cond_streq(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *c = prog_reset(&g_cond);
+	struct req r = { .path = "/index.html" };
+	struct edge e;
+	struct pt t;
+	uint64_t before;
+
+	/* r->path == "/index.html" */
+	c->lits[0] = "/index.html";
+	c->lits[1] = "xxxxy";
+	c->nlits = 2;
+	op(c, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(c, DIAG_CAP_CONST, 0, offsetof(struct req, path));
+	op(c, DIAG_CAP_ADD, 0, 0);
+	op(c, DIAG_CAP_LOAD, 8, 0);
+	op(c, DIAG_CAP_STREQ, 0, 0);
+	op(c, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, c, NULL, &err), err);
+	CHECK(hit(&t, (uint64_t)(uintptr_t)&r, 0) != NULL);
+	r.path = "/index.htm";
+	CHECK(hit(&t, (uint64_t)(uintptr_t)&r, 0) == NULL);
+	r.path = "/index.html2";
+	CHECK(hit(&t, (uint64_t)(uintptr_t)&r, 0) == NULL);
+	r.path = "";
+	CHECK(hit(&t, (uint64_t)(uintptr_t)&r, 0) == NULL);
+	/* a fault in the condition: no record, counted */
+	before = g_repairs;
+	CHECK(hit(&t, 8, 0) == NULL);
+	CHECK_EQ_INT(g_repairs, before + 1);
+	CHECK_EQ_INT(counter2(&t.r, 0, 11), 5);
+	pt_close(&t);
+
+	/* never reads past the first difference: "xxxx" at the page's end vs "xxxxy" reads 4 bytes
+	 * and faults; vs "/index.html" stops at the first byte */
+	CHECK_EQ_INT(edge_open(&e), 0);
+	prog_reset(c);
+	c->lits[0] = "/index.html";
+	c->lits[1] = "xxxxy";
+	c->nlits = 2;
+	op(c, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(c, DIAG_CAP_STREQ, 0, 0);
+	op(c, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(c, DIAG_CAP_STREQ, 1, 0);
+	op(c, DIAG_CAP_OR, 0, 0);
+	op(c, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, c, NULL, &err), err);
+	before = g_repairs;
+	CHECK(hit(&t, e.end - 5, 0) == NULL); /* "xxxxx": both differ inside the page */
+	CHECK_EQ_INT(g_repairs, before);
+	CHECK(hit(&t, e.end - 4, 0) == NULL); /* "xxxx" then the unmapped page: a fault */
+	CHECK_EQ_INT(g_repairs, before + 1);
+	pt_close(&t);
+	munmap(e.page, 4096);
+}
+
+/* ---- arithmetic, against a C statement of each op ---- */
+
+static uint64_t ref_binop(uint8_t o, uint64_t a, uint64_t b)
+{
+	switch (o) {
+	case DIAG_CAP_ADD: return a + b;
+	case DIAG_CAP_SUB: return a - b;
+	case DIAG_CAP_MUL: return a * b;
+	case DIAG_CAP_AND: return a & b;
+	case DIAG_CAP_OR: return a | b;
+	case DIAG_CAP_XOR: return a ^ b;
+	case DIAG_CAP_SHL: return a << (b & 63);
+	case DIAG_CAP_SHR: return a >> (b & 63);
+	case DIAG_CAP_SAR: return (uint64_t)((int64_t)a >> (b & 63));
+	case DIAG_CAP_DIVS:
+		return (int64_t)a == INT64_MIN && (int64_t)b == -1 ? a : (uint64_t)((int64_t)a / (int64_t)b);
+	case DIAG_CAP_DIVU: return a / b;
+	case DIAG_CAP_REMS:
+		return (int64_t)a == INT64_MIN && (int64_t)b == -1 ? 0 : (uint64_t)((int64_t)a % (int64_t)b);
+	case DIAG_CAP_REMU: return a % b;
+	case DIAG_CAP_EQ: return a == b;
+	case DIAG_CAP_NE: return a != b;
+	case DIAG_CAP_LTS: return (int64_t)a < (int64_t)b;
+	case DIAG_CAP_LES: return (int64_t)a <= (int64_t)b;
+	case DIAG_CAP_GTS: return (int64_t)a > (int64_t)b;
+	case DIAG_CAP_GES: return (int64_t)a >= (int64_t)b;
+	case DIAG_CAP_LTU: return a < b;
+	case DIAG_CAP_LEU: return a <= b;
+	case DIAG_CAP_GTU: return a > b;
+	default: return a >= b; /* GEU */
+	}
+}
+
+static void test_alu(void)
+{
+	static const uint64_t vals[] = { 0, 1, 2, 7, 63, 64, 67, 0xffffffffull, 0x80000000ull,
+					 0x7fffffffffffffffull, 0x8000000000000000ull, ~0ull, ~1ull,
+					 0x123456789abcdefull };
+	const size_t nv = sizeof(vals) / sizeof(vals[0]);
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = &g_value;
+	struct pt t;
+
+	for (uint8_t o = DIAG_CAP_ADD; o <= DIAG_CAP_GEU; o++) {
+		/* 4 ops per pair, 30 pairs a program */
+		for (size_t base = 0; base < nv * nv; base += 30) {
+			const struct diag_ring_rec *rec;
+			size_t k = 0;
+
+			prog_reset(v);
+			for (size_t q = base; q < base + 30 && q < nv * nv; q++) {
+				uint64_t a = vals[q / nv], b = vals[q % nv];
+
+				op(v, DIAG_CAP_CONST, 0, a);
+				op(v, DIAG_CAP_CONST, 0, b);
+				op(v, o, 0, 0);
+				op_emit_top(v);
+			}
+			op(v, DIAG_CAP_END, 0, 0);
+			CHECK_OK(pt_open(&t, NULL, v, &err), err);
+			rec = hit(&t, 0, 0);
+			CHECK(rec != NULL);
+			for (size_t q = base; rec && q < base + 30 && q < nv * nv; q++, k++) {
+				uint64_t a = vals[q / nv], b = vals[q % nv];
+				const struct diag_cap_block *bl;
+
+				if ((o >= DIAG_CAP_DIVS && o <= DIAG_CAP_REMU) && b == 0) {
+					CHECK_EQ_INT(rec->flags, DIAG_REC_ABORT);
+					CHECK_EQ_INT(nblocks(rec), k);
+					break;
+				}
+				bl = blk(rec, k, NULL);
+				CHECK(bl != NULL);
+				if (bl && bl->addr != ref_binop(o, a, b)) {
+					fprintf(stderr, "op %u (0x%" PRIx64 ", 0x%" PRIx64 "): 0x%" PRIx64
+						" expected 0x%" PRIx64 "\n", o, a, b, bl->addr, ref_binop(o, a, b));
+					CHECK(0);
+				}
+			}
+			pt_close(&t);
+		}
+	}
+}
+
+/* unary ops, extensions, constants of every width, a stack deeper than the registers */
+static void test_unary_and_stack(void)
+{
+	static const uint64_t vals[] = { 0, 1, 0x80, 0xff, 0x8000, 0xffff, 0x80000000ull,
+					 0xffffffffull, 0x100000000ull, ~0ull, 0x8000000000000000ull,
+					 0xfedcba9876543210ull };
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = &g_value;
+	const struct diag_ring_rec *rec;
+	struct pt t;
+	uint64_t want[256];
+	size_t nw = 0;
+
+	for (size_t half = 0; half < 2; half++) {
+	nw = 0;
+	prog_reset(v);
+	for (size_t i = half * 6; i < half * 6 + 6; i++) {
+		uint64_t x = vals[i];
+		static const struct {
+			uint8_t o;
+			uint32_t a;
+		} un[] = { { DIAG_CAP_NEG, 0 }, { DIAG_CAP_NOT, 0 }, { DIAG_CAP_LNOT, 0 },
+			   { DIAG_CAP_SEXT, 1 }, { DIAG_CAP_SEXT, 2 }, { DIAG_CAP_SEXT, 4 },
+			   { DIAG_CAP_ZEXT, 1 }, { DIAG_CAP_ZEXT, 2 }, { DIAG_CAP_ZEXT, 4 } };
+
+		for (size_t u = 0; u < sizeof(un) / sizeof(un[0]); u++) {
+			uint64_t r;
+
+			op(v, DIAG_CAP_CONST, 0, x);
+			op(v, un[u].o, un[u].a, 0);
+			op_emit_top(v);
+			switch (un[u].o) {
+			case DIAG_CAP_NEG: r = -x; break;
+			case DIAG_CAP_NOT: r = ~x; break;
+			case DIAG_CAP_LNOT: r = x == 0; break;
+			case DIAG_CAP_SEXT:
+				r = un[u].a == 1 ? (uint64_t)(int8_t)x : un[u].a == 2 ? (uint64_t)(int16_t)x
+										   : (uint64_t)(int32_t)x;
+				break;
+			default:
+				r = un[u].a == 1 ? (uint8_t)x : un[u].a == 2 ? (uint16_t)x : (uint32_t)x;
+				break;
+			}
+			want[nw++] = r;
+		}
+	}
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, 0, 0);
+	CHECK(rec != NULL);
+	for (size_t k = 0; rec && k < nw; k++) {
+		const struct diag_cap_block *b = blk(rec, k, NULL);
+
+		CHECK(b != NULL);
+		if (b)
+			CHECK_EQ_INT(b->addr, want[k]);
+	}
+	pt_close(&t);
+	}
+
+	/* 16 deep: 1 .. 16, then DUP/DROP at the top, then 15 ADDs: 136; also each slot seen */
+	prog_reset(v);
+	for (uint64_t i = 1; i <= 15; i++)
+		op(v, DIAG_CAP_CONST, 0, i * 0x100000001ull);
+	op(v, DIAG_CAP_DUP, 0, 0);
+	op(v, DIAG_CAP_DROP, 0, 0);
+	op(v, DIAG_CAP_DUP, 0, 0);
+	op_emit_top(v); /* 15 * 0x100000001 */
+	for (int i = 0; i < 14; i++)
+		op(v, DIAG_CAP_ADD, 0, 0);
+	op_emit_top(v);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, 0, 0);
+	CHECK(rec != NULL && nblocks(rec) == 2);
+	if (rec && nblocks(rec) == 2) {
+		CHECK_EQ_INT(blk(rec, 0, NULL)->addr, 15 * 0x100000001ull);
+		CHECK_EQ_INT(blk(rec, 1, NULL)->addr, 120 * 0x100000001ull);
+	}
+	pt_close(&t);
+}
+
+/* jumps, registers, vector registers, loads of each size and alignment */
+static void test_jumps_regs_loads(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = &g_value;
+	const struct diag_ring_rec *rec;
+	struct pt t;
+	static const uint8_t buf[32] __attribute__((aligned(16))) = {
+		0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8b, 0x8c, 0x8d, 0x8e,
+		0x8f, 0x90, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+
+	/* rsi ? 111 : 222 via JZ; then JNZ over a block; then JMP */
+	prog_reset(v);
+	op(v, DIAG_CAP_REG, reg_off("rsi"), 0);      /* 0 */
+	op(v, DIAG_CAP_JZ, 5, 0);                    /* 1 */
+	op(v, DIAG_CAP_CONST, 0, 111);               /* 2 */
+	op_emit_top(v);                              /* 3 */
+	op(v, DIAG_CAP_JMP, 7, 0);                   /* 4 */
+	op(v, DIAG_CAP_CONST, 0, 222);               /* 5 */
+	op_emit_top(v);                              /* 6 */
+	op(v, DIAG_CAP_REG, reg_off("rsi"), 0);      /* 7 */
+	op(v, DIAG_CAP_JNZ, 11, 0);                  /* 8 */
+	op(v, DIAG_CAP_CONST, 0, 333);               /* 9 */
+	op_emit_top(v);                              /* 10 */
+	op(v, DIAG_CAP_REG, reg_off("rip"), 0);      /* 11 */
+	op_emit_top(v);
+	op(v, DIAG_CAP_REG, reg_off("rsp"), 0);
+	op_emit_top(v);
+	op(v, DIAG_CAP_REG, reg_off("fs_base"), 0);
+	op_emit_top(v);
+	op(v, DIAG_CAP_REG, reg_off("eflags"), 0);
+	op_emit_top(v);
+	op(v, DIAG_CAP_END, 0, 0);
+	v->max_payload = 8 * diag_cap_block_bytes(0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, 0, 0);
+	CHECK(rec != NULL && nblocks(rec) == 6);
+	if (rec && nblocks(rec) == 6) {
+		CHECK_EQ_INT(blk(rec, 0, NULL)->addr, 222);
+		CHECK_EQ_INT(blk(rec, 1, NULL)->addr, 333);
+		CHECK_EQ_INT(blk(rec, 2, NULL)->addr, t.p.addr);
+		CHECK_EQ_INT(blk(rec, 3, NULL)->addr, rec->regs[DIAG_RING_RSP]);
+		CHECK_EQ_INT(blk(rec, 4, NULL)->addr, thread_pointer());
+		CHECK_EQ_INT(blk(rec, 5, NULL)->addr, rec->regs[DIAG_RING_EFLAGS]);
+	}
+	rec = hit(&t, 0, 1);
+	CHECK(rec != NULL && nblocks(rec) == 5);
+	if (rec && nblocks(rec) == 5)
+		CHECK_EQ_INT(blk(rec, 0, NULL)->addr, 111);
+	pt_close(&t);
+
+	/* loads: every size at every offset 0..8, sign-extended too */
+	for (uint32_t off0 = 0; off0 < 9; off0++) {
+	prog_reset(v);
+	for (uint32_t off = off0; off == off0; off++) {
+		for (uint32_t sz = 1; sz <= 8; sz *= 2) {
+			op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+			op(v, DIAG_CAP_CONST, 0, off);
+			op(v, DIAG_CAP_ADD, 0, 0);
+			op(v, DIAG_CAP_LOAD, sz, 0);
+			if (sz < 8)
+				op(v, DIAG_CAP_SEXT, sz, 0);
+			op_emit_top(v);
+		}
+	}
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, (uint64_t)(uintptr_t)buf, 0);
+	CHECK(rec != NULL && rec->flags == 0);
+	for (uint32_t off = off0, k = 0; rec && off == off0; off++) {
+		for (uint32_t sz = 1; sz <= 8; sz *= 2, k++) {
+			uint64_t w = 0;
+
+			memcpy(&w, buf + off, sz);
+			if (sz == 1)
+				w = (uint64_t)(int8_t)w;
+			else if (sz == 2)
+				w = (uint64_t)(int16_t)w;
+			else if (sz == 4)
+				w = (uint64_t)(int32_t)w;
+			CHECK(blk(rec, k, NULL) != NULL);
+			if (blk(rec, k, NULL))
+				CHECK_EQ_INT(blk(rec, k, NULL)->addr, w);
+		}
+	}
+	pt_close(&t);
+	}
+
+	/* xmm0's low half; xmm1 whole */
+	prog_reset(v);
+	op(v, DIAG_CAP_FPREG, 0, 0);
+	op_emit_top(v);
+	op_save(v, DIAG_CAP_SAVE_FPREG, 1);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	CHECK_EQ_INT(c_call_xmm(t.p.fn, 5, 0x4045000000000000ull), 5); /* 42.0; rsi 0 */
+	rec = rec_at(&t.r, 0, 0);
+	CHECK_EQ_INT(rec->seq, 1);
+	CHECK_EQ_INT(nblocks(rec), 2);
+	if (nblocks(rec) == 2) {
+		const uint8_t *d;
+		const struct diag_cap_block *b;
+		uint64_t lo, hi;
+
+		CHECK_EQ_INT(blk(rec, 0, NULL)->addr, 0x4045000000000000ull);
+		b = blk(rec, 1, &d);
+		CHECK_EQ_INT(b->kind, DIAG_CAP_BLOCK_FPREG);
+		CHECK_EQ_INT(b->addr, 1);
+		CHECK_EQ_INT(b->len, 16);
+		memcpy(&lo, d, 8);
+		memcpy(&hi, d + 8, 8);
+		CHECK_EQ_INT(lo, 0x4045000000000000ull);
+		CHECK_EQ_INT(hi, 0); /* movq zeroes the upper half */
+	}
+	pt_close(&t);
+}
+
+/* division by zero: ABORT in a value program, no record in a condition */
+static void test_abort(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value), *c = prog_reset(&g_cond);
+	const struct diag_ring_rec *rec;
+	struct pt t;
+
+	op(v, DIAG_CAP_REG, reg_off("rsi"), 0);
+	op_save(v, DIAG_CAP_SAVE_MEM, 2);
+	op(v, DIAG_CAP_CONST, 0, 10);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(v, DIAG_CAP_DIVS, 0, 0);
+	op_emit_top(v);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, 0, (uint64_t)(uintptr_t)"ab");
+	CHECK(rec != NULL && rec->flags == DIAG_REC_ABORT && nblocks(rec) == 1 &&
+	      rec->payload_len == diag_cap_block_bytes(2) && rec->fault_addr == 0);
+	rec = hit(&t, 3, (uint64_t)(uintptr_t)"ab");
+	CHECK(rec != NULL && rec->flags == 0 && nblocks(rec) == 2 && blk(rec, 1, NULL)->addr == 3);
+	pt_close(&t);
+
+	op(c, DIAG_CAP_CONST, 0, 10);
+	op(c, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(c, DIAG_CAP_REMU, 0, 0);
+	op(c, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, c, NULL, &err), err);
+	CHECK(hit(&t, 0, 0) == NULL);
+	CHECK(hit(&t, 3, 0) != NULL);  /* 10 % 3 = 1 */
+	CHECK(hit(&t, 5, 0) == NULL);  /* 10 % 5 = 0 */
+	CHECK_EQ_INT(counter2(&t.r, 0, 11), 3);
+	pt_close(&t);
+}
+
+/* ---- refusals of programs ---- */
+
+static void expect_prog_refused(const struct diag_cap_prog *c, const struct diag_cap_prog *v, int code,
+				const char *word)
+{
+	struct diag_error err = { 0 };
+	struct pt t;
+	int rc = pt_open(&t, c, v, &err);
+
+	CHECK_EQ_INT(rc, code);
+	if (word && !strstr(err.msg, word)) {
+		fprintf(stderr, "refusal lacks '%s': %s\n", word, err.msg);
+		CHECK(0);
+	}
+	pt_close(&t);
+}
+
+static void test_prog_refused(void)
+{
+	struct diag_cap_prog *v = &g_value, *c = &g_cond;
+
+	/* a backward jump */
+	prog_reset(c);
+	op(c, DIAG_CAP_CONST, 0, 1);
+	op(c, DIAG_CAP_JZ, 0, 0);
+	op(c, DIAG_CAP_CONST, 0, 1);
+	op(c, DIAG_CAP_END, 0, 0);
+	expect_prog_refused(c, NULL, -DIAG_E_INVALID, "jump");
+	/* a SAVE in a condition */
+	prog_reset(c);
+	op(c, DIAG_CAP_CONST, 0, 1);
+	op(c, DIAG_CAP_DUP, 0, 0);
+	op(c, DIAG_CAP_SAVE_MEM, 4, 0);
+	op(c, DIAG_CAP_END, 0, 0);
+	expect_prog_refused(c, NULL, -DIAG_E_INVALID, "SAVE");
+	/* max_payload below what the blocks take */
+	prog_reset(v);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(v, DIAG_CAP_SAVE_STR, 64, 0);
+	op(v, DIAG_CAP_END, 0, 0);
+	v->max_payload = 64;
+	expect_prog_refused(NULL, v, -DIAG_E_INVALID, "max_payload");
+	/* depth differing between paths */
+	prog_reset(v);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(v, DIAG_CAP_JZ, 3, 0);
+	op(v, DIAG_CAP_CONST, 0, 1);
+	op(v, DIAG_CAP_END, 0, 0);
+	expect_prog_refused(NULL, v, -DIAG_E_INVALID, "depth");
+	/* a register not saved */
+	prog_reset(v);
+	op(v, DIAG_CAP_REG, reg_off("cs"), 0);
+	op(v, DIAG_CAP_DROP, 0, 0);
+	op(v, DIAG_CAP_END, 0, 0);
+	expect_prog_refused(NULL, v, -DIAG_E_INVALID, "register");
+	/* too much code for a slot */
+	prog_reset(v);
+	for (int i = 0; i < 120; i++) {
+		op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+		op_save(v, DIAG_CAP_SAVE_STR, 8);
+	}
+	op(v, DIAG_CAP_END, 0, 0);
+	expect_prog_refused(NULL, v, -DIAG_E_LIMIT, "slot");
+}
+
 int main(void)
 {
 	void *p = mmap(NULL, REGION_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
@@ -752,6 +1617,18 @@ int main(void)
 	test_full_and_pad(&g_env);
 	test_threads(&g_env);
 	test_consumer(&g_env);
+	install_fault_handler();
+	test_chain();
+	test_strings();
+	test_fault_null();
+	test_fault_edge();
+	test_cond();
+	test_cond_streq();
+	test_alu();
+	test_unary_and_stack();
+	test_jumps_regs_loads();
+	test_abort();
+	test_prog_refused();
 	munmap(p, REGION_SIZE);
 	return CHECK_DONE();
 }
