@@ -78,6 +78,8 @@ struct diag_probe_info {
 	struct {
 		char what[96]; /* "function work", "inlined into main at a.c:12", "clone f.isra.0" */
 		bool fast;     /* a jump (no stop per hit), else an int3 */
+		char why[128]; /* an int3: why no jump ("int3: value: `stack` needs the thread
+				* stopped", "int3: DIAG_NO_FASTPATH"); "" when not known */
 	} inst[DIAG_PROBE_MAX_ADDRS];         /* parallel to addrs */
 	size_t nskips;                        /* instances found but not patched (all of them) */
 	struct {
