@@ -23,7 +23,9 @@
 
 #define MAX_CLIENTS 64
 #define MAX_LINE (1u << 20)
-#define TAIL_OUT_MAX (1u << 20)  /* beyond this a tail client drops events */
+#define TAIL_OUT_MAX (4u << 20)  /* beyond this a tail client drops events */
+#define TAIL_FLUSH (64u << 10)   /* tail events are sent in writes of this much, or when the
+				  * loop next polls (after the dispatch that made them) */
 #define REPLY_OUT_MAX (64u << 20)
 
 struct client {
@@ -50,6 +52,7 @@ struct dmn_server {
 	ino_t ino;
 	struct client *clients[MAX_CLIENTS];
 	size_t ntail;
+	uint64_t tail_dropped; /* events no tail client could take, all clients ever */
 };
 
 static int mkdir_parents(const char *path)
@@ -401,6 +404,16 @@ static void cmd_stats(struct dmn_server *s, struct client *c, const struct dmn_r
 	send_json(s, c, j, REPLY_OUT_MAX);
 }
 
+/* The manager's status, with the events lost on the way to tail clients. */
+static cJSON *status_json(struct dmn_server *s)
+{
+	cJSON *j = dmn_manager_status_json(s->m);
+	cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "dropped");
+	if (d)
+		cJSON_AddNumberToObject(d, "tail", (double)s->tail_dropped);
+	return j;
+}
+
 static void cmd_tail(struct dmn_server *s, struct client *c, const struct dmn_request *rq)
 {
 	const char *id = rq->has_id ? rq->id : NULL;
@@ -507,7 +520,7 @@ static void dispatch(struct dmn_server *s, struct client *c, struct dmn_request 
 	case DMN_CMD_TAIL: cmd_tail(s, c, rq); break;
 	case DMN_CMD_ATTACH:
 	case DMN_CMD_DETACH: cmd_pid(s, c, rq); break;
-	case DMN_CMD_STATUS: send_json(s, c, dmn_manager_status_json(s->m), REPLY_OUT_MAX); break;
+	case DMN_CMD_STATUS: send_json(s, c, status_json(s), REPLY_OUT_MAX); break;
 	case DMN_CMD_WAIT: cmd_wait(s, c, rq); break;
 	case DMN_CMD_SYMBOLS:
 	case DMN_CMD_VARS: cmd_introspect(s, c, rq); break;
@@ -643,10 +656,12 @@ static void tail_send(struct dmn_server *s, const struct dmn_mspec *ms,
 			len = strlen(line);
 			line[len++] = '\n';
 		}
-		if (!append_out(c, line, len, TAIL_OUT_MAX))
+		if (!append_out(c, line, len, TAIL_OUT_MAX)) {
 			c->tail_dropped++;
-		else if (flush_out(c) < 0)
+			s->tail_dropped++;
+		} else if (c->outlen >= TAIL_FLUSH && flush_out(c) < 0) {
 			c->closing = true;
+		}
 		update_interest(s, c);
 	}
 	free(line);

@@ -211,6 +211,15 @@ void diag_instrument_fire(struct diag_instrument *in, const struct diag_event *e
 	pthread_mutex_unlock(&in->lock);
 }
 
+void diag_instrument_fire_many(struct diag_instrument *in, const struct diag_event *const *evs,
+			       size_t n)
+{
+	pthread_mutex_lock(&in->lock);
+	for (size_t i = 0; i < n; i++)
+		in->ops->fire(in->self, evs[i]);
+	pthread_mutex_unlock(&in->lock);
+}
+
 char *diag_instrument_report(struct diag_instrument *in)
 {
 	if (!in->ops->report)

@@ -39,6 +39,9 @@ void diag_instrument_ref(struct diag_instrument *in);
 void diag_instrument_unref(struct diag_instrument *in);
 
 void diag_instrument_fire(struct diag_instrument *in, const struct diag_event *ev);
+/* Fire n events in order under one lock of the instance (the queue's batches). */
+void diag_instrument_fire_many(struct diag_instrument *in, const struct diag_event *const *evs,
+			       size_t n);
 /* The plugin's report (malloc'd JSON object text) or NULL. */
 char *diag_instrument_report(struct diag_instrument *in);
 

@@ -89,10 +89,11 @@ static void test_queue(struct diag_plugin_host *h, struct sink *sk)
 	CHECK_EQ_STR(diag_instrument_type(in), "cnt");
 
 	struct diag_event_queue *q;
-	CHECK_EQ_INT(diag_event_queue_new(4, NULL, NULL, &q), 0);
-	char text[16];
+	char text[16] = "0";
 	struct diag_event ev = { .probe_id = "w1", .name = "w", .pid = 1, .tid = 1,
 				 .value = { .kind = DIAG_VALUE_SIGNED, .i = 42, .text = text } };
+	/* room for exactly 4 such events: the ring is bounded in bytes */
+	CHECK_EQ_INT(diag_event_queue_new(4 * diag_event_queue_item_bytes(&ev), NULL, NULL, &q), 0);
 	int full = 0;
 	for (int i = 0; i < 6; i++) {
 		snprintf(text, sizeof(text), "%d", i);
@@ -116,7 +117,7 @@ static void test_queue(struct diag_plugin_host *h, struct sink *sk)
 
 	/* Many events through a running worker: each fired exactly once. */
 	CHECK_EQ_INT(diag_instrument_new(h, "cnt", "w2", "v", "{}", &in, &err), 0);
-	CHECK_EQ_INT(diag_event_queue_new(DIAG_QUEUE_DEFAULT_CAPACITY, NULL, NULL, &q), 0);
+	CHECK_EQ_INT(diag_event_queue_new(DIAG_QUEUE_DEFAULT_BYTES, NULL, NULL, &q), 0);
 	CHECK_EQ_INT(diag_event_queue_start(q), 0);
 	int dropped = 0;
 	for (int i = 0; i < 20000; i++)
