@@ -16,7 +16,7 @@ untraced() { start_victim "$TARGET" "$THREADS" "$CALLS" "$RATE"; finish_victim; 
 read -r base want_sum < <(untraced | tr '\n' ' '; echo)
 
 start_victim "$TARGET" "$THREADS" "$CALLS" "$RATE"
-"$DIAGNOSED" --pid "$VPID" --socket "$WORK/sock" --store "$WORK/specs.json" \
+env ${DIAG_ENV:-} "$DIAGNOSED" --pid "$VPID" --socket "$WORK/sock" --store "$WORK/specs.json" \
 	--plugin-dir "$BUILD/plugins" --max-stopped-percent 0 ${RING_KIB:+--ring-kib $RING_KIB} \
 	>"$WORK/log" 2>"$WORK/d.err" &
 dpid=$!
@@ -34,7 +34,8 @@ sum=$(awk '/^sum/ {print $2}' "$WORK/out")
 "$CTL" --socket "$WORK/sock" --json stats v >"$WORK/stats.json"
 "$CTL" --socket "$WORK/sock" --json status >"$WORK/status.json"
 "$CTL" --socket "$WORK/sock" --json list >"$WORK/list.json"
-cpu=$(awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$dpid/stat")
+cpu=$(for f in /proc/$dpid/task/*/stat; do awk '{printf "%.2f+", ($14 + $15) / 100}' "$f"; done)
+cpu=${cpu%+}
 [ -z "${PERF:-}" ] || { kill -INT "$perfpid"; wait "$perfpid" || true; }
 kill -TERM "$dpid"; wait "$dpid" || true
 python3 - "$WORK" "$THREADS" "$CALLS" "$wall" "$base" "$sum" "$want_sum" "$cpu" <<'PY'
@@ -60,5 +61,5 @@ ok = dup == 0 and missing == 0 and extra == 0 and s == want
 print(f"threads {threads}  calls {n}  rate {rate/1e6:.2f} M calls/s  (untraced {n/(float(base)/1e9)/1e6:.2f})")
 print(f"delivered {len(seen)}/{n} ({100*len(seen)/n:.2f}%)  duplicates {dup}  missing {missing}  foreign {extra}")
 print(f"dropped: applied {appl.get('dropped')}  stats {st.get('dropped')}  status {status.get('dropped', status.get('queue'))}")
-print(f"sum {'unchanged' if s == want else 'CHANGED ' + s + ' != ' + want}  daemon cpu {cpu} s  {'ok' if ok else 'FAIL'}")
+print(f"sum {'unchanged' if s == want else 'CHANGED ' + s + ' != ' + want}  daemon cpu {cpu} s (per thread)  {'ok' if ok else 'FAIL'}")
 PY

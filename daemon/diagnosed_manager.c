@@ -248,8 +248,16 @@ static void emit_sink(void *ctx, const char *probe_id, const char *line)
 {
 	(void)ctx;
 	(void)probe_id;
+	size_t len = 0;
+	while (line[len] >= 0x20 && line[len] < 0x7f) /* printable ASCII needs no escaping */
+		len++;
+	if (!line[len]) {
+		fwrite_unlocked(line, 1, len, stdout);
+		putc_unlocked('\n', stdout);
+		return;
+	}
 	char buf[1024];
-	size_t len = strlen(line);
+	len += strlen(line + len);
 	size_t need = diag_text_escape(buf, sizeof(buf), line, len, 0);
 	char *big = need < sizeof(buf) ? NULL : diag_text_escape_dup(line, 0);
 	/* stdout is fully buffered (diagnosed.c) and flushed by emit_idle: a batch of lines is

@@ -53,6 +53,7 @@ struct dmn_server {
 	struct client *clients[MAX_CLIENTS];
 	size_t ntail;
 	uint64_t tail_dropped; /* events no tail client could take, all clients ever */
+	size_t nwaiting;       /* clients in a `wait` */
 };
 
 static int mkdir_parents(const char *path)
@@ -206,6 +207,8 @@ static void client_close(struct dmn_server *s, size_t i)
 	close(c->fd);
 	if (c->tail)
 		s->ntail--;
+	if (c->waiting)
+		s->nwaiting--;
 	free(c->in);
 	free(c->out);
 	free(c);
@@ -432,6 +435,8 @@ static void cmd_tail(struct dmn_server *s, struct client *c, const struct dmn_re
 
 static void wait_reply(struct dmn_server *s, struct client *c, bool ok, uint64_t hits)
 {
+	if (c->waiting)
+		s->nwaiting--;
 	c->waiting = false;
 	if (ok) {
 		cJSON *j = ok_reply();
@@ -457,6 +462,8 @@ static void cmd_wait(struct dmn_server *s, struct client *c, const struct dmn_re
 	snprintf(c->wait_id, sizeof(c->wait_id), "%s", rq->id);
 	c->wait_hits = rq->hits;
 	c->wait_deadline_ns = diag_clock_wall_ns() + (int64_t)(rq->timeout_s * 1e9);
+	if (!c->waiting)
+		s->nwaiting++;
 	c->waiting = true;
 	if (ms->hits >= c->wait_hits)
 		wait_reply(s, c, true, ms->hits);
@@ -672,7 +679,7 @@ void dmn_server_on_hit(struct dmn_server *s, const struct dmn_mspec *ms,
 {
 	if (s->ntail)
 		tail_send(s, ms, hit);
-	for (size_t i = 0; i < MAX_CLIENTS; i++) {
+	for (size_t i = 0; s->nwaiting && i < MAX_CLIENTS; i++) { /* none: nothing per hit */
 		struct client *c = s->clients[i];
 		if (c && c->waiting && strcmp(c->wait_id, ms->spec->id) == 0 &&
 		    ms->hits >= c->wait_hits)

@@ -106,6 +106,17 @@ void diag_engine_free(struct diag_engine *e);
 struct diag_indexer;
 int diag_engine_use_indexer(struct diag_engine *e, struct diag_indexer *ix);
 
+/* Bytes of the hit ring each target process maps for its jump probes (all its sub-rings
+ * together), for rings mapped from now on; 0 restores the default (DIAG_ENGINE_RING_DEFAULT).
+ * The engine rounds it down to its ring's granule (a power of two of records). A larger ring
+ * absorbs longer bursts and longer daemon stalls without drops, at that much of the target's
+ * memory (touched only as hits fill it). Returns 0, or -DIAG_E_INVALID with err
+ * "ring size: N bytes: must be in [65536, 1073741824]". */
+#define DIAG_ENGINE_RING_MIN (64u << 10)
+#define DIAG_ENGINE_RING_MAX (1u << 30)
+#define DIAG_ENGINE_RING_DEFAULT (3u << 20)
+int diag_engine_set_ring_size(struct diag_engine *e, size_t bytes, struct diag_error *err);
+
 /* A file descriptor that becomes readable when diag_engine_dispatch() has work (tracee
  * stops). Poll it, then call dispatch. */
 int diag_engine_fd(const struct diag_engine *e);

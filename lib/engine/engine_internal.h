@@ -142,6 +142,8 @@ struct diag_engine {
 	int timerfd;                /* drains the rings while any exists */
 	bool timer_armed;
 	bool no_fast;               /* DIAG_NO_FASTPATH set: int3 for everything (tests) */
+	size_t ring_bytes;          /* each new ring mapping's records, all sub-rings (the
+				     * daemon's --ring-kib; diag_engine_set_ring_size) */
 	uint64_t tsc0, ns0, tsc1, ns1; /* TSC -> CLOCK_REALTIME calibration */
 	char journal_dir[200];      /* DIAG_JOURNAL_DIR or /run/diagnose/journal; "" = none */
 	size_t recovered;

@@ -23,7 +23,6 @@
 #include "arch/record.h"
 #include "arch/ring.h"
 
-#define RING_CAPACITY 16384      /* records: 3 MiB of the target's memory */
 #define MAX_SCAN (256 * 1024)    /* longest function scanned for branches into a patch */
 #define DRAIN_BATCH 256
 #define STALL_SKIP 1000          /* drains before an unpublished record is given up */
@@ -63,9 +62,19 @@ static int branches_into(struct eproc *ep, const struct diag_location *loc, size
 	return r != 0;
 }
 
-static int ring_map(struct eproc *ep, struct diag_thread *t)
+/* Records of a ring of e->ring_bytes: a power of two (3 MiB by default: 16384 records). */
+static uint64_t ring_capacity(const struct diag_engine *e)
 {
-	size_t bytes = DIAG_RING_MAP_BYTES(RING_CAPACITY);
+	uint64_t n = 1;
+	while (n * 2 * DIAG_RING_RECORD_SIZE <= e->ring_bytes)
+		n *= 2;
+	return n;
+}
+
+static int ring_map(struct diag_engine *e, struct eproc *ep, struct diag_thread *t)
+{
+	uint64_t cap = ring_capacity(e);
+	size_t bytes = DIAG_RING_MAP_BYTES(cap);
 	long args[6] = {0, (long)bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0};
 	long ret;
 	int r = diag_thread_syscall(t, SYS_mmap, args, &ret);
@@ -73,7 +82,7 @@ static int ring_map(struct eproc *ep, struct diag_thread *t)
 		return r;
 	if (ret < 0 && ret > -4096)
 		return (int)ret;
-	struct diag_ring_header h = {.mask = RING_CAPACITY - 1};
+	struct diag_ring_header h = {.mask = cap - 1};
 	if (diag_proc_write(ep->tp, (uint64_t)ret, &h, sizeof(h)) < 0) {
 		long un[6] = {ret, (long)bytes, 0, 0, 0, 0};
 		diag_thread_syscall(t, SYS_munmap, un, &ret);
@@ -81,7 +90,7 @@ static int ring_map(struct eproc *ep, struct diag_thread *t)
 	}
 	ep->ring_addr = (uint64_t)ret;
 	eng_journal_map(ep, ep->ring_addr, bytes, "ring");
-	ep->ring_mask = RING_CAPACITY - 1;
+	ep->ring_mask = cap - 1;
 	ep->ring_tail = 0;
 	return 0;
 }
@@ -246,7 +255,7 @@ int eng_fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 		return diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)ep->tp->pid);
 	int r = 1;
 	if (threads_out_of(ep, loc->addr, loc->addr + (uint64_t)span) &&
-	    (ep->ring_addr || ring_map(ep, t) == 0)) {
+	    (ep->ring_addr || ring_map(e, ep, t) == 0)) {
 		uint32_t id = ++ep->next_site;
 		r = id < DIAG_RING_MAX_SITES
 			    ? diag_bp_make_jump(&ep->bps, ep->tp, t, loc->addr, room, ep->ring_addr,

@@ -37,6 +37,8 @@ int diag_instrument_new(struct diag_plugin_host *h, const char *type, const char
 void diag_instrument_ref(struct diag_instrument *in);
 /* Drops a reference; the last one destroys the instance. Accepts NULL. */
 void diag_instrument_unref(struct diag_instrument *in);
+/* Drops n references at once (the queue, after firing a run of events). */
+void diag_instrument_unref_n(struct diag_instrument *in, size_t n);
 
 void diag_instrument_fire(struct diag_instrument *in, const struct diag_event *ev);
 /* Fire n events in order under one lock of the instance (the queue's batches). */

@@ -1,12 +1,15 @@
-/* event queue: a byte ring of event records + one worker thread (see queue.h). push never
- * waits for the worker and never allocates: it takes the ring mutex to copy one record in; the
- * worker holds the mutex only to see how far the ring is filled and to give the fired bytes
- * back, never while it fires. */
+/* event queue: a byte ring of event records + one worker thread (see queue.h). One producer
+ * and one consumer, without a lock between them: push copies a record in and publishes it by
+ * a release store of head, the worker fires everything up to the head it saw and gives the
+ * bytes back by a release store of tail. The mutex only parks and wakes the worker and
+ * serves drain(). push never waits, never allocates, and makes no system call unless the
+ * worker sleeps or the ring is a quarter full. */
 #include "instrument/queue.h"
 #include "util/clock.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,15 +28,18 @@ struct qrec {
 };
 
 struct diag_event_queue {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;  /* parks the worker; drain() waits on it */
 	pthread_cond_t nonempty, drained;
 	char *ring;
 	size_t cap;            /* bytes, a multiple of 8 */
-	uint64_t head, tail;   /* bytes ever written / given back: offsets modulo cap */
-	size_t len;            /* events between tail and head */
-	uint64_t pushed, fired, dropped, batches;
-	bool stop, started, busy;
-	bool sleeping;        /* worker in an untimed wait: the next push must wake it */
+	/* bytes ever written (producer) / given back (worker): offsets modulo cap. Each on its
+	 * own cache line with what its writer also writes. */
+	_Alignas(64) _Atomic uint64_t head;
+	_Atomic uint64_t pushed, dropped;
+	_Alignas(64) _Atomic uint64_t tail;
+	_Atomic uint64_t fired, batches;
+	_Alignas(64) atomic_bool sleeping; /* worker in an untimed wait: the next push wakes it */
+	bool stop, started;
 	unsigned idle_ticks;  /* consecutive empty 1 ms polls */
 	pthread_t worker;
 	void (*idle)(void *ctx);
@@ -113,17 +119,24 @@ static void record_fill(struct qrec *r, size_t bytes, struct diag_instrument *in
 	r->ev.value.len = l->lbuf;
 }
 
+static void wake_worker(struct diag_event_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	pthread_cond_signal(&q->nonempty);
+	pthread_mutex_unlock(&q->lock);
+}
+
 int diag_event_queue_push(struct diag_event_queue *q, struct diag_instrument *in,
 			  const struct diag_event *ev)
 {
 	struct lens l;
 	size_t need = measure(ev, &l);
-	pthread_mutex_lock(&q->lock);
-	size_t pos = (size_t)(q->head % q->cap), end = q->cap - pos;
+	uint64_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
+	uint64_t tail = atomic_load_explicit(&q->tail, memory_order_acquire);
+	size_t pos = (size_t)(head % q->cap), end = q->cap - pos;
 	size_t pad = end < need ? end : 0; /* a record never wraps */
-	if (need > q->cap || (size_t)(q->head - q->tail) + pad + need > q->cap) {
-		q->dropped++;
-		pthread_mutex_unlock(&q->lock);
+	if (need > q->cap || (size_t)(head - tail) + pad + need > q->cap) {
+		atomic_fetch_add_explicit(&q->dropped, 1, memory_order_relaxed);
 		return -EAGAIN;
 	}
 	if (pad >= sizeof(struct qrec)) {
@@ -131,17 +144,17 @@ int diag_event_queue_push(struct diag_event_queue *q, struct diag_instrument *in
 		p->bytes = pad;
 		p->in = NULL;
 	}
-	q->head += pad;
+	head += pad;
 	diag_instrument_ref(in);
-	record_fill((struct qrec *)(q->ring + (size_t)(q->head % q->cap)), need, in, ev, &l);
-	q->head += need;
-	q->len++;
-	q->pushed++;
+	record_fill((struct qrec *)(q->ring + (size_t)(head % q->cap)), need, in, ev, &l);
+	head += need;
+	atomic_fetch_add_explicit(&q->pushed, 1, memory_order_relaxed);
+	/* seq_cst, with the worker's store of sleeping: one of the two sees the other */
+	atomic_store(&q->head, head);
 	/* Waking the worker per event costs a cross-CPU wake-up (~27 us here) on the thread
 	 * that serves targets: while busy, the worker polls every millisecond instead. */
-	if (q->sleeping || q->head - q->tail >= q->cap / 4)
-		pthread_cond_signal(&q->nonempty);
-	pthread_mutex_unlock(&q->lock);
+	if (atomic_load(&q->sleeping) || head - tail >= q->cap / 4)
+		wake_worker(q);
 	return 0;
 }
 
@@ -161,8 +174,7 @@ static struct qrec *record_at(struct diag_event_queue *q, uint64_t off, size_t *
 static size_t fire_run(struct diag_instrument *in, const struct diag_event **run, size_t n)
 {
 	diag_instrument_fire_many(in, run, n);
-	for (size_t i = 0; i < n; i++)
-		diag_instrument_unref(in);
+	diag_instrument_unref_n(in, n);
 	return n;
 }
 
@@ -186,6 +198,11 @@ static size_t fire_range(struct diag_event_queue *q, uint64_t from, uint64_t to)
 	return n ? fired + fire_run(in, run, n) : fired;
 }
 
+static bool queue_empty(struct diag_event_queue *q)
+{
+	return atomic_load(&q->head) == atomic_load_explicit(&q->tail, memory_order_relaxed);
+}
+
 /* Nothing queued: flush once, poll every millisecond for a while, then sleep until a push.
  * Called and returns with the lock held. */
 static void worker_wait(struct diag_event_queue *q, bool *idled)
@@ -199,12 +216,13 @@ static void worker_wait(struct diag_event_queue *q, bool *idled)
 		int64_t at = diag_clock_mono_ns() + 1000000; /* the cond's clock */
 		struct timespec ts = { .tv_sec = at / 1000000000, .tv_nsec = at % 1000000000 };
 		pthread_cond_timedwait(&q->nonempty, &q->lock, &ts);
-		if (q->len == 0)
+		if (queue_empty(q))
 			q->idle_ticks++;
 	} else {
-		q->sleeping = true;
-		pthread_cond_wait(&q->nonempty, &q->lock);
-		q->sleeping = false;
+		atomic_store(&q->sleeping, true);
+		if (queue_empty(q) && !q->stop) /* a push after this sees sleeping and signals */
+			pthread_cond_wait(&q->nonempty, &q->lock);
+		atomic_store(&q->sleeping, false);
 	}
 }
 
@@ -214,8 +232,7 @@ static void *worker_main(void *arg)
 	bool idled = true;
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
-		if (q->len == 0) {
-			q->busy = false;
+		if (queue_empty(q)) {
 			pthread_cond_broadcast(&q->drained);
 			if (q->stop)
 				break;
@@ -224,15 +241,15 @@ static void *worker_main(void *arg)
 		}
 		idled = false;
 		q->idle_ticks = 0;
-		q->busy = true;
-		uint64_t from = q->tail, to = q->head;
 		pthread_mutex_unlock(&q->lock);
+		uint64_t from = atomic_load_explicit(&q->tail, memory_order_relaxed);
+		uint64_t to = atomic_load_explicit(&q->head, memory_order_acquire);
 		size_t n = fire_range(q, from, to);
+		atomic_fetch_add_explicit(&q->fired, n, memory_order_relaxed);
+		atomic_fetch_add_explicit(&q->batches, 1, memory_order_relaxed);
+		atomic_store_explicit(&q->tail, to, memory_order_release);
 		pthread_mutex_lock(&q->lock);
-		q->tail = to;
-		q->len -= n;
-		q->fired += n;
-		q->batches++;
+		pthread_cond_broadcast(&q->drained);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return NULL;
@@ -249,22 +266,23 @@ int diag_event_queue_start(struct diag_event_queue *q)
 
 void diag_event_queue_drain(struct diag_event_queue *q)
 {
+	uint64_t want = atomic_load(&q->pushed);
 	pthread_mutex_lock(&q->lock);
-	if (q->len)
+	if (atomic_load(&q->fired) < want)
 		pthread_cond_signal(&q->nonempty);
-	while (q->started && (q->len || q->busy))
+	while (q->started && atomic_load(&q->fired) < want)
 		pthread_cond_wait(&q->drained, &q->lock);
 	pthread_mutex_unlock(&q->lock);
 }
 
 void diag_event_queue_get_stats(struct diag_event_queue *q, struct diag_queue_stats *out)
 {
-	pthread_mutex_lock(&q->lock);
-	*out = (struct diag_queue_stats){ .length = q->len, .capacity = q->cap,
-					  .bytes = (size_t)(q->head - q->tail),
-					  .pushed = q->pushed, .fired = q->fired,
-					  .dropped = q->dropped, .batches = q->batches };
-	pthread_mutex_unlock(&q->lock);
+	uint64_t tail = atomic_load(&q->tail), fired = atomic_load(&q->fired);
+	uint64_t head = atomic_load(&q->head), pushed = atomic_load(&q->pushed);
+	*out = (struct diag_queue_stats){ .length = (size_t)(pushed - fired), .capacity = q->cap,
+					  .bytes = (size_t)(head - tail), .pushed = pushed,
+					  .fired = fired, .dropped = atomic_load(&q->dropped),
+					  .batches = atomic_load(&q->batches) };
 }
 
 void diag_event_queue_free(struct diag_event_queue *q)
