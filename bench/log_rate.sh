@@ -11,6 +11,7 @@ THREADS=${THREADS:-4}
 RATE=${RATE:-500000}
 CALLS=${CALLS:-1000000}
 TARGET=$BUILD/bench/bench_target
+DIAGNOSED=${DIAGNOSED_BIN:-$DIAGNOSED} # another build of the daemon, for comparisons
 
 untraced() { start_victim "$TARGET" "$THREADS" "$CALLS" "$RATE"; finish_victim; awk '/^sum/ {print $2}' "$WORK/out"; }
 read -r base want_sum < <(untraced | tr '\n' ' '; echo)

@@ -43,7 +43,7 @@ static void *victim_thread_run(void *arg)
 
 /* How many calls t may make now: all that remain unpaced, else the next millisecond's burst
  * after sleeping until its start (absolute deadlines: no drift). */
-static long victim_burst(struct victim_thread *t, long done, struct timespec *next)
+static inline long victim_burst(struct victim_thread *t, long done, struct timespec *next)
 {
 	long left = t->calls - done, per_ms = t->rate / 1000 > 0 ? t->rate / 1000 : 1;
 	if (!t->rate)

@@ -15,6 +15,7 @@
  *   retprobe.c         return and end events: frames waiting for their return, exits
  *   hit.c              capture (conditions, values) and fire (events to the owner): the one
  *                      hit path, called by int3 hits (trap.c) and ring records (fastpath.c)
+ *   wake.c             when the rings are drained: the drain timer's adaptive period
  *   fastpath.c         jump probes: placing a jump, the ring, draining it into hit.c
  *   dynlink.c          the watch on library loads; whether a target waits for its library
  *   probe.c            a probe's life in one process: resolve, compile, place, remove
@@ -124,6 +125,14 @@ struct eproc {
 	struct eng_stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
 };
 
+/* wake.c: the drain timer's period and what the drains since the last tick found */
+struct eng_wake {
+	uint64_t period_ns;  /* 0: not set yet (the longest) */
+	bool full, busy;     /* a ring over the high mark / over the low mark */
+	unsigned calm;       /* ticks in a row with every ring under the low mark */
+	uint64_t changes;    /* period changes, for tests and stats */
+};
+
 struct diag_engine {
 	struct diag_engine_callbacks cb;
 	int sigfd;
@@ -141,6 +150,7 @@ struct diag_engine {
 	int morefd;                 /* eventfd: a dispatch stopped at its time bound, call again */
 	int timerfd;                /* drains the rings while any exists */
 	bool timer_armed;
+	struct eng_wake wake;       /* wake.c: the timer's period */
 	bool no_fast;               /* DIAG_NO_FASTPATH set: int3 for everything (tests) */
 	size_t ring_bytes;          /* each new ring mapping's records, all sub-rings (the
 				     * daemon's --ring-kib; diag_engine_set_ring_size) */
@@ -267,6 +277,15 @@ size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp 
 /* Render and deliver the events of the n fired sites (after the thread runs again). */
 void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
 	      struct site **fired, size_t n, uint64_t ts);
+
+/* ---- wake.c: when the rings are drained ---- */
+/* Arm (at the current period) or disarm the drain timer. */
+void eng_wake_arm(struct diag_engine *e, bool want);
+/* A drain found `used` of a ring's (or sub-ring's) `capacity` waiting (any unit, the same for
+ * both). */
+void eng_wake_note(struct diag_engine *e, uint64_t used, uint64_t capacity);
+/* After the drains of one timer tick: adapt the period to what they found. */
+void eng_wake_tick(struct diag_engine *e);
 
 /* ---- fastpath.c: jump probes and the ring ---- */
 /* Try to place site s at loc as a jump (fast path). Returns 0 when placed, 1 when the site

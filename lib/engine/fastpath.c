@@ -16,7 +16,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <sys/timerfd.h>
 #include <sys/uio.h>
 
 #include "arch/branch.h"
@@ -137,12 +136,7 @@ void eng_fast_timer(struct diag_engine *e)
 	void *v;
 	while (!want && diag_u64map_next(&e->procs, &pos, &k, &v))
 		want = ((struct eproc *)v)->ring_addr != 0;
-	if (want == e->timer_armed)
-		return;
-	/* 1 ms: a ring of 16384 records absorbs 16 M hits/s between drains */
-	struct itimerspec its = {{0, want ? 1000000 : 0}, {0, want ? 1000000 : 0}};
-	timerfd_settime(e->timerfd, 0, &its, NULL);
-	e->timer_armed = want;
+	eng_wake_arm(e, want); /* its period adapts to the rings' fill (wake.c) */
 }
 
 /* Why a site cannot be a jump, for the caller to fall back to an int3 (returns 1). */
@@ -385,6 +379,7 @@ void eng_fast_drain(struct diag_engine *e, struct eproc *ep)
 		ep->ring_stalls = 0;
 	}
 	free(batch);
+	eng_wake_note(e, head - start, ep->ring_mask + 1);
 	if (ep->ring_tail != start) {
 		uint64_t tail = ep->ring_tail;
 		diag_proc_write(ep->tp, ep->ring_addr + 64, &tail, sizeof(tail));
