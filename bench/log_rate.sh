@@ -3,7 +3,9 @@
 # 1 ms bursts) with a `log $arg1` probe; every value must reach the log exactly once and the
 # target's sum must match an untraced run. Prints rate, delivered, duplicates, missing, dropped
 # (as `stats` and `status` report them), the daemon's CPU time, and ok/FAIL.
-# usage: bench/log_rate.sh [BUILD_DIR]  (env THREADS=4 RATE=500000 CALLS=1000000 RING_KIB=)
+# usage: bench/log_rate.sh [BUILD_DIR]  (env THREADS=4 RATE=500000 CALLS=1000000 RING_KIB=;
+# DIAGNOSED_BIN and PLUGIN_DIR run another build of the daemon for comparisons; PERF=FILE
+# records a profile of the daemon)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 bench_setup "${1:-build}" diagnose-lograte
@@ -17,8 +19,8 @@ untraced() { start_victim "$TARGET" "$THREADS" "$CALLS" "$RATE"; finish_victim; 
 read -r base want_sum < <(untraced | tr '\n' ' '; echo)
 
 start_victim "$TARGET" "$THREADS" "$CALLS" "$RATE"
-env ${DIAG_ENV:-} "$DIAGNOSED" --pid "$VPID" --socket "$WORK/sock" --store "$WORK/specs.json" \
-	--plugin-dir "$BUILD/plugins" --max-stopped-percent 0 ${RING_KIB:+--ring-kib $RING_KIB} \
+env ${DIAG_ENV:-} "$DIAGNOSED" --foreground --pid "$VPID" --socket "$WORK/sock" --store "$WORK/specs.json" \
+	--plugin-dir "${PLUGIN_DIR:-$BUILD/plugins}" --max-stopped-percent 0 ${RING_KIB:+--ring-kib $RING_KIB} \
 	>"$WORK/log" 2>"$WORK/d.err" &
 dpid=$!
 until [ -S "$WORK/sock" ]; do sleep 0.01; done
@@ -61,6 +63,7 @@ rate = n / (float(wall) / 1e9)
 ok = dup == 0 and missing == 0 and extra == 0 and s == want
 print(f"threads {threads}  calls {n}  rate {rate/1e6:.2f} M calls/s  (untraced {n/(float(base)/1e9)/1e6:.2f})")
 print(f"delivered {len(seen)}/{n} ({100*len(seen)/n:.2f}%)  duplicates {dup}  missing {missing}  foreign {extra}")
-print(f"dropped: applied {appl.get('dropped')}  stats {st.get('dropped')}  status {status.get('dropped', status.get('queue'))}")
+print(f"dropped: applied {appl.get('dropped')}  stats {st.get('dropped')}  status {status.get('dropped')}")
+print(f"drain period now {status.get('drain', {}).get('period_us')} us, changed {status.get('drain', {}).get('changes')} times; queue batches {status['queue'].get('batches')}")
 print(f"sum {'unchanged' if s == want else 'CHANGED ' + s + ' != ' + want}  daemon cpu {cpu} s (per thread)  {'ok' if ok else 'FAIL'}")
 PY

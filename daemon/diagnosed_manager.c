@@ -827,6 +827,9 @@ cJSON *dmn_manager_status_json(struct dmn_manager *m)
 	cJSON *d = cJSON_AddObjectToObject(o, "dropped");
 	cJSON_AddNumberToObject(d, "ring", (double)es.dropped);
 	cJSON_AddNumberToObject(d, "queue", (double)qs.dropped);
+	cJSON *dr = cJSON_AddObjectToObject(o, "drain");
+	cJSON_AddNumberToObject(dr, "period_us", (double)es.drain_period_ns / 1000);
+	cJSON_AddNumberToObject(dr, "changes", (double)es.drain_changes);
 	cJSON *st = cJSON_AddObjectToObject(o, "store");
 	const char *path = m->store ? diag_store_path(m->store) : NULL;
 	const char *problem = m->store ? diag_store_problem(m->store) : NULL;

@@ -257,6 +257,8 @@ void diag_engine_get_stats(const struct diag_engine *e, struct diag_engine_stats
 	out->hits = e->hits;
 	out->dropped = e->dropped;
 	out->stopped_ns = e->stopped_ns;
+	out->drain_period_ns = e->wake.period_ns;
+	out->drain_changes = e->wake.changes;
 	out->recovered = e->recovered;
 	size_t pos = 0;
 	uint64_t k;

@@ -93,6 +93,8 @@ struct diag_engine_stats {
 	uint64_t hits;
 	uint64_t dropped; /* fast-path hits lost to a full ring, since the engine started */
 	uint64_t stopped_ns; /* time threads spent stopped by int3 hits, since it started */
+	uint64_t drain_period_ns;  /* the drain timer's period now (it adapts to the rings' fill) */
+	uint64_t drain_changes;    /* how often that period changed */
 };
 
 /* Returns 0 and *out, or -errno. */
