@@ -130,7 +130,9 @@ static void refresh_record(struct dmn_manager *m, struct dmn_mspec *ms, struct d
 	if (diag_engine_probe_info(m->engine, a->pid, ms, &info) < 0)
 		return;
 	a->state = state_of(info.state);
-	snprintf(a->error, sizeof(a->error), "%s", info.state == DIAG_PROBE_ERROR ? info.error : "");
+	/* a pending probe says what it waits for (a typo in a module name shows here) */
+	snprintf(a->error, sizeof(a->error), "%s",
+		 info.state == DIAG_PROBE_ERROR || info.state == DIAG_PROBE_PENDING ? info.error : "");
 	a->naddrs = info.naddrs < DIAG_SPEC_ADDRS_MAX ? info.naddrs : DIAG_SPEC_ADDRS_MAX;
 	memcpy(a->addrs, info.addrs, a->naddrs * sizeof(a->addrs[0]));
 	instances_json(&info, a->instances, sizeof(a->instances));
@@ -246,14 +248,16 @@ static void on_process(void *ctx, pid_t pid, enum diag_proc_event what, pid_t ot
  * event is one line and no terminal is driven. */
 static void emit_sink(void *ctx, const char *probe_id, const char *line)
 {
-	(void)ctx;
+	const struct dmn_manager *m = ctx;
 	(void)probe_id;
+	if (!m->print_events)
+		return; /* a daemon of the service writes events to its clients only: bounded */
 	size_t len = 0;
 	while (line[len] >= 0x20 && line[len] < 0x7f) /* printable ASCII needs no escaping */
 		len++;
 	if (!line[len]) {
-		fwrite_unlocked(line, 1, len, stdout);
-		putc_unlocked('\n', stdout);
+		fwrite(line, 1, len, stdout);
+		putc('\n', stdout);
 		return;
 	}
 	char buf[1024];
@@ -261,13 +265,13 @@ static void emit_sink(void *ctx, const char *probe_id, const char *line)
 	size_t need = diag_text_escape(buf, sizeof(buf), line, len, 0);
 	char *big = need < sizeof(buf) ? NULL : diag_text_escape_dup(line, 0);
 	/* stdout is fully buffered (diagnosed.c) and flushed by emit_idle: a batch of lines is
-	 * one write(2); the unlocked calls are safe because no other thread writes stdout */
+	 * one write(2) (the locked calls: a one-shot run prints its reports from the main thread) */
 	if (need < sizeof(buf))
-		fwrite_unlocked(buf, 1, need, stdout);
+		fwrite(buf, 1, need, stdout);
 	else if (big)
-		fputs_unlocked(big, stdout);
+		fputs(big, stdout);
 	free(big);
-	putc_unlocked('\n', stdout);
+	putc('\n', stdout);
 }
 
 static void emit_idle(void *ctx)

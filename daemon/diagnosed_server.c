@@ -2,6 +2,8 @@
  * listening socket and its clients (buffers, tail and wait state); calls the manager and the
  * request parser, never the main loop or the governor. */
 #include "diagnosed_server.h"
+#include "diagnosed_policy.h"
+#include "log.h"
 
 #include "diagnosed_request.h"
 #include "expr/expr.h"
@@ -42,6 +44,7 @@ struct client {
 	char wait_id[DIAG_SPEC_ID_MAX + 1];
 	uint64_t wait_hits;
 	int64_t wait_deadline_ns;
+	struct dmn_peer peer;  /* who it is: root may do all, others what the policy allows */
 };
 
 struct dmn_server {
@@ -54,6 +57,7 @@ struct dmn_server {
 	size_t ntail;
 	uint64_t tail_dropped; /* events no tail client could take, all clients ever */
 	size_t nwaiting;       /* clients in a `wait` */
+	struct dmn_policy *policy; /* NULL: root only */
 };
 
 static int mkdir_parents(const char *path)
@@ -215,10 +219,22 @@ static void client_close(struct dmn_server *s, size_t i)
 	s->clients[i] = NULL;
 }
 
+void dmn_server_set_policy(struct dmn_server *s, struct dmn_policy *p)
+{
+	dmn_policy_free(s->policy);
+	s->policy = p;
+	/* users the policy names must reach the socket; without rules it stays root's */
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	snprintf(dir, sizeof(dir), "%s", s->path);
+	chmod(dirname(dir), dmn_policy_rules(p) ? 0755 : 0700);
+	chmod(s->path, dmn_policy_rules(p) ? 0666 : 0600);
+}
+
 void dmn_server_free(struct dmn_server *s)
 {
 	if (!s)
 		return;
+	dmn_policy_free(s->policy);
 	for (size_t i = 0; i < MAX_CLIENTS; i++)
 		if (s->clients[i])
 			client_close(s, i);
@@ -322,20 +338,26 @@ static void accept_clients(struct dmn_server *s)
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
-		struct ucred cred;
-		socklen_t len = sizeof(cred);
+		struct dmn_peer peer;
 		size_t slot = 0;
 		while (slot < MAX_CLIENTS && s->clients[slot])
 			slot++;
 		const char *why = NULL;
-		char buf[128];
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		char buf[DIAG_ERRMSG_MAX + 64];
+		struct diag_error perr = { 0 };
+		if (dmn_peer_identify(fd, &peer) < 0)
 			why = "{\"ok\":false,\"error\":\"cannot identify peer (SO_PEERCRED)\"}\n";
-		else if (cred.uid != 0) {
-			snprintf(buf, sizeof(buf),
-				 "{\"ok\":false,\"error\":\"permission denied: uid %u is not root\"}\n",
-				 (unsigned)cred.uid);
+		else if (dmn_policy_connect(s->policy, &peer, &perr) < 0) {
+			cJSON *j = cJSON_CreateObject();
+			cJSON_AddBoolToObject(j, "ok", 0);
+			cJSON_AddStringToObject(j, "error", perr.msg);
+			char *t = cJSON_PrintUnformatted(j);
+			snprintf(buf, sizeof(buf), "%s\n", t ? t : "{\"ok\":false}");
+			free(t);
+			cJSON_Delete(j);
 			why = buf;
+			dmn_log("audit: uid %u (%s) pid %d (%s): connect refused: %s", (unsigned)peer.uid,
+				peer.user, (int)peer.pid, peer.comm, perr.msg);
 		} else if (slot == MAX_CLIENTS)
 			why = "{\"ok\":false,\"error\":\"too many clients (max 64)\"}\n";
 		struct client *c = why ? NULL : calloc(1, sizeof(*c));
@@ -349,6 +371,7 @@ static void accept_clients(struct dmn_server *s)
 		}
 		c->fd = fd;
 		c->events = EPOLLIN;
+		c->peer = peer;
 		s->clients[slot] = c;
 	}
 }
@@ -386,11 +409,33 @@ static void cmd_pid(struct dmn_server *s, struct client *c, const struct dmn_req
 	reply_result(s, c, r, &err);
 }
 
+/* A spec is a user's own when that user added it; root's are root's. */
+static bool owns(const struct client *c, const char *id, struct dmn_server *s)
+{
+	const struct dmn_mspec *ms = id ? dmn_manager_find(s->m, id) : NULL;
+	return c->peer.uid == 0 || (ms && ms->spec->owner == c->peer.uid);
+}
+
+/* A user who is not root sees only the specs they added (list, stats). */
+static void hide_others(struct dmn_server *s, struct client *c, cJSON *arr)
+{
+	if (c->peer.uid == 0 || !arr)
+		return;
+	for (cJSON *e = arr->child, *next; e; e = next) {
+		next = e->next;
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+		if (!cJSON_IsString(id) || !owns(c, id->valuestring, s))
+			cJSON_Delete(cJSON_DetachItemViaPointer(arr, e));
+	}
+}
+
 static void cmd_list(struct dmn_server *s, struct client *c)
 {
 	cJSON *j = ok_reply();
 	dmn_manager_refresh_counts(s->m);
-	cJSON_AddItemToObject(j, "specs", dmn_manager_list_json(s->m));
+	cJSON *specs = dmn_manager_list_json(s->m);
+	hide_others(s, c, specs);
+	cJSON_AddItemToObject(j, "specs", specs);
 	send_json(s, c, j, REPLY_OUT_MAX);
 }
 
@@ -402,6 +447,7 @@ static void cmd_stats(struct dmn_server *s, struct client *c, const struct dmn_r
 		reply_error(s, c, err.msg);
 		return;
 	}
+	hide_others(s, c, st);
 	cJSON *j = ok_reply();
 	cJSON_AddItemToObject(j, "stats", st);
 	send_json(s, c, j, REPLY_OUT_MAX);
@@ -516,9 +562,75 @@ static void cmd_introspect(struct dmn_server *s, struct client *c, const struct 
 	send_json(s, c, j, REPLY_OUT_MAX);
 }
 
+/* What the policy says of this request; 0 or a refusal in err. Ids of other users' specs are
+ * answered as if absent. */
+static int permitted(struct dmn_server *s, struct client *c, struct dmn_request *rq,
+		     struct diag_error *err)
+{
+	if (rq->cmd == DMN_CMD_ADD && rq->spec)
+		rq->spec->owner = (uint32_t)c->peer.uid; /* never the client's own claim */
+	if (c->peer.uid == 0)
+		return 0;
+	switch (rq->cmd) {
+	case DMN_CMD_ADD:
+		if (rq->spec->id[0] && dmn_manager_find(s->m, rq->spec->id) && !owns(c, rq->spec->id, s))
+			return diag_error_set(err, -EACCES,
+					      "policy: spec '%s' belongs to another user", rq->spec->id);
+		return dmn_policy_check_spec(s->policy, &c->peer, rq->spec, err);
+	case DMN_CMD_REMOVE:
+	case DMN_CMD_WAIT:
+		return owns(c, rq->id, s) ? 0
+					  : diag_error_set(err, -ENOENT, "id: no probe '%.64s'", rq->id);
+	case DMN_CMD_STATS:
+	case DMN_CMD_TAIL:
+		return !rq->has_id || owns(c, rq->id, s)
+			       ? 0 : diag_error_set(err, -ENOENT, "id: no probe '%.64s'", rq->id);
+	case DMN_CMD_ATTACH:
+	case DMN_CMD_DETACH:
+	case DMN_CMD_SYMBOLS:
+	case DMN_CMD_VARS:
+		return dmn_policy_check_process(s->policy, &c->peer, rq->pid, err);
+	case DMN_CMD_LIST:
+	case DMN_CMD_STATUS:
+		return 0;
+	}
+	return 0;
+}
+
+static bool audited(enum dmn_cmd cmd)
+{
+	return cmd == DMN_CMD_ADD || cmd == DMN_CMD_REMOVE || cmd == DMN_CMD_ATTACH ||
+	       cmd == DMN_CMD_DETACH;
+}
+
+/* Every add, remove, attach and detach, whoever asks: who, what, and how it ended. */
+static void audit(const struct client *c, const struct dmn_request *rq, const char *id,
+		  const char *outcome)
+{
+	static const char *const verbs[] = {[DMN_CMD_ADD] = "add", [DMN_CMD_REMOVE] = "remove",
+					    [DMN_CMD_ATTACH] = "attach", [DMN_CMD_DETACH] = "detach"};
+	if (rq->cmd == DMN_CMD_ATTACH || rq->cmd == DMN_CMD_DETACH)
+		dmn_log("audit: uid %u (%s) pid %d (%s): %s %d: %s", (unsigned)c->peer.uid,
+			c->peer.user, (int)c->peer.pid, c->peer.comm, verbs[rq->cmd], (int)rq->pid,
+			outcome);
+	else
+		dmn_log("audit: uid %u (%s) pid %d (%s): %s spec '%s': %s", (unsigned)c->peer.uid,
+			c->peer.user, (int)c->peer.pid, c->peer.comm, verbs[rq->cmd], id, outcome);
+}
+
 static void dispatch(struct dmn_server *s, struct client *c, struct dmn_request *rq)
 {
 	struct diag_error err = { 0 };
+	char id[DIAG_SPEC_ID_MAX + 1];
+	snprintf(id, sizeof(id), "%s", rq->cmd == DMN_CMD_ADD && rq->spec ? rq->spec->id : rq->id);
+	if (permitted(s, c, rq, &err) < 0) {
+		if (audited(rq->cmd))
+			audit(c, rq, id, err.msg);
+		reply_error(s, c, err.msg);
+		return;
+	}
+	if (audited(rq->cmd))
+		audit(c, rq, id[0] || rq->cmd != DMN_CMD_ADD ? id : "(new)", "allowed");
 	switch (rq->cmd) {
 	case DMN_CMD_ADD: cmd_add(s, c, rq); break;
 	case DMN_CMD_REMOVE: reply_result(s, c, dmn_manager_remove(s->m, rq->id, &err), &err); break;
@@ -651,7 +763,8 @@ static void tail_send(struct dmn_server *s, const struct dmn_mspec *ms,
 	size_t len = 0;
 	for (size_t i = 0; i < MAX_CLIENTS; i++) {
 		struct client *c = s->clients[i];
-		if (!c || !c->tail || c->closing || (c->tail_id[0] && strcmp(c->tail_id, ms->spec->id)))
+		if (!c || !c->tail || c->closing || (c->tail_id[0] && strcmp(c->tail_id, ms->spec->id)) ||
+		    (c->peer.uid != 0 && ms->spec->owner != c->peer.uid))
 			continue;
 		if (!line) { /* formatted once, only when someone listens */
 			cJSON *j = tail_event(ms, hit);
