@@ -25,6 +25,7 @@
 #define MAX_SCAN (256 * 1024)    /* longest function scanned for branches into a patch */
 #define DRAIN_BATCH 256
 #define STALL_SKIP 1000          /* drains before an unpublished record is given up */
+#define RETURN_EVERY 4096        /* records consumed between stores of the ring's tail */
 
 static int seccomp_mode(pid_t pid)
 {
@@ -333,6 +334,14 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 		free(fired);
 }
 
+/* Store the consumed tail into the ring; returns it. */
+static uint64_t ring_give_back(struct eproc *ep)
+{
+	uint64_t tail = ep->ring_tail;
+	diag_proc_write(ep->tp, ep->ring_addr + 64, &tail, sizeof(tail));
+	return tail;
+}
+
 void eng_fast_drain(struct diag_engine *e, struct eproc *ep)
 {
 	if (!ep->ring_addr)
@@ -349,7 +358,7 @@ void eng_fast_drain(struct diag_engine *e, struct eproc *ep)
 	struct diag_ring_record *batch = malloc(DRAIN_BATCH * sizeof(*batch));
 	if (!batch)
 		return;
-	uint64_t start = ep->ring_tail;
+	uint64_t start = ep->ring_tail, from = start;
 	while (ep->ring_tail < head) {
 		uint64_t idx = ep->ring_tail, slot = idx & ep->ring_mask;
 		size_t n = head - idx;
@@ -377,13 +386,15 @@ void eng_fast_drain(struct diag_engine *e, struct eproc *ep)
 			break;
 		}
 		ep->ring_stalls = 0;
+		/* give the slots back as they are consumed, not at the end: a drain of a long
+		 * backlog takes tens of ms, and the writers would find the ring full meanwhile */
+		if (ep->ring_tail - start >= RETURN_EVERY)
+			start = ring_give_back(ep);
 	}
 	free(batch);
-	eng_wake_note(e, head - start, ep->ring_mask + 1);
-	if (ep->ring_tail != start) {
-		uint64_t tail = ep->ring_tail;
-		diag_proc_write(ep->tp, ep->ring_addr + 64, &tail, sizeof(tail));
-	}
+	eng_wake_note(e, head - from, ep->ring_mask + 1);
+	if (ep->ring_tail != start)
+		ring_give_back(ep);
 }
 
 void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent)
