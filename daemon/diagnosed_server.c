@@ -10,8 +10,12 @@
 #include "spec/json.h"
 #include "util/clock.h"
 #include "util/grow.h"
+#include "util/text.h"
 
 #include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -56,6 +60,9 @@ struct dmn_server {
 	struct client *clients[MAX_CLIENTS];
 	size_t ntail;
 	uint64_t tail_dropped; /* events no tail client could take, all clients ever */
+	char *tb;              /* the tail event being sent (reused) */
+	size_t tblen, tbcap;
+	bool tb_failed;
 	size_t nwaiting;       /* clients in a `wait` */
 	struct dmn_policy *policy; /* NULL: root only */
 };
@@ -241,6 +248,7 @@ void dmn_server_free(struct dmn_server *s)
 	close(s->lfd);
 	remove_own(s->path, s->dev, s->ino);
 	free(s->path);
+	free(s->tb);
 	free(s);
 }
 
@@ -730,53 +738,120 @@ bool dmn_server_handle(struct dmn_server *s, int fd, uint32_t events)
 	return true;
 }
 
-static cJSON *tail_event(const struct dmn_mspec *ms, const struct diag_engine_hit *hit)
+/* ---- tail events: formatted into one reused buffer, no allocation per event ---- */
+
+static void tb_add(struct dmn_server *s, const char *p, size_t n)
+{
+	if (s->tb_failed || diag_grow((void **)&s->tb, &s->tbcap, s->tblen + n + 1, 1, 4096) < 0) {
+		s->tb_failed = true;
+		return;
+	}
+	memcpy(s->tb + s->tblen, p, n);
+	s->tblen += n;
+}
+
+/* A JSON string as send_json makes it: unsafe characters escaped as diag_json_escape_strings
+ * does (diag_text_escape), then quoted ('"' and '\\' escaped; no control is left). */
+static void tb_add_str(struct dmn_server *s, const char *str)
+{
+	char small[512], *t = small;
+	size_t len = strlen(str), need = diag_text_escape(small, sizeof(small), str, len, 0);
+	if (need >= sizeof(small) && !(t = diag_text_escape_dup(str, 0))) {
+		s->tb_failed = true;
+		return;
+	}
+	tb_add(s, "\"", 1);
+	for (const char *p = t; *p;) {
+		size_t run = strcspn(p, "\"\\");
+		tb_add(s, p, run);
+		p += run;
+		if (*p) {
+			char esc[2] = {'\\', *p++};
+			tb_add(s, esc, 2);
+		}
+	}
+	tb_add(s, "\"", 1);
+	if (t != small)
+		free(t);
+}
+
+/* A number as cJSON prints one (exact int, else 15 significant digits unless they do not read
+ * back, then 17), so a tail line reads as it did when cJSON built it. */
+static void tb_add_num(struct dmn_server *s, double d)
+{
+	char t[40];
+	int vi = d >= INT_MAX ? INT_MAX : d <= (double)INT_MIN ? INT_MIN : (int)d;
+	if (isnan(d) || isinf(d)) {
+		snprintf(t, sizeof(t), "null");
+	} else if (d == (double)vi) {
+		snprintf(t, sizeof(t), "%d", vi);
+	} else {
+		snprintf(t, sizeof(t), "%1.15g", d);
+		double back = strtod(t, NULL), big = fabs(back) > fabs(d) ? fabs(back) : fabs(d);
+		if (!(fabs(back - d) <= big * DBL_EPSILON))
+			snprintf(t, sizeof(t), "%1.17g", d);
+	}
+	tb_add(s, t, strlen(t));
+}
+
+static void tb_key(struct dmn_server *s, const char *key)
+{
+	bool first = s->tblen && s->tb[s->tblen - 1] == '{';
+	tb_add(s, first ? "\"" : ",\"", first ? 1 : 2);
+	tb_add(s, key, strlen(key));
+	tb_add(s, "\":", 2);
+}
+
+/* {"event":{"id","name","type","pid","tid","time","kind","value","text"}} and a newline, in
+ * s->tb; false when it could not be built. */
+static bool tail_event(struct dmn_server *s, const struct dmn_mspec *ms,
+		       const struct diag_engine_hit *hit)
 {
 	char t[64];
 	const struct diag_value *v = &hit->value;
-	cJSON *e = cJSON_CreateObject();
-	cJSON_AddStringToObject(e, "id", ms->spec->id);
-	cJSON_AddStringToObject(e, "name", ms->spec->name);
-	cJSON_AddStringToObject(e, "type", ms->spec->type);
-	cJSON_AddNumberToObject(e, "pid", hit->pid);
-	cJSON_AddNumberToObject(e, "tid", hit->tid);
-	cJSON_AddStringToObject(e, "time", diag_time_format((int64_t)hit->time_ns, true, t, sizeof(t)));
-	cJSON_AddStringToObject(e, "kind", diag_event_kind_name(hit->kind));
 	const char *text = v->text ? v->text : "";
+	s->tblen = 0;
+	s->tb_failed = false;
+	tb_add(s, "{\"event\":{", 10);
+	tb_key(s, "id");
+	tb_add_str(s, ms->spec->id);
+	tb_key(s, "name");
+	tb_add_str(s, ms->spec->name);
+	tb_key(s, "type");
+	tb_add_str(s, ms->spec->type);
+	tb_key(s, "pid");
+	tb_add_num(s, hit->pid);
+	tb_key(s, "tid");
+	tb_add_num(s, hit->tid);
+	tb_key(s, "time");
+	tb_add_str(s, diag_time_format((int64_t)hit->time_ns, true, t, sizeof(t)));
+	tb_key(s, "kind");
+	tb_add_str(s, diag_event_kind_name(hit->kind));
+	tb_key(s, "value");
 	switch (v->kind) {
-	case DIAG_VALUE_SIGNED: cJSON_AddNumberToObject(e, "value", (double)v->i); break;
-	case DIAG_VALUE_UNSIGNED: cJSON_AddNumberToObject(e, "value", (double)v->u); break;
-	case DIAG_VALUE_FLOAT: cJSON_AddNumberToObject(e, "value", v->f); break;
-	case DIAG_VALUE_STRING: cJSON_AddStringToObject(e, "value", text); break;
-	default: cJSON_AddNullToObject(e, "value"); break;
+	case DIAG_VALUE_SIGNED: tb_add_num(s, (double)v->i); break;
+	case DIAG_VALUE_UNSIGNED: tb_add_num(s, (double)v->u); break;
+	case DIAG_VALUE_FLOAT: tb_add_num(s, v->f); break;
+	case DIAG_VALUE_STRING: tb_add_str(s, text); break;
+	default: tb_add(s, "null", 4); break;
 	}
-	cJSON_AddStringToObject(e, "text", text);
-	cJSON *j = cJSON_CreateObject();
-	cJSON_AddItemToObject(j, "event", e);
-	return j;
+	tb_key(s, "text");
+	tb_add_str(s, text);
+	tb_add(s, "}}\n", 3);
+	return !s->tb_failed;
 }
 
 static void tail_send(struct dmn_server *s, const struct dmn_mspec *ms,
 		      const struct diag_engine_hit *hit)
 {
-	char *line = NULL;
-	size_t len = 0;
+	bool built = false;
 	for (size_t i = 0; i < MAX_CLIENTS; i++) {
 		struct client *c = s->clients[i];
-		if (!c || !c->tail || c->closing || (c->tail_id[0] && strcmp(c->tail_id, ms->spec->id)) ||
-		    (c->peer.uid != 0 && ms->spec->owner != c->peer.uid))
+		if (!c || !c->tail || c->closing || (c->tail_id[0] && strcmp(c->tail_id, ms->spec->id)))
 			continue;
-		if (!line) { /* formatted once, only when someone listens */
-			cJSON *j = tail_event(ms, hit);
-			diag_json_escape_strings(j, 0); /* one event, one line */
-			line = cJSON_PrintUnformatted(j);
-			cJSON_Delete(j);
-			if (!line)
-				return;
-			len = strlen(line);
-			line[len++] = '\n';
-		}
-		if (!append_out(c, line, len, TAIL_OUT_MAX)) {
+		if (!built && !(built = tail_event(s, ms, hit))) /* once, only when someone listens */
+			return;
+		if (!append_out(c, s->tb, s->tblen, TAIL_OUT_MAX)) {
 			c->tail_dropped++;
 			s->tail_dropped++;
 		} else if (c->outlen >= TAIL_FLUSH && flush_out(c) < 0) {
@@ -784,7 +859,6 @@ static void tail_send(struct dmn_server *s, const struct dmn_mspec *ms,
 		}
 		update_interest(s, c);
 	}
-	free(line);
 }
 
 void dmn_server_on_hit(struct dmn_server *s, const struct dmn_mspec *ms,
