@@ -44,6 +44,7 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	e->morefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	e->serve_status = eng_wait_serve; /* how stop.c serves the stops it sees on the way */
 	e->no_fast = getenv("DIAG_NO_FASTPATH") != NULL;
+	e->ring_bytes = DIAG_ENGINE_RING_DEFAULT;
 	const char *jd = getenv("DIAG_JOURNAL_DIR");
 	snprintf(e->journal_dir, sizeof(e->journal_dir), "%s", jd ? jd : "/run/diagnose/journal");
 	int r = e->sigfd < 0 || e->timerfd < 0 || e->epfd < 0 || e->morefd < 0 ? -errno : 0;
@@ -64,6 +65,16 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	}
 	eng_journal_sweep(e);
 	*out = e;
+	return 0;
+}
+
+int diag_engine_set_ring_size(struct diag_engine *e, size_t bytes, struct diag_error *err)
+{
+	if (bytes && (bytes < DIAG_ENGINE_RING_MIN || bytes > DIAG_ENGINE_RING_MAX))
+		return diag_error_set(err, -DIAG_E_INVALID,
+				      "ring size: %zu bytes: must be in [%u, %u]", bytes,
+				      DIAG_ENGINE_RING_MIN, DIAG_ENGINE_RING_MAX);
+	e->ring_bytes = bytes ? bytes : DIAG_ENGINE_RING_DEFAULT;
 	return 0;
 }
 
@@ -248,6 +259,8 @@ void diag_engine_get_stats(const struct diag_engine *e, struct diag_engine_stats
 	out->hits = e->hits;
 	out->dropped = e->dropped;
 	out->stopped_ns = e->stopped_ns;
+	out->drain_period_ns = e->wake.period_ns;
+	out->drain_changes = e->wake.changes;
 	out->recovered = e->recovered;
 	size_t pos = 0;
 	uint64_t k;

@@ -18,6 +18,7 @@
  *   exitjump.c         return and end events from ring records: exit trampolines' records
  *                      (DIAG_REC_EXIT) and the entry records of return probes (fastpath.c's
  *                      drain hands them over)
+ *   wake.c             when the rings are drained: the drain timer's adaptive period
  *   fastpath.c         jump probes: placing a jump, the ring, draining it into hit.c
  *   dynlink.c          the watch on library loads; whether a target waits for its library
  *   probe.c            a probe's life in one process: resolve, compile, place, remove
@@ -136,6 +137,14 @@ struct eproc {
 	struct eng_stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
 };
 
+/* wake.c: the drain timer's period and what the drains since the last tick found */
+struct eng_wake {
+	uint64_t period_ns;  /* 0: not set yet (the longest) */
+	bool full, busy;     /* a ring over the high mark / over the low mark */
+	unsigned calm;       /* ticks in a row with every ring under the low mark */
+	uint64_t changes;    /* period changes, for tests and stats */
+};
+
 struct diag_engine {
 	struct diag_engine_callbacks cb;
 	int sigfd;
@@ -153,9 +162,10 @@ struct diag_engine {
 	int morefd;                 /* eventfd: a dispatch stopped at its time bound, call again */
 	int timerfd;                /* drains the rings while any exists */
 	bool timer_armed;
+	struct eng_wake wake;       /* wake.c: the timer's period */
 	bool no_fast;               /* DIAG_NO_FASTPATH set: int3 for everything (tests) */
-	size_t ring_bytes;          /* records of each process's ring, all sub-rings together
-				     * (0: the default; fastpath.c splits it into sub-rings) */
+	size_t ring_bytes;          /* each new ring mapping's records, all sub-rings (the
+				     * daemon's --ring-kib; diag_engine_set_ring_size) */
 	uint8_t *drain_buf;         /* fastpath.c: records read from a sub-ring */
 	uint64_t tsc0, ns0, tsc1, ns1; /* TSC -> CLOCK_REALTIME calibration */
 	char journal_dir[200];      /* DIAG_JOURNAL_DIR or /run/diagnose/journal; "" = none */
@@ -290,6 +300,15 @@ struct diag_cap_snapshot;
  * record's site, rec the record's header as read (regs, tsc, thread), snap its payload. */
 void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
 		     const struct diag_ring_rec *rec, const struct diag_cap_snapshot *snap);
+
+/* ---- wake.c: when the rings are drained ---- */
+/* Arm (at the current period) or disarm the drain timer. */
+void eng_wake_arm(struct diag_engine *e, bool want);
+/* A drain found `used` of a ring's (or sub-ring's) `capacity` waiting (any unit, the same for
+ * both). */
+void eng_wake_note(struct diag_engine *e, uint64_t used, uint64_t capacity);
+/* After the drains of one timer tick: adapt the period to what they found. */
+void eng_wake_tick(struct diag_engine *e);
 
 /* ---- fastpath.c: jump probes and the ring ---- */
 /* A capture trampoline's slot page, as the daemon built it (the target's copy of the header is

@@ -24,7 +24,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <sys/timerfd.h>
 
 #include "arch/branch.h"
 #include "arch/record.h"
@@ -35,7 +34,7 @@
 #define READ_CHUNK (64 * 1024)   /* bytes of a sub-ring read at once (> the largest record) */
 #define HEARTBEAT_NS 200000000ULL /* the target records for this long past the last drain */
 #define RING_SUBS 16             /* sub-rings per process (threads hash to them) */
-#define RING_DEFAULT_BYTES (8u << 20) /* 16 sub-rings of 512 KiB */
+#define RETURN_EVERY 4096        /* units consumed between stores of a sub-ring's tail */
 #define STEP_OUT 4096            /* single steps that may take a thread out of a slot */
 
 _Static_assert(READ_CHUNK >= DIAG_RING_REC_HDR + DIAG_CAP_MAX_PAYLOAD + DIAG_RING_UNIT,
@@ -102,10 +101,10 @@ static void heartbeat(struct diag_engine *e, struct eproc *ep)
 }
 
 /* e->ring_bytes split into sub-rings: up to RING_SUBS of them, each a power of two of units
- * and at least DIAG_RING_MIN_SUB_UNITS. */
+ * and at least DIAG_RING_MIN_SUB_UNITS (the default, 8 MiB: 16 of 512 KiB). */
 static void ring_geometry(const struct diag_engine *e, uint64_t *nsubs, uint64_t *units)
 {
-	uint64_t total = e->ring_bytes ? e->ring_bytes : RING_DEFAULT_BYTES;
+	uint64_t total = e->ring_bytes ? e->ring_bytes : DIAG_ENGINE_RING_DEFAULT;
 	uint64_t n = RING_SUBS;
 	while (n > 1 && total / n < DIAG_RING_MIN_SUB_UNITS * DIAG_RING_UNIT)
 		n /= 2;
@@ -237,12 +236,7 @@ void eng_fast_timer(struct diag_engine *e)
 	void *v;
 	while (!want && diag_u64map_next(&e->procs, &pos, &k, &v))
 		want = ((struct eproc *)v)->ring_addr != 0;
-	if (want == e->timer_armed)
-		return;
-	/* 1 ms: a sub-ring of 8192 units absorbs a few million records a second between drains */
-	struct itimerspec its = {{0, want ? 1000000 : 0}, {0, want ? 1000000 : 0}};
-	timerfd_settime(e->timerfd, 0, &its, NULL);
-	e->timer_armed = want;
+	eng_wake_arm(e, want); /* its period adapts to the rings' fill (wake.c) */
 }
 
 /* ---- thread pointers ---- */
@@ -359,9 +353,10 @@ static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uin
 	struct diag_ring_header h;
 	if (diag_proc_read(ep->tp, base, &h, sizeof(h)) != (ssize_t)sizeof(h))
 		return false;
-	uint64_t tail = ep->ring_tails[sub], start = tail, head = h.head;
+	uint64_t tail = ep->ring_tails[sub], given = tail, head = h.head;
 	if (head < tail || head - tail > units)
 		tail = head; /* not what a writer can do (the target wrote over it): start over */
+	eng_wake_note(e, head - tail, units);
 	bool stalled = false;
 	while (tail < head && !stalled) {
 		uint64_t off = tail & (units - 1), n = head - tail;
@@ -402,6 +397,13 @@ static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uin
 			i += k;
 			ep->ring_stalls[sub] = 0;
 		}
+		/* give the units back as they are consumed, not at the end: a drain of a long
+		 * backlog takes tens of ms, and the writers would find the sub-ring full */
+		if (tail - given >= RETURN_EVERY) {
+			diag_proc_write(ep->tp, base + offsetof(struct diag_ring_header, tail), &tail,
+					sizeof(tail));
+			given = tail;
+		}
 		if (i == 0 && !stalled && tail < head)
 			break; /* cannot happen: a record larger than a chunk */
 	}
@@ -413,7 +415,7 @@ static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uin
 	}
 out:
 	ep->ring_tails[sub] = tail;
-	if (tail != start)
+	if (tail != given)
 		diag_proc_write(ep->tp, base + offsetof(struct diag_ring_header, tail), &tail,
 				sizeof(tail));
 	*drops = h.drops;

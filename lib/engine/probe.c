@@ -300,6 +300,8 @@ int eng_probe_install(struct diag_engine *e, struct eproc *ep, struct probe *pr,
 	size_t n = 0;
 	int r = diag_modmap_read(ep->tp->pid, &mods, err);
 	if (r == 0 && eng_dl_absent(&mods, pr->target) && !ep->tp->mem_owner) {
+		char names[300];
+		diag_modmap_names(&mods, names, sizeof(names));
 		/* a library not loaded yet: wait for it (applied when the dynamic linker maps it) */
 		struct diag_thread *stopped = NULL;
 		r = eng_dl_watch(e, ep, &stopped, err);
@@ -312,7 +314,8 @@ int eng_probe_install(struct diag_engine *e, struct eproc *ep, struct probe *pr,
 			return r;
 		}
 		pr->state = DIAG_PROBE_PENDING;
-		snprintf(pr->error, sizeof(pr->error), "waiting for its library to be loaded");
+		snprintf(pr->error, sizeof(pr->error),
+			 "waiting for its module to be loaded; mapped now: %s", names);
 		return 0;
 	}
 	struct diag_skip *skips = NULL;

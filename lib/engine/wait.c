@@ -122,6 +122,7 @@ int diag_engine_dispatch(struct diag_engine *e)
 		void *v;
 		while (diag_u64map_next(&e->procs, &pos, &k, &v))
 			eng_fast_drain(e, v);
+		eng_wake_tick(e);
 		eng_fast_learn_pending(e); /* records naming a thread not seen stopped yet */
 	}
 	for (;;) {
