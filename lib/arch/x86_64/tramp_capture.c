@@ -62,7 +62,7 @@ struct tc {
 	uint32_t units;
 	uint64_t rip;              /* pc the record reports */
 	/* code offsets (from slot + DIAG_TRAMP_SLOT_CODE) of the last pass */
-	uint32_t cond_lo, cond_hi, value_lo, value_hi;
+	uint32_t cond_lo, cond_hi, value_lo, value_hi, tp_lo, tp_hi;
 	uint32_t l_out, l_value_landing;
 	struct diag_tramp_layout l;
 };
@@ -110,15 +110,18 @@ static void emit_restore(struct xasm *a)
 
 /* ---- the hit: thread, sub-ring, count; the clock and the heartbeat ---- */
 
-static void emit_enter(struct xasm *a, const struct tc *t)
+static void emit_enter(struct xasm *a, struct tc *t)
 {
 	uint32_t sub0 = xa_label_new(a);
 
-	if (t->c->fsgsbase)
+	if (t->c->fsgsbase) {
 		XA(a, RDFSBASE, R(R14));
-	else /* the TCB's self pointer (x86-64 ABI): the fs base without a system call */
+	} else { /* the TCB's self pointer (x86-64 ABI): the fs base without a system call */
+		t->tp_lo = (uint32_t)a->len;
 		xa_ins(a, ZYDIS_MNEMONIC_MOV, ZYDIS_ATTRIB_HAS_SEGMENT_FS, 2,
 		       (const xop[]){ R(R14), xa_m(ZYDIS_REGISTER_NONE, 0, 8) });
+		t->tp_hi = (uint32_t)a->len;
+	}
 	XA(a, MOV, R(RBX), I(t->c->ring));
 	/* sub = diag_ring_sub_of(thread, hash_shift) */
 	XA(a, MOV, R(RCX), M(RBX, CTL(hash_shift), 8));
@@ -497,6 +500,10 @@ static void put_header(const struct tc *t, const struct xasm *a, uint8_t *out)
 		h.value_hi = (uint16_t)(code + t->value_hi);
 		h.value_landing = (uint16_t)(code + xa_label_off(a, t->l_value_landing));
 	}
+	if (!t->c->fsgsbase) {
+		h.tp_load = (uint16_t)(code + t->tp_lo);
+		h.tp_resume = (uint16_t)(code + t->tp_hi);
+	}
 	h.site = t->c->site;
 	memcpy(out, &h, sizeof(h));
 }
@@ -577,6 +584,11 @@ bool diag_tramp_fault_repair(diag_regs *r, uint64_t slot, const struct diag_tram
 	    r->rip - slot >= DIAG_TRAMP_SLOT)
 		return false;
 	off = r->rip - slot;
+	if (h->tp_load && off == h->tp_load) { /* no TLS yet: record thread 0 */
+		r->r14 = 0;
+		r->rip = slot + h->tp_resume;
+		return true;
+	}
 	if (off >= h->cond_lo && off < h->cond_hi) {
 		r->rip = slot + h->cond_landing;
 		return true;
