@@ -4,7 +4,12 @@
  * expressions with diag_expr_compile/eval/render and compares the texts. gdb's `<symbol>`
  * annotations on pointers are dropped before comparing (diagnose does not print them).
  * Also checks parameters at the function's first instruction (before the -O0 prologue), where
- * the values must be the arguments the fixture passes. */
+ * the values must be the arguments the fixture passes.
+ * Every expression also goes through capture in the target (issue 10): compiled into a value
+ * program (diag_expr_capture_compile), run by the reference interpreter on the stopped fixture
+ * (diag_cap_run, memory read with process_vm_readv), then evaluated from the snapshot of its
+ * payload: the text must be gdb's too. As a condition, the truth from the capture (in the
+ * target, or in the daemon from the snapshot) must be the exact evaluation's. */
 #include <errno.h>
 #include <regex.h>
 #include <signal.h>
@@ -21,7 +26,9 @@
 
 #include "check.h"
 #include "elf_sym.h"
+#include "arch/capture.h"
 #include "arch/insn.h"
+#include "capture/capture.h"
 #include "expr/expr.h"
 #include "ptrace/tracee.h"
 
@@ -38,6 +45,9 @@ static const char *const exprs[] = {
 	"(char)req->vals[0]", "req->hdr.kind", "req->hdr.flag_a", "(int)req->color", "req", "req->big < 0",
 	"req->color == BLUE", "req->mode != MODE_RUN", "BLUE",
 	"(enum color)1", "(enum color)5", "(enum mode)3", "req->pt.y * 2 > req->ptp->x",
+	"req->uri", "req->uri.len * 2", "req->ok || req->next->ok", "req->next && req->next->ok",
+	"req->vals[req->hdr.kind - 5]", "req->argvish[req->uri.len - 14]", "req->tag[req->hdr.flag_b]",
+	"req->empty", "req->hdr.len < 40 || req->ptp->y < 0",
 };
 #define NEXPR (sizeof(exprs) / sizeof(exprs[0]))
 
@@ -157,8 +167,134 @@ static uint64_t exe_bias(pid_t pid, const char *path, bool pie)
 	return start;
 }
 
+/* Expressions of the table that cannot be captured in the target, with the start of the reason
+ * diag_expr_capture_compile gives (none today: each listed one would take an int3). */
+static const char *const not_capturable[][2] = {
+	{ NULL, NULL },
+};
+
+static const char *capture_refusal(const char *src)
+{
+	for (size_t i = 0; not_capturable[i][0]; i++)
+		if (!strcmp(not_capturable[i][0], src))
+			return not_capturable[i][1];
+	return NULL;
+}
+
+static int captured_values, captured_conds, conds_in_target;
+
+/* Conditions that must be decided in the target (no record for a false one). */
+static const char *const target_conds[] = {
+	"req->hdr.len > 40 && len == 8", "req->color == BLUE", "req->ok || req->next->ok",
+	"req->next && req->next->ok", "req->mode != MODE_RUN", "req->big < 0", "!req->ok",
+	"req->hdr.signed_bits", "req->vals[3] % 7", "req->vals[req->hdr.kind - 5]",
+	"req->name == \"hello world\"", "req->tag == \"abc\"", "str(req->argvish[1]) == \"beta\"",
+	"req->bad_name == \"x\"", "req->null_name == \"x\"", "$arg2 + 1", "req->name",
+};
+
+static bool must_be_in_target(const char *src)
+{
+	for (size_t i = 0; i < sizeof(target_conds) / sizeof(target_conds[0]); i++)
+		if (!strcmp(target_conds[i], src))
+			return true;
+	return false;
+}
+
+/* TEST_CAP_DUMP=1: print each program (for reading what the compiler emits). */
+static void dump(const char *what, const char *src, const struct diag_cap_prog *p)
+{
+	if (!p || !getenv("TEST_CAP_DUMP"))
+		return;
+	fprintf(stderr, "%s of %s: %zu ops, max_payload %u\n", what, src, p->n, p->max_payload);
+	for (size_t i = 0; i < p->n; i++)
+		fprintf(stderr, "  %3zu op %2u a %u imm 0x%llx\n", i, p->ops[i].op, p->ops[i].a,
+			(unsigned long long)p->ops[i].imm);
+}
+
+/* The capture path: compile, run the value program as the target would, evaluate from the
+ * snapshot of its payload. Also checks the condition form against the exact truth. */
+static void capture_text(struct diag_expr *x, pid_t pid, const diag_regs *regs, const char *src,
+			 bool exact_truth, char *text, size_t cap)
+{
+	struct target t = { pid };
+	diag_fpregs fp;
+	memset(&fp, 0, sizeof(fp));
+	CHECK_EQ_INT(diag_fpregs_read(pid, &fp), 0);
+	struct diag_cap_env env = { .regs = regs, .fpregs = &fp, .read_mem = read_mem, .arg = &t };
+	const struct diag_expr *xs[1] = { x };
+	struct diag_expr_capture capv = { 0 }, capc = { 0 };
+	struct diag_error err = { 0 };
+	static uint8_t payload[DIAG_CAP_MAX_PAYLOAD];
+	uint32_t len = 0;
+	uint64_t fault = 0;
+	bool faulted = false;
+	if (diag_expr_capture_compile(xs, NULL, 1, &capv, &err)) {
+		snprintf(text, cap, "NOCAPTURE %s", err.msg);
+		return;
+	}
+	captured_values++;
+	dump("value", src, capv.value);
+	if (diag_expr_registers_only(x))
+		CHECK(capv.value == NULL);
+	if (capv.value) {
+		enum diag_cap_outcome o = diag_cap_run(capv.value, DIAG_CAP_VALUE, &env, payload,
+						       sizeof(payload), &len, &fault);
+		CHECK(o == DIAG_CAP_DONE || o == DIAG_CAP_FAULTED || o == DIAG_CAP_ABORTED);
+		CHECK(len <= capv.value->max_payload);
+		faulted = o == DIAG_CAP_FAULTED;
+	}
+	struct diag_cap_snapshot snap;
+	diag_cap_snapshot_init(&snap, payload, len, faulted, fault);
+	struct diag_expr_ctx ctx = { .pid = pid, .tid = pid, .regs = regs,
+				     .read_fpregs = diag_cap_snapshot_fpregs,
+				     .read_mem = diag_cap_snapshot_read, .arg = &snap };
+	static struct diag_expr_result r;
+	diag_expr_eval(x, &ctx, &r);
+	struct diag_value v;
+	diag_expr_render(x, &r, text, cap, &v);
+	diag_expr_capture_free(&capv);
+
+	/* the same expression as a condition */
+	if (diag_expr_capture_compile(NULL, xs, 1, &capc, &err)) {
+		fprintf(stderr, "  condition %s not capturable: %s\n", src, err.msg);
+		check_failures++;
+		return;
+	}
+	captured_conds++;
+	dump("condition", src, capc.cond);
+	if (must_be_in_target(src) && capc.cond_in_daemon) {
+		fprintf(stderr, "  condition %s: decided in the daemon, not in the target\n", src);
+		check_failures++;
+	}
+	bool truth;
+	if (!capc.cond_in_daemon) {
+		CHECK(capc.cond != NULL);
+		CHECK(capc.value == NULL);
+		conds_in_target++;
+		truth = capc.cond && diag_cap_run(capc.cond, DIAG_CAP_CONDITION, &env, NULL, 0, NULL,
+						  &fault) == DIAG_CAP_DONE;
+	} else {
+		CHECK(capc.cond == NULL);
+		len = 0;
+		faulted = false;
+		if (capc.value)
+			faulted = diag_cap_run(capc.value, DIAG_CAP_VALUE, &env, payload, sizeof(payload),
+					       &len, &fault) == DIAG_CAP_FAULTED;
+		diag_cap_snapshot_init(&snap, payload, len, faulted, fault);
+		diag_expr_eval(x, &ctx, &r);
+		truth = diag_expr_truthy(&r);
+	}
+	if (truth != exact_truth) {
+		fprintf(stderr, "  condition %s: capture says %d, exact %d (%s)\n", src, truth,
+			exact_truth, capc.cond_in_daemon ? "in the daemon" : "in the target");
+		check_failures++;
+	}
+	diag_expr_capture_free(&capc);
+}
+
+/* The exact text, and (ctext non-NULL) the capture path's. */
 static void eval_text(struct diag_dwarf_cache *dc, const char *path, pid_t pid, uint64_t bias, uint64_t pc,
-		      const diag_regs *regs, const char *src, char *text, size_t cap)
+		      const diag_regs *regs, const char *src, char *text, size_t cap, char *ctext)
 {
 	struct target t = { pid };
 	struct diag_expr_scope sc = { .pid = pid, .elf_path = path, .build_id = "", .bias = bias, .pc = pc,
@@ -167,6 +303,8 @@ static void eval_text(struct diag_dwarf_cache *dc, const char *path, pid_t pid, 
 	struct diag_error err = { 0 };
 	if (diag_expr_compile(src, &sc, &x, &err)) {
 		snprintf(text, cap, "ERR %s", err.msg);
+		if (ctext)
+			snprintf(ctext, cap, "ERR %s", err.msg);
 		return;
 	}
 	struct diag_expr_ctx ctx = { .pid = pid, .tid = pid, .regs = regs, .read_fpregs = read_fpregs,
@@ -175,6 +313,8 @@ static void eval_text(struct diag_dwarf_cache *dc, const char *path, pid_t pid, 
 	diag_expr_eval(x, &ctx, &r);
 	struct diag_value v;
 	diag_expr_render(x, &r, text, cap, &v);
+	if (ctext)
+		capture_text(x, pid, regs, src, diag_expr_truthy(&r), ctext, cap);
 	diag_expr_free(x);
 }
 
@@ -193,9 +333,21 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 		return;
 	uint64_t bias = exe_bias(pid, path, !strcmp(pie, "pie"));
 	int same = 0;
+	int csame = 0;
 	for (size_t i = 0; i < NEXPR; i++) {
-		char ours[2048];
-		eval_text(dc, path, pid, bias, gdb_pc, &regs, exprs[i], ours, sizeof(ours));
+		char ours[2048], cap[2048];
+		eval_text(dc, path, pid, bias, gdb_pc, &regs, exprs[i], ours, sizeof(ours), cap);
+		const char *refusal = capture_refusal(exprs[i]);
+		if (refusal) {
+			CHECK(!strncmp(cap, "NOCAPTURE ", 10));
+			CHECK_CONTAINS(cap, refusal);
+		} else if (!strcmp(cap, gdb_out[i])) {
+			csame++;
+		} else {
+			fprintf(stderr, "rich-%s-%s: %s\n  gdb:      %s\n  captured: %s\n", opt, pie,
+				exprs[i], gdb_out[i], cap);
+			check_failures++;
+		}
 		if (!strcmp(ours, gdb_out[i])) {
 			same++;
 			continue;
@@ -204,8 +356,8 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 			gdb_out[i], ours);
 		check_failures++;
 	}
-	fprintf(stderr, "rich-%s-%s: %d/%zu expressions equal gdb's print at 0x%llx\n", opt, pie, same,
-		NEXPR, (unsigned long long)gdb_pc);
+	fprintf(stderr, "rich-%s-%s: %d/%zu expressions equal gdb's print at 0x%llx, %d/%zu through capture\n",
+		opt, pie, same, NEXPR, (unsigned long long)gdb_pc, csame, NEXPR);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 
@@ -223,11 +375,25 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 		{ "req->null_name == \"x\"", "<null string>" }, { "req->bad_name == \"x\"", "<fault at 0x10>" },
 		{ "*req->next", "<fault at 0x0>" }, { "req->ptp->x + scale", "4" }, { "hex(req->hdr.len)", "0x2a" },
 		{ "bytes(req->tag, 4)", "61626300" }, { "req->color == BLUE && req->mode == MODE_RUN", "1" },
+		/* runtime lengths (issue 10, item 6): n bytes unless a NUL comes first */
+		{ "str(req->uri.data, req->uri.len)", "\"GET /index.html\"" },
+		{ "bytes(req->uri.data, req->uri.len)", "474554202f696e6465782e68746d6c" },
+		{ "str(req->name, req->hdr.len)", "\"hello world\"" },
+		{ "str(req->uri.data, req->uri.len + 100000)", "\"GET /index.html HTTP/1.1\"" },
+		{ "str(req->uri.data, req->uri.len - 20)", "<negative length -5>" },
+		{ "str(req->empty.data, req->empty.len)", "<null pointer>" },
+		{ "bytes(req->empty.data, req->empty.len)", "" },
+		{ "str(req->uri.data, 0 * len)", "\"\"" },
+		{ "bytes(req->bad_name, req->uri.len)", "<fault at 0x10>" },
+		{ "str(req->uri.data, req->uri.len) == \"GET /index.html\"", "1" },
+		{ "str(req->uri.data, req->uri.len) == \"GET /index.htm\"", "0" },
+		{ "str(req->uri.data, req->hdr.kind)", "\"GET /in\"" },
 	};
 	for (size_t i = 0; i < sizeof(at_entry) / sizeof(at_entry[0]); i++) {
-		char ours[1024];
-		eval_text(dc, path, pid, bias, entry, &regs, at_entry[i][0], ours, sizeof(ours));
+		char ours[1024], cap[1024];
+		eval_text(dc, path, pid, bias, entry, &regs, at_entry[i][0], ours, sizeof(ours), cap);
 		CHECK_EQ_STR(ours, at_entry[i][1]);
+		CHECK_EQ_STR(cap, at_entry[i][1]);
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
@@ -246,5 +412,7 @@ int main(void)
 		for (int j = 0; j < 2; j++)
 			test_build(dc, opts[i], pies[j]);
 	diag_dwarf_cache_free(dc);
+	fprintf(stderr, "capture: %d values and %d conditions compiled, %d conditions decided in the target\n",
+		captured_values, captured_conds, conds_in_target);
 	return CHECK_DONE();
 }
