@@ -120,7 +120,7 @@ static const char *bad_operand(const struct diag_cap_prog *p, const struct diag_
 			return "no such literal";
 		return strnlen(p->lits[o->a], DIAG_CAP_MAX_LIT + 1) > DIAG_CAP_MAX_LIT ? "literal too long" : NULL;
 	case DIAG_CAP_SAVE_MEM: case DIAG_CAP_SAVE_MEM_N: case DIAG_CAP_SAVE_STR:
-		return o->a > DIAG_CAP_MAX_PAYLOAD ? "block longer than the payload limit" : NULL;
+		return o->a == 0 || o->a > DIAG_CAP_MAX_PAYLOAD ? "block size not 1 .. DIAG_CAP_MAX_PAYLOAD" : NULL;
 	default:
 		return NULL;
 	}
@@ -270,14 +270,14 @@ static void emit_load(struct xasm *a, uint32_t n)
 		return;
 	}
 	XA(a, TEST, R(SIL), I(n - 1));
-	xa_jump(a, ZYDIS_MNEMONIC_JNZ, slow);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, slow);
 	if (n == 8)
 		XA(a, MOV, R(RAX), xa_m(RSI, 0, 8));
 	else if (n == 4)
 		XA(a, MOV, R(EAX), xa_m(RSI, 0, 4));
 	else
 		XA(a, MOVZX, R(EAX), xa_m(RSI, 0, 2));
-	xa_jump(a, ZYDIS_MNEMONIC_JMP, done);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, done);
 	/* Unaligned: byte by byte, rsi on the byte being read. */
 	xa_label_here(a, slow);
 	XA(a, XOR, R(EAX), R(EAX));
@@ -377,12 +377,12 @@ static void emit_div(struct xasm *a, const struct xj_prog *x, int k, uint8_t op)
 		XA(a, DIV, R(RCX));
 	} else {
 		XA(a, CMP, R(RCX), I(-1));
-		xa_jump(a, ZYDIS_MNEMONIC_JNZ, plain);
+		xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, plain);
 		if (rem)
 			XA(a, XOR, R(EAX), R(EAX));
 		else
 			XA(a, NEG, R(RAX));
-		xa_jump(a, ZYDIS_MNEMONIC_JMP, done);
+		xa_jump_short(a, ZYDIS_MNEMONIC_JMP, done);
 		xa_label_here(a, plain);
 		XA0(a, CQO);
 		XA(a, IDIV, R(RCX));
@@ -403,15 +403,15 @@ static void emit_streq(struct xasm *a, const struct xj_prog *x, int k, uint32_t 
 	xa_label_here(a, loop);
 	XA(a, MOVZX, R(EAX), xa_m(RSI, 0, 1));
 	XA(a, CMP, R(AL), xa_m(RDX, 0, 1));
-	xa_jump(a, ZYDIS_MNEMONIC_JNZ, ne);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, ne);
 	XA(a, TEST, R(AL), R(AL));
-	xa_jump(a, ZYDIS_MNEMONIC_JZ, eq);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JZ, eq);
 	XA(a, INC, R(RSI));
 	XA(a, INC, R(RDX));
-	xa_jump(a, ZYDIS_MNEMONIC_JMP, loop);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, loop);
 	xa_label_here(a, eq);
 	set_const(a, k, 1);
-	xa_jump(a, ZYDIS_MNEMONIC_JMP, done);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, done);
 	xa_label_here(a, ne);
 	set_const(a, k, 0);
 	xa_label_here(a, done);
@@ -434,24 +434,24 @@ static void emit_copy(struct xasm *a)
 
 	xa_label_here(a, loop);
 	XA(a, TEST, R(RCX), R(RCX));
-	xa_jump(a, ZYDIS_MNEMONIC_JZ, end);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JZ, end);
 	XA(a, TEST, R(SIL), I(7));
-	xa_jump(a, ZYDIS_MNEMONIC_JNZ, bytes);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, bytes);
 	XA(a, CMP, R(RCX), I(8));
-	xa_jump(a, ZYDIS_MNEMONIC_JB, bytes);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JB, bytes);
 	XA(a, MOV, R(RAX), xa_m(RSI, 0, 8));
 	XA(a, MOV, xa_m(RDX, 0, 8), R(RAX));
 	XA(a, ADD, R(RSI), I(8));
 	XA(a, ADD, R(RDX), I(8));
 	XA(a, SUB, R(RCX), I(8));
-	xa_jump(a, ZYDIS_MNEMONIC_JMP, loop);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, loop);
 	xa_label_here(a, bytes);
 	XA(a, MOVZX, R(EAX), xa_m(RSI, 0, 1));
 	XA(a, MOV, xa_m(RDX, 0, 1), R(AL));
 	XA(a, INC, R(RSI));
 	XA(a, INC, R(RDX));
 	XA(a, DEC, R(RCX));
-	xa_jump(a, ZYDIS_MNEMONIC_JMP, loop);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, loop);
 	xa_label_here(a, end);
 }
 
@@ -462,14 +462,14 @@ static void emit_copy_str(struct xasm *a)
 
 	xa_label_here(a, loop);
 	XA(a, TEST, R(RCX), R(RCX));
-	xa_jump(a, ZYDIS_MNEMONIC_JZ, end);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JZ, end);
 	XA(a, MOVZX, R(EAX), xa_m(RSI, 0, 1));
 	XA(a, MOV, xa_m(RDX, 0, 1), R(AL));
 	XA(a, INC, R(RSI));
 	XA(a, INC, R(RDX));
 	XA(a, DEC, R(RCX));
 	XA(a, TEST, R(AL), R(AL));
-	xa_jump(a, ZYDIS_MNEMONIC_JNZ, loop);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, loop);
 	xa_label_here(a, end);
 	/* len = bytes copied */
 	XA(a, MOV, R(RAX), R(RDX));
@@ -484,10 +484,10 @@ void xj_emit_block_end(struct xasm *a)
 
 	xa_label_here(a, loop);
 	XA(a, TEST, R(DL), I(7));
-	xa_jump(a, ZYDIS_MNEMONIC_JZ, end);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JZ, end);
 	XA(a, MOV, xa_m(RDX, 0, 1), I(0));
 	XA(a, INC, R(RDX));
-	xa_jump(a, ZYDIS_MNEMONIC_JMP, loop);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, loop);
 	xa_label_here(a, end);
 	XA(a, MOV, R(RDI), R(RDX));
 	XA(a, XOR, R(EBP), R(EBP));
@@ -498,13 +498,6 @@ static void emit_save(struct xasm *a, int d, const struct diag_cap_op *o)
 	switch (o->op) {
 	case DIAG_CAP_SAVE_MEM:
 		XA(a, MOV, R(RSI), slot(d - 1));
-		if (o->a == 0) { /* nothing read: the header alone */
-			XA(a, MOV, xa_m(RDI, 0, 8), R(RSI));
-			XA(a, MOV, xa_m(RDI, 8, 4), I(0));
-			XA(a, MOV, xa_m(RDI, 12, 4), I(DIAG_CAP_BLOCK_MEM));
-			XA(a, ADD, R(RDI), I(16));
-			return;
-		}
 		block_begin(a, DIAG_CAP_BLOCK_MEM);
 		XA(a, MOV, xa_m(RDI, 8, 4), I(o->a));
 		/* the padding zeroed first, the copy overwrites its start: no loop at the end */
@@ -528,6 +521,7 @@ static void emit_save(struct xasm *a, int d, const struct diag_cap_op *o)
 	case DIAG_CAP_SAVE_STR:
 		XA(a, MOV, R(RSI), slot(d - 1));
 		block_begin(a, DIAG_CAP_BLOCK_MEM);
+		XA(a, MOV, xa_m(RDI, 8, 4), I(0)); /* len 0 until the end: tells the landing a string */
 		XA(a, MOV, R(ECX), I(o->a));
 		emit_copy_str(a);
 		break;
@@ -642,4 +636,44 @@ void xj_emit_lits(struct xasm *a, const struct xj_prog *x)
 		xa_label_here(a, x->l_lits + (uint32_t)i);
 		xa_bytes(a, x->p->lits[i], strlen(x->p->lits[i]) + 1);
 	}
+}
+
+void xj_emit_fault_block(struct xasm *a)
+{
+	uint32_t mem = xa_label_new(a), bytes = xa_label_new(a), qwords = xa_label_new(a),
+		 end = xa_label_new(a), done = xa_label_new(a);
+
+	XA(a, TEST, R(RBP), R(RBP));
+	xa_jump_short(a, ZYDIS_MNEMONIC_JZ, done);
+	XA(a, MOV, R(EAX), xa_m(RBP, 8, 4));
+	XA(a, TEST, R(EAX), R(EAX));
+	xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, mem);
+	/* a string: cut to the bytes copied */
+	XA(a, MOV, R(RAX), R(RDX));
+	XA(a, SUB, R(RAX), R(RBP));
+	XA(a, SUB, R(RAX), I(16));
+	XA(a, MOV, xa_m(RBP, 8, 4), R(EAX));
+	xj_emit_block_end(a);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, done);
+	/* memory: the block keeps its length, zero past the fault (readers cut it there) */
+	xa_label_here(a, mem);
+	XA(a, ADD, R(EAX), I(7));
+	XA(a, AND, R(EAX), I(-8));
+	XA(a, LEA, R(RCX), xa_mx(RBP, RAX, 1, 16, 8));
+	xa_label_here(a, bytes);
+	XA(a, TEST, R(DL), I(7));
+	xa_jump_short(a, ZYDIS_MNEMONIC_JZ, qwords);
+	XA(a, MOV, xa_m(RDX, 0, 1), I(0));
+	XA(a, INC, R(RDX));
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, bytes);
+	xa_label_here(a, qwords);
+	XA(a, CMP, R(RDX), R(RCX));
+	xa_jump_short(a, ZYDIS_MNEMONIC_JNB, end);
+	XA(a, MOV, xa_m(RDX, 0, 8), I(0));
+	XA(a, ADD, R(RDX), I(8));
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, qwords);
+	xa_label_here(a, end);
+	XA(a, MOV, R(RDI), R(RCX));
+	XA(a, XOR, R(EBP), R(EBP));
+	xa_label_here(a, done);
 }

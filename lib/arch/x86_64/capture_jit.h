@@ -58,6 +58,12 @@ void xj_emit_lits(struct xasm *a, const struct xj_prog *x);
  * progress (rbp = 0): the end of every block, also in the value program's fault landing. */
 void xj_emit_block_end(struct xasm *a);
 
+/* The value program's fault landing, for a block being copied (rbp): a string keeps the
+ * bytes copied (len cut to them), a memory block keeps its length with zeros from the fault
+ * on, as the reference interpreter leaves them; rdi then follows the block. Nothing when rbp
+ * is 0. */
+void xj_emit_fault_block(struct xasm *a);
+
 /* Frame slot of the register at byte offset off of diag_regs; -1 when the trampoline does not
  * save it (XJ_SAVED_TP: the thread pointer, in r14). */
 #define XJ_SAVED_TP 100

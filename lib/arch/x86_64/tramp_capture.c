@@ -228,7 +228,7 @@ static void emit_fill(struct xasm *a, const struct tc *t)
 /* The value program, its landings and the publication. */
 static void emit_value(struct xasm *a, struct tc *t)
 {
-	uint32_t finish = xa_label_new(a), publish = xa_label_new(a), nob = xa_label_new(a);
+	uint32_t finish = xa_label_new(a), publish = xa_label_new(a);
 
 	if (!t->c->value) {
 		xa_jump(a, ZYDIS_MNEMONIC_JMP, publish);
@@ -249,17 +249,9 @@ static void emit_value(struct xasm *a, struct tc *t)
 	xa_jump(a, ZYDIS_MNEMONIC_JMP, t->l_out);
 	if (!t->c->value)
 		return;
-	/* A fault: rsi is the first byte that could not be read; a block being copied (rbp)
-	 * keeps the bytes before it. */
+	/* A fault: rsi is the first byte that could not be read. */
 	xa_label_here(a, t->l_value_landing);
-	XA(a, TEST, R(RBP), R(RBP));
-	xa_jump(a, ZYDIS_MNEMONIC_JZ, nob);
-	XA(a, MOV, R(RAX), R(RDX));
-	XA(a, SUB, R(RAX), R(RBP));
-	XA(a, SUB, R(RAX), I(16));
-	XA(a, MOV, M(RBP, 8, 4), R(EAX));
-	xj_emit_block_end(a);
-	xa_label_here(a, nob);
+	xj_emit_fault_block(a);
 	XA(a, MOV, M(R15, REC(fault_addr), 8), R(RSI));
 	XA(a, OR, M(R15, REC(flags), 2), I(DIAG_REC_FAULT));
 	xa_jump(a, ZYDIS_MNEMONIC_JMP, finish);
