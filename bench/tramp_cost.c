@@ -4,11 +4,14 @@
  * ring (v2, one sub-ring) is drained by the loop itself every 1024 calls, as the daemon would,
  * so every hit records. Probes: registers only; a string two loads away (str(req->name), req
  * in rdi: the issue's second row); a false condition on a register; a false condition on a
- * field (req->id > 4096). usage: tramp_cost [CALLS] (default 2,000,000; best of 5 runs). */
+ * field (req->id > 4096); registers only with the thread pointer by rdfsbase (where the kernel
+ * enables FSGSBASE) instead of the load from %fs:0. usage: tramp_cost [CALLS] (default 2,000,000; best of 5 runs). */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -104,7 +107,7 @@ static void op(struct diag_cap_prog *p, uint8_t o, uint32_t a, uint64_t imm)
 }
 
 static int probe(uint8_t *region, size_t *used, struct ring *r, const struct diag_cap_prog *cond,
-		 const struct diag_cap_prog *value, handle_fn *out)
+		 const struct diag_cap_prog *value, bool fsgsbase, handle_fn *out)
 {
 	static uint8_t slot_bytes[DIAG_TRAMP_SLOT];
 	struct diag_error err = { 0 };
@@ -118,7 +121,7 @@ static int probe(uint8_t *region, size_t *used, struct ring *r, const struct dia
 	c = (struct diag_tramp_capture){ .kind = DIAG_TRAMP_ENTRY, .addr = (uint64_t)(uintptr_t)fn,
 					 .code = fn, .avail = (size_t)(tc_handle_end - tc_handle),
 					 .slot = (uint64_t)(uintptr_t)slot, .ring = (uint64_t)(uintptr_t)r->base,
-					 .site = 1, .cond = cond, .value = value };
+					 .site = 1, .cond = cond, .value = value, .fsgsbase = fsgsbase };
 	if (diag_tramp_build_capture(&c, slot_bytes, sizeof(slot_bytes), &len, jmp, &patched, NULL, &err) < 0) {
 		fprintf(stderr, "tramp_cost: %s\n", err.msg);
 		return -1;
@@ -136,8 +139,9 @@ int main(int argc, char **argv)
 	uint8_t *region = mmap(NULL, REGION, PROT_READ | PROT_WRITE | PROT_EXEC,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	const uint32_t rdi = (uint32_t)diag_reg_lookup("rdi", NULL), rsi = (uint32_t)diag_reg_lookup("rsi", NULL);
-	struct ring r[4];
-	handle_fn plain, regs, str, fr, ff;
+	struct ring r[5];
+	handle_fn plain, regs, regs_fsgs = NULL, str, fr, ff;
+	const bool fsgs = (getauxval(AT_HWCAP2) & 2) != 0; /* HWCAP2_FSGSBASE */
 	size_t used = 0;
 
 	if (region == MAP_FAILED || calls <= 0)
@@ -162,16 +166,17 @@ int main(int argc, char **argv)
 	op(&false_field, DIAG_CAP_CONST, 0, 4096);
 	op(&false_field, DIAG_CAP_GTS, 0, 0);
 	op(&false_field, DIAG_CAP_END, 0, 0);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 		if (ring_open(&r[i]) < 0)
 			return 1;
 	memcpy(region + used, tc_handle, (size_t)(tc_handle_end - tc_handle));
 	plain = (handle_fn)(uintptr_t)(region + used);
 	used += 256;
-	if (probe(region, &used, &r[0], NULL, NULL, &regs) < 0 ||
-	    probe(region, &used, &r[1], NULL, &str_value, &str) < 0 ||
-	    probe(region, &used, &r[2], &false_reg, NULL, &fr) < 0 ||
-	    probe(region, &used, &r[3], &false_field, NULL, &ff) < 0)
+	if (probe(region, &used, &r[0], NULL, NULL, false, &regs) < 0 ||
+	    probe(region, &used, &r[1], NULL, &str_value, false, &str) < 0 ||
+	    probe(region, &used, &r[2], &false_reg, NULL, false, &fr) < 0 ||
+	    probe(region, &used, &r[3], &false_field, NULL, false, &ff) < 0 ||
+	    (fsgs && probe(region, &used, &r[4], NULL, NULL, true, &regs_fsgs) < 0))
 		return 1;
 
 	double base = time_calls(plain, NULL, calls);
@@ -184,10 +189,13 @@ int main(int argc, char **argv)
 		{ "str(req->name), two loads away", str, &r[1] },
 		{ "false condition (register)", fr, &r[2] },
 		{ "false condition (req->id > 4096)", ff, &r[3] },
+		{ "registers only, rdfsbase", regs_fsgs, &r[4] },
 	};
 
 	printf("tramp_cost: %ld calls, best of %d; unprobed call %.2f ns\n", calls, RUNS, base);
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		if (!rows[i].fn)
+			continue;
 		double t = time_calls(rows[i].fn, rows[i].r, calls);
 		uint64_t hits = *(uint64_t *)(void *)(rows[i].r->base + rows[i].r->ctl->counters + 8);
 
