@@ -62,7 +62,7 @@ struct tc {
 	uint32_t units;
 	uint64_t rip;              /* pc the record reports */
 	/* code offsets (from slot + DIAG_TRAMP_SLOT_CODE) of the last pass */
-	uint32_t cond_lo, cond_hi, value_lo, value_hi, tp_lo, tp_hi;
+	uint32_t cond_lo, cond_hi, value_lo, value_hi;
 	uint32_t l_out, l_value_landing;
 	struct diag_tramp_layout l;
 };
@@ -114,14 +114,15 @@ static void emit_enter(struct xasm *a, struct tc *t)
 {
 	uint32_t sub0 = xa_label_new(a);
 
-	if (t->c->fsgsbase) {
+	/* The condition's range (the fault repair's) starts here: %fs:0 faults in a thread
+	 * without TLS yet (early ld.so), and such a hit leaves like a faulting condition, neither
+	 * counted nor recorded, instead of killing the target. */
+	t->cond_lo = (uint32_t)a->len;
+	if (t->c->fsgsbase)
 		XA(a, RDFSBASE, R(R14));
-	} else { /* the TCB's self pointer (x86-64 ABI): the fs base without a system call */
-		t->tp_lo = (uint32_t)a->len;
+	else /* the TCB's self pointer (x86-64 ABI): the fs base without a system call */
 		xa_ins(a, ZYDIS_MNEMONIC_MOV, ZYDIS_ATTRIB_HAS_SEGMENT_FS, 2,
 		       (const xop[]){ R(R14), xa_m(ZYDIS_REGISTER_NONE, 0, 8) });
-		t->tp_hi = (uint32_t)a->len;
-	}
 	XA(a, MOV, R(RBX), I(t->c->ring));
 	/* sub = diag_ring_sub_of(thread, hash_shift) */
 	XA(a, MOV, R(RCX), M(RBX, CTL(hash_shift), 8));
@@ -331,12 +332,9 @@ static int generate(struct xasm *a, struct tc *t, struct diag_error *err)
 		return rc;
 	emit_save(a, t->rip);
 	emit_enter(a, t);
-	t->cond_lo = t->cond_hi = 0;
-	if (t->c->cond) {
-		t->cond_lo = (uint32_t)a->len;
+	if (t->c->cond)
 		xj_emit(a, &t->cond);
-		t->cond_hi = (uint32_t)a->len;
-	}
+	t->cond_hi = (uint32_t)a->len;
 	emit_clock(a, t);
 	emit_reserve(a, t);
 	emit_fill(a, t);
@@ -482,19 +480,14 @@ static void put_header(const struct tc *t, const struct xasm *a, uint8_t *out)
 	const uint16_t code = DIAG_TRAMP_SLOT_CODE;
 
 	h.magic = DIAG_TRAMP_SLOT_MAGIC ^ t->c->slot;
-	if (t->c->cond) {
-		h.cond_lo = (uint16_t)(code + t->cond_lo);
-		h.cond_hi = (uint16_t)(code + t->cond_hi);
-		h.cond_landing = (uint16_t)(code + xa_label_off(a, t->l_out));
-	}
+	/* always: the range starts at the thread pointer's load (see emit_enter) */
+	h.cond_lo = (uint16_t)(code + t->cond_lo);
+	h.cond_hi = (uint16_t)(code + t->cond_hi);
+	h.cond_landing = (uint16_t)(code + xa_label_off(a, t->l_out));
 	if (t->c->value) {
 		h.value_lo = (uint16_t)(code + t->value_lo);
 		h.value_hi = (uint16_t)(code + t->value_hi);
 		h.value_landing = (uint16_t)(code + xa_label_off(a, t->l_value_landing));
-	}
-	if (!t->c->fsgsbase) {
-		h.tp_load = (uint16_t)(code + t->tp_lo);
-		h.tp_resume = (uint16_t)(code + t->tp_hi);
 	}
 	h.site = t->c->site;
 	memcpy(out, &h, sizeof(h));
@@ -576,18 +569,16 @@ bool diag_tramp_fault_repair(diag_regs *r, uint64_t slot, const struct diag_tram
 	    r->rip - slot >= DIAG_TRAMP_SLOT)
 		return false;
 	off = r->rip - slot;
-	if (h->tp_load && off == h->tp_load) { /* no TLS yet: record thread 0 */
-		r->r14 = 0;
-		r->rip = slot + h->tp_resume;
-		return true;
-	}
-	if (off >= h->cond_lo && off < h->cond_hi) {
-		r->rip = slot + h->cond_landing;
-		return true;
-	}
-	if (off >= h->value_lo && off < h->value_hi) {
-		r->rip = slot + h->value_landing;
-		return true;
-	}
-	return false;
+	uint16_t landing;
+	if (off >= h->cond_lo && off < h->cond_hi)
+		landing = h->cond_landing;
+	else if (off >= h->value_lo && off < h->value_hi)
+		landing = h->value_landing;
+	else
+		return false;
+	/* code of this slot only, as the in-target guard checks (guard_template.S) */
+	if (landing < DIAG_TRAMP_SLOT_CODE || landing >= DIAG_TRAMP_SLOT)
+		return false;
+	r->rip = slot + landing;
+	return true;
 }

@@ -436,8 +436,21 @@ static void test_header(struct env *e)
 	h = (const void *)(uintptr_t)p.slot;
 	CHECK_EQ_INT(h->magic, DIAG_TRAMP_SLOT_MAGIC ^ p.slot);
 	CHECK_EQ_INT(h->site, 77);
-	CHECK_EQ_INT(h->cond_lo, h->cond_hi); /* no programs: empty ranges */
+	/* no programs: the condition's range still covers the thread pointer's load */
+	CHECK(h->cond_lo >= DIAG_TRAMP_SLOT_CODE && h->cond_lo < h->cond_hi);
+	CHECK(h->cond_landing >= h->cond_hi);
 	CHECK_EQ_INT(h->value_lo, h->value_hi);
+	{
+		ZydisDecoder dec;
+		ZydisDecodedInstruction ins;
+		ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+
+		ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+		CHECK(ZYAN_SUCCESS(ZydisDecoderDecodeFull(&dec, (const uint8_t *)(uintptr_t)p.slot + h->cond_lo,
+							  16, &ins, ops)));
+		CHECK_EQ_INT(ins.mnemonic, ZYDIS_MNEMONIC_MOV);
+		CHECK_EQ_INT(ops[1].mem.segment, ZYDIS_REGISTER_FS);
+	}
 	CHECK_EQ_INT(p.jmp[0], 0xe9);
 	ring2_close(&r);
 }
@@ -1855,17 +1868,11 @@ static void test_repair_unit(void)
 		h.magic = 0;
 		CHECK(!diag_tramp_fault_repair(&g, p.slot, &h, 0));
 		memcpy(&h, (const void *)(uintptr_t)p.slot, sizeof(h));
-		/* the thread pointer's load (%fs:0 without TLS) resumes after it with 0 */
-		if (fsgs) {
-			CHECK_EQ_INT(h.tp_load, 0);
-		} else {
-			CHECK(h.tp_load >= DIAG_TRAMP_SLOT_CODE && h.tp_resume > h.tp_load);
-			diag_regs_set_pc(&g, p.slot + h.tp_load);
-			diag_reg_set(&g, (int)reg_off("r14"), 77);
-			CHECK(diag_tramp_fault_repair(&g, p.slot, &h, 0));
-			CHECK_EQ_INT(diag_regs_pc(&g), p.slot + h.tp_resume);
-			CHECK_EQ_INT(diag_reg_get(&g, (int)reg_off("r14"), 8), 0);
-		}
+		/* a landing outside the slot's code is refused */
+		h.cond_landing = 8;
+		diag_regs_set_pc(&g, p.slot + h.cond_lo);
+		CHECK(!diag_tramp_fault_repair(&g, p.slot, &h, 0));
+		CHECK_EQ_INT(diag_regs_pc(&g), p.slot + h.cond_lo);
 	}
 	ring2_close(&r);
 }
