@@ -1700,6 +1700,81 @@ static void test_prog_refused(void)
 	expect_prog_refused(NULL, v, -DIAG_E_LIMIT, "slot");
 }
 
+/* ---- 4 threads through a condition and a value program ---- */
+
+static const char *const g_names[NTHREADS] = { "thread-zero", "one", "thread-number-two", "3" };
+
+struct prog_seen {
+	const struct worker *w;
+	uint64_t next_i[NTHREADS];
+	uint64_t shift, sub;
+};
+
+static int check_prog_rec(const struct diag_ring_rec *rec, void *arg)
+{
+	struct prog_seen *s = arg;
+	uint64_t t = rec->regs[DIAG_RING_RDI], i = rec->regs[DIAG_RING_RSI];
+	const struct diag_cap_block *b;
+	const uint8_t *d;
+
+	if (t >= NTHREADS || i != s->next_i[t] || rec->thread != s->w[t].tp || rec->flags != 0 ||
+	    diag_ring_sub_of(rec->thread, s->shift) != s->sub || nblocks(rec) != 1)
+		return 0;
+	b = blk(rec, 0, &d);
+	if (b->addr != (uint64_t)(uintptr_t)g_names[t] || b->len != strlen(g_names[t]) + 1 ||
+	    memcmp(d, g_names[t], b->len) != 0)
+		return 0;
+	s->next_i[t] += 2;
+	return 1;
+}
+
+static void test_threads_programs(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *c = prog_reset(&g_cond), *v = prog_reset(&g_value);
+	struct ring2 r;
+	struct probe p;
+	struct worker w[NTHREADS];
+	struct prog_seen s = { .w = w };
+	uint64_t per_sub[4] = { 0 }, recs = 0;
+
+	/* if (i & 1) str(names[t]) */
+	op(c, DIAG_CAP_REG, reg_off("rsi"), 0);
+	op(c, DIAG_CAP_CONST, 0, 1);
+	op(c, DIAG_CAP_AND, 0, 0);
+	op(c, DIAG_CAP_END, 0, 0);
+	op(v, DIAG_CAP_CONST, 0, (uint64_t)(uintptr_t)g_names);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(v, DIAG_CAP_CONST, 0, 3);
+	op(v, DIAG_CAP_SHL, 0, 0);
+	op(v, DIAG_CAP_ADD, 0, 0);
+	op(v, DIAG_CAP_LOAD, 8, 0);
+	op_save(v, DIAG_CAP_SAVE_STR, 32);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_EQ_INT(ring2_open(&r, 4, 1u << 18), 0);
+	CHECK_OK(install(&g_env, c_fn_add, c_fn_add_end, &r, 0x125, c, v, false, &p, &err), err);
+	run_workers(w, (fn2)(uintptr_t)p.fn, NULL, 0);
+	s.shift = r.ctl->hash_shift;
+	for (size_t i = 0; i < NTHREADS; i++) {
+		CHECK_EQ_INT(w[i].bad, 0);
+		per_sub[diag_ring_sub_of(w[i].tp, r.ctl->hash_shift)] += NCALLS;
+		s.next_i[i] = 1;
+	}
+	for (uint64_t sub = 0; sub < 4; sub++) {
+		long n;
+
+		s.sub = sub;
+		n = walk(&r, sub, check_prog_rec, &s, NULL);
+		CHECK_EQ_INT(n, per_sub[sub] / 2);
+		CHECK_EQ_INT(counter2(&r, sub, 0x125), per_sub[sub]);
+		CHECK_EQ_INT(sub_hdr(&r, sub)->drops, 0);
+		recs += n > 0 ? (uint64_t)n : 0;
+	}
+	CHECK_EQ_INT(recs, NTHREADS * NCALLS / 2);
+	CHECK_EQ_INT(counter_sum(&r, 0x125), NTHREADS * NCALLS);
+	ring2_close(&r);
+}
+
 /* ==== exit trampolines ==== */
 
 static int install_exit(const uint8_t *begin, const uint8_t *end, size_t addr_off, size_t term_off,
@@ -1912,6 +1987,7 @@ int main(void)
 	test_unary_and_stack();
 	test_jumps_regs_loads();
 	test_abort();
+	test_threads_programs();
 	test_prog_refused();
 	test_exit_ret();
 	test_exit_tail();
