@@ -462,7 +462,7 @@ static int assemble(struct xasm *a, struct tc *t, uint8_t *code, size_t cap, str
 		rc = generate(a, t, err);
 		if (rc < 0)
 			return rc;
-		if (a->err == -ENOSPC)
+		if (a->err == -ENOSPC || a->err == -E2BIG)
 			return diag_error_set(err, -DIAG_E_LIMIT,
 					      "probe at 0x%llx: the capture programs do not fit a %d-byte trampoline slot",
 					      (unsigned long long)t->c->addr, DIAG_TRAMP_SLOT);

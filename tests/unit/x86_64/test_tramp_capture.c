@@ -41,6 +41,9 @@ __asm__(".intel_syntax noprefix\n.text\n"
 	"c_riprel_data: .quad 0x1000000000\n" END(c_fn_riprel)
 	/* u64 () -> rflags at entry: exactly 5 displaced bytes */
 	FN(c_fn_flags) "pushfq\n pop rax\n nop dword ptr [rax]\n ret\n" END(c_fn_flags)
+	/* u64 (a, b) -> a + b through the red zone; probed at +5, after the first store */
+	FN(c_fn_redzone) "mov [rsp - 8], rdi\n mov [rsp - 16], rsi\n mov rax, [rsp - 8]\n"
+	" add rax, [rsp - 16]\n ret\n" END(c_fn_redzone)
 	/* touches nothing */
 	FN(c_fn_nop) ".byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n ret\n" END(c_fn_nop)
 	/* u64 (a, b) -> a + b; exits: `pop rbp; ret` patched as one exit (the mov rbp, rsp
@@ -75,7 +78,7 @@ __asm__(".intel_syntax noprefix\n.text\n"
 	END(c_call_xmm)
 	".att_syntax prefix\n");
 
-DECL(c_fn_add); DECL(c_fn_riprel); DECL(c_fn_flags); DECL(c_fn_nop); DECL(c_fn_exit);
+DECL(c_fn_add); DECL(c_fn_riprel); DECL(c_fn_redzone); DECL(c_fn_flags); DECL(c_fn_nop); DECL(c_fn_exit);
 DECL(c_fn_tail); DECL(c_fn_tail_dst);
 extern const uint8_t c_call_flags_end[];
 
@@ -1775,6 +1778,41 @@ static void test_threads_programs(void)
 	ring2_close(&r);
 }
 
+/* A probe mid-function (FUNC+OFF) in a leaf that keeps data in the red zone: the trampoline
+ * skips it, and a value program reads it as the function left it. */
+static void test_redzone(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	struct ring2 r;
+	struct probe p;
+	struct diag_tramp_capture c;
+	const struct diag_ring_rec *rec;
+
+	op(v, DIAG_CAP_REG, reg_off("rsp"), 0);
+	op(v, DIAG_CAP_CONST, 0, (uint64_t)-8);
+	op(v, DIAG_CAP_ADD, 0, 0);
+	op(v, DIAG_CAP_LOAD, 8, 0);
+	op_emit_top(v);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_EQ_INT(ring2_open(&r, 1, 512), 0);
+	p.fn = copy_fn(&g_env, c_fn_redzone, c_fn_redzone_end);
+	p.addr = p.fn + 5;
+	p.slot = new_slot(&g_env);
+	c = cap_for(&p, &r, 6, NULL, v);
+	c.avail = (size_t)(c_fn_redzone_end - c_fn_redzone) - 5;
+	CHECK_OK(install_cap(&c, &p, &err), err);
+	CHECK_EQ_INT(p.patched_len, 5);
+	CHECK_EQ_INT(((fn2)(uintptr_t)p.fn)(0x1234567890ull, 0x1111), 0x12345689a1ull);
+	rec = rec_at(&r, 0, 0);
+	CHECK_EQ_INT(rec->seq, 1);
+	CHECK_EQ_INT(rec->regs[DIAG_RING_RIP], p.fn + 5);
+	CHECK_EQ_INT(nblocks(rec), 1);
+	if (nblocks(rec) == 1)
+		CHECK_EQ_INT(blk(rec, 0, NULL)->addr, 0x1234567890ull); /* [rsp - 8] = rdi */
+	ring2_close(&r);
+}
+
 /* ==== exit trampolines ==== */
 
 static int install_exit(const uint8_t *begin, const uint8_t *end, size_t addr_off, size_t term_off,
@@ -1881,6 +1919,40 @@ static void test_exit_tail(void)
 		CHECK_EQ_INT(p.fn + dst_off, (uint64_t)(uintptr_t)(g_env.region + (g_env.nfn - 1) * FN_SLOT) + dst_off);
 	}
 	CHECK_EQ_INT(counter2(&r, 0, 22), 2);
+	ring2_close(&r);
+}
+
+/* A condition at the exit: only results above 100 are recorded, every exit counted. */
+static void test_exit_cond(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *c = prog_reset(&g_cond);
+	struct diag_tramp_capture cap;
+	struct ring2 r;
+	struct probe p;
+	const size_t len = (size_t)(c_fn_exit_end - c_fn_exit);
+	fn2 fn;
+
+	op(c, DIAG_CAP_REG, reg_off("rax"), 0);
+	op(c, DIAG_CAP_CONST, 0, 100);
+	op(c, DIAG_CAP_GTU, 0, 0);
+	op(c, DIAG_CAP_END, 0, 0);
+	CHECK_EQ_INT(ring2_open(&r, 1, 512), 0);
+	p.fn = copy_fn(&g_env, c_fn_exit, c_fn_exit_end);
+	p.addr = p.fn + len - 5;
+	p.slot = new_slot(&g_env);
+	cap = cap_for(&p, &r, 23, c, NULL);
+	cap.kind = DIAG_TRAMP_EXIT;
+	cap.term = p.fn + len - 1;
+	cap.avail = 5;
+	CHECK_OK(install_cap(&cap, &p, &err), err);
+	fn = (fn2)(uintptr_t)p.fn;
+	for (uint64_t i = 0; i < 10; i++)
+		CHECK_EQ_INT(fn(i * 30, 1), i * 30 + 1);
+	CHECK_EQ_INT(counter2(&r, 0, 23), 10);
+	CHECK_EQ_INT(sub_hdr(&r, 0)->head, 3 * 6); /* 121, 151, ..., 271 */
+	CHECK_EQ_INT(rec_at(&r, 0, 0)->regs[DIAG_RING_RAX], 121);
+	CHECK_EQ_INT(rec_at(&r, 0, 0)->flags, DIAG_REC_EXIT);
 	ring2_close(&r);
 }
 
@@ -1991,7 +2063,9 @@ int main(void)
 	test_prog_refused();
 	test_exit_ret();
 	test_exit_tail();
+	test_exit_cond();
 	test_exit_refused();
+	test_redzone();
 	test_repair_unit();
 	fprintf(stderr, "%llu value records replayed by diag_cap_run\n", (unsigned long long)g_replays);
 	CHECK(g_replays > 100);
