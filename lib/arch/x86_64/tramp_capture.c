@@ -2,10 +2,10 @@
  * "Capture trampolines") and repairs their faults. A slot is a 64-byte header then code
  * generated with Zydis's encoder (xasm.h): save every register and the flags in the order of
  * diag_ring_rec.regs, name the thread by its thread pointer, count the hit in its sub-ring's
- * counter, check the heartbeat, run the condition, reserve a record by the ring v2 protocol,
- * fill it, run the value program into it, publish it, restore, run the displaced instructions
- * and jump back (ENTRY), or run the instructions before the terminator first and the
- * terminator last (EXIT). The generated code never blocks, never calls, never makes a system
+ * counter, run the condition, read the clock and check the heartbeat, reserve a record by the
+ * ring v2 protocol, fill it, run the value program into it, publish it, restore, run the
+ * displaced instructions and jump back (ENTRY), or run the instructions before the terminator
+ * first and the terminator last (EXIT). The generated code never blocks, never calls, never makes a system
  * call, uses no string instruction and reads vector registers only for FPREG ops.
  * Pure byte work: never touches a process, never chooses addresses. */
 #include "arch/trampoline.h"
@@ -263,7 +263,7 @@ static void emit_value(struct xasm *a, struct tc *t)
 
 /* ---- relocated instructions ---- */
 
-static int emit_copies(struct xasm *a, struct tc *t, size_t first, struct diag_error *err)
+static int emit_copies(struct xasm *a, struct tc *t, struct diag_error *err)
 {
 	uint8_t buf[DIAG_INSN_MAX_LEN + DIAG_INSN_JMP_MAX];
 	size_t n, orig = 0;
@@ -273,8 +273,8 @@ static int emit_copies(struct xasm *a, struct tc *t, size_t first, struct diag_e
 		rc = diag_insn_relocate_linear(&t->pre.insns[i], xa_pc(a), buf, sizeof(buf), &n, err);
 		if (rc < 0)
 			return diag_error_prefix(err, "probe at 0x%llx: ", (unsigned long long)t->c->addr);
-		t->l.insns[first + i].orig_off = (uint8_t)orig;
-		t->l.insns[first + i].copy_off = (uint16_t)a->len;
+		t->l.insns[i].orig_off = (uint8_t)orig;
+		t->l.insns[i].copy_off = (uint16_t)a->len;
 		orig += t->pre.insns[i].len;
 		xa_bytes(a, buf, n);
 	}
@@ -327,7 +327,7 @@ static int generate(struct xasm *a, struct tc *t, struct diag_error *err)
 	for (size_t i = 0; i < DIAG_CAP_MAX_LITS; i++)
 		xa_label_new(a);
 	if (exit_kind)
-		rc = emit_copies(a, t, 0, err);
+		rc = emit_copies(a, t, err);
 	if (rc < 0)
 		return rc;
 	emit_save(a, t->rip);
@@ -346,7 +346,7 @@ static int generate(struct xasm *a, struct tc *t, struct diag_error *err)
 		t->l.back_off = SIZE_MAX; /* set to len below: nothing jumps back */
 	} else {
 		t->l.reloc_off = a->len;
-		rc = emit_copies(a, t, 0, err);
+		rc = emit_copies(a, t, err);
 		if (rc == 0)
 			rc = emit_back(a, t);
 	}
