@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -1813,6 +1814,85 @@ static void test_redzone(void)
 	ring2_close(&r);
 }
 
+/* ---- a signal handler re-entering the probed function mid-trampoline ---- */
+
+static volatile fn2 g_sig_fn;
+static volatile uint64_t g_sig_calls, g_sig_bad, g_sig_slot, g_sig_in_slot;
+
+static void on_alarm(int sig, siginfo_t *si, void *ucv)
+{
+	const ucontext_t *uc = ucv;
+	uint64_t pc = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+
+	(void)sig;
+	(void)si;
+	if (pc - g_sig_slot < DIAG_TRAMP_SLOT)
+		g_sig_in_slot++;
+	if (g_sig_fn) {
+		if (g_sig_fn(7, 1000000 + g_sig_calls) != (uint32_t)(7 + 1000000 + g_sig_calls))
+			g_sig_bad++;
+		g_sig_calls++;
+	}
+}
+
+static int check_reentrant_rec(const struct diag_ring_rec *rec, void *arg)
+{
+	uint64_t *next = arg, t = rec->regs[DIAG_RING_RDI], i = rec->regs[DIAG_RING_RSI];
+
+	if (rec->flags != 0 || nblocks(rec) != 1 || rec->thread != thread_pointer())
+		return 0;
+	if (t == 7 && i >= 1000000)
+		return blk(rec, 0, NULL)->addr == i;
+	if (t != 1 || i != *next)
+		return 0;
+	(*next)++;
+	return blk(rec, 0, NULL)->addr == i;
+}
+
+static void test_signal_reentry(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	struct sigaction sa, old;
+	struct itimerval it = { .it_interval = { 0, 50 }, .it_value = { 0, 50 } }, off = { 0 };
+	struct ring2 r;
+	struct probe p;
+	uint64_t next = 0, n = 0;
+	long recs;
+
+	op(v, DIAG_CAP_REG, reg_off("rsi"), 0);
+	op_emit_top(v);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_EQ_INT(ring2_open(&r, 1, 1u << 20), 0);
+	CHECK_OK(install(&g_env, c_fn_add, c_fn_add_end, &r, 31, NULL, v, false, &p, &err), err);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_alarm;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, &old);
+	g_sig_slot = p.slot;
+	g_sig_fn = (fn2)(uintptr_t)p.fn;
+	setitimer(ITIMER_REAL, &it, NULL);
+	/* until a hundred signals landed, most of them inside the trampoline (it is most of the
+	 * time of a call); 300000 records fit the sub-ring, so none is dropped */
+	for (; n < 300000 && (g_sig_calls < 100 || g_sig_in_slot < 10); n++)
+		if (((fn2)(uintptr_t)p.fn)(1, n) != (uint32_t)(1 + n))
+			g_sig_bad++;
+	setitimer(ITIMER_REAL, &off, NULL);
+	g_sig_fn = NULL;
+	sigaction(SIGALRM, &old, NULL);
+	CHECK_EQ_INT(g_sig_bad, 0);
+	CHECK(g_sig_in_slot > 0); /* handlers that ran on top of a trampoline's frame */
+	CHECK_EQ_INT(counter2(&r, 0, 31), n + g_sig_calls);
+	CHECK_EQ_INT(sub_hdr(&r, 0)->drops, 0);
+	recs = walk(&r, 0, check_reentrant_rec, &next, NULL);
+	CHECK_EQ_INT(recs, (long)(n + g_sig_calls));
+	CHECK_EQ_INT(next, n);
+	fprintf(stderr, "signal re-entry: %llu calls, %llu from the handler, %llu of them inside the slot\n",
+		(unsigned long long)n, (unsigned long long)g_sig_calls, (unsigned long long)g_sig_in_slot);
+	ring2_close(&r);
+}
+
 /* ==== exit trampolines ==== */
 
 static int install_exit(const uint8_t *begin, const uint8_t *end, size_t addr_off, size_t term_off,
@@ -2060,6 +2140,7 @@ int main(void)
 	test_jumps_regs_loads();
 	test_abort();
 	test_threads_programs();
+	test_signal_reentry();
 	test_prog_refused();
 	test_exit_ret();
 	test_exit_tail();
