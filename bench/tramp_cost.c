@@ -132,6 +132,64 @@ static int probe(uint8_t *region, size_t *used, struct ring *r, const struct dia
 	return 0;
 }
 
+/* The v1 trampoline (diag_tramp_build_counted: one shared ring, gettid), for comparison. */
+static int probe_v1(uint8_t *region, size_t *used, handle_fn *out, struct diag_ring_header **ring)
+{
+	struct diag_error err = { 0 };
+	uint8_t *fn = region + *used, *slot = region + REGION / 2 + *used * 16;
+	const uint64_t cap = 1u << 16;
+	uint8_t buf[DIAG_TRAMP_MAX], jmp[DIAG_TRAMP_PATCH_LEN];
+	size_t len, patched;
+	void *r = mmap(NULL, DIAG_RING_MAP_BYTES(cap), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (r == MAP_FAILED)
+		return -1;
+	*ring = r;
+	(*ring)->mask = cap - 1;
+	memcpy(fn, tc_handle, (size_t)(tc_handle_end - tc_handle));
+	*used += 256;
+	if (diag_tramp_build_counted((uint64_t)(uintptr_t)fn, fn, (size_t)(tc_handle_end - tc_handle),
+				     (uint64_t)(uintptr_t)slot,
+				     &(const struct diag_tramp_ring){ .addr = (uint64_t)(uintptr_t)r,
+								      .mask = cap - 1, .site = 1 },
+				     buf, sizeof(buf), &len, jmp, &patched, &err) < 0) {
+		fprintf(stderr, "tramp_cost: v1: %s\n", err.msg);
+		return -1;
+	}
+	memcpy(slot, buf, len);
+	memcpy(fn, jmp, sizeof(jmp));
+	*out = (handle_fn)(uintptr_t)fn;
+	return 0;
+}
+
+/* Best of RUNS for the v1 ring: drained the same way. */
+static double time_v1(handle_fn fn, struct diag_ring_header *h, long calls)
+{
+	struct req q = { .id = 7, .name = "/api/users" };
+	double best = 1e30;
+	volatile long sink = 0;
+
+	for (int run = 0; run < RUNS; run++) {
+		double t0 = now_ns();
+		long sum = 0;
+
+		for (long i = 0; i < calls; i++) {
+			sum += fn(&q, i);
+			if ((i & 1023) == 0)
+				__atomic_store_n(&h->tail, __atomic_load_n(&h->head, __ATOMIC_ACQUIRE),
+						 __ATOMIC_RELEASE);
+		}
+		double dt = (now_ns() - t0) / (double)calls;
+
+		sink += sum;
+		if (dt < best)
+			best = dt;
+	}
+	(void)sink;
+	return best;
+}
+
 int main(int argc, char **argv)
 {
 	static struct diag_cap_prog str_value, false_reg, false_field;
@@ -193,6 +251,14 @@ int main(int argc, char **argv)
 	};
 
 	printf("tramp_cost: %ld calls, best of %d; unprobed call %.2f ns\n", calls, RUNS, base);
+	{
+		handle_fn v1;
+		struct diag_ring_header *h;
+
+		if (probe_v1(region, &used, &v1, &h) == 0)
+			printf("  %-34s %6.2f ns/hit  (v1 trampoline: one ring, gettid)\n",
+			       "registers only, v1", time_v1(v1, h, calls) - base);
+	}
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		if (!rows[i].fn)
 			continue;
