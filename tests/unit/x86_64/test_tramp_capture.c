@@ -1395,6 +1395,57 @@ static void test_alu(void)
 }
 
 /* unary ops, extensions, constants of every width, a stack deeper than the registers */
+static const struct {
+	uint8_t o;
+	uint32_t a;
+} g_unary[] = { { DIAG_CAP_NEG, 0 },  { DIAG_CAP_NOT, 0 },  { DIAG_CAP_LNOT, 0 },
+		{ DIAG_CAP_SEXT, 1 }, { DIAG_CAP_SEXT, 2 }, { DIAG_CAP_SEXT, 4 },
+		{ DIAG_CAP_ZEXT, 1 }, { DIAG_CAP_ZEXT, 2 }, { DIAG_CAP_ZEXT, 4 } };
+#define NUNARY (sizeof(g_unary) / sizeof(g_unary[0]))
+
+static uint64_t ref_unary(uint8_t o, uint32_t a, uint64_t x)
+{
+	switch (o) {
+	case DIAG_CAP_NEG: return -x;
+	case DIAG_CAP_NOT: return ~x;
+	case DIAG_CAP_LNOT: return x == 0;
+	case DIAG_CAP_SEXT:
+		return a == 1 ? (uint64_t)(int8_t)x : a == 2 ? (uint64_t)(int16_t)x : (uint64_t)(int32_t)x;
+	default:
+		return a == 1 ? (uint8_t)x : a == 2 ? (uint16_t)x : (uint32_t)x;
+	}
+}
+
+/* Every unary op on x and y, in one program. */
+static void check_unary_pair(uint64_t x, uint64_t y)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	const uint64_t in[2] = { x, y };
+	const struct diag_ring_rec *rec;
+	struct pt t;
+
+	for (size_t i = 0; i < 2; i++) {
+		for (size_t u = 0; u < NUNARY; u++) {
+			op(v, DIAG_CAP_CONST, 0, in[i]);
+			op(v, g_unary[u].o, g_unary[u].a, 0);
+			op_emit_top(v);
+		}
+	}
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, 0, 0);
+	CHECK(rec != NULL);
+	for (size_t k = 0; rec && k < 2 * NUNARY; k++) {
+		const struct diag_cap_block *b = blk(rec, k, NULL);
+
+		CHECK(b != NULL);
+		if (b)
+			CHECK_EQ_INT(b->addr, ref_unary(g_unary[k % NUNARY].o, g_unary[k % NUNARY].a, in[k / NUNARY]));
+	}
+	pt_close(&t);
+}
+
 static void test_unary_and_stack(void)
 {
 	static const uint64_t vals[] = { 0, 1, 0x80, 0xff, 0x8000, 0xffff, 0x80000000ull,
@@ -1404,55 +1455,9 @@ static void test_unary_and_stack(void)
 	struct diag_cap_prog *v = &g_value;
 	const struct diag_ring_rec *rec;
 	struct pt t;
-	uint64_t want[256];
-	size_t nw = 0;
 
-	for (size_t part = 0; part < 6; part++) {
-	nw = 0;
-	prog_reset(v);
-	for (size_t i = part * 2; i < part * 2 + 2; i++) {
-		uint64_t x = vals[i];
-		static const struct {
-			uint8_t o;
-			uint32_t a;
-		} un[] = { { DIAG_CAP_NEG, 0 }, { DIAG_CAP_NOT, 0 }, { DIAG_CAP_LNOT, 0 },
-			   { DIAG_CAP_SEXT, 1 }, { DIAG_CAP_SEXT, 2 }, { DIAG_CAP_SEXT, 4 },
-			   { DIAG_CAP_ZEXT, 1 }, { DIAG_CAP_ZEXT, 2 }, { DIAG_CAP_ZEXT, 4 } };
-
-		for (size_t u = 0; u < sizeof(un) / sizeof(un[0]); u++) {
-			uint64_t r;
-
-			op(v, DIAG_CAP_CONST, 0, x);
-			op(v, un[u].o, un[u].a, 0);
-			op_emit_top(v);
-			switch (un[u].o) {
-			case DIAG_CAP_NEG: r = -x; break;
-			case DIAG_CAP_NOT: r = ~x; break;
-			case DIAG_CAP_LNOT: r = x == 0; break;
-			case DIAG_CAP_SEXT:
-				r = un[u].a == 1 ? (uint64_t)(int8_t)x : un[u].a == 2 ? (uint64_t)(int16_t)x
-										   : (uint64_t)(int32_t)x;
-				break;
-			default:
-				r = un[u].a == 1 ? (uint8_t)x : un[u].a == 2 ? (uint16_t)x : (uint32_t)x;
-				break;
-			}
-			want[nw++] = r;
-		}
-	}
-	op(v, DIAG_CAP_END, 0, 0);
-	CHECK_OK(pt_open(&t, NULL, v, &err), err);
-	rec = hit(&t, 0, 0);
-	CHECK(rec != NULL);
-	for (size_t k = 0; rec && k < nw; k++) {
-		const struct diag_cap_block *b = blk(rec, k, NULL);
-
-		CHECK(b != NULL);
-		if (b)
-			CHECK_EQ_INT(b->addr, want[k]);
-	}
-	pt_close(&t);
-	}
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i += 2)
+		check_unary_pair(vals[i], vals[i + 1]);
 
 	/* 16 deep: 1 .. 14, DUP/DROP/DUP at the top, the top emitted (a CONST more), then 13 ADDs */
 	prog_reset(v);
@@ -1472,6 +1477,41 @@ static void test_unary_and_stack(void)
 	if (rec && nblocks(rec) == 2) {
 		CHECK_EQ_INT(blk(rec, 0, NULL)->addr, 14 * 0x100000001ull);
 		CHECK_EQ_INT(blk(rec, 1, NULL)->addr, 105 * 0x100000001ull);
+	}
+	pt_close(&t);
+}
+
+/* LOAD of 1, 2, 4 and 8 bytes at buf + off (aligned or not), sign-extended below 8. */
+static void check_loads_at(const uint8_t *buf, uint32_t off)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	const struct diag_ring_rec *rec;
+	struct pt t;
+	uint32_t k = 0;
+
+	for (uint32_t sz = 1; sz <= 8; sz *= 2) {
+		op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+		op(v, DIAG_CAP_CONST, 0, off);
+		op(v, DIAG_CAP_ADD, 0, 0);
+		op(v, DIAG_CAP_LOAD, sz, 0);
+		if (sz < 8)
+			op(v, DIAG_CAP_SEXT, sz, 0);
+		op_emit_top(v);
+	}
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, (uint64_t)(uintptr_t)buf, 0);
+	CHECK(rec != NULL && rec->flags == 0);
+	for (uint32_t sz = 1; rec && sz <= 8; sz *= 2, k++) {
+		uint64_t w = 0;
+
+		memcpy(&w, buf + off, sz);
+		if (sz < 8)
+			w = ref_unary(DIAG_CAP_SEXT, sz, w);
+		CHECK(blk(rec, k, NULL) != NULL);
+		if (blk(rec, k, NULL))
+			CHECK_EQ_INT(blk(rec, k, NULL)->addr, w);
 	}
 	pt_close(&t);
 }
@@ -1528,41 +1568,8 @@ static void test_jumps_regs_loads(void)
 	pt_close(&t);
 
 	/* loads: every size at every offset 0..8, sign-extended too */
-	for (uint32_t off0 = 0; off0 < 9; off0++) {
-	prog_reset(v);
-	for (uint32_t off = off0; off == off0; off++) {
-		for (uint32_t sz = 1; sz <= 8; sz *= 2) {
-			op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
-			op(v, DIAG_CAP_CONST, 0, off);
-			op(v, DIAG_CAP_ADD, 0, 0);
-			op(v, DIAG_CAP_LOAD, sz, 0);
-			if (sz < 8)
-				op(v, DIAG_CAP_SEXT, sz, 0);
-			op_emit_top(v);
-		}
-	}
-	op(v, DIAG_CAP_END, 0, 0);
-	CHECK_OK(pt_open(&t, NULL, v, &err), err);
-	rec = hit(&t, (uint64_t)(uintptr_t)buf, 0);
-	CHECK(rec != NULL && rec->flags == 0);
-	for (uint32_t off = off0, k = 0; rec && off == off0; off++) {
-		for (uint32_t sz = 1; sz <= 8; sz *= 2, k++) {
-			uint64_t w = 0;
-
-			memcpy(&w, buf + off, sz);
-			if (sz == 1)
-				w = (uint64_t)(int8_t)w;
-			else if (sz == 2)
-				w = (uint64_t)(int16_t)w;
-			else if (sz == 4)
-				w = (uint64_t)(int32_t)w;
-			CHECK(blk(rec, k, NULL) != NULL);
-			if (blk(rec, k, NULL))
-				CHECK_EQ_INT(blk(rec, k, NULL)->addr, w);
-		}
-	}
-	pt_close(&t);
-	}
+	for (uint32_t off = 0; off < 9; off++)
+		check_loads_at(buf, off);
 
 	/* xmm0's low half; xmm1 whole */
 	prog_reset(v);
