@@ -129,8 +129,10 @@ static void emit_enter(struct xasm *a, struct tc *t)
 	XA(a, XOR, R(EAX), R(EAX));
 	XA(a, CMP, R(RCX), I(63));
 	xa_jump(a, ZYDIS_MNEMONIC_JNBE, sub0);
-	XA(a, MOV, R(RAX), I(0x9E3779B97F4A7C15ULL));
-	XA(a, IMUL, R(RAX), R(R14));
+	XA(a, MOV, R(RAX), R(R14));
+	XA(a, SHR, R(RAX), I(12)); /* the thread pointer's page */
+	XA(a, MOV, R(RDX), I(0x9E3779B97F4A7C15ULL));
+	XA(a, IMUL, R(RAX), R(RDX));
 	XA(a, SHR, R(RAX), R(CL));
 	xa_label_here(a, sub0);
 	/* a control block the target scribbled on never sends a write outside the mapping */
