@@ -455,20 +455,19 @@ static void emit_copy(struct xasm *a)
 	xa_label_here(a, end);
 }
 
-/* Copy bytes up to and including a NUL, at most rcx of them. */
+/* Copy bytes up to and including a NUL, at most rcx of them (rcx >= 1: SAVE_STR's limit). */
 static void emit_copy_str(struct xasm *a)
 {
 	uint32_t loop = xa_label_new(a), end = xa_label_new(a);
 
 	xa_label_here(a, loop);
-	XA(a, TEST, R(RCX), R(RCX));
-	xa_jump_short(a, ZYDIS_MNEMONIC_JZ, end);
 	XA(a, MOVZX, R(EAX), xa_m(RSI, 0, 1));
 	XA(a, MOV, xa_m(RDX, 0, 1), R(AL));
 	XA(a, INC, R(RSI));
 	XA(a, INC, R(RDX));
-	XA(a, DEC, R(RCX));
 	XA(a, TEST, R(AL), R(AL));
+	xa_jump_short(a, ZYDIS_MNEMONIC_JZ, end);
+	XA(a, DEC, R(RCX));
 	xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, loop);
 	xa_label_here(a, end);
 	/* len = bytes copied */
