@@ -118,7 +118,8 @@ static const char *bad_operand(const struct diag_cap_prog *p, const struct diag_
 	case DIAG_CAP_STREQ:
 		if (o->a >= p->nlits || o->a >= DIAG_CAP_MAX_LITS || !p->lits[o->a])
 			return "no such literal";
-		return strnlen(p->lits[o->a], DIAG_CAP_MAX_LIT + 1) > DIAG_CAP_MAX_LIT ? "literal too long" : NULL;
+		/* as diag_cap_check: the literal and its NUL within DIAG_CAP_MAX_LIT bytes */
+		return strnlen(p->lits[o->a], DIAG_CAP_MAX_LIT) >= DIAG_CAP_MAX_LIT ? "literal too long" : NULL;
 	case DIAG_CAP_SAVE_MEM: case DIAG_CAP_SAVE_MEM_N: case DIAG_CAP_SAVE_STR:
 		return o->a == 0 || o->a > DIAG_CAP_MAX_PAYLOAD ? "block size not 1 .. DIAG_CAP_MAX_PAYLOAD" : NULL;
 	default:
