@@ -1226,6 +1226,26 @@ static void test_fault_edge(void)
 		}
 		pt_close(&t);
 	}
+	/* a whole block, then one cut by the fault: payload_len covers both */
+	prog_reset(v);
+	op(v, DIAG_CAP_REG, reg_off("rsi"), 0);
+	op_save(v, DIAG_CAP_SAVE_MEM, 3);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(v, DIAG_CAP_REG, reg_off("rsi"), 0); /* a length above the limit: 64 */
+	op_save(v, DIAG_CAP_SAVE_MEM_N, 64);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op_save(v, DIAG_CAP_SAVE_STR, 64);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, e.end - 6, (uint64_t)(uintptr_t)"xyz");
+	CHECK(rec != NULL);
+	if (rec) {
+		CHECK_EQ_INT(rec->flags, DIAG_REC_FAULT);
+		CHECK_EQ_INT(rec->fault_addr, e.end);
+		CHECK_EQ_INT(nblocks(rec), 2);
+		CHECK_EQ_INT(rec->payload_len, diag_cap_block_bytes(3) + diag_cap_block_bytes(64));
+	}
+	pt_close(&t);
 	munmap(e.page, 4096);
 }
 
