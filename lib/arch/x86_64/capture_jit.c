@@ -185,6 +185,7 @@ static int check_op(struct xj_prog *x, uint32_t *written, size_t i, struct diag_
 	if (o->op == DIAG_CAP_JMP || o->op == DIAG_CAP_JZ || o->op == DIAG_CAP_JNZ) {
 		if (o->a <= i || o->a >= p->n)
 			return refuse(err, i, "jump not forward into the program");
+		x->target[o->a] = true;
 		if (!merge(x, written, o->a, nd, w))
 			return refuse(err, o->a, "stack depth differs between paths");
 	}
@@ -209,6 +210,7 @@ int xj_check(struct xj_prog *x, const struct diag_cap_prog *p, bool value, struc
 	x->value = value;
 	x->max_written = 0;
 	memset(x->depth, -1, sizeof(x->depth));
+	memset(x->target, 0, sizeof(x->target));
 	x->depth[0] = 0;
 	for (size_t i = 0; i < p->n; i++) {
 		if (x->depth[i] < 0)
@@ -609,6 +611,75 @@ static void emit_op(struct xasm *a, const struct xj_prog *x, size_t i, uint32_t 
 	}
 }
 
+/* DUP; SAVE_MEM n; LOAD n (n = 1, 2, 4, 8) at op i with no jump into it: the expression
+ * compiler's read of a value whose bytes the daemon's evaluation needs again. */
+static bool is_read_value(const struct xj_prog *x, size_t i)
+{
+	const struct diag_cap_op *o = &x->p->ops[i];
+	uint32_t n;
+
+	if (!x->value || i + 2 >= x->p->n || x->target[i + 1] || x->target[i + 2] ||
+	    o[0].op != DIAG_CAP_DUP || o[1].op != DIAG_CAP_SAVE_MEM || o[2].op != DIAG_CAP_LOAD)
+		return false;
+	n = o[1].a;
+	return o[2].a == n && (n == 1 || n == 2 || n == 4 || n == 8);
+}
+
+static ZydisRegister reg_of_size(uint32_t n)
+{
+	return n == 8 ? ZYDIS_REGISTER_RAX : n == 4 ? ZYDIS_REGISTER_EAX : n == 2 ? ZYDIS_REGISTER_AX
+									 : ZYDIS_REGISTER_AL;
+}
+
+/* rax = the n bytes at [base + disp], zero-extended. */
+static void load_zext(struct xasm *a, ZydisRegister base, int64_t disp, uint32_t n)
+{
+	if (n == 8)
+		XA(a, MOV, R(RAX), xa_m(base, disp, 8));
+	else if (n == 4)
+		XA(a, MOV, R(EAX), xa_m(base, disp, 4)); /* zero-extends to rax */
+	else
+		XA(a, MOVZX, R(EAX), xa_m(base, disp, n));
+}
+
+/* The three ops in one: the n bytes at the top's address copied into a block (one aligned
+ * access, else byte by byte, as SAVE_MEM), and the top replaced by their value, read back from
+ * the block. Memory is read once; a fault leaves the block as SAVE_MEM's would. */
+static void emit_read_value(struct xasm *a, int k, uint32_t n)
+{
+	uint32_t bytes = xa_label_new(a), back = xa_label_new(a), set = xa_label_new(a);
+	const xop val = xa_r(reg_of_size(n));
+
+	XA(a, MOV, R(RSI), slot(k));
+	block_begin(a, DIAG_CAP_BLOCK_MEM);
+	XA(a, MOV, xa_m(RDI, 8, 4), I(n));
+	if (n < 8)
+		XA(a, MOV, xa_m(RDI, 16, 8), I(0));
+	if (n > 1) {
+		XA(a, TEST, R(SIL), I(n - 1));
+		xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, bytes);
+	}
+	load_zext(a, RSI, 0, n);
+	XA(a, MOV, xa_m(RDX, 0, n), val);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, set);
+	xa_label_here(a, bytes);
+	if (n > 1) {
+		XA(a, MOV, R(ECX), I(n));
+		xa_label_here(a, back);
+		XA(a, MOVZX, R(EAX), xa_m(RSI, 0, 1));
+		XA(a, MOV, xa_m(RDX, 0, 1), R(AL));
+		XA(a, INC, R(RSI));
+		XA(a, INC, R(RDX));
+		XA(a, DEC, R(ECX));
+		xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, back);
+		load_zext(a, RBP, 16, n);
+	}
+	xa_label_here(a, set);
+	XA(a, LEA, R(RDI), xa_m(RBP, 24, 8));
+	XA(a, XOR, R(EBP), R(EBP));
+	XA(a, MOV, slot(k), R(RAX));
+}
+
 void xj_emit(struct xasm *a, const struct xj_prog *x)
 {
 	uint32_t l_ops = 0, l_end;
@@ -624,8 +695,16 @@ void xj_emit(struct xasm *a, const struct xj_prog *x)
 		XA(a, XOR, R(EBP), R(EBP));
 	for (size_t i = 0; i < x->p->n; i++) {
 		xa_label_here(a, l_ops + (uint32_t)i);
-		if (x->depth[i] >= 0)
-			emit_op(a, x, i, l_ops, l_end);
+		if (x->depth[i] < 0)
+			continue;
+		if (is_read_value(x, i)) {
+			emit_read_value(a, x->depth[i] - 1, x->p->ops[i + 1].a);
+			xa_label_here(a, l_ops + (uint32_t)i + 1); /* no jump lands there */
+			xa_label_here(a, l_ops + (uint32_t)i + 2);
+			i += 2;
+			continue;
+		}
+		emit_op(a, x, i, l_ops, l_end);
 	}
 	xa_label_here(a, l_end);
 }

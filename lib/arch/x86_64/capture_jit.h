@@ -35,6 +35,7 @@ struct xj_prog {
 	const struct diag_cap_prog *p;
 	bool value;                /* value program: SAVE ops, END with an empty stack */
 	int8_t depth[DIAG_CAP_MAX_OPS + 1]; /* stack depth before each op, -1 unreachable */
+	bool target[DIAG_CAP_MAX_OPS + 1];  /* some jump lands on the op */
 	uint32_t max_written;      /* longest path's payload bytes */
 	uint32_t l_false;          /* condition: false, fault or abort (no record) */
 	uint32_t l_abort;          /* value: division by zero */

@@ -1536,6 +1536,101 @@ static void check_loads_at(const uint8_t *buf, uint32_t off)
 	pt_close(&t);
 }
 
+/* The expression compiler reads a value as DUP; SAVE_MEM n; LOAD n (its bytes for the daemon,
+ * its value for the program), which the JIT fuses: every size at every alignment, a chain of
+ * them, and faults at a page's end, all replayed by diag_cap_run. */
+static void op_read_value(struct diag_cap_prog *v, uint32_t n)
+{
+	op(v, DIAG_CAP_DUP, 0, 0);
+	op_save(v, DIAG_CAP_SAVE_MEM, n);
+	op(v, DIAG_CAP_LOAD, n, 0);
+}
+
+static void test_read_value(void)
+{
+	static const uint8_t buf[32] __attribute__((aligned(16))) = {
+		0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8b, 0x8c, 0x8d, 0x8e,
+		0x8f, 0x90, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = &g_value;
+	const struct diag_ring_rec *rec;
+	struct req inner = { .len = 42, .path = "/deep" };
+	struct req outer = { .next = &inner };
+	struct edge e;
+	struct pt t;
+
+	for (uint32_t off = 0; off < 9; off++) {
+		prog_reset(v);
+		for (uint32_t n = 1; n <= 8; n *= 2) {
+			op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+			op(v, DIAG_CAP_CONST, 0, off);
+			op(v, DIAG_CAP_ADD, 0, 0);
+			op_read_value(v, n);
+			op_emit_top(v);
+		}
+		op(v, DIAG_CAP_END, 0, 0);
+		CHECK_OK(pt_open(&t, NULL, v, &err), err);
+		rec = hit(&t, (uint64_t)(uintptr_t)buf, 0);
+		CHECK(rec != NULL && rec->flags == 0 && nblocks(rec) == 8);
+		for (uint32_t n = 1, k = 0; rec && nblocks(rec) == 8 && n <= 8; n *= 2, k += 2) {
+			uint64_t w = 0;
+			const uint8_t *d;
+			const struct diag_cap_block *b = blk(rec, k, &d);
+
+			memcpy(&w, buf + off, n);
+			CHECK_EQ_INT(b->addr, (uint64_t)(uintptr_t)(buf + off));
+			CHECK_EQ_INT(b->len, n);
+			CHECK_EQ_INT(memcmp(d, buf + off, n), 0);
+			CHECK_EQ_INT(blk(rec, k + 1, NULL)->addr, w);
+		}
+		pt_close(&t);
+	}
+	/* str(r->next->path) as the compiler writes it: each pointer read kept for the daemon */
+	prog_reset(v);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(v, DIAG_CAP_CONST, 0, offsetof(struct req, next));
+	op(v, DIAG_CAP_ADD, 0, 0);
+	op_read_value(v, 8);
+	op(v, DIAG_CAP_CONST, 0, offsetof(struct req, path));
+	op(v, DIAG_CAP_ADD, 0, 0);
+	op_read_value(v, 8);
+	op_save(v, DIAG_CAP_SAVE_STR, 32);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, (uint64_t)(uintptr_t)&outer, 0);
+	CHECK(rec != NULL && rec->flags == 0 && nblocks(rec) == 3);
+	if (rec && nblocks(rec) == 3) {
+		const uint8_t *d;
+
+		CHECK_EQ_INT(blk(rec, 2, &d)->len, 6);
+		CHECK_EQ_STR((const char *)d, "/deep");
+	}
+	/* a NULL next: the fault at 8 + 0, after the first read's block */
+	outer.next = NULL;
+	rec = hit(&t, (uint64_t)(uintptr_t)&outer, 0);
+	CHECK(rec != NULL && rec->flags == DIAG_REC_FAULT && rec->fault_addr == offsetof(struct req, path));
+	pt_close(&t);
+	/* at a page's end: aligned (nothing read) and unaligned (the bytes before the fault) */
+	CHECK_EQ_INT(edge_open(&e), 0);
+	for (uint32_t n = 2; n <= 8; n *= 2) {
+		for (uint32_t back = 0; back < n; back++) {
+			prog_reset(v);
+			op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+			op_read_value(v, n);
+			op_emit_top(v);
+			op(v, DIAG_CAP_END, 0, 0);
+			CHECK_OK(pt_open(&t, NULL, v, &err), err);
+			rec = hit(&t, e.end - back, 0);
+			CHECK(rec != NULL && rec->flags == DIAG_REC_FAULT && rec->fault_addr == e.end &&
+			      nblocks(rec) == 1);
+			if (rec && nblocks(rec) == 1)
+				CHECK_EQ_INT(blk(rec, 0, NULL)->len, n);
+			pt_close(&t);
+		}
+	}
+	munmap(e.page, 4096);
+}
+
 /* jumps, registers, vector registers, loads of each size and alignment */
 static void test_jumps_regs_loads(void)
 {
@@ -2165,6 +2260,7 @@ int main(void)
 	test_alu();
 	test_unary_and_stack();
 	test_jumps_regs_loads();
+	test_read_value();
 	test_abort();
 	test_threads_programs();
 	test_signal_reentry();
