@@ -93,7 +93,7 @@ uint64_t c_call_xmm(uint64_t fn, uint64_t a, uint64_t xmm);
 typedef uint64_t (*fn2)(uint64_t, uint64_t);
 
 /* ---- environment: an RWX region, function copies in its first half, slots after ---- */
-#define REGION_SIZE (4u << 20)
+#define REGION_SIZE (16u << 20)
 #define FN_AREA (REGION_SIZE / 2)
 #define FN_SLOT 256u
 
@@ -2015,6 +2015,190 @@ static void test_signal_reentry(void)
 	ring2_close(&r);
 }
 
+/* ---- random programs: the JIT against diag_cap_run ---- */
+
+struct gen {
+	struct diag_cap_prog *p;
+	uint64_t rng;
+	int depth;
+	const uint64_t *ptrs;      /* addresses worth loading from: good, at a page end, bad */
+	size_t nptrs;
+};
+
+static uint64_t rnd(struct gen *g, uint64_t n)
+{
+	g->rng ^= g->rng << 13;
+	g->rng ^= g->rng >> 7;
+	g->rng ^= g->rng << 17;
+	return g->rng % n;
+}
+
+static void gop(struct gen *g, uint8_t o, uint32_t a, uint64_t imm, int effect)
+{
+	op(g->p, o, a, imm);
+	g->depth += effect;
+}
+
+/* An address: one of the pointers, maybe plus a small offset, maybe read from memory. */
+static void gen_addr(struct gen *g, int budget)
+{
+	gop(g, DIAG_CAP_CONST, 0, g->ptrs[rnd(g, g->nptrs)], 1);
+	if (rnd(g, 2)) {
+		gop(g, DIAG_CAP_CONST, 0, rnd(g, 24), 1);
+		gop(g, DIAG_CAP_ADD, 0, 0, -1);
+	}
+	if (budget > 0 && rnd(g, 3) == 0)
+		gop(g, DIAG_CAP_LOAD, 8, 0, 0); /* a pointer chain */
+}
+
+/* A value on the stack. */
+static void gen_expr(struct gen *g, int budget)
+{
+	static const uint8_t bin[] = { DIAG_CAP_ADD, DIAG_CAP_SUB, DIAG_CAP_MUL, DIAG_CAP_AND,
+				       DIAG_CAP_XOR, DIAG_CAP_SHR, DIAG_CAP_SAR, DIAG_CAP_DIVU,
+				       DIAG_CAP_REMS, DIAG_CAP_LTS, DIAG_CAP_GEU, DIAG_CAP_NE };
+	static const uint32_t sizes[] = { 1, 2, 4, 8 };
+	uint64_t k = budget <= 0 || g->depth > 10 ? rnd(g, 2) : rnd(g, 6);
+
+	switch (k) {
+	case 0:
+		gop(g, DIAG_CAP_CONST, 0, rnd(g, 2) ? rnd(g, 300) : g->rng, 1);
+		return;
+	case 1:
+		gop(g, DIAG_CAP_REG, reg_off(rnd(g, 2) ? "rdi" : "rsi"), 0, 1);
+		return;
+	case 2: {
+		uint32_t n = sizes[rnd(g, 4)];
+
+		gen_addr(g, budget - 1);
+		if (g->p->max_payload + 64 < DIAG_CAP_MAX_PAYLOAD && rnd(g, 2)) {
+			gop(g, DIAG_CAP_DUP, 0, 0, 1); /* the compiler's read of a kept value */
+			op_save(g->p, DIAG_CAP_SAVE_MEM, n);
+			g->depth--;
+		}
+		gop(g, DIAG_CAP_LOAD, n, 0, 0);
+		if (n < 8 && rnd(g, 2))
+			gop(g, DIAG_CAP_SEXT, n, 0, 0);
+		return;
+	}
+	case 3:
+		gen_expr(g, budget - 1);
+		gop(g, rnd(g, 2) ? DIAG_CAP_NEG : DIAG_CAP_LNOT, 0, 0, 0);
+		return;
+	case 4:
+		gen_addr(g, budget - 1);
+		g->p->lits[0] = "xxxx";
+		g->p->lits[1] = "";
+		g->p->nlits = 2;
+		gop(g, DIAG_CAP_STREQ, (uint32_t)rnd(g, 2), 0, 0);
+		return;
+	default:
+		gen_expr(g, budget - 1);
+		gen_expr(g, budget - 1);
+		gop(g, bin[rnd(g, sizeof(bin))], 0, 0, -1);
+		return;
+	}
+}
+
+/* A statement of a value program: a block saved, or an expression dropped, or either under a
+ * JZ that skips it. */
+static void gen_stmt(struct gen *g, int budget)
+{
+	size_t jz = 0;
+	bool cond = budget > 0 && rnd(g, 4) == 0;
+
+	if (cond) {
+		gen_expr(g, 1);
+		jz = g->p->n;
+		gop(g, DIAG_CAP_JZ, 0, 0, -1);
+	}
+	switch (rnd(g, 4)) {
+	case 0:
+		gen_addr(g, 1);
+		op_save(g->p, DIAG_CAP_SAVE_STR, 1 + (uint32_t)rnd(g, 40));
+		g->depth--;
+		break;
+	case 1:
+		gen_addr(g, 1);
+		op_save(g->p, DIAG_CAP_SAVE_MEM, 1 + (uint32_t)rnd(g, 40));
+		g->depth--;
+		break;
+	case 2:
+		gen_addr(g, 1);
+		gen_expr(g, 1);
+		op_save(g->p, DIAG_CAP_SAVE_MEM_N, 1 + (uint32_t)rnd(g, 40));
+		g->depth -= 2;
+		break;
+	default:
+		gen_expr(g, 2);
+		gop(g, DIAG_CAP_DROP, 0, 0, -1);
+		break;
+	}
+	if (cond)
+		g->p->ops[jz].a = (uint32_t)g->p->n; /* lands on the next statement (or END) */
+}
+
+static void test_random_programs(void)
+{
+	struct diag_error err = { 0 };
+	static uint8_t mem[256] __attribute__((aligned(64)));
+	struct edge e;
+	uint64_t ptrs[12];
+	struct gen g = { .rng = 0x9e3779b97f4a7c15ull, .ptrs = ptrs, .nptrs = 12 };
+	int built = 0, faulted = 0;
+
+	CHECK_EQ_INT(edge_open(&e), 0);
+	/* readable bytes with NULs and pointers back into it, the page end, NULL, non-canonical */
+	for (size_t i = 0; i < sizeof(mem); i++)
+		mem[i] = (uint8_t)(i % 7 ? 'a' + i % 26 : 0);
+	for (size_t i = 0; i < 4; i++) {
+		uint64_t q = (uint64_t)(uintptr_t)(mem + 16 * (i + 1));
+
+		memcpy(mem + 128 + 8 * i, &q, 8);
+	}
+	for (size_t i = 0; i < 7; i++)
+		ptrs[i] = (uint64_t)(uintptr_t)(mem + 128 + 8 * (i % 4));
+	ptrs[7] = (uint64_t)(uintptr_t)mem + 3;
+	ptrs[8] = e.end - 11;
+	ptrs[9] = e.end - 4;
+	ptrs[10] = 0;
+	ptrs[11] = 0xdead000000000000ull;
+	for (int round = 0; round < 400; round++) {
+		struct diag_cap_prog *v = prog_reset(&g_value);
+		struct pt t;
+		int n = 1 + (int)rnd(&g, 5);
+
+		g.p = v;
+		g.depth = 0;
+		for (int i = 0; i < n && v->n < DIAG_CAP_MAX_OPS - 40; i++)
+			gen_stmt(&g, 2);
+		op(v, DIAG_CAP_END, 0, 0);
+		if (diag_cap_check(v, DIAG_CAP_VALUE, &err) < 0) {
+			fprintf(stderr, "generator made a bad program: %s\n", err.msg);
+			CHECK(0);
+			continue;
+		}
+		if (pt_open(&t, NULL, v, &err) < 0) {
+			CHECK_EQ_INT(err.code, -DIAG_E_LIMIT); /* too long for a slot: allowed */
+			pt_close(&t);
+			continue;
+		}
+		built++;
+		for (int k = 0; k < 2; k++) {
+			const struct diag_ring_rec *rec = hit(&t, ptrs[rnd(&g, 12)], rnd(&g, 64));
+
+			CHECK(rec != NULL); /* replayed by diag_cap_run inside hit() */
+			if (rec && (rec->flags & DIAG_REC_FAULT))
+				faulted++;
+		}
+		pt_close(&t);
+	}
+	fprintf(stderr, "random value programs: %d built, %d records faulted\n", built, faulted);
+	CHECK(built > 300);
+	CHECK(faulted > 50 && faulted < 2 * built - 50); /* both kinds of record, many of each */
+	munmap(e.page, 4096);
+}
+
 /* ==== exit trampolines ==== */
 
 static int install_exit(const uint8_t *begin, const uint8_t *end, size_t addr_off, size_t term_off,
@@ -2261,6 +2445,7 @@ int main(void)
 	test_unary_and_stack();
 	test_jumps_regs_loads();
 	test_read_value();
+	test_random_programs();
 	test_abort();
 	test_threads_programs();
 	test_signal_reentry();
