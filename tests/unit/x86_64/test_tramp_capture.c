@@ -2023,6 +2023,7 @@ struct gen {
 	int depth;
 	const uint64_t *ptrs;      /* addresses worth loading from: good, at a page end, bad */
 	size_t nptrs;
+	bool cond;                 /* a condition: no SAVE */
 };
 
 static uint64_t rnd(struct gen *g, uint64_t n)
@@ -2071,7 +2072,7 @@ static void gen_expr(struct gen *g, int budget)
 		uint32_t n = sizes[rnd(g, 4)];
 
 		gen_addr(g, budget - 1);
-		if (g->p->max_payload + 64 < DIAG_CAP_MAX_PAYLOAD && rnd(g, 2)) {
+		if (!g->cond && g->p->max_payload + 64 < DIAG_CAP_MAX_PAYLOAD && rnd(g, 2)) {
 			gop(g, DIAG_CAP_DUP, 0, 0, 1); /* the compiler's read of a kept value */
 			op_save(g->p, DIAG_CAP_SAVE_MEM, n);
 			g->depth--;
@@ -2196,6 +2197,29 @@ static void test_random_programs(void)
 	fprintf(stderr, "random value programs: %d built, %d records faulted\n", built, faulted);
 	CHECK(built > 300);
 	CHECK(faulted > 50 && faulted < 2 * built - 50); /* both kinds of record, many of each */
+	/* conditions: the verdict (a record or none) as diag_cap_run's */
+	built = faulted = 0;
+	g.cond = true;
+	for (int round = 0; round < 300; round++) {
+		struct diag_cap_prog *c = prog_reset(&g_cond);
+		struct pt t;
+
+		g.p = c;
+		g.depth = 0;
+		gen_expr(&g, 3);
+		op(c, DIAG_CAP_END, 0, 0);
+		if (diag_cap_check(c, DIAG_CAP_CONDITION, &err) < 0 || pt_open(&t, c, NULL, &err) < 0) {
+			fprintf(stderr, "random condition refused: %s\n", err.msg);
+			CHECK(0);
+			continue;
+		}
+		for (int k = 0; k < 3; k++)
+			faulted += hit(&t, ptrs[rnd(&g, 12)], rnd(&g, 64)) != NULL; /* replayed inside */
+		built++;
+		pt_close(&t);
+	}
+	fprintf(stderr, "random conditions: %d built, %d of %d hits recorded\n", built, faulted, 3 * built);
+	CHECK(faulted > 50 && faulted < 3 * built - 50);
 	munmap(e.page, 4096);
 }
 
