@@ -318,6 +318,129 @@ static void eval_text(struct diag_dwarf_cache *dc, const char *path, pid_t pid, 
 	diag_expr_free(x);
 }
 
+static struct diag_expr *compile_at(struct diag_dwarf_cache *dc, const char *path, pid_t pid, uint64_t bias,
+				     uint64_t pc, const char *src)
+{
+	struct diag_expr_scope sc = { .pid = pid, .elf_path = path, .build_id = "", .bias = bias, .pc = pc,
+				      .event = DIAG_EVENT_CALL, .dwarf = dc };
+	struct diag_expr *x = NULL;
+	struct diag_error err = { 0 };
+	if (diag_expr_compile(src, &sc, &x, &err)) {
+		fprintf(stderr, "compile %s: %s\n", src, err.msg);
+		check_failures++;
+	}
+	return x;
+}
+
+/* What cannot run in the target says why, naming the field; probes sharing a site. */
+static void test_sharing(struct diag_dwarf_cache *dc, const char *path, pid_t pid, uint64_t bias, uint64_t pc,
+			 const diag_regs *regs)
+{
+	static const char *const refused[][2] = {
+		{ "stack", "value: `stack` needs the thread stopped" },
+		{ "req->vals[(int)scale]", "value: a floating-point value at 1:16 cannot be computed in the target" },
+		{ "stack(3)", "value: `stack` needs the thread stopped" },
+	};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		struct diag_expr *x = compile_at(dc, path, pid, bias, pc, refused[i][0]);
+		if (!x)
+			continue;
+		const struct diag_expr *xs[1] = { x };
+		struct diag_expr_capture cap = { 0 };
+		struct diag_error err = { 0 };
+		int rc = diag_expr_capture_compile(xs, NULL, 1, &cap, &err);
+		CHECK(rc == -DIAG_E_INVALID || rc == -DIAG_E_LIMIT);
+		CHECK_EQ_STR(err.msg, refused[i][1]);
+		CHECK_EQ_STR(err.field, "value");
+		/* as a condition: neither in the target nor in the daemon from a capture */
+		CHECK(diag_expr_capture_compile(NULL, xs, 1, &cap, &err) < 0);
+		CHECK_EQ_STR(err.field, "condition");
+		CHECK(!strncmp(err.msg, "condition: ", 11));
+		diag_expr_free(x);
+	}
+
+	struct target t = { pid };
+	diag_fpregs fp;
+	diag_fpregs_read(pid, &fp);
+	struct diag_cap_env env = { .regs = regs, .fpregs = &fp, .read_mem = read_mem, .arg = &t };
+	static uint8_t payload[DIAG_CAP_MAX_PAYLOAD];
+	uint32_t len = 0;
+	uint64_t fault = 0;
+	/* a float condition alone: decided in the daemon from the captured scale */
+	struct diag_expr *fc = compile_at(dc, path, pid, bias, pc, "scale > 2.0 && req->ok");
+	struct diag_expr *rv = compile_at(dc, path, pid, bias, pc, "$arg2 == 8");
+	struct diag_expr *mem = compile_at(dc, path, pid, bias, pc, "req->ok");
+	struct diag_expr *nm = compile_at(dc, path, pid, bias, pc, "req->name");
+	struct diag_expr *bad = compile_at(dc, path, pid, bias, pc, "*req->next");
+	if (!fc || !rv || !mem || !nm || !bad)
+		goto out;
+	struct diag_expr_capture cap = { 0 };
+	const struct diag_expr *c1[1] = { fc }, *v1[1] = { nm };
+	CHECK_EQ_INT(diag_expr_capture_compile(v1, c1, 1, &cap, NULL), 0);
+	CHECK(cap.cond == NULL && cap.cond_in_daemon && cap.value);
+	if (cap.value) {
+		CHECK_EQ_INT(diag_cap_run(cap.value, DIAG_CAP_VALUE, &env, payload, sizeof(payload), &len, &fault),
+			     DIAG_CAP_DONE);
+		struct diag_cap_snapshot snap;
+		diag_cap_snapshot_init(&snap, payload, len, false, 0);
+		struct diag_expr_ctx ctx = { .pid = pid, .tid = pid, .regs = regs,
+					     .read_fpregs = diag_cap_snapshot_fpregs,
+					     .read_mem = diag_cap_snapshot_read, .arg = &snap };
+		static struct diag_expr_result r;
+		diag_expr_eval(fc, &ctx, &r);
+		CHECK(diag_expr_truthy(&r));
+		char text[256];
+		struct diag_value v;
+		diag_expr_eval(nm, &ctx, &r);
+		diag_expr_render(nm, &r, text, sizeof(text), &v);
+		CHECK_CONTAINS(text, "\"hello world\"");
+	}
+	diag_expr_capture_free(&cap);
+
+	/* two probes: one condition reads memory, the other only registers: their OR runs in
+	 * the target (the one that may fault last), and is true */
+	const struct diag_expr *c2[2] = { mem, rv }, *v2[2] = { bad, nm };
+	CHECK_EQ_INT(diag_expr_capture_compile(v2, c2, 2, &cap, NULL), 0);
+	CHECK(cap.cond != NULL && cap.cond_in_daemon && cap.value);
+	if (cap.cond)
+		CHECK_EQ_INT(diag_cap_run(cap.cond, DIAG_CAP_CONDITION, &env, NULL, 0, NULL, &fault), DIAG_CAP_DONE);
+	if (cap.value) {
+		/* *req->next (NULL) does not stop the capture: req->name after it is still whole */
+		CHECK_EQ_INT(diag_cap_run(cap.value, DIAG_CAP_VALUE, &env, payload, sizeof(payload), &len, &fault),
+			     DIAG_CAP_DONE);
+		struct diag_cap_snapshot snap;
+		diag_cap_snapshot_init(&snap, payload, len, false, 0);
+		struct diag_expr_ctx ctx = { .pid = pid, .tid = pid, .regs = regs,
+					     .read_fpregs = diag_cap_snapshot_fpregs,
+					     .read_mem = diag_cap_snapshot_read, .arg = &snap };
+		static struct diag_expr_result r;
+		char text[256];
+		struct diag_value v;
+		diag_expr_eval(bad, &ctx, &r);
+		diag_expr_render(bad, &r, text, sizeof(text), &v);
+		CHECK_EQ_STR(text, "<fault at 0x0>");
+		diag_expr_eval(nm, &ctx, &r);
+		diag_expr_render(nm, &r, text, sizeof(text), &v);
+		CHECK_CONTAINS(text, "\"hello world\"");
+	}
+	diag_expr_capture_free(&cap);
+	/* two conditions that both read memory: no prefilter in the target (a fault in the first
+	 * would hide the second's truth); one probe without a condition: none either */
+	const struct diag_expr *c3[2] = { mem, mem }, *c4[2] = { rv, NULL };
+	CHECK_EQ_INT(diag_expr_capture_compile(NULL, c3, 2, &cap, NULL), 0);
+	CHECK(cap.cond == NULL && cap.cond_in_daemon);
+	diag_expr_capture_free(&cap);
+	CHECK_EQ_INT(diag_expr_capture_compile(NULL, c4, 2, &cap, NULL), 0);
+	CHECK(cap.cond == NULL && cap.cond_in_daemon && cap.value == NULL);
+	diag_expr_capture_free(&cap);
+out:
+	diag_expr_free(fc);
+	diag_expr_free(rv);
+	diag_expr_free(mem);
+	diag_expr_free(nm);
+	diag_expr_free(bad);
+}
+
 static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char *pie)
 {
 	char path[4096];
@@ -358,6 +481,7 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 	}
 	fprintf(stderr, "rich-%s-%s: %d/%zu expressions equal gdb's print at 0x%llx, %d/%zu through capture\n",
 		opt, pie, same, NEXPR, (unsigned long long)gdb_pc, csame, NEXPR);
+	test_sharing(dc, path, pid, bias, gdb_pc, &regs);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 
