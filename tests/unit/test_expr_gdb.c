@@ -523,6 +523,80 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 	waitpid(pid, NULL, 0);
 }
 
+/* Return events: `result` from rax, rax:rdx, xmm0 and xmm0:xmm1 (a double, small structs)
+ * through capture too: the ret fixture stopped at the return address of each function's
+ * first call. */
+static void test_returns(struct diag_dwarf_cache *dc, const char *opt, const char *pie)
+{
+	static const char *const funcs[][3] = {
+		{ "fib", "result", "610" }, { "half", "result", "2.5" }, { "half", "result * 2", "5" },
+		{ "make_pair", "result", "{a = 3, b = 4}" }, { "make_vec", "result", "{x = 1.5, y = 3}" },
+		{ "classify", "$retval", "-1" },
+	};
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/ret-%s-%s", getenv("DIAG_FIXTURE_DIR"), opt, pie);
+	for (size_t i = 0; i < sizeof(funcs) / sizeof(funcs[0]); i++) {
+		int in[2];
+		CHECK_EQ_INT(pipe(in), 0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			personality(ADDR_NO_RANDOMIZE);
+			ptrace(PTRACE_TRACEME, 0, 0, 0);
+			dup2(in[0], 0);
+			freopen("/dev/null", "w", stdout);
+			execl(path, path, (char *)NULL);
+			_exit(127);
+		}
+		close(in[0]);
+		CHECK_EQ_INT(write(in[1], "go\n", 3), 3);
+		int st;
+		CHECK(waitpid(pid, &st, 0) == pid && WIFSTOPPED(st));
+		uint64_t bias = exe_bias(pid, path, !strcmp(pie, "pie"));
+		uint64_t entry = elf_sym_addr(path, funcs[i][0]) + bias;
+		errno = 0;
+		long orig = ptrace(PTRACE_PEEKTEXT, pid, (void *)entry, 0), word = orig;
+		memcpy(&word, diag_insn_break, DIAG_ARCH_BREAK_LEN);
+		ptrace(PTRACE_POKETEXT, pid, (void *)entry, (void *)word);
+		ptrace(PTRACE_CONT, pid, 0, 0);
+		diag_regs regs;
+		CHECK(waitpid(pid, &st, 0) == pid && WIFSTOPPED(st) && WSTOPSIG(st) == SIGTRAP);
+		diag_regs_read(pid, &regs);
+		ptrace(PTRACE_POKETEXT, pid, (void *)entry, (void *)orig);
+		diag_regs_set_pc(&regs, entry);
+		diag_regs_write(pid, &regs);
+		long ret = ptrace(PTRACE_PEEKDATA, pid, (void *)diag_regs_sp(&regs), 0);
+		long rorig = ptrace(PTRACE_PEEKTEXT, pid, (void *)ret, 0), rword = rorig;
+		memcpy(&rword, diag_insn_break, DIAG_ARCH_BREAK_LEN);
+		ptrace(PTRACE_POKETEXT, pid, (void *)ret, (void *)rword);
+		ptrace(PTRACE_CONT, pid, 0, 0);
+		CHECK(waitpid(pid, &st, 0) == pid && WIFSTOPPED(st) && WSTOPSIG(st) == SIGTRAP);
+		diag_regs_read(pid, &regs);
+		diag_regs_set_pc(&regs, diag_regs_trap_addr(&regs));
+		struct diag_expr_scope sc = { .pid = pid, .elf_path = path, .build_id = "", .bias = bias,
+					      .pc = entry, .event = DIAG_EVENT_RETURN, .dwarf = dc };
+		struct diag_expr *x = NULL;
+		struct diag_error err = { 0 };
+		CHECK_EQ_INT(diag_expr_compile(funcs[i][1], &sc, &x, &err), 0);
+		if (x) {
+			struct target t = { pid };
+			struct diag_expr_ctx ctx = { .pid = pid, .tid = pid, .regs = &regs,
+						     .read_fpregs = read_fpregs, .read_mem = read_mem, .arg = &t };
+			static struct diag_expr_result r;
+			char exact[512], cap[512];
+			struct diag_value v;
+			diag_expr_eval(x, &ctx, &r);
+			diag_expr_render(x, &r, exact, sizeof(exact), &v);
+			CHECK_EQ_STR(exact, funcs[i][2]);
+			capture_text(x, pid, &regs, funcs[i][1], diag_expr_truthy(&r), cap, sizeof(cap));
+			CHECK_EQ_STR(cap, funcs[i][2]);
+			diag_expr_free(x);
+		}
+		close(in[1]);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+}
+
 int main(void)
 {
 	if (system("gdb --version >/dev/null 2>&1") != 0) {
@@ -534,7 +608,10 @@ int main(void)
 	const char *opts[] = { "O0", "O2" }, *pies[] = { "pie", "nopie" };
 	for (int i = 0; i < 2; i++)
 		for (int j = 0; j < 2; j++)
+		{
 			test_build(dc, opts[i], pies[j]);
+			test_returns(dc, opts[i], pies[j]);
+		}
 	diag_dwarf_cache_free(dc);
 	fprintf(stderr, "capture: %d values and %d conditions compiled, %d conditions decided in the target\n",
 		captured_values, captured_conds, conds_in_target);
