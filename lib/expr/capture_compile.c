@@ -987,13 +987,8 @@ static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv 
 			*v = (struct cv){ .k = V_DAEMON };
 			return (!base.dyn || guard(c)) && emit(c, DIAG_CAP_SAVE_MEM, (uint32_t)len, 0);
 		}
-		if (s->size == lit->slen)
-			return daemon_only(c, n, "a comparison with a literal as long as the array");
-		if (s->size < lit->slen || nul_inside) { /* never equal (or an error: false too) */
-			*v = (struct cv){ .k = V_CONST, .u = n->tok != T_EQ };
-			return forget(c, &base) && (n->tok == T_EQ ||
-				(*v = (struct cv){ .k = V_CONST, .u = 1 }, true));
-		}
+		if (s->size <= lit->slen || nul_inside) /* eval compares what fits in the array */
+			return daemon_only(c, n, "a comparison with a literal as long as the array or longer");
 		uint32_t li;
 		if ((base.dyn && !guard(c)) || !add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
 			return false;
@@ -1012,10 +1007,8 @@ static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv 
 			*v = (struct cv){ .k = V_DAEMON };
 			return emit(c, DIAG_CAP_SAVE_STR, (uint32_t)max, 0);
 		}
-		if (nul_inside) {
-			*v = (struct cv){ .k = V_CONST, .u = n->tok != T_EQ };
-			return emit(c, DIAG_CAP_DROP, 0, 0);
-		}
+		if (nul_inside) /* never equal, but the read may still fault */
+			return daemon_only(c, n, "a comparison with a literal holding a NUL");
 		uint32_t li;
 		if (!add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
 			return false;

@@ -512,6 +512,7 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 		{ "str(req->uri.data, req->uri.len) == \"GET /index.html\"", "1" },
 		{ "str(req->uri.data, req->uri.len) == \"GET /index.htm\"", "0" },
 		{ "str(req->uri.data, req->hdr.kind)", "\"GET /in\"" },
+		{ "str(req->name, scale)", "ERR value: a length must be an integer (type double) at 1:16" },
 	};
 	for (size_t i = 0; i < sizeof(at_entry) / sizeof(at_entry[0]); i++) {
 		char ours[1024], cap[1024];
