@@ -22,6 +22,10 @@ enum diag_cap_kind { DIAG_CAP_CONDITION, DIAG_CAP_VALUE };
  * ones a capture trampoline saves). */
 #define DIAG_CAP_NFPREGS 8
 
+/* Whether REG may read the register at byte offset off of diag_regs: one a record holds
+ * (arch/record.h: the trampoline's frame), so the target's value and the daemon's agree. */
+bool diag_cap_reg_saved(uint32_t off);
+
 /* Returns 0 when p is well formed for kind: known ops and operands, forward jumps inside the
  * program, the stack depth the same on every path into an op and within DIAG_CAP_MAX_STACK,
  * no SAVE op in a condition, the END it needs, max_payload no less than what the SAVE ops can

@@ -419,7 +419,7 @@ static bool loc_reg_value(struct locst *l, uint64_t regno)
 		return emit(c, DIAG_CAP_SAVE_FPREG, x, 0) && emit(c, DIAG_CAP_FPREG, x, 0);
 	}
 	int off = diag_reg_dwarf((int)regno);
-	if (off < 0)
+	if (off < 0 || !diag_cap_reg_saved((uint32_t)off))
 		return failv(c, F_LIMIT, "'%s' is computed from DWARF register %llu, which a capture does not save",
 			     l->name, (unsigned long long)regno);
 	if (regno != 6 && regno != 7) /* not the frame or stack pointer: may be any value */
@@ -484,6 +484,8 @@ static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, str
 				return false;
 			continue;
 		}
+		if (a >= DW_OP_reg0 && a <= DW_OP_reg31)
+			return failv(c, F_LIMIT, "the location of '%s' names a register before its end", l->name);
 		int pops = 0;
 		switch (a) {
 		case DW_OP_addr:
@@ -578,6 +580,8 @@ static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, str
 			break;
 		case DW_OP_nop:
 			break;
+		case DW_OP_stack_value: case DW_OP_implicit_value: case DW_OP_regx: case DW_OP_piece:
+			return failv(c, F_LIMIT, "the location of '%s' has DW_OP 0x%x before its end", l->name, a);
 		case DW_OP_over:
 		case DW_OP_swap:
 		case DW_OP_rot:
@@ -640,6 +644,9 @@ static bool var(struct cc *c, const struct expr_node *n, struct cv *v)
 		int off = diag_reg_dwarf((int)regno);
 		if (off < 0)
 			return error_here(c, v); /* "<register N not available>" */
+		if (!diag_cap_reg_saved((uint32_t)off))
+			return failv(c, F_STOP, "'%s' lives in DWARF register %llu, which a capture does not save",
+				     dv->name, (unsigned long long)regno);
 		*v = (struct cv){ .k = V_REG, .reg = off };
 		return true;
 	}
@@ -1155,6 +1162,9 @@ static bool index_(struct cc *c, const struct expr_node *n, struct cv *v)
 /* A register read the way eval reads N_REG / N_ARG: width bytes, extended by the type. */
 static bool reg(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 {
+	if (!diag_cap_reg_saved((uint32_t)n->reg_off)) /* the record would read it as 0 */
+		return failv(c, F_STOP, "$%s at %d:%d is not saved by a capture in the target", n->s,
+			     n->line, n->col);
 	if (!need) {
 		*v = (struct cv){ .k = V_DAEMON };
 		return true;

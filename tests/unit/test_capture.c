@@ -511,7 +511,14 @@ static void test_checker(void)
 	begin();
 	op(DIAG_CAP_REG, 3, 0);
 	op(DIAG_CAP_END, 0, 0);
-	expect_refused(DIAG_CAP_CONDITION, "op 0 (REG): no register");
+	expect_refused(DIAG_CAP_CONDITION, "op 0 (REG): no saved register");
+	begin(); /* a register the record does not hold (x86-64: fs_base) */
+	op(DIAG_CAP_REG, (uint32_t)diag_reg_lookup("fs_base", NULL), 0);
+	op(DIAG_CAP_END, 0, 0);
+	expect_refused(DIAG_CAP_CONDITION, "op 0 (REG): no saved register");
+	CHECK(diag_cap_reg_saved((uint32_t)diag_reg_lookup("rdi", NULL)));
+	CHECK(diag_cap_reg_saved((uint32_t)diag_reg_lookup("rsp", NULL)));
+	CHECK(!diag_cap_reg_saved((uint32_t)diag_reg_lookup("fs_base", NULL)));
 	begin();
 	op(DIAG_CAP_REG, (uint32_t)sizeof(diag_regs), 0);
 	op(DIAG_CAP_END, 0, 0);

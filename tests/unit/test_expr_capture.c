@@ -187,6 +187,18 @@ int main(void)
 		}
 		diag_expr_free(x);
 	}
+	/* a register the record does not hold is refused, not read as 0 */
+	struct diag_expr_scope sc = { .pid = getpid(), .pc = 0x1000, .event = DIAG_EVENT_CALL };
+	struct diag_expr *x = NULL;
+	struct diag_error err = { 0 };
+	CHECK_EQ_INT(diag_expr_compile("$fs_base + 1", &sc, &x, &err), 0);
+	if (x) {
+		const struct diag_expr *xs[1] = { x };
+		struct diag_expr_capture c = { 0 };
+		CHECK_EQ_INT(diag_expr_capture_compile(xs, NULL, 1, &c, &err), -DIAG_E_INVALID);
+		CHECK_EQ_STR(err.msg, "value: $fs_base at 1:1 is not saved by a capture in the target");
+		diag_expr_free(x);
+	}
 	fprintf(stderr, "%d evaluations compared, %d conditions decided in the target\n", compared, in_target);
 	return CHECK_DONE();
 }
