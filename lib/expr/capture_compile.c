@@ -1066,6 +1066,25 @@ static bool call(struct cc *c, const struct expr_node *n, bool need, struct cv *
 
 /* ---- places ---- */
 
+/* A member of a small struct held in one general register (its bytes, lowest first). */
+static bool reg_member(struct cc *c, const struct cv *base, const struct diag_member *m, bool need,
+		       struct cv *v)
+{
+	const struct diag_type *mt = diag_type_strip(m->type);
+	*v = (struct cv){ .k = V_DAEMON };
+	if (!need)
+		return true;
+	if (m->bit_size || !expr_is_scalar(mt) || is_float(mt) || m->offset >= 8 || mt->size > 8 - m->offset)
+		return failv(c, F_DAEMON, "member '%s' of a value held in a register cannot be computed in the target",
+			     m->name ? m->name : "");
+	*v = (struct cv){ .k = V_NUM };
+	if (!emit(c, DIAG_CAP_REG, (uint32_t)base->reg, 0) ||
+	    (m->offset && (!k(c, m->offset * 8) || !emit(c, DIAG_CAP_SHR, 0, 0))) ||
+	    !extend(c, v, mt->size, expr_is_signed(mt)))
+		return false;
+	return mt->kind != DIAG_TYPE_BOOL || (k(c, 0) && emit(c, DIAG_CAP_NE, 0, 0));
+}
+
 static bool member(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 {
 	struct cv base;
@@ -1082,7 +1101,9 @@ static bool member(struct cc *c, const struct expr_node *n, bool need, struct cv
 		return true;
 	}
 	const struct diag_member *m = n->member;
-	if (base.k != V_MEM) { /* bytes held in registers or by the daemon */
+	if (base.k == V_REG)
+		return reg_member(c, &base, m, need, v);
+	if (base.k != V_MEM) { /* bytes only the daemon holds */
 		if (!forget(c, &base))
 			return false;
 		*v = (struct cv){ .k = V_DAEMON };
@@ -1329,8 +1350,8 @@ static bool root_value(struct cc *c, const struct expr_node *root)
 		return false;
 	if (!cp || v.k == V_ERROR)
 		return forget(c, &v);
-	if (v.k == V_DAEMON)
-		return true;
+	if (v.k == V_DAEMON) /* eval reads the string it points to: the target must know where */
+		return daemon_only(c, root, "a char pointer held by the daemon only");
 	if (!push_const(c, &v))
 		return false;
 	struct jump skip, next; /* the pointer is on the stack: read_cstr unless below the guard */
