@@ -756,10 +756,14 @@ static bool reads_memory(const struct diag_expr *x, const struct expr_node *n);
 
 /* Whether n's number could be computed in the target (conservative: floats and what only the
  * daemon knows say no). */
+static bool streq_in_target(const struct expr_node *n);
+
 static bool target_computable(const struct expr_node *n)
 {
 	if (!n)
 		return true;
+	if (n->op == N_STREQ)
+		return streq_in_target(n) && target_computable(n->a->op == N_CALL ? n->a->a : n->a);
 	if (is_float(n->type) || n->op == N_FLOAT || n->op == N_TID || n->op == N_PID ||
 	    n->op == N_TIME || n->op == N_ELAPSED || n->op == N_COMM || n->op == N_STRLIT)
 		return false;
@@ -952,17 +956,38 @@ static bool add_lit(struct cc *c, const char *s, uint32_t *idx)
 
 static bool address_of_call(struct cc *c, const struct expr_node *n, struct cv *p);
 
+/* [addr] -> [addr]: in a value program, the bytes eval will read there saved first (a
+ * condition reads them itself). */
+static bool save_for_daemon(struct cc *c, uint8_t op, uint32_t a)
+{
+	return c->cond || (emit(c, DIAG_CAP_DUP, 0, 0) && emit(c, op, a, 0));
+}
+
+/* Whether the truth of `a == "lit"` can be decided in the target by STREQ: a char pointer,
+ * a char array longer than the literal, or str(p, max) with a constant max longer than it;
+ * never a literal holding a NUL (eval compares its bytes, a C string stops there). */
+static bool streq_in_target(const struct expr_node *n)
+{
+	const struct expr_node *a = n->a, *lit = n->b;
+	const struct diag_type *s = diag_type_strip(a->type);
+	if (memchr(lit->s, 0, lit->slen) || lit->slen >= DIAG_CAP_MAX_LIT)
+		return false;
+	if (s->kind == DIAG_TYPE_STRING)
+		return a->op == N_CALL && !a->runtime_len && a->max > lit->slen;
+	if (s->kind == DIAG_TYPE_ARRAY)
+		return s->size > lit->slen;
+	return true;
+}
+
 /* eval's ev_streq: a C string operand compared with a literal. */
 static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 {
 	const struct expr_node *a = n->a, *lit = n->b;
 	const struct diag_type *s = diag_type_strip(a->type);
 	size_t max = lit->slen + 1;
-	bool nul_inside = memchr(lit->s, 0, lit->slen) != NULL;
+	if (need && !streq_in_target(n))
+		return daemon_only(c, n, "this string comparison");
 	if (s->kind == DIAG_TYPE_STRING) {
-		bool target = a->op == N_CALL && !a->runtime_len && a->max > lit->slen && !nul_inside;
-		if (need && !target)
-			return daemon_only(c, n, "this string comparison");
 		if (!need)
 			return ev(c, a, false, v);
 		/* str(p, max) == "lit" with max > its length: the C string equals the literal */
@@ -974,7 +999,8 @@ static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv 
 			return true;
 		}
 		uint32_t li;
-		if (!guard(c) || !add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
+		if (!guard(c) || !save_for_daemon(c, DIAG_CAP_SAVE_STR, (uint32_t)a->max) ||
+		    !add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
 			return false;
 	} else if (s->kind == DIAG_TYPE_ARRAY) {
 		struct cv base;
@@ -994,10 +1020,9 @@ static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv 
 			*v = (struct cv){ .k = V_DAEMON };
 			return (!base.dyn || guard(c)) && emit(c, DIAG_CAP_SAVE_MEM, (uint32_t)len, 0);
 		}
-		if (s->size <= lit->slen || nul_inside) /* eval compares what fits in the array */
-			return daemon_only(c, n, "a comparison with a literal as long as the array or longer");
 		uint32_t li;
-		if ((base.dyn && !guard(c)) || !add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
+		if ((base.dyn && !guard(c)) || !save_for_daemon(c, DIAG_CAP_SAVE_MEM, (uint32_t)len) ||
+		    !add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
 			return false;
 	} else {
 		struct cv p;
@@ -1014,10 +1039,9 @@ static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv 
 			*v = (struct cv){ .k = V_DAEMON };
 			return emit(c, DIAG_CAP_SAVE_STR, (uint32_t)max, 0);
 		}
-		if (nul_inside) /* never equal, but the read may still fault */
-			return daemon_only(c, n, "a comparison with a literal holding a NUL");
 		uint32_t li;
-		if (!add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
+		if (!save_for_daemon(c, DIAG_CAP_SAVE_STR, (uint32_t)max) || !add_lit(c, lit->s, &li) ||
+		    !emit(c, DIAG_CAP_STREQ, li, 0))
 			return false;
 	}
 	*v = (struct cv){ .k = V_NUM };

@@ -5,7 +5,10 @@
  * unmapped page, lengths 0, -1, huge), the text from diag_expr_eval on the live memory must
  * equal the text from the capture program's snapshot (diag_expr_capture_compile,
  * diag_cap_run, diag_cap_snapshot_*), and the condition's truth must be the same whether it
- * ran in the target or in the daemon. */
+ * ran in the target or in the daemon. Then 1500 random expressions (fixed seed; TEST_RANDOM=N
+ * for more) the same way: a refusal with its reason is allowed there, and the one documented
+ * divergence (the program faulted on a string eval reads up to an unmapped page and keeps,
+ * so later reads were not captured) is counted, not failed. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +31,21 @@ static ssize_t self_read(void *arg, uint64_t addr, void *buf, size_t len)
 	ssize_t n = process_vm_readv(getpid(), &l, 1, &r, 1, 0);
 	return n < 0 ? -errno : n;
 }
+
+/* The exact path's reads that came back short: where eval met unreadable memory. */
+static uint64_t short_at[64];
+static size_t nshort;
+
+static ssize_t exact_read(void *arg, uint64_t addr, void *buf, size_t len)
+{
+	ssize_t n = self_read(arg, addr, buf, len);
+	if (n < (ssize_t)len && nshort < 64)
+		short_at[nshort++] = addr + (n > 0 ? (uint64_t)n : 0);
+	return n;
+}
+
+static int divergences, refused;
+static bool random_mode;
 
 static const char *const exprs[] = {
 	"*(long *)$arg1", "((long *)$arg1)[2]", "((int *)$arg1)[$arg3]", "*(short *)$arg1 / *(short *)$arg2",
@@ -58,11 +76,28 @@ static void render(const struct diag_expr *x, const struct diag_expr_ctx *ctx, c
 
 static int compared, in_target;
 
+/* The one way the paths may differ (docs/architecture.md, "Capture in the target"): the
+ * program faulted where eval met unreadable memory but went on (a string's bytes up to an
+ * unmapped page), so reads after it were not captured. */
+static bool tolerated_fault(enum diag_cap_outcome o, uint64_t fault, const char *exact)
+{
+	char msg[64];
+	if (o != DIAG_CAP_FAULTED)
+		return false;
+	snprintf(msg, sizeof(msg), "<fault at 0x%llx>", (unsigned long long)fault);
+	size_t seen = 0;
+	for (size_t i = 0; i < nshort; i++)
+		seen += short_at[i] == fault;
+	/* eval's own error at that address counts once; any other short read there it kept */
+	return seen > (strstr(exact, msg) ? 1u : 0u);
+}
+
 static void compare(const struct diag_expr *x, const char *src, const diag_regs *regs, const char *setting)
 {
-	struct diag_expr_ctx live = { .regs = regs, .read_mem = self_read };
+	struct diag_expr_ctx live = { .regs = regs, .read_mem = exact_read };
 	char exact[2048], cap[2048];
 	bool exact_truth, cap_truth;
+	nshort = 0;
 	render(x, &live, exact, sizeof(exact), &exact_truth);
 
 	const struct diag_expr *xs[1] = { x };
@@ -71,8 +106,13 @@ static void compare(const struct diag_expr *x, const char *src, const diag_regs 
 	static uint8_t payload[DIAG_CAP_MAX_PAYLOAD];
 	struct diag_cap_env env = { .regs = regs, .read_mem = self_read };
 	if (diag_expr_capture_compile(xs, NULL, 1, &c, &err)) {
-		fprintf(stderr, "%s: not capturable: %s\n", src, err.msg);
-		check_failures++;
+		/* a refusal with its reason is a correct answer (the probe takes an int3), but
+		 * the fixed table must be capturable */
+		if (!random_mode || !strstr(err.msg, "cannot be computed in the target")) {
+			fprintf(stderr, "%s: not capturable: %s\n", src, err.msg);
+			check_failures++;
+		}
+		refused++;
 		return;
 	}
 	uint32_t len = 0;
@@ -88,7 +128,9 @@ static void compare(const struct diag_expr *x, const char *src, const diag_regs 
 	compared++;
 	if (getenv("TEST_VERBOSE"))
 		fprintf(stderr, "%-40s [%s] %s\n", src, setting, exact);
-	if (strcmp(exact, cap)) {
+	if (strcmp(exact, cap) && tolerated_fault(o, fault, exact)) {
+		divergences++; /* documented: a string eval reads into an unmapped page, then more */
+	} else if (strcmp(exact, cap)) {
 		fprintf(stderr, "%s [%s]\n  exact:   %s\n  capture: %s\n", src, setting, exact, cap);
 		check_failures++;
 	}
@@ -110,12 +152,67 @@ static void compare(const struct diag_expr *x, const char *src, const diag_regs 
 		diag_cap_snapshot_init(&snap, payload, len, o == DIAG_CAP_FAULTED, fault);
 		render(x, &replay, cap, sizeof(cap), &cap_truth);
 	}
-	if (cap_truth != exact_truth) {
+	if (cap_truth != exact_truth && c.cond_in_daemon && tolerated_fault(o, fault, exact)) {
+		divergences++;
+	} else if (cap_truth != exact_truth) {
 		fprintf(stderr, "%s [%s]: condition %d in the %s, exact %d\n", src, setting, cap_truth,
 			c.cond_in_daemon ? "daemon" : "target", exact_truth);
 		check_failures++;
 	}
 	diag_expr_capture_free(&c);
+}
+
+/* ---- random expressions (a fixed seed: the same ones every run) ---- */
+
+static uint64_t rng = 0x2545F4914F6CDD1DULL;
+
+static unsigned pick(unsigned n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (unsigned)(rng % n);
+}
+
+static const char *const types[] = { "char", "unsigned char", "signed char", "short", "unsigned short",
+				     "int", "unsigned int", "long", "unsigned long", "_Bool" };
+
+/* An expression over $arg1..3 whose addresses stay in the test's pages or fault. */
+static void gen(char *out, size_t cap, int depth)
+{
+	char a[600], b[600];
+	unsigned r = depth <= 0 ? pick(6) : pick(19);
+	const char *t = types[pick(10)];
+	switch (r) {
+	case 0: snprintf(out, cap, "$arg%u", 1 + pick(3)); return;
+	case 1: snprintf(out, cap, "%u", pick(70)); return;
+	case 2: snprintf(out, cap, "*(%s *)$arg%u", t, 1 + pick(2)); return;
+	case 3: snprintf(out, cap, "((%s *)$arg%u)[%u]", t, 1 + pick(2), pick(9)); return;
+	case 4: snprintf(out, cap, "*(%s *)(*(long *)($arg1 + %u))", t, 8 * pick(6)); return;
+	case 5: snprintf(out, cap, "(char *)$arg2 == \"%s\"", pick(2) ? "hello" : "zz"); return;
+	case 6: gen(a, sizeof(a), depth - 1); snprintf(out, cap, "-(%s)", a); return;
+	case 7: gen(a, sizeof(a), depth - 1); snprintf(out, cap, "~(%s)", a); return;
+	case 8: gen(a, sizeof(a), depth - 1); snprintf(out, cap, "!(%s)", a); return;
+	case 9: gen(a, sizeof(a), depth - 1); snprintf(out, cap, "(%s)(%s)", t, a); return;
+	case 10: gen(a, sizeof(a), depth - 1);
+		snprintf(out, cap, "((%s *)$arg1)[(%s) & 7]", t, a); return;
+	case 11: gen(a, sizeof(a), depth - 1);
+		snprintf(out, cap, "*(%s *)($arg%u + ((%s) & 15))", t, 1 + pick(2), a); return;
+	case 12: gen(a, sizeof(a), depth - 1);
+		snprintf(out, cap, "str((char *)$arg%u, (%s) & 31)", 1 + pick(2), a); return;
+	case 13: gen(a, sizeof(a), depth - 1);
+		snprintf(out, cap, "bytes($arg%u, (%s) & 15)", 1 + pick(2), a); return;
+	case 14: gen(a, sizeof(a), depth - 1);
+		snprintf(out, cap, "str((char *)$arg2, (%s) & 7) == \"hel\"", a); return;
+	default: {
+		static const char *const ops[] = { "+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>",
+						   "==", "!=", "<", "<=", ">", ">=", "&&", "||" };
+		gen(a, sizeof(a), depth - 1);
+		gen(b, sizeof(b), depth - 1);
+		snprintf(out, cap, "(%s) %s (%s)", a, ops[pick(18)], b);
+		return;
+	}
+	}
 }
 
 int main(void)
@@ -187,6 +284,32 @@ int main(void)
 		}
 		diag_expr_free(x);
 	}
+	/* random expressions, a few settings each */
+	int random_done = 0;
+	random_mode = true;
+	for (int i = 0; i < (getenv("TEST_RANDOM") ? atoi(getenv("TEST_RANDOM")) : 1500); i++) {
+		char src[1024];
+		gen(src, sizeof(src), 1 + (int)pick(3));
+		struct diag_expr_scope rsc = { .pid = getpid(), .pc = 0x1000, .event = DIAG_EVENT_CALL };
+		struct diag_expr *rx = NULL;
+		struct diag_error rerr = { 0 };
+		if (diag_expr_compile(src, &rsc, &rx, &rerr))
+			continue; /* e.g. a shift of a _Bool: a type error is fine */
+		for (int k = 0; k < 3; k++) {
+			size_t s = pick(sizeof(settings) / sizeof(settings[0]));
+			diag_regs regs;
+			memset(&regs, 0, sizeof(regs));
+			diag_reg_set(&regs, diag_reg_arg(1), settings[s].a1);
+			diag_reg_set(&regs, diag_reg_arg(2), settings[s].a2);
+			diag_reg_set(&regs, diag_reg_arg(3), settings[s].a3);
+			compare(rx, src, &regs, settings[s].name);
+		}
+		random_done++;
+		diag_expr_free(rx);
+	}
+	fprintf(stderr, "%d random expressions compared, %d refused with a reason, %d documented divergences\n",
+		random_done, refused, divergences);
+
 	/* a register the record does not hold is refused, not read as 0 */
 	struct diag_expr_scope sc = { .pid = getpid(), .pc = 0x1000, .event = DIAG_EVENT_CALL };
 	struct diag_expr *x = NULL;
