@@ -277,7 +277,7 @@ static bool need_num(struct cc *c, const struct expr_node *n, struct cv *v)
 
 /* ---- conversions and loads (eval.c: convert, load, decode) ---- */
 
-static bool convert(struct cc *c, const struct expr_node *n, struct cv *v, const struct diag_type *from,
+static bool convert(struct cc *c, struct cv *v, const struct diag_type *from,
 		    const struct diag_type *to)
 {
 	const struct diag_type *f = diag_type_strip(from), *t = diag_type_strip(to);
@@ -290,7 +290,6 @@ static bool convert(struct cc *c, const struct expr_node *n, struct cv *v, const
 		*v = (struct cv){ .k = V_DAEMON };
 		return true;
 	}
-	(void)n;
 	if (t->kind == DIAG_TYPE_BOOL) {
 		if (v->k == V_CONST) {
 			v->u = v->u != 0;
@@ -359,7 +358,7 @@ static bool num(struct cc *c, const struct expr_node *n, const struct diag_type 
 		return false;
 	if (!need)
 		return forget(c, v);
-	return convert(c, n, v, n->type, to) && need_num(c, n, v);
+	return convert(c, v, n->type, to) && need_num(c, n, v);
 }
 
 /* eval's ev_address: the address an array or pointer operand designates, on the stack. */
@@ -741,17 +740,6 @@ static bool compare(struct cc *c, const struct expr_node *n, bool need, struct c
 	return emit(c, op, 0, 0);
 }
 
-/* The operands of a binary operator on the stack as [a b] (constants pushed in order). */
-static bool operands(struct cc *c, struct cv *a, struct cv *b)
-{
-	if (a->k == V_CONST && b->k == V_CONST)
-		return true;
-	if (a->k == V_CONST) { /* b is on the stack already: commutative callers only */
-		return false;
-	}
-	return push_const(c, b);
-}
-
 static bool reads_memory(const struct diag_expr *x, const struct expr_node *n);
 
 /* Whether n's number could be computed in the target (conservative: floats and what only the
@@ -883,10 +871,9 @@ static bool binary(struct cc *c, const struct expr_node *n, bool need, struct cv
 		*v = (struct cv){ .k = V_DAEMON };
 		return true;
 	}
-	if (!operands(c, &a, &b))
-		return failv(c, F_LIMIT, "internal: operand order");
+	if (!push_const(c, &b)) /* a was pushed before b was computed: [a b] */
+		return false;
 	bool sg = rt->is_signed;
-	bool div = t == T_SLASH || t == T_PCT;
 	/* eval refuses b == 0 with "<division by zero>": the target's DIV aborts there alike */
 	uint8_t op;
 	switch (t) {
@@ -901,7 +888,6 @@ static bool binary(struct cc *c, const struct expr_node *n, bool need, struct cv
 	case T_SHL: op = DIAG_CAP_SHL; break;
 	default: op = sg ? DIAG_CAP_SAR : DIAG_CAP_SHR; break;
 	}
-	(void)div;
 	*v = (struct cv){ .k = V_NUM };
 	if (!(shiftop ? shift(c, op) : emit(c, op, 0, 0)))
 		return false;
@@ -1254,7 +1240,7 @@ static bool retval(struct cc *c, const struct expr_node *n, bool need, struct cv
 	}
 	*v = (struct cv){ .k = V_NUM };
 	return emit(c, DIAG_CAP_REG, (uint32_t)n->reg_off, 0) &&
-	       convert(c, n, v, &expr_t_ulong, n->type);
+	       convert(c, v, &expr_t_ulong, n->type);
 }
 
 static bool ev(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
