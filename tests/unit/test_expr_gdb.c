@@ -513,6 +513,10 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 		{ "str(req->uri.data, req->uri.len) == \"GET /index.htm\"", "0" },
 		{ "str(req->uri.data, req->hdr.kind)", "\"GET /in\"" },
 		{ "str(req->name, scale)", "ERR value: a length must be an integer (type double) at 1:16" },
+		/* errors eval meets whatever the data (the capture stops there too) */
+		{ "req->tag == req->name", "<not a scalar>" }, { "(long)req->tag + 1", "<not a scalar>" },
+		{ "req->vals[1] + req->next->ok", "<fault at 0xc0>" }, { "req->ok && (req->tag < req->name)", "<not a scalar>" },
+		{ "str(req->tag) == \"abc\" || req->hdr.len", "1" },
 	};
 	for (size_t i = 0; i < sizeof(at_entry) / sizeof(at_entry[0]); i++) {
 		char ours[1024], cap[1024];
