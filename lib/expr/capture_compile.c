@@ -1482,6 +1482,21 @@ static void prog_free(struct diag_cap_prog *p)
 	free(p);
 }
 
+/* Whether eval of x reads a string (or a runtime length) whose unreadable end it keeps as a
+ * status and goes on: in the target that read faults and ends the program. */
+static bool keeps_going(const struct diag_expr *x)
+{
+	struct diag_cap_prog *scratch = prog_new();
+	if (!scratch)
+		return true; /* last: the safe place */
+	struct cc c = { .p = scratch };
+	bool strings = !capture_expr(&c, x);
+	for (size_t i = 0; i < scratch->n; i++)
+		strings |= scratch->ops[i].op == DIAG_CAP_SAVE_STR || scratch->ops[i].op == DIAG_CAP_SAVE_MEM_N;
+	prog_free(scratch);
+	return strings;
+}
+
 static bool may_stop(const struct diag_cap_prog *p)
 {
 	for (size_t i = 0; i < p->n; i++) {
@@ -1597,18 +1612,24 @@ int diag_expr_capture_compile(const struct diag_expr *const *values,
 		goto fail;
 	}
 	struct cc c = { .p = vp };
-	for (size_t i = 0; i < n; i++) {
-		if (res.cond_in_daemon && conds && conds[i] && !capture_expr(&c, conds[i])) {
-			rc = report(&c, "condition", err);
-			prog_free(vp);
-			goto fail;
+	/* the daemon evaluates each expression from the snapshot, in any order; a fault ends the
+	 * program: expressions whose reads eval may survive failing (strings) go last, where such
+	 * a fault costs no other expression its captures */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < n; i++) {
+			const struct diag_expr *cx = res.cond_in_daemon && conds ? conds[i] : NULL;
+			const struct diag_expr *vx = values ? values[i] : NULL;
+			if (cx && keeps_going(cx) == (pass == 1) && !capture_expr(&c, cx)) {
+				rc = report(&c, "condition", err);
+				prog_free(vp);
+				goto fail;
+			}
+			if (vx && keeps_going(vx) == (pass == 1) && !capture_expr(&c, vx)) {
+				rc = report(&c, "value", err);
+				prog_free(vp);
+				goto fail;
+			}
 		}
-		if (values && values[i] && !capture_expr(&c, values[i])) {
-			rc = report(&c, "value", err);
-			prog_free(vp);
-			goto fail;
-		}
-	}
 	if (vp->n) {
 		if (c.payload > DIAG_CAP_MAX_PAYLOAD) {
 			rc = diag_error_set_field(err, "value", -DIAG_E_LIMIT,

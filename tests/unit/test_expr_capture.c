@@ -310,6 +310,46 @@ int main(void)
 	fprintf(stderr, "%d random expressions compared, %d refused with a reason, %d documented divergences\n",
 		random_done, refused, divergences);
 
+	/* two probes at one site: the first's string runs into the unmapped page (the program
+	 * faults there), the second's value is still whole: captures that may fault go last */
+	{
+		struct diag_expr_scope ssc = { .pid = getpid(), .pc = 0x1000, .event = DIAG_EVENT_CALL };
+		struct diag_expr *s1 = NULL, *s2 = NULL;
+		CHECK_EQ_INT(diag_expr_compile("*(char **)$arg1", &ssc, &s1, NULL), 0);
+		CHECK_EQ_INT(diag_expr_compile("*(long *)$arg2", &ssc, &s2, NULL), 0);
+		diag_regs regs;
+		memset(&regs, 0, sizeof(regs));
+		diag_reg_set(&regs, diag_reg_arg(1), (uintptr_t)(m + 1056)); /* -> "zzzzz" + unmapped */
+		diag_reg_set(&regs, diag_reg_arg(2), (uintptr_t)m);
+		const struct diag_expr *vals[2] = { s1, s2 };
+		struct diag_expr_capture c = { 0 };
+		CHECK_EQ_INT(diag_expr_capture_compile(vals, NULL, 2, &c, NULL), 0);
+		CHECK(c.value && c.cond_in_daemon && !c.cond);
+		static uint8_t payload[DIAG_CAP_MAX_PAYLOAD];
+		uint32_t len = 0;
+		uint64_t fault = 0;
+		struct diag_cap_env env = { .regs = &regs, .read_mem = self_read };
+		CHECK_EQ_INT(diag_cap_run(c.value, DIAG_CAP_VALUE, &env, payload, sizeof(payload), &len, &fault),
+			     DIAG_CAP_FAULTED);
+		CHECK_EQ_INT(fault, (uintptr_t)none);
+		struct diag_cap_snapshot snap;
+		diag_cap_snapshot_init(&snap, payload, len, true, fault);
+		struct diag_expr_ctx replay = { .regs = &regs, .read_mem = diag_cap_snapshot_read, .arg = &snap };
+		struct diag_expr_ctx live = { .regs = &regs, .read_mem = self_read };
+		char a[256], b[256];
+		bool t;
+		render(s2, &live, a, sizeof(a), &t);
+		render(s2, &replay, b, sizeof(b), &t);
+		CHECK_EQ_STR(b, a);
+		CHECK_EQ_STR(b, "1234605616436508552");
+		render(s1, &live, a, sizeof(a), &t);
+		render(s1, &replay, b, sizeof(b), &t);
+		CHECK_EQ_STR(b, a);
+		diag_expr_capture_free(&c);
+		diag_expr_free(s1);
+		diag_expr_free(s2);
+	}
+
 	/* a register the record does not hold is refused, not read as 0 */
 	struct diag_expr_scope sc = { .pid = getpid(), .pc = 0x1000, .event = DIAG_EVENT_CALL };
 	struct diag_expr *x = NULL;
