@@ -65,6 +65,11 @@ struct diag_cap_snapshot {
 
 void diag_cap_snapshot_init(struct diag_cap_snapshot *s, const uint8_t *payload, uint32_t len,
 			    bool faulted, uint64_t fault_addr);
+/* The snapshot of a ring v2 record (arch/ring.h) whose bytes, header included, are the avail
+ * bytes at rec: payload_len bounded by them (hostile), DIAG_REC_FAULT and fault_addr from the
+ * header. */
+struct diag_ring_rec;
+void diag_cap_snapshot_of_rec(struct diag_cap_snapshot *s, const struct diag_ring_rec *rec, size_t avail);
 /* read_mem over the MEM blocks: the bytes from addr on as far as captured blocks cover them
  * contiguously (a short count where they stop), -EFAULT when no block holds addr. */
 ssize_t diag_cap_snapshot_read(void *snapshot, uint64_t addr, void *buf, size_t len);
