@@ -965,12 +965,84 @@ static bool streq_in_target(const struct expr_node *n)
 	return true;
 }
 
+#define STREQ_PREFIX_MAX 64 /* literals compared by loads, 8 bytes at a time */
+
+/* [p] -> [1 or 0]: the slen bytes at p equal lit's (no NUL looked for after them), by loads
+ * of 8, 4, 2 and 1 bytes inside those bytes only (a fault there is eval's too). */
+static bool prefix_equal(struct cc *c, const char *lit, size_t slen)
+{
+	struct jump differ[STREQ_PREFIX_MAX], done;
+	size_t nd = 0;
+	for (size_t off = 0; off < slen && !c->fail;) {
+		size_t rest = slen - off;
+		uint32_t sz = rest >= 8 ? 8 : rest >= 4 ? 4 : rest >= 2 ? 2 : 1;
+		uint64_t want = 0;
+		memcpy(&want, lit + off, sz);
+		if (!emit(c, DIAG_CAP_DUP, 0, 0) || !add_const(c, off) || !emit(c, DIAG_CAP_LOAD, sz, 0) ||
+		    !k(c, want) || !emit(c, DIAG_CAP_NE, 0, 0) || !jump(c, DIAG_CAP_JNZ, &differ[nd++]))
+			return false;
+		off += sz;
+	}
+	if (!emit(c, DIAG_CAP_DROP, 0, 0) || !k(c, 1) || !jump(c, DIAG_CAP_JMP, &done))
+		return false;
+	for (size_t i = 0; i < nd; i++)
+		if (!land(c, &differ[i]))
+			return false;
+	return emit(c, DIAG_CAP_DROP, 0, 0) && k(c, 0) && land(c, &done);
+}
+
+/* A condition's str(p, n) == "lit" with a runtime n, as eval decides it: n < 0 is an error;
+ * n below the literal's length is 0 (eval still reads the first byte when n > 0, and NULL is
+ * an error); n equal to it compares those n bytes alone (an ngx_str_t has no NUL after
+ * them); n above it (clamped or not) compares the C string up to its NUL: STREQ. */
+static bool streq_runtime(struct cc *c, const struct expr_node *n, struct cv *v)
+{
+	const struct expr_node *call = n->a, *lit = n->b;
+	struct cv p, len;
+	struct jump longer, zero, exact, d1, d2, d3;
+	uint32_t li;
+	if (!address_of_call(c, call, &p))
+		return false;
+	if (p.k == V_ERROR) {
+		*v = p;
+		return true;
+	}
+	if (!num(c, call->b, &expr_t_long, true, &len))
+		return false;
+	if (len.k == V_ERROR) {
+		*v = len;
+		return true;
+	}
+	*v = (struct cv){ .k = V_NUM };
+	bool ok = push_const(c, &len) &&
+		/* [p n] */
+		emit(c, DIAG_CAP_DUP, 0, 0) && k(c, lit->slen) && emit(c, DIAG_CAP_LTS, 0, 0) &&
+		jump(c, DIAG_CAP_JZ, &longer) &&
+		/* shorter: negative is eval's error, 0 reads nothing, else the first byte */
+		emit(c, DIAG_CAP_DUP, 0, 0) && k(c, 0) && emit(c, DIAG_CAP_LTS, 0, 0) &&
+		skip_jump(c, DIAG_CAP_JNZ) && jump(c, DIAG_CAP_JZ, &zero) &&
+		guard(c) && emit(c, DIAG_CAP_LOAD, 1, 0) && emit(c, DIAG_CAP_DROP, 0, 0) && k(c, 0) &&
+		jump(c, DIAG_CAP_JMP, &d1) &&
+		land(c, &zero) && skip_jump(c, DIAG_CAP_JZ) && k(c, 0) && jump(c, DIAG_CAP_JMP, &d2) &&
+		/* [p n], n >= the literal's length */
+		land(c, &longer) && k(c, lit->slen) && emit(c, DIAG_CAP_EQ, 0, 0) &&
+		jump(c, DIAG_CAP_JNZ, &exact) &&
+		guard(c) && add_lit(c, lit->s, &li) && emit(c, DIAG_CAP_STREQ, li, 0) &&
+		jump(c, DIAG_CAP_JMP, &d3) &&
+		land(c, &exact) && guard(c) && prefix_equal(c, lit->s, lit->slen) &&
+		land(c, &d1) && land(c, &d2) && land(c, &d3);
+	return ok && (n->tok == T_EQ || emit(c, DIAG_CAP_LNOT, 0, 0));
+}
+
 /* eval's ev_streq: a C string operand compared with a literal. */
 static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 {
 	const struct expr_node *a = n->a, *lit = n->b;
 	const struct diag_type *s = diag_type_strip(a->type);
 	size_t max = lit->slen + 1;
+	if (need && c->cond && a->op == N_CALL && a->runtime_len &&
+	    lit->slen >= 1 && lit->slen <= STREQ_PREFIX_MAX && !memchr(lit->s, 0, lit->slen))
+		return streq_runtime(c, n, v);
 	if (need && !streq_in_target(n))
 		return daemon_only(c, n, "this string comparison");
 	if (s->kind == DIAG_TYPE_STRING) {

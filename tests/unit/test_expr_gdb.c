@@ -190,6 +190,8 @@ static const char *const target_conds[] = {
 	"req->hdr.signed_bits", "req->vals[3] % 7", "req->vals[req->hdr.kind - 5]",
 	"req->name == \"hello world\"", "req->tag == \"abc\"", "str(req->argvish[1]) == \"beta\"",
 	"req->bad_name == \"x\"", "req->null_name == \"x\"", "$arg2 + 1", "req->name",
+	"str(req->uri.data, req->uri.len) == \"GET /index.html\"",
+	"str(req->uri.data, req->uri.len) == \"GET /index.htm\"",
 };
 
 static bool must_be_in_target(const char *src)
@@ -267,6 +269,8 @@ static void capture_text(struct diag_expr *x, pid_t pid, const diag_regs *regs, 
 		check_failures++;
 	}
 	bool truth;
+	if (capc.cond_in_daemon && getenv("TEST_CAP_DAEMON"))
+		fprintf(stderr, "  daemon condition: %s\n", src);
 	if (!capc.cond_in_daemon) {
 		CHECK(capc.cond != NULL);
 		CHECK(capc.value == NULL);
