@@ -61,6 +61,8 @@ static const char *const exprs[] = {
 	"(unsigned char)*(long *)$arg1", "(_Bool)*(long *)$arg1", "$arg1 + 8", "$arg3 * 2 + 1",
 	"*(long *)$arg1 / $arg3", "*(char **)$arg1 == \"xyz\"", "str(*(char **)$arg1)",
 	"*(long *)(*(long *)$arg1 + 8)", "$arg3 == 5 || **(char **)$arg1 == 120",
+	"str((char *)$arg2, $arg3) == \"hello\"", "str((char *)$arg2, $arg3) != \"hel\"",
+	"str((char *)$arg2, $arg3) == \"zzz\"", "str((char *)$arg2, $arg3) == \"hello world, longer\"",
 };
 #define NEXPR (sizeof(exprs) / sizeof(exprs[0]))
 
