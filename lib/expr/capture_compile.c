@@ -29,6 +29,7 @@
 
 #define GUARD_BELOW 4096  /* addresses below it are never mapped (page 0) */
 #define CC_MAX_SKIPS 64
+#define STREQ_PREFIX_MAX 64 /* literals compared by loads, 8 bytes at a time */
 
 /* What a node left: V_NUM and V_MEM hold one stack slot (the number eval would hold, the
  * address eval would read at); V_CONST is a number known now; V_REG the bytes of a general
@@ -961,11 +962,10 @@ static bool streq_in_target(const struct expr_node *n)
 	if (s->kind == DIAG_TYPE_STRING)
 		return a->op == N_CALL && !a->runtime_len && a->max > lit->slen;
 	if (s->kind == DIAG_TYPE_ARRAY)
-		return s->size > lit->slen;
+		return s->size > lit->slen || (s->size == lit->slen && lit->slen <= STREQ_PREFIX_MAX);
 	return true;
 }
 
-#define STREQ_PREFIX_MAX 64 /* literals compared by loads, 8 bytes at a time */
 
 /* [p] -> [1 or 0]: the slen bytes at p equal lit's (no NUL looked for after them), by loads
  * of 8, 4, 2 and 1 bytes inside those bytes only (a fault there is eval's too). */
@@ -1079,8 +1079,14 @@ static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv 
 			return (!base.dyn || guard(c)) && emit(c, DIAG_CAP_SAVE_MEM, (uint32_t)len, 0);
 		}
 		uint32_t li;
-		if ((base.dyn && !guard(c)) || !save_for_daemon(c, DIAG_CAP_SAVE_MEM, (uint32_t)len) ||
-		    !add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
+		if ((base.dyn && !guard(c)) || !save_for_daemon(c, DIAG_CAP_SAVE_MEM, (uint32_t)len))
+			return false;
+		if (s->size == lit->slen) { /* eval compares the whole array, no NUL after it */
+			*v = (struct cv){ .k = V_NUM };
+			return prefix_equal(c, lit->s, lit->slen) &&
+			       (n->tok == T_EQ || emit(c, DIAG_CAP_LNOT, 0, 0));
+		}
+		if (!add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
 			return false;
 	} else {
 		struct cv p;

@@ -192,6 +192,7 @@ static const char *const target_conds[] = {
 	"req->bad_name == \"x\"", "req->null_name == \"x\"", "$arg2 + 1", "req->name",
 	"str(req->uri.data, req->uri.len) == \"GET /index.html\"",
 	"str(req->uri.data, req->uri.len) == \"GET /index.htm\"",
+	"req->tag == \"abcdefghijklmnop\"", "req->tag != \"abcdefghijklmnop\"",
 };
 
 static bool must_be_in_target(const char *src)
@@ -521,6 +522,8 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 		{ "req->tag == req->name", "<not a scalar>" }, { "(long)req->tag + 1", "<not a scalar>" },
 		{ "req->vals[1] + req->next->ok", "<fault at 0xc0>" }, { "req->ok && (req->tag < req->name)", "<not a scalar>" },
 		{ "str(req->tag) == \"abc\" || req->hdr.len", "1" },
+		/* a literal as long as the array: eval compares all 16 bytes */
+		{ "req->tag == \"abcdefghijklmnop\"", "0" }, { "req->tag != \"abcdefghijklmnop\"", "1" },
 	};
 	for (size_t i = 0; i < sizeof(at_entry) / sizeof(at_entry[0]); i++) {
 		char ours[1024], cap[1024];
