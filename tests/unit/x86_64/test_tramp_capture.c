@@ -1659,7 +1659,7 @@ static void test_jumps_regs_loads(void)
 	op_emit_top(v);
 	op(v, DIAG_CAP_REG, reg_off("rsp"), 0);
 	op_emit_top(v);
-	op(v, DIAG_CAP_REG, reg_off("fs_base"), 0);
+	op(v, DIAG_CAP_REG, reg_off("r15"), 0);
 	op_emit_top(v);
 	op(v, DIAG_CAP_REG, reg_off("eflags"), 0);
 	op_emit_top(v);
@@ -1673,7 +1673,7 @@ static void test_jumps_regs_loads(void)
 		CHECK_EQ_INT(blk(rec, 1, NULL)->addr, 333);
 		CHECK_EQ_INT(blk(rec, 2, NULL)->addr, t.p.addr);
 		CHECK_EQ_INT(blk(rec, 3, NULL)->addr, rec->regs[DIAG_RING_RSP]);
-		CHECK_EQ_INT(blk(rec, 4, NULL)->addr, thread_pointer());
+		CHECK_EQ_INT(blk(rec, 4, NULL)->addr, rec->regs[DIAG_RING_R15]);
 		CHECK_EQ_INT(blk(rec, 5, NULL)->addr, rec->regs[DIAG_RING_EFLAGS]);
 	}
 	rec = hit(&t, 0, 1);
