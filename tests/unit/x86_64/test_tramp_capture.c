@@ -2366,6 +2366,51 @@ static void test_exit_cond(void)
 	ring2_close(&r);
 }
 
+/* A value program faulting at an exit: the record flagged EXIT and FAULT, the function
+ * still returns its result through the relocated ret. */
+static void test_exit_fault(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	struct diag_tramp_capture cap;
+	struct ring2 r;
+	struct probe p;
+	const size_t len = (size_t)(c_fn_exit_end - c_fn_exit);
+	const struct diag_ring_rec *rec;
+	uint64_t before = g_repairs;
+
+	op(v, DIAG_CAP_REG, reg_off("rax"), 0);
+	op_save(v, DIAG_CAP_SAVE_STR, 16); /* *(char *)result */
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_EQ_INT(ring2_open(&r, 1, 512), 0);
+	p.fn = copy_fn(&g_env, c_fn_exit, c_fn_exit_end);
+	p.addr = p.fn + len - 5;
+	p.slot = new_slot(&g_env);
+	cap = cap_for(&p, &r, 24, NULL, v);
+	cap.kind = DIAG_TRAMP_EXIT;
+	cap.term = p.fn + len - 1;
+	cap.avail = 5;
+	CHECK_OK(install_cap(&cap, &p, &err), err);
+	CHECK_EQ_INT(((fn2)(uintptr_t)p.fn)(0x10, 0), 0x10);
+	CHECK_EQ_INT(g_repairs, before + 1);
+	rec = rec_at(&r, 0, 0);
+	CHECK_EQ_INT(rec->seq, 1);
+	CHECK_EQ_INT(rec->flags, DIAG_REC_EXIT | DIAG_REC_FAULT);
+	CHECK_EQ_INT(rec->fault_addr, 0x10);
+	CHECK_EQ_INT(rec->payload_len, diag_cap_block_bytes(0));
+	check_replay(NULL, v, rec, 0, 0);
+	{
+		static const char hello[] = "hello";
+
+		CHECK_EQ_INT(((fn2)(uintptr_t)p.fn)((uint64_t)(uintptr_t)hello, 0), (uint64_t)(uintptr_t)hello);
+		rec = rec_at(&r, 0, rec->units);
+		CHECK_EQ_INT(rec->flags, DIAG_REC_EXIT);
+		CHECK_EQ_INT(blk(rec, 0, NULL)->len, 6);
+		check_replay(NULL, v, rec, 0, 0);
+	}
+	ring2_close(&r);
+}
+
 static void test_exit_refused(void)
 {
 	struct diag_error err = { 0 };
@@ -2477,6 +2522,7 @@ int main(void)
 	test_exit_ret();
 	test_exit_tail();
 	test_exit_cond();
+	test_exit_fault();
 	test_exit_refused();
 	test_redzone();
 	test_repair_unit();
