@@ -447,6 +447,23 @@ static bool shift(struct cc *c, uint8_t op)
 
 static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, struct cv *v);
 
+/* The op of a DWARF binary operation, as dwarf/loc.c computes it (div signed, mod unsigned,
+ * comparisons signed). */
+static uint8_t loc_binop(uint8_t atom)
+{
+	static const struct { uint8_t dw, cap; } map[] = {
+		{ DW_OP_plus, DIAG_CAP_ADD }, { DW_OP_minus, DIAG_CAP_SUB }, { DW_OP_mul, DIAG_CAP_MUL },
+		{ DW_OP_div, DIAG_CAP_DIVS }, { DW_OP_mod, DIAG_CAP_REMU }, { DW_OP_and, DIAG_CAP_AND },
+		{ DW_OP_or, DIAG_CAP_OR }, { DW_OP_xor, DIAG_CAP_XOR }, { DW_OP_eq, DIAG_CAP_EQ },
+		{ DW_OP_ne, DIAG_CAP_NE }, { DW_OP_lt, DIAG_CAP_LTS }, { DW_OP_le, DIAG_CAP_LES },
+		{ DW_OP_gt, DIAG_CAP_GTS }, { DW_OP_ge, DIAG_CAP_GES },
+	};
+	for (size_t m = 0; m < sizeof(map) / sizeof(map[0]); m++)
+		if (map[m].dw == atom)
+			return map[m].cap;
+	return DIAG_CAP_ADD; /* not reached: the callers pass one of the above */
+}
+
 static bool loc_frame_base(struct locst *l, struct cv *v)
 {
 	const struct diag_dwarf_frame *fr = l->c->x->scope ? &l->c->x->scope->frame : NULL;
@@ -556,22 +573,10 @@ static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, str
 		}
 		case DW_OP_plus: case DW_OP_minus: case DW_OP_mul: case DW_OP_div: case DW_OP_mod:
 		case DW_OP_and: case DW_OP_or: case DW_OP_xor: case DW_OP_eq: case DW_OP_ne:
-		case DW_OP_lt: case DW_OP_le: case DW_OP_gt: case DW_OP_ge: {
-			static const struct { uint8_t dw, cap; } map[] = {
-				{ DW_OP_plus, DIAG_CAP_ADD }, { DW_OP_minus, DIAG_CAP_SUB },
-				{ DW_OP_mul, DIAG_CAP_MUL }, { DW_OP_div, DIAG_CAP_DIVS },
-				{ DW_OP_mod, DIAG_CAP_REMU }, { DW_OP_and, DIAG_CAP_AND },
-				{ DW_OP_or, DIAG_CAP_OR }, { DW_OP_xor, DIAG_CAP_XOR },
-				{ DW_OP_eq, DIAG_CAP_EQ }, { DW_OP_ne, DIAG_CAP_NE },
-				{ DW_OP_lt, DIAG_CAP_LTS }, { DW_OP_le, DIAG_CAP_LES },
-				{ DW_OP_gt, DIAG_CAP_GTS }, { DW_OP_ge, DIAG_CAP_GES },
-			};
-			for (size_t m = 0; m < sizeof(map) / sizeof(map[0]); m++)
-				if (map[m].dw == a)
-					ok = emit(c, map[m].cap, 0, 0);
+		case DW_OP_lt: case DW_OP_le: case DW_OP_gt: case DW_OP_ge:
+			ok = emit(c, loc_binop(a), 0, 0);
 			pops = 1;
 			break;
-		}
 		case DW_OP_shl:
 		case DW_OP_shr:
 		case DW_OP_shra:
