@@ -176,7 +176,12 @@ int diag_tramp_build_capture(const struct diag_tramp_capture *c, uint8_t *out, s
 
 /* A fault at pc in the slot whose header is h (at runtime address slot): when pc lies in one
  * of its program ranges, edit r to resume at the matching landing with the fault address where
- * the landing expects it, and return true. False: not ours (deliver the signal). */
+ * the landing expects it, and return true. False: not ours (deliver the signal).
+ * The repair, exactly (the in-target guard, arch/guard.h, does the same to a ucontext, so both
+ * must agree): a range is [lo, hi) in offsets from the slot, the condition's checked first; a
+ * landing below DIAG_TRAMP_SLOT_CODE is refused (false); x86-64: rip = slot + landing and
+ * rax = fault_addr (si_addr: 0 for a non-canonical address, which raises #GP), every other
+ * register and the flags as at the fault. The landing restores its own frame from there. */
 bool diag_tramp_fault_repair(diag_regs *r, uint64_t slot, const struct diag_tramp_slot_header *h,
 			     uint64_t fault_addr);
 
