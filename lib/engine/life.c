@@ -53,6 +53,7 @@ static void eproc_drop(struct diag_engine *e, struct eproc *ep)
 	diag_bptable_release(&ep->bps);
 	diag_u64map_release(&ep->jumps);
 	eng_safety_forget(ep);
+	eng_guard_forget(ep);
 	eng_journal_close(ep, true); /* gone, or left with every byte restored */
 	diag_u64map_del(&e->procs, (uint64_t)ep->tp->pid);
 	eng_stack_forget(e, ep);
@@ -104,6 +105,7 @@ void eng_life_fork(struct diag_engine *e, struct diag_thread *parent, pid_t chil
 	if (!vfork) {
 		eng_fast_fork(e, cep, eproc_mem(pep));
 		eng_safety_fork(cep, eproc_mem(pep));
+		eng_guard_fork(cep, eproc_mem(pep));
 	}
 	if (e->cb.on_process)
 		e->cb.on_process(e->cb.ctx, pep->tp->pid, DIAG_PROC_FORK, child);
@@ -156,6 +158,7 @@ void eng_life_exec(struct diag_engine *e, struct diag_thread *t)
 	diag_u64map_release(&ep->jumps);
 	eng_dl_unwatch(ep, false);
 	eng_safety_forget(ep); /* exec reset the action and unmapped the handler */
+	eng_guard_forget(ep);  /* likewise */
 	ep->ring_addr = 0;
 	ep->ring_tail = ep->ring_drops = 0;
 	ep->ring_stalls = 0;
@@ -289,6 +292,7 @@ void eng_proc_detach(struct diag_engine *e, struct eproc *ep)
 	if (!ep->tp->mem_owner) {
 		diag_bptable_restore_all(&ep->bps, ep->tp);
 		eng_safety_remove(ep, any); /* after the bytes: no int3 is left to need it */
+		eng_guard_remove(ep, any);  /* no trampoline is patched, no thread is in one */
 		diag_xol_unmap_all(&ep->bps.xol, any);
 		eng_fast_unmap(ep, any);
 	}

@@ -405,18 +405,31 @@ static bool sigtrap_ignored(pid_t pid)
 	return diag_proc_status_field(pid, "SigIgn", 16, &ign) && (ign & (1ULL << (SIGTRAP - 1)));
 }
 
+int diag_thread_sigaction(struct diag_thread *t, int sig, const void *act, void *oact)
+{
+	diag_regs r;
+	int rc = diag_regs_read(t->tid, &r);
+	if (rc < 0)
+		return rc;
+	const size_t n = sizeof(struct diag_ksigaction);
+	uint64_t scratch = (diag_regs_sp(&r) - 1024) & ~15ULL, in = scratch, out = scratch + 64;
+	if (act && diag_proc_write(t->proc, in, act, n) != (ssize_t)n)
+		return -EIO;
+	long args[6] = {sig, act ? (long)in : 0, oact ? (long)out : 0, 8, 0, 0}, ret;
+	if ((rc = diag_thread_syscall(t, SYS_rt_sigaction, args, &ret)) < 0)
+		return rc;
+	if (ret < 0)
+		return (int)ret;
+	if (oact && diag_proc_read(t->proc, out, oact, n) != (ssize_t)n)
+		return -EIO;
+	return 0;
+}
+
 /* Put SIG_IGN back as the SIGTRAP action (a forced trap replaced it with SIG_DFL). */
 static void sigtrap_reignore(struct diag_thread *t)
 {
-	diag_regs r;
-	if (diag_regs_read(t->tid, &r) < 0)
-		return;
-	/* the kernel's struct sigaction, written below the red zone */
 	struct diag_ksigaction act = {.handler = (uint64_t)(uintptr_t)SIG_IGN};
-	uint64_t scratch = (diag_regs_sp(&r) - 2048) & ~15ULL;
-	long args[6] = {SIGTRAP, (long)scratch, 0, sizeof(act.mask), 0, 0}, ret;
-	if (diag_proc_write(t->proc, scratch, &act, sizeof(act)) == sizeof(act))
-		diag_thread_syscall(t, SYS_rt_sigaction, args, &ret);
+	diag_thread_sigaction(t, SIGTRAP, &act, NULL);
 }
 
 /* A single-step trap is a forced SIGTRAP: were SIGTRAP blocked in t (a target thread that
