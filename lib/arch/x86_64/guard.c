@@ -52,9 +52,10 @@ static const uint8_t code_bytes[] = {
 	0x0f, 0xb7, 0x41, 0x12, /* movzx  eax,WORD PTR [rcx+0x12] */
 	0x83, 0xf8, 0x40, /* cmp    eax,0x40 */
 	0x72, 0x12, /* jb     a1 */
+	0x3d, 0x00, 0x10, 0x00, 0x00, /* cmp    eax,0x1000 */
+	0x73, 0x0b, /* jae    a1 */
 	0x48, 0x01, 0xc8, /* add    rax,rcx */
 	0x48, 0x89, 0x82, 0xa8, 0x00, 0x00, 0x00, /* mov    QWORD PTR [rdx+0xa8],rax */
-	0x4c, 0x89, 0x82, 0x90, 0x00, 0x00, 0x00, /* mov    QWORD PTR [rdx+0x90],r8 */
 	0xc3, /* ret */
 	0x4c, 0x8d, 0x05, 0x58, 0x01, 0x00, 0x00, /* lea    r8,[rip+0x158]        # 200 */
 	0x83, 0xff, 0x0b, /* cmp    edi,0xb */
@@ -118,8 +119,6 @@ enum {
 /* The handler hard-codes these kernel ABI offsets and the slot header's layout. */
 _Static_assert(offsetof(ucontext_t, uc_mcontext.gregs) + REG_RIP * sizeof(greg_t) == 168,
 	       "ucontext rip offset (UC_RIP in guard_template.S)");
-_Static_assert(offsetof(ucontext_t, uc_mcontext.gregs) + REG_RAX * sizeof(greg_t) == 144,
-	       "ucontext rax offset (UC_RAX in guard_template.S)");
 _Static_assert(offsetof(siginfo_t, si_code) == 8, "siginfo si_code offset");
 _Static_assert(offsetof(siginfo_t, si_addr) == 16, "siginfo si_addr offset");
 _Static_assert(offsetof(struct diag_tramp_slot_header, cond_lo) == 8 &&

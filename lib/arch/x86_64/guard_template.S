@@ -18,9 +18,10 @@
  * not in pc's own page (an instruction fetch: pc's page may not be readable) is a capture's when
  * the slot S = pc & ~4095 starts with the header of arch/trampoline.h ("Capture trampolines")
  * whose magic is DIAG_TRAMP_SLOT_MAGIC ^ S, and pc - S lies in [cond_lo, cond_hi) (landing
- * cond_landing) or else in [value_lo, value_hi) (value_landing), with a landing >= 64. Then it
- * does what diag_tramp_fault_repair does to the registers: uc.rip = S + landing, uc.rax = si_addr,
- * and returns: the capture goes on at its landing (no record, or a record flagged as faulted).
+ * cond_landing) or else in [value_lo, value_hi) (value_landing), with a landing in [64, 4096).
+ * Then it does what diag_tramp_fault_repair does to the registers: uc.rip = S + landing, nothing
+ * else, and returns: the capture goes on at its landing (no record, or a record flagged as
+ * faulted, the address it could not read being in the program's own address register).
  * Reading the header is safe: pc's page holds the instruction that faulted on another page.
  * Anything else is chained to the action the target had before for that signal, exactly:
  *   a handler: with SA_RESETHAND the action becomes SIG_DFL first (as the kernel would have
@@ -47,7 +48,6 @@
 	.set	diag_guard_d_dfl, diag_guard_data + 64	/* kernel sigaction: SIG_DFL, all zero */
 	.set	diag_guard_size, diag_guard_data + 96
 
-	.set	UC_RAX, 144		/* offsetof(ucontext_t, uc_mcontext.gregs[REG_RAX]) */
 	.set	UC_RIP, 168		/* offsetof(ucontext_t, uc_mcontext.gregs[REG_RIP]) */
 	.set	SI_CODE, 8		/* offsetof(siginfo_t, si_code) */
 	.set	SI_ADDR, 16		/* offsetof(siginfo_t, si_addr) */
@@ -63,6 +63,7 @@
 	.set	H_COND_LANDING, 16
 	.set	H_VALUE_LANDING, 18
 	.set	SLOT_CODE, 64		/* DIAG_TRAMP_SLOT_CODE: a landing is code */
+	.set	SLOT, 4096		/* DIAG_TRAMP_SLOT: ... inside the slot */
 
 start:
 	/* r12d = 1 when the signal is a fault of the instruction at rip (kept for dfl) */
@@ -106,9 +107,10 @@ start:
 repair:
 	cmp	eax, SLOT_CODE
 	jb	chain				/* a landing inside the header: not a slot we built */
+	cmp	eax, SLOT
+	jae	chain				/* nor one past the slot */
 	add	rax, rcx
 	mov	[rdx + UC_RIP], rax
-	mov	[rdx + UC_RAX], r8
 	ret
 
 chain:
