@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "arch/safety.h"
+#include "arch/trampoline.h"
 
 #define MAX_RECOVER 4096
 
@@ -92,9 +93,34 @@ static int in_pages(const struct jstate *js, uint64_t pc)
 	return 0;
 }
 
+/* A load of a capture program in a slot page faulted (a bad pointer the target handed it):
+ * the thread stopped with the SIGSEGV or SIGBUS, at the load. Resume it at the slot's landing
+ * instead, as the tracer (or the guard) would have, and drop the signal. The header is the
+ * target's copy (the predecessor's own is gone): the repair can only move the pc inside the
+ * same slot's code. */
+static void repair_capture_fault(struct diag_thread *t)
+{
+	if (t->pending_sig != SIGSEGV && t->pending_sig != SIGBUS)
+		return;
+	diag_regs r;
+	siginfo_t si;
+	struct diag_tramp_slot_header h;
+	if (diag_regs_read(t->tid, &r) < 0)
+		return;
+	uint64_t slot = diag_regs_pc(&r) & ~(uint64_t)(DIAG_TRAMP_SLOT - 1);
+	if (diag_thread_siginfo(t->tid, &si) < 0 || si.si_signo != t->pending_sig ||
+	    si.si_code <= 0 || /* a kill(2) of the signal is the target's own */
+	    diag_proc_read(t->proc, slot, &h, sizeof(h)) != (ssize_t)sizeof(h) ||
+	    !diag_tramp_fault_repair(&r, slot, &h, (uint64_t)(uintptr_t)si.si_addr) ||
+	    diag_regs_write(t->tid, &r) < 0)
+		return;
+	t->pending_sig = 0;
+}
+
 /* Step a thread out of the predecessor's pages (its slot or trampoline runs to the end). A
- * thread caught in the safety handler leaves it through the restorer and rt_sigreturn, which
- * puts it back in a slot: keep stepping past that before judging it out. */
+ * thread caught in the safety handler or the fault guard leaves it through the restorer and
+ * rt_sigreturn, which puts it back in a slot: keep stepping past that before judging it out.
+ * A capture program's fault under the step is repaired as the guard would (no signal). */
 static void step_out(struct diag_thread *t, const struct jstate *js)
 {
 	int after_handler = 0;
@@ -103,6 +129,11 @@ static void step_out(struct diag_thread *t, const struct jstate *js)
 		if (diag_regs_read(t->tid, &r) < 0)
 			return;
 		int where = in_pages(js, diag_regs_pc(&r));
+		if (where == 1 && t->pending_sig) {
+			repair_capture_fault(t);
+			if (diag_regs_read(t->tid, &r) < 0)
+				return;
+		}
 		if (where == 2)
 			after_handler = 64; /* the restorer and sigreturn are a few steps away */
 		if (!where && !after_handler) {

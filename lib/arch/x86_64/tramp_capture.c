@@ -561,13 +561,16 @@ bool diag_tramp_fault_repair(diag_regs *r, uint64_t slot, const struct diag_tram
 	    r->rip - slot >= DIAG_TRAMP_SLOT)
 		return false;
 	off = r->rip - slot;
-	if (off >= h->cond_lo && off < h->cond_hi) {
-		r->rip = slot + h->cond_landing;
-		return true;
-	}
-	if (off >= h->value_lo && off < h->value_hi) {
-		r->rip = slot + h->value_landing;
-		return true;
-	}
-	return false;
+	uint16_t landing;
+	if (off >= h->cond_lo && off < h->cond_hi)
+		landing = h->cond_landing;
+	else if (off >= h->value_lo && off < h->value_hi)
+		landing = h->value_landing;
+	else
+		return false;
+	/* code of this slot only, as the in-target guard checks (guard_template.S) */
+	if (landing < DIAG_TRAMP_SLOT_CODE || landing >= DIAG_TRAMP_SLOT)
+		return false;
+	r->rip = slot + landing;
+	return true;
 }

@@ -267,16 +267,10 @@ static void set_old(const struct env *e, size_t i, uint64_t handler, uint64_t fl
 	memcpy(at(e->l.old_action[i]), &old, sizeof(old));
 }
 
-/* The repair diag_tramp_fault_repair makes (arch/trampoline.h), when the library has one yet
- * (room `jit` implements it: a weak reference until then). */
-bool diag_tramp_fault_repair(diag_regs *r, uint64_t slot, const struct diag_tramp_slot_header *h,
-			     uint64_t fault_addr) __attribute__((weak));
-
+/* The guard's repair is the tracer's (diag_tramp_fault_repair, arch/trampoline.h). */
 static void agrees_with_tracer(const struct env *e, uint64_t pc, uint64_t addr, struct call got,
 			       bool repaired)
 {
-	if (!diag_tramp_fault_repair)
-		return;
 	diag_regs r;
 	memset(&r, 0, sizeof(r));
 	diag_regs_set_pc(&r, pc);
