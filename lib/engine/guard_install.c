@@ -126,11 +126,40 @@ int eng_guard_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread
 	return 0;
 }
 
+/* While the daemon lives the guard still runs: it chains every fault of the target's own (the
+ * tracer delivers those), so a frozen thread may be inside the blob, with SIGSEGV blocked.
+ * Unmapped under it, its next fetch would be a forced SIGSEGV while blocked: the kernel kills
+ * the process. A few single steps take it out (to the target's handler, or through our
+ * restorer's rt_sigreturn). False if one cannot be moved out. */
+static bool threads_out(struct eproc *ep, const struct eng_guard *g)
+{
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
+		struct diag_thread *th = v;
+		for (int steps = 0; th->stopped; steps++) {
+			diag_regs r;
+			if (diag_regs_read(th->tid, &r) < 0 || diag_regs_pc(&r) < g->l.addr ||
+			    diag_regs_pc(&r) >= g->l.addr + g->map_len)
+				break;
+			if (steps == 256 || diag_thread_step(th) < 0)
+				return false;
+		}
+	}
+	return true;
+}
+
 void eng_guard_remove(struct eproc *ep, struct diag_thread *t)
 {
 	struct eng_guard *g = ep->guard;
 	if (!g)
 		return;
+	if (t && !threads_out(ep, g)) {
+		/* leave it all in place (the page is journaled): better a page than a dead target */
+		eng_guard_forget(ep);
+		return;
+	}
 	if (t) {
 		for (size_t i = g->chained; i-- > 0;)
 			unchain(t, g, i);

@@ -57,6 +57,7 @@ struct cc {
 	bool cond;               /* computing a condition's truth in the target */
 	int depth;
 	bool dead;               /* after a JMP or END: no fall-through */
+	size_t barrier;          /* ops before it may be a jump's target: no peephole across */
 	uint64_t payload;
 	struct jump skips[CC_MAX_SKIPS]; /* to the end of the current expression */
 	size_t nskips;
@@ -95,13 +96,51 @@ static int effect(uint8_t op)
 	}
 }
 
+static bool emit(struct cc *c, uint8_t op, uint32_t a, uint64_t imm);
+
+/* A condition saves nothing: a read only the daemon would look at still decides whether eval
+ * faults, so it is made (and dropped) when one load can make it. */
+static bool emit_cond_save(struct cc *c, uint8_t op, uint32_t a)
+{
+	if (op == DIAG_CAP_SAVE_FPREG)
+		return true;
+	if (op == DIAG_CAP_SAVE_MEM && (a == 1 || a == 2 || a == 4 || a == 8))
+		return emit(c, DIAG_CAP_LOAD, a, 0) && emit(c, DIAG_CAP_DROP, 0, 0);
+	return failv(c, F_DAEMON, "a condition reading %u bytes for the daemon", a);
+}
+
+/* The op before the next one, when no jump lands between them; else NULL. */
+static const struct diag_cap_op *prev_op(const struct cc *c, size_t back)
+{
+	size_t n = c->p->n;
+	return n >= back + 1 && n - back - 1 >= c->barrier && !c->dead ? &c->p->ops[n - back - 1] : NULL;
+}
+
+/* An extension the top has already: a LOAD zero-extends, and extending twice is once. */
+static bool redundant(const struct cc *c, uint8_t op, uint32_t a)
+{
+	const struct diag_cap_op *p = prev_op(c, 0);
+	if (!p)
+		return false;
+	if (op == DIAG_CAP_ZEXT)
+		return (p->op == DIAG_CAP_LOAD && p->a <= a) || (p->op == DIAG_CAP_ZEXT && p->a <= a);
+	if (op == DIAG_CAP_SEXT)
+		return p->op == DIAG_CAP_SEXT && p->a == a;
+	return false;
+}
+
 static bool emit(struct cc *c, uint8_t op, uint32_t a, uint64_t imm)
 {
 	if (c->fail)
 		return false;
+	if (c->cond && (op == DIAG_CAP_SAVE_MEM || op == DIAG_CAP_SAVE_MEM_N || op == DIAG_CAP_SAVE_STR ||
+			op == DIAG_CAP_SAVE_FPREG))
+		return emit_cond_save(c, op, a);
 	if (c->p->n >= DIAG_CAP_MAX_OPS)
 		return failv(c, F_LIMIT, "needs more than the %d operations a capture program may have",
 			     DIAG_CAP_MAX_OPS);
+	if (redundant(c, op, a))
+		return true;
 	c->p->ops[c->p->n++] = (struct diag_cap_op){ .op = op, .a = a, .imm = imm };
 	c->depth += effect(op);
 	if (c->depth > DIAG_CAP_MAX_STACK)
@@ -120,6 +159,14 @@ static bool k(struct cc *c, uint64_t v)
 	return emit(c, DIAG_CAP_CONST, 0, v);
 }
 
+/* [addr] -> [the size-byte value there], its bytes captured for the daemon's eval. */
+static bool read_value(struct cc *c, uint32_t size)
+{
+	if (!c->cond && (!emit(c, DIAG_CAP_DUP, 0, 0) || !emit(c, DIAG_CAP_SAVE_MEM, size, 0)))
+		return false;
+	return emit(c, DIAG_CAP_LOAD, size, 0);
+}
+
 /* A forward jump whose target is placed later by land(). */
 static bool jump(struct cc *c, uint8_t op, struct jump *j)
 {
@@ -134,6 +181,7 @@ static bool land(struct cc *c, const struct jump *j)
 	if (c->fail)
 		return false;
 	c->p->ops[j->op].a = (uint32_t)c->p->n;
+	c->barrier = c->p->n;
 	if (c->dead) {
 		c->depth = j->depth;
 		c->dead = false;
@@ -175,7 +223,14 @@ static bool push_const(struct cc *c, struct cv *v)
 
 static bool add_const(struct cc *c, uint64_t off)
 {
-	return !off || (k(c, off) && emit(c, DIAG_CAP_ADD, 0, 0));
+	const struct diag_cap_op *add = prev_op(c, 0), *cst = prev_op(c, 1);
+	if (!off)
+		return !c->fail;
+	if (add && cst && add->op == DIAG_CAP_ADD && cst->op == DIAG_CAP_CONST) { /* fold */
+		c->p->ops[c->p->n - 2].imm += off;
+		return !c->fail;
+	}
+	return k(c, off) && emit(c, DIAG_CAP_ADD, 0, 0);
 }
 
 /* The top truncated to size bytes and extended (expr_extend). */
@@ -285,8 +340,7 @@ static bool load(struct cc *c, const struct diag_type *t, struct cv *v, bool nee
 			*v = (struct cv){ .k = V_DAEMON };
 			return emit(c, DIAG_CAP_SAVE_MEM, (uint32_t)s->size, 0);
 		}
-		if (!emit(c, DIAG_CAP_DUP, 0, 0) || !emit(c, DIAG_CAP_SAVE_MEM, (uint32_t)s->size, 0) ||
-		    !emit(c, DIAG_CAP_LOAD, (uint32_t)s->size, 0))
+		if (!read_value(c, (uint32_t)s->size))
 			return false;
 		*v = (struct cv){ .k = V_NUM };
 	}
@@ -479,9 +533,7 @@ static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, str
 			if (size != 1 && size != 2 && size != 4 && size != 8)
 				return failv(c, F_LIMIT, "the location of '%s' reads %llu bytes", l->name,
 					     (unsigned long long)size);
-			ok = (!l->dyn || guard(c)) && emit(c, DIAG_CAP_DUP, 0, 0) &&
-			     emit(c, DIAG_CAP_SAVE_MEM, (uint32_t)size, 0) &&
-			     emit(c, DIAG_CAP_LOAD, (uint32_t)size, 0);
+			ok = (!l->dyn || guard(c)) && read_value(c, (uint32_t)size);
 			l->dyn = true;
 			break;
 		}
@@ -1038,8 +1090,7 @@ static bool member(struct cc *c, const struct expr_node *n, bool need, struct cv
 	}
 	if (!loadable)
 		return daemon_only(c, n, "a bit field spread over 3, 5, 6 or 7 bytes");
-	if (!emit(c, DIAG_CAP_DUP, 0, 0) || !emit(c, DIAG_CAP_SAVE_MEM, bytes, 0) ||
-	    !emit(c, DIAG_CAP_LOAD, bytes, 0))
+	if (!read_value(c, bytes))
 		return false;
 	*v = (struct cv){ .k = V_NUM };
 	if (m->bit_offset && (!k(c, m->bit_offset) || !emit(c, DIAG_CAP_SHR, 0, 0)))
@@ -1332,6 +1383,7 @@ static bool close_expr(struct cc *c, bool truth)
 static void start_expr(struct cc *c, const struct diag_expr *x, bool cond)
 {
 	c->x = x;
+	c->barrier = c->p->n;
 	c->cond = cond;
 	c->nskips = 0;
 	c->depth = 0;
@@ -1406,8 +1458,9 @@ static int cond_alone(const struct diag_expr *x, struct diag_cap_prog **out, boo
 	if (!p)
 		return diag_error_set_field(err, "condition", -ENOMEM, "condition: out of memory");
 	struct cc c = { .p = p };
+	struct diag_error ce = { 0 };
 	if (truth_expr(&c, x) && emit(&c, DIAG_CAP_END, 0, 0) &&
-	    diag_cap_check(p, DIAG_CAP_CONDITION, NULL) == 0) {
+	    diag_cap_check(p, DIAG_CAP_CONDITION, &ce) == 0) {
 		*stops = may_stop(p);
 		*out = p;
 		return 0;

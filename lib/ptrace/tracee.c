@@ -327,6 +327,22 @@ static int find_syscall_insn(struct diag_proc *p)
 	return -ENOENT;
 }
 
+/* A thread held at the signal-delivery stop of its own fault (a SIGSEGV or SIGBUS the
+ * instruction at its pc raised) is about to be moved through syscall stops: resumed from one
+ * of those with the signal, the kernel would send it again as its own (si_code SI_KERNEL, no
+ * address), and a handler that looks at the siginfo would misjudge it (found with a target
+ * whose handler recovers its own faults by their address, test_guard_install). Drop it
+ * instead: resumed, the instruction runs again and faults again, with its own siginfo. */
+static void drop_refaulting_signal(struct diag_thread *t)
+{
+	siginfo_t si;
+	if ((t->pending_sig != SIGSEGV && t->pending_sig != SIGBUS) ||
+	    diag_thread_siginfo(t->tid, &si) < 0 || si.si_signo != t->pending_sig ||
+	    si.si_code <= 0 || (si.si_signo == SIGBUS && si.si_code == BUS_MCEERR_AO))
+		return;
+	t->pending_sig = 0;
+}
+
 /* Wait for t's next syscall stop; other stops of t (signals) are remembered for later. */
 static int wait_syscall_stop(struct diag_thread *t)
 {
@@ -342,8 +358,15 @@ static int wait_syscall_stop(struct diag_thread *t)
 			return -ESRCH; /* killed under us */
 		if (WSTOPSIG(st) == (SIGTRAP | 0x80))
 			return 0;
-		if ((st >> 16) == 0 && WSTOPSIG(st) != SIGTRAP)
+		if ((st >> 16) == 0 && WSTOPSIG(st) != SIGTRAP) {
+			/* a fault queued behind the stop we borrowed the thread in: the registers
+			 * we put back re-run its instruction, which faults again */
+			int before = t->pending_sig;
 			t->pending_sig = WSTOPSIG(st);
+			drop_refaulting_signal(t);
+			if (!t->pending_sig)
+				t->pending_sig = before;
+		}
 		if (ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0)
 			return -errno;
 	}
@@ -366,6 +389,7 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 	 * call number. A vfork parent would block there until the (stopped) child lets it go. */
 	if (t->event == PTRACE_EVENT_VFORK)
 		return -EBUSY;
+	drop_refaulting_signal(t);
 	if (t->event) {
 		int rc = ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0 ? -errno : wait_syscall_stop(t);
 		if (rc < 0)

@@ -45,6 +45,9 @@ static const char *const exprs[] = {
 	"(char)req->vals[0]", "req->hdr.kind", "req->hdr.flag_a", "(int)req->color", "req", "req->big < 0",
 	"req->color == BLUE", "req->mode != MODE_RUN", "BLUE",
 	"(enum color)1", "(enum color)5", "(enum mode)3", "req->pt.y * 2 > req->ptp->x",
+	"req->uri", "req->uri.len * 2", "req->ok || req->next->ok", "req->next && req->next->ok",
+	"req->vals[req->hdr.kind - 5]", "req->argvish[req->uri.len - 14]", "req->tag[req->hdr.flag_b]",
+	"req->empty", "req->hdr.len < 40 || req->ptp->y < 0",
 };
 #define NEXPR (sizeof(exprs) / sizeof(exprs[0]))
 
@@ -180,6 +183,34 @@ static const char *capture_refusal(const char *src)
 
 static int captured_values, captured_conds, conds_in_target;
 
+/* Conditions that must be decided in the target (no record for a false one). */
+static const char *const target_conds[] = {
+	"req->hdr.len > 40 && len == 8", "req->color == BLUE", "req->ok || req->next->ok",
+	"req->next && req->next->ok", "req->mode != MODE_RUN", "req->big < 0", "!req->ok",
+	"req->hdr.signed_bits", "req->vals[3] % 7", "req->vals[req->hdr.kind - 5]",
+	"req->name == \"hello world\"", "req->tag == \"abc\"", "str(req->argvish[1]) == \"beta\"",
+	"req->bad_name == \"x\"", "req->null_name == \"x\"", "$arg2 + 1", "req->name",
+};
+
+static bool must_be_in_target(const char *src)
+{
+	for (size_t i = 0; i < sizeof(target_conds) / sizeof(target_conds[0]); i++)
+		if (!strcmp(target_conds[i], src))
+			return true;
+	return false;
+}
+
+/* TEST_CAP_DUMP=1: print each program (for reading what the compiler emits). */
+static void dump(const char *what, const char *src, const struct diag_cap_prog *p)
+{
+	if (!p || !getenv("TEST_CAP_DUMP"))
+		return;
+	fprintf(stderr, "%s of %s: %zu ops, max_payload %u\n", what, src, p->n, p->max_payload);
+	for (size_t i = 0; i < p->n; i++)
+		fprintf(stderr, "  %3zu op %2u a %u imm 0x%llx\n", i, p->ops[i].op, p->ops[i].a,
+			(unsigned long long)p->ops[i].imm);
+}
+
 /* The capture path: compile, run the value program as the target would, evaluate from the
  * snapshot of its payload. Also checks the condition form against the exact truth. */
 static void capture_text(struct diag_expr *x, pid_t pid, const diag_regs *regs, const char *src,
@@ -202,6 +233,9 @@ static void capture_text(struct diag_expr *x, pid_t pid, const diag_regs *regs, 
 		return;
 	}
 	captured_values++;
+	dump("value", src, capv.value);
+	if (diag_expr_registers_only(x))
+		CHECK(capv.value == NULL);
 	if (capv.value) {
 		enum diag_cap_outcome o = diag_cap_run(capv.value, DIAG_CAP_VALUE, &env, payload,
 						       sizeof(payload), &len, &fault);
@@ -227,6 +261,11 @@ static void capture_text(struct diag_expr *x, pid_t pid, const diag_regs *regs, 
 		return;
 	}
 	captured_conds++;
+	dump("condition", src, capc.cond);
+	if (must_be_in_target(src) && capc.cond_in_daemon) {
+		fprintf(stderr, "  condition %s: decided in the daemon, not in the target\n", src);
+		check_failures++;
+	}
 	bool truth;
 	if (!capc.cond_in_daemon) {
 		CHECK(capc.cond != NULL);
@@ -336,6 +375,19 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 		{ "req->null_name == \"x\"", "<null string>" }, { "req->bad_name == \"x\"", "<fault at 0x10>" },
 		{ "*req->next", "<fault at 0x0>" }, { "req->ptp->x + scale", "4" }, { "hex(req->hdr.len)", "0x2a" },
 		{ "bytes(req->tag, 4)", "61626300" }, { "req->color == BLUE && req->mode == MODE_RUN", "1" },
+		/* runtime lengths (issue 10, item 6): n bytes unless a NUL comes first */
+		{ "str(req->uri.data, req->uri.len)", "\"GET /index.html\"" },
+		{ "bytes(req->uri.data, req->uri.len)", "474554202f696e6465782e68746d6c" },
+		{ "str(req->name, req->hdr.len)", "\"hello world\"" },
+		{ "str(req->uri.data, req->uri.len + 100000)", "\"GET /index.html HTTP/1.1\"" },
+		{ "str(req->uri.data, req->uri.len - 20)", "<negative length -5>" },
+		{ "str(req->empty.data, req->empty.len)", "<null pointer>" },
+		{ "bytes(req->empty.data, req->empty.len)", "" },
+		{ "str(req->uri.data, 0 * len)", "\"\"" },
+		{ "bytes(req->bad_name, req->uri.len)", "<fault at 0x10>" },
+		{ "str(req->uri.data, req->uri.len) == \"GET /index.html\"", "1" },
+		{ "str(req->uri.data, req->uri.len) == \"GET /index.htm\"", "0" },
+		{ "str(req->uri.data, req->hdr.kind)", "\"GET /in\"" },
 	};
 	for (size_t i = 0; i < sizeof(at_entry) / sizeof(at_entry[0]); i++) {
 		char ours[1024], cap[1024];
@@ -360,5 +412,7 @@ int main(void)
 		for (int j = 0; j < 2; j++)
 			test_build(dc, opts[i], pies[j]);
 	diag_dwarf_cache_free(dc);
+	fprintf(stderr, "capture: %d values and %d conditions compiled, %d conditions decided in the target\n",
+		captured_values, captured_conds, conds_in_target);
 	return CHECK_DONE();
 }

@@ -1720,6 +1720,62 @@ static void test_exit_refused(void)
 	ring2_close(&r);
 }
 
+/* ---- the repair itself: only our pcs, only with the slot's magic ---- */
+
+static void test_repair_unit(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value), *c = prog_reset(&g_cond);
+	struct ring2 r;
+	struct probe p;
+	struct diag_tramp_slot_header h;
+	diag_regs g;
+
+	op(c, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(c, DIAG_CAP_LOAD, 8, 0);
+	op(c, DIAG_CAP_END, 0, 0);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op_save(v, DIAG_CAP_SAVE_STR, 16);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_EQ_INT(ring2_open(&r, 1, 512), 0);
+	for (int fsgs = 0; fsgs < 2; fsgs++) {
+		CHECK_OK(install(&g_env, c_fn_add, c_fn_add_end, &r, 3, c, v, fsgs, &p, &err), err);
+		memcpy(&h, (const void *)(uintptr_t)p.slot, sizeof(h));
+		CHECK(h.cond_lo >= DIAG_TRAMP_SLOT_CODE && h.cond_lo < h.cond_hi);
+		CHECK(h.value_lo > h.cond_hi && h.value_lo < h.value_hi);
+		CHECK(h.cond_landing >= h.cond_hi && h.value_landing >= h.value_hi);
+		memset(&g, 0, sizeof(g));
+		diag_regs_set_pc(&g, p.slot + h.cond_lo);
+		CHECK(diag_tramp_fault_repair(&g, p.slot, &h, 0));
+		CHECK_EQ_INT(diag_regs_pc(&g), p.slot + h.cond_landing);
+		diag_regs_set_pc(&g, p.slot + h.value_hi - 1);
+		CHECK(diag_tramp_fault_repair(&g, p.slot, &h, 0));
+		CHECK_EQ_INT(diag_regs_pc(&g), p.slot + h.value_landing);
+		/* outside the ranges, another slot, a retired slot: not ours */
+		diag_regs_set_pc(&g, p.slot + h.value_hi);
+		CHECK(!diag_tramp_fault_repair(&g, p.slot, &h, 0));
+		diag_regs_set_pc(&g, p.slot + h.cond_lo + DIAG_TRAMP_SLOT);
+		CHECK(!diag_tramp_fault_repair(&g, p.slot, &h, 0));
+		diag_regs_set_pc(&g, p.slot + h.cond_lo);
+		CHECK(!diag_tramp_fault_repair(&g, p.slot + DIAG_TRAMP_SLOT, &h, 0));
+		h.magic = 0;
+		CHECK(!diag_tramp_fault_repair(&g, p.slot, &h, 0));
+		memcpy(&h, (const void *)(uintptr_t)p.slot, sizeof(h));
+		/* the thread pointer's load (%fs:0 without TLS) resumes after it with 0 */
+		if (fsgs) {
+			CHECK_EQ_INT(h.tp_load, 0);
+		} else {
+			CHECK(h.tp_load >= DIAG_TRAMP_SLOT_CODE && h.tp_resume > h.tp_load);
+			diag_regs_set_pc(&g, p.slot + h.tp_load);
+			diag_reg_set(&g, (int)reg_off("r14"), 77);
+			CHECK(diag_tramp_fault_repair(&g, p.slot, &h, 0));
+			CHECK_EQ_INT(diag_regs_pc(&g), p.slot + h.tp_resume);
+			CHECK_EQ_INT(diag_reg_get(&g, (int)reg_off("r14"), 8), 0);
+		}
+	}
+	ring2_close(&r);
+}
+
 int main(void)
 {
 	void *p = mmap(NULL, REGION_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
@@ -1759,6 +1815,7 @@ int main(void)
 	test_exit_ret();
 	test_exit_tail();
 	test_exit_refused();
+	test_repair_unit();
 	munmap(p, REGION_SIZE);
 	return CHECK_DONE();
 }
