@@ -639,30 +639,12 @@ static void capture_desc(struct diag_tramp_capture *c, const struct diag_bp *bp_
 	};
 }
 
-/* True when a program can read target memory (its loads may fault: the guard must be in). */
-static bool reads_memory(const struct diag_cap_prog *p)
-{
-	for (size_t i = 0; p && i < p->n; i++)
-		switch (p->ops[i].op) {
-		case DIAG_CAP_LOAD:
-		case DIAG_CAP_STREQ:
-		case DIAG_CAP_SAVE_MEM:
-		case DIAG_CAP_SAVE_MEM_N:
-		case DIAG_CAP_SAVE_STR:
-			return true;
-		default:
-			break;
-		}
-	return false;
-}
-
-/* Before a trampoline whose programs read memory runs: the in-target fault guard, which
- * repairs its faults when no daemon is there to (frozen, t a stopped thread). */
+/* Before a trampoline can run: the in-target fault guard, which repairs its faults when no
+ * daemon is there to (a load through a bad pointer, or the thread pointer's load in a thread
+ * without TLS yet: guard_install.c). Every thread frozen, t a stopped one. */
 static int guard_for(struct diag_engine *e, struct eproc *ep, struct diag_thread *t,
-		     const struct diag_expr_capture *cap, struct diag_error *err)
+		     struct diag_error *err)
 {
-	if (!reads_memory(cap->cond) && !reads_memory(cap->value))
-		return 0;
 	struct diag_thread *stopped = t;
 	return eng_guard_ensure(e, ep, &stopped, err);
 }
@@ -680,7 +662,7 @@ static int place_new(struct diag_engine *e, struct eproc *ep, struct diag_thread
 			return why(s, "cannot map the ring: %s", diag_strerror(r));
 	}
 	struct diag_error gerr = {0};
-	if (guard_for(e, ep, t, cap, &gerr) < 0)
+	if (guard_for(e, ep, t, &gerr) < 0)
 		return why(s, "%s", gerr.msg);
 	uint32_t id = ep->next_site + 1;
 	if (id >= DIAG_RING_MAX_SITES)
@@ -819,7 +801,7 @@ static int join(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, str
 		r = demote(e, ep, bp, err);
 	} else {
 		struct diag_error rerr = {0};
-		r = guard_for(e, ep, t, &cap, &rerr);
+		r = guard_for(e, ep, t, &rerr);
 		if (r == 0)
 			r = rebuild(e, ep, bp, &cap, &rerr);
 		/* the hits before it are not this probe's: neither counted nor delivered */
