@@ -89,6 +89,8 @@ static void instances_json(const struct diag_probe_info *info, char *out, size_t
 		cJSON_AddStringToObject(o, "address", t);
 		cJSON_AddStringToObject(o, "what", info->inst[i].what);
 		cJSON_AddStringToObject(o, "path", info->inst[i].fast ? "jump" : "int3");
+		if (!info->inst[i].fast && info->inst[i].why[0]) /* why it takes a stop per hit */
+			cJSON_AddStringToObject(o, "reason", info->inst[i].why);
 		cJSON_AddItemToArray(arr, o);
 	}
 	for (size_t i = 0; arr && i < info->nskips && i < DIAG_PROBE_MAX_SKIPS; i++) {

@@ -237,6 +237,8 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 			snprintf(out->inst[out->naddrs].what, sizeof(out->inst[0].what), "%s",
 				 pr->sites[i].what);
 			out->inst[out->naddrs].fast = pr->sites[i].bp->jump;
+			snprintf(out->inst[out->naddrs].why, sizeof(out->inst[0].why), "%s",
+				 pr->sites[i].bp->jump ? "" : pr->sites[i].why);
 			out->addrs[out->naddrs++] = pr->sites[i].bp->addr;
 		}
 	out->nskips = pr->nskips;
@@ -315,6 +317,7 @@ void diag_engine_free(struct diag_engine *e)
 	eng_stack_free(e);
 	diag_dwarf_cache_free(e->dwarf);
 	free(e->scratch);
+	free(e->drain_buf);
 	if (e->sigfd >= 0)
 		close(e->sigfd);
 	if (e->timerfd >= 0)

@@ -78,6 +78,8 @@ struct diag_probe_info {
 	struct {
 		char what[96]; /* "function work", "inlined into main at a.c:12", "clone f.isra.0" */
 		bool fast;     /* a jump (no stop per hit), else an int3 */
+		char why[128]; /* an int3: why no jump ("int3: value: `stack` needs the thread
+				* stopped", "int3: DIAG_NO_FASTPATH"); "" when not known */
 	} inst[DIAG_PROBE_MAX_ADDRS];         /* parallel to addrs */
 	size_t nskips;                        /* instances found but not patched (all of them) */
 	struct {
@@ -110,13 +112,13 @@ int diag_engine_use_indexer(struct diag_engine *e, struct diag_indexer *ix);
 
 /* Bytes of the hit ring each target process maps for its jump probes (all its sub-rings
  * together), for rings mapped from now on; 0 restores the default (DIAG_ENGINE_RING_DEFAULT).
- * The engine rounds it down to its ring's granule (a power of two of records). A larger ring
+ * The engine splits it into up to 16 sub-rings of a power of two bytes each. A larger ring
  * absorbs longer bursts and longer daemon stalls without drops, at that much of the target's
  * memory (touched only as hits fill it). Returns 0, or -DIAG_E_INVALID with err
  * "ring size: N bytes: must be in [65536, 1073741824]". */
 #define DIAG_ENGINE_RING_MIN (64u << 10)
 #define DIAG_ENGINE_RING_MAX (1u << 30)
-#define DIAG_ENGINE_RING_DEFAULT (3u << 20)
+#define DIAG_ENGINE_RING_DEFAULT (8u << 20) /* 16 sub-rings of 512 KiB */
 int diag_engine_set_ring_size(struct diag_engine *e, size_t bytes, struct diag_error *err);
 
 /* A file descriptor that becomes readable when diag_engine_dispatch() has work (tracee

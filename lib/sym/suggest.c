@@ -127,7 +127,7 @@ static void suggest_consider(struct suggest *sg, const char *sym, bool in_main)
 		diag_fname_parse(sym, &fn);
 		if (fn.cxx && !fn.cold)
 			name = last_parts(fn.qual, sg->qparts);
-		snprintf(s.name, sizeof(s.name), "%s", fn.cxx ? fn.qual : sym);
+		snprintf(s.name, sizeof(s.name), "%.*s", (int)sizeof(s.name) - 1, fn.cxx ? fn.qual : sym);
 	} else {
 		snprintf(s.name, sizeof(s.name), "%s", sym);
 	}
