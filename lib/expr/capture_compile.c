@@ -924,7 +924,7 @@ static bool logic(struct cc *c, const struct expr_node *n, bool need, struct cv 
 		*v = b;
 		return truthy(c, n->b, v, true);
 	}
-	struct jump shortcut, done;
+	struct jump shortcut = {0}, done = {0}; /* gcc -O2 cannot see that jump() sets them */
 	if (!need) {
 		if (!jump(c, oror ? DIAG_CAP_JNZ : DIAG_CAP_JZ, &shortcut) ||
 		    !num(c, n->b, NULL, false, &b))
