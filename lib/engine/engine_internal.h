@@ -15,6 +15,9 @@
  *   retprobe.c         return and end events: frames waiting for their return, exits
  *   hit.c              capture (conditions, values) and fire (events to the owner): the one
  *                      hit path, called by int3 hits (trap.c) and ring records (fastpath.c)
+ *   exitjump.c         return and end events from ring records: exit trampolines' records
+ *                      (DIAG_REC_EXIT) and the entry records of return probes (fastpath.c's
+ *                      drain hands them over)
  *   fastpath.c         jump probes: placing a jump, the ring, draining it into hit.c
  *   dynlink.c          the watch on library loads; whether a target waits for its library
  *   probe.c            a probe's life in one process: resolve, compile, place, remove
@@ -265,6 +268,15 @@ size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp 
 /* Render and deliver the events of the n fired sites (after the thread runs again). */
 void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
 	      struct site **fired, size_t n, uint64_t ts);
+
+/* ---- exitjump.c: return and end events from ring records ---- */
+struct diag_ring_rec;
+struct diag_cap_snapshot;
+/* A drained record that is not a plain call event: flagged DIAG_REC_EXIT (an exit
+ * trampoline), or recorded at the entry of a return probe. bp is the jump breakpoint of the
+ * record's site, rec the record's header as read (regs, tsc, thread), snap its payload. */
+void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
+		     const struct diag_ring_rec *rec, const struct diag_cap_snapshot *snap);
 
 /* ---- fastpath.c: jump probes and the ring ---- */
 /* Try to place site s at loc as a jump (fast path). Returns 0 when placed, 1 when the site
