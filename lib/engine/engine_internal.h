@@ -125,6 +125,8 @@ struct eproc {
 	bool dl_dirty;            /* a library was loaded or unloaded since the last look */
 	bool dl_busy;             /* eng_dl_changed is running (a nested stop only marks dirty) */
 	struct eng_stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
+	struct diag_u64map xframes; /* exitjump.c: open frames of jump return probes, by thread
+				     * pointer (a vfork child's are its parent's) */
 };
 
 struct diag_engine {
@@ -277,6 +279,29 @@ struct diag_cap_snapshot;
  * record's site, rec the record's header as read (regs, tsc, thread), snap its payload. */
 void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
 		     const struct diag_ring_rec *rec, const struct diag_cap_snapshot *snap);
+
+/* The open frames of jump return probes (eproc.xframes: thread pointer -> its frames), kept
+ * on records alone: an entry record at sp opens a frame (and purges those at or below sp,
+ * left without an exit), an exit record at sp closes the one entered at sp. Bounded: beyond
+ * ENG_XFRAMES_MAX open frames on a thread an entry is refused (its return lost, counted). */
+#define ENG_XFRAMES_MAX 4096
+struct eng_xframe {
+	uint64_t sp;               /* at entry: the exit's sp is the same */
+	uint64_t tsc;              /* the entry record's clock */
+	struct site *entry;        /* the return probe's entry site (its expressions) */
+};
+/* An entry record at sp of the n entry sites at its address: frames at or below sp are gone;
+ * one frame per site is opened. Returns 0, -ENOSPC (too deep) or -ENOMEM: frames not opened. */
+int eng_xf_enter(struct diag_u64map *m, uint64_t thread, uint64_t sp, uint64_t tsc,
+		 struct site *const *entries, size_t n);
+/* An exit record at sp: frames below sp are gone, the frames entered at sp close (up to cap
+ * of them into out, innermost first). Returns how many. */
+size_t eng_xf_exit(struct diag_u64map *m, uint64_t thread, uint64_t sp, struct eng_xframe *out,
+		   size_t cap);
+void eng_xf_drop_thread(struct diag_u64map *m, uint64_t thread);
+void eng_xf_forget(struct diag_u64map *m, const struct probe *pr);
+size_t eng_xf_open(const struct diag_u64map *m);
+void eng_xf_release(struct diag_u64map *m);
 
 /* ---- fastpath.c: jump probes and the ring ---- */
 /* Try to place site s at loc as a jump (fast path). Returns 0 when placed, 1 when the site
