@@ -257,6 +257,17 @@ void eng_ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *s,
 struct site *eng_ret_match(struct diag_thread *t, struct site *s, uint64_t sp, uint64_t *t0);
 /* Forget a return probe's return sites and every frame waiting on it. */
 void eng_ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr);
+/* The exits of the function [func_start, func_end) for exit trampolines (arch/branch.h):
+ * returns 0 with *plans (malloc'd, *n of them, each with its own why), or 1 with why (cap
+ * bytes) saying why no exit trampoline can be planned. */
+struct diag_exit_plan;
+int eng_exit_plans_of(struct eproc *ep, uint64_t func_start, uint64_t func_end,
+		      struct diag_exit_plan **plans, size_t *n, char *why, size_t cap);
+/* Whether plan p can take a jump now: planned, clear of [.., keep_clear) (a return probe's
+ * entry jump), no other patch inside it (a jump of ours exactly at its start is shared).
+ * False with why. */
+bool eng_exit_plan_free(const struct diag_bptable *t, const struct diag_exit_plan *p,
+			uint64_t keep_clear, char *why, size_t cap);
 /* END events: replace each function location by its exits; returns the new count. */
 int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 		      struct diag_error *err);
