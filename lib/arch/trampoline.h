@@ -72,7 +72,8 @@ struct diag_tramp_layout {
 	size_t n_insns;
 	struct {
 		uint8_t orig_off;  /* offset of the displaced instruction from addr */
-		uint8_t copy_off;  /* offset of its relocated copy from tramp_addr */
+		uint16_t copy_off; /* offset of its relocated copy from tramp_addr (a capture
+		                    * trampoline's copies follow more than 255 bytes of code) */
 	} insns[DIAG_TRAMP_MAX_INSNS];
 };
 
