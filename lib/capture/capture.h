@@ -18,6 +18,10 @@
 
 enum diag_cap_kind { DIAG_CAP_CONDITION, DIAG_CAP_VALUE };
 
+/* FPREG and SAVE_FPREG name vector registers 0 .. DIAG_CAP_NFPREGS - 1 (arch/capture.h: the
+ * ones a capture trampoline saves). */
+#define DIAG_CAP_NFPREGS 8
+
 /* Returns 0 when p is well formed for kind: known ops and operands, forward jumps inside the
  * program, the stack depth the same on every path into an op and within DIAG_CAP_MAX_STACK,
  * no SAVE op in a condition, the END it needs, max_payload no less than what the SAVE ops can

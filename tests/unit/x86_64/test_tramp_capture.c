@@ -46,7 +46,7 @@ __asm__(".intel_syntax noprefix\n.text\n"
 	FN(c_fn_exit) "push rbp\n mov rbp, rsp\n lea rax, [rdi + rsi]\n nop dword ptr [rax]\n"
 	" mov rsp, rbp\n pop rbp\n ret\n" END(c_fn_exit)
 	/* u64 (a, b) -> tail call to c_fn_tail_dst(a, b) = a * b; the jmp rel32 is the exit */
-	FN(c_fn_tail) "lea rax, [rdi + 1]\n jmp c_fn_tail_dst\n" END(c_fn_tail)
+	FN(c_fn_tail) "lea rax, [rdi + 1]\n .byte 0xe9\n .long c_fn_tail_dst - . - 4\n" END(c_fn_tail)
 	FN(c_fn_tail_dst) "mov rax, rdi\n imul rax, rsi\n ret\n" END(c_fn_tail_dst)
 	/* struct pair (fn, flags, u64 *rsp_at_call): enter fn with rflags = flags;
 	 * returns fn's rax and the rflags fn returned with */
@@ -75,6 +75,7 @@ __asm__(".intel_syntax noprefix\n.text\n"
 
 DECL(c_fn_add); DECL(c_fn_riprel); DECL(c_fn_flags); DECL(c_fn_nop); DECL(c_fn_exit);
 DECL(c_fn_tail); DECL(c_fn_tail_dst);
+extern const uint8_t c_call_flags_end[];
 
 struct pair {
 	uint64_t a, b;
@@ -1593,6 +1594,132 @@ static void test_prog_refused(void)
 	expect_prog_refused(NULL, v, -DIAG_E_LIMIT, "slot");
 }
 
+/* ==== exit trampolines ==== */
+
+static int install_exit(const uint8_t *begin, const uint8_t *end, size_t addr_off, size_t term_off,
+			const struct ring2 *r, uint32_t site, const struct diag_cap_prog *value,
+			struct probe *p, struct diag_error *err)
+{
+	struct diag_tramp_capture c;
+
+	p->fn = copy_fn(&g_env, begin, end);
+	p->addr = p->fn + addr_off;
+	p->slot = new_slot(&g_env);
+	c = cap_for(p, r, site, NULL, value);
+	c.kind = DIAG_TRAMP_EXIT;
+	c.term = p->fn + term_off;
+	c.avail = (size_t)(end - begin) - addr_off;
+	return install_cap(&c, p, err);
+}
+
+static void test_exit_ret(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	struct ring2 r;
+	struct probe p;
+	const size_t len = (size_t)(c_fn_exit_end - c_fn_exit), term_off = len - 1;
+	uint64_t orig = 0;
+
+	/* the result and the return address (*(u64 *)rsp at the ret) */
+	op(v, DIAG_CAP_REG, reg_off("rax"), 0);
+	op_emit_top(v);
+	op(v, DIAG_CAP_REG, reg_off("rsp"), 0);
+	op(v, DIAG_CAP_LOAD, 8, 0);
+	op_emit_top(v);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_EQ_INT(ring2_open(&r, 1, 512), 0);
+	/* mov rsp, rbp; pop rbp; ret: 3 + 1 + 1 bytes */
+	CHECK_OK(install_exit(c_fn_exit, c_fn_exit_end, len - 5, term_off, &r, 21, v, &p, &err), err);
+	CHECK_EQ_INT(p.patched_len, 5);
+	check_code_clean(&p, p.layout.len);
+	for (uint64_t i = 0; i < 4; i++) {
+		uint64_t rsp_at_call = 0, flags = 0x202 | (i & 1 ? 0x801 : 0);
+		struct pair got = c_call_flags(p.fn, flags, &rsp_at_call);
+		const struct diag_ring_rec *rec = rec_at(&r, 0, i * rec_at(&r, 0, 0)->units);
+
+		CHECK_EQ_INT(got.a, p.fn + flags);
+		CHECK_EQ_INT(got.b & FLAGS_USER, flags & FLAGS_USER);
+		CHECK_EQ_INT(rec->flags, DIAG_REC_EXIT);
+		CHECK_EQ_INT(rec->site, 21);
+		CHECK_EQ_INT(rec->regs[DIAG_RING_RIP], p.fn + term_off);
+		CHECK_EQ_INT(rec->regs[DIAG_RING_RAX], p.fn + flags);
+		CHECK_EQ_INT(rec->regs[DIAG_RING_RSP], rsp_at_call - 8); /* at the return address */
+		CHECK_EQ_INT(rec->regs[DIAG_RING_EFLAGS] & FLAGS_USER, flags & FLAGS_USER);
+		CHECK_EQ_INT(nblocks(rec), 2);
+		if (nblocks(rec) == 2) {
+			CHECK_EQ_INT(blk(rec, 0, NULL)->addr, p.fn + flags);
+			uint64_t ret = blk(rec, 1, NULL)->addr; /* into c_call_flags, after its call */
+
+			CHECK(ret > (uint64_t)(uintptr_t)c_call_flags &&
+			      ret < (uint64_t)(uintptr_t)c_call_flags_end);
+		}
+	}
+	CHECK_EQ_INT(counter2(&r, 0, 21), 4);
+	/* the layout: two copies then the recording code, the ret last */
+	CHECK_EQ_INT(p.layout.n_insns, 3);
+	CHECK_EQ_INT(diag_tramp_locate(&p.layout, p.layout.tramp_addr, &orig), DIAG_TRAMP_RELOCATED);
+	CHECK_EQ_INT(orig, p.addr);
+	CHECK_EQ_INT(diag_tramp_locate(&p.layout, p.layout.tramp_addr + 3, &orig), DIAG_TRAMP_RELOCATED);
+	CHECK_EQ_INT(orig, p.addr + 3);
+	CHECK_EQ_INT(diag_tramp_locate(&p.layout, p.layout.tramp_addr + 4, &orig), DIAG_TRAMP_RECORDING);
+	CHECK_EQ_INT(diag_tramp_locate(&p.layout, p.layout.tramp_addr + p.layout.reloc_off, &orig),
+		     DIAG_TRAMP_RELOCATED);
+	CHECK_EQ_INT(orig, p.fn + term_off);
+	ring2_close(&r);
+}
+
+static void test_exit_tail(void)
+{
+	struct diag_error err = { 0 };
+	struct ring2 r;
+	struct probe p;
+	/* c_fn_tail: lea rax, [rdi + 1] (4 bytes); jmp c_fn_tail_dst (5 bytes) */
+	const size_t dst_off = (size_t)(c_fn_tail_dst - c_fn_tail);
+
+	CHECK_EQ_INT(ring2_open(&r, 1, 512), 0);
+	for (int variant = 0; variant < 2; variant++) {
+		uint64_t rsp_at_call = 0;
+		struct pair got;
+		const struct diag_ring_rec *rec;
+		uint64_t head0 = sub_hdr(&r, 0)->head;
+
+		/* variant 0: the jmp alone (5 bytes); 1: lea + jmp */
+		CHECK_OK(install_exit(c_fn_tail, c_fn_tail_dst_end, variant ? 0 : 4, 4, &r, 22, NULL, &p, &err),
+			 err);
+		CHECK_EQ_INT(p.patched_len, variant ? 9 : 5);
+		got = c_call_flags(p.fn, 3, &rsp_at_call); /* (fn, 3) -> fn * 3 */
+		CHECK_EQ_INT(got.a, p.fn * 3);
+		rec = rec_at(&r, 0, head0);
+		CHECK_EQ_INT(rec->seq, head0 + 1);
+		CHECK_EQ_INT(rec->flags, DIAG_REC_EXIT);
+		CHECK_EQ_INT(rec->regs[DIAG_RING_RIP], p.fn + 4);
+		CHECK_EQ_INT(rec->regs[DIAG_RING_RAX], p.fn + 1);
+		CHECK_EQ_INT(rec->regs[DIAG_RING_RSP], rsp_at_call - 8);
+		CHECK_EQ_INT(p.fn + dst_off, (uint64_t)(uintptr_t)(g_env.region + (g_env.nfn - 1) * FN_SLOT) + dst_off);
+	}
+	CHECK_EQ_INT(counter2(&r, 0, 22), 2);
+	ring2_close(&r);
+}
+
+static void test_exit_refused(void)
+{
+	struct diag_error err = { 0 };
+	struct ring2 r;
+	struct probe p;
+
+	CHECK_EQ_INT(ring2_open(&r, 1, 512), 0);
+	/* pop rbp; ret: 2 bytes, too short for the jump */
+	CHECK_EQ_INT(install_exit(c_fn_exit, c_fn_exit_end, (size_t)(c_fn_exit_end - c_fn_exit) - 2,
+				  (size_t)(c_fn_exit_end - c_fn_exit) - 1, &r, 1, NULL, &p, &err), -DIAG_E_RELOC);
+	/* the "terminator" is not a ret or a jmp */
+	CHECK_EQ_INT(install_exit(c_fn_exit, c_fn_exit_end, 0, 4, &r, 1, NULL, &p, &err), -DIAG_E_RELOC);
+	CHECK(strstr(err.msg, "not a ret") != NULL);
+	/* term not on an instruction boundary of the bytes from addr */
+	CHECK_EQ_INT(install_exit(c_fn_exit, c_fn_exit_end, 0, 2, &r, 1, NULL, &p, &err), -DIAG_E_PARSE);
+	ring2_close(&r);
+}
+
 int main(void)
 {
 	void *p = mmap(NULL, REGION_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
@@ -1629,6 +1756,9 @@ int main(void)
 	test_jumps_regs_loads();
 	test_abort();
 	test_prog_refused();
+	test_exit_ret();
+	test_exit_tail();
+	test_exit_refused();
 	munmap(p, REGION_SIZE);
 	return CHECK_DONE();
 }
