@@ -46,7 +46,8 @@ static const char ctl_usage_text[] =
 	"  -h, --help      show this help (also: diagnosectl help)\n"
 	"  --version       print the version\n"
 	"Without --pid, add-probe applies the probe to every attached process.\n"
-	"Exit status: 0 success, 1 daemon error or connection failure, 2 usage error.\n";
+	"Exit status: 0 success, 1 daemon error, connection failure, or a probe that applied in no\n"
+	"process (add-probe: stored, but the reason is on stderr), 2 usage error.\n";
 
 struct ctl {
 	const char *socket;
@@ -192,9 +193,12 @@ static int ctl_call(struct ctl *c, cJSON *req, cJSON **reply, int timeout_ms)
 		return ctl_fail("out of memory");
 	if (!c->conn && diag_ctl_conn_open(c->socket, &c->conn, &err) < 0)
 		return ctl_fail("%s", err.msg);
-	if (diag_ctl_conn_send(c->conn, req, &err) < 0)
-		return ctl_fail("%s", err.msg);
-	int rc = diag_ctl_conn_recv(c->conn, &line, timeout_ms, &err);
+	struct diag_error serr = {0};
+	/* a daemon that refuses the connection says why, then closes: read that first */
+	bool sent = diag_ctl_conn_send(c->conn, req, &serr) == 0;
+	int rc = diag_ctl_conn_recv(c->conn, &line, sent ? timeout_ms : 1000, &err);
+	if (!sent && rc <= 0)
+		return ctl_fail("%s", serr.msg);
 	if (rc < 0)
 		return ctl_fail("%s", err.msg);
 	if (rc == 0)
@@ -337,20 +341,40 @@ static cJSON *add_build_spec(struct ctl_opt *o, cJSON *custom, cJSON *pids)
 	return spec;
 }
 
-/* The spec is stored even where it could not be applied: say where and why on stderr. */
-static void add_warn_applied(const cJSON *reply)
+/* The spec is stored even where it could not be applied: say where and why on stderr. Returns
+ * EXIT_OK when at least one process applied it (or holds it pending a library load), else
+ * EXIT_FAIL: a script must not believe a probe works that runs nowhere. */
+static int add_check_applied(const cJSON *reply)
 {
 	const cJSON *spec = cJSON_GetObjectItemCaseSensitive(reply, "spec");
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(spec, "id");
+	const cJSON *jid = cJSON_GetObjectItemCaseSensitive(spec, "id");
+	const char *id = cJSON_IsString(jid) ? jid->valuestring : "probe";
 	const cJSON *proc;
+	int live = 0, procs = 0;
 	cJSON_ArrayForEach(proc, cJSON_GetObjectItemCaseSensitive(spec, "applied")) {
 		const cJSON *state = cJSON_GetObjectItemCaseSensitive(proc, "state");
 		const cJSON *error = cJSON_GetObjectItemCaseSensitive(proc, "error");
-		if (cJSON_IsString(state) && strcmp(state->valuestring, "error") == 0)
-			ctl_fail("warning: %s not applied in %s: %s",
-				 cJSON_IsString(id) ? id->valuestring : "probe", proc->string,
+		const char *st = cJSON_IsString(state) ? state->valuestring : "";
+		procs++;
+		if (strcmp(st, "pending") == 0 && cJSON_IsString(error) && error->valuestring[0])
+			ctl_fail("note: %s pending in %s: %s", id, proc->string, error->valuestring);
+		if (strcmp(st, "applied") == 0 || strcmp(st, "pending") == 0)
+			live++;
+		else if (strcmp(st, "error") == 0)
+			ctl_fail("%s %s not applied in %s: %s", live || procs > 1 ? "warning:" : "error:",
+				 id, proc->string,
 				 cJSON_IsString(error) ? error->valuestring : "(no reason given)");
 	}
+	if (live)
+		return EXIT_OK;
+	if (!procs)
+		ctl_fail("error: %s is stored but applied in no process: no process is attached "
+			 "(give --pid PID, or `diagnosectl attach PID` first)", id);
+	else
+		ctl_fail("error: %s is stored but applied in none of its %d process%s (reasons above; "
+			 "`diagnosectl remove-probe %s` to drop it)", id, procs, procs == 1 ? "" : "es",
+			 id);
+	return EXIT_FAIL;
 }
 
 /* Send one spec; prints the id (or the raw reply with --json). label prefixes errors. */
@@ -373,9 +397,9 @@ static int add_send(struct ctl *c, cJSON *spec, const char *label)
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(reply, "id");
 	if (!c->json)
 		ctl_put_line(cJSON_IsString(id) ? id->valuestring : "?");
-	add_warn_applied(reply);
+	rc = add_check_applied(reply);
 	cJSON_Delete(reply);
-	return EXIT_OK;
+	return rc;
 }
 
 static char *ctl_read_file(const char *path, size_t *len, int *err)

@@ -14,6 +14,9 @@
 #include "indexer/indexer.h"
 #include "log.h"
 #include "spec/json.h"
+#include "spec/oneline.h"
+#include "ctl_print.h"
+#include "diagnosed_policy.h"
 #include "util/clock.h"
 #include "util/grow.h"
 #include "util/text.h"
@@ -45,24 +48,31 @@ struct options {
 	size_t npids;
 	const char *specs[MAX_ARG_SPECS];
 	size_t nspecs;
+	const char *lines[MAX_ARG_SPECS]; /* -e: one-line probes (spec/oneline.h) */
+	size_t nlines;
+	double duration;     /* --duration SECONDS: a one-shot run ends then (0: no bound) */
+	bool foreground;     /* --foreground: events to stdout also without --spec or -e */
 	const char *socket, *store, *plugin_dir;
 	const char *metrics_listen; /* --metrics-listen ADDR:PORT, NULL: off */
+	const char *policy;         /* --policy FILE (default DMN_POLICY_DEFAULT) */
 	bool no_socket;
 	bool allow_pid1;
 	pid_t recover_after; /* --recover-after PID: restore what PID left, then exit */
 	struct dmn_governor_limits limits;
 	struct diag_indexer_opts indexer; /* --indexer-uid, --indexer-timeout */
+	size_t ring_kib;                  /* --ring-kib, 0: the engine's default */
 };
 
 static void usage(FILE *f)
 {
-	fputs("usage: diagnosed [--pid PID]... [--spec FILE]... [--socket PATH] [--store PATH]\n"
+	fputs("usage: diagnosed -p PID -e 'TYPE TARGET[@EVENT] [VALUE] [if COND]'... [-d SECONDS]\n"
+	      "       diagnosed [--pid PID]... [--spec FILE]... [--socket PATH] [--store PATH]\n"
 	      "                 [--plugin-dir DIR] [--no-socket] [--foreground] [--allow-pid1]\n"
 	      "                 [--max-hits-per-sec N] [--max-stopped-ms-per-sec MS]\n"
 	      "                 [--max-stopped-percent P]\n"
 	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n"
 	      "                 [--indexer-uid UID[:GID]] [--indexer-timeout SECONDS]\n"
-	      "                 [--metrics-listen ADDR:PORT]\n"
+	      "                 [--metrics-listen ADDR:PORT] [--policy FILE] [--ring-kib KIB]\n"
 	      "       diagnosed --recover-after PID\n"
 	      "       diagnosed --version\n", f);
 }
@@ -112,6 +122,23 @@ static int parse_ids(const char *s, struct diag_indexer_opts *o)
 	return 0;
 }
 
+/* --ring-kib KIB: a whole number of KiB within the engine's limits. */
+static int parse_ring_kib(const char *s, size_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v < DIAG_ENGINE_RING_MIN / 1024 ||
+	    v > DIAG_ENGINE_RING_MAX / 1024) {
+		dmn_log("--ring-kib %s: must be a whole number of KiB in [%u, %u] (default %u): the "
+			"hit ring each target maps for its jump probes", s, DIAG_ENGINE_RING_MIN / 1024,
+			DIAG_ENGINE_RING_MAX / 1024, DIAG_ENGINE_RING_DEFAULT / 1024);
+		return -1;
+	}
+	*out = (size_t)v;
+	return 0;
+}
+
 /* Returns 0, 1 (exit 0: --help) or -1 (usage error, printed). */
 static int parse_args(int argc, char **argv, struct options *o)
 {
@@ -119,7 +146,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "pid", required_argument, NULL, 'p' },
 		{ "spec", required_argument, NULL, 's' },
 		{ "socket", required_argument, NULL, 'S' },
-		{ "store", required_argument, NULL, 'd' },
+		{ "store", required_argument, NULL, 'Z' },
 		{ "plugin-dir", required_argument, NULL, 'P' },
 		{ "no-socket", no_argument, NULL, 'n' },
 		{ "foreground", no_argument, NULL, 'f' },
@@ -134,13 +161,17 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "indexer-timeout", required_argument, NULL, 'Y' },
 		{ "allow-pid1", no_argument, NULL, '1' },
 		{ "metrics-listen", required_argument, NULL, 'M' },
+		{ "ring-kib", required_argument, NULL, 'r' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "probe", required_argument, NULL, 'e' },
+		{ "policy", required_argument, NULL, 'O' },
+		{ "duration", required_argument, NULL, 'D' },
 		{ 0 },
 	};
 	int ch, li = 0;
 	opterr = 0;
 	dmn_governor_default_limits(&o->limits);
-	while ((ch = getopt_long(argc, argv, "", longopts, &li)) != -1) {
+	while ((ch = getopt_long(argc, argv, "p:e:d:", longopts, &li)) != -1) {
 		double *lim = ch == 'H' ? &o->limits.max_hits_per_sec
 			    : ch == 'T' ? &o->limits.max_stopped_ms_per_sec
 			    : ch == 'I' ? &o->limits.max_total_hits_per_sec
@@ -191,14 +222,31 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		}
 		case 'S': o->socket = optarg; break;
-		case 'd': o->store = optarg; break;
+		case 'Z': o->store = optarg; break;
+		case 'e':
+			if (o->nlines == MAX_ARG_SPECS) {
+				dmn_log("-e: at most %d probes", MAX_ARG_SPECS);
+				return -1;
+			}
+			o->lines[o->nlines++] = optarg;
+			break;
+		case 'd':
+		case 'D':
+			if (parse_limit("--duration", optarg, &o->duration) < 0)
+				return -1;
+			break;
 		case 'P': o->plugin_dir = optarg; break;
 		case 'n': o->no_socket = true; break;
 		case '1': o->allow_pid1 = true; break;
-		case 'f': break; /* always in the foreground: systemd and tests supervise us */
+		case 'f': o->foreground = true; break; /* always in the foreground anyway */
 		case 'h': usage(stdout); return 1;
 		case 'V': printf("diagnosed %s\n", DIAG_VERSION); return 1;
 		case 'M': o->metrics_listen = optarg; break;
+		case 'r':
+			if (parse_ring_kib(optarg, &o->ring_kib) < 0)
+				return -1;
+			break;
+		case 'O': o->policy = optarg; break;
 		default:
 			dmn_log("unknown option '%s'", argv[optind - 1]);
 			usage(stderr);
@@ -264,6 +312,41 @@ static void add_one(struct dmn_manager *m, const cJSON *j, const char *label)
 		dmn_log("%s", err.msg);
 }
 
+/* -e 'TYPE TARGET ...': each line is a spec of its own, ids e1, e2, ... */
+static void add_lines(struct dmn_manager *m, const struct options *o)
+{
+	for (size_t i = 0; i < o->nlines; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "e%zu", i + 1);
+		cJSON *spec = NULL;
+		struct diag_error err = { 0 };
+		if (diag_spec_oneline(o->lines[i], id, &spec, &err) < 0) {
+			dmn_log("%s", err.msg);
+			continue;
+		}
+		add_one(m, spec, id);
+		cJSON_Delete(spec);
+	}
+}
+
+/* The end of a one-shot run: every probe's report (incr counts, hist bars) on stdout, as
+ * `diagnosectl stats` prints them, after the last events. */
+static void print_reports(struct dmn_manager *m)
+{
+	struct diag_error err = { 0 };
+	cJSON *stats = dmn_manager_stats_json(m, NULL, true, &err);
+	cJSON *reply = stats ? cJSON_CreateObject() : NULL;
+	if (reply && cJSON_AddItemToObject(reply, "stats", stats)) {
+		fflush(stdout);
+		fputs("--- reports ---\n", stdout);
+		diag_ctl_print_stats(stdout, reply);
+	} else {
+		cJSON_Delete(stats);
+	}
+	cJSON_Delete(reply);
+	fflush(stdout);
+}
+
 /* Each spec of the file is applied on its own: one bad spec does not stop the others. */
 static void add_spec_file(struct dmn_manager *m, const char *path)
 {
@@ -294,12 +377,16 @@ static void add_spec_file(struct dmn_manager *m, const char *path)
 struct loop {
 	int epfd, sfd, tfd;
 	bool watch_stdin; /* one-shot run from a shell or pipe: end of input stops it */
+	bool oneshot;     /* --spec or -e: this run's probes only; it ends when they all have */
+	int64_t end_ns;   /* --duration: when a one-shot run ends (0: never) */
+	const char *why;  /* what ended the loop when no signal did */
 	int test_crash;   /* DIAG_TEST_CRASH: the signal to fault with after the first hit */
 	int64_t armed_ns;
 	struct dmn_manager m;
 	struct dmn_governor *governor;
 	struct dmn_server *server;
 	struct dmn_metrics *metrics; /* --metrics-listen, or NULL */
+	const char *policy_path;     /* re-read at SIGHUP */
 };
 
 static int epoll_add(int epfd, int fd)
@@ -338,6 +425,26 @@ static int64_t earliest(int64_t a, int64_t b)
 	return !a ? b : !b ? a : a < b ? a : b;
 }
 
+/* The policy file, at start and at SIGHUP: who besides root may use the socket. A file that
+ * does not parse leaves the previous rules in force (and says why). */
+static int load_policy(struct loop *l)
+{
+	if (!l->server)
+		return 0;
+	struct dmn_policy *p = NULL;
+	struct diag_error err = { 0 };
+	int r = dmn_policy_load(l->policy_path, &p, &err);
+	if (r < 0) {
+		dmn_log("%s; the rules in force are kept", err.msg);
+		return r;
+	}
+	dmn_server_set_policy(l->server, p);
+	if (p)
+		dmn_log("policy %s: %d rule%s", dmn_policy_path(p), dmn_policy_rules(p),
+			dmn_policy_rules(p) == 1 ? "" : "s");
+	return 0;
+}
+
 /* Returns the signal that ended the loop. */
 static int run(struct loop *l)
 {
@@ -348,6 +455,15 @@ static int run(struct loop *l)
 		if (l->server)
 			next = earliest(next, dmn_server_tick(l->server, now));
 		next = earliest(next, dmn_metrics_tick(l->metrics, now));
+		if (l->end_ns && now >= l->end_ns) {
+			l->why = "--duration reached";
+			return 0;
+		}
+		if (l->oneshot && dmn_manager_count_live(&l->m) == 0) {
+			l->why = "every probe's lifespan ended";
+			return 0;
+		}
+		next = earliest(next, l->end_ns);
 		arm_timer(l, next);
 		struct epoll_event evs[64];
 		int n = epoll_wait(l->epfd, evs, 64, -1);
@@ -359,9 +475,11 @@ static int run(struct loop *l)
 			int fd = evs[i].data.fd;
 			if (fd == l->sfd) {
 				struct signalfd_siginfo si;
-				while (read(l->sfd, &si, sizeof(si)) == sizeof(si))
-					if (si.ssi_signo != SIGHUP) /* HUP: nothing to reload yet */
+				while (read(l->sfd, &si, sizeof(si)) == sizeof(si)) {
+					if (si.ssi_signo != SIGHUP)
 						return (int)si.ssi_signo;
+					load_policy(l); /* a bad file keeps the rules in force */
+				}
 			} else if (fd == l->tfd) {
 				uint64_t ticks;
 				if (read(l->tfd, &ticks, sizeof(ticks)) < 0)
@@ -370,8 +488,10 @@ static int run(struct loop *l)
 			} else if (l->watch_stdin && fd == STDIN_FILENO) {
 				char buf[256];
 				ssize_t got = read(STDIN_FILENO, buf, sizeof(buf));
-				if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR))
-					return 0; /* end of input */
+				if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
+					l->why = "end of input";
+					return 0;
+				}
 			} else if (fd == diag_engine_fd(l->m.engine)) {
 				int r = diag_engine_dispatch(l->m.engine);
 				if (r < 0)
@@ -449,7 +569,8 @@ int main(int argc, char **argv)
 	char pdir[PATH_MAX];
 	const char *plugin_dir = o.plugin_dir ? o.plugin_dir : default_plugin_dir(pdir, sizeof(pdir));
 	/* Specs given on the command line are this run's only, unless a store is named. */
-	const char *store = o.store ? o.store : o.nspecs ? NULL : DEFAULT_STORE;
+	bool oneshot = o.nspecs || o.nlines;
+	const char *store = o.store ? o.store : oneshot ? NULL : DEFAULT_STORE;
 	struct loop l = { .epfd = -1, .sfd = -1, .tfd = -1, .test_crash = dmn_crash_test_signal() };
 	struct diag_error err = { 0 };
 	if ((r = dmn_manager_init(&l.m, plugin_dir, store, &err)) == 0 &&
@@ -457,6 +578,8 @@ int main(int argc, char **argv)
 		diag_error_set(&err, r, "governor: %s", diag_strerror(r));
 	if (r == 0)
 		r = dmn_manager_use_indexer(&l.m, &o.indexer, &err);
+	if (r == 0)
+		r = diag_engine_set_ring_size(l.m.engine, o.ring_kib * 1024, &err);
 	if (r < 0) {
 		dmn_log("%s", err.msg);
 		dmn_manager_fini(&l.m);
@@ -464,6 +587,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	l.m.allow_pid1 = o.allow_pid1;
+	l.m.print_events = oneshot || o.foreground;
+	l.oneshot = oneshot;
+	if (o.duration > 0)
+		l.end_ns = diag_clock_wall_ns() + (int64_t)(o.duration * 1e9);
 	if ((r = setup_fds(&l, &mask)) < 0) {
 		dmn_log("setup: %s", strerror(-r));
 		dmn_manager_fini(&l.m);
@@ -474,9 +601,10 @@ int main(int argc, char **argv)
 	dmn_manager_load(&l.m);
 	for (size_t i = 0; i < o.nspecs; i++)
 		add_spec_file(&l.m, o.specs[i]);
+	add_lines(&l.m, &o);
 	pid_t one[1];
-	bool nothing = (o.nspecs && dmn_manager_count_live(&l.m) == 0) ||
-		       (o.npids && !o.nspecs && diag_engine_pids(l.m.engine, one, 1) == 0);
+	bool nothing = (oneshot && dmn_manager_count_live(&l.m) == 0) ||
+		       (o.npids && !oneshot && diag_engine_pids(l.m.engine, one, 1) == 0);
 	if (nothing)
 		dmn_log("nothing could be applied; exiting");
 	if (!nothing && o.metrics_listen &&
@@ -484,17 +612,24 @@ int main(int argc, char **argv)
 		dmn_log("%s", err.msg);
 		nothing = true; /* asked for and not served: fail at start, not silently */
 	}
-	if (nothing || start_server(&l, &o) < 0) {
+	l.policy_path = o.policy ? o.policy : DMN_POLICY_DEFAULT;
+	/* a policy named on the command line must be right at start; the default one, if
+	 * present and wrong, leaves the socket to root (and says why) */
+	if (nothing || start_server(&l, &o) < 0 || (load_policy(&l) < 0 && o.policy)) {
 		dmn_metrics_free(l.metrics);
 		dmn_manager_fini(&l.m);
 		dmn_governor_free(l.governor);
 		return 1;
 	}
+	if (oneshot)
+		dmn_log("%zu probe%s live; Ctrl-C%s ends the run and prints the reports",
+			dmn_manager_count_live(&l.m), dmn_manager_count_live(&l.m) == 1 ? "" : "s",
+			o.duration > 0 ? " or --duration" : "");
 	fflush(stdout);
 	/* `diagnosed --pid P --spec F` from a shell or a pipe ends with its input (Ctrl-D, the
 	 * writer closing); under systemd stdin is /dev/null and is not watched. */
 	struct stat in;
-	if (o.nspecs && fstat(STDIN_FILENO, &in) == 0 && (S_ISFIFO(in.st_mode) || isatty(STDIN_FILENO)))
+	if (oneshot && fstat(STDIN_FILENO, &in) == 0 && (S_ISFIFO(in.st_mode) || isatty(STDIN_FILENO)))
 		l.watch_stdin = epoll_add(l.epfd, STDIN_FILENO) == 0;
 #ifdef DIAG_HAVE_SYSTEMD
 	sd_notify(0, "READY=1");
@@ -503,7 +638,9 @@ int main(int argc, char **argv)
 #ifdef DIAG_HAVE_SYSTEMD
 	sd_notify(0, "STOPPING=1");
 #endif
-	dmn_log("%s: restoring every target and exiting", sig ? strsignal(sig) : "end of input");
+	dmn_log("%s: restoring every target and exiting", sig ? strsignal(sig) : l.why);
+	if (oneshot)
+		print_reports(&l.m);
 	dmn_manager_on_hit(&l.m, NULL, NULL); /* the engine's last hits (detach) reach no server */
 	dmn_server_free(l.server);
 	dmn_metrics_free(l.metrics);

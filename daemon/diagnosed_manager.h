@@ -55,6 +55,7 @@ struct dmn_manager {
 	uint64_t hits;
 	uint64_t disables; /* probes the governor disabled in a process, since the start */
 	bool allow_pid1; /* --allow-pid1: init may be traced */
+	bool print_events; /* events to stdout (one-shot runs, --foreground); else only to clients */
 	bool fold_due;                /* a process exited: fold old records at the next tick */
 };
 

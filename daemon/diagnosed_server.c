@@ -2,14 +2,20 @@
  * listening socket and its clients (buffers, tail and wait state); calls the manager and the
  * request parser, never the main loop or the governor. */
 #include "diagnosed_server.h"
+#include "diagnosed_policy.h"
+#include "log.h"
 
 #include "diagnosed_request.h"
 #include "expr/expr.h"
 #include "spec/json.h"
 #include "util/clock.h"
 #include "util/grow.h"
+#include "util/text.h"
 
 #include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -23,7 +29,9 @@
 
 #define MAX_CLIENTS 64
 #define MAX_LINE (1u << 20)
-#define TAIL_OUT_MAX (1u << 20)  /* beyond this a tail client drops events */
+#define TAIL_OUT_MAX (4u << 20)  /* beyond this a tail client drops events */
+#define TAIL_FLUSH (64u << 10)   /* tail events are sent in writes of this much, or when the
+				  * loop next polls (after the dispatch that made them) */
 #define REPLY_OUT_MAX (64u << 20)
 
 struct client {
@@ -40,6 +48,7 @@ struct client {
 	char wait_id[DIAG_SPEC_ID_MAX + 1];
 	uint64_t wait_hits;
 	int64_t wait_deadline_ns;
+	struct dmn_peer peer;  /* who it is: root may do all, others what the policy allows */
 };
 
 struct dmn_server {
@@ -50,6 +59,12 @@ struct dmn_server {
 	ino_t ino;
 	struct client *clients[MAX_CLIENTS];
 	size_t ntail;
+	uint64_t tail_dropped; /* events no tail client could take, all clients ever */
+	char *tb;              /* the tail event being sent (reused) */
+	size_t tblen, tbcap;
+	bool tb_failed;
+	size_t nwaiting;       /* clients in a `wait` */
+	struct dmn_policy *policy; /* NULL: root only */
 };
 
 static int mkdir_parents(const char *path)
@@ -203,22 +218,37 @@ static void client_close(struct dmn_server *s, size_t i)
 	close(c->fd);
 	if (c->tail)
 		s->ntail--;
+	if (c->waiting)
+		s->nwaiting--;
 	free(c->in);
 	free(c->out);
 	free(c);
 	s->clients[i] = NULL;
 }
 
+void dmn_server_set_policy(struct dmn_server *s, struct dmn_policy *p)
+{
+	dmn_policy_free(s->policy);
+	s->policy = p;
+	/* users the policy names must reach the socket; without rules it stays root's */
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	snprintf(dir, sizeof(dir), "%s", s->path);
+	chmod(dirname(dir), dmn_policy_rules(p) ? 0755 : 0700);
+	chmod(s->path, dmn_policy_rules(p) ? 0666 : 0600);
+}
+
 void dmn_server_free(struct dmn_server *s)
 {
 	if (!s)
 		return;
+	dmn_policy_free(s->policy);
 	for (size_t i = 0; i < MAX_CLIENTS; i++)
 		if (s->clients[i])
 			client_close(s, i);
 	close(s->lfd);
 	remove_own(s->path, s->dev, s->ino);
 	free(s->path);
+	free(s->tb);
 	free(s);
 }
 
@@ -316,20 +346,26 @@ static void accept_clients(struct dmn_server *s)
 		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;
-		struct ucred cred;
-		socklen_t len = sizeof(cred);
+		struct dmn_peer peer;
 		size_t slot = 0;
 		while (slot < MAX_CLIENTS && s->clients[slot])
 			slot++;
 		const char *why = NULL;
-		char buf[128];
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		char buf[DIAG_ERRMSG_MAX + 64];
+		struct diag_error perr = { 0 };
+		if (dmn_peer_identify(fd, &peer) < 0)
 			why = "{\"ok\":false,\"error\":\"cannot identify peer (SO_PEERCRED)\"}\n";
-		else if (cred.uid != 0) {
-			snprintf(buf, sizeof(buf),
-				 "{\"ok\":false,\"error\":\"permission denied: uid %u is not root\"}\n",
-				 (unsigned)cred.uid);
+		else if (dmn_policy_connect(s->policy, &peer, &perr) < 0) {
+			cJSON *j = cJSON_CreateObject();
+			cJSON_AddBoolToObject(j, "ok", 0);
+			cJSON_AddStringToObject(j, "error", perr.msg);
+			char *t = cJSON_PrintUnformatted(j);
+			snprintf(buf, sizeof(buf), "%s\n", t ? t : "{\"ok\":false}");
+			free(t);
+			cJSON_Delete(j);
 			why = buf;
+			dmn_log("audit: uid %u (%s) pid %d (%s): connect refused: %s", (unsigned)peer.uid,
+				peer.user, (int)peer.pid, peer.comm, perr.msg);
 		} else if (slot == MAX_CLIENTS)
 			why = "{\"ok\":false,\"error\":\"too many clients (max 64)\"}\n";
 		struct client *c = why ? NULL : calloc(1, sizeof(*c));
@@ -343,6 +379,7 @@ static void accept_clients(struct dmn_server *s)
 		}
 		c->fd = fd;
 		c->events = EPOLLIN;
+		c->peer = peer;
 		s->clients[slot] = c;
 	}
 }
@@ -380,11 +417,33 @@ static void cmd_pid(struct dmn_server *s, struct client *c, const struct dmn_req
 	reply_result(s, c, r, &err);
 }
 
+/* A spec is a user's own when that user added it; root's are root's. */
+static bool owns(const struct client *c, const char *id, struct dmn_server *s)
+{
+	const struct dmn_mspec *ms = id ? dmn_manager_find(s->m, id) : NULL;
+	return c->peer.uid == 0 || (ms && ms->spec->owner == c->peer.uid);
+}
+
+/* A user who is not root sees only the specs they added (list, stats). */
+static void hide_others(struct dmn_server *s, struct client *c, cJSON *arr)
+{
+	if (c->peer.uid == 0 || !arr)
+		return;
+	for (cJSON *e = arr->child, *next; e; e = next) {
+		next = e->next;
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+		if (!cJSON_IsString(id) || !owns(c, id->valuestring, s))
+			cJSON_Delete(cJSON_DetachItemViaPointer(arr, e));
+	}
+}
+
 static void cmd_list(struct dmn_server *s, struct client *c)
 {
 	cJSON *j = ok_reply();
 	dmn_manager_refresh_counts(s->m);
-	cJSON_AddItemToObject(j, "specs", dmn_manager_list_json(s->m));
+	cJSON *specs = dmn_manager_list_json(s->m);
+	hide_others(s, c, specs);
+	cJSON_AddItemToObject(j, "specs", specs);
 	send_json(s, c, j, REPLY_OUT_MAX);
 }
 
@@ -396,9 +455,20 @@ static void cmd_stats(struct dmn_server *s, struct client *c, const struct dmn_r
 		reply_error(s, c, err.msg);
 		return;
 	}
+	hide_others(s, c, st);
 	cJSON *j = ok_reply();
 	cJSON_AddItemToObject(j, "stats", st);
 	send_json(s, c, j, REPLY_OUT_MAX);
+}
+
+/* The manager's status, with the events lost on the way to tail clients. */
+static cJSON *status_json(struct dmn_server *s)
+{
+	cJSON *j = dmn_manager_status_json(s->m);
+	cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "dropped");
+	if (d)
+		cJSON_AddNumberToObject(d, "tail", (double)s->tail_dropped);
+	return j;
 }
 
 static void cmd_tail(struct dmn_server *s, struct client *c, const struct dmn_request *rq)
@@ -419,6 +489,8 @@ static void cmd_tail(struct dmn_server *s, struct client *c, const struct dmn_re
 
 static void wait_reply(struct dmn_server *s, struct client *c, bool ok, uint64_t hits)
 {
+	if (c->waiting)
+		s->nwaiting--;
 	c->waiting = false;
 	if (ok) {
 		cJSON *j = ok_reply();
@@ -444,6 +516,8 @@ static void cmd_wait(struct dmn_server *s, struct client *c, const struct dmn_re
 	snprintf(c->wait_id, sizeof(c->wait_id), "%s", rq->id);
 	c->wait_hits = rq->hits;
 	c->wait_deadline_ns = diag_clock_wall_ns() + (int64_t)(rq->timeout_s * 1e9);
+	if (!c->waiting)
+		s->nwaiting++;
 	c->waiting = true;
 	if (ms->hits >= c->wait_hits)
 		wait_reply(s, c, true, ms->hits);
@@ -496,9 +570,75 @@ static void cmd_introspect(struct dmn_server *s, struct client *c, const struct 
 	send_json(s, c, j, REPLY_OUT_MAX);
 }
 
+/* What the policy says of this request; 0 or a refusal in err. Ids of other users' specs are
+ * answered as if absent. */
+static int permitted(struct dmn_server *s, struct client *c, struct dmn_request *rq,
+		     struct diag_error *err)
+{
+	if (rq->cmd == DMN_CMD_ADD && rq->spec)
+		rq->spec->owner = (uint32_t)c->peer.uid; /* never the client's own claim */
+	if (c->peer.uid == 0)
+		return 0;
+	switch (rq->cmd) {
+	case DMN_CMD_ADD:
+		if (rq->spec->id[0] && dmn_manager_find(s->m, rq->spec->id) && !owns(c, rq->spec->id, s))
+			return diag_error_set(err, -EACCES,
+					      "policy: spec '%s' belongs to another user", rq->spec->id);
+		return dmn_policy_check_spec(s->policy, &c->peer, rq->spec, err);
+	case DMN_CMD_REMOVE:
+	case DMN_CMD_WAIT:
+		return owns(c, rq->id, s) ? 0
+					  : diag_error_set(err, -ENOENT, "id: no probe '%.64s'", rq->id);
+	case DMN_CMD_STATS:
+	case DMN_CMD_TAIL:
+		return !rq->has_id || owns(c, rq->id, s)
+			       ? 0 : diag_error_set(err, -ENOENT, "id: no probe '%.64s'", rq->id);
+	case DMN_CMD_ATTACH:
+	case DMN_CMD_DETACH:
+	case DMN_CMD_SYMBOLS:
+	case DMN_CMD_VARS:
+		return dmn_policy_check_process(s->policy, &c->peer, rq->pid, err);
+	case DMN_CMD_LIST:
+	case DMN_CMD_STATUS:
+		return 0;
+	}
+	return 0;
+}
+
+static bool audited(enum dmn_cmd cmd)
+{
+	return cmd == DMN_CMD_ADD || cmd == DMN_CMD_REMOVE || cmd == DMN_CMD_ATTACH ||
+	       cmd == DMN_CMD_DETACH;
+}
+
+/* Every add, remove, attach and detach, whoever asks: who, what, and how it ended. */
+static void audit(const struct client *c, const struct dmn_request *rq, const char *id,
+		  const char *outcome)
+{
+	static const char *const verbs[] = {[DMN_CMD_ADD] = "add", [DMN_CMD_REMOVE] = "remove",
+					    [DMN_CMD_ATTACH] = "attach", [DMN_CMD_DETACH] = "detach"};
+	if (rq->cmd == DMN_CMD_ATTACH || rq->cmd == DMN_CMD_DETACH)
+		dmn_log("audit: uid %u (%s) pid %d (%s): %s %d: %s", (unsigned)c->peer.uid,
+			c->peer.user, (int)c->peer.pid, c->peer.comm, verbs[rq->cmd], (int)rq->pid,
+			outcome);
+	else
+		dmn_log("audit: uid %u (%s) pid %d (%s): %s spec '%s': %s", (unsigned)c->peer.uid,
+			c->peer.user, (int)c->peer.pid, c->peer.comm, verbs[rq->cmd], id, outcome);
+}
+
 static void dispatch(struct dmn_server *s, struct client *c, struct dmn_request *rq)
 {
 	struct diag_error err = { 0 };
+	char id[DIAG_SPEC_ID_MAX + 1];
+	snprintf(id, sizeof(id), "%s", rq->cmd == DMN_CMD_ADD && rq->spec ? rq->spec->id : rq->id);
+	if (permitted(s, c, rq, &err) < 0) {
+		if (audited(rq->cmd))
+			audit(c, rq, id, err.msg);
+		reply_error(s, c, err.msg);
+		return;
+	}
+	if (audited(rq->cmd))
+		audit(c, rq, id[0] || rq->cmd != DMN_CMD_ADD ? id : "(new)", "allowed");
 	switch (rq->cmd) {
 	case DMN_CMD_ADD: cmd_add(s, c, rq); break;
 	case DMN_CMD_REMOVE: reply_result(s, c, dmn_manager_remove(s->m, rq->id, &err), &err); break;
@@ -507,7 +647,7 @@ static void dispatch(struct dmn_server *s, struct client *c, struct dmn_request 
 	case DMN_CMD_TAIL: cmd_tail(s, c, rq); break;
 	case DMN_CMD_ATTACH:
 	case DMN_CMD_DETACH: cmd_pid(s, c, rq); break;
-	case DMN_CMD_STATUS: send_json(s, c, dmn_manager_status_json(s->m), REPLY_OUT_MAX); break;
+	case DMN_CMD_STATUS: send_json(s, c, status_json(s), REPLY_OUT_MAX); break;
 	case DMN_CMD_WAIT: cmd_wait(s, c, rq); break;
 	case DMN_CMD_SYMBOLS:
 	case DMN_CMD_VARS: cmd_introspect(s, c, rq); break;
@@ -598,58 +738,127 @@ bool dmn_server_handle(struct dmn_server *s, int fd, uint32_t events)
 	return true;
 }
 
-static cJSON *tail_event(const struct dmn_mspec *ms, const struct diag_engine_hit *hit)
+/* ---- tail events: formatted into one reused buffer, no allocation per event ---- */
+
+static void tb_add(struct dmn_server *s, const char *p, size_t n)
+{
+	if (s->tb_failed || diag_grow((void **)&s->tb, &s->tbcap, s->tblen + n + 1, 1, 4096) < 0) {
+		s->tb_failed = true;
+		return;
+	}
+	memcpy(s->tb + s->tblen, p, n);
+	s->tblen += n;
+}
+
+/* A JSON string as send_json makes it: unsafe characters escaped as diag_json_escape_strings
+ * does (diag_text_escape), then quoted ('"' and '\\' escaped; no control is left). */
+static void tb_add_str(struct dmn_server *s, const char *str)
+{
+	char small[512], *t = small;
+	size_t len = strlen(str), need = diag_text_escape(small, sizeof(small), str, len, 0);
+	if (need >= sizeof(small) && !(t = diag_text_escape_dup(str, 0))) {
+		s->tb_failed = true;
+		return;
+	}
+	tb_add(s, "\"", 1);
+	for (const char *p = t; *p;) {
+		size_t run = strcspn(p, "\"\\");
+		tb_add(s, p, run);
+		p += run;
+		if (*p) {
+			char esc[2] = {'\\', *p++};
+			tb_add(s, esc, 2);
+		}
+	}
+	tb_add(s, "\"", 1);
+	if (t != small)
+		free(t);
+}
+
+/* A number as cJSON prints one (exact int, else 15 significant digits unless they do not read
+ * back, then 17), so a tail line reads as it did when cJSON built it. */
+static void tb_add_num(struct dmn_server *s, double d)
+{
+	char t[40];
+	int vi = d >= INT_MAX ? INT_MAX : d <= (double)INT_MIN ? INT_MIN : (int)d;
+	if (isnan(d) || isinf(d)) {
+		snprintf(t, sizeof(t), "null");
+	} else if (d == (double)vi) {
+		snprintf(t, sizeof(t), "%d", vi);
+	} else {
+		snprintf(t, sizeof(t), "%1.15g", d);
+		double back = strtod(t, NULL), big = fabs(back) > fabs(d) ? fabs(back) : fabs(d);
+		if (!(fabs(back - d) <= big * DBL_EPSILON))
+			snprintf(t, sizeof(t), "%1.17g", d);
+	}
+	tb_add(s, t, strlen(t));
+}
+
+static void tb_key(struct dmn_server *s, const char *key)
+{
+	bool first = s->tblen && s->tb[s->tblen - 1] == '{';
+	tb_add(s, first ? "\"" : ",\"", first ? 1 : 2);
+	tb_add(s, key, strlen(key));
+	tb_add(s, "\":", 2);
+}
+
+/* {"event":{"id","name","type","pid","tid","time","kind","value","text"}} and a newline, in
+ * s->tb; false when it could not be built. */
+static bool tail_event(struct dmn_server *s, const struct dmn_mspec *ms,
+		       const struct diag_engine_hit *hit)
 {
 	char t[64];
 	const struct diag_value *v = &hit->value;
-	cJSON *e = cJSON_CreateObject();
-	cJSON_AddStringToObject(e, "id", ms->spec->id);
-	cJSON_AddStringToObject(e, "name", ms->spec->name);
-	cJSON_AddStringToObject(e, "type", ms->spec->type);
-	cJSON_AddNumberToObject(e, "pid", hit->pid);
-	cJSON_AddNumberToObject(e, "tid", hit->tid);
-	cJSON_AddStringToObject(e, "time", diag_time_format((int64_t)hit->time_ns, true, t, sizeof(t)));
-	cJSON_AddStringToObject(e, "kind", diag_event_kind_name(hit->kind));
 	const char *text = v->text ? v->text : "";
+	s->tblen = 0;
+	s->tb_failed = false;
+	tb_add(s, "{\"event\":{", 10);
+	tb_key(s, "id");
+	tb_add_str(s, ms->spec->id);
+	tb_key(s, "name");
+	tb_add_str(s, ms->spec->name);
+	tb_key(s, "type");
+	tb_add_str(s, ms->spec->type);
+	tb_key(s, "pid");
+	tb_add_num(s, hit->pid);
+	tb_key(s, "tid");
+	tb_add_num(s, hit->tid);
+	tb_key(s, "time");
+	tb_add_str(s, diag_time_format((int64_t)hit->time_ns, true, t, sizeof(t)));
+	tb_key(s, "kind");
+	tb_add_str(s, diag_event_kind_name(hit->kind));
+	tb_key(s, "value");
 	switch (v->kind) {
-	case DIAG_VALUE_SIGNED: cJSON_AddNumberToObject(e, "value", (double)v->i); break;
-	case DIAG_VALUE_UNSIGNED: cJSON_AddNumberToObject(e, "value", (double)v->u); break;
-	case DIAG_VALUE_FLOAT: cJSON_AddNumberToObject(e, "value", v->f); break;
-	case DIAG_VALUE_STRING: cJSON_AddStringToObject(e, "value", text); break;
-	default: cJSON_AddNullToObject(e, "value"); break;
+	case DIAG_VALUE_SIGNED: tb_add_num(s, (double)v->i); break;
+	case DIAG_VALUE_UNSIGNED: tb_add_num(s, (double)v->u); break;
+	case DIAG_VALUE_FLOAT: tb_add_num(s, v->f); break;
+	case DIAG_VALUE_STRING: tb_add_str(s, text); break;
+	default: tb_add(s, "null", 4); break;
 	}
-	cJSON_AddStringToObject(e, "text", text);
-	cJSON *j = cJSON_CreateObject();
-	cJSON_AddItemToObject(j, "event", e);
-	return j;
+	tb_key(s, "text");
+	tb_add_str(s, text);
+	tb_add(s, "}}\n", 3);
+	return !s->tb_failed;
 }
 
 static void tail_send(struct dmn_server *s, const struct dmn_mspec *ms,
 		      const struct diag_engine_hit *hit)
 {
-	char *line = NULL;
-	size_t len = 0;
+	bool built = false;
 	for (size_t i = 0; i < MAX_CLIENTS; i++) {
 		struct client *c = s->clients[i];
 		if (!c || !c->tail || c->closing || (c->tail_id[0] && strcmp(c->tail_id, ms->spec->id)))
 			continue;
-		if (!line) { /* formatted once, only when someone listens */
-			cJSON *j = tail_event(ms, hit);
-			diag_json_escape_strings(j, 0); /* one event, one line */
-			line = cJSON_PrintUnformatted(j);
-			cJSON_Delete(j);
-			if (!line)
-				return;
-			len = strlen(line);
-			line[len++] = '\n';
-		}
-		if (!append_out(c, line, len, TAIL_OUT_MAX))
+		if (!built && !(built = tail_event(s, ms, hit))) /* once, only when someone listens */
+			return;
+		if (!append_out(c, s->tb, s->tblen, TAIL_OUT_MAX)) {
 			c->tail_dropped++;
-		else if (flush_out(c) < 0)
+			s->tail_dropped++;
+		} else if (c->outlen >= TAIL_FLUSH && flush_out(c) < 0) {
 			c->closing = true;
+		}
 		update_interest(s, c);
 	}
-	free(line);
 }
 
 void dmn_server_on_hit(struct dmn_server *s, const struct dmn_mspec *ms,
@@ -657,7 +866,7 @@ void dmn_server_on_hit(struct dmn_server *s, const struct dmn_mspec *ms,
 {
 	if (s->ntail)
 		tail_send(s, ms, hit);
-	for (size_t i = 0; i < MAX_CLIENTS; i++) {
+	for (size_t i = 0; s->nwaiting && i < MAX_CLIENTS; i++) { /* none: nothing per hit */
 		struct client *c = s->clients[i];
 		if (c && c->waiting && strcmp(c->wait_id, ms->spec->id) == 0 &&
 		    ms->hits >= c->wait_hits)

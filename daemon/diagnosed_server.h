@@ -20,6 +20,11 @@ struct dmn_server;
 int dmn_server_new(struct dmn_manager *m, const char *path, int epfd, struct dmn_server **out,
 		   struct diag_error *err);
 void dmn_server_free(struct dmn_server *s);
+/* Who else may use the socket (diagnosed_policy.h); takes p (NULL: root only) and frees the
+ * previous one. With rules, the socket and its directory become reachable by every user (the
+ * policy, not the file mode, decides); without, root's only again. */
+struct dmn_policy;
+void dmn_server_set_policy(struct dmn_server *s, struct dmn_policy *p);
 /* True when fd is one of the server's (and the event was handled). */
 bool dmn_server_handle(struct dmn_server *s, int fd, uint32_t events);
 /* A hit, for tail clients and waits. Never blocks. */

@@ -36,6 +36,19 @@ static uint64_t incr_hash(const char *s, size_t n)
 	return h;
 }
 
+/* The key of a value: its text, but a char pointer (text `0x4006f4 "abc"`) by its string alone,
+ * so equal strings at different addresses count together. */
+static const char *incr_key_of(const struct diag_value *v)
+{
+	const char *t = v->text ? v->text : "";
+	if (v->kind == DIAG_VALUE_STRING && t[0] == '0' && t[1] == 'x') {
+		const char *q = strchr(t, ' ');
+		if (q && q[1] == '"')
+			return q + 1;
+	}
+	return t;
+}
+
 /* Count one occurrence of text (truncated to the key limit). */
 static void incr_count_key(struct incr_instrument *c, const char *text)
 {
@@ -107,7 +120,7 @@ static void incr_fire(void *self, const struct diag_event *ev)
 		c->errors++;
 	}
 	if (c->by_value)
-		incr_count_key(c, ev->value.text ? ev->value.text : "");
+		incr_count_key(c, incr_key_of(&ev->value));
 }
 
 /* Keys by decreasing count, then by text, for stable output. */

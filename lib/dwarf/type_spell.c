@@ -39,6 +39,13 @@ void diag_type_spell(const struct diag_type *t, char *buf, size_t cap)
 	char suffix[64] = "";
 	size_t sl = 0;
 	const struct diag_type *cur = t;
+	/* C has no qualified arrays: a const on an array (gcc's __func__) qualifies its elements */
+	const char *elem_qual = NULL;
+	if (cur && (cur->kind == DIAG_TYPE_CONST || cur->kind == DIAG_TYPE_VOLATILE) && cur->target &&
+	    cur->target->kind == DIAG_TYPE_ARRAY) {
+		elem_qual = cur->kind == DIAG_TYPE_CONST ? "const " : "volatile ";
+		cur = cur->target;
+	}
 	while (cur && (cur->kind == DIAG_TYPE_PTR ||
 		       (cur->kind == DIAG_TYPE_CONST && cur->target && cur->target->kind == DIAG_TYPE_PTR))) {
 		const char *piece = cur->kind == DIAG_TYPE_PTR ? "*" : " const";
@@ -57,8 +64,11 @@ void diag_type_spell(const struct diag_type *t, char *buf, size_t cap)
 		return;
 	}
 	if (cur && cur->kind == DIAG_TYPE_ARRAY) {
-		char elem[128];
-		diag_type_spell(cur->target, elem, sizeof(elem));
+		char elem[128], spelt[120];
+		diag_type_spell(cur->target, spelt, sizeof(spelt));
+		snprintf(elem, sizeof(elem), "%s%s",
+			 elem_qual && strncmp(spelt, elem_qual, strlen(elem_qual)) != 0 ? elem_qual : "",
+			 spelt);
 		if (sl)
 			snprintf(buf, cap, "%s (%s)[%llu]", elem, suffix, (unsigned long long)cur->count);
 		else

@@ -18,6 +18,7 @@
  *   exitjump.c         return and end events from ring records: exit trampolines' records
  *                      (DIAG_REC_EXIT) and the entry records of return probes (fastpath.c's
  *                      drain hands them over)
+ *   wake.c             when the rings are drained: the drain timer's adaptive period
  *   fastpath.c         jump probes: placing a jump, the ring, draining it into hit.c
  *   dynlink.c          the watch on library loads; whether a target waits for its library
  *   probe.c            a probe's life in one process: resolve, compile, place, remove
@@ -35,6 +36,8 @@
 #ifndef DIAG_ENGINE_INTERNAL_H
 #define DIAG_ENGINE_INTERNAL_H
 
+#include "arch/ring.h"
+#include "arch/trampoline.h"
 #include "bp/breakpoint.h"
 #include "util/clock.h"
 #include "engine/engine.h"
@@ -66,7 +69,7 @@ struct site {
 	struct diag_expr *condition; /* NULL: always */
 	uint64_t fast_base;  /* jump: the breakpoint's counter when this site joined it (a probe
 			      * counts only its own hits, not those of probes placed there before) */
-	uint64_t fast_seq0;  /* jump: the ring's head then: records up to it are not this site's */
+	char why[128];       /* int3: why this address takes no jump ("int3: value: ...") */
 };
 
 struct probe {
@@ -108,15 +111,22 @@ struct eproc {
 	struct diag_bptable bps;  /* unused by a vfork child: it shares its parent's */
 	struct probe *probes;
 	int freeze;               /* >0: stopped for patching or detach: keep every stop */
-	/* fast path (fastpath.c): hits recorded by trampolines into a ring in the target */
+	/* fast path (fastpath.c): hits recorded by capture trampolines into the ring v2 mapping
+	 * in the target (arch/ring.h): its geometry as the daemon made it (never re-read) */
 	uint64_t ring_addr;       /* 0: no ring mapped */
-	uint64_t ring_mask;
-	uint64_t ring_tail;       /* next record to consume */
-	unsigned ring_stalls;     /* drains that found the next record unpublished */
-	uint64_t ring_drops;      /* the ring's drop counter, last read */
+	uint64_t ring_bytes;      /* the whole mapping */
+	uint64_t ring_nsubs, ring_sub_units, ring_sub_stride, ring_counters;
+	uint64_t ring_tails[DIAG_RING_MAX_SUBS]; /* next unit to consume, per sub-ring */
+	unsigned ring_stalls[DIAG_RING_MAX_SUBS]; /* drains that found the next record unpublished */
+	uint64_t ring_drops;      /* the sub-rings' drop counters summed, last read */
 	uint32_t next_site;
 	struct diag_u64map jumps; /* site id -> struct diag_bp (jump) */
-	int seccomp;              /* -1 unknown, else /proc/PID/status Seccomp */
+	struct diag_u64map slots; /* capture slot page -> struct eng_slot (live and retired) */
+	struct diag_u64map tps;   /* thread pointer -> tid (records name threads by it) */
+	struct diag_u64map tp_tried; /* thread pointers a stop of every thread did not name */
+	bool tp_learn;            /* a record names an unknown thread pointer: learn at the next
+				   * dispatch (every thread stopped once), then drain again */
+	bool draining;            /* eng_fast_drain is running (a nested stop must not re-enter) */
 	struct eng_safety *safety; /* the SIGTRAP safety handler, once an int3 is placed */
 	struct probe *dl_probe;   /* the engine's own watch on library loads (dynlink.c) */
 	int journal_fd;           /* journal.c: this process's patches, -1 when none */
@@ -127,6 +137,14 @@ struct eproc {
 	struct eng_stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
 	struct diag_u64map xframes; /* exitjump.c: open frames of jump return probes, by thread
 				     * pointer (a vfork child's are its parent's) */
+};
+
+/* wake.c: the drain timer's period and what the drains since the last tick found */
+struct eng_wake {
+	uint64_t period_ns;  /* 0: not set yet (the longest) */
+	bool full, busy;     /* a ring over the high mark / over the low mark */
+	unsigned calm;       /* ticks in a row with every ring under the low mark */
+	uint64_t changes;    /* period changes, for tests and stats */
 };
 
 struct diag_engine {
@@ -146,7 +164,11 @@ struct diag_engine {
 	int morefd;                 /* eventfd: a dispatch stopped at its time bound, call again */
 	int timerfd;                /* drains the rings while any exists */
 	bool timer_armed;
+	struct eng_wake wake;       /* wake.c: the timer's period */
 	bool no_fast;               /* DIAG_NO_FASTPATH set: int3 for everything (tests) */
+	size_t ring_bytes;          /* each new ring mapping's records, all sub-rings (the
+				     * daemon's --ring-kib; diag_engine_set_ring_size) */
+	uint8_t *drain_buf;         /* fastpath.c: records read from a sub-ring */
 	uint64_t tsc0, ns0, tsc1, ns1; /* TSC -> CLOCK_REALTIME calibration */
 	char journal_dir[200];      /* DIAG_JOURNAL_DIR or /run/diagnose/journal; "" = none */
 	size_t recovered;
@@ -273,11 +295,12 @@ int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 		      struct diag_error *err);
 
 /* ---- hit.c: the hit path ---- */
-/* While the thread is stopped (t) or from a ring record (t NULL, seq its record): conditions
- * and captures. Returns how many sites fired; their results are in e->scratch, the sites in
- * fired[]. */
+/* While the thread is stopped (t) or from a ring record (t NULL): conditions and captures.
+ * cond_done: the record exists because the target found the one condition there true (it is
+ * not evaluated again: its reads were not captured). Returns how many sites fired; their
+ * results are in e->scratch, the sites in fired[]. */
 size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
-		   const struct diag_expr_ctx *ctx, uint64_t seq, struct site **fired);
+		   const struct diag_expr_ctx *ctx, bool cond_done, struct site **fired);
 /* Render and deliver the events of the n fired sites (after the thread runs again). */
 void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
 	      struct site **fired, size_t n, uint64_t ts);
@@ -314,20 +337,64 @@ void eng_xf_forget(struct diag_u64map *m, const struct probe *pr);
 size_t eng_xf_open(const struct diag_u64map *m);
 void eng_xf_release(struct diag_u64map *m);
 
+/* ---- wake.c: when the rings are drained ---- */
+/* Arm (at the current period) or disarm the drain timer. */
+void eng_wake_arm(struct diag_engine *e, bool want);
+/* A drain found `used` of a ring's (or sub-ring's) `capacity` waiting (any unit, the same for
+ * both). */
+void eng_wake_note(struct diag_engine *e, uint64_t used, uint64_t capacity);
+/* After the drains of one timer tick: adapt the period to what they found. */
+void eng_wake_tick(struct diag_engine *e);
+
 /* ---- fastpath.c: jump probes and the ring ---- */
-/* Try to place site s at loc as a jump (fast path). Returns 0 when placed, 1 when the site
- * must use an int3 instead, or a negative code with err set. */
+/* A capture trampoline's slot page, as the daemon built it (the target's copy of the header is
+ * never trusted): for fault repair, for moving threads out, and unmapping once retired. */
+struct eng_slot {
+	uint64_t page;
+	struct diag_tramp_layout layout;
+	struct diag_tramp_slot_header hdr;
+	bool cond_in_daemon;      /* the conditions at the site are evaluated on the record */
+	bool retired;             /* its jump is out; unmapped once no thread is inside */
+	size_t adopt;             /* a fork child's copy: probes still to join the trampoline
+				   * built for the same probes in the parent (no rebuild) */
+};
+/* Try to place site s at loc as a jump (fast path), or join the jump already there. Returns 0
+ * when placed, 1 when the site must use an int3 instead (s->why says why), or a negative code
+ * with err set. */
 int eng_fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 		   const struct diag_location *loc, struct diag_error *err);
-/* Consume every published record of ep's ring. */
+/* Site s leaves its jump bp, others remain: the trampoline rebuilt for them (every thread
+ * of mem frozen by the caller). */
+void eng_fast_leave(struct diag_engine *e, struct eproc *mem, struct diag_bp *bp,
+		    struct site *s);
+/* Consume every published record of ep's ring, push its heartbeat forward. */
 void eng_fast_drain(struct diag_engine *e, struct eproc *ep);
+/* Dispatch level: processes whose records name an unknown thread learn every thread's thread
+ * pointer (one freeze each), then drain again. */
+void eng_fast_learn_pending(struct diag_engine *e);
+/* A stopped thread's thread pointer, for naming its records (seize, clone, fork, exec); ep
+ * is the memory's owner. A vfork child names its parent's thread pointer while its parent
+ * waits (until it execs or exits). */
+void eng_fast_learn(struct eproc *ep, struct diag_thread *t);
+/* A thread is exiting (its records drained): its thread pointer may be reused. */
+void eng_fast_thread_gone(struct eproc *ep, struct diag_thread *t);
 /* After fork: the child's copy of the ring and trampolines. */
 void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent);
-/* Detach: unmap the ring with stopped thread t. */
+/* Exec: the ring and slots went with the old image. */
+void eng_fast_reset(struct eproc *ep);
+/* Detach: unmap the ring and every slot page with stopped thread t (NULL: forget only). */
 void eng_fast_unmap(struct eproc *ep, struct diag_thread *t);
-/* Remove a jump breakpoint's site id (its breakpoint is going away). */
+/* A jump breakpoint is going away: its site id forgotten, its slot retired. */
 void eng_fast_forget(struct eproc *mem, struct diag_bp *bp);
-/* The exact number of hits of a jump breakpoint (its counter in the target). */
+/* Every thread frozen: unmap the retired slots no thread is inside (moved out when it can). */
+void eng_fast_reap(struct diag_engine *e, struct eproc *mem);
+/* Where a stopped thread at pc continues once the capture slots are gone: 0 when pc is in
+ * none, 1 when it must first run (step) out, else the original address. */
+uint64_t eng_fast_unslot(const struct eproc *mem, uint64_t pc);
+/* A SIGSEGV/SIGBUS stop of t: when its pc lies in one of our capture slots' programs, resume
+ * it at the slot's landing (the read gives a fault value) and return true. */
+bool eng_fast_fault(struct diag_engine *e, struct diag_thread *t, int sig);
+/* The exact number of hits of a jump breakpoint (its counters in the target, summed). */
 uint64_t eng_fast_count(struct eproc *mem, const struct diag_bp *bp);
 /* The hits of one site on a jump since the site was placed (0 for an int3 site). */
 uint64_t eng_fast_site_count(struct eproc *mem, const struct site *s);

@@ -36,9 +36,17 @@ int diag_engine_symbols(struct diag_engine *e, pid_t pid, const char *glob,
 		return r;
 	struct sym_walk w = {.cb = cb, .arg = arg};
 	r = diag_sym_foreach(e->syms, &mods, glob && *glob ? glob : NULL, sym_walk_one, &w);
+	if (r == -DIAG_E_NOSYM) {
+		char names[400];
+		diag_modmap_names(&mods, names, sizeof(names));
+		diag_error_set(err, r, "symbols: '%s' names no module of process %d; mapped: %s", glob,
+			       (int)pid, names);
+	} else if (r < 0) {
+		diag_error_set(err, r, "symbols: %s", diag_strerror(r));
+	}
 	diag_modmap_release(&mods);
 	if (r < 0)
-		return diag_error_set(err, r, "symbols: %s", diag_strerror(r));
+		return r;
 	return w.seen;
 }
 

@@ -3,7 +3,8 @@
  * out (journal_recover.c reads it). One file per process (DIR/PID-STARTTIME), one line per
  * fact, appended with a single write(2) each: the page cache keeps what a killed daemon wrote.
  * Lines: "P ADDR int3|jump ORIGHEX SLOT|TRAMPOLINE" a patch, "U ADDR" its removal, "M ADDR LEN
- * WHAT" a page mapped, "S OURS HANDLER FLAGS RESTORER MASK" our SIGTRAP action over the target's.
+ * WHAT" a page mapped (WHAT "unmapped": a slot page unmapped since), "S OURS HANDLER FLAGS
+ * RESTORER MASK" our SIGTRAP action over the target's.
  * Removed when the engine leaves a process cleanly. Owns the writing only: never reads a
  * journal back, never stops or touches the target. */
 #include "engine/engine_internal.h"

@@ -19,6 +19,7 @@
 #include "arch/safety.h"
 
 #define MAX_RECOVER 4096
+#define MAX_PAGES 1024 /* xol regions, the ring, capture slot pages (one each) */
 
 /* ---- recovery: a predecessor's patches ---- */
 
@@ -32,8 +33,8 @@ struct jpatch {
 struct jstate {
 	struct jpatch *p;
 	size_t np;
-	uint64_t pages[64][2];
-	bool handler[64];      /* the page holds the safety handler */
+	uint64_t pages[MAX_PAGES][2];
+	bool handler[MAX_PAGES]; /* the page holds the safety handler */
 	size_t npages;
 	bool have_sig;
 	uint64_t ours;
@@ -59,7 +60,16 @@ static void parse_line(struct jstate *js, const char *line)
 				js->p[i].live = false;
 				break;
 			}
-	} else if (sscanf(line, "M %llx %llx %15s", &a, &b, what) == 3 && js->npages < 64) {
+	} else if (sscanf(line, "M %llx %llx %15s", &a, &b, what) == 3 && !strcmp(what, "unmapped")) {
+		/* a slot page we unmapped: the address may be the target's own mapping by now */
+		for (size_t i = js->npages; i-- > 0;)
+			if (js->pages[i][0] == a && js->pages[i][1] == b) {
+				js->pages[i][0] = js->pages[--js->npages][0];
+				js->pages[i][1] = js->pages[js->npages][1];
+				js->handler[i] = js->handler[js->npages];
+				break;
+			}
+	} else if (sscanf(line, "M %llx %llx %15s", &a, &b, what) == 3 && js->npages < MAX_PAGES) {
 		js->handler[js->npages] = !strcmp(what, "safety");
 		js->pages[js->npages][0] = a;
 		js->pages[js->npages++][1] = b;

@@ -65,11 +65,12 @@ struct probe *eng_probe_copy(const struct probe *src)
 	return pr;
 }
 
-/* Removing the last user of a jump rewrites several bytes: every thread must be stopped. */
+/* Removing the last user of a jump rewrites several bytes, and any other rebuilds its
+ * trampoline: every thread must be stopped. */
 static bool needs_freeze(const struct probe *pr)
 {
 	for (size_t i = 0; i < pr->nsites; i++)
-		if (pr->sites[i].bp && pr->sites[i].bp->jump && pr->sites[i].bp->nusers == 1)
+		if (pr->sites[i].bp && pr->sites[i].bp->jump)
 			return true;
 	return false;
 }
@@ -98,6 +99,8 @@ static void sites_free(struct diag_engine *e, struct eproc *ep, struct probe *pr
 		struct site *s = &pr->sites[i];
 		if (alive && s->bp && s->bp->jump && s->bp->nusers == 1)
 			eng_fast_forget(mem, s->bp);
+		else if (alive && frozen && s->bp && s->bp->jump)
+			eng_fast_leave(e, mem, s->bp, s);
 		if (alive && s->bp &&
 		    diag_bp_del_user(&mem->bps, mem->tp, s->bp, s) == DIAG_BP_LEFT && left)
 			note_left(s, left, cap);
@@ -108,8 +111,10 @@ static void sites_free(struct diag_engine *e, struct eproc *ep, struct probe *pr
 	pr->sites = NULL;
 	pr->nsites = 0;
 	eng_ret_forget(e, ep, pr);
-	if (frozen && alive)
+	if (frozen && alive) {
+		eng_fast_reap(e, mem); /* slot pages no thread is inside any more */
 		eng_thaw(e, mem);
+	}
 }
 
 void eng_probe_uninstall(struct diag_engine *e, struct eproc *ep, struct probe *pr)
@@ -295,6 +300,8 @@ int eng_probe_install(struct diag_engine *e, struct eproc *ep, struct probe *pr,
 	size_t n = 0;
 	int r = diag_modmap_read(ep->tp->pid, &mods, err);
 	if (r == 0 && eng_dl_absent(&mods, pr->target) && !ep->tp->mem_owner) {
+		char names[300];
+		diag_modmap_names(&mods, names, sizeof(names));
 		/* a library not loaded yet: wait for it (applied when the dynamic linker maps it) */
 		struct diag_thread *stopped = NULL;
 		r = eng_dl_watch(e, ep, &stopped, err);
@@ -307,7 +314,8 @@ int eng_probe_install(struct diag_engine *e, struct eproc *ep, struct probe *pr,
 			return r;
 		}
 		pr->state = DIAG_PROBE_PENDING;
-		snprintf(pr->error, sizeof(pr->error), "waiting for its library to be loaded");
+		snprintf(pr->error, sizeof(pr->error),
+			 "waiting for its module to be loaded; mapped now: %s", names);
 		return 0;
 	}
 	struct diag_skip *skips = NULL;

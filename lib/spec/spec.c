@@ -475,12 +475,26 @@ static int dec_target(struct dec *d, const char *target)
 	return r;
 }
 
+/* `owner`: the uid that added the spec (the daemon sets it from the client's credentials; a
+ * client's own value is replaced). */
+static int dec_owner(struct dec *d, const cJSON *obj, struct diag_spec *s)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, "owner");
+	if (!j)
+		return 0;
+	if (!cJSON_IsNumber(j) || j->valuedouble < 0 || j->valuedouble > 4294967294.0 ||
+	    j->valuedouble != (double)(uint32_t)j->valuedouble)
+		return dec_fail(d, "owner", "must be a uid (an integer 0 .. 4294967294)");
+	s->owner = (uint32_t)j->valuedouble;
+	return 0;
+}
+
 static int dec_spec(struct dec *d, const cJSON *obj, unsigned flags, const char *label,
 		    struct diag_spec *s)
 {
 	static const char *const known[] = { "id", "target", "instrument", "lifespan", "condition",
 					     "pid", "lastmodified", "applied", "expires_in", "limits",
-					     NULL };
+					     "owner", NULL };
 	int r = dec_id(d, obj, label, s);
 	if (r < 0)
 		return r;
@@ -491,7 +505,7 @@ static int dec_spec(struct dec *d, const cJSON *obj, unsigned flags, const char 
 	    (r = dec_string(d, obj, "condition", "condition", false, DIAG_SPEC_EXPR_MAX,
 			    &s->condition)) < 0 ||
 	    (r = dec_pids(d, obj, s)) < 0 || (r = dec_lastmodified(d, obj, s)) < 0 ||
-	    (r = dec_limits(d, obj, s)) < 0)
+	    (r = dec_limits(d, obj, s)) < 0 || (r = dec_owner(d, obj, s)) < 0)
 		return r;
 	return (flags & DIAG_SPEC_KEEP_APPLIED) ? dec_applied(d, obj, s) : 0;
 }
@@ -631,6 +645,8 @@ void *diag_spec_to_json(const struct diag_spec *s, unsigned flags, int64_t now_n
 	if (s->lastmodified_ns)
 		cJSON_AddStringToObject(o, "lastmodified",
 					diag_time_format(s->lastmodified_ns, false, t, sizeof(t)));
+	if (s->owner)
+		cJSON_AddNumberToObject(o, "owner", s->owner);
 	if (flags & DIAG_SPEC_JSON_APPLIED) {
 		cJSON *ap = cJSON_AddObjectToObject(o, "applied");
 		for (size_t i = 0; i < s->napplied; i++)

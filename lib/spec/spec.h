@@ -59,6 +59,8 @@ struct diag_spec {
 	pid_t *pids;                           /* NULL/0: every attached process */
 	size_t npids;
 	int64_t lastmodified_ns;               /* 0 = never set */
+	uint32_t owner;                        /* uid of the client that added it (0: root, or
+	                                        * added before owners were kept); `owner` in JSON */
 	/* `limits`: the overhead governor's budget for each process; 0 = the daemon's default */
 	double max_hits_per_sec;
 	double max_stopped_ms_per_sec;

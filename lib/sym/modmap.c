@@ -228,6 +228,38 @@ static int module_from_pending(pid_t pid, const struct pending *p, const char *e
 	return 1;
 }
 
+/* Up to cap - 1 bytes of /proc/PID/<what> into buf, NUL-terminated; the count or -1. */
+static ssize_t read_proc_small(pid_t pid, const char *what, char *buf, size_t cap)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, what);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return n;
+}
+
+/* The base name of argv[0] and the comm of pid, for the main module's other names. */
+static void main_aliases(pid_t pid, struct diag_module *mod)
+{
+	char buf[PATH_MAX];
+	if (read_proc_small(pid, "cmdline", buf, sizeof(buf)) > 0) {
+		const char *base = strrchr(buf, '/');
+		base = base ? base + 1 : buf;
+		if (strcmp(base, mod->name) != 0 && strlen(base) < sizeof(mod->invoked))
+			memcpy(mod->invoked, base, strlen(base) + 1);
+	}
+	char comm[sizeof(mod->comm) + 1];
+	if (read_proc_small(pid, "comm", comm, sizeof(comm)) > 0) {
+		comm[strcspn(comm, "\n")] = '\0';
+		if (comm[0] && strlen(comm) < sizeof(mod->comm) && strcmp(comm, mod->name) != 0 &&
+		    strcmp(comm, mod->invoked) != 0)
+			memcpy(mod->comm, comm, strlen(comm) + 1);
+	}
+}
+
 int diag_modmap_read(pid_t pid, struct diag_modmap *out, struct diag_error *err)
 {
 	struct pending_list l = { 0 };
@@ -244,8 +276,8 @@ int diag_modmap_read(pid_t pid, struct diag_modmap *out, struct diag_error *err)
 		int r = module_from_pending(pid, &l.v[i], exe, &m.mods[m.n]);
 		if (r < 0)
 			rc = diag_error_set(err, r, "modmap: out of memory");
-		else
-			m.n += (size_t)r;
+		else if (r && m.mods[m.n++].is_main)
+			main_aliases(pid, &m.mods[m.n - 1]);
 	}
 	free(exe);
 	pending_list_free(&l);
@@ -289,7 +321,9 @@ static const struct diag_module *match_name(const struct diag_modmap *m, const c
 	const struct diag_module *hit = NULL;
 	*count = 0;
 	for (size_t i = 0; m && name && i < m->n; i++)
-		if (strcmp(m->mods[i].name, name) == 0 || strcmp(m->mods[i].path, name) == 0) {
+		if (strcmp(m->mods[i].name, name) == 0 || strcmp(m->mods[i].path, name) == 0 ||
+		    (m->mods[i].invoked[0] && strcmp(m->mods[i].invoked, name) == 0) ||
+		    (m->mods[i].comm[0] && strcmp(m->mods[i].comm, name) == 0)) {
 			hit = hit ? hit : &m->mods[i];
 			(*count)++;
 		}
@@ -315,6 +349,23 @@ size_t diag_modmap_count_name(const struct diag_modmap *m, const char *name)
 	size_t count;
 	match_name(m, name, &count);
 	return count;
+}
+
+void diag_modmap_names(const struct diag_modmap *m, char *out, size_t cap)
+{
+	size_t used = 0;
+	out[0] = '\0';
+	for (size_t i = 0; m && i < m->n && used + 1 < cap; i++) {
+		const struct diag_module *d = &m->mods[i];
+		const char *alias = d->invoked[0] ? d->invoked : d->comm;
+		int w = snprintf(out + used, cap - used, "%s%s%s%s%s", i ? ", " : "", d->name,
+				 alias[0] ? " (" : "", alias, alias[0] ? ")" : "");
+		used += w > 0 ? (size_t)w : 0;
+	}
+	if (used + 1 >= cap && cap > 4)
+		memcpy(out + cap - 4, "...", 4);
+	if (!out[0] && cap > 6)
+		snprintf(out, cap, "(none)");
 }
 
 const struct diag_module *diag_modmap_main(const struct diag_modmap *m)

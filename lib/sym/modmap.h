@@ -23,6 +23,11 @@ struct diag_module {
 	uint64_t bias;    /* load bias: runtime address = ELF vaddr + bias (0 for non-PIE exe) */
 	char build_id[41];/* hex GNU build-id, "" if none */
 	bool is_main;     /* the main executable (/proc/PID/exe) */
+	/* the main executable only: the names users type for it besides its file's, the base
+	 * name of argv[0] (a symlink such as redis-server -> redis-check-rdb) and the comm; "" if
+	 * the same as name or unknown */
+	char invoked[64];
+	char comm[16];
 };
 
 struct diag_modmap {
@@ -38,6 +43,9 @@ int diag_modmap_read(pid_t pid, struct diag_modmap *out, struct diag_error *err)
 
 /* Frees the modules; accepts NULL and a zeroed map. Leaves *m zeroed. */
 void diag_modmap_release(struct diag_modmap *m);
+
+/* The modules' names, comma-separated, into out (truncated with "..." at cap; "(none)"). */
+void diag_modmap_names(const struct diag_modmap *m, char *out, size_t cap);
 
 /* The module whose [start, end) holds addr, or NULL. */
 const struct diag_module *diag_modmap_find(const struct diag_modmap *m, uint64_t addr);

@@ -36,8 +36,12 @@ static int pick_module(const struct diag_modmap *m, const char *name,
 		*mod = diag_modmap_by_name(m, name);
 		return 0;
 	}
-	if (count == 0)
-		return diag_error_set(err, -DIAG_E_NOSYM, "no module '%s' in process %d", name, (int)m->pid);
+	if (count == 0) {
+		char list[400];
+		diag_modmap_names(m, list, sizeof(list));
+		return diag_error_set(err, -DIAG_E_NOSYM, "no module '%s' in process %d; mapped: %s",
+				      name, (int)m->pid, list);
+	}
 	return diag_error_set(err, -DIAG_E_AMBIGUOUS,
 			      "module '%s' matches %zu modules of process %d; give the full file name",
 			      name, count, (int)m->pid);

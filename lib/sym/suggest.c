@@ -1,8 +1,11 @@
 /* suggest: "did you mean" for a function name that is not there: up to MAX_SUGGEST names of
  * the modules in scope, closest first (edit distance with transpositions, then prefix, then
- * substring; the main executable before libraries). Reads the symbol indexes only; never
+ * substring; the main executable before libraries). A C++ function is compared by the last
+ * parts of its demangled name, as many as the query has, and suggested by its qualified
+ * name. Reads the symbol indexes only; never
  * resolves, never fails (no suggestion is an empty text). */
 #include "sym/sym_internal.h"
+#include "sym/cxx.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,7 +16,7 @@
 #define MAX_SUGGEST 5
 
 struct suggestion {
-	const char *name;
+	char name[160];    /* as shown: a C++ function by its demangled qualified name */
 	int cls, metric; /* lower is better: 0 edit distance, 1 prefix, 2 substring */
 	bool in_main;
 };
@@ -21,6 +24,8 @@ struct suggestion {
 struct suggest {
 	const char *query;
 	size_t qlen;
+	int qparts;        /* "::"-separated parts of the query: a C++ name is compared by as many
+	                    * of its last parts ("Get" against leveldb::DBImpl::Get's "Get") */
 	int max_dist;
 	struct suggestion v[MAX_SUGGEST];
 	size_t n;
@@ -90,10 +95,43 @@ static void suggest_insert(struct suggest *sg, const struct suggestion *s)
 	sg->n++;
 }
 
-static void suggest_consider(struct suggest *sg, const char *name, bool in_main)
+/* The last `parts` "::"-separated parts of a qualified name (template arguments skipped). */
+static const char *last_parts(const char *qual, int parts)
 {
+	int depth = 0;
+	for (const char *p = qual + strlen(qual); p > qual; p--) {
+		if (p[-1] == '>')
+			depth++;
+		else if (p[-1] == '<' && depth)
+			depth--;
+		else if (!depth && p - qual >= 2 && p[-1] == ':' && p[-2] == ':' && --parts == 0)
+			return p;
+	}
+	return qual;
+}
+
+static int count_parts(const char *q)
+{
+	int n = 1;
+	for (const char *p = strstr(q, "::"); p; p = strstr(p + 2, "::"))
+		n++;
+	return n;
+}
+
+static void suggest_consider(struct suggest *sg, const char *sym, bool in_main)
+{
+	struct suggestion s = { .in_main = in_main };
+	const char *name = sym;
+	struct diag_fname fn;
+	if (sym[0] == '_' && sym[1] == 'Z') {
+		diag_fname_parse(sym, &fn);
+		if (fn.cxx && !fn.cold)
+			name = last_parts(fn.qual, sg->qparts);
+		snprintf(s.name, sizeof(s.name), "%.*s", (int)sizeof(s.name) - 1, fn.cxx ? fn.qual : sym);
+	} else {
+		snprintf(s.name, sizeof(s.name), "%s", sym);
+	}
 	size_t ln = strlen(name);
-	struct suggestion s = { .name = name, .in_main = in_main };
 	int d = (size_t)abs((int)ln - (int)sg->qlen) > (size_t)sg->max_dist
 			? sg->max_dist + 1
 			: osa_distance(sg->query, sg->qlen, name, ln, sg->max_dist);
@@ -122,7 +160,7 @@ static void suggest_in(struct suggest *sg, const struct symfile *sf, const struc
 void sym_suggest_text(struct diag_symcache *c, const struct diag_modmap *m,
 		      const struct diag_module *mod, const char *query, char *buf, size_t cap)
 {
-	struct suggest sg = { .query = query, .qlen = strlen(query) };
+	struct suggest sg = { .query = query, .qlen = strlen(query), .qparts = count_parts(query) };
 	sg.max_dist = sg.qlen <= 2 ? 1 : sg.qlen <= 5 ? 2 : (int)sg.qlen / 3;
 	for (size_t i = 0; i < m->n; i++) {
 		const struct symfile *sf;

@@ -6,6 +6,7 @@
  * reads target memory, never re-reads an indexed file, keeps no global state. */
 #include "sym/sym_internal.h"
 
+#include "sym/cxx.h"
 #include "dwarf/dwarf.h"
 #include "indexer/indexer.h"
 #include "util/search.h"
@@ -510,21 +511,69 @@ int diag_sym_lookup_addr(struct diag_symcache *c, const struct diag_modmap *m, u
 	return r;
 }
 
+/* "MODULE:GLOB" -> the module part into mod (cap bytes) and the glob after it; a glob without
+ * a module separator (C++'s "::" is not one) is returned whole with mod "". */
+static const char *split_module(const char *glob, char *mod, size_t cap)
+{
+	mod[0] = '\0';
+	for (const char *p = glob; p && *p; p++) {
+		if (p[0] == ':' && p[1] == ':') {
+			p++;
+			continue;
+		}
+		if (*p == ':' && p > glob && (size_t)(p - glob) < cap) {
+			memcpy(mod, glob, (size_t)(p - glob));
+			mod[p - glob] = '\0';
+			return p + 1;
+		}
+	}
+	return glob;
+}
+
+/* A symbol matches a glob by its ELF name, its demangled qualified name ("ns::C::get") or
+ * that name with its parameters; it is shown demangled. */
+static bool sym_matches(const char *glob, const char *name, const struct diag_fname *fn)
+{
+	if (!glob || fnmatch(glob, name, 0) == 0)
+		return true;
+	if (!fn->cxx)
+		return false;
+	char full[2 * DIAG_CXX_NAME_MAX];
+	snprintf(full, sizeof(full), "%s%s", fn->qual, fn->params);
+	return fnmatch(glob, fn->qual, 0) == 0 || fnmatch(glob, full, 0) == 0;
+}
+
 int diag_sym_foreach(struct diag_symcache *c, const struct diag_modmap *m, const char *glob,
 		     int (*cb)(void *arg, const struct diag_module *mod, const char *name,
 			       uint64_t addr, uint64_t size),
 		     void *arg)
 {
+	char modname[256] = "";
+	glob = glob ? split_module(glob, modname, sizeof(modname)) : NULL;
+	if (glob && !*glob)
+		glob = NULL;
+	const struct diag_module *only = modname[0] ? diag_modmap_by_name(m, modname) : NULL;
+	if (modname[0] && !only)
+		return -DIAG_E_NOSYM;
 	for (size_t i = 0; i < m->n; i++) {
 		const struct diag_module *mod = &m->mods[i];
 		const struct symfile *sf;
-		if (sym_file_get(c, mod, &sf, NULL) < 0)
+		if ((only && mod != only) || sym_file_get(c, mod, &sf, NULL) < 0)
 			continue;
 		for (size_t j = 0; j < sf->n; j++) {
 			const struct sym *s = &sf->syms[j];
-			if (glob && fnmatch(glob, s->name, 0) != 0)
+			struct diag_fname fn;
+			bool mangled = s->name[0] == '_' && s->name[1] == 'Z';
+			if (mangled)
+				diag_fname_parse(s->name, &fn);
+			else
+				fn.cxx = false;
+			if (!sym_matches(glob, s->name, &fn))
 				continue;
-			int rc = cb(arg, mod, s->name, s->addr + mod->bias, s->size);
+			char shown[2 * DIAG_CXX_NAME_MAX];
+			snprintf(shown, sizeof(shown), "%s%s", fn.cxx ? fn.qual : s->name,
+				 fn.cxx ? fn.params : "");
+			int rc = cb(arg, mod, shown, s->addr + mod->bias, s->size);
 			if (rc)
 				return rc;
 		}

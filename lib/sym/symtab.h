@@ -137,8 +137,10 @@ int diag_sym_lookup_func(struct diag_symcache *c, const struct diag_modmap *m, u
 			 char *name, size_t cap, uint64_t *start, uint64_t *size);
 
 /* Calls cb for each defined function (module by module, by address) whose name matches glob
- * (fnmatch); NULL glob = all. Modules whose file cannot be read are skipped. Stops at and
- * returns the first non-zero value cb returns; else 0. */
+ * (fnmatch; a C++ function also by its demangled name, with or without its parameters, and it
+ * is passed demangled); NULL glob = all. "MODULE:GLOB" lists only that module (named as a
+ * target names it). Modules whose file cannot be read are skipped. Stops at and returns the
+ * first non-zero value cb returns; else 0, or -DIAG_E_NOSYM when MODULE names no module. */
 int diag_sym_foreach(struct diag_symcache *c, const struct diag_modmap *m, const char *glob,
 		     int (*cb)(void *arg, const struct diag_module *mod, const char *name,
 			       uint64_t addr, uint64_t size),

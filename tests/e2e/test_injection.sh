@@ -20,7 +20,7 @@ clean() {
 	if grep -q '^FAKE' "$1"; then fail "$2: a forged line"; else pass "$2: no forged line"; fi
 }
 
-start_daemon
+start_daemon --foreground # its stdout carries the log lines checked below
 start_fixture fx "$BIN" 1 0
 fx=$fx_pid
 ctl attach "$fx" || die "attach"

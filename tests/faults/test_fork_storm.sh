@@ -18,7 +18,7 @@ if ldd "$DIAGNOSED" | grep -q libasan; then
 fi
 ok=0
 for path in jump int3; do
-	if [ $path = int3 ]; then DIAG_NO_FASTPATH=1 start_daemon $NOGOV; else start_daemon $NOGOV; fi
+	if [ $path = int3 ]; then DIAG_NO_FASTPATH=1 start_daemon --foreground $NOGOV; else start_daemon --foreground $NOGOV; fi
 	rm -f "$T/f.in" "$T/f.out"
 	start_fixture f "$DIAG_FIXTURE_DIR/forkstorm-O2-pie" "$N" 400 "$T/pids.$path"
 	req "{\"cmd\":\"attach\",\"pid\":$f_pid}" > /dev/null

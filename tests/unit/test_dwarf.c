@@ -116,8 +116,30 @@ static void test_debuglink(void)
 	CHECK_EQ_INT(system(cmd), 0);
 }
 
+/* gcc types __func__ as const (char [N]) of const char: spelt as C would, not "const ?". */
+static void test_spell_qualified_array(void)
+{
+	static const struct diag_type ch = {.kind = DIAG_TYPE_INT, .name = "char", .size = 1,
+					    .is_char = true};
+	static const struct diag_type cch = {.kind = DIAG_TYPE_CONST, .target = &ch};
+	static const struct diag_type arr = {.kind = DIAG_TYPE_ARRAY, .size = 5, .target = &cch,
+					     .count = 5};
+	static const struct diag_type carr = {.kind = DIAG_TYPE_CONST, .target = &arr};
+	static const struct diag_type arr2 = {.kind = DIAG_TYPE_ARRAY, .size = 5, .target = &ch,
+					      .count = 5};
+	static const struct diag_type carr2 = {.kind = DIAG_TYPE_CONST, .target = &arr2};
+	char buf[64];
+	diag_type_spell(&carr, buf, sizeof(buf));
+	CHECK_EQ_STR(buf, "const char [5]");
+	diag_type_spell(&carr2, buf, sizeof(buf));
+	CHECK_EQ_STR(buf, "const char [5]");
+	diag_type_spell(&arr2, buf, sizeof(buf));
+	CHECK_EQ_STR(buf, "char [5]");
+}
+
 int main(void)
 {
+	test_spell_qualified_array();
 	test_debuglink();
 	struct diag_dwarf_cache *dc = NULL;
 	CHECK_EQ_INT(diag_dwarf_cache_new(&dc), 0);
