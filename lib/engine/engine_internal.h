@@ -56,6 +56,8 @@ enum site_kind {
 	SITE_RET_ENTRY, /* function entry of a return probe: remembers the frame, no event */
 	SITE_RET,       /* a return address: the event of the frame it matches */
 	SITE_END,       /* an exit of the function body (ret, tail-call jmp) */
+	SITE_RET_EXIT,  /* an exit jump of a return probe: the event of the frame it closes (its
+			 * value and condition are the entry site's, borrowed) */
 	SITE_DL,        /* the dynamic linker's r_brk: the set of libraries changed */
 };
 
@@ -301,6 +303,10 @@ int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
  * results are in e->scratch, the sites in fired[]. */
 size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
 		   const struct diag_expr_ctx *ctx, bool cond_done, struct site **fired);
+/* One site's condition and value on ctx (x: the site holding the expressions, s the one
+ * counting), result into e->scratch[slot]; true when it fires. */
+bool eng_capture_site(struct diag_engine *e, struct site *s, struct site *x,
+		      const struct diag_expr_ctx *ctx, bool cond_done, size_t slot);
 /* Render and deliver the events of the n fired sites (after the thread runs again). */
 void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
 	      struct site **fired, size_t n, uint64_t ts);
@@ -312,7 +318,8 @@ struct diag_cap_snapshot;
  * trampoline), or recorded at the entry of a return probe. bp is the jump breakpoint of the
  * record's site, rec the record's header as read (regs, tsc, thread), snap its payload. */
 void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
-		     const struct diag_ring_rec *rec, const struct diag_cap_snapshot *snap);
+		     const struct diag_ring_rec *rec, const struct diag_cap_snapshot *snap,
+		     pid_t tid, uint64_t ts);
 
 /* The open frames of jump return probes (eproc.xframes: thread pointer -> its frames), kept
  * on records alone: an entry record at sp opens a frame (and purges those at or below sp,
@@ -334,7 +341,8 @@ size_t eng_xf_exit(struct diag_u64map *m, uint64_t thread, uint64_t sp, struct e
 		   size_t cap);
 void eng_xf_drop_thread(struct diag_u64map *m, uint64_t thread);
 void eng_xf_forget(struct diag_u64map *m, const struct probe *pr);
-size_t eng_xf_open(const struct diag_u64map *m);
+/* Open frames (of pr; NULL: of every probe). */
+size_t eng_xf_open(const struct diag_u64map *m, const struct probe *pr);
 void eng_xf_release(struct diag_u64map *m);
 
 /* ---- wake.c: when the rings are drained ---- */
@@ -354,6 +362,7 @@ struct eng_slot {
 	struct diag_tramp_layout layout;
 	struct diag_tramp_slot_header hdr;
 	bool cond_in_daemon;      /* the conditions at the site are evaluated on the record */
+	uint64_t term;            /* an exit trampoline's terminator (0: an entry trampoline) */
 	bool retired;             /* its jump is out; unmapped once no thread is inside */
 	size_t adopt;             /* a fork child's copy: probes still to join the trampoline
 				   * built for the same probes in the parent (no rebuild) */

@@ -162,7 +162,7 @@ void eng_ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr)
 	struct eproc *mem = eproc_mem(ep);
 	bool alive = diag_u64map_get(&e->procs, (uint64_t)mem->tp->pid) == mem;
 	for (size_t i = 0; i < pr->nrsites; i++) {
-		if (alive)
+		if (alive && pr->rsites[i]->bp) /* exit jumps: taken off by the caller */
 			diag_bp_del_user(&mem->bps, mem->tp, pr->rsites[i]->bp, pr->rsites[i]);
 		free(pr->rsites[i]);
 	}
@@ -223,6 +223,24 @@ int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 
 /* ---- exits for exit trampolines (exitjump.c places them) ---- */
 
+/* The function's code as compiled: live bytes, with what our own patches (int3s, jumps)
+ * replaced put back (another probe's jump at the entry would read as a tail call). */
+static bool read_unpatched(struct eproc *ep, uint64_t start, uint8_t *code, size_t len)
+{
+	if (diag_proc_read(ep->tp, start, code, len) != (ssize_t)len)
+		return false;
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&eproc_mem(ep)->bps.by_addr, &pos, &k, &v)) {
+		const struct diag_bp *bp = v;
+		for (size_t i = 0; i < bp->written_len && i < sizeof(bp->orig_bytes); i++)
+			if (bp->addr + i >= start && bp->addr + i < start + len)
+				code[bp->addr + i - start] = bp->orig_bytes[i];
+	}
+	return true;
+}
+
 int eng_exit_plans_of(struct eproc *ep, uint64_t func_start, uint64_t func_end,
 		      struct diag_exit_plan **plans, size_t *n, char *why, size_t cap)
 {
@@ -236,7 +254,7 @@ int eng_exit_plans_of(struct eproc *ep, uint64_t func_start, uint64_t func_end,
 	struct diag_exit_plan *p = calloc(MAX_END_SITES, sizeof(*p));
 	int k = -ENOMEM;
 	if (code && p)
-		k = diag_proc_read(ep->tp, func_start, code, len) == (ssize_t)len
+		k = read_unpatched(ep, func_start, code, len)
 			    ? diag_exit_plans(code, len, func_start, p, MAX_END_SITES)
 			    : -EIO;
 	free(code);

@@ -36,7 +36,7 @@ int main(void)
 	CHECK_EQ_INT(ex(&m, A, 1000, out), 1);
 	CHECK(out[0].entry == &fP);
 	CHECK_EQ_INT(out[0].tsc, 11);
-	CHECK_EQ_INT(eng_xf_open(&m), 0);
+	CHECK_EQ_INT(eng_xf_open(&m, NULL), 0);
 
 	/* recursion: each exit closes its own depth */
 	for (uint64_t d = 0; d < 5; d++)
@@ -45,22 +45,22 @@ int main(void)
 		CHECK_EQ_INT(ex(&m, A, 1000 - 16 * d, out), 1);
 		CHECK_EQ_INT(out[0].tsc, 100 + d);
 	}
-	CHECK_EQ_INT(eng_xf_open(&m), 0);
+	CHECK_EQ_INT(eng_xf_open(&m, NULL), 0);
 
 	/* longjmp out of a probed frame, then the same function entered again from the same
 	 * place: the first frame is gone, the exit is the second's */
 	CHECK_EQ_INT(en(&m, A, 900, 1, &gP), 0);
 	CHECK_EQ_INT(en(&m, A, 900, 2, &gP), 0);
-	CHECK_EQ_INT(eng_xf_open(&m), 1);
+	CHECK_EQ_INT(eng_xf_open(&m, NULL), 1);
 	CHECK_EQ_INT(ex(&m, A, 900, out), 1);
 	CHECK_EQ_INT(out[0].tsc, 2);
 	/* ... or entered again from higher up (longjmp to an outer setjmp) */
 	CHECK_EQ_INT(en(&m, A, 800, 3, &gP), 0);
 	CHECK_EQ_INT(en(&m, A, 950, 4, &gP), 0);
-	CHECK_EQ_INT(eng_xf_open(&m), 1);
+	CHECK_EQ_INT(eng_xf_open(&m, NULL), 1);
 	CHECK_EQ_INT(ex(&m, A, 950, out), 1);
 	CHECK_EQ_INT(out[0].tsc, 4);
-	CHECK_EQ_INT(eng_xf_open(&m), 0);
+	CHECK_EQ_INT(eng_xf_open(&m, NULL), 0);
 
 	/* an exception thrown in h, through g, caught in f, which returns: no event for g or
 	 * h, f's exit closes f */
@@ -70,13 +70,13 @@ int main(void)
 	CHECK_EQ_INT(ex(&m, A, 1000, out), 1);
 	CHECK(out[0].entry == &fP);
 	CHECK_EQ_INT(out[0].tsc, 5);
-	CHECK_EQ_INT(eng_xf_open(&m), 0);
+	CHECK_EQ_INT(eng_xf_open(&m, NULL), 0);
 
 	/* an exit whose entry was not recorded (the probe came while the thread was inside):
 	 * nothing closes, and the frames above it stay */
 	CHECK_EQ_INT(en(&m, A, 1000, 8, &fP), 0);
 	CHECK_EQ_INT(ex(&m, A, 900, out), 0);
-	CHECK_EQ_INT(eng_xf_open(&m), 1);
+	CHECK_EQ_INT(eng_xf_open(&m, NULL), 1);
 	CHECK_EQ_INT(ex(&m, A, 1000, out), 1);
 
 	/* two threads at the same addresses (two stacks never overlap, but thread pointers
@@ -86,7 +86,7 @@ int main(void)
 	CHECK_EQ_INT(en(&m, B, 900, 31, &gP), 0);
 	CHECK_EQ_INT(ex(&m, A, 1000, out), 1);
 	CHECK_EQ_INT(out[0].tsc, 20);
-	CHECK_EQ_INT(eng_xf_open(&m), 2);
+	CHECK_EQ_INT(eng_xf_open(&m, NULL), 2);
 	CHECK_EQ_INT(ex(&m, B, 900, out), 1);
 	CHECK_EQ_INT(out[0].tsc, 31);
 	CHECK_EQ_INT(ex(&m, B, 1000, out), 1);
@@ -95,10 +95,10 @@ int main(void)
 	/* two probes on one function: one record, a frame each, both close at the exit */
 	struct site *both[2] = {&fP, &fQ};
 	CHECK_EQ_INT(eng_xf_enter(&m, A, 1000, 40, both, 2), 0);
-	CHECK_EQ_INT(eng_xf_open(&m), 2);
+	CHECK_EQ_INT(eng_xf_open(&m, NULL), 2);
 	CHECK_EQ_INT(ex(&m, A, 1000, out), 2);
 	CHECK((out[0].entry == &fQ && out[1].entry == &fP));
-	CHECK_EQ_INT(eng_xf_open(&m), 0);
+	CHECK_EQ_INT(eng_xf_open(&m, NULL), 0);
 
 	/* bounded: a runaway recursion loses the returns beyond the bound, not the others */
 	eng_xf_release(&m);
@@ -107,22 +107,22 @@ int main(void)
 	for (uint64_t d = 0; d < ENG_XFRAMES_MAX + 10; d++)
 		refused += en(&m, A, top - 16 * d, d, &fP) == -ENOSPC;
 	CHECK_EQ_INT(refused, 10);
-	CHECK_EQ_INT(eng_xf_open(&m), ENG_XFRAMES_MAX);
+	CHECK_EQ_INT(eng_xf_open(&m, NULL), ENG_XFRAMES_MAX);
 	CHECK_EQ_INT(ex(&m, A, top - 16 * (ENG_XFRAMES_MAX - 1), out), 1);
 	CHECK_EQ_INT(out[0].tsc, ENG_XFRAMES_MAX - 1);
 	CHECK_EQ_INT(ex(&m, A, top, out), 1);
 	CHECK_EQ_INT(out[0].tsc, 0);
-	CHECK_EQ_INT(eng_xf_open(&m), 0);
+	CHECK_EQ_INT(eng_xf_open(&m, NULL), 0);
 
 	/* a probe removed with frames open, a thread gone */
 	CHECK_EQ_INT(en(&m, A, 1000, 50, &fP), 0);
 	CHECK_EQ_INT(en(&m, A, 900, 51, &hQ), 0);
 	CHECK_EQ_INT(en(&m, B, 1000, 52, &hQ), 0);
 	eng_xf_forget(&m, &Q);
-	CHECK_EQ_INT(eng_xf_open(&m), 1);
+	CHECK_EQ_INT(eng_xf_open(&m, NULL), 1);
 	CHECK_EQ_INT(ex(&m, A, 900, out), 0);
 	eng_xf_drop_thread(&m, A);
-	CHECK_EQ_INT(eng_xf_open(&m), 0);
+	CHECK_EQ_INT(eng_xf_open(&m, NULL), 0);
 	CHECK_EQ_INT(ex(&m, A, 1000, out), 0);
 	eng_xf_release(&m);
 	return CHECK_DONE();

@@ -230,7 +230,7 @@ static void drain(void)
 		f->pairs++;
 		f->bad += !ok;
 	}
-	CHECK_EQ_INT(eng_xf_open(&frames), 0); /* nothing left by the longjmps */
+	CHECK_EQ_INT(eng_xf_open(&frames, NULL), 0); /* nothing left by the longjmps */
 	eng_xf_release(&frames);
 	diag_u64map_release(&args);
 }
