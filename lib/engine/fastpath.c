@@ -788,7 +788,7 @@ static int join(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, str
 		struct diag_error *err)
 {
 	struct eng_slot *sl = diag_u64map_get(&ep->slots, bp->slot_page);
-	if (sl && sl->adopt && s->kind == SITE_CALL) {
+	if (sl && sl->adopt) {
 		/* a fork child's probes join the copy of the parent's trampoline, built for the
 		 * same probes; the child has not run since the fork (nothing to rebuild) */
 		sl->adopt--;
@@ -799,7 +799,6 @@ static int join(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, str
 	struct diag_expr_capture cap;
 	struct diag_error cerr = {0};
 	/* an exit jump is never demoted: an int3 at its start is not where its sites are */
-	const struct eng_slot *sl = diag_u64map_get(&ep->slots, bp->slot_page);
 	bool exit_jump = sl && sl->term;
 	int cr = compile_for(bp, s, NULL, &cap, &cerr);
 	if (cr < 0)
@@ -884,10 +883,13 @@ static int place_exit(struct diag_engine *e, struct eproc *ep, struct diag_threa
 {
 	struct diag_bp *bp = diag_bp_at(&ep->bps, p->start);
 	const struct eng_slot *sl = bp ? diag_u64map_get(&ep->slots, bp->slot_page) : NULL;
-	if (bp) /* another probe's exit jump there: share it */
+	if (bp) /* another probe's exit jump there (or a fork child's copy): share it */
 		return sl && sl->term == p->term ? join(e, ep, bp, x, err)
 						 : why(x, "another patch at 0x%llx",
 						       (unsigned long long)p->start);
+	if (!t)
+		return why(x, "the exit at 0x%llx has no jump in the copy of the parent",
+			   (unsigned long long)p->term);
 	struct diag_expr_capture cap;
 	struct diag_error cerr = {0};
 	if ((x->kind == SITE_END ? compile_for(NULL, x, NULL, &cap, &cerr)
@@ -915,8 +917,12 @@ static int place_return(struct diag_engine *e, struct eproc *ep, struct site *s,
 			free(plans);
 			return why(s, "%s", buf);
 		}
-	struct diag_thread *t = eng_freeze(e, ep);
-	if (!t) {
+	/* a fork child adopts the copies of its parent's trampolines: no freeze before its
+	 * first stop, every jump already there */
+	const struct eng_slot *esl = entry ? diag_u64map_get(&ep->slots, entry->slot_page) : NULL;
+	bool adopting = esl && esl->adopt;
+	struct diag_thread *t = adopting ? NULL : eng_freeze(e, ep);
+	if (!t && !adopting) {
 		free(plans);
 		return diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)ep->tp->pid);
 	}
@@ -945,8 +951,10 @@ static int place_return(struct diag_engine *e, struct eproc *ep, struct site *s,
 		eng_fast_reap(e, ep);
 	}
 	free(plans);
-	learn_all(ep);
-	eng_thaw(e, ep);
+	if (!adopting) {
+		learn_all(ep);
+		eng_thaw(e, ep);
+	}
 	eng_fast_timer(e);
 	return r;
 }
@@ -974,7 +982,11 @@ static int place_end(struct diag_engine *e, struct eproc *ep, struct site *s,
 		why(s, "%s", buf);
 	else
 		r = 0;
-	if (r == 0) {
+	struct diag_bp *there = p ? diag_bp_at(&ep->bps, p->start) : NULL;
+	const struct eng_slot *sl = there ? diag_u64map_get(&ep->slots, there->slot_page) : NULL;
+	if (r == 0 && sl && sl->adopt) { /* a fork child: its copy of the parent's jump */
+		r = place_exit(e, ep, NULL, s, p, err);
+	} else if (r == 0) {
 		struct diag_thread *t = eng_freeze(e, ep);
 		if (!t)
 			r = diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)ep->tp->pid);
