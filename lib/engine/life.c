@@ -27,6 +27,8 @@ struct eproc *eng_proc_new(struct diag_engine *e, struct diag_proc *tp)
 	diag_bptable_init(&ep->bps);
 	eng_hooks_set(ep);
 	diag_u64map_init(&ep->jumps);
+	diag_u64map_init(&ep->xframes); /* a fork child's start empty: the copied ring's
+					 * records before the fork are its parent's */
 	diag_u64map_init(&ep->slots);
 	diag_u64map_init(&ep->tps);
 	diag_u64map_init(&ep->tp_tried);
@@ -54,6 +56,7 @@ static void eproc_drop(struct diag_engine *e, struct eproc *ep)
 	eng_dl_unwatch(ep, false);
 	diag_bptable_release(&ep->bps);
 	eng_fast_reset(ep);
+	eng_xf_release(&ep->xframes);
 	eng_safety_forget(ep);
 	eng_guard_forget(ep);
 	eng_journal_close(ep, true); /* gone, or left with every byte restored */
@@ -160,6 +163,7 @@ void eng_life_exec(struct diag_engine *e, struct diag_thread *t)
 	eng_hooks_set(ep);
 	eng_journal_reset(e, ep); /* a new image: nothing of ours is in it */
 	eng_fast_reset(ep); /* the ring, slots and thread pointers went with the old image */
+	eng_xf_release(&ep->xframes); /* frames of the old image's functions */
 	eng_dl_unwatch(ep, false);
 	eng_safety_forget(ep); /* exec reset the action and unmapped the handler */
 	eng_guard_forget(ep);  /* likewise */
