@@ -246,11 +246,12 @@ void eng_life_exiting(struct diag_engine *e, struct diag_thread *t)
 
 /* ---- detach ---- */
 
-/* Move a stopped thread out of any slot so the slot pages can go. */
+/* Move a stopped thread out of any slot so the slot pages can go. A capture trampoline's
+ * program may copy a string of a few KiB: tens of thousands of steps in the worst case. */
 static void leave_slots(struct eproc *ep, struct diag_thread *t)
 {
 	struct diag_bptable *bps = &eproc_mem(ep)->bps;
-	for (int steps = 0; steps < 512; steps++) {
+	for (int steps = 0; steps < 65536; steps++) {
 		diag_regs regs;
 		if (diag_regs_read(t->tid, &regs) < 0)
 			return;
