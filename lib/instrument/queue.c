@@ -3,7 +3,7 @@
  * a release store of head, the worker fires everything up to the head it saw and gives the
  * bytes back by a release store of tail. The mutex only parks and wakes the worker and
  * serves drain(). push never waits, never allocates, and makes no system call unless the
- * worker sleeps or the ring is a quarter full. */
+ * worker sleeps, or once when the ring passes a quarter full until the worker moves on. */
 #include "instrument/queue.h"
 #include "util/clock.h"
 
