@@ -10,6 +10,8 @@
  *   journal_recover.c  reading journals: a dead predecessor's patches taken out, sweeping
  *   safety_install.c   the SIGTRAP safety handler: installed into a target, its table kept
  *                      in step with the int3s, copied at fork, removed at detach
+ *   guard_install.c    the SIGSEGV/SIGBUS fault guard of capture trampolines: installed
+ *                      before the first that reads memory, copied at fork, removed at detach
  *   breakpoints.c      the hooks of every patch (journal, safety table); a breakpoint with a
  *                      thread stopped for its slot page; addresses inside a jump's bytes
  *   retprobe.c         return and end events: frames waiting for their return, exits
@@ -49,6 +51,7 @@
 struct probe;
 struct eng_stack_proc;
 struct eng_safety;
+struct eng_guard;
 struct diag_unwinder;
 
 enum site_kind {
@@ -130,6 +133,7 @@ struct eproc {
 				   * dispatch (every thread stopped once), then drain again */
 	bool draining;            /* eng_fast_drain is running (a nested stop must not re-enter) */
 	struct eng_safety *safety; /* the SIGTRAP safety handler, once an int3 is placed */
+	struct eng_guard *guard;  /* the fault guard, once a capture trampoline reads memory */
 	struct probe *dl_probe;   /* the engine's own watch on library loads (dynlink.c) */
 	int journal_fd;           /* journal.c: this process's patches, -1 when none */
 	char journal_path[300];
@@ -215,6 +219,8 @@ void eng_journal_reset(struct diag_engine *e, struct eproc *ep);
 void eng_journal_pages(struct eproc *ep);
 void eng_journal_map(struct eproc *ep, uint64_t addr, uint64_t len, const char *what);
 void eng_journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_action);
+/* Our action for another signal (the fault guard's SIGSEGV, SIGBUS) over the target's. */
+void eng_journal_action(struct eproc *ep, int sig, uint64_t ours, const void *old_action);
 /* A patch about to be written; a patch whose bytes are back. */
 void eng_journal_patch(struct eproc *ep, const struct diag_bp *bp);
 void eng_journal_unpatch(struct eproc *ep, const struct diag_bp *bp);
@@ -258,6 +264,19 @@ void eng_safety_remove(struct eproc *ep, struct diag_thread *t);
 /* Forget without touching the target (exit, exec). */
 void eng_safety_forget(struct eproc *ep);
 int eng_safety_fork(struct eproc *child, const struct eproc *parent);
+
+/* ---- guard_install.c: the fault guard in the target ---- */
+/* Before the first capture trampoline of ep that reads memory is patched in (every call after
+ * the first success is free): the guard mapped and chained over the target's SIGSEGV and
+ * SIGBUS actions (a stopped thread is borrowed, or stopped and returned in *stopped). */
+int eng_guard_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
+		     struct diag_error *err);
+/* Detach, once no capture trampoline is patched or running: each action back unless the
+ * target replaced ours since, the blob unmapped (t stopped). */
+void eng_guard_remove(struct eproc *ep, struct diag_thread *t);
+/* Forget without touching the target (exit, exec). */
+void eng_guard_forget(struct eproc *ep);
+int eng_guard_fork(struct eproc *child, const struct eproc *parent);
 
 /* ---- breakpoints.c: the engine's side of every breakpoint ---- */
 /* Install the hooks (journal, safety table) in ep's breakpoint table. */

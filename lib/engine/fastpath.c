@@ -658,6 +658,16 @@ static void capture_desc(struct diag_tramp_capture *c, uint64_t term,
 	};
 }
 
+/* Before a trampoline can run: the in-target fault guard, which repairs its faults when no
+ * daemon is there to (a load through a bad pointer, or the thread pointer's load in a thread
+ * without TLS yet: guard_install.c). Every thread frozen, t a stopped one. */
+static int guard_for(struct diag_engine *e, struct eproc *ep, struct diag_thread *t,
+		     struct diag_error *err)
+{
+	struct diag_thread *stopped = t;
+	return eng_guard_ensure(e, ep, &stopped, err);
+}
+
 /* A new capture jump for s alone (every thread of ep frozen, t one of them): an entry
  * trampoline at addr (room bytes of the function from there), or for term != 0 an exit
  * trampoline over [addr, term + its length) (room: those bytes). */
@@ -672,6 +682,9 @@ static int place_capture(struct diag_engine *e, struct eproc *ep, struct diag_th
 		if (r < 0)
 			return why(s, "cannot map the ring: %s", diag_strerror(r));
 	}
+	struct diag_error gerr = {0};
+	if (guard_for(e, ep, t, &gerr) < 0)
+		return why(s, "%s", gerr.msg);
 	uint32_t id = ep->next_site + 1;
 	if (id >= DIAG_RING_MAX_SITES)
 		return why(s, "out of site counters (%d per process)", DIAG_RING_MAX_SITES - 1);
@@ -819,7 +832,9 @@ static int join(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, str
 		r = demote(e, ep, bp, err);
 	} else {
 		struct diag_error rerr = {0};
-		r = rebuild(e, ep, bp, &cap, &rerr);
+		r = guard_for(e, ep, t, &rerr);
+		if (r == 0)
+			r = rebuild(e, ep, bp, &cap, &rerr);
 		/* the hits before it are not this probe's: neither counted nor delivered */
 		if (r == 0) {
 			s->fast_base = eng_fast_count(ep, bp);

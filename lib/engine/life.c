@@ -58,6 +58,7 @@ static void eproc_drop(struct diag_engine *e, struct eproc *ep)
 	eng_fast_reset(ep);
 	eng_xf_release(&ep->xframes);
 	eng_safety_forget(ep);
+	eng_guard_forget(ep);
 	eng_journal_close(ep, true); /* gone, or left with every byte restored */
 	diag_u64map_del(&e->procs, (uint64_t)ep->tp->pid);
 	eng_stack_forget(e, ep);
@@ -111,6 +112,7 @@ void eng_life_fork(struct diag_engine *e, struct diag_thread *parent, pid_t chil
 	if (!vfork) {
 		eng_fast_fork(e, cep, eproc_mem(pep));
 		eng_safety_fork(cep, eproc_mem(pep));
+		eng_guard_fork(cep, eproc_mem(pep));
 	}
 	if (e->cb.on_process)
 		e->cb.on_process(e->cb.ctx, pep->tp->pid, DIAG_PROC_FORK, child);
@@ -164,6 +166,7 @@ void eng_life_exec(struct diag_engine *e, struct diag_thread *t)
 	eng_xf_release(&ep->xframes); /* frames of the old image's functions */
 	eng_dl_unwatch(ep, false);
 	eng_safety_forget(ep); /* exec reset the action and unmapped the handler */
+	eng_guard_forget(ep);  /* likewise */
 	eng_stack_forget(e, ep); /* the old image's modules */
 	if (tp->mem_owner) { /* a vfork child gets its own memory at exec */
 		/* the records it made in its parent's ring are its own; the thread pointer is
@@ -243,11 +246,12 @@ void eng_life_exiting(struct diag_engine *e, struct diag_thread *t)
 
 /* ---- detach ---- */
 
-/* Move a stopped thread out of any slot so the slot pages can go. */
+/* Move a stopped thread out of any slot so the slot pages can go. A capture trampoline's
+ * program may copy a string of a few KiB: tens of thousands of steps in the worst case. */
 static void leave_slots(struct eproc *ep, struct diag_thread *t)
 {
 	struct diag_bptable *bps = &eproc_mem(ep)->bps;
-	for (int steps = 0; steps < 512; steps++) {
+	for (int steps = 0; steps < 65536; steps++) {
 		diag_regs regs;
 		if (diag_regs_read(t->tid, &regs) < 0)
 			return;
@@ -303,6 +307,7 @@ void eng_proc_detach(struct diag_engine *e, struct eproc *ep)
 	if (!ep->tp->mem_owner) {
 		diag_bptable_restore_all(&ep->bps, ep->tp);
 		eng_safety_remove(ep, any); /* after the bytes: no int3 is left to need it */
+		eng_guard_remove(ep, any);  /* no trampoline is patched, no thread is in one */
 		diag_xol_unmap_all(&ep->bps.xol, any);
 		eng_fast_unmap(ep, any);
 	}

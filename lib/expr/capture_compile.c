@@ -29,18 +29,25 @@
 
 #define GUARD_BELOW 4096  /* addresses below it are never mapped (page 0) */
 #define CC_MAX_SKIPS 64
+#define STREQ_PREFIX_MAX 64 /* literals compared by loads, 8 bytes at a time */
 
 /* What a node left: V_NUM and V_MEM hold one stack slot (the number eval would hold, the
  * address eval would read at); V_CONST is a number known now; V_REG the bytes of a general
- * register (a variable living there); V_DAEMON something the daemon computes from the record
+ * register (a variable living there); V_PIECES a variable in DWARF pieces; V_DAEMON something the daemon computes from the record
  * with nothing left in the target; V_ERROR: eval stops here with an error (the path ended). */
-enum cvk { V_NUM, V_CONST, V_MEM, V_REG, V_DAEMON, V_ERROR };
+enum cvk { V_NUM, V_CONST, V_MEM, V_REG, V_PIECES, V_DAEMON, V_ERROR };
+
+#define CV_MAX_PIECES 4
 
 struct cv {
 	enum cvk k;
 	uint64_t u;   /* V_CONST */
 	int reg;      /* V_REG: offset in diag_regs */
 	bool dyn;     /* V_MEM: computed from target data (guarded before reading) */
+	/* V_PIECES (a DWARF location in pieces, its bytes in the record and the captured
+	 * blocks): the pieces held whole by one general register, [off, off + len) of the object */
+	struct { uint32_t off, len; int reg; } pieces[CV_MAX_PIECES];
+	size_t npieces;
 };
 
 enum fail { F_NONE, F_DAEMON, F_STOP, F_LIMIT };
@@ -57,6 +64,7 @@ struct cc {
 	bool cond;               /* computing a condition's truth in the target */
 	int depth;
 	bool dead;               /* after a JMP or END: no fall-through */
+	size_t barrier;          /* ops before it may be a jump's target: no peephole across */
 	uint64_t payload;
 	struct jump skips[CC_MAX_SKIPS]; /* to the end of the current expression */
 	size_t nskips;
@@ -95,13 +103,51 @@ static int effect(uint8_t op)
 	}
 }
 
+static bool emit(struct cc *c, uint8_t op, uint32_t a, uint64_t imm);
+
+/* A condition saves nothing: a read only the daemon would look at still decides whether eval
+ * faults, so it is made (and dropped) when one load can make it. */
+static bool emit_cond_save(struct cc *c, uint8_t op, uint32_t a)
+{
+	if (op == DIAG_CAP_SAVE_FPREG)
+		return true;
+	if (op == DIAG_CAP_SAVE_MEM && (a == 1 || a == 2 || a == 4 || a == 8))
+		return emit(c, DIAG_CAP_LOAD, a, 0) && emit(c, DIAG_CAP_DROP, 0, 0);
+	return failv(c, F_DAEMON, "a condition reading %u bytes for the daemon", a);
+}
+
+/* The op before the next one, when no jump lands between them; else NULL. */
+static const struct diag_cap_op *prev_op(const struct cc *c, size_t back)
+{
+	size_t n = c->p->n;
+	return n >= back + 1 && n - back - 1 >= c->barrier && !c->dead ? &c->p->ops[n - back - 1] : NULL;
+}
+
+/* An extension the top has already: a LOAD zero-extends, and extending twice is once. */
+static bool redundant(const struct cc *c, uint8_t op, uint32_t a)
+{
+	const struct diag_cap_op *p = prev_op(c, 0);
+	if (!p)
+		return false;
+	if (op == DIAG_CAP_ZEXT)
+		return (p->op == DIAG_CAP_LOAD && p->a <= a) || (p->op == DIAG_CAP_ZEXT && p->a <= a);
+	if (op == DIAG_CAP_SEXT)
+		return p->op == DIAG_CAP_SEXT && p->a == a;
+	return false;
+}
+
 static bool emit(struct cc *c, uint8_t op, uint32_t a, uint64_t imm)
 {
 	if (c->fail)
 		return false;
+	if (c->cond && (op == DIAG_CAP_SAVE_MEM || op == DIAG_CAP_SAVE_MEM_N || op == DIAG_CAP_SAVE_STR ||
+			op == DIAG_CAP_SAVE_FPREG))
+		return emit_cond_save(c, op, a);
 	if (c->p->n >= DIAG_CAP_MAX_OPS)
 		return failv(c, F_LIMIT, "needs more than the %d operations a capture program may have",
 			     DIAG_CAP_MAX_OPS);
+	if (redundant(c, op, a))
+		return true;
 	c->p->ops[c->p->n++] = (struct diag_cap_op){ .op = op, .a = a, .imm = imm };
 	c->depth += effect(op);
 	if (c->depth > DIAG_CAP_MAX_STACK)
@@ -120,6 +166,14 @@ static bool k(struct cc *c, uint64_t v)
 	return emit(c, DIAG_CAP_CONST, 0, v);
 }
 
+/* [addr] -> [the size-byte value there], its bytes captured for the daemon's eval. */
+static bool read_value(struct cc *c, uint32_t size)
+{
+	if (!c->cond && (!emit(c, DIAG_CAP_DUP, 0, 0) || !emit(c, DIAG_CAP_SAVE_MEM, size, 0)))
+		return false;
+	return emit(c, DIAG_CAP_LOAD, size, 0);
+}
+
 /* A forward jump whose target is placed later by land(). */
 static bool jump(struct cc *c, uint8_t op, struct jump *j)
 {
@@ -134,6 +188,7 @@ static bool land(struct cc *c, const struct jump *j)
 	if (c->fail)
 		return false;
 	c->p->ops[j->op].a = (uint32_t)c->p->n;
+	c->barrier = c->p->n;
 	if (c->dead) {
 		c->depth = j->depth;
 		c->dead = false;
@@ -175,7 +230,14 @@ static bool push_const(struct cc *c, struct cv *v)
 
 static bool add_const(struct cc *c, uint64_t off)
 {
-	return !off || (k(c, off) && emit(c, DIAG_CAP_ADD, 0, 0));
+	const struct diag_cap_op *add = prev_op(c, 0), *cst = prev_op(c, 1);
+	if (!off)
+		return !c->fail;
+	if (add && cst && add->op == DIAG_CAP_ADD && cst->op == DIAG_CAP_CONST) { /* fold */
+		c->p->ops[c->p->n - 2].imm += off;
+		return !c->fail;
+	}
+	return k(c, off) && emit(c, DIAG_CAP_ADD, 0, 0);
 }
 
 /* The top truncated to size bytes and extended (expr_extend). */
@@ -222,7 +284,7 @@ static bool need_num(struct cc *c, const struct expr_node *n, struct cv *v)
 
 /* ---- conversions and loads (eval.c: convert, load, decode) ---- */
 
-static bool convert(struct cc *c, const struct expr_node *n, struct cv *v, const struct diag_type *from,
+static bool convert(struct cc *c, struct cv *v, const struct diag_type *from,
 		    const struct diag_type *to)
 {
 	const struct diag_type *f = diag_type_strip(from), *t = diag_type_strip(to);
@@ -235,7 +297,6 @@ static bool convert(struct cc *c, const struct expr_node *n, struct cv *v, const
 		*v = (struct cv){ .k = V_DAEMON };
 		return true;
 	}
-	(void)n;
 	if (t->kind == DIAG_TYPE_BOOL) {
 		if (v->k == V_CONST) {
 			v->u = v->u != 0;
@@ -256,10 +317,33 @@ static bool forget(struct cc *c, struct cv *v)
 	return true;
 }
 
+/* The register holding bytes [off, off + len) of a value in pieces whole, and where they
+ * start in it; -1 when no single register piece holds them. */
+static int piece_reg(const struct cv *v, uint64_t off, uint64_t len, uint64_t *shift)
+{
+	for (size_t i = 0; i < v->npieces; i++)
+		if (off >= v->pieces[i].off && off + len <= (uint64_t)v->pieces[i].off + v->pieces[i].len) {
+			*shift = off - v->pieces[i].off;
+			return v->pieces[i].reg;
+		}
+	return -1;
+}
+
 /* eval's load(): a scalar of type t read where v designates; with need its number in the
  * target, else only its bytes captured. */
 static bool load(struct cc *c, const struct diag_type *t, struct cv *v, bool need)
 {
+	if (v->k == V_PIECES) { /* a scalar in pieces: one register may hold it whole */
+		const struct diag_type *s = diag_type_strip(t);
+		uint64_t shift = 0;
+		int r = need && expr_is_scalar(s) && !is_float(s) && s->size <= 8 ?
+			piece_reg(v, 0, s->size, &shift) : -1;
+		if (r < 0 || shift) {
+			*v = (struct cv){ .k = V_DAEMON };
+			return true;
+		}
+		*v = (struct cv){ .k = V_REG, .reg = r };
+	}
 	if (v->k != V_MEM && v->k != V_REG)
 		return true;
 	const struct diag_type *s = diag_type_strip(t);
@@ -285,8 +369,7 @@ static bool load(struct cc *c, const struct diag_type *t, struct cv *v, bool nee
 			*v = (struct cv){ .k = V_DAEMON };
 			return emit(c, DIAG_CAP_SAVE_MEM, (uint32_t)s->size, 0);
 		}
-		if (!emit(c, DIAG_CAP_DUP, 0, 0) || !emit(c, DIAG_CAP_SAVE_MEM, (uint32_t)s->size, 0) ||
-		    !emit(c, DIAG_CAP_LOAD, (uint32_t)s->size, 0))
+		if (!read_value(c, (uint32_t)s->size))
 			return false;
 		*v = (struct cv){ .k = V_NUM };
 	}
@@ -305,7 +388,7 @@ static bool num(struct cc *c, const struct expr_node *n, const struct diag_type 
 		return false;
 	if (!need)
 		return forget(c, v);
-	return convert(c, n, v, n->type, to) && need_num(c, n, v);
+	return convert(c, v, n->type, to) && need_num(c, n, v);
 }
 
 /* eval's ev_address: the address an array or pointer operand designates, on the stack. */
@@ -365,7 +448,7 @@ static bool loc_reg_value(struct locst *l, uint64_t regno)
 		return emit(c, DIAG_CAP_SAVE_FPREG, x, 0) && emit(c, DIAG_CAP_FPREG, x, 0);
 	}
 	int off = diag_reg_dwarf((int)regno);
-	if (off < 0)
+	if (off < 0 || !diag_cap_reg_saved((uint32_t)off))
 		return failv(c, F_LIMIT, "'%s' is computed from DWARF register %llu, which a capture does not save",
 			     l->name, (unsigned long long)regno);
 	if (regno != 6 && regno != 7) /* not the frame or stack pointer: may be any value */
@@ -391,7 +474,24 @@ static bool shift(struct cc *c, uint8_t op)
 	       k(c, 0) && land(c, &done);
 }
 
-static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, struct cv *v);
+static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t start, size_t end, struct cv *v);
+
+/* The op of a DWARF binary operation, as dwarf/loc.c computes it (div signed, mod unsigned,
+ * comparisons signed). */
+static uint8_t loc_binop(uint8_t atom)
+{
+	static const struct { uint8_t dw, cap; } map[] = {
+		{ DW_OP_plus, DIAG_CAP_ADD }, { DW_OP_minus, DIAG_CAP_SUB }, { DW_OP_mul, DIAG_CAP_MUL },
+		{ DW_OP_div, DIAG_CAP_DIVS }, { DW_OP_mod, DIAG_CAP_REMU }, { DW_OP_and, DIAG_CAP_AND },
+		{ DW_OP_or, DIAG_CAP_OR }, { DW_OP_xor, DIAG_CAP_XOR }, { DW_OP_eq, DIAG_CAP_EQ },
+		{ DW_OP_ne, DIAG_CAP_NE }, { DW_OP_lt, DIAG_CAP_LTS }, { DW_OP_le, DIAG_CAP_LES },
+		{ DW_OP_gt, DIAG_CAP_GTS }, { DW_OP_ge, DIAG_CAP_GES },
+	};
+	for (size_t m = 0; m < sizeof(map) / sizeof(map[0]); m++)
+		if (map[m].dw == atom)
+			return map[m].cap;
+	return DIAG_CAP_ADD; /* not reached: the callers pass one of the above */
+}
 
 static bool loc_frame_base(struct locst *l, struct cv *v)
 {
@@ -402,7 +502,7 @@ static bool loc_frame_base(struct locst *l, struct cv *v)
 	if (fr->fb.nops == 1 && o->atom >= DW_OP_reg0 && o->atom <= DW_OP_reg31)
 		return loc_reg_value(l, o->atom - DW_OP_reg0);
 	int before = l->vals;
-	if (!loc_ops(l, &fr->fb, fr->fb.nops, v))
+	if (!loc_ops(l, &fr->fb, 0, fr->fb.nops, v))
 		return false;
 	if (v->k == V_ERROR)
 		return true;
@@ -412,11 +512,11 @@ static bool loc_frame_base(struct locst *l, struct cv *v)
 }
 
 /* The stack-machine part of a location: ops [0, end) of loc, values pushed in the target. */
-static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, struct cv *v)
+static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t start, size_t end, struct cv *v)
 {
 	struct cc *c = l->c;
 	const struct diag_dwarf_frame *fr = c->x->scope ? &c->x->scope->frame : NULL;
-	for (size_t i = 0; i < end && !c->fail; i++) {
+	for (size_t i = start; i < end && !c->fail; i++) {
 		const struct diag_loc_op *o = &loc->ops[i];
 		uint8_t a = o->atom;
 		bool ok = true;
@@ -430,6 +530,8 @@ static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, str
 				return false;
 			continue;
 		}
+		if (a >= DW_OP_reg0 && a <= DW_OP_reg31)
+			return failv(c, F_LIMIT, "the location of '%s' names a register before its end", l->name);
 		int pops = 0;
 		switch (a) {
 		case DW_OP_addr:
@@ -479,9 +581,7 @@ static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, str
 			if (size != 1 && size != 2 && size != 4 && size != 8)
 				return failv(c, F_LIMIT, "the location of '%s' reads %llu bytes", l->name,
 					     (unsigned long long)size);
-			ok = (!l->dyn || guard(c)) && emit(c, DIAG_CAP_DUP, 0, 0) &&
-			     emit(c, DIAG_CAP_SAVE_MEM, (uint32_t)size, 0) &&
-			     emit(c, DIAG_CAP_LOAD, (uint32_t)size, 0);
+			ok = (!l->dyn || guard(c)) && read_value(c, (uint32_t)size);
 			l->dyn = true;
 			break;
 		}
@@ -502,22 +602,10 @@ static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, str
 		}
 		case DW_OP_plus: case DW_OP_minus: case DW_OP_mul: case DW_OP_div: case DW_OP_mod:
 		case DW_OP_and: case DW_OP_or: case DW_OP_xor: case DW_OP_eq: case DW_OP_ne:
-		case DW_OP_lt: case DW_OP_le: case DW_OP_gt: case DW_OP_ge: {
-			static const struct { uint8_t dw, cap; } map[] = {
-				{ DW_OP_plus, DIAG_CAP_ADD }, { DW_OP_minus, DIAG_CAP_SUB },
-				{ DW_OP_mul, DIAG_CAP_MUL }, { DW_OP_div, DIAG_CAP_DIVS },
-				{ DW_OP_mod, DIAG_CAP_REMU }, { DW_OP_and, DIAG_CAP_AND },
-				{ DW_OP_or, DIAG_CAP_OR }, { DW_OP_xor, DIAG_CAP_XOR },
-				{ DW_OP_eq, DIAG_CAP_EQ }, { DW_OP_ne, DIAG_CAP_NE },
-				{ DW_OP_lt, DIAG_CAP_LTS }, { DW_OP_le, DIAG_CAP_LES },
-				{ DW_OP_gt, DIAG_CAP_GTS }, { DW_OP_ge, DIAG_CAP_GES },
-			};
-			for (size_t m = 0; m < sizeof(map) / sizeof(map[0]); m++)
-				if (map[m].dw == a)
-					ok = emit(c, map[m].cap, 0, 0);
+		case DW_OP_lt: case DW_OP_le: case DW_OP_gt: case DW_OP_ge:
+			ok = emit(c, loc_binop(a), 0, 0);
 			pops = 1;
 			break;
-		}
 		case DW_OP_shl:
 		case DW_OP_shr:
 		case DW_OP_shra:
@@ -526,6 +614,8 @@ static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, str
 			break;
 		case DW_OP_nop:
 			break;
+		case DW_OP_stack_value: case DW_OP_implicit_value: case DW_OP_regx: case DW_OP_piece:
+			return failv(c, F_LIMIT, "the location of '%s' has DW_OP 0x%x before its end", l->name, a);
 		case DW_OP_over:
 		case DW_OP_swap:
 		case DW_OP_rot:
@@ -540,6 +630,101 @@ static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, str
 			return error_here(c, v); /* "<DWARF expression stack underflow>" */
 	}
 	*v = (struct cv){ .k = V_NUM };
+	return !c->fail;
+}
+
+/* One piece of n bytes at offset filled, from what the ops before it left (dwarf/loc.c,
+ * diag_loc_eval): a register (in the record; an xmm saved), memory at the address on top of
+ * the stack (saved; the stack then emptied), a computed or implicit value (from what is
+ * captured already), or nothing (eval's "<optimised out>"). */
+static bool one_piece(struct locst *l, int src, uint64_t regno, uint32_t filled, uint32_t n, struct cv *v)
+{
+	struct cc *c = l->c;
+	if (src == 1) { /* a register */
+		if (regno >= 17 && regno <= 32) {
+			unsigned x = (unsigned)(regno - 17);
+			if (x >= DIAG_CAP_NFPREGS)
+				return failv(c, F_LIMIT, "a piece of '%s' lives in vector register %u, which a capture does not save",
+					     l->name, x);
+			return emit(c, DIAG_CAP_SAVE_FPREG, x, 0);
+		}
+		int off = diag_reg_dwarf((int)regno);
+		if (off < 0)
+			return error_here(c, v); /* "<register N not available>" */
+		if (!diag_cap_reg_saved((uint32_t)off))
+			return failv(c, F_STOP, "a piece of '%s' lives in DWARF register %llu, which a capture does not save",
+				     l->name, (unsigned long long)regno);
+		if (n <= 8 && v->npieces < CV_MAX_PIECES) {
+			v->pieces[v->npieces].off = filled;
+			v->pieces[v->npieces].len = n;
+			v->pieces[v->npieces++].reg = off;
+		}
+		return true;
+	}
+	if (src == 0 && l->vals > 0) { /* memory at the top of the stack; the rest dropped */
+		if ((l->dyn && !guard(c)) || !(n ? emit(c, DIAG_CAP_SAVE_MEM, n, 0) : emit(c, DIAG_CAP_DROP, 0, 0)))
+			return false;
+		for (l->vals--; l->vals > 0; l->vals--)
+			if (!emit(c, DIAG_CAP_DROP, 0, 0))
+				return false;
+		return true;
+	}
+	if (src == 0 && n)
+		return error_here(c, v); /* "<optimised out>" */
+	return true; /* a value: the daemon computes it again from what was captured */
+}
+
+static bool var_pieces(struct locst *l, const struct diag_loc *loc, uint64_t size, struct cv *v)
+{
+	struct cc *c = l->c;
+	int src = 0;           /* 0: none yet (memory if the stack holds an address), 1: register, 2: value */
+	uint64_t regno = 0;
+	uint32_t filled = 0;
+	size_t run = 0;        /* first op of the stack-machine run before the next special op */
+	*v = (struct cv){ .k = V_PIECES };
+	for (size_t i = 0; i < loc->nops && !c->fail; i++) {
+		uint8_t a = loc->ops[i].atom;
+		bool special = (a >= DW_OP_reg0 && a <= DW_OP_reg31) || a == DW_OP_regx ||
+			       a == DW_OP_stack_value || a == DW_OP_implicit_value || a == DW_OP_piece;
+		if (!special)
+			continue;
+		struct cv r = { 0 };
+		if (i > run && (!loc_ops(l, loc, run, i, &r) || r.k == V_ERROR)) {
+			*v = r;
+			return !c->fail;
+		}
+		run = i + 1;
+		if (a >= DW_OP_reg0 && a <= DW_OP_reg31) {
+			src = 1;
+			regno = a - DW_OP_reg0;
+		} else if (a == DW_OP_regx) {
+			src = 1;
+			regno = loc->ops[i].op1;
+		} else if (a == DW_OP_stack_value) {
+			if (l->vals < 1)
+				return error_here(c, v); /* "<DWARF expression stack underflow>" */
+			if (!emit(c, DIAG_CAP_DROP, 0, 0))
+				return false;
+			l->vals--;
+			src = 2;
+		} else if (a == DW_OP_implicit_value) {
+			src = 2;
+		} else {
+			uint64_t want = loc->ops[i].op1;
+			uint32_t n = filled + want > size ? (filled < size ? (uint32_t)(size - filled) : 0) : (uint32_t)want;
+			if (!one_piece(l, src, regno, filled, n, v))
+				return false;
+			if (v->k == V_ERROR)
+				return true;
+			filled += n;
+			src = 0;
+		}
+	}
+	if (run < loc->nops)
+		return failv(c, F_LIMIT, "the location of '%s' goes on after its last piece", l->name);
+	for (; l->vals > 0; l->vals--)
+		if (!emit(c, DIAG_CAP_DROP, 0, 0))
+			return false;
 	return !c->fail;
 }
 
@@ -564,8 +749,8 @@ static bool var(struct cc *c, const struct expr_node *n, struct cv *v)
 		*v = (struct cv){ .k = V_ERROR };
 		return error_here(c, v); /* "<optimised out>" */
 	}
-	if (has_atom(loc, DW_OP_piece, DW_OP_bit_piece))
-		return failv(c, F_STOP, "'%s' is split into pieces at this address", dv->name);
+	if (has_atom(loc, DW_OP_bit_piece, DW_OP_bit_piece))
+		return failv(c, F_STOP, "'%s' is split into bit pieces at this address", dv->name);
 	if (has_atom(loc, DW_OP_entry_value, DW_OP_GNU_entry_value))
 		return failv(c, F_STOP, "'%s' is known here only by its value at the function's entry (DW_OP_entry_value)",
 			     dv->name);
@@ -573,6 +758,10 @@ static bool var(struct cc *c, const struct expr_node *n, struct cv *v)
 	const struct diag_loc_op *last = &loc->ops[loc->nops - 1];
 	uint8_t a = last->atom;
 	struct locst l = { .c = c, .n = n, .name = dv->name };
+	if (has_atom(loc, DW_OP_piece, DW_OP_piece)) {
+		uint64_t size = t && t->size ? t->size : 8;
+		return var_pieces(&l, loc, size < EXPR_OBJ_MAX ? size : EXPR_OBJ_MAX, v);
+	}
 	if ((a >= DW_OP_reg0 && a <= DW_OP_reg31) || a == DW_OP_regx) {
 		if (loc->nops != 1)
 			return failv(c, F_LIMIT, "the location of '%s' computes a register", dv->name);
@@ -588,6 +777,9 @@ static bool var(struct cc *c, const struct expr_node *n, struct cv *v)
 		int off = diag_reg_dwarf((int)regno);
 		if (off < 0)
 			return error_here(c, v); /* "<register N not available>" */
+		if (!diag_cap_reg_saved((uint32_t)off))
+			return failv(c, F_STOP, "'%s' lives in DWARF register %llu, which a capture does not save",
+				     dv->name, (unsigned long long)regno);
 		*v = (struct cv){ .k = V_REG, .reg = off };
 		return true;
 	}
@@ -600,7 +792,7 @@ static bool var(struct cc *c, const struct expr_node *n, struct cv *v)
 		return extend(c, v, t ? t->size : 8, expr_is_signed(t));
 	}
 	bool value = a == DW_OP_stack_value;
-	if (!loc_ops(&l, loc, value ? loc->nops - 1 : loc->nops, v))
+	if (!loc_ops(&l, loc, 0, value ? loc->nops - 1 : loc->nops, v))
 		return false;
 	if (v->k == V_ERROR)
 		return true;
@@ -682,24 +874,32 @@ static bool compare(struct cc *c, const struct expr_node *n, bool need, struct c
 	return emit(c, op, 0, 0);
 }
 
-/* The operands of a binary operator on the stack as [a b] (constants pushed in order). */
-static bool operands(struct cc *c, struct cv *a, struct cv *b)
-{
-	if (a->k == V_CONST && b->k == V_CONST)
-		return true;
-	if (a->k == V_CONST) { /* b is on the stack already: commutative callers only */
-		return false;
-	}
-	return push_const(c, b);
-}
-
 static bool reads_memory(const struct diag_expr *x, const struct expr_node *n);
+
+/* Whether n's number could be computed in the target (conservative: floats and what only the
+ * daemon knows say no). */
+static bool streq_in_target(const struct expr_node *n);
+
+static bool target_computable(const struct expr_node *n)
+{
+	if (!n)
+		return true;
+	if (n->op == N_STREQ)
+		return streq_in_target(n) && target_computable(n->a->op == N_CALL ? n->a->a : n->a);
+	if (is_float(n->type) || n->op == N_FLOAT || n->op == N_TID || n->op == N_PID ||
+	    n->op == N_TIME || n->op == N_ELAPSED || n->op == N_COMM || n->op == N_STRLIT)
+		return false;
+	return target_computable(n->a) && target_computable(n->b);
+}
 
 static bool logic(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 {
 	bool oror = n->tok == T_OROR;
 	struct cv a, b;
-	if (!need && !reads_memory(c->x, n->b)) /* nothing to decide: b reads nothing */
+	/* nothing to decide when b reads nothing; and a float or a daemon's value cannot decide
+	 * in the target: then b's reads are captured whatever a is (over-capturing; see
+	 * docs/architecture.md "Capture in the target" for what a fault there costs) */
+	if (!need && (!reads_memory(c->x, n->b) || !target_computable(n->a)))
 		return num(c, n->a, NULL, false, &a) && num(c, n->b, NULL, false, &b) &&
 		       (*v = (struct cv){ .k = a.k == V_ERROR ? V_ERROR : V_DAEMON }, true);
 	if (!num(c, n->a, NULL, true, &a))
@@ -724,7 +924,7 @@ static bool logic(struct cc *c, const struct expr_node *n, bool need, struct cv 
 		*v = b;
 		return truthy(c, n->b, v, true);
 	}
-	struct jump shortcut, done;
+	struct jump shortcut = {0}, done = {0}; /* gcc -O2 cannot see that jump() sets them */
 	if (!need) {
 		if (!jump(c, oror ? DIAG_CAP_JNZ : DIAG_CAP_JZ, &shortcut) ||
 		    !num(c, n->b, NULL, false, &b))
@@ -805,10 +1005,9 @@ static bool binary(struct cc *c, const struct expr_node *n, bool need, struct cv
 		*v = (struct cv){ .k = V_DAEMON };
 		return true;
 	}
-	if (!operands(c, &a, &b))
-		return failv(c, F_LIMIT, "internal: operand order");
+	if (!push_const(c, &b)) /* a was pushed before b was computed: [a b] */
+		return false;
 	bool sg = rt->is_signed;
-	bool div = t == T_SLASH || t == T_PCT;
 	/* eval refuses b == 0 with "<division by zero>": the target's DIV aborts there alike */
 	uint8_t op;
 	switch (t) {
@@ -823,7 +1022,6 @@ static bool binary(struct cc *c, const struct expr_node *n, bool need, struct cv
 	case T_SHL: op = DIAG_CAP_SHL; break;
 	default: op = sg ? DIAG_CAP_SAR : DIAG_CAP_SHR; break;
 	}
-	(void)div;
 	*v = (struct cv){ .k = V_NUM };
 	if (!(shiftop ? shift(c, op) : emit(c, op, 0, 0)))
 		return false;
@@ -878,17 +1076,109 @@ static bool add_lit(struct cc *c, const char *s, uint32_t *idx)
 
 static bool address_of_call(struct cc *c, const struct expr_node *n, struct cv *p);
 
+/* [addr] -> [addr]: in a value program, the bytes eval will read there saved first (a
+ * condition reads them itself). */
+static bool save_for_daemon(struct cc *c, uint8_t op, uint32_t a)
+{
+	return c->cond || (emit(c, DIAG_CAP_DUP, 0, 0) && emit(c, op, a, 0));
+}
+
+/* Whether the truth of `a == "lit"` can be decided in the target by STREQ: a char pointer,
+ * a char array longer than the literal, or str(p, max) with a constant max longer than it;
+ * never a literal holding a NUL (eval compares its bytes, a C string stops there). */
+static bool streq_in_target(const struct expr_node *n)
+{
+	const struct expr_node *a = n->a, *lit = n->b;
+	const struct diag_type *s = diag_type_strip(a->type);
+	if (memchr(lit->s, 0, lit->slen) || lit->slen >= DIAG_CAP_MAX_LIT)
+		return false;
+	if (s->kind == DIAG_TYPE_STRING)
+		return a->op == N_CALL && !a->runtime_len && a->max > lit->slen;
+	if (s->kind == DIAG_TYPE_ARRAY)
+		return s->size > lit->slen || (s->size == lit->slen && lit->slen <= STREQ_PREFIX_MAX);
+	return true;
+}
+
+
+/* [p] -> [1 or 0]: the slen bytes at p equal lit's (no NUL looked for after them), by loads
+ * of 8, 4, 2 and 1 bytes inside those bytes only (a fault there is eval's too). */
+static bool prefix_equal(struct cc *c, const char *lit, size_t slen)
+{
+	struct jump differ[STREQ_PREFIX_MAX], done;
+	size_t nd = 0;
+	for (size_t off = 0; off < slen && !c->fail;) {
+		size_t rest = slen - off;
+		uint32_t sz = rest >= 8 ? 8 : rest >= 4 ? 4 : rest >= 2 ? 2 : 1;
+		uint64_t want = 0;
+		memcpy(&want, lit + off, sz);
+		if (!emit(c, DIAG_CAP_DUP, 0, 0) || !add_const(c, off) || !emit(c, DIAG_CAP_LOAD, sz, 0) ||
+		    !k(c, want) || !emit(c, DIAG_CAP_NE, 0, 0) || !jump(c, DIAG_CAP_JNZ, &differ[nd++]))
+			return false;
+		off += sz;
+	}
+	if (!emit(c, DIAG_CAP_DROP, 0, 0) || !k(c, 1) || !jump(c, DIAG_CAP_JMP, &done))
+		return false;
+	for (size_t i = 0; i < nd; i++)
+		if (!land(c, &differ[i]))
+			return false;
+	return emit(c, DIAG_CAP_DROP, 0, 0) && k(c, 0) && land(c, &done);
+}
+
+/* A condition's str(p, n) == "lit" with a runtime n, as eval decides it: n < 0 is an error;
+ * n below the literal's length is 0 (eval still reads the first byte when n > 0, and NULL is
+ * an error); n equal to it compares those n bytes alone (an ngx_str_t has no NUL after
+ * them); n above it (clamped or not) compares the C string up to its NUL: STREQ. */
+static bool streq_runtime(struct cc *c, const struct expr_node *n, struct cv *v)
+{
+	const struct expr_node *call = n->a, *lit = n->b;
+	struct cv p, len;
+	struct jump longer, zero, exact, d1, d2, d3;
+	uint32_t li;
+	if (!address_of_call(c, call, &p))
+		return false;
+	if (p.k == V_ERROR) {
+		*v = p;
+		return true;
+	}
+	if (!num(c, call->b, &expr_t_long, true, &len))
+		return false;
+	if (len.k == V_ERROR) {
+		*v = len;
+		return true;
+	}
+	*v = (struct cv){ .k = V_NUM };
+	bool ok = push_const(c, &len) &&
+		/* [p n] */
+		emit(c, DIAG_CAP_DUP, 0, 0) && k(c, lit->slen) && emit(c, DIAG_CAP_LTS, 0, 0) &&
+		jump(c, DIAG_CAP_JZ, &longer) &&
+		/* shorter: negative is eval's error, 0 reads nothing, else the first byte */
+		emit(c, DIAG_CAP_DUP, 0, 0) && k(c, 0) && emit(c, DIAG_CAP_LTS, 0, 0) &&
+		skip_jump(c, DIAG_CAP_JNZ) && jump(c, DIAG_CAP_JZ, &zero) &&
+		guard(c) && emit(c, DIAG_CAP_LOAD, 1, 0) && emit(c, DIAG_CAP_DROP, 0, 0) && k(c, 0) &&
+		jump(c, DIAG_CAP_JMP, &d1) &&
+		land(c, &zero) && skip_jump(c, DIAG_CAP_JZ) && k(c, 0) && jump(c, DIAG_CAP_JMP, &d2) &&
+		/* [p n], n >= the literal's length */
+		land(c, &longer) && k(c, lit->slen) && emit(c, DIAG_CAP_EQ, 0, 0) &&
+		jump(c, DIAG_CAP_JNZ, &exact) &&
+		guard(c) && add_lit(c, lit->s, &li) && emit(c, DIAG_CAP_STREQ, li, 0) &&
+		jump(c, DIAG_CAP_JMP, &d3) &&
+		land(c, &exact) && guard(c) && prefix_equal(c, lit->s, lit->slen) &&
+		land(c, &d1) && land(c, &d2) && land(c, &d3);
+	return ok && (n->tok == T_EQ || emit(c, DIAG_CAP_LNOT, 0, 0));
+}
+
 /* eval's ev_streq: a C string operand compared with a literal. */
 static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 {
 	const struct expr_node *a = n->a, *lit = n->b;
 	const struct diag_type *s = diag_type_strip(a->type);
 	size_t max = lit->slen + 1;
-	bool nul_inside = memchr(lit->s, 0, lit->slen) != NULL;
+	if (need && c->cond && a->op == N_CALL && a->runtime_len &&
+	    lit->slen >= 1 && lit->slen <= STREQ_PREFIX_MAX && !memchr(lit->s, 0, lit->slen))
+		return streq_runtime(c, n, v);
+	if (need && !streq_in_target(n))
+		return daemon_only(c, n, "this string comparison");
 	if (s->kind == DIAG_TYPE_STRING) {
-		bool target = a->op == N_CALL && !a->runtime_len && a->max > lit->slen && !nul_inside;
-		if (need && !target)
-			return daemon_only(c, n, "this string comparison");
 		if (!need)
 			return ev(c, a, false, v);
 		/* str(p, max) == "lit" with max > its length: the C string equals the literal */
@@ -900,7 +1190,8 @@ static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv 
 			return true;
 		}
 		uint32_t li;
-		if (!guard(c) || !add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
+		if (!guard(c) || !save_for_daemon(c, DIAG_CAP_SAVE_STR, (uint32_t)a->max) ||
+		    !add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
 			return false;
 	} else if (s->kind == DIAG_TYPE_ARRAY) {
 		struct cv base;
@@ -920,15 +1211,15 @@ static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv 
 			*v = (struct cv){ .k = V_DAEMON };
 			return (!base.dyn || guard(c)) && emit(c, DIAG_CAP_SAVE_MEM, (uint32_t)len, 0);
 		}
-		if (s->size == lit->slen)
-			return daemon_only(c, n, "a comparison with a literal as long as the array");
-		if (s->size < lit->slen || nul_inside) { /* never equal (or an error: false too) */
-			*v = (struct cv){ .k = V_CONST, .u = n->tok != T_EQ };
-			return forget(c, &base) && (n->tok == T_EQ ||
-				(*v = (struct cv){ .k = V_CONST, .u = 1 }, true));
-		}
 		uint32_t li;
-		if ((base.dyn && !guard(c)) || !add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
+		if ((base.dyn && !guard(c)) || !save_for_daemon(c, DIAG_CAP_SAVE_MEM, (uint32_t)len))
+			return false;
+		if (s->size == lit->slen) { /* eval compares the whole array, no NUL after it */
+			*v = (struct cv){ .k = V_NUM };
+			return prefix_equal(c, lit->s, lit->slen) &&
+			       (n->tok == T_EQ || emit(c, DIAG_CAP_LNOT, 0, 0));
+		}
+		if (!add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
 			return false;
 	} else {
 		struct cv p;
@@ -945,12 +1236,9 @@ static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv 
 			*v = (struct cv){ .k = V_DAEMON };
 			return emit(c, DIAG_CAP_SAVE_STR, (uint32_t)max, 0);
 		}
-		if (nul_inside) {
-			*v = (struct cv){ .k = V_CONST, .u = n->tok != T_EQ };
-			return emit(c, DIAG_CAP_DROP, 0, 0);
-		}
 		uint32_t li;
-		if (!add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
+		if (!save_for_daemon(c, DIAG_CAP_SAVE_STR, (uint32_t)max) || !add_lit(c, lit->s, &li) ||
+		    !emit(c, DIAG_CAP_STREQ, li, 0))
 			return false;
 	}
 	*v = (struct cv){ .k = V_NUM };
@@ -999,6 +1287,26 @@ static bool call(struct cc *c, const struct expr_node *n, bool need, struct cv *
 
 /* ---- places ---- */
 
+/* A member of a small struct held in one general register (its bytes, lowest first), at byte
+ * off of that register. */
+static bool reg_member(struct cc *c, const struct cv *base, uint64_t off, const struct diag_member *m,
+		       bool need, struct cv *v)
+{
+	const struct diag_type *mt = diag_type_strip(m->type);
+	*v = (struct cv){ .k = V_DAEMON };
+	if (!need)
+		return true;
+	if (m->bit_size || !expr_is_scalar(mt) || is_float(mt) || off >= 8 || mt->size > 8 - off)
+		return failv(c, F_DAEMON, "member '%s' of a value held in a register cannot be computed in the target",
+			     m->name ? m->name : "");
+	*v = (struct cv){ .k = V_NUM };
+	if (!emit(c, DIAG_CAP_REG, (uint32_t)base->reg, 0) ||
+	    (off && (!k(c, off * 8) || !emit(c, DIAG_CAP_SHR, 0, 0))) ||
+	    !extend(c, v, mt->size, expr_is_signed(mt)))
+		return false;
+	return mt->kind != DIAG_TYPE_BOOL || (k(c, 0) && emit(c, DIAG_CAP_NE, 0, 0));
+}
+
 static bool member(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 {
 	struct cv base;
@@ -1015,7 +1323,18 @@ static bool member(struct cc *c, const struct expr_node *n, bool need, struct cv
 		return true;
 	}
 	const struct diag_member *m = n->member;
-	if (base.k != V_MEM) { /* bytes held in registers or by the daemon */
+	if (base.k == V_REG)
+		return reg_member(c, &base, m->offset, m, need, v);
+	if (base.k == V_PIECES) { /* the member inside one register piece, or the daemon's */
+		const struct diag_type *mt = diag_type_strip(m->type);
+		uint64_t shift = 0;
+		int r = piece_reg(&base, m->offset, mt && mt->size ? mt->size : 8, &shift);
+		if (r >= 0)
+			return reg_member(c, &(struct cv){ .k = V_REG, .reg = r }, shift, m, need, v);
+		*v = (struct cv){ .k = V_DAEMON };
+		return !need || daemon_only(c, n, "a member of a value in DWARF pieces");
+	}
+	if (base.k != V_MEM) { /* bytes only the daemon holds */
 		if (!forget(c, &base))
 			return false;
 		*v = (struct cv){ .k = V_DAEMON };
@@ -1038,8 +1357,7 @@ static bool member(struct cc *c, const struct expr_node *n, bool need, struct cv
 	}
 	if (!loadable)
 		return daemon_only(c, n, "a bit field spread over 3, 5, 6 or 7 bytes");
-	if (!emit(c, DIAG_CAP_DUP, 0, 0) || !emit(c, DIAG_CAP_SAVE_MEM, bytes, 0) ||
-	    !emit(c, DIAG_CAP_LOAD, bytes, 0))
+	if (!read_value(c, bytes))
 		return false;
 	*v = (struct cv){ .k = V_NUM };
 	if (m->bit_offset && (!k(c, m->bit_offset) || !emit(c, DIAG_CAP_SHR, 0, 0)))
@@ -1096,6 +1414,9 @@ static bool index_(struct cc *c, const struct expr_node *n, struct cv *v)
 /* A register read the way eval reads N_REG / N_ARG: width bytes, extended by the type. */
 static bool reg(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 {
+	if (!diag_cap_reg_saved((uint32_t)n->reg_off)) /* the record would read it as 0 */
+		return failv(c, F_STOP, "$%s at %d:%d is not saved by a capture in the target", n->s,
+			     n->line, n->col);
 	if (!need) {
 		*v = (struct cv){ .k = V_DAEMON };
 		return true;
@@ -1140,7 +1461,7 @@ static bool retval(struct cc *c, const struct expr_node *n, bool need, struct cv
 	}
 	*v = (struct cv){ .k = V_NUM };
 	return emit(c, DIAG_CAP_REG, (uint32_t)n->reg_off, 0) &&
-	       convert(c, n, v, &expr_t_ulong, n->type);
+	       convert(c, v, &expr_t_ulong, n->type);
 }
 
 static bool ev(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
@@ -1201,6 +1522,16 @@ static bool ev(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 
 /* ---- the root (eval's finish) ---- */
 
+/* [p] -> []: the C string at p as read_cstr reads it (NULL and near it skipped). */
+static bool string_at_pointer(struct cc *c)
+{
+	struct jump skip, next;
+	return emit(c, DIAG_CAP_DUP, 0, 0) && k(c, GUARD_BELOW) && emit(c, DIAG_CAP_LTU, 0, 0) &&
+	       jump(c, DIAG_CAP_JNZ, &skip) && emit(c, DIAG_CAP_SAVE_STR, EXPR_STR_MAX, 0) &&
+	       jump(c, DIAG_CAP_JMP, &next) && land(c, &skip) && emit(c, DIAG_CAP_DROP, 0, 0) &&
+	       land(c, &next);
+}
+
 struct strings {
 	struct cc *c;
 	uint64_t objlen;
@@ -1212,14 +1543,27 @@ static void one_string(void *arg, uint64_t off)
 {
 	struct strings *s = arg;
 	struct cc *c = s->c;
-	struct jump skip, next;
 	if (off + 8 > s->objlen)
 		return;
 	(void)(emit(c, DIAG_CAP_DUP, 0, 0) && add_const(c, off) && emit(c, DIAG_CAP_LOAD, 8, 0) &&
-	       emit(c, DIAG_CAP_DUP, 0, 0) && k(c, GUARD_BELOW) && emit(c, DIAG_CAP_LTU, 0, 0) &&
-	       jump(c, DIAG_CAP_JNZ, &skip) && emit(c, DIAG_CAP_SAVE_STR, EXPR_STR_MAX, 0) &&
-	       jump(c, DIAG_CAP_JMP, &next) && land(c, &skip) && emit(c, DIAG_CAP_DROP, 0, 0) &&
-	       land(c, &next));
+	       string_at_pointer(c));
+}
+
+struct reg_strings {
+	struct cc *c;
+	const struct cv *v;
+	bool ok;
+};
+
+static void reg_string(void *arg, uint64_t off)
+{
+	struct reg_strings *rs = arg;
+	uint64_t shift = 0;
+	int r = piece_reg(rs->v, off, 8, &shift);
+	if (!rs->c->fail && (r < 0 || shift))
+		rs->ok = false;
+	else if (!rs->c->fail)
+		rs->ok = emit(rs->c, DIAG_CAP_REG, (uint32_t)r, 0) && string_at_pointer(rs->c);
 }
 
 static void count_string(void *arg, uint64_t off)
@@ -1241,7 +1585,14 @@ static bool root_value(struct cc *c, const struct expr_node *root)
 			return !c->fail;
 		uint64_t n = t->size < EXPR_OBJ_MAX ? t->size : EXPR_OBJ_MAX;
 		struct strings s = { .c = c, .objlen = n };
-		if (v.k != V_MEM) { /* bytes in registers: the daemon has them, not their strings */
+		if (v.k == V_REG) /* one register: a value in one piece */
+			v = (struct cv){ .k = V_PIECES, .npieces = 1, .pieces = { { 0, 8, v.reg } } };
+		if (v.k == V_PIECES) { /* the pointers in registers, their strings read */
+			struct reg_strings rs = { .c = c, .v = &v, .ok = true };
+			expr_walk_strings(t, 0, n, reg_string, &rs, 0);
+			return rs.ok || daemon_only(c, root, "the strings of a value in DWARF pieces outside registers");
+		}
+		if (v.k != V_MEM) { /* bytes the daemon has, not their strings */
 			size_t count = 0;
 			expr_walk_strings(t, 0, n, count_string, &count, 0);
 			if (count)
@@ -1260,15 +1611,9 @@ static bool root_value(struct cc *c, const struct expr_node *root)
 		return false;
 	if (!cp || v.k == V_ERROR)
 		return forget(c, &v);
-	if (v.k == V_DAEMON)
-		return true;
-	if (!push_const(c, &v))
-		return false;
-	struct jump skip, next; /* the pointer is on the stack: read_cstr unless below the guard */
-	return emit(c, DIAG_CAP_DUP, 0, 0) && k(c, GUARD_BELOW) && emit(c, DIAG_CAP_LTU, 0, 0) &&
-	       jump(c, DIAG_CAP_JNZ, &skip) && emit(c, DIAG_CAP_SAVE_STR, EXPR_STR_MAX, 0) &&
-	       jump(c, DIAG_CAP_JMP, &next) && land(c, &skip) && emit(c, DIAG_CAP_DROP, 0, 0) &&
-	       land(c, &next);
+	if (v.k == V_DAEMON) /* eval reads the string it points to: the target must know where */
+		return daemon_only(c, root, "a char pointer held by the daemon only");
+	return push_const(c, &v) && string_at_pointer(c); /* read_cstr unless below the guard */
 }
 
 /* ---- expressions and programs ---- */
@@ -1332,6 +1677,7 @@ static bool close_expr(struct cc *c, bool truth)
 static void start_expr(struct cc *c, const struct diag_expr *x, bool cond)
 {
 	c->x = x;
+	c->barrier = c->p->n;
 	c->cond = cond;
 	c->nskips = 0;
 	c->depth = 0;
@@ -1381,6 +1727,21 @@ static void prog_free(struct diag_cap_prog *p)
 	free(p);
 }
 
+/* Whether eval of x reads a string (or a runtime length) whose unreadable end it keeps as a
+ * status and goes on: in the target that read faults and ends the program. */
+static bool keeps_going(const struct diag_expr *x)
+{
+	struct diag_cap_prog *scratch = prog_new();
+	if (!scratch)
+		return true; /* last: the safe place */
+	struct cc c = { .p = scratch };
+	bool strings = !capture_expr(&c, x);
+	for (size_t i = 0; i < scratch->n; i++)
+		strings |= scratch->ops[i].op == DIAG_CAP_SAVE_STR || scratch->ops[i].op == DIAG_CAP_SAVE_MEM_N;
+	prog_free(scratch);
+	return strings;
+}
+
 static bool may_stop(const struct diag_cap_prog *p)
 {
 	for (size_t i = 0; i < p->n; i++) {
@@ -1406,8 +1767,9 @@ static int cond_alone(const struct diag_expr *x, struct diag_cap_prog **out, boo
 	if (!p)
 		return diag_error_set_field(err, "condition", -ENOMEM, "condition: out of memory");
 	struct cc c = { .p = p };
+	struct diag_error ce = { 0 };
 	if (truth_expr(&c, x) && emit(&c, DIAG_CAP_END, 0, 0) &&
-	    diag_cap_check(p, DIAG_CAP_CONDITION, NULL) == 0) {
+	    diag_cap_check(p, DIAG_CAP_CONDITION, &ce) == 0) {
 		*stops = may_stop(p);
 		*out = p;
 		return 0;
@@ -1495,18 +1857,24 @@ int diag_expr_capture_compile(const struct diag_expr *const *values,
 		goto fail;
 	}
 	struct cc c = { .p = vp };
-	for (size_t i = 0; i < n; i++) {
-		if (res.cond_in_daemon && conds && conds[i] && !capture_expr(&c, conds[i])) {
-			rc = report(&c, "condition", err);
-			prog_free(vp);
-			goto fail;
+	/* the daemon evaluates each expression from the snapshot, in any order; a fault ends the
+	 * program: expressions whose reads eval may survive failing (strings) go last, where such
+	 * a fault costs no other expression its captures */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < n; i++) {
+			const struct diag_expr *cx = res.cond_in_daemon && conds ? conds[i] : NULL;
+			const struct diag_expr *vx = values ? values[i] : NULL;
+			if (cx && keeps_going(cx) == (pass == 1) && !capture_expr(&c, cx)) {
+				rc = report(&c, "condition", err);
+				prog_free(vp);
+				goto fail;
+			}
+			if (vx && keeps_going(vx) == (pass == 1) && !capture_expr(&c, vx)) {
+				rc = report(&c, "value", err);
+				prog_free(vp);
+				goto fail;
+			}
 		}
-		if (values && values[i] && !capture_expr(&c, values[i])) {
-			rc = report(&c, "value", err);
-			prog_free(vp);
-			goto fail;
-		}
-	}
 	if (vp->n) {
 		if (c.payload > DIAG_CAP_MAX_PAYLOAD) {
 			rc = diag_error_set_field(err, "value", -DIAG_E_LIMIT,
