@@ -123,6 +123,8 @@ struct eproc {
 	uint64_t ring_nsubs, ring_sub_units, ring_sub_stride, ring_counters;
 	uint64_t ring_tails[DIAG_RING_MAX_SUBS]; /* next unit to consume, per sub-ring */
 	unsigned ring_stalls[DIAG_RING_MAX_SUBS]; /* drains that found the next record unpublished */
+	uint64_t ring_sub_drops[DIAG_RING_MAX_SUBS]; /* each sub-ring's drop counter at its last
+				   * drain: a frame spanning a drop is not paired (exitjump.c) */
 	uint64_t ring_drops;      /* the sub-rings' drop counters summed, last read */
 	uint32_t next_site;
 	struct diag_u64map jumps; /* site id -> struct diag_bp (jump) */
@@ -359,6 +361,10 @@ int eng_xf_enter(struct diag_u64map *m, uint64_t thread, uint64_t sp, uint64_t t
 size_t eng_xf_exit(struct diag_u64map *m, uint64_t thread, uint64_t sp, struct eng_xframe *out,
 		   size_t cap);
 void eng_xf_drop_thread(struct diag_u64map *m, uint64_t thread);
+/* Records of the threads writing sub-ring `sub` (diag_ring_sub_of with hash_shift) were
+ * dropped: their open frames may have lost their exits, and an exit may have lost its entry,
+ * so none of them is paired across the gap (no event rather than a wrong one). */
+void eng_xf_purge_sub(struct diag_u64map *m, uint64_t sub, uint64_t hash_shift);
 void eng_xf_forget(struct diag_u64map *m, const struct probe *pr);
 /* Open frames (of pr; NULL: of every probe). */
 size_t eng_xf_open(const struct diag_u64map *m, const struct probe *pr);

@@ -93,6 +93,16 @@ void eng_xf_drop_thread(struct diag_u64map *m, uint64_t thread)
 	free(diag_u64map_del(m, thread));
 }
 
+void eng_xf_purge_sub(struct diag_u64map *m, uint64_t sub, uint64_t hash_shift)
+{
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(m, &pos, &k, &v))
+		if (diag_ring_sub_of(k, hash_shift) == sub)
+			((struct xstack *)v)->n = 0;
+}
+
 void eng_xf_forget(struct diag_u64map *m, const struct probe *pr)
 {
 	size_t pos = 0;
@@ -205,20 +215,26 @@ void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp
 				    .read_mem = diag_cap_snapshot_read,
 				    .read_fpregs = diag_cap_snapshot_fpregs, .arg = &sn,
 				    .time_ns = ts, .comm = t ? diag_thread_comm(t) : ""};
+	/* an end probe's condition may have run in the target (its reads not captured then): the
+	 * record says it was true; a return probe's exit never has one there */
+	const struct eng_slot *sl = diag_u64map_get(&mem->slots, bp->slot_page);
+	bool end_cond_done = sl && !sl->cond_in_daemon;
 	for (size_t i = 0; frames && fired && i < bp->nusers; i++) {
 		struct site *s = bp->users[i], *x = s;
 		struct diag_expr_ctx c = ctx;
-		if (s->kind == SITE_RET_EXIT) {
+		bool cond_done = false;
+		if (s->kind == SITE_END) {
+			cond_done = end_cond_done;
+		} else if (s->kind == SITE_RET_EXIT) {
 			const struct eng_xframe *f = frame_of(frames, nf, s->pr);
 			if (!f)
 				continue; /* entered before the probe, or its entry was dropped */
 			x = f->entry;
 			c.elapsed_ns = ticks_ns(e, rec->tsc - f->tsc);
-		} else if (s->kind != SITE_END) {
+		} else {
 			continue;
 		}
-		/* the condition runs here: exits record whatever it says (a frame needs them) */
-		if (eng_capture_site(e, s, x, &c, false, n))
+		if (eng_capture_site(e, s, x, &c, cond_done, n))
 			fired[n++] = x;
 	}
 	if (n)

@@ -151,6 +151,7 @@ static int ring_map(struct diag_engine *e, struct eproc *ep, struct diag_thread 
 		ok = diag_proc_write(ep->tp, sub_base(ep, i), &h, sizeof(h)) == (ssize_t)sizeof(h);
 		ep->ring_tails[i] = 0;
 		ep->ring_stalls[i] = 0;
+		ep->ring_sub_drops[i] = 0;
 	}
 	if (!ok) {
 		long un[6] = {ret, (long)bytes, 0, 0, 0, 0};
@@ -359,6 +360,12 @@ static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uin
 	if (head < tail || head - tail > units)
 		tail = head; /* not what a writer can do (the target wrote over it): start over */
 	eng_wake_note(e, head - tail, units);
+	/* records of this sub-ring were dropped since its last drain: a return probe's frames
+	 * spanning the gap are not paired, on either side of what this drain consumes */
+	uint64_t hash_shift = ep->ring_nsubs > 1 ? 64 - log2_of(ep->ring_nsubs) : 64;
+	bool lossy = h.drops != ep->ring_sub_drops[sub];
+	if (lossy)
+		eng_xf_purge_sub(&ep->xframes, sub, hash_shift);
 	bool stalled = false;
 	while (tail < head && !stalled) {
 		uint64_t off = tail & (units - 1), n = head - tail;
@@ -416,6 +423,9 @@ static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uin
 		ep->ring_stalls[sub] = 0;
 	}
 out:
+	if (lossy)
+		eng_xf_purge_sub(&ep->xframes, sub, hash_shift);
+	ep->ring_sub_drops[sub] = h.drops;
 	ep->ring_tails[sub] = tail;
 	if (tail != given)
 		diag_proc_write(ep->tp, base + offsetof(struct diag_ring_header, tail), &tail,
@@ -1203,10 +1213,12 @@ void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *par
 	child->next_site = parent->next_site;
 	/* the child's copy holds the parent's unconsumed records: they are the parent's */
 	for (uint64_t i = 0; i < child->ring_nsubs; i++) {
-		uint64_t head = 0;
-		diag_proc_read(child->tp, sub_base(child, i), &head, sizeof(head));
+		struct diag_ring_header h = {0};
+		diag_proc_read(child->tp, sub_base(child, i), &h, sizeof(h));
+		uint64_t head = h.head;
 		child->ring_tails[i] = head;
 		child->ring_stalls[i] = 0;
+		child->ring_sub_drops[i] = h.drops; /* the parent's: not a gap in the child's */
 		diag_proc_write(child->tp, sub_base(child, i) + offsetof(struct diag_ring_header, tail),
 				&head, sizeof(head));
 	}

@@ -181,6 +181,24 @@ void eng_ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr)
 	}
 }
 
+/* The function's code as compiled: live bytes, with what our own patches (int3s, jumps)
+ * replaced put back (another probe's jump at the entry would read as a tail call). */
+static bool read_unpatched(struct eproc *ep, uint64_t start, uint8_t *code, size_t len)
+{
+	if (diag_proc_read(ep->tp, start, code, len) != (ssize_t)len)
+		return false;
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&eproc_mem(ep)->bps.by_addr, &pos, &k, &v)) {
+		const struct diag_bp *bp = v;
+		for (size_t i = 0; i < bp->written_len && i < sizeof(bp->orig_bytes); i++)
+			if (bp->addr + i >= start && bp->addr + i < start + len)
+				code[bp->addr + i - start] = bp->orig_bytes[i];
+	}
+	return true;
+}
+
 int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 			struct diag_error *err)
 {
@@ -192,7 +210,7 @@ int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 		uint8_t *code = len && len < (1u << 20) ? malloc(len) : NULL;
 		uint64_t exits[MAX_END_SITES];
 		int k = -DIAG_E_PARSE;
-		if (code && diag_proc_read(ep->tp, l->func_start, code, len) == (ssize_t)len)
+		if (code && read_unpatched(ep, l->func_start, code, len))
 			k = diag_function_exits(code, len, l->func_start, exits, MAX_END_SITES);
 		free(code);
 		if (k < 0 || k > MAX_END_SITES || k == 0) {
@@ -222,24 +240,6 @@ int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 }
 
 /* ---- exits for exit trampolines (exitjump.c places them) ---- */
-
-/* The function's code as compiled: live bytes, with what our own patches (int3s, jumps)
- * replaced put back (another probe's jump at the entry would read as a tail call). */
-static bool read_unpatched(struct eproc *ep, uint64_t start, uint8_t *code, size_t len)
-{
-	if (diag_proc_read(ep->tp, start, code, len) != (ssize_t)len)
-		return false;
-	size_t pos = 0;
-	uint64_t k;
-	void *v;
-	while (diag_u64map_next(&eproc_mem(ep)->bps.by_addr, &pos, &k, &v)) {
-		const struct diag_bp *bp = v;
-		for (size_t i = 0; i < bp->written_len && i < sizeof(bp->orig_bytes); i++)
-			if (bp->addr + i >= start && bp->addr + i < start + len)
-				code[bp->addr + i - start] = bp->orig_bytes[i];
-	}
-	return true;
-}
 
 int eng_exit_plans_of(struct eproc *ep, uint64_t func_start, uint64_t func_end,
 		      struct diag_exit_plan **plans, size_t *n, char *why, size_t cap)

@@ -11,7 +11,7 @@
 #include "fixture_proc.h"
 #include "engine/engine.h"
 
-#define NPROBES 8
+#define NPROBES 11
 
 struct tally {
 	char text[NPROBES][128];
@@ -43,16 +43,22 @@ static void on_hit(void *ctx, const struct diag_engine_hit *h)
 	t->sum[k] += v;
 }
 
-static void add(struct diag_engine *e, pid_t pid, int k, const char *target, const char *value,
-		enum diag_event_kind ev)
+static void add_if(struct diag_engine *e, pid_t pid, int k, const char *target,
+		   const char *value, const char *cond, enum diag_event_kind ev)
 {
-	struct diag_probe_def d = {.target = target, .value = value, .event = ev,
-				   .cookie = (void *)(intptr_t)k};
+	struct diag_probe_def d = {.target = target, .value = value, .condition = cond,
+				   .event = ev, .cookie = (void *)(intptr_t)k};
 	struct diag_error err = {0};
 	int r = diag_engine_probe_add(e, pid, &d, &err);
 	if (r < 0)
 		fprintf(stderr, "probe %s: %s\n", target, err.msg);
 	CHECK_EQ_INT(r, 0);
+}
+
+static void add(struct diag_engine *e, pid_t pid, int k, const char *target, const char *value,
+		enum diag_event_kind ev)
+{
+	add_if(e, pid, k, target, value, NULL, ev);
 }
 
 /* Serve until the fixture prints "done"; collects its lines. */
@@ -137,6 +143,11 @@ static void test_c(const char *opt, const char *pie, bool fast)
 	add(e, f.pid, 5, "classify", "x", DIAG_EVENT_END);
 	add(e, f.pid, 6, "fib", "$arg1", DIAG_EVENT_CALL); /* a call probe beside a return probe */
 	add(e, f.pid, 7, "make_pair", "result", DIAG_EVENT_RETURN); /* small structs: rax:rdx */
+	add(e, f.pid, 8, "nap", "ts.tv_nsec", DIAG_EVENT_END); /* a local at the exit */
+	/* conditions: a local's at an end (may run in the target), elapsed's at a return (the
+	 * daemon's) */
+	add_if(e, f.pid, 9, "nap", "ts.tv_sec", "ts.tv_nsec == 2000000", DIAG_EVENT_END);
+	add_if(e, f.pid, 10, "nap", "result", "elapsed > 1000000 && result == 4", DIAG_EVENT_RETURN);
 	fixture_go(&f);
 	char lines[16][128];
 	int n = serve(e, &f, lines, 16);
@@ -151,7 +162,8 @@ static void test_c(const char *opt, const char *pie, bool fast)
 	CHECK_EQ_STR(t.text[7], "{a = 3, b = 4}"); /* a struct result, as gdb prints it */
 	static const char *what[NPROBES] = {"fib result", "jumper $retval", "nap elapsed",
 					    "nap result", "half result", "classify end x",
-					    "fib $arg1", "make_pair result"};
+					    "fib $arg1", "make_pair result", "nap end ts.tv_nsec",
+					    "nap end if", "nap result if"};
 	bool jump[NPROBES];
 	uint64_t dropped = 0;
 	for (int k = 0; k < NPROBES; k++)
@@ -160,7 +172,7 @@ static void test_c(const char *opt, const char *pie, bool fast)
 		for (int k = 0; k < NPROBES; k++)
 			CHECK(!jump[k]);
 	else /* nap's exit: lea/add then the pops and ret, at -O0 and -O2 */
-		CHECK(jump[2] && jump[3]);
+		CHECK(jump[2] && jump[3] && (jump[8] || strcmp(opt, "O0")));
 	fprintf(stderr, "ret-%s-%s (%s): fib %llu returns (max %lld), jumper %llu, nap %llu (min %lld ns), "
 		"half %g, classify ends %llu, errors %d %s\n", opt, pie,
 		fast ? "jump path" : "int3s", (unsigned long long)t.n[0],
@@ -188,14 +200,18 @@ static void test_c(const char *opt, const char *pie, bool fast)
 	if (!dropped) {
 		CHECK_EQ_INT(t.n[2], 3);
 		CHECK(t.min[2] >= 2000000);  /* nap sleeps 2 ms */
-		/* the target's time only on the jump path: no stop in it */
-		CHECK(!fast || !jump[2] || t.max[2] < 2000000 + 1000000);
 		CHECK_EQ_INT(t.n[3], 3);
 		CHECK_EQ_INT(t.sum[3], 12);
 		CHECK_EQ_INT(t.n[4], 1);
 		CHECK(t.fsum[4] == 2.5);     /* a double result, from xmm0 */
 		CHECK_EQ_INT(t.n[5], 3);     /* each call leaves through one exit */
 		CHECK_EQ_INT(t.sum[5], -5 + 0 + 7);
+		CHECK_EQ_INT(t.n[8], 3);     /* the local as the body left it, at its ret */
+		CHECK_EQ_INT(t.sum[8], 3 * 2000000);
+		CHECK_EQ_INT(t.n[9], 3);     /* true at every exit */
+		CHECK_EQ_INT(t.sum[9], 0);
+		CHECK_EQ_INT(t.n[10], 3);
+		CHECK_EQ_INT(t.sum[10], 12);
 	}
 	CHECK_EQ_INT(t.errors, 0);
 	fixture_go(&f); /* let it exit */
