@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "arch/record.h"
 #include "capture/internal.h"
 
 static const struct cap_op_info infos[DIAG_CAP_NOPS] = {
@@ -62,6 +63,20 @@ const struct cap_op_info *cap_op_info(unsigned op)
 	return op < DIAG_CAP_NOPS ? &infos[op] : NULL;
 }
 
+bool diag_cap_reg_saved(uint32_t off)
+{
+	if (off % 8 || off + 8 > sizeof(diag_regs))
+		return false;
+	struct diag_ring_record rec;
+	memset(&rec, 0, sizeof(rec));
+	for (int i = 0; i < DIAG_RING_NREGS; i++)
+		rec.regs[i] = 0x5afe0000u + (unsigned)i;
+	diag_regs r;
+	diag_record_regs(&rec, &r);
+	uint64_t v = diag_reg_get(&r, (int)off, 8);
+	return v >= 0x5afe0000u && v < 0x5afe0000u + DIAG_RING_NREGS;
+}
+
 static bool is_save(unsigned op)
 {
 	return op == DIAG_CAP_SAVE_MEM || op == DIAG_CAP_SAVE_MEM_N || op == DIAG_CAP_SAVE_STR ||
@@ -98,8 +113,8 @@ static int check_operand(const struct diag_cap_prog *p, enum diag_cap_kind kind,
 		return bad(err, i, o, "a condition saves nothing");
 	switch (o->op) {
 	case DIAG_CAP_REG:
-		if (a % 8 || a + 8 > sizeof(diag_regs))
-			return bad(err, i, o, "no register at byte offset %u", a);
+		if (!diag_cap_reg_saved(a))
+			return bad(err, i, o, "no saved register at byte offset %u", a);
 		return 0;
 	case DIAG_CAP_FPREG:
 	case DIAG_CAP_SAVE_FPREG:

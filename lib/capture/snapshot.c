@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "arch/ring.h"
+
 /* One block as the walk sees it: its header and where its data lies in the payload. */
 struct blk {
 	struct diag_cap_block h;
@@ -47,6 +49,18 @@ void diag_cap_snapshot_init(struct diag_cap_snapshot *s, const uint8_t *payload,
 {
 	*s = (struct diag_cap_snapshot){ .payload = payload, .len = payload ? len : 0,
 					 .faulted = faulted, .fault_addr = fault_addr };
+}
+
+void diag_cap_snapshot_of_rec(struct diag_cap_snapshot *s, const struct diag_ring_rec *rec, size_t avail)
+{
+	if (!rec || avail < DIAG_RING_REC_HDR) {
+		diag_cap_snapshot_init(s, NULL, 0, false, 0);
+		return;
+	}
+	size_t room = avail - DIAG_RING_REC_HDR;
+	uint32_t len = rec->payload_len <= room ? rec->payload_len : (uint32_t)room;
+	diag_cap_snapshot_init(s, (const uint8_t *)rec + DIAG_RING_REC_HDR, len,
+			       (rec->flags & DIAG_REC_FAULT) != 0, rec->fault_addr);
 }
 
 /* How many bytes from addr one MEM block holds (0: none), with *src their start. */

@@ -338,6 +338,8 @@ struct eng_slot {
 	struct diag_tramp_slot_header hdr;
 	bool cond_in_daemon;      /* the conditions at the site are evaluated on the record */
 	bool retired;             /* its jump is out; unmapped once no thread is inside */
+	size_t adopt;             /* a fork child's copy: probes still to join the trampoline
+				   * built for the same probes in the parent (no rebuild) */
 };
 /* Try to place site s at loc as a jump (fast path), or join the jump already there. Returns 0
  * when placed, 1 when the site must use an int3 instead (s->why says why), or a negative code

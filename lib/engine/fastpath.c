@@ -572,6 +572,16 @@ static int compile_for(const struct diag_bp *bp, struct site *s, const struct si
 	return r;
 }
 
+/* After steps single steps: a pushf stepped inside a trampoline saved the trap flag and its
+ * popf restored it; cleared, or the thread dies of SIGTRAP later (r: its registers now). */
+static void unstep(struct diag_thread *t, diag_regs *r, int steps)
+{
+	if (steps && diag_regs_stepping(r)) {
+		diag_regs_clear_step(r);
+		diag_regs_write(t->tid, r);
+	}
+}
+
 /* Every stopped thread out of (lo, hi) (at lo itself a thread just runs the jump). A thread of
  * a hot function is often caught inside: a few single steps take it out, rather than giving
  * up the jump for an int3 that costs 50 times more per hit. False if one cannot be moved. */
@@ -584,9 +594,12 @@ static bool threads_out_of(struct eproc *ep, uint64_t lo, uint64_t hi, int max_s
 		struct diag_thread *t = v;
 		diag_regs r;
 		for (int steps = 0; t->stopped; steps++) {
-			if (diag_regs_read(t->tid, &r) < 0 || diag_regs_pc(&r) <= lo ||
-			    diag_regs_pc(&r) >= hi)
+			if (diag_regs_read(t->tid, &r) < 0)
 				break;
+			if (diag_regs_pc(&r) <= lo || diag_regs_pc(&r) >= hi) {
+				unstep(t, &r, steps);
+				break;
+			}
 			if (steps == max_steps || diag_thread_step(t) < 0)
 				return false;
 		}
@@ -751,6 +764,15 @@ static int rebuild(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
 static int join(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, struct site *s,
 		struct diag_error *err)
 {
+	struct eng_slot *sl = diag_u64map_get(&ep->slots, bp->slot_page);
+	if (sl && sl->adopt && s->kind == SITE_CALL) {
+		/* a fork child's probes join the copy of the parent's trampoline, built for the
+		 * same probes; the child has not run since the fork (nothing to rebuild) */
+		sl->adopt--;
+		s->fast_base = eng_fast_count(ep, bp);
+		s->bp = bp;
+		return diag_bp_add_user(bp, s) < 0 ? diag_error_set(err, -ENOMEM, "out of memory") : 0;
+	}
 	struct diag_expr_capture cap;
 	struct diag_error cerr = {0};
 	int cr = s->kind == SITE_CALL ? compile_for(bp, s, NULL, &cap, &cerr) : -DIAG_E_INVALID;
@@ -882,11 +904,15 @@ static bool move_out(struct eproc *mem, struct diag_thread *t, const struct eng_
 		if (diag_regs_read(t->tid, &r) < 0)
 			return true; /* gone */
 		uint64_t pc = diag_regs_pc(&r);
-		if (pc < sl->page || pc >= sl->page + DIAG_TRAMP_SLOT)
+		if (pc < sl->page || pc >= sl->page + DIAG_TRAMP_SLOT) {
+			unstep(t, &r, steps);
 			return true;
+		}
 		uint64_t to = eng_fast_unslot(mem, pc);
 		if (to > 1) {
 			diag_regs_set_pc(&r, to);
+			if (steps && diag_regs_stepping(&r))
+				diag_regs_clear_step(&r);
 			return diag_regs_write(t->tid, &r) == 0;
 		}
 		if (diag_thread_step(t) < 0)
@@ -984,6 +1010,13 @@ void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *par
 		struct eng_slot *sl = malloc(sizeof(*sl));
 		if (sl) {
 			*sl = *(const struct eng_slot *)v;
+			sl->adopt = 0;
+			size_t bpos = 0;
+			uint64_t bk;
+			void *bv;
+			while (diag_u64map_next(&parent->bps.by_addr, &bpos, &bk, &bv))
+				if (((struct diag_bp *)bv)->slot_page == k)
+					sl->adopt = ((struct diag_bp *)bv)->nusers;
 			if (diag_u64map_put(&child->slots, k, sl) < 0)
 				free(sl);
 		}

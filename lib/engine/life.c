@@ -264,6 +264,8 @@ static void leave_slots(struct eproc *ep, struct diag_thread *t)
 		}
 		if (to != 1) {
 			diag_regs_set_pc(&regs, to);
+			if (steps && diag_regs_stepping(&regs)) /* as above */
+				diag_regs_clear_step(&regs);
 			diag_regs_write(t->tid, &regs);
 			return;
 		}

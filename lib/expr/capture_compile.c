@@ -29,6 +29,7 @@
 
 #define GUARD_BELOW 4096  /* addresses below it are never mapped (page 0) */
 #define CC_MAX_SKIPS 64
+#define STREQ_PREFIX_MAX 64 /* literals compared by loads, 8 bytes at a time */
 
 /* What a node left: V_NUM and V_MEM hold one stack slot (the number eval would hold, the
  * address eval would read at); V_CONST is a number known now; V_REG the bytes of a general
@@ -277,7 +278,7 @@ static bool need_num(struct cc *c, const struct expr_node *n, struct cv *v)
 
 /* ---- conversions and loads (eval.c: convert, load, decode) ---- */
 
-static bool convert(struct cc *c, const struct expr_node *n, struct cv *v, const struct diag_type *from,
+static bool convert(struct cc *c, struct cv *v, const struct diag_type *from,
 		    const struct diag_type *to)
 {
 	const struct diag_type *f = diag_type_strip(from), *t = diag_type_strip(to);
@@ -290,7 +291,6 @@ static bool convert(struct cc *c, const struct expr_node *n, struct cv *v, const
 		*v = (struct cv){ .k = V_DAEMON };
 		return true;
 	}
-	(void)n;
 	if (t->kind == DIAG_TYPE_BOOL) {
 		if (v->k == V_CONST) {
 			v->u = v->u != 0;
@@ -359,7 +359,7 @@ static bool num(struct cc *c, const struct expr_node *n, const struct diag_type 
 		return false;
 	if (!need)
 		return forget(c, v);
-	return convert(c, n, v, n->type, to) && need_num(c, n, v);
+	return convert(c, v, n->type, to) && need_num(c, n, v);
 }
 
 /* eval's ev_address: the address an array or pointer operand designates, on the stack. */
@@ -419,7 +419,7 @@ static bool loc_reg_value(struct locst *l, uint64_t regno)
 		return emit(c, DIAG_CAP_SAVE_FPREG, x, 0) && emit(c, DIAG_CAP_FPREG, x, 0);
 	}
 	int off = diag_reg_dwarf((int)regno);
-	if (off < 0)
+	if (off < 0 || !diag_cap_reg_saved((uint32_t)off))
 		return failv(c, F_LIMIT, "'%s' is computed from DWARF register %llu, which a capture does not save",
 			     l->name, (unsigned long long)regno);
 	if (regno != 6 && regno != 7) /* not the frame or stack pointer: may be any value */
@@ -446,6 +446,23 @@ static bool shift(struct cc *c, uint8_t op)
 }
 
 static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, struct cv *v);
+
+/* The op of a DWARF binary operation, as dwarf/loc.c computes it (div signed, mod unsigned,
+ * comparisons signed). */
+static uint8_t loc_binop(uint8_t atom)
+{
+	static const struct { uint8_t dw, cap; } map[] = {
+		{ DW_OP_plus, DIAG_CAP_ADD }, { DW_OP_minus, DIAG_CAP_SUB }, { DW_OP_mul, DIAG_CAP_MUL },
+		{ DW_OP_div, DIAG_CAP_DIVS }, { DW_OP_mod, DIAG_CAP_REMU }, { DW_OP_and, DIAG_CAP_AND },
+		{ DW_OP_or, DIAG_CAP_OR }, { DW_OP_xor, DIAG_CAP_XOR }, { DW_OP_eq, DIAG_CAP_EQ },
+		{ DW_OP_ne, DIAG_CAP_NE }, { DW_OP_lt, DIAG_CAP_LTS }, { DW_OP_le, DIAG_CAP_LES },
+		{ DW_OP_gt, DIAG_CAP_GTS }, { DW_OP_ge, DIAG_CAP_GES },
+	};
+	for (size_t m = 0; m < sizeof(map) / sizeof(map[0]); m++)
+		if (map[m].dw == atom)
+			return map[m].cap;
+	return DIAG_CAP_ADD; /* not reached: the callers pass one of the above */
+}
 
 static bool loc_frame_base(struct locst *l, struct cv *v)
 {
@@ -484,6 +501,8 @@ static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, str
 				return false;
 			continue;
 		}
+		if (a >= DW_OP_reg0 && a <= DW_OP_reg31)
+			return failv(c, F_LIMIT, "the location of '%s' names a register before its end", l->name);
 		int pops = 0;
 		switch (a) {
 		case DW_OP_addr:
@@ -554,22 +573,10 @@ static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, str
 		}
 		case DW_OP_plus: case DW_OP_minus: case DW_OP_mul: case DW_OP_div: case DW_OP_mod:
 		case DW_OP_and: case DW_OP_or: case DW_OP_xor: case DW_OP_eq: case DW_OP_ne:
-		case DW_OP_lt: case DW_OP_le: case DW_OP_gt: case DW_OP_ge: {
-			static const struct { uint8_t dw, cap; } map[] = {
-				{ DW_OP_plus, DIAG_CAP_ADD }, { DW_OP_minus, DIAG_CAP_SUB },
-				{ DW_OP_mul, DIAG_CAP_MUL }, { DW_OP_div, DIAG_CAP_DIVS },
-				{ DW_OP_mod, DIAG_CAP_REMU }, { DW_OP_and, DIAG_CAP_AND },
-				{ DW_OP_or, DIAG_CAP_OR }, { DW_OP_xor, DIAG_CAP_XOR },
-				{ DW_OP_eq, DIAG_CAP_EQ }, { DW_OP_ne, DIAG_CAP_NE },
-				{ DW_OP_lt, DIAG_CAP_LTS }, { DW_OP_le, DIAG_CAP_LES },
-				{ DW_OP_gt, DIAG_CAP_GTS }, { DW_OP_ge, DIAG_CAP_GES },
-			};
-			for (size_t m = 0; m < sizeof(map) / sizeof(map[0]); m++)
-				if (map[m].dw == a)
-					ok = emit(c, map[m].cap, 0, 0);
+		case DW_OP_lt: case DW_OP_le: case DW_OP_gt: case DW_OP_ge:
+			ok = emit(c, loc_binop(a), 0, 0);
 			pops = 1;
 			break;
-		}
 		case DW_OP_shl:
 		case DW_OP_shr:
 		case DW_OP_shra:
@@ -578,6 +585,8 @@ static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, str
 			break;
 		case DW_OP_nop:
 			break;
+		case DW_OP_stack_value: case DW_OP_implicit_value: case DW_OP_regx: case DW_OP_piece:
+			return failv(c, F_LIMIT, "the location of '%s' has DW_OP 0x%x before its end", l->name, a);
 		case DW_OP_over:
 		case DW_OP_swap:
 		case DW_OP_rot:
@@ -640,6 +649,9 @@ static bool var(struct cc *c, const struct expr_node *n, struct cv *v)
 		int off = diag_reg_dwarf((int)regno);
 		if (off < 0)
 			return error_here(c, v); /* "<register N not available>" */
+		if (!diag_cap_reg_saved((uint32_t)off))
+			return failv(c, F_STOP, "'%s' lives in DWARF register %llu, which a capture does not save",
+				     dv->name, (unsigned long long)regno);
 		*v = (struct cv){ .k = V_REG, .reg = off };
 		return true;
 	}
@@ -734,24 +746,32 @@ static bool compare(struct cc *c, const struct expr_node *n, bool need, struct c
 	return emit(c, op, 0, 0);
 }
 
-/* The operands of a binary operator on the stack as [a b] (constants pushed in order). */
-static bool operands(struct cc *c, struct cv *a, struct cv *b)
-{
-	if (a->k == V_CONST && b->k == V_CONST)
-		return true;
-	if (a->k == V_CONST) { /* b is on the stack already: commutative callers only */
-		return false;
-	}
-	return push_const(c, b);
-}
-
 static bool reads_memory(const struct diag_expr *x, const struct expr_node *n);
+
+/* Whether n's number could be computed in the target (conservative: floats and what only the
+ * daemon knows say no). */
+static bool streq_in_target(const struct expr_node *n);
+
+static bool target_computable(const struct expr_node *n)
+{
+	if (!n)
+		return true;
+	if (n->op == N_STREQ)
+		return streq_in_target(n) && target_computable(n->a->op == N_CALL ? n->a->a : n->a);
+	if (is_float(n->type) || n->op == N_FLOAT || n->op == N_TID || n->op == N_PID ||
+	    n->op == N_TIME || n->op == N_ELAPSED || n->op == N_COMM || n->op == N_STRLIT)
+		return false;
+	return target_computable(n->a) && target_computable(n->b);
+}
 
 static bool logic(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 {
 	bool oror = n->tok == T_OROR;
 	struct cv a, b;
-	if (!need && !reads_memory(c->x, n->b)) /* nothing to decide: b reads nothing */
+	/* nothing to decide when b reads nothing; and a float or a daemon's value cannot decide
+	 * in the target: then b's reads are captured whatever a is (over-capturing; see
+	 * docs/architecture.md "Capture in the target" for what a fault there costs) */
+	if (!need && (!reads_memory(c->x, n->b) || !target_computable(n->a)))
 		return num(c, n->a, NULL, false, &a) && num(c, n->b, NULL, false, &b) &&
 		       (*v = (struct cv){ .k = a.k == V_ERROR ? V_ERROR : V_DAEMON }, true);
 	if (!num(c, n->a, NULL, true, &a))
@@ -857,10 +877,9 @@ static bool binary(struct cc *c, const struct expr_node *n, bool need, struct cv
 		*v = (struct cv){ .k = V_DAEMON };
 		return true;
 	}
-	if (!operands(c, &a, &b))
-		return failv(c, F_LIMIT, "internal: operand order");
+	if (!push_const(c, &b)) /* a was pushed before b was computed: [a b] */
+		return false;
 	bool sg = rt->is_signed;
-	bool div = t == T_SLASH || t == T_PCT;
 	/* eval refuses b == 0 with "<division by zero>": the target's DIV aborts there alike */
 	uint8_t op;
 	switch (t) {
@@ -875,7 +894,6 @@ static bool binary(struct cc *c, const struct expr_node *n, bool need, struct cv
 	case T_SHL: op = DIAG_CAP_SHL; break;
 	default: op = sg ? DIAG_CAP_SAR : DIAG_CAP_SHR; break;
 	}
-	(void)div;
 	*v = (struct cv){ .k = V_NUM };
 	if (!(shiftop ? shift(c, op) : emit(c, op, 0, 0)))
 		return false;
@@ -930,17 +948,109 @@ static bool add_lit(struct cc *c, const char *s, uint32_t *idx)
 
 static bool address_of_call(struct cc *c, const struct expr_node *n, struct cv *p);
 
+/* [addr] -> [addr]: in a value program, the bytes eval will read there saved first (a
+ * condition reads them itself). */
+static bool save_for_daemon(struct cc *c, uint8_t op, uint32_t a)
+{
+	return c->cond || (emit(c, DIAG_CAP_DUP, 0, 0) && emit(c, op, a, 0));
+}
+
+/* Whether the truth of `a == "lit"` can be decided in the target by STREQ: a char pointer,
+ * a char array longer than the literal, or str(p, max) with a constant max longer than it;
+ * never a literal holding a NUL (eval compares its bytes, a C string stops there). */
+static bool streq_in_target(const struct expr_node *n)
+{
+	const struct expr_node *a = n->a, *lit = n->b;
+	const struct diag_type *s = diag_type_strip(a->type);
+	if (memchr(lit->s, 0, lit->slen) || lit->slen >= DIAG_CAP_MAX_LIT)
+		return false;
+	if (s->kind == DIAG_TYPE_STRING)
+		return a->op == N_CALL && !a->runtime_len && a->max > lit->slen;
+	if (s->kind == DIAG_TYPE_ARRAY)
+		return s->size > lit->slen || (s->size == lit->slen && lit->slen <= STREQ_PREFIX_MAX);
+	return true;
+}
+
+
+/* [p] -> [1 or 0]: the slen bytes at p equal lit's (no NUL looked for after them), by loads
+ * of 8, 4, 2 and 1 bytes inside those bytes only (a fault there is eval's too). */
+static bool prefix_equal(struct cc *c, const char *lit, size_t slen)
+{
+	struct jump differ[STREQ_PREFIX_MAX], done;
+	size_t nd = 0;
+	for (size_t off = 0; off < slen && !c->fail;) {
+		size_t rest = slen - off;
+		uint32_t sz = rest >= 8 ? 8 : rest >= 4 ? 4 : rest >= 2 ? 2 : 1;
+		uint64_t want = 0;
+		memcpy(&want, lit + off, sz);
+		if (!emit(c, DIAG_CAP_DUP, 0, 0) || !add_const(c, off) || !emit(c, DIAG_CAP_LOAD, sz, 0) ||
+		    !k(c, want) || !emit(c, DIAG_CAP_NE, 0, 0) || !jump(c, DIAG_CAP_JNZ, &differ[nd++]))
+			return false;
+		off += sz;
+	}
+	if (!emit(c, DIAG_CAP_DROP, 0, 0) || !k(c, 1) || !jump(c, DIAG_CAP_JMP, &done))
+		return false;
+	for (size_t i = 0; i < nd; i++)
+		if (!land(c, &differ[i]))
+			return false;
+	return emit(c, DIAG_CAP_DROP, 0, 0) && k(c, 0) && land(c, &done);
+}
+
+/* A condition's str(p, n) == "lit" with a runtime n, as eval decides it: n < 0 is an error;
+ * n below the literal's length is 0 (eval still reads the first byte when n > 0, and NULL is
+ * an error); n equal to it compares those n bytes alone (an ngx_str_t has no NUL after
+ * them); n above it (clamped or not) compares the C string up to its NUL: STREQ. */
+static bool streq_runtime(struct cc *c, const struct expr_node *n, struct cv *v)
+{
+	const struct expr_node *call = n->a, *lit = n->b;
+	struct cv p, len;
+	struct jump longer, zero, exact, d1, d2, d3;
+	uint32_t li;
+	if (!address_of_call(c, call, &p))
+		return false;
+	if (p.k == V_ERROR) {
+		*v = p;
+		return true;
+	}
+	if (!num(c, call->b, &expr_t_long, true, &len))
+		return false;
+	if (len.k == V_ERROR) {
+		*v = len;
+		return true;
+	}
+	*v = (struct cv){ .k = V_NUM };
+	bool ok = push_const(c, &len) &&
+		/* [p n] */
+		emit(c, DIAG_CAP_DUP, 0, 0) && k(c, lit->slen) && emit(c, DIAG_CAP_LTS, 0, 0) &&
+		jump(c, DIAG_CAP_JZ, &longer) &&
+		/* shorter: negative is eval's error, 0 reads nothing, else the first byte */
+		emit(c, DIAG_CAP_DUP, 0, 0) && k(c, 0) && emit(c, DIAG_CAP_LTS, 0, 0) &&
+		skip_jump(c, DIAG_CAP_JNZ) && jump(c, DIAG_CAP_JZ, &zero) &&
+		guard(c) && emit(c, DIAG_CAP_LOAD, 1, 0) && emit(c, DIAG_CAP_DROP, 0, 0) && k(c, 0) &&
+		jump(c, DIAG_CAP_JMP, &d1) &&
+		land(c, &zero) && skip_jump(c, DIAG_CAP_JZ) && k(c, 0) && jump(c, DIAG_CAP_JMP, &d2) &&
+		/* [p n], n >= the literal's length */
+		land(c, &longer) && k(c, lit->slen) && emit(c, DIAG_CAP_EQ, 0, 0) &&
+		jump(c, DIAG_CAP_JNZ, &exact) &&
+		guard(c) && add_lit(c, lit->s, &li) && emit(c, DIAG_CAP_STREQ, li, 0) &&
+		jump(c, DIAG_CAP_JMP, &d3) &&
+		land(c, &exact) && guard(c) && prefix_equal(c, lit->s, lit->slen) &&
+		land(c, &d1) && land(c, &d2) && land(c, &d3);
+	return ok && (n->tok == T_EQ || emit(c, DIAG_CAP_LNOT, 0, 0));
+}
+
 /* eval's ev_streq: a C string operand compared with a literal. */
 static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 {
 	const struct expr_node *a = n->a, *lit = n->b;
 	const struct diag_type *s = diag_type_strip(a->type);
 	size_t max = lit->slen + 1;
-	bool nul_inside = memchr(lit->s, 0, lit->slen) != NULL;
+	if (need && c->cond && a->op == N_CALL && a->runtime_len &&
+	    lit->slen >= 1 && lit->slen <= STREQ_PREFIX_MAX && !memchr(lit->s, 0, lit->slen))
+		return streq_runtime(c, n, v);
+	if (need && !streq_in_target(n))
+		return daemon_only(c, n, "this string comparison");
 	if (s->kind == DIAG_TYPE_STRING) {
-		bool target = a->op == N_CALL && !a->runtime_len && a->max > lit->slen && !nul_inside;
-		if (need && !target)
-			return daemon_only(c, n, "this string comparison");
 		if (!need)
 			return ev(c, a, false, v);
 		/* str(p, max) == "lit" with max > its length: the C string equals the literal */
@@ -952,7 +1062,8 @@ static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv 
 			return true;
 		}
 		uint32_t li;
-		if (!guard(c) || !add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
+		if (!guard(c) || !save_for_daemon(c, DIAG_CAP_SAVE_STR, (uint32_t)a->max) ||
+		    !add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
 			return false;
 	} else if (s->kind == DIAG_TYPE_ARRAY) {
 		struct cv base;
@@ -972,15 +1083,15 @@ static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv 
 			*v = (struct cv){ .k = V_DAEMON };
 			return (!base.dyn || guard(c)) && emit(c, DIAG_CAP_SAVE_MEM, (uint32_t)len, 0);
 		}
-		if (s->size == lit->slen)
-			return daemon_only(c, n, "a comparison with a literal as long as the array");
-		if (s->size < lit->slen || nul_inside) { /* never equal (or an error: false too) */
-			*v = (struct cv){ .k = V_CONST, .u = n->tok != T_EQ };
-			return forget(c, &base) && (n->tok == T_EQ ||
-				(*v = (struct cv){ .k = V_CONST, .u = 1 }, true));
-		}
 		uint32_t li;
-		if ((base.dyn && !guard(c)) || !add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
+		if ((base.dyn && !guard(c)) || !save_for_daemon(c, DIAG_CAP_SAVE_MEM, (uint32_t)len))
+			return false;
+		if (s->size == lit->slen) { /* eval compares the whole array, no NUL after it */
+			*v = (struct cv){ .k = V_NUM };
+			return prefix_equal(c, lit->s, lit->slen) &&
+			       (n->tok == T_EQ || emit(c, DIAG_CAP_LNOT, 0, 0));
+		}
+		if (!add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
 			return false;
 	} else {
 		struct cv p;
@@ -997,12 +1108,9 @@ static bool streq(struct cc *c, const struct expr_node *n, bool need, struct cv 
 			*v = (struct cv){ .k = V_DAEMON };
 			return emit(c, DIAG_CAP_SAVE_STR, (uint32_t)max, 0);
 		}
-		if (nul_inside) {
-			*v = (struct cv){ .k = V_CONST, .u = n->tok != T_EQ };
-			return emit(c, DIAG_CAP_DROP, 0, 0);
-		}
 		uint32_t li;
-		if (!add_lit(c, lit->s, &li) || !emit(c, DIAG_CAP_STREQ, li, 0))
+		if (!save_for_daemon(c, DIAG_CAP_SAVE_STR, (uint32_t)max) || !add_lit(c, lit->s, &li) ||
+		    !emit(c, DIAG_CAP_STREQ, li, 0))
 			return false;
 	}
 	*v = (struct cv){ .k = V_NUM };
@@ -1051,6 +1159,25 @@ static bool call(struct cc *c, const struct expr_node *n, bool need, struct cv *
 
 /* ---- places ---- */
 
+/* A member of a small struct held in one general register (its bytes, lowest first). */
+static bool reg_member(struct cc *c, const struct cv *base, const struct diag_member *m, bool need,
+		       struct cv *v)
+{
+	const struct diag_type *mt = diag_type_strip(m->type);
+	*v = (struct cv){ .k = V_DAEMON };
+	if (!need)
+		return true;
+	if (m->bit_size || !expr_is_scalar(mt) || is_float(mt) || m->offset >= 8 || mt->size > 8 - m->offset)
+		return failv(c, F_DAEMON, "member '%s' of a value held in a register cannot be computed in the target",
+			     m->name ? m->name : "");
+	*v = (struct cv){ .k = V_NUM };
+	if (!emit(c, DIAG_CAP_REG, (uint32_t)base->reg, 0) ||
+	    (m->offset && (!k(c, m->offset * 8) || !emit(c, DIAG_CAP_SHR, 0, 0))) ||
+	    !extend(c, v, mt->size, expr_is_signed(mt)))
+		return false;
+	return mt->kind != DIAG_TYPE_BOOL || (k(c, 0) && emit(c, DIAG_CAP_NE, 0, 0));
+}
+
 static bool member(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 {
 	struct cv base;
@@ -1067,7 +1194,9 @@ static bool member(struct cc *c, const struct expr_node *n, bool need, struct cv
 		return true;
 	}
 	const struct diag_member *m = n->member;
-	if (base.k != V_MEM) { /* bytes held in registers or by the daemon */
+	if (base.k == V_REG)
+		return reg_member(c, &base, m, need, v);
+	if (base.k != V_MEM) { /* bytes only the daemon holds */
 		if (!forget(c, &base))
 			return false;
 		*v = (struct cv){ .k = V_DAEMON };
@@ -1147,6 +1276,9 @@ static bool index_(struct cc *c, const struct expr_node *n, struct cv *v)
 /* A register read the way eval reads N_REG / N_ARG: width bytes, extended by the type. */
 static bool reg(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 {
+	if (!diag_cap_reg_saved((uint32_t)n->reg_off)) /* the record would read it as 0 */
+		return failv(c, F_STOP, "$%s at %d:%d is not saved by a capture in the target", n->s,
+			     n->line, n->col);
 	if (!need) {
 		*v = (struct cv){ .k = V_DAEMON };
 		return true;
@@ -1191,7 +1323,7 @@ static bool retval(struct cc *c, const struct expr_node *n, bool need, struct cv
 	}
 	*v = (struct cv){ .k = V_NUM };
 	return emit(c, DIAG_CAP_REG, (uint32_t)n->reg_off, 0) &&
-	       convert(c, n, v, &expr_t_ulong, n->type);
+	       convert(c, v, &expr_t_ulong, n->type);
 }
 
 static bool ev(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
@@ -1311,8 +1443,8 @@ static bool root_value(struct cc *c, const struct expr_node *root)
 		return false;
 	if (!cp || v.k == V_ERROR)
 		return forget(c, &v);
-	if (v.k == V_DAEMON)
-		return true;
+	if (v.k == V_DAEMON) /* eval reads the string it points to: the target must know where */
+		return daemon_only(c, root, "a char pointer held by the daemon only");
 	if (!push_const(c, &v))
 		return false;
 	struct jump skip, next; /* the pointer is on the stack: read_cstr unless below the guard */
@@ -1433,6 +1565,21 @@ static void prog_free(struct diag_cap_prog *p)
 	free(p);
 }
 
+/* Whether eval of x reads a string (or a runtime length) whose unreadable end it keeps as a
+ * status and goes on: in the target that read faults and ends the program. */
+static bool keeps_going(const struct diag_expr *x)
+{
+	struct diag_cap_prog *scratch = prog_new();
+	if (!scratch)
+		return true; /* last: the safe place */
+	struct cc c = { .p = scratch };
+	bool strings = !capture_expr(&c, x);
+	for (size_t i = 0; i < scratch->n; i++)
+		strings |= scratch->ops[i].op == DIAG_CAP_SAVE_STR || scratch->ops[i].op == DIAG_CAP_SAVE_MEM_N;
+	prog_free(scratch);
+	return strings;
+}
+
 static bool may_stop(const struct diag_cap_prog *p)
 {
 	for (size_t i = 0; i < p->n; i++) {
@@ -1548,18 +1695,24 @@ int diag_expr_capture_compile(const struct diag_expr *const *values,
 		goto fail;
 	}
 	struct cc c = { .p = vp };
-	for (size_t i = 0; i < n; i++) {
-		if (res.cond_in_daemon && conds && conds[i] && !capture_expr(&c, conds[i])) {
-			rc = report(&c, "condition", err);
-			prog_free(vp);
-			goto fail;
+	/* the daemon evaluates each expression from the snapshot, in any order; a fault ends the
+	 * program: expressions whose reads eval may survive failing (strings) go last, where such
+	 * a fault costs no other expression its captures */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < n; i++) {
+			const struct diag_expr *cx = res.cond_in_daemon && conds ? conds[i] : NULL;
+			const struct diag_expr *vx = values ? values[i] : NULL;
+			if (cx && keeps_going(cx) == (pass == 1) && !capture_expr(&c, cx)) {
+				rc = report(&c, "condition", err);
+				prog_free(vp);
+				goto fail;
+			}
+			if (vx && keeps_going(vx) == (pass == 1) && !capture_expr(&c, vx)) {
+				rc = report(&c, "value", err);
+				prog_free(vp);
+				goto fail;
+			}
 		}
-		if (values && values[i] && !capture_expr(&c, values[i])) {
-			rc = report(&c, "value", err);
-			prog_free(vp);
-			goto fail;
-		}
-	}
 	if (vp->n) {
 		if (c.payload > DIAG_CAP_MAX_PAYLOAD) {
 			rc = diag_error_set_field(err, "value", -DIAG_E_LIMIT,

@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "arch/regs.h"
+#include "arch/ring.h"
 #include "capture/capture.h"
 
 static ssize_t self_read(void *arg, uint64_t addr, void *buf, size_t len)
@@ -456,6 +457,23 @@ static void test_malformed(void)
 	diag_fpregs f;
 	diag_cap_snapshot_init(&s, p, 52, false, 0);
 	CHECK_EQ_INT(diag_cap_snapshot_fpregs(&s, &f), 0);
+	/* a ring v2 record: its header's length is bounded by the bytes there, its flags read */
+	{
+		_Alignas(8) uint8_t rbuf[DIAG_RING_REC_HDR + 64] = { 0 };
+		struct diag_ring_rec *rec = (struct diag_ring_rec *)rbuf;
+		h = (struct diag_cap_block){ .addr = 0x3000, .len = 8, .kind = DIAG_CAP_BLOCK_MEM };
+		memcpy(rbuf + DIAG_RING_REC_HDR, &h, sizeof(h));
+		memcpy(rbuf + DIAG_RING_REC_HDR + 16, "12345678", 8);
+		rec->payload_len = 0xffffffff;
+		rec->flags = DIAG_REC_FAULT;
+		rec->fault_addr = 0x3004;
+		diag_cap_snapshot_of_rec(&s, rec, DIAG_RING_REC_HDR + 24);
+		CHECK_EQ_INT(s.len, 24);
+		CHECK(s.faulted);
+		CHECK_EQ_INT(diag_cap_snapshot_read(&s, 0x3000, buf, 8), 4);
+		diag_cap_snapshot_of_rec(&s, rec, DIAG_RING_REC_HDR - 1);
+		CHECK_EQ_INT(diag_cap_snapshot_read(&s, 0x3000, buf, 8), -EFAULT);
+	}
 	/* NULL payload */
 	diag_cap_snapshot_init(&s, NULL, 100, true, 5);
 	CHECK_EQ_INT(diag_cap_snapshot_read(&s, 0, buf, 8), -EFAULT);
@@ -511,7 +529,14 @@ static void test_checker(void)
 	begin();
 	op(DIAG_CAP_REG, 3, 0);
 	op(DIAG_CAP_END, 0, 0);
-	expect_refused(DIAG_CAP_CONDITION, "op 0 (REG): no register");
+	expect_refused(DIAG_CAP_CONDITION, "op 0 (REG): no saved register");
+	begin(); /* a register the record does not hold (x86-64: fs_base) */
+	op(DIAG_CAP_REG, (uint32_t)diag_reg_lookup("fs_base", NULL), 0);
+	op(DIAG_CAP_END, 0, 0);
+	expect_refused(DIAG_CAP_CONDITION, "op 0 (REG): no saved register");
+	CHECK(diag_cap_reg_saved((uint32_t)diag_reg_lookup("rdi", NULL)));
+	CHECK(diag_cap_reg_saved((uint32_t)diag_reg_lookup("rsp", NULL)));
+	CHECK(!diag_cap_reg_saved((uint32_t)diag_reg_lookup("fs_base", NULL)));
 	begin();
 	op(DIAG_CAP_REG, (uint32_t)sizeof(diag_regs), 0);
 	op(DIAG_CAP_END, 0, 0);

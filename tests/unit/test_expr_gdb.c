@@ -190,6 +190,9 @@ static const char *const target_conds[] = {
 	"req->hdr.signed_bits", "req->vals[3] % 7", "req->vals[req->hdr.kind - 5]",
 	"req->name == \"hello world\"", "req->tag == \"abc\"", "str(req->argvish[1]) == \"beta\"",
 	"req->bad_name == \"x\"", "req->null_name == \"x\"", "$arg2 + 1", "req->name",
+	"str(req->uri.data, req->uri.len) == \"GET /index.html\"",
+	"str(req->uri.data, req->uri.len) == \"GET /index.htm\"",
+	"req->tag == \"abcdefghijklmnop\"", "req->tag != \"abcdefghijklmnop\"",
 };
 
 static bool must_be_in_target(const char *src)
@@ -267,6 +270,8 @@ static void capture_text(struct diag_expr *x, pid_t pid, const diag_regs *regs, 
 		check_failures++;
 	}
 	bool truth;
+	if (capc.cond_in_daemon && getenv("TEST_CAP_DAEMON"))
+		fprintf(stderr, "  daemon condition: %s\n", src);
 	if (!capc.cond_in_daemon) {
 		CHECK(capc.cond != NULL);
 		CHECK(capc.value == NULL);
@@ -318,6 +323,141 @@ static void eval_text(struct diag_dwarf_cache *dc, const char *path, pid_t pid, 
 	diag_expr_free(x);
 }
 
+static struct diag_expr *compile_at(struct diag_dwarf_cache *dc, const char *path, pid_t pid, uint64_t bias,
+				     uint64_t pc, const char *src)
+{
+	struct diag_expr_scope sc = { .pid = pid, .elf_path = path, .build_id = "", .bias = bias, .pc = pc,
+				      .event = DIAG_EVENT_CALL, .dwarf = dc };
+	struct diag_expr *x = NULL;
+	struct diag_error err = { 0 };
+	if (diag_expr_compile(src, &sc, &x, &err)) {
+		fprintf(stderr, "compile %s: %s\n", src, err.msg);
+		check_failures++;
+	}
+	return x;
+}
+
+/* What cannot run in the target says why, naming the field; probes sharing a site. */
+static void test_sharing(struct diag_dwarf_cache *dc, const char *path, pid_t pid, uint64_t bias, uint64_t pc,
+			 const diag_regs *regs)
+{
+	static const char *const refused[][2] = {
+		{ "stack", "value: `stack` needs the thread stopped" },
+		{ "req->vals[(int)scale]", "value: a floating-point value at 1:16 cannot be computed in the target" },
+		{ "stack(3)", "value: `stack` needs the thread stopped" },
+	};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		struct diag_expr *x = compile_at(dc, path, pid, bias, pc, refused[i][0]);
+		if (!x)
+			continue;
+		const struct diag_expr *xs[1] = { x };
+		struct diag_expr_capture cap = { 0 };
+		struct diag_error err = { 0 };
+		int rc = diag_expr_capture_compile(xs, NULL, 1, &cap, &err);
+		CHECK(rc == -DIAG_E_INVALID || rc == -DIAG_E_LIMIT);
+		CHECK_EQ_STR(err.msg, refused[i][1]);
+		CHECK_EQ_STR(err.field, "value");
+		/* as a condition: neither in the target nor in the daemon from a capture */
+		CHECK(diag_expr_capture_compile(NULL, xs, 1, &cap, &err) < 0);
+		CHECK_EQ_STR(err.field, "condition");
+		CHECK(!strncmp(err.msg, "condition: ", 11));
+		diag_expr_free(x);
+	}
+
+	/* the locals (computed locations at -O2, frame slots at -O0): both paths alike, whatever
+	 * they hold at this pc (gdb is not asked: they are not set yet) */
+	static const char *const locals[] = { "total", "local_count", "scaled", "greeting", "total + len",
+					      "local_count * 2 > 0 && total" };
+	for (size_t i = 0; i < sizeof(locals) / sizeof(locals[0]); i++) {
+		char exact[512], cap[512];
+		eval_text(dc, path, pid, bias, pc, regs, locals[i], exact, sizeof(exact), cap);
+		if (!strncmp(exact, "ERR ", 4))
+			continue; /* optimised out here */
+		CHECK_EQ_STR(cap, exact);
+	}
+
+	struct target t = { pid };
+	diag_fpregs fp;
+	diag_fpregs_read(pid, &fp);
+	struct diag_cap_env env = { .regs = regs, .fpregs = &fp, .read_mem = read_mem, .arg = &t };
+	static uint8_t payload[DIAG_CAP_MAX_PAYLOAD];
+	uint32_t len = 0;
+	uint64_t fault = 0;
+	/* a float condition alone: decided in the daemon from the captured scale */
+	struct diag_expr *fc = compile_at(dc, path, pid, bias, pc, "scale > 2.0 && req->ok");
+	struct diag_expr *rv = compile_at(dc, path, pid, bias, pc, "$arg2 == 8");
+	struct diag_expr *mem = compile_at(dc, path, pid, bias, pc, "req->ok");
+	struct diag_expr *nm = compile_at(dc, path, pid, bias, pc, "req->name");
+	struct diag_expr *bad = compile_at(dc, path, pid, bias, pc, "*req->next");
+	if (!fc || !rv || !mem || !nm || !bad)
+		goto out;
+	struct diag_expr_capture cap = { 0 };
+	const struct diag_expr *c1[1] = { fc }, *v1[1] = { nm };
+	CHECK_EQ_INT(diag_expr_capture_compile(v1, c1, 1, &cap, NULL), 0);
+	CHECK(cap.cond == NULL && cap.cond_in_daemon && cap.value);
+	if (cap.value) {
+		CHECK_EQ_INT(diag_cap_run(cap.value, DIAG_CAP_VALUE, &env, payload, sizeof(payload), &len, &fault),
+			     DIAG_CAP_DONE);
+		struct diag_cap_snapshot snap;
+		diag_cap_snapshot_init(&snap, payload, len, false, 0);
+		struct diag_expr_ctx ctx = { .pid = pid, .tid = pid, .regs = regs,
+					     .read_fpregs = diag_cap_snapshot_fpregs,
+					     .read_mem = diag_cap_snapshot_read, .arg = &snap };
+		static struct diag_expr_result r;
+		diag_expr_eval(fc, &ctx, &r);
+		CHECK(diag_expr_truthy(&r));
+		char text[256];
+		struct diag_value v;
+		diag_expr_eval(nm, &ctx, &r);
+		diag_expr_render(nm, &r, text, sizeof(text), &v);
+		CHECK_CONTAINS(text, "\"hello world\"");
+	}
+	diag_expr_capture_free(&cap);
+
+	/* two probes: one condition reads memory, the other only registers: their OR runs in
+	 * the target (the one that may fault last), and is true */
+	const struct diag_expr *c2[2] = { mem, rv }, *v2[2] = { bad, nm };
+	CHECK_EQ_INT(diag_expr_capture_compile(v2, c2, 2, &cap, NULL), 0);
+	CHECK(cap.cond != NULL && cap.cond_in_daemon && cap.value);
+	if (cap.cond)
+		CHECK_EQ_INT(diag_cap_run(cap.cond, DIAG_CAP_CONDITION, &env, NULL, 0, NULL, &fault), DIAG_CAP_DONE);
+	if (cap.value) {
+		/* *req->next (NULL) does not stop the capture: req->name after it is still whole */
+		CHECK_EQ_INT(diag_cap_run(cap.value, DIAG_CAP_VALUE, &env, payload, sizeof(payload), &len, &fault),
+			     DIAG_CAP_DONE);
+		struct diag_cap_snapshot snap;
+		diag_cap_snapshot_init(&snap, payload, len, false, 0);
+		struct diag_expr_ctx ctx = { .pid = pid, .tid = pid, .regs = regs,
+					     .read_fpregs = diag_cap_snapshot_fpregs,
+					     .read_mem = diag_cap_snapshot_read, .arg = &snap };
+		static struct diag_expr_result r;
+		char text[256];
+		struct diag_value v;
+		diag_expr_eval(bad, &ctx, &r);
+		diag_expr_render(bad, &r, text, sizeof(text), &v);
+		CHECK_EQ_STR(text, "<fault at 0x0>");
+		diag_expr_eval(nm, &ctx, &r);
+		diag_expr_render(nm, &r, text, sizeof(text), &v);
+		CHECK_CONTAINS(text, "\"hello world\"");
+	}
+	diag_expr_capture_free(&cap);
+	/* two conditions that both read memory: no prefilter in the target (a fault in the first
+	 * would hide the second's truth); one probe without a condition: none either */
+	const struct diag_expr *c3[2] = { mem, mem }, *c4[2] = { rv, NULL };
+	CHECK_EQ_INT(diag_expr_capture_compile(NULL, c3, 2, &cap, NULL), 0);
+	CHECK(cap.cond == NULL && cap.cond_in_daemon);
+	diag_expr_capture_free(&cap);
+	CHECK_EQ_INT(diag_expr_capture_compile(NULL, c4, 2, &cap, NULL), 0);
+	CHECK(cap.cond == NULL && cap.cond_in_daemon && cap.value == NULL);
+	diag_expr_capture_free(&cap);
+out:
+	diag_expr_free(fc);
+	diag_expr_free(rv);
+	diag_expr_free(mem);
+	diag_expr_free(nm);
+	diag_expr_free(bad);
+}
+
 static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char *pie)
 {
 	char path[4096];
@@ -358,6 +498,7 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 	}
 	fprintf(stderr, "rich-%s-%s: %d/%zu expressions equal gdb's print at 0x%llx, %d/%zu through capture\n",
 		opt, pie, same, NEXPR, (unsigned long long)gdb_pc, csame, NEXPR);
+	test_sharing(dc, path, pid, bias, gdb_pc, &regs);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 
@@ -388,6 +529,13 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 		{ "str(req->uri.data, req->uri.len) == \"GET /index.html\"", "1" },
 		{ "str(req->uri.data, req->uri.len) == \"GET /index.htm\"", "0" },
 		{ "str(req->uri.data, req->hdr.kind)", "\"GET /in\"" },
+		{ "str(req->name, scale)", "ERR value: a length must be an integer (type double) at 1:16" },
+		/* errors eval meets whatever the data (the capture stops there too) */
+		{ "req->tag == req->name", "<not a scalar>" }, { "(long)req->tag + 1", "<not a scalar>" },
+		{ "req->vals[1] + req->next->ok", "<fault at 0xc0>" }, { "req->ok && (req->tag < req->name)", "<not a scalar>" },
+		{ "str(req->tag) == \"abc\" || req->hdr.len", "1" },
+		/* a literal as long as the array: eval compares all 16 bytes */
+		{ "req->tag == \"abcdefghijklmnop\"", "0" }, { "req->tag != \"abcdefghijklmnop\"", "1" },
 	};
 	for (size_t i = 0; i < sizeof(at_entry) / sizeof(at_entry[0]); i++) {
 		char ours[1024], cap[1024];
@@ -397,6 +545,80 @@ static void test_build(struct diag_dwarf_cache *dc, const char *opt, const char 
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
+}
+
+/* Return events: `result` from rax, rax:rdx, xmm0 and xmm0:xmm1 (a double, small structs)
+ * through capture too: the ret fixture stopped at the return address of each function's
+ * first call. */
+static void test_returns(struct diag_dwarf_cache *dc, const char *opt, const char *pie)
+{
+	static const char *const funcs[][3] = {
+		{ "fib", "result", "610" }, { "half", "result", "2.5" }, { "half", "result * 2", "5" },
+		{ "make_pair", "result", "{a = 3, b = 4}" }, { "make_vec", "result", "{x = 1.5, y = 3}" },
+		{ "classify", "$retval", "-1" },
+	};
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/ret-%s-%s", getenv("DIAG_FIXTURE_DIR"), opt, pie);
+	for (size_t i = 0; i < sizeof(funcs) / sizeof(funcs[0]); i++) {
+		int in[2];
+		CHECK_EQ_INT(pipe(in), 0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			personality(ADDR_NO_RANDOMIZE);
+			ptrace(PTRACE_TRACEME, 0, 0, 0);
+			dup2(in[0], 0);
+			freopen("/dev/null", "w", stdout);
+			execl(path, path, (char *)NULL);
+			_exit(127);
+		}
+		close(in[0]);
+		CHECK_EQ_INT(write(in[1], "go\n", 3), 3);
+		int st;
+		CHECK(waitpid(pid, &st, 0) == pid && WIFSTOPPED(st));
+		uint64_t bias = exe_bias(pid, path, !strcmp(pie, "pie"));
+		uint64_t entry = elf_sym_addr(path, funcs[i][0]) + bias;
+		errno = 0;
+		long orig = ptrace(PTRACE_PEEKTEXT, pid, (void *)entry, 0), word = orig;
+		memcpy(&word, diag_insn_break, DIAG_ARCH_BREAK_LEN);
+		ptrace(PTRACE_POKETEXT, pid, (void *)entry, (void *)word);
+		ptrace(PTRACE_CONT, pid, 0, 0);
+		diag_regs regs;
+		CHECK(waitpid(pid, &st, 0) == pid && WIFSTOPPED(st) && WSTOPSIG(st) == SIGTRAP);
+		diag_regs_read(pid, &regs);
+		ptrace(PTRACE_POKETEXT, pid, (void *)entry, (void *)orig);
+		diag_regs_set_pc(&regs, entry);
+		diag_regs_write(pid, &regs);
+		long ret = ptrace(PTRACE_PEEKDATA, pid, (void *)diag_regs_sp(&regs), 0);
+		long rorig = ptrace(PTRACE_PEEKTEXT, pid, (void *)ret, 0), rword = rorig;
+		memcpy(&rword, diag_insn_break, DIAG_ARCH_BREAK_LEN);
+		ptrace(PTRACE_POKETEXT, pid, (void *)ret, (void *)rword);
+		ptrace(PTRACE_CONT, pid, 0, 0);
+		CHECK(waitpid(pid, &st, 0) == pid && WIFSTOPPED(st) && WSTOPSIG(st) == SIGTRAP);
+		diag_regs_read(pid, &regs);
+		diag_regs_set_pc(&regs, diag_regs_trap_addr(&regs));
+		struct diag_expr_scope sc = { .pid = pid, .elf_path = path, .build_id = "", .bias = bias,
+					      .pc = entry, .event = DIAG_EVENT_RETURN, .dwarf = dc };
+		struct diag_expr *x = NULL;
+		struct diag_error err = { 0 };
+		CHECK_EQ_INT(diag_expr_compile(funcs[i][1], &sc, &x, &err), 0);
+		if (x) {
+			struct target t = { pid };
+			struct diag_expr_ctx ctx = { .pid = pid, .tid = pid, .regs = &regs,
+						     .read_fpregs = read_fpregs, .read_mem = read_mem, .arg = &t };
+			static struct diag_expr_result r;
+			char exact[512], cap[512];
+			struct diag_value v;
+			diag_expr_eval(x, &ctx, &r);
+			diag_expr_render(x, &r, exact, sizeof(exact), &v);
+			CHECK_EQ_STR(exact, funcs[i][2]);
+			capture_text(x, pid, &regs, funcs[i][1], diag_expr_truthy(&r), cap, sizeof(cap));
+			CHECK_EQ_STR(cap, funcs[i][2]);
+			diag_expr_free(x);
+		}
+		close(in[1]);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
 }
 
 int main(void)
@@ -410,7 +632,10 @@ int main(void)
 	const char *opts[] = { "O0", "O2" }, *pies[] = { "pie", "nopie" };
 	for (int i = 0; i < 2; i++)
 		for (int j = 0; j < 2; j++)
+		{
 			test_build(dc, opts[i], pies[j]);
+			test_returns(dc, opts[i], pies[j]);
+		}
 	diag_dwarf_cache_free(dc);
 	fprintf(stderr, "capture: %d values and %d conditions compiled, %d conditions decided in the target\n",
 		captured_values, captured_conds, conds_in_target);

@@ -118,9 +118,10 @@ static const char *bad_operand(const struct diag_cap_prog *p, const struct diag_
 	case DIAG_CAP_STREQ:
 		if (o->a >= p->nlits || o->a >= DIAG_CAP_MAX_LITS || !p->lits[o->a])
 			return "no such literal";
-		return strnlen(p->lits[o->a], DIAG_CAP_MAX_LIT + 1) > DIAG_CAP_MAX_LIT ? "literal too long" : NULL;
+		/* as diag_cap_check: the literal and its NUL within DIAG_CAP_MAX_LIT bytes */
+		return strnlen(p->lits[o->a], DIAG_CAP_MAX_LIT) >= DIAG_CAP_MAX_LIT ? "literal too long" : NULL;
 	case DIAG_CAP_SAVE_MEM: case DIAG_CAP_SAVE_MEM_N: case DIAG_CAP_SAVE_STR:
-		return o->a > DIAG_CAP_MAX_PAYLOAD ? "block longer than the payload limit" : NULL;
+		return o->a == 0 || o->a > DIAG_CAP_MAX_PAYLOAD ? "block size not 1 .. DIAG_CAP_MAX_PAYLOAD" : NULL;
 	default:
 		return NULL;
 	}
@@ -184,6 +185,7 @@ static int check_op(struct xj_prog *x, uint32_t *written, size_t i, struct diag_
 	if (o->op == DIAG_CAP_JMP || o->op == DIAG_CAP_JZ || o->op == DIAG_CAP_JNZ) {
 		if (o->a <= i || o->a >= p->n)
 			return refuse(err, i, "jump not forward into the program");
+		x->target[o->a] = true;
 		if (!merge(x, written, o->a, nd, w))
 			return refuse(err, o->a, "stack depth differs between paths");
 	}
@@ -208,6 +210,7 @@ int xj_check(struct xj_prog *x, const struct diag_cap_prog *p, bool value, struc
 	x->value = value;
 	x->max_written = 0;
 	memset(x->depth, -1, sizeof(x->depth));
+	memset(x->target, 0, sizeof(x->target));
 	x->depth[0] = 0;
 	for (size_t i = 0; i < p->n; i++) {
 		if (x->depth[i] < 0)
@@ -270,14 +273,14 @@ static void emit_load(struct xasm *a, uint32_t n)
 		return;
 	}
 	XA(a, TEST, R(SIL), I(n - 1));
-	xa_jump(a, ZYDIS_MNEMONIC_JNZ, slow);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, slow);
 	if (n == 8)
 		XA(a, MOV, R(RAX), xa_m(RSI, 0, 8));
 	else if (n == 4)
 		XA(a, MOV, R(EAX), xa_m(RSI, 0, 4));
 	else
 		XA(a, MOVZX, R(EAX), xa_m(RSI, 0, 2));
-	xa_jump(a, ZYDIS_MNEMONIC_JMP, done);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, done);
 	/* Unaligned: byte by byte, rsi on the byte being read. */
 	xa_label_here(a, slow);
 	XA(a, XOR, R(EAX), R(EAX));
@@ -377,12 +380,12 @@ static void emit_div(struct xasm *a, const struct xj_prog *x, int k, uint8_t op)
 		XA(a, DIV, R(RCX));
 	} else {
 		XA(a, CMP, R(RCX), I(-1));
-		xa_jump(a, ZYDIS_MNEMONIC_JNZ, plain);
+		xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, plain);
 		if (rem)
 			XA(a, XOR, R(EAX), R(EAX));
 		else
 			XA(a, NEG, R(RAX));
-		xa_jump(a, ZYDIS_MNEMONIC_JMP, done);
+		xa_jump_short(a, ZYDIS_MNEMONIC_JMP, done);
 		xa_label_here(a, plain);
 		XA0(a, CQO);
 		XA(a, IDIV, R(RCX));
@@ -403,15 +406,15 @@ static void emit_streq(struct xasm *a, const struct xj_prog *x, int k, uint32_t 
 	xa_label_here(a, loop);
 	XA(a, MOVZX, R(EAX), xa_m(RSI, 0, 1));
 	XA(a, CMP, R(AL), xa_m(RDX, 0, 1));
-	xa_jump(a, ZYDIS_MNEMONIC_JNZ, ne);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, ne);
 	XA(a, TEST, R(AL), R(AL));
-	xa_jump(a, ZYDIS_MNEMONIC_JZ, eq);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JZ, eq);
 	XA(a, INC, R(RSI));
 	XA(a, INC, R(RDX));
-	xa_jump(a, ZYDIS_MNEMONIC_JMP, loop);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, loop);
 	xa_label_here(a, eq);
 	set_const(a, k, 1);
-	xa_jump(a, ZYDIS_MNEMONIC_JMP, done);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, done);
 	xa_label_here(a, ne);
 	set_const(a, k, 0);
 	xa_label_here(a, done);
@@ -434,42 +437,41 @@ static void emit_copy(struct xasm *a)
 
 	xa_label_here(a, loop);
 	XA(a, TEST, R(RCX), R(RCX));
-	xa_jump(a, ZYDIS_MNEMONIC_JZ, end);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JZ, end);
 	XA(a, TEST, R(SIL), I(7));
-	xa_jump(a, ZYDIS_MNEMONIC_JNZ, bytes);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, bytes);
 	XA(a, CMP, R(RCX), I(8));
-	xa_jump(a, ZYDIS_MNEMONIC_JB, bytes);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JB, bytes);
 	XA(a, MOV, R(RAX), xa_m(RSI, 0, 8));
 	XA(a, MOV, xa_m(RDX, 0, 8), R(RAX));
 	XA(a, ADD, R(RSI), I(8));
 	XA(a, ADD, R(RDX), I(8));
 	XA(a, SUB, R(RCX), I(8));
-	xa_jump(a, ZYDIS_MNEMONIC_JMP, loop);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, loop);
 	xa_label_here(a, bytes);
 	XA(a, MOVZX, R(EAX), xa_m(RSI, 0, 1));
 	XA(a, MOV, xa_m(RDX, 0, 1), R(AL));
 	XA(a, INC, R(RSI));
 	XA(a, INC, R(RDX));
 	XA(a, DEC, R(RCX));
-	xa_jump(a, ZYDIS_MNEMONIC_JMP, loop);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, loop);
 	xa_label_here(a, end);
 }
 
-/* Copy bytes up to and including a NUL, at most rcx of them. */
+/* Copy bytes up to and including a NUL, at most rcx of them (rcx >= 1: SAVE_STR's limit). */
 static void emit_copy_str(struct xasm *a)
 {
 	uint32_t loop = xa_label_new(a), end = xa_label_new(a);
 
 	xa_label_here(a, loop);
-	XA(a, TEST, R(RCX), R(RCX));
-	xa_jump(a, ZYDIS_MNEMONIC_JZ, end);
 	XA(a, MOVZX, R(EAX), xa_m(RSI, 0, 1));
 	XA(a, MOV, xa_m(RDX, 0, 1), R(AL));
 	XA(a, INC, R(RSI));
 	XA(a, INC, R(RDX));
-	XA(a, DEC, R(RCX));
 	XA(a, TEST, R(AL), R(AL));
-	xa_jump(a, ZYDIS_MNEMONIC_JNZ, loop);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JZ, end);
+	XA(a, DEC, R(RCX));
+	xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, loop);
 	xa_label_here(a, end);
 	/* len = bytes copied */
 	XA(a, MOV, R(RAX), R(RDX));
@@ -484,10 +486,10 @@ void xj_emit_block_end(struct xasm *a)
 
 	xa_label_here(a, loop);
 	XA(a, TEST, R(DL), I(7));
-	xa_jump(a, ZYDIS_MNEMONIC_JZ, end);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JZ, end);
 	XA(a, MOV, xa_m(RDX, 0, 1), I(0));
 	XA(a, INC, R(RDX));
-	xa_jump(a, ZYDIS_MNEMONIC_JMP, loop);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, loop);
 	xa_label_here(a, end);
 	XA(a, MOV, R(RDI), R(RDX));
 	XA(a, XOR, R(EBP), R(EBP));
@@ -498,13 +500,6 @@ static void emit_save(struct xasm *a, int d, const struct diag_cap_op *o)
 	switch (o->op) {
 	case DIAG_CAP_SAVE_MEM:
 		XA(a, MOV, R(RSI), slot(d - 1));
-		if (o->a == 0) { /* nothing read: the header alone */
-			XA(a, MOV, xa_m(RDI, 0, 8), R(RSI));
-			XA(a, MOV, xa_m(RDI, 8, 4), I(0));
-			XA(a, MOV, xa_m(RDI, 12, 4), I(DIAG_CAP_BLOCK_MEM));
-			XA(a, ADD, R(RDI), I(16));
-			return;
-		}
 		block_begin(a, DIAG_CAP_BLOCK_MEM);
 		XA(a, MOV, xa_m(RDI, 8, 4), I(o->a));
 		/* the padding zeroed first, the copy overwrites its start: no loop at the end */
@@ -528,6 +523,7 @@ static void emit_save(struct xasm *a, int d, const struct diag_cap_op *o)
 	case DIAG_CAP_SAVE_STR:
 		XA(a, MOV, R(RSI), slot(d - 1));
 		block_begin(a, DIAG_CAP_BLOCK_MEM);
+		XA(a, MOV, xa_m(RDI, 8, 4), I(0)); /* len 0 until the end: tells the landing a string */
 		XA(a, MOV, R(ECX), I(o->a));
 		emit_copy_str(a);
 		break;
@@ -615,6 +611,75 @@ static void emit_op(struct xasm *a, const struct xj_prog *x, size_t i, uint32_t 
 	}
 }
 
+/* DUP; SAVE_MEM n; LOAD n (n = 1, 2, 4, 8) at op i with no jump into it: the expression
+ * compiler's read of a value whose bytes the daemon's evaluation needs again. */
+static bool is_read_value(const struct xj_prog *x, size_t i)
+{
+	const struct diag_cap_op *o = &x->p->ops[i];
+	uint32_t n;
+
+	if (!x->value || i + 2 >= x->p->n || x->target[i + 1] || x->target[i + 2] ||
+	    o[0].op != DIAG_CAP_DUP || o[1].op != DIAG_CAP_SAVE_MEM || o[2].op != DIAG_CAP_LOAD)
+		return false;
+	n = o[1].a;
+	return o[2].a == n && (n == 1 || n == 2 || n == 4 || n == 8);
+}
+
+static ZydisRegister reg_of_size(uint32_t n)
+{
+	return n == 8 ? ZYDIS_REGISTER_RAX : n == 4 ? ZYDIS_REGISTER_EAX : n == 2 ? ZYDIS_REGISTER_AX
+									 : ZYDIS_REGISTER_AL;
+}
+
+/* rax = the n bytes at [base + disp], zero-extended. */
+static void load_zext(struct xasm *a, ZydisRegister base, int64_t disp, uint32_t n)
+{
+	if (n == 8)
+		XA(a, MOV, R(RAX), xa_m(base, disp, 8));
+	else if (n == 4)
+		XA(a, MOV, R(EAX), xa_m(base, disp, 4)); /* zero-extends to rax */
+	else
+		XA(a, MOVZX, R(EAX), xa_m(base, disp, n));
+}
+
+/* The three ops in one: the n bytes at the top's address copied into a block (one aligned
+ * access, else byte by byte, as SAVE_MEM), and the top replaced by their value, read back from
+ * the block. Memory is read once; a fault leaves the block as SAVE_MEM's would. */
+static void emit_read_value(struct xasm *a, int k, uint32_t n)
+{
+	uint32_t bytes = xa_label_new(a), back = xa_label_new(a), set = xa_label_new(a);
+	const xop val = xa_r(reg_of_size(n));
+
+	XA(a, MOV, R(RSI), slot(k));
+	block_begin(a, DIAG_CAP_BLOCK_MEM);
+	XA(a, MOV, xa_m(RDI, 8, 4), I(n));
+	if (n < 8)
+		XA(a, MOV, xa_m(RDI, 16, 8), I(0));
+	if (n > 1) {
+		XA(a, TEST, R(SIL), I(n - 1));
+		xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, bytes);
+	}
+	load_zext(a, RSI, 0, n);
+	XA(a, MOV, xa_m(RDX, 0, n), val);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, set);
+	xa_label_here(a, bytes);
+	if (n > 1) {
+		XA(a, MOV, R(ECX), I(n));
+		xa_label_here(a, back);
+		XA(a, MOVZX, R(EAX), xa_m(RSI, 0, 1));
+		XA(a, MOV, xa_m(RDX, 0, 1), R(AL));
+		XA(a, INC, R(RSI));
+		XA(a, INC, R(RDX));
+		XA(a, DEC, R(ECX));
+		xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, back);
+		load_zext(a, RBP, 16, n);
+	}
+	xa_label_here(a, set);
+	XA(a, LEA, R(RDI), xa_m(RBP, 24, 8));
+	XA(a, XOR, R(EBP), R(EBP));
+	XA(a, MOV, slot(k), R(RAX));
+}
+
 void xj_emit(struct xasm *a, const struct xj_prog *x)
 {
 	uint32_t l_ops = 0, l_end;
@@ -630,8 +695,16 @@ void xj_emit(struct xasm *a, const struct xj_prog *x)
 		XA(a, XOR, R(EBP), R(EBP));
 	for (size_t i = 0; i < x->p->n; i++) {
 		xa_label_here(a, l_ops + (uint32_t)i);
-		if (x->depth[i] >= 0)
-			emit_op(a, x, i, l_ops, l_end);
+		if (x->depth[i] < 0)
+			continue;
+		if (is_read_value(x, i)) {
+			emit_read_value(a, x->depth[i] - 1, x->p->ops[i + 1].a);
+			xa_label_here(a, l_ops + (uint32_t)i + 1); /* no jump lands there */
+			xa_label_here(a, l_ops + (uint32_t)i + 2);
+			i += 2;
+			continue;
+		}
+		emit_op(a, x, i, l_ops, l_end);
 	}
 	xa_label_here(a, l_end);
 }
@@ -642,4 +715,44 @@ void xj_emit_lits(struct xasm *a, const struct xj_prog *x)
 		xa_label_here(a, x->l_lits + (uint32_t)i);
 		xa_bytes(a, x->p->lits[i], strlen(x->p->lits[i]) + 1);
 	}
+}
+
+void xj_emit_fault_block(struct xasm *a)
+{
+	uint32_t mem = xa_label_new(a), bytes = xa_label_new(a), qwords = xa_label_new(a),
+		 end = xa_label_new(a), done = xa_label_new(a);
+
+	XA(a, TEST, R(RBP), R(RBP));
+	xa_jump_short(a, ZYDIS_MNEMONIC_JZ, done);
+	XA(a, MOV, R(EAX), xa_m(RBP, 8, 4));
+	XA(a, TEST, R(EAX), R(EAX));
+	xa_jump_short(a, ZYDIS_MNEMONIC_JNZ, mem);
+	/* a string: cut to the bytes copied */
+	XA(a, MOV, R(RAX), R(RDX));
+	XA(a, SUB, R(RAX), R(RBP));
+	XA(a, SUB, R(RAX), I(16));
+	XA(a, MOV, xa_m(RBP, 8, 4), R(EAX));
+	xj_emit_block_end(a);
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, done);
+	/* memory: the block keeps its length, zero past the fault (readers cut it there) */
+	xa_label_here(a, mem);
+	XA(a, ADD, R(EAX), I(7));
+	XA(a, AND, R(EAX), I(-8));
+	XA(a, LEA, R(RCX), xa_mx(RBP, RAX, 1, 16, 8));
+	xa_label_here(a, bytes);
+	XA(a, TEST, R(DL), I(7));
+	xa_jump_short(a, ZYDIS_MNEMONIC_JZ, qwords);
+	XA(a, MOV, xa_m(RDX, 0, 1), I(0));
+	XA(a, INC, R(RDX));
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, bytes);
+	xa_label_here(a, qwords);
+	XA(a, CMP, R(RDX), R(RCX));
+	xa_jump_short(a, ZYDIS_MNEMONIC_JNB, end);
+	XA(a, MOV, xa_m(RDX, 0, 8), I(0));
+	XA(a, ADD, R(RDX), I(8));
+	xa_jump_short(a, ZYDIS_MNEMONIC_JMP, qwords);
+	xa_label_here(a, end);
+	XA(a, MOV, R(RDI), R(RCX));
+	XA(a, XOR, R(EBP), R(EBP));
+	xa_label_here(a, done);
 }

@@ -35,6 +35,7 @@ struct xj_prog {
 	const struct diag_cap_prog *p;
 	bool value;                /* value program: SAVE ops, END with an empty stack */
 	int8_t depth[DIAG_CAP_MAX_OPS + 1]; /* stack depth before each op, -1 unreachable */
+	bool target[DIAG_CAP_MAX_OPS + 1];  /* some jump lands on the op */
 	uint32_t max_written;      /* longest path's payload bytes */
 	uint32_t l_false;          /* condition: false, fault or abort (no record) */
 	uint32_t l_abort;          /* value: division by zero */
@@ -57,6 +58,12 @@ void xj_emit_lits(struct xasm *a, const struct xj_prog *x);
 /* Zero a block's data from rdx up to its 8-byte boundary, move rdi there and mark no block in
  * progress (rbp = 0): the end of every block, also in the value program's fault landing. */
 void xj_emit_block_end(struct xasm *a);
+
+/* The value program's fault landing, for a block being copied (rbp): a string keeps the
+ * bytes copied (len cut to them), a memory block keeps its length with zeros from the fault
+ * on, as the reference interpreter leaves them; rdi then follows the block. Nothing when rbp
+ * is 0. */
+void xj_emit_fault_block(struct xasm *a);
 
 /* Frame slot of the register at byte offset off of diag_regs; -1 when the trampoline does not
  * save it (XJ_SAVED_TP: the thread pointer, in r14). */

@@ -2,10 +2,10 @@
  * "Capture trampolines") and repairs their faults. A slot is a 64-byte header then code
  * generated with Zydis's encoder (xasm.h): save every register and the flags in the order of
  * diag_ring_rec.regs, name the thread by its thread pointer, count the hit in its sub-ring's
- * counter, check the heartbeat, run the condition, reserve a record by the ring v2 protocol,
- * fill it, run the value program into it, publish it, restore, run the displaced instructions
- * and jump back (ENTRY), or run the instructions before the terminator first and the
- * terminator last (EXIT). The generated code never blocks, never calls, never makes a system
+ * counter, run the condition, read the clock and check the heartbeat, reserve a record by the
+ * ring v2 protocol, fill it, run the value program into it, publish it, restore, run the
+ * displaced instructions and jump back (ENTRY), or run the instructions before the terminator
+ * first and the terminator last (EXIT). The generated code never blocks, never calls, never makes a system
  * call, uses no string instruction and reads vector registers only for FPREG ops.
  * Pure byte work: never touches a process, never chooses addresses. */
 #include "arch/trampoline.h"
@@ -62,7 +62,7 @@ struct tc {
 	uint32_t units;
 	uint64_t rip;              /* pc the record reports */
 	/* code offsets (from slot + DIAG_TRAMP_SLOT_CODE) of the last pass */
-	uint32_t cond_lo, cond_hi, value_lo, value_hi, tp_lo, tp_hi;
+	uint32_t cond_lo, cond_hi, value_lo, value_hi;
 	uint32_t l_out, l_value_landing;
 	struct diag_tramp_layout l;
 };
@@ -114,22 +114,25 @@ static void emit_enter(struct xasm *a, struct tc *t)
 {
 	uint32_t sub0 = xa_label_new(a);
 
-	if (t->c->fsgsbase) {
+	/* The condition's range (the fault repair's) starts here: %fs:0 faults in a thread
+	 * without TLS yet (early ld.so), and such a hit leaves like a faulting condition, neither
+	 * counted nor recorded, instead of killing the target. */
+	t->cond_lo = (uint32_t)a->len;
+	if (t->c->fsgsbase)
 		XA(a, RDFSBASE, R(R14));
-	} else { /* the TCB's self pointer (x86-64 ABI): the fs base without a system call */
-		t->tp_lo = (uint32_t)a->len;
+	else /* the TCB's self pointer (x86-64 ABI): the fs base without a system call */
 		xa_ins(a, ZYDIS_MNEMONIC_MOV, ZYDIS_ATTRIB_HAS_SEGMENT_FS, 2,
 		       (const xop[]){ R(R14), xa_m(ZYDIS_REGISTER_NONE, 0, 8) });
-		t->tp_hi = (uint32_t)a->len;
-	}
 	XA(a, MOV, R(RBX), I(t->c->ring));
 	/* sub = diag_ring_sub_of(thread, hash_shift) */
 	XA(a, MOV, R(RCX), M(RBX, CTL(hash_shift), 8));
 	XA(a, XOR, R(EAX), R(EAX));
 	XA(a, CMP, R(RCX), I(63));
 	xa_jump(a, ZYDIS_MNEMONIC_JNBE, sub0);
-	XA(a, MOV, R(RAX), I(0x9E3779B97F4A7C15ULL));
-	XA(a, IMUL, R(RAX), R(R14));
+	XA(a, MOV, R(RAX), R(R14));
+	XA(a, SHR, R(RAX), I(12)); /* the thread pointer's page */
+	XA(a, MOV, R(RDX), I(0x9E3779B97F4A7C15ULL));
+	XA(a, IMUL, R(RAX), R(RDX));
 	XA(a, SHR, R(RAX), R(CL));
 	xa_label_here(a, sub0);
 	/* a control block the target scribbled on never sends a write outside the mapping */
@@ -228,7 +231,7 @@ static void emit_fill(struct xasm *a, const struct tc *t)
 /* The value program, its landings and the publication. */
 static void emit_value(struct xasm *a, struct tc *t)
 {
-	uint32_t finish = xa_label_new(a), publish = xa_label_new(a), nob = xa_label_new(a);
+	uint32_t finish = xa_label_new(a), publish = xa_label_new(a);
 
 	if (!t->c->value) {
 		xa_jump(a, ZYDIS_MNEMONIC_JMP, publish);
@@ -249,17 +252,9 @@ static void emit_value(struct xasm *a, struct tc *t)
 	xa_jump(a, ZYDIS_MNEMONIC_JMP, t->l_out);
 	if (!t->c->value)
 		return;
-	/* A fault: rsi is the first byte that could not be read; a block being copied (rbp)
-	 * keeps the bytes before it. */
+	/* A fault: rsi is the first byte that could not be read. */
 	xa_label_here(a, t->l_value_landing);
-	XA(a, TEST, R(RBP), R(RBP));
-	xa_jump(a, ZYDIS_MNEMONIC_JZ, nob);
-	XA(a, MOV, R(RAX), R(RDX));
-	XA(a, SUB, R(RAX), R(RBP));
-	XA(a, SUB, R(RAX), I(16));
-	XA(a, MOV, M(RBP, 8, 4), R(EAX));
-	xj_emit_block_end(a);
-	xa_label_here(a, nob);
+	xj_emit_fault_block(a);
 	XA(a, MOV, M(R15, REC(fault_addr), 8), R(RSI));
 	XA(a, OR, M(R15, REC(flags), 2), I(DIAG_REC_FAULT));
 	xa_jump(a, ZYDIS_MNEMONIC_JMP, finish);
@@ -270,7 +265,7 @@ static void emit_value(struct xasm *a, struct tc *t)
 
 /* ---- relocated instructions ---- */
 
-static int emit_copies(struct xasm *a, struct tc *t, size_t first, struct diag_error *err)
+static int emit_copies(struct xasm *a, struct tc *t, struct diag_error *err)
 {
 	uint8_t buf[DIAG_INSN_MAX_LEN + DIAG_INSN_JMP_MAX];
 	size_t n, orig = 0;
@@ -280,8 +275,8 @@ static int emit_copies(struct xasm *a, struct tc *t, size_t first, struct diag_e
 		rc = diag_insn_relocate_linear(&t->pre.insns[i], xa_pc(a), buf, sizeof(buf), &n, err);
 		if (rc < 0)
 			return diag_error_prefix(err, "probe at 0x%llx: ", (unsigned long long)t->c->addr);
-		t->l.insns[first + i].orig_off = (uint8_t)orig;
-		t->l.insns[first + i].copy_off = (uint16_t)a->len;
+		t->l.insns[i].orig_off = (uint8_t)orig;
+		t->l.insns[i].copy_off = (uint16_t)a->len;
 		orig += t->pre.insns[i].len;
 		xa_bytes(a, buf, n);
 	}
@@ -334,17 +329,14 @@ static int generate(struct xasm *a, struct tc *t, struct diag_error *err)
 	for (size_t i = 0; i < DIAG_CAP_MAX_LITS; i++)
 		xa_label_new(a);
 	if (exit_kind)
-		rc = emit_copies(a, t, 0, err);
+		rc = emit_copies(a, t, err);
 	if (rc < 0)
 		return rc;
 	emit_save(a, t->rip);
 	emit_enter(a, t);
-	t->cond_lo = t->cond_hi = 0;
-	if (t->c->cond) {
-		t->cond_lo = (uint32_t)a->len;
+	if (t->c->cond)
 		xj_emit(a, &t->cond);
-		t->cond_hi = (uint32_t)a->len;
-	}
+	t->cond_hi = (uint32_t)a->len;
 	emit_clock(a, t);
 	emit_reserve(a, t);
 	emit_fill(a, t);
@@ -356,7 +348,7 @@ static int generate(struct xasm *a, struct tc *t, struct diag_error *err)
 		t->l.back_off = SIZE_MAX; /* set to len below: nothing jumps back */
 	} else {
 		t->l.reloc_off = a->len;
-		rc = emit_copies(a, t, 0, err);
+		rc = emit_copies(a, t, err);
 		if (rc == 0)
 			rc = emit_back(a, t);
 	}
@@ -472,7 +464,7 @@ static int assemble(struct xasm *a, struct tc *t, uint8_t *code, size_t cap, str
 		rc = generate(a, t, err);
 		if (rc < 0)
 			return rc;
-		if (a->err == -ENOSPC)
+		if (a->err == -ENOSPC || a->err == -E2BIG)
 			return diag_error_set(err, -DIAG_E_LIMIT,
 					      "probe at 0x%llx: the capture programs do not fit a %d-byte trampoline slot",
 					      (unsigned long long)t->c->addr, DIAG_TRAMP_SLOT);
@@ -490,19 +482,14 @@ static void put_header(const struct tc *t, const struct xasm *a, uint8_t *out)
 	const uint16_t code = DIAG_TRAMP_SLOT_CODE;
 
 	h.magic = DIAG_TRAMP_SLOT_MAGIC ^ t->c->slot;
-	if (t->c->cond) {
-		h.cond_lo = (uint16_t)(code + t->cond_lo);
-		h.cond_hi = (uint16_t)(code + t->cond_hi);
-		h.cond_landing = (uint16_t)(code + xa_label_off(a, t->l_out));
-	}
+	/* always: the range starts at the thread pointer's load (see emit_enter) */
+	h.cond_lo = (uint16_t)(code + t->cond_lo);
+	h.cond_hi = (uint16_t)(code + t->cond_hi);
+	h.cond_landing = (uint16_t)(code + xa_label_off(a, t->l_out));
 	if (t->c->value) {
 		h.value_lo = (uint16_t)(code + t->value_lo);
 		h.value_hi = (uint16_t)(code + t->value_hi);
 		h.value_landing = (uint16_t)(code + xa_label_off(a, t->l_value_landing));
-	}
-	if (!t->c->fsgsbase) {
-		h.tp_load = (uint16_t)(code + t->tp_lo);
-		h.tp_resume = (uint16_t)(code + t->tp_hi);
 	}
 	h.site = t->c->site;
 	memcpy(out, &h, sizeof(h));
@@ -585,10 +572,7 @@ bool diag_tramp_fault_repair(diag_regs *r, uint64_t slot, const struct diag_tram
 		return false;
 	off = r->rip - slot;
 	uint16_t landing;
-	bool tp = h->tp_load && off == h->tp_load; /* no TLS yet: record thread 0 */
-	if (tp)
-		landing = h->tp_resume;
-	else if (off >= h->cond_lo && off < h->cond_hi)
+	if (off >= h->cond_lo && off < h->cond_hi)
 		landing = h->cond_landing;
 	else if (off >= h->value_lo && off < h->value_hi)
 		landing = h->value_landing;
@@ -597,8 +581,6 @@ bool diag_tramp_fault_repair(diag_regs *r, uint64_t slot, const struct diag_tram
 	/* code of this slot only, as the in-target guard checks (guard_template.S) */
 	if (landing < DIAG_TRAMP_SLOT_CODE || landing >= DIAG_TRAMP_SLOT)
 		return false;
-	if (tp)
-		r->r14 = 0;
 	r->rip = slot + landing;
 	return true;
 }

@@ -101,15 +101,25 @@ static uint64_t label_addr(struct xasm *a, uint32_t label)
 	return a->placed[label] ? a->base + a->labels[label] : xa_pc(a);
 }
 
-void xa_jump(struct xasm *a, ZydisMnemonic m, uint32_t label)
+static void jump(struct xasm *a, ZydisMnemonic m, uint32_t label, bool near)
 {
 	ZydisEncoderRequest req;
 	const xop target = xa_i((int64_t)label_addr(a, label));
 
 	request(&req, m, 0, 1, &target);
-	req.branch_type = ZYDIS_BRANCH_TYPE_NEAR;
-	req.branch_width = ZYDIS_BRANCH_WIDTH_32;
+	req.branch_type = near ? ZYDIS_BRANCH_TYPE_NEAR : ZYDIS_BRANCH_TYPE_SHORT;
+	req.branch_width = near ? ZYDIS_BRANCH_WIDTH_32 : ZYDIS_BRANCH_WIDTH_8;
 	encode(a, &req);
+}
+
+void xa_jump(struct xasm *a, ZydisMnemonic m, uint32_t label)
+{
+	jump(a, m, label, true);
+}
+
+void xa_jump_short(struct xasm *a, ZydisMnemonic m, uint32_t label)
+{
+	jump(a, m, label, false);
 }
 
 void xa_lea_label(struct xasm *a, ZydisRegister reg, uint32_t label)

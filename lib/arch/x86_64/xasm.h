@@ -88,6 +88,9 @@ uint32_t xa_label_off(const struct xasm *a, uint32_t label);
 
 /* jmp / jcc (ZYDIS_MNEMONIC_JZ, ...) to a label, always with a 32-bit displacement. */
 void xa_jump(struct xasm *a, ZydisMnemonic m, uint32_t label);
+/* The same with an 8-bit displacement, for the short local loops and skips of one op (the
+ * caller knows the label is within 127 bytes; beyond, the pass fails with -DIAG_E_INVALID). */
+void xa_jump_short(struct xasm *a, ZydisMnemonic m, uint32_t label);
 /* lea reg, [rip + label] */
 void xa_lea_label(struct xasm *a, ZydisRegister reg, uint32_t label);
 

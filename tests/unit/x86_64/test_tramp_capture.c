@@ -16,6 +16,8 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/time.h>
+#include <sys/uio.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -28,6 +30,7 @@
 #include "arch/regs.h"
 #include "arch/ring.h"
 #include "arch/trampoline.h"
+#include "capture/capture.h"
 #include "util/error.h"
 
 /* ---- code under test and callers (Intel syntax) ---- */
@@ -39,6 +42,9 @@ __asm__(".intel_syntax noprefix\n.text\n"
 	"c_riprel_data: .quad 0x1000000000\n" END(c_fn_riprel)
 	/* u64 () -> rflags at entry: exactly 5 displaced bytes */
 	FN(c_fn_flags) "pushfq\n pop rax\n nop dword ptr [rax]\n ret\n" END(c_fn_flags)
+	/* u64 (a, b) -> a + b through the red zone; probed at +5, after the first store */
+	FN(c_fn_redzone) "mov [rsp - 8], rdi\n mov [rsp - 16], rsi\n mov rax, [rsp - 8]\n"
+	" add rax, [rsp - 16]\n ret\n" END(c_fn_redzone)
 	/* touches nothing */
 	FN(c_fn_nop) ".byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n ret\n" END(c_fn_nop)
 	/* u64 (a, b) -> a + b; exits: `pop rbp; ret` patched as one exit (the mov rbp, rsp
@@ -73,7 +79,7 @@ __asm__(".intel_syntax noprefix\n.text\n"
 	END(c_call_xmm)
 	".att_syntax prefix\n");
 
-DECL(c_fn_add); DECL(c_fn_riprel); DECL(c_fn_flags); DECL(c_fn_nop); DECL(c_fn_exit);
+DECL(c_fn_add); DECL(c_fn_riprel); DECL(c_fn_redzone); DECL(c_fn_flags); DECL(c_fn_nop); DECL(c_fn_exit);
 DECL(c_fn_tail); DECL(c_fn_tail_dst);
 extern const uint8_t c_call_flags_end[];
 
@@ -87,7 +93,7 @@ uint64_t c_call_xmm(uint64_t fn, uint64_t a, uint64_t xmm);
 typedef uint64_t (*fn2)(uint64_t, uint64_t);
 
 /* ---- environment: an RWX region, function copies in its first half, slots after ---- */
-#define REGION_SIZE (4u << 20)
+#define REGION_SIZE (16u << 20)
 #define FN_AREA (REGION_SIZE / 2)
 #define FN_SLOT 256u
 
@@ -434,8 +440,21 @@ static void test_header(struct env *e)
 	h = (const void *)(uintptr_t)p.slot;
 	CHECK_EQ_INT(h->magic, DIAG_TRAMP_SLOT_MAGIC ^ p.slot);
 	CHECK_EQ_INT(h->site, 77);
-	CHECK_EQ_INT(h->cond_lo, h->cond_hi); /* no programs: empty ranges */
+	/* no programs: the condition's range still covers the thread pointer's load */
+	CHECK(h->cond_lo >= DIAG_TRAMP_SLOT_CODE && h->cond_lo < h->cond_hi);
+	CHECK(h->cond_landing >= h->cond_hi);
 	CHECK_EQ_INT(h->value_lo, h->value_hi);
+	{
+		ZydisDecoder dec;
+		ZydisDecodedInstruction ins;
+		ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+
+		ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+		CHECK(ZYAN_SUCCESS(ZydisDecoderDecodeFull(&dec, (const uint8_t *)(uintptr_t)p.slot + h->cond_lo,
+							  16, &ins, ops)));
+		CHECK_EQ_INT(ins.mnemonic, ZYDIS_MNEMONIC_MOV);
+		CHECK_EQ_INT(ops[1].mem.segment, ZYDIS_REGISTER_FS);
+	}
 	CHECK_EQ_INT(p.jmp[0], 0xe9);
 	ring2_close(&r);
 }
@@ -755,11 +774,12 @@ static uint32_t reg_off(const char *name)
 }
 
 /* Let a value program write the u64 on its stack where a test can see it: a MEM block of
- * length 0 at that "address". */
+ * runtime length 0 at that "address" (pushes one value, pops two). */
 static void op_emit_top(struct diag_cap_prog *p)
 {
-	op(p, DIAG_CAP_SAVE_MEM, 0, 0);
-	p->max_payload += diag_cap_block_bytes(0);
+	op(p, DIAG_CAP_CONST, 0, 0);
+	op(p, DIAG_CAP_SAVE_MEM_N, 1, 0);
+	p->max_payload += diag_cap_block_bytes(1);
 }
 
 static void op_save(struct diag_cap_prog *p, uint8_t o, uint32_t a)
@@ -849,11 +869,81 @@ static void install_fault_handler(void)
 	sigaction(SIGBUS, &sa, NULL);
 }
 
+/* ---- the reference interpreter (lib/capture) replayed on every record ---- */
+
+static ssize_t self_read(void *arg, uint64_t addr, void *buf, size_t len)
+{
+	struct iovec l = { .iov_base = buf, .iov_len = len };
+	struct iovec r = { .iov_base = (void *)(uintptr_t)addr, .iov_len = len };
+	ssize_t n = process_vm_readv(getpid(), &l, 1, &r, 1, 0);
+
+	(void)arg;
+	return n < 0 ? -errno : n;
+}
+
+static const diag_fpregs *g_fpregs; /* the vector registers of the next replay, or none */
+static uint64_t g_replays;          /* payloads compared with diag_cap_run's */
+
+static void rec_regs(const struct diag_ring_rec *rec, diag_regs *g)
+{
+	static const char *const names[DIAG_RING_NREGS] = {
+		"r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx",
+		"rdx", "rsi", "rdi", "rip", "rsp", "eflags",
+	};
+
+	memset(g, 0, sizeof(*g));
+	for (int i = 0; i < DIAG_RING_NREGS; i++)
+		diag_reg_set(g, diag_reg_lookup(names[i], NULL), rec->regs[i]);
+	diag_reg_set(g, diag_reg_lookup("fs_base", NULL), rec->thread);
+}
+
+/* The condition must be true for a record; the value program must leave the same payload,
+ * byte for byte, with the same outcome and fault address. */
+static void check_replay(const struct diag_cap_prog *cond, const struct diag_cap_prog *value,
+			 const struct diag_ring_rec *rec, uint64_t a, uint64_t b)
+{
+	static uint8_t payload[DIAG_CAP_MAX_PAYLOAD];
+	struct diag_error err = { 0 };
+	diag_regs g;
+	struct diag_cap_env env = { .regs = &g, .fpregs = g_fpregs, .read_mem = self_read };
+	uint32_t len = 0;
+	uint64_t fault = 0;
+	enum diag_cap_outcome out;
+
+	if (rec) {
+		rec_regs(rec, &g);
+	} else {
+		memset(&g, 0, sizeof(g));
+		diag_reg_set(&g, diag_reg_lookup("rdi", NULL), a);
+		diag_reg_set(&g, diag_reg_lookup("rsi", NULL), b);
+	}
+	if (cond) {
+		CHECK_OK(diag_cap_check(cond, DIAG_CAP_CONDITION, &err), err);
+		out = diag_cap_run(cond, DIAG_CAP_CONDITION, &env, NULL, 0, NULL, NULL);
+		CHECK_EQ_INT(out, rec ? DIAG_CAP_DONE : DIAG_CAP_FALSE);
+	}
+	if (!value || !rec)
+		return;
+	CHECK_OK(diag_cap_check(value, DIAG_CAP_VALUE, &err), err);
+	out = diag_cap_run(value, DIAG_CAP_VALUE, &env, payload, sizeof(payload), &len, &fault);
+	CHECK_EQ_INT(out, rec->flags & DIAG_REC_FAULT ? DIAG_CAP_FAULTED
+			  : rec->flags & DIAG_REC_ABORT ? DIAG_CAP_ABORTED : DIAG_CAP_DONE);
+	CHECK_EQ_INT(rec->payload_len, len);
+	if (rec->payload_len == len && memcmp(rec + 1, payload, len) != 0) {
+		fprintf(stderr, "payload differs from diag_cap_run's (%u bytes)\n", len);
+		CHECK(0);
+	}
+	if (out == DIAG_CAP_FAULTED)
+		CHECK_EQ_INT(rec->fault_addr, fault);
+	g_replays++;
+}
+
 /* One ring and one probed copy of c_fn_add per program pair; hit() calls it once. */
 struct pt {
 	struct ring2 r;
 	struct probe p;
 	uint64_t seen;             /* units of sub 0 already looked at */
+	const struct diag_cap_prog *cond, *value;
 };
 
 static int pt_open(struct pt *t, const struct diag_cap_prog *cond, const struct diag_cap_prog *value,
@@ -862,6 +952,8 @@ static int pt_open(struct pt *t, const struct diag_cap_prog *cond, const struct 
 	int rc;
 
 	memset(t, 0, sizeof(*t));
+	t->cond = cond;
+	t->value = value;
 	rc = ring2_open(&t->r, 1, 1024);
 	if (rc < 0)
 		return rc;
@@ -878,11 +970,14 @@ static const struct diag_ring_rec *hit(struct pt *t, uint64_t a, uint64_t b)
 	const struct diag_ring_rec *rec;
 
 	CHECK_EQ_INT(((fn2)(uintptr_t)t->p.fn)(a, b), (uint32_t)(a + b));
-	if (h->head == t->seen)
+	if (h->head == t->seen) {
+		check_replay(t->cond, t->value, NULL, a, b);
 		return NULL;
+	}
 	rec = rec_at(&t->r, 0, t->seen);
 	CHECK_EQ_INT(rec->seq, t->seen + 1);
 	t->seen = h->head;
+	check_replay(t->cond, t->value, rec, a, b);
 	return rec;
 }
 
@@ -1117,16 +1212,40 @@ static void test_fault_edge(void)
 		if (cases[i].op == DIAG_CAP_LOAD) {
 			CHECK_EQ_INT(rec->payload_len, 0);
 		} else {
+			/* a string is cut to the bytes read; a memory block keeps its length, zeros
+			 * from the fault on (readers cut it at fault_addr) */
+			const uint32_t len = cases[i].op == DIAG_CAP_SAVE_STR ? cases[i].copied : cases[i].a;
+
 			CHECK_EQ_INT(nblocks(rec), 1);
 			b = blk(rec, 0, &d);
 			CHECK_EQ_INT(b->addr, at);
-			CHECK_EQ_INT(b->len, cases[i].copied);
-			CHECK_EQ_INT(rec->payload_len, diag_cap_block_bytes(cases[i].copied));
-			for (uint32_t k = 0; k < b->len; k++)
-				CHECK_EQ_INT(d[k], 'x');
+			CHECK_EQ_INT(b->len, len);
+			CHECK_EQ_INT(rec->payload_len, diag_cap_block_bytes(len));
+			for (uint32_t k = 0; k < ((len + 7u) & ~7u); k++)
+				CHECK_EQ_INT(d[k], k < cases[i].copied ? 'x' : 0);
 		}
 		pt_close(&t);
 	}
+	/* a whole block, then one cut by the fault: payload_len covers both */
+	prog_reset(v);
+	op(v, DIAG_CAP_REG, reg_off("rsi"), 0);
+	op_save(v, DIAG_CAP_SAVE_MEM, 3);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(v, DIAG_CAP_REG, reg_off("rsi"), 0); /* a length above the limit: 64 */
+	op_save(v, DIAG_CAP_SAVE_MEM_N, 64);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op_save(v, DIAG_CAP_SAVE_STR, 64);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, e.end - 6, (uint64_t)(uintptr_t)"xyz");
+	CHECK(rec != NULL);
+	if (rec) {
+		CHECK_EQ_INT(rec->flags, DIAG_REC_FAULT);
+		CHECK_EQ_INT(rec->fault_addr, e.end);
+		CHECK_EQ_INT(nblocks(rec), 2);
+		CHECK_EQ_INT(rec->payload_len, diag_cap_block_bytes(3) + diag_cap_block_bytes(64));
+	}
+	pt_close(&t);
 	munmap(e.page, 4096);
 }
 
@@ -1255,13 +1374,13 @@ static void test_alu(void)
 	struct pt t;
 
 	for (uint8_t o = DIAG_CAP_ADD; o <= DIAG_CAP_GEU; o++) {
-		/* 4 ops per pair, 30 pairs a program */
-		for (size_t base = 0; base < nv * nv; base += 30) {
+		/* 5 ops per pair, 15 pairs a program */
+		for (size_t base = 0; base < nv * nv; base += 15) {
 			const struct diag_ring_rec *rec;
 			size_t k = 0;
 
 			prog_reset(v);
-			for (size_t q = base; q < base + 30 && q < nv * nv; q++) {
+			for (size_t q = base; q < base + 15 && q < nv * nv; q++) {
 				uint64_t a = vals[q / nv], b = vals[q % nv];
 
 				op(v, DIAG_CAP_CONST, 0, a);
@@ -1273,7 +1392,7 @@ static void test_alu(void)
 			CHECK_OK(pt_open(&t, NULL, v, &err), err);
 			rec = hit(&t, 0, 0);
 			CHECK(rec != NULL);
-			for (size_t q = base; rec && q < base + 30 && q < nv * nv; q++, k++) {
+			for (size_t q = base; rec && q < base + 15 && q < nv * nv; q++, k++) {
 				uint64_t a = vals[q / nv], b = vals[q % nv];
 				const struct diag_cap_block *bl;
 
@@ -1296,6 +1415,57 @@ static void test_alu(void)
 }
 
 /* unary ops, extensions, constants of every width, a stack deeper than the registers */
+static const struct {
+	uint8_t o;
+	uint32_t a;
+} g_unary[] = { { DIAG_CAP_NEG, 0 },  { DIAG_CAP_NOT, 0 },  { DIAG_CAP_LNOT, 0 },
+		{ DIAG_CAP_SEXT, 1 }, { DIAG_CAP_SEXT, 2 }, { DIAG_CAP_SEXT, 4 },
+		{ DIAG_CAP_ZEXT, 1 }, { DIAG_CAP_ZEXT, 2 }, { DIAG_CAP_ZEXT, 4 } };
+#define NUNARY (sizeof(g_unary) / sizeof(g_unary[0]))
+
+static uint64_t ref_unary(uint8_t o, uint32_t a, uint64_t x)
+{
+	switch (o) {
+	case DIAG_CAP_NEG: return -x;
+	case DIAG_CAP_NOT: return ~x;
+	case DIAG_CAP_LNOT: return x == 0;
+	case DIAG_CAP_SEXT:
+		return a == 1 ? (uint64_t)(int8_t)x : a == 2 ? (uint64_t)(int16_t)x : (uint64_t)(int32_t)x;
+	default:
+		return a == 1 ? (uint8_t)x : a == 2 ? (uint16_t)x : (uint32_t)x;
+	}
+}
+
+/* Every unary op on x and y, in one program. */
+static void check_unary_pair(uint64_t x, uint64_t y)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	const uint64_t in[2] = { x, y };
+	const struct diag_ring_rec *rec;
+	struct pt t;
+
+	for (size_t i = 0; i < 2; i++) {
+		for (size_t u = 0; u < NUNARY; u++) {
+			op(v, DIAG_CAP_CONST, 0, in[i]);
+			op(v, g_unary[u].o, g_unary[u].a, 0);
+			op_emit_top(v);
+		}
+	}
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, 0, 0);
+	CHECK(rec != NULL);
+	for (size_t k = 0; rec && k < 2 * NUNARY; k++) {
+		const struct diag_cap_block *b = blk(rec, k, NULL);
+
+		CHECK(b != NULL);
+		if (b)
+			CHECK_EQ_INT(b->addr, ref_unary(g_unary[k % NUNARY].o, g_unary[k % NUNARY].a, in[k / NUNARY]));
+	}
+	pt_close(&t);
+}
+
 static void test_unary_and_stack(void)
 {
 	static const uint64_t vals[] = { 0, 1, 0x80, 0xff, 0x8000, 0xffff, 0x80000000ull,
@@ -1305,65 +1475,19 @@ static void test_unary_and_stack(void)
 	struct diag_cap_prog *v = &g_value;
 	const struct diag_ring_rec *rec;
 	struct pt t;
-	uint64_t want[256];
-	size_t nw = 0;
 
-	for (size_t half = 0; half < 2; half++) {
-	nw = 0;
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i += 2)
+		check_unary_pair(vals[i], vals[i + 1]);
+
+	/* 16 deep: 1 .. 14, DUP/DROP/DUP at the top, the top emitted (a CONST more), then 13 ADDs */
 	prog_reset(v);
-	for (size_t i = half * 6; i < half * 6 + 6; i++) {
-		uint64_t x = vals[i];
-		static const struct {
-			uint8_t o;
-			uint32_t a;
-		} un[] = { { DIAG_CAP_NEG, 0 }, { DIAG_CAP_NOT, 0 }, { DIAG_CAP_LNOT, 0 },
-			   { DIAG_CAP_SEXT, 1 }, { DIAG_CAP_SEXT, 2 }, { DIAG_CAP_SEXT, 4 },
-			   { DIAG_CAP_ZEXT, 1 }, { DIAG_CAP_ZEXT, 2 }, { DIAG_CAP_ZEXT, 4 } };
-
-		for (size_t u = 0; u < sizeof(un) / sizeof(un[0]); u++) {
-			uint64_t r;
-
-			op(v, DIAG_CAP_CONST, 0, x);
-			op(v, un[u].o, un[u].a, 0);
-			op_emit_top(v);
-			switch (un[u].o) {
-			case DIAG_CAP_NEG: r = -x; break;
-			case DIAG_CAP_NOT: r = ~x; break;
-			case DIAG_CAP_LNOT: r = x == 0; break;
-			case DIAG_CAP_SEXT:
-				r = un[u].a == 1 ? (uint64_t)(int8_t)x : un[u].a == 2 ? (uint64_t)(int16_t)x
-										   : (uint64_t)(int32_t)x;
-				break;
-			default:
-				r = un[u].a == 1 ? (uint8_t)x : un[u].a == 2 ? (uint16_t)x : (uint32_t)x;
-				break;
-			}
-			want[nw++] = r;
-		}
-	}
-	op(v, DIAG_CAP_END, 0, 0);
-	CHECK_OK(pt_open(&t, NULL, v, &err), err);
-	rec = hit(&t, 0, 0);
-	CHECK(rec != NULL);
-	for (size_t k = 0; rec && k < nw; k++) {
-		const struct diag_cap_block *b = blk(rec, k, NULL);
-
-		CHECK(b != NULL);
-		if (b)
-			CHECK_EQ_INT(b->addr, want[k]);
-	}
-	pt_close(&t);
-	}
-
-	/* 16 deep: 1 .. 16, then DUP/DROP at the top, then 15 ADDs: 136; also each slot seen */
-	prog_reset(v);
-	for (uint64_t i = 1; i <= 15; i++)
+	for (uint64_t i = 1; i <= 14; i++)
 		op(v, DIAG_CAP_CONST, 0, i * 0x100000001ull);
 	op(v, DIAG_CAP_DUP, 0, 0);
 	op(v, DIAG_CAP_DROP, 0, 0);
 	op(v, DIAG_CAP_DUP, 0, 0);
-	op_emit_top(v); /* 15 * 0x100000001 */
-	for (int i = 0; i < 14; i++)
+	op_emit_top(v); /* 14 * 0x100000001 */
+	for (int i = 0; i < 13; i++)
 		op(v, DIAG_CAP_ADD, 0, 0);
 	op_emit_top(v);
 	op(v, DIAG_CAP_END, 0, 0);
@@ -1371,10 +1495,140 @@ static void test_unary_and_stack(void)
 	rec = hit(&t, 0, 0);
 	CHECK(rec != NULL && nblocks(rec) == 2);
 	if (rec && nblocks(rec) == 2) {
-		CHECK_EQ_INT(blk(rec, 0, NULL)->addr, 15 * 0x100000001ull);
-		CHECK_EQ_INT(blk(rec, 1, NULL)->addr, 120 * 0x100000001ull);
+		CHECK_EQ_INT(blk(rec, 0, NULL)->addr, 14 * 0x100000001ull);
+		CHECK_EQ_INT(blk(rec, 1, NULL)->addr, 105 * 0x100000001ull);
 	}
 	pt_close(&t);
+}
+
+/* LOAD of 1, 2, 4 and 8 bytes at buf + off (aligned or not), sign-extended below 8. */
+static void check_loads_at(const uint8_t *buf, uint32_t off)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	const struct diag_ring_rec *rec;
+	struct pt t;
+	uint32_t k = 0;
+
+	for (uint32_t sz = 1; sz <= 8; sz *= 2) {
+		op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+		op(v, DIAG_CAP_CONST, 0, off);
+		op(v, DIAG_CAP_ADD, 0, 0);
+		op(v, DIAG_CAP_LOAD, sz, 0);
+		if (sz < 8)
+			op(v, DIAG_CAP_SEXT, sz, 0);
+		op_emit_top(v);
+	}
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, (uint64_t)(uintptr_t)buf, 0);
+	CHECK(rec != NULL && rec->flags == 0);
+	for (uint32_t sz = 1; rec && sz <= 8; sz *= 2, k++) {
+		uint64_t w = 0;
+
+		memcpy(&w, buf + off, sz);
+		if (sz < 8)
+			w = ref_unary(DIAG_CAP_SEXT, sz, w);
+		CHECK(blk(rec, k, NULL) != NULL);
+		if (blk(rec, k, NULL))
+			CHECK_EQ_INT(blk(rec, k, NULL)->addr, w);
+	}
+	pt_close(&t);
+}
+
+/* The expression compiler reads a value as DUP; SAVE_MEM n; LOAD n (its bytes for the daemon,
+ * its value for the program), which the JIT fuses: every size at every alignment, a chain of
+ * them, and faults at a page's end, all replayed by diag_cap_run. */
+static void op_read_value(struct diag_cap_prog *v, uint32_t n)
+{
+	op(v, DIAG_CAP_DUP, 0, 0);
+	op_save(v, DIAG_CAP_SAVE_MEM, n);
+	op(v, DIAG_CAP_LOAD, n, 0);
+}
+
+static void test_read_value(void)
+{
+	static const uint8_t buf[32] __attribute__((aligned(16))) = {
+		0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8b, 0x8c, 0x8d, 0x8e,
+		0x8f, 0x90, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = &g_value;
+	const struct diag_ring_rec *rec;
+	struct req inner = { .len = 42, .path = "/deep" };
+	struct req outer = { .next = &inner };
+	struct edge e;
+	struct pt t;
+
+	for (uint32_t off = 0; off < 9; off++) {
+		prog_reset(v);
+		for (uint32_t n = 1; n <= 8; n *= 2) {
+			op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+			op(v, DIAG_CAP_CONST, 0, off);
+			op(v, DIAG_CAP_ADD, 0, 0);
+			op_read_value(v, n);
+			op_emit_top(v);
+		}
+		op(v, DIAG_CAP_END, 0, 0);
+		CHECK_OK(pt_open(&t, NULL, v, &err), err);
+		rec = hit(&t, (uint64_t)(uintptr_t)buf, 0);
+		CHECK(rec != NULL && rec->flags == 0 && nblocks(rec) == 8);
+		for (uint32_t n = 1, k = 0; rec && nblocks(rec) == 8 && n <= 8; n *= 2, k += 2) {
+			uint64_t w = 0;
+			const uint8_t *d;
+			const struct diag_cap_block *b = blk(rec, k, &d);
+
+			memcpy(&w, buf + off, n);
+			CHECK_EQ_INT(b->addr, (uint64_t)(uintptr_t)(buf + off));
+			CHECK_EQ_INT(b->len, n);
+			CHECK_EQ_INT(memcmp(d, buf + off, n), 0);
+			CHECK_EQ_INT(blk(rec, k + 1, NULL)->addr, w);
+		}
+		pt_close(&t);
+	}
+	/* str(r->next->path) as the compiler writes it: each pointer read kept for the daemon */
+	prog_reset(v);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(v, DIAG_CAP_CONST, 0, offsetof(struct req, next));
+	op(v, DIAG_CAP_ADD, 0, 0);
+	op_read_value(v, 8);
+	op(v, DIAG_CAP_CONST, 0, offsetof(struct req, path));
+	op(v, DIAG_CAP_ADD, 0, 0);
+	op_read_value(v, 8);
+	op_save(v, DIAG_CAP_SAVE_STR, 32);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_OK(pt_open(&t, NULL, v, &err), err);
+	rec = hit(&t, (uint64_t)(uintptr_t)&outer, 0);
+	CHECK(rec != NULL && rec->flags == 0 && nblocks(rec) == 3);
+	if (rec && nblocks(rec) == 3) {
+		const uint8_t *d;
+
+		CHECK_EQ_INT(blk(rec, 2, &d)->len, 6);
+		CHECK_EQ_STR((const char *)d, "/deep");
+	}
+	/* a NULL next: the fault at 8 + 0, after the first read's block */
+	outer.next = NULL;
+	rec = hit(&t, (uint64_t)(uintptr_t)&outer, 0);
+	CHECK(rec != NULL && rec->flags == DIAG_REC_FAULT && rec->fault_addr == offsetof(struct req, path));
+	pt_close(&t);
+	/* at a page's end: aligned (nothing read) and unaligned (the bytes before the fault) */
+	CHECK_EQ_INT(edge_open(&e), 0);
+	for (uint32_t n = 2; n <= 8; n *= 2) {
+		for (uint32_t back = 0; back < n; back++) {
+			prog_reset(v);
+			op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+			op_read_value(v, n);
+			op_emit_top(v);
+			op(v, DIAG_CAP_END, 0, 0);
+			CHECK_OK(pt_open(&t, NULL, v, &err), err);
+			rec = hit(&t, e.end - back, 0);
+			CHECK(rec != NULL && rec->flags == DIAG_REC_FAULT && rec->fault_addr == e.end &&
+			      nblocks(rec) == 1);
+			if (rec && nblocks(rec) == 1)
+				CHECK_EQ_INT(blk(rec, 0, NULL)->len, n);
+			pt_close(&t);
+		}
+	}
+	munmap(e.page, 4096);
 }
 
 /* jumps, registers, vector registers, loads of each size and alignment */
@@ -1391,26 +1645,26 @@ static void test_jumps_regs_loads(void)
 	/* rsi ? 111 : 222 via JZ; then JNZ over a block; then JMP */
 	prog_reset(v);
 	op(v, DIAG_CAP_REG, reg_off("rsi"), 0);      /* 0 */
-	op(v, DIAG_CAP_JZ, 5, 0);                    /* 1 */
+	op(v, DIAG_CAP_JZ, 6, 0);                    /* 1 */
 	op(v, DIAG_CAP_CONST, 0, 111);               /* 2 */
-	op_emit_top(v);                              /* 3 */
-	op(v, DIAG_CAP_JMP, 7, 0);                   /* 4 */
-	op(v, DIAG_CAP_CONST, 0, 222);               /* 5 */
-	op_emit_top(v);                              /* 6 */
-	op(v, DIAG_CAP_REG, reg_off("rsi"), 0);      /* 7 */
-	op(v, DIAG_CAP_JNZ, 11, 0);                  /* 8 */
-	op(v, DIAG_CAP_CONST, 0, 333);               /* 9 */
-	op_emit_top(v);                              /* 10 */
-	op(v, DIAG_CAP_REG, reg_off("rip"), 0);      /* 11 */
+	op_emit_top(v);                              /* 3, 4 */
+	op(v, DIAG_CAP_JMP, 9, 0);                   /* 5 */
+	op(v, DIAG_CAP_CONST, 0, 222);               /* 6 */
+	op_emit_top(v);                              /* 7, 8 */
+	op(v, DIAG_CAP_REG, reg_off("rsi"), 0);      /* 9 */
+	op(v, DIAG_CAP_JNZ, 14, 0);                  /* 10 */
+	op(v, DIAG_CAP_CONST, 0, 333);               /* 11 */
+	op_emit_top(v);                              /* 12, 13 */
+	op(v, DIAG_CAP_REG, reg_off("rip"), 0);      /* 14 */
 	op_emit_top(v);
 	op(v, DIAG_CAP_REG, reg_off("rsp"), 0);
 	op_emit_top(v);
-	op(v, DIAG_CAP_REG, reg_off("fs_base"), 0);
+	op(v, DIAG_CAP_REG, reg_off("r15"), 0);
 	op_emit_top(v);
 	op(v, DIAG_CAP_REG, reg_off("eflags"), 0);
 	op_emit_top(v);
 	op(v, DIAG_CAP_END, 0, 0);
-	v->max_payload = 8 * diag_cap_block_bytes(0);
+	v->max_payload = 8 * diag_cap_block_bytes(1);
 	CHECK_OK(pt_open(&t, NULL, v, &err), err);
 	rec = hit(&t, 0, 0);
 	CHECK(rec != NULL && nblocks(rec) == 6);
@@ -1419,7 +1673,7 @@ static void test_jumps_regs_loads(void)
 		CHECK_EQ_INT(blk(rec, 1, NULL)->addr, 333);
 		CHECK_EQ_INT(blk(rec, 2, NULL)->addr, t.p.addr);
 		CHECK_EQ_INT(blk(rec, 3, NULL)->addr, rec->regs[DIAG_RING_RSP]);
-		CHECK_EQ_INT(blk(rec, 4, NULL)->addr, thread_pointer());
+		CHECK_EQ_INT(blk(rec, 4, NULL)->addr, rec->regs[DIAG_RING_R15]);
 		CHECK_EQ_INT(blk(rec, 5, NULL)->addr, rec->regs[DIAG_RING_EFLAGS]);
 	}
 	rec = hit(&t, 0, 1);
@@ -1429,41 +1683,8 @@ static void test_jumps_regs_loads(void)
 	pt_close(&t);
 
 	/* loads: every size at every offset 0..8, sign-extended too */
-	for (uint32_t off0 = 0; off0 < 9; off0++) {
-	prog_reset(v);
-	for (uint32_t off = off0; off == off0; off++) {
-		for (uint32_t sz = 1; sz <= 8; sz *= 2) {
-			op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
-			op(v, DIAG_CAP_CONST, 0, off);
-			op(v, DIAG_CAP_ADD, 0, 0);
-			op(v, DIAG_CAP_LOAD, sz, 0);
-			if (sz < 8)
-				op(v, DIAG_CAP_SEXT, sz, 0);
-			op_emit_top(v);
-		}
-	}
-	op(v, DIAG_CAP_END, 0, 0);
-	CHECK_OK(pt_open(&t, NULL, v, &err), err);
-	rec = hit(&t, (uint64_t)(uintptr_t)buf, 0);
-	CHECK(rec != NULL && rec->flags == 0);
-	for (uint32_t off = off0, k = 0; rec && off == off0; off++) {
-		for (uint32_t sz = 1; sz <= 8; sz *= 2, k++) {
-			uint64_t w = 0;
-
-			memcpy(&w, buf + off, sz);
-			if (sz == 1)
-				w = (uint64_t)(int8_t)w;
-			else if (sz == 2)
-				w = (uint64_t)(int16_t)w;
-			else if (sz == 4)
-				w = (uint64_t)(int32_t)w;
-			CHECK(blk(rec, k, NULL) != NULL);
-			if (blk(rec, k, NULL))
-				CHECK_EQ_INT(blk(rec, k, NULL)->addr, w);
-		}
-	}
-	pt_close(&t);
-	}
+	for (uint32_t off = 0; off < 9; off++)
+		check_loads_at(buf, off);
 
 	/* xmm0's low half; xmm1 whole */
 	prog_reset(v);
@@ -1475,6 +1696,17 @@ static void test_jumps_regs_loads(void)
 	CHECK_EQ_INT(c_call_xmm(t.p.fn, 5, 0x4045000000000000ull), 5); /* 42.0; rsi 0 */
 	rec = rec_at(&t.r, 0, 0);
 	CHECK_EQ_INT(rec->seq, 1);
+	{
+		static diag_fpregs f;
+		const uint64_t x = 0x4045000000000000ull;
+
+		memset(&f, 0, sizeof(f));
+		memcpy((uint8_t *)f.xmm_space, &x, 8);
+		memcpy((uint8_t *)f.xmm_space + 16, &x, 8);
+		g_fpregs = &f;
+		check_replay(NULL, v, rec, 0, 0);
+		g_fpregs = NULL;
+	}
 	CHECK_EQ_INT(nblocks(rec), 2);
 	if (nblocks(rec) == 2) {
 		const uint8_t *d;
@@ -1594,6 +1826,403 @@ static void test_prog_refused(void)
 	expect_prog_refused(NULL, v, -DIAG_E_LIMIT, "slot");
 }
 
+/* ---- 4 threads through a condition and a value program ---- */
+
+static const char *const g_names[NTHREADS] = { "thread-zero", "one", "thread-number-two", "3" };
+
+struct prog_seen {
+	const struct worker *w;
+	uint64_t next_i[NTHREADS];
+	uint64_t shift, sub;
+};
+
+static int check_prog_rec(const struct diag_ring_rec *rec, void *arg)
+{
+	struct prog_seen *s = arg;
+	uint64_t t = rec->regs[DIAG_RING_RDI], i = rec->regs[DIAG_RING_RSI];
+	const struct diag_cap_block *b;
+	const uint8_t *d;
+
+	if (t >= NTHREADS || i != s->next_i[t] || rec->thread != s->w[t].tp || rec->flags != 0 ||
+	    diag_ring_sub_of(rec->thread, s->shift) != s->sub || nblocks(rec) != 1)
+		return 0;
+	b = blk(rec, 0, &d);
+	if (b->addr != (uint64_t)(uintptr_t)g_names[t] || b->len != strlen(g_names[t]) + 1 ||
+	    memcmp(d, g_names[t], b->len) != 0)
+		return 0;
+	s->next_i[t] += 2;
+	return 1;
+}
+
+static void test_threads_programs(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *c = prog_reset(&g_cond), *v = prog_reset(&g_value);
+	struct ring2 r;
+	struct probe p;
+	struct worker w[NTHREADS];
+	struct prog_seen s = { .w = w };
+	uint64_t per_sub[4] = { 0 }, recs = 0;
+
+	/* if (i & 1) str(names[t]) */
+	op(c, DIAG_CAP_REG, reg_off("rsi"), 0);
+	op(c, DIAG_CAP_CONST, 0, 1);
+	op(c, DIAG_CAP_AND, 0, 0);
+	op(c, DIAG_CAP_END, 0, 0);
+	op(v, DIAG_CAP_CONST, 0, (uint64_t)(uintptr_t)g_names);
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(v, DIAG_CAP_CONST, 0, 3);
+	op(v, DIAG_CAP_SHL, 0, 0);
+	op(v, DIAG_CAP_ADD, 0, 0);
+	op(v, DIAG_CAP_LOAD, 8, 0);
+	op_save(v, DIAG_CAP_SAVE_STR, 32);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_EQ_INT(ring2_open(&r, 4, 1u << 18), 0);
+	CHECK_OK(install(&g_env, c_fn_add, c_fn_add_end, &r, 0x125, c, v, false, &p, &err), err);
+	run_workers(w, (fn2)(uintptr_t)p.fn, NULL, 0);
+	s.shift = r.ctl->hash_shift;
+	for (size_t i = 0; i < NTHREADS; i++) {
+		CHECK_EQ_INT(w[i].bad, 0);
+		per_sub[diag_ring_sub_of(w[i].tp, r.ctl->hash_shift)] += NCALLS;
+		s.next_i[i] = 1;
+	}
+	for (uint64_t sub = 0; sub < 4; sub++) {
+		long n;
+
+		s.sub = sub;
+		n = walk(&r, sub, check_prog_rec, &s, NULL);
+		CHECK_EQ_INT(n, per_sub[sub] / 2);
+		CHECK_EQ_INT(counter2(&r, sub, 0x125), per_sub[sub]);
+		CHECK_EQ_INT(sub_hdr(&r, sub)->drops, 0);
+		recs += n > 0 ? (uint64_t)n : 0;
+	}
+	CHECK_EQ_INT(recs, NTHREADS * NCALLS / 2);
+	CHECK_EQ_INT(counter_sum(&r, 0x125), NTHREADS * NCALLS);
+	ring2_close(&r);
+}
+
+/* A probe mid-function (FUNC+OFF) in a leaf that keeps data in the red zone: the trampoline
+ * skips it, and a value program reads it as the function left it. */
+static void test_redzone(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	struct ring2 r;
+	struct probe p;
+	struct diag_tramp_capture c;
+	const struct diag_ring_rec *rec;
+
+	op(v, DIAG_CAP_REG, reg_off("rsp"), 0);
+	op(v, DIAG_CAP_CONST, 0, (uint64_t)-8);
+	op(v, DIAG_CAP_ADD, 0, 0);
+	op(v, DIAG_CAP_LOAD, 8, 0);
+	op_emit_top(v);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_EQ_INT(ring2_open(&r, 1, 512), 0);
+	p.fn = copy_fn(&g_env, c_fn_redzone, c_fn_redzone_end);
+	p.addr = p.fn + 5;
+	p.slot = new_slot(&g_env);
+	c = cap_for(&p, &r, 6, NULL, v);
+	c.avail = (size_t)(c_fn_redzone_end - c_fn_redzone) - 5;
+	CHECK_OK(install_cap(&c, &p, &err), err);
+	CHECK_EQ_INT(p.patched_len, 5);
+	CHECK_EQ_INT(((fn2)(uintptr_t)p.fn)(0x1234567890ull, 0x1111), 0x12345689a1ull);
+	rec = rec_at(&r, 0, 0);
+	CHECK_EQ_INT(rec->seq, 1);
+	CHECK_EQ_INT(rec->regs[DIAG_RING_RIP], p.fn + 5);
+	CHECK_EQ_INT(nblocks(rec), 1);
+	if (nblocks(rec) == 1)
+		CHECK_EQ_INT(blk(rec, 0, NULL)->addr, 0x1234567890ull); /* [rsp - 8] = rdi */
+	ring2_close(&r);
+}
+
+/* ---- a signal handler re-entering the probed function mid-trampoline ---- */
+
+static volatile fn2 g_sig_fn;
+static volatile uint64_t g_sig_calls, g_sig_bad, g_sig_slot, g_sig_in_slot;
+
+static void on_alarm(int sig, siginfo_t *si, void *ucv)
+{
+	const ucontext_t *uc = ucv;
+	uint64_t pc = (uint64_t)uc->uc_mcontext.gregs[REG_RIP];
+
+	(void)sig;
+	(void)si;
+	if (pc - g_sig_slot < DIAG_TRAMP_SLOT)
+		g_sig_in_slot++;
+	if (g_sig_fn) {
+		if (g_sig_fn(7, 1000000 + g_sig_calls) != (uint32_t)(7 + 1000000 + g_sig_calls))
+			g_sig_bad++;
+		g_sig_calls++;
+	}
+}
+
+static int check_reentrant_rec(const struct diag_ring_rec *rec, void *arg)
+{
+	uint64_t *next = arg, t = rec->regs[DIAG_RING_RDI], i = rec->regs[DIAG_RING_RSI];
+
+	if (rec->flags != 0 || nblocks(rec) != 1 || rec->thread != thread_pointer())
+		return 0;
+	if (t == 7 && i >= 1000000)
+		return blk(rec, 0, NULL)->addr == i;
+	if (t != 1 || i != *next)
+		return 0;
+	(*next)++;
+	return blk(rec, 0, NULL)->addr == i;
+}
+
+static void test_signal_reentry(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	struct sigaction sa, old;
+	struct itimerval it = { .it_interval = { 0, 50 }, .it_value = { 0, 50 } }, off = { 0 };
+	struct ring2 r;
+	struct probe p;
+	uint64_t next = 0, n = 0;
+	long recs;
+
+	op(v, DIAG_CAP_REG, reg_off("rsi"), 0);
+	op_emit_top(v);
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_EQ_INT(ring2_open(&r, 1, 1u << 20), 0);
+	CHECK_OK(install(&g_env, c_fn_add, c_fn_add_end, &r, 31, NULL, v, false, &p, &err), err);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_alarm;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, &old);
+	g_sig_slot = p.slot;
+	g_sig_fn = (fn2)(uintptr_t)p.fn;
+	setitimer(ITIMER_REAL, &it, NULL);
+	/* until a hundred signals landed, most of them inside the trampoline (it is most of the
+	 * time of a call); 300000 records fit the sub-ring, so none is dropped */
+	for (; n < 300000 && (g_sig_calls < 100 || g_sig_in_slot < 10); n++)
+		if (((fn2)(uintptr_t)p.fn)(1, n) != (uint32_t)(1 + n))
+			g_sig_bad++;
+	setitimer(ITIMER_REAL, &off, NULL);
+	g_sig_fn = NULL;
+	sigaction(SIGALRM, &old, NULL);
+	CHECK_EQ_INT(g_sig_bad, 0);
+	CHECK(g_sig_in_slot > 0); /* handlers that ran on top of a trampoline's frame */
+	CHECK_EQ_INT(counter2(&r, 0, 31), n + g_sig_calls);
+	CHECK_EQ_INT(sub_hdr(&r, 0)->drops, 0);
+	recs = walk(&r, 0, check_reentrant_rec, &next, NULL);
+	CHECK_EQ_INT(recs, (long)(n + g_sig_calls));
+	CHECK_EQ_INT(next, n);
+	fprintf(stderr, "signal re-entry: %llu calls, %llu from the handler, %llu of them inside the slot\n",
+		(unsigned long long)n, (unsigned long long)g_sig_calls, (unsigned long long)g_sig_in_slot);
+	ring2_close(&r);
+}
+
+/* ---- random programs: the JIT against diag_cap_run ---- */
+
+struct gen {
+	struct diag_cap_prog *p;
+	uint64_t rng;
+	int depth;
+	const uint64_t *ptrs;      /* addresses worth loading from: good, at a page end, bad */
+	size_t nptrs;
+	bool cond;                 /* a condition: no SAVE */
+};
+
+static uint64_t rnd(struct gen *g, uint64_t n)
+{
+	g->rng ^= g->rng << 13;
+	g->rng ^= g->rng >> 7;
+	g->rng ^= g->rng << 17;
+	return g->rng % n;
+}
+
+static void gop(struct gen *g, uint8_t o, uint32_t a, uint64_t imm, int effect)
+{
+	op(g->p, o, a, imm);
+	g->depth += effect;
+}
+
+/* An address: one of the pointers, maybe plus a small offset, maybe read from memory. */
+static void gen_addr(struct gen *g, int budget)
+{
+	gop(g, DIAG_CAP_CONST, 0, g->ptrs[rnd(g, g->nptrs)], 1);
+	if (rnd(g, 2)) {
+		gop(g, DIAG_CAP_CONST, 0, rnd(g, 24), 1);
+		gop(g, DIAG_CAP_ADD, 0, 0, -1);
+	}
+	if (budget > 0 && rnd(g, 3) == 0)
+		gop(g, DIAG_CAP_LOAD, 8, 0, 0); /* a pointer chain */
+}
+
+/* A value on the stack. */
+static void gen_expr(struct gen *g, int budget)
+{
+	static const uint8_t bin[] = { DIAG_CAP_ADD, DIAG_CAP_SUB, DIAG_CAP_MUL, DIAG_CAP_AND,
+				       DIAG_CAP_XOR, DIAG_CAP_SHR, DIAG_CAP_SAR, DIAG_CAP_DIVU,
+				       DIAG_CAP_REMS, DIAG_CAP_LTS, DIAG_CAP_GEU, DIAG_CAP_NE };
+	static const uint32_t sizes[] = { 1, 2, 4, 8 };
+	uint64_t k = budget <= 0 || g->depth > 10 ? rnd(g, 2) : rnd(g, 6);
+
+	switch (k) {
+	case 0:
+		gop(g, DIAG_CAP_CONST, 0, rnd(g, 2) ? rnd(g, 300) : g->rng, 1);
+		return;
+	case 1:
+		gop(g, DIAG_CAP_REG, reg_off(rnd(g, 2) ? "rdi" : "rsi"), 0, 1);
+		return;
+	case 2: {
+		uint32_t n = sizes[rnd(g, 4)];
+
+		gen_addr(g, budget - 1);
+		if (!g->cond && g->p->max_payload + 64 < DIAG_CAP_MAX_PAYLOAD && rnd(g, 2)) {
+			gop(g, DIAG_CAP_DUP, 0, 0, 1); /* the compiler's read of a kept value */
+			op_save(g->p, DIAG_CAP_SAVE_MEM, n);
+			g->depth--;
+		}
+		gop(g, DIAG_CAP_LOAD, n, 0, 0);
+		if (n < 8 && rnd(g, 2))
+			gop(g, DIAG_CAP_SEXT, n, 0, 0);
+		return;
+	}
+	case 3:
+		gen_expr(g, budget - 1);
+		gop(g, rnd(g, 2) ? DIAG_CAP_NEG : DIAG_CAP_LNOT, 0, 0, 0);
+		return;
+	case 4:
+		gen_addr(g, budget - 1);
+		g->p->lits[0] = "xxxx";
+		g->p->lits[1] = "";
+		g->p->nlits = 2;
+		gop(g, DIAG_CAP_STREQ, (uint32_t)rnd(g, 2), 0, 0);
+		return;
+	default:
+		gen_expr(g, budget - 1);
+		gen_expr(g, budget - 1);
+		gop(g, bin[rnd(g, sizeof(bin))], 0, 0, -1);
+		return;
+	}
+}
+
+/* A statement of a value program: a block saved, or an expression dropped, or either under a
+ * JZ that skips it. */
+static void gen_stmt(struct gen *g, int budget)
+{
+	size_t jz = 0;
+	bool cond = budget > 0 && rnd(g, 4) == 0;
+
+	if (cond) {
+		gen_expr(g, 1);
+		jz = g->p->n;
+		gop(g, DIAG_CAP_JZ, 0, 0, -1);
+	}
+	switch (rnd(g, 4)) {
+	case 0:
+		gen_addr(g, 1);
+		op_save(g->p, DIAG_CAP_SAVE_STR, 1 + (uint32_t)rnd(g, 40));
+		g->depth--;
+		break;
+	case 1:
+		gen_addr(g, 1);
+		op_save(g->p, DIAG_CAP_SAVE_MEM, 1 + (uint32_t)rnd(g, 40));
+		g->depth--;
+		break;
+	case 2:
+		gen_addr(g, 1);
+		gen_expr(g, 1);
+		op_save(g->p, DIAG_CAP_SAVE_MEM_N, 1 + (uint32_t)rnd(g, 40));
+		g->depth -= 2;
+		break;
+	default:
+		gen_expr(g, 2);
+		gop(g, DIAG_CAP_DROP, 0, 0, -1);
+		break;
+	}
+	if (cond)
+		g->p->ops[jz].a = (uint32_t)g->p->n; /* lands on the next statement (or END) */
+}
+
+static void test_random_programs(void)
+{
+	struct diag_error err = { 0 };
+	static uint8_t mem[256] __attribute__((aligned(64)));
+	struct edge e;
+	uint64_t ptrs[12];
+	struct gen g = { .rng = 0x9e3779b97f4a7c15ull, .ptrs = ptrs, .nptrs = 12 };
+	int built = 0, faulted = 0;
+
+	CHECK_EQ_INT(edge_open(&e), 0);
+	/* readable bytes with NULs and pointers back into it, the page end, NULL, non-canonical */
+	for (size_t i = 0; i < sizeof(mem); i++)
+		mem[i] = (uint8_t)(i % 7 ? 'a' + i % 26 : 0);
+	for (size_t i = 0; i < 4; i++) {
+		uint64_t q = (uint64_t)(uintptr_t)(mem + 16 * (i + 1));
+
+		memcpy(mem + 128 + 8 * i, &q, 8);
+	}
+	for (size_t i = 0; i < 7; i++)
+		ptrs[i] = (uint64_t)(uintptr_t)(mem + 128 + 8 * (i % 4));
+	ptrs[7] = (uint64_t)(uintptr_t)mem + 3;
+	ptrs[8] = e.end - 11;
+	ptrs[9] = e.end - 4;
+	ptrs[10] = 0;
+	ptrs[11] = 0xdead000000000000ull;
+	for (int round = 0; round < 400; round++) {
+		struct diag_cap_prog *v = prog_reset(&g_value);
+		struct pt t;
+		int n = 1 + (int)rnd(&g, 5);
+
+		g.p = v;
+		g.depth = 0;
+		for (int i = 0; i < n && v->n < DIAG_CAP_MAX_OPS - 40; i++)
+			gen_stmt(&g, 2);
+		op(v, DIAG_CAP_END, 0, 0);
+		if (diag_cap_check(v, DIAG_CAP_VALUE, &err) < 0) {
+			fprintf(stderr, "generator made a bad program: %s\n", err.msg);
+			CHECK(0);
+			continue;
+		}
+		if (pt_open(&t, NULL, v, &err) < 0) {
+			CHECK_EQ_INT(err.code, -DIAG_E_LIMIT); /* too long for a slot: allowed */
+			pt_close(&t);
+			continue;
+		}
+		built++;
+		for (int k = 0; k < 2; k++) {
+			const struct diag_ring_rec *rec = hit(&t, ptrs[rnd(&g, 12)], rnd(&g, 64));
+
+			CHECK(rec != NULL); /* replayed by diag_cap_run inside hit() */
+			if (rec && (rec->flags & DIAG_REC_FAULT))
+				faulted++;
+		}
+		pt_close(&t);
+	}
+	fprintf(stderr, "random value programs: %d built, %d records faulted\n", built, faulted);
+	CHECK(built > 300);
+	CHECK(faulted > 50 && faulted < 2 * built - 50); /* both kinds of record, many of each */
+	/* conditions: the verdict (a record or none) as diag_cap_run's */
+	built = faulted = 0;
+	g.cond = true;
+	for (int round = 0; round < 300; round++) {
+		struct diag_cap_prog *c = prog_reset(&g_cond);
+		struct pt t;
+
+		g.p = c;
+		g.depth = 0;
+		gen_expr(&g, 3);
+		op(c, DIAG_CAP_END, 0, 0);
+		if (diag_cap_check(c, DIAG_CAP_CONDITION, &err) < 0 || pt_open(&t, c, NULL, &err) < 0) {
+			fprintf(stderr, "random condition refused: %s\n", err.msg);
+			CHECK(0);
+			continue;
+		}
+		for (int k = 0; k < 3; k++)
+			faulted += hit(&t, ptrs[rnd(&g, 12)], rnd(&g, 64)) != NULL; /* replayed inside */
+		built++;
+		pt_close(&t);
+	}
+	fprintf(stderr, "random conditions: %d built, %d of %d hits recorded\n", built, faulted, 3 * built);
+	CHECK(faulted > 50 && faulted < 3 * built - 50);
+	munmap(e.page, 4096);
+}
+
 /* ==== exit trampolines ==== */
 
 static int install_exit(const uint8_t *begin, const uint8_t *end, size_t addr_off, size_t term_off,
@@ -1641,6 +2270,7 @@ static void test_exit_ret(void)
 		CHECK_EQ_INT(got.a, p.fn + flags);
 		CHECK_EQ_INT(got.b & FLAGS_USER, flags & FLAGS_USER);
 		CHECK_EQ_INT(rec->flags, DIAG_REC_EXIT);
+		/* no replay: the stack slot read at the ret is reused by the caller since */
 		CHECK_EQ_INT(rec->site, 21);
 		CHECK_EQ_INT(rec->regs[DIAG_RING_RIP], p.fn + term_off);
 		CHECK_EQ_INT(rec->regs[DIAG_RING_RAX], p.fn + flags);
@@ -1699,6 +2329,85 @@ static void test_exit_tail(void)
 		CHECK_EQ_INT(p.fn + dst_off, (uint64_t)(uintptr_t)(g_env.region + (g_env.nfn - 1) * FN_SLOT) + dst_off);
 	}
 	CHECK_EQ_INT(counter2(&r, 0, 22), 2);
+	ring2_close(&r);
+}
+
+/* A condition at the exit: only results above 100 are recorded, every exit counted. */
+static void test_exit_cond(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *c = prog_reset(&g_cond);
+	struct diag_tramp_capture cap;
+	struct ring2 r;
+	struct probe p;
+	const size_t len = (size_t)(c_fn_exit_end - c_fn_exit);
+	fn2 fn;
+
+	op(c, DIAG_CAP_REG, reg_off("rax"), 0);
+	op(c, DIAG_CAP_CONST, 0, 100);
+	op(c, DIAG_CAP_GTU, 0, 0);
+	op(c, DIAG_CAP_END, 0, 0);
+	CHECK_EQ_INT(ring2_open(&r, 1, 512), 0);
+	p.fn = copy_fn(&g_env, c_fn_exit, c_fn_exit_end);
+	p.addr = p.fn + len - 5;
+	p.slot = new_slot(&g_env);
+	cap = cap_for(&p, &r, 23, c, NULL);
+	cap.kind = DIAG_TRAMP_EXIT;
+	cap.term = p.fn + len - 1;
+	cap.avail = 5;
+	CHECK_OK(install_cap(&cap, &p, &err), err);
+	fn = (fn2)(uintptr_t)p.fn;
+	for (uint64_t i = 0; i < 10; i++)
+		CHECK_EQ_INT(fn(i * 30, 1), i * 30 + 1);
+	CHECK_EQ_INT(counter2(&r, 0, 23), 10);
+	CHECK_EQ_INT(sub_hdr(&r, 0)->head, 3 * 6); /* 121, 151, ..., 271 */
+	CHECK_EQ_INT(rec_at(&r, 0, 0)->regs[DIAG_RING_RAX], 121);
+	CHECK_EQ_INT(rec_at(&r, 0, 0)->flags, DIAG_REC_EXIT);
+	ring2_close(&r);
+}
+
+/* A value program faulting at an exit: the record flagged EXIT and FAULT, the function
+ * still returns its result through the relocated ret. */
+static void test_exit_fault(void)
+{
+	struct diag_error err = { 0 };
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	struct diag_tramp_capture cap;
+	struct ring2 r;
+	struct probe p;
+	const size_t len = (size_t)(c_fn_exit_end - c_fn_exit);
+	const struct diag_ring_rec *rec;
+	uint64_t before = g_repairs;
+
+	op(v, DIAG_CAP_REG, reg_off("rax"), 0);
+	op_save(v, DIAG_CAP_SAVE_STR, 16); /* *(char *)result */
+	op(v, DIAG_CAP_END, 0, 0);
+	CHECK_EQ_INT(ring2_open(&r, 1, 512), 0);
+	p.fn = copy_fn(&g_env, c_fn_exit, c_fn_exit_end);
+	p.addr = p.fn + len - 5;
+	p.slot = new_slot(&g_env);
+	cap = cap_for(&p, &r, 24, NULL, v);
+	cap.kind = DIAG_TRAMP_EXIT;
+	cap.term = p.fn + len - 1;
+	cap.avail = 5;
+	CHECK_OK(install_cap(&cap, &p, &err), err);
+	CHECK_EQ_INT(((fn2)(uintptr_t)p.fn)(0x10, 0), 0x10);
+	CHECK_EQ_INT(g_repairs, before + 1);
+	rec = rec_at(&r, 0, 0);
+	CHECK_EQ_INT(rec->seq, 1);
+	CHECK_EQ_INT(rec->flags, DIAG_REC_EXIT | DIAG_REC_FAULT);
+	CHECK_EQ_INT(rec->fault_addr, 0x10);
+	CHECK_EQ_INT(rec->payload_len, diag_cap_block_bytes(0));
+	check_replay(NULL, v, rec, 0, 0);
+	{
+		static const char hello[] = "hello";
+
+		CHECK_EQ_INT(((fn2)(uintptr_t)p.fn)((uint64_t)(uintptr_t)hello, 0), (uint64_t)(uintptr_t)hello);
+		rec = rec_at(&r, 0, rec->units);
+		CHECK_EQ_INT(rec->flags, DIAG_REC_EXIT);
+		CHECK_EQ_INT(blk(rec, 0, NULL)->len, 6);
+		check_replay(NULL, v, rec, 0, 0);
+	}
 	ring2_close(&r);
 }
 
@@ -1761,17 +2470,11 @@ static void test_repair_unit(void)
 		h.magic = 0;
 		CHECK(!diag_tramp_fault_repair(&g, p.slot, &h, 0));
 		memcpy(&h, (const void *)(uintptr_t)p.slot, sizeof(h));
-		/* the thread pointer's load (%fs:0 without TLS) resumes after it with 0 */
-		if (fsgs) {
-			CHECK_EQ_INT(h.tp_load, 0);
-		} else {
-			CHECK(h.tp_load >= DIAG_TRAMP_SLOT_CODE && h.tp_resume > h.tp_load);
-			diag_regs_set_pc(&g, p.slot + h.tp_load);
-			diag_reg_set(&g, (int)reg_off("r14"), 77);
-			CHECK(diag_tramp_fault_repair(&g, p.slot, &h, 0));
-			CHECK_EQ_INT(diag_regs_pc(&g), p.slot + h.tp_resume);
-			CHECK_EQ_INT(diag_reg_get(&g, (int)reg_off("r14"), 8), 0);
-		}
+		/* a landing outside the slot's code is refused */
+		h.cond_landing = 8;
+		diag_regs_set_pc(&g, p.slot + h.cond_lo);
+		CHECK(!diag_tramp_fault_repair(&g, p.slot, &h, 0));
+		CHECK_EQ_INT(diag_regs_pc(&g), p.slot + h.cond_lo);
 	}
 	ring2_close(&r);
 }
@@ -1810,12 +2513,21 @@ int main(void)
 	test_alu();
 	test_unary_and_stack();
 	test_jumps_regs_loads();
+	test_read_value();
+	test_random_programs();
 	test_abort();
+	test_threads_programs();
+	test_signal_reentry();
 	test_prog_refused();
 	test_exit_ret();
 	test_exit_tail();
+	test_exit_cond();
+	test_exit_fault();
 	test_exit_refused();
+	test_redzone();
 	test_repair_unit();
+	fprintf(stderr, "%llu value records replayed by diag_cap_run\n", (unsigned long long)g_replays);
+	CHECK(g_replays > 100);
 	munmap(p, REGION_SIZE);
 	return CHECK_DONE();
 }
