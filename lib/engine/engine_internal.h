@@ -427,7 +427,7 @@ void eng_fast_reap(struct diag_engine *e, struct eproc *mem);
 uint64_t eng_fast_unslot(const struct eproc *mem, uint64_t pc);
 /* A SIGSEGV/SIGBUS stop of t: when its pc lies in one of our capture slots' programs, resume
  * it at the slot's landing (the read gives a fault value) and return true. */
-bool eng_fast_fault(struct diag_engine *e, struct diag_thread *t, int sig);
+bool eng_fast_fault(struct diag_engine *e, struct diag_thread *t, int sig); /* e may be NULL */
 /* The exact number of hits of a jump breakpoint (its counters in the target, summed). */
 uint64_t eng_fast_count(struct eproc *mem, const struct diag_bp *bp);
 /* The hits of one site on a jump since the site was placed (0 for an int3 site). */

@@ -1124,6 +1124,11 @@ static bool move_out(struct eproc *mem, struct diag_thread *t, const struct eng_
 {
 	for (int steps = 0; steps < STEP_OUT; steps++) {
 		diag_regs r;
+		/* a step ran a program's faulting load (the fault is held in pending_sig): on to
+		 * the landing, as at its signal stop, or it would step the load for ever */
+		if ((t->pending_sig == SIGSEGV || t->pending_sig == SIGBUS) &&
+		    eng_fast_fault(NULL, t, t->pending_sig))
+			t->pending_sig = 0;
 		if (diag_regs_read(t->tid, &r) < 0)
 			return true; /* gone */
 		uint64_t pc = diag_regs_pc(&r);

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/ptrace.h>
@@ -248,11 +249,17 @@ void eng_life_exiting(struct diag_engine *e, struct diag_thread *t)
 
 /* Move a stopped thread out of any slot so the slot pages can go. A capture trampoline's
  * program may copy a string of a few KiB: tens of thousands of steps in the worst case. */
-static void leave_slots(struct eproc *ep, struct diag_thread *t)
+static void leave_slots(struct diag_engine *e, struct eproc *ep, struct diag_thread *t)
 {
 	struct diag_bptable *bps = &eproc_mem(ep)->bps;
 	for (int steps = 0; steps < 65536; steps++) {
 		diag_regs regs;
+		/* held at a capture program's fault (frozen at its signal stop, or a step ran the
+		 * load): on to its landing, or it steps the load for ever and leaves with the
+		 * signal, which no guard repairs once we are gone */
+		if ((t->pending_sig == SIGSEGV || t->pending_sig == SIGBUS) &&
+		    eng_fast_fault(e, t, t->pending_sig))
+			t->pending_sig = 0;
 		if (diag_regs_read(t->tid, &regs) < 0)
 			return;
 		uint64_t to = diag_bptable_unslot(bps, diag_regs_pc(&regs));
@@ -300,7 +307,7 @@ void eng_proc_detach(struct diag_engine *e, struct eproc *ep)
 		if (!t->stopped)
 			continue;
 		if (!ep->tp->mem_owner)
-			leave_slots(ep, t);
+			leave_slots(e, ep, t);
 		if (!diag_thread_is_zombie(t) && t->event != PTRACE_EVENT_VFORK)
 			any = any ? any : t; /* it can run a remote syscall */
 	}

@@ -77,11 +77,11 @@ wait_threads() {
 	return 1
 }
 
-# victim_exit NAME: stops the victim, prints "RESULT|STATUS" (its result line and exit status).
+# victim_exit NAME: stops the victim; sets VICTIM_RESULT (its result line) and VICTIM_STATUS
+# (its exit status). Not in a $(...): only this shell can wait for its child.
 victim_exit() {
-	local r pid_var=${1}_pid st
-	r=$(victim_result "$1")
+	local pid_var=${1}_pid
+	VICTIM_RESULT=$(victim_result "$1")
 	wait "${!pid_var}" 2>/dev/null
-	st=$?
-	echo "$r|$st"
+	VICTIM_STATUS=$?
 }

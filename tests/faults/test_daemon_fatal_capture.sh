@@ -34,8 +34,7 @@ fatal_run SEGV kill "$(((FAULT_TRIALS + 1) / 2))"
 fatal_run SEGV segv "$(((FAULT_TRIALS + 4) / 5))"
 
 [ -n "$VICTIM_DEAD" ] && finish
-res=$(victim_exit v)
-r=${res%|*}
-expect_eq "$(field "$r" bad)" 0 "the target's own results all correct after every crash ($r)"
-expect_eq "${res##*|}" 0 "the target exited 0"
+victim_exit v
+expect_eq "$(field "$VICTIM_RESULT" bad)" 0 "the target's own results all correct after every crash ($VICTIM_RESULT)"
+expect_eq "$VICTIM_STATUS" 0 "the target exited 0"
 finish

@@ -38,10 +38,9 @@ if [ "$(alive "$v_pid")" = yes ]; then
 	expect_eq "$patched" 0 "no byte left patched after the daemon's exit"
 	maps_of "$v_pid" > "$T/maps.after"
 	expect_eq "$(diff "$T/maps.before" "$T/maps.after" | grep -c '^[<>]')" 0 "mappings as before the daemon: $(diff "$T/maps.before" "$T/maps.after" | tr '\n' ' ')"
-	res=$(victim_exit v)
-	r=${res%|*}
-	expect_eq "$(field "$r" bad)" 0 "the victim's results right and its own faults all its own ($r)"
-	expect_eq "${res##*|}" 0 "the victim exited 0"
+	victim_exit v
+	expect_eq "$(field "$VICTIM_RESULT" bad)" 0 "the victim's results right and its own faults all its own ($VICTIM_RESULT)"
+	expect_eq "$VICTIM_STATUS" 0 "the victim exited 0"
 fi
 figure "daemon stopped (SIGSTOP 0.5 s, SIGCONT) with capture probes reading through bad pointers, 4 threads" "$ran of $trials" "$survived" 0 "$patched"
 finish
