@@ -10,6 +10,7 @@
  * divergence (the program faulted on a string eval reads up to an unmapped page and keeps,
  * so later reads were not captured) is counted, not failed. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +180,16 @@ static unsigned pick(unsigned n)
 static const char *const types[] = { "char", "unsigned char", "signed char", "short", "unsigned short",
 				     "int", "unsigned int", "long", "unsigned long", "_Bool" };
 
+/* snprintf into out: a long random expression is cut (still an expression or a syntax error). */
+static void put(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void put(char *out, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(out, cap, fmt, ap);
+	va_end(ap);
+}
+
 /* An expression over $arg1..3 whose addresses stay in the test's pages or fault. */
 static void gen(char *out, size_t cap, int depth)
 {
@@ -186,32 +197,32 @@ static void gen(char *out, size_t cap, int depth)
 	unsigned r = depth <= 0 ? pick(6) : pick(19);
 	const char *t = types[pick(10)];
 	switch (r) {
-	case 0: snprintf(out, cap, "$arg%u", 1 + pick(3)); return;
-	case 1: snprintf(out, cap, "%u", pick(70)); return;
-	case 2: snprintf(out, cap, "*(%s *)$arg%u", t, 1 + pick(2)); return;
-	case 3: snprintf(out, cap, "((%s *)$arg%u)[%u]", t, 1 + pick(2), pick(9)); return;
-	case 4: snprintf(out, cap, "*(%s *)(*(long *)($arg1 + %u))", t, 8 * pick(6)); return;
-	case 5: snprintf(out, cap, "(char *)$arg2 == \"%s\"", pick(2) ? "hello" : "zz"); return;
-	case 6: gen(a, sizeof(a), depth - 1); snprintf(out, cap, "-(%s)", a); return;
-	case 7: gen(a, sizeof(a), depth - 1); snprintf(out, cap, "~(%s)", a); return;
-	case 8: gen(a, sizeof(a), depth - 1); snprintf(out, cap, "!(%s)", a); return;
-	case 9: gen(a, sizeof(a), depth - 1); snprintf(out, cap, "(%s)(%s)", t, a); return;
+	case 0: put(out, cap, "$arg%u", 1 + pick(3)); return;
+	case 1: put(out, cap, "%u", pick(70)); return;
+	case 2: put(out, cap, "*(%s *)$arg%u", t, 1 + pick(2)); return;
+	case 3: put(out, cap, "((%s *)$arg%u)[%u]", t, 1 + pick(2), pick(9)); return;
+	case 4: put(out, cap, "*(%s *)(*(long *)($arg1 + %u))", t, 8 * pick(6)); return;
+	case 5: put(out, cap, "(char *)$arg2 == \"%s\"", pick(2) ? "hello" : "zz"); return;
+	case 6: gen(a, sizeof(a), depth - 1); put(out, cap, "-(%s)", a); return;
+	case 7: gen(a, sizeof(a), depth - 1); put(out, cap, "~(%s)", a); return;
+	case 8: gen(a, sizeof(a), depth - 1); put(out, cap, "!(%s)", a); return;
+	case 9: gen(a, sizeof(a), depth - 1); put(out, cap, "(%s)(%s)", t, a); return;
 	case 10: gen(a, sizeof(a), depth - 1);
-		snprintf(out, cap, "((%s *)$arg1)[(%s) & 7]", t, a); return;
+		put(out, cap, "((%s *)$arg1)[(%s) & 7]", t, a); return;
 	case 11: gen(a, sizeof(a), depth - 1);
-		snprintf(out, cap, "*(%s *)($arg%u + ((%s) & 15))", t, 1 + pick(2), a); return;
+		put(out, cap, "*(%s *)($arg%u + ((%s) & 15))", t, 1 + pick(2), a); return;
 	case 12: gen(a, sizeof(a), depth - 1);
-		snprintf(out, cap, "str((char *)$arg%u, (%s) & 31)", 1 + pick(2), a); return;
+		put(out, cap, "str((char *)$arg%u, (%s) & 31)", 1 + pick(2), a); return;
 	case 13: gen(a, sizeof(a), depth - 1);
-		snprintf(out, cap, "bytes($arg%u, (%s) & 15)", 1 + pick(2), a); return;
+		put(out, cap, "bytes($arg%u, (%s) & 15)", 1 + pick(2), a); return;
 	case 14: gen(a, sizeof(a), depth - 1);
-		snprintf(out, cap, "str((char *)$arg2, (%s) & 7) == \"hel\"", a); return;
+		put(out, cap, "str((char *)$arg2, (%s) & 7) == \"hel\"", a); return;
 	default: {
 		static const char *const ops[] = { "+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>",
 						   "==", "!=", "<", "<=", ">", ">=", "&&", "||" };
 		gen(a, sizeof(a), depth - 1);
 		gen(b, sizeof(b), depth - 1);
-		snprintf(out, cap, "(%s) %s (%s)", a, ops[pick(18)], b);
+		put(out, cap, "(%s) %s (%s)", a, ops[pick(18)], b);
 		return;
 	}
 	}
