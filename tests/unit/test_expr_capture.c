@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -361,6 +362,56 @@ int main(void)
 		diag_expr_capture_free(&c);
 		diag_expr_free(s1);
 		diag_expr_free(s2);
+	}
+
+	/* TEST_TIME=1: what capture costs outside the target, per expression: compiling (apply
+	 * time), the reference interpreter (not the hot path: the JIT's code is), and the
+	 * daemon's replay (eval from the snapshot, then render) per record. No assertion. */
+	if (getenv("TEST_TIME")) {
+		static const char *const timed[] = { "*(long *)$arg1", "*(char **)$arg1",
+						     "str((char *)$arg2, $arg3)", "(char *)$arg2 == \"hello\"" };
+		diag_regs regs;
+		memset(&regs, 0, sizeof(regs));
+		diag_reg_set(&regs, diag_reg_arg(1), (uintptr_t)(m + 1024));
+		diag_reg_set(&regs, diag_reg_arg(2), (uintptr_t)(m + 512));
+		diag_reg_set(&regs, diag_reg_arg(3), 5);
+		for (size_t i = 0; i < sizeof(timed) / sizeof(timed[0]); i++) {
+			struct diag_expr_scope tsc = { .pid = getpid(), .pc = 0x1000, .event = DIAG_EVENT_CALL };
+			struct diag_expr *tx = NULL;
+			if (diag_expr_compile(timed[i], &tsc, &tx, NULL))
+				continue;
+			const struct diag_expr *xs[1] = { tx };
+			struct diag_expr_capture c = { 0 };
+			enum { N = 20000 };
+			struct timespec t0, t1, t2, t3;
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			for (int r = 0; r < N; r++) {
+				diag_expr_capture_compile(xs, NULL, 1, &c, NULL);
+				diag_expr_capture_free(&c);
+			}
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			diag_expr_capture_compile(xs, NULL, 1, &c, NULL);
+			static uint8_t payload[DIAG_CAP_MAX_PAYLOAD];
+			uint32_t len = 0;
+			uint64_t fault = 0;
+			struct diag_cap_env env = { .regs = &regs, .read_mem = self_read };
+			for (int r = 0; r < N; r++)
+				diag_cap_run(c.value, DIAG_CAP_VALUE, &env, payload, sizeof(payload), &len, &fault);
+			clock_gettime(CLOCK_MONOTONIC, &t2);
+			struct diag_cap_snapshot snap;
+			diag_cap_snapshot_init(&snap, payload, len, false, 0);
+			struct diag_expr_ctx replay = { .regs = &regs, .read_mem = diag_cap_snapshot_read, .arg = &snap };
+			char text[512];
+			bool t;
+			for (int r = 0; r < N; r++)
+				render(tx, &replay, text, sizeof(text), &t);
+			clock_gettime(CLOCK_MONOTONIC, &t3);
+#define NS(a, b) (((b).tv_sec - (a).tv_sec) * 1e9 + ((b).tv_nsec - (a).tv_nsec)) / N
+			fprintf(stderr, "%-32s compile %6.0f ns, interpreter %6.0f ns, replay+render %6.0f ns (%s)\n",
+				timed[i], NS(t0, t1), NS(t1, t2), NS(t2, t3), text);
+			diag_expr_capture_free(&c);
+			diag_expr_free(tx);
+		}
 	}
 
 	/* a register the record does not hold is refused, not read as 0 */
