@@ -1861,16 +1861,22 @@ int diag_expr_capture_compile(const struct diag_expr *const *values,
 	/* the daemon evaluates each expression from the snapshot, in any order; a fault ends the
 	 * program: expressions whose reads eval may survive failing (strings) go last, where such
 	 * a fault costs no other expression its captures */
+	size_t nexpr = 0;
+	for (size_t i = 0; i < n; i++)
+		nexpr += (res.cond_in_daemon && conds && conds[i]) + (values && values[i]);
 	for (int pass = 0; pass < 2; pass++)
 		for (size_t i = 0; i < n; i++) {
 			const struct diag_expr *cx = res.cond_in_daemon && conds ? conds[i] : NULL;
 			const struct diag_expr *vx = values ? values[i] : NULL;
-			if (cx && keeps_going(cx) == (pass == 1) && !capture_expr(&c, cx)) {
+			/* one probe: its condition first (a fault there makes it false anyway), then
+			 * its value */
+			bool sort = n > 1 && nexpr > 1;
+			if (cx && (sort ? keeps_going(cx) == (pass == 1) : pass == 0) && !capture_expr(&c, cx)) {
 				rc = report(&c, "condition", err);
 				prog_free(vp);
 				goto fail;
 			}
-			if (vx && keeps_going(vx) == (pass == 1) && !capture_expr(&c, vx)) {
+			if (vx && (sort ? keeps_going(vx) == (pass == 1) : pass == 0) && !capture_expr(&c, vx)) {
 				rc = report(&c, "value", err);
 				prog_free(vp);
 				goto fail;
