@@ -268,7 +268,7 @@ static bool is_ptrish(const struct diag_type *t)
 	return t && (t->kind == DIAG_TYPE_PTR || t->kind == DIAG_TYPE_ARRAY);
 }
 
-/* Pretend-need: a value the target must hold but cannot. */
+/* A value the target must hold but cannot compute: decided in the daemon, or refused. */
 static bool daemon_only(struct cc *c, const struct expr_node *n, const char *what)
 {
 	return failv(c, F_DAEMON, "%s at %d:%d cannot be computed in the target", what, n->line, n->col);
