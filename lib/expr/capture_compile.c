@@ -268,7 +268,7 @@ static bool is_ptrish(const struct diag_type *t)
 	return t && (t->kind == DIAG_TYPE_PTR || t->kind == DIAG_TYPE_ARRAY);
 }
 
-/* Pretend-need: a value the target must hold but cannot. */
+/* A value the target must hold but cannot compute: decided in the daemon, or refused. */
 static bool daemon_only(struct cc *c, const struct expr_node *n, const char *what)
 {
 	return failv(c, F_DAEMON, "%s at %d:%d cannot be computed in the target", what, n->line, n->col);
@@ -461,9 +461,10 @@ static bool loc_reg_value(struct locst *l, uint64_t regno)
  * sign) for a count >= 64, the target's op uses the count's low 6 bits. */
 static bool shift(struct cc *c, uint8_t op)
 {
-	struct jump big, done;
+	/* jumps are set by jump() before land() reads them: initialised for gcc -O2's sake */
+	struct jump big = { 0 }, done = { 0 };
 	if (op == DIAG_CAP_SAR) { /* a count >= 64 acts as 63 */
-		struct jump ok;
+		struct jump ok = { 0 };
 		return emit(c, DIAG_CAP_DUP, 0, 0) && k(c, 64) && emit(c, DIAG_CAP_LTU, 0, 0) &&
 		       jump(c, DIAG_CAP_JNZ, &ok) && emit(c, DIAG_CAP_DROP, 0, 0) && k(c, 63) &&
 		       land(c, &ok) && emit(c, DIAG_CAP_SAR, 0, 0);
@@ -595,7 +596,7 @@ static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t start, s
 			ok = emit(c, DIAG_CAP_NOT, 0, 0);
 			break;
 		case DW_OP_abs: {
-			struct jump pos;
+			struct jump pos = { 0 };
 			ok = emit(c, DIAG_CAP_DUP, 0, 0) && k(c, 0) && emit(c, DIAG_CAP_LTS, 0, 0) &&
 			     jump(c, DIAG_CAP_JZ, &pos) && emit(c, DIAG_CAP_NEG, 0, 0) && land(c, &pos);
 			break;
@@ -924,7 +925,7 @@ static bool logic(struct cc *c, const struct expr_node *n, bool need, struct cv 
 		*v = b;
 		return truthy(c, n->b, v, true);
 	}
-	struct jump shortcut = {0}, done = {0}; /* gcc -O2 cannot see that jump() sets them */
+	struct jump shortcut = { 0 }, done = { 0 };
 	if (!need) {
 		if (!jump(c, oror ? DIAG_CAP_JNZ : DIAG_CAP_JZ, &shortcut) ||
 		    !num(c, n->b, NULL, false, &b))
@@ -1104,7 +1105,7 @@ static bool streq_in_target(const struct expr_node *n)
  * of 8, 4, 2 and 1 bytes inside those bytes only (a fault there is eval's too). */
 static bool prefix_equal(struct cc *c, const char *lit, size_t slen)
 {
-	struct jump differ[STREQ_PREFIX_MAX], done;
+	struct jump differ[STREQ_PREFIX_MAX] = { { 0 } }, done = { 0 };
 	size_t nd = 0;
 	for (size_t off = 0; off < slen && !c->fail;) {
 		size_t rest = slen - off;
@@ -1132,7 +1133,7 @@ static bool streq_runtime(struct cc *c, const struct expr_node *n, struct cv *v)
 {
 	const struct expr_node *call = n->a, *lit = n->b;
 	struct cv p, len;
-	struct jump longer, zero, exact, d1, d2, d3;
+	struct jump longer = { 0 }, zero = { 0 }, exact = { 0 }, d1 = { 0 }, d2 = { 0 }, d3 = { 0 };
 	uint32_t li;
 	if (!address_of_call(c, call, &p))
 		return false;
@@ -1525,7 +1526,7 @@ static bool ev(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 /* [p] -> []: the C string at p as read_cstr reads it (NULL and near it skipped). */
 static bool string_at_pointer(struct cc *c)
 {
-	struct jump skip, next;
+	struct jump skip = { 0 }, next = { 0 };
 	return emit(c, DIAG_CAP_DUP, 0, 0) && k(c, GUARD_BELOW) && emit(c, DIAG_CAP_LTU, 0, 0) &&
 	       jump(c, DIAG_CAP_JNZ, &skip) && emit(c, DIAG_CAP_SAVE_STR, EXPR_STR_MAX, 0) &&
 	       jump(c, DIAG_CAP_JMP, &next) && land(c, &skip) && emit(c, DIAG_CAP_DROP, 0, 0) &&
@@ -1789,7 +1790,7 @@ static int cond_or(const struct diag_expr *const *conds, size_t n, const bool *s
 	if (!p)
 		return -ENOMEM;
 	struct cc c = { .p = p };
-	struct jump yes[DIAG_CAP_MAX_OPS];
+	struct jump yes[DIAG_CAP_MAX_OPS] = { { 0 } };
 	size_t nyes = 0, done = 0;
 	for (int pass = 0; pass < 2; pass++)
 		for (size_t i = 0; i < n; i++) {
@@ -1860,16 +1861,22 @@ int diag_expr_capture_compile(const struct diag_expr *const *values,
 	/* the daemon evaluates each expression from the snapshot, in any order; a fault ends the
 	 * program: expressions whose reads eval may survive failing (strings) go last, where such
 	 * a fault costs no other expression its captures */
+	size_t nexpr = 0;
+	for (size_t i = 0; i < n; i++)
+		nexpr += (res.cond_in_daemon && conds && conds[i]) + (values && values[i]);
 	for (int pass = 0; pass < 2; pass++)
 		for (size_t i = 0; i < n; i++) {
 			const struct diag_expr *cx = res.cond_in_daemon && conds ? conds[i] : NULL;
 			const struct diag_expr *vx = values ? values[i] : NULL;
-			if (cx && keeps_going(cx) == (pass == 1) && !capture_expr(&c, cx)) {
+			/* one probe: its condition first (a fault there makes it false anyway), then
+			 * its value */
+			bool sort = n > 1 && nexpr > 1;
+			if (cx && (sort ? keeps_going(cx) == (pass == 1) : pass == 0) && !capture_expr(&c, cx)) {
 				rc = report(&c, "condition", err);
 				prog_free(vp);
 				goto fail;
 			}
-			if (vx && keeps_going(vx) == (pass == 1) && !capture_expr(&c, vx)) {
+			if (vx && (sort ? keeps_going(vx) == (pass == 1) : pass == 0) && !capture_expr(&c, vx)) {
 				rc = report(&c, "value", err);
 				prog_free(vp);
 				goto fail;

@@ -10,12 +10,14 @@
  * divergence (the program faulted on a string eval reads up to an unmapped page and keeps,
  * so later reads were not captured) is counted, not failed. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -179,6 +181,16 @@ static unsigned pick(unsigned n)
 static const char *const types[] = { "char", "unsigned char", "signed char", "short", "unsigned short",
 				     "int", "unsigned int", "long", "unsigned long", "_Bool" };
 
+/* snprintf into out: a long random expression is cut (still an expression or a syntax error). */
+static void put(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void put(char *out, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(out, cap, fmt, ap);
+	va_end(ap);
+}
+
 /* An expression over $arg1..3 whose addresses stay in the test's pages or fault. */
 static void gen(char *out, size_t cap, int depth)
 {
@@ -186,32 +198,32 @@ static void gen(char *out, size_t cap, int depth)
 	unsigned r = depth <= 0 ? pick(6) : pick(19);
 	const char *t = types[pick(10)];
 	switch (r) {
-	case 0: snprintf(out, cap, "$arg%u", 1 + pick(3)); return;
-	case 1: snprintf(out, cap, "%u", pick(70)); return;
-	case 2: snprintf(out, cap, "*(%s *)$arg%u", t, 1 + pick(2)); return;
-	case 3: snprintf(out, cap, "((%s *)$arg%u)[%u]", t, 1 + pick(2), pick(9)); return;
-	case 4: snprintf(out, cap, "*(%s *)(*(long *)($arg1 + %u))", t, 8 * pick(6)); return;
-	case 5: snprintf(out, cap, "(char *)$arg2 == \"%s\"", pick(2) ? "hello" : "zz"); return;
-	case 6: gen(a, sizeof(a), depth - 1); snprintf(out, cap, "-(%s)", a); return;
-	case 7: gen(a, sizeof(a), depth - 1); snprintf(out, cap, "~(%s)", a); return;
-	case 8: gen(a, sizeof(a), depth - 1); snprintf(out, cap, "!(%s)", a); return;
-	case 9: gen(a, sizeof(a), depth - 1); snprintf(out, cap, "(%s)(%s)", t, a); return;
+	case 0: put(out, cap, "$arg%u", 1 + pick(3)); return;
+	case 1: put(out, cap, "%u", pick(70)); return;
+	case 2: put(out, cap, "*(%s *)$arg%u", t, 1 + pick(2)); return;
+	case 3: put(out, cap, "((%s *)$arg%u)[%u]", t, 1 + pick(2), pick(9)); return;
+	case 4: put(out, cap, "*(%s *)(*(long *)($arg1 + %u))", t, 8 * pick(6)); return;
+	case 5: put(out, cap, "(char *)$arg2 == \"%s\"", pick(2) ? "hello" : "zz"); return;
+	case 6: gen(a, sizeof(a), depth - 1); put(out, cap, "-(%s)", a); return;
+	case 7: gen(a, sizeof(a), depth - 1); put(out, cap, "~(%s)", a); return;
+	case 8: gen(a, sizeof(a), depth - 1); put(out, cap, "!(%s)", a); return;
+	case 9: gen(a, sizeof(a), depth - 1); put(out, cap, "(%s)(%s)", t, a); return;
 	case 10: gen(a, sizeof(a), depth - 1);
-		snprintf(out, cap, "((%s *)$arg1)[(%s) & 7]", t, a); return;
+		put(out, cap, "((%s *)$arg1)[(%s) & 7]", t, a); return;
 	case 11: gen(a, sizeof(a), depth - 1);
-		snprintf(out, cap, "*(%s *)($arg%u + ((%s) & 15))", t, 1 + pick(2), a); return;
+		put(out, cap, "*(%s *)($arg%u + ((%s) & 15))", t, 1 + pick(2), a); return;
 	case 12: gen(a, sizeof(a), depth - 1);
-		snprintf(out, cap, "str((char *)$arg%u, (%s) & 31)", 1 + pick(2), a); return;
+		put(out, cap, "str((char *)$arg%u, (%s) & 31)", 1 + pick(2), a); return;
 	case 13: gen(a, sizeof(a), depth - 1);
-		snprintf(out, cap, "bytes($arg%u, (%s) & 15)", 1 + pick(2), a); return;
+		put(out, cap, "bytes($arg%u, (%s) & 15)", 1 + pick(2), a); return;
 	case 14: gen(a, sizeof(a), depth - 1);
-		snprintf(out, cap, "str((char *)$arg2, (%s) & 7) == \"hel\"", a); return;
+		put(out, cap, "str((char *)$arg2, (%s) & 7) == \"hel\"", a); return;
 	default: {
 		static const char *const ops[] = { "+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>",
 						   "==", "!=", "<", "<=", ">", ">=", "&&", "||" };
 		gen(a, sizeof(a), depth - 1);
 		gen(b, sizeof(b), depth - 1);
-		snprintf(out, cap, "(%s) %s (%s)", a, ops[pick(18)], b);
+		put(out, cap, "(%s) %s (%s)", a, ops[pick(18)], b);
 		return;
 	}
 	}
@@ -350,6 +362,56 @@ int main(void)
 		diag_expr_capture_free(&c);
 		diag_expr_free(s1);
 		diag_expr_free(s2);
+	}
+
+	/* TEST_TIME=1: what capture costs outside the target, per expression: compiling (apply
+	 * time), the reference interpreter (not the hot path: the JIT's code is), and the
+	 * daemon's replay (eval from the snapshot, then render) per record. No assertion. */
+	if (getenv("TEST_TIME")) {
+		static const char *const timed[] = { "*(long *)$arg1", "*(char **)$arg1",
+						     "str((char *)$arg2, $arg3)", "(char *)$arg2 == \"hello\"" };
+		diag_regs regs;
+		memset(&regs, 0, sizeof(regs));
+		diag_reg_set(&regs, diag_reg_arg(1), (uintptr_t)(m + 1024));
+		diag_reg_set(&regs, diag_reg_arg(2), (uintptr_t)(m + 512));
+		diag_reg_set(&regs, diag_reg_arg(3), 5);
+		for (size_t i = 0; i < sizeof(timed) / sizeof(timed[0]); i++) {
+			struct diag_expr_scope tsc = { .pid = getpid(), .pc = 0x1000, .event = DIAG_EVENT_CALL };
+			struct diag_expr *tx = NULL;
+			if (diag_expr_compile(timed[i], &tsc, &tx, NULL))
+				continue;
+			const struct diag_expr *xs[1] = { tx };
+			struct diag_expr_capture c = { 0 };
+			enum { N = 20000 };
+			struct timespec t0, t1, t2, t3;
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			for (int r = 0; r < N; r++) {
+				diag_expr_capture_compile(xs, NULL, 1, &c, NULL);
+				diag_expr_capture_free(&c);
+			}
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			diag_expr_capture_compile(xs, NULL, 1, &c, NULL);
+			static uint8_t payload[DIAG_CAP_MAX_PAYLOAD];
+			uint32_t len = 0;
+			uint64_t fault = 0;
+			struct diag_cap_env env = { .regs = &regs, .read_mem = self_read };
+			for (int r = 0; r < N; r++)
+				diag_cap_run(c.value, DIAG_CAP_VALUE, &env, payload, sizeof(payload), &len, &fault);
+			clock_gettime(CLOCK_MONOTONIC, &t2);
+			struct diag_cap_snapshot snap;
+			diag_cap_snapshot_init(&snap, payload, len, false, 0);
+			struct diag_expr_ctx replay = { .regs = &regs, .read_mem = diag_cap_snapshot_read, .arg = &snap };
+			char text[512];
+			bool t;
+			for (int r = 0; r < N; r++)
+				render(tx, &replay, text, sizeof(text), &t);
+			clock_gettime(CLOCK_MONOTONIC, &t3);
+#define NS(a, b) (((b).tv_sec - (a).tv_sec) * 1e9 + ((b).tv_nsec - (a).tv_nsec)) / N
+			fprintf(stderr, "%-32s compile %6.0f ns, interpreter %6.0f ns, replay+render %6.0f ns (%s)\n",
+				timed[i], NS(t0, t1), NS(t1, t2), NS(t2, t3), text);
+			diag_expr_capture_free(&c);
+			diag_expr_free(tx);
+		}
 	}
 
 	/* a register the record does not hold is refused, not read as 0 */
