@@ -9,7 +9,7 @@ bench_setup() {
 	DIAGNOSED=$BUILD/daemon/diagnosed
 	CTL=$BUILD/daemon/diagnosectl
 	WORK=$(mktemp -d "/tmp/$2.XXXXXX")
-	trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+	trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Per-hit cost of an entry probe: diagnose vs gdb dprintf vs bpftrace uprobe, same binary, same
 # run, 1 and 4 threads. Overhead per hit = (traced wall - untraced wall) / hits, median of
-# REPS runs. usage: bench/run.sh [BUILD_DIR]   (env REPS=3 CALLS=20000 GDB_CALLS=1000)
+# REPS runs. Then issue 10's probes side by side with bpftrace (bench/probes.sh) and event
+# delivery of `log $arg1` at 2 million calls/s from 4 threads (bench/log_rate.sh); the real
+# programs are bench/real_redis.sh and bench/real_nginx.sh (not run here: they install
+# packages). usage: bench/run.sh [BUILD_DIR]   (env REPS=3 CALLS=20000 GDB_CALLS=1000;
+# ONLY=issue10 skips the first table)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 bench_setup "${1:-build}" diagnose-bench
@@ -70,8 +74,10 @@ seen() { # calls counted / delivered as events, in the last diagnose runs
 	awk -v n="$1" '{s += $1; k++} END {printf "%.0f%%", 100 * s / (k * n)}' "$WORK/seen"
 }
 
+HERE=$(dirname "$0")
 printf '%-34s %8s %12s %12s %16s\n' tool threads "us/hit" "vs diagnose" "counted/events"
 for threads in 1 4; do
+	[ "${ONLY:-}" != issue10 ] || break
 	d=$(overhead_us diagnose "$threads" "$CALLS")
 	printf '%-34s %8s %12s %12s %16s\n' "diagnose fast path (jump+ring)" "$threads" "$d" "1.00" \
 		"$(seen $((threads * CALLS)))"
@@ -89,3 +95,10 @@ for threads in 1 4; do
 	printf '%-34s %8s %12s %12s %16s\n' "gdb dprintf" "$threads" "$g" \
 		"$(awk -v a="$g" -v d="$d" 'BEGIN {printf "%.2fx", a/d}')" "-"
 done
+
+echo
+echo "== issue 10 probes, side by side with bpftrace (bench/probes.sh)"
+REPS=$REPS "$HERE/probes.sh" "$BUILD"
+echo
+echo "== log \$arg1 at 2 million calls/s from 4 threads (bench/log_rate.sh)"
+THREADS=4 RATE=500000 CALLS=${LOG_CALLS:-500000} "$HERE/log_rate.sh" "$BUILD"

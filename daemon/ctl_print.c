@@ -185,17 +185,24 @@ void diag_ctl_print_list(FILE *out, const cJSON *reply)
 void diag_ctl_print_status(FILE *out, const cJSON *reply)
 {
 	static const char *const header[2] = {"PID", "THREADS"};
-	char pid[32], specs[32], probes[32], hits[32], len[32], cap[32], dropped[32];
+	char pid[32], specs[32], probes[32], hits[32], len[32], bytes[32], cap[32], dropped[32];
+	char ring[32], tail[32];
 	const cJSON *queue = cJSON_GetObjectItemCaseSensitive(reply, "queue");
+	const cJSON *lost = cJSON_GetObjectItemCaseSensitive(reply, "dropped");
 	fmt_number(pid, sizeof(pid), cJSON_GetObjectItemCaseSensitive(reply, "pid"));
 	fmt_number(specs, sizeof(specs), cJSON_GetObjectItemCaseSensitive(reply, "specs"));
 	fmt_number(probes, sizeof(probes), cJSON_GetObjectItemCaseSensitive(reply, "probes"));
 	fmt_number(hits, sizeof(hits), cJSON_GetObjectItemCaseSensitive(reply, "hits"));
 	fmt_number(len, sizeof(len), cJSON_GetObjectItemCaseSensitive(queue, "length"));
+	fmt_number(bytes, sizeof(bytes), cJSON_GetObjectItemCaseSensitive(queue, "bytes"));
 	fmt_number(cap, sizeof(cap), cJSON_GetObjectItemCaseSensitive(queue, "capacity"));
 	fmt_number(dropped, sizeof(dropped), cJSON_GetObjectItemCaseSensitive(queue, "dropped"));
+	fmt_number(ring, sizeof(ring), cJSON_GetObjectItemCaseSensitive(lost, "ring"));
+	fmt_number(tail, sizeof(tail), cJSON_GetObjectItemCaseSensitive(lost, "tail"));
 	fprintf(out, "diagnosed pid %s: %s specs, %s probes, %s hits\n", pid, specs, probes, hits);
-	fprintf(out, "queue: %s/%s events, %s dropped\n", len, cap, dropped);
+	fprintf(out, "queue: %s events (%s of %s bytes), %s dropped\n", len, bytes, cap, dropped);
+	fprintf(out, "dropped: %s in target rings, %s in the queue, %s to tail clients\n", ring,
+		dropped, tail);
 	const cJSON *store = cJSON_GetObjectItemCaseSensitive(reply, "store");
 	const char *store_error = json_str(store, "error", NULL);
 	if (store_error) {

@@ -61,6 +61,7 @@ struct options {
 	pid_t recover_after; /* --recover-after PID: restore what PID left, then exit */
 	struct dmn_governor_limits limits;
 	struct diag_indexer_opts indexer; /* --indexer-uid, --indexer-timeout */
+	size_t ring_kib;                  /* --ring-kib, 0: the engine's default */
 };
 
 static void usage(FILE *f)
@@ -73,6 +74,7 @@ static void usage(FILE *f)
 	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n"
 	      "                 [--indexer-uid UID[:GID]] [--indexer-timeout SECONDS]\n"
 	      "                 [--metrics-listen ADDR:PORT] [--statsd ADDR:PORT] [--policy FILE]\n"
+	      "                 [--ring-kib KIB]\n"
 	      "       diagnosed --recover-after PID\n"
 	      "       diagnosed --version\n", f);
 }
@@ -122,6 +124,23 @@ static int parse_ids(const char *s, struct diag_indexer_opts *o)
 	return 0;
 }
 
+/* --ring-kib KIB: a whole number of KiB within the engine's limits. */
+static int parse_ring_kib(const char *s, size_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v < DIAG_ENGINE_RING_MIN / 1024 ||
+	    v > DIAG_ENGINE_RING_MAX / 1024) {
+		dmn_log("--ring-kib %s: must be a whole number of KiB in [%u, %u] (default %u): the "
+			"hit ring each target maps for its jump probes", s, DIAG_ENGINE_RING_MIN / 1024,
+			DIAG_ENGINE_RING_MAX / 1024, DIAG_ENGINE_RING_DEFAULT / 1024);
+		return -1;
+	}
+	*out = (size_t)v;
+	return 0;
+}
+
 /* Returns 0, 1 (exit 0: --help) or -1 (usage error, printed). */
 static int parse_args(int argc, char **argv, struct options *o)
 {
@@ -144,6 +163,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "indexer-timeout", required_argument, NULL, 'Y' },
 		{ "allow-pid1", no_argument, NULL, '1' },
 		{ "metrics-listen", required_argument, NULL, 'M' },
+		{ "ring-kib", required_argument, NULL, 'r' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "probe", required_argument, NULL, 'e' },
 		{ "policy", required_argument, NULL, 'O' },
@@ -225,6 +245,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'h': usage(stdout); return 1;
 		case 'V': printf("diagnosed %s\n", DIAG_VERSION); return 1;
 		case 'M': o->metrics_listen = optarg; break;
+		case 'r':
+			if (parse_ring_kib(optarg, &o->ring_kib) < 0)
+				return -1;
+			break;
 		case 'O': o->policy = optarg; break;
 		case 'G': o->statsd = optarg; break;
 		default:
@@ -562,6 +586,8 @@ int main(int argc, char **argv)
 		diag_error_set(&err, r, "governor: %s", diag_strerror(r));
 	if (r == 0)
 		r = dmn_manager_use_indexer(&l.m, &o.indexer, &err);
+	if (r == 0)
+		r = diag_engine_set_ring_size(l.m.engine, o.ring_kib * 1024, &err);
 	if (r < 0) {
 		dmn_log("%s", err.msg);
 		dmn_manager_fini(&l.m);

@@ -89,6 +89,8 @@ static void instances_json(const struct diag_probe_info *info, char *out, size_t
 		cJSON_AddStringToObject(o, "address", t);
 		cJSON_AddStringToObject(o, "what", info->inst[i].what);
 		cJSON_AddStringToObject(o, "path", info->inst[i].fast ? "jump" : "int3");
+		if (!info->inst[i].fast && info->inst[i].why[0]) /* why it takes a stop per hit */
+			cJSON_AddStringToObject(o, "reason", info->inst[i].why);
 		cJSON_AddItemToArray(arr, o);
 	}
 	for (size_t i = 0; arr && i < info->nskips && i < DIAG_PROBE_MAX_SKIPS; i++) {
@@ -110,7 +112,8 @@ static void instances_json(const struct diag_probe_info *info, char *out, size_t
  * the ring, which on_hit counts when they arrive: only as many as the process's ring really
  * refused (a per-process count, the only one the target keeps) are added as dropped, so a
  * ring that refused nothing shows dropped 0 and no hit is counted twice. */
-static void count_hits(struct diag_applied *a, const struct diag_probe_info *info)
+static void count_hits(struct dmn_mspec *ms, struct diag_applied *a,
+		       const struct diag_probe_info *info)
 {
 	uint64_t reached = info->hits > info->filtered ? info->hits - info->filtered : 0;
 	if (reached <= a->hits || info->dropped <= a->dropped)
@@ -119,6 +122,8 @@ static void count_hits(struct diag_applied *a, const struct diag_probe_info *inf
 	uint64_t lost = gap < refused ? gap : refused;
 	a->dropped += lost;
 	a->hits += lost;
+	ms->dropped += lost; /* `stats` shows the spec's drops wherever they happened */
+	ms->hits += lost;
 }
 
 static void refresh_record(struct dmn_manager *m, struct dmn_mspec *ms, struct diag_applied *a)
@@ -133,7 +138,7 @@ static void refresh_record(struct dmn_manager *m, struct dmn_mspec *ms, struct d
 	a->naddrs = info.naddrs < DIAG_SPEC_ADDRS_MAX ? info.naddrs : DIAG_SPEC_ADDRS_MAX;
 	memcpy(a->addrs, info.addrs, a->naddrs * sizeof(a->addrs[0]));
 	instances_json(&info, a->instances, sizeof(a->instances));
-	count_hits(a, &info);
+	count_hits(ms, a, &info);
 }
 
 static void on_probe_state(void *ctx, pid_t pid, void *cookie, enum diag_probe_state st,
@@ -249,14 +254,26 @@ static void emit_sink(void *ctx, const char *probe_id, const char *line)
 	(void)probe_id;
 	if (!m->print_events)
 		return; /* a daemon of the service writes events to its clients only: bounded */
+	size_t len = 0;
+	while (line[len] >= 0x20 && line[len] < 0x7f) /* printable ASCII needs no escaping */
+		len++;
+	if (!line[len]) {
+		fwrite(line, 1, len, stdout);
+		putc('\n', stdout);
+		return;
+	}
 	char buf[1024];
-	size_t len = strlen(line);
+	len += strlen(line + len);
 	size_t need = diag_text_escape(buf, sizeof(buf), line, len, 0);
 	char *big = need < sizeof(buf) ? NULL : diag_text_escape_dup(line, 0);
-	if (need < sizeof(buf) || big)
-		fputs(big ? big : buf, stdout);
+	/* stdout is fully buffered (diagnosed.c) and flushed by emit_idle: a batch of lines is
+	 * one write(2) (the locked calls: a one-shot run prints its reports from the main thread) */
+	if (need < sizeof(buf))
+		fwrite(buf, 1, need, stdout);
+	else if (big)
+		fputs(big, stdout);
 	free(big);
-	fputc('\n', stdout);
+	putc('\n', stdout);
 }
 
 static void emit_idle(void *ctx)
@@ -280,7 +297,7 @@ int dmn_manager_init(struct dmn_manager *m, const char *plugin_dir, const char *
 		return diag_error_set(err, r, "store: %s", diag_strerror(r));
 	if ((r = diag_plugin_host_new(plugin_dir, emit_sink, m, &m->plugins)) < 0)
 		return diag_error_set(err, r, "plugins: %s", diag_strerror(r));
-	if ((r = diag_event_queue_new(DIAG_QUEUE_DEFAULT_CAPACITY, emit_idle, m, &m->queue)) < 0 ||
+	if ((r = diag_event_queue_new(DIAG_QUEUE_DEFAULT_BYTES, emit_idle, m, &m->queue)) < 0 ||
 	    (r = diag_event_queue_start(m->queue)) < 0)
 		return diag_error_set(err, r, "event queue: %s", diag_strerror(r));
 	return 0;
@@ -715,8 +732,7 @@ static void refresh_one(void *arg, struct dmn_mspec *ms, struct diag_applied *a,
 			const struct diag_probe_info *info)
 {
 	(void)arg;
-	(void)ms;
-	count_hits(a, info);
+	count_hits(ms, a, info);
 }
 
 /* Fast-path hits are counted in the target (exact even when a full ring dropped their
@@ -806,8 +822,20 @@ cJSON *dmn_manager_status_json(struct dmn_manager *m)
 	diag_event_queue_get_stats(m->queue, &qs);
 	cJSON *q = cJSON_AddObjectToObject(o, "queue");
 	cJSON_AddNumberToObject(q, "length", (double)qs.length);
+	cJSON_AddNumberToObject(q, "bytes", (double)qs.bytes);
 	cJSON_AddNumberToObject(q, "capacity", (double)qs.capacity);
+	cJSON_AddNumberToObject(q, "pushed", (double)qs.pushed);
+	cJSON_AddNumberToObject(q, "fired", (double)qs.fired);
+	cJSON_AddNumberToObject(q, "batches", (double)qs.batches);
 	cJSON_AddNumberToObject(q, "dropped", (double)qs.dropped);
+	/* every place an event can be lost, since the daemon started: full rings in the targets,
+	 * the full queue; the server adds its tail clients' */
+	cJSON *d = cJSON_AddObjectToObject(o, "dropped");
+	cJSON_AddNumberToObject(d, "ring", (double)es.dropped);
+	cJSON_AddNumberToObject(d, "queue", (double)qs.dropped);
+	cJSON *dr = cJSON_AddObjectToObject(o, "drain");
+	cJSON_AddNumberToObject(dr, "period_us", (double)es.drain_period_ns / 1000);
+	cJSON_AddNumberToObject(dr, "changes", (double)es.drain_changes);
 	cJSON *st = cJSON_AddObjectToObject(o, "store");
 	const char *path = m->store ? diag_store_path(m->store) : NULL;
 	const char *problem = m->store ? diag_store_problem(m->store) : NULL;

@@ -10,8 +10,12 @@
 #include "spec/json.h"
 #include "util/clock.h"
 #include "util/grow.h"
+#include "util/text.h"
 
 #include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -25,7 +29,9 @@
 
 #define MAX_CLIENTS 64
 #define MAX_LINE (1u << 20)
-#define TAIL_OUT_MAX (1u << 20)  /* beyond this a tail client drops events */
+#define TAIL_OUT_MAX (4u << 20)  /* beyond this a tail client drops events */
+#define TAIL_FLUSH (64u << 10)   /* tail events are sent in writes of this much, or when the
+				  * loop next polls (after the dispatch that made them) */
 #define REPLY_OUT_MAX (64u << 20)
 
 struct client {
@@ -33,7 +39,8 @@ struct client {
 	char *in;
 	size_t inlen, incap;
 	char *out;
-	size_t outlen, outcap;
+	size_t outoff, outlen, outcap; /* pending bytes: out[outoff, outoff + outlen) */
+	size_t tail_mark;              /* outlen after the last send attempt for tail events */
 	bool tail, closing;
 	uint32_t events; /* current epoll interest */
 	char tail_id[DIAG_SPEC_ID_MAX + 1];
@@ -53,6 +60,13 @@ struct dmn_server {
 	ino_t ino;
 	struct client *clients[MAX_CLIENTS];
 	size_t ntail;
+	uint64_t tail_dropped; /* events no tail client could take, all clients ever */
+	char *tb;              /* the tail event being sent (reused) */
+	size_t tblen, tbcap;
+	bool tb_failed;
+	int64_t tb_sec;        /* the second tb_secstr spells */
+	char tb_secstr[40];
+	size_t nwaiting;       /* clients in a `wait` */
 	struct dmn_policy *policy; /* NULL: root only */
 };
 
@@ -207,6 +221,8 @@ static void client_close(struct dmn_server *s, size_t i)
 	close(c->fd);
 	if (c->tail)
 		s->ntail--;
+	if (c->waiting)
+		s->nwaiting--;
 	free(c->in);
 	free(c->out);
 	free(c);
@@ -235,6 +251,7 @@ void dmn_server_free(struct dmn_server *s)
 	close(s->lfd);
 	remove_own(s->path, s->dev, s->ino);
 	free(s->path);
+	free(s->tb);
 	free(s);
 }
 
@@ -261,19 +278,21 @@ static int io_stalled(ssize_t n)
 	return -1;
 }
 
-/* Send what is buffered; returns -1 when the client is gone. */
+/* Send what is buffered; returns -1 when the client is gone. The unsent bytes stay where
+ * they are (outoff moves): a slow tail client must not cost a copy of its buffer per send. */
 static int flush_out(struct client *c)
 {
 	while (c->outlen) {
-		ssize_t n = send(c->fd, c->out, c->outlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = send(c->fd, c->out + c->outoff, c->outlen, MSG_NOSIGNAL | MSG_DONTWAIT);
 		int st = n > 0 ? 0 : io_stalled(n);
 		if (st > 0)
 			continue;
 		if (n <= 0)
 			return st;
-		memmove(c->out, c->out + n, c->outlen - (size_t)n);
+		c->outoff += (size_t)n;
 		c->outlen -= (size_t)n;
 	}
+	c->outoff = 0;
 	return 0;
 }
 
@@ -281,9 +300,13 @@ static bool append_out(struct client *c, const char *data, size_t len, size_t li
 {
 	if (c->outlen + len > limit)
 		return false;
-	if (diag_grow((void **)&c->out, &c->outcap, c->outlen + len, 1, 4096) < 0)
+	if (c->outoff && c->outoff + c->outlen + len > c->outcap) { /* room at the front */
+		memmove(c->out, c->out + c->outoff, c->outlen);
+		c->outoff = 0;
+	}
+	if (diag_grow((void **)&c->out, &c->outcap, c->outoff + c->outlen + len, 1, 4096) < 0)
 		return false;
-	memcpy(c->out + c->outlen, data, len);
+	memcpy(c->out + c->outoff + c->outlen, data, len);
 	c->outlen += len;
 	return true;
 }
@@ -447,6 +470,16 @@ static void cmd_stats(struct dmn_server *s, struct client *c, const struct dmn_r
 	send_json(s, c, j, REPLY_OUT_MAX);
 }
 
+/* The manager's status, with the events lost on the way to tail clients. */
+static cJSON *status_json(struct dmn_server *s)
+{
+	cJSON *j = dmn_manager_status_json(s->m);
+	cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "dropped");
+	if (d)
+		cJSON_AddNumberToObject(d, "tail", (double)s->tail_dropped);
+	return j;
+}
+
 static void cmd_tail(struct dmn_server *s, struct client *c, const struct dmn_request *rq)
 {
 	const char *id = rq->has_id ? rq->id : NULL;
@@ -465,6 +498,8 @@ static void cmd_tail(struct dmn_server *s, struct client *c, const struct dmn_re
 
 static void wait_reply(struct dmn_server *s, struct client *c, bool ok, uint64_t hits)
 {
+	if (c->waiting)
+		s->nwaiting--;
 	c->waiting = false;
 	if (ok) {
 		cJSON *j = ok_reply();
@@ -490,6 +525,8 @@ static void cmd_wait(struct dmn_server *s, struct client *c, const struct dmn_re
 	snprintf(c->wait_id, sizeof(c->wait_id), "%s", rq->id);
 	c->wait_hits = rq->hits;
 	c->wait_deadline_ns = diag_clock_wall_ns() + (int64_t)(rq->timeout_s * 1e9);
+	if (!c->waiting)
+		s->nwaiting++;
 	c->waiting = true;
 	if (ms->hits >= c->wait_hits)
 		wait_reply(s, c, true, ms->hits);
@@ -619,7 +656,7 @@ static void dispatch(struct dmn_server *s, struct client *c, struct dmn_request 
 	case DMN_CMD_TAIL: cmd_tail(s, c, rq); break;
 	case DMN_CMD_ATTACH:
 	case DMN_CMD_DETACH: cmd_pid(s, c, rq); break;
-	case DMN_CMD_STATUS: send_json(s, c, dmn_manager_status_json(s->m), REPLY_OUT_MAX); break;
+	case DMN_CMD_STATUS: send_json(s, c, status_json(s), REPLY_OUT_MAX); break;
 	case DMN_CMD_WAIT: cmd_wait(s, c, rq); break;
 	case DMN_CMD_SYMBOLS:
 	case DMN_CMD_VARS: cmd_introspect(s, c, rq); break;
@@ -710,59 +747,164 @@ bool dmn_server_handle(struct dmn_server *s, int fd, uint32_t events)
 	return true;
 }
 
-static cJSON *tail_event(const struct dmn_mspec *ms, const struct diag_engine_hit *hit)
+/* ---- tail events: formatted into one reused buffer, no allocation per event ---- */
+
+static void tb_add(struct dmn_server *s, const char *p, size_t n)
 {
-	char t[64];
-	const struct diag_value *v = &hit->value;
-	cJSON *e = cJSON_CreateObject();
-	cJSON_AddStringToObject(e, "id", ms->spec->id);
-	cJSON_AddStringToObject(e, "name", ms->spec->name);
-	cJSON_AddStringToObject(e, "type", ms->spec->type);
-	cJSON_AddNumberToObject(e, "pid", hit->pid);
-	cJSON_AddNumberToObject(e, "tid", hit->tid);
-	cJSON_AddStringToObject(e, "time", diag_time_format((int64_t)hit->time_ns, true, t, sizeof(t)));
-	cJSON_AddStringToObject(e, "kind", diag_event_kind_name(hit->kind));
-	const char *text = v->text ? v->text : "";
-	switch (v->kind) {
-	case DIAG_VALUE_SIGNED: cJSON_AddNumberToObject(e, "value", (double)v->i); break;
-	case DIAG_VALUE_UNSIGNED: cJSON_AddNumberToObject(e, "value", (double)v->u); break;
-	case DIAG_VALUE_FLOAT: cJSON_AddNumberToObject(e, "value", v->f); break;
-	case DIAG_VALUE_STRING: cJSON_AddStringToObject(e, "value", text); break;
-	default: cJSON_AddNullToObject(e, "value"); break;
+	if (s->tblen + n + 1 > s->tbcap &&
+	    (s->tb_failed || diag_grow((void **)&s->tb, &s->tbcap, s->tblen + n + 1, 1, 4096) < 0)) {
+		s->tb_failed = true;
+		return;
 	}
-	cJSON_AddStringToObject(e, "text", text);
-	cJSON *j = cJSON_CreateObject();
-	cJSON_AddItemToObject(j, "event", e);
-	return j;
+	memcpy(s->tb + s->tblen, p, n);
+	s->tblen += n;
+}
+
+/* v in decimal, at least `width` digits (zero-padded) */
+static void tb_add_dec(struct dmn_server *s, uint64_t v, int width)
+{
+	char t[24];
+	int i = sizeof(t);
+	do {
+		t[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while ((v || sizeof(t) - (size_t)i < (size_t)width) && i > 0);
+	tb_add(s, t + i, sizeof(t) - (size_t)i);
+}
+
+/* diag_time_format(ns, true) without a strftime per event: the seconds' text is kept */
+static void tb_add_time(struct dmn_server *s, int64_t ns)
+{
+	int64_t sec = ns / 1000000000;
+	if (sec != s->tb_sec || !s->tb_secstr[0]) {
+		diag_time_format(sec * 1000000000, false, s->tb_secstr, sizeof(s->tb_secstr));
+		s->tb_secstr[strcspn(s->tb_secstr, "Z")] = '\0';
+		s->tb_sec = sec;
+	}
+	tb_add(s, "\"", 1);
+	tb_add(s, s->tb_secstr, strlen(s->tb_secstr));
+	tb_add(s, ".", 1);
+	tb_add_dec(s, (uint64_t)(ns % 1000000000), 9);
+	tb_add(s, "Z\"", 2);
+}
+
+/* A JSON string as send_json makes it: unsafe characters escaped as diag_json_escape_strings
+ * does (diag_text_escape), then quoted ('"' and '\\' escaped; no control is left). */
+static void tb_add_str(struct dmn_server *s, const char *str)
+{
+	char small[512], *t = small;
+	size_t len = strlen(str), need = diag_text_escape(small, sizeof(small), str, len, 0);
+	if (need >= sizeof(small) && !(t = diag_text_escape_dup(str, 0))) {
+		s->tb_failed = true;
+		return;
+	}
+	tb_add(s, "\"", 1);
+	for (const char *p = t; *p;) {
+		size_t run = strcspn(p, "\"\\");
+		tb_add(s, p, run);
+		p += run;
+		if (*p) {
+			char esc[2] = {'\\', *p++};
+			tb_add(s, esc, 2);
+		}
+	}
+	tb_add(s, "\"", 1);
+	if (t != small)
+		free(t);
+}
+
+/* A number as cJSON prints one (exact int, else 15 significant digits unless they do not read
+ * back, then 17), so a tail line reads as it did when cJSON built it. */
+static void tb_add_num(struct dmn_server *s, double d)
+{
+	char t[40];
+	int vi = d >= INT_MAX ? INT_MAX : d <= (double)INT_MIN ? INT_MIN : (int)d;
+	if (isnan(d) || isinf(d)) {
+		snprintf(t, sizeof(t), "null");
+	} else if (d == (double)vi) {
+		if (vi < 0)
+			tb_add(s, "-", 1);
+		tb_add_dec(s, vi < 0 ? (uint64_t)-(int64_t)vi : (uint64_t)vi, 1);
+		return;
+	} else {
+		snprintf(t, sizeof(t), "%1.15g", d);
+		double back = strtod(t, NULL), big = fabs(back) > fabs(d) ? fabs(back) : fabs(d);
+		if (!(fabs(back - d) <= big * DBL_EPSILON))
+			snprintf(t, sizeof(t), "%1.17g", d);
+	}
+	tb_add(s, t, strlen(t));
+}
+
+static void tb_key(struct dmn_server *s, const char *key)
+{
+	bool first = s->tblen && s->tb[s->tblen - 1] == '{';
+	tb_add(s, first ? "\"" : ",\"", first ? 1 : 2);
+	tb_add(s, key, strlen(key));
+	tb_add(s, "\":", 2);
+}
+
+/* {"event":{"id","name","type","pid","tid","time","kind","value","text"}} and a newline, in
+ * s->tb; false when it could not be built. */
+static bool tail_event(struct dmn_server *s, const struct dmn_mspec *ms,
+		       const struct diag_engine_hit *hit)
+{
+	const struct diag_value *v = &hit->value;
+	const char *text = v->text ? v->text : "";
+	s->tblen = 0;
+	s->tb_failed = false;
+	tb_add(s, "{\"event\":{", 10);
+	tb_key(s, "id");
+	tb_add_str(s, ms->spec->id);
+	tb_key(s, "name");
+	tb_add_str(s, ms->spec->name);
+	tb_key(s, "type");
+	tb_add_str(s, ms->spec->type);
+	tb_key(s, "pid");
+	tb_add_num(s, hit->pid);
+	tb_key(s, "tid");
+	tb_add_num(s, hit->tid);
+	tb_key(s, "time");
+	tb_add_time(s, (int64_t)hit->time_ns);
+	tb_key(s, "kind");
+	tb_add_str(s, diag_event_kind_name(hit->kind));
+	tb_key(s, "value");
+	switch (v->kind) {
+	case DIAG_VALUE_SIGNED: tb_add_num(s, (double)v->i); break;
+	case DIAG_VALUE_UNSIGNED: tb_add_num(s, (double)v->u); break;
+	case DIAG_VALUE_FLOAT: tb_add_num(s, v->f); break;
+	case DIAG_VALUE_STRING: tb_add_str(s, text); break;
+	default: tb_add(s, "null", 4); break;
+	}
+	tb_key(s, "text");
+	tb_add_str(s, text);
+	tb_add(s, "}}\n", 3);
+	return !s->tb_failed;
 }
 
 static void tail_send(struct dmn_server *s, const struct dmn_mspec *ms,
 		      const struct diag_engine_hit *hit)
 {
-	char *line = NULL;
-	size_t len = 0;
+	bool built = false;
 	for (size_t i = 0; i < MAX_CLIENTS; i++) {
 		struct client *c = s->clients[i];
-		if (!c || !c->tail || c->closing || (c->tail_id[0] && strcmp(c->tail_id, ms->spec->id)) ||
-		    (c->peer.uid != 0 && ms->spec->owner != c->peer.uid))
+		if (!c || !c->tail || c->closing || (c->tail_id[0] && strcmp(c->tail_id, ms->spec->id)))
 			continue;
-		if (!line) { /* formatted once, only when someone listens */
-			cJSON *j = tail_event(ms, hit);
-			diag_json_escape_strings(j, 0); /* one event, one line */
-			line = cJSON_PrintUnformatted(j);
-			cJSON_Delete(j);
-			if (!line)
-				return;
-			len = strlen(line);
-			line[len++] = '\n';
-		}
-		if (!append_out(c, line, len, TAIL_OUT_MAX))
+		if (!built && !(built = tail_event(s, ms, hit))) /* once, only when someone listens */
+			return;
+		if (c->tail_mark > c->outlen) /* the loop sent some since */
+			c->tail_mark = c->outlen;
+		if (!append_out(c, s->tb, s->tblen, TAIL_OUT_MAX)) {
 			c->tail_dropped++;
-		else if (flush_out(c) < 0)
-			c->closing = true;
+			s->tail_dropped++;
+		} else if (c->outlen >= c->tail_mark + TAIL_FLUSH) {
+			/* once per 64 KiB appended, not per event while the socket is full: then
+			 * EPOLLOUT sends the rest */
+			if (flush_out(c) < 0)
+				c->closing = true;
+			c->tail_mark = c->outlen;
+		}
 		update_interest(s, c);
 	}
-	free(line);
 }
 
 void dmn_server_on_hit(struct dmn_server *s, const struct dmn_mspec *ms,
@@ -770,7 +912,7 @@ void dmn_server_on_hit(struct dmn_server *s, const struct dmn_mspec *ms,
 {
 	if (s->ntail)
 		tail_send(s, ms, hit);
-	for (size_t i = 0; i < MAX_CLIENTS; i++) {
+	for (size_t i = 0; s->nwaiting && i < MAX_CLIENTS; i++) { /* none: nothing per hit */
 		struct client *c = s->clients[i];
 		if (c && c->waiting && strcmp(c->wait_id, ms->spec->id) == 0 &&
 		    ms->hits >= c->wait_hits)

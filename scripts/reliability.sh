@@ -20,7 +20,7 @@ trap 'rm -rf "$out"' EXIT
 run_case() { # CASE OUTDIR OTHER_TRIALS
 	local n
 	n=$(basename "$1" .sh)
-	case $n in test_kill9_* | test_oom | test_daemon_fatal | test_daemon_segv) ;; *) export FAULT_TRIALS=$3 ;; esac
+	case $n in test_kill9_* | test_oom | test_daemon_fatal | test_daemon_fatal_capture | test_daemon_segv | test_capture_dead) ;; *) export FAULT_TRIALS=$3 ;; esac
 	echo "== $1 (FAULT_TRIALS=$FAULT_TRIALS)" >&2
 	local t0=$SECONDS
 	bash "$1" > "$2/$n.out" 2>&1 || echo "FAILED: $1" >&2

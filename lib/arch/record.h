@@ -14,6 +14,16 @@
  * the probed address, sp as the function saw it, no system call to restart); the others 0. */
 void diag_record_regs(const struct diag_ring_record *rec, diag_regs *out);
 
+/* The same for a capture trampoline's v2 record (ring.h, "Ring v2"): at the probed address
+ * for an entry record, at the terminating instruction for an exit record (DIAG_REC_EXIT). The
+ * thread pointer is not a register of diag_regs the record restores (0). */
+void diag_record_v2_regs(const struct diag_ring_rec *rec, diag_regs *out);
+
+/* The thread pointer a capture trampoline records for a thread whose registers are r (x86-64:
+ * the fs base, which is also the TCB's self pointer at %fs:0): how the daemon maps a record to
+ * its thread without a system call in the target. */
+uint64_t diag_record_thread_pointer(const diag_regs *r);
+
 /* The clock the trampoline stamps into rec->tsc, read now in the daemon (rdtsc on x86-64):
  * the engine calibrates it against the wall clock. */
 uint64_t diag_record_ticks(void);

@@ -19,6 +19,7 @@
 typedef struct user_regs_struct diag_regs;     /* x86-64: rip, rsp, rax, ..., eflags */
 typedef struct user_fpregs_struct diag_fpregs; /* x86-64: the fxsave area (x87, xmm0-15) */
 #define DIAG_ARCH_BREAK_LEN 1                  /* x86-64: int3, 0xcc */
+#define DIAG_ARCH_NVECTOR 16                   /* x86-64: xmm0-15 */
 #else
 #error "lib/arch/regs.h: no register layout for this processor (see: adding an architecture)"
 #endif
@@ -36,6 +37,9 @@ uint64_t diag_regs_ret2(const diag_regs *r);
 /* The bytes of floating-point return register n (0 the first; x86-64: xmm0, xmm1), lowest
  * lane first, at least 8 of them; NULL when the ABI has no such register. */
 const uint8_t *diag_fpregs_float_ret(const diag_fpregs *f, int n);
+/* The 16 bytes of vector register n (x86-64: xmm n, n < DIAG_ARCH_NVECTOR), lowest lane
+ * first; NULL past the last. Writable through a pointer to a non-const f. */
+const uint8_t *diag_fpregs_vector(const diag_fpregs *f, unsigned n);
 /* Integer argument n (1-based) of the ABI's calling convention; 0 past the register ones. */
 uint64_t diag_regs_arg(const diag_regs *r, int n);
 /* The address of the breakpoint instruction a thread stopped on with SIGTRAP (x86-64 reports

@@ -160,10 +160,13 @@ struct diag_ring_rec {         /* DIAG_RING_REC_HDR bytes, then payload_len byte
 _Static_assert(sizeof(struct diag_ring_rec) == DIAG_RING_REC_HDR, "ring v2 record header");
 _Static_assert(offsetof(struct diag_ring_rec, regs) == 40, "ring v2 regs offset");
 
-/* Sub-ring of a thread: Fibonacci hashing of its thread pointer. */
+/* Sub-ring of a thread: Fibonacci hashing of its thread pointer's page. The page, not the
+ * pointer: glibc's thread control blocks sit at one offset in stacks 8 MiB + 4 KiB apart, and
+ * the pointer itself hashed 16 live threads to 5 of 16 sub-rings (4 threads to 3 of 4); its
+ * page number spreads them over 15 of 16 (4 of 4). */
 static inline uint64_t diag_ring_sub_of(uint64_t thread, uint64_t hash_shift)
 {
-	return hash_shift >= 64 ? 0 : (thread * 0x9E3779B97F4A7C15ULL) >> hash_shift;
+	return hash_shift >= 64 ? 0 : ((thread >> 12) * 0x9E3779B97F4A7C15ULL) >> hash_shift;
 }
 
 /* Units a record with a value program of max_payload bytes reserves. */

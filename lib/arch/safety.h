@@ -68,6 +68,11 @@ int diag_safety_build(uint64_t page_addr, size_t n_entries, uint8_t *out, size_t
 void diag_safety_action(const struct diag_safety_layout *l, const struct diag_ksigaction *old,
 			struct diag_ksigaction *ours);
 
+/* The same rule for any handler blob that chains (the SIGSEGV/SIGBUS guard, guard.h): handler
+ * and restorer are the blob's runtime addresses. */
+void diag_ksigaction_over(uint64_t handler, uint64_t restorer, const struct diag_ksigaction *old,
+			  struct diag_ksigaction *ours);
+
 /* The handler's hash: bucket where the probe chain for addr starts. */
 size_t diag_safety_hash(uint64_t addr, size_t n_entries);
 

@@ -72,7 +72,8 @@ struct diag_tramp_layout {
 	size_t n_insns;
 	struct {
 		uint8_t orig_off;  /* offset of the displaced instruction from addr */
-		uint8_t copy_off;  /* offset of its relocated copy from tramp_addr */
+		uint16_t copy_off; /* offset of its relocated copy from tramp_addr (a capture
+		                    * trampoline's copies follow more than 255 bytes of code) */
 	} insns[DIAG_TRAMP_MAX_INSNS];
 };
 
@@ -176,7 +177,14 @@ int diag_tramp_build_capture(const struct diag_tramp_capture *c, uint8_t *out, s
 
 /* A fault at pc in the slot whose header is h (at runtime address slot): when pc lies in one
  * of its program ranges, edit r to resume at the matching landing with the fault address where
- * the landing expects it, and return true. False: not ours (deliver the signal). */
+ * the landing expects it, and return true. False: not ours (deliver the signal).
+ * The repair, exactly (the in-target guard, arch/guard.h, does the same to a ucontext, so both
+ * must agree): a range is [lo, hi) in offsets from the slot, the condition's checked first; a
+ * landing outside [DIAG_TRAMP_SLOT_CODE, DIAG_TRAMP_SLOT) is refused (false); the pc becomes
+ * slot + landing and nothing else changes: every other register and the flags stay as at the
+ * fault. The landing finds the address that could not be read in its own registers (a program
+ * reads memory only through an address register, byte by byte where it may cross into an
+ * unreadable page), not in fault_addr: si_addr is 0 for a non-canonical address (#GP). */
 bool diag_tramp_fault_repair(diag_regs *r, uint64_t slot, const struct diag_tramp_slot_header *h,
 			     uint64_t fault_addr);
 

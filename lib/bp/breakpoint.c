@@ -193,6 +193,10 @@ static enum diag_bp_release unpatch(struct diag_bptable *t, struct diag_proc *p,
 		    diag_bp_is_ours(bp, cur);
 	if (ours)
 		diag_proc_write(p, bp->addr, bp->orig_bytes, bp->written_len);
+	if (bp->slot_page) { /* retired: no fault repair (in-target guard) trusts it any more */
+		uint64_t zero = 0;
+		diag_proc_write(p, bp->slot_page, &zero, sizeof(zero));
+	}
 	if (!bp->jump)
 		diag_u64map_put(&t->tombstones, bp->addr, (void *)1);
 	if (t->hooks.disarmed)
@@ -277,6 +281,95 @@ int diag_bp_make_jump(struct diag_bptable *t, struct diag_proc *p, struct diag_t
 	}
 	*out = bp;
 	return 0;
+}
+
+/* Build c's slot into a page-sized buffer; the jump and the bytes it replaces. */
+static int build_slot(const struct diag_tramp_capture *c, uint8_t *slot, size_t *len,
+		      uint8_t jmp[DIAG_TRAMP_PATCH_LEN], size_t *patched,
+		      struct diag_tramp_layout *layout, struct diag_error *err)
+{
+	memset(slot, 0, DIAG_TRAMP_SLOT);
+	int r = diag_tramp_build_capture(c, slot, DIAG_TRAMP_SLOT, len, jmp, patched, layout, err);
+	if (r == 0 && (*len < sizeof(struct diag_tramp_slot_header) || *len > DIAG_TRAMP_SLOT ||
+		       *patched < DIAG_TRAMP_PATCH_LEN || *patched > c->avail || *patched > 24))
+		r = diag_error_set(err, -DIAG_E_INVALID, "0x%llx: the trampoline built is malformed",
+				   (unsigned long long)c->addr);
+	return r;
+}
+
+int diag_bp_make_capture(struct diag_bptable *t, struct diag_proc *p,
+			 const struct diag_tramp_capture *c, struct diag_bp **out,
+			 struct diag_tramp_layout *layout, struct diag_tramp_slot_header *hdr,
+			 struct diag_error *err)
+{
+	uint8_t *slot = malloc(DIAG_TRAMP_SLOT), jmp[DIAG_TRAMP_PATCH_LEN];
+	struct diag_bp *bp = calloc(1, sizeof(*bp));
+	size_t len = 0, patched = 0;
+	struct diag_tramp_layout l;
+	int r = slot && bp ? build_slot(c, slot, &len, jmp, &patched, &l, err)
+			   : diag_error_set(err, -ENOMEM, "out of memory");
+	/* the whole slot, header first, before any jump can lead a thread there */
+	if (r == 0 && diag_proc_write(p, c->slot, slot, len) != (ssize_t)len)
+		r = diag_error_set(err, -EIO, "cannot write the trampoline slot at 0x%llx",
+				   (unsigned long long)c->slot);
+	if (r == 0) {
+		bp->addr = c->addr;
+		bp->jump = true;
+		bp->site_id = c->site;
+		bp->slot_page = c->slot;
+		bp->tramp = c->slot + DIAG_TRAMP_SLOT_CODE;
+		bp->patched_len = (uint8_t)patched;
+		memcpy(bp->orig_bytes, c->code, patched);
+		memcpy(bp->patch_bytes, jmp, sizeof(jmp));
+		bp->written_len = sizeof(jmp);
+		bp->orig = c->code[0];
+		if ((r = diag_u64map_put(&t->by_addr, c->addr, bp)) < 0)
+			diag_error_set(err, r, "out of memory");
+	}
+	if (r == 0 && t->hooks.arm && (r = t->hooks.arm(t->hooks.arg, bp)) < 0) {
+		diag_u64map_del(&t->by_addr, c->addr);
+		diag_error_set(err, r, "cannot record the jump at 0x%llx", (unsigned long long)c->addr);
+	}
+	if (r == 0 && diag_proc_write(p, c->addr, jmp, sizeof(jmp)) != (ssize_t)sizeof(jmp)) {
+		diag_u64map_del(&t->by_addr, c->addr);
+		if (t->hooks.disarmed)
+			t->hooks.disarmed(t->hooks.arg, bp);
+		r = diag_error_set(err, -EIO, "cannot write the jump at 0x%llx",
+				   (unsigned long long)c->addr);
+	}
+	if (r == 0) {
+		memcpy(hdr, slot, sizeof(*hdr));
+		*layout = l;
+		*out = bp;
+	} else {
+		bp_free(bp);
+	}
+	free(slot);
+	return r;
+}
+
+int diag_bp_rebuild_capture(struct diag_proc *p, struct diag_bp *bp,
+			    const struct diag_tramp_capture *c, struct diag_tramp_layout *layout,
+			    struct diag_tramp_slot_header *hdr, struct diag_error *err)
+{
+	uint8_t *slot = malloc(DIAG_TRAMP_SLOT), jmp[DIAG_TRAMP_PATCH_LEN];
+	size_t len = 0, patched = 0;
+	struct diag_tramp_layout l;
+	int r = slot ? build_slot(c, slot, &len, jmp, &patched, &l, err)
+		     : diag_error_set(err, -ENOMEM, "out of memory");
+	if (r == 0 && (c->slot != bp->slot_page || patched != bp->patched_len ||
+		       memcmp(jmp, bp->patch_bytes, sizeof(jmp)) != 0))
+		r = diag_error_set(err, -DIAG_E_STATE, "0x%llx: the new trampoline needs another "
+				   "patch", (unsigned long long)c->addr);
+	if (r == 0 && diag_proc_write(p, c->slot, slot, len) != (ssize_t)len)
+		r = diag_error_set(err, -EIO, "cannot write the trampoline slot at 0x%llx",
+				   (unsigned long long)c->slot);
+	if (r == 0) {
+		memcpy(hdr, slot, sizeof(*hdr));
+		*layout = l;
+	}
+	free(slot);
+	return r;
 }
 
 enum diag_bp_release diag_bp_del_user(struct diag_bptable *t, struct diag_proc *p,

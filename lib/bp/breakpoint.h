@@ -31,6 +31,8 @@ struct diag_bp {
 				* go back, and only while they still read as patch_bytes */
 	uint32_t site_id;      /* jump: the id the trampoline records */
 	uint64_t tramp;        /* jump: runtime address of the trampoline */
+	uint64_t slot_page;    /* capture jump: its DIAG_TRAMP_SLOT page (0: a v1 trampoline);
+				* retired (header magic zeroed) when the jump is taken out */
 	uint8_t orig;          /* the first byte the patch replaced */
 	uint64_t slot;         /* runtime address of the out-of-line copy */
 	uint8_t slot_len;
@@ -82,6 +84,21 @@ int diag_bp_get(struct diag_bptable *t, struct diag_proc *p, struct diag_thread 
 int diag_bp_make_jump(struct diag_bptable *t, struct diag_proc *p, struct diag_thread *stopped,
 		      uint64_t addr, size_t room, uint64_t ring_addr, uint64_t ring_mask,
 		      uint32_t site_id, struct diag_bp **out, struct diag_error *err);
+/* Create a capture jump at c->addr (arch/trampoline.h, "Capture trampolines"): build the slot
+ * for c (c->slot: a page of diag_xol_map_page, c->code the bytes at addr), write it, then
+ * the jump. The caller guarantees what diag_bp_make_jump needs. *layout and *hdr: the slot
+ * as built (the daemon's own copy: the target's memory may say otherwise later). On error
+ * the target is unchanged (the page is the caller's). */
+int diag_bp_make_capture(struct diag_bptable *t, struct diag_proc *p,
+			 const struct diag_tramp_capture *c, struct diag_bp **out,
+			 struct diag_tramp_layout *layout, struct diag_tramp_slot_header *hdr,
+			 struct diag_error *err);
+/* Build bp's slot again for c (other programs, same address and code) and write it over the
+ * old one: every thread stopped and none inside the slot. Fails (nothing written) when the
+ * new trampoline would replace other bytes than the jump there does. */
+int diag_bp_rebuild_capture(struct diag_proc *p, struct diag_bp *bp,
+			    const struct diag_tramp_capture *c, struct diag_tramp_layout *layout,
+			    struct diag_tramp_slot_header *hdr, struct diag_error *err);
 /* Bytes a jump at addr would replace (so the caller can check threads and branches), or a
  * negative code with err set when the instructions there cannot take a jump. */
 int diag_bp_jump_span(struct diag_proc *p, uint64_t addr, size_t room, struct diag_error *err);

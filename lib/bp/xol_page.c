@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
+#include "arch/trampoline.h"
 #include "util/grow.h"
 #include "util/procfs.h"
 
@@ -23,8 +24,9 @@ static uint64_t dist(uint64_t a, uint64_t b)
 	return a > b ? a - b : b - a;
 }
 
-/* Free gaps from /proc/PID/maps: the candidate start closest to `near` in each gap. */
-static int pick_candidates(pid_t pid, uint64_t near, uint64_t *cand, size_t cap, size_t *n)
+/* Free gaps of at least size bytes from /proc/PID/maps: the candidate start closest to `near` in each gap. */
+static int pick_candidates(pid_t pid, uint64_t near, size_t size, uint64_t *cand, size_t cap,
+			   size_t *n)
 {
 	struct diag_proc_maps maps;
 	struct diag_proc_map m;
@@ -43,10 +45,9 @@ static int pick_candidates(pid_t pid, uint64_t near, uint64_t *cand, size_t cap,
 			lo = 0x7ffffffff000ULL; /* top of the user address space */
 			hi = lo;
 		}
-		if (lo > prev_end && lo - prev_end >= DIAG_XOL_REGION_SIZE && *n < cap) {
+		if (lo > prev_end && lo - prev_end >= size && *n < cap) {
 			uint64_t c = near < prev_end ? prev_end
-				     : near + DIAG_XOL_REGION_SIZE > lo ? lo - DIAG_XOL_REGION_SIZE
-									 : (near & ~0xfffULL);
+				     : near + size > lo ? lo - size : (near & ~0xfffULL);
 			if (dist(c, near) < REACH)
 				cand[(*n)++] = c;
 		}
@@ -64,17 +65,18 @@ static int pick_candidates(pid_t pid, uint64_t near, uint64_t *cand, size_t cap,
 	return 0;
 }
 
-static int map_region(struct diag_xol *x, struct diag_thread *t, uint64_t near)
+/* Map size bytes read+exec at the free address closest to near; *at where. */
+static int map_near(struct diag_thread *t, uint64_t near, size_t size, uint64_t *at)
 {
 	uint64_t cand[64];
 	size_t n = 0;
-	int r = pick_candidates(t->proc->pid, near, cand, 64, &n);
+	int r = pick_candidates(t->proc->pid, near, size, cand, 64, &n);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n; i++) {
 		/* Read+exec only: the daemon writes slots through /proc/PID/mem, the target never
 		 * can. */
-		long args[6] = {(long)cand[i], DIAG_XOL_REGION_SIZE, PROT_READ | PROT_EXEC,
+		long args[6] = {(long)cand[i], (long)size, PROT_READ | PROT_EXEC,
 				MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0};
 		long ret;
 		r = diag_thread_syscall(t, SYS_mmap, args, &ret);
@@ -83,19 +85,41 @@ static int map_region(struct diag_xol *x, struct diag_thread *t, uint64_t near)
 		if (ret < 0 && ret > -4096)
 			continue; /* EEXIST: raced with the target's own mmap */
 		if ((uint64_t)ret != cand[i]) { /* a kernel ignoring NOREPLACE: not ours to keep */
-			long un[6] = {ret, DIAG_XOL_REGION_SIZE, 0, 0, 0, 0};
+			long un[6] = {ret, (long)size, 0, 0, 0, 0};
 			diag_thread_syscall(t, SYS_munmap, un, &ret);
 			continue;
 		}
-		if (DIAG_GROW(&x->regions, &x->cap, x->n + 1) < 0) {
-			long un[6] = {ret, DIAG_XOL_REGION_SIZE, 0, 0, 0, 0};
-			diag_thread_syscall(t, SYS_munmap, un, &ret);
-			return -ENOMEM;
-		}
-		x->regions[x->n++] = (struct diag_xol_region){.base = cand[i], .used = 0};
+		*at = cand[i];
 		return 0;
 	}
 	return -ENOSPC;
+}
+
+static int map_region(struct diag_xol *x, struct diag_thread *t, uint64_t near)
+{
+	uint64_t base;
+	int r = map_near(t, near, DIAG_XOL_REGION_SIZE, &base);
+	if (r < 0)
+		return r;
+	if (DIAG_GROW(&x->regions, &x->cap, x->n + 1) < 0) {
+		long un[6] = {(long)base, DIAG_XOL_REGION_SIZE, 0, 0, 0, 0}, ret;
+		diag_thread_syscall(t, SYS_munmap, un, &ret);
+		return -ENOMEM;
+	}
+	x->regions[x->n++] = (struct diag_xol_region){.base = base, .used = 0};
+	return 0;
+}
+
+int diag_xol_map_page(struct diag_thread *t, uint64_t near, uint64_t *page)
+{
+	return map_near(t, near, DIAG_TRAMP_SLOT, page);
+}
+
+int diag_xol_unmap_page(struct diag_thread *t, uint64_t page)
+{
+	long args[6] = {(long)page, DIAG_TRAMP_SLOT, 0, 0, 0, 0}, ret;
+	int r = diag_thread_syscall(t, SYS_munmap, args, &ret);
+	return r < 0 ? r : ret < 0 ? (int)ret : 0;
 }
 
 int diag_xol_alloc(struct diag_xol *x, struct diag_thread *t, uint64_t near, size_t len,

@@ -27,6 +27,13 @@ struct diag_xol {
  * region with thread t (stopped) when needed. Returns 0 and *slot or -errno. */
 int diag_xol_alloc(struct diag_xol *x, struct diag_thread *t, uint64_t near, size_t len,
 		   uint64_t *slot);
+/* A capture trampoline's slot (arch/trampoline.h): one DIAG_TRAMP_SLOT page of its own,
+ * read+exec, within reach of `near`, mapped with thread t (stopped). Each slot page is its own
+ * mapping so that it can be unmapped alone when its probe is gone. Returns 0 and *page or
+ * -errno (-ENOSPC: no free gap within reach). */
+int diag_xol_map_page(struct diag_thread *t, uint64_t near, uint64_t *page);
+/* Unmap one page diag_xol_map_page mapped (t stopped). Returns 0 or -errno. */
+int diag_xol_unmap_page(struct diag_thread *t, uint64_t page);
 /* True when addr lies inside one of the regions. */
 const struct diag_xol_region *diag_xol_find(const struct diag_xol *x, uint64_t addr);
 /* Unmap every region with stopped thread t (t may be NULL to forget them only). */

@@ -18,6 +18,14 @@
 
 enum diag_cap_kind { DIAG_CAP_CONDITION, DIAG_CAP_VALUE };
 
+/* FPREG and SAVE_FPREG name vector registers 0 .. DIAG_CAP_NFPREGS - 1 (arch/capture.h: the
+ * ones a capture trampoline saves). */
+#define DIAG_CAP_NFPREGS 8
+
+/* Whether REG may read the register at byte offset off of diag_regs: one a record holds
+ * (arch/record.h: the trampoline's frame), so the target's value and the daemon's agree. */
+bool diag_cap_reg_saved(uint32_t off);
+
 /* Returns 0 when p is well formed for kind: known ops and operands, forward jumps inside the
  * program, the stack depth the same on every path into an op and within DIAG_CAP_MAX_STACK,
  * no SAVE op in a condition, the END it needs, max_payload no less than what the SAVE ops can
@@ -57,6 +65,11 @@ struct diag_cap_snapshot {
 
 void diag_cap_snapshot_init(struct diag_cap_snapshot *s, const uint8_t *payload, uint32_t len,
 			    bool faulted, uint64_t fault_addr);
+/* The snapshot of a ring v2 record (arch/ring.h) whose bytes, header included, are the avail
+ * bytes at rec: payload_len bounded by them (hostile), DIAG_REC_FAULT and fault_addr from the
+ * header. */
+struct diag_ring_rec;
+void diag_cap_snapshot_of_rec(struct diag_cap_snapshot *s, const struct diag_ring_rec *rec, size_t avail);
 /* read_mem over the MEM blocks: the bytes from addr on as far as captured blocks cover them
  * contiguously (a short count where they stop), -EFAULT when no block holds addr. */
 ssize_t diag_cap_snapshot_read(void *snapshot, uint64_t addr, void *buf, size_t len);

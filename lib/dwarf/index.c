@@ -524,6 +524,8 @@ bool dw_loclist_sound(const struct diag_dwarf_file *f, uint64_t off)
 	return false;
 }
 
+#define LISTS_INFLATED_MAX (256u << 20) /* a compressed list section inflates to at most this */
+
 /* Whether the ELF at fd has a .debug_rnglists / .debug_loclists section with an unsound
  * header, or section names libelf cannot read (then libdwarf, which reads them its own way,
  * may still load a bad list): non-NULL for "refuse". A copy of .debug_loclists is kept in f (dw_loclist_sound). */
@@ -559,7 +561,15 @@ static const char *unsound_lists(struct diag_dwarf_file *f, int fd)
 			     loc = strstr(name, "debug_loclists") != NULL;
 			if (!rng && !loc)
 				continue;
-			if ((sh.sh_flags & SHF_COMPRESSED) || !(d = elf_getdata(scn, NULL)) ||
+			/* Debian's debug files compress their sections (SHF_COMPRESSED, zlib):
+			 * libelf inflates them in memory (to a size the header claims: bounded),
+			 * so the check sees what libdwarf reads */
+			GElf_Chdr ch;
+			if ((sh.sh_flags & SHF_COMPRESSED) &&
+			    (!gelf_getchdr(scn, &ch) || ch.ch_size > LISTS_INFLATED_MAX ||
+			     elf_compress(scn, 0, 0) < 0))
+				bad = rng ? ".debug_rnglists" : ".debug_loclists";
+			else if (!(d = elf_getdata(scn, NULL)) ||
 			    (d->d_size && !d->d_buf) || !lists_sound(d->d_buf, d->d_size))
 				bad = rng ? ".debug_rnglists" : ".debug_loclists";
 			else if (loc && !f->loclists && d->d_size && (f->loclists = malloc(d->d_size))) {

@@ -37,13 +37,6 @@ static int stop(struct machine *mc, const char *msg)
 	diag_error_set(mc->err, -DIAG_E_INVALID, "%s", msg);
 	return -DIAG_E_INVALID;
 }
-/* The 16 bytes of vector register n (DWARF 17 + n: x86-64 xmm0..15) in fp.
- * ARCH HOOK WANTED: this is the one place lib/dwarf knows the layout of diag_fpregs; it
- * belongs in lib/arch/regs.h as diag_fpregs_dwarf(fp, regno) (NULL: not a vector register). */
-static const void *vector_reg(const diag_fpregs *fp, unsigned n)
-{
-	return &fp->xmm_space[n * 4];
-}
 
 /* Bytes of DWARF register regno (0..16 general, 17..32 vector) into out[16]. */
 static int reg_bytes(struct machine *mc, uint64_t regno, uint8_t out[16])
@@ -55,7 +48,10 @@ static int reg_bytes(struct machine *mc, uint64_t regno, uint8_t out[16])
 				return why(mc, "<SSE registers not available (xmm%llu)>", regno - 17);
 			mc->have_fp = true;
 		}
-		memcpy(out, vector_reg(&mc->fp, (unsigned)(regno - 17)), 16);
+		const uint8_t *v = diag_fpregs_vector(&mc->fp, (unsigned)(regno - 17));
+		if (!v)
+			return why(mc, "<vector register %llu not available>", regno - 17);
+		memcpy(out, v, 16);
 		return 0;
 	}
 	int off = diag_reg_dwarf((int)regno);

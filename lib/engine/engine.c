@@ -44,6 +44,7 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	e->morefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	e->serve_status = eng_wait_serve; /* how stop.c serves the stops it sees on the way */
 	e->no_fast = getenv("DIAG_NO_FASTPATH") != NULL;
+	e->ring_bytes = DIAG_ENGINE_RING_DEFAULT;
 	const char *jd = getenv("DIAG_JOURNAL_DIR");
 	snprintf(e->journal_dir, sizeof(e->journal_dir), "%s", jd ? jd : "/run/diagnose/journal");
 	int r = e->sigfd < 0 || e->timerfd < 0 || e->epfd < 0 || e->morefd < 0 ? -errno : 0;
@@ -64,6 +65,16 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	}
 	eng_journal_sweep(e);
 	*out = e;
+	return 0;
+}
+
+int diag_engine_set_ring_size(struct diag_engine *e, size_t bytes, struct diag_error *err)
+{
+	if (bytes && (bytes < DIAG_ENGINE_RING_MIN || bytes > DIAG_ENGINE_RING_MAX))
+		return diag_error_set(err, -DIAG_E_INVALID,
+				      "ring size: %zu bytes: must be in [%u, %u]", bytes,
+				      DIAG_ENGINE_RING_MIN, DIAG_ENGINE_RING_MAX);
+	e->ring_bytes = bytes ? bytes : DIAG_ENGINE_RING_DEFAULT;
 	return 0;
 }
 
@@ -217,6 +228,7 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 		for (size_t i = 0; tp && i < tp->n; i++)
 			out->pending += tp->v[i].entry->pr == pr;
 	}
+	out->pending += eng_xf_open(&eproc_mem(ep)->xframes, pr);
 	out->fast = pr->nsites > 0;
 	for (size_t i = 0; i < pr->nsites; i++)
 		if (!pr->sites[i].bp || !pr->sites[i].bp->jump)
@@ -226,7 +238,18 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 			snprintf(out->inst[out->naddrs].what, sizeof(out->inst[0].what), "%s",
 				 pr->sites[i].what);
 			out->inst[out->naddrs].fast = pr->sites[i].bp->jump;
+			snprintf(out->inst[out->naddrs].why, sizeof(out->inst[0].why), "%s",
+				 pr->sites[i].bp->jump ? "" : pr->sites[i].why);
 			out->addrs[out->naddrs++] = pr->sites[i].bp->addr;
+		}
+	/* a return probe on jumps: its exits are instances too (every one a jump, or none) */
+	for (size_t i = 0; i < pr->nrsites && out->naddrs < DIAG_PROBE_MAX_ADDRS; i++)
+		if (pr->rsites[i]->bp && pr->rsites[i]->kind == SITE_RET_EXIT) {
+			snprintf(out->inst[out->naddrs].what, sizeof(out->inst[0].what), "%s",
+				 pr->rsites[i]->what);
+			out->inst[out->naddrs].fast = pr->rsites[i]->bp->jump;
+			out->inst[out->naddrs].why[0] = '\0';
+			out->addrs[out->naddrs++] = pr->rsites[i]->bp->addr;
 		}
 	out->nskips = pr->nskips;
 	for (size_t i = 0; i < pr->nskips && i < DIAG_PROBE_MAX_SKIPS; i++) {
@@ -246,6 +269,8 @@ void diag_engine_get_stats(const struct diag_engine *e, struct diag_engine_stats
 	out->hits = e->hits;
 	out->dropped = e->dropped;
 	out->stopped_ns = e->stopped_ns;
+	out->drain_period_ns = e->wake.period_ns;
+	out->drain_changes = e->wake.changes;
 	out->recovered = e->recovered;
 	size_t pos = 0;
 	uint64_t k;
@@ -302,6 +327,7 @@ void diag_engine_free(struct diag_engine *e)
 	eng_stack_free(e);
 	diag_dwarf_cache_free(e->dwarf);
 	free(e->scratch);
+	free(e->drain_buf);
 	if (e->sigfd >= 0)
 		close(e->sigfd);
 	if (e->timerfd >= 0)

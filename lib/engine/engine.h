@@ -78,6 +78,8 @@ struct diag_probe_info {
 	struct {
 		char what[96]; /* "function work", "inlined into main at a.c:12", "clone f.isra.0" */
 		bool fast;     /* a jump (no stop per hit), else an int3 */
+		char why[128]; /* an int3: why no jump ("int3: value: `stack` needs the thread
+				* stopped", "int3: DIAG_NO_FASTPATH"); "" when not known */
 	} inst[DIAG_PROBE_MAX_ADDRS];         /* parallel to addrs */
 	size_t nskips;                        /* instances found but not patched (all of them) */
 	struct {
@@ -93,6 +95,8 @@ struct diag_engine_stats {
 	uint64_t hits;
 	uint64_t dropped; /* fast-path hits lost to a full ring, since the engine started */
 	uint64_t stopped_ns; /* time threads spent stopped by int3 hits, since it started */
+	uint64_t drain_period_ns;  /* the drain timer's period now (it adapts to the rings' fill) */
+	uint64_t drain_changes;    /* how often that period changed */
 };
 
 /* Returns 0 and *out, or -errno. */
@@ -105,6 +109,17 @@ void diag_engine_free(struct diag_engine *e);
  * query. Returns 0 or -ENOMEM. */
 struct diag_indexer;
 int diag_engine_use_indexer(struct diag_engine *e, struct diag_indexer *ix);
+
+/* Bytes of the hit ring each target process maps for its jump probes (all its sub-rings
+ * together), for rings mapped from now on; 0 restores the default (DIAG_ENGINE_RING_DEFAULT).
+ * The engine splits it into up to 16 sub-rings of a power of two bytes each. A larger ring
+ * absorbs longer bursts and longer daemon stalls without drops, at that much of the target's
+ * memory (touched only as hits fill it). Returns 0, or -DIAG_E_INVALID with err
+ * "ring size: N bytes: must be in [65536, 1073741824]". */
+#define DIAG_ENGINE_RING_MIN (64u << 10)
+#define DIAG_ENGINE_RING_MAX (1u << 30)
+#define DIAG_ENGINE_RING_DEFAULT (8u << 20) /* 16 sub-rings of 512 KiB */
+int diag_engine_set_ring_size(struct diag_engine *e, size_t bytes, struct diag_error *err);
 
 /* A file descriptor that becomes readable when diag_engine_dispatch() has work (tracee
  * stops). Poll it, then call dispatch. */

@@ -10,11 +10,17 @@
  *   journal_recover.c  reading journals: a dead predecessor's patches taken out, sweeping
  *   safety_install.c   the SIGTRAP safety handler: installed into a target, its table kept
  *                      in step with the int3s, copied at fork, removed at detach
+ *   guard_install.c    the SIGSEGV/SIGBUS fault guard of capture trampolines: installed
+ *                      before the first that reads memory, copied at fork, removed at detach
  *   breakpoints.c      the hooks of every patch (journal, safety table); a breakpoint with a
  *                      thread stopped for its slot page; addresses inside a jump's bytes
  *   retprobe.c         return and end events: frames waiting for their return, exits
  *   hit.c              capture (conditions, values) and fire (events to the owner): the one
  *                      hit path, called by int3 hits (trap.c) and ring records (fastpath.c)
+ *   exitjump.c         return and end events from ring records: exit trampolines' records
+ *                      (DIAG_REC_EXIT) and the entry records of return probes (fastpath.c's
+ *                      drain hands them over)
+ *   wake.c             when the rings are drained: the drain timer's adaptive period
  *   fastpath.c         jump probes: placing a jump, the ring, draining it into hit.c
  *   dynlink.c          the watch on library loads; whether a target waits for its library
  *   probe.c            a probe's life in one process: resolve, compile, place, remove
@@ -32,6 +38,8 @@
 #ifndef DIAG_ENGINE_INTERNAL_H
 #define DIAG_ENGINE_INTERNAL_H
 
+#include "arch/ring.h"
+#include "arch/trampoline.h"
 #include "bp/breakpoint.h"
 #include "util/clock.h"
 #include "engine/engine.h"
@@ -43,6 +51,7 @@
 struct probe;
 struct eng_stack_proc;
 struct eng_safety;
+struct eng_guard;
 struct diag_unwinder;
 
 enum site_kind {
@@ -50,6 +59,8 @@ enum site_kind {
 	SITE_RET_ENTRY, /* function entry of a return probe: remembers the frame, no event */
 	SITE_RET,       /* a return address: the event of the frame it matches */
 	SITE_END,       /* an exit of the function body (ret, tail-call jmp) */
+	SITE_RET_EXIT,  /* an exit jump of a return probe: the event of the frame it closes (its
+			 * value and condition are the entry site's, borrowed) */
 	SITE_DL,        /* the dynamic linker's r_brk: the set of libraries changed */
 };
 
@@ -63,7 +74,7 @@ struct site {
 	struct diag_expr *condition; /* NULL: always */
 	uint64_t fast_base;  /* jump: the breakpoint's counter when this site joined it (a probe
 			      * counts only its own hits, not those of probes placed there before) */
-	uint64_t fast_seq0;  /* jump: the ring's head then: records up to it are not this site's */
+	char why[128];       /* int3: why this address takes no jump ("int3: value: ...") */
 };
 
 struct probe {
@@ -105,16 +116,26 @@ struct eproc {
 	struct diag_bptable bps;  /* unused by a vfork child: it shares its parent's */
 	struct probe *probes;
 	int freeze;               /* >0: stopped for patching or detach: keep every stop */
-	/* fast path (fastpath.c): hits recorded by trampolines into a ring in the target */
+	/* fast path (fastpath.c): hits recorded by capture trampolines into the ring v2 mapping
+	 * in the target (arch/ring.h): its geometry as the daemon made it (never re-read) */
 	uint64_t ring_addr;       /* 0: no ring mapped */
-	uint64_t ring_mask;
-	uint64_t ring_tail;       /* next record to consume */
-	unsigned ring_stalls;     /* drains that found the next record unpublished */
-	uint64_t ring_drops;      /* the ring's drop counter, last read */
+	uint64_t ring_bytes;      /* the whole mapping */
+	uint64_t ring_nsubs, ring_sub_units, ring_sub_stride, ring_counters;
+	uint64_t ring_tails[DIAG_RING_MAX_SUBS]; /* next unit to consume, per sub-ring */
+	unsigned ring_stalls[DIAG_RING_MAX_SUBS]; /* drains that found the next record unpublished */
+	uint64_t ring_sub_drops[DIAG_RING_MAX_SUBS]; /* each sub-ring's drop counter at its last
+				   * drain: a frame spanning a drop is not paired (exitjump.c) */
+	uint64_t ring_drops;      /* the sub-rings' drop counters summed, last read */
 	uint32_t next_site;
 	struct diag_u64map jumps; /* site id -> struct diag_bp (jump) */
-	int seccomp;              /* -1 unknown, else /proc/PID/status Seccomp */
+	struct diag_u64map slots; /* capture slot page -> struct eng_slot (live and retired) */
+	struct diag_u64map tps;   /* thread pointer -> tid (records name threads by it) */
+	struct diag_u64map tp_tried; /* thread pointers a stop of every thread did not name */
+	bool tp_learn;            /* a record names an unknown thread pointer: learn at the next
+				   * dispatch (every thread stopped once), then drain again */
+	bool draining;            /* eng_fast_drain is running (a nested stop must not re-enter) */
 	struct eng_safety *safety; /* the SIGTRAP safety handler, once an int3 is placed */
+	struct eng_guard *guard;  /* the fault guard, once a capture trampoline reads memory */
 	struct probe *dl_probe;   /* the engine's own watch on library loads (dynlink.c) */
 	int journal_fd;           /* journal.c: this process's patches, -1 when none */
 	char journal_path[300];
@@ -122,6 +143,16 @@ struct eproc {
 	bool dl_dirty;            /* a library was loaded or unloaded since the last look */
 	bool dl_busy;             /* eng_dl_changed is running (a nested stop only marks dirty) */
 	struct eng_stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
+	struct diag_u64map xframes; /* exitjump.c: open frames of jump return probes, by thread
+				     * pointer (a vfork child's are its parent's) */
+};
+
+/* wake.c: the drain timer's period and what the drains since the last tick found */
+struct eng_wake {
+	uint64_t period_ns;  /* 0: not set yet (the longest) */
+	bool full, busy;     /* a ring over the high mark / over the low mark */
+	unsigned calm;       /* ticks in a row with every ring under the low mark */
+	uint64_t changes;    /* period changes, for tests and stats */
 };
 
 struct diag_engine {
@@ -141,7 +172,11 @@ struct diag_engine {
 	int morefd;                 /* eventfd: a dispatch stopped at its time bound, call again */
 	int timerfd;                /* drains the rings while any exists */
 	bool timer_armed;
+	struct eng_wake wake;       /* wake.c: the timer's period */
 	bool no_fast;               /* DIAG_NO_FASTPATH set: int3 for everything (tests) */
+	size_t ring_bytes;          /* each new ring mapping's records, all sub-rings (the
+				     * daemon's --ring-kib; diag_engine_set_ring_size) */
+	uint8_t *drain_buf;         /* fastpath.c: records read from a sub-ring */
 	uint64_t tsc0, ns0, tsc1, ns1; /* TSC -> CLOCK_REALTIME calibration */
 	char journal_dir[200];      /* DIAG_JOURNAL_DIR or /run/diagnose/journal; "" = none */
 	size_t recovered;
@@ -186,6 +221,8 @@ void eng_journal_reset(struct diag_engine *e, struct eproc *ep);
 void eng_journal_pages(struct eproc *ep);
 void eng_journal_map(struct eproc *ep, uint64_t addr, uint64_t len, const char *what);
 void eng_journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_action);
+/* Our action for another signal (the fault guard's SIGSEGV, SIGBUS) over the target's. */
+void eng_journal_action(struct eproc *ep, int sig, uint64_t ours, const void *old_action);
 /* A patch about to be written; a patch whose bytes are back. */
 void eng_journal_patch(struct eproc *ep, const struct diag_bp *bp);
 void eng_journal_unpatch(struct eproc *ep, const struct diag_bp *bp);
@@ -230,6 +267,19 @@ void eng_safety_remove(struct eproc *ep, struct diag_thread *t);
 void eng_safety_forget(struct eproc *ep);
 int eng_safety_fork(struct eproc *child, const struct eproc *parent);
 
+/* ---- guard_install.c: the fault guard in the target ---- */
+/* Before the first capture trampoline of ep that reads memory is patched in (every call after
+ * the first success is free): the guard mapped and chained over the target's SIGSEGV and
+ * SIGBUS actions (a stopped thread is borrowed, or stopped and returned in *stopped). */
+int eng_guard_ensure(struct diag_engine *e, struct eproc *ep, struct diag_thread **stopped,
+		     struct diag_error *err);
+/* Detach, once no capture trampoline is patched or running: each action back unless the
+ * target replaced ours since, the blob unmapped (t stopped). */
+void eng_guard_remove(struct eproc *ep, struct diag_thread *t);
+/* Forget without touching the target (exit, exec). */
+void eng_guard_forget(struct eproc *ep);
+int eng_guard_fork(struct eproc *child, const struct eproc *parent);
+
 /* ---- breakpoints.c: the engine's side of every breakpoint ---- */
 /* Install the hooks (journal, safety table) in ep's breakpoint table. */
 void eng_hooks_set(struct eproc *ep);
@@ -252,34 +302,133 @@ void eng_ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *s,
 struct site *eng_ret_match(struct diag_thread *t, struct site *s, uint64_t sp, uint64_t *t0);
 /* Forget a return probe's return sites and every frame waiting on it. */
 void eng_ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr);
+/* The exits of the function [func_start, func_end) for exit trampolines (arch/branch.h):
+ * returns 0 with *plans (malloc'd, *n of them, each with its own why), or 1 with why (cap
+ * bytes) saying why no exit trampoline can be planned. */
+struct diag_exit_plan;
+int eng_exit_plans_of(struct eproc *ep, uint64_t func_start, uint64_t func_end,
+		      struct diag_exit_plan **plans, size_t *n, char *why, size_t cap);
+/* Whether plan p can take a jump now: planned, clear of [.., keep_clear) (a return probe's
+ * entry jump), no other patch inside it (a jump of ours exactly at its start is shared).
+ * False with why. */
+bool eng_exit_plan_free(const struct diag_bptable *t, const struct diag_exit_plan *p,
+			uint64_t keep_clear, char *why, size_t cap);
 /* END events: replace each function location by its exits; returns the new count. */
 int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 		      struct diag_error *err);
 
 /* ---- hit.c: the hit path ---- */
-/* While the thread is stopped (t) or from a ring record (t NULL, seq its record): conditions
- * and captures. Returns how many sites fired; their results are in e->scratch, the sites in
- * fired[]. */
+/* While the thread is stopped (t) or from a ring record (t NULL): conditions and captures.
+ * cond_done: the record exists because the target found the one condition there true (it is
+ * not evaluated again: its reads were not captured). Returns how many sites fired; their
+ * results are in e->scratch, the sites in fired[]. */
 size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
-		   const struct diag_expr_ctx *ctx, uint64_t seq, struct site **fired);
+		   const struct diag_expr_ctx *ctx, bool cond_done, struct site **fired);
+/* One site's condition and value on ctx (x: the site holding the expressions, s the one
+ * counting), result into e->scratch[slot]; true when it fires. */
+bool eng_capture_site(struct diag_engine *e, struct site *s, struct site *x,
+		      const struct diag_expr_ctx *ctx, bool cond_done, size_t slot);
 /* Render and deliver the events of the n fired sites (after the thread runs again). */
 void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
 	      struct site **fired, size_t n, uint64_t ts);
 
+/* ---- exitjump.c: return and end events from ring records ---- */
+struct diag_ring_rec;
+struct diag_cap_snapshot;
+/* A drained record that is not a plain call event: flagged DIAG_REC_EXIT (an exit
+ * trampoline), or recorded at the entry of a return probe. bp is the jump breakpoint of the
+ * record's site, rec the record's header as read (regs, tsc, thread), snap its payload. */
+void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
+		     const struct diag_ring_rec *rec, const struct diag_cap_snapshot *snap,
+		     pid_t tid, uint64_t ts);
+
+/* The open frames of jump return probes (eproc.xframes: thread pointer -> its frames), kept
+ * on records alone: an entry record at sp opens a frame (and purges those at or below sp,
+ * left without an exit), an exit record at sp closes the one entered at sp. Bounded: beyond
+ * ENG_XFRAMES_MAX open frames on a thread an entry is refused (its return lost, counted). */
+#define ENG_XFRAMES_MAX 4096
+struct eng_xframe {
+	uint64_t sp;               /* at entry: the exit's sp is the same */
+	uint64_t tsc;              /* the entry record's clock */
+	struct site *entry;        /* the return probe's entry site (its expressions) */
+};
+/* An entry record at sp of the n entry sites at its address: frames at or below sp are gone;
+ * one frame per site is opened. Returns 0, -ENOSPC (too deep) or -ENOMEM: frames not opened. */
+int eng_xf_enter(struct diag_u64map *m, uint64_t thread, uint64_t sp, uint64_t tsc,
+		 struct site *const *entries, size_t n);
+/* An exit record at sp: frames below sp are gone, the frames entered at sp close (up to cap
+ * of them into out, innermost first). Returns how many. */
+size_t eng_xf_exit(struct diag_u64map *m, uint64_t thread, uint64_t sp, struct eng_xframe *out,
+		   size_t cap);
+void eng_xf_drop_thread(struct diag_u64map *m, uint64_t thread);
+/* Records of the threads writing sub-ring `sub` (diag_ring_sub_of with hash_shift) were
+ * dropped: their open frames may have lost their exits, and an exit may have lost its entry,
+ * so none of them is paired across the gap (no event rather than a wrong one). */
+void eng_xf_purge_sub(struct diag_u64map *m, uint64_t sub, uint64_t hash_shift);
+void eng_xf_forget(struct diag_u64map *m, const struct probe *pr);
+/* Open frames (of pr; NULL: of every probe). */
+size_t eng_xf_open(const struct diag_u64map *m, const struct probe *pr);
+void eng_xf_release(struct diag_u64map *m);
+
+/* ---- wake.c: when the rings are drained ---- */
+/* Arm (at the current period) or disarm the drain timer. */
+void eng_wake_arm(struct diag_engine *e, bool want);
+/* A drain found `used` of a ring's (or sub-ring's) `capacity` waiting (any unit, the same for
+ * both). */
+void eng_wake_note(struct diag_engine *e, uint64_t used, uint64_t capacity);
+/* After the drains of one timer tick: adapt the period to what they found. */
+void eng_wake_tick(struct diag_engine *e);
+
 /* ---- fastpath.c: jump probes and the ring ---- */
-/* Try to place site s at loc as a jump (fast path). Returns 0 when placed, 1 when the site
- * must use an int3 instead, or a negative code with err set. */
+/* A capture trampoline's slot page, as the daemon built it (the target's copy of the header is
+ * never trusted): for fault repair, for moving threads out, and unmapping once retired. */
+struct eng_slot {
+	uint64_t page;
+	struct diag_tramp_layout layout;
+	struct diag_tramp_slot_header hdr;
+	bool cond_in_daemon;      /* the conditions at the site are evaluated on the record */
+	uint64_t term;            /* an exit trampoline's terminator (0: an entry trampoline) */
+	bool retired;             /* its jump is out; unmapped once no thread is inside */
+	size_t adopt;             /* a fork child's copy: probes still to join the trampoline
+				   * built for the same probes in the parent (no rebuild) */
+};
+/* Try to place site s at loc as a jump (fast path), or join the jump already there. Returns 0
+ * when placed, 1 when the site must use an int3 instead (s->why says why), or a negative code
+ * with err set. */
 int eng_fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 		   const struct diag_location *loc, struct diag_error *err);
-/* Consume every published record of ep's ring. */
+/* Site s leaves its jump bp, others remain: the trampoline rebuilt for them (every thread
+ * of mem frozen by the caller). */
+void eng_fast_leave(struct diag_engine *e, struct eproc *mem, struct diag_bp *bp,
+		    struct site *s);
+/* Consume every published record of ep's ring, push its heartbeat forward. */
 void eng_fast_drain(struct diag_engine *e, struct eproc *ep);
+/* Dispatch level: processes whose records name an unknown thread learn every thread's thread
+ * pointer (one freeze each), then drain again. */
+void eng_fast_learn_pending(struct diag_engine *e);
+/* A stopped thread's thread pointer, for naming its records (seize, clone, fork, exec); ep
+ * is the memory's owner. A vfork child names its parent's thread pointer while its parent
+ * waits (until it execs or exits). */
+void eng_fast_learn(struct eproc *ep, struct diag_thread *t);
+/* A thread is exiting (its records drained): its thread pointer may be reused. */
+void eng_fast_thread_gone(struct eproc *ep, struct diag_thread *t);
 /* After fork: the child's copy of the ring and trampolines. */
 void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent);
-/* Detach: unmap the ring with stopped thread t. */
+/* Exec: the ring and slots went with the old image. */
+void eng_fast_reset(struct eproc *ep);
+/* Detach: unmap the ring and every slot page with stopped thread t (NULL: forget only). */
 void eng_fast_unmap(struct eproc *ep, struct diag_thread *t);
-/* Remove a jump breakpoint's site id (its breakpoint is going away). */
+/* A jump breakpoint is going away: its site id forgotten, its slot retired. */
 void eng_fast_forget(struct eproc *mem, struct diag_bp *bp);
-/* The exact number of hits of a jump breakpoint (its counter in the target). */
+/* Every thread frozen: unmap the retired slots no thread is inside (moved out when it can). */
+void eng_fast_reap(struct diag_engine *e, struct eproc *mem);
+/* Where a stopped thread at pc continues once the capture slots are gone: 0 when pc is in
+ * none, 1 when it must first run (step) out, else the original address. */
+uint64_t eng_fast_unslot(const struct eproc *mem, uint64_t pc);
+/* A SIGSEGV/SIGBUS stop of t: when its pc lies in one of our capture slots' programs, resume
+ * it at the slot's landing (the read gives a fault value) and return true. */
+bool eng_fast_fault(struct diag_engine *e, struct diag_thread *t, int sig); /* e may be NULL */
+/* The exact number of hits of a jump breakpoint (its counters in the target, summed). */
 uint64_t eng_fast_count(struct eproc *mem, const struct diag_bp *bp);
 /* The hits of one site on a jump since the site was placed (0 for an int3 site). */
 uint64_t eng_fast_site_count(struct eproc *mem, const struct site *s);

@@ -13,12 +13,10 @@ static int ensure_scratch(struct diag_engine *e, size_t n)
 	return DIAG_GROW(&e->scratch, &e->nscratch, n);
 }
 
-/* While the thread is stopped (or from a recorded snapshot): conditions and captures.
- * Returns how many sites fired; their results are in e->scratch and the sites in fired[]. */
-/* seq: the ring record of a fast-path hit (0 for a trap): a site that joined the jump after
- * the record was reserved does not see it. */
+/* A site that joined a jump sees no record reserved before: the ring is drained, every
+ * thread stopped, before the trampoline is rebuilt for it (fastpath.c). */
 size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
-		     const struct diag_expr_ctx *ctx, uint64_t seq, struct site **fired)
+		   const struct diag_expr_ctx *ctx, bool cond_done, struct site **fired)
 {
 	if (ensure_scratch(e, bp->nusers + 1) < 0)
 		return 0;
@@ -26,8 +24,6 @@ size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp 
 	for (size_t i = 0; i < bp->nusers; i++) {
 		struct site *s = bp->users[i], *x = s;
 		struct diag_expr_ctx c = *ctx;
-		if (seq && seq <= s->fast_seq0)
-			continue;
 		if (s->kind == SITE_DL) {
 			if (t)
 				eproc_mem(eproc_of(t->proc))->dl_dirty = true;
@@ -46,19 +42,28 @@ size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp 
 		}
 		if (t) /* jump sites count in the target instead */
 			s->pr->trapped++;
-		if (x->condition) {
-			diag_expr_eval(x->condition, &c, &e->scratch[n]);
-			if (!diag_expr_truthy(&e->scratch[n])) {
-				s->pr->filtered++;
-				continue;
-			}
-		}
-		if (x->value)
-			diag_expr_eval(x->value, &c, &e->scratch[n]);
-		s->pr->hits++;
-		fired[n++] = x; /* the site holding the expressions (the entry, for returns) */
+		if (eng_capture_site(e, s, x, &c, cond_done, n))
+			fired[n++] = x; /* the site holding the expressions (the entry, for returns) */
 	}
 	return n;
+}
+
+bool eng_capture_site(struct diag_engine *e, struct site *s, struct site *x,
+		      const struct diag_expr_ctx *c, bool cond_done, size_t slot)
+{
+	if (ensure_scratch(e, slot + 1) < 0)
+		return false;
+	if (x->condition && !cond_done) {
+		diag_expr_eval(x->condition, c, &e->scratch[slot]);
+		if (!diag_expr_truthy(&e->scratch[slot])) {
+			s->pr->filtered++;
+			return false;
+		}
+	}
+	if (x->value)
+		diag_expr_eval(x->value, c, &e->scratch[slot]);
+	s->pr->hits++;
+	return true;
 }
 
 void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,

@@ -3,7 +3,9 @@
  * out (journal_recover.c reads it). One file per process (DIR/PID-STARTTIME), one line per
  * fact, appended with a single write(2) each: the page cache keeps what a killed daemon wrote.
  * Lines: "P ADDR int3|jump ORIGHEX SLOT|TRAMPOLINE" a patch, "U ADDR" its removal, "M ADDR LEN
- * WHAT" a page mapped, "S OURS HANDLER FLAGS RESTORER MASK" our SIGTRAP action over the target's.
+ * WHAT" a page mapped (WHAT "unmapped": a slot page unmapped since), "S OURS HANDLER FLAGS
+ * RESTORER MASK" our SIGTRAP action over the target's, "A SIG OURS HANDLER FLAGS RESTORER MASK"
+ * ours for another signal (the fault guard's).
  * Removed when the engine leaves a process cleanly. Owns the writing only: never reads a
  * journal back, never stops or touches the target. */
 #include "engine/engine_internal.h"
@@ -58,6 +60,14 @@ void eng_journal_sigaction(struct eproc *ep, uint64_t ours, const void *old_acti
 {
 	const struct diag_ksigaction *o = old_action;
 	jline(ep, "S %llx %llx %llx %llx %llx\n", (unsigned long long)ours,
+	      (unsigned long long)o->handler, (unsigned long long)o->flags,
+	      (unsigned long long)o->restorer, (unsigned long long)o->mask);
+}
+
+void eng_journal_action(struct eproc *ep, int sig, uint64_t ours, const void *old_action)
+{
+	const struct diag_ksigaction *o = old_action;
+	jline(ep, "A %d %llx %llx %llx %llx %llx\n", sig, (unsigned long long)ours,
 	      (unsigned long long)o->handler, (unsigned long long)o->flags,
 	      (unsigned long long)o->restorer, (unsigned long long)o->mask);
 }

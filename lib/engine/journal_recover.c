@@ -2,7 +2,8 @@
  * for the process is replayed backwards: with every thread frozen, its original bytes are
  * restored where our int3 or jump is still there (checked against the file), threads are
  * stepped out of its pages, a SIGTRAP queued for one of its int3s is cancelled, the target's
- * own SIGTRAP action comes back and the pages are unmapped. At engine start and every attach,
+ * own SIGTRAP action (and the SIGSEGV and SIGBUS actions under the fault guard) come back and
+ * the pages are unmapped. At engine start and every attach,
  * journals nobody will recover are swept. Never writes a journal line. */
 #include "engine/engine_internal.h"
 
@@ -17,8 +18,10 @@
 #include <unistd.h>
 
 #include "arch/safety.h"
+#include "arch/trampoline.h"
 
 #define MAX_RECOVER 4096
+#define MAX_PAGES 1024 /* xol regions, the ring, capture slot pages (one each) */
 
 /* ---- recovery: a predecessor's patches ---- */
 
@@ -32,17 +35,24 @@ struct jpatch {
 struct jstate {
 	struct jpatch *p;
 	size_t np;
-	uint64_t pages[64][2];
-	bool handler[64];      /* the page holds the safety handler */
+	uint64_t pages[MAX_PAGES][2];
+	bool handler[MAX_PAGES]; /* the page holds a signal handler (safety, guard) */
 	size_t npages;
 	bool have_sig;
 	uint64_t ours;
 	struct diag_ksigaction old;
+	struct {               /* "A" lines: our action over another signal's */
+		int sig;
+		uint64_t ours;
+		struct diag_ksigaction old;
+	} acts[8];
+	size_t nacts;
 };
 
 static void parse_line(struct jstate *js, const char *line)
 {
 	unsigned long long a, b, c, d, f;
+	int sig;
 	char kind[8], orig[64], what[16];
 	if (sscanf(line, "P %llx %7s %63s %llx", &a, kind, orig, &b) == 4 && js->np < MAX_RECOVER) {
 		struct jpatch *p = &js->p[js->np++];
@@ -59,10 +69,24 @@ static void parse_line(struct jstate *js, const char *line)
 				js->p[i].live = false;
 				break;
 			}
-	} else if (sscanf(line, "M %llx %llx %15s", &a, &b, what) == 3 && js->npages < 64) {
-		js->handler[js->npages] = !strcmp(what, "safety");
+	} else if (sscanf(line, "M %llx %llx %15s", &a, &b, what) == 3 && !strcmp(what, "unmapped")) {
+		/* a slot page we unmapped: the address may be the target's own mapping by now */
+		for (size_t i = js->npages; i-- > 0;)
+			if (js->pages[i][0] == a && js->pages[i][1] == b) {
+				js->pages[i][0] = js->pages[--js->npages][0];
+				js->pages[i][1] = js->pages[js->npages][1];
+				js->handler[i] = js->handler[js->npages];
+				break;
+			}
+	} else if (sscanf(line, "M %llx %llx %15s", &a, &b, what) == 3 && js->npages < MAX_PAGES) {
+		js->handler[js->npages] = !strcmp(what, "safety") || !strcmp(what, "guard");
 		js->pages[js->npages][0] = a;
 		js->pages[js->npages++][1] = b;
+	} else if (sscanf(line, "A %d %llx %llx %llx %llx %llx", &sig, &a, &b, &c, &d, &f) == 6 &&
+		   js->nacts < sizeof(js->acts) / sizeof(js->acts[0])) {
+		js->acts[js->nacts].sig = sig;
+		js->acts[js->nacts].ours = a;
+		js->acts[js->nacts++].old = (struct diag_ksigaction){b, c, d, f};
 	} else if (sscanf(line, "S %llx %llx %llx %llx %llx", &a, &b, &c, &d, &f) == 5) {
 		js->have_sig = true;
 		js->ours = a;
@@ -70,7 +94,7 @@ static void parse_line(struct jstate *js, const char *line)
 	}
 }
 
-/* 0: outside every page; 1: in a slot, trampoline or ring page; 2: in the safety handler */
+/* 0: outside every page; 1: in a slot, trampoline or ring page; 2: in a handler (safety, guard) */
 static int in_pages(const struct jstate *js, uint64_t pc)
 {
 	for (size_t i = 0; i < js->npages; i++)
@@ -79,17 +103,48 @@ static int in_pages(const struct jstate *js, uint64_t pc)
 	return 0;
 }
 
-/* Step a thread out of the predecessor's pages (its slot or trampoline runs to the end). A
- * thread caught in the safety handler leaves it through the restorer and rt_sigreturn, which
- * puts it back in a slot: keep stepping past that before judging it out. */
+/* A load of a capture program in a slot page faulted (a bad pointer the target handed it):
+ * the thread stopped with the SIGSEGV or SIGBUS, at the load. Resume it at the slot's landing
+ * instead, as the tracer (or the guard) would have, and drop the signal. The header is the
+ * target's copy (the predecessor's own is gone): the repair can only move the pc inside the
+ * same slot's code. */
+static void repair_capture_fault(struct diag_thread *t)
+{
+	if (t->pending_sig != SIGSEGV && t->pending_sig != SIGBUS)
+		return;
+	diag_regs r;
+	siginfo_t si;
+	struct diag_tramp_slot_header h;
+	if (diag_regs_read(t->tid, &r) < 0)
+		return;
+	uint64_t slot = diag_regs_pc(&r) & ~(uint64_t)(DIAG_TRAMP_SLOT - 1);
+	if (diag_thread_siginfo(t->tid, &si) < 0 || si.si_signo != t->pending_sig ||
+	    si.si_code <= 0 || /* a kill(2) of the signal is the target's own */
+	    diag_proc_read(t->proc, slot, &h, sizeof(h)) != (ssize_t)sizeof(h) ||
+	    !diag_tramp_fault_repair(&r, slot, &h, (uint64_t)(uintptr_t)si.si_addr) ||
+	    diag_regs_write(t->tid, &r) < 0)
+		return;
+	t->pending_sig = 0;
+}
+
+/* Step a thread out of the predecessor's pages (its slot or trampoline runs to the end: a
+ * capture program copying a string may take tens of thousands of steps). A
+ * thread caught in the safety handler or the fault guard leaves it through the restorer and
+ * rt_sigreturn, which puts it back in a slot: keep stepping past that before judging it out.
+ * A capture program's fault under the step is repaired as the guard would (no signal). */
 static void step_out(struct diag_thread *t, const struct jstate *js)
 {
 	int after_handler = 0;
-	for (int steps = 0; steps < 1024; steps++) {
+	for (int steps = 0; steps < 65536; steps++) {
 		diag_regs r;
 		if (diag_regs_read(t->tid, &r) < 0)
 			return;
 		int where = in_pages(js, diag_regs_pc(&r));
+		if (where == 1 && t->pending_sig) {
+			repair_capture_fault(t);
+			if (diag_regs_read(t->tid, &r) < 0)
+				return;
+		}
 		if (where == 2)
 			after_handler = 64; /* the restorer and sigreturn are a few steps away */
 		if (!where && !after_handler) {
@@ -199,6 +254,15 @@ static void restore(struct eproc *ep, const struct jpatch *p, const struct diag_
 		rep->mismatched++; /* the code was not the file's before the predecessor either */
 }
 
+/* The action journaled as ours over `old` for sig: put old back if ours is still there. */
+static void restore_action(struct diag_thread *t, int sig, uint64_t ours,
+			   const struct diag_ksigaction *old)
+{
+	struct diag_ksigaction cur;
+	if (diag_thread_sigaction(t, sig, NULL, &cur) == 0 && cur.handler == ours)
+		diag_thread_sigaction(t, sig, old, NULL);
+}
+
 /* ---- sweeping: journals nobody will ever recover ---- */
 
 /* Nothing of ours is left in the process it names: no live patch, no page, no action. */
@@ -212,7 +276,7 @@ static bool journal_clean(const char *path)
 	while (js.p && fgets(line, sizeof(line), f))
 		parse_line(&js, line);
 	fclose(f);
-	bool live = !js.p || js.npages || js.have_sig;
+	bool live = !js.p || js.npages || js.have_sig || js.nacts;
 	for (size_t i = 0; !live && i < js.np; i++)
 		live = js.p[i].live;
 	free(js.p);
@@ -280,23 +344,11 @@ int eng_journal_recover(struct diag_engine *e, struct eproc *ep, struct diag_jou
 			take_queued_trap(v, &js);
 			step_out(v, &js);
 		}
-	if (js.have_sig) { /* the target's own action back, unless it set another since */
-		long args[6] = {SIGTRAP, 0, 0, 8, 0, 0}, ret;
-		diag_regs r;
-		if (diag_regs_read(t->tid, &r) == 0) {
-			uint64_t scratch = (diag_regs_sp(&r) - 1024) & ~15ULL;
-			struct diag_ksigaction cur;
-			args[2] = (long)(scratch + 64);
-			if (diag_thread_syscall(t, SYS_rt_sigaction, args, &ret) == 0 && ret == 0 &&
-			    diag_proc_read(ep->tp, scratch + 64, &cur, sizeof(cur)) == sizeof(cur) &&
-			    cur.handler == js.ours &&
-			    diag_proc_write(ep->tp, scratch, &js.old, sizeof(js.old)) == sizeof(js.old)) {
-				args[1] = (long)scratch;
-				args[2] = 0;
-				diag_thread_syscall(t, SYS_rt_sigaction, args, &ret);
-			}
-		}
-	}
+	/* the target's own actions back, unless it set others since */
+	if (js.have_sig)
+		restore_action(t, SIGTRAP, js.ours, &js.old);
+	for (size_t i = js.nacts; i-- > 0;)
+		restore_action(t, js.acts[i].sig, js.acts[i].ours, &js.acts[i].old);
 	for (size_t i = 0; i < js.npages; i++) {
 		long args[6] = {(long)js.pages[i][0], (long)js.pages[i][1], 0, 0, 0, 0}, ret;
 		if (diag_thread_syscall(t, SYS_munmap, args, &ret) == 0 && ret == 0)

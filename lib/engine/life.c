@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/ptrace.h>
@@ -23,11 +24,15 @@ struct eproc *eng_proc_new(struct diag_engine *e, struct diag_proc *tp)
 		return NULL;
 	ep->tp = tp;
 	tp->owner = ep;
-	ep->seccomp = -1;
 	ep->journal_fd = -1;
 	diag_bptable_init(&ep->bps);
 	eng_hooks_set(ep);
 	diag_u64map_init(&ep->jumps);
+	diag_u64map_init(&ep->xframes); /* a fork child's start empty: the copied ring's
+					 * records before the fork are its parent's */
+	diag_u64map_init(&ep->slots);
+	diag_u64map_init(&ep->tps);
+	diag_u64map_init(&ep->tp_tried);
 	if (diag_u64map_put(&e->procs, (uint64_t)tp->pid, ep) < 0) {
 		free(ep);
 		return NULL;
@@ -51,8 +56,10 @@ static void eproc_drop(struct diag_engine *e, struct eproc *ep)
 	}
 	eng_dl_unwatch(ep, false);
 	diag_bptable_release(&ep->bps);
-	diag_u64map_release(&ep->jumps);
+	eng_fast_reset(ep);
+	eng_xf_release(&ep->xframes);
 	eng_safety_forget(ep);
+	eng_guard_forget(ep);
 	eng_journal_close(ep, true); /* gone, or left with every byte restored */
 	diag_u64map_del(&e->procs, (uint64_t)ep->tp->pid);
 	eng_stack_forget(e, ep);
@@ -69,6 +76,8 @@ void eng_life_claim(struct diag_engine *e, struct diag_thread *t)
 	t->announced = true;
 	if (st) {
 		t->stopped = true;
+		/* stopped once, before it runs: its records will carry this thread pointer */
+		eng_fast_learn(eproc_mem(eproc_of(t->proc)), t);
 		if (!eproc_of(t->proc)->freeze)
 			diag_thread_resume(t, 0);
 	}
@@ -104,6 +113,7 @@ void eng_life_fork(struct diag_engine *e, struct diag_thread *parent, pid_t chil
 	if (!vfork) {
 		eng_fast_fork(e, cep, eproc_mem(pep));
 		eng_safety_fork(cep, eproc_mem(pep));
+		eng_guard_fork(cep, eproc_mem(pep));
 	}
 	if (e->cb.on_process)
 		e->cb.on_process(e->cb.ctx, pep->tp->pid, DIAG_PROC_FORK, child);
@@ -153,16 +163,18 @@ void eng_life_exec(struct diag_engine *e, struct diag_thread *t)
 	diag_bptable_init(&ep->bps);
 	eng_hooks_set(ep);
 	eng_journal_reset(e, ep); /* a new image: nothing of ours is in it */
-	diag_u64map_release(&ep->jumps);
+	eng_fast_reset(ep); /* the ring, slots and thread pointers went with the old image */
+	eng_xf_release(&ep->xframes); /* frames of the old image's functions */
 	eng_dl_unwatch(ep, false);
 	eng_safety_forget(ep); /* exec reset the action and unmapped the handler */
-	ep->ring_addr = 0;
-	ep->ring_tail = ep->ring_drops = 0;
-	ep->ring_stalls = 0;
-	ep->next_site = 0; /* the new ring's counters start from the first */
-	ep->seccomp = -1;
+	eng_guard_forget(ep);  /* likewise */
 	eng_stack_forget(e, ep); /* the old image's modules */
 	if (tp->mem_owner) { /* a vfork child gets its own memory at exec */
+		/* the records it made in its parent's ring are its own; the thread pointer is
+		 * the parent's again */
+		struct eproc *pmem = eproc_mem(ep);
+		eng_fast_drain(e, pmem);
+		eng_fast_thread_gone(pmem, t);
 		tp->mem_owner = NULL;
 		char path[64];
 		snprintf(path, sizeof(path), "/proc/%d/mem", (int)tp->pid);
@@ -226,22 +238,33 @@ void eng_life_exiting(struct diag_engine *e, struct diag_thread *t)
 {
 	/* it is exiting: never borrow it again (resuming it lets it die under us) */
 	t->zombie = true;
-	/* the last moment the ring is readable: hits recorded just before exit count */
+	/* the last moment the ring is readable: hits recorded just before exit count (and
+	 * before its thread pointer can name a new thread) */
 	eng_fast_drain(e, eproc_mem(eproc_of(t->proc)));
+	eng_fast_thread_gone(eproc_mem(eproc_of(t->proc)), t);
 	snapshot_counts(eproc_mem(eproc_of(t->proc)));
 }
 
 /* ---- detach ---- */
 
-/* Move a stopped thread out of any slot so the slot pages can go. */
-static void leave_slots(struct eproc *ep, struct diag_thread *t)
+/* Move a stopped thread out of any slot so the slot pages can go. A capture trampoline's
+ * program may copy a string of a few KiB: tens of thousands of steps in the worst case. */
+static void leave_slots(struct diag_engine *e, struct eproc *ep, struct diag_thread *t)
 {
 	struct diag_bptable *bps = &eproc_mem(ep)->bps;
-	for (int steps = 0; steps < 512; steps++) {
+	for (int steps = 0; steps < 65536; steps++) {
 		diag_regs regs;
+		/* held at a capture program's fault (frozen at its signal stop, or a step ran the
+		 * load): on to its landing, or it steps the load for ever and leaves with the
+		 * signal, which no guard repairs once we are gone */
+		if ((t->pending_sig == SIGSEGV || t->pending_sig == SIGBUS) &&
+		    eng_fast_fault(e, t, t->pending_sig))
+			t->pending_sig = 0;
 		if (diag_regs_read(t->tid, &regs) < 0)
 			return;
 		uint64_t to = diag_bptable_unslot(bps, diag_regs_pc(&regs));
+		if (to == 0) /* or a capture trampoline's slot */
+			to = eng_fast_unslot(eproc_mem(ep), diag_regs_pc(&regs));
 		if (to == 0) {
 			/* a pushf stepped inside a trampoline saved our trap flag and its popf
 			 * restored it: clear it, or the target dies of SIGTRAP once we are gone */
@@ -253,6 +276,8 @@ static void leave_slots(struct eproc *ep, struct diag_thread *t)
 		}
 		if (to != 1) {
 			diag_regs_set_pc(&regs, to);
+			if (steps && diag_regs_stepping(&regs)) /* as above */
+				diag_regs_clear_step(&regs);
 			diag_regs_write(t->tid, &regs);
 			return;
 		}
@@ -282,13 +307,14 @@ void eng_proc_detach(struct diag_engine *e, struct eproc *ep)
 		if (!t->stopped)
 			continue;
 		if (!ep->tp->mem_owner)
-			leave_slots(ep, t);
+			leave_slots(e, ep, t);
 		if (!diag_thread_is_zombie(t) && t->event != PTRACE_EVENT_VFORK)
 			any = any ? any : t; /* it can run a remote syscall */
 	}
 	if (!ep->tp->mem_owner) {
 		diag_bptable_restore_all(&ep->bps, ep->tp);
 		eng_safety_remove(ep, any); /* after the bytes: no int3 is left to need it */
+		eng_guard_remove(ep, any);  /* no trampoline is patched, no thread is in one */
 		diag_xol_unmap_all(&ep->bps.xol, any);
 		eng_fast_unmap(ep, any);
 	}

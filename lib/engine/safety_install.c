@@ -62,26 +62,6 @@ void eng_safety_disarmed(struct eproc *ep, const struct diag_bp *bp)
 		write_u64(ep, diag_safety_bucket_addr(&s->l, idx), DIAG_SAFETY_DELETED);
 }
 
-/* rt_sigaction in the target, with act/oact in scratch memory below the thread's red zone. */
-static int remote_sigaction(struct diag_thread *t, const struct diag_ksigaction *act,
-			    struct diag_ksigaction *oact)
-{
-	diag_regs regs;
-	int r = diag_regs_read(t->tid, &regs);
-	if (r < 0)
-		return r;
-	uint64_t scratch = (diag_regs_sp(&regs) - 1024) & ~15ULL, in = scratch, out = scratch + 64;
-	if (act && diag_proc_write(t->proc, in, act, sizeof(*act)) != sizeof(*act))
-		return -EIO;
-	long args[6] = {SIGTRAP, act ? (long)in : 0, (long)out, 8, 0, 0}, ret;
-	r = diag_thread_syscall(t, SYS_rt_sigaction, args, &ret);
-	if (r < 0)
-		return r;
-	if (ret < 0)
-		return (int)ret;
-	return diag_proc_read(t->proc, out, oact, sizeof(*oact)) == sizeof(*oact) ? 0 : -EIO;
-}
-
 static int install(struct eproc *ep, struct diag_thread *t, struct eng_safety *s,
 		   struct diag_error *err)
 {
@@ -107,11 +87,11 @@ static int install(struct eproc *ep, struct diag_thread *t, struct eng_safety *s
 	/* install ours, chaining to whatever was there; if the target changed its action in
 	 * between, record that one instead and install again */
 	for (int tries = 0; r == 0 && tries < 3; tries++) {
-		if ((r = remote_sigaction(t, NULL, &s->old)) < 0 ||
+		if ((r = diag_thread_sigaction(t, SIGTRAP, NULL, &s->old)) < 0 ||
 		    diag_proc_write(ep->tp, s->l.old_action, &s->old, sizeof(s->old)) < 0)
 			break;
 		diag_safety_action(&s->l, &s->old, &ours);
-		if ((r = remote_sigaction(t, &ours, &check)) < 0)
+		if ((r = diag_thread_sigaction(t, SIGTRAP, &ours, &check)) < 0)
 			break;
 		if (memcmp(&check, &s->old, sizeof(check)) == 0)
 			return 0;
@@ -207,8 +187,8 @@ void eng_safety_remove(struct eproc *ep, struct diag_thread *t)
 	if (!s)
 		return;
 	struct diag_ksigaction cur;
-	if (t && remote_sigaction(t, &s->old, &cur) == 0 && cur.handler != s->l.handler)
-		remote_sigaction(t, &cur, &cur); /* the target set its own since: keep it */
+	if (t && diag_thread_sigaction(t, SIGTRAP, &s->old, &cur) == 0 && cur.handler != s->l.handler)
+		diag_thread_sigaction(t, SIGTRAP, &cur, &cur); /* the target set its own since: keep it */
 	if (t) {
 		long args[6] = {(long)s->l.page_addr, (long)s->map_len, 0, 0, 0, 0}, ret;
 		diag_thread_syscall(t, SYS_munmap, args, &ret);

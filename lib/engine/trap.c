@@ -71,7 +71,7 @@ void eng_trap_serve(struct diag_engine *e, struct diag_thread *t)
 	};
 	if (t->ext)
 		eng_ret_purge(t, bp, diag_regs_sp(&regs));
-	size_t n = fired ? eng_capture(e, t, bp, &ctx, 0, fired) : 0;
+	size_t n = fired ? eng_capture(e, t, bp, &ctx, false, fired) : 0;
 	/* At r_brk the thread waits until the pending probes are placed: resumed first, it ran
 	 * into the library (or main, at startup) unprobed while they were, and a generation of a
 	 * program that execs lost its first calls. */

@@ -19,6 +19,7 @@ static void on_event_stop(struct diag_engine *e, struct diag_thread *t, int sig)
 {
 	bool job = sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
 	t->group_stop = job;
+	eng_fast_learn(eproc_mem(eproc_of(t->proc)), t); /* a new thread's first stop */
 	if (!t->announced) {
 		eng_life_claim(e, t);
 		return;
@@ -71,6 +72,10 @@ static void on_stop(struct diag_engine *e, struct diag_thread *t, int status)
 		eng_trap_serve(e, t);
 	} else if (sig == (SIGTRAP | 0x80)) {
 		diag_thread_resume(t, 0); /* a syscall stop nobody asked for */
+	} else if (eng_fast_fault(e, t, sig)) {
+		/* a capture program's read faulted: resumed at its landing, the signal gone */
+		if (!eproc_of(t->proc)->freeze)
+			diag_thread_resume(t, 0);
 	} else if (eproc_of(t->proc)->freeze) {
 		t->pending_sig = sig;
 	} else {
@@ -117,6 +122,8 @@ int diag_engine_dispatch(struct diag_engine *e)
 		void *v;
 		while (diag_u64map_next(&e->procs, &pos, &k, &v))
 			eng_fast_drain(e, v);
+		eng_wake_tick(e);
+		eng_fast_learn_pending(e); /* records naming a thread not seen stopped yet */
 	}
 	for (;;) {
 		int status;

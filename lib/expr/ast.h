@@ -14,6 +14,8 @@
 #define EXPR_MAX_NODES 256  /* bound on the tree, so a hit's work is bounded */
 #define EXPR_MAX_DEPTH 48   /* parser recursion bound */
 #define EXPR_STR_MAX 200    /* default string capture, gdb's `print elements` */
+#define EXPR_RUNTIME_LEN_MAX 1024 /* str(p, n) / bytes(p, n) with n an expression: clamped here
+                                   * (a capture in the target reserves the bound per hit) */
 
 enum expr_op {
 	N_INT,      /* ival, literal */
@@ -61,6 +63,8 @@ struct expr_node {
 	unsigned reg_width;
 	int var;                       /* index in the compiled scope's variables */
 	uint64_t max;                  /* str()/bytes() bound */
+	bool runtime_len;              /* str()/bytes(): the length is the expression b, clamped
+	                                * to max (EXPR_RUNTIME_LEN_MAX) */
 	bool lvalue;                   /* designates an object (memory or register location) */
 };
 
@@ -123,6 +127,12 @@ uint64_t expr_bitfield(const uint8_t *b, size_t avail, const struct diag_member 
 #define EXPR_ARRAY_MAX 200
 void expr_walk_strings(const struct diag_type *t, uint64_t off, uint64_t limit,
 		       void (*cb)(void *arg, uint64_t off), void *arg, int depth);
+
+/* u truncated to size bytes (0 or >= 8: 64 bits) and extended back, with its sign when
+ * is_signed: how every integer value of the language is held in 64 bits (eval.c). */
+uint64_t expr_extend(uint64_t u, uint64_t size, bool is_signed);
+/* Bytes of what a pointer or array type points to (1 for void or unknown sizes). */
+uint64_t expr_elem_size(const struct diag_type *t);
 
 /* Usual arithmetic conversions of C for two operand types. */
 const struct diag_type *expr_arith_type(const struct diag_type *a, const struct diag_type *b);

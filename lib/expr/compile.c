@@ -533,10 +533,15 @@ static int check_call(struct checker *c, struct expr_node *n)
 		return type_err(c, n->a, "needs a pointer or an address", ta);
 	uint64_t limit = is_str ? DIAG_EXPR_MAX_BYTES - 1 : DIAG_EXPR_MAX_BYTES;
 	n->max = is_str ? EXPR_STR_MAX : 0;
-	if (n->b) {
-		if (n->b->op != N_INT || n->b->ival <= 0 || (uint64_t)n->b->ival > limit) {
+	if (n->b && n->b->op != N_INT) { /* a runtime length: bounded, not refused */
+		if (!expr_is_integer(n->b->type))
+			return type_err(c, n->b, "a length must be an integer", n->b->type);
+		n->runtime_len = true;
+		n->max = EXPR_RUNTIME_LEN_MAX;
+	} else if (n->b) {
+		if (n->b->ival <= 0 || (uint64_t)n->b->ival > limit) {
 			char msg[96];
-			snprintf(msg, sizeof(msg), "the length of %s() must be a constant 1..%llu", n->s,
+			snprintf(msg, sizeof(msg), "a constant length of %s() must be 1..%llu", n->s,
 				 (unsigned long long)limit);
 			return errat(c, n->b, -DIAG_E_INVALID, "%s", msg);
 		}

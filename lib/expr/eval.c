@@ -112,7 +112,7 @@ static bool read_cstr(struct evst *st, uint64_t addr, size_t max, struct xval *v
 	return true;
 }
 
-static uint64_t extend(uint64_t u, uint64_t size, bool is_signed)
+uint64_t expr_extend(uint64_t u, uint64_t size, bool is_signed)
 {
 	if (size >= 8 || size == 0)
 		return u;
@@ -146,7 +146,7 @@ static bool decode(struct evst *st, const struct diag_type *t, const uint8_t *b,
 	}
 	uint64_t u = 0;
 	memcpy(&u, b, s->size < 8 ? s->size : 8);
-	v->u = extend(u, s->size, expr_is_signed(s));
+	v->u = expr_extend(u, s->size, expr_is_signed(s));
 	if (s->kind == DIAG_TYPE_BOOL)
 		v->u = v->u != 0;
 	return true;
@@ -214,7 +214,7 @@ static void convert(struct xval *v, const struct diag_type *from, const struct d
 	else if (ff)
 		v->u = float_to_int(v->f, t->size, expr_is_signed(t));
 	else
-		v->u = extend(v->u, t->size, expr_is_signed(t));
+		v->u = expr_extend(v->u, t->size, expr_is_signed(t));
 }
 
 /* Signed division and remainder, defined everywhere but b == 0 (the caller refuses it):
@@ -259,7 +259,7 @@ static bool ev_address(struct evst *st, const struct expr_node *n, uint64_t *add
 	return true;
 }
 
-static uint64_t elem_size(const struct diag_type *t)
+uint64_t expr_elem_size(const struct diag_type *t)
 {
 	const struct diag_type *s = diag_type_strip(t);
 	const struct diag_type *e = s ? diag_type_strip(s->target) : NULL;
@@ -331,13 +331,13 @@ static bool ev_binary(struct evst *st, const struct expr_node *n, struct xval *v
 			uint64_t other;
 			if (!ev_address(st, n->b, &other))
 				return false;
-			uint64_t es = elem_size(n->a->type);
+			uint64_t es = expr_elem_size(n->a->type);
 			v->i = es > INT64_MAX ? 0 : sdiv((int64_t)(base - other), (int64_t)es, false);
 			return true;
 		}
 		if (!ev_num(st, n->b, &expr_t_long, &b))
 			return false;
-		uint64_t d = b.u * elem_size(n->a->type); /* wraps as the address space does */
+		uint64_t d = b.u * expr_elem_size(n->a->type); /* wraps as the address space does */
 		v->u = t == T_PLUS ? base + d : base - d;
 		return true;
 	}
@@ -371,7 +371,7 @@ static bool ev_binary(struct evst *st, const struct expr_node *n, struct xval *v
 		v->u = b.u >= 64 ? (sg && a.i < 0 ? ~0ULL : 0) : sg ? (uint64_t)(a.i >> b.u) : a.u >> b.u;
 		break;
 	}
-	v->u = extend(v->u, rt->size, sg);
+	v->u = expr_extend(v->u, rt->size, sg);
 	return true;
 }
 
@@ -488,7 +488,7 @@ static bool ev_index(struct evst *st, const struct expr_node *n, struct xval *v)
 	if (!ev_num(st, n->b, &expr_t_long, &idx))
 		return false;
 	const struct diag_type *s = diag_type_strip(n->a->type);
-	uint64_t es = elem_size(s);
+	uint64_t es = expr_elem_size(s);
 	if (s->kind == DIAG_TYPE_ARRAY) {
 		struct xval base = { 0 };
 		if (!ev(st, n->a, &base))
@@ -524,17 +524,34 @@ static bool ev_call(struct evst *st, const struct expr_node *n, struct xval *v)
 			return false;
 		p = a.u;
 	}
+	uint64_t len = n->max;
+	bool clamped = false;
+	if (n->runtime_len) { /* after the pointer, as written */
+		struct xval l = { 0 };
+		if (!ev_num(st, n->b, &expr_t_long, &l))
+			return false;
+		if (l.i < 0)
+			return failf(st, "<negative length %lld>", (unsigned long long)l.i);
+		clamped = (uint64_t)l.i > n->max;
+		len = clamped ? n->max : (uint64_t)l.i;
+	}
 	if (n->type->kind == DIAG_TYPE_STRING) {
 		if (!p)
 			return failmsg(st, "<null pointer>");
-		return read_cstr(st, p, n->max, v);
+		if (!read_cstr(st, p, len, v))
+			return false;
+		/* a runtime length is the string's length (gdb's print of a char array): all
+		 * of it read is the whole string, unless the bound cut it */
+		if (n->runtime_len && v->status == EXPR_STR_TRUNC && !clamped)
+			v->status = EXPR_STR_OK;
+		return true;
 	}
-	uint8_t *buf = scratch(st, n->max);
+	uint8_t *buf = scratch(st, len);
 	if (!buf)
-		return failf(st, "<value too large (%llu bytes)>", n->max);
-	if (!read_all(st, p, buf, n->max))
+		return failf(st, "<value too large (%llu bytes)>", len);
+	if (len && !read_all(st, p, buf, len))
 		return false;
-	*v = (struct xval){ .k = XV_BYTES, .bytes = buf, .len = n->max };
+	*v = (struct xval){ .k = XV_BYTES, .bytes = buf, .len = len };
 	return true;
 }
 
@@ -638,7 +655,7 @@ static bool ev(struct evst *st, const struct expr_node *n, struct xval *v)
 				return failmsg(st, "<xmm0 unavailable>");
 			return decode(st, n->type, fr, v);
 		}
-		v->u = extend(diag_reg_get(c->regs, n->reg_off, n->reg_width), n->reg_width,
+		v->u = expr_extend(diag_reg_get(c->regs, n->reg_off, n->reg_width), n->reg_width,
 			      expr_is_signed(n->type));
 		if (n->op == N_RETVAL)
 			convert(v, &expr_t_ulong, n->type);
@@ -660,11 +677,11 @@ static bool ev(struct evst *st, const struct expr_node *n, struct xval *v)
 		if (n->tok == T_BANG)
 			v->i = !truthy_num(n->a->type, v);
 		else if (n->tok == T_TILDE)
-			v->u = extend(~v->u, n->type->size, n->type->is_signed);
+			v->u = expr_extend(~v->u, n->type->size, n->type->is_signed);
 		else if (diag_type_strip(n->type)->kind == DIAG_TYPE_FLOAT)
 			v->f = -v->f;
 		else
-			v->u = extend(0 - v->u, n->type->size, n->type->is_signed);
+			v->u = expr_extend(0 - v->u, n->type->size, n->type->is_signed);
 		return true;
 	case N_BINARY:
 		return ev_binary(st, n, v);

@@ -119,9 +119,12 @@ int diag_expr_list_scope(const struct diag_expr_scope *scope,
  * The programs (arch/capture.h) a jump trampoline runs in the target so that a hit needs no
  * stop: the condition's truth, and the memory the value (and the conditions evaluated in the
  * daemon) will read. The daemon then calls diag_expr_eval on the record with regs from the
- * record and read_mem / read_fpregs served from the captured blocks (lib/capture/snapshot.h):
- * the result is the one an exact evaluation at the hit would give, faults included, so it
- * renders the same. */
+ * record and read_mem / read_fpregs served from the captured blocks (lib/capture/capture.h,
+ * diag_cap_snapshot_*): the result is the one an exact evaluation at the hit would give,
+ * faults included, so it renders the same (docs/architecture.md "Capture in the target" lists
+ * the few cases where a real fault ends the capture early). value == NULL, cond == NULL and
+ * !cond_in_daemon: the record's registers are all the daemon needs (a DWARF variable in a
+ * register counts: diag_expr_registers_only is false for it, this is not). */
 struct diag_cap_prog;
 
 struct diag_expr_capture {

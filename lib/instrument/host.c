@@ -27,7 +27,10 @@ struct diag_plugin_host {
 };
 
 struct diag_instrument {
-	atomic_int refs;
+	/* its own cache line: the thread that queues events takes references while the worker
+	 * fires under the lock and gives them back */
+	_Alignas(64) atomic_long refs;
+	_Alignas(64) char after_refs;
 	pthread_mutex_t lock; /* serialises every call into the plugin instance */
 	const struct diag_instrument_ops *ops;
 	void *self;
@@ -197,7 +200,12 @@ void diag_instrument_ref(struct diag_instrument *in)
 
 void diag_instrument_unref(struct diag_instrument *in)
 {
-	if (in && atomic_fetch_sub(&in->refs, 1) == 1) {
+	diag_instrument_unref_n(in, 1);
+}
+
+void diag_instrument_unref_n(struct diag_instrument *in, size_t n)
+{
+	if (in && n && atomic_fetch_sub(&in->refs, (long)n) == (long)n) {
 		pthread_mutex_lock(&in->lock);
 		pthread_mutex_unlock(&in->lock);
 		instrument_free(in);
@@ -208,6 +216,15 @@ void diag_instrument_fire(struct diag_instrument *in, const struct diag_event *e
 {
 	pthread_mutex_lock(&in->lock);
 	in->ops->fire(in->self, ev);
+	pthread_mutex_unlock(&in->lock);
+}
+
+void diag_instrument_fire_many(struct diag_instrument *in, const struct diag_event *const *evs,
+			       size_t n)
+{
+	pthread_mutex_lock(&in->lock);
+	for (size_t i = 0; i < n; i++)
+		in->ops->fire(in->self, evs[i]);
 	pthread_mutex_unlock(&in->lock);
 }
 

@@ -37,8 +37,13 @@ int diag_instrument_new(struct diag_plugin_host *h, const char *type, const char
 void diag_instrument_ref(struct diag_instrument *in);
 /* Drops a reference; the last one destroys the instance. Accepts NULL. */
 void diag_instrument_unref(struct diag_instrument *in);
+/* Drops n references at once (the queue, after firing a run of events). */
+void diag_instrument_unref_n(struct diag_instrument *in, size_t n);
 
 void diag_instrument_fire(struct diag_instrument *in, const struct diag_event *ev);
+/* Fire n events in order under one lock of the instance (the queue's batches). */
+void diag_instrument_fire_many(struct diag_instrument *in, const struct diag_event *const *evs,
+			       size_t n);
 /* The plugin's report (malloc'd JSON object text) or NULL. */
 char *diag_instrument_report(struct diag_instrument *in);
 

@@ -1,30 +1,46 @@
-/* event queue: bounded ring + one worker thread (see queue.h). push never waits for the
- * worker: it only takes the ring mutex, which the worker holds for a pointer swap. */
+/* event queue: a byte ring of event records + one worker thread (see queue.h). One producer
+ * and one consumer, without a lock between them: push copies a record in and publishes it by
+ * a release store of head, the worker fires everything up to the head it saw and gives the
+ * bytes back by a release store of tail. The mutex only parks and wakes the worker and
+ * serves drain(). push never waits, never allocates, and makes no system call unless the
+ * worker sleeps, or once when the ring passes a quarter full until the worker moves on. */
 #include "instrument/queue.h"
 #include "util/clock.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define IDLE_POLLS 100 /* 100 ms without events before the worker sleeps untimed */
+#define FIRE_RUN 64    /* events of one instrument fired under one lock of it */
 
-struct qitem {
+/* A record at an 8-aligned offset of the ring: this header, then the probe id, name, text and
+ * buf its event points to. in == NULL: padding up to the end of the ring. Fewer than
+ * sizeof(struct qrec) bytes left at the end are padding without a header. */
+struct qrec {
+	size_t bytes; /* the whole record, a multiple of 8 */
 	struct diag_instrument *in;
-	struct diag_event ev; /* its strings live in the same allocation, after the struct */
+	struct diag_event ev;
 };
 
 struct diag_event_queue {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;  /* parks the worker; drain() waits on it */
 	pthread_cond_t nonempty, drained;
-	struct qitem **ring;
-	size_t cap, head, len;
-	uint64_t pushed, fired, dropped;
-	bool stop, started, busy;
-	bool sleeping;        /* worker in an untimed wait: the next push must wake it */
+	char *ring;
+	size_t cap;            /* bytes, a multiple of 8 */
+	/* bytes ever written (producer) / given back (worker): offsets modulo cap. Each on its
+	 * own cache line with what its writer also writes. */
+	_Alignas(64) _Atomic uint64_t head;
+	_Atomic uint64_t pushed, dropped;
+	uint64_t kicked_at;    /* the tail when the producer last woke the worker for fill */
+	_Alignas(64) _Atomic uint64_t tail;
+	_Atomic uint64_t fired, batches;
+	_Alignas(64) atomic_bool sleeping; /* worker in an untimed wait: the next push wakes it */
+	bool stop, started;
 	unsigned idle_ticks;  /* consecutive empty 1 ms polls */
 	pthread_t worker;
 	void (*idle)(void *ctx);
@@ -34,12 +50,16 @@ struct diag_event_queue {
 int diag_event_queue_new(size_t capacity, void (*idle)(void *ctx), void *ctx,
 			 struct diag_event_queue **out)
 {
+	capacity &= ~(size_t)7;
+	if (capacity < sizeof(struct qrec))
+		return -EINVAL;
 	struct diag_event_queue *q = calloc(1, sizeof(*q));
-	if (!q || !capacity || !(q->ring = calloc(capacity, sizeof(*q->ring)))) {
+	if (!q || !(q->ring = malloc(capacity))) {
 		free(q);
-		return capacity ? -ENOMEM : -EINVAL;
+		return -ENOMEM;
 	}
 	q->cap = capacity;
+	q->kicked_at = UINT64_MAX;
 	q->idle = idle;
 	q->ctx = ctx;
 	pthread_mutex_init(&q->lock, NULL);
@@ -53,80 +73,164 @@ int diag_event_queue_new(size_t capacity, void (*idle)(void *ctx), void *ctx,
 	return 0;
 }
 
+struct lens {
+	const char *id, *name, *text;
+	size_t lid, lname, ltext, lbuf;
+};
+
 static size_t capped(size_t n)
 {
 	return n > DIAG_EVENT_TEXT_MAX ? DIAG_EVENT_TEXT_MAX : n;
 }
 
-/* One allocation per event: the item, then probe id, name, text and buf. */
-static struct qitem *item_copy(struct diag_instrument *in, const struct diag_event *ev)
+static size_t measure(const struct diag_event *ev, struct lens *l)
 {
-	const char *id = ev->probe_id ? ev->probe_id : "", *name = ev->name ? ev->name : "";
-	const char *text = ev->value.text ? ev->value.text : "";
-	size_t lid = strlen(id), lname = strlen(name), ltext = capped(strlen(text));
-	size_t lbuf = ev->value.buf ? capped(ev->value.len) : 0;
-	struct qitem *it = malloc(sizeof(*it) + lid + lname + ltext + lbuf + 3);
-	if (!it)
-		return NULL;
-	char *p = (char *)(it + 1);
-	it->in = in;
-	it->ev = *ev;
-	it->ev.probe_id = memcpy(p, id, lid + 1);
-	p += lid + 1;
-	it->ev.name = memcpy(p, name, lname + 1);
-	p += lname + 1;
-	memcpy(p, text, ltext);
-	p[ltext] = '\0';
-	it->ev.value.text = p;
-	p += ltext + 1;
-	if (lbuf) {
-		it->ev.value.buf = memcpy(p, ev->value.buf, lbuf);
-		it->ev.value.len = lbuf;
-	} else {
-		it->ev.value.buf = NULL;
-		it->ev.value.len = 0;
-	}
-	return it;
+	l->id = ev->probe_id ? ev->probe_id : "";
+	l->name = ev->name ? ev->name : "";
+	l->text = ev->value.text ? ev->value.text : "";
+	l->lid = strlen(l->id);
+	l->lname = strlen(l->name);
+	l->ltext = capped(strlen(l->text));
+	l->lbuf = ev->value.buf ? capped(ev->value.len) : 0;
+	size_t n = sizeof(struct qrec) + l->lid + l->lname + l->ltext + l->lbuf + 3;
+	return (n + 7) & ~(size_t)7;
+}
+
+size_t diag_event_queue_item_bytes(const struct diag_event *ev)
+{
+	struct lens l;
+	return measure(ev, &l);
+}
+
+static void record_fill(struct qrec *r, size_t bytes, struct diag_instrument *in,
+			const struct diag_event *ev, const struct lens *l)
+{
+	char *p = (char *)(r + 1);
+	r->bytes = bytes;
+	r->in = in;
+	r->ev = *ev;
+	r->ev.probe_id = memcpy(p, l->id, l->lid + 1);
+	p += l->lid + 1;
+	r->ev.name = memcpy(p, l->name, l->lname + 1);
+	p += l->lname + 1;
+	memcpy(p, l->text, l->ltext);
+	p[l->ltext] = '\0';
+	r->ev.value.text = p;
+	p += l->ltext + 1;
+	r->ev.value.buf = l->lbuf ? memcpy(p, ev->value.buf, l->lbuf) : NULL;
+	r->ev.value.len = l->lbuf;
+}
+
+static void wake_worker(struct diag_event_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	pthread_cond_signal(&q->nonempty);
+	pthread_mutex_unlock(&q->lock);
 }
 
 int diag_event_queue_push(struct diag_event_queue *q, struct diag_instrument *in,
 			  const struct diag_event *ev)
 {
-	struct qitem *it = item_copy(in, ev);
-	pthread_mutex_lock(&q->lock);
-	int r = 0;
-	if (!it || q->len == q->cap) {
-		q->dropped++;
-		r = it ? -EAGAIN : -ENOMEM;
-	} else {
-		diag_instrument_ref(in);
-		q->ring[(q->head + q->len) % q->cap] = it;
-		q->len++;
-		q->pushed++;
-		it = NULL;
-		/* Waking the worker per event costs a cross-CPU wake-up (~27 us here) on the thread
-		 * that serves targets: while busy, the worker polls every millisecond instead. */
-		if (q->sleeping || q->len >= q->cap / 4)
-			pthread_cond_signal(&q->nonempty);
+	struct lens l;
+	size_t need = measure(ev, &l);
+	uint64_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
+	uint64_t tail = atomic_load_explicit(&q->tail, memory_order_acquire);
+	size_t pos = (size_t)(head % q->cap), end = q->cap - pos;
+	size_t pad = end < need ? end : 0; /* a record never wraps */
+	if (need > q->cap || (size_t)(head - tail) + pad + need > q->cap) {
+		/* only this thread writes the counters: no locked instruction */
+		atomic_store_explicit(&q->dropped, atomic_load_explicit(&q->dropped, memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+		return -EAGAIN;
 	}
-	pthread_mutex_unlock(&q->lock);
-	free(it);
-	return r;
+	if (pad >= sizeof(struct qrec)) {
+		struct qrec *p = (struct qrec *)(q->ring + pos);
+		p->bytes = pad;
+		p->in = NULL;
+	}
+	head += pad;
+	diag_instrument_ref(in);
+	record_fill((struct qrec *)(q->ring + (size_t)(head % q->cap)), need, in, ev, &l);
+	head += need;
+	atomic_store_explicit(&q->pushed, atomic_load_explicit(&q->pushed, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	/* seq_cst, with the worker's store of sleeping: one of the two sees the other */
+	atomic_store(&q->head, head);
+	/* Waking the worker per event costs a cross-CPU wake-up (~27 us here) on the thread
+	 * that serves targets: while busy, the worker polls every millisecond instead. */
+	if (atomic_load(&q->sleeping) || (head - tail >= q->cap / 4 && tail != q->kicked_at)) {
+		q->kicked_at = tail; /* a quarter full: one kick until the worker moves on */
+		wake_worker(q);
+	}
+	return 0;
 }
 
-static struct qitem *pop_locked(struct diag_event_queue *q)
+/* The record at offset off (modulo cap), NULL for padding; *bytes its size. */
+static struct qrec *record_at(struct diag_event_queue *q, uint64_t off, size_t *bytes)
 {
-	struct qitem *it = q->ring[q->head];
-	q->head = (q->head + 1) % q->cap;
-	q->len--;
-	return it;
+	size_t pos = (size_t)(off % q->cap), end = q->cap - pos;
+	if (end < sizeof(struct qrec)) {
+		*bytes = end;
+		return NULL;
+	}
+	struct qrec *r = (struct qrec *)(q->ring + pos);
+	*bytes = r->bytes;
+	return r->in ? r : NULL;
 }
 
-static void fire_item(struct qitem *it)
+static size_t fire_run(struct diag_instrument *in, const struct diag_event **run, size_t n)
 {
-	diag_instrument_fire(it->in, &it->ev);
-	diag_instrument_unref(it->in);
-	free(it);
+	diag_instrument_fire_many(in, run, n);
+	diag_instrument_unref_n(in, n);
+	return n;
+}
+
+/* Fire the events in [from, to): runs of one instrument under one lock of it. */
+static size_t fire_range(struct diag_event_queue *q, uint64_t from, uint64_t to)
+{
+	const struct diag_event *run[FIRE_RUN];
+	struct diag_instrument *in = NULL;
+	size_t n = 0, fired = 0, bytes;
+	for (uint64_t off = from; off < to; off += bytes) {
+		struct qrec *r = record_at(q, off, &bytes);
+		if (!r)
+			continue;
+		if (n && (r->in != in || n == FIRE_RUN)) {
+			fired += fire_run(in, run, n);
+			n = 0;
+		}
+		in = r->in;
+		run[n++] = &r->ev;
+	}
+	return n ? fired + fire_run(in, run, n) : fired;
+}
+
+static bool queue_empty(struct diag_event_queue *q)
+{
+	return atomic_load(&q->head) == atomic_load_explicit(&q->tail, memory_order_relaxed);
+}
+
+/* Nothing queued: flush once, poll every millisecond for a while, then sleep until a push.
+ * Called and returns with the lock held. */
+static void worker_wait(struct diag_event_queue *q, bool *idled)
+{
+	if (q->idle && !*idled) {
+		*idled = true;
+		pthread_mutex_unlock(&q->lock);
+		q->idle(q->ctx);
+		pthread_mutex_lock(&q->lock);
+	} else if (q->idle_ticks < IDLE_POLLS) {
+		int64_t at = diag_clock_mono_ns() + 1000000; /* the cond's clock */
+		struct timespec ts = { .tv_sec = at / 1000000000, .tv_nsec = at % 1000000000 };
+		pthread_cond_timedwait(&q->nonempty, &q->lock, &ts);
+		if (queue_empty(q))
+			q->idle_ticks++;
+	} else {
+		atomic_store(&q->sleeping, true);
+		if (queue_empty(q) && !q->stop) /* a push after this sees sleeping and signals */
+			pthread_cond_wait(&q->nonempty, &q->lock);
+		atomic_store(&q->sleeping, false);
+	}
 }
 
 static void *worker_main(void *arg)
@@ -135,38 +239,24 @@ static void *worker_main(void *arg)
 	bool idled = true;
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
-		if (q->len == 0) {
-			q->busy = false;
+		if (queue_empty(q)) {
 			pthread_cond_broadcast(&q->drained);
 			if (q->stop)
 				break;
-			if (q->idle && !idled) {
-				idled = true;
-				pthread_mutex_unlock(&q->lock);
-				q->idle(q->ctx);
-				pthread_mutex_lock(&q->lock);
-			} else if (q->idle_ticks < IDLE_POLLS) {
-				int64_t at = diag_clock_mono_ns() + 1000000; /* the cond's clock */
-				struct timespec ts = { .tv_sec = at / 1000000000,
-						       .tv_nsec = at % 1000000000 };
-				pthread_cond_timedwait(&q->nonempty, &q->lock, &ts);
-				if (q->len == 0)
-					q->idle_ticks++;
-			} else {
-				q->sleeping = true; /* quiet for a while: sleep until a push */
-				pthread_cond_wait(&q->nonempty, &q->lock);
-				q->sleeping = false;
-			}
+			worker_wait(q, &idled);
 			continue;
 		}
 		idled = false;
 		q->idle_ticks = 0;
-		q->busy = true;
-		struct qitem *it = pop_locked(q);
 		pthread_mutex_unlock(&q->lock);
-		fire_item(it);
+		uint64_t from = atomic_load_explicit(&q->tail, memory_order_relaxed);
+		uint64_t to = atomic_load_explicit(&q->head, memory_order_acquire);
+		size_t n = fire_range(q, from, to);
+		atomic_fetch_add_explicit(&q->fired, n, memory_order_relaxed);
+		atomic_fetch_add_explicit(&q->batches, 1, memory_order_relaxed);
+		atomic_store_explicit(&q->tail, to, memory_order_release);
 		pthread_mutex_lock(&q->lock);
-		q->fired++;
+		pthread_cond_broadcast(&q->drained);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return NULL;
@@ -183,21 +273,23 @@ int diag_event_queue_start(struct diag_event_queue *q)
 
 void diag_event_queue_drain(struct diag_event_queue *q)
 {
+	uint64_t want = atomic_load(&q->pushed);
 	pthread_mutex_lock(&q->lock);
-	if (q->len)
+	if (atomic_load(&q->fired) < want)
 		pthread_cond_signal(&q->nonempty);
-	while (q->started && (q->len || q->busy))
+	while (q->started && atomic_load(&q->fired) < want)
 		pthread_cond_wait(&q->drained, &q->lock);
 	pthread_mutex_unlock(&q->lock);
 }
 
 void diag_event_queue_get_stats(struct diag_event_queue *q, struct diag_queue_stats *out)
 {
-	pthread_mutex_lock(&q->lock);
-	*out = (struct diag_queue_stats){ .length = q->len, .capacity = q->cap,
-					  .pushed = q->pushed, .fired = q->fired,
-					  .dropped = q->dropped };
-	pthread_mutex_unlock(&q->lock);
+	uint64_t tail = atomic_load(&q->tail), fired = atomic_load(&q->fired);
+	uint64_t head = atomic_load(&q->head), pushed = atomic_load(&q->pushed);
+	*out = (struct diag_queue_stats){ .length = (size_t)(pushed - fired), .capacity = q->cap,
+					  .bytes = (size_t)(head - tail), .pushed = pushed,
+					  .fired = fired, .dropped = atomic_load(&q->dropped),
+					  .batches = atomic_load(&q->batches) };
 }
 
 void diag_event_queue_free(struct diag_event_queue *q)
@@ -211,11 +303,12 @@ void diag_event_queue_free(struct diag_event_queue *q)
 		pthread_mutex_unlock(&q->lock);
 		pthread_join(q->worker, NULL);
 	}
-	while (q->len) /* never started: release, do not fire on the caller's thread */
-	{
-		struct qitem *it = pop_locked(q);
-		diag_instrument_unref(it->in);
-		free(it);
+	size_t bytes;
+	for (uint64_t off = q->tail; off < q->head; off += bytes) {
+		/* never started: release, do not fire on the caller's thread */
+		struct qrec *r = record_at(q, off, &bytes);
+		if (r)
+			diag_instrument_unref(r->in);
 	}
 	pthread_cond_destroy(&q->nonempty);
 	pthread_cond_destroy(&q->drained);

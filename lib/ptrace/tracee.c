@@ -327,6 +327,22 @@ static int find_syscall_insn(struct diag_proc *p)
 	return -ENOENT;
 }
 
+/* A thread held at the signal-delivery stop of its own fault (a SIGSEGV or SIGBUS the
+ * instruction at its pc raised) is about to be moved through syscall stops: resumed from one
+ * of those with the signal, the kernel would send it again as its own (si_code SI_KERNEL, no
+ * address), and a handler that looks at the siginfo would misjudge it (found with a target
+ * whose handler recovers its own faults by their address, test_guard_install). Drop it
+ * instead: resumed, the instruction runs again and faults again, with its own siginfo. */
+static void drop_refaulting_signal(struct diag_thread *t)
+{
+	siginfo_t si;
+	if ((t->pending_sig != SIGSEGV && t->pending_sig != SIGBUS) ||
+	    diag_thread_siginfo(t->tid, &si) < 0 || si.si_signo != t->pending_sig ||
+	    si.si_code <= 0 || (si.si_signo == SIGBUS && si.si_code == BUS_MCEERR_AO))
+		return;
+	t->pending_sig = 0;
+}
+
 /* Wait for t's next syscall stop; other stops of t (signals) are remembered for later. */
 static int wait_syscall_stop(struct diag_thread *t)
 {
@@ -342,8 +358,15 @@ static int wait_syscall_stop(struct diag_thread *t)
 			return -ESRCH; /* killed under us */
 		if (WSTOPSIG(st) == (SIGTRAP | 0x80))
 			return 0;
-		if ((st >> 16) == 0 && WSTOPSIG(st) != SIGTRAP)
+		if ((st >> 16) == 0 && WSTOPSIG(st) != SIGTRAP) {
+			/* a fault queued behind the stop we borrowed the thread in: the registers
+			 * we put back re-run its instruction, which faults again */
+			int before = t->pending_sig;
 			t->pending_sig = WSTOPSIG(st);
+			drop_refaulting_signal(t);
+			if (!t->pending_sig)
+				t->pending_sig = before;
+		}
 		if (ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0)
 			return -errno;
 	}
@@ -366,6 +389,7 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 	 * call number. A vfork parent would block there until the (stopped) child lets it go. */
 	if (t->event == PTRACE_EVENT_VFORK)
 		return -EBUSY;
+	drop_refaulting_signal(t);
 	if (t->event) {
 		int rc = ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0 ? -errno : wait_syscall_stop(t);
 		if (rc < 0)
@@ -405,18 +429,31 @@ static bool sigtrap_ignored(pid_t pid)
 	return diag_proc_status_field(pid, "SigIgn", 16, &ign) && (ign & (1ULL << (SIGTRAP - 1)));
 }
 
+int diag_thread_sigaction(struct diag_thread *t, int sig, const void *act, void *oact)
+{
+	diag_regs r;
+	int rc = diag_regs_read(t->tid, &r);
+	if (rc < 0)
+		return rc;
+	const size_t n = sizeof(struct diag_ksigaction);
+	uint64_t scratch = (diag_regs_sp(&r) - 1024) & ~15ULL, in = scratch, out = scratch + 64;
+	if (act && diag_proc_write(t->proc, in, act, n) != (ssize_t)n)
+		return -EIO;
+	long args[6] = {sig, act ? (long)in : 0, oact ? (long)out : 0, 8, 0, 0}, ret;
+	if ((rc = diag_thread_syscall(t, SYS_rt_sigaction, args, &ret)) < 0)
+		return rc;
+	if (ret < 0)
+		return (int)ret;
+	if (oact && diag_proc_read(t->proc, out, oact, n) != (ssize_t)n)
+		return -EIO;
+	return 0;
+}
+
 /* Put SIG_IGN back as the SIGTRAP action (a forced trap replaced it with SIG_DFL). */
 static void sigtrap_reignore(struct diag_thread *t)
 {
-	diag_regs r;
-	if (diag_regs_read(t->tid, &r) < 0)
-		return;
-	/* the kernel's struct sigaction, written below the red zone */
 	struct diag_ksigaction act = {.handler = (uint64_t)(uintptr_t)SIG_IGN};
-	uint64_t scratch = (diag_regs_sp(&r) - 2048) & ~15ULL;
-	long args[6] = {SIGTRAP, (long)scratch, 0, sizeof(act.mask), 0, 0}, ret;
-	if (diag_proc_write(t->proc, scratch, &act, sizeof(act)) == sizeof(act))
-		diag_thread_syscall(t, SYS_rt_sigaction, args, &ret);
+	diag_thread_sigaction(t, SIGTRAP, &act, NULL);
 }
 
 /* A single-step trap is a forced SIGTRAP: were SIGTRAP blocked in t (a target thread that

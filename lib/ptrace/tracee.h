@@ -90,6 +90,12 @@ int diag_thread_resume(struct diag_thread *t, int sig);
  * -errno on failure) or a negative code if the thread could not run it. */
 int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long *ret);
 
+/* rt_sigaction(sig, act, oact, 8) run by stopped thread t, with the kernel's struct sigaction
+ * (arch/safety.h's struct diag_ksigaction, passed as void: 32 bytes) in scratch memory below
+ * its red zone. act or oact may be NULL. Returns 0 (*oact filled) or a negative code: -errno of
+ * the call, -EIO when the scratch memory cannot be written or read. */
+int diag_thread_sigaction(struct diag_thread *t, int sig, const void *act, void *oact);
+
 /* Execute one instruction of stopped thread t (PTRACE_SINGLESTEP) and wait for its stop; a
  * signal that stopped it instead is kept in pending_sig. The step's SIGTRAP can never reset
  * the target's SIGTRAP action (see tracee.c). Returns 0 or -errno (-ESRCH: it died). */

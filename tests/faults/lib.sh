@@ -43,9 +43,10 @@ f = open('/proc/$1/mem', 'rb'); f.seek(int('$2', 16)); print(f.read(1).hex())"
 # serving: the daemon answers status.
 serving() { req '{"cmd":"status"}' 2>/dev/null | jget "j['ok']" 2>/dev/null; }
 
-# exact_spec ID TARGET [extra]: a probe whose value reads memory (int3, exact path).
+# exact_spec ID TARGET [extra]: a probe whose value needs the thread stopped (int3, exact
+# path): `stack` (a value reading memory takes a jump since issue 10).
 exact_add() {
-	req "{\"cmd\":\"add\",\"spec\":{\"id\":\"$1\",\"target\":\"$2\",\"instrument\":{\"type\":\"incr\",\"name\":\"$1\",\"value\":\"*(long *)\$rsp\"}${3:+,$3}}}"
+	req "{\"cmd\":\"add\",\"spec\":{\"id\":\"$1\",\"target\":\"$2\",\"instrument\":{\"type\":\"incr\",\"name\":\"$1\",\"value\":\"stack(1)\"}${3:+,$3}}}"
 }
 
 # wait_more ID N: wait until spec ID has N more hits than now.

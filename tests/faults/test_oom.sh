@@ -1,5 +1,6 @@
 # The kernel's OOM killer kills the daemon FAULT_TRIALS times while 4 threads call a probed
-# function (fast path, then exact path), with the same assertions as kill -9 (kill9_common.sh):
+# function (fast path, exact path, then a capture probe reading memory through bad pointers),
+# with the same assertions as kill -9 (kill9_common.sh):
 # the target survives and computes correct results, a new daemon re-applies the store and
 # serves, no byte is left patched. The kill is the kernel's, not ours: each daemon is moved
 # into a memory cgroup of its own (limit 64 MiB, oom_score_adj 1000), a hog in the same cgroup
@@ -7,6 +8,7 @@
 # daemon died of SIGKILL and the cgroup counted an OOM kill. No memory cgroup (v2 memory
 # controller, or the v1 memory hierarchy) is a failure, not a skip.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/capture_common.sh"
 source "$(dirname "$0")/kill9_common.sh"
 
 OOM_LIMIT=$((64 << 20))
@@ -97,5 +99,6 @@ trap oom_cleanup EXIT
 oom_cgroup_setup
 kill9_run fast "OOM kill" "$FAULT_TRIALS"
 kill9_run exact "OOM kill" "$FAULT_TRIALS"
+kill9_run capture "OOM kill" "$FAULT_TRIALS"
 echo "OOM kills counted by the cgroup: $(oom_kills)"
 finish

@@ -1,7 +1,7 @@
 /* test_dwarf: the DWARF index on the rich fixture (all four builds): functions found by PC,
  * parameters and locals with types and locations, named types, and the compile-time errors of
  * the value language that need DWARF (unknown name with the scope listed, unknown member, type
- * errors). No process is run. */
+ * errors), also from a separate debug file with compressed sections. No process is run. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +101,20 @@ static void test_debuglink(void)
 	listing[0] = '\0';
 	CHECK_EQ_INT(diag_expr_list_scope(&sc, add_var, NULL, &err), 8);
 	CHECK(strstr(listing, "req:req_t *;") != NULL);
+	diag_dwarf_cache_free(dc);
+	/* compressed sections (SHF_COMPRESSED, as Debian's -dbg and -dbgsym files have them):
+	 * the same scope, location lists included */
+	snprintf(cmd, sizeof(cmd), "cd %s && objcopy --compress-debug-sections=zlib rich.debug && "
+		 "readelf -S -W rich.debug | grep -q 'debug_loclists.* C '", dir);
+	CHECK_EQ_INT(system(cmd), 0);
+	CHECK_EQ_INT(diag_dwarf_cache_new(&dc), 0);
+	sc.dwarf = dc;
+	listing[0] = '\0';
+	err = (struct diag_error){ 0 };
+	CHECK_EQ_INT(diag_expr_list_scope(&sc, add_var, NULL, &err), 8);
+	CHECK(strstr(listing, "req:req_t *;") != NULL);
+	if (!strstr(listing, "req:req_t *;"))
+		fprintf(stderr, "compressed: %s\n", err.msg);
 	diag_dwarf_cache_free(dc);
 	/* without the debug file: the precise error */
 	snprintf(cmd, sizeof(cmd), "rm -f %s/rich.debug", dir);

@@ -49,6 +49,9 @@ struct sink {
 	pthread_mutex_t lock;
 	int lines;
 	char last[256];
+	long wrap_lines;    /* lines of probe "wrap", whose numbers must only increase */
+	long wrap_last;
+	int wrap_disorder;  /* lines of "wrap" that broke that order */
 };
 
 static void sink_fn(void *ctx, const char *probe_id, const char *line)
@@ -57,6 +60,12 @@ static void sink_fn(void *ctx, const char *probe_id, const char *line)
 	pthread_mutex_lock(&s->lock);
 	s->lines++;
 	snprintf(s->last, sizeof(s->last), "%s|%s", probe_id, line);
+	const char *v = strstr(line, "= ");
+	if (strcmp(probe_id, "wrap") == 0) {
+		long n = v ? atol(v + 2) : -1;
+		s->wrap_disorder += s->wrap_lines++ && n <= s->wrap_last;
+		s->wrap_last = n;
+	}
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -89,10 +98,11 @@ static void test_queue(struct diag_plugin_host *h, struct sink *sk)
 	CHECK_EQ_STR(diag_instrument_type(in), "cnt");
 
 	struct diag_event_queue *q;
-	CHECK_EQ_INT(diag_event_queue_new(4, NULL, NULL, &q), 0);
-	char text[16];
+	char text[16] = "0";
 	struct diag_event ev = { .probe_id = "w1", .name = "w", .pid = 1, .tid = 1,
 				 .value = { .kind = DIAG_VALUE_SIGNED, .i = 42, .text = text } };
+	/* room for exactly 4 such events: the ring is bounded in bytes */
+	CHECK_EQ_INT(diag_event_queue_new(4 * diag_event_queue_item_bytes(&ev), NULL, NULL, &q), 0);
 	int full = 0;
 	for (int i = 0; i < 6; i++) {
 		snprintf(text, sizeof(text), "%d", i);
@@ -116,7 +126,7 @@ static void test_queue(struct diag_plugin_host *h, struct sink *sk)
 
 	/* Many events through a running worker: each fired exactly once. */
 	CHECK_EQ_INT(diag_instrument_new(h, "cnt", "w2", "v", "{}", &in, &err), 0);
-	CHECK_EQ_INT(diag_event_queue_new(DIAG_QUEUE_DEFAULT_CAPACITY, NULL, NULL, &q), 0);
+	CHECK_EQ_INT(diag_event_queue_new(DIAG_QUEUE_DEFAULT_BYTES, NULL, NULL, &q), 0);
 	CHECK_EQ_INT(diag_event_queue_start(q), 0);
 	int dropped = 0;
 	for (int i = 0; i < 20000; i++)
@@ -132,6 +142,61 @@ static void test_queue(struct diag_plugin_host *h, struct sink *sk)
 	diag_event_queue_free(q);
 }
 
+/* A ring of a few events' bytes, records of every size wrapping around it while the worker
+ * fires: each event exactly once and in order, two instruments in alternating runs, the bytes
+ * all given back. A full ring refuses (counted) and the producer pushes that event again. */
+static void test_queue_wrap(struct diag_plugin_host *h, struct sink *sk)
+{
+	struct diag_instrument *a = NULL, *b = NULL;
+	struct diag_error err = { 0 };
+	CHECK_EQ_INT(diag_instrument_new(h, "cnt", "wrap", "a", "{}", &a, &err), 0);
+	CHECK_EQ_INT(diag_instrument_new(h, "cnt", "other", "b", "{}", &b, &err), 0);
+	if (!a || !b)
+		return;
+	char text[300];
+	struct diag_event ev = { .probe_id = "wrap", .name = "a", .pid = 1, .tid = 1,
+				 .value = { .kind = DIAG_VALUE_STRING, .text = text } };
+	struct diag_event big = ev;
+	memset(text, 'x', 250);
+	text[250] = '\0';
+	struct diag_event_queue *q;
+	/* 7.5 of the largest events: wraps every few pushes, with pads of every size */
+	CHECK_EQ_INT(diag_event_queue_new(diag_event_queue_item_bytes(&big) * 15 / 2, NULL, NULL, &q),
+		     0);
+	CHECK_EQ_INT(diag_event_queue_start(q), 0);
+	int before = sk->lines;
+	long refused = 0, others = 0;
+	for (long i = 0; i < 20000; i++) {
+		/* "N" padded with spaces to 0..249 bytes after it */
+		int pad = (int)((i * 37) % 250);
+		snprintf(text, sizeof(text), "%ld%*s", i, pad, "");
+		struct diag_instrument *in = (i / 3) % 2 ? b : a;
+		ev.probe_id = in == a ? "wrap" : "other";
+		while (diag_event_queue_push(q, in, &ev) == -EAGAIN)
+			refused++;
+		others += in == b;
+	}
+	diag_event_queue_drain(q);
+	struct diag_queue_stats st;
+	diag_event_queue_get_stats(q, &st);
+	CHECK_EQ_INT(st.pushed, 20000);
+	CHECK_EQ_INT(st.fired, 20000);
+	CHECK_EQ_INT(st.dropped, refused);
+	CHECK_EQ_INT(st.length, 0);
+	CHECK_EQ_INT(st.bytes, 0);
+	CHECK_EQ_INT(sk->lines - before, 20000);
+	CHECK_EQ_INT(sk->wrap_lines, 20000 - others);
+	CHECK_EQ_INT(sk->wrap_disorder, 0);
+	char *rep = diag_instrument_report(b);
+	char want[64];
+	snprintf(want, sizeof(want), "{\"count\":%ld}", others);
+	CHECK_EQ_STR(rep, want);
+	free(rep);
+	diag_event_queue_free(q);
+	diag_instrument_unref(a);
+	diag_instrument_unref(b);
+}
+
 int main(void)
 {
 	CHECK(mkdtemp(dir) != NULL);
@@ -143,6 +208,7 @@ int main(void)
 	CHECK_EQ_INT(diag_plugin_host_new(dir, sink_fn, &sk, &h), 0);
 	test_load_errors(h);
 	test_queue(h, &sk);
+	test_queue_wrap(h, &sk);
 	diag_plugin_host_free(h);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -6,10 +6,10 @@
 #include <string.h>
 #include <x86intrin.h>
 
-void diag_record_regs(const struct diag_ring_record *rec, diag_regs *r)
+/* v1 and v2 records save the registers in the same order (enum diag_ring_reg). */
+static void from_slots(const uint64_t *g, diag_regs *r)
 {
 	memset(r, 0, sizeof(*r));
-	const uint64_t *g = rec->regs;
 	r->r15 = g[DIAG_RING_R15];
 	r->r14 = g[DIAG_RING_R14];
 	r->r13 = g[DIAG_RING_R13];
@@ -29,6 +29,21 @@ void diag_record_regs(const struct diag_ring_record *rec, diag_regs *r)
 	r->rsp = g[DIAG_RING_RSP];
 	r->eflags = g[DIAG_RING_EFLAGS];
 	r->orig_rax = (unsigned long long)-1;
+}
+
+void diag_record_regs(const struct diag_ring_record *rec, diag_regs *r)
+{
+	from_slots(rec->regs, r);
+}
+
+void diag_record_v2_regs(const struct diag_ring_rec *rec, diag_regs *r)
+{
+	from_slots(rec->regs, r);
+}
+
+uint64_t diag_record_thread_pointer(const diag_regs *r)
+{
+	return r->fs_base;
 }
 
 uint64_t diag_record_ticks(void)

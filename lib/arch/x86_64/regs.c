@@ -231,6 +231,11 @@ const uint8_t *diag_fpregs_float_ret(const diag_fpregs *f, int n)
 	return n == 0 || n == 1 ? (const uint8_t *)&f->xmm_space[4 * n] : NULL;
 }
 
+const uint8_t *diag_fpregs_vector(const diag_fpregs *f, unsigned n)
+{
+	return n < DIAG_ARCH_NVECTOR ? (const uint8_t *)&f->xmm_space[4 * n] : NULL;
+}
+
 uint64_t diag_regs_arg(const diag_regs *r, int n)
 {
 	int off = diag_reg_arg(n);

@@ -185,17 +185,23 @@ int diag_safety_build(uint64_t page_addr, size_t n_entries, uint8_t *out, size_t
 	return 0;
 }
 
-void diag_safety_action(const struct diag_safety_layout *l, const struct diag_ksigaction *old,
-			struct diag_ksigaction *ours)
+void diag_ksigaction_over(uint64_t handler, uint64_t restorer, const struct diag_ksigaction *old,
+			  struct diag_ksigaction *ours)
 {
 	int old_handler = old->handler > 1 && (old->flags & KSA_RESTORER) && old->restorer;
 
 	*ours = (struct diag_ksigaction){
-		.handler = l->handler,
+		.handler = handler,
 		.flags = SA_SIGINFO | KSA_RESTORER | (old->flags & (SA_ONSTACK | SA_NODEFER)),
-		.restorer = old_handler ? old->restorer : l->restorer,
+		.restorer = old_handler ? old->restorer : restorer,
 		.mask = old->mask,
 	};
+}
+
+void diag_safety_action(const struct diag_safety_layout *l, const struct diag_ksigaction *old,
+			struct diag_ksigaction *ours)
+{
+	diag_ksigaction_over(l->handler, l->restorer, old, ours);
 }
 
 size_t diag_safety_hash(uint64_t addr, size_t n_entries)

@@ -11,6 +11,7 @@
 
 #include "arch/insn.h"
 #include "arch/ring.h"
+#include "arch/x86_64/tramp_internal.h"
 
 /* objdump -d -M intel of trampoline_template.S. Placeholders: 0x1122334455667788 (probed
  * address), 0x99aabbccddeeff00 (site hit counter), 0x8877665544332211 (ring + 128),
@@ -121,27 +122,24 @@ const struct diag_tramp_template *diag_tramp_template(void)
 	return &tmpl;
 }
 
-/* The whole instructions the 5-byte jmp displaces. */
-struct displaced {
-	struct diag_insn insns[DIAG_TRAMP_MAX_INSNS];
-	size_t n;
-	size_t len;
-};
-
-static int decode_displaced(uint64_t addr, const uint8_t *code, size_t avail, struct displaced *d,
-			    struct diag_error *err)
+int xt_decode_displaced(uint64_t addr, const uint8_t *code, size_t avail, size_t min_len,
+			struct xt_displaced *d, struct diag_error *err)
 {
 	size_t off = 0;
 	int rc;
 
-	if (avail < PATCH_JMP_LEN)
+	if (avail < min_len)
 		return diag_error_set(err, -DIAG_E_RELOC,
-				      "probe at 0x%llx: only %zu bytes available, the jump needs %d",
-				      (unsigned long long)addr, avail, PATCH_JMP_LEN);
+				      "probe at 0x%llx: only %zu bytes available, the jump needs %zu",
+				      (unsigned long long)addr, avail, min_len);
 	d->n = 0;
-	while (off < PATCH_JMP_LEN) {
+	while (off < min_len) {
 		struct diag_insn *in = &d->insns[d->n];
 
+		if (d->n == DIAG_TRAMP_MAX_INSNS)
+			return diag_error_set(err, -DIAG_E_RELOC,
+					      "probe at 0x%llx: more than %d instructions to displace",
+					      (unsigned long long)addr, DIAG_TRAMP_MAX_INSNS);
 		rc = diag_insn_decode(code + off, avail - off, addr + off, in, err);
 		if (rc < 0) {
 			diag_error_prefix(err, "probe at 0x%llx: displaced bytes: ", (unsigned long long)addr);
@@ -152,6 +150,12 @@ static int decode_displaced(uint64_t addr, const uint8_t *code, size_t avail, st
 	}
 	d->len = off;
 	return 0;
+}
+
+static int decode_displaced(uint64_t addr, const uint8_t *code, size_t avail,
+			    struct xt_displaced *d, struct diag_error *err)
+{
+	return xt_decode_displaced(addr, code, avail, PATCH_JMP_LEN, d, err);
 }
 
 static void put_imm(uint8_t *buf, size_t at, const void *v, size_t n)
@@ -167,7 +171,7 @@ struct sink {
 	uint32_t site;
 };
 
-static int emit(const struct displaced *d, uint64_t addr, uint64_t tramp_addr,
+static int emit(const struct xt_displaced *d, uint64_t addr, uint64_t tramp_addr,
 		const struct sink *k, uint8_t *buf, struct diag_tramp_layout *l,
 		struct diag_error *err)
 {
@@ -188,7 +192,7 @@ static int emit(const struct displaced *d, uint64_t addr, uint64_t tramp_addr,
 		if (rc < 0)
 			return diag_error_prefix(err, "probe at 0x%llx: ", (unsigned long long)addr);
 		l->insns[i].orig_off = (uint8_t)orig;
-		l->insns[i].copy_off = (uint8_t)off;
+		l->insns[i].copy_off = (uint16_t)off;
 		orig += d->insns[i].len;
 		off += n;
 	}
@@ -216,7 +220,7 @@ static int build(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tram
 		 const struct sink *k, uint8_t *out, size_t cap, size_t *len,
 		 uint8_t jmp[DIAG_TRAMP_PATCH_LEN], size_t *patched_len, struct diag_error *err)
 {
-	struct displaced d;
+	struct xt_displaced d;
 	struct diag_tramp_layout l;
 	uint8_t buf[DIAG_TRAMP_MAX], patch[PATCH_JMP_LEN];
 	size_t n;
@@ -280,7 +284,7 @@ int diag_tramp_build(uint64_t addr, const uint8_t *code, size_t avail, uint64_t 
 int diag_tramp_layout(uint64_t addr, const uint8_t *code, size_t avail, uint64_t tramp_addr,
 		      struct diag_tramp_layout *out, struct diag_error *err)
 {
-	struct displaced d;
+	struct xt_displaced d;
 	struct diag_tramp_layout l;
 	uint8_t buf[DIAG_TRAMP_MAX];
 	int rc;
@@ -309,13 +313,7 @@ enum diag_tramp_where diag_tramp_locate(const struct diag_tramp_layout *l, uint6
 	if (!l || rip < l->tramp_addr || rip - l->tramp_addr >= l->len)
 		return DIAG_TRAMP_OUTSIDE;
 	off = rip - l->tramp_addr;
-	if (off < l->reloc_off)
-		return DIAG_TRAMP_RECORDING;
-	if (off == l->back_off) {
-		if (orig)
-			*orig = l->addr + l->patched_len;
-		return DIAG_TRAMP_RELOCATED;
-	}
+	/* Copies first: an exit trampoline runs its relocated copies before its recording code. */
 	for (size_t i = 0; i < l->n_insns; i++) {
 		if (off == l->insns[i].copy_off) {
 			if (orig)
@@ -323,5 +321,12 @@ enum diag_tramp_where diag_tramp_locate(const struct diag_tramp_layout *l, uint6
 			return DIAG_TRAMP_RELOCATED;
 		}
 	}
+	if (off == l->back_off) {
+		if (orig)
+			*orig = l->addr + l->patched_len;
+		return DIAG_TRAMP_RELOCATED;
+	}
+	if (off < l->reloc_off)
+		return DIAG_TRAMP_RECORDING;
 	return DIAG_TRAMP_MID_INSN;
 }
