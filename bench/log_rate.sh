@@ -31,12 +31,22 @@ if [ -n "${PERF:-}" ]; then # where the daemon spends its time: perf report -i $
 fi
 "$CTL" --socket "$WORK/sock" add-probe --pid "$VPID" --target bench_fn --type log \
 	--value '$arg1' --name v --id v >/dev/null
+if [ -n "${TAIL:-}" ]; then # a tail client too: its events are checked like the log's
+	"$CTL" --socket "$WORK/sock" --json tail v >"$WORK/tail" &
+	tailpid=$!
+	sleep 0.2
+fi
 finish_victim >"$WORK/wall"
 wall=$(cat "$WORK/wall")
 sum=$(awk '/^sum/ {print $2}' "$WORK/out")
 "$CTL" --socket "$WORK/sock" --json stats v >"$WORK/stats.json"
 "$CTL" --socket "$WORK/sock" --json status >"$WORK/status.json"
 "$CTL" --socket "$WORK/sock" --json list >"$WORK/list.json"
+if [ -n "${TAIL:-}" ]; then
+	"$CTL" --socket "$WORK/sock" wait v --hits "$((THREADS * CALLS))" --timeout 5 >/dev/null || true
+	sleep 0.5 # the last tail writes (no reply says they were read)
+	kill "$tailpid"; wait "$tailpid" || true
+fi
 cpu=$(for f in /proc/$dpid/task/*/stat; do awk '{printf "%.2f+", ($14 + $15) / 100}' "$f"; done)
 cpu=${cpu%+}
 [ -z "${PERF:-}" ] || { kill -INT "$perfpid"; wait "$perfpid" || true; }
@@ -60,7 +70,17 @@ st = json.load(open(work + '/stats.json'))['stats'][0]
 status = json.load(open(work + '/status.json'))
 appl = list(json.load(open(work + '/list.json'))['specs'][0]['applied'].values())[0]
 rate = n / (float(wall) / 1e9)
-ok = dup == 0 and missing == 0 and extra == 0 and s == want
+try:
+    tv = {}
+    for line in open(work + '/tail'):
+        e = json.loads(line).get('event', {})
+        tv[e.get('value')] = tv.get(e.get('value'), 0) + 1
+    tdup = sum(c - 1 for c in tv.values() if c > 1)
+    print(f"tail client: {len(tv)}/{n} values ({100*len(tv)/n:.2f}%), duplicates {tdup}, dropped to tail {status.get('dropped', {}).get('tail')}")
+    ok_tail = len(tv) == n and tdup == 0
+except FileNotFoundError:
+    ok_tail = True
+ok = dup == 0 and missing == 0 and extra == 0 and s == want and ok_tail
 print(f"threads {threads}  calls {n}  rate {rate/1e6:.2f} M calls/s  (untraced {n/(float(base)/1e9)/1e6:.2f})")
 print(f"delivered {len(seen)}/{n} ({100*len(seen)/n:.2f}%)  duplicates {dup}  missing {missing}  foreign {extra}")
 print(f"dropped: applied {appl.get('dropped')}  stats {st.get('dropped')}  status {status.get('dropped')}")

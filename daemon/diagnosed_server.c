@@ -39,7 +39,8 @@ struct client {
 	char *in;
 	size_t inlen, incap;
 	char *out;
-	size_t outlen, outcap;
+	size_t outoff, outlen, outcap; /* pending bytes: out[outoff, outoff + outlen) */
+	size_t tail_mark;              /* outlen after the last send attempt for tail events */
 	bool tail, closing;
 	uint32_t events; /* current epoll interest */
 	char tail_id[DIAG_SPEC_ID_MAX + 1];
@@ -63,6 +64,8 @@ struct dmn_server {
 	char *tb;              /* the tail event being sent (reused) */
 	size_t tblen, tbcap;
 	bool tb_failed;
+	int64_t tb_sec;        /* the second tb_secstr spells */
+	char tb_secstr[40];
 	size_t nwaiting;       /* clients in a `wait` */
 	struct dmn_policy *policy; /* NULL: root only */
 };
@@ -275,19 +278,21 @@ static int io_stalled(ssize_t n)
 	return -1;
 }
 
-/* Send what is buffered; returns -1 when the client is gone. */
+/* Send what is buffered; returns -1 when the client is gone. The unsent bytes stay where
+ * they are (outoff moves): a slow tail client must not cost a copy of its buffer per send. */
 static int flush_out(struct client *c)
 {
 	while (c->outlen) {
-		ssize_t n = send(c->fd, c->out, c->outlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = send(c->fd, c->out + c->outoff, c->outlen, MSG_NOSIGNAL | MSG_DONTWAIT);
 		int st = n > 0 ? 0 : io_stalled(n);
 		if (st > 0)
 			continue;
 		if (n <= 0)
 			return st;
-		memmove(c->out, c->out + n, c->outlen - (size_t)n);
+		c->outoff += (size_t)n;
 		c->outlen -= (size_t)n;
 	}
+	c->outoff = 0;
 	return 0;
 }
 
@@ -295,9 +300,13 @@ static bool append_out(struct client *c, const char *data, size_t len, size_t li
 {
 	if (c->outlen + len > limit)
 		return false;
-	if (diag_grow((void **)&c->out, &c->outcap, c->outlen + len, 1, 4096) < 0)
+	if (c->outoff && c->outoff + c->outlen + len > c->outcap) { /* room at the front */
+		memmove(c->out, c->out + c->outoff, c->outlen);
+		c->outoff = 0;
+	}
+	if (diag_grow((void **)&c->out, &c->outcap, c->outoff + c->outlen + len, 1, 4096) < 0)
 		return false;
-	memcpy(c->out + c->outlen, data, len);
+	memcpy(c->out + c->outoff + c->outlen, data, len);
 	c->outlen += len;
 	return true;
 }
@@ -742,12 +751,41 @@ bool dmn_server_handle(struct dmn_server *s, int fd, uint32_t events)
 
 static void tb_add(struct dmn_server *s, const char *p, size_t n)
 {
-	if (s->tb_failed || diag_grow((void **)&s->tb, &s->tbcap, s->tblen + n + 1, 1, 4096) < 0) {
+	if (s->tblen + n + 1 > s->tbcap &&
+	    (s->tb_failed || diag_grow((void **)&s->tb, &s->tbcap, s->tblen + n + 1, 1, 4096) < 0)) {
 		s->tb_failed = true;
 		return;
 	}
 	memcpy(s->tb + s->tblen, p, n);
 	s->tblen += n;
+}
+
+/* v in decimal, at least `width` digits (zero-padded) */
+static void tb_add_dec(struct dmn_server *s, uint64_t v, int width)
+{
+	char t[24];
+	int i = sizeof(t);
+	do {
+		t[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while ((v || sizeof(t) - (size_t)i < (size_t)width) && i > 0);
+	tb_add(s, t + i, sizeof(t) - (size_t)i);
+}
+
+/* diag_time_format(ns, true) without a strftime per event: the seconds' text is kept */
+static void tb_add_time(struct dmn_server *s, int64_t ns)
+{
+	int64_t sec = ns / 1000000000;
+	if (sec != s->tb_sec || !s->tb_secstr[0]) {
+		diag_time_format(sec * 1000000000, false, s->tb_secstr, sizeof(s->tb_secstr));
+		s->tb_secstr[strcspn(s->tb_secstr, "Z")] = '\0';
+		s->tb_sec = sec;
+	}
+	tb_add(s, "\"", 1);
+	tb_add(s, s->tb_secstr, strlen(s->tb_secstr));
+	tb_add(s, ".", 1);
+	tb_add_dec(s, (uint64_t)(ns % 1000000000), 9);
+	tb_add(s, "Z\"", 2);
 }
 
 /* A JSON string as send_json makes it: unsafe characters escaped as diag_json_escape_strings
@@ -784,7 +822,10 @@ static void tb_add_num(struct dmn_server *s, double d)
 	if (isnan(d) || isinf(d)) {
 		snprintf(t, sizeof(t), "null");
 	} else if (d == (double)vi) {
-		snprintf(t, sizeof(t), "%d", vi);
+		if (vi < 0)
+			tb_add(s, "-", 1);
+		tb_add_dec(s, vi < 0 ? (uint64_t)-(int64_t)vi : (uint64_t)vi, 1);
+		return;
 	} else {
 		snprintf(t, sizeof(t), "%1.15g", d);
 		double back = strtod(t, NULL), big = fabs(back) > fabs(d) ? fabs(back) : fabs(d);
@@ -807,7 +848,6 @@ static void tb_key(struct dmn_server *s, const char *key)
 static bool tail_event(struct dmn_server *s, const struct dmn_mspec *ms,
 		       const struct diag_engine_hit *hit)
 {
-	char t[64];
 	const struct diag_value *v = &hit->value;
 	const char *text = v->text ? v->text : "";
 	s->tblen = 0;
@@ -824,7 +864,7 @@ static bool tail_event(struct dmn_server *s, const struct dmn_mspec *ms,
 	tb_key(s, "tid");
 	tb_add_num(s, hit->tid);
 	tb_key(s, "time");
-	tb_add_str(s, diag_time_format((int64_t)hit->time_ns, true, t, sizeof(t)));
+	tb_add_time(s, (int64_t)hit->time_ns);
 	tb_key(s, "kind");
 	tb_add_str(s, diag_event_kind_name(hit->kind));
 	tb_key(s, "value");
@@ -851,11 +891,17 @@ static void tail_send(struct dmn_server *s, const struct dmn_mspec *ms,
 			continue;
 		if (!built && !(built = tail_event(s, ms, hit))) /* once, only when someone listens */
 			return;
+		if (c->tail_mark > c->outlen) /* the loop sent some since */
+			c->tail_mark = c->outlen;
 		if (!append_out(c, s->tb, s->tblen, TAIL_OUT_MAX)) {
 			c->tail_dropped++;
 			s->tail_dropped++;
-		} else if (c->outlen >= TAIL_FLUSH && flush_out(c) < 0) {
-			c->closing = true;
+		} else if (c->outlen >= c->tail_mark + TAIL_FLUSH) {
+			/* once per 64 KiB appended, not per event while the socket is full: then
+			 * EPOLLOUT sends the rest */
+			if (flush_out(c) < 0)
+				c->closing = true;
+			c->tail_mark = c->outlen;
 		}
 		update_interest(s, c);
 	}

@@ -40,6 +40,12 @@ static void dl_apply(struct diag_engine *e, struct eproc *ep)
 		return;
 	for (struct probe *pr = ep->probes; pr; pr = pr->next) {
 		if (pr->state == DIAG_PROBE_APPLIED && !sites_mapped(pr, &mods)) {
+			for (size_t i = 0; i < pr->nrsites; i++) /* a return probe's exit jumps */
+				if (pr->rsites[i]->bp && pr->rsites[i]->bp->jump) {
+					forget_site(ep, pr->rsites[i]);
+					pr->rsites[i]->bp = NULL;
+				}
+			eng_xf_forget(&eproc_mem(ep)->xframes, pr);
 			eng_ret_forget(e, ep, pr); /* frames waiting on its entries go too */
 			for (size_t i = 0; i < pr->nsites; i++)
 				if (pr->sites[i].bp)

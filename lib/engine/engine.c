@@ -228,6 +228,7 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 		for (size_t i = 0; tp && i < tp->n; i++)
 			out->pending += tp->v[i].entry->pr == pr;
 	}
+	out->pending += eng_xf_open(&eproc_mem(ep)->xframes, pr);
 	out->fast = pr->nsites > 0;
 	for (size_t i = 0; i < pr->nsites; i++)
 		if (!pr->sites[i].bp || !pr->sites[i].bp->jump)
@@ -240,6 +241,15 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 			snprintf(out->inst[out->naddrs].why, sizeof(out->inst[0].why), "%s",
 				 pr->sites[i].bp->jump ? "" : pr->sites[i].why);
 			out->addrs[out->naddrs++] = pr->sites[i].bp->addr;
+		}
+	/* a return probe on jumps: its exits are instances too (every one a jump, or none) */
+	for (size_t i = 0; i < pr->nrsites && out->naddrs < DIAG_PROBE_MAX_ADDRS; i++)
+		if (pr->rsites[i]->bp && pr->rsites[i]->kind == SITE_RET_EXIT) {
+			snprintf(out->inst[out->naddrs].what, sizeof(out->inst[0].what), "%s",
+				 pr->rsites[i]->what);
+			out->inst[out->naddrs].fast = pr->rsites[i]->bp->jump;
+			out->inst[out->naddrs].why[0] = '\0';
+			out->addrs[out->naddrs++] = pr->rsites[i]->bp->addr;
 		}
 	out->nskips = pr->nskips;
 	for (size_t i = 0; i < pr->nskips && i < DIAG_PROBE_MAX_SKIPS; i++) {

@@ -59,6 +59,8 @@ enum site_kind {
 	SITE_RET_ENTRY, /* function entry of a return probe: remembers the frame, no event */
 	SITE_RET,       /* a return address: the event of the frame it matches */
 	SITE_END,       /* an exit of the function body (ret, tail-call jmp) */
+	SITE_RET_EXIT,  /* an exit jump of a return probe: the event of the frame it closes (its
+			 * value and condition are the entry site's, borrowed) */
 	SITE_DL,        /* the dynamic linker's r_brk: the set of libraries changed */
 };
 
@@ -121,6 +123,8 @@ struct eproc {
 	uint64_t ring_nsubs, ring_sub_units, ring_sub_stride, ring_counters;
 	uint64_t ring_tails[DIAG_RING_MAX_SUBS]; /* next unit to consume, per sub-ring */
 	unsigned ring_stalls[DIAG_RING_MAX_SUBS]; /* drains that found the next record unpublished */
+	uint64_t ring_sub_drops[DIAG_RING_MAX_SUBS]; /* each sub-ring's drop counter at its last
+				   * drain: a frame spanning a drop is not paired (exitjump.c) */
 	uint64_t ring_drops;      /* the sub-rings' drop counters summed, last read */
 	uint32_t next_site;
 	struct diag_u64map jumps; /* site id -> struct diag_bp (jump) */
@@ -139,6 +143,8 @@ struct eproc {
 	bool dl_dirty;            /* a library was loaded or unloaded since the last look */
 	bool dl_busy;             /* eng_dl_changed is running (a nested stop only marks dirty) */
 	struct eng_stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
+	struct diag_u64map xframes; /* exitjump.c: open frames of jump return probes, by thread
+				     * pointer (a vfork child's are its parent's) */
 };
 
 /* wake.c: the drain timer's period and what the drains since the last tick found */
@@ -296,6 +302,17 @@ void eng_ret_enter(struct diag_engine *e, struct diag_thread *t, struct site *s,
 struct site *eng_ret_match(struct diag_thread *t, struct site *s, uint64_t sp, uint64_t *t0);
 /* Forget a return probe's return sites and every frame waiting on it. */
 void eng_ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr);
+/* The exits of the function [func_start, func_end) for exit trampolines (arch/branch.h):
+ * returns 0 with *plans (malloc'd, *n of them, each with its own why), or 1 with why (cap
+ * bytes) saying why no exit trampoline can be planned. */
+struct diag_exit_plan;
+int eng_exit_plans_of(struct eproc *ep, uint64_t func_start, uint64_t func_end,
+		      struct diag_exit_plan **plans, size_t *n, char *why, size_t cap);
+/* Whether plan p can take a jump now: planned, clear of [.., keep_clear) (a return probe's
+ * entry jump), no other patch inside it (a jump of ours exactly at its start is shared).
+ * False with why. */
+bool eng_exit_plan_free(const struct diag_bptable *t, const struct diag_exit_plan *p,
+			uint64_t keep_clear, char *why, size_t cap);
 /* END events: replace each function location by its exits; returns the new count. */
 int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 		      struct diag_error *err);
@@ -307,6 +324,10 @@ int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
  * results are in e->scratch, the sites in fired[]. */
 size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
 		   const struct diag_expr_ctx *ctx, bool cond_done, struct site **fired);
+/* One site's condition and value on ctx (x: the site holding the expressions, s the one
+ * counting), result into e->scratch[slot]; true when it fires. */
+bool eng_capture_site(struct diag_engine *e, struct site *s, struct site *x,
+		      const struct diag_expr_ctx *ctx, bool cond_done, size_t slot);
 /* Render and deliver the events of the n fired sites (after the thread runs again). */
 void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
 	      struct site **fired, size_t n, uint64_t ts);
@@ -318,7 +339,36 @@ struct diag_cap_snapshot;
  * trampoline), or recorded at the entry of a return probe. bp is the jump breakpoint of the
  * record's site, rec the record's header as read (regs, tsc, thread), snap its payload. */
 void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
-		     const struct diag_ring_rec *rec, const struct diag_cap_snapshot *snap);
+		     const struct diag_ring_rec *rec, const struct diag_cap_snapshot *snap,
+		     pid_t tid, uint64_t ts);
+
+/* The open frames of jump return probes (eproc.xframes: thread pointer -> its frames), kept
+ * on records alone: an entry record at sp opens a frame (and purges those at or below sp,
+ * left without an exit), an exit record at sp closes the one entered at sp. Bounded: beyond
+ * ENG_XFRAMES_MAX open frames on a thread an entry is refused (its return lost, counted). */
+#define ENG_XFRAMES_MAX 4096
+struct eng_xframe {
+	uint64_t sp;               /* at entry: the exit's sp is the same */
+	uint64_t tsc;              /* the entry record's clock */
+	struct site *entry;        /* the return probe's entry site (its expressions) */
+};
+/* An entry record at sp of the n entry sites at its address: frames at or below sp are gone;
+ * one frame per site is opened. Returns 0, -ENOSPC (too deep) or -ENOMEM: frames not opened. */
+int eng_xf_enter(struct diag_u64map *m, uint64_t thread, uint64_t sp, uint64_t tsc,
+		 struct site *const *entries, size_t n);
+/* An exit record at sp: frames below sp are gone, the frames entered at sp close (up to cap
+ * of them into out, innermost first). Returns how many. */
+size_t eng_xf_exit(struct diag_u64map *m, uint64_t thread, uint64_t sp, struct eng_xframe *out,
+		   size_t cap);
+void eng_xf_drop_thread(struct diag_u64map *m, uint64_t thread);
+/* Records of the threads writing sub-ring `sub` (diag_ring_sub_of with hash_shift) were
+ * dropped: their open frames may have lost their exits, and an exit may have lost its entry,
+ * so none of them is paired across the gap (no event rather than a wrong one). */
+void eng_xf_purge_sub(struct diag_u64map *m, uint64_t sub, uint64_t hash_shift);
+void eng_xf_forget(struct diag_u64map *m, const struct probe *pr);
+/* Open frames (of pr; NULL: of every probe). */
+size_t eng_xf_open(const struct diag_u64map *m, const struct probe *pr);
+void eng_xf_release(struct diag_u64map *m);
 
 /* ---- wake.c: when the rings are drained ---- */
 /* Arm (at the current period) or disarm the drain timer. */
@@ -337,6 +387,7 @@ struct eng_slot {
 	struct diag_tramp_layout layout;
 	struct diag_tramp_slot_header hdr;
 	bool cond_in_daemon;      /* the conditions at the site are evaluated on the record */
+	uint64_t term;            /* an exit trampoline's terminator (0: an entry trampoline) */
 	bool retired;             /* its jump is out; unmapped once no thread is inside */
 	size_t adopt;             /* a fork child's copy: probes still to join the trampoline
 				   * built for the same probes in the parent (no rebuild) */

@@ -1,19 +1,246 @@
 /* exitjump: return and end events served from ring records, without a stop: the records of
  * exit trampolines (DIAG_REC_EXIT, at a ret or a tail call) and the entry records of return
- * probes, matched by thread and stack pointer as retprobe.c does for the int3 path. Called by
- * fastpath.c's drain for every such record. Never stops a thread or patches anything.
- * (A stub until exit trampolines land: such records are dropped.) */
+ * probes placed as jumps, paired by thread pointer and stack pointer. On x86-64 and every ABI
+ * the engine supports, sp at the function's ret (or tail-call jmp) equals sp at its entry, so
+ * an exit record at sp S closes the innermost open frame entered at S. Frames deeper than a
+ * record the thread makes (left by longjmp, an exception, an unwinding thread) are gone:
+ * purged without an event. Nothing is ever written to the target's stack. Called by
+ * fastpath.c's drain for every such record. Never stops a thread or patches anything. */
 #include "engine/engine_internal.h"
 
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch/record.h"
 #include "arch/ring.h"
 #include "capture/capture.h"
 
-void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
-		     const struct diag_ring_rec *rec, const struct diag_cap_snapshot *snap)
+/* Open frames of one thread, outermost first (sp decreasing). */
+struct xstack {
+	size_t n, cap;
+	struct eng_xframe v[];
+};
+
+static struct xstack *xstack_of(struct diag_u64map *m, uint64_t thread, bool grow)
 {
-	(void)e;
-	(void)ep;
-	(void)bp;
-	(void)rec;
-	(void)snap;
+	struct xstack *s = diag_u64map_get(m, thread);
+	if (!grow || (s && s->n < s->cap))
+		return s;
+	size_t cap = s ? s->cap * 2 : 8;
+	if (cap > ENG_XFRAMES_MAX)
+		return NULL;
+	struct xstack *n = realloc(s, sizeof(*n) + cap * sizeof(n->v[0]));
+	if (!n)
+		return NULL;
+	if (!s)
+		n->n = 0;
+	n->cap = cap;
+	if (diag_u64map_put(m, thread, n) < 0) {
+		if (!s)
+			free(n);
+		else
+			diag_u64map_put(m, thread, n); /* same key: replaces in place, cannot fail */
+		return NULL;
+	}
+	return n;
+}
+
+/* The thread runs at sp: every frame entered at or below it (a deeper or equal sp) that is
+ * still open was left without its exit. keep_at: a frame entered exactly at sp stays (an
+ * exit at sp may close it). */
+static void purge_deeper(struct xstack *s, uint64_t sp, bool keep_at)
+{
+	while (s->n && (s->v[s->n - 1].sp < sp || (!keep_at && s->v[s->n - 1].sp == sp)))
+		s->n--;
+}
+
+int eng_xf_enter(struct diag_u64map *m, uint64_t thread, uint64_t sp, uint64_t tsc,
+		 struct site *const *entries, size_t n)
+{
+	struct xstack *s = xstack_of(m, thread, false);
+	if (s)
+		purge_deeper(s, sp, false);
+	for (size_t i = 0; i < n; i++) {
+		if (!(s = xstack_of(m, thread, true)))
+			return diag_u64map_get(m, thread) ? -ENOSPC : -ENOMEM;
+		s->v[s->n++] = (struct eng_xframe){.sp = sp, .tsc = tsc, .entry = entries[i]};
+	}
+	return 0;
+}
+
+size_t eng_xf_exit(struct diag_u64map *m, uint64_t thread, uint64_t sp, struct eng_xframe *out,
+		   size_t cap)
+{
+	struct xstack *s = xstack_of(m, thread, false);
+	size_t n = 0;
+	if (!s)
+		return 0;
+	purge_deeper(s, sp, true);
+	/* the frames at sp are one entry record's (an entry purges those before it at sp): all
+	 * close here, whichever probe they belong to (a probe of another function at the same
+	 * sp was left by a jump we did not see) */
+	while (s->n && s->v[s->n - 1].sp == sp) {
+		if (n < cap)
+			out[n++] = s->v[s->n - 1];
+		s->n--;
+	}
+	return n;
+}
+
+void eng_xf_drop_thread(struct diag_u64map *m, uint64_t thread)
+{
+	free(diag_u64map_del(m, thread));
+}
+
+void eng_xf_purge_sub(struct diag_u64map *m, uint64_t sub, uint64_t hash_shift)
+{
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(m, &pos, &k, &v))
+		if (diag_ring_sub_of(k, hash_shift) == sub)
+			((struct xstack *)v)->n = 0;
+}
+
+void eng_xf_forget(struct diag_u64map *m, const struct probe *pr)
+{
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(m, &pos, &k, &v)) {
+		struct xstack *s = v;
+		size_t w = 0;
+		for (size_t i = 0; i < s->n; i++)
+			if (s->v[i].entry->pr != pr)
+				s->v[w++] = s->v[i];
+		s->n = w;
+	}
+}
+
+size_t eng_xf_open(const struct diag_u64map *m, const struct probe *pr)
+{
+	size_t pos = 0, n = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(m, &pos, &k, &v)) {
+		const struct xstack *s = v;
+		for (size_t i = 0; i < s->n; i++)
+			n += !pr || s->v[i].entry->pr == pr;
+	}
+	return n;
+}
+
+void eng_xf_release(struct diag_u64map *m)
+{
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(m, &pos, &k, &v))
+		free(v);
+	diag_u64map_release(m);
+	diag_u64map_init(m);
+}
+
+/* ---- records ---- */
+
+/* The return probe's frames a record opens: every entry site at its address (a call probe
+ * there is served by hit.c). */
+static void entry_record(struct eproc *mem, struct diag_bp *bp, const struct diag_ring_rec *rec,
+			 uint64_t sp)
+{
+	struct site *small[8], **v = small;
+	size_t n = 0;
+	if (bp->nusers > 8 && !(v = malloc(bp->nusers * sizeof(*v))))
+		v = NULL;
+	for (size_t i = 0; i < bp->nusers; i++) {
+		struct site *s = bp->users[i];
+		if (s->kind != SITE_RET_ENTRY)
+			continue;
+		if (v)
+			v[n++] = s;
+		else
+			s->pr->lost_returns++;
+	}
+	if (n && eng_xf_enter(&mem->xframes, rec->thread, sp, rec->tsc, v, n) < 0)
+		for (size_t i = 0; i < n; i++)
+			v[i]->pr->lost_returns++;
+	if (v != small)
+		free(v);
+}
+
+/* Nanoseconds of a TSC interval: the rate from the engine's first calibration point to now
+ * (fastpath.c's second point may not exist yet when the first returns come back). */
+static uint64_t ticks_ns(const struct diag_engine *e, uint64_t ticks)
+{
+	uint64_t ns = (uint64_t)diag_clock_wall_ns(), tsc = diag_record_ticks();
+	if (!e->ns0 || ns <= e->ns0 || tsc <= e->tsc0)
+		return 0;
+	return (uint64_t)((double)ticks * (double)(ns - e->ns0) / (double)(tsc - e->tsc0));
+}
+
+static const struct eng_xframe *frame_of(const struct eng_xframe *f, size_t n,
+					 const struct probe *pr)
+{
+	for (size_t i = 0; i < n; i++)
+		if (f[i].entry->pr == pr)
+			return &f[i];
+	return NULL;
+}
+
+void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
+		     const struct diag_ring_rec *rec, const struct diag_cap_snapshot *snap,
+		     pid_t tid, uint64_t ts)
+{
+	struct eproc *mem = eproc_mem(ep);
+	diag_regs regs;
+	diag_record_v2_regs(rec, &regs);
+	uint64_t sp = diag_regs_sp(&regs);
+	if (!(rec->flags & DIAG_REC_EXIT)) {
+		entry_record(mem, bp, rec, sp);
+		return;
+	}
+	size_t cap = bp->nusers ? bp->nusers : 1;
+	struct eng_xframe fsmall[8], *frames = cap <= 8 ? fsmall : malloc(cap * sizeof(*frames));
+	struct site *ssmall[8], **fired = cap <= 8 ? ssmall : malloc(cap * sizeof(*fired));
+	size_t nf = 0, n = 0;
+	if (frames && fired)
+		nf = eng_xf_exit(&mem->xframes, rec->thread, sp, frames, cap);
+	struct diag_thread *t = tid > 0 ? diag_u64map_get(&e->threads, (uint64_t)tid) : NULL;
+	if (t && eproc_mem(eproc_of(t->proc)) != mem)
+		t = NULL;
+	pid_t pid = t ? t->proc->pid : ep->tp->pid;
+	struct diag_cap_snapshot sn = *snap;
+	struct diag_expr_ctx ctx = {.pid = pid, .tid = tid > 0 ? tid : 0, .regs = &regs,
+				    .read_mem = diag_cap_snapshot_read,
+				    .read_fpregs = diag_cap_snapshot_fpregs, .arg = &sn,
+				    .time_ns = ts, .comm = t ? diag_thread_comm(t) : ""};
+	/* an end probe's condition may have run in the target (its reads not captured then): the
+	 * record says it was true; a return probe's exit never has one there */
+	const struct eng_slot *sl = diag_u64map_get(&mem->slots, bp->slot_page);
+	bool end_cond_done = sl && !sl->cond_in_daemon;
+	for (size_t i = 0; frames && fired && i < bp->nusers; i++) {
+		struct site *s = bp->users[i], *x = s;
+		struct diag_expr_ctx c = ctx;
+		bool cond_done = false;
+		if (s->kind == SITE_END) {
+			cond_done = end_cond_done;
+		} else if (s->kind == SITE_RET_EXIT) {
+			const struct eng_xframe *f = frame_of(frames, nf, s->pr);
+			if (!f)
+				continue; /* entered before the probe, or its entry was dropped */
+			x = f->entry;
+			c.elapsed_ns = ticks_ns(e, rec->tsc - f->tsc);
+		} else {
+			continue;
+		}
+		if (eng_capture_site(e, s, x, &c, cond_done, n))
+			fired[n++] = x;
+	}
+	if (n)
+		eng_fire(e, t, pid, ctx.tid, fired, n, ts);
+	if (frames != fsmall)
+		free(frames);
+	if (fired != ssmall)
+		free(fired);
 }

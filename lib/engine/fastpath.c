@@ -28,6 +28,7 @@
 #include "arch/branch.h"
 #include "arch/record.h"
 #include "capture/capture.h"
+#include "util/grow.h"
 
 #define MAX_SCAN (256 * 1024)    /* longest function scanned for branches into a patch */
 #define STALL_SKIP 1000          /* drains before an unpublished record is given up */
@@ -150,6 +151,7 @@ static int ring_map(struct diag_engine *e, struct eproc *ep, struct diag_thread 
 		ok = diag_proc_write(ep->tp, sub_base(ep, i), &h, sizeof(h)) == (ssize_t)sizeof(h);
 		ep->ring_tails[i] = 0;
 		ep->ring_stalls[i] = 0;
+		ep->ring_sub_drops[i] = 0;
 	}
 	if (!ok) {
 		long un[6] = {ret, (long)bytes, 0, 0, 0, 0};
@@ -260,6 +262,7 @@ void eng_fast_thread_gone(struct eproc *ep, struct diag_thread *t)
 	void *v;
 	while (diag_u64map_next(&ep->tps, &pos, &k, &v))
 		if ((pid_t)(intptr_t)v == t->tid) {
+			eng_xf_drop_thread(&ep->xframes, k); /* its frames: never returning now */
 			diag_u64map_del(&ep->tps, k);
 			return;
 		}
@@ -318,13 +321,13 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 	struct diag_cap_snapshot snap;
 	diag_cap_snapshot_init(&snap, (const uint8_t *)rec + DIAG_RING_REC_HDR, plen,
 			       rec->flags & DIAG_REC_FAULT, rec->fault_addr);
+	uint64_t ts = tsc_to_ns(e, rec->tsc);
 	if (rec->flags & DIAG_REC_EXIT) {
-		eng_exit_record(e, ep, bp, rec, &snap);
+		eng_exit_record(e, ep, bp, rec, &snap, tid, ts);
 		return;
 	}
 	diag_regs regs;
 	diag_record_v2_regs(rec, &regs);
-	uint64_t ts = tsc_to_ns(e, rec->tsc);
 	/* $comm: the name the thread has now (within the drain period); a thread already gone
 	 * has none */
 	struct diag_expr_ctx ctx = {.pid = pid, .tid = tid, .regs = &regs,
@@ -340,7 +343,7 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 		free(fired);
 	for (size_t i = 0; i < bp->nusers; i++)
 		if (((struct site *)bp->users[i])->kind == SITE_RET_ENTRY) {
-			eng_exit_record(e, ep, bp, rec, &snap);
+			eng_exit_record(e, ep, bp, rec, &snap, tid, ts);
 			break;
 		}
 }
@@ -357,6 +360,12 @@ static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uin
 	if (head < tail || head - tail > units)
 		tail = head; /* not what a writer can do (the target wrote over it): start over */
 	eng_wake_note(e, head - tail, units);
+	/* records of this sub-ring were dropped since its last drain: a return probe's frames
+	 * spanning the gap are not paired, on either side of what this drain consumes */
+	uint64_t hash_shift = ep->ring_nsubs > 1 ? 64 - log2_of(ep->ring_nsubs) : 64;
+	bool lossy = h.drops != ep->ring_sub_drops[sub];
+	if (lossy)
+		eng_xf_purge_sub(&ep->xframes, sub, hash_shift);
 	bool stalled = false;
 	while (tail < head && !stalled) {
 		uint64_t off = tail & (units - 1), n = head - tail;
@@ -414,6 +423,9 @@ static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uin
 		ep->ring_stalls[sub] = 0;
 	}
 out:
+	if (lossy)
+		eng_xf_purge_sub(&ep->xframes, sub, hash_shift);
+	ep->ring_sub_drops[sub] = h.drops;
 	ep->ring_tails[sub] = tail;
 	if (tail != given)
 		diag_proc_write(ep->tp, base + offsetof(struct diag_ring_header, tail), &tail,
@@ -527,12 +539,12 @@ static int ineligible(struct diag_engine *e, struct eproc *ep, struct site *s,
 		return why(s, "DIAG_NO_FASTPATH");
 	if (ep->tp->mem_owner)
 		return why(s, "a vfork child shares its parent's patches");
-	if (s->kind != SITE_CALL)
-		return why(s, "%s events take an int3 here",
-			   s->kind == SITE_RET_ENTRY ? "return" : "end");
+	if (s->kind != SITE_CALL && s->kind != SITE_RET_ENTRY && s->kind != SITE_END)
+		return why(s, "this kind of site takes an int3");
 	if (!loc->func_end)
 		return why(s, "the function's end is unknown (no symbol size)");
-	if (loc->func_end - loc->addr < DIAG_TRAMP_PATCH_LEN)
+	/* an end probe's location is its exit: its patch may start before it (place_end) */
+	if (s->kind != SITE_END && loc->func_end - loc->addr < DIAG_TRAMP_PATCH_LEN)
 		return why(s, "fewer than %d bytes of the function follow 0x%llx",
 			   DIAG_TRAMP_PATCH_LEN, (unsigned long long)loc->addr);
 	/* an inlined copy's bounds are its own range, not its caller's: branches from the rest
@@ -543,26 +555,41 @@ static int ineligible(struct diag_engine *e, struct eproc *ep, struct site *s,
 	return 0;
 }
 
+/* What one site asks of the trampoline at its address: a return probe's entry nothing but
+ * the record (registers, sp, clock: its expressions are for the exit); a return probe's exit
+ * its value and its condition's reads, with no condition in the target (its frame needs the
+ * record); the others their value and condition. */
+static void capture_of(const struct site *u, const struct diag_expr **vals,
+		       const struct diag_expr **conds, size_t *n)
+{
+	if (u->kind == SITE_RET_ENTRY) {
+		vals[*n] = NULL;
+		conds[(*n)++] = NULL;
+	} else if (u->kind == SITE_RET_EXIT) {
+		vals[*n] = u->value;
+		conds[(*n)++] = NULL;
+		vals[*n] = u->condition;
+		conds[(*n)++] = NULL;
+	} else {
+		vals[*n] = u->value;
+		conds[(*n)++] = u->condition;
+	}
+}
+
 /* The capture of every site at one address, plus s when it joins (s may be NULL), less
  * `leaving` (may be NULL). */
 static int compile_for(const struct diag_bp *bp, struct site *s, const struct site *leaving,
 		       struct diag_expr_capture *cap, struct diag_error *err)
 {
-	size_t n = 0, max = (bp ? bp->nusers : 0) + 1;
+	size_t n = 0, max = 2 * ((bp ? bp->nusers : 0) + 1);
 	const struct diag_expr **vals = calloc(max, sizeof(*vals));
 	const struct diag_expr **conds = calloc(max, sizeof(*conds));
 	int r = vals && conds ? 0 : diag_error_set(err, -ENOMEM, "out of memory");
-	for (size_t i = 0; r == 0 && bp && i < bp->nusers; i++) {
-		const struct site *u = bp->users[i];
-		if (u == leaving)
-			continue;
-		vals[n] = u->value;
-		conds[n++] = u->condition;
-	}
-	if (r == 0 && s) {
-		vals[n] = s->value;
-		conds[n++] = s->condition;
-	}
+	for (size_t i = 0; r == 0 && bp && i < bp->nusers; i++)
+		if (bp->users[i] != leaving)
+			capture_of(bp->users[i], vals, conds, &n);
+	if (r == 0 && s)
+		capture_of(s, vals, conds, &n);
 	memset(cap, 0, sizeof(*cap));
 	if (r == 0)
 		r = diag_expr_capture_compile((const struct diag_expr *const *)vals,
@@ -626,59 +653,71 @@ static void page_unmap(struct eproc *ep, struct diag_thread *t, uint64_t page)
 		eng_journal_map(ep, page, DIAG_TRAMP_SLOT, "unmapped");
 }
 
-static void capture_desc(struct diag_tramp_capture *c, const struct diag_bp *bp_or_null,
+/* term: an exit trampoline's terminator (the patch is [addr, term + its length)), 0 for an
+ * entry trampoline. */
+static void capture_desc(struct diag_tramp_capture *c, uint64_t term,
 			 uint64_t addr, const uint8_t *code, size_t avail, uint64_t page,
 			 const struct eproc *ep, uint32_t site, const struct diag_expr_capture *cap)
 {
-	(void)bp_or_null;
 	*c = (struct diag_tramp_capture){
-		.kind = DIAG_TRAMP_ENTRY, .addr = addr, .code = code, .avail = avail,
+		.kind = term ? DIAG_TRAMP_EXIT : DIAG_TRAMP_ENTRY, .addr = addr, .term = term,
+		.code = code, .avail = avail,
 		.slot = page, .ring = ep->ring_addr, .site = site,
 		.fsgsbase = false, /* %fs:0: the ABI's self pointer, on every processor */
 		.cond = cap->cond, .value = cap->value,
 	};
 }
 
-/* A new jump at loc for s alone (every thread of ep frozen, t one of them). */
-static int place_new(struct diag_engine *e, struct eproc *ep, struct diag_thread *t,
-		     struct site *s, const struct diag_location *loc,
-		     const struct diag_expr_capture *cap, size_t span)
+/* Before a trampoline can run: the in-target fault guard, which repairs its faults when no
+ * daemon is there to (a load through a bad pointer, or the thread pointer's load in a thread
+ * without TLS yet: guard_install.c). Every thread frozen, t a stopped one. */
+static int guard_for(struct diag_engine *e, struct eproc *ep, struct diag_thread *t,
+		     struct diag_error *err)
 {
-	if (!threads_out_of(ep, loc->addr, loc->addr + span, 16))
+	struct diag_thread *stopped = t;
+	return eng_guard_ensure(e, ep, &stopped, err);
+}
+
+/* A new capture jump for s alone (every thread of ep frozen, t one of them): an entry
+ * trampoline at addr (room bytes of the function from there), or for term != 0 an exit
+ * trampoline over [addr, term + its length) (room: those bytes). */
+static int place_capture(struct diag_engine *e, struct eproc *ep, struct diag_thread *t,
+			 struct site *s, uint64_t addr, uint64_t term, size_t room, size_t span,
+			 const struct diag_expr_capture *cap)
+{
+	if (!threads_out_of(ep, addr, addr + span, 16))
 		return why(s, "a thread could not be moved out of the patched bytes");
 	if (!ep->ring_addr) {
 		int r = ring_map(e, ep, t);
 		if (r < 0)
 			return why(s, "cannot map the ring: %s", diag_strerror(r));
 	}
-	/* the fault guard before any trampoline can fault: a program's load through a bad
-	 * pointer, or the thread pointer's load in a thread without TLS yet, once no tracer
-	 * repairs it (the daemon dead) must not kill the target (guard_install.c) */
 	struct diag_error gerr = {0};
-	if (eng_guard_ensure(e, ep, &t, &gerr) < 0)
+	if (guard_for(e, ep, t, &gerr) < 0)
 		return why(s, "%s", gerr.msg);
 	uint32_t id = ep->next_site + 1;
 	if (id >= DIAG_RING_MAX_SITES)
 		return why(s, "out of site counters (%d per process)", DIAG_RING_MAX_SITES - 1);
 	uint8_t code[DIAG_TRAMP_CODE_AVAIL];
-	size_t room = loc->func_end - loc->addr, avail = room < sizeof(code) ? room : sizeof(code);
-	if (diag_proc_read(ep->tp, loc->addr, code, avail) != (ssize_t)avail)
-		return why(s, "cannot read the code at 0x%llx", (unsigned long long)loc->addr);
+	size_t avail = room < sizeof(code) ? room : sizeof(code);
+	if (diag_proc_read(ep->tp, addr, code, avail) != (ssize_t)avail)
+		return why(s, "cannot read the code at 0x%llx", (unsigned long long)addr);
 	uint64_t page;
-	int r = diag_xol_map_page(t, loc->addr, &page);
+	int r = diag_xol_map_page(t, addr, &page);
 	if (r < 0)
 		return why(s, "cannot map a slot page near 0x%llx: %s",
-			   (unsigned long long)loc->addr, diag_strerror(r));
+			   (unsigned long long)addr, diag_strerror(r));
 	eng_journal_map(ep, page, DIAG_TRAMP_SLOT, "slot");
 	struct eng_slot *sl = calloc(1, sizeof(*sl));
 	struct diag_tramp_capture c;
-	capture_desc(&c, NULL, loc->addr, code, avail, page, ep, id, cap);
+	capture_desc(&c, term, addr, code, avail, page, ep, id, cap);
 	struct diag_error berr = {0};
 	struct diag_bp *bp = NULL;
 	r = sl ? diag_bp_make_capture(&ep->bps, ep->tp, &c, &bp, &sl->layout, &sl->hdr, &berr)
 	       : diag_error_set(&berr, -ENOMEM, "out of memory");
 	if (r == 0) {
 		sl->page = page;
+		sl->term = term;
 		sl->cond_in_daemon = cap->cond_in_daemon || !cap->cond;
 		if (diag_u64map_put(&ep->slots, page, sl) < 0 ||
 		    diag_u64map_put(&ep->jumps, id, bp) < 0 || diag_bp_add_user(bp, s) < 0) {
@@ -697,6 +736,13 @@ static int place_new(struct diag_engine *e, struct eproc *ep, struct diag_thread
 	s->bp = bp;
 	s->fast_base = 0;
 	return 0;
+}
+
+static int place_new(struct diag_engine *e, struct eproc *ep, struct diag_thread *t,
+		     struct site *s, const struct diag_location *loc,
+		     const struct diag_expr_capture *cap, size_t span)
+{
+	return place_capture(e, ep, t, s, loc->addr, 0, loc->func_end - loc->addr, span, cap);
 }
 
 /* A probe that needs a stop joins a fast-path address: turn the jump into an int3 that serves
@@ -746,8 +792,8 @@ static int rebuild(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
 				      "trampoline at 0x%llx", (unsigned long long)bp->addr);
 	eng_fast_drain(e, ep);
 	struct diag_tramp_capture c;
-	capture_desc(&c, bp, bp->addr, bp->orig_bytes, bp->patched_len, sl->page, ep, bp->site_id,
-		     cap);
+	capture_desc(&c, sl->term, bp->addr, bp->orig_bytes, bp->patched_len, sl->page, ep,
+		     bp->site_id, cap);
 	struct diag_tramp_layout l;
 	struct diag_tramp_slot_header h;
 	int r = diag_bp_rebuild_capture(ep->tp, bp, &c, &l, &h, err);
@@ -765,7 +811,7 @@ static int join(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, str
 		struct diag_error *err)
 {
 	struct eng_slot *sl = diag_u64map_get(&ep->slots, bp->slot_page);
-	if (sl && sl->adopt && s->kind == SITE_CALL) {
+	if (sl && sl->adopt) {
 		/* a fork child's probes join the copy of the parent's trampoline, built for the
 		 * same probes; the child has not run since the fork (nothing to rebuild) */
 		sl->adopt--;
@@ -775,10 +821,10 @@ static int join(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, str
 	}
 	struct diag_expr_capture cap;
 	struct diag_error cerr = {0};
-	int cr = s->kind == SITE_CALL ? compile_for(bp, s, NULL, &cap, &cerr) : -DIAG_E_INVALID;
-	if (s->kind != SITE_CALL)
-		why(s, "%s events take an int3 here", s->kind == SITE_RET_ENTRY ? "return" : "end");
-	else if (cr < 0)
+	/* an exit jump is never demoted: an int3 at its start is not where its sites are */
+	bool exit_jump = sl && sl->term;
+	int cr = compile_for(bp, s, NULL, &cap, &cerr);
+	if (cr < 0)
 		why(s, "%s", cerr.msg);
 	struct diag_thread *t = eng_freeze(e, ep);
 	if (!t) {
@@ -787,14 +833,18 @@ static int join(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, str
 		return diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)ep->tp->pid);
 	}
 	int r;
-	if (cr < 0) {
+	if (cr < 0 && exit_jump) {
+		r = 1;
+	} else if (cr < 0) {
 		for (size_t i = 0; i < bp->nusers; i++) /* they take the int3 because of s */
 			snprintf(((struct site *)bp->users[i])->why, sizeof(s->why),
 				 "int3: another probe here needs it (%.80s)", s->why + 6);
 		r = demote(e, ep, bp, err);
 	} else {
 		struct diag_error rerr = {0};
-		r = rebuild(e, ep, bp, &cap, &rerr);
+		r = guard_for(e, ep, t, &rerr);
+		if (r == 0)
+			r = rebuild(e, ep, bp, &cap, &rerr);
 		/* the hits before it are not this probe's: neither counted nor delivered */
 		if (r == 0) {
 			s->fast_base = eng_fast_count(ep, bp);
@@ -803,12 +853,176 @@ static int join(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, str
 							 : 0;
 		} else {
 			why(s, "%s", rerr.msg);
-			r = demote(e, ep, bp, err);
+			r = exit_jump ? 1 : demote(e, ep, bp, err);
 		}
 		diag_expr_capture_free(&cap);
 	}
 	learn_all(ep);
 	eng_thaw(e, ep);
+	return r;
+}
+
+/* ---- return and end probes: entry and exit trampolines ---- */
+
+/* The capture of an exit of a return probe: its value, and its condition as a value too (the
+ * condition runs in the daemon: every exit must record, a frame waits for it). */
+static int compile_exit(const struct site *s, struct diag_expr_capture *cap,
+			struct diag_error *err)
+{
+	const struct diag_expr *vals[2] = {s->value, s->condition}, *conds[2] = {NULL, NULL};
+	memset(cap, 0, sizeof(*cap));
+	return diag_expr_capture_compile(vals, conds, 2, cap, err);
+}
+
+/* Take a site placed on a capture jump off it again (ep frozen). */
+static void unplace(struct diag_engine *e, struct eproc *ep, struct site *s)
+{
+	if (!s->bp)
+		return;
+	if (s->bp->nusers == 1)
+		eng_fast_forget(ep, s->bp);
+	else
+		eng_fast_leave(e, ep, s->bp, s);
+	diag_bp_del_user(&ep->bps, ep->tp, s->bp, s);
+	s->bp = NULL;
+}
+
+static struct site *exit_site(struct probe *pr, const struct site *entry,
+			      const struct diag_exit_plan *p, enum site_kind kind)
+{
+	if (DIAG_GROW(&pr->rsites, &pr->caprsites, pr->nrsites + 1) < 0)
+		return NULL;
+	struct site *x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	*x = (struct site){.pr = pr, .kind = kind, .value = entry->value,
+			   .condition = entry->condition};
+	snprintf(x->what, sizeof(x->what), "exit at 0x%llx", (unsigned long long)p->term);
+	pr->rsites[pr->nrsites++] = x;
+	return x;
+}
+
+/* One exit jump for site x at plan p, new or joined (ep frozen, t one of its threads). */
+static int place_exit(struct diag_engine *e, struct eproc *ep, struct diag_thread *t,
+		      struct site *x, const struct diag_exit_plan *p, struct diag_error *err)
+{
+	struct diag_bp *bp = diag_bp_at(&ep->bps, p->start);
+	const struct eng_slot *sl = bp ? diag_u64map_get(&ep->slots, bp->slot_page) : NULL;
+	if (bp) /* another probe's exit jump there (or a fork child's copy): share it */
+		return sl && sl->term == p->term ? join(e, ep, bp, x, err)
+						 : why(x, "another patch at 0x%llx",
+						       (unsigned long long)p->start);
+	if (!t)
+		return why(x, "the exit at 0x%llx has no jump in the copy of the parent",
+			   (unsigned long long)p->term);
+	struct diag_expr_capture cap;
+	struct diag_error cerr = {0};
+	if ((x->kind == SITE_END ? compile_for(NULL, x, NULL, &cap, &cerr)
+				 : compile_exit(x, &cap, &cerr)) < 0)
+		return why(x, "%s", cerr.msg);
+	size_t window = (size_t)(p->term + p->term_len - p->start);
+	int r = place_capture(e, ep, t, x, p->start, p->term, window, window, &cap);
+	diag_expr_capture_free(&cap);
+	return r;
+}
+
+/* A return probe's instance: an entry jump and a jump at every exit, or none (1, s->why):
+ * an exit left unwatched would lose its returns without a word. */
+static int place_return(struct diag_engine *e, struct eproc *ep, struct site *s,
+			const struct diag_location *loc, struct diag_bp *entry, size_t span,
+			struct diag_error *err)
+{
+	char buf[160];
+	struct diag_exit_plan *plans = NULL;
+	size_t n = 0;
+	if (eng_exit_plans_of(ep, loc->func_start, loc->func_end, &plans, &n, buf, sizeof(buf)))
+		return why(s, "%s", buf);
+	for (size_t i = 0; i < n; i++)
+		if (!eng_exit_plan_free(&ep->bps, &plans[i], loc->addr + span, buf, sizeof(buf))) {
+			free(plans);
+			return why(s, "%s", buf);
+		}
+	/* a fork child adopts the copies of its parent's trampolines: no freeze before its
+	 * first stop, every jump already there */
+	const struct eng_slot *esl = entry ? diag_u64map_get(&ep->slots, entry->slot_page) : NULL;
+	bool adopting = esl && esl->adopt;
+	struct diag_thread *t = adopting ? NULL : eng_freeze(e, ep);
+	if (!t && !adopting) {
+		free(plans);
+		return diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)ep->tp->pid);
+	}
+	size_t first = s->pr->nrsites;
+	int r = 0;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		struct site *x = exit_site(s->pr, s, &plans[i], SITE_RET_EXIT);
+		r = x ? place_exit(e, ep, t, x, &plans[i], err)
+		      : diag_error_set(err, -ENOMEM, "out of memory");
+		if (r > 0)
+			why(s, "exit at 0x%llx: %s", (unsigned long long)plans[i].term, x->why + 6);
+	}
+	if (r == 0 && entry) {
+		r = join(e, ep, entry, s, err);
+	} else if (r == 0) {
+		struct diag_expr_capture none = {0};
+		r = place_capture(e, ep, t, s, loc->addr, 0, loc->func_end - loc->addr, span,
+				  &none);
+	}
+	if (r != 0) { /* all or nothing */
+		for (size_t i = first; i < s->pr->nrsites; i++) {
+			unplace(e, ep, s->pr->rsites[i]);
+			free(s->pr->rsites[i]);
+		}
+		s->pr->nrsites = first;
+		eng_fast_reap(e, ep);
+	}
+	free(plans);
+	if (!adopting) {
+		learn_all(ep);
+		eng_thaw(e, ep);
+	}
+	eng_fast_timer(e);
+	return r;
+}
+
+/* An end probe's instance at one exit (loc->addr, the terminator): an exit jump, or an int3
+ * there alone (end events need no pairing). */
+static int place_end(struct diag_engine *e, struct eproc *ep, struct site *s,
+		     const struct diag_location *loc, struct diag_error *err)
+{
+	char buf[160];
+	struct diag_exit_plan *plans = NULL;
+	size_t n = 0;
+	if (eng_exit_plans_of(ep, loc->func_start, loc->func_end, &plans, &n, buf, sizeof(buf)))
+		return why(s, "%s", buf);
+	const struct diag_exit_plan *p = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (plans[i].term == loc->addr)
+			p = &plans[i];
+	int r = 1;
+	if (!p)
+		why(s, "0x%llx is not an exit of the function", (unsigned long long)loc->addr);
+	else if (diag_bp_at(&ep->bps, p->start) && diag_bp_at(&ep->bps, p->start)->jump)
+		r = 0; /* join the exit jump there (place_exit) */
+	else if (!eng_exit_plan_free(&ep->bps, p, 0, buf, sizeof(buf)))
+		why(s, "%s", buf);
+	else
+		r = 0;
+	struct diag_bp *there = p ? diag_bp_at(&ep->bps, p->start) : NULL;
+	const struct eng_slot *sl = there ? diag_u64map_get(&ep->slots, there->slot_page) : NULL;
+	if (r == 0 && sl && sl->adopt) { /* a fork child: its copy of the parent's jump */
+		r = place_exit(e, ep, NULL, s, p, err);
+	} else if (r == 0) {
+		struct diag_thread *t = eng_freeze(e, ep);
+		if (!t)
+			r = diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)ep->tp->pid);
+		else {
+			r = place_exit(e, ep, t, s, p, err);
+			learn_all(ep);
+			eng_thaw(e, ep);
+			eng_fast_timer(e);
+		}
+	}
+	free(plans);
 	return r;
 }
 
@@ -822,6 +1036,11 @@ int eng_fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 		return u && u->why[0] ? why(s, "%s", u->why + 6)
 				      : why(s, "another probe's int3 is at this address");
 	}
+	if (s->kind == SITE_END)
+		return ineligible(e, ep, s, loc) ? 1 : place_end(e, ep, s, loc, err);
+	if (bp && bp->slot_page && s->kind == SITE_RET_ENTRY)
+		return ineligible(e, ep, s, loc) ? 1
+						 : place_return(e, ep, s, loc, bp, bp->patched_len, err);
 	if (bp && bp->slot_page)
 		return join(e, ep, bp, s, err);
 	if (bp)
@@ -849,6 +1068,10 @@ int eng_fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 	if (r) {
 		diag_expr_capture_free(&cap);
 		return 1;
+	}
+	if (s->kind == SITE_RET_ENTRY) {
+		diag_expr_capture_free(&cap);
+		return place_return(e, ep, s, loc, NULL, (size_t)span, err);
 	}
 	struct diag_thread *t = eng_freeze(e, ep);
 	if (!t) {
@@ -995,10 +1218,12 @@ void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *par
 	child->next_site = parent->next_site;
 	/* the child's copy holds the parent's unconsumed records: they are the parent's */
 	for (uint64_t i = 0; i < child->ring_nsubs; i++) {
-		uint64_t head = 0;
-		diag_proc_read(child->tp, sub_base(child, i), &head, sizeof(head));
+		struct diag_ring_header h = {0};
+		diag_proc_read(child->tp, sub_base(child, i), &h, sizeof(h));
+		uint64_t head = h.head;
 		child->ring_tails[i] = head;
 		child->ring_stalls[i] = 0;
+		child->ring_sub_drops[i] = h.drops; /* the parent's: not a gap in the child's */
 		diag_proc_write(child->tp, sub_base(child, i) + offsetof(struct diag_ring_header, tail),
 				&head, sizeof(head));
 	}

@@ -42,19 +42,28 @@ size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp 
 		}
 		if (t) /* jump sites count in the target instead */
 			s->pr->trapped++;
-		if (x->condition && !cond_done) {
-			diag_expr_eval(x->condition, &c, &e->scratch[n]);
-			if (!diag_expr_truthy(&e->scratch[n])) {
-				s->pr->filtered++;
-				continue;
-			}
-		}
-		if (x->value)
-			diag_expr_eval(x->value, &c, &e->scratch[n]);
-		s->pr->hits++;
-		fired[n++] = x; /* the site holding the expressions (the entry, for returns) */
+		if (eng_capture_site(e, s, x, &c, cond_done, n))
+			fired[n++] = x; /* the site holding the expressions (the entry, for returns) */
 	}
 	return n;
+}
+
+bool eng_capture_site(struct diag_engine *e, struct site *s, struct site *x,
+		      const struct diag_expr_ctx *c, bool cond_done, size_t slot)
+{
+	if (ensure_scratch(e, slot + 1) < 0)
+		return false;
+	if (x->condition && !cond_done) {
+		diag_expr_eval(x->condition, c, &e->scratch[slot]);
+		if (!diag_expr_truthy(&e->scratch[slot])) {
+			s->pr->filtered++;
+			return false;
+		}
+	}
+	if (x->value)
+		diag_expr_eval(x->value, c, &e->scratch[slot]);
+	s->pr->hits++;
+	return true;
 }
 
 void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,

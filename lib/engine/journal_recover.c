@@ -127,14 +127,15 @@ static void repair_capture_fault(struct diag_thread *t)
 	t->pending_sig = 0;
 }
 
-/* Step a thread out of the predecessor's pages (its slot or trampoline runs to the end). A
+/* Step a thread out of the predecessor's pages (its slot or trampoline runs to the end: a
+ * capture program copying a string may take tens of thousands of steps). A
  * thread caught in the safety handler or the fault guard leaves it through the restorer and
  * rt_sigreturn, which puts it back in a slot: keep stepping past that before judging it out.
  * A capture program's fault under the step is repaired as the guard would (no signal). */
 static void step_out(struct diag_thread *t, const struct jstate *js)
 {
 	int after_handler = 0;
-	for (int steps = 0; steps < 1024; steps++) {
+	for (int steps = 0; steps < 65536; steps++) {
 		diag_regs r;
 		if (diag_regs_read(t->tid, &r) < 0)
 			return;

@@ -28,6 +28,8 @@ struct eproc *eng_proc_new(struct diag_engine *e, struct diag_proc *tp)
 	diag_bptable_init(&ep->bps);
 	eng_hooks_set(ep);
 	diag_u64map_init(&ep->jumps);
+	diag_u64map_init(&ep->xframes); /* a fork child's start empty: the copied ring's
+					 * records before the fork are its parent's */
 	diag_u64map_init(&ep->slots);
 	diag_u64map_init(&ep->tps);
 	diag_u64map_init(&ep->tp_tried);
@@ -55,6 +57,7 @@ static void eproc_drop(struct diag_engine *e, struct eproc *ep)
 	eng_dl_unwatch(ep, false);
 	diag_bptable_release(&ep->bps);
 	eng_fast_reset(ep);
+	eng_xf_release(&ep->xframes);
 	eng_safety_forget(ep);
 	eng_guard_forget(ep);
 	eng_journal_close(ep, true); /* gone, or left with every byte restored */
@@ -161,6 +164,7 @@ void eng_life_exec(struct diag_engine *e, struct diag_thread *t)
 	eng_hooks_set(ep);
 	eng_journal_reset(e, ep); /* a new image: nothing of ours is in it */
 	eng_fast_reset(ep); /* the ring, slots and thread pointers went with the old image */
+	eng_xf_release(&ep->xframes); /* frames of the old image's functions */
 	eng_dl_unwatch(ep, false);
 	eng_safety_forget(ep); /* exec reset the action and unmapped the handler */
 	eng_guard_forget(ep);  /* likewise */
@@ -243,11 +247,12 @@ void eng_life_exiting(struct diag_engine *e, struct diag_thread *t)
 
 /* ---- detach ---- */
 
-/* Move a stopped thread out of any slot so the slot pages can go. */
+/* Move a stopped thread out of any slot so the slot pages can go. A capture trampoline's
+ * program may copy a string of a few KiB: tens of thousands of steps in the worst case. */
 static void leave_slots(struct diag_engine *e, struct eproc *ep, struct diag_thread *t)
 {
 	struct diag_bptable *bps = &eproc_mem(ep)->bps;
-	for (int steps = 0; steps < 512; steps++) {
+	for (int steps = 0; steps < 65536; steps++) {
 		diag_regs regs;
 		/* held at a capture program's fault (frozen at its signal stop, or a step ran the
 		 * load): on to its landing, or it steps the load for ever and leaves with the

@@ -72,7 +72,24 @@ static bool needs_freeze(const struct probe *pr)
 	for (size_t i = 0; i < pr->nsites; i++)
 		if (pr->sites[i].bp && pr->sites[i].bp->jump)
 			return true;
+	for (size_t i = 0; i < pr->nrsites; i++) /* a return probe's exit jumps */
+		if (pr->rsites[i]->bp && pr->rsites[i]->bp->jump)
+			return true;
 	return false;
+}
+
+/* A jump site leaves its breakpoint (mem frozen when others stay); false when the bytes
+ * were no longer ours. */
+static bool jump_site_free(struct diag_engine *e, struct eproc *mem, struct site *s,
+			   bool frozen)
+{
+	if (s->bp->jump && s->bp->nusers == 1)
+		eng_fast_forget(mem, s->bp);
+	else if (frozen && s->bp->jump)
+		eng_fast_leave(e, mem, s->bp, s);
+	bool left = diag_bp_del_user(&mem->bps, mem->tp, s->bp, s) == DIAG_BP_LEFT;
+	s->bp = NULL;
+	return !left;
 }
 
 /* Say which instance kept the target's own rewrite of its bytes ("instance at work+0: left
@@ -97,12 +114,7 @@ static void sites_free(struct diag_engine *e, struct eproc *ep, struct probe *pr
 	bool alive = diag_u64map_get(&e->procs, (uint64_t)pid) == mem;
 	for (size_t i = 0; i < pr->nsites; i++) {
 		struct site *s = &pr->sites[i];
-		if (alive && s->bp && s->bp->jump && s->bp->nusers == 1)
-			eng_fast_forget(mem, s->bp);
-		else if (alive && frozen && s->bp && s->bp->jump)
-			eng_fast_leave(e, mem, s->bp, s);
-		if (alive && s->bp &&
-		    diag_bp_del_user(&mem->bps, mem->tp, s->bp, s) == DIAG_BP_LEFT && left)
+		if (alive && s->bp && !jump_site_free(e, mem, s, frozen) && left)
 			note_left(s, left, cap);
 		diag_expr_free(s->value);
 		diag_expr_free(s->condition);
@@ -110,6 +122,13 @@ static void sites_free(struct diag_engine *e, struct eproc *ep, struct probe *pr
 	free(pr->sites);
 	pr->sites = NULL;
 	pr->nsites = 0;
+	/* the exit jumps of a return probe; its frames waiting for them */
+	for (size_t i = 0; alive && i < pr->nrsites; i++)
+		if (pr->rsites[i]->bp && pr->rsites[i]->bp->jump &&
+		    !jump_site_free(e, mem, pr->rsites[i], frozen) && left)
+			note_left(pr->rsites[i], left, cap);
+	if (alive)
+		eng_xf_forget(&mem->xframes, pr);
 	eng_ret_forget(e, ep, pr);
 	if (frozen && alive) {
 		eng_fast_reap(e, mem); /* slot pages no thread is inside any more */

@@ -8,6 +8,7 @@
 #include "engine/engine_internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@
 #define MAX_PENDING 4096   /* frames per thread (deep recursion beyond: returns lost, counted) */
 #define MAX_RET_SITES 1024 /* distinct return addresses per probe */
 #define MAX_END_SITES 64   /* exits per function */
+#define MAX_EXIT_SCAN (1u << 20) /* longest function whose exits are planned */
 
 static struct tpending *pending_of(struct diag_thread *t, bool grow)
 {
@@ -160,7 +162,7 @@ void eng_ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr)
 	struct eproc *mem = eproc_mem(ep);
 	bool alive = diag_u64map_get(&e->procs, (uint64_t)mem->tp->pid) == mem;
 	for (size_t i = 0; i < pr->nrsites; i++) {
-		if (alive)
+		if (alive && pr->rsites[i]->bp) /* exit jumps: taken off by the caller */
 			diag_bp_del_user(&mem->bps, mem->tp, pr->rsites[i]->bp, pr->rsites[i]);
 		free(pr->rsites[i]);
 	}
@@ -179,6 +181,24 @@ void eng_ret_forget(struct diag_engine *e, struct eproc *ep, struct probe *pr)
 	}
 }
 
+/* The function's code as compiled: live bytes, with what our own patches (int3s, jumps)
+ * replaced put back (another probe's jump at the entry would read as a tail call). */
+static bool read_unpatched(struct eproc *ep, uint64_t start, uint8_t *code, size_t len)
+{
+	if (diag_proc_read(ep->tp, start, code, len) != (ssize_t)len)
+		return false;
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&eproc_mem(ep)->bps.by_addr, &pos, &k, &v)) {
+		const struct diag_bp *bp = v;
+		for (size_t i = 0; i < bp->written_len && i < sizeof(bp->orig_bytes); i++)
+			if (bp->addr + i >= start && bp->addr + i < start + len)
+				code[bp->addr + i - start] = bp->orig_bytes[i];
+	}
+	return true;
+}
+
 int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 			struct diag_error *err)
 {
@@ -190,7 +210,7 @@ int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 		uint8_t *code = len && len < (1u << 20) ? malloc(len) : NULL;
 		uint64_t exits[MAX_END_SITES];
 		int k = -DIAG_E_PARSE;
-		if (code && diag_proc_read(ep->tp, l->func_start, code, len) == (ssize_t)len)
+		if (code && read_unpatched(ep, l->func_start, code, len))
 			k = diag_function_exits(code, len, l->func_start, exits, MAX_END_SITES);
 		free(code);
 		if (k < 0 || k > MAX_END_SITES || k == 0) {
@@ -217,4 +237,61 @@ int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 	*locs = out;
 	*n = total;
 	return 0;
+}
+
+/* ---- exits for exit trampolines (exitjump.c places them) ---- */
+
+int eng_exit_plans_of(struct eproc *ep, uint64_t func_start, uint64_t func_end,
+		      struct diag_exit_plan **plans, size_t *n, char *why, size_t cap)
+{
+	size_t len = func_end > func_start ? func_end - func_start : 0;
+	if (!len || len > MAX_EXIT_SCAN) {
+		snprintf(why, cap, "exits: the function's size is %s", len ? "too large to scan"
+									    : "unknown");
+		return 1;
+	}
+	uint8_t *code = malloc(len);
+	struct diag_exit_plan *p = calloc(MAX_END_SITES, sizeof(*p));
+	int k = -ENOMEM;
+	if (code && p)
+		k = read_unpatched(ep, func_start, code, len)
+			    ? diag_exit_plans(code, len, func_start, p, MAX_END_SITES)
+			    : -EIO;
+	free(code);
+	if (k <= 0 || k > MAX_END_SITES) {
+		free(p);
+		snprintf(why, cap, k == 0 ? "exits: no ret or tail call"
+				   : k > MAX_END_SITES ? "exits: %d of them (max %d)"
+						       : "exits: cannot read or decode the function (%d)",
+			 k, MAX_END_SITES);
+		return 1;
+	}
+	*plans = p;
+	*n = (size_t)k;
+	return 0;
+}
+
+bool eng_exit_plan_free(const struct diag_bptable *t, const struct diag_exit_plan *p,
+			uint64_t keep_clear, char *why, size_t cap)
+{
+	uint64_t end = p->term + p->term_len;
+	if (p->why[0]) {
+		snprintf(why, cap, "exit at 0x%llx: %s", (unsigned long long)p->term, p->why);
+		return false;
+	}
+	if (p->start < keep_clear) {
+		snprintf(why, cap, "exit at 0x%llx: its jump would overlap the entry's",
+			 (unsigned long long)p->term);
+		return false;
+	}
+	/* another probe's patch inside the window, or the window inside another jump */
+	for (uint64_t a = p->start; a < end; a++) {
+		const struct diag_bp *b = diag_bp_at(t, a);
+		if ((b && (a != p->start || !b->jump)) || (a == p->start && eng_bp_in_jump(t, a))) {
+			snprintf(why, cap, "exit at 0x%llx: another probe's patch at 0x%llx",
+				 (unsigned long long)p->term, (unsigned long long)a);
+			return false;
+		}
+	}
+	return true;
 }

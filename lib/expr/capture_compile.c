@@ -33,15 +33,21 @@
 
 /* What a node left: V_NUM and V_MEM hold one stack slot (the number eval would hold, the
  * address eval would read at); V_CONST is a number known now; V_REG the bytes of a general
- * register (a variable living there); V_DAEMON something the daemon computes from the record
+ * register (a variable living there); V_PIECES a variable in DWARF pieces; V_DAEMON something the daemon computes from the record
  * with nothing left in the target; V_ERROR: eval stops here with an error (the path ended). */
-enum cvk { V_NUM, V_CONST, V_MEM, V_REG, V_DAEMON, V_ERROR };
+enum cvk { V_NUM, V_CONST, V_MEM, V_REG, V_PIECES, V_DAEMON, V_ERROR };
+
+#define CV_MAX_PIECES 4
 
 struct cv {
 	enum cvk k;
 	uint64_t u;   /* V_CONST */
 	int reg;      /* V_REG: offset in diag_regs */
 	bool dyn;     /* V_MEM: computed from target data (guarded before reading) */
+	/* V_PIECES (a DWARF location in pieces, its bytes in the record and the captured
+	 * blocks): the pieces held whole by one general register, [off, off + len) of the object */
+	struct { uint32_t off, len; int reg; } pieces[CV_MAX_PIECES];
+	size_t npieces;
 };
 
 enum fail { F_NONE, F_DAEMON, F_STOP, F_LIMIT };
@@ -311,10 +317,33 @@ static bool forget(struct cc *c, struct cv *v)
 	return true;
 }
 
+/* The register holding bytes [off, off + len) of a value in pieces whole, and where they
+ * start in it; -1 when no single register piece holds them. */
+static int piece_reg(const struct cv *v, uint64_t off, uint64_t len, uint64_t *shift)
+{
+	for (size_t i = 0; i < v->npieces; i++)
+		if (off >= v->pieces[i].off && off + len <= (uint64_t)v->pieces[i].off + v->pieces[i].len) {
+			*shift = off - v->pieces[i].off;
+			return v->pieces[i].reg;
+		}
+	return -1;
+}
+
 /* eval's load(): a scalar of type t read where v designates; with need its number in the
  * target, else only its bytes captured. */
 static bool load(struct cc *c, const struct diag_type *t, struct cv *v, bool need)
 {
+	if (v->k == V_PIECES) { /* a scalar in pieces: one register may hold it whole */
+		const struct diag_type *s = diag_type_strip(t);
+		uint64_t shift = 0;
+		int r = need && expr_is_scalar(s) && !is_float(s) && s->size <= 8 ?
+			piece_reg(v, 0, s->size, &shift) : -1;
+		if (r < 0 || shift) {
+			*v = (struct cv){ .k = V_DAEMON };
+			return true;
+		}
+		*v = (struct cv){ .k = V_REG, .reg = r };
+	}
 	if (v->k != V_MEM && v->k != V_REG)
 		return true;
 	const struct diag_type *s = diag_type_strip(t);
@@ -445,7 +474,7 @@ static bool shift(struct cc *c, uint8_t op)
 	       k(c, 0) && land(c, &done);
 }
 
-static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, struct cv *v);
+static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t start, size_t end, struct cv *v);
 
 /* The op of a DWARF binary operation, as dwarf/loc.c computes it (div signed, mod unsigned,
  * comparisons signed). */
@@ -473,7 +502,7 @@ static bool loc_frame_base(struct locst *l, struct cv *v)
 	if (fr->fb.nops == 1 && o->atom >= DW_OP_reg0 && o->atom <= DW_OP_reg31)
 		return loc_reg_value(l, o->atom - DW_OP_reg0);
 	int before = l->vals;
-	if (!loc_ops(l, &fr->fb, fr->fb.nops, v))
+	if (!loc_ops(l, &fr->fb, 0, fr->fb.nops, v))
 		return false;
 	if (v->k == V_ERROR)
 		return true;
@@ -483,11 +512,11 @@ static bool loc_frame_base(struct locst *l, struct cv *v)
 }
 
 /* The stack-machine part of a location: ops [0, end) of loc, values pushed in the target. */
-static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, struct cv *v)
+static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t start, size_t end, struct cv *v)
 {
 	struct cc *c = l->c;
 	const struct diag_dwarf_frame *fr = c->x->scope ? &c->x->scope->frame : NULL;
-	for (size_t i = 0; i < end && !c->fail; i++) {
+	for (size_t i = start; i < end && !c->fail; i++) {
 		const struct diag_loc_op *o = &loc->ops[i];
 		uint8_t a = o->atom;
 		bool ok = true;
@@ -604,6 +633,101 @@ static bool loc_ops(struct locst *l, const struct diag_loc *loc, size_t end, str
 	return !c->fail;
 }
 
+/* One piece of n bytes at offset filled, from what the ops before it left (dwarf/loc.c,
+ * diag_loc_eval): a register (in the record; an xmm saved), memory at the address on top of
+ * the stack (saved; the stack then emptied), a computed or implicit value (from what is
+ * captured already), or nothing (eval's "<optimised out>"). */
+static bool one_piece(struct locst *l, int src, uint64_t regno, uint32_t filled, uint32_t n, struct cv *v)
+{
+	struct cc *c = l->c;
+	if (src == 1) { /* a register */
+		if (regno >= 17 && regno <= 32) {
+			unsigned x = (unsigned)(regno - 17);
+			if (x >= DIAG_CAP_NFPREGS)
+				return failv(c, F_LIMIT, "a piece of '%s' lives in vector register %u, which a capture does not save",
+					     l->name, x);
+			return emit(c, DIAG_CAP_SAVE_FPREG, x, 0);
+		}
+		int off = diag_reg_dwarf((int)regno);
+		if (off < 0)
+			return error_here(c, v); /* "<register N not available>" */
+		if (!diag_cap_reg_saved((uint32_t)off))
+			return failv(c, F_STOP, "a piece of '%s' lives in DWARF register %llu, which a capture does not save",
+				     l->name, (unsigned long long)regno);
+		if (n <= 8 && v->npieces < CV_MAX_PIECES) {
+			v->pieces[v->npieces].off = filled;
+			v->pieces[v->npieces].len = n;
+			v->pieces[v->npieces++].reg = off;
+		}
+		return true;
+	}
+	if (src == 0 && l->vals > 0) { /* memory at the top of the stack; the rest dropped */
+		if ((l->dyn && !guard(c)) || !(n ? emit(c, DIAG_CAP_SAVE_MEM, n, 0) : emit(c, DIAG_CAP_DROP, 0, 0)))
+			return false;
+		for (l->vals--; l->vals > 0; l->vals--)
+			if (!emit(c, DIAG_CAP_DROP, 0, 0))
+				return false;
+		return true;
+	}
+	if (src == 0 && n)
+		return error_here(c, v); /* "<optimised out>" */
+	return true; /* a value: the daemon computes it again from what was captured */
+}
+
+static bool var_pieces(struct locst *l, const struct diag_loc *loc, uint64_t size, struct cv *v)
+{
+	struct cc *c = l->c;
+	int src = 0;           /* 0: none yet (memory if the stack holds an address), 1: register, 2: value */
+	uint64_t regno = 0;
+	uint32_t filled = 0;
+	size_t run = 0;        /* first op of the stack-machine run before the next special op */
+	*v = (struct cv){ .k = V_PIECES };
+	for (size_t i = 0; i < loc->nops && !c->fail; i++) {
+		uint8_t a = loc->ops[i].atom;
+		bool special = (a >= DW_OP_reg0 && a <= DW_OP_reg31) || a == DW_OP_regx ||
+			       a == DW_OP_stack_value || a == DW_OP_implicit_value || a == DW_OP_piece;
+		if (!special)
+			continue;
+		struct cv r = { 0 };
+		if (i > run && (!loc_ops(l, loc, run, i, &r) || r.k == V_ERROR)) {
+			*v = r;
+			return !c->fail;
+		}
+		run = i + 1;
+		if (a >= DW_OP_reg0 && a <= DW_OP_reg31) {
+			src = 1;
+			regno = a - DW_OP_reg0;
+		} else if (a == DW_OP_regx) {
+			src = 1;
+			regno = loc->ops[i].op1;
+		} else if (a == DW_OP_stack_value) {
+			if (l->vals < 1)
+				return error_here(c, v); /* "<DWARF expression stack underflow>" */
+			if (!emit(c, DIAG_CAP_DROP, 0, 0))
+				return false;
+			l->vals--;
+			src = 2;
+		} else if (a == DW_OP_implicit_value) {
+			src = 2;
+		} else {
+			uint64_t want = loc->ops[i].op1;
+			uint32_t n = filled + want > size ? (filled < size ? (uint32_t)(size - filled) : 0) : (uint32_t)want;
+			if (!one_piece(l, src, regno, filled, n, v))
+				return false;
+			if (v->k == V_ERROR)
+				return true;
+			filled += n;
+			src = 0;
+		}
+	}
+	if (run < loc->nops)
+		return failv(c, F_LIMIT, "the location of '%s' goes on after its last piece", l->name);
+	for (; l->vals > 0; l->vals--)
+		if (!emit(c, DIAG_CAP_DROP, 0, 0))
+			return false;
+	return !c->fail;
+}
+
 static bool has_atom(const struct diag_loc *loc, uint8_t a1, uint8_t a2)
 {
 	for (size_t i = 0; i < loc->nops; i++)
@@ -625,8 +749,8 @@ static bool var(struct cc *c, const struct expr_node *n, struct cv *v)
 		*v = (struct cv){ .k = V_ERROR };
 		return error_here(c, v); /* "<optimised out>" */
 	}
-	if (has_atom(loc, DW_OP_piece, DW_OP_bit_piece))
-		return failv(c, F_STOP, "'%s' is split into pieces at this address", dv->name);
+	if (has_atom(loc, DW_OP_bit_piece, DW_OP_bit_piece))
+		return failv(c, F_STOP, "'%s' is split into bit pieces at this address", dv->name);
 	if (has_atom(loc, DW_OP_entry_value, DW_OP_GNU_entry_value))
 		return failv(c, F_STOP, "'%s' is known here only by its value at the function's entry (DW_OP_entry_value)",
 			     dv->name);
@@ -634,6 +758,10 @@ static bool var(struct cc *c, const struct expr_node *n, struct cv *v)
 	const struct diag_loc_op *last = &loc->ops[loc->nops - 1];
 	uint8_t a = last->atom;
 	struct locst l = { .c = c, .n = n, .name = dv->name };
+	if (has_atom(loc, DW_OP_piece, DW_OP_piece)) {
+		uint64_t size = t && t->size ? t->size : 8;
+		return var_pieces(&l, loc, size < EXPR_OBJ_MAX ? size : EXPR_OBJ_MAX, v);
+	}
 	if ((a >= DW_OP_reg0 && a <= DW_OP_reg31) || a == DW_OP_regx) {
 		if (loc->nops != 1)
 			return failv(c, F_LIMIT, "the location of '%s' computes a register", dv->name);
@@ -664,7 +792,7 @@ static bool var(struct cc *c, const struct expr_node *n, struct cv *v)
 		return extend(c, v, t ? t->size : 8, expr_is_signed(t));
 	}
 	bool value = a == DW_OP_stack_value;
-	if (!loc_ops(&l, loc, value ? loc->nops - 1 : loc->nops, v))
+	if (!loc_ops(&l, loc, 0, value ? loc->nops - 1 : loc->nops, v))
 		return false;
 	if (v->k == V_ERROR)
 		return true;
@@ -796,7 +924,7 @@ static bool logic(struct cc *c, const struct expr_node *n, bool need, struct cv 
 		*v = b;
 		return truthy(c, n->b, v, true);
 	}
-	struct jump shortcut, done;
+	struct jump shortcut = {0}, done = {0}; /* gcc -O2 cannot see that jump() sets them */
 	if (!need) {
 		if (!jump(c, oror ? DIAG_CAP_JNZ : DIAG_CAP_JZ, &shortcut) ||
 		    !num(c, n->b, NULL, false, &b))
@@ -1159,20 +1287,21 @@ static bool call(struct cc *c, const struct expr_node *n, bool need, struct cv *
 
 /* ---- places ---- */
 
-/* A member of a small struct held in one general register (its bytes, lowest first). */
-static bool reg_member(struct cc *c, const struct cv *base, const struct diag_member *m, bool need,
-		       struct cv *v)
+/* A member of a small struct held in one general register (its bytes, lowest first), at byte
+ * off of that register. */
+static bool reg_member(struct cc *c, const struct cv *base, uint64_t off, const struct diag_member *m,
+		       bool need, struct cv *v)
 {
 	const struct diag_type *mt = diag_type_strip(m->type);
 	*v = (struct cv){ .k = V_DAEMON };
 	if (!need)
 		return true;
-	if (m->bit_size || !expr_is_scalar(mt) || is_float(mt) || m->offset >= 8 || mt->size > 8 - m->offset)
+	if (m->bit_size || !expr_is_scalar(mt) || is_float(mt) || off >= 8 || mt->size > 8 - off)
 		return failv(c, F_DAEMON, "member '%s' of a value held in a register cannot be computed in the target",
 			     m->name ? m->name : "");
 	*v = (struct cv){ .k = V_NUM };
 	if (!emit(c, DIAG_CAP_REG, (uint32_t)base->reg, 0) ||
-	    (m->offset && (!k(c, m->offset * 8) || !emit(c, DIAG_CAP_SHR, 0, 0))) ||
+	    (off && (!k(c, off * 8) || !emit(c, DIAG_CAP_SHR, 0, 0))) ||
 	    !extend(c, v, mt->size, expr_is_signed(mt)))
 		return false;
 	return mt->kind != DIAG_TYPE_BOOL || (k(c, 0) && emit(c, DIAG_CAP_NE, 0, 0));
@@ -1195,7 +1324,16 @@ static bool member(struct cc *c, const struct expr_node *n, bool need, struct cv
 	}
 	const struct diag_member *m = n->member;
 	if (base.k == V_REG)
-		return reg_member(c, &base, m, need, v);
+		return reg_member(c, &base, m->offset, m, need, v);
+	if (base.k == V_PIECES) { /* the member inside one register piece, or the daemon's */
+		const struct diag_type *mt = diag_type_strip(m->type);
+		uint64_t shift = 0;
+		int r = piece_reg(&base, m->offset, mt && mt->size ? mt->size : 8, &shift);
+		if (r >= 0)
+			return reg_member(c, &(struct cv){ .k = V_REG, .reg = r }, shift, m, need, v);
+		*v = (struct cv){ .k = V_DAEMON };
+		return !need || daemon_only(c, n, "a member of a value in DWARF pieces");
+	}
 	if (base.k != V_MEM) { /* bytes only the daemon holds */
 		if (!forget(c, &base))
 			return false;
@@ -1384,6 +1522,16 @@ static bool ev(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 
 /* ---- the root (eval's finish) ---- */
 
+/* [p] -> []: the C string at p as read_cstr reads it (NULL and near it skipped). */
+static bool string_at_pointer(struct cc *c)
+{
+	struct jump skip, next;
+	return emit(c, DIAG_CAP_DUP, 0, 0) && k(c, GUARD_BELOW) && emit(c, DIAG_CAP_LTU, 0, 0) &&
+	       jump(c, DIAG_CAP_JNZ, &skip) && emit(c, DIAG_CAP_SAVE_STR, EXPR_STR_MAX, 0) &&
+	       jump(c, DIAG_CAP_JMP, &next) && land(c, &skip) && emit(c, DIAG_CAP_DROP, 0, 0) &&
+	       land(c, &next);
+}
+
 struct strings {
 	struct cc *c;
 	uint64_t objlen;
@@ -1395,14 +1543,27 @@ static void one_string(void *arg, uint64_t off)
 {
 	struct strings *s = arg;
 	struct cc *c = s->c;
-	struct jump skip, next;
 	if (off + 8 > s->objlen)
 		return;
 	(void)(emit(c, DIAG_CAP_DUP, 0, 0) && add_const(c, off) && emit(c, DIAG_CAP_LOAD, 8, 0) &&
-	       emit(c, DIAG_CAP_DUP, 0, 0) && k(c, GUARD_BELOW) && emit(c, DIAG_CAP_LTU, 0, 0) &&
-	       jump(c, DIAG_CAP_JNZ, &skip) && emit(c, DIAG_CAP_SAVE_STR, EXPR_STR_MAX, 0) &&
-	       jump(c, DIAG_CAP_JMP, &next) && land(c, &skip) && emit(c, DIAG_CAP_DROP, 0, 0) &&
-	       land(c, &next));
+	       string_at_pointer(c));
+}
+
+struct reg_strings {
+	struct cc *c;
+	const struct cv *v;
+	bool ok;
+};
+
+static void reg_string(void *arg, uint64_t off)
+{
+	struct reg_strings *rs = arg;
+	uint64_t shift = 0;
+	int r = piece_reg(rs->v, off, 8, &shift);
+	if (!rs->c->fail && (r < 0 || shift))
+		rs->ok = false;
+	else if (!rs->c->fail)
+		rs->ok = emit(rs->c, DIAG_CAP_REG, (uint32_t)r, 0) && string_at_pointer(rs->c);
 }
 
 static void count_string(void *arg, uint64_t off)
@@ -1424,7 +1585,14 @@ static bool root_value(struct cc *c, const struct expr_node *root)
 			return !c->fail;
 		uint64_t n = t->size < EXPR_OBJ_MAX ? t->size : EXPR_OBJ_MAX;
 		struct strings s = { .c = c, .objlen = n };
-		if (v.k != V_MEM) { /* bytes in registers: the daemon has them, not their strings */
+		if (v.k == V_REG) /* one register: a value in one piece */
+			v = (struct cv){ .k = V_PIECES, .npieces = 1, .pieces = { { 0, 8, v.reg } } };
+		if (v.k == V_PIECES) { /* the pointers in registers, their strings read */
+			struct reg_strings rs = { .c = c, .v = &v, .ok = true };
+			expr_walk_strings(t, 0, n, reg_string, &rs, 0);
+			return rs.ok || daemon_only(c, root, "the strings of a value in DWARF pieces outside registers");
+		}
+		if (v.k != V_MEM) { /* bytes the daemon has, not their strings */
 			size_t count = 0;
 			expr_walk_strings(t, 0, n, count_string, &count, 0);
 			if (count)
@@ -1445,13 +1613,7 @@ static bool root_value(struct cc *c, const struct expr_node *root)
 		return forget(c, &v);
 	if (v.k == V_DAEMON) /* eval reads the string it points to: the target must know where */
 		return daemon_only(c, root, "a char pointer held by the daemon only");
-	if (!push_const(c, &v))
-		return false;
-	struct jump skip, next; /* the pointer is on the stack: read_cstr unless below the guard */
-	return emit(c, DIAG_CAP_DUP, 0, 0) && k(c, GUARD_BELOW) && emit(c, DIAG_CAP_LTU, 0, 0) &&
-	       jump(c, DIAG_CAP_JNZ, &skip) && emit(c, DIAG_CAP_SAVE_STR, EXPR_STR_MAX, 0) &&
-	       jump(c, DIAG_CAP_JMP, &next) && land(c, &skip) && emit(c, DIAG_CAP_DROP, 0, 0) &&
-	       land(c, &next);
+	return push_const(c, &v) && string_at_pointer(c); /* read_cstr unless below the guard */
 }
 
 /* ---- expressions and programs ---- */

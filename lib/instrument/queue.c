@@ -3,7 +3,7 @@
  * a release store of head, the worker fires everything up to the head it saw and gives the
  * bytes back by a release store of tail. The mutex only parks and wakes the worker and
  * serves drain(). push never waits, never allocates, and makes no system call unless the
- * worker sleeps or the ring is a quarter full. */
+ * worker sleeps, or once when the ring passes a quarter full until the worker moves on. */
 #include "instrument/queue.h"
 #include "util/clock.h"
 
@@ -36,6 +36,7 @@ struct diag_event_queue {
 	 * own cache line with what its writer also writes. */
 	_Alignas(64) _Atomic uint64_t head;
 	_Atomic uint64_t pushed, dropped;
+	uint64_t kicked_at;    /* the tail when the producer last woke the worker for fill */
 	_Alignas(64) _Atomic uint64_t tail;
 	_Atomic uint64_t fired, batches;
 	_Alignas(64) atomic_bool sleeping; /* worker in an untimed wait: the next push wakes it */
@@ -58,6 +59,7 @@ int diag_event_queue_new(size_t capacity, void (*idle)(void *ctx), void *ctx,
 		return -ENOMEM;
 	}
 	q->cap = capacity;
+	q->kicked_at = UINT64_MAX;
 	q->idle = idle;
 	q->ctx = ctx;
 	pthread_mutex_init(&q->lock, NULL);
@@ -136,7 +138,9 @@ int diag_event_queue_push(struct diag_event_queue *q, struct diag_instrument *in
 	size_t pos = (size_t)(head % q->cap), end = q->cap - pos;
 	size_t pad = end < need ? end : 0; /* a record never wraps */
 	if (need > q->cap || (size_t)(head - tail) + pad + need > q->cap) {
-		atomic_fetch_add_explicit(&q->dropped, 1, memory_order_relaxed);
+		/* only this thread writes the counters: no locked instruction */
+		atomic_store_explicit(&q->dropped, atomic_load_explicit(&q->dropped, memory_order_relaxed) + 1,
+				      memory_order_relaxed);
 		return -EAGAIN;
 	}
 	if (pad >= sizeof(struct qrec)) {
@@ -148,13 +152,16 @@ int diag_event_queue_push(struct diag_event_queue *q, struct diag_instrument *in
 	diag_instrument_ref(in);
 	record_fill((struct qrec *)(q->ring + (size_t)(head % q->cap)), need, in, ev, &l);
 	head += need;
-	atomic_fetch_add_explicit(&q->pushed, 1, memory_order_relaxed);
+	atomic_store_explicit(&q->pushed, atomic_load_explicit(&q->pushed, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 	/* seq_cst, with the worker's store of sleeping: one of the two sees the other */
 	atomic_store(&q->head, head);
 	/* Waking the worker per event costs a cross-CPU wake-up (~27 us here) on the thread
 	 * that serves targets: while busy, the worker polls every millisecond instead. */
-	if (atomic_load(&q->sleeping) || head - tail >= q->cap / 4)
+	if (atomic_load(&q->sleeping) || (head - tail >= q->cap / 4 && tail != q->kicked_at)) {
+		q->kicked_at = tail; /* a quarter full: one kick until the worker moves on */
 		wake_worker(q);
+	}
 	return 0;
 }
 

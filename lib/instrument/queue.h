@@ -34,7 +34,8 @@ int diag_event_queue_new(size_t capacity, void (*idle)(void *ctx), void *ctx,
 size_t diag_event_queue_item_bytes(const struct diag_event *ev);
 /* Start the worker thread. Block the signals the caller handles before calling. */
 int diag_event_queue_start(struct diag_event_queue *q);
-/* Returns 0, or -EAGAIN when full (dropped, counted). */
+/* Returns 0, or -EAGAIN when full (dropped, counted). One producer: call it from one thread
+ * at a time (the daemon pushes from the engine thread only). */
 int diag_event_queue_push(struct diag_event_queue *q, struct diag_instrument *in,
 			  const struct diag_event *ev);
 /* Returns once every event pushed before the call was fired (or the worker was never

@@ -21,6 +21,8 @@ expect_eq "$(echo "$list" | jget "0 < j['specs'][0]['expires_in'] <= 600")" True
 expect_eq "$(echo "$list" | jget "j['specs'][0]['applied']['$(hostname):$fx_pid']['last_hit'] is not None")" True "list: last_hit"
 st=$(req '{"cmd":"status"}')
 expect_eq "$(echo "$st" | jget "[t['pid'] for t in j['targets']], j['specs'], j['queue']['capacity']")" "[$fx_pid] 1 33554432" "status"
+expect_eq "$(echo "$st" | jget "sorted(j['dropped']), all(type(v) in (int, float) and v >= 0 for v in j['dropped'].values()), 100 <= j['drain']['period_us'] <= 1000, j['queue']['pushed'] >= j['queue']['fired'] > 0")" \
+	"['queue', 'ring', 'tail'] True True True" "status: drops by place, the drain period, the queue's counts"
 
 tail2=$($DIAGREQ "$SOCK" --tail 2 '{"cmd":"tail","id":"w1"}' | tail -1)
 expect_eq "$(echo "$tail2" | jget "j['event']['id'], j['event']['pid'], j['event']['kind'], type(j['event']['value']).__name__")" \

@@ -14,7 +14,7 @@ r=$(add g1 work incr "\"pid\":$fast_pid,\"limits\":{\"max_hits_per_sec\":1000}")
 expect_eq "$(echo "$r" | jget "j['spec']['limits']")" "{'max_hits_per_sec': 1000}" "limits echoed in the spec"
 addr1=$(first_addr g1 "$fast_pid")
 # An exact-path probe (reads the stack): its stops are what --max-stopped-ms-per-sec bounds.
-r=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"g2\",\"target\":\"work\",\"pid\":$slow_pid,\"instrument\":{\"type\":\"incr\",\"name\":\"g2\",\"value\":\"*(long *)\$rsp\"}}}")
+r=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"g2\",\"target\":\"work\",\"pid\":$slow_pid,\"instrument\":{\"type\":\"incr\",\"name\":\"g2\",\"value\":\"stack(1)\"}}}")
 expect_eq "$(echo "$r" | jget "j['ok']")" True "exact probe added"
 addr2=$(first_addr g2 "$slow_pid")
 # A probe within every budget (a function never called) stays applied.
@@ -49,7 +49,7 @@ stop_daemon
 start_daemon --pid "$slow_pid" --max-stopped-ms-per-sec 5
 expect_eq "$(state_of g2 "$slow_pid")" disabled "disabled survives a restart"
 h=$(hits_of g2)
-r=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"g2\",\"target\":\"work\",\"pid\":$slow_pid,\"limits\":{\"max_stopped_ms_per_sec\":100000},\"instrument\":{\"type\":\"incr\",\"name\":\"g2\",\"value\":\"*(long *)\$rsp\"}}}")
+r=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"g2\",\"target\":\"work\",\"pid\":$slow_pid,\"limits\":{\"max_stopped_ms_per_sec\":100000},\"instrument\":{\"type\":\"incr\",\"name\":\"g2\",\"value\":\"stack(1)\"}}}")
 expect_eq "$(echo "$r" | jget "j['spec']['applied']['$(hostname):$slow_pid']['state']")" applied "re-add re-enables"
 expect_eq "$(req '{"cmd":"wait","id":"g2","hits":100,"timeout":30}' | jget "j['ok']")" True "re-enabled probe counts"
 

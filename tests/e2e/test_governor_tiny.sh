@@ -31,10 +31,10 @@ for opt in ${TINY_OPTS:-O0 O2}; do
 			[ "$r" -gt "$base" ] && base=$r
 		done
 		# the cold probe first: it must keep working after the hot one is disabled
-		r=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"cold-$c\",\"target\":\"report\",\"pid\":$pid,\"instrument\":{\"type\":\"incr\",\"name\":\"cold-$c\",\"value\":\"*(long *)\$rsp\"}}}")
+		r=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"cold-$c\",\"target\":\"report\",\"pid\":$pid,\"instrument\":{\"type\":\"incr\",\"name\":\"cold-$c\",\"value\":\"stack(1)\"}}}")
 		expect_eq "$(echo "$r" | jget "j['ok']")" True "$c: cold probe added"
 		t_req=$(now_ns)
-		r=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"hot-$c\",\"target\":\"tiny\",\"pid\":$pid,\"instrument\":{\"type\":\"incr\",\"name\":\"hot-$c\",\"value\":\"*(long *)\$rsp\"}}}")
+		r=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"hot-$c\",\"target\":\"tiny\",\"pid\":$pid,\"instrument\":{\"type\":\"incr\",\"name\":\"hot-$c\",\"value\":\"stack(1)\"}}}")
 		expect_eq "$(echo "$r" | jget "j['spec']['applied']['$(hostname):$pid']['state']")" applied "$c: hot probe applied"
 		addr=$(echo "$r" | jget "j['spec']['applied']['$(hostname):$pid']['addresses'][0]")
 		# bounded poll: disabled within 3 s of the add's reply
@@ -90,7 +90,7 @@ start_daemon --max-stopped-percent 50
 start_fixture p "$DIAG_FIXTURE_DIR/tiny-O2-nopie" 4 pair
 expect_eq "$(req "{\"cmd\":\"attach\",\"pid\":$p_pid}" | jget "j['ok']")" True "pair: attached"
 for fn in tiny tiny2; do # both before the threads start: they share every second from the first
-	r=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"pair-$fn\",\"target\":\"$fn\",\"pid\":$p_pid,\"instrument\":{\"type\":\"incr\",\"name\":\"pair-$fn\",\"value\":\"*(long *)\$rsp\"}}}")
+	r=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"pair-$fn\",\"target\":\"$fn\",\"pid\":$p_pid,\"instrument\":{\"type\":\"incr\",\"name\":\"pair-$fn\",\"value\":\"stack(1)\"}}}")
 	expect_eq "$(echo "$r" | jget "j['ok']")" True "pair: $fn probe added"
 done
 fixture_go p

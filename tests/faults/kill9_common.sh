@@ -6,6 +6,9 @@
 # mode reqs, so a capture fault left unrepaired kills it).
 # The death itself is kill9_die SIGNAL; a case may redefine it after sourcing this file
 # (test_oom.sh: the kernel's OOM killer); it returns non-zero when the daemon did not die so.
+# ours alone: a daemon of a parallel case sweeping the shared journal directory while no daemon
+# traces the victim (the gap between a death and the restart) must not see our journal
+export DIAG_JOURNAL_DIR=$T/journal
 kill9_die() { kill -"$1" "$DPID"; wait "$DPID" 2>/dev/null; return 0; }
 kill9_run() {
 	local kind=$1 sig=$2 trials=$3 survived=0 lost=0 ran=0
