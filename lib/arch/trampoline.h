@@ -179,10 +179,11 @@ int diag_tramp_build_capture(const struct diag_tramp_capture *c, uint8_t *out, s
  * of its program ranges, edit r to resume at the matching landing with the fault address where
  * the landing expects it, and return true. False: not ours (deliver the signal).
  * The repair, exactly (the in-target guard, arch/guard.h, does the same to a ucontext, so both
- * must agree): a range is [lo, hi) in offsets from the slot, the condition's checked first; a
- * landing outside [DIAG_TRAMP_SLOT_CODE, DIAG_TRAMP_SLOT) is refused (false); the pc becomes
- * slot + landing and nothing else changes: every other register and the flags stay as at the
- * fault. The landing finds the address that could not be read in its own registers (a program
+ * must agree): pc - slot == tp_load (when nonzero) resumes at tp_resume with the thread pointer
+ * register (x86-64: r14) 0; else a range is [lo, hi) in offsets from the slot, the condition's
+ * checked first; a landing outside [DIAG_TRAMP_SLOT_CODE, DIAG_TRAMP_SLOT) is refused (false);
+ * the pc becomes slot + landing and nothing else changes: every other register and the flags
+ * stay as at the fault. The landing finds the address that could not be read in its own registers (a program
  * reads memory only through an address register, byte by byte where it may cross into an
  * unreadable page), not in fault_addr: si_addr is 0 for a non-canonical address (#GP). */
 bool diag_tramp_fault_repair(diag_regs *r, uint64_t slot, const struct diag_tramp_slot_header *h,

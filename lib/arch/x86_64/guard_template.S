@@ -17,13 +17,14 @@
  * SIGBUS's BUS_MCEERR_AO, which the kernel sends about some other page) whose fault address is
  * not in pc's own page (an instruction fetch: pc's page may not be readable) is a capture's when
  * the slot S = pc & ~4095 starts with the header of arch/trampoline.h ("Capture trampolines")
- * whose magic is DIAG_TRAMP_SLOT_MAGIC ^ S, and pc - S lies in [cond_lo, cond_hi) (landing
- * cond_landing; the condition's range starts at the thread pointer's load from %fs:0, which
- * faults in a thread without TLS yet) or else in [value_lo, value_hi) (value_landing), with a
- * landing in [64, 4096). Then it does what diag_tramp_fault_repair does to the registers:
- * uc.rip = S + landing, nothing else, and returns: the capture goes on at its landing (no
- * record, or a record flagged as faulted, the address it could not read being in the
- * program's own address register).
+ * whose magic is DIAG_TRAMP_SLOT_MAGIC ^ S, and pc - S is tp_load (nonzero: the thread
+ * pointer's load from %fs:0, which faults in a thread without TLS yet; landing tp_resume, and
+ * uc.r14 = 0, the thread pointer it could not read), or lies in [cond_lo, cond_hi) (landing
+ * cond_landing) or else in [value_lo, value_hi) (value_landing), with a landing in [64, 4096).
+ * Then it does what diag_tramp_fault_repair does to the registers: uc.rip = S + landing, nothing
+ * else (but r14 for tp_load), and returns: the capture goes on at its landing (no record, or a
+ * record flagged as faulted, the address it could not read being in the program's own address
+ * register).
  * Reading the header is safe: pc's page holds the instruction that faulted on another page.
  * Anything else is chained to the action the target had before for that signal, exactly:
  *   a handler: with SA_RESETHAND the action becomes SIG_DFL first (as the kernel would have
@@ -50,6 +51,7 @@
 	.set	diag_guard_d_dfl, diag_guard_data + 64	/* kernel sigaction: SIG_DFL, all zero */
 	.set	diag_guard_size, diag_guard_data + 96
 
+	.set	UC_R14, 88		/* offsetof(ucontext_t, uc_mcontext.gregs[REG_R14]) */
 	.set	UC_RIP, 168		/* offsetof(ucontext_t, uc_mcontext.gregs[REG_RIP]) */
 	.set	SI_CODE, 8		/* offsetof(siginfo_t, si_code) */
 	.set	SI_ADDR, 16		/* offsetof(siginfo_t, si_addr) */
@@ -64,6 +66,8 @@
 	.set	H_VALUE_HI, 14
 	.set	H_COND_LANDING, 16
 	.set	H_VALUE_LANDING, 18
+	.set	H_TP_LOAD, 20
+	.set	H_TP_RESUME, 22
 	.set	SLOT_CODE, 64		/* DIAG_TRAMP_SLOT_CODE: a landing is code */
 	.set	SLOT, 4096		/* DIAG_TRAMP_SLOT: ... inside the slot */
 
@@ -91,7 +95,16 @@ start:
 	cmp	[rcx + H_MAGIC], r9
 	jne	chain
 	sub	rax, rcx			/* pc - S */
-	movzx	r9d, word ptr [rcx + H_COND_LO]
+	xor	r10d, r10d			/* 1: the thread pointer's load */
+	movzx	r9d, word ptr [rcx + H_TP_LOAD]
+	test	r9d, r9d
+	jz	4f
+	cmp	rax, r9
+	jne	4f
+	inc	r10d
+	movzx	eax, word ptr [rcx + H_TP_RESUME]
+	jmp	repair
+4:	movzx	r9d, word ptr [rcx + H_COND_LO]
 	cmp	rax, r9
 	jb	2f
 	movzx	r9d, word ptr [rcx + H_COND_HI]
@@ -111,7 +124,10 @@ repair:
 	jb	chain				/* a landing inside the header: not a slot we built */
 	cmp	eax, SLOT
 	jae	chain				/* nor one past the slot */
-	add	rax, rcx
+	test	r10d, r10d
+	jz	5f
+	mov	qword ptr [rdx + UC_R14], 0	/* no TLS yet: thread pointer 0 */
+5:	add	rax, rcx
 	mov	[rdx + UC_RIP], rax
 	ret
 

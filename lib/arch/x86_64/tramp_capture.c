@@ -572,7 +572,10 @@ bool diag_tramp_fault_repair(diag_regs *r, uint64_t slot, const struct diag_tram
 		return false;
 	off = r->rip - slot;
 	uint16_t landing;
-	if (off >= h->cond_lo && off < h->cond_hi)
+	bool tp = h->tp_load && off == h->tp_load; /* no TLS yet: record thread 0 */
+	if (tp)
+		landing = h->tp_resume;
+	else if (off >= h->cond_lo && off < h->cond_hi)
 		landing = h->cond_landing;
 	else if (off >= h->value_lo && off < h->value_hi)
 		landing = h->value_landing;
@@ -581,6 +584,8 @@ bool diag_tramp_fault_repair(diag_regs *r, uint64_t slot, const struct diag_tram
 	/* code of this slot only, as the in-target guard checks (guard_template.S) */
 	if (landing < DIAG_TRAMP_SLOT_CODE || landing >= DIAG_TRAMP_SLOT)
 		return false;
+	if (tp)
+		r->r14 = 0;
 	r->rip = slot + landing;
 	return true;
 }

@@ -342,6 +342,54 @@ static void test_logic(void)
 			agrees_with_tracer(&e, cases[i].pc, cases[i].addr, c, cases[i].rip != 0);
 		CHECK_EQ_INT(g_chained.calls, chained);
 	}
+	/* the thread pointer's load (no TLS yet): resumes at tp_resume with r14 = 0 */
+	struct diag_tramp_slot_header *hp = (struct diag_tramp_slot_header *)e.slot;
+	hp->tp_load = OUT_OFF;
+	hp->tp_resume = VL_OFF + 2;
+	{
+		siginfo_t si;
+		ucontext_t uc;
+		memset(&si, 0, sizeof(si));
+		memset(&uc, 0, sizeof(uc));
+		si.si_signo = SIGSEGV;
+		si.si_code = SEGV_MAPERR;
+		uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(s + OUT_OFF);
+		uc.uc_mcontext.gregs[REG_R14] = 0x7777;
+		uc.uc_mcontext.gregs[REG_RAX] = 0x1111;
+		((sa_fn)(uintptr_t)e.l.handler)(SIGSEGV, &si, &uc);
+		CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_RIP], s + VL_OFF + 2);
+		CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_R14], 0);
+		CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_RAX], 0x1111);
+		diag_regs r;
+		memset(&r, 0, sizeof(r));
+		r.rip = s + OUT_OFF;
+		r.r14 = 0x7777;
+		CHECK(diag_tramp_fault_repair(&r, s, hp, 0));
+		CHECK_EQ_INT(r.rip, s + VL_OFF + 2);
+		CHECK_EQ_INT(r.r14, 0);
+		/* one byte further is not the load; r14 untouched when chained */
+		uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(s + OUT_OFF + 1);
+		uc.uc_mcontext.gregs[REG_R14] = 0x7777;
+		int saved = g_chained.calls;
+		g_chained.calls = 0;
+		((sa_fn)(uintptr_t)e.l.handler)(SIGSEGV, &si, &uc);
+		CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_RIP], s + OUT_OFF + 1);
+		CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_R14], 0x7777);
+		CHECK_EQ_INT(g_chained.calls, 1);
+		/* a resume inside the header is refused, r14 kept */
+		hp->tp_resume = 8;
+		uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(s + OUT_OFF);
+		((sa_fn)(uintptr_t)e.l.handler)(SIGSEGV, &si, &uc);
+		CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_RIP], s + OUT_OFF);
+		CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_R14], 0x7777);
+		r.rip = s + OUT_OFF;
+		r.r14 = 0x7777;
+		CHECK(!diag_tramp_fault_repair(&r, s, hp, 0));
+		CHECK_EQ_INT(r.r14, 0x7777);
+		CHECK_EQ_INT(g_chained.calls, 2);
+		g_chained.calls = saved;
+		hp->tp_load = hp->tp_resume = 0;
+	}
 	/* a retired slot (magic 0), a wrong magic, a landing inside the header or past the slot:
 	 * not ours */
 	slot_header(&e, 0);
