@@ -142,7 +142,11 @@ struct diag_tramp_slot_header {
 	uint16_t cond_landing;     /* a fault in the condition resumes here: no record */
 	uint16_t value_landing;    /* a fault in the value resumes here: the record is published
 	                            * with DIAG_REC_FAULT and the fault address */
-	uint16_t pad[2];
+	uint16_t tp_load;          /* nonzero: the thread pointer's load (x86-64: mov from %fs:0),
+	                            * which faults in a thread without TLS yet (early ld.so); the
+	                            * repair resumes at tp_resume with the thread pointer 0 (0: the
+	                            * load lies in the condition's range instead: no record) */
+	uint16_t tp_resume;
 	uint64_t site;             /* the site id, for the reader of a core file */
 	uint64_t reserved[4];
 };
