@@ -5,6 +5,7 @@
 #ifndef DIAG_ARCH_BRANCH_H
 #define DIAG_ARCH_BRANCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,7 @@ struct diag_exit_plan {
 	uint64_t term;             /* the ret / tail-call jmp */
 	uint64_t start;            /* where the patch starts (valid when why[0] == 0) */
 	uint32_t term_len;
+	bool tail_call;            /* term jumps to another function (it returns in our stead) */
 	char why[96];              /* empty: a jump fits; else why this exit needs an int3 */
 };
 

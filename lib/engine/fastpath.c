@@ -937,11 +937,21 @@ static int place_return(struct diag_engine *e, struct eproc *ep, struct site *s,
 	size_t n = 0;
 	if (eng_exit_plans_of(ep, loc->func_start, loc->func_end, &plans, &n, buf, sizeof(buf)))
 		return why(s, "%s", buf);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		/* the callee of a tail call returns in this function's stead: at the jmp the
+		 * call is not over (elapsed would stop short, result would be unset); only the
+		 * int3 path watches the return address itself */
+		if (plans[i].tail_call) {
+			unsigned long long at = plans[i].term;
+			free(plans);
+			return why(s, "return: the tail call at 0x%llx returns past this function (the int3 path watches its return address)",
+				   at);
+		}
 		if (!eng_exit_plan_free(&ep->bps, &plans[i], loc->addr + span, buf, sizeof(buf))) {
 			free(plans);
 			return why(s, "%s", buf);
 		}
+	}
 	/* a fork child adopts the copies of its parent's trampolines: no freeze before its
 	 * first stop, every jump already there */
 	const struct eng_slot *esl = entry ? diag_u64map_get(&ep->slots, entry->slot_page) : NULL;

@@ -362,9 +362,27 @@ int eng_probe_install(struct diag_engine *e, struct eproc *ep, struct probe *pr,
 		r = diag_error_set_field(err, "target", -DIAG_E_LIMIT,
 					 "target: '%s' matches %zu addresses (max %d)", pr->target, n,
 					 DIAG_PROBE_MAX_ADDRS);
-	for (size_t i = 0; r == 0 && i < n; i++)
-		if ((r = check_location(e, ep, &mods, &locs[i], err)) < 0)
+	/* one instance of several that cannot be patched (an inlined copy inside a function the
+	 * ELF symbols do not name, say) is skipped and said why; the others are probed */
+	for (size_t i = 0; r == 0 && i < n;) {
+		struct diag_error why = {0};
+		if ((r = check_location(e, ep, &mods, &locs[i], n > 1 ? &why : err)) == 0) {
+			i++;
+			continue;
+		}
+		if (n == 1) {
 			diag_error_lead_field(err, "target");
+			break;
+		}
+		if (pr->nskips < DIAG_PROBE_MAX_SKIPS) {
+			struct diag_skip *k = &pr->skips[pr->nskips++];
+			k->mod = locs[i].mod;
+			describe(&locs[i], k->what, sizeof(k->what));
+			snprintf(k->reason, sizeof(k->reason), "%.127s", why.msg);
+		}
+		locs[i] = locs[--n];
+		r = 0;
+	}
 	if (r == 0 && !(pr->sites = calloc(n, sizeof(*pr->sites))))
 		r = diag_error_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; r == 0 && i < n; i++) {

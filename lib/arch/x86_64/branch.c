@@ -188,7 +188,8 @@ static void plan_one(const struct plan_sweep *s, size_t k, uint64_t addr,
 {
 	const struct plan_insn *t = &s->v[k];
 	uint64_t term = addr + t->off, end = term + t->len;
-	*out = (struct diag_exit_plan){.term = term, .start = term, .term_len = t->len};
+	*out = (struct diag_exit_plan){.term = term, .start = term, .term_len = t->len,
+				       .tail_call = t->exit != X_RET};
 	if (t->exit == X_COND_TAIL) {
 		snprintf(out->why, sizeof(out->why), "conditional tail call at 0x%llx",
 			 (unsigned long long)term);
