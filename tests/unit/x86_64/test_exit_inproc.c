@@ -239,7 +239,7 @@ static jmp_buf jb;
 
 static long run(void)
 {
-	long bad = 0;
+	volatile long bad = 0; /* kept across the longjmps */
 	for (long n = 0; n <= 30; n++)
 		bad += ex_rec(n) != rec_want(n);
 	for (volatile long i = 0; i < 100; i++) {

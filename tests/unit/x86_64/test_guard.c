@@ -560,7 +560,7 @@ static void prev_plain(int sig)
 /* One fault outside the slot (or in it, outside its ranges) under a previous handler. */
 static int fault_chained(struct env *e, const void *p, bool in_slot)
 {
-	loadfn f = in_slot ? fn_at(e, OUT_OFF) : (loadfn)(uintptr_t)g_plain;
+	loadfn volatile f = in_slot ? fn_at(e, OUT_OFF) : (loadfn)(uintptr_t)g_plain;
 	uint64_t out = 0;
 
 	if (sigsetjmp(g_jmp, 1) == 0) {
