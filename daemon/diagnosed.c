@@ -464,7 +464,7 @@ static int run(struct loop *l)
 			return 0;
 		}
 		if (l->oneshot && dmn_manager_count_live(&l->m) == 0) {
-			l->why = "every probe's lifespan ended";
+			l->why = "no probe is live any more (lifespans over, processes exited)";
 			return 0;
 		}
 		next = earliest(next, l->end_ns);

@@ -14,8 +14,13 @@ for build in O0-pie O0-nopie O2-pie O2-nopie; do
 	for _ in $(seq 200); do grep -q "w2" "$T/cli.err" 2>/dev/null && break; sleep 0.05; done
 	fixture_go fx
 	expect_contains "$(fixture_line fx)" "sum " "$build: fixture finished"
-	stop_daemon
-	expect_eq "$?" 0 "$build: SIGTERM exits 0"
+	# its only process has exited: a one-shot run ends by itself (SIGTERM if it did not)
+	for _ in $(seq 600); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.05; done
+	kill -TERM "$DPID" 2>/dev/null
+	wait "$DPID"
+	expect_eq "$?" 0 "$build: exits 0"
+	DPID=
+	expect_contains "$(cat "$T/cli.err")" "no probe is live any more" "$build: ended by itself once its process exited"
 	expect_eq "$(grep -c '^Probe (w1) = ' "$T/cli.out")" 1000 "$build: one line per call"
 	expect_eq "$(grep '^Probe (w1) = ' "$T/cli.out" | sort | uniq -c | awk '$1 != 2' | wc -l)" 0 \
 		"$build: each value 0..499 seen once per thread"

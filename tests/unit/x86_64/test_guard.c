@@ -55,6 +55,22 @@ DECL(g_value); DECL(g_value_ret); DECL(g_cond); DECL(g_vland); DECL(g_cland); DE
 typedef uint64_t (*loadfn)(const void *p, uint64_t *out);
 typedef void (*sa_fn)(int, siginfo_t *, void *);
 
+/* The guard runs as a signal handler: the kernel restores every register at sigreturn, so it
+ * may use callee-saved ones (r12-r15). Called here as a plain function, they are saved around
+ * it (an optimised caller keeps its loop state there). */
+void call_as_handler(uint64_t fn, int sig, siginfo_t *si, void *uc);
+__asm__(".text\n"
+	".type call_as_handler, @function\n"
+	"call_as_handler:\n"
+	"\tpush %rbx\n\tpush %rbp\n\tpush %r12\n\tpush %r13\n\tpush %r14\n\tpush %r15\n"
+	"\tsub $8, %rsp\n"
+	"\tmov %rdi, %rax\n\tmov %esi, %edi\n\tmov %rdx, %rsi\n\tmov %rcx, %rdx\n"
+	"\tcall *%rax\n"
+	"\tadd $8, %rsp\n"
+	"\tpop %r15\n\tpop %r14\n\tpop %r13\n\tpop %r12\n\tpop %rbp\n\tpop %rbx\n"
+	"\tret\n"
+	".size call_as_handler, .-call_as_handler\n");
+
 #define V_OFF 64     /* the value program: [64, 64 + len(g_value)), then ret */
 #define C_OFF 160    /* the condition program */
 #define VL_OFF 256   /* value_landing */
@@ -255,7 +271,7 @@ static struct call call_handler(const struct env *e, int sig, int code, uint64_t
 	uc.uc_mcontext.gregs[REG_RIP] = (greg_t)pc;
 	uc.uc_mcontext.gregs[REG_RAX] = 0x1111;
 	uc.uc_mcontext.gregs[REG_RSI] = 0x2222;
-	((sa_fn)(uintptr_t)e->l.handler)(sig, &si, &uc);
+	call_as_handler(e->l.handler, sig, &si, &uc);
 	CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_RSI], 0x2222); /* nothing else touched */
 	return (struct call){(uint64_t)uc.uc_mcontext.gregs[REG_RIP],
 			     (uint64_t)uc.uc_mcontext.gregs[REG_RAX]};
@@ -356,7 +372,7 @@ static void test_logic(void)
 		uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(s + OUT_OFF);
 		uc.uc_mcontext.gregs[REG_R14] = 0x7777;
 		uc.uc_mcontext.gregs[REG_RAX] = 0x1111;
-		((sa_fn)(uintptr_t)e.l.handler)(SIGSEGV, &si, &uc);
+		call_as_handler(e.l.handler, SIGSEGV, &si, &uc);
 		CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_RIP], s + VL_OFF + 2);
 		CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_R14], 0);
 		CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_RAX], 0x1111);
@@ -372,14 +388,14 @@ static void test_logic(void)
 		uc.uc_mcontext.gregs[REG_R14] = 0x7777;
 		int saved = g_chained.calls;
 		g_chained.calls = 0;
-		((sa_fn)(uintptr_t)e.l.handler)(SIGSEGV, &si, &uc);
+		call_as_handler(e.l.handler, SIGSEGV, &si, &uc);
 		CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_RIP], s + OUT_OFF + 1);
 		CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_R14], 0x7777);
 		CHECK_EQ_INT(g_chained.calls, 1);
 		/* a resume inside the header is refused, r14 kept */
 		hp->tp_resume = 8;
 		uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(s + OUT_OFF);
-		((sa_fn)(uintptr_t)e.l.handler)(SIGSEGV, &si, &uc);
+		call_as_handler(e.l.handler, SIGSEGV, &si, &uc);
 		CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_RIP], s + OUT_OFF);
 		CHECK_EQ_INT(uc.uc_mcontext.gregs[REG_R14], 0x7777);
 		r.rip = s + OUT_OFF;
