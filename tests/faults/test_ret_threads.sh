@@ -20,7 +20,7 @@ for trial in $(seq "$FAULT_TRIALS"); do
 	start_fixture s "$bin" threads 4
 	req "{\"cmd\":\"attach\",\"pid\":$s_pid}" > /dev/null
 	life=
-	[ $how = lifespan ] && life=',"lifespan":1.5'
+	[ $how = lifespan ] && life=',"lifespan":0.25'
 	r1=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"lat\",\"target\":\"ret_leaf\",\"instrument\":{\"type\":\"hist\",\"name\":\"lat\",\"value\":\"elapsed\",\"event\":\"return\"}$life}}")
 	r2=$(req "{\"cmd\":\"add\",\"spec\":{\"id\":\"res\",\"target\":\"ret_outer\",\"instrument\":{\"type\":\"incr\",\"name\":\"res\",\"value\":\"result\",\"event\":\"return\"}$life}}")
 	[ "$(echo "$r1" | jget "j['ok']")$(echo "$r2" | jget "j['ok']")" = TrueTrue ] || fail "$what: add refused: $r1 $r2"
