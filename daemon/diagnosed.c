@@ -320,7 +320,7 @@ static void add_one(struct dmn_manager *m, const cJSON *j, const char *label)
 static void add_lines(struct dmn_manager *m, const struct options *o)
 {
 	for (size_t i = 0; i < o->nlines; i++) {
-		char id[16];
+		char id[24];
 		snprintf(id, sizeof(id), "e%zu", i + 1);
 		cJSON *spec = NULL;
 		struct diag_error err = { 0 };
