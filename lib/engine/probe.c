@@ -119,10 +119,8 @@ static void sites_free(struct diag_engine *e, struct eproc *ep, struct probe *pr
 		diag_expr_free(s->value);
 		diag_expr_free(s->condition);
 	}
-	free(pr->sites);
-	pr->sites = NULL;
-	pr->nsites = 0;
-	/* the exit jumps of a return probe; its frames waiting for them */
+	/* the exit jumps of a return probe; its frames waiting for them (the frames name their
+	 * entry site: the sites are freed after) */
 	for (size_t i = 0; alive && i < pr->nrsites; i++)
 		if (pr->rsites[i]->bp && pr->rsites[i]->bp->jump &&
 		    !jump_site_free(e, mem, pr->rsites[i], frozen) && left)
@@ -130,6 +128,9 @@ static void sites_free(struct diag_engine *e, struct eproc *ep, struct probe *pr
 	if (alive)
 		eng_xf_forget(&mem->xframes, pr);
 	eng_ret_forget(e, ep, pr);
+	free(pr->sites);
+	pr->sites = NULL;
+	pr->nsites = 0;
 	if (frozen && alive) {
 		eng_fast_reap(e, mem); /* slot pages no thread is inside any more */
 		eng_thaw(e, mem);
