@@ -130,6 +130,20 @@ int diag_engine_dispatch(struct diag_engine *e);
 
 /* Trace every thread of pid (and its future threads and children). Idempotent. */
 int diag_engine_attach(struct diag_engine *e, pid_t pid, struct diag_error *err);
+/* Processes started after a probe (issue 11; docs/architecture.md, "Processes started after
+ * the probe"). tid is a thread waiting at the exec gate (procwatch/execgate.h) and not traced
+ * yet. The engine seizes it, calls allow(arg) exactly once (also when the seize fails, so an
+ * exec never waits on the engine), and waits, bounded, for its PTRACE_EVENT_EXEC stop. On
+ * success *pid is the process (its tgid after the exec) attached with the new image's modules
+ * known, and it is HELD: not one instruction of the new image has run. The caller adds its
+ * probes (diag_engine_probe_add) and then calls diag_engine_release; until then the process
+ * stays stopped. An exec that fails, a thread killed meanwhile, or a process already traced
+ * gives a negative code with err naming tid and the reason, and nothing stays traced. */
+int diag_engine_adopt_exec(struct diag_engine *e, pid_t tid, int (*allow)(void *arg), void *arg,
+			   pid_t *pid, struct diag_error *err);
+/* Let a process held by diag_engine_adopt_exec run on. A process that is not held (or not
+ * traced) is left alone; returns 0 or -errno. */
+int diag_engine_release(struct diag_engine *e, pid_t pid);
 /* Remove pid's probes, restore its bytes and detach; the process keeps running. */
 int diag_engine_detach(struct diag_engine *e, pid_t pid, struct diag_error *err);
 bool diag_engine_attached(const struct diag_engine *e, pid_t pid);

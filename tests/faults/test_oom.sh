@@ -71,14 +71,46 @@ kill9_die() {
 	wait -n -p who "$DPID" "$HOG" 2>/dev/null
 	st=$?
 	if [ "$who" != "$DPID" ]; then
+		# The killer may have picked the daemon and then, while the daemon's exit was still
+		# detaching its tracees and the hog kept allocating, the hog too: the daemon is then
+		# already dying (SIGKILL pending), so its exit is waited for, bounded.
 		HOG=
-		oom_abort "the hog ended first (status $st) and the daemon still runs: the cgroup's OOM killer did not pick the daemon"
-		return 1
+		if oom_dying "$DPID"; then
+			wait "$DPID" 2>/dev/null
+			st=$?
+		else
+			oom_abort "the hog ended first (status $st) and the daemon still runs ($(oom_state "$DPID")): the cgroup's OOM killer did not pick the daemon"
+			return 1
+		fi
 	fi
-	kill -KILL "$HOG" 2>/dev/null; wait "$HOG" 2>/dev/null; HOG=
+	[ -n "$HOG" ] && { kill -KILL "$HOG" 2>/dev/null; wait "$HOG" 2>/dev/null; HOG=; }
 	[ "$st" = 137 ] || { fail "the daemon exited with status $st, not of SIGKILL (137)"; return 1; }
 	[ "$(oom_kills)" -gt "$before" ] || { fail "the daemon died of SIGKILL but $OOM_EVENTS counted no OOM kill ($(oom_kills))"; return 1; }
 	return 0
+}
+
+# oom_state PID: the process's state and pending fatal signal, for the failure message.
+oom_state() { awk '/^State:|^ShdPnd:|^SigPnd:/ {printf "%s %s ", $1, $2}' "/proc/$1/status" 2>/dev/null; }
+
+# oom_dying PID: true once PID has exited, is exiting, or has SIGKILL pending (bit 9 of its
+# shared or own pending set), waiting up to 20 s for that (a fatal signal is queued before its victim can
+# run again, so a daemon the killer picked shows it at once; the bound is only for a daemon
+# that was not picked).
+oom_dying() {
+	local i pend
+	for ((i = 0; i < 200; i++)); do
+		[ -e "/proc/$1/status" ] || return 0
+		[ "$(awk '$1 == "State:" {print $2}' "/proc/$1/status" 2>/dev/null)" = Z ] && return 0
+		# PF_EXITING (0x4) in the leader's flags: do_exit has begun
+		local flags
+		flags=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $7}')
+		[ -n "$flags" ] && (( flags & 4 )) && return 0
+		for pend in $(awk '$1 == "ShdPnd:" || $1 == "SigPnd:" {print $2}' "/proc/$1/status" 2>/dev/null); do
+			(( (16#$pend >> 8) & 1 )) && return 0
+		done
+		sleep 0.1
+	done
+	return 1
 }
 
 # oom_abort WHY: a trial that could not produce an OOM kill: says why, ends the daemon and the
