@@ -278,8 +278,9 @@ static void emit_sink(void *ctx, const char *probe_id, const char *line)
 
 static void emit_idle(void *ctx)
 {
-	(void)ctx;
+	struct dmn_manager *m = ctx;
 	fflush(stdout);
+	diag_plugin_host_idle(m->plugins);
 }
 
 int dmn_manager_init(struct dmn_manager *m, const char *plugin_dir, const char *store_path,

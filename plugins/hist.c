@@ -271,6 +271,12 @@ static char *hist_report(void *self)
 	return plugin_report_finish_text(r, &text, hist_report_buckets(h, r, &text));
 }
 
+static void hist_idle(void *self)
+{
+	struct hist_instrument *h = self;
+	statsd_idle(&h->statsd);
+}
+
 PLUGIN_EXPORT const struct diag_instrument_ops diag_instrument = {
 	.abi_version = DIAG_INSTRUMENT_ABI,
 	.type = "hist",
@@ -278,4 +284,5 @@ PLUGIN_EXPORT const struct diag_instrument_ops diag_instrument = {
 	.fire = hist_fire,
 	.report = hist_report,
 	.destroy = hist_destroy,
+	.idle = hist_idle,
 };

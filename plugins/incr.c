@@ -205,6 +205,12 @@ static char *incr_report(void *self)
 	return plugin_report_finish_text(r, &text, ok);
 }
 
+static void incr_idle(void *self)
+{
+	struct incr_instrument *c = self;
+	statsd_idle(&c->statsd);
+}
+
 PLUGIN_EXPORT const struct diag_instrument_ops diag_instrument = {
 	.abi_version = DIAG_INSTRUMENT_ABI,
 	.type = "incr",
@@ -212,4 +218,5 @@ PLUGIN_EXPORT const struct diag_instrument_ops diag_instrument = {
 	.fire = incr_fire,
 	.report = incr_report,
 	.destroy = incr_destroy,
+	.idle = incr_idle,
 };

@@ -204,6 +204,13 @@ static inline void jsonl_event(struct jsonl_sink *s, const struct diag_event *ev
 		jsonl_flush(s);
 }
 
+/* The event stream paused (ABI 2 idle): buffered lines reach the file once JSONL_FLUSH_NS old. */
+static inline void jsonl_idle(struct jsonl_sink *s)
+{
+	if (s->fd >= 0 && s->len && jsonl_now_ns() - s->last_write_ns >= JSONL_FLUSH_NS)
+		jsonl_flush(s);
+}
+
 static inline void jsonl_report(struct jsonl_sink *s, cJSON *r)
 {
 	if (s->fd < 0)

@@ -194,6 +194,12 @@ static char *log_report(void *self)
 	return plugin_report_finish(r);
 }
 
+static void log_idle(void *self)
+{
+	struct log_instrument *l = self;
+	jsonl_idle(&l->file);
+}
+
 PLUGIN_EXPORT const struct diag_instrument_ops diag_instrument = {
 	.abi_version = DIAG_INSTRUMENT_ABI,
 	.type = "log",
@@ -201,4 +207,5 @@ PLUGIN_EXPORT const struct diag_instrument_ops diag_instrument = {
 	.fire = log_fire,
 	.report = log_report,
 	.destroy = log_destroy,
+	.idle = log_idle,
 };

@@ -194,6 +194,13 @@ static inline void statsd_maybe_flush(struct statsd_sink *s)
 		statsd_flush(s);
 }
 
+/* The event stream paused (ABI 2 idle): what is held leaves once it is STATSD_FLUSH_NS old. */
+static inline void statsd_idle(struct statsd_sink *s)
+{
+	if (s->ncounts || s->len)
+		statsd_maybe_flush(s);
+}
+
 /* One counted event (summed per process when tagged, else in one count). */
 static inline void statsd_count(struct statsd_sink *s, const char *probe, int pid)
 {

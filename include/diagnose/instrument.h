@@ -18,7 +18,10 @@
 extern "C" {
 #endif
 
-#define DIAG_INSTRUMENT_ABI 1
+/* ABI 2 added `idle`; the daemon still loads ABI 1 plugins (it reads no member after
+ * `destroy` from them). */
+#define DIAG_INSTRUMENT_ABI 2
+#define DIAG_INSTRUMENT_ABI_MIN 1
 #define DIAG_INSTRUMENT_SYMBOL "diag_instrument"
 
 /* What the daemon offers a plugin instance. */
@@ -48,6 +51,11 @@ struct diag_instrument_ops {
 
 	/* Free the instance. Accepts NULL. */
 	void (*destroy)(void *self);
+	/* ABI 2, optional (NULL): the event stream paused. Called when the daemon's queue has run
+	 * dry and then about every 100 ms while it stays dry, serialised like fire. Send what the
+	 * instance holds back for batching (a partial datagram, buffered lines), so that the last
+	 * events before a pause reach their receiver without waiting for the next one. */
+	void (*idle)(void *self);
 };
 
 #ifdef __cplusplus

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,8 @@ struct diag_plugin_host {
 	void *sink_ctx;
 	pthread_mutex_t lock; /* the plugin list */
 	struct plugin *plugins;
+	pthread_mutex_t ilock; /* the live instances (idle); taken before an instance's lock */
+	struct diag_instrument *live;
 };
 
 struct diag_instrument {
@@ -35,6 +38,9 @@ struct diag_instrument {
 	const struct diag_instrument_ops *ops;
 	void *self;
 	struct diag_plugin_host *host;
+	void (*idle)(void *self);              /* NULL: none, or an ABI 1 plugin */
+	struct diag_instrument *prev, *next;   /* host->live, under host->ilock */
+	bool linked;
 	char *type, *name, *probe_id;
 };
 
@@ -49,6 +55,7 @@ int diag_plugin_host_new(const char *dir, diag_emit_sink_fn sink, void *sink_ctx
 	h->sink = sink;
 	h->sink_ctx = sink_ctx;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_init(&h->ilock, NULL);
 	*out = h;
 	return 0;
 }
@@ -64,6 +71,7 @@ void diag_plugin_host_free(struct diag_plugin_host *h)
 		free(p);
 	}
 	pthread_mutex_destroy(&h->lock);
+	pthread_mutex_destroy(&h->ilock);
 	free(h->dir);
 	free(h);
 }
@@ -93,10 +101,10 @@ static int plugin_open(struct diag_plugin_host *h, const char *type, struct plug
 		r = diag_error_set(err, -DIAG_E_PLUGIN,
 				   "instrument.type: plugin '%s' (%s) has no symbol '%s'", type, path,
 				   DIAG_INSTRUMENT_SYMBOL);
-	else if (ops->abi_version != DIAG_INSTRUMENT_ABI)
+	else if (ops->abi_version < DIAG_INSTRUMENT_ABI_MIN || ops->abi_version > DIAG_INSTRUMENT_ABI)
 		r = diag_error_set(err, -DIAG_E_PLUGIN,
-				   "instrument.type: plugin '%s' has ABI %u, daemon supports %d", type,
-				   ops->abi_version, DIAG_INSTRUMENT_ABI);
+				   "instrument.type: plugin '%s' has ABI %u, daemon supports %d to %d",
+				   type, ops->abi_version, DIAG_INSTRUMENT_ABI_MIN, DIAG_INSTRUMENT_ABI);
 	else if (!ops->create || !ops->fire || !ops->destroy)
 		r = diag_error_set(err, -DIAG_E_PLUGIN,
 				   "instrument.type: plugin '%s' (%s) lacks create, fire or destroy",
@@ -146,8 +154,51 @@ static void instrument_emit(void *ctx, const char *line)
 		in->host->sink(in->host->sink_ctx, in->probe_id, line);
 }
 
+static void live_link(struct diag_instrument *in)
+{
+	struct diag_plugin_host *h = in->host;
+	pthread_mutex_lock(&h->ilock);
+	in->next = h->live;
+	if (h->live)
+		h->live->prev = in;
+	h->live = in;
+	in->linked = true;
+	pthread_mutex_unlock(&h->ilock);
+}
+
+static void live_unlink(struct diag_instrument *in)
+{
+	struct diag_plugin_host *h = in->host;
+	if (!in->linked)
+		return;
+	pthread_mutex_lock(&h->ilock);
+	if (in->prev)
+		in->prev->next = in->next;
+	else
+		h->live = in->next;
+	if (in->next)
+		in->next->prev = in->prev;
+	in->linked = false;
+	pthread_mutex_unlock(&h->ilock);
+}
+
+void diag_plugin_host_idle(struct diag_plugin_host *h)
+{
+	pthread_mutex_lock(&h->ilock);
+	for (struct diag_instrument *in = h->live; in; in = in->next) {
+		if (!in->idle)
+			continue;
+		pthread_mutex_lock(&in->lock);
+		in->idle(in->self);
+		pthread_mutex_unlock(&in->lock);
+	}
+	pthread_mutex_unlock(&h->ilock);
+}
+
 static void instrument_free(struct diag_instrument *in)
 {
+	/* unlinked first: an idle pass holds the list lock while it calls into instances */
+	live_unlink(in);
 	if (in->self)
 		in->ops->destroy(in->self);
 	pthread_mutex_destroy(&in->lock);
@@ -189,6 +240,9 @@ int diag_instrument_new(struct diag_plugin_host *h, const char *type, const char
 		return diag_error_set(err, -DIAG_E_PLUGIN, "instrument: %s",
 				      why[0] ? why : "plugin create failed without a reason");
 	}
+	if (ops->abi_version >= 2)
+		in->idle = ops->idle;
+	live_link(in);
 	*out = in;
 	return 0;
 }

@@ -29,7 +29,7 @@ const char *diag_plugin_host_dir(const struct diag_plugin_host *h);
  *   instrument.type: no plugin 'foo' in DIR (looked for DIR/foo.so)
  *   instrument.type: plugin 'foo' (PATH) cannot be loaded: <dlerror>
  *   instrument.type: plugin 'foo' (PATH) has no symbol 'diag_instrument'
- *   instrument.type: plugin 'foo' has ABI 2, daemon supports 1
+ *   instrument.type: plugin 'foo' has ABI 3, daemon supports 1 to 2
  *   instrument: <the plugin's create error> */
 int diag_instrument_new(struct diag_plugin_host *h, const char *type, const char *probe_id,
 			const char *name, const char *custom_json, struct diag_instrument **out,
@@ -46,6 +46,10 @@ void diag_instrument_fire_many(struct diag_instrument *in, const struct diag_eve
 			       size_t n);
 /* The plugin's report (malloc'd JSON object text) or NULL. */
 char *diag_instrument_report(struct diag_instrument *in);
+
+/* Call idle of every live instance whose plugin has one (ABI 2), each under its own lock.
+ * From the event queue's worker, when the queue has run dry. */
+void diag_plugin_host_idle(struct diag_plugin_host *h);
 
 const char *diag_instrument_type(const struct diag_instrument *in);
 const char *diag_instrument_name(const struct diag_instrument *in);

@@ -15,7 +15,10 @@
 #include <string.h>
 #include <time.h>
 
-#define IDLE_POLLS 100 /* 100 ms without events before the worker sleeps untimed */
+#define IDLE_POLLS 100 /* 100 ms of 1 ms polls without events before the worker sleeps */
+/* Asleep, the worker still wakes this often to run idle again: what plugins hold back for
+ * batching (a partial StatsD datagram) must not wait for the next event. */
+#define IDLE_PERIOD_NS 100000000
 #define FIRE_RUN 64    /* events of one instrument fired under one lock of it */
 
 /* A record at an 8-aligned offset of the ring: this header, then the probe id, name, text and
@@ -227,8 +230,12 @@ static void worker_wait(struct diag_event_queue *q, bool *idled)
 			q->idle_ticks++;
 	} else {
 		atomic_store(&q->sleeping, true);
-		if (queue_empty(q) && !q->stop) /* a push after this sees sleeping and signals */
-			pthread_cond_wait(&q->nonempty, &q->lock);
+		if (queue_empty(q) && !q->stop) { /* a push after this sees sleeping and signals */
+			int64_t at = diag_clock_mono_ns() + IDLE_PERIOD_NS;
+			struct timespec ts = { .tv_sec = at / 1000000000, .tv_nsec = at % 1000000000 };
+			if (pthread_cond_timedwait(&q->nonempty, &q->lock, &ts) == ETIMEDOUT)
+				*idled = false; /* still dry: idle runs again */
+		}
 		atomic_store(&q->sleeping, false);
 	}
 }

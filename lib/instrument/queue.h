@@ -26,7 +26,8 @@ struct diag_queue_stats {
 	uint64_t batches;       /* worker wake-ups that fired at least one event */
 };
 
-/* idle(ctx) runs on the worker each time it has drained the queue (e.g. to flush output).
+/* idle(ctx) runs on the worker each time it has drained the queue (e.g. to flush output), and
+ * about every 100 ms while the queue stays empty.
  * capacity: bytes of the ring (> 0); diag_event_queue_item_bytes() says what one event takes. */
 int diag_event_queue_new(size_t capacity, void (*idle)(void *ctx), void *ctx,
 			 struct diag_event_queue **out);
