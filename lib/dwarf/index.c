@@ -4,6 +4,7 @@
  * Opens files read-only; never touches a process. */
 #include "dwarf/internal.h"
 #include "util/grow.h"
+#include "util/search.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -358,11 +359,10 @@ static int index_die(struct diag_dwarf_file *f, Dwarf_Die die, int depth)
 	if (dwarf_tag(die, &tag, &e) != DW_DLV_OK || dwarf_dieoffset(die, &off, &e) != DW_DLV_OK)
 		return 0;
 	char *name = NULL;
-	bool decl = dw_attr_flag(die, DW_AT_declaration);
 	switch (tag) {
 	case DW_TAG_subprogram: {
-		if (decl)
-			return 0;
+		/* a declaration has no PC range: dw_ranges finds none (no test of the flag first,
+		 * which is one more pass over the attributes of every function) */
 		struct func_add fa = { .f = f, .die = off };
 		dw_ranges(f, die, func_add_cb, &fa);
 		return fa.rc;
@@ -388,7 +388,8 @@ static int index_die(struct diag_dwarf_file *f, Dwarf_Die die, int depth)
 			return 0;
 		return name_add(f, name, tag == DW_TAG_structure_type ? DW_NAME_STRUCT
 				: tag == DW_TAG_union_type ? DW_NAME_UNION
-				: tag == DW_TAG_enumeration_type ? DW_NAME_ENUM : DW_NAME_ORD, decl, off);
+				: tag == DW_TAG_enumeration_type ? DW_NAME_ENUM : DW_NAME_ORD,
+				dw_attr_flag(die, DW_AT_declaration), off);
 	case DW_TAG_namespace:
 		return depth < 8 ? index_children(f, die, depth + 1) : 0;
 	default:
@@ -413,9 +414,10 @@ static int cmp_name(const void *a, const void *b)
 	return (int)x->decl - (int)y->decl; /* definitions first */
 }
 
-static int index_cu(struct diag_dwarf_file *f, Dwarf_Die cu, Dwarf_Half version, void *arg)
+static int index_cu(struct diag_dwarf_file *f, Dwarf_Die cu, const struct dw_cu_hdr *hdr,
+		    void *arg)
 {
-	(void)version;
+	(void)hdr;
 	(void)arg;
 	return index_children(f, cu, 0);
 }
@@ -425,10 +427,8 @@ static int index_file(struct diag_dwarf_file *f)
 	int rc = dw_each_cu(f, index_cu, NULL);
 	if (rc)
 		return rc;
-	if (f->nfuncs)
-		qsort(f->funcs, f->nfuncs, sizeof(*f->funcs), cmp_func);
-	if (f->nnames)
-		qsort(f->names, f->nnames, sizeof(*f->names), cmp_name);
+	diag_sort(f->funcs, f->nfuncs, sizeof(*f->funcs), cmp_func);
+	diag_sort(f->names, f->nnames, sizeof(*f->names), cmp_name);
 	return 0;
 }
 

@@ -1,7 +1,9 @@
 /* dwarf/inline: the inlined instances of a file (DW_TAG_inlined_subroutine: origin names, entry
  * address, contiguous bounds, caller and call site) and the PC ranges of every scope (function,
- * inlined call, lexical block with locals) that line lookups group addresses by. Built by one
- * walk over every DIE, once per file, on first use. Reads DWARF only; never touches a process. */
+ * inlined call, lexical block with locals) that line lookups group addresses by. Each is built
+ * by a walk over the DIEs, once per file, on first use; the instances alone (what every probe
+ * by name asks for) skip the units whose abbreviations have no inlined-subroutine tag (an -O0
+ * unit: nothing to find there). Reads DWARF only; never touches a process. */
 #include "dwarf/internal.h"
 #include "util/search.h"
 #include "util/grow.h"
@@ -24,7 +26,9 @@ struct walk {
 	char **files;         /* the CU's file table (dwarf_srcfiles) */
 	Dwarf_Signed nfiles;
 	Dwarf_Half version;
-	const char *caller;   /* the out-of-line function being walked */
+	bool want_inls, want_scopes;
+	Dwarf_Die caller_die; /* the out-of-line function being walked */
+	const char *caller;   /* its name, read at its first inlined instance */
 	Dwarf_Off scope_die;  /* the scope whose ranges scope_cb records */
 	int scope_depth;
 	int rc;
@@ -144,6 +148,8 @@ static void add_inline(struct walk *w, Dwarf_Die die)
 	struct diag_dwarf_file *f = w->f;
 	struct first_range r = { 0 };
 	dw_ranges(f, die, first_range_cb, &r);
+	if (!w->caller && w->caller_die)
+		w->caller = dw_name(f, w->caller_die);
 	struct diag_dwarf_inline in = { .caller = w->caller ? w->caller : "" };
 	origin_names(f, die, &in.name, &in.linkage);
 	if (!in.name)
@@ -182,7 +188,7 @@ static void walk_die(struct walk *w, Dwarf_Die die, int depth);
 static void add_scope(struct walk *w, Dwarf_Die die, int depth)
 {
 	Dwarf_Error e = NULL;
-	if (dwarf_dieoffset(die, &w->scope_die, &e) != DW_DLV_OK)
+	if (!w->want_scopes || dwarf_dieoffset(die, &w->scope_die, &e) != DW_DLV_OK)
 		return;
 	w->scope_depth = depth;
 	dw_ranges(w->f, die, scope_cb, w);
@@ -219,20 +225,25 @@ static void walk_die(struct walk *w, Dwarf_Die die, int depth)
 	case DW_TAG_subprogram: {
 		if (dw_attr_flag(die, DW_AT_declaration))
 			return;
+		Dwarf_Die saved_die = w->caller_die;
 		const char *saved = w->caller;
-		if (depth == 0 || !w->caller)
-			w->caller = dw_name(w->f, die);
+		if (depth == 0 || !w->caller_die) {
+			w->caller_die = die;
+			w->caller = NULL;
+		}
 		add_scope(w, die, depth);
 		walk_children(w, die, depth + 1);
+		w->caller_die = saved_die;
 		w->caller = saved;
 		return;
 	}
 	case DW_TAG_inlined_subroutine:
-		add_inline(w, die);
+		if (w->want_inls)
+			add_inline(w, die);
 		add_scope(w, die, depth);
 		break;
 	case DW_TAG_lexical_block:
-		if (has_variable_child(w->f, die))
+		if (w->want_scopes && has_variable_child(w->f, die))
 			add_scope(w, die, depth);
 		break;
 	case DW_TAG_namespace:
@@ -246,12 +257,19 @@ static void walk_die(struct walk *w, Dwarf_Die die, int depth)
 	walk_children(w, die, depth + 1);
 }
 
-static int walk_cu(struct diag_dwarf_file *f, Dwarf_Die cu, Dwarf_Half version, void *arg)
+struct walk_want {
+	bool inls, scopes;
+};
+
+static int walk_cu(struct diag_dwarf_file *f, Dwarf_Die cu, const struct dw_cu_hdr *hdr, void *arg)
 {
-	(void)arg;
+	const struct walk_want *want = arg;
+	if (!want->scopes && !dw_cu_has_tag(f, hdr, DW_TAG_inlined_subroutine))
+		return 0;
 	Dwarf_Error e = NULL;
-	struct walk w = { .f = f, .cu = cu, .version = version };
-	if (dwarf_srcfiles(cu, &w.files, &w.nfiles, &e) != DW_DLV_OK) {
+	struct walk w = { .f = f, .cu = cu, .version = hdr->version, .want_inls = want->inls,
+			  .want_scopes = want->scopes };
+	if (want->inls && dwarf_srcfiles(cu, &w.files, &w.nfiles, &e) != DW_DLV_OK) {
 		w.files = NULL;
 		w.nfiles = 0;
 	}
@@ -269,23 +287,40 @@ static int cmp_scope(const void *a, const void *b)
 	return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
-static int build(struct diag_dwarf_file *f)
+/* One walk for what is not built yet of want (the instances, the scopes, or both). */
+static int build(struct diag_dwarf_file *f, struct walk_want want)
 {
-	int rc = dw_each_cu(f, walk_cu, NULL);
+	if (want.inls) {
+		free(f->inls);
+		f->inls = NULL;
+		f->ninls = f->capinls = 0;
+	}
+	if (want.scopes) {
+		free(f->scopes);
+		f->scopes = NULL;
+		f->nscopes = f->capscopes = 0;
+	}
+	int rc = dw_each_cu(f, walk_cu, &want);
 	if (rc == -DIAG_E_NODEBUG)
 		rc = 0; /* a unit header that cannot be read ends the walk (index.c refused such files) */
-	if (f->nscopes)
-		qsort(f->scopes, f->nscopes, sizeof(*f->scopes), cmp_scope);
-	f->inls_built = rc == 0;
+	if (want.scopes)
+		diag_sort(f->scopes, f->nscopes, sizeof(*f->scopes), cmp_scope);
+	if (rc == 0) {
+		f->inls_built |= want.inls;
+		f->scopes_built |= want.scopes;
+	}
 	return rc;
 }
 
 int dw_inline_build(struct diag_dwarf_file *f)
 {
-	if (f->inls_built)
-		return 0;
-	dw_inline_free(f);
-	return build(f);
+	return f->inls_built ? 0 : build(f, (struct walk_want){ .inls = true });
+}
+
+int dw_scopes_build(struct diag_dwarf_file *f)
+{
+	return f->scopes_built ? 0 : build(f, (struct walk_want){ .inls = !f->inls_built,
+								   .scopes = true });
 }
 
 /* The innermost scope holding pc (the deepest range), or NULL. */
@@ -326,5 +361,5 @@ void dw_inline_free(struct diag_dwarf_file *f)
 	f->inls = NULL;
 	f->scopes = NULL;
 	f->ninls = f->capinls = f->nscopes = f->capscopes = 0;
-	f->inls_built = false;
+	f->inls_built = f->scopes_built = false;
 }

@@ -61,7 +61,7 @@ struct diag_dwarf_file {
 	size_t ninls, capinls;
 	struct dw_scope *scopes;
 	size_t nscopes, capscopes;
-	bool inls_built;
+	bool inls_built, scopes_built;
 	struct dw_remote *remote; /* non-NULL: answered by the indexer worker (remote.c) */
 	uint8_t *loclists;     /* a copy of .debug_loclists, to check a list before libdwarf reads it */
 	size_t nloclists;
@@ -129,21 +129,32 @@ const struct dw_func *dw_find_func(const struct diag_dwarf_file *f, uint64_t pc)
 /* The global variable named name (a DW_NAME_GLOBAL entry), or NULL (index.c). */
 const struct dw_name *dw_find_global(const struct diag_dwarf_file *f, const char *name);
 
-/* inline.c: builds the inlined instances and scope ranges once per file (0, -ENOMEM); the
- * innermost scope holding pc (the deepest range), or NULL. */
+/* inline.c: builds the inlined instances, or the scope ranges (dw_scope_at needs them), once
+ * per file (0, -ENOMEM); the innermost scope holding pc (the deepest range), or NULL. */
 int dw_inline_build(struct diag_dwarf_file *f);
+int dw_scopes_build(struct diag_dwarf_file *f);
 const struct dw_scope *dw_scope_at(const struct diag_dwarf_file *f, uint64_t pc);
 /* Frees what inline.c built (called by the file's destructor). */
 void dw_inline_free(struct diag_dwarf_file *f);
 
-/* walk.c: visit(f, cu, version, arg) for each compilation unit's DIE, in order; after the
+/* A compilation unit's header, as dw_each_cu read it. */
+struct dw_cu_hdr {
+	Dwarf_Half version;
+	Dwarf_Off abbrev_off; /* its abbreviation table in .debug_abbrev */
+};
+
+/* walk.c: visit(f, cu, hdr, arg) for each compilation unit's DIE, in order; after the
  * first non-zero return the remaining units are passed over (the shared libdwarf cursor is
  * always run to its end, so the next walk starts at the first unit). Returns that value, 0
  * when the units end, -DIAG_E_NODEBUG when a unit header cannot be read (the units before
  * it were visited). */
 int dw_each_cu(struct diag_dwarf_file *f, int (*visit)(struct diag_dwarf_file *f, Dwarf_Die cu,
-						       Dwarf_Half version, void *arg),
+						       const struct dw_cu_hdr *hdr, void *arg),
 	       void *arg);
+/* Whether the unit's abbreviation table has an entry with tag: every DIE of the unit takes its
+ * tag from that table, so false proves the unit has no such DIE. true when the table cannot be
+ * read to its end (a walk then looks, as without this test). */
+bool dw_cu_has_tag(struct diag_dwarf_file *f, const struct dw_cu_hdr *hdr, Dwarf_Half tag);
 /* visit(f, child, arg) for each child of parent, in order, until one returns non-zero: that
  * value; 0 when the children end (or cannot be read: a walk without them, not an error). */
 int dw_each_child(struct diag_dwarf_file *f, Dwarf_Die parent,

@@ -95,10 +95,11 @@ static int row_file_matches(struct query *q, Dwarf_Line ln, signed char *cache)
 	return yes;
 }
 
-static int scan_cu(struct diag_dwarf_file *f, Dwarf_Die cu, Dwarf_Half cu_version, void *arg)
+static int scan_cu(struct diag_dwarf_file *f, Dwarf_Die cu, const struct dw_cu_hdr *hdr,
+		   void *arg)
 {
 	(void)f;
-	(void)cu_version;
+	(void)hdr;
 	struct query *q = arg;
 	Dwarf_Error e = NULL;
 	Dwarf_Unsigned version = 0;
@@ -193,7 +194,7 @@ int diag_dwarf_line_addrs(struct diag_dwarf_file *f, const char *file, unsigned 
 {
 	if (f->remote)
 		return dw_remote_line_addrs(f, file, line, out, err);
-	int rc = dw_inline_build(f);
+	int rc = dw_scopes_build(f);
 	if (rc)
 		return diag_error_set(err, rc, "dwarf: cannot index scopes of %s: %s", f->name,
 				      diag_strerror(rc));

@@ -90,7 +90,7 @@ static void dedupe(struct symvec *sv)
 {
 	if (sv->n < 2)
 		return;
-	qsort(sv->v, sv->n, sizeof(*sv->v), cmp_addr_name);
+	diag_sort(sv->v, sv->n, sizeof(*sv->v), cmp_addr_name);
 	size_t w = 0;
 	for (size_t i = 0; i < sv->n; i++) {
 		struct sym *prev = w ? &sv->v[w - 1] : NULL;
@@ -176,7 +176,7 @@ static int index_elf(Elf *elf, struct symfile *sf)
 		return rc;
 	}
 	if (sv.n) { /* a file without symbols still gets an (empty) index */
-		qsort(sv.v, sv.n, sizeof(*sv.v), cmp_addr_pref);
+		diag_sort(sv.v, sv.n, sizeof(*sv.v), cmp_addr_pref);
 		for (size_t i = 0; i < sv.n; i++)
 			sf->by_name[i] = (uint32_t)i;
 		qsort_r(sf->by_name, sv.n, sizeof(*sf->by_name), cmp_name_idx, sv.v);

@@ -1,6 +1,7 @@
 /* search: see search.h. */
 #include "util/search.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 size_t diag_upper_bound_u64(const void *base, size_t n, size_t elem, size_t off, uint64_t key)
@@ -16,4 +17,19 @@ size_t diag_upper_bound_u64(const void *base, size_t n, size_t elem, size_t off,
 			hi = mid;
 	}
 	return lo;
+}
+
+bool diag_sorted(const void *base, size_t n, size_t elem, int (*cmp)(const void *, const void *))
+{
+	const char *p = base;
+	for (size_t i = 1; i < n; i++)
+		if (cmp(p + (i - 1) * elem, p + i * elem) > 0)
+			return false;
+	return true;
+}
+
+void diag_sort(void *base, size_t n, size_t elem, int (*cmp)(const void *, const void *))
+{
+	if (n > 1 && !diag_sorted(base, n, elem, cmp))
+		qsort(base, n, elem, cmp);
 }

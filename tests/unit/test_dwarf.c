@@ -2,6 +2,7 @@
  * parameters and locals with types and locations, named types, and the compile-time errors of
  * the value language that need DWARF (unknown name with the scope listed, unknown member, type
  * errors), also from a separate debug file with compressed sections. No process is run. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,9 +152,84 @@ static void test_spell_qualified_array(void)
 	CHECK_EQ_STR(buf, "char [5]");
 }
 
+static int count_inl(void *arg, const struct diag_dwarf_inline *in)
+{
+	size_t *n = arg;
+	*n += !strcmp(in->name, "inl_add");
+	return 0;
+}
+
+/* The line of sym5.c holding marker (its "L:..." comment), 0 if none. */
+static unsigned marker_line(const char *marker)
+{
+	char path[4096], buf[512];
+	snprintf(path, sizeof(path), "%s", __FILE__); /* absolute: cmake passes it so */
+	char *unit = strstr(path, "unit/test_dwarf.c");
+	CHECK(unit != NULL);
+	if (!unit)
+		return 0;
+	strcpy(unit, "fixtures/sym5.c");
+	FILE *fp = fopen(path, "r");
+	unsigned line = 0, found = 0;
+	while (fp && fgets(buf, sizeof(buf), fp) && !found)
+		if (++line && strstr(buf, marker))
+			found = line;
+	if (fp)
+		fclose(fp);
+	return found;
+}
+
+/* The inlined instances and the scopes are built by separate walks; the instances' walk passes
+ * over units without an inlined-subroutine abbreviation (-O0). Either order of the two queries
+ * gives the same instances (none twice) and the same line addresses. */
+static size_t inl_then_lines(const char *opt, bool lines_first, size_t *naddrs)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/sym5-%s-pie", getenv("DIAG_FIXTURE_DIR"), opt);
+	struct diag_dwarf_cache *dc = NULL;
+	struct diag_dwarf_file *f = NULL;
+	struct diag_error err = { 0 };
+	CHECK_EQ_INT(diag_dwarf_cache_new(&dc), 0);
+	CHECK_EQ_INT(diag_dwarf_cache_get(dc, path, NULL, &f, &err), 0);
+	unsigned line = marker_line("L:inl_body");
+	CHECK(line > 0);
+	size_t n = 0;
+	uint64_t *addrs = NULL;
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == (lines_first ? 0 : 1)) {
+			int got = diag_dwarf_line_addrs(f, "sym5.c", line, &addrs, &err);
+			CHECK(got >= 1);
+			*naddrs = got > 0 ? (size_t)got : 0;
+			free(addrs);
+		} else {
+			CHECK_EQ_INT(diag_dwarf_inlined_foreach(f, count_inl, &n, &err), 0);
+		}
+	}
+	size_t again = 0;
+	CHECK_EQ_INT(diag_dwarf_inlined_foreach(f, count_inl, &again, &err), 0);
+	CHECK_EQ_INT(again, n);
+	diag_dwarf_cache_free(dc);
+	return n;
+}
+
+static void test_inline_walks(void)
+{
+	size_t a1 = 0, a2 = 0;
+	size_t n1 = inl_then_lines("O2", false, &a1), n2 = inl_then_lines("O2", true, &a2);
+	fprintf(stderr, "inline walks: O2 %zu copies, %zu/%zu line addresses\n", n1, a1, a2);
+	CHECK(n1 >= 3); /* inl_add is inlined into its three callers at least */
+	CHECK_EQ_INT(n1, n2);
+	CHECK_EQ_INT(a1, a2);
+	CHECK(a1 >= n1); /* one address per inlined copy of the body, at least */
+	size_t a0 = 0;
+	inl_then_lines("O0", false, &a0);
+	CHECK(a0 >= 1);
+}
+
 int main(void)
 {
 	test_spell_qualified_array();
+	test_inline_walks();
 	test_debuglink();
 	struct diag_dwarf_cache *dc = NULL;
 	CHECK_EQ_INT(diag_dwarf_cache_new(&dc), 0);
