@@ -105,6 +105,18 @@ static void dedupe(struct symvec *sv)
 	sv->n = w;
 }
 
+/* Sorted by (addr, name), the table wants (addr, preferred alias first): only runs of one
+ * address need reordering, and they are short (a few aliases), so each is sorted on its own. */
+static void prefer_aliases(struct symvec *sv)
+{
+	for (size_t i = 0, j; i < sv->n; i = j) {
+		for (j = i + 1; j < sv->n && sv->v[j].addr == sv->v[i].addr; j++)
+			;
+		if (j - i > 1)
+			qsort(sv->v + i, j - i, sizeof(*sv->v), cmp_addr_pref);
+	}
+}
+
 static Elf_Data *versym_for(Elf *elf, size_t dynsym_idx)
 {
 	Elf_Scn *scn = NULL;
@@ -176,7 +188,7 @@ static int index_elf(Elf *elf, struct symfile *sf)
 		return rc;
 	}
 	if (sv.n) { /* a file without symbols still gets an (empty) index */
-		diag_sort(sv.v, sv.n, sizeof(*sv.v), cmp_addr_pref);
+		prefer_aliases(&sv);
 		for (size_t i = 0; i < sv.n; i++)
 			sf->by_name[i] = (uint32_t)i;
 		qsort_r(sf->by_name, sv.n, sizeof(*sf->by_name), cmp_name_idx, sv.v);
