@@ -62,6 +62,8 @@ struct options {
 	struct dmn_governor_limits limits;
 	struct diag_indexer_opts indexer; /* --indexer-uid, --indexer-timeout */
 	size_t ring_kib;                  /* --ring-kib, 0: the engine's default */
+	size_t max_traced;                /* --max-traced, 0: DMN_MANAGER_TARGETS_MAX */
+	size_t max_per_spec;              /* --max-processes-per-spec, 0: the default */
 };
 
 static void usage(FILE *f)
@@ -74,7 +76,7 @@ static void usage(FILE *f)
 	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n"
 	      "                 [--indexer-uid UID[:GID]] [--indexer-timeout SECONDS]\n"
 	      "                 [--metrics-listen ADDR:PORT] [--statsd ADDR:PORT] [--policy FILE]\n"
-	      "                 [--ring-kib KIB]\n"
+	      "                 [--ring-kib KIB] [--max-traced N] [--max-processes-per-spec N]\n"
 	      "       diagnosed --recover-after PID\n"
 	      "       diagnosed --version\n", f);
 }
@@ -101,6 +103,20 @@ static int parse_limit(const char *opt, const char *s, double *out)
 		return -1;
 	}
 	*out = v;
+	return 0;
+}
+
+/* --max-traced, --max-processes-per-spec: a whole number in [1, max]. */
+static int parse_count(const char *opt, const char *s, size_t max, size_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v < 1 || v > max) {
+		dmn_log("--%s %s: must be a whole number in [1, %zu]", opt, s, max);
+		return -1;
+	}
+	*out = (size_t)v;
 	return 0;
 }
 
@@ -169,6 +185,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "policy", required_argument, NULL, 'O' },
 		{ "statsd", required_argument, NULL, 'G' },
 		{ "duration", required_argument, NULL, 'D' },
+		{ "max-traced", required_argument, NULL, 'N' },
+		{ "max-processes-per-spec", required_argument, NULL, 'Q' },
 		{ 0 },
 	};
 	int ch, li = 0;
@@ -247,6 +265,12 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'M': o->metrics_listen = optarg; break;
 		case 'r':
 			if (parse_ring_kib(optarg, &o->ring_kib) < 0)
+				return -1;
+			break;
+		case 'N':
+		case 'Q':
+			if (parse_count(longopts[li].name, optarg, ch == 'N' ? DMN_MANAGER_TARGETS_MAX : 4096,
+					ch == 'N' ? &o->max_traced : &o->max_per_spec) < 0)
 				return -1;
 			break;
 		case 'O': o->policy = optarg; break;
@@ -595,6 +619,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	l.m.allow_pid1 = o.allow_pid1;
+	if (o.max_traced)
+		l.m.targets_max = o.max_traced;
+	if (o.max_per_spec)
+		l.m.spec_procs_max = o.max_per_spec;
 	l.m.print_events = oneshot || o.foreground;
 	l.oneshot = oneshot;
 	if (o.duration > 0)
