@@ -14,7 +14,7 @@
 /* A private copy of a fixture, so no other test's exec of the fixture meets our gate. */
 static inline void copy_file(const char *from, const char *to)
 {
-	char cmd[8400];
+	char cmd[3 * 4200 + 64];
 	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 755 '%s'", from, to, to);
 	if (system(cmd) != 0) {
 		fprintf(stderr, "cannot copy %s to %s\n", from, to);
