@@ -11,6 +11,7 @@
 #include "diagnosed_manager.h"
 #include "diagnosed_metrics.h"
 #include "diagnosed_server.h"
+#include "diagnosed_watch.h"
 #include "indexer/indexer.h"
 #include "log.h"
 #include "spec/json.h"
@@ -414,6 +415,7 @@ struct loop {
 	struct dmn_governor *governor;
 	struct dmn_server *server;
 	struct dmn_metrics *metrics; /* --metrics-listen, or NULL */
+	struct dmn_watch *watch;     /* processes started after a selector's probe */
 	const char *policy_path;     /* re-read at SIGHUP */
 };
 
@@ -483,6 +485,7 @@ static int run(struct loop *l)
 		if (l->server)
 			next = earliest(next, dmn_server_tick(l->server, now));
 		next = earliest(next, dmn_metrics_tick(l->metrics, now));
+		dmn_watch_tick(l->watch);
 		if (l->end_ns && now >= l->end_ns) {
 			l->why = "--duration reached";
 			return 0;
@@ -527,6 +530,8 @@ static int run(struct loop *l)
 				struct diag_engine_stats st;
 				if (l->test_crash && (diag_engine_get_stats(l->m.engine, &st), st.hits))
 					dmn_crash_test_fire(l->test_crash);
+			} else if (dmn_watch_owns(l->watch, fd)) {
+				dmn_watch_run(l->watch, fd);
 			} else if (dmn_metrics_owns(l->metrics, fd)) {
 				dmn_metrics_run(l->metrics);
 			} else if (l->server) {
@@ -633,6 +638,12 @@ int main(int argc, char **argv)
 		dmn_governor_free(l.governor);
 		return 1;
 	}
+	if (dmn_watch_new(&l.m, l.epfd, &l.watch) < 0) {
+		dmn_log("setup: out of memory");
+		dmn_manager_fini(&l.m);
+		dmn_governor_free(l.governor);
+		return 1;
+	}
 	attach_pids(&l, &o);
 	dmn_manager_load(&l.m);
 	for (size_t i = 0; i < o.nspecs; i++)
@@ -653,6 +664,7 @@ int main(int argc, char **argv)
 	 * present and wrong, leaves the socket to root (and says why) */
 	if (nothing || start_server(&l, &o) < 0 || (load_policy(&l) < 0 && o.policy)) {
 		dmn_metrics_free(l.metrics);
+		dmn_watch_free(l.watch);
 		dmn_manager_fini(&l.m);
 		dmn_governor_free(l.governor);
 		return 1;
@@ -680,6 +692,7 @@ int main(int argc, char **argv)
 	dmn_manager_on_hit(&l.m, NULL, NULL); /* the engine's last hits (detach) reach no server */
 	dmn_server_free(l.server);
 	dmn_metrics_free(l.metrics);
+	dmn_watch_free(l.watch); /* before the engine: no exec waits on a daemon that is leaving */
 	dmn_manager_fini(&l.m);
 	dmn_governor_free(l.governor);
 	fflush(stdout);

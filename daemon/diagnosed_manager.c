@@ -771,11 +771,15 @@ void dmn_manager_select_pid(struct dmn_manager *m, pid_t pid, bool adopted)
 {
 	if (adopted)
 		selected_add(m, pid);
-	for (size_t i = 0; i < m->nspecs; i++)
-		if (m->specs[i]->sel) {
-			sel_check(m, m->specs[i], pid);
-			sel_summary(m, m->specs[i]);
-		}
+	for (size_t i = 0; i < m->nspecs; i++) {
+		struct dmn_mspec *ms = m->specs[i];
+		size_t refused = ms->refused;
+		if (!ms->sel)
+			continue;
+		sel_check(m, ms, pid);
+		if (record_find(ms, pid) || ms->refused != refused)
+			sel_summary(m, ms);
+	}
 	if (adopted)
 		recheck_later(m, pid); /* detached then if nothing took it: it is held now */
 	else
