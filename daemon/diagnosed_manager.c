@@ -271,8 +271,11 @@ static void on_process(void *ctx, pid_t pid, enum diag_proc_event what, pid_t ot
 	if (what == DIAG_PROC_EXIT) {
 		m->fold_due = true;
 		selected_del(m, pid);
-	} else if (what == DIAG_PROC_FORK && dmn_manager_selected(m, pid)) {
-		selected_add(m, other);
+	} else if (what == DIAG_PROC_FORK) {
+		if (dmn_manager_selected(m, pid))
+			selected_add(m, other);
+		/* the engine tells the fork before it copies the probes: their state is read then */
+		recheck_later(m, other);
 	} else if (what == DIAG_PROC_EXEC) {
 		recheck_later(m, pid);
 	}
@@ -856,9 +859,16 @@ static void sel_tick(struct dmn_manager *m)
 	pid_t pids[DMN_MANAGER_RECHECK_MAX];
 	memcpy(pids, m->recheck, n * sizeof(pids[0]));
 	m->nrecheck = 0;
-	for (size_t i = 0; i < n; i++)
-		if (!diag_proc_gone(pids[i]))
-			dmn_manager_select_pid(m, pids[i], false);
+	for (size_t i = 0; i < n; i++) {
+		if (diag_proc_gone(pids[i]))
+			continue;
+		for (size_t k = 0; k < m->nspecs; k++) {
+			struct diag_applied *a = record_find(m->specs[k], pids[i]);
+			if (a && live_state(a->state))
+				refresh_record(m, m->specs[k], a);
+		}
+		dmn_manager_select_pid(m, pids[i], false);
+	}
 	if (m->rescan_due) {
 		m->rescan_due = false;
 		dmn_manager_rescan(m);
