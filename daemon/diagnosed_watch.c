@@ -9,6 +9,7 @@
 #include "util/procfs.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -23,6 +24,8 @@ struct dmn_watch {
 	struct diag_procev *events;
 	unsigned gen;  /* the manager's select_gen the marks were made for */
 	bool synced;
+	bool test_kill; /* DIAG_TEST_KILL_AT_ADOPT (the fault suite): SIGKILL ourselves while a
+			 * process is held at its exec, probed and not released */
 };
 
 int dmn_watch_new(struct dmn_manager *m, int epfd, struct dmn_watch **out)
@@ -32,6 +35,8 @@ int dmn_watch_new(struct dmn_manager *m, int epfd, struct dmn_watch **out)
 		return -ENOMEM;
 	w->m = m;
 	w->epfd = epfd;
+	const char *t = getenv("DIAG_TEST_KILL_AT_ADOPT");
+	w->test_kill = t && *t == '1';
 	*out = w;
 	return 0;
 }
@@ -152,6 +157,8 @@ static void gate_one(struct dmn_watch *w, struct diag_execgate_event *ev)
 		return;
 	}
 	dmn_manager_select_pid(w->m, pid, true);
+	if (w->test_kill)
+		raise(SIGKILL);
 	diag_engine_release(e, pid);
 }
 

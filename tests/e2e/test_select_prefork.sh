@@ -50,6 +50,7 @@ start_fixture u unshare --pid --fork --mount-proc "$SRV" 2
 fixture_go u
 fixture_line u > /dev/null
 host_pids=$(pgrep -f "^$SRV 2" | sort -n | tr '\n' ' ')
+FIXTURE_PIDS+=($host_pids) # unshare's SIGKILL would leave the namespace's processes
 for _ in $(seq 200); do
 	[ "$(keys applied)" = "$(sorted $host_pids)" ] && break; sleep 0.05
 done
