@@ -751,7 +751,7 @@ static void sel_drop(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid, con
 	diag_engine_probe_remove(m->engine, pid, ms);
 	a->state = DIAG_APPLIED_REMOVED;
 	a->naddrs = 0;
-	snprintf(a->error, sizeof(a->error), "no longer selected: %s", why);
+	snprintf(a->error, sizeof(a->error), "no longer selected: %.480s", why);
 }
 
 /* pid against one selector spec: taken, dropped, or left. */
