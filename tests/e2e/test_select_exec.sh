@@ -9,7 +9,7 @@ start_daemon
 H=$(hostname)
 PROG=$T/first$$
 cp "$DIAG_FIXTURE_DIR/first-O2-pie" "$PROG"
-id=$(ctl add-probe --exe "$PROG" --target first_call --type incr --name f --lifespan 10 2> "$T/add.err") ||
+id=$(ctl add-probe --exe "$PROG" --target first_call --type log --name f --value x --lifespan 10 2> "$T/add.err") ||
 	fail "add-probe --exe with no process running it exits 0 (pending)"
 expect_eq "$id" p1 "prints the spec id"
 expect_eq "$(state_of p1 select)" pending "pending until a process appears"
@@ -43,5 +43,30 @@ for _ in $(seq 200); do [ "$(state_of c1 "$w_pid")" = applied ] && break; sleep 
 expect_eq "$(state_of c1 "$w_pid")" applied "a process named by --comm, started later, is probed"
 fixture_go w
 ctl wait c1 --hits 100 --timeout 20 || fail "its hits are counted"
+
+# an exec into another program: the spec that took the old image lets it go, the one whose
+# selector takes the new image probes it
+SH=$T/shsel$$
+cp "$(readlink -f /bin/sh)" "$SH"
+ctl add-probe --exe "$SH" --target libc.so.6:read --type incr --name s --id s1 > /dev/null 2>&1 ||
+	fail "add-probe --exe SHELL"
+start_fixture x "$SH" -c "echo ready \$\$; read x; exec $W 1 0"
+for _ in $(seq 200); do [ "$(state_of s1 "$x_pid")" = applied ] && break; sleep 0.05; done
+expect_eq "$(state_of s1 "$x_pid")" applied "the shell, started later, is probed"
+fixture_go x
+expect_eq "$(fixture_line x)" "ready $x_pid" "it exec'd the other program"
+for _ in $(seq 200); do [ "$(state_of s1 "$x_pid") $(state_of c1 "$x_pid")" = "removed applied" ] && break; sleep 0.05; done
+expect_eq "$(state_of s1 "$x_pid") $(state_of c1 "$x_pid")" "removed applied" \
+	"after the exec: the shell's spec is removed from it, the new program's spec applied"
+# an exec into a program no spec takes: detached
+NOT=$T/nosel$$
+cp "$DIAG_FIXTURE_DIR/work-O2-pie" "$NOT"
+start_fixture y "$SH" -c "echo ready \$\$; read x; exec $NOT 1 0"
+for _ in $(seq 200); do [ "$(state_of s1 "$y_pid")" = applied ] && break; sleep 0.05; done
+fixture_go y
+expect_eq "$(fixture_line y)" "ready $y_pid" "the second shell exec'd a program no spec takes"
+traced() { ctl --json status | jget "$y_pid in [t['pid'] for t in j['targets']]"; }
+for _ in $(seq 200); do [ "$(traced)" = False ] && break; sleep 0.05; done
+expect_eq "$(traced)" False "a process no spec takes any more is detached"
 stop_daemon || fail "daemon exit status"
 finish
