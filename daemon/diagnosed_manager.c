@@ -473,6 +473,12 @@ static int targets_full(struct dmn_manager *m, pid_t pid, struct diag_error *err
 			      "(diagnosed --max-traced)", (int)pid, max);
 }
 
+bool dmn_manager_has_room(struct dmn_manager *m)
+{
+	struct diag_error e = { 0 };
+	return targets_full(m, 0, &e) == 0;
+}
+
 int dmn_manager_attach_process(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 {
 	/* A stopped init stops the machine; only an operator who asked for it gets it. */

@@ -139,6 +139,8 @@ bool dmn_manager_has_selectors(const struct dmn_manager *m);
 /* The executables (not libraries) named by live selector specs, to gate at exec: up to cap
  * paths (valid until the specs change: select_gen). Returns the count. */
 size_t dmn_manager_gate_paths(const struct dmn_manager *m, const char **out, size_t cap);
+/* True while one more process may be traced (--max-traced). */
+bool dmn_manager_has_room(struct dmn_manager *m);
 /* True when pid is traced because a selector took it. */
 bool dmn_manager_selected(const struct dmn_manager *m, pid_t pid);
 

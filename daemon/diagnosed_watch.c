@@ -143,8 +143,11 @@ static void gate_one(struct dmn_watch *w, struct diag_execgate_event *ev)
 	unsigned long long tgid = 0;
 	bool known = diag_proc_status_field(ev->tid, "Tgid", 10, &tgid) && tgid > 0;
 	struct diag_engine *e = w->m->engine;
-	if (!known || diag_engine_attached(e, (pid_t)tgid) || dmn_manager_selected(w->m, (pid_t)tgid)) {
-		allow_exec(&c); /* traced already: the engine sees the exec itself */
+	/* traced already: the engine sees the exec itself; no room: the connector's exec event
+	 * records the limit in the process's entry */
+	if (!known || diag_engine_attached(e, (pid_t)tgid) || dmn_manager_selected(w->m, (pid_t)tgid) ||
+	    !dmn_manager_has_room(w->m)) {
+		allow_exec(&c);
 		return;
 	}
 	pid_t pid = 0;
