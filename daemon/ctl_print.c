@@ -140,11 +140,35 @@ static char *fmt_expires(const cJSON *v)
 	return fmt_dup("%ldh%02ldm", s / 3600, s / 60 % 60);
 }
 
+/* "select exe=/usr/sbin/nginx: 3 processes" for a spec with a selector, else NULL. */
+static char *select_note(const cJSON *spec)
+{
+	const cJSON *sel = cJSON_GetObjectItemCaseSensitive(spec, "select"), *m;
+	if (!cJSON_IsObject(sel))
+		return NULL;
+	char what[1024] = "";
+	size_t at = 0;
+	cJSON_ArrayForEach(m, sel)
+		if (cJSON_IsString(m) && at < sizeof(what)) {
+			int n = snprintf(what + at, sizeof(what) - at, "%s%s=%s", at ? " " : "", m->string,
+					 m->valuestring);
+			at = n < 0 ? sizeof(what) : at + (size_t)n;
+		}
+	char num[32];
+	fmt_number(num, sizeof(num), cJSON_GetObjectItemCaseSensitive(spec, "processes"));
+	char *safe = esc(what);
+	char *note = fmt_dup("select %s: %s process%s", safe ? safe : "?", num,
+			     strcmp(num, "1") ? "es" : "");
+	free(safe);
+	return note;
+}
+
 static void list_add_spec(struct table *t, const cJSON *spec)
 {
 	const cJSON *ins = cJSON_GetObjectItemCaseSensitive(spec, "instrument");
 	const cJSON *applied = cJSON_GetObjectItemCaseSensitive(spec, "applied");
 	const cJSON *proc = cJSON_IsObject(applied) ? applied->child : NULL;
+	char *sel = select_note(spec);
 	do {
 		char num[32];
 		char *row[LIST_COLS] = {
@@ -162,10 +186,13 @@ static void list_add_spec(struct table *t, const cJSON *spec)
 		row[7] = strdup(proc ? num : "0");
 		const char *error = json_str(proc, "error", NULL);
 		char *safe = error && *error ? esc(error) : NULL;
-		char *note = safe ? fmt_dup("error: %s", safe) : NULL;
+		char *note = safe ? fmt_dup("%s%serror: %s", sel ? sel : "", sel ? "\n    " : "", safe)
+			   : sel ? strdup(sel) : NULL;
 		table_add(t, row, note);
 		free(note);
 		free(safe);
+		free(sel);
+		sel = NULL; /* under the spec's first row only */
 		proc = proc ? proc->next : NULL;
 	} while (proc);
 }
@@ -182,9 +209,28 @@ void diag_ctl_print_list(FILE *out, const cJSON *reply)
 	table_free(&t);
 }
 
+/* A target's reasons joined with "; " (escaped), "-" when none. */
+static char *why_text(const cJSON *why)
+{
+	size_t len = 2;
+	const cJSON *w;
+	cJSON_ArrayForEach(w, why)
+		len += cJSON_IsString(w) ? strlen(w->valuestring) + 2 : 0;
+	char *s = calloc(1, len), *e = NULL;
+	cJSON_ArrayForEach(w, why)
+		if (s && cJSON_IsString(w)) {
+			if (*s)
+				strcat(s, "; ");
+			strcat(s, w->valuestring);
+		}
+	e = esc(s && *s ? s : "-");
+	free(s);
+	return e;
+}
+
 void diag_ctl_print_status(FILE *out, const cJSON *reply)
 {
-	static const char *const header[2] = {"PID", "THREADS"};
+	static const char *const header[3] = {"PID", "THREADS", "WHY"};
 	char pid[32], specs[32], probes[32], hits[32], len[32], bytes[32], cap[32], dropped[32];
 	char ring[32], tail[32];
 	const cJSON *queue = cJSON_GetObjectItemCaseSensitive(reply, "queue");
@@ -210,14 +256,15 @@ void diag_ctl_print_status(FILE *out, const cJSON *reply)
 		put_esc(out, store_error, 0);
 		fputc('\n', out);
 	}
-	struct table t = {.ncols = 2};
+	struct table t = {.ncols = 3};
 	const cJSON *target;
 	cJSON_ArrayForEach(target, cJSON_GetObjectItemCaseSensitive(reply, "targets")) {
-		char *row[2] = {NULL, NULL};
+		char *row[3] = {NULL, NULL, NULL};
 		fmt_number(pid, sizeof(pid), cJSON_GetObjectItemCaseSensitive(target, "pid"));
 		row[0] = strdup(pid);
 		fmt_number(pid, sizeof(pid), cJSON_GetObjectItemCaseSensitive(target, "threads"));
 		row[1] = strdup(pid);
+		row[2] = why_text(cJSON_GetObjectItemCaseSensitive(target, "why"));
 		table_add(&t, row, NULL);
 	}
 	if (t.nrows)

@@ -27,7 +27,8 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 static const char ctl_usage_text[] =
 	"diagnosectl [--socket PATH] [--json] COMMAND ...\n"
-	"  add-probe --pid PID --target T --type TYPE --name NAME [--value EXPR] [--event call|return|end]\n"
+	"  add-probe [--pid PID] [--exe PATH] [--comm NAME] [--unit NAME.service] [--cgroup PATH]\n"
+	"            --target T --type TYPE --name NAME [--value EXPR] [--event call|return|end]\n"
 	"            [--lifespan MIN] [--custom JSON] [--condition EXPR] [--id ID]     (--pid may repeat)\n"
 	"  add-probe --spec FILE|-            (one spec object or an array)\n"
 	"  remove-probe ID\n"
@@ -50,7 +51,10 @@ static const char ctl_usage_text[] =
 	"  --store-password-file FILE   the store's password (else $DIAGNOSE_REDIS_PASSWORD)\n"
 	"  -h, --help      show this help (also: diagnosectl help)\n"
 	"  --version       print the version\n"
-	"Without --pid, add-probe applies the probe to every attached process.\n"
+	"--exe, --comm, --unit and --cgroup select processes (every one given must hold, with --pid\n"
+	"too): those running now and those started later. --exe of a shared library (NAME.so...)\n"
+	"takes the processes that map it. Without --pid or a selector, add-probe applies the probe\n"
+	"to every attached process.\n"
 	"Exit status: 0 success, 1 daemon error, connection failure, or a probe that applied in no\n"
 	"process (add-probe: stored, but the reason is on stderr), 2 usage error.\n";
 
@@ -294,7 +298,7 @@ static int ctl_simple(struct ctl *c, cJSON *req, void (*print)(FILE *, const cJS
 
 enum {
 	ADD_PID, ADD_TARGET, ADD_TYPE, ADD_NAME, ADD_VALUE, ADD_EVENT, ADD_LIFESPAN, ADD_CUSTOM,
-	ADD_CONDITION, ADD_ID, ADD_SPEC, ADD_NOPTS
+	ADD_CONDITION, ADD_ID, ADD_SPEC, ADD_EXE, ADD_COMM, ADD_UNIT, ADD_CGROUP, ADD_NOPTS
 };
 
 struct add_ctx {
@@ -338,6 +342,19 @@ static int add_validate(struct ctl_opt *o, cJSON **custom)
 		return ctl_usage_error("--target: must not be empty");
 	if (o[ADD_NAME].value[0] == '\0')
 		return ctl_usage_error("--name: must not be empty");
+	/* the daemon runs elsewhere: a path relative to here is made absolute here */
+	static char exe[PATH_MAX];
+	if (o[ADD_EXE].value && o[ADD_EXE].value[0] != '/') {
+		if (!realpath(o[ADD_EXE].value, exe))
+			return ctl_usage_error("--exe: %s: %s", o[ADD_EXE].value, strerror(errno));
+		o[ADD_EXE].value = exe;
+	}
+	if (o[ADD_COMM].value && (!o[ADD_COMM].value[0] || strlen(o[ADD_COMM].value) > 15))
+		return ctl_usage_error("--comm: '%s': a process name is 1 to 15 bytes (the kernel keeps "
+				       "15; use --exe for a longer name)", o[ADD_COMM].value);
+	if (o[ADD_CGROUP].value && o[ADD_CGROUP].value[0] != '/')
+		return ctl_usage_error("--cgroup: must be a path from the root of the cgroup v2 "
+				       "hierarchy, not '%s'", o[ADD_CGROUP].value);
 	if (o[ADD_CUSTOM].value) {
 		*custom = cJSON_Parse(o[ADD_CUSTOM].value);
 		if (!*custom)
@@ -377,6 +394,11 @@ static cJSON *add_build_spec(struct ctl_opt *o, cJSON *custom, cJSON *pids)
 		cJSON_AddNumberToObject(spec, "lifespan", strtod(o[ADD_LIFESPAN].value, NULL));
 	if (o[ADD_CONDITION].value)
 		cJSON_AddStringToObject(spec, "condition", o[ADD_CONDITION].value);
+	static const int sel[] = {ADD_EXE, ADD_COMM, ADD_UNIT, ADD_CGROUP};
+	cJSON *select = NULL;
+	for (size_t i = 0; i < sizeof(sel) / sizeof(sel[0]); i++)
+		if (o[sel[i]].value && (select || (select = cJSON_AddObjectToObject(spec, "select"))))
+			cJSON_AddStringToObject(select, o[sel[i]].name, o[sel[i]].value);
 	int n = cJSON_GetArraySize(pids);
 	if (n == 1)
 		cJSON_AddItemToObject(spec, "pid", cJSON_DetachItemFromArray(pids, 0));
@@ -415,7 +437,8 @@ static int add_check_applied(const cJSON *reply)
 		return EXIT_OK;
 	if (!procs)
 		ctl_fail("error: %s is stored but applied in no process: no process is attached "
-			 "(give --pid PID, or `diagnosectl attach PID` first)", id);
+			 "(give --pid PID or a selector such as --exe PATH, or `diagnosectl attach PID` "
+			 "first)", id);
 	else
 		ctl_fail("error: %s is stored but applied in none of its %d process%s (reasons above; "
 			 "`diagnosectl remove-probe %s` to drop it)", id, procs, procs == 1 ? "" : "es",
@@ -532,6 +555,8 @@ static int ctl_cmd_add(struct ctl *c, const struct ctl_args *a)
 		[ADD_NAME] = {.name = "name"}, [ADD_VALUE] = {.name = "value"}, [ADD_EVENT] = {.name = "event"},
 		[ADD_LIFESPAN] = {.name = "lifespan"}, [ADD_CUSTOM] = {.name = "custom"},
 		[ADD_CONDITION] = {.name = "condition"}, [ADD_ID] = {.name = "id"}, [ADD_SPEC] = {.name = "spec"},
+		[ADD_EXE] = {.name = "exe"}, [ADD_COMM] = {.name = "comm"}, [ADD_UNIT] = {.name = "unit"},
+		[ADD_CGROUP] = {.name = "cgroup"},
 	};
 	struct add_ctx ctx = {.opts = o, .pids = cJSON_CreateArray()};
 	const char *pos[1];

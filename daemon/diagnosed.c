@@ -11,6 +11,7 @@
 #include "diagnosed_manager.h"
 #include "diagnosed_metrics.h"
 #include "diagnosed_server.h"
+#include "diagnosed_watch.h"
 #include "indexer/indexer.h"
 #include "log.h"
 #include "spec/json.h"
@@ -62,6 +63,8 @@ struct options {
 	struct dmn_governor_limits limits;
 	struct diag_indexer_opts indexer; /* --indexer-uid, --indexer-timeout */
 	size_t ring_kib;                  /* --ring-kib, 0: the engine's default */
+	size_t max_traced;                /* --max-traced, 0: DMN_MANAGER_TARGETS_MAX */
+	size_t max_per_spec;              /* --max-processes-per-spec, 0: the default */
 };
 
 static void usage(FILE *f)
@@ -74,7 +77,7 @@ static void usage(FILE *f)
 	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n"
 	      "                 [--indexer-uid UID[:GID]] [--indexer-timeout SECONDS]\n"
 	      "                 [--metrics-listen ADDR:PORT] [--statsd ADDR:PORT] [--policy FILE]\n"
-	      "                 [--ring-kib KIB]\n"
+	      "                 [--ring-kib KIB] [--max-traced N] [--max-processes-per-spec N]\n"
 	      "       diagnosed --recover-after PID\n"
 	      "       diagnosed --version\n", f);
 }
@@ -101,6 +104,20 @@ static int parse_limit(const char *opt, const char *s, double *out)
 		return -1;
 	}
 	*out = v;
+	return 0;
+}
+
+/* --max-traced, --max-processes-per-spec: a whole number in [1, max]. */
+static int parse_count(const char *opt, const char *s, size_t max, size_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v < 1 || v > max) {
+		dmn_log("--%s %s: must be a whole number in [1, %zu]", opt, s, max);
+		return -1;
+	}
+	*out = (size_t)v;
 	return 0;
 }
 
@@ -169,6 +186,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "policy", required_argument, NULL, 'O' },
 		{ "statsd", required_argument, NULL, 'G' },
 		{ "duration", required_argument, NULL, 'D' },
+		{ "max-traced", required_argument, NULL, 'N' },
+		{ "max-processes-per-spec", required_argument, NULL, 'Q' },
 		{ 0 },
 	};
 	int ch, li = 0;
@@ -247,6 +266,12 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'M': o->metrics_listen = optarg; break;
 		case 'r':
 			if (parse_ring_kib(optarg, &o->ring_kib) < 0)
+				return -1;
+			break;
+		case 'N':
+		case 'Q':
+			if (parse_count(longopts[li].name, optarg, ch == 'N' ? DMN_MANAGER_TARGETS_MAX : 4096,
+					ch == 'N' ? &o->max_traced : &o->max_per_spec) < 0)
 				return -1;
 			break;
 		case 'O': o->policy = optarg; break;
@@ -390,6 +415,7 @@ struct loop {
 	struct dmn_governor *governor;
 	struct dmn_server *server;
 	struct dmn_metrics *metrics; /* --metrics-listen, or NULL */
+	struct dmn_watch *watch;     /* processes started after a selector's probe */
 	const char *policy_path;     /* re-read at SIGHUP */
 };
 
@@ -459,6 +485,7 @@ static int run(struct loop *l)
 		if (l->server)
 			next = earliest(next, dmn_server_tick(l->server, now));
 		next = earliest(next, dmn_metrics_tick(l->metrics, now));
+		dmn_watch_tick(l->watch);
 		if (l->end_ns && now >= l->end_ns) {
 			l->why = "--duration reached";
 			return 0;
@@ -503,6 +530,8 @@ static int run(struct loop *l)
 				struct diag_engine_stats st;
 				if (l->test_crash && (diag_engine_get_stats(l->m.engine, &st), st.hits))
 					dmn_crash_test_fire(l->test_crash);
+			} else if (dmn_watch_owns(l->watch, fd)) {
+				dmn_watch_run(l->watch, fd);
 			} else if (dmn_metrics_owns(l->metrics, fd)) {
 				dmn_metrics_run(l->metrics);
 			} else if (l->server) {
@@ -595,12 +624,22 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	l.m.allow_pid1 = o.allow_pid1;
+	if (o.max_traced)
+		l.m.targets_max = o.max_traced;
+	if (o.max_per_spec)
+		l.m.spec_procs_max = o.max_per_spec;
 	l.m.print_events = oneshot || o.foreground;
 	l.oneshot = oneshot;
 	if (o.duration > 0)
 		l.end_ns = diag_clock_wall_ns() + (int64_t)(o.duration * 1e9);
 	if ((r = setup_fds(&l, &mask)) < 0) {
 		dmn_log("setup: %s", strerror(-r));
+		dmn_manager_fini(&l.m);
+		dmn_governor_free(l.governor);
+		return 1;
+	}
+	if (dmn_watch_new(&l.m, l.epfd, &l.watch) < 0) {
+		dmn_log("setup: out of memory");
 		dmn_manager_fini(&l.m);
 		dmn_governor_free(l.governor);
 		return 1;
@@ -625,6 +664,7 @@ int main(int argc, char **argv)
 	 * present and wrong, leaves the socket to root (and says why) */
 	if (nothing || start_server(&l, &o) < 0 || (load_policy(&l) < 0 && o.policy)) {
 		dmn_metrics_free(l.metrics);
+		dmn_watch_free(l.watch);
 		dmn_manager_fini(&l.m);
 		dmn_governor_free(l.governor);
 		return 1;
@@ -652,6 +692,7 @@ int main(int argc, char **argv)
 	dmn_manager_on_hit(&l.m, NULL, NULL); /* the engine's last hits (detach) reach no server */
 	dmn_server_free(l.server);
 	dmn_metrics_free(l.metrics);
+	dmn_watch_free(l.watch); /* before the engine: no exec waits on a daemon that is leaving */
 	dmn_manager_fini(&l.m);
 	dmn_governor_free(l.governor);
 	fflush(stdout);

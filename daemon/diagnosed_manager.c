@@ -5,11 +5,13 @@
 
 #include "indexer/indexer.h"
 #include "log.h"
+#include "spec/target.h"
 #include "util/clock.h"
 #include "util/grow.h"
 #include "util/procfs.h"
 #include "util/text.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -38,6 +40,50 @@ static struct diag_applied *record_find(struct dmn_mspec *ms, pid_t pid)
 		if (ms->spec->applied[i].pid == pid)
 			return &ms->spec->applied[i];
 	return NULL;
+}
+
+/* The processes a selector took (and their forks): a set, small, unordered. */
+bool dmn_manager_selected(const struct dmn_manager *m, pid_t pid)
+{
+	for (size_t i = 0; i < m->nselected; i++)
+		if (m->selected[i] == pid)
+			return true;
+	return false;
+}
+
+static void selected_add(struct dmn_manager *m, pid_t pid)
+{
+	if (dmn_manager_selected(m, pid) ||
+	    DIAG_GROW(&m->selected, &m->selected_cap, m->nselected + 1) < 0)
+		return;
+	m->selected[m->nselected++] = pid;
+}
+
+static void selected_del(struct dmn_manager *m, pid_t pid)
+{
+	for (size_t i = 0; i < m->nselected; i++)
+		if (m->selected[i] == pid) {
+			m->selected[i] = m->selected[--m->nselected];
+			return;
+		}
+}
+
+/* An exec under the engine: the new image may match other selectors, or none. Checked at the
+ * next tick, outside the engine's dispatch. */
+static void recheck_later(struct dmn_manager *m, pid_t pid)
+{
+	for (size_t i = 0; i < m->nrecheck; i++)
+		if (m->recheck[i] == pid)
+			return;
+	if (m->nrecheck < DMN_MANAGER_RECHECK_MAX)
+		m->recheck[m->nrecheck++] = pid;
+	else
+		m->rescan_due = true;
+}
+
+static bool live_state(enum diag_applied_state st)
+{
+	return st == DIAG_APPLIED_APPLIED || st == DIAG_APPLIED_PENDING;
 }
 
 static void on_hit(void *ctx, const struct diag_engine_hit *hit)
@@ -222,8 +268,17 @@ static void fold_exited(struct dmn_manager *m, struct diag_spec *s)
 static void on_process(void *ctx, pid_t pid, enum diag_proc_event what, pid_t other)
 {
 	struct dmn_manager *m = ctx;
-	if (what == DIAG_PROC_EXIT)
+	if (what == DIAG_PROC_EXIT) {
 		m->fold_due = true;
+		selected_del(m, pid);
+	} else if (what == DIAG_PROC_FORK) {
+		if (dmn_manager_selected(m, pid))
+			selected_add(m, other);
+		/* the engine tells the fork before it copies the probes: their state is read then */
+		recheck_later(m, other);
+	} else if (what == DIAG_PROC_EXEC) {
+		recheck_later(m, pid);
+	}
 	for (size_t i = 0; i < m->nspecs; i++) {
 		struct dmn_mspec *ms = m->specs[i];
 		struct diag_applied *a = record_find(ms, pid);
@@ -231,7 +286,8 @@ static void on_process(void *ctx, pid_t pid, enum diag_proc_event what, pid_t ot
 			continue;
 		if (what == DIAG_PROC_EXIT && a->state != DIAG_APPLIED_EXPIRED &&
 		    a->state != DIAG_APPLIED_DISABLED) {
-			a->state = DIAG_APPLIED_REMOVED;
+			a->state = DIAG_APPLIED_EXITED;
+			a->naddrs = 0;
 			snprintf(a->error, sizeof(a->error), "process %d exited", (int)pid);
 		} else if (what == DIAG_PROC_FORK && !ms->expired &&
 			   a->state != DIAG_APPLIED_DISABLED) {
@@ -287,6 +343,8 @@ int dmn_manager_init(struct dmn_manager *m, const char *plugin_dir, const char *
 		      struct diag_error *err)
 {
 	memset(m, 0, sizeof(*m));
+	m->targets_max = DMN_MANAGER_TARGETS_MAX;
+	m->spec_procs_max = DMN_MANAGER_SPEC_PROCS_DEFAULT;
 	if (gethostname(m->host, sizeof(m->host) - 1) < 0)
 		snprintf(m->host, sizeof(m->host), "localhost");
 	struct diag_engine_callbacks cb = { .on_hit = on_hit, .on_probe_state = on_probe_state,
@@ -325,10 +383,16 @@ static void mspec_free(struct dmn_mspec *ms)
 		return;
 	diag_instrument_unref(ms->inst);
 	diag_spec_free(ms->spec);
+	free(ms->sel);
+	free(ms->target);
 	free(ms);
 }
 
 /* Undo a spec in every process it touched: bytes restored by the engine. */
+static void release_unwanted(struct dmn_manager *m, pid_t pid);
+
+/* Undo a spec in every process it touched: bytes restored by the engine. The processes only
+ * its selector held are detached. */
 static void unapply(struct dmn_manager *m, struct dmn_mspec *ms, enum diag_applied_state st)
 {
 	for (size_t i = 0; i < ms->spec->napplied; i++) {
@@ -339,6 +403,12 @@ static void unapply(struct dmn_manager *m, struct dmn_mspec *ms, enum diag_appli
 		a->state = st;
 		a->naddrs = 0;
 	}
+	if (!ms->sel)
+		return;
+	m->select_gen++;
+	for (size_t i = 0; i < ms->spec->napplied; i++)
+		if (ms->spec->applied[i].pid > 0 && ms->spec->applied[i].state == st)
+			release_unwanted(m, ms->spec->applied[i].pid);
 }
 
 void dmn_manager_fini(struct dmn_manager *m)
@@ -358,6 +428,7 @@ void dmn_manager_fini(struct dmn_manager *m)
 	for (size_t i = 0; i < m->nspecs; i++)
 		mspec_free(m->specs[i]);
 	free(m->specs);
+	free(m->selected);
 	diag_plugin_host_free(m->plugins);
 	diag_store_free(m->store);
 	memset(m, 0, sizeof(*m));
@@ -394,10 +465,19 @@ static void apply_error(struct diag_applied *a, struct diag_error *e, int r)
 static int targets_full(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 {
 	pid_t pids[DMN_MANAGER_TARGETS_MAX];
-	if (diag_engine_pids(m->engine, pids, DMN_MANAGER_TARGETS_MAX) < DMN_MANAGER_TARGETS_MAX)
+	size_t max = m->targets_max && m->targets_max < DMN_MANAGER_TARGETS_MAX ? m->targets_max
+									: DMN_MANAGER_TARGETS_MAX;
+	if (diag_engine_pids(m->engine, pids, max) < max)
 		return 0;
-	return diag_error_set(err, -DIAG_E_LIMIT, "pid %d: not attached: the limit of %d traced processes is reached",
-			      (int)pid, DMN_MANAGER_TARGETS_MAX);
+	return diag_error_set(err, -DIAG_E_LIMIT,
+			      "pid %d: not attached: the limit of %zu traced processes is reached "
+			      "(diagnosed --max-traced)", (int)pid, max);
+}
+
+bool dmn_manager_has_room(struct dmn_manager *m)
+{
+	struct diag_error e = { 0 };
+	return targets_full(m, 0, &e) == 0;
 }
 
 int dmn_manager_attach_process(struct dmn_manager *m, pid_t pid, struct diag_error *err)
@@ -439,7 +519,7 @@ static void apply_pid(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid)
 	} else {
 		/* NULL, not "", for "none": engine.h allows both, but the engine's copy treats ""
 		 * as an allocation failure (reported to the engine's owner). */
-		struct diag_probe_def def = { .target = s->target,
+		struct diag_probe_def def = { .target = ms->target ? ms->target : s->target,
 					      .value = *s->value ? s->value : NULL,
 					      .condition = *s->condition ? s->condition : NULL,
 					      .event = s->event, .cookie = ms };
@@ -453,8 +533,363 @@ static void apply_pid(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid)
 		dmn_log("spec '%s': %s", s->id, a->error);
 }
 
+/* ---- selectors (issue 11; docs/targets.md "Selectors") ---- */
+
+/* The selector for this machine, built again at each scan: a package upgrade replaces an
+ * executable by a new file (another inode), which the next scan takes. A selector that was
+ * built once and fails now (the file deleted) keeps its last identity: processes still run
+ * that file. Returns false when there is none, with ms->sel_error. */
+static bool sel_refresh(struct dmn_mspec *ms)
+{
+	const struct diag_spec_select *q = &ms->spec->select;
+	struct diag_selector *s = calloc(1, sizeof(*s));
+	struct diag_error e = { 0 };
+	int r = s ? 0 : diag_error_set(&e, -ENOMEM, "select: out of memory");
+	if (r == 0 && q->exe)
+		r = diag_selector_set_exe(s, q->exe, diag_spec_path_is_library(q->exe), &e);
+	if (r == 0 && q->comm)
+		r = diag_selector_set_comm(s, q->comm, &e);
+	if (r == 0 && q->unit)
+		r = diag_selector_set_unit(s, q->unit, &e);
+	if (r == 0 && q->cgroup)
+		r = diag_selector_set_cgroup(s, q->cgroup, &e);
+	if (r < 0) {
+		free(s);
+		snprintf(ms->sel_error, sizeof(ms->sel_error), "%s", e.msg);
+		return ms->sel != NULL;
+	}
+	free(ms->sel);
+	ms->sel = s;
+	ms->sel_error[0] = '\0';
+	return true;
+}
+
+/* A library selector with other members: those members pick the processes, and the probe
+ * waits (pending) in each until it maps the library, dlopen included; so the library is not
+ * required at the match. A library alone takes the processes that map it. */
+static int sel_match(const struct dmn_mspec *ms, pid_t pid, struct diag_error *err)
+{
+	const struct diag_selector *s = ms->sel;
+	if (s->has_exe && s->exe_is_library && (s->comm[0] || s->unit[0] || s->cgroup[0])) {
+		struct diag_selector t = *s;
+		t.has_exe = false;
+		return diag_selector_match(&t, pid, err);
+	}
+	return diag_selector_match(s, pid, err);
+}
+
+/* A select.exe library: a target without a MODULE is looked up in that library. */
+static void sel_target(struct dmn_mspec *ms)
+{
+	const char *exe = ms->spec->select.exe;
+	struct diag_target t;
+	if (ms->target || !exe || !diag_spec_path_is_library(exe) || diag_target_parse(ms->spec->target, &t, NULL) < 0 ||
+	    t.module[0] || t.kind == DIAG_TARGET_ADDR)
+		return;
+	const char *base = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+	if (asprintf(&ms->target, "%s:%s", base, ms->spec->target) < 0)
+		ms->target = NULL;
+}
+
+/* Why pid cannot be traced, before trying: a kernel thread, another tracer (ptrace allows
+ * one: gdb, strace), ourselves. 0 when none is known. */
+static int untraceable(pid_t pid, struct diag_error *err)
+{
+	char flags[32];
+	if (pid == getpid())
+		return diag_error_set(err, -EPERM, "pid %d: not traced: it is diagnosed itself", (int)pid);
+	if (diag_proc_stat_field(pid, 9, flags, sizeof(flags)) == 0 &&
+	    (strtoul(flags, NULL, 10) & 0x00200000u)) /* PF_KTHREAD */
+		return diag_error_set(err, -EPERM,
+				      "pid %d: not traced: a kernel thread (no user code to probe)", (int)pid);
+	unsigned long long tracer = 0;
+	if (diag_proc_status_field(pid, "TracerPid", 10, &tracer) && tracer &&
+	    (pid_t)tracer != getpid()) {
+		char comm[32];
+		diag_proc_read_small((pid_t)tracer, "comm", comm, sizeof(comm));
+		comm[strcspn(comm, "\n")] = '\0';
+		return diag_error_set(err, -EBUSY,
+				      "pid %d: not traced: already traced by pid %llu (%s); a process "
+				      "has one tracer at a time", (int)pid, tracer, comm[0] ? comm : "?");
+	}
+	return 0;
+}
+
+/* Records of ms that hold a process now (applied or pending), or that tried (error): what the
+ * per-spec limit counts. */
+static size_t sel_holding(const struct dmn_mspec *ms, bool with_errors)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < ms->spec->napplied; i++) {
+		const struct diag_applied *a = &ms->spec->applied[i];
+		n += a->pid > 0 && (live_state(a->state) ||
+				    (with_errors && a->state == DIAG_APPLIED_ERROR && !diag_proc_gone(a->pid)));
+	}
+	return n;
+}
+
+/* The spec's own record "HOST:select" says what the selector is waiting for (no process yet:
+ * pending), or what it could not do (its file is missing, the limit turned processes away:
+ * error); it is dropped while the selector covers processes with nothing to say. */
+static void sel_summary(struct dmn_manager *m, struct dmn_mspec *ms)
+{
+	char key[sizeof(((struct diag_applied *)0)->key)], what[200];
+	snprintf(key, sizeof(key), "%s:select", m->host);
+	diag_spec_select_text(ms->spec, what, sizeof(what));
+	size_t held = sel_holding(ms, false);
+	struct diag_spec *s = ms->spec;
+	if (held && !ms->refused && !ms->sel_error[0]) {
+		for (size_t i = 0; i < s->napplied; i++)
+			if (strcmp(s->applied[i].key, key) == 0) {
+				memmove(&s->applied[i], &s->applied[i + 1],
+					(s->napplied - i - 1) * sizeof(s->applied[0]));
+				s->napplied--;
+				break;
+			}
+		return;
+	}
+	struct diag_applied *a = diag_spec_applied_get(s, key, 0);
+	if (!a)
+		return;
+	a->lm_ns = s->lastmodified_ns;
+	a->processes = held;
+	a->state = ms->expired ? DIAG_APPLIED_EXPIRED : ms->sel_error[0] || ms->refused
+		   ? DIAG_APPLIED_ERROR : DIAG_APPLIED_PENDING;
+	if (ms->sel_error[0])
+		snprintf(a->error, sizeof(a->error), "%s", ms->sel_error);
+	else if (ms->refused)
+		snprintf(a->error, sizeof(a->error),
+			 "select %s: %zu more matching process%s not taken: the limit is %zu processes "
+			 "per spec (diagnosed --max-processes-per-spec); narrow the selector", what,
+			 ms->refused, ms->refused == 1 ? "" : "es", m->spec_procs_max);
+	else
+		snprintf(a->error, sizeof(a->error),
+			 "select %s: no process matches yet; each one is probed as it starts", what);
+}
+
+/* Trace pid for a selector: the checks of an explicit attach, and the reasons a process cannot
+ * be traced named first. */
+static int attach_selected(struct dmn_manager *m, pid_t pid, struct diag_error *err)
+{
+	int r = untraceable(pid, err);
+	if (r < 0)
+		return r;
+	if (diag_engine_attached(m->engine, pid)) /* attached already: explicitly, or a fork */
+		return 0;
+	if ((r = dmn_manager_attach_process(m, pid, err)) < 0)
+		return r;
+	selected_add(m, pid);
+	/* as an attach: specs with neither pid nor select follow every traced process */
+	for (size_t i = 0; i < m->nspecs; i++) {
+		struct dmn_mspec *o = m->specs[i];
+		if (!o->spec->npids && !o->sel && !diag_spec_has_select(o->spec) && !o->expired)
+			apply_pid(m, o, pid);
+	}
+	return 0;
+}
+
+/* ms takes pid (it matched): traced and probed, or its record says why not. */
+static void sel_take(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid)
+{
+	struct diag_applied *a = record_find(ms, pid);
+	if (a && live_state(a->state) && diag_engine_attached(m->engine, pid))
+		return;
+	if (!a && sel_holding(ms, true) >= m->spec_procs_max) {
+		ms->refused++;
+		return;
+	}
+	struct diag_error e = { 0 };
+	int r = attach_selected(m, pid, &e);
+	if (r < 0) {
+		if (!(a = record(m, ms, pid)))
+			return;
+		a->lm_ns = ms->spec->lastmodified_ns;
+		a->state = DIAG_APPLIED_ERROR;
+		a->naddrs = 0;
+		snprintf(a->error, sizeof(a->error), "%s", e.msg[0] ? e.msg : diag_strerror(r));
+		return;
+	}
+	apply_pid(m, ms, pid);
+}
+
+/* Whether some spec wants pid traced: a pid list naming it, or a selector holding it. */
+static bool wanted(const struct dmn_manager *m, pid_t pid)
+{
+	for (size_t i = 0; i < m->nspecs; i++) {
+		const struct dmn_mspec *ms = m->specs[i];
+		if (ms->expired)
+			continue;
+		for (size_t k = 0; k < ms->spec->npids && !ms->sel; k++)
+			if (ms->spec->pids[k] == pid)
+				return true;
+		const struct diag_applied *a = record_find((struct dmn_mspec *)ms, pid);
+		if (ms->sel && a && live_state(a->state))
+			return true;
+	}
+	return false;
+}
+
+/* A process a selector took that no spec holds any more is let go, bytes restored. */
+static void release_unwanted(struct dmn_manager *m, pid_t pid)
+{
+	if (!dmn_manager_selected(m, pid) || wanted(m, pid))
+		return;
+	struct diag_error e = { 0 };
+	selected_del(m, pid);
+	if (diag_engine_attached(m->engine, pid) && diag_engine_detach(m->engine, pid, &e) < 0)
+		dmn_log("pid %d: detach: %s", (int)pid, e.msg);
+	for (size_t i = 0; i < m->nspecs; i++) {
+		struct diag_applied *a = record_find(m->specs[i], pid);
+		if (a && live_state(a->state)) {
+			a->state = DIAG_APPLIED_REMOVED;
+			a->naddrs = 0;
+			snprintf(a->error, sizeof(a->error),
+				 "pid %d detached: no selector takes it any more", (int)pid);
+		}
+	}
+}
+
+/* ms no longer takes pid (an exec into another program, a new name): its probe goes. */
+static void sel_drop(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid, const char *why)
+{
+	struct diag_applied *a = record_find(ms, pid);
+	if (!a || !live_state(a->state))
+		return;
+	diag_engine_probe_remove(m->engine, pid, ms);
+	a->state = DIAG_APPLIED_REMOVED;
+	a->naddrs = 0;
+	snprintf(a->error, sizeof(a->error), "no longer selected: %.480s", why);
+}
+
+/* pid against one selector spec: taken, dropped, or left. */
+static void sel_check(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid)
+{
+	if (ms->expired || !ms->sel)
+		return;
+	bool listed = !ms->spec->npids;
+	for (size_t k = 0; k < ms->spec->npids && !listed; k++)
+		listed = ms->spec->pids[k] == pid;
+	struct diag_error e = { 0 };
+	int r = listed ? sel_match(ms, pid, &e) : 0;
+	if (r == 1)
+		sel_take(m, ms, pid);
+	else if (r == 0 && listed)
+		sel_drop(m, ms, pid, e.msg);
+}
+
+void dmn_manager_select_pid(struct dmn_manager *m, pid_t pid, bool adopted)
+{
+	if (adopted)
+		selected_add(m, pid);
+	for (size_t i = 0; i < m->nspecs; i++) {
+		struct dmn_mspec *ms = m->specs[i];
+		size_t refused = ms->refused;
+		if (!ms->sel)
+			continue;
+		sel_check(m, ms, pid);
+		if (record_find(ms, pid) || ms->refused != refused)
+			sel_summary(m, ms);
+	}
+	if (adopted)
+		recheck_later(m, pid); /* detached then if nothing took it: it is held now */
+	else
+		release_unwanted(m, pid);
+}
+
+/* Every process of /proc (or of the spec's pid list) against ms. */
+static void sel_scan(struct dmn_manager *m, struct dmn_mspec *ms)
+{
+	ms->refused = 0;
+	if (!sel_refresh(ms)) {
+		sel_summary(m, ms);
+		return;
+	}
+	if (ms->spec->npids) {
+		for (size_t i = 0; i < ms->spec->npids; i++)
+			sel_check(m, ms, ms->spec->pids[i]);
+	} else {
+		DIR *d = opendir("/proc");
+		for (struct dirent *e; d && (e = readdir(d));) {
+			if (!isdigit((unsigned char)e->d_name[0]))
+				continue;
+			pid_t pid = (pid_t)strtol(e->d_name, NULL, 10);
+			if (pid > 0)
+				sel_check(m, ms, pid);
+		}
+		if (d)
+			closedir(d);
+	}
+	/* a record the store kept for a process that is gone */
+	for (size_t i = 0; i < ms->spec->napplied; i++) {
+		struct diag_applied *a = &ms->spec->applied[i];
+		if (a->pid > 0 && live_state(a->state) && !diag_engine_attached(m->engine, a->pid)) {
+			a->state = diag_proc_gone(a->pid) ? DIAG_APPLIED_EXITED : DIAG_APPLIED_REMOVED;
+			a->naddrs = 0;
+			snprintf(a->error, sizeof(a->error), "process %d %s", (int)a->pid,
+				 a->state == DIAG_APPLIED_EXITED ? "exited" : "is not traced any more");
+		}
+	}
+	sel_summary(m, ms);
+}
+
+void dmn_manager_rescan(struct dmn_manager *m)
+{
+	for (size_t i = 0; i < m->nspecs; i++)
+		if (m->specs[i]->sel || diag_spec_has_select(m->specs[i]->spec))
+			if (!m->specs[i]->expired)
+				sel_scan(m, m->specs[i]);
+}
+
+bool dmn_manager_has_selectors(const struct dmn_manager *m)
+{
+	for (size_t i = 0; i < m->nspecs; i++)
+		if (!m->specs[i]->expired && diag_spec_has_select(m->specs[i]->spec))
+			return true;
+	return false;
+}
+
+size_t dmn_manager_gate_paths(const struct dmn_manager *m, const char **out, size_t cap)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < m->nspecs && n < cap; i++) {
+		const char *exe = m->specs[i]->spec->select.exe;
+		if (!m->specs[i]->expired && exe && !diag_spec_path_is_library(exe))
+			out[n++] = exe;
+	}
+	return n;
+}
+
+/* The ticks' share: processes the engine saw exec, then the rescan an overflow asked for. */
+static void sel_tick(struct dmn_manager *m)
+{
+	size_t n = m->nrecheck;
+	pid_t pids[DMN_MANAGER_RECHECK_MAX];
+	memcpy(pids, m->recheck, n * sizeof(pids[0]));
+	m->nrecheck = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (diag_proc_gone(pids[i]))
+			continue;
+		for (size_t k = 0; k < m->nspecs; k++) {
+			struct diag_applied *a = record_find(m->specs[k], pids[i]);
+			if (a && live_state(a->state))
+				refresh_record(m, m->specs[k], a);
+		}
+		dmn_manager_select_pid(m, pids[i], false);
+	}
+	if (m->rescan_due) {
+		m->rescan_due = false;
+		dmn_manager_rescan(m);
+	}
+}
+
 static void apply(struct dmn_manager *m, struct dmn_mspec *ms)
 {
+	if (diag_spec_has_select(ms->spec)) {
+		sel_target(ms);
+		sel_scan(m, ms);
+		m->select_gen++;
+		return;
+	}
 	if (ms->spec->npids) {
 		for (size_t i = 0; i < ms->spec->npids; i++)
 			apply_pid(m, ms, ms->spec->pids[i]);
@@ -617,8 +1052,10 @@ int dmn_manager_remove(struct dmn_manager *m, const char *id, struct diag_error 
 
 int dmn_manager_attach(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 {
-	if (diag_engine_attached(m->engine, pid))
+	if (diag_engine_attached(m->engine, pid)) {
+		selected_del(m, pid); /* asked for by name now: kept whatever the selectors say */
 		return 0;
+	}
 	int r = dmn_manager_attach_process(m, pid, err);
 	if (r < 0)
 		return r;
@@ -636,6 +1073,7 @@ int dmn_manager_detach(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 	int r = diag_engine_detach(m->engine, pid, err);
 	if (r < 0)
 		return r;
+	selected_del(m, pid);
 	for (size_t i = 0; i < m->nspecs; i++) {
 		struct diag_applied *a = record_find(m->specs[i], pid);
 		if (a && (a->state == DIAG_APPLIED_APPLIED || a->state == DIAG_APPLIED_PENDING)) {
@@ -673,10 +1111,14 @@ int64_t dmn_manager_tick(struct dmn_manager *m, int64_t now_ns)
 {
 	int64_t next = 0;
 	bool changed = false;
+	sel_tick(m);
 	if (m->fold_due) {
 		m->fold_due = false;
-		for (size_t i = 0; i < m->nspecs; i++)
+		for (size_t i = 0; i < m->nspecs; i++) {
 			fold_exited(m, m->specs[i]->spec);
+			if (m->specs[i]->sel) /* its last process gone: pending again */
+				sel_summary(m, m->specs[i]);
+		}
 	}
 	for (size_t i = 0; i < m->nspecs; i++) {
 		struct dmn_mspec *ms = m->specs[i];
@@ -711,7 +1153,33 @@ size_t dmn_manager_count_live(const struct dmn_manager *m)
 cJSON *dmn_manager_spec_json(const struct dmn_manager *m, const struct dmn_mspec *ms)
 {
 	(void)m;
-	return diag_spec_to_json(ms->spec, DIAG_SPEC_JSON_APPLIED, diag_clock_wall_ns());
+	cJSON *o = diag_spec_to_json(ms->spec, DIAG_SPEC_JSON_APPLIED, diag_clock_wall_ns());
+	/* how many processes the spec covers now (applied or pending in them) */
+	if (o)
+		cJSON_AddNumberToObject(o, "processes", (double)sel_holding(ms, false));
+	return o;
+}
+
+/* Why pid is traced: the specs whose selector took it, else an explicit attach (attach, --pid,
+ * a pid list) or a fork of a traced process. */
+static cJSON *why_traced(const struct dmn_manager *m, pid_t pid)
+{
+	cJSON *arr = cJSON_CreateArray();
+	for (size_t i = 0; arr && i < m->nspecs; i++) {
+		const struct dmn_mspec *ms = m->specs[i];
+		const struct diag_applied *a = record_find((struct dmn_mspec *)ms, pid);
+		if (!ms->sel || !a || !live_state(a->state))
+			continue;
+		char what[600], line[700];
+		diag_spec_select_text(ms->spec, what, sizeof(what));
+		snprintf(line, sizeof(line), "spec %s: select %s", ms->spec->id, what);
+		cJSON_AddItemToArray(arr, cJSON_CreateString(line));
+	}
+	if (arr && !cJSON_GetArraySize(arr))
+		cJSON_AddItemToArray(arr, cJSON_CreateString(
+			dmn_manager_selected(m, pid) ? "selected earlier; held by no spec now"
+						     : "attach, --pid, a spec's pid list, or a fork of a traced process"));
+	return arr;
 }
 
 void dmn_manager_each_live(struct dmn_manager *m, dmn_live_fn fn, void *arg)
@@ -809,6 +1277,7 @@ cJSON *dmn_manager_status_json(struct dmn_manager *m)
 		cJSON *e = cJSON_CreateObject();
 		cJSON_AddNumberToObject(e, "pid", pids[i]);
 		cJSON_AddNumberToObject(e, "threads", count_threads(pids[i]));
+		cJSON_AddItemToObject(e, "why", why_traced(m, pids[i]));
 		cJSON_AddItemToArray(t, e);
 	}
 	struct diag_engine_stats es;

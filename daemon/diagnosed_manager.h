@@ -19,6 +19,7 @@
 #include "engine/engine.h"
 #include "instrument/host.h"
 #include "instrument/queue.h"
+#include "procwatch/select.h"
 #include "spec/spec.h"
 #include "store/store.h"
 #include "util/error.h"
@@ -31,6 +32,13 @@ struct dmn_mspec {
 	uint64_t hits;                /* all processes, since the spec was (re)applied */
 	uint64_t dropped;
 	bool expired;
+	/* `select` as this machine resolves it (the executable's identity taken at each scan, so
+	 * a replaced binary is found again); NULL without select */
+	struct diag_selector *sel;
+	char sel_error[DIAG_ERRMSG_MAX]; /* why the selector names nothing here, "" when fine */
+	size_t refused;                  /* matching processes the per-spec limit turned away */
+	char *target; /* the target as applied: a select.exe library's MODULE put in front of a
+		       * target without one ("libfoo.so:f"); NULL: spec->target */
 };
 
 /* A hit the manager has counted, for whoever listens (the control server's tail and wait
@@ -38,7 +46,12 @@ struct dmn_mspec {
 typedef void (*dmn_hit_fn)(void *ctx, const struct dmn_mspec *ms,
 			   const struct diag_engine_hit *hit);
 
-#define DMN_MANAGER_TARGETS_MAX 256 /* processes attached by attach/--pid/spec pid lists */
+#define DMN_MANAGER_TARGETS_MAX 256 /* processes traced at most (attach, --pid, pid lists,
+				     * selectors): the cap of --max-traced */
+#define DMN_MANAGER_SPEC_PROCS_DEFAULT 64 /* processes one selector spec takes (and tries) at
+					   * most, by default (--max-processes-per-spec) */
+#define DMN_MANAGER_RECHECK_MAX 64 /* processes whose exec the engine reported, checked again
+				    * against the selectors at the next tick */
 
 struct dmn_manager {
 	struct diag_engine *engine;
@@ -57,6 +70,15 @@ struct dmn_manager {
 	bool allow_pid1; /* --allow-pid1: init may be traced */
 	bool print_events; /* events to stdout (one-shot runs, --foreground); else only to clients */
 	bool fold_due;                /* a process exited: fold old records at the next tick */
+	size_t targets_max;           /* processes traced at most (<= DMN_MANAGER_TARGETS_MAX) */
+	size_t spec_procs_max;        /* processes one selector spec takes at most */
+	pid_t *selected;              /* traced because a selector took them (or forks of those):
+				       * detached once no spec holds them */
+	size_t nselected, selected_cap;
+	pid_t recheck[DMN_MANAGER_RECHECK_MAX]; /* exec'd under the engine: match them again */
+	size_t nrecheck;
+	bool rescan_due;              /* recheck overflowed: scan /proc at the next tick */
+	unsigned select_gen;          /* changes when the set of selector specs changes */
 };
 
 /* Per spec, the records of processes that are gone beyond the last this many are folded into
@@ -102,6 +124,25 @@ void dmn_manager_disable(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid,
 typedef void (*dmn_live_fn)(void *arg, struct dmn_mspec *ms, struct diag_applied *a,
 			    const struct diag_probe_info *info);
 void dmn_manager_each_live(struct dmn_manager *m, dmn_live_fn fn, void *arg);
+
+/* Processes started after the probe (issue 11). The watch (diagnosed_watch.h) reports what it
+ * learns; the manager decides. */
+/* pid was seen starting or renamed (exec, comm change; adopted: attached and held by
+ * diag_engine_adopt_exec, to be released by the caller): every selector spec that takes it
+ * is applied, specs that no longer take it are removed from it, and a process no spec holds
+ * any more is detached (later, at the next tick, when adopted). */
+void dmn_manager_select_pid(struct dmn_manager *m, pid_t pid, bool adopted);
+/* Scan /proc for every selector spec (events were lost, or at start). */
+void dmn_manager_rescan(struct dmn_manager *m);
+/* True when some live spec has a selector (the watch then listens to process events). */
+bool dmn_manager_has_selectors(const struct dmn_manager *m);
+/* The executables (not libraries) named by live selector specs, to gate at exec: up to cap
+ * paths (valid until the specs change: select_gen). Returns the count. */
+size_t dmn_manager_gate_paths(const struct dmn_manager *m, const char **out, size_t cap);
+/* True while one more process may be traced (--max-traced). */
+bool dmn_manager_has_room(struct dmn_manager *m);
+/* True when pid is traced because a selector took it. */
+bool dmn_manager_selected(const struct dmn_manager *m, pid_t pid);
 
 cJSON *dmn_manager_spec_json(const struct dmn_manager *m, const struct dmn_mspec *ms);
 void dmn_manager_refresh_counts(struct dmn_manager *m);

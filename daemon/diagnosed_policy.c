@@ -574,6 +574,6 @@ int dmn_policy_check_spec(const struct dmn_policy *p, const struct dmn_peer *pee
 {
 	if (peer->uid != 0 && !s->npids)
 		return diag_error_set(err, -EACCES,
-				      "policy: name the process to probe (pid): a user's probe never applies to every attached process");
+				      "policy: name the process to probe (pid): a user's probe never applies to every attached process, nor to a selector alone");
 	return each_rule(p, peer, check_spec, s, err);
 }

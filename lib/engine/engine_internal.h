@@ -29,6 +29,8 @@
  *   life.c             process life: the eproc record, clone, fork, vfork, exec, exit,
  *                      detach (leaving slots, restoring every byte)
  *   wait.c             the wait loop (diag_engine_dispatch): each stop to its owner
+ *   adopt.c            processes taken at their exec (the exec gate): seized, the exec
+ *                      stop waited for, held until released (API)
  *   introspect.c       `symbols` and `vars` of any process (API; touches no process)
  *   engine.c           the API of engine.h: engine, attach, probes, stats, detach, free
  *
@@ -116,6 +118,8 @@ struct eproc {
 	struct diag_bptable bps;  /* unused by a vfork child: it shares its parent's */
 	struct probe *probes;
 	int freeze;               /* >0: stopped for patching or detach: keep every stop */
+	bool held;                /* adopted at its exec and not released yet (adopt.c): one
+				   * count of freeze is the hold's */
 	/* fast path (fastpath.c): hits recorded by capture trampolines into the ring v2 mapping
 	 * in the target (arch/ring.h): its geometry as the daemon made it (never re-read) */
 	uint64_t ring_addr;       /* 0: no ring mapped */

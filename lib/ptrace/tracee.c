@@ -227,6 +227,27 @@ int diag_proc_seize(pid_t pid, struct diag_proc **out, struct diag_error *err)
 	return 0;
 }
 
+int diag_thread_seize_exec(pid_t tid, struct diag_error *err)
+{
+	if (ptrace(PTRACE_SEIZE, tid, 0, DIAG_PTRACE_OPTIONS) == 0) {
+		/* a failure here means it died: the wait for its stop reports the death */
+		ptrace(PTRACE_INTERRUPT, tid, 0, 0);
+		return 0;
+	}
+	int r = -errno;
+	char why[160], state[8] = "";
+	if (r == -ESRCH || (diag_proc_stat_field(tid, 3, state, sizeof(state)) == 0 &&
+			    (state[0] == 'Z' || state[0] == 'X'))) {
+		r = -ESRCH; /* ptrace says EPERM for a zombie */
+		snprintf(why, sizeof(why), "the thread is gone (killed while its exec waited)");
+	}
+	else if (r == -EPERM)
+		eperm_cause(tid, why, sizeof(why));
+	else
+		snprintf(why, sizeof(why), "%s", strerror(-r));
+	return diag_error_set(err, r, "tid %d: cannot attach at its exec: %s", (int)tid, why);
+}
+
 int diag_proc_adopt(pid_t pid, struct diag_proc *mem_owner, struct diag_proc **out)
 {
 	struct diag_proc *p = proc_alloc(pid);

@@ -59,6 +59,14 @@ struct diag_proc {
  * process, already traced by pid T (COMM)), the usual suspects only when it is not. */
 int diag_proc_seize(pid_t pid, struct diag_proc **out, struct diag_error *err);
 
+/* Seize thread tid alone while it waits in execve at the exec gate (procwatch/execgate.h),
+ * with DIAG_PTRACE_OPTIONS, and queue a PTRACE_INTERRUPT: an exec that goes on stops at
+ * PTRACE_EVENT_EXEC (that stop clears the queued interrupt), one that fails returns to user
+ * mode and stops there with PTRACE_EVENT_STOP instead, so waiting for either is bounded
+ * without a timer. Returns 0, or -errno with err "tid N: cannot attach at its exec: CAUSE"
+ * (already traced by pid T (COMM), the thread is gone, ...). */
+int diag_thread_seize_exec(pid_t tid, struct diag_error *err);
+
 /* A process known from a fork/vfork event: its first thread was auto-attached by the kernel. */
 int diag_proc_adopt(pid_t pid, struct diag_proc *mem_owner, struct diag_proc **out);
 /* Free the bookkeeping only (no ptrace calls). Accepts NULL. */

@@ -49,13 +49,13 @@ bool diag_spec_id_valid(const char *id)
 const char *diag_applied_state_name(enum diag_applied_state st)
 {
 	static const char *const names[] = { "pending", "applied", "expired", "removed", "error",
-					     "disabled" };
+					     "disabled", "exited" };
 	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "error";
 }
 
 static int applied_state_parse(const char *s, enum diag_applied_state *st)
 {
-	for (int i = DIAG_APPLIED_PENDING; i <= DIAG_APPLIED_DISABLED; i++)
+	for (int i = DIAG_APPLIED_PENDING; i <= DIAG_APPLIED_EXITED; i++)
 		if (strcmp(s, diag_applied_state_name(i)) == 0) {
 			*st = i;
 			return 0;
@@ -356,6 +356,101 @@ static int dec_pids(struct dec *d, const cJSON *obj, struct diag_spec *s)
 	return 0;
 }
 
+bool diag_spec_has_select(const struct diag_spec *s)
+{
+	return s->select.exe || s->select.comm || s->select.unit || s->select.cgroup;
+}
+
+bool diag_spec_path_is_library(const char *path)
+{
+	const char *base = strrchr(path, '/');
+	const char *so = strstr(base ? base + 1 : path, ".so");
+	return so && (so[3] == '\0' || so[3] == '.');
+}
+
+char *diag_spec_select_text(const struct diag_spec *s, char *buf, size_t cap)
+{
+	const char *const v[] = { s->select.exe, s->select.comm, s->select.unit, s->select.cgroup };
+	static const char *const k[] = { "exe", "comm", "unit", "cgroup" };
+	size_t at = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < 4; i++) {
+		if (!v[i] || at >= cap)
+			continue;
+		int n = snprintf(buf + at, cap - at, "%s%s=%s", at ? " " : "", k[i], v[i]);
+		at = n < 0 ? cap : at + (size_t)n;
+	}
+	return buf;
+}
+
+/* The form of one select member; what it names is checked by the daemon (procwatch). */
+static int dec_select_form(struct dec *d, const char *key, const char *v)
+{
+	char field[32];
+	snprintf(field, sizeof(field), "select.%s", key);
+	size_t n = strlen(v);
+	if (strcmp(key, "exe") == 0 || strcmp(key, "cgroup") == 0) {
+		if (v[0] != '/')
+			return dec_fail(d, field, "must be an absolute path (got '%.200s')", v);
+		if (n > DIAG_SPEC_PATH_MAX)
+			return dec_fail(d, field, "too long (%zu bytes, max %d)", n, DIAG_SPEC_PATH_MAX);
+		return 0;
+	}
+	if (strcmp(key, "comm") == 0) {
+		if (strchr(v, '/'))
+			return dec_fail(d, field, "'%s' is a path; give the process name as pgrep -x "
+				       "matches it, or use select.exe", v);
+		if (n > DIAG_SPEC_COMM_MAX)
+			return dec_fail(d, field, "'%.64s' is %zu bytes; the kernel keeps %d of a process "
+				       "name, so it can never match (use '%.*s', or select.exe)", v, n,
+				       DIAG_SPEC_COMM_MAX, DIAG_SPEC_COMM_MAX, v);
+		return 0;
+	}
+	if (strchr(v, '/') || !strchr(v, '.') || v[0] == '.' || n > DIAG_SPEC_UNIT_MAX)
+		return dec_fail(d, field, "must be a systemd unit name like NAME.service (got '%.200s')", v);
+	return 0;
+}
+
+static int dec_select_member(struct dec *d, const cJSON *sel, const char *key, char **out)
+{
+	char field[32];
+	snprintf(field, sizeof(field), "select.%s", key);
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(sel, key);
+	if (!j || cJSON_IsNull(j))
+		return 0;
+	char *v = NULL;
+	int r = dec_string(d, sel, key, field, true, DIAG_SPEC_PATH_MAX + 1, &v);
+	if (r == 0)
+		r = dec_select_form(d, key, v);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	*out = v;
+	return 0;
+}
+
+/* `select`: an object of exe, comm, unit, cgroup; at least one (omit select for none). */
+static int dec_select(struct dec *d, const cJSON *obj, struct diag_spec *s)
+{
+	static const char *const known[] = { "exe", "comm", "unit", "cgroup", NULL };
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, "select");
+	if (!j || cJSON_IsNull(j))
+		return 0;
+	if (!cJSON_IsObject(j))
+		return dec_fail(d, "select", "must be an object of exe, comm, unit, cgroup (got %s)",
+				json_type_name(j));
+	int r = dec_unknown(d, j, "select.", known);
+	if (r < 0 || (r = dec_select_member(d, j, "exe", &s->select.exe)) < 0 ||
+	    (r = dec_select_member(d, j, "comm", &s->select.comm)) < 0 ||
+	    (r = dec_select_member(d, j, "unit", &s->select.unit)) < 0 ||
+	    (r = dec_select_member(d, j, "cgroup", &s->select.cgroup)) < 0)
+		return r;
+	if (!diag_spec_has_select(s))
+		return dec_fail(d, "select", "empty (give exe, comm, unit or cgroup, or omit select)");
+	return 0;
+}
+
 /* A stored counter; out-of-range doubles must not reach a conversion (undefined in C). */
 static uint64_t count_of(double v)
 {
@@ -494,7 +589,7 @@ static int dec_spec(struct dec *d, const cJSON *obj, unsigned flags, const char 
 {
 	static const char *const known[] = { "id", "target", "instrument", "lifespan", "condition",
 					     "pid", "lastmodified", "applied", "expires_in", "limits",
-					     "owner", NULL };
+					     "owner", "select", NULL };
 	int r = dec_id(d, obj, label, s);
 	if (r < 0)
 		return r;
@@ -504,7 +599,8 @@ static int dec_spec(struct dec *d, const cJSON *obj, unsigned flags, const char 
 	    (r = dec_instrument(d, obj, s)) < 0 || (r = dec_lifespan(d, obj, s)) < 0 ||
 	    (r = dec_string(d, obj, "condition", "condition", false, DIAG_SPEC_EXPR_MAX,
 			    &s->condition)) < 0 ||
-	    (r = dec_pids(d, obj, s)) < 0 || (r = dec_lastmodified(d, obj, s)) < 0 ||
+	    (r = dec_pids(d, obj, s)) < 0 || (r = dec_select(d, obj, s)) < 0 ||
+	    (r = dec_lastmodified(d, obj, s)) < 0 ||
 	    (r = dec_limits(d, obj, s)) < 0 || (r = dec_owner(d, obj, s)) < 0)
 		return r;
 	return (flags & DIAG_SPEC_KEEP_APPLIED) ? dec_applied(d, obj, s) : 0;
@@ -634,6 +730,17 @@ void *diag_spec_to_json(const struct diag_spec *s, unsigned flags, int64_t now_n
 		for (size_t i = 0; i < s->npids; i++)
 			cJSON_AddItemToArray(p, cJSON_CreateNumber(s->pids[i]));
 	}
+	if (diag_spec_has_select(s)) {
+		cJSON *sel = cJSON_AddObjectToObject(o, "select");
+		if (s->select.exe)
+			cJSON_AddStringToObject(sel, "exe", s->select.exe);
+		if (s->select.comm)
+			cJSON_AddStringToObject(sel, "comm", s->select.comm);
+		if (s->select.unit)
+			cJSON_AddStringToObject(sel, "unit", s->select.unit);
+		if (s->select.cgroup)
+			cJSON_AddStringToObject(sel, "cgroup", s->select.cgroup);
+	}
 	if (s->max_hits_per_sec > 0 || s->max_stopped_ms_per_sec > 0) {
 		cJSON *lim = cJSON_AddObjectToObject(o, "limits");
 		if (s->max_hits_per_sec > 0)
@@ -684,6 +791,10 @@ struct diag_spec *diag_spec_dup(const struct diag_spec *s)
 	d->value = dup_or_null(s->value, &fail);
 	d->condition = dup_or_null(s->condition, &fail);
 	d->custom = dup_or_null(s->custom, &fail);
+	d->select.exe = dup_or_null(s->select.exe, &fail);
+	d->select.comm = dup_or_null(s->select.comm, &fail);
+	d->select.unit = dup_or_null(s->select.unit, &fail);
+	d->select.cgroup = dup_or_null(s->select.cgroup, &fail);
 	d->pids = s->npids ? malloc(s->npids * sizeof(*d->pids)) : NULL;
 	d->applied = s->napplied ? malloc(s->napplied * sizeof(*d->applied)) : NULL;
 	d->applied_cap = d->applied ? s->napplied : 0;
@@ -712,6 +823,10 @@ void diag_spec_free(struct diag_spec *s)
 	free(s->value);
 	free(s->condition);
 	free(s->custom);
+	free(s->select.exe);
+	free(s->select.comm);
+	free(s->select.unit);
+	free(s->select.cgroup);
 	free(s->pids);
 	free(s->applied);
 	free(s);

@@ -22,6 +22,9 @@
 #define DIAG_SPEC_LIFESPAN_MAX 1e8          /* minutes */
 #define DIAG_SPEC_HITS_PER_SEC_MAX 1e9      /* limits.max_hits_per_sec upper bound */
 #define DIAG_SPEC_STOPPED_MS_PER_SEC_MAX 1e6 /* limits.max_stopped_ms_per_sec (summed over threads) */
+#define DIAG_SPEC_PATH_MAX 4095             /* select.exe, select.cgroup: bytes */
+#define DIAG_SPEC_COMM_MAX 15               /* select.comm: what the kernel keeps of a name */
+#define DIAG_SPEC_UNIT_MAX 255              /* select.unit */
 
 enum diag_applied_state {
 	DIAG_APPLIED_PENDING = 0,
@@ -30,6 +33,8 @@ enum diag_applied_state {
 	DIAG_APPLIED_REMOVED,
 	DIAG_APPLIED_ERROR,
 	DIAG_APPLIED_DISABLED, /* removed by the overhead governor; `error` says why */
+	DIAG_APPLIED_EXITED,   /* the process exited (its record kept, bounded: the manager
+				* folds the oldest) */
 };
 
 /* One process's view of a spec, keyed "HOST:PID". */
@@ -49,6 +54,18 @@ struct diag_applied {
 	char instances[4096];
 };
 
+/* `select` (issue 11, docs/targets.md "Selectors"): which processes a spec takes, now and
+ * later; every member given is required (AND, with `pid` too). Each is NULL when absent. Only
+ * their form is checked here (a path from /, a name as the kernel keeps it, NAME.service);
+ * what they name on this machine is the daemon's business. */
+struct diag_spec_select {
+	char *exe;    /* an executable, or a shared library (a basename with ".so"): every
+		       * process that maps it */
+	char *comm;   /* the process name, as `pgrep -x` compares it */
+	char *unit;   /* a systemd unit (NAME.service, NAME.scope, ...) */
+	char *cgroup; /* a cgroup v2 path from the root of the hierarchy */
+};
+
 struct diag_spec {
 	char id[DIAG_SPEC_ID_MAX + 1]; /* "" when the input had none */
 	char *target;
@@ -58,6 +75,7 @@ struct diag_spec {
 	double lifespan_min;                   /* <= 0: none (null) */
 	pid_t *pids;                           /* NULL/0: every attached process */
 	size_t npids;
+	struct diag_spec_select select;        /* members NULL when absent */
 	int64_t lastmodified_ns;               /* 0 = never set */
 	uint32_t owner;                        /* uid of the client that added it (0: root, or
 	                                        * added before owners were kept); `owner` in JSON */
@@ -99,6 +117,13 @@ struct diag_applied *diag_spec_applied_get(struct diag_spec *s, const char *key,
 int64_t diag_spec_expiry_ns(const struct diag_spec *s);
 
 bool diag_spec_id_valid(const char *id);
+/* True when the spec has a `select` member. */
+bool diag_spec_has_select(const struct diag_spec *s);
+/* True when path names a shared library by its basename ("libfoo.so", "libc.so.6"): a
+ * select.exe of a library takes the processes that map it. */
+bool diag_spec_path_is_library(const char *path);
+/* "exe=/usr/sbin/nginx comm=nginx" (members in that order), cut to cap. Returns buf. */
+char *diag_spec_select_text(const struct diag_spec *s, char *buf, size_t cap);
 const char *diag_applied_state_name(enum diag_applied_state st);
 /* UTC ISO-8601 "2026-11-25T16:47:22Z" (with_ns: ".123456789" before Z). Returns buf. */
 char *diag_time_format(int64_t ns, bool with_ns, char *buf, size_t len);

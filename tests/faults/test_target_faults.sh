@@ -12,8 +12,8 @@ exact_add ce work2 "\"pid\":$c_pid" > /dev/null
 fixture_go c
 [ "$(wait_more ce 20)" = True ] || fail "crash: exact probe not counting"
 victim_send c crash
-for _ in $(seq 100); do [ "$(state_of cf "$c_pid")" = removed ] && break; sleep 0.1; done
-expect_eq "$(state_of cf "$c_pid")" removed "crash: record removed"
+for _ in $(seq 100); do [ "$(state_of cf "$c_pid")" = exited ] && break; sleep 0.1; done
+expect_eq "$(state_of cf "$c_pid")" exited "crash: record marked exited"
 expect_eq "$(serving)" True "crash: daemon serving"
 figure "target crashes (SIGSEGV) while probed" 1 "n/a" 0 0
 

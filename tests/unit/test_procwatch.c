@@ -20,22 +20,12 @@
 
 #include "check.h"
 #include "fixture_proc.h"
+#include "gate.h"
 #include "procwatch/connector.h"
 #include "procwatch/execgate.h"
 #include "util/clock.h"
 
 #define WAIT_MS 5000
-
-/* A private copy of a fixture, so no other test's exec of the fixture meets our gate. */
-static void copy_file(const char *from, const char *to)
-{
-	char cmd[8400];
-	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 755 '%s'", from, to, to);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "cannot copy %s to %s\n", from, to);
-		exit(2);
-	}
-}
 
 /* Waits (bounded) for an event of kind on pid (and thread tid, 0: any) from the connector. */
 static bool procev_wait(struct diag_procev *w, enum diag_procev_kind kind, pid_t pid, pid_t tid,
@@ -84,31 +74,6 @@ static void test_connector(const char *fixture)
 	CHECK_EQ_INT(ev.parent, getpid());
 	waitpid(c, NULL, 0);
 	diag_procev_close(w);
-}
-
-/* Reads gate events until one of tid arrives (others are allowed at once). */
-static bool gate_wait(struct diag_execgate *g, pid_t tid, struct diag_execgate_event *found,
-		      int ms)
-{
-	int64_t end = diag_clock_mono_ms() + ms;
-	while (diag_clock_mono_ms() < end) {
-		struct pollfd p = {.fd = diag_execgate_fd(g), .events = POLLIN};
-		poll(&p, 1, 50);
-		struct diag_execgate_event ev[8];
-		int n = diag_execgate_read(g, ev, 8);
-		bool got = false;
-		for (int i = 0; i < n; i++) {
-			if (!got && ev[i].tid == tid) {
-				*found = ev[i];
-				got = true;
-			} else {
-				diag_execgate_allow(g, &ev[i]);
-			}
-		}
-		if (got)
-			return true;
-	}
-	return false;
 }
 
 static bool has_output(const struct fixture *f)

@@ -1,0 +1,137 @@
+/* adopt: processes taken at their exec (issue 11; docs/architecture.md, "Processes started
+ * after the probe"). Owns diag_engine_adopt_exec and diag_engine_release: a thread waiting in
+ * execve at the exec gate is seized with an interrupt queued, the owner's allow lets the exec
+ * go on, and the wait for its stop is bounded by the kernel (no timer): the exec stop when
+ * the exec went on, the interrupt's stop when it failed, its death when it was killed. The
+ * new image is then held: its eproc is frozen (freeze > 0, held) so no path of the engine
+ * resumes it until diag_engine_release. Never answers the gate itself (allow does), never
+ * places probes (diag_engine_probe_add does, on the held process) and never serves another
+ * process's stops: it waits for this thread alone. */
+#include "engine/engine_internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+
+/* The process tid belongs to (0 when it is gone). */
+static pid_t tgid_of(pid_t tid)
+{
+	unsigned long long tgid = 0;
+	return diag_proc_status_field(tid, "Tgid", 10, &tgid) ? (pid_t)tgid : 0;
+}
+
+/* The next stop or death of the exec'ing thread. A non-leader that exec'd stops under the
+ * leader's id (it took it over): once its own id names nothing we trace, wait for that. */
+static pid_t wait_thread(struct diag_engine *e, pid_t tid, pid_t tgid, int *status)
+{
+	pid_t w = eng_wait_secure(e, tid, status, 0);
+	if (w == -ECHILD && tgid != tid)
+		w = eng_wait_secure(e, tgid, status, 0);
+	return w;
+}
+
+/* The exec failed: the thread is back in user space, stopped (our interrupt, or a signal
+ * first); it goes on without us and gets its execve error. */
+static int exec_failed(pid_t w, pid_t tid, int status, struct diag_error *err)
+{
+	diag_regs regs;
+	long rc = diag_regs_read(w, &regs) == 0 ? (long)diag_regs_ret(&regs) : 0;
+	int sig = (status >> 16) == 0 ? WSTOPSIG(status) : 0;
+	diag_thread_detach(w, sig);
+	if (rc < 0 && rc > -4096) /* execve's own error, as the thread sees it */
+		return diag_error_set(err, (int)rc, "tid %d: its exec failed (%s): not adopted",
+				      (int)tid, strerror((int)-rc));
+	return diag_error_set(err, -DIAG_E_GONE, "tid %d: its exec failed: not adopted", (int)tid);
+}
+
+/* The engine's record of the new image, held at its exec stop (thread w, the leader). */
+static int hold_new_image(struct diag_engine *e, pid_t w, struct diag_error *err)
+{
+	struct diag_proc *tp;
+	int r = diag_proc_adopt(w, NULL, &tp);
+	if (r < 0) {
+		diag_thread_detach(w, 0);
+		return diag_error_set(err, r, "pid %d: at its exec: %s", (int)w, strerror(-r));
+	}
+	struct diag_thread *t = diag_proc_thread(tp, w);
+	t->stopped = true;
+	t->announced = true;
+	t->event = PTRACE_EVENT_EXEC; /* until resumed: still inside execve */
+	struct eproc *ep = eng_proc_new(e, tp);
+	if (!ep || eng_thread_track(e, t) < 0) {
+		if (ep)
+			diag_u64map_del(&e->procs, (uint64_t)w);
+		free(ep);
+		diag_thread_detach(w, 0);
+		diag_proc_free(tp);
+		return diag_error_set(err, -ENOMEM, "pid %d: at its exec: out of memory", (int)w);
+	}
+	/* PID-STARTTIME survives an exec: a journal a dead predecessor left is about the old
+	 * image, which is gone; opening ours truncates it */
+	eng_journal_open(e, ep, NULL);
+	ep->freeze++;
+	ep->held = true;
+	return 0;
+}
+
+int diag_engine_adopt_exec(struct diag_engine *e, pid_t tid, int (*allow)(void *arg), void *arg,
+			   pid_t *pid, struct diag_error *err)
+{
+	pid_t tgid = tgid_of(tid);
+	struct diag_error serr = {0};
+	int r;
+	if (tgid > 0 && diag_u64map_get(&e->procs, (uint64_t)tgid))
+		r = diag_error_set(&serr, -EALREADY,
+				   "tid %d: its process %d is already traced by this daemon (its exec "
+				   "is followed like any traced process's)",
+				   (int)tid, (int)tgid);
+	else
+		r = diag_thread_seize_exec(tid, &serr);
+	allow(arg); /* in every case: an exec never waits on the engine */
+	if (r < 0) {
+		if (err)
+			*err = serr;
+		return r;
+	}
+	for (;;) {
+		int status;
+		pid_t w = wait_thread(e, tid, tgid, &status);
+		if (w < 0)
+			return diag_error_set(err, w, "tid %d: lost while waiting for its exec: %s",
+					      (int)tid, strerror(-w));
+		if (WIFSIGNALED(status))
+			return diag_error_set(err, -DIAG_E_GONE,
+					      "tid %d: killed (signal %d) before its exec completed",
+					      (int)tid, WTERMSIG(status));
+		if (WIFEXITED(status))
+			return diag_error_set(err, -DIAG_E_GONE,
+					      "tid %d: exited (status %d) before its exec completed",
+					      (int)tid, WEXITSTATUS(status));
+		int event = status >> 16;
+		if (event == PTRACE_EVENT_EXIT) { /* dying: its death comes next */
+			ptrace(PTRACE_CONT, w, 0, 0);
+			continue;
+		}
+		if (event != PTRACE_EVENT_EXEC)
+			return exec_failed(w, tid, status, err);
+		r = hold_new_image(e, w, err);
+		if (r < 0)
+			return r;
+		*pid = w;
+		return 0;
+	}
+}
+
+int diag_engine_release(struct diag_engine *e, pid_t pid)
+{
+	struct eproc *ep = diag_u64map_get(&e->procs, (uint64_t)pid);
+	if (!ep || !ep->held)
+		return 0;
+	ep->held = false;
+	eng_thaw(e, ep);
+	return 0;
+}
