@@ -18,33 +18,18 @@ struct ctl_store {
 	struct diag_fleet *f;
 };
 
-static int read_password(const char *file, char *buf, size_t cap, struct diag_error *err)
-{
-	FILE *in = fopen(file, "re");
-	if (!in)
-		return diag_error_set(err, -errno, "--store-password-file %s: %s", file, strerror(errno));
-	if (!fgets(buf, (int)cap, in))
-		buf[0] = '\0';
-	fclose(in);
-	buf[strcspn(buf, "\r\n")] = '\0';
-	return 0;
-}
-
 int ctl_store_open(const char *url, const char *password_file, struct ctl_store **out,
 		   struct diag_error *err)
 {
 	char pw[512];
-	const char *password = getenv("DIAGNOSE_REDIS_PASSWORD");
-	if (password_file) {
-		int rc = read_password(password_file, pw, sizeof(pw), err);
-		if (rc < 0)
-			return rc;
-		password = pw;
-	}
+	int rc = diag_fleet_password(password_file, pw, sizeof(pw), err);
+	if (rc < 0)
+		return rc;
+	const char *password = pw;
 	struct ctl_store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return diag_error_set(err, -ENOMEM, "out of memory");
-	int rc = diag_fleet_connect(url, password && *password ? password : NULL,
+	rc = diag_fleet_connect(url, *password ? password : NULL,
 				    CTL_STORE_TIMEOUT_MS, &s->f, err);
 	if (rc < 0) {
 		free(s);

@@ -359,6 +359,7 @@ void dmn_manager_fini(struct dmn_manager *m)
 	free(m->specs);
 	diag_plugin_host_free(m->plugins);
 	diag_store_free(m->store);
+	free(m->shared.unreadable);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -454,6 +455,8 @@ static void apply_pid(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid)
 
 static void apply(struct dmn_manager *m, struct dmn_mspec *ms)
 {
+	if (!diag_spec_selects_host(ms->spec, m->host))
+		return; /* held (list shows it), applied by the hosts it names */
 	if (ms->spec->npids) {
 		for (size_t i = 0; i < ms->spec->npids; i++)
 			apply_pid(m, ms, ms->spec->pids[i]);
@@ -614,6 +617,19 @@ int dmn_manager_remove(struct dmn_manager *m, const char *id, struct diag_error 
 	return dmn_manager_save(m, err);
 }
 
+int dmn_manager_adopt(struct dmn_manager *m, struct diag_spec *s, uint64_t version,
+		      struct diag_error *err)
+{
+	free(s->applied); /* the store's records are every host's; this host starts its own */
+	s->applied = NULL;
+	s->napplied = s->applied_cap = 0;
+	struct dmn_mspec *ms = NULL;
+	int r = add_internal(m, s, false, &ms, err);
+	if (r == 0)
+		ms->store_version = version;
+	return r;
+}
+
 int dmn_manager_attach(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 {
 	if (diag_engine_attached(m->engine, pid))
@@ -623,7 +639,8 @@ int dmn_manager_attach(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 		return r;
 	/* Specs without a pid list follow every attached process. */
 	for (size_t i = 0; i < m->nspecs; i++)
-		if (!m->specs[i]->spec->npids && !m->specs[i]->expired)
+		if (!m->specs[i]->spec->npids && !m->specs[i]->expired &&
+		    diag_spec_selects_host(m->specs[i]->spec, m->host))
 			apply_pid(m, m->specs[i], pid);
 	return dmn_manager_save(m, err);
 }
@@ -843,6 +860,14 @@ cJSON *dmn_manager_status_json(struct dmn_manager *m)
 		cJSON_AddStringToObject(st, "path", path);
 	else
 		cJSON_AddNullToObject(st, "path");
+	if (m->shared.url[0]) { /* the shared store: where, whether it answers, what it holds that we could not read */
+		problem = m->shared.connected ? NULL : m->shared.error[0] ? m->shared.error : "not connected yet";
+		cJSON_AddStringToObject(st, "url", m->shared.url);
+		cJSON_AddStringToObject(st, "host", m->host);
+		cJSON_AddBoolToObject(st, "connected", m->shared.connected);
+		if (m->shared.unreadable)
+			cJSON_AddStringToObject(st, "unreadable", m->shared.unreadable);
+	}
 	if (problem)
 		cJSON_AddStringToObject(st, "error", problem);
 	else

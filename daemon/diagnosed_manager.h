@@ -31,6 +31,7 @@ struct dmn_mspec {
 	uint64_t hits;                /* all processes, since the spec was (re)applied */
 	uint64_t dropped;
 	bool expired;
+	uint64_t store_version; /* from the shared store at this version (0: added here) */
 };
 
 /* A hit the manager has counted, for whoever listens (the control server's tail and wait
@@ -57,6 +58,14 @@ struct dmn_manager {
 	bool allow_pid1; /* --allow-pid1: init may be traced */
 	bool print_events; /* events to stdout (one-shot runs, --foreground); else only to clients */
 	bool fold_due;                /* a process exited: fold old records at the next tick */
+	/* The shared store as the fleet sync last saw it (set by diagnosed_fleet, shown by
+	 * status); url "" when the store is the JSON file. */
+	struct {
+		char url[300];
+		bool connected;
+		char error[DIAG_ERRMSG_MAX];
+		char *unreadable; /* records that do not parse, one line each (NULL: none) */
+	} shared;
 };
 
 /* Per spec, the records of processes that are gone beyond the last this many are folded into
@@ -80,6 +89,11 @@ void dmn_manager_load(struct dmn_manager *m);
 int dmn_manager_add(struct dmn_manager *m, struct diag_spec *s, struct dmn_mspec **out,
 		    struct diag_error *err);
 int dmn_manager_remove(struct dmn_manager *m, const char *id, struct diag_error *err);
+/* Run a spec read from the shared store at version (takes s; its lastmodified is the
+ * store's, so its lifespan runs from the client's add on every host). Replaces a spec of the
+ * same id. Failures are limits. */
+int dmn_manager_adopt(struct dmn_manager *m, struct diag_spec *s, uint64_t version,
+		      struct diag_error *err);
 int dmn_manager_attach(struct dmn_manager *m, pid_t pid, struct diag_error *err);
 /* Trace pid (policy: pid 1 only with allow_pid1; the targets limit), nothing applied or
  * saved. Errors read "pid N: ..." (the field of attach requests and specs). */
