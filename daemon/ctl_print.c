@@ -154,7 +154,9 @@ static void list_add_spec(struct table *t, const cJSON *spec)
 			esc(json_str(ins, "name", "-")),
 			esc(json_str(ins, "event", "call")),
 			esc(proc ? proc->string : "-"),
-			esc(json_str(proc, "state", "-")),
+			cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(proc, "stale"))
+				? fmt_dup("%s (stale host)", json_str(proc, "state", "-"))
+				: esc(json_str(proc, "state", "-")),
 			NULL,
 			fmt_expires(cJSON_GetObjectItemCaseSensitive(spec, "expires_in")),
 		};
@@ -381,8 +383,16 @@ void diag_ctl_print_hosts(FILE *out, const cJSON *reply)
 		}
 		put_esc(out, h->string, 0);
 		fprintf(out, "%*s", (int)(25 - (strlen(h->string) < 24 ? strlen(h->string) : 24)), "");
-		put_esc(out, json_str(h, "version", "-"), 0);
-		fprintf(out, " %-21s %9d %s\n", when, cJSON_IsNumber(procs) ? (int)procs->valuedouble : 0,
+		const char *ver = json_str(h, "version", "-");
+		put_esc(out, ver, 0);
+		fprintf(out, "%*s", (int)(11 - (strlen(ver) < 10 ? strlen(ver) : 10)), "");
+		fprintf(out, "%-21s %9d %s", when, cJSON_IsNumber(procs) ? (int)procs->valuedouble : 0,
 			cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "stale")) ? "stale" : "live");
+		const char *problem = json_str(h, "problem", NULL);
+		if (problem) { /* what that daemon could not read or apply */
+			fputs("  ", out);
+			put_esc(out, problem, 0);
+		}
+		fputc('\n', out);
 	}
 }
