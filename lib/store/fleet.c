@@ -23,6 +23,7 @@
 
 struct diag_fleet {
 	redisContext *c;
+	int timeout_ms;
 	char where[300]; /* "HOST:PORT" for messages */
 };
 
@@ -91,6 +92,9 @@ int diag_fleet_password(const char *file, char *buf, size_t cap, struct diag_err
 static int check_reply(struct diag_fleet *f, redisReply *r, int want, const char *what,
 		       struct diag_error *err)
 {
+	if (!r && f->c->err == REDIS_ERR_IO && (errno == EAGAIN || strstr(f->c->errstr, "temporarily")))
+		return diag_error_set(err, -ETIMEDOUT, "store %s: %s: no answer within %d ms", f->where,
+				      what, f->timeout_ms);
 	if (!r)
 		return diag_error_set(err, -EIO, "store %s: %s: %s", f->where, what,
 				      f->c->errstr[0] ? f->c->errstr : "connection lost");
@@ -119,6 +123,7 @@ int diag_fleet_connect(const char *url, const char *password, int timeout_ms,
 	if (!f)
 		return diag_error_set(err, -ENOMEM, "out of memory");
 	snprintf(f->where, sizeof(f->where), "%s:%d", u.host, u.port);
+	f->timeout_ms = timeout_ms;
 	f->c = redisConnectWithTimeout(u.host, u.port, tv);
 	if (!f->c || f->c->err) {
 		rc = diag_error_set(err, -EHOSTUNREACH, "store %s: unreachable: %s", f->where,
