@@ -22,7 +22,7 @@
 #define FLEET_BACKOFF_MAX_MS 5000
 #define FLEET_PASS_NS 250000000LL   /* how often changed records are handed to the thread */
 #define FLEET_WRITE_BATCH 512       /* records per pipelined round trip */
-#define FLEET_PROBLEM_MAX 4000      /* bytes of unreadable-record lines kept and shown */
+#define FLEET_PROBLEM_MAX 4000      /* bytes of problem lines kept and shown (status, hosts) */
 
 /* A string-keyed map (separate chaining), for both halves' record tables. */
 struct kv {
@@ -388,8 +388,8 @@ static void problems_publish(struct dmn_fleet *f)
 				break;
 			at += (size_t)w;
 		}
-	free(f->m->shared.unreadable);
-	f->m->shared.unreadable = at ? strdup(buf) : NULL;
+	free(f->m->shared.problems);
+	f->m->shared.problems = at ? strdup(buf) : NULL;
 	pthread_mutex_lock(&f->sh.mu);
 	memcpy(f->sh.problem, buf, sizeof(buf));
 	pthread_mutex_unlock(&f->sh.mu);

@@ -359,7 +359,7 @@ void dmn_manager_fini(struct dmn_manager *m)
 	free(m->specs);
 	diag_plugin_host_free(m->plugins);
 	diag_store_free(m->store);
-	free(m->shared.unreadable);
+	free(m->shared.problems);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -865,8 +865,8 @@ cJSON *dmn_manager_status_json(struct dmn_manager *m)
 		cJSON_AddStringToObject(st, "url", m->shared.url);
 		cJSON_AddStringToObject(st, "host", m->host);
 		cJSON_AddBoolToObject(st, "connected", m->shared.connected);
-		if (m->shared.unreadable)
-			cJSON_AddStringToObject(st, "unreadable", m->shared.unreadable);
+		if (m->shared.problems)
+			cJSON_AddStringToObject(st, "problems", m->shared.problems);
 	}
 	if (problem)
 		cJSON_AddStringToObject(st, "error", problem);

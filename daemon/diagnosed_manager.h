@@ -64,7 +64,7 @@ struct dmn_manager {
 		char url[300];
 		bool connected;
 		char error[DIAG_ERRMSG_MAX];
-		char *unreadable; /* records that do not parse, one line each (NULL: none) */
+		char *problems; /* specs not run: records that do not parse, limits (a line each) */
 	} shared;
 };
 

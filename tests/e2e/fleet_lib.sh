@@ -29,8 +29,8 @@ sc() { "$DIAGNOSECTL" --store "$(URL)" --store-password-file "$T/pw" "$@"; }
 # wait_for SECONDS WHAT CMD...: poll CMD (every 0.1 s) until it succeeds; fail after SECONDS.
 wait_for() {
 	local secs=$1 what=$2; shift 2
-	local n=$((secs * 10))
-	for _ in $(seq "$n"); do
+	local end=$((SECONDS + secs))
+	while [ "$SECONDS" -le "$end" ]; do
 		if "$@" > /dev/null 2>&1; then pass "$what"; return 0; fi
 		sleep 0.1
 	done
