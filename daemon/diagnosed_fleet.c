@@ -320,6 +320,13 @@ static int session(struct dmn_fleet *f, struct diag_error *err)
 	int n = diag_fleet_connect(f->url, f->password, FLEET_TIMEOUT_MS, &c, err);
 	if (n == 0)
 		n = diag_fleet_connect(f->url, f->password, FLEET_TIMEOUT_MS, &sub, err);
+	char name[DIAG_SPEC_HOST_MAX + 32];
+	snprintf(name, sizeof(name), "diagnosed:%s", f->host);
+	if (n == 0)
+		n = diag_fleet_set_name(c, name, err);
+	snprintf(name, sizeof(name), "diagnosed:%s:sub", f->host);
+	if (n == 0)
+		n = diag_fleet_set_name(sub, name, err);
 	if (n == 0)
 		n = diag_fleet_subscribe(sub, err);
 	if (n == 0)

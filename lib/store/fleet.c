@@ -562,6 +562,15 @@ int diag_fleet_subscribe(struct diag_fleet *f, struct diag_error *err)
 	return rc;
 }
 
+int diag_fleet_set_name(struct diag_fleet *f, const char *name, struct diag_error *err)
+{
+	redisReply *r = redisCommand(f->c, "CLIENT SETNAME %s", name);
+	int rc = check_reply(f, r, -1, "CLIENT SETNAME", err);
+	if (rc == 0)
+		freeReplyObject(r);
+	return rc;
+}
+
 int diag_fleet_fd(const struct diag_fleet *f)
 {
 	return f->c->fd;

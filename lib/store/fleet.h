@@ -97,6 +97,8 @@ int diag_fleet_read_one(struct diag_fleet *f, const char *id, struct diag_fleet_
 /* Turn this connection into a subscriber of DIAG_FLEET_CHANNEL (nothing else may be sent on
  * it afterwards). diag_fleet_fd: its socket, to poll for messages. */
 int diag_fleet_subscribe(struct diag_fleet *f, struct diag_error *err);
+/* CLIENT SETNAME name (no spaces): who this connection is, in CLIENT LIST and MONITOR. */
+int diag_fleet_set_name(struct diag_fleet *f, const char *name, struct diag_error *err);
 int diag_fleet_fd(const struct diag_fleet *f);
 /* The next change already received or readable now without waiting (call after poll said
  * readable, then until it returns 0): 1 with id (the spec to read again), 0 when none is
