@@ -364,8 +364,8 @@ static void *thread_main(void *arg)
 			backoff = FLEET_BACKOFF_MIN_MS;
 		if (stopping(f))
 			break;
-		char why[DIAG_ERRMSG_MAX + 64];
-		snprintf(why, sizeof(why), "%s (retrying every %.1f s at most)",
+		char why[DIAG_ERRMSG_MAX];
+		snprintf(why, sizeof(why), "%.440s (retrying every %.1f s at most)",
 			 err.msg[0] ? err.msg : "connection lost", FLEET_BACKOFF_MAX_MS / 1000.0);
 		post_state(f, false, why);
 		if (strcmp(last, err.msg)) /* one line per new reason, not one per retry */
