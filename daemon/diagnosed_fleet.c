@@ -371,9 +371,14 @@ static void *thread_main(void *arg)
 		if (strcmp(last, err.msg)) /* one line per new reason, not one per retry */
 			dmn_log("%s", why);
 		snprintf(last, sizeof(last), "%s", err.msg);
-		struct pollfd p = { .fd = f->to_thread, .events = POLLIN };
-		if (poll(&p, 1, backoff) > 0)
-			drain_fd(f->to_thread);
+		/* records handed over meanwhile wake the thread: they wait for the connection, and
+		 * the backoff is not cut short (only a stop is) */
+		int64_t until = diag_clock_mono_ns() + (int64_t)backoff * 1000000;
+		for (int64_t now; !stopping(f) && (now = diag_clock_mono_ns()) < until;) {
+			struct pollfd p = { .fd = f->to_thread, .events = POLLIN };
+			if (poll(&p, 1, (int)((until - now) / 1000000) + 1) > 0)
+				drain_fd(f->to_thread);
+		}
 		backoff = backoff * 2 > FLEET_BACKOFF_MAX_MS ? FLEET_BACKOFF_MAX_MS : backoff * 2;
 	}
 	return NULL;
