@@ -207,6 +207,21 @@ void diag_ctl_print_status(FILE *out, const cJSON *reply)
 		dropped, tail);
 	const cJSON *store = cJSON_GetObjectItemCaseSensitive(reply, "store");
 	const char *store_error = json_str(store, "error", NULL);
+	const char *url = json_str(store, "url", NULL);
+	if (url) { /* the shared store: where, as whom, whether it answers */
+		fputs("store: ", out);
+		put_esc(out, url, 0);
+		fputs(" as host ", out);
+		put_esc(out, json_str(store, "host", "?"), 0);
+		fprintf(out, ": %s\n", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(store, "connected"))
+					      ? "connected" : "not connected");
+		const char *problems = json_str(store, "problems", NULL);
+		if (problems) {
+			fputs("store: not run here: ", out);
+			put_esc(out, problems, 0);
+			fputc('\n', out);
+		}
+	}
 	if (store_error) {
 		fputs("WARNING: ", out);
 		put_esc(out, store_error, 0);

@@ -34,6 +34,7 @@ expect_eq "$(ctl --json list | jget "[s['id'] for s in j['specs']]" | tr -d "'")
 	"the daemon's own list holds the store's specs"
 expect_eq "$(ctl --json status | jget "(j['store']['connected'], j['store']['host'])")" "(True, 'web-1')" \
 	"status: connected, as host web-1"
+expect_contains "$(ctl status)" "store: $(URL) as host web-1: connected" "status (text) names the store and the host"
 
 # a change (new version) replaces the running spec; a removal removes it
 sc add-probe --target work --type incr --name n2 --id w1 > /dev/null
@@ -76,6 +77,7 @@ DPID=$!
 wait_for 10 "an unreachable store: the daemon keeps running" req '{"cmd":"status"}'
 wait_for 5 "status: unreachable, retrying" \
 	sh -c "$(printf '%q ' "$DIAGNOSECTL") --socket $SOCK --json status | grep -q 'unreachable.*retrying'"
+expect_contains "$(ctl status)" "WARNING: store 127.0.0.1:1: unreachable" "status (text) says why"
 stop_daemon
 "$DIAGNOSED" --socket "$SOCK" --store "redis://alice:pw@127.0.0.1:$PORT" 2> "$T/err"
 expect_eq "$?" 1 "a password in the URL: refused at start"
