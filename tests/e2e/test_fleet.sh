@@ -30,6 +30,10 @@ for h in web-1 web-2; do
 done
 expect_eq "$(store_state webonly db-1)" none "webonly is not applied on db-1"
 expect_eq "$(local_ids db-1)" "all1" "db-1 does not hold the spec that does not select it"
+# a change of hosts: the host it no longer selects removes it, the other keeps it
+sc add-probe --target handle --type incr --name w --id webonly --host web-1 > /dev/null
+wait_for 5 "webonly changed to --host web-1: removed on web-2" is absent local_state web-2 webonly
+expect_eq "$(local_state web-1 webonly)" applied "... still applied on web-1"
 sc add-probe --target handle --type incr --name two --id two --host web-2 --host 'db-?' > /dev/null
 for h in web-2 db-1; do wait_for 5 "--host may repeat: two on $h" is applied store_state two "$h"; done
 expect_eq "$(store_state two web-1)" none "... and not on web-1"
