@@ -80,10 +80,14 @@ start_host() {
 	[ -n "${HOST_D[$name]}" ] || die "host $name: no daemon"
 }
 # stop_host NAME [SIGNAL]: the daemon (and with it its namespace) ends
+# (stopped with TERM, it must exit 0: under the sanitizers a leak or an error is a failure)
 stop_host() {
 	[ -n "${HOST_U[$1]:-}" ] || return 0
 	kill -"${2:-TERM}" "${HOST_D[$1]}" 2> /dev/null
 	wait "${HOST_U[$1]}" 2> /dev/null
+	local rc=$?
+	[ "${2:-TERM}" != TERM ] || [ "$rc" -eq 0 ] ||
+		fail "host $1: the daemon exited $rc at SIGTERM: $(tail -5 "$T/d.err.$1")"
 	unset "HOST_U[$1]" "HOST_D[$1]"
 }
 stop_hosts() { for h in "${!HOST_U[@]}"; do stop_host "$h"; done; }

@@ -57,4 +57,5 @@ expect_eq "$(sc --stale-after 2 --json list | jget "sorted((k, a['stale']) for s
 	"[('db-1:2', True), ('web-2:2', False)]" "list marks the records of the stale host"
 expect_contains "$(sc --stale-after 2 list)" "applied (stale host)" "list (table) says so"
 expect_eq "$(sc --stale-after 2 --json hosts | jget "j['hosts']['web-1']['stale']")" False "web-1 still live"
+stop_hosts # each exits 0 (checked)
 finish

@@ -66,4 +66,5 @@ wait_for 10 "web-2 restarted: p1 comes back from the store" is applied local_sta
 wait_for 5 "... and its record in the store says so" is applied store_state p1 web-2
 expect_eq "$(local_ids web-2)" "p1 p3" "the new daemon holds every spec of the store"
 expect_eq "$(local_state web-2 p3)" none "... and applies p3, whose lifespan is over, nowhere"
+stop_hosts # each exits 0 (checked)
 finish

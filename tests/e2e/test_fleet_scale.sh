@@ -66,4 +66,5 @@ t0=$(date +%s%N)
 expect_eq "$(cat "$T/rm.err")" "" "1,015 removals by four clients at once"
 for h in web-1 web-2; do wait_for 30 "$h is back to the 15 specs" is 15 count "$h"; done
 pass "removed everywhere $(ms "$t0") ms after the first removal"
+stop_hosts # each exits 0 (checked)
 finish
