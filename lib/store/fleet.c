@@ -24,6 +24,7 @@
 struct diag_fleet {
 	redisContext *c;
 	int timeout_ms;
+	char sha[48]; /* the record script, loaded on this connection ("" not yet) */
 	char where[300]; /* "HOST:PORT" for messages */
 };
 
@@ -623,17 +624,39 @@ static const char write_script[] =
 	"if ARGV[2] == '' then return redis.call('HDEL', KEYS[2], ARGV[1]) end "
 	"return redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])";
 
-int diag_fleet_write_records(struct diag_fleet *f, const struct diag_fleet_record *v, size_t n,
-			     struct diag_error *err)
+static int load_script(struct diag_fleet *f, struct diag_error *err)
 {
+	redisReply *r = redisCommand(f->c, "SCRIPT LOAD %s", write_script);
+	int rc = check_reply(f, r, REDIS_REPLY_STRING, "SCRIPT LOAD", err);
+	if (rc == 0) {
+		snprintf(f->sha, sizeof(f->sha), "%.40s", r->str);
+		freeReplyObject(r);
+	}
+	return rc;
+}
+
+/* EVALSHA (40 bytes a record, not the script's 200); a server whose scripts were flushed
+ * meanwhile answers NOSCRIPT: loaded again and the batch written again (each write is
+ * idempotent: the latest record wins). */
+static int write_records(struct diag_fleet *f, const struct diag_fleet_record *v, size_t n,
+			 bool again, struct diag_error *err)
+{
+	int rc = f->sha[0] ? 0 : load_script(f, err);
+	if (rc < 0)
+		return rc;
 	for (size_t i = 0; i < n; i++)
-		redisAppendCommand(f->c, "EVAL %s 2 " KEY_SPEC "%s " KEY_APPLIED "%s %s %s", write_script,
+		redisAppendCommand(f->c, "EVALSHA %s 2 " KEY_SPEC "%s " KEY_APPLIED "%s %s %s", f->sha,
 				   v[i].id, v[i].id, v[i].key, v[i].json ? v[i].json : "");
-	int rc = 0;
+	bool noscript = false;
 	for (size_t i = 0; i < n; i++) {
 		redisReply *r = NULL;
 		if (redisGetReply(f->c, (void **)&r) != REDIS_OK)
 			r = NULL;
+		if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
+			noscript = true;
+			freeReplyObject(r);
+			continue;
+		}
 		int c = check_reply(f, r, REDIS_REPLY_INTEGER, "applied", err);
 		if (c == 0)
 			freeReplyObject(r);
@@ -642,5 +665,18 @@ int diag_fleet_write_records(struct diag_fleet *f, const struct diag_fleet_recor
 		if (!r)
 			return rc;
 	}
+	if (noscript && rc == 0 && !again) {
+		f->sha[0] = '\0';
+		return write_records(f, v, n, true, err);
+	}
+	if (noscript && rc == 0)
+		rc = diag_error_set(err, -EIO, "store %s: applied: the script is refused (NOSCRIPT)",
+				    f->where);
 	return rc;
+}
+
+int diag_fleet_write_records(struct diag_fleet *f, const struct diag_fleet_record *v, size_t n,
+			     struct diag_error *err)
+{
+	return write_records(f, v, n, false, err);
 }

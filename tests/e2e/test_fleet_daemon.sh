@@ -40,6 +40,10 @@ expect_contains "$(ctl status)" "store: $(URL) as host web-1: connected" "status
 sc add-probe --target work --type incr --name n2 --id w1 > /dev/null
 wait_for 5 "a changed spec is applied again at its new version" \
 	sh -c "$(printf '%q ' "$DIAGNOSECTL") --socket $SOCK --json list | grep -q '\"name\":\"n2\"'"
+rcli SCRIPT FLUSH > /dev/null # the record script is gone: NOSCRIPT, loaded again
+sc add-probe --target work --type incr --name n3 --id w2 > /dev/null
+wait_for 5 "records are written after the server's scripts were flushed" \
+	list_has "any(s['id']=='w2' and s['applied'].get('web-1:$fx_pid',{}).get('state')=='applied' for s in j['specs'])"
 sc remove-probe w0
 wait_for 5 "a spec removed through the store is removed on the host" \
 	sh -c "! $(printf '%q ' "$DIAGNOSECTL") --socket $SOCK --json list | grep -q '\"id\":\"w0\"'"
@@ -54,6 +58,20 @@ wait_for 5 "a record that does not parse shows in status" \
 wait_for 5 "... and in hosts (the heartbeat's problem)" sh -c "$(printf '%q ' "$DIAGNOSECTL") --store $(URL) --store-password-file $T/pw --json hosts | grep -q bad1"
 expect_eq "$(rcli HEXISTS diagnose:spec:bad1 json)" 1 "... and stays in the store"
 expect_contains "$(cat "$T/d.err0")" "spec 'bad1'" "... and is logged"
+stop_daemon || fail "the daemon exits 0 at SIGTERM"
+
+# the least a daemon's ACL user needs (docs/fleet.md): it applies, writes records and beats
+redis-cli -p "$PORT" -a topsecret --no-auth-warning ACL SETUSER dmn on '>d4emon' '~diagnose:*' \
+	'&diagnose:changes' +smembers +sismember +hmget +hset +hdel +exists +subscribe +evalsha \
+	'+script|load' '+client|setname' +ping +select > /dev/null || fail "ACL SETUSER dmn"
+echo d4emon > "$T/dpw"
+"$DIAGNOSED" --socket "$SOCK" --store "redis://dmn@127.0.0.1:$PORT" --store-password-file "$T/dpw" \
+	--host-name web-9 --store-heartbeat 1 --pid "$fx_pid" > "$T/d.out4" 2> "$T/d.err4" &
+DPID=$!
+wait_for 10 "with the documented least ACL: the record is written" \
+	list_has "any(s['id']=='w1' and s['applied'].get('web-9:$fx_pid',{}).get('state')=='applied' for s in j['specs'])"
+wait_for 5 "... and the heartbeat" sh -c "$(printf '%q ' "$DIAGNOSECTL") --store $(URL) --store-password-file $T/pw --json hosts | grep -q web-9"
+expect_eq "$(grep -c 'NOPERM\|no permissions' "$T/d.err4")" 0 "... and nothing is refused"
 stop_daemon || fail "the daemon exits 0 at SIGTERM"
 
 # a refused password, then an unreachable store: the daemon runs, status says why
