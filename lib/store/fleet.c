@@ -247,16 +247,23 @@ int diag_fleet_put(struct diag_fleet *f, const struct diag_spec *s, uint64_t *ve
 	return rc;
 }
 
-int diag_fleet_remove(struct diag_fleet *f, const char *id, struct diag_error *err)
+/* 1 when id is in the set of specs, 0 when not, or a code. */
+static int is_member(struct diag_fleet *f, const char *id, struct diag_error *err)
 {
 	redisReply *r = redisCommand(f->c, "SISMEMBER " KEY_SPECS " %s", id);
 	int rc = check_reply(f, r, REDIS_REPLY_INTEGER, "SISMEMBER", err);
 	if (rc < 0)
 		return rc;
-	bool there = r->integer;
+	rc = r->integer != 0;
 	freeReplyObject(r);
-	if (!there)
-		return diag_error_set(err, -ENOENT, "id: no probe '%.64s' in the store", id);
+	return rc;
+}
+
+int diag_fleet_remove(struct diag_fleet *f, const char *id, struct diag_error *err)
+{
+	int rc = is_member(f, id, err);
+	if (rc <= 0)
+		return rc < 0 ? rc : diag_error_set(err, -ENOENT, "id: no probe '%.64s' in the store", id);
 	redisAppendCommand(f->c, "MULTI");
 	redisAppendCommand(f->c, "SREM " KEY_SPECS " %s", id);
 	redisAppendCommand(f->c, "DEL " KEY_SPEC "%s " KEY_APPLIED "%s", id, id);
@@ -265,7 +272,7 @@ int diag_fleet_remove(struct diag_fleet *f, const char *id, struct diag_error *e
 		return rc;
 	char msg[DIAG_SPEC_ID_MAX + 16];
 	snprintf(msg, sizeof(msg), "%.64s removed", id);
-	r = redisCommand(f->c, "PUBLISH " DIAG_FLEET_CHANNEL " %s", msg);
+	redisReply *r = redisCommand(f->c, "PUBLISH " DIAG_FLEET_CHANNEL " %s", msg);
 	if ((rc = check_reply(f, r, -1, "PUBLISH", err)) == 0)
 		freeReplyObject(r);
 	return rc;
@@ -538,15 +545,10 @@ int diag_fleet_read_all(struct diag_fleet *f, struct diag_fleet_entry **out,
 int diag_fleet_read_one(struct diag_fleet *f, const char *id, struct diag_fleet_entry *out,
 			struct diag_error *err)
 {
-	redisReply *r = redisCommand(f->c, "SISMEMBER " KEY_SPECS " %s", id);
-	int rc = check_reply(f, r, REDIS_REPLY_INTEGER, "SISMEMBER", err);
-	if (rc < 0)
+	int rc = is_member(f, id, err);
+	if (rc <= 0)
 		return rc;
-	bool there = r->integer;
-	freeReplyObject(r);
-	if (!there)
-		return 0;
-	r = redisCommand(f->c, "HMGET " KEY_SPEC "%s json version lastmodified", id);
+	redisReply *r = redisCommand(f->c, "HMGET " KEY_SPEC "%s json version lastmodified", id);
 	if ((rc = check_reply(f, r, REDIS_REPLY_ARRAY, "HMGET", err)) < 0)
 		return rc;
 	decode_entry(id, r, out);
