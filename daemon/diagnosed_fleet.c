@@ -286,8 +286,8 @@ static int serve(struct dmn_fleet *f, struct diag_fleet *c, struct diag_fleet *s
 {
 	int64_t next_beat = 0;
 	for (;;) {
-		if (stopping(f))
-			return 0;
+		if (stopping(f)) /* the last records (this host stopped): written, bounded by the deadline */
+			return flush_records(f, c, err);
 		int r = flush_records(f, c, err);
 		int64_t now = diag_clock_mono_ns();
 		if (r == 0 && now >= next_beat) {
@@ -656,11 +656,43 @@ int dmn_fleet_new(struct dmn_manager *m, const struct dmn_fleet_opts *o, struct 
 	return 0;
 }
 
+/* A clean stop removes every probe: the store's records say so (a daemon killed says nothing,
+ * and its host goes stale instead). */
+static void hand_over_stop(struct dmn_fleet *f)
+{
+	const struct dmn_manager *m = f->m;
+	for (size_t i = 0; i < m->nspecs; i++) {
+		const struct dmn_mspec *ms = m->specs[i];
+		for (size_t j = 0; ms->store_version && j < ms->spec->napplied; j++) {
+			const struct diag_applied *a = &ms->spec->applied[j];
+			if (a->state != DIAG_APPLIED_APPLIED && a->state != DIAG_APPLIED_PENDING)
+				continue;
+			struct diag_applied *last = malloc(sizeof(*last));
+			if (!last)
+				return;
+			*last = *a;
+			last->state = DIAG_APPLIED_REMOVED;
+			last->naddrs = 0;
+			snprintf(last->error, sizeof(last->error),
+				 "diagnosed on %s stopped: the probe is removed", f->host);
+			cJSON *js = diag_applied_to_json(last);
+			char *txt = js ? cJSON_PrintUnformatted(js) : NULL;
+			cJSON_Delete(js);
+			char key[DIAG_SPEC_ID_MAX + 2 + sizeof(a->key)];
+			snprintf(key, sizeof(key), "%s\t%s", ms->spec->id, a->key);
+			if (txt)
+				hand_over(f, key, txt);
+			free(last);
+		}
+	}
+}
+
 void dmn_fleet_free(struct dmn_fleet *f)
 {
 	if (!f)
 		return;
 	if (f->started) {
+		hand_over_stop(f);
 		pthread_mutex_lock(&f->sh.mu);
 		f->sh.stop = true;
 		pthread_mutex_unlock(&f->sh.mu);

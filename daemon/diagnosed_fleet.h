@@ -27,7 +27,9 @@ struct dmn_fleet;
  * name used in HOST:PID and diagnose:hosts. */
 int dmn_fleet_new(struct dmn_manager *m, const struct dmn_fleet_opts *o, struct dmn_fleet **out,
 		  struct diag_error *err);
-/* Stops the thread (at most one call's timeout) and frees. Accepts NULL. */
+/* Before the manager removes the probes: hands the thread this host's records as removed
+ * ("diagnosed on HOST stopped"), which it writes when connected, then stops it (a call's
+ * deadline at most per call under way) and frees. Accepts NULL. */
 void dmn_fleet_free(struct dmn_fleet *f);
 /* The fd for the main loop's epoll (readable: the thread posted something), and whether fd is
  * it. */

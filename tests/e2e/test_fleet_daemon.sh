@@ -59,6 +59,8 @@ wait_for 5 "... and in hosts (the heartbeat's problem)" sh -c "$(printf '%q ' "$
 expect_eq "$(rcli HEXISTS diagnose:spec:bad1 json)" 1 "... and stays in the store"
 expect_contains "$(cat "$T/d.err0")" "spec 'bad1'" "... and is logged"
 stop_daemon || fail "the daemon exits 0 at SIGTERM"
+expect_eq "$(sc --json list | jget "[(s['applied']['web-1:$fx_pid']['state'], s['applied']['web-1:$fx_pid']['error']) for s in j['specs'] if s['id']=='w1'][0]")" \
+	"('removed', 'diagnosed on web-1 stopped: the probe is removed')" "a clean stop writes its records as removed"
 
 # the least a daemon's ACL user needs (docs/fleet.md): it applies, writes records and beats
 redis-cli -p "$PORT" -a topsecret --no-auth-warning ACL SETUSER dmn on '>d4emon' '~diagnose:*' \
