@@ -17,11 +17,12 @@ status_has() { lc "$1" --json status | grep -q "$2"; }
 
 sc add-probe --target handle --type incr --name p1 --id p1 > /dev/null
 sc add-probe --target handle --type incr --name p2 --id p2 > /dev/null
-sc add-probe --target handle --type incr --name p3 --id p3 --lifespan 0.15 > /dev/null # 9 s
+sc add-probe --target handle --type incr --name p3 --id p3 --lifespan 0.25 > /dev/null # 15 s
 for id in p1 p2 p3; do
 	for h in web-1 web-2; do wait_for 5 "$id applied on $h" is applied store_state "$id" "$h"; done
 done
 rcli SAVE > /dev/null # what the server restarts from
+expect_eq "$(store_state p3 web-1)" applied "p3 still live in the dump the server restarts from"
 
 # SIGSTOP: the server holds every connection open and answers nothing
 h0=$(hits web-1 p1)
@@ -32,10 +33,11 @@ t0=$(date +%s%N); lc web-1 status > /dev/null; t1=$(date +%s%N)
 	|| fail "status took $(( (t1 - t0) / 1000000 )) ms while the store hangs"
 wait_for 5 "the probes keep counting while the store hangs" more_hits web-1 p1 "$h0"
 kill -KILL "$REDIS"; wait "$REDIS" 2> /dev/null; REDIS=
+expect_eq "$(local_state web-1 p3)" applied "p3 is still live when the store goes down"
 wait_for 10 "store killed: status names it unreachable" status_has web-1 unreachable
 h1=$(hits web-2 p1)
 wait_for 5 "the probes keep counting while the store is down" more_hits web-2 p1 "$h1"
-wait_for 15 "p3 expires by its lifespan while the store is down" is expired local_state web-1 p3
+wait_for 25 "p3 expires by its lifespan while the store is down" is expired local_state web-1 p3
 expect_eq "$(local_ids web-1)" "p1 p2 p3" "web-1 keeps every spec while cut off"
 
 start_redis "$PORT" # from the dump: p3's records there still say applied
