@@ -227,31 +227,64 @@ static int reread(struct dmn_fleet *f, struct diag_fleet *c, const char *id, str
 	return 0;
 }
 
-/* Write what the main loop handed over. A batch that failed is dropped: at reconnect the main
- * loop hands over every record again (the latest of each). */
+/* Records that could not be written go back to the pending map, unless a newer one for the
+ * same key came meanwhile: the last known per key is written once the store answers again. */
+static void put_back(struct dmn_fleet *f, struct map *m)
+{
+	pthread_mutex_lock(&f->sh.mu);
+	for (size_t i = 0; i < m->nb; i++)
+		for (struct kv *e = m->b[i]; e; e = e->next) {
+			if (map_find(&f->sh.pending, e->key))
+				continue;
+			struct kv *n = map_get(&f->sh.pending, e->key);
+			if (n) {
+				n->json = e->json;
+				e->json = NULL;
+			}
+		}
+	pthread_mutex_unlock(&f->sh.mu);
+}
+
+/* One pipelined round trip; the keys ("ID\tHOST:PID") are split for it and restored. */
+static int write_batch(struct diag_fleet *c, struct kv **v, size_t n, struct diag_error *err)
+{
+	struct diag_fleet_record rec[FLEET_WRITE_BATCH] = { { 0 } };
+	for (size_t i = 0; i < n; i++) {
+		char *tab = strchr(v[i]->key, '\t');
+		*tab = '\0';
+		rec[i] = (struct diag_fleet_record){ v[i]->key, tab + 1, v[i]->json };
+	}
+	int r = diag_fleet_write_records(c, rec, n, err);
+	for (size_t i = 0; i < n; i++)
+		v[i]->key[strlen(v[i]->key)] = '\t';
+	return r;
+}
+
+/* Write what the main loop handed over; on a failure all of it goes back (writes are
+ * idempotent: the latest record wins). */
 static int flush_records(struct dmn_fleet *f, struct diag_fleet *c, struct diag_error *err)
 {
 	pthread_mutex_lock(&f->sh.mu);
 	struct map m = f->sh.pending;
 	memset(&f->sh.pending, 0, sizeof(f->sh.pending));
 	pthread_mutex_unlock(&f->sh.mu);
-	struct diag_fleet_record batch[FLEET_WRITE_BATCH];
+	struct kv *batch[FLEET_WRITE_BATCH];
 	size_t n = 0;
 	int r = 0;
 	for (size_t i = 0; i < m.nb && r == 0; i++)
 		for (struct kv *e = m.b[i]; e && r == 0; e = e->next) {
-			char *tab = strchr(e->key, '\t');
-			if (!tab)
+			if (!strchr(e->key, '\t'))
 				continue;
-			*tab = '\0';
-			batch[n++] = (struct diag_fleet_record){ e->key, tab + 1, e->json };
+			batch[n++] = e;
 			if (n == FLEET_WRITE_BATCH) {
-				r = diag_fleet_write_records(c, batch, n, err);
+				r = write_batch(c, batch, n, err);
 				n = 0;
 			}
 		}
 	if (r == 0 && n)
-		r = diag_fleet_write_records(c, batch, n, err);
+		r = write_batch(c, batch, n, err);
+	if (r < 0)
+		put_back(f, &m);
 	map_clear(&m);
 	return r;
 }
