@@ -178,7 +178,9 @@ static void list_add_spec(struct table *t, const cJSON *spec)
 			esc(json_str(ins, "name", "-")),
 			esc(json_str(ins, "event", "call")),
 			esc(proc ? proc->string : "-"),
-			esc(json_str(proc, "state", "-")),
+			cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(proc, "stale"))
+				? fmt_dup("%s (stale host)", json_str(proc, "state", "-"))
+				: esc(json_str(proc, "state", "-")),
 			NULL,
 			fmt_expires(cJSON_GetObjectItemCaseSensitive(spec, "expires_in")),
 		};
@@ -251,6 +253,21 @@ void diag_ctl_print_status(FILE *out, const cJSON *reply)
 		dropped, tail);
 	const cJSON *store = cJSON_GetObjectItemCaseSensitive(reply, "store");
 	const char *store_error = json_str(store, "error", NULL);
+	const char *url = json_str(store, "url", NULL);
+	if (url) { /* the shared store: where, as whom, whether it answers */
+		fputs("store: ", out);
+		put_esc(out, url, 0);
+		fputs(" as host ", out);
+		put_esc(out, json_str(store, "host", "?"), 0);
+		fprintf(out, ": %s\n", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(store, "connected"))
+					      ? "connected" : "not connected");
+		const char *problems = json_str(store, "problems", NULL);
+		if (problems) {
+			fputs("store: not run here: ", out);
+			put_esc(out, problems, 0);
+			fputc('\n', out);
+		}
+	}
 	if (store_error) {
 		fputs("WARNING: ", out);
 		put_esc(out, store_error, 0);
@@ -428,8 +445,16 @@ void diag_ctl_print_hosts(FILE *out, const cJSON *reply)
 		}
 		put_esc(out, h->string, 0);
 		fprintf(out, "%*s", (int)(25 - (strlen(h->string) < 24 ? strlen(h->string) : 24)), "");
-		put_esc(out, json_str(h, "version", "-"), 0);
-		fprintf(out, " %-21s %9d %s\n", when, cJSON_IsNumber(procs) ? (int)procs->valuedouble : 0,
+		const char *ver = json_str(h, "version", "-");
+		put_esc(out, ver, 0);
+		fprintf(out, "%*s", (int)(11 - (strlen(ver) < 10 ? strlen(ver) : 10)), "");
+		fprintf(out, "%-21s %9d %s", when, cJSON_IsNumber(procs) ? (int)procs->valuedouble : 0,
 			cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "stale")) ? "stale" : "live");
+		const char *problem = json_str(h, "problem", NULL);
+		if (problem) { /* what that daemon could not read or apply */
+			fputs("  ", out);
+			put_esc(out, problem, 0);
+		}
+		fputc('\n', out);
 	}
 }

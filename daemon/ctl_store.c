@@ -16,35 +16,23 @@
 
 struct ctl_store {
 	struct diag_fleet *f;
+	double stale_s;
 };
 
-static int read_password(const char *file, char *buf, size_t cap, struct diag_error *err)
-{
-	FILE *in = fopen(file, "re");
-	if (!in)
-		return diag_error_set(err, -errno, "--store-password-file %s: %s", file, strerror(errno));
-	if (!fgets(buf, (int)cap, in))
-		buf[0] = '\0';
-	fclose(in);
-	buf[strcspn(buf, "\r\n")] = '\0';
-	return 0;
-}
-
-int ctl_store_open(const char *url, const char *password_file, struct ctl_store **out,
+int ctl_store_open(const char *url, const char *password_file, double stale_s,
+		   struct ctl_store **out,
 		   struct diag_error *err)
 {
 	char pw[512];
-	const char *password = getenv("DIAGNOSE_REDIS_PASSWORD");
-	if (password_file) {
-		int rc = read_password(password_file, pw, sizeof(pw), err);
-		if (rc < 0)
-			return rc;
-		password = pw;
-	}
+	int rc = diag_fleet_password(password_file, pw, sizeof(pw), err);
+	if (rc < 0)
+		return rc;
+	const char *password = pw;
 	struct ctl_store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return diag_error_set(err, -ENOMEM, "out of memory");
-	int rc = diag_fleet_connect(url, password && *password ? password : NULL,
+	s->stale_s = stale_s > 0 ? stale_s : CTL_HOST_STALE_S;
+	rc = diag_fleet_connect(url, *password ? password : NULL,
 				    CTL_STORE_TIMEOUT_MS, &s->f, err);
 	if (rc < 0) {
 		free(s);
@@ -108,6 +96,23 @@ static cJSON *do_add(struct ctl_store *s, const cJSON *req)
 	return r;
 }
 
+/* A record whose host is stale (not heard from within stale_s, or never) says so: its state
+ * is what the host last wrote, not what it does now. */
+static void mark_stale(cJSON *applied, const cJSON *hosts)
+{
+	cJSON *rec;
+	cJSON_ArrayForEach(rec, applied) {
+		const char *colon = strrchr(rec->string, ':');
+		char host[DIAG_SPEC_HOST_MAX + 1];
+		size_t n = colon ? (size_t)(colon - rec->string) : strlen(rec->string);
+		snprintf(host, sizeof(host), "%.*s", (int)(n < sizeof(host) ? n : sizeof(host) - 1),
+			 rec->string);
+		const cJSON *h = cJSON_GetObjectItemCaseSensitive(hosts, host);
+		cJSON_AddBoolToObject(rec, "stale",
+				      !h || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "stale")));
+	}
+}
+
 static cJSON *do_list(struct ctl_store *s)
 {
 	struct diag_fleet_spec *v = NULL;
@@ -118,15 +123,20 @@ static cJSON *do_list(struct ctl_store *s)
 		free(bad);
 		return fail(e.msg);
 	}
+	cJSON *hosts = NULL;
+	if (diag_fleet_hosts(s->f, s->stale_s, &hosts, &e) < 0)
+		hosts = NULL; /* records then read stale: nothing says their hosts are alive */
 	cJSON *r = ok(), *arr = cJSON_AddArrayToObject(r, "specs");
 	int64_t now = diag_clock_wall_ns();
 	for (int i = 0; i < n; i++) {
 		cJSON *o = diag_spec_to_json(v[i].spec, DIAG_SPEC_JSON_APPLIED, now);
+		mark_stale(cJSON_GetObjectItemCaseSensitive(o, "applied"), hosts);
 		cJSON_AddNumberToObject(o, "version", (double)v[i].version);
 		cJSON_AddItemToArray(arr, o);
 		diag_spec_free(v[i].spec);
 	}
 	free(v);
+	cJSON_Delete(hosts);
 	if (bad) /* records that do not parse stay in the store; say so, never delete them */
 		cJSON_AddStringToObject(r, "unreadable", bad);
 	free(bad);
@@ -149,7 +159,7 @@ cJSON *ctl_store_call(struct ctl_store *s, const cJSON *req)
 	}
 	if (!strcmp(c, "hosts")) {
 		cJSON *hosts = NULL;
-		if (diag_fleet_hosts(s->f, CTL_HOST_STALE_S, &hosts, &e) < 0)
+		if (diag_fleet_hosts(s->f, s->stale_s, &hosts, &e) < 0)
 			return fail(e.msg);
 		cJSON *r = ok();
 		cJSON_AddItemToObject(r, "hosts", hosts);

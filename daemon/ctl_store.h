@@ -13,7 +13,8 @@ struct ctl_store;
 
 /* The password comes from password_file (its first line) when given, else from the
  * environment's DIAGNOSE_REDIS_PASSWORD, else none. */
-int ctl_store_open(const char *url, const char *password_file, struct ctl_store **out,
+int ctl_store_open(const char *url, const char *password_file, double stale_s,
+		   struct ctl_store **out,
 		   struct diag_error *err);
 void ctl_store_close(struct ctl_store *s);
 

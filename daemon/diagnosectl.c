@@ -30,6 +30,7 @@ static const char ctl_usage_text[] =
 	"  add-probe [--pid PID] [--exe PATH] [--comm NAME] [--unit NAME.service] [--cgroup PATH]\n"
 	"            --target T --type TYPE --name NAME [--value EXPR] [--event call|return|end]\n"
 	"            [--lifespan MIN] [--custom JSON] [--condition EXPR] [--id ID]     (--pid may repeat)\n"
+	"            [--host GLOB]...     (the hosts that apply it: names or fnmatch globs; default every host)\n"
 	"  add-probe --spec FILE|-            (one spec object or an array)\n"
 	"  remove-probe ID\n"
 	"  list\n"
@@ -49,6 +50,8 @@ static const char ctl_usage_text[] =
 	"                  talk to the shared store, with no daemon: add-probe, remove-probe,\n"
 	"                  list (every host's applied), hosts (each daemon, when last heard from)\n"
 	"  --store-password-file FILE   the store's password (else $DIAGNOSE_REDIS_PASSWORD)\n"
+	"  --stale-after SECONDS        with --store: a host not heard from for this long is stale\n"
+	"                               in hosts and list (default 30; daemons beat every 5 s)\n"
 	"  -h, --help      show this help (also: diagnosectl help)\n"
 	"  --version       print the version\n"
 	"--exe, --comm, --unit and --cgroup select processes (every one given must hold, with --pid\n"
@@ -64,6 +67,7 @@ struct ctl {
 	struct ctl_conn *conn;
 	const char *store_url;      /* --store redis://...: the shared store, no daemon */
 	const char *password_file;  /* --store-password-file */
+	double stale_s;             /* --stale-after (0: the default) */
 	struct ctl_store *store;
 };
 
@@ -225,7 +229,7 @@ static int ctl_take_reply(struct ctl *c, cJSON *r, cJSON **reply)
 static int ctl_call_store(struct ctl *c, cJSON *req, cJSON **reply)
 {
 	struct diag_error err = {0};
-	if (!c->store && ctl_store_open(c->store_url, c->password_file, &c->store, &err) < 0)
+	if (!c->store && ctl_store_open(c->store_url, c->password_file, c->stale_s, &c->store, &err) < 0)
 		return ctl_fail("%s", err.msg);
 	return ctl_take_reply(c, ctl_store_call(c->store, req), reply);
 }
@@ -298,17 +302,22 @@ static int ctl_simple(struct ctl *c, cJSON *req, void (*print)(FILE *, const cJS
 
 enum {
 	ADD_PID, ADD_TARGET, ADD_TYPE, ADD_NAME, ADD_VALUE, ADD_EVENT, ADD_LIFESPAN, ADD_CUSTOM,
-	ADD_CONDITION, ADD_ID, ADD_SPEC, ADD_EXE, ADD_COMM, ADD_UNIT, ADD_CGROUP, ADD_NOPTS
+	ADD_CONDITION, ADD_ID, ADD_SPEC, ADD_EXE, ADD_COMM, ADD_UNIT, ADD_CGROUP, ADD_HOST, ADD_NOPTS
 };
 
 struct add_ctx {
 	struct ctl_opt *opts;
 	cJSON *pids;
+	cJSON *hosts; /* --host, may repeat */
 };
 
 static int add_on_value(void *vctx, struct ctl_opt *o, const char *value)
 {
 	struct add_ctx *ctx = vctx;
+	if (o == &ctx->opts[ADD_HOST]) { /* the spec decoder judges the glob */
+		cJSON_AddItemToArray(ctx->hosts, cJSON_CreateString(value));
+		return 0;
+	}
 	if (o != &ctx->opts[ADD_PID]) {
 		if (o->seen)
 			return ctl_usage_error("--%s: given more than once", o->name);
@@ -557,8 +566,9 @@ static int ctl_cmd_add(struct ctl *c, const struct ctl_args *a)
 		[ADD_CONDITION] = {.name = "condition"}, [ADD_ID] = {.name = "id"}, [ADD_SPEC] = {.name = "spec"},
 		[ADD_EXE] = {.name = "exe"}, [ADD_COMM] = {.name = "comm"}, [ADD_UNIT] = {.name = "unit"},
 		[ADD_CGROUP] = {.name = "cgroup"},
+		[ADD_HOST] = {.name = "host"},
 	};
-	struct add_ctx ctx = {.opts = o, .pids = cJSON_CreateArray()};
+	struct add_ctx ctx = {.opts = o, .pids = cJSON_CreateArray(), .hosts = cJSON_CreateArray()};
 	const char *pos[1];
 	int npos;
 	int rc = ctl_parse_opts(a, o, ADD_NOPTS, pos, 0, &npos, add_on_value, &ctx);
@@ -566,10 +576,12 @@ static int ctl_cmd_add(struct ctl *c, const struct ctl_args *a)
 		for (int k = 0; k < ADD_NOPTS; k++)
 			if (k != ADD_SPEC && o[k].seen) {
 				cJSON_Delete(ctx.pids);
+				cJSON_Delete(ctx.hosts);
 				return ctl_usage_error("add-probe: --spec cannot be combined with --%s",
 						       o[k].name);
 			}
 		cJSON_Delete(ctx.pids);
+		cJSON_Delete(ctx.hosts);
 		return add_from_file(c, o[ADD_SPEC].value);
 	}
 	cJSON *custom = NULL;
@@ -577,11 +589,18 @@ static int ctl_cmd_add(struct ctl *c, const struct ctl_args *a)
 		rc = add_validate(o, &custom);
 	if (rc) {
 		cJSON_Delete(ctx.pids);
+		cJSON_Delete(ctx.hosts);
 		return rc;
 	}
 	cJSON *spec = add_build_spec(o, custom, ctx.pids);
-	if (!spec)
+	if (!spec) {
+		cJSON_Delete(ctx.hosts);
 		return ctl_fail("out of memory");
+	}
+	if (cJSON_GetArraySize(ctx.hosts))
+		cJSON_AddItemToObject(spec, "hosts", ctx.hosts);
+	else
+		cJSON_Delete(ctx.hosts);
 	return add_send(c, spec, NULL);
 }
 
@@ -861,6 +880,10 @@ int main(int argc, char **argv)
 			c.socket = argv[++i];
 		} else if (strncmp(arg, "--socket=", 9) == 0) {
 			c.socket = arg + 9;
+		} else if (strcmp(arg, "--stale-after") == 0) {
+			if (i + 1 >= argc || !ctl_parse_number(argv[i + 1], &c.stale_s) || c.stale_s <= 0)
+				return ctl_usage_error("--stale-after: must be a number of seconds > 0");
+			i++;
 		} else if (strcmp(arg, "--store") == 0 || strcmp(arg, "--store-password-file") == 0) {
 			if (i + 1 >= argc)
 				return ctl_usage_error("%s: missing value", arg);

@@ -7,6 +7,7 @@
  * The top of the daemon: it owns the manager, the governor and the server and ticks each; it
  * connects the manager's hits to the server. Nothing calls back up into it. */
 #include "diagnosed_crash.h"
+#include "diagnosed_fleet.h"
 #include "diagnosed_governor.h"
 #include "diagnosed_manager.h"
 #include "diagnosed_metrics.h"
@@ -16,6 +17,7 @@
 #include "log.h"
 #include "spec/json.h"
 #include "spec/oneline.h"
+#include "store/fleet.h"
 #include "ctl_print.h"
 #include "diagnosed_policy.h"
 #include "util/clock.h"
@@ -65,6 +67,9 @@ struct options {
 	size_t ring_kib;                  /* --ring-kib, 0: the engine's default */
 	size_t max_traced;                /* --max-traced, 0: DMN_MANAGER_TARGETS_MAX */
 	size_t max_per_spec;              /* --max-processes-per-spec, 0: the default */
+	const char *store_password_file;  /* --store-password-file (redis:// stores) */
+	const char *host_name;            /* --host-name (default: the hostname) */
+	double store_heartbeat;           /* --store-heartbeat SECONDS (0: 5) */
 };
 
 static void usage(FILE *f)
@@ -78,6 +83,8 @@ static void usage(FILE *f)
 	      "                 [--indexer-uid UID[:GID]] [--indexer-timeout SECONDS]\n"
 	      "                 [--metrics-listen ADDR:PORT] [--statsd ADDR:PORT] [--policy FILE]\n"
 	      "                 [--ring-kib KIB] [--max-traced N] [--max-processes-per-spec N]\n"
+	      "                 [--store redis://[USER@]HOST:PORT[/DB] [--store-password-file FILE]\n"
+	      "                  [--host-name NAME] [--store-heartbeat SECONDS]]\n"
 	      "       diagnosed --recover-after PID\n"
 	      "       diagnosed --version\n", f);
 }
@@ -188,6 +195,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "duration", required_argument, NULL, 'D' },
 		{ "max-traced", required_argument, NULL, 'N' },
 		{ "max-processes-per-spec", required_argument, NULL, 'Q' },
+		{ "store-password-file", required_argument, NULL, 'W' },
+		{ "host-name", required_argument, NULL, 'J' },
+		{ "store-heartbeat", required_argument, NULL, 'B' },
 		{ 0 },
 	};
 	int ch, li = 0;
@@ -275,6 +285,22 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return -1;
 			break;
 		case 'O': o->policy = optarg; break;
+		case 'W': o->store_password_file = optarg; break;
+		case 'J':
+			if (!diag_spec_host_valid(optarg)) {
+				dmn_log("--host-name %s: must be 1-%d characters of A-Z a-z 0-9 . _ -",
+					optarg, DIAG_SPEC_HOST_MAX);
+				return -1;
+			}
+			o->host_name = optarg;
+			break;
+		case 'B':
+			if (parse_limit("--store-heartbeat", optarg, &o->store_heartbeat) < 0 ||
+			    o->store_heartbeat < 0.1 || o->store_heartbeat > 3600) {
+				dmn_log("--store-heartbeat %s: must be seconds in [0.1, 3600]", optarg);
+				return -1;
+			}
+			break;
 		case 'G': o->statsd = optarg; break;
 		default:
 			dmn_log("unknown option '%s'", argv[optind - 1]);
@@ -416,6 +442,7 @@ struct loop {
 	struct dmn_server *server;
 	struct dmn_metrics *metrics; /* --metrics-listen, or NULL */
 	struct dmn_watch *watch;     /* processes started after a selector's probe */
+	struct dmn_fleet *fleet;     /* --store redis://..., or NULL */
 	const char *policy_path;     /* re-read at SIGHUP */
 };
 
@@ -486,6 +513,7 @@ static int run(struct loop *l)
 			next = earliest(next, dmn_server_tick(l->server, now));
 		next = earliest(next, dmn_metrics_tick(l->metrics, now));
 		dmn_watch_tick(l->watch);
+		next = earliest(next, dmn_fleet_tick(l->fleet, now));
 		if (l->end_ns && now >= l->end_ns) {
 			l->why = "--duration reached";
 			return 0;
@@ -532,6 +560,8 @@ static int run(struct loop *l)
 					dmn_crash_test_fire(l->test_crash);
 			} else if (dmn_watch_owns(l->watch, fd)) {
 				dmn_watch_run(l->watch, fd);
+			} else if (l->fleet && fd == dmn_fleet_fd(l->fleet)) {
+				dmn_fleet_run(l->fleet);
 			} else if (dmn_metrics_owns(l->metrics, fd)) {
 				dmn_metrics_run(l->metrics);
 			} else if (l->server) {
@@ -581,6 +611,29 @@ static int start_server(struct loop *l, const struct options *o)
 	return 0;
 }
 
+/* --store redis://...: the store thread, with the password from its file or the
+ * environment (never from the command line). A store that does not answer yet is no reason
+ * to stop: status shows why, the thread retries. */
+static int start_fleet(struct loop *l, const struct options *o, const char *url)
+{
+	char pw[512];
+	struct diag_error err = { 0 };
+	struct dmn_fleet_opts fo = { .url = url, .heartbeat_s = o->store_heartbeat };
+	int r = diag_fleet_password(o->store_password_file, pw, sizeof(pw), &err);
+	if (r == 0) {
+		fo.password = pw[0] ? pw : NULL;
+		r = dmn_fleet_new(&l->m, &fo, &l->fleet, &err);
+	}
+	explicit_bzero(pw, sizeof(pw));
+	if (r == 0 && (r = epoll_add(l->epfd, dmn_fleet_fd(l->fleet))) < 0)
+		diag_error_set(&err, r, "store: epoll: %s", strerror(-r));
+	if (r < 0)
+		dmn_log("%s", err.msg);
+	else
+		dmn_info("store %s as host '%s'", url, l->m.host);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	struct options o = { 0 };
@@ -608,9 +661,11 @@ int main(int argc, char **argv)
 	/* Specs given on the command line are this run's only, unless a store is named. */
 	bool oneshot = o.nspecs || o.nlines;
 	const char *store = o.store ? o.store : oneshot ? NULL : DEFAULT_STORE;
+	/* the shared store: specs live in Redis, this daemon holds them in memory */
+	bool shared = store && !strncmp(store, "redis://", 8);
 	struct loop l = { .epfd = -1, .sfd = -1, .tfd = -1, .test_crash = dmn_crash_test_signal() };
 	struct diag_error err = { 0 };
-	if ((r = dmn_manager_init(&l.m, plugin_dir, store, &err)) == 0 &&
+	if ((r = dmn_manager_init(&l.m, plugin_dir, shared ? NULL : store, &err)) == 0 &&
 	    (r = dmn_governor_new(&o.limits, &l.governor)) < 0)
 		diag_error_set(&err, r, "governor: %s", diag_strerror(r));
 	if (r == 0)
@@ -628,6 +683,8 @@ int main(int argc, char **argv)
 		l.m.targets_max = o.max_traced;
 	if (o.max_per_spec)
 		l.m.spec_procs_max = o.max_per_spec;
+	if (o.host_name)
+		snprintf(l.m.host, sizeof(l.m.host), "%s", o.host_name);
 	l.m.print_events = oneshot || o.foreground;
 	l.oneshot = oneshot;
 	if (o.duration > 0)
@@ -646,6 +703,11 @@ int main(int argc, char **argv)
 	}
 	attach_pids(&l, &o);
 	dmn_manager_load(&l.m);
+	if (shared && start_fleet(&l, &o, store) < 0) {
+		dmn_manager_fini(&l.m);
+		dmn_governor_free(l.governor);
+		return 1;
+	}
 	for (size_t i = 0; i < o.nspecs; i++)
 		add_spec_file(&l.m, o.specs[i]);
 	add_lines(&l.m, &o);
@@ -663,6 +725,7 @@ int main(int argc, char **argv)
 	/* a policy named on the command line must be right at start; the default one, if
 	 * present and wrong, leaves the socket to root (and says why) */
 	if (nothing || start_server(&l, &o) < 0 || (load_policy(&l) < 0 && o.policy)) {
+		dmn_fleet_free(l.fleet);
 		dmn_metrics_free(l.metrics);
 		dmn_watch_free(l.watch);
 		dmn_manager_fini(&l.m);
@@ -689,6 +752,7 @@ int main(int argc, char **argv)
 	dmn_info("%s: restoring every target and exiting", sig ? strsignal(sig) : l.why);
 	if (oneshot)
 		print_reports(&l.m);
+	dmn_fleet_free(l.fleet); /* before the manager: nothing more is handed over */
 	dmn_manager_on_hit(&l.m, NULL, NULL); /* the engine's last hits (detach) reach no server */
 	dmn_server_free(l.server);
 	dmn_metrics_free(l.metrics);

@@ -431,6 +431,7 @@ void dmn_manager_fini(struct dmn_manager *m)
 	free(m->selected);
 	diag_plugin_host_free(m->plugins);
 	diag_store_free(m->store);
+	free(m->shared.problems);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -796,6 +797,13 @@ void dmn_manager_select_pid(struct dmn_manager *m, pid_t pid, bool adopted)
 		release_unwanted(m, pid);
 }
 
+/* A selector spec this daemon runs: live, and its `hosts` (issue 12) take this host. */
+static bool sel_runs_here(const struct dmn_manager *m, const struct dmn_mspec *ms)
+{
+	return !ms->expired && diag_spec_has_select(ms->spec) &&
+	       diag_spec_selects_host(ms->spec, m->host);
+}
+
 /* Every process of /proc (or of the spec's pid list) against ms. */
 static void sel_scan(struct dmn_manager *m, struct dmn_mspec *ms)
 {
@@ -835,15 +843,14 @@ static void sel_scan(struct dmn_manager *m, struct dmn_mspec *ms)
 void dmn_manager_rescan(struct dmn_manager *m)
 {
 	for (size_t i = 0; i < m->nspecs; i++)
-		if (m->specs[i]->sel || diag_spec_has_select(m->specs[i]->spec))
-			if (!m->specs[i]->expired)
-				sel_scan(m, m->specs[i]);
+		if (sel_runs_here(m, m->specs[i]))
+			sel_scan(m, m->specs[i]);
 }
 
 bool dmn_manager_has_selectors(const struct dmn_manager *m)
 {
 	for (size_t i = 0; i < m->nspecs; i++)
-		if (!m->specs[i]->expired && diag_spec_has_select(m->specs[i]->spec))
+		if (sel_runs_here(m, m->specs[i]))
 			return true;
 	return false;
 }
@@ -853,7 +860,7 @@ size_t dmn_manager_gate_paths(const struct dmn_manager *m, const char **out, siz
 	size_t n = 0;
 	for (size_t i = 0; i < m->nspecs && n < cap; i++) {
 		const char *exe = m->specs[i]->spec->select.exe;
-		if (!m->specs[i]->expired && exe && !diag_spec_path_is_library(exe))
+		if (sel_runs_here(m, m->specs[i]) && exe && !diag_spec_path_is_library(exe))
 			out[n++] = exe;
 	}
 	return n;
@@ -884,6 +891,8 @@ static void sel_tick(struct dmn_manager *m)
 
 static void apply(struct dmn_manager *m, struct dmn_mspec *ms)
 {
+	if (!diag_spec_selects_host(ms->spec, m->host))
+		return; /* held (list shows it), applied by the hosts it names */
 	if (diag_spec_has_select(ms->spec)) {
 		sel_target(ms);
 		sel_scan(m, ms);
@@ -1050,6 +1059,19 @@ int dmn_manager_remove(struct dmn_manager *m, const char *id, struct diag_error 
 	return dmn_manager_save(m, err);
 }
 
+int dmn_manager_adopt(struct dmn_manager *m, struct diag_spec *s, uint64_t version,
+		      struct diag_error *err)
+{
+	free(s->applied); /* the store's records are every host's; this host starts its own */
+	s->applied = NULL;
+	s->napplied = s->applied_cap = 0;
+	struct dmn_mspec *ms = NULL;
+	int r = add_internal(m, s, false, &ms, err);
+	if (r == 0)
+		ms->store_version = version;
+	return r;
+}
+
 int dmn_manager_attach(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 {
 	if (diag_engine_attached(m->engine, pid)) {
@@ -1061,7 +1083,8 @@ int dmn_manager_attach(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 		return r;
 	/* Specs without a pid list follow every attached process. */
 	for (size_t i = 0; i < m->nspecs; i++)
-		if (!m->specs[i]->spec->npids && !m->specs[i]->expired)
+		if (!m->specs[i]->spec->npids && !m->specs[i]->expired &&
+		    diag_spec_selects_host(m->specs[i]->spec, m->host))
 			apply_pid(m, m->specs[i], pid);
 	return dmn_manager_save(m, err);
 }
@@ -1313,6 +1336,14 @@ cJSON *dmn_manager_status_json(struct dmn_manager *m)
 		cJSON_AddStringToObject(st, "path", path);
 	else
 		cJSON_AddNullToObject(st, "path");
+	if (m->shared.url[0]) { /* the shared store: where, whether it answers, what it holds that we could not read */
+		problem = m->shared.connected ? NULL : m->shared.error[0] ? m->shared.error : "not connected yet";
+		cJSON_AddStringToObject(st, "url", m->shared.url);
+		cJSON_AddStringToObject(st, "host", m->host);
+		cJSON_AddBoolToObject(st, "connected", m->shared.connected);
+		if (m->shared.problems)
+			cJSON_AddStringToObject(st, "problems", m->shared.problems);
+	}
 	if (problem)
 		cJSON_AddStringToObject(st, "error", problem);
 	else

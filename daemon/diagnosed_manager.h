@@ -39,6 +39,7 @@ struct dmn_mspec {
 	size_t refused;                  /* matching processes the per-spec limit turned away */
 	char *target; /* the target as applied: a select.exe library's MODULE put in front of a
 		       * target without one ("libfoo.so:f"); NULL: spec->target */
+	uint64_t store_version; /* from the shared store at this version (0: added here) */
 };
 
 /* A hit the manager has counted, for whoever listens (the control server's tail and wait
@@ -79,6 +80,14 @@ struct dmn_manager {
 	size_t nrecheck;
 	bool rescan_due;              /* recheck overflowed: scan /proc at the next tick */
 	unsigned select_gen;          /* changes when the set of selector specs changes */
+	/* The shared store as the fleet sync last saw it (set by diagnosed_fleet, shown by
+	 * status); url "" when the store is the JSON file. */
+	struct {
+		char url[300];
+		bool connected;
+		char error[DIAG_ERRMSG_MAX];
+		char *problems; /* specs not run: records that do not parse, limits (a line each) */
+	} shared;
 };
 
 /* Per spec, the records of processes that are gone beyond the last this many are folded into
@@ -102,6 +111,11 @@ void dmn_manager_load(struct dmn_manager *m);
 int dmn_manager_add(struct dmn_manager *m, struct diag_spec *s, struct dmn_mspec **out,
 		    struct diag_error *err);
 int dmn_manager_remove(struct dmn_manager *m, const char *id, struct diag_error *err);
+/* Run a spec read from the shared store at version (takes s; its lastmodified is the
+ * store's, so its lifespan runs from the client's add on every host). Replaces a spec of the
+ * same id. Failures are limits. */
+int dmn_manager_adopt(struct dmn_manager *m, struct diag_spec *s, uint64_t version,
+		      struct diag_error *err);
 int dmn_manager_attach(struct dmn_manager *m, pid_t pid, struct diag_error *err);
 /* Trace pid (policy: pid 1 only with allow_pid1; the targets limit), nothing applied or
  * saved. Errors read "pid N: ..." (the field of attach requests and specs). */

@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -44,6 +45,27 @@ bool diag_spec_id_valid(const char *id)
 		if (!isalnum((unsigned char)id[i]) && !strchr("_.-", id[i]))
 			return false;
 	return true;
+}
+
+bool diag_spec_host_valid(const char *host)
+{
+	size_t n = strlen(host);
+	if (n == 0 || n > DIAG_SPEC_HOST_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)host[i]) && !strchr("_.-", host[i]))
+			return false;
+	return true;
+}
+
+bool diag_spec_selects_host(const struct diag_spec *s, const char *host)
+{
+	if (!s->nhosts)
+		return true;
+	for (size_t i = 0; i < s->nhosts; i++)
+		if (fnmatch(s->hosts[i], host, 0) == 0)
+			return true;
+	return false;
 }
 
 const char *diag_applied_state_name(enum diag_applied_state st)
@@ -451,6 +473,47 @@ static int dec_select(struct dec *d, const cJSON *obj, struct diag_spec *s)
 	return 0;
 }
 
+/* `hosts`: a name or glob, or a list of them; each is a host name with the glob characters
+ * * ? [ ] ! also allowed. */
+static int dec_one_host(struct dec *d, const cJSON *j, char **out)
+{
+	if (!cJSON_IsString(j))
+		return dec_fail(d, "hosts", "must be a host name or glob, or a list of them (got %s)",
+				json_type_name(j));
+	const char *v = j->valuestring;
+	size_t n = strlen(v);
+	if (n == 0 || n > DIAG_SPEC_HOST_MAX)
+		return dec_fail(d, "hosts", "each must be 1-%d bytes (got %zu)", DIAG_SPEC_HOST_MAX, n);
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)v[i]) && !strchr("_.-*?[]!", v[i]))
+			return dec_fail(d, "hosts", "'%.80s': only A-Z a-z 0-9 . _ - and the glob characters * ? [ ] ! are allowed",
+					v);
+	*out = strdup(v);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int dec_hosts(struct dec *d, const cJSON *obj, struct diag_spec *s)
+{
+	const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, "hosts");
+	if (!j || cJSON_IsNull(j))
+		return 0;
+	int n = cJSON_IsArray(j) ? cJSON_GetArraySize(j) : 1;
+	if (n > DIAG_SPEC_HOSTS_MAX)
+		return dec_fail(d, "hosts", "too many names (%d, max %d)", n, DIAG_SPEC_HOSTS_MAX);
+	if (n == 0) /* never "every host" by accident */
+		return dec_fail(d, "hosts", "empty list (omit hosts to mean every host)");
+	s->hosts = calloc((size_t)n, sizeof(*s->hosts));
+	if (!s->hosts)
+		return -ENOMEM;
+	for (const cJSON *c = cJSON_IsArray(j) ? j->child : j; c; c = cJSON_IsArray(j) ? c->next : NULL) {
+		int r = dec_one_host(d, c, &s->hosts[s->nhosts]);
+		if (r < 0)
+			return r;
+		s->nhosts++;
+	}
+	return 0;
+}
+
 /* A stored counter; out-of-range doubles must not reach a conversion (undefined in C). */
 static uint64_t count_of(double v)
 {
@@ -589,7 +652,7 @@ static int dec_spec(struct dec *d, const cJSON *obj, unsigned flags, const char 
 {
 	static const char *const known[] = { "id", "target", "instrument", "lifespan", "condition",
 					     "pid", "lastmodified", "applied", "expires_in", "limits",
-					     "owner", "select", NULL };
+					     "owner", "select", "hosts", NULL };
 	int r = dec_id(d, obj, label, s);
 	if (r < 0)
 		return r;
@@ -600,6 +663,7 @@ static int dec_spec(struct dec *d, const cJSON *obj, unsigned flags, const char 
 	    (r = dec_string(d, obj, "condition", "condition", false, DIAG_SPEC_EXPR_MAX,
 			    &s->condition)) < 0 ||
 	    (r = dec_pids(d, obj, s)) < 0 || (r = dec_select(d, obj, s)) < 0 ||
+	    (r = dec_hosts(d, obj, s)) < 0 ||
 	    (r = dec_lastmodified(d, obj, s)) < 0 ||
 	    (r = dec_limits(d, obj, s)) < 0 || (r = dec_owner(d, obj, s)) < 0)
 		return r;
@@ -741,6 +805,11 @@ void *diag_spec_to_json(const struct diag_spec *s, unsigned flags, int64_t now_n
 		if (s->select.cgroup)
 			cJSON_AddStringToObject(sel, "cgroup", s->select.cgroup);
 	}
+	if (s->nhosts) {
+		cJSON *h = cJSON_AddArrayToObject(o, "hosts");
+		for (size_t i = 0; i < s->nhosts; i++)
+			cJSON_AddItemToArray(h, cJSON_CreateString(s->hosts[i]));
+	}
 	if (s->max_hits_per_sec > 0 || s->max_stopped_ms_per_sec > 0) {
 		cJSON *lim = cJSON_AddObjectToObject(o, "limits");
 		if (s->max_hits_per_sec > 0)
@@ -770,6 +839,14 @@ void *diag_spec_to_json(const struct diag_spec *s, unsigned flags, int64_t now_n
 	return o;
 }
 
+void *diag_applied_to_json(const struct diag_applied *a)
+{
+	cJSON *o = applied_to_json(a);
+	if (o)
+		diag_json_escape_strings(o, 0);
+	return o;
+}
+
 static char *dup_or_null(const char *s, bool *fail)
 {
 	char *r = s ? strdup(s) : NULL;
@@ -796,6 +873,13 @@ struct diag_spec *diag_spec_dup(const struct diag_spec *s)
 	d->select.unit = dup_or_null(s->select.unit, &fail);
 	d->select.cgroup = dup_or_null(s->select.cgroup, &fail);
 	d->pids = s->npids ? malloc(s->npids * sizeof(*d->pids)) : NULL;
+	d->hosts = s->nhosts ? calloc(s->nhosts, sizeof(*d->hosts)) : NULL;
+	if (s->nhosts && !d->hosts) {
+		d->nhosts = 0;
+		fail = true;
+	}
+	for (size_t i = 0; d->hosts && i < s->nhosts; i++)
+		d->hosts[i] = dup_or_null(s->hosts[i], &fail);
 	d->applied = s->napplied ? malloc(s->napplied * sizeof(*d->applied)) : NULL;
 	d->applied_cap = d->applied ? s->napplied : 0;
 	if ((s->npids && !d->pids) || (s->napplied && !d->applied) || fail) {
@@ -828,6 +912,9 @@ void diag_spec_free(struct diag_spec *s)
 	free(s->select.unit);
 	free(s->select.cgroup);
 	free(s->pids);
+	for (size_t i = 0; s->hosts && i < s->nhosts; i++)
+		free(s->hosts[i]);
+	free(s->hosts);
 	free(s->applied);
 	free(s);
 }

@@ -18,6 +18,8 @@
 #define DIAG_SPEC_MAX 1024
 #define DIAG_SPEC_PIDS_MAX 256
 #define DIAG_SPEC_ADDRS_MAX 16
+#define DIAG_SPEC_HOSTS_MAX 64             /* `hosts`: names or globs per spec */
+#define DIAG_SPEC_HOST_MAX 255             /* one host name or glob, bytes */
 #define DIAG_SPEC_CUSTOM_MAX 65536          /* instrument.custom, bytes as stored (compact) */
 #define DIAG_SPEC_LIFESPAN_MAX 1e8          /* minutes */
 #define DIAG_SPEC_HITS_PER_SEC_MAX 1e9      /* limits.max_hits_per_sec upper bound */
@@ -76,6 +78,9 @@ struct diag_spec {
 	pid_t *pids;                           /* NULL/0: every attached process */
 	size_t npids;
 	struct diag_spec_select select;        /* members NULL when absent */
+	char **hosts;                          /* `hosts`: names or fnmatch globs; NULL/0: every
+	                                        * host (issue 12) */
+	size_t nhosts;
 	int64_t lastmodified_ns;               /* 0 = never set */
 	uint32_t owner;                        /* uid of the client that added it (0: root, or
 	                                        * added before owners were kept); `owner` in JSON */
@@ -106,6 +111,10 @@ enum {
 /* A cJSON object (caller deletes) or NULL on allocation failure. */
 void *diag_spec_to_json(const struct diag_spec *s, unsigned flags, int64_t now_ns);
 
+/* One applied record as `applied` holds it (strings escaped as diag_spec_to_json writes
+ * them): a cJSON object (caller deletes) or NULL on allocation failure. */
+void *diag_applied_to_json(const struct diag_applied *a);
+
 struct diag_spec *diag_spec_dup(const struct diag_spec *s);
 void diag_spec_free(struct diag_spec *s);
 void diag_spec_free_array(struct diag_spec **a, size_t n);
@@ -124,6 +133,12 @@ bool diag_spec_has_select(const struct diag_spec *s);
 bool diag_spec_path_is_library(const char *path);
 /* "exe=/usr/sbin/nginx comm=nginx" (members in that order), cut to cap. Returns buf. */
 char *diag_spec_select_text(const struct diag_spec *s, char *buf, size_t cap);
+/* A host name as daemons call themselves (--host-name): 1..DIAG_SPEC_HOST_MAX characters of
+ * A-Z a-z 0-9 . _ - (no ':', which separates HOST:PID in applied keys). */
+bool diag_spec_host_valid(const char *host);
+/* Whether the spec's `hosts` select host (no `hosts`: every host; else any name or glob
+ * matches, fnmatch without flags). */
+bool diag_spec_selects_host(const struct diag_spec *s, const char *host);
 const char *diag_applied_state_name(enum diag_applied_state st);
 /* UTC ISO-8601 "2026-11-25T16:47:22Z" (with_ns: ".123456789" before Z). Returns buf. */
 char *diag_time_format(int64_t ns, bool with_ns, char *buf, size_t len);

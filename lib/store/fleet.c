@@ -23,6 +23,8 @@
 
 struct diag_fleet {
 	redisContext *c;
+	int timeout_ms;
+	char sha[48]; /* the record script, loaded on this connection ("" not yet) */
 	char where[300]; /* "HOST:PORT" for messages */
 };
 
@@ -69,10 +71,31 @@ int diag_fleet_url_parse(const char *url, struct diag_fleet_url *out, struct dia
 	return 0;
 }
 
+int diag_fleet_password(const char *file, char *buf, size_t cap, struct diag_error *err)
+{
+	buf[0] = '\0';
+	if (!file) {
+		const char *env = getenv("DIAGNOSE_REDIS_PASSWORD");
+		snprintf(buf, cap, "%s", env ? env : "");
+		return 0;
+	}
+	FILE *in = fopen(file, "re");
+	if (!in)
+		return diag_error_set(err, -errno, "--store-password-file %s: %s", file, strerror(errno));
+	if (!fgets(buf, (int)cap, in))
+		buf[0] = '\0';
+	fclose(in);
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return 0;
+}
+
 /* A reply of one of the wanted types, else an error naming what came back. Frees r then. */
 static int check_reply(struct diag_fleet *f, redisReply *r, int want, const char *what,
 		       struct diag_error *err)
 {
+	if (!r && f->c->err == REDIS_ERR_IO && (errno == EAGAIN || strstr(f->c->errstr, "temporarily")))
+		return diag_error_set(err, -ETIMEDOUT, "store %s: %s: no answer within %d ms", f->where,
+				      what, f->timeout_ms);
 	if (!r)
 		return diag_error_set(err, -EIO, "store %s: %s: %s", f->where, what,
 				      f->c->errstr[0] ? f->c->errstr : "connection lost");
@@ -101,6 +124,7 @@ int diag_fleet_connect(const char *url, const char *password, int timeout_ms,
 	if (!f)
 		return diag_error_set(err, -ENOMEM, "out of memory");
 	snprintf(f->where, sizeof(f->where), "%s:%d", u.host, u.port);
+	f->timeout_ms = timeout_ms;
 	f->c = redisConnectWithTimeout(u.host, u.port, tv);
 	if (!f->c || f->c->err) {
 		rc = diag_error_set(err, -EHOSTUNREACH, "store %s: unreachable: %s", f->where,
@@ -223,16 +247,23 @@ int diag_fleet_put(struct diag_fleet *f, const struct diag_spec *s, uint64_t *ve
 	return rc;
 }
 
-int diag_fleet_remove(struct diag_fleet *f, const char *id, struct diag_error *err)
+/* 1 when id is in the set of specs, 0 when not, or a code. */
+static int is_member(struct diag_fleet *f, const char *id, struct diag_error *err)
 {
 	redisReply *r = redisCommand(f->c, "SISMEMBER " KEY_SPECS " %s", id);
 	int rc = check_reply(f, r, REDIS_REPLY_INTEGER, "SISMEMBER", err);
 	if (rc < 0)
 		return rc;
-	bool there = r->integer;
+	rc = r->integer != 0;
 	freeReplyObject(r);
-	if (!there)
-		return diag_error_set(err, -ENOENT, "id: no probe '%.64s' in the store", id);
+	return rc;
+}
+
+int diag_fleet_remove(struct diag_fleet *f, const char *id, struct diag_error *err)
+{
+	int rc = is_member(f, id, err);
+	if (rc <= 0)
+		return rc < 0 ? rc : diag_error_set(err, -ENOENT, "id: no probe '%.64s' in the store", id);
 	redisAppendCommand(f->c, "MULTI");
 	redisAppendCommand(f->c, "SREM " KEY_SPECS " %s", id);
 	redisAppendCommand(f->c, "DEL " KEY_SPEC "%s " KEY_APPLIED "%s", id, id);
@@ -241,7 +272,7 @@ int diag_fleet_remove(struct diag_fleet *f, const char *id, struct diag_error *e
 		return rc;
 	char msg[DIAG_SPEC_ID_MAX + 16];
 	snprintf(msg, sizeof(msg), "%.64s removed", id);
-	r = redisCommand(f->c, "PUBLISH " DIAG_FLEET_CHANNEL " %s", msg);
+	redisReply *r = redisCommand(f->c, "PUBLISH " DIAG_FLEET_CHANNEL " %s", msg);
 	if ((rc = check_reply(f, r, -1, "PUBLISH", err)) == 0)
 		freeReplyObject(r);
 	return rc;
@@ -366,9 +397,11 @@ int diag_fleet_put_applied(struct diag_fleet *f, const char *id, const char *key
 }
 
 int diag_fleet_heartbeat(struct diag_fleet *f, const char *host, const char *version,
-			 int processes, struct diag_error *err)
+			 int processes, const char *problem, struct diag_error *err)
 {
 	cJSON *o = cJSON_CreateObject();
+	if (problem && *problem)
+		cJSON_AddStringToObject(o, "problem", problem);
 	cJSON_AddStringToObject(o, "version", version);
 	cJSON_AddNumberToObject(o, "last_seen", (double)(diag_clock_wall_ns() / 1000000000));
 	cJSON_AddNumberToObject(o, "processes", processes);
@@ -410,4 +443,242 @@ int diag_fleet_hosts(struct diag_fleet *f, double stale_s, cJSON **out, struct d
 		return diag_error_set(err, -ENOMEM, "out of memory");
 	*out = o;
 	return 0;
+}
+
+void diag_fleet_entries_free(struct diag_fleet_entry *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		diag_spec_free(v[i].spec);
+	free(v);
+}
+
+/* An entry from the reply of HMGET json version lastmodified: hostile input, checked. */
+static void decode_entry(const char *id, const redisReply *h, struct diag_fleet_entry *e)
+{
+	memset(e, 0, sizeof(*e));
+	snprintf(e->id, sizeof(e->id), "%s", id);
+	if (!h || h->type != REDIS_REPLY_ARRAY || h->elements != 3 ||
+	    h->element[0]->type != REDIS_REPLY_STRING) {
+		snprintf(e->error, sizeof(e->error), "spec '%s': listed but its hash has no json", id);
+		return;
+	}
+	const redisReply *json = h->element[0], *ver = h->element[1], *lm = h->element[2];
+	if (json->len > DIAG_FLEET_MAX_SPEC_BYTES) {
+		snprintf(e->error, sizeof(e->error), "spec '%s': %zu bytes (limit %u)", id, json->len,
+			 DIAG_FLEET_MAX_SPEC_BYTES);
+		return;
+	}
+	struct diag_error de = {0};
+	cJSON *j = diag_json_parse(json->str, json->len, &de);
+	struct diag_spec *s = NULL;
+	char label[DIAG_SPEC_ID_MAX + 16];
+	snprintf(label, sizeof(label), "spec '%s'", id);
+	if (!j || diag_spec_from_json(j, 0, label, &s, &de) < 0) {
+		if (!strncmp(de.msg, "spec '", 6)) /* the decoder names the spec itself */
+			snprintf(e->error, sizeof(e->error), "%s", de.msg);
+		else
+			snprintf(e->error, sizeof(e->error), "spec '%s': %.400s", id,
+				 de.msg[0] ? de.msg : "not JSON");
+		cJSON_Delete(j);
+		return;
+	}
+	cJSON_Delete(j);
+	if (strcmp(s->id, id)) {
+		snprintf(e->error, sizeof(e->error), "spec '%s': its json names id '%s'", id, s->id);
+		diag_spec_free(s);
+		return;
+	}
+	e->version = ver->type == REDIS_REPLY_STRING ? strtoull(ver->str, NULL, 10) : 0;
+	if (lm->type == REDIS_REPLY_STRING) {
+		long long v = strtoll(lm->str, NULL, 10);
+		if (v > 0)
+			s->lastmodified_ns = v;
+	}
+	e->spec = s;
+}
+
+int diag_fleet_read_all(struct diag_fleet *f, struct diag_fleet_entry **out,
+			struct diag_error *err)
+{
+	redisReply *ids = redisCommand(f->c, "SMEMBERS " KEY_SPECS);
+	int rc = check_reply(f, ids, REDIS_REPLY_ARRAY, "SMEMBERS", err);
+	if (rc < 0)
+		return rc;
+	if (ids->elements > DIAG_FLEET_MAX_SPECS) {
+		rc = diag_error_set(err, -DIAG_E_LIMIT, "store %s: it holds %zu specs (limit %d)",
+				    f->where, ids->elements, DIAG_FLEET_MAX_SPECS);
+		freeReplyObject(ids);
+		return rc;
+	}
+	struct diag_fleet_entry *v = calloc(ids->elements ? ids->elements : 1, sizeof(*v));
+	size_t sent = 0, n = 0;
+	for (size_t i = 0; v && i < ids->elements; i++) {
+		const redisReply *id = ids->element[i];
+		if (id->type != REDIS_REPLY_STRING || !diag_spec_id_valid(id->str))
+			continue;
+		redisAppendCommand(f->c, "HMGET " KEY_SPEC "%s json version lastmodified", id->str);
+		sent++;
+	}
+	for (size_t i = 0; v && i < ids->elements && n < sent; i++) {
+		const redisReply *id = ids->element[i];
+		if (id->type != REDIS_REPLY_STRING || !diag_spec_id_valid(id->str))
+			continue;
+		redisReply *h = NULL;
+		if (redisGetReply(f->c, (void **)&h) != REDIS_OK) {
+			rc = diag_error_set(err, -EIO, "store %s: read: %s", f->where, f->c->errstr);
+			break;
+		}
+		decode_entry(id->str, h, &v[n++]);
+		freeReplyObject(h);
+	}
+	freeReplyObject(ids);
+	if (!v)
+		return diag_error_set(err, -ENOMEM, "out of memory");
+	if (rc < 0) {
+		diag_fleet_entries_free(v, n);
+		return rc;
+	}
+	*out = v;
+	return (int)n;
+}
+
+int diag_fleet_read_one(struct diag_fleet *f, const char *id, struct diag_fleet_entry *out,
+			struct diag_error *err)
+{
+	int rc = is_member(f, id, err);
+	if (rc <= 0)
+		return rc;
+	redisReply *r = redisCommand(f->c, "HMGET " KEY_SPEC "%s json version lastmodified", id);
+	if ((rc = check_reply(f, r, REDIS_REPLY_ARRAY, "HMGET", err)) < 0)
+		return rc;
+	decode_entry(id, r, out);
+	freeReplyObject(r);
+	return 1;
+}
+
+int diag_fleet_subscribe(struct diag_fleet *f, struct diag_error *err)
+{
+	redisReply *r = redisCommand(f->c, "SUBSCRIBE " DIAG_FLEET_CHANNEL);
+	int rc = check_reply(f, r, REDIS_REPLY_ARRAY, "SUBSCRIBE", err);
+	if (rc == 0)
+		freeReplyObject(r);
+	return rc;
+}
+
+int diag_fleet_set_name(struct diag_fleet *f, const char *name, struct diag_error *err)
+{
+	redisReply *r = redisCommand(f->c, "CLIENT SETNAME %s", name);
+	int rc = check_reply(f, r, -1, "CLIENT SETNAME", err);
+	if (rc == 0)
+		freeReplyObject(r);
+	return rc;
+}
+
+int diag_fleet_fd(const struct diag_fleet *f)
+{
+	return f->c->fd;
+}
+
+/* A pub/sub message ["message", channel, "ID VERSION" | "ID removed"]: the id, else 0. */
+static int change_of(const redisReply *r, char *id, size_t cap)
+{
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+	    r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") ||
+	    r->element[2]->type != REDIS_REPLY_STRING)
+		return 0;
+	const char *msg = r->element[2]->str;
+	size_t n = strcspn(msg, " ");
+	if (n == 0 || n >= cap || n > DIAG_SPEC_ID_MAX)
+		return 0;
+	memcpy(id, msg, n);
+	id[n] = '\0';
+	return diag_spec_id_valid(id);
+}
+
+int diag_fleet_next_change(struct diag_fleet *f, bool read_socket, char *id, size_t cap,
+			   struct diag_error *err)
+{
+	for (;;) {
+		void *rep = NULL;
+		if (redisGetReplyFromReader(f->c, &rep) != REDIS_OK)
+			return diag_error_set(err, -EIO, "store %s: subscription: %s", f->where,
+					      f->c->errstr);
+		if (!rep) {
+			if (!read_socket)
+				return 0;
+			read_socket = false; /* one read per call: never wait */
+			if (redisBufferRead(f->c) != REDIS_OK)
+				return diag_error_set(err, -EIO, "store %s: subscription: %s", f->where,
+						      f->c->errstr[0] ? f->c->errstr : "connection lost");
+			continue;
+		}
+		int got = change_of(rep, id, cap);
+		freeReplyObject(rep);
+		if (got)
+			return 1;
+	}
+}
+
+/* KEYS[1] the spec's hash, KEYS[2] its applied hash; ARGV[1] the field, ARGV[2] the record
+ * ("" deletes the field). */
+static const char write_script[] =
+	"if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
+	"if ARGV[2] == '' then return redis.call('HDEL', KEYS[2], ARGV[1]) end "
+	"return redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])";
+
+static int load_script(struct diag_fleet *f, struct diag_error *err)
+{
+	redisReply *r = redisCommand(f->c, "SCRIPT LOAD %s", write_script);
+	int rc = check_reply(f, r, REDIS_REPLY_STRING, "SCRIPT LOAD", err);
+	if (rc == 0) {
+		snprintf(f->sha, sizeof(f->sha), "%.40s", r->str);
+		freeReplyObject(r);
+	}
+	return rc;
+}
+
+/* EVALSHA (40 bytes a record, not the script's 200); a server whose scripts were flushed
+ * meanwhile answers NOSCRIPT: loaded again and the batch written again (each write is
+ * idempotent: the latest record wins). */
+static int write_records(struct diag_fleet *f, const struct diag_fleet_record *v, size_t n,
+			 bool again, struct diag_error *err)
+{
+	int rc = f->sha[0] ? 0 : load_script(f, err);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		redisAppendCommand(f->c, "EVALSHA %s 2 " KEY_SPEC "%s " KEY_APPLIED "%s %s %s", f->sha,
+				   v[i].id, v[i].id, v[i].key, v[i].json ? v[i].json : "");
+	bool noscript = false;
+	for (size_t i = 0; i < n; i++) {
+		redisReply *r = NULL;
+		if (redisGetReply(f->c, (void **)&r) != REDIS_OK)
+			r = NULL;
+		if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
+			noscript = true;
+			freeReplyObject(r);
+			continue;
+		}
+		int c = check_reply(f, r, REDIS_REPLY_INTEGER, "applied", err);
+		if (c == 0)
+			freeReplyObject(r);
+		else if (!rc)
+			rc = c;
+		if (!r)
+			return rc;
+	}
+	if (noscript && rc == 0 && !again) {
+		f->sha[0] = '\0';
+		return write_records(f, v, n, true, err);
+	}
+	if (noscript && rc == 0)
+		rc = diag_error_set(err, -EIO, "store %s: applied: the script is refused (NOSCRIPT)",
+				    f->where);
+	return rc;
+}
+
+int diag_fleet_write_records(struct diag_fleet *f, const struct diag_fleet_record *v, size_t n,
+			     struct diag_error *err)
+{
+	return write_records(f, v, n, false, err);
 }

@@ -13,6 +13,7 @@
 #ifndef DIAG_STORE_FLEET_H
 #define DIAG_STORE_FLEET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,10 @@ struct diag_fleet_url {
 /* Parse url; errors name what is wrong ("store: 'redis://h' needs a port"). The password is
  * never part of it (a file or the environment: the command line is visible to every user). */
 int diag_fleet_url_parse(const char *url, struct diag_fleet_url *out, struct diag_error *err);
+
+/* The store's password: the first line of file (when named), else $DIAGNOSE_REDIS_PASSWORD,
+ * else none (*buf ""). */
+int diag_fleet_password(const char *file, char *buf, size_t cap, struct diag_error *err);
 
 struct diag_fleet;
 
@@ -68,10 +73,54 @@ int diag_fleet_list(struct diag_fleet *f, struct diag_fleet_spec **out, char **b
 int diag_fleet_put_applied(struct diag_fleet *f, const char *id, const char *key,
 			   const char *json, struct diag_error *err);
 
-/* This daemon's heartbeat into diagnose:hosts; and every host's entry (an object HOST ->
+/* ---- the daemon's side (a store thread of diagnosed: every call may wait up to the timeout) */
+
+/* One stored spec as a daemon reads it: spec NULL when its record does not parse (error says
+ * why; the record stays in the store). lastmodified_ns is the hash's own field (ns). */
+struct diag_fleet_entry {
+	char id[DIAG_SPEC_ID_MAX + 1];
+	struct diag_spec *spec; /* without applied */
+	uint64_t version;
+	char error[DIAG_ERRMSG_MAX];
+};
+void diag_fleet_entries_free(struct diag_fleet_entry *v, size_t n);
+
+/* The whole set, pipelined (SMEMBERS, then HMGET json version lastmodified per id): every id,
+ * also those whose record does not parse. At most DIAG_FLEET_MAX_SPECS (more: -DIAG_E_LIMIT).
+ * Returns the count. */
+int diag_fleet_read_all(struct diag_fleet *f, struct diag_fleet_entry **out,
+			struct diag_error *err);
+/* One spec: 1 and *out filled, 0 when it is gone. */
+int diag_fleet_read_one(struct diag_fleet *f, const char *id, struct diag_fleet_entry *out,
+			struct diag_error *err);
+
+/* Turn this connection into a subscriber of DIAG_FLEET_CHANNEL (nothing else may be sent on
+ * it afterwards). diag_fleet_fd: its socket, to poll for messages. */
+int diag_fleet_subscribe(struct diag_fleet *f, struct diag_error *err);
+/* CLIENT SETNAME name (no spaces): who this connection is, in CLIENT LIST and MONITOR. */
+int diag_fleet_set_name(struct diag_fleet *f, const char *name, struct diag_error *err);
+int diag_fleet_fd(const struct diag_fleet *f);
+/* The next change already received or readable now without waiting (call after poll said
+ * readable, then until it returns 0): 1 with id (the spec to read again), 0 when none is
+ * buffered, a code when the connection failed. A message that is not ours is skipped. */
+int diag_fleet_next_change(struct diag_fleet *f, bool read_socket, char *id, size_t cap,
+			   struct diag_error *err);
+
+/* Applied records of this host, pipelined: json NULL deletes the field. A record is written
+ * only while its spec exists (a script checks diagnose:spec:ID in the same step), so a record
+ * of a spec removed meanwhile never leaves an orphan hash. Returns 0 or a code (the
+ * connection is then unusable). */
+struct diag_fleet_record {
+	const char *id, *key, *json;
+};
+int diag_fleet_write_records(struct diag_fleet *f, const struct diag_fleet_record *v, size_t n,
+			     struct diag_error *err);
+
+/* This daemon's heartbeat into diagnose:hosts (problem: what this daemon could not apply or
+ * read, NULL for none, shown by `hosts`); and every host's entry (an object HOST ->
  * record, with "stale": true for a host not heard from in stale_s seconds). */
 int diag_fleet_heartbeat(struct diag_fleet *f, const char *host, const char *version,
-			 int processes, struct diag_error *err);
+			 int processes, const char *problem, struct diag_error *err);
 int diag_fleet_hosts(struct diag_fleet *f, double stale_s, cJSON **out, struct diag_error *err);
 
 #endif
