@@ -333,7 +333,7 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 	struct diag_expr_ctx ctx = {.pid = pid, .tid = tid, .regs = &regs,
 				    .read_mem = diag_cap_snapshot_read,
 				    .read_fpregs = diag_cap_snapshot_fpregs, .arg = &snap,
-				    .time_ns = ts, .comm = t ? diag_thread_comm(t) : ""};
+				    .time_ns = ts, .comm_of = eng_comm_of, .comm_arg = t};
 	struct site *small[8], **fired = small;
 	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
 		return;
