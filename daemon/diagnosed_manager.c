@@ -85,6 +85,11 @@ static bool live_state(enum diag_applied_state st)
 {
 	return st == DIAG_APPLIED_APPLIED || st == DIAG_APPLIED_PENDING;
 }
+/* Values are rendered by the queue's worker, not on the thread serving targets. */
+static const struct diag_event_render render_ops = {
+	.hold = diag_engine_value_hold, .render = diag_engine_value_render,
+	.release = diag_engine_value_release,
+};
 
 static void on_hit(void *ctx, const struct diag_engine_hit *hit)
 {
@@ -105,7 +110,10 @@ static void on_hit(void *ctx, const struct diag_engine_hit *hit)
 			.tid = hit->tid, .time_ns = hit->time_ns, .kind = hit->kind,
 			.value = hit->value,
 		};
-		if (diag_event_queue_push(m->queue, ms->inst, &ev) < 0) {
+		int r = hit->raw ? diag_event_queue_push_deferred(m->queue, ms->inst, &ev, &render_ops,
+								  hit->raw, hit->raw_len)
+				 : diag_event_queue_push(m->queue, ms->inst, &ev);
+		if (r < 0) {
 			a->dropped++;
 			ms->dropped++;
 		}
@@ -359,6 +367,7 @@ int dmn_manager_init(struct dmn_manager *m, const char *plugin_dir, const char *
 	if ((r = diag_event_queue_new(DIAG_QUEUE_DEFAULT_BYTES, emit_idle, m, &m->queue)) < 0 ||
 	    (r = diag_event_queue_start(m->queue)) < 0)
 		return diag_error_set(err, r, "event queue: %s", diag_strerror(r));
+	diag_engine_defer_render(m->engine, true);
 	return 0;
 }
 
@@ -414,7 +423,12 @@ static void unapply(struct dmn_manager *m, struct dmn_mspec *ms, enum diag_appli
 void dmn_manager_fini(struct dmn_manager *m)
 {
 	/* the engine first: detaching drains the fast-path rings, whose hits still go through
-	 * the queue */
+	 * the queue; but the values queued unrendered need the engine's types: rendered first,
+	 * and the last hits rendered at once */
+	if (m->engine && m->queue) {
+		diag_engine_defer_render(m->engine, false);
+		diag_event_queue_drain(m->queue);
+	}
 	diag_engine_free(m->engine);
 	m->engine = NULL;
 	diag_indexer_free(m->indexer);

@@ -64,6 +64,7 @@ struct dmn_server {
 	char *tb;              /* the tail event being sent (reused) */
 	size_t tblen, tbcap;
 	bool tb_failed;
+	char rendered[DIAG_EXPR_MAX_BYTES + 64]; /* a deferred value's text, for tail clients */
 	int64_t tb_sec;        /* the second tb_secstr spells */
 	char tb_secstr[40];
 	size_t nwaiting;       /* clients in a `wait` */
@@ -910,8 +911,14 @@ static void tail_send(struct dmn_server *s, const struct dmn_mspec *ms,
 void dmn_server_on_hit(struct dmn_server *s, const struct dmn_mspec *ms,
 			const struct diag_engine_hit *hit)
 {
-	if (s->ntail)
+	if (s->ntail && hit->raw) { /* a tail client needs the text now */
+		struct diag_engine_hit h = *hit;
+		h.raw = NULL;
+		diag_engine_value_render(hit->raw, s->rendered, sizeof(s->rendered), &h.value);
+		tail_send(s, ms, &h);
+	} else if (s->ntail) {
 		tail_send(s, ms, hit);
+	}
 	for (size_t i = 0; s->nwaiting && i < MAX_CLIENTS; i++) { /* none: nothing per hit */
 		struct client *c = s->clients[i];
 		if (c && c->waiting && strcmp(c->wait_id, ms->spec->id) == 0 &&

@@ -107,9 +107,9 @@ _Static_assert(offsetof(struct diag_ring_record, regs) == 24, "ring record regs 
  * share cache lines unless two hash alike (still correct: reservation is a compare-and-swap).
  * A site's exact hit count is the sum of its counters over the sub-rings.
  *
- * Writer, at a hit: count (atomic increment of its counter); if the clock is at or past
- * control.alive_until (the daemon stopped refreshing it: dead or stopped) or the condition
- * program says no, stop there. Else reserve k = units of the record (header + the value
+ * Writer, at a hit: count (atomic increment of its counter); if the condition program says
+ * no, stop there; if the clock is at or past control.alive_until (the daemon stopped
+ * refreshing it: dead or stopped), increment drops and stop. Else reserve k = units of the record (header + the value
  * program's max_payload, rounded up): off = head & mask; when off + k > sub_units the record
  * cannot wrap, so reserve pad = sub_units - off units more in front of it; full when
  * head + pad + k - tail > sub_units (increment drops, stop). Reserve by compare-and-swap of

@@ -328,6 +328,7 @@ void diag_engine_free(struct diag_engine *e)
 	diag_dwarf_cache_free(e->dwarf);
 	free(e->scratch);
 	free(e->drain_buf);
+	free(e->raw_buf);
 	if (e->sigfd >= 0)
 		close(e->sigfd);
 	if (e->timerfd >= 0)

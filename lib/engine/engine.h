@@ -23,8 +23,27 @@ struct diag_engine_hit {
 	pid_t tid;
 	uint64_t time_ns; /* CLOCK_REALTIME */
 	enum diag_event_kind kind;
-	struct diag_value value; /* value.text always set; kind NONE when the probe has no value */
+	/* value.text always set (kind NONE when the probe has no value), but when raw is set
+	 * (diag_engine_defer_render): then value.text is NULL and the value is the raw_len bytes
+	 * at raw, to be rendered later on any thread (diag_engine_value_render) */
+	struct diag_value value;
+	const void *raw;
+	size_t raw_len;
 };
+
+/* Deferred rendering: from now on hits of probes with a value carry the value's result
+ * unrendered (hit.raw), so that the thread serving targets pays no rendering (snprintf and
+ * friends were a fifth of its time per event at 2 M events/s). The raw bytes are valid
+ * during the callback; copy them (8-aligned), diag_engine_value_hold the copy before another
+ * thread can see it, render it there, then diag_engine_value_release it. A held value stays
+ * renderable after its probe is removed; not after diag_engine_free (the types live in the
+ * engine's DWARF cache): render or release what is held before. */
+void diag_engine_defer_render(struct diag_engine *e, bool on);
+void diag_engine_value_hold(const void *raw);
+void diag_engine_value_release(const void *raw);
+/* The text (NUL-terminated, cut to cap) and value as an undeferred hit would carry them;
+ * out's buf points into raw. */
+void diag_engine_value_render(const void *raw, char *text, size_t cap, struct diag_value *out);
 
 enum diag_probe_state {
 	DIAG_PROBE_PENDING = 0, /* not installed yet (e.g. library not loaded) */

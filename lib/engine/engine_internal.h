@@ -181,6 +181,8 @@ struct diag_engine {
 	size_t ring_bytes;          /* each new ring mapping's records, all sub-rings (the
 				     * daemon's --ring-kib; diag_engine_set_ring_size) */
 	uint8_t *drain_buf;         /* fastpath.c: records read from a sub-ring */
+	bool defer_render;          /* hit.c: events carry their value unrendered (hit.raw) */
+	void *raw_buf;              /* hit.c: one deferred value, packed */
 	uint64_t tsc0, ns0, tsc1, ns1; /* TSC -> CLOCK_REALTIME calibration */
 	char journal_dir[200];      /* DIAG_JOURNAL_DIR or /run/diagnose/journal; "" = none */
 	size_t recovered;
@@ -322,6 +324,8 @@ int eng_end_locations(struct eproc *ep, struct diag_location **locs, size_t *n,
 		      struct diag_error *err);
 
 /* ---- hit.c: the hit path ---- */
+/* diag_expr_ctx.comm_of, its arg a struct diag_thread * (NULL: "") */
+const char *eng_comm_of(void *thread);
 /* While the thread is stopped (t) or from a ring record (t NULL): conditions and captures.
  * cond_done: the record exists because the target found the one condition there true (it is
  * not evaluated again: its reads were not captured). Returns how many sites fired; their

@@ -214,7 +214,7 @@ void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp
 	struct diag_expr_ctx ctx = {.pid = pid, .tid = tid > 0 ? tid : 0, .regs = &regs,
 				    .read_mem = diag_cap_snapshot_read,
 				    .read_fpregs = diag_cap_snapshot_fpregs, .arg = &sn,
-				    .time_ns = ts, .comm = t ? diag_thread_comm(t) : ""};
+				    .time_ns = ts, .comm_of = eng_comm_of, .comm_arg = t};
 	/* an end probe's condition may have run in the target (its reads not captured then): the
 	 * record says it was true; a return probe's exit never has one there */
 	const struct eng_slot *sl = diag_u64map_get(&mem->slots, bp->slot_page);

@@ -81,9 +81,25 @@ static uint64_t ns_to_ticks(const struct diag_engine *e, uint64_t ns)
 	return (uint64_t)((double)ns * (double)(e->tsc1 - e->tsc0) / (double)(e->ns1 - e->ns0));
 }
 
+/* A heartbeat's ticks: never fewer than at 4 GHz, whatever the calibration says. A point
+ * taken across a preemption makes the early slope wrong (by the preemption over the 10 ms
+ * baseline); one that undercounts the ticks would cut a 200 ms heartbeat to a fraction, and
+ * every scheduling gap longer than that would stop the recording (now counted as drops). */
+static uint64_t heartbeat_ticks(const struct diag_engine *e)
+{
+	uint64_t t = ns_to_ticks(e, HEARTBEAT_NS);
+	return t > HEARTBEAT_NS * 4 ? t : HEARTBEAT_NS * 4;
+}
+
 static void calibrate(struct diag_engine *e)
 {
-	uint64_t ns = (uint64_t)diag_clock_wall_ns(), tsc = diag_record_ticks();
+	/* the clock read between two TSC reads close together: a pair not split by a preemption
+	 * (one that was is skipped: a later drain takes the point) */
+	uint64_t t0 = diag_record_ticks(), ns = (uint64_t)diag_clock_wall_ns();
+	uint64_t tsc = diag_record_ticks();
+	if (e->ns0 && tsc - t0 > 100000) /* 25-100 us at 1-4 GHz; the first point is needed */
+		return;
+	tsc = t0 + (tsc - t0) / 2;
 	if (!e->ns0) {
 		e->ns0 = e->ns1 = ns;
 		e->tsc0 = e->tsc1 = tsc;
@@ -96,7 +112,7 @@ static void calibrate(struct diag_engine *e)
 /* The target records while its TSC is below alive_until: a drain pushes it forward. */
 static void heartbeat(struct diag_engine *e, struct eproc *ep)
 {
-	uint64_t until = diag_record_ticks() + ns_to_ticks(e, HEARTBEAT_NS);
+	uint64_t until = diag_record_ticks() + heartbeat_ticks(e);
 	diag_proc_write(ep->tp, ep->ring_addr + offsetof(struct diag_ring_control, alive_until),
 			&until, sizeof(until));
 }
@@ -136,7 +152,7 @@ static int ring_map(struct diag_engine *e, struct eproc *ep, struct diag_thread 
 	struct diag_ring_control c = {
 		.magic = DIAG_RING_MAGIC_V2, .nsubs = nsubs, .sub_units = units,
 		.sub_stride = stride, .counters = counters,
-		.alive_until = diag_record_ticks() + ns_to_ticks(e, HEARTBEAT_NS),
+		.alive_until = diag_record_ticks() + heartbeat_ticks(e),
 		.hash_shift = nsubs > 1 ? 64 - log2_of(nsubs) : 64,
 	};
 	ep->ring_addr = (uint64_t)ret;
@@ -333,7 +349,7 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 	struct diag_expr_ctx ctx = {.pid = pid, .tid = tid, .regs = &regs,
 				    .read_mem = diag_cap_snapshot_read,
 				    .read_fpregs = diag_cap_snapshot_fpregs, .arg = &snap,
-				    .time_ns = ts, .comm = t ? diag_thread_comm(t) : ""};
+				    .time_ns = ts, .comm_of = eng_comm_of, .comm_arg = t};
 	struct site *small[8], **fired = small;
 	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
 		return;

@@ -7,6 +7,16 @@
 #include "util/grow.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* diag_expr_ctx.comm_of for a struct diag_thread (NULL: a thread already gone has none):
+ * the name is looked up only for expressions that read $comm (diag_thread_comm caches it per
+ * thread; exec clears the cache) */
+const char *eng_comm_of(void *thread)
+{
+	return thread ? diag_thread_comm(thread) : "";
+}
 
 static int ensure_scratch(struct diag_engine *e, size_t n)
 {
@@ -66,6 +76,54 @@ bool eng_capture_site(struct diag_engine *e, struct site *s, struct site *x,
 	return true;
 }
 
+/* A deferred value (diag_engine_defer_render): the result's used part and the expression
+ * that renders it, self-contained but for the reference it holds on the expression. */
+struct raw_value {
+	const struct diag_expr *x;
+	enum diag_value_kind kind;
+	uint64_t u;
+	size_t len;
+	uint8_t data[];
+};
+
+static size_t pack(struct diag_engine *e, const struct diag_expr *x,
+		   const struct diag_expr_result *r)
+{
+	size_t len = r->len < DIAG_EXPR_MAX_BYTES ? r->len : DIAG_EXPR_MAX_BYTES;
+	if (!e->raw_buf && !(e->raw_buf = malloc(sizeof(struct raw_value) + DIAG_EXPR_MAX_BYTES)))
+		return 0;
+	struct raw_value *v = e->raw_buf;
+	*v = (struct raw_value){ .x = x, .kind = r->kind, .u = r->u, .len = len };
+	memcpy(v->data, r->data, len);
+	return sizeof(*v) + len;
+}
+
+void diag_engine_defer_render(struct diag_engine *e, bool on)
+{
+	e->defer_render = on;
+}
+
+void diag_engine_value_hold(const void *raw)
+{
+	diag_expr_ref(((const struct raw_value *)raw)->x);
+}
+
+void diag_engine_value_release(const void *raw)
+{
+	diag_expr_free((struct diag_expr *)((const struct raw_value *)raw)->x);
+}
+
+void diag_engine_value_render(const void *raw, char *text, size_t cap, struct diag_value *out)
+{
+	const struct raw_value *v = raw;
+	struct diag_expr_result r; /* data beyond len is never read: render stays within len */
+	r.kind = v->kind;
+	r.u = v->u;
+	r.len = v->len;
+	memcpy(r.data, v->data, v->len);
+	diag_expr_render(v->x, &r, text, cap, out);
+}
+
 void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
 		struct site **fired, size_t n, uint64_t ts)
 {
@@ -78,9 +136,14 @@ void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid
 			.time_ns = ts, .kind = fired[i]->pr->event,
 			.value = {.kind = DIAG_VALUE_NONE, .text = ""},
 		};
-		if (fired[i]->value)
+		if (fired[i]->value && e->defer_render &&
+		    (hit.raw_len = pack(e, fired[i]->value, &e->scratch[i]))) {
+			hit.raw = e->raw_buf;
+			hit.value = (struct diag_value){ .kind = e->scratch[i].kind };
+		} else if (fired[i]->value) {
 			diag_expr_render(fired[i]->value, &e->scratch[i], text, sizeof(text),
 					 &hit.value);
+		}
 		if (e->cb.on_hit)
 			e->cb.on_hit(e->cb.ctx, &hit);
 	}

@@ -66,7 +66,7 @@ void eng_trap_serve(struct diag_engine *e, struct diag_thread *t)
 	struct eng_stack_req sr = {e, eproc_of(t->proc), t->tid, &regs, addr};
 	struct diag_expr_ctx ctx = {
 		.pid = t->proc->pid, .tid = t->tid, .regs = &regs, .read_fpregs = read_fpregs_cb,
-		.read_mem = read_mem_cb, .arg = &ma, .time_ns = ts, .comm = diag_thread_comm(t),
+		.read_mem = read_mem_cb, .arg = &ma, .time_ns = ts, .comm_of = eng_comm_of, .comm_arg = t,
 		.stack = eng_stack_text, .stack_arg = &sr,
 	};
 	if (t->ext)

@@ -104,6 +104,7 @@ struct diag_expr {
 	enum diag_event_kind event;
 	struct diag_type owned[EXPR_MAX_OWNED_TYPES]; /* pointer types made by casts and & */
 	size_t nowned;
+	_Atomic unsigned extra_refs; /* diag_expr_ref's, beyond the compiler's own */
 };
 
 /* The variable a N_VAR node names. */

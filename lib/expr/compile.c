@@ -5,6 +5,7 @@
 #include "expr/ast.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -706,9 +707,21 @@ int diag_expr_compile(const char *src, const struct diag_expr_scope *scope, stru
 	return 0;
 }
 
+void diag_expr_ref(const struct diag_expr *x)
+{
+	if (x)
+		atomic_fetch_add(&((struct diag_expr *)x)->extra_refs, 1);
+}
+
 void diag_expr_free(struct diag_expr *x)
 {
 	if (!x)
+		return;
+	/* another holder remains: the last one frees (the 0 read means ours was the last) */
+	unsigned n = atomic_load(&x->extra_refs);
+	while (n && !atomic_compare_exchange_weak(&x->extra_refs, &n, n - 1))
+		;
+	if (n)
 		return;
 	expr_tree_free_strings(&x->ar);
 	diag_dwarf_scope_free(x->scope);

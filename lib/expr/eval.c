@@ -665,7 +665,9 @@ static bool ev(struct evst *st, const struct expr_node *n, struct xval *v)
 	case N_TIME: v->u = c->time_ns; return true;
 	case N_ELAPSED: v->u = c->elapsed_ns; return true;
 	case N_COMM: {
-		const char *s = c->comm ? c->comm : "";
+		const char *s = c->comm ? c->comm : c->comm_of ? c->comm_of(c->comm_arg) : "";
+		if (!s)
+			s = "";
 		*v = (struct xval){ .k = XV_BYTES, .bytes = (const uint8_t *)s, .len = strnlen(s, 64) };
 		return true;
 	}

@@ -43,8 +43,13 @@ struct diag_expr;
  * "value: unknown name 'lenn' at 1:5; in scope: req, len, buf". */
 int diag_expr_compile(const char *src, const struct diag_expr_scope *scope, struct diag_expr **out,
 		      struct diag_error *err);
-/* Accepts NULL. */
+/* Drops a reference (the compiler's, or one of diag_expr_ref's); the last one frees. Accepts
+ * NULL. */
 void diag_expr_free(struct diag_expr *x);
+/* One more reference, for a result rendered later on another thread (the daemon's event
+ * worker): rendering reads the expression's tree and types, nothing the target's life
+ * changes. Safe from any thread, as is the diag_expr_free that drops it. */
+void diag_expr_ref(const struct diag_expr *x);
 
 struct diag_expr_ctx {                 /* what a hit offers while the thread is stopped */
 	pid_t pid, tid;
@@ -56,7 +61,11 @@ struct diag_expr_ctx {                 /* what a hit offers while the thread is 
 	void *arg;
 	uint64_t time_ns;
 	uint64_t elapsed_ns;  /* return events */
+	/* $comm: the thread's name, or NULL to ask comm_of(comm_arg) only when an expression reads
+	 * it (a name costs its owner a lookup: most hits never need one); both NULL: "" */
 	const char *comm;
+	const char *(*comm_of)(void *comm_arg);
+	void *comm_arg;
 	/* `stack`: the thread's call stack in folded form, root first ("main;worker;handle"), at
 	 * most max frames, NUL-terminated in out (cap bytes). Returns the length, or a negative
 	 * code with a one-line reason in out. NULL: no stack at this hit (an ERROR value). */

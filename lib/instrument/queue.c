@@ -21,12 +21,15 @@
 #define IDLE_PERIOD_NS 100000000
 #define FIRE_RUN 64    /* events of one instrument fired under one lock of it */
 
-/* A record at an 8-aligned offset of the ring: this header, then the probe id, name, text and
- * buf its event points to. in == NULL: padding up to the end of the ring. Fewer than
- * sizeof(struct qrec) bytes left at the end are padding without a header. */
+/* A record at an 8-aligned offset of the ring: this header, then (deferred) the blob its
+ * value is rendered from, then the probe id, name, text and buf its event points to.
+ * in == NULL: padding up to the end of the ring. Fewer than sizeof(struct qrec) bytes left at
+ * the end are padding without a header. */
 struct qrec {
 	size_t bytes; /* the whole record, a multiple of 8 */
 	struct diag_instrument *in;
+	const struct diag_event_render *render; /* NULL: ev.value is as pushed */
+	size_t blob;  /* bytes of the blob after the header, a multiple of 8 */
 	struct diag_event ev;
 };
 
@@ -46,6 +49,7 @@ struct diag_event_queue {
 	bool stop, started;
 	unsigned idle_ticks;  /* consecutive empty 1 ms polls */
 	pthread_t worker;
+	char *texts;           /* the worker's: FIRE_RUN rendered texts of deferred values */
 	void (*idle)(void *ctx);
 	void *ctx;
 };
@@ -86,7 +90,7 @@ static size_t capped(size_t n)
 	return n > DIAG_EVENT_TEXT_MAX ? DIAG_EVENT_TEXT_MAX : n;
 }
 
-static size_t measure(const struct diag_event *ev, struct lens *l)
+static size_t measure(const struct diag_event *ev, size_t blob, struct lens *l)
 {
 	l->id = ev->probe_id ? ev->probe_id : "";
 	l->name = ev->name ? ev->name : "";
@@ -95,20 +99,20 @@ static size_t measure(const struct diag_event *ev, struct lens *l)
 	l->lname = strlen(l->name);
 	l->ltext = capped(strlen(l->text));
 	l->lbuf = ev->value.buf ? capped(ev->value.len) : 0;
-	size_t n = sizeof(struct qrec) + l->lid + l->lname + l->ltext + l->lbuf + 3;
+	size_t n = sizeof(struct qrec) + blob + l->lid + l->lname + l->ltext + l->lbuf + 3;
 	return (n + 7) & ~(size_t)7;
 }
 
 size_t diag_event_queue_item_bytes(const struct diag_event *ev)
 {
 	struct lens l;
-	return measure(ev, &l);
+	return measure(ev, 0, &l);
 }
 
 static void record_fill(struct qrec *r, size_t bytes, struct diag_instrument *in,
 			const struct diag_event *ev, const struct lens *l)
 {
-	char *p = (char *)(r + 1);
+	char *p = (char *)(r + 1) + r->blob;
 	r->bytes = bytes;
 	r->in = in;
 	r->ev = *ev;
@@ -131,11 +135,13 @@ static void wake_worker(struct diag_event_queue *q)
 	pthread_mutex_unlock(&q->lock);
 }
 
-int diag_event_queue_push(struct diag_event_queue *q, struct diag_instrument *in,
-			  const struct diag_event *ev)
+static int push(struct diag_event_queue *q, struct diag_instrument *in,
+		const struct diag_event *ev, const struct diag_event_render *render,
+		const void *blob, size_t blen)
 {
 	struct lens l;
-	size_t need = measure(ev, &l);
+	size_t bround = render ? (blen + 7) & ~(size_t)7 : 0;
+	size_t need = measure(ev, bround, &l);
 	uint64_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
 	uint64_t tail = atomic_load_explicit(&q->tail, memory_order_acquire);
 	size_t pos = (size_t)(head % q->cap), end = q->cap - pos;
@@ -153,7 +159,14 @@ int diag_event_queue_push(struct diag_event_queue *q, struct diag_instrument *in
 	}
 	head += pad;
 	diag_instrument_ref(in);
-	record_fill((struct qrec *)(q->ring + (size_t)(head % q->cap)), need, in, ev, &l);
+	struct qrec *r = (struct qrec *)(q->ring + (size_t)(head % q->cap));
+	r->render = render;
+	r->blob = bround;
+	if (render) {
+		memcpy(r + 1, blob, blen);
+		render->hold(r + 1);
+	}
+	record_fill(r, need, in, ev, &l);
 	head += need;
 	atomic_store_explicit(&q->pushed, atomic_load_explicit(&q->pushed, memory_order_relaxed) + 1,
 			      memory_order_relaxed);
@@ -166,6 +179,21 @@ int diag_event_queue_push(struct diag_event_queue *q, struct diag_instrument *in
 		wake_worker(q);
 	}
 	return 0;
+}
+
+int diag_event_queue_push(struct diag_event_queue *q, struct diag_instrument *in,
+			  const struct diag_event *ev)
+{
+	return push(q, in, ev, NULL, NULL, 0);
+}
+
+int diag_event_queue_push_deferred(struct diag_event_queue *q, struct diag_instrument *in,
+				   const struct diag_event *ev, const struct diag_event_render *r,
+				   const void *blob, size_t len)
+{
+	struct diag_event e = *ev;
+	e.value = (struct diag_value){ .kind = ev->value.kind };
+	return push(q, in, &e, r, blob, len);
 }
 
 /* The record at offset off (modulo cap), NULL for padding; *bytes its size. */
@@ -181,17 +209,38 @@ static struct qrec *record_at(struct diag_event_queue *q, uint64_t off, size_t *
 	return r->in ? r : NULL;
 }
 
-static size_t fire_run(struct diag_instrument *in, const struct diag_event **run, size_t n)
+#define TEXT_BYTES (DIAG_EVENT_TEXT_MAX + 1)
+
+static size_t fire_run(struct diag_instrument *in, struct qrec **recs,
+		       const struct diag_event **run, size_t n)
 {
 	diag_instrument_fire_many(in, run, n);
 	diag_instrument_unref_n(in, n);
+	for (size_t i = 0; i < n; i++)
+		if (recs[i]->render)
+			recs[i]->render->release(recs[i] + 1);
 	return n;
+}
+
+/* A deferred value rendered into the i-th text of the run (no text memory: an error value) */
+static void render_value(struct diag_event_queue *q, struct qrec *r, size_t i)
+{
+	static const char nomem[] = "<out of memory>";
+	if (!q->texts && !(q->texts = malloc((size_t)FIRE_RUN * TEXT_BYTES))) {
+		r->ev.value = (struct diag_value){ .kind = DIAG_VALUE_ERROR, .text = nomem };
+		return;
+	}
+	char *text = q->texts + i * TEXT_BYTES;
+	r->render->render(r + 1, text, TEXT_BYTES, &r->ev.value);
+	if (r->ev.value.buf && r->ev.value.len > DIAG_EVENT_TEXT_MAX)
+		r->ev.value.len = DIAG_EVENT_TEXT_MAX;
 }
 
 /* Fire the events in [from, to): runs of one instrument under one lock of it. */
 static size_t fire_range(struct diag_event_queue *q, uint64_t from, uint64_t to)
 {
 	const struct diag_event *run[FIRE_RUN];
+	struct qrec *recs[FIRE_RUN];
 	struct diag_instrument *in = NULL;
 	size_t n = 0, fired = 0, bytes;
 	for (uint64_t off = from; off < to; off += bytes) {
@@ -199,13 +248,16 @@ static size_t fire_range(struct diag_event_queue *q, uint64_t from, uint64_t to)
 		if (!r)
 			continue;
 		if (n && (r->in != in || n == FIRE_RUN)) {
-			fired += fire_run(in, run, n);
+			fired += fire_run(in, recs, run, n);
 			n = 0;
 		}
 		in = r->in;
+		if (r->render)
+			render_value(q, r, n);
+		recs[n] = r;
 		run[n++] = &r->ev;
 	}
-	return n ? fired + fire_run(in, run, n) : fired;
+	return n ? fired + fire_run(in, recs, run, n) : fired;
 }
 
 static bool queue_empty(struct diag_event_queue *q)
@@ -314,9 +366,12 @@ void diag_event_queue_free(struct diag_event_queue *q)
 	for (uint64_t off = q->tail; off < q->head; off += bytes) {
 		/* never started: release, do not fire on the caller's thread */
 		struct qrec *r = record_at(q, off, &bytes);
+		if (r && r->render)
+			r->render->release(r + 1);
 		if (r)
 			diag_instrument_unref(r->in);
 	}
+	free(q->texts);
 	pthread_cond_destroy(&q->nonempty);
 	pthread_cond_destroy(&q->drained);
 	pthread_mutex_destroy(&q->lock);

@@ -39,6 +39,21 @@ int diag_event_queue_start(struct diag_event_queue *q);
  * at a time (the daemon pushes from the engine thread only). */
 int diag_event_queue_push(struct diag_event_queue *q, struct diag_instrument *in,
 			  const struct diag_event *ev);
+/* A value the worker renders, not the producer (the daemon's engine thread serves targets
+ * and should only copy): the event's value is made by render(blob, ...) just before it fires
+ * (text cut to DIAG_EVENT_TEXT_MAX; its buf may point into the blob). hold(blob) runs on the
+ * producer's copy before the worker can see it, release(blob) once the event has fired or is
+ * thrown away. */
+struct diag_event_render {
+	void (*hold)(const void *blob);
+	void (*render)(const void *blob, char *text, size_t cap, struct diag_value *out);
+	void (*release)(const void *blob);
+};
+/* As push, with ev->value made later from a copy of the len bytes at blob (8-aligned in the
+ * ring; ev->value is ignored). r must outlive the queue. */
+int diag_event_queue_push_deferred(struct diag_event_queue *q, struct diag_instrument *in,
+				   const struct diag_event *ev, const struct diag_event_render *r,
+				   const void *blob, size_t len);
 /* Returns once every event pushed before the call was fired (or the worker was never
  * started). Used by tests and before reports that must include every event. */
 void diag_event_queue_drain(struct diag_event_queue *q);

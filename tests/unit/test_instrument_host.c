@@ -202,6 +202,77 @@ static void test_queue_wrap(struct diag_plugin_host *h, struct sink *sk)
 	diag_instrument_unref(b);
 }
 
+/* Deferred values (diag_event_queue_push_deferred): rendered on the worker from the blob's
+ * copy, held before the worker sees it and released exactly once after it fired (or when a
+ * queue that never started is freed). */
+struct blob {
+	long n;
+	pthread_t *producer;
+};
+static _Atomic long holds, releases, renders_on_producer;
+
+static void b_hold(const void *p)
+{
+	(void)p;
+	holds++;
+}
+
+static void b_render(const void *p, char *text, size_t cap, struct diag_value *out)
+{
+	const struct blob *b = p;
+	renders_on_producer += pthread_equal(pthread_self(), *b->producer) != 0;
+	snprintf(text, cap, "%ld", b->n);
+	*out = (struct diag_value){ .kind = DIAG_VALUE_SIGNED, .i = b->n, .text = text };
+}
+
+static void b_release(const void *p)
+{
+	(void)p;
+	releases++;
+}
+
+static void test_queue_deferred(struct diag_plugin_host *h, struct sink *sk)
+{
+	static const struct diag_event_render ops = { b_hold, b_render, b_release };
+	struct diag_instrument *in = NULL;
+	struct diag_error err = { 0 };
+	CHECK_EQ_INT(diag_instrument_new(h, "cnt", "wrap", "d", "{}", &in, &err), 0);
+	if (!in)
+		return;
+	pthread_t self = pthread_self();
+	struct diag_event ev = { .probe_id = "wrap", .name = "d", .pid = 1, .tid = 1 };
+	struct diag_event_queue *q;
+	CHECK_EQ_INT(diag_event_queue_new(64 * 1024, NULL, NULL, &q), 0);
+	CHECK_EQ_INT(diag_event_queue_start(q), 0);
+	int before = sk->lines, order0 = sk->wrap_disorder;
+	sk->wrap_lines = 0;
+	long refused = 0;
+	for (long i = 0; i < 50000; i++) {
+		struct blob b = { .n = i, .producer = &self };
+		while (diag_event_queue_push_deferred(q, in, &ev, &ops, &b, sizeof(b)) == -EAGAIN)
+			refused++;
+	}
+	diag_event_queue_drain(q);
+	CHECK_EQ_INT(sk->lines - before, 50000);
+	CHECK_EQ_INT(sk->wrap_disorder, order0); /* in order, each once */
+	CHECK_EQ_STR(sk->last, "wrap|Probe (d) = 49999");
+	CHECK_EQ_INT(holds, 50000);
+	CHECK_EQ_INT(releases, 50000);
+	CHECK_EQ_INT(renders_on_producer, 0);
+	struct diag_queue_stats st;
+	diag_event_queue_get_stats(q, &st);
+	CHECK_EQ_INT(st.dropped, refused);
+	diag_event_queue_free(q);
+	/* never started: released, not rendered */
+	CHECK_EQ_INT(diag_event_queue_new(64 * 1024, NULL, NULL, &q), 0);
+	struct blob b = { .n = 7, .producer = &self };
+	CHECK_EQ_INT(diag_event_queue_push_deferred(q, in, &ev, &ops, &b, sizeof(b)), 0);
+	diag_event_queue_free(q);
+	CHECK_EQ_INT(holds, 50001);
+	CHECK_EQ_INT(releases, 50001);
+	diag_instrument_unref(in);
+}
+
 int main(void)
 {
 	CHECK(mkdtemp(dir) != NULL);
@@ -215,6 +286,7 @@ int main(void)
 	test_load_errors(h);
 	test_queue(h, &sk);
 	test_queue_wrap(h, &sk);
+	test_queue_deferred(h, &sk);
 	diag_plugin_host_free(h);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -155,9 +155,15 @@ static void emit_clock(struct xasm *a, const struct tc *t)
 	XA(a, SHL, R(RDX), I(32));
 	XA(a, OR, R(RAX), R(RDX));
 	XA(a, MOV, R(R12), R(RAX));
-	/* the daemon stopped refreshing the heartbeat: dead or stopped, nobody drains */
+	/* the daemon stopped refreshing the heartbeat: dead or stopped, nobody drains. The hit
+	 * is a drop like a full ring's (counted in the sub-ring): a stalled daemon then sees how
+	 * many events it lost, instead of a gap between hits and events */
+	uint32_t alive = xa_label_new(a);
 	XA(a, CMP, R(R12), M(RBX, CTL(alive_until), 8));
-	xa_jump(a, ZYDIS_MNEMONIC_JNB, t->l_out);
+	xa_jump(a, ZYDIS_MNEMONIC_JB, alive);
+	XA_LOCK(a, INC, M(R13, SUBH(drops), 8));
+	xa_jump(a, ZYDIS_MNEMONIC_JMP, t->l_out);
+	xa_label_here(a, alive);
 }
 
 /* ---- reservation (ring v2) ---- */
