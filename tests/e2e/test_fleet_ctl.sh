@@ -21,8 +21,11 @@ chmod 600 "$T/pw"
 URL="redis://alice@127.0.0.1:$PORT"
 sc() { "$DIAGNOSECTL" --store "$URL" --store-password-file "$T/pw" "$@"; }
 
-out=$(sc add-probe --exe /usr/sbin/nginx --target work --type incr --name n --lifespan 5 2>&1)
-expect_contains "$out" "unknown option" "a selector the client does not know yet is refused, not ignored"
+# the issue's contract: a selector through the store, no daemon; the id is printed
+sel_id=$(sc add-probe --exe "$DIAG_FIXTURE_DIR/work-O2-pie" --target work --type incr --name n --lifespan 5)
+expect_eq "$(rc HGET "diagnose:spec:$sel_id" json | python3 -c 'import json,sys; print(json.load(sys.stdin)["select"]["exe"])')" \
+	"$DIAG_FIXTURE_DIR/work-O2-pie" "add-probe --exe through the store: the spec selects the executable"
+sc remove-probe "$sel_id" > /dev/null || fail "remove-probe of the --exe spec"
 rc SUBSCRIBE diagnose:changes > "$T/sub.out" &
 SUB=$!
 for _ in $(seq 100); do grep -q subscribe "$T/sub.out" 2>/dev/null && break; sleep 0.05; done
