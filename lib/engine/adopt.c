@@ -132,6 +132,9 @@ int diag_engine_release(struct diag_engine *e, pid_t pid)
 	if (!ep || !ep->held)
 		return 0;
 	ep->held = false;
+	/* the owner may have taken longer than the heartbeat to place its probes: the jumps
+	 * must record from the first instruction the new image runs */
+	eng_fast_drain(e, ep);
 	eng_thaw(e, ep);
 	return 0;
 }
