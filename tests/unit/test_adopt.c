@@ -303,6 +303,21 @@ static void test_killed(struct diag_engine *e, struct diag_execgate *g, const ch
 	CHECK_EQ_INT(reap(c), 1000 + SIGKILL);
 }
 
+/* A child that execs path quietly once a byte arrives on fd (exit 100 + errno if it fails). */
+static pid_t start_on_go(const char *path, int fd)
+{
+	pid_t c = fork();
+	if (c == 0) {
+		char b;
+		if (read(fd, &b, 1) != 1)
+			_exit(90);
+		char *argv[] = {(char *)path, (char *)"quiet", NULL};
+		execv(path, argv);
+		_exit(100 + errno);
+	}
+	return c;
+}
+
 /* Traced by another tracer (a helper process) when it execs. */
 static void test_traced_elsewhere(struct diag_engine *e, struct diag_execgate *g,
 				  const char *copy)
@@ -310,15 +325,7 @@ static void test_traced_elsewhere(struct diag_engine *e, struct diag_execgate *g
 	int go[2], ready[2];
 	CHECK_EQ_INT(pipe(go), 0);
 	CHECK_EQ_INT(pipe(ready), 0);
-	pid_t c = fork();
-	if (c == 0) {
-		char b;
-		if (read(go[0], &b, 1) != 1)
-			_exit(90);
-		char *argv[] = {(char *)copy, (char *)"quiet", NULL};
-		execv(copy, argv);
-		_exit(100 + errno);
-	}
+	pid_t c = start_on_go(copy, go[0]);
 	pid_t tracer = fork();
 	if (tracer == 0) {
 		if (ptrace(PTRACE_SEIZE, c, 0, 0) < 0 || write(ready[1], "s", 1) != 1)
@@ -358,15 +365,7 @@ static void test_traced_here(struct diag_execgate *g, const char *copy)
 	struct diag_engine *e = engine(&t, false);
 	int go[2];
 	CHECK_EQ_INT(pipe(go), 0);
-	pid_t c = fork();
-	if (c == 0) {
-		char b;
-		if (read(go[0], &b, 1) != 1)
-			_exit(90);
-		char *argv[] = {(char *)copy, (char *)"quiet", NULL};
-		execv(copy, argv);
-		_exit(100 + errno);
-	}
+	pid_t c = start_on_go(copy, go[0]);
 	struct diag_error err = {0};
 	CHECK_EQ_INT(diag_engine_attach(e, c, &err), 0);
 	CHECK_EQ_INT(write(go[1], "g", 1), 1);
@@ -437,6 +436,19 @@ static void test_thread_exec(struct diag_execgate *g, const char *copy)
 	diag_engine_free(e);
 }
 
+/* Started, adopted and held with an entry probe on first_call (no value): its pid. */
+static pid_t adopt_probed(struct diag_engine *e, struct diag_execgate *g, struct fixture *f,
+			  const char *copy)
+{
+	struct diag_error err = {0};
+	pid_t pid = 0;
+	CHECK_EQ_INT(start_adopt(e, g, f, copy, NULL, &pid, &err), 0);
+	struct diag_probe_def first = {.target = "first_call", .event = DIAG_EVENT_CALL,
+				       .cookie = (void *)1};
+	CHECK_EQ_INT(diag_engine_probe_add(e, pid, &first, &err), 0);
+	return pid;
+}
+
 /* Detach, and free, of a held process: it runs on unprobed, its result right. */
 static void test_detach_held(struct diag_execgate *g, const char *copy)
 {
@@ -445,11 +457,7 @@ static void test_detach_held(struct diag_execgate *g, const char *copy)
 		struct diag_engine *e = engine(&t, how == 1);
 		struct fixture f;
 		struct diag_error err = {0};
-		pid_t pid = 0;
-		CHECK_EQ_INT(start_adopt(e, g, &f, copy, NULL, &pid, &err), 0);
-		struct diag_probe_def first = {.target = "first_call", .event = DIAG_EVENT_CALL,
-					       .cookie = (void *)1};
-		CHECK_EQ_INT(diag_engine_probe_add(e, pid, &first, &err), 0);
+		pid_t pid = adopt_probed(e, g, &f, copy);
 		if (how == 0)
 			CHECK_EQ_INT(diag_engine_detach(e, pid, &err), 0);
 		diag_engine_free(e); /* how 1: free detaches it */
@@ -467,12 +475,7 @@ static void test_held_killed(struct diag_execgate *g, const char *copy)
 	struct tally t = {0};
 	struct diag_engine *e = engine(&t, false);
 	struct fixture f;
-	struct diag_error err = {0};
-	pid_t pid = 0;
-	CHECK_EQ_INT(start_adopt(e, g, &f, copy, NULL, &pid, &err), 0);
-	struct diag_probe_def first = {.target = "first_call", .event = DIAG_EVENT_CALL,
-				       .cookie = (void *)1};
-	CHECK_EQ_INT(diag_engine_probe_add(e, pid, &first, &err), 0);
+	pid_t pid = adopt_probed(e, g, &f, copy);
 	kill(pid, SIGKILL);
 	serve_exit(e, pid);
 	CHECK_EQ_INT(diag_engine_release(e, pid), 0);
