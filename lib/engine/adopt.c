@@ -17,11 +17,12 @@
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 
-/* The process tid belongs to (0 when it is gone). */
+/* The process tid belongs to (tid itself when /proc no longer says: it is gone, and the seize
+ * will say so). */
 static pid_t tgid_of(pid_t tid)
 {
 	unsigned long long tgid = 0;
-	return diag_proc_status_field(tid, "Tgid", 10, &tgid) ? (pid_t)tgid : 0;
+	return diag_proc_status_field(tid, "Tgid", 10, &tgid) && tgid > 0 ? (pid_t)tgid : tid;
 }
 
 /* The next stop or death of the exec'ing thread. A non-leader that exec'd stops under the
@@ -84,7 +85,7 @@ int diag_engine_adopt_exec(struct diag_engine *e, pid_t tid, int (*allow)(void *
 	pid_t tgid = tgid_of(tid);
 	struct diag_error serr = {0};
 	int r;
-	if (tgid > 0 && diag_u64map_get(&e->procs, (uint64_t)tgid))
+	if (diag_u64map_get(&e->procs, (uint64_t)tgid))
 		r = diag_error_set(&serr, -EALREADY,
 				   "tid %d: its process %d is already traced by this daemon (its exec "
 				   "is followed like any traced process's)",
@@ -132,6 +133,9 @@ int diag_engine_release(struct diag_engine *e, pid_t pid)
 	if (!ep || !ep->held)
 		return 0;
 	ep->held = false;
+	/* the owner may have taken longer than the heartbeat to place its probes: the jumps
+	 * must record from the first instruction the new image runs */
+	eng_fast_drain(e, ep);
 	eng_thaw(e, ep);
 	return 0;
 }

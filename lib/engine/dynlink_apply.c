@@ -81,6 +81,12 @@ void eng_dl_changed(struct diag_engine *e, struct eproc *ep)
 		ep->dl_dirty = false;
 		dl_apply(e, ep);
 	} while (diag_u64map_get(&e->procs, (uint64_t)pid) == ep && ep->dl_dirty);
-	if (diag_u64map_get(&e->procs, (uint64_t)pid) == ep)
+	if (diag_u64map_get(&e->procs, (uint64_t)pid) == ep) {
 		ep->dl_busy = false;
+		/* placing may have taken longer than the heartbeat (a library's symbols read for
+		 * the first time, on a loaded machine): the jumps placed must record from the
+		 * first call the thread at r_brk makes once resumed (test_adopt saw a program's
+		 * first calls counted and not recorded) */
+		eng_fast_drain(e, ep);
+	}
 }

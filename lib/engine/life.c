@@ -199,6 +199,7 @@ void eng_life_exec(struct diag_engine *e, struct diag_thread *t)
 			e->cb.on_probe_state(e->cb.ctx, tp->pid, pr->cookie, pr->state,
 					     pr->state == DIAG_PROBE_ERROR ? pr->error : NULL);
 	}
+	eng_fast_drain(e, ep); /* a heartbeat as fresh as the new jumps (dynlink_apply.c) */
 	if (!ep->freeze)
 		diag_thread_resume(t, 0);
 }
@@ -236,6 +237,12 @@ static void snapshot_counts(struct eproc *mem)
 
 void eng_life_exiting(struct diag_engine *e, struct diag_thread *t)
 {
+	struct eproc *ep = eproc_of(t->proc);
+	if (ep->held) { /* killed while held at its exec (adopt.c): a dying process is not held,
+			 * or its exit stop would wait for a release that may never come */
+		ep->held = false;
+		ep->freeze--;
+	}
 	/* it is exiting: never borrow it again (resuming it lets it die under us) */
 	t->zombie = true;
 	/* the last moment the ring is readable: hits recorded just before exit count (and

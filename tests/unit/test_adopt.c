@@ -16,6 +16,7 @@
  * Needs root (fanotify, ptrace); fails loudly without it. */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -98,7 +99,14 @@ static void serve_exit(struct diag_engine *e, pid_t pid)
 		poll(&p, 1, 100);
 		diag_engine_dispatch(e);
 	}
-	CHECK(!diag_engine_attached(e, pid));
+	if (diag_engine_attached(e, pid)) {
+		char cmd[256];
+		fprintf(stderr, "FAIL: pid %d still traced after 60 s:\n", (int)pid);
+		snprintf(cmd, sizeof(cmd), "grep -E 'State|TracerPid' /proc/%d/status; cat /proc/%d/wchan; echo", (int)pid, (int)pid);
+		if (system(cmd) != 0)
+			fprintf(stderr, "(no /proc/%d)\n", (int)pid);
+		check_failures++;
+	}
 }
 
 /* Start path (argv[0] = path, argv[1] = arg1 or none) and take it at its exec: 0 with *pid held,
@@ -295,6 +303,21 @@ static void test_killed(struct diag_engine *e, struct diag_execgate *g, const ch
 	CHECK_EQ_INT(reap(c), 1000 + SIGKILL);
 }
 
+/* A child that execs path quietly once a byte arrives on fd (exit 100 + errno if it fails). */
+static pid_t start_on_go(const char *path, int fd)
+{
+	pid_t c = fork();
+	if (c == 0) {
+		char b;
+		if (read(fd, &b, 1) != 1)
+			_exit(90);
+		char *argv[] = {(char *)path, (char *)"quiet", NULL};
+		execv(path, argv);
+		_exit(100 + errno);
+	}
+	return c;
+}
+
 /* Traced by another tracer (a helper process) when it execs. */
 static void test_traced_elsewhere(struct diag_engine *e, struct diag_execgate *g,
 				  const char *copy)
@@ -302,15 +325,7 @@ static void test_traced_elsewhere(struct diag_engine *e, struct diag_execgate *g
 	int go[2], ready[2];
 	CHECK_EQ_INT(pipe(go), 0);
 	CHECK_EQ_INT(pipe(ready), 0);
-	pid_t c = fork();
-	if (c == 0) {
-		char b;
-		if (read(go[0], &b, 1) != 1)
-			_exit(90);
-		char *argv[] = {(char *)copy, (char *)"quiet", NULL};
-		execv(copy, argv);
-		_exit(100 + errno);
-	}
+	pid_t c = start_on_go(copy, go[0]);
 	pid_t tracer = fork();
 	if (tracer == 0) {
 		if (ptrace(PTRACE_SEIZE, c, 0, 0) < 0 || write(ready[1], "s", 1) != 1)
@@ -350,15 +365,7 @@ static void test_traced_here(struct diag_execgate *g, const char *copy)
 	struct diag_engine *e = engine(&t, false);
 	int go[2];
 	CHECK_EQ_INT(pipe(go), 0);
-	pid_t c = fork();
-	if (c == 0) {
-		char b;
-		if (read(go[0], &b, 1) != 1)
-			_exit(90);
-		char *argv[] = {(char *)copy, (char *)"quiet", NULL};
-		execv(copy, argv);
-		_exit(100 + errno);
-	}
+	pid_t c = start_on_go(copy, go[0]);
 	struct diag_error err = {0};
 	CHECK_EQ_INT(diag_engine_attach(e, c, &err), 0);
 	CHECK_EQ_INT(write(go[1], "g", 1), 1);
@@ -380,6 +387,68 @@ static void test_traced_here(struct diag_execgate *g, const char *copy)
 	close(go[1]);
 }
 
+static void *exec_thread(void *path)
+{
+	char *argv[] = {path, NULL};
+	execv(path, argv);
+	_exit(100 + errno);
+}
+
+/* A thread that is not the leader execs: the exec stop comes under the leader's id, the
+ * process is adopted under it, and is probed like any other. */
+static void test_thread_exec(struct diag_execgate *g, const char *copy)
+{
+	struct tally t = {0};
+	struct diag_engine *e = engine(&t, false);
+	int out[2];
+	CHECK_EQ_INT(pipe(out), 0);
+	pid_t c = fork();
+	if (c == 0) {
+		dup2(out[1], 1);
+		pthread_t th;
+		if (pthread_create(&th, NULL, exec_thread, (void *)copy) != 0)
+			_exit(91);
+		pthread_join(th, NULL); /* never returns: the exec ends this thread */
+		_exit(92);
+	}
+	close(out[1]);
+	struct allow_ctx a = {.g = g};
+	CHECK(gate_wait(g, 0, &a.ev, WAIT_MS));
+	CHECK(a.ev.tid != c); /* the second thread's exec */
+	struct diag_error err = {0};
+	pid_t pid = 0;
+	int r = diag_engine_adopt_exec(e, a.ev.tid, allow, &a, &pid, &err);
+	CHECK_EQ_INT(r, 0);
+	if (r < 0)
+		fprintf(stderr, "adopt of thread %d: %s\n", (int)a.ev.tid, err.msg);
+	CHECK_EQ_INT(pid, c);
+	t.pid = c;
+	struct diag_probe_def first = {.target = "first_call", .value = "$arg1",
+				       .event = DIAG_EVENT_CALL, .cookie = (void *)1};
+	CHECK_EQ_INT(diag_engine_probe_add(e, c, &first, &err), 0);
+	CHECK_EQ_INT(diag_engine_release(e, c), 0);
+	serve_exit(e, c);
+	CHECK_EQ_INT(t.hits[1], 1);
+	char buf[64] = "";
+	CHECK(read(out[0], buf, sizeof(buf) - 1) > 0);
+	CHECK_EQ_STR(buf, "ran 1 2\n");
+	close(out[0]);
+	diag_engine_free(e);
+}
+
+/* Started, adopted and held with an entry probe on first_call (no value): its pid. */
+static pid_t adopt_probed(struct diag_engine *e, struct diag_execgate *g, struct fixture *f,
+			  const char *copy)
+{
+	struct diag_error err = {0};
+	pid_t pid = 0;
+	CHECK_EQ_INT(start_adopt(e, g, f, copy, NULL, &pid, &err), 0);
+	struct diag_probe_def first = {.target = "first_call", .event = DIAG_EVENT_CALL,
+				       .cookie = (void *)1};
+	CHECK_EQ_INT(diag_engine_probe_add(e, pid, &first, &err), 0);
+	return pid;
+}
+
 /* Detach, and free, of a held process: it runs on unprobed, its result right. */
 static void test_detach_held(struct diag_execgate *g, const char *copy)
 {
@@ -388,11 +457,7 @@ static void test_detach_held(struct diag_execgate *g, const char *copy)
 		struct diag_engine *e = engine(&t, how == 1);
 		struct fixture f;
 		struct diag_error err = {0};
-		pid_t pid = 0;
-		CHECK_EQ_INT(start_adopt(e, g, &f, copy, NULL, &pid, &err), 0);
-		struct diag_probe_def first = {.target = "first_call", .event = DIAG_EVENT_CALL,
-					       .cookie = (void *)1};
-		CHECK_EQ_INT(diag_engine_probe_add(e, pid, &first, &err), 0);
+		pid_t pid = adopt_probed(e, g, &f, copy);
 		if (how == 0)
 			CHECK_EQ_INT(diag_engine_detach(e, pid, &err), 0);
 		diag_engine_free(e); /* how 1: free detaches it */
@@ -402,6 +467,23 @@ static void test_detach_held(struct diag_execgate *g, const char *copy)
 		CHECK_EQ_STR(line, "ran 1 2");
 		CHECK_EQ_INT(fixture_reap(&f), 0);
 	}
+}
+
+/* A held process killed (SIGKILL): the dispatch drops it; release then leaves it alone. */
+static void test_held_killed(struct diag_execgate *g, const char *copy)
+{
+	struct tally t = {0};
+	struct diag_engine *e = engine(&t, false);
+	struct fixture f;
+	pid_t pid = adopt_probed(e, g, &f, copy);
+	kill(pid, SIGKILL);
+	serve_exit(e, pid);
+	CHECK_EQ_INT(diag_engine_release(e, pid), 0);
+	CHECK_EQ_INT(t.hits[1], 0);
+	expect_nothing_traced(e);
+	close(f.in_fd);
+	close(f.out_fd);
+	diag_engine_free(e);
 }
 
 /* kill -9 of the daemon (a child process here) while the process is held, probed. */
@@ -485,9 +567,10 @@ int main(void)
 	static const char *const builds[][2] = {
 		{"O0", "pie"}, {"O0", "nopie"}, {"O2", "pie"}, {"O2", "nopie"}};
 	char copy[4200], notelf[4200], script[4200];
-	for (size_t i = 0; i < 4; i++) {
-		snprintf(copy, sizeof(copy), "%s/first-%s-%s", dir, builds[i][0], builds[i][1]);
-		copy_file(fixture_path("first", builds[i][0], builds[i][1]), copy);
+	int loops = getenv("ADOPT_LOOPS") ? atoi(getenv("ADOPT_LOOPS")) : 1;
+	for (size_t i = 0; i < 4 * (size_t)loops; i++) {
+		snprintf(copy, sizeof(copy), "%s/first-%s-%s", dir, builds[i % 4][0], builds[i % 4][1]);
+		copy_file(fixture_path("first", builds[i % 4][0], builds[i % 4][1]), copy);
 		CHECK_EQ_INT(diag_execgate_add(g, copy, &err), 0);
 		for (int no_fast = 0; no_fast < 2; no_fast++) {
 			fprintf(stderr, "probe at exec: %s %s\n", copy, no_fast ? "int3" : "jump");
@@ -504,14 +587,24 @@ int main(void)
 
 	struct tally t = {0};
 	struct diag_engine *e = engine(&t, false);
+	fprintf(stderr, "%s\n", "test_exec_fails");
 	test_exec_fails(e, g, notelf, ENOEXEC);
 	test_exec_fails(e, g, script, ENOENT);
+	fprintf(stderr, "%s\n", "test_killed");
 	test_killed(e, g, copy);
+	fprintf(stderr, "%s\n", "test_traced_elsewhere");
 	test_traced_elsewhere(e, g, copy);
 	diag_engine_free(e);
+	fprintf(stderr, "%s\n", "test_traced_here");
 	test_traced_here(g, copy);
+	fprintf(stderr, "%s\n", "test_thread_exec");
+	test_thread_exec(g, copy);
+	fprintf(stderr, "%s\n", "test_detach_held");
 	test_detach_held(g, copy);
+	fprintf(stderr, "%s\n", "test_held_killed");
+	test_held_killed(g, copy);
 	diag_execgate_close(g);
+	fprintf(stderr, "%s\n", "test_daemon_killed");
 	test_daemon_killed(copy, true);
 	test_daemon_killed(copy, false);
 
