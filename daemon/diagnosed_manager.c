@@ -413,7 +413,8 @@ static void unapply(struct dmn_manager *m, struct dmn_mspec *ms, enum diag_appli
 		struct diag_applied *a = &ms->spec->applied[i];
 		if (a->state != DIAG_APPLIED_APPLIED && a->state != DIAG_APPLIED_PENDING)
 			continue;
-		diag_engine_probe_remove(m->engine, a->pid, ms);
+		if (a->pid > 0) /* HOST:select names no process */
+			diag_engine_probe_remove(m->engine, a->pid, ms);
 		a->state = st;
 		a->naddrs = 0;
 	}
