@@ -188,7 +188,9 @@ static void list_add_spec(struct table *t, const cJSON *spec)
 		row[7] = strdup(proc ? num : "0");
 		const char *error = json_str(proc, "error", NULL);
 		char *safe = error && *error ? esc(error) : NULL;
-		char *note = safe ? fmt_dup("%s%serror: %s", sel ? sel : "", sel ? "\n    " : "", safe)
+		/* a pending record says what it waits for (a library, a process to select) */
+		const char *label = strcmp(json_str(proc, "state", ""), "pending") ? "error" : "waiting";
+		char *note = safe ? fmt_dup("%s%s%s: %s", sel ? sel : "", sel ? "\n    " : "", label, safe)
 			   : sel ? strdup(sel) : NULL;
 		table_add(t, row, note);
 		free(note);

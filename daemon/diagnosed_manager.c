@@ -42,30 +42,44 @@ static struct diag_applied *record_find(struct dmn_mspec *ms, pid_t pid)
 	return NULL;
 }
 
-/* The processes a selector took (and their forks): a set, small, unordered. */
-bool dmn_manager_selected(const struct dmn_manager *m, pid_t pid)
+/* Sets of pids (the processes a selector took and their forks; those detached by hand):
+ * small, unordered. */
+static bool pidset_has(const struct dmn_pidset *v, pid_t pid)
 {
-	for (size_t i = 0; i < m->nselected; i++)
-		if (m->selected[i] == pid)
+	for (size_t i = 0; i < v->n; i++)
+		if (v->pids[i] == pid)
 			return true;
 	return false;
 }
 
+static void pidset_add(struct dmn_pidset *v, pid_t pid)
+{
+	if (!pidset_has(v, pid) && DIAG_GROW(&v->pids, &v->cap, v->n + 1) == 0)
+		v->pids[v->n++] = pid;
+}
+
+static void pidset_del(struct dmn_pidset *v, pid_t pid)
+{
+	for (size_t i = 0; i < v->n; i++)
+		if (v->pids[i] == pid) {
+			v->pids[i] = v->pids[--v->n];
+			return;
+		}
+}
+
+bool dmn_manager_selected(const struct dmn_manager *m, pid_t pid)
+{
+	return pidset_has(&m->selected, pid);
+}
+
 static void selected_add(struct dmn_manager *m, pid_t pid)
 {
-	if (dmn_manager_selected(m, pid) ||
-	    DIAG_GROW(&m->selected, &m->selected_cap, m->nselected + 1) < 0)
-		return;
-	m->selected[m->nselected++] = pid;
+	pidset_add(&m->selected, pid);
 }
 
 static void selected_del(struct dmn_manager *m, pid_t pid)
 {
-	for (size_t i = 0; i < m->nselected; i++)
-		if (m->selected[i] == pid) {
-			m->selected[i] = m->selected[--m->nselected];
-			return;
-		}
+	pidset_del(&m->selected, pid);
 }
 
 /* An exec under the engine: the new image may match other selectors, or none. Checked at the
@@ -279,6 +293,7 @@ static void on_process(void *ctx, pid_t pid, enum diag_proc_event what, pid_t ot
 	if (what == DIAG_PROC_EXIT) {
 		m->fold_due = true;
 		selected_del(m, pid);
+		pidset_del(&m->by_hand, pid); /* its pid may be reused */
 	} else if (what == DIAG_PROC_FORK) {
 		if (dmn_manager_selected(m, pid))
 			selected_add(m, other);
@@ -408,7 +423,8 @@ static void unapply(struct dmn_manager *m, struct dmn_mspec *ms, enum diag_appli
 		struct diag_applied *a = &ms->spec->applied[i];
 		if (a->state != DIAG_APPLIED_APPLIED && a->state != DIAG_APPLIED_PENDING)
 			continue;
-		diag_engine_probe_remove(m->engine, a->pid, ms);
+		if (a->pid > 0) /* HOST:select names no process */
+			diag_engine_probe_remove(m->engine, a->pid, ms);
 		a->state = st;
 		a->naddrs = 0;
 	}
@@ -442,7 +458,8 @@ void dmn_manager_fini(struct dmn_manager *m)
 	for (size_t i = 0; i < m->nspecs; i++)
 		mspec_free(m->specs[i]);
 	free(m->specs);
-	free(m->selected);
+	free(m->selected.pids);
+	free(m->by_hand.pids);
 	diag_plugin_host_free(m->plugins);
 	diag_store_free(m->store);
 	free(m->shared.problems);
@@ -707,7 +724,8 @@ static int attach_selected(struct dmn_manager *m, pid_t pid, struct diag_error *
 static void sel_take(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid)
 {
 	struct diag_applied *a = record_find(ms, pid);
-	if (a && live_state(a->state) && diag_engine_attached(m->engine, pid))
+	if ((a && live_state(a->state) && diag_engine_attached(m->engine, pid)) ||
+	    pidset_has(&m->by_hand, pid))
 		return;
 	if (!a && sel_holding(ms, true) >= m->spec_procs_max) {
 		ms->refused++;
@@ -1088,6 +1106,7 @@ int dmn_manager_adopt(struct dmn_manager *m, struct diag_spec *s, uint64_t versi
 
 int dmn_manager_attach(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 {
+	pidset_del(&m->by_hand, pid);
 	if (diag_engine_attached(m->engine, pid)) {
 		selected_del(m, pid); /* asked for by name now: kept whatever the selectors say */
 		return 0;
@@ -1095,11 +1114,14 @@ int dmn_manager_attach(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 	int r = dmn_manager_attach_process(m, pid, err);
 	if (r < 0)
 		return r;
-	/* Specs without a pid list follow every attached process. */
+	/* Specs without a pid list follow every attached process; selectors take it if they
+	 * match (it is explicit now: never detached by them). */
 	for (size_t i = 0; i < m->nspecs; i++)
 		if (!m->specs[i]->spec->npids && !m->specs[i]->expired &&
+		    !diag_spec_has_select(m->specs[i]->spec) &&
 		    diag_spec_selects_host(m->specs[i]->spec, m->host))
 			apply_pid(m, m->specs[i], pid);
+	dmn_manager_select_pid(m, pid, false);
 	return dmn_manager_save(m, err);
 }
 
@@ -1116,6 +1138,13 @@ int dmn_manager_detach(struct dmn_manager *m, pid_t pid, struct diag_error *err)
 		if (a && (a->state == DIAG_APPLIED_APPLIED || a->state == DIAG_APPLIED_PENDING)) {
 			a->state = DIAG_APPLIED_REMOVED;
 			a->naddrs = 0;
+			/* a selector would take it again at the next scan: not until an attach */
+			if (m->specs[i]->sel) {
+				pidset_add(&m->by_hand, pid);
+				snprintf(a->error, sizeof(a->error),
+					 "detached by hand: selectors leave pid %d alone until it is "
+					 "attached again", (int)pid);
+			}
 		}
 	}
 	return dmn_manager_save(m, err);

@@ -47,6 +47,11 @@ struct dmn_mspec {
 typedef void (*dmn_hit_fn)(void *ctx, const struct dmn_mspec *ms,
 			   const struct diag_engine_hit *hit);
 
+struct dmn_pidset {
+	pid_t *pids;
+	size_t n, cap;
+};
+
 #define DMN_MANAGER_TARGETS_MAX 256 /* processes traced at most (attach, --pid, pid lists,
 				     * selectors): the cap of --max-traced */
 #define DMN_MANAGER_SPEC_PROCS_DEFAULT 64 /* processes one selector spec takes (and tries) at
@@ -73,9 +78,10 @@ struct dmn_manager {
 	bool fold_due;                /* a process exited: fold old records at the next tick */
 	size_t targets_max;           /* processes traced at most (<= DMN_MANAGER_TARGETS_MAX) */
 	size_t spec_procs_max;        /* processes one selector spec takes at most */
-	pid_t *selected;              /* traced because a selector took them (or forks of those):
+	struct dmn_pidset selected;   /* traced because a selector took them (or forks of those):
 				       * detached once no spec holds them */
-	size_t nselected, selected_cap;
+	struct dmn_pidset by_hand;    /* detached by hand from a selector: left alone until an
+				       * attach (or until they exit) */
 	pid_t recheck[DMN_MANAGER_RECHECK_MAX]; /* exec'd under the engine: match them again */
 	size_t nrecheck;
 	bool rescan_due;              /* recheck overflowed: scan /proc at the next tick */

@@ -45,11 +45,19 @@ why=$(ctl --json status | jget "{t['pid']: t['why'] for t in j['targets']}[$a_pi
 expect_eq "$why" "['spec p1: select exe=$EXE']" "status says which spec's selector took it"
 echo "$(ctl status)" | grep -q "select exe=" && pass "status prints why" || fail "status prints why: $(ctl status)"
 
+# detached by hand: no selector takes it again (the next spec's scan below) until an attach
+ctl detach "$b_pid" || fail "detach"
 # --comm: only the other program's process
 ctl add-probe --comm "selc$$" --target work --type incr --name c --id c1 > /dev/null ||
 	fail "add-probe --comm"
 expect_eq "$(ctl --json list | jget "[k for s in j['specs'] if s['id']=='c1' for k in s['applied']]")" \
 	"['$H:$c_pid']" "--comm takes the process of that name only"
+
+expect_eq "$(state_of p1 "$b_pid")" removed "a process detached by hand stays detached at the next scan"
+expect_contains "$(ctl --json list | jget "j['specs'][0]['applied']['$H:$b_pid']['error']")" \
+	"detached by hand" "... and says why"
+ctl attach "$b_pid" || fail "attach"
+expect_eq "$(state_of p1 "$b_pid")" applied "attached again: the selector's spec applies at once"
 
 # nothing matches yet: pending, with the reason; add-probe still exits 0 (it is live)
 out=$(ctl add-probe --comm "nosuch$$" --target work --type incr --name n --id n1 2>&1) ||
@@ -71,7 +79,8 @@ expect_contains "$out" "select.unit: must be a systemd unit name like NAME.servi
 addr=$(first_addr p1 "$a_pid")
 ctl remove-probe p1 || fail "remove-probe"
 pids=$(ctl --json status | jget "sorted(t['pid'] for t in j['targets'])")
-expect_eq "$pids" "[$c_pid]" "remove-probe detaches what only its selector held"
+expect_eq "$pids" "$(python3 -c "print(sorted([$b_pid, $c_pid]))")" \
+	"remove-probe detaches what only its selector held (b was attached by hand, c is c1's)"
 expect_eq "$(code_bytes_match "$a_pid" "$addr")" same "bytes restored in a process the selector took"
 kill -0 "$a_pid" && pass "the process lives on" || fail "the process died"
 stop_daemon || fail "daemon exit status"
