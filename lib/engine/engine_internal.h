@@ -129,7 +129,9 @@ struct eproc {
 	unsigned ring_stalls[DIAG_RING_MAX_SUBS]; /* drains that found the next record unpublished */
 	uint64_t ring_sub_drops[DIAG_RING_MAX_SUBS]; /* each sub-ring's drop counter at its last
 				   * drain: a frame spanning a drop is not paired (exitjump.c) */
-	uint64_t ring_drops;      /* the sub-rings' drop counters summed, last read */
+	uint64_t ring_drops;      /* the sub-rings' drop counters summed, last read, plus ... */
+	uint64_t ring_skipped;    /* ... records the drain gave up: one reserved and never
+				   * published, and the published ones it held back */
 	uint32_t next_site;
 	struct diag_u64map jumps; /* site id -> struct diag_bp (jump) */
 	struct diag_u64map slots; /* capture slot page -> struct eng_slot (live and retired) */

@@ -177,6 +177,7 @@ static int ring_map(struct diag_engine *e, struct eproc *ep, struct diag_thread 
 	}
 	eng_journal_map(ep, ep->ring_addr, bytes, "ring");
 	ep->ring_drops = 0;
+	ep->ring_skipped = 0;
 	return 0;
 }
 
@@ -194,6 +195,7 @@ void eng_fast_reset(struct eproc *ep)
 {
 	ep->ring_addr = 0;
 	ep->ring_drops = 0;
+	ep->ring_skipped = 0;
 	ep->next_site = 0; /* the new ring's counters start from the first */
 	diag_u64map_release(&ep->jumps);
 	slots_release(ep);
@@ -364,6 +366,39 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 		}
 }
 
+/* The records in [from, head) of a sub-ring that a drain gives up, from's never published:
+ * it, and each published record behind it (found by its header: a published record's seq
+ * names its own start unit, and a pad's site is 0). Counted, never consumed: what follows a
+ * record that may still be written is not trusted. */
+static uint64_t count_given_up(struct diag_engine *e, struct eproc *ep, uint64_t base,
+			       uint64_t from, uint64_t head)
+{
+	uint64_t n = 1, units = ep->ring_sub_units, have = 0, at = 0; /* drain_buf holds [at, at+have) */
+	for (uint64_t u = from + 1; u < head;) {
+		if (u < at || u >= at + have) {
+			uint64_t off = u & (units - 1), k = units - off;
+			if (k > READ_CHUNK / DIAG_RING_UNIT)
+				k = READ_CHUNK / DIAG_RING_UNIT;
+			size_t len = (size_t)k * DIAG_RING_UNIT;
+			if (diag_proc_read(ep->tp, base + sizeof(struct diag_ring_header) +
+							   off * DIAG_RING_UNIT,
+					   e->drain_buf, len) != (ssize_t)len)
+				break;
+			at = u;
+			have = k;
+		}
+		const struct diag_ring_rec *rec =
+			(const void *)(e->drain_buf + (u - at) * DIAG_RING_UNIT);
+		if (rec->seq == u + 1 && rec->units && rec->units <= head - u) {
+			n += rec->site != 0;
+			u += rec->units;
+		} else {
+			u++;
+		}
+	}
+	return n;
+}
+
 /* One sub-ring: consume from our tail to its head. Returns false when it cannot be read
  * (the process is going), else true and its drop counter in *drops. */
 static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uint64_t *drops)
@@ -435,6 +470,7 @@ static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uin
 	/* A writer between reserving and publishing; one that died there (a thread killed
 	 * mid-record) would block the sub-ring: give up what follows it eventually. */
 	if (stalled && ++ep->ring_stalls[sub] > STALL_SKIP) {
+		ep->ring_skipped += count_given_up(e, ep, base, tail, head);
 		tail = head;
 		ep->ring_stalls[sub] = 0;
 	}
@@ -467,6 +503,7 @@ void eng_fast_drain(struct diag_engine *e, struct eproc *ep)
 		else
 			all = false;
 	/* the counters only grow: a sum with one missing says nothing */
+	drops += ep->ring_skipped;
 	if (all && drops > ep->ring_drops) {
 		e->dropped += drops - ep->ring_drops;
 		ep->ring_drops = drops;

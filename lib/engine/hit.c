@@ -2,7 +2,9 @@
  * (trap.c) or a trampoline recorded them into the ring (fastpath.c): the conditions and values
  * of the sites at the breakpoint (capture, while the thread is still stopped or from the
  * record), then the events rendered and delivered to the owner (fire, after the thread runs
- * again). Owns the scratch results. Never stops, resumes or patches anything. */
+ * again), or delivered with the value unrendered for the owner to render on another thread
+ * (diag_engine_defer_render). Owns the scratch results and the packed deferred value. Never
+ * stops, resumes or patches anything. */
 #include "engine/engine_internal.h"
 #include "util/grow.h"
 

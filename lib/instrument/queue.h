@@ -3,7 +3,8 @@
  * event's instrument fire(). Events are deep-copied on push (text and bytes capped at
  * DIAG_EVENT_TEXT_MAX) into one byte ring allocated at creation: no allocation per event and
  * memory bounded by the capacity. The worker takes every queued event under one lock and fires
- * them in a batch. Each queued event holds a reference on its instrument until fired. */
+ * them in a batch. Each queued event holds a reference on its instrument until fired. A
+ * deferred event's value is rendered by the worker, from a blob the producer copied. */
 #ifndef DIAG_INSTRUMENT_QUEUE_H
 #define DIAG_INSTRUMENT_QUEUE_H
 
