@@ -18,7 +18,8 @@
 #include "util/clock.h"
 
 #define FLEET_TIMEOUT_MS 2000       /* each Redis call; also how long a stop may wait */
-#define FLEET_BACKOFF_MIN_MS 100    /* reconnect: 100 ms doubling to 5 s */
+#define FLEET_BACKOFF_MIN_MS 100    /* reconnect: 100 ms doubling to 5 s, each wait jittered
+                                     * within its upper half */
 #define FLEET_BACKOFF_MAX_MS 5000
 #define FLEET_PASS_NS 250000000LL   /* how often changed records are handed to the thread */
 #define FLEET_WRITE_BATCH 512       /* records per pipelined round trip */
@@ -391,6 +392,8 @@ static void *thread_main(void *arg)
 	struct dmn_fleet *f = arg;
 	int backoff = FLEET_BACKOFF_MIN_MS;
 	char last[DIAG_ERRMSG_MAX] = "";
+	/* jitter: after a restart of Redis every host must not come back in the same instant */
+	unsigned seed = (unsigned)diag_clock_mono_ns() ^ (unsigned)getpid() ^ (unsigned)hash_str(f->host);
 	while (!stopping(f)) {
 		struct diag_error err = { 0 };
 		if (session(f, &err))
@@ -406,7 +409,8 @@ static void *thread_main(void *arg)
 		snprintf(last, sizeof(last), "%s", err.msg);
 		/* records handed over meanwhile wake the thread: they wait for the connection, and
 		 * the backoff is not cut short (only a stop is) */
-		int64_t until = diag_clock_mono_ns() + (int64_t)backoff * 1000000;
+		int wait_ms = backoff / 2 + rand_r(&seed) % (backoff / 2 + 1); /* in [b/2, b] */
+		int64_t until = diag_clock_mono_ns() + (int64_t)wait_ms * 1000000;
 		for (int64_t now; !stopping(f) && (now = diag_clock_mono_ns()) < until;) {
 			struct pollfd p = { .fd = f->to_thread, .events = POLLIN };
 			if (poll(&p, 1, (int)((until - now) / 1000000) + 1) > 0)
