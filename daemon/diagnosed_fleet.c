@@ -148,6 +148,9 @@ struct dmn_fleet {
 	pthread_t thread;
 	bool started;
 	struct shared sh;
+	/* thread half: the (version, lastmodified) of every spec as last posted (kv hits and
+	 * sent_ns), so a reconnect reads the json only of what changed meanwhile */
+	struct map known;
 	/* main half */
 	struct map sent;     /* what the thread was last handed, per record */
 	unsigned gen;
@@ -199,6 +202,21 @@ static void post_state(struct dmn_fleet *f, bool connected, const char *error)
 	post(f, p);
 }
 
+static void known_set(struct dmn_fleet *f, const char *id, uint64_t version, int64_t lm)
+{
+	struct kv *e = map_get(&f->known, id);
+	if (e) {
+		e->hits = version;
+		e->sent_ns = lm;
+	}
+}
+
+static bool want_json(void *ctx, const char *id, uint64_t version, int64_t lm)
+{
+	const struct kv *e = map_find(&((struct dmn_fleet *)ctx)->known, id);
+	return !e || e->hits != version || e->sent_ns != lm;
+}
+
 /* Read spec id again (a notification said it changed) and post what it is now. */
 static int reread(struct dmn_fleet *f, struct diag_fleet *c, const char *id, struct diag_error *err)
 {
@@ -218,8 +236,10 @@ static int reread(struct dmn_fleet *f, struct diag_fleet *c, const char *id, str
 	snprintf(p->id, sizeof(p->id), "%s", id);
 	if (r == 0) {
 		p->kind = POST_GONE;
+		known_set(f, id, 0, -1); /* versions start at 1: never equal */
 		free(e);
 	} else {
+		known_set(f, id, e->version, e->lastmodified_ns);
 		p->kind = POST_ONE;
 		p->v = e;
 		p->n = 1;
@@ -364,7 +384,12 @@ static int session(struct dmn_fleet *f, struct diag_error *err)
 	if (n == 0)
 		n = diag_fleet_subscribe(sub, err);
 	if (n == 0)
-		n = diag_fleet_read_all(c, &v, err);
+		n = diag_fleet_read_all(c, want_json, f, &v, err);
+	if (n >= 0) {
+		map_clear(&f->known);
+		for (int i = 0; i < n; i++)
+			known_set(f, v[i].id, v[i].version, v[i].lastmodified_ns);
+	}
 	int got = 0;
 	if (n >= 0) {
 		struct post *p = calloc(1, sizeof(*p));
@@ -506,12 +531,18 @@ static bool in_set(const struct diag_fleet_entry *v, size_t n, const char *id)
 }
 
 /* The whole set: run what is new or changed, remove what came from the store and is gone.
- * Specs added through this daemon's socket are this host's own and stay. */
+ * Specs added through this daemon's socket are this host's own and stay. A spec the thread
+ * did not read again (same version as last posted) is as this loop left it, also one it
+ * could not run (a limit): retried when its version changes. */
 static void converge(struct dmn_fleet *f, struct diag_fleet_entry *v, size_t n)
 {
-	map_clear(&f->problems);
 	for (size_t i = 0; i < n; i++)
-		take_entry(f, &v[i]);
+		if (!v[i].unchanged) /* unchanged: what runs (and what it reported) stands */
+			take_entry(f, &v[i]);
+	for (size_t i = 0; i < f->problems.nb; i++)
+		for (struct kv *e = f->problems.b[i]; e; e = e->next)
+			if (!in_set(v, n, e->key))
+				problem_set(f, e->key, NULL);
 	for (size_t i = f->m->nspecs; i-- > 0;) {
 		if (i >= f->m->nspecs)
 			continue;
@@ -744,6 +775,7 @@ void dmn_fleet_free(struct dmn_fleet *f)
 	map_clear(&f->sh.pending);
 	map_clear(&f->sent);
 	map_clear(&f->problems);
+	map_clear(&f->known);
 	pthread_mutex_destroy(&f->sh.mu);
 	if (f->to_main >= 0)
 		close(f->to_main);
