@@ -18,7 +18,8 @@
 #include "util/clock.h"
 
 #define FLEET_TIMEOUT_MS 2000       /* each Redis call; also how long a stop may wait */
-#define FLEET_BACKOFF_MIN_MS 100    /* reconnect: 100 ms doubling to 5 s */
+#define FLEET_BACKOFF_MIN_MS 100    /* reconnect: 100 ms doubling to 5 s, each wait jittered
+                                     * within its upper half */
 #define FLEET_BACKOFF_MAX_MS 5000
 #define FLEET_PASS_NS 250000000LL   /* how often changed records are handed to the thread */
 #define FLEET_WRITE_BATCH 512       /* records per pipelined round trip */
@@ -147,6 +148,9 @@ struct dmn_fleet {
 	pthread_t thread;
 	bool started;
 	struct shared sh;
+	/* thread half: the (version, lastmodified) of every spec as last posted (kv hits and
+	 * sent_ns), so a reconnect reads the json only of what changed meanwhile */
+	struct map known;
 	/* main half */
 	struct map sent;     /* what the thread was last handed, per record */
 	unsigned gen;
@@ -198,6 +202,21 @@ static void post_state(struct dmn_fleet *f, bool connected, const char *error)
 	post(f, p);
 }
 
+static void known_set(struct dmn_fleet *f, const char *id, uint64_t version, int64_t lm)
+{
+	struct kv *e = map_get(&f->known, id);
+	if (e) {
+		e->hits = version;
+		e->sent_ns = lm;
+	}
+}
+
+static bool want_json(void *ctx, const char *id, uint64_t version, int64_t lm)
+{
+	const struct kv *e = map_find(&((struct dmn_fleet *)ctx)->known, id);
+	return !e || e->hits != version || e->sent_ns != lm;
+}
+
 /* Read spec id again (a notification said it changed) and post what it is now. */
 static int reread(struct dmn_fleet *f, struct diag_fleet *c, const char *id, struct diag_error *err)
 {
@@ -217,8 +236,10 @@ static int reread(struct dmn_fleet *f, struct diag_fleet *c, const char *id, str
 	snprintf(p->id, sizeof(p->id), "%s", id);
 	if (r == 0) {
 		p->kind = POST_GONE;
+		known_set(f, id, 0, -1); /* versions start at 1: never equal */
 		free(e);
 	} else {
+		known_set(f, id, e->version, e->lastmodified_ns);
 		p->kind = POST_ONE;
 		p->v = e;
 		p->n = 1;
@@ -363,7 +384,12 @@ static int session(struct dmn_fleet *f, struct diag_error *err)
 	if (n == 0)
 		n = diag_fleet_subscribe(sub, err);
 	if (n == 0)
-		n = diag_fleet_read_all(c, &v, err);
+		n = diag_fleet_read_all(c, want_json, f, &v, err);
+	if (n >= 0) {
+		map_clear(&f->known);
+		for (int i = 0; i < n; i++)
+			known_set(f, v[i].id, v[i].version, v[i].lastmodified_ns);
+	}
 	int got = 0;
 	if (n >= 0) {
 		struct post *p = calloc(1, sizeof(*p));
@@ -391,6 +417,8 @@ static void *thread_main(void *arg)
 	struct dmn_fleet *f = arg;
 	int backoff = FLEET_BACKOFF_MIN_MS;
 	char last[DIAG_ERRMSG_MAX] = "";
+	/* jitter: after a restart of Redis every host must not come back in the same instant */
+	unsigned seed = (unsigned)diag_clock_mono_ns() ^ (unsigned)getpid() ^ (unsigned)hash_str(f->host);
 	while (!stopping(f)) {
 		struct diag_error err = { 0 };
 		if (session(f, &err))
@@ -406,7 +434,8 @@ static void *thread_main(void *arg)
 		snprintf(last, sizeof(last), "%s", err.msg);
 		/* records handed over meanwhile wake the thread: they wait for the connection, and
 		 * the backoff is not cut short (only a stop is) */
-		int64_t until = diag_clock_mono_ns() + (int64_t)backoff * 1000000;
+		int wait_ms = backoff / 2 + rand_r(&seed) % (backoff / 2 + 1); /* in [b/2, b] */
+		int64_t until = diag_clock_mono_ns() + (int64_t)wait_ms * 1000000;
 		for (int64_t now; !stopping(f) && (now = diag_clock_mono_ns()) < until;) {
 			struct pollfd p = { .fd = f->to_thread, .events = POLLIN };
 			if (poll(&p, 1, (int)((until - now) / 1000000) + 1) > 0)
@@ -502,12 +531,18 @@ static bool in_set(const struct diag_fleet_entry *v, size_t n, const char *id)
 }
 
 /* The whole set: run what is new or changed, remove what came from the store and is gone.
- * Specs added through this daemon's socket are this host's own and stay. */
+ * Specs added through this daemon's socket are this host's own and stay. A spec the thread
+ * did not read again (same version as last posted) is as this loop left it, also one it
+ * could not run (a limit): retried when its version changes. */
 static void converge(struct dmn_fleet *f, struct diag_fleet_entry *v, size_t n)
 {
-	map_clear(&f->problems);
 	for (size_t i = 0; i < n; i++)
-		take_entry(f, &v[i]);
+		if (!v[i].unchanged) /* unchanged: what runs (and what it reported) stands */
+			take_entry(f, &v[i]);
+	for (size_t i = 0; i < f->problems.nb; i++)
+		for (struct kv *e = f->problems.b[i]; e; e = e->next)
+			if (!in_set(v, n, e->key))
+				problem_set(f, e->key, NULL);
 	for (size_t i = f->m->nspecs; i-- > 0;) {
 		if (i >= f->m->nspecs)
 			continue;
@@ -740,6 +775,7 @@ void dmn_fleet_free(struct dmn_fleet *f)
 	map_clear(&f->sh.pending);
 	map_clear(&f->sent);
 	map_clear(&f->problems);
+	map_clear(&f->known);
 	pthread_mutex_destroy(&f->sh.mu);
 	if (f->to_main >= 0)
 		close(f->to_main);

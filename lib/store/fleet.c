@@ -494,11 +494,40 @@ static void decode_entry(const char *id, const redisReply *h, struct diag_fleet_
 		if (v > 0)
 			s->lastmodified_ns = v;
 	}
+	e->lastmodified_ns = s->lastmodified_ns;
 	e->spec = s;
 }
 
-int diag_fleet_read_all(struct diag_fleet *f, struct diag_fleet_entry **out,
-			struct diag_error *err)
+/* Phase one of read_all: id, version and lastmodified of every id of the set (pipelined). */
+static int read_versions(struct diag_fleet *f, const redisReply *ids, struct diag_fleet_entry *v,
+			 size_t *n, struct diag_error *err)
+{
+	for (size_t i = 0; i < ids->elements; i++)
+		if (ids->element[i]->type == REDIS_REPLY_STRING && diag_spec_id_valid(ids->element[i]->str))
+			redisAppendCommand(f->c, "HMGET " KEY_SPEC "%s version lastmodified",
+					   ids->element[i]->str);
+	for (size_t i = 0; i < ids->elements; i++) {
+		const redisReply *id = ids->element[i];
+		if (id->type != REDIS_REPLY_STRING || !diag_spec_id_valid(id->str))
+			continue;
+		redisReply *h = NULL;
+		if (redisGetReply(f->c, (void **)&h) != REDIS_OK)
+			return diag_error_set(err, -EIO, "store %s: read: %s", f->where, f->c->errstr);
+		struct diag_fleet_entry *e = &v[(*n)++];
+		snprintf(e->id, sizeof(e->id), "%s", id->str);
+		if (h && h->type == REDIS_REPLY_ARRAY && h->elements == 2) {
+			if (h->element[0]->type == REDIS_REPLY_STRING)
+				e->version = strtoull(h->element[0]->str, NULL, 10);
+			if (h->element[1]->type == REDIS_REPLY_STRING)
+				e->lastmodified_ns = strtoll(h->element[1]->str, NULL, 10);
+		}
+		freeReplyObject(h);
+	}
+	return 0;
+}
+
+int diag_fleet_read_all(struct diag_fleet *f, diag_fleet_want_fn want, void *ctx,
+			struct diag_fleet_entry **out, struct diag_error *err)
 {
 	redisReply *ids = redisCommand(f->c, "SMEMBERS " KEY_SPECS);
 	int rc = check_reply(f, ids, REDIS_REPLY_ARRAY, "SMEMBERS", err);
@@ -511,29 +540,33 @@ int diag_fleet_read_all(struct diag_fleet *f, struct diag_fleet_entry **out,
 		return rc;
 	}
 	struct diag_fleet_entry *v = calloc(ids->elements ? ids->elements : 1, sizeof(*v));
-	size_t sent = 0, n = 0;
-	for (size_t i = 0; v && i < ids->elements; i++) {
-		const redisReply *id = ids->element[i];
-		if (id->type != REDIS_REPLY_STRING || !diag_spec_id_valid(id->str))
-			continue;
-		redisAppendCommand(f->c, "HMGET " KEY_SPEC "%s json version lastmodified", id->str);
-		sent++;
+	size_t n = 0;
+	rc = v ? read_versions(f, ids, v, &n, err) : diag_error_set(err, -ENOMEM, "out of memory");
+	freeReplyObject(ids);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		v[i].unchanged = want && !want(ctx, v[i].id, v[i].version, v[i].lastmodified_ns);
+		if (!v[i].unchanged)
+			redisAppendCommand(f->c, "HMGET " KEY_SPEC "%s json version lastmodified", v[i].id);
 	}
-	for (size_t i = 0; v && i < ids->elements && n < sent; i++) {
-		const redisReply *id = ids->element[i];
-		if (id->type != REDIS_REPLY_STRING || !diag_spec_id_valid(id->str))
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (v[i].unchanged)
 			continue;
 		redisReply *h = NULL;
 		if (redisGetReply(f->c, (void **)&h) != REDIS_OK) {
 			rc = diag_error_set(err, -EIO, "store %s: read: %s", f->where, f->c->errstr);
 			break;
 		}
-		decode_entry(id->str, h, &v[n++]);
+		char id[sizeof(v[i].id)];
+		snprintf(id, sizeof(id), "%s", v[i].id);
+		uint64_t ver = v[i].version;
+		int64_t lm = v[i].lastmodified_ns;
+		decode_entry(id, h, &v[i]);
+		if (!v[i].spec) { /* a bad record keeps the figures it is known by */
+			v[i].version = ver;
+			v[i].lastmodified_ns = lm;
+		}
 		freeReplyObject(h);
 	}
-	freeReplyObject(ids);
-	if (!v)
-		return diag_error_set(err, -ENOMEM, "out of memory");
 	if (rc < 0) {
 		diag_fleet_entries_free(v, n);
 		return rc;

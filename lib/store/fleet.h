@@ -79,17 +79,23 @@ int diag_fleet_put_applied(struct diag_fleet *f, const char *id, const char *key
  * why; the record stays in the store). lastmodified_ns is the hash's own field (ns). */
 struct diag_fleet_entry {
 	char id[DIAG_SPEC_ID_MAX + 1];
-	struct diag_spec *spec; /* without applied */
+	struct diag_spec *spec; /* without applied; NULL also when unchanged */
 	uint64_t version;
+	int64_t lastmodified_ns;
+	bool unchanged;         /* read_all: the caller did not want its json (same version) */
 	char error[DIAG_ERRMSG_MAX];
 };
 void diag_fleet_entries_free(struct diag_fleet_entry *v, size_t n);
 
-/* The whole set, pipelined (SMEMBERS, then HMGET json version lastmodified per id): every id,
- * also those whose record does not parse. At most DIAG_FLEET_MAX_SPECS (more: -DIAG_E_LIMIT).
- * Returns the count. */
-int diag_fleet_read_all(struct diag_fleet *f, struct diag_fleet_entry **out,
-			struct diag_error *err);
+/* The whole set, pipelined: SMEMBERS, HMGET version lastmodified of every id, then the json
+ * (HMGET json version lastmodified) only of the ids for which want(ctx, id, version,
+ * lastmodified_ns) is true (want NULL: every id); the others come back unchanged, spec NULL.
+ * Every id is there, also those whose record does not parse. At most DIAG_FLEET_MAX_SPECS
+ * (more: -DIAG_E_LIMIT). Returns the count. */
+typedef bool (*diag_fleet_want_fn)(void *ctx, const char *id, uint64_t version,
+				   int64_t lastmodified_ns);
+int diag_fleet_read_all(struct diag_fleet *f, diag_fleet_want_fn want, void *ctx,
+			struct diag_fleet_entry **out, struct diag_error *err);
 /* One spec: 1 and *out filled, 0 when it is gone. */
 int diag_fleet_read_one(struct diag_fleet *f, const char *id, struct diag_fleet_entry *out,
 			struct diag_error *err);

@@ -54,12 +54,18 @@ redis-cli -p "$PORT" -a topsecret --no-auth-warning CLIENT KILL USER alice > /de
 for h in web-1 web-2; do wait_for 10 "$h: status says the password is refused" status_has "$h" "password was refused"; done
 DIAGNOSE_REDIS_PASSWORD=topsecret "$DIAGNOSECTL" --store "redis://127.0.0.1:$PORT" remove-probe p2 \
 	|| fail "remove-probe p2 by another user"
+DIAGNOSE_REDIS_PASSWORD=topsecret "$DIAGNOSECTL" --store "redis://127.0.0.1:$PORT" add-probe \
+	--target handle --type incr --name p1b --id p1 > /dev/null || fail "p1 changed by another user"
 expect_eq "$(local_ids web-1)" "p1 p2 p3" "cut off, web-1 still holds p2"
 redis-cli -p "$PORT" -a topsecret --no-auth-warning ACL SETUSER alice on > /dev/null
 for h in web-1 web-2; do
 	wait_for 15 "$h: the spec removed while it was cut off is removed at reconnect" is "p1 p3" local_ids "$h"
 done
 expect_eq "$(rcli EXISTS diagnose:applied:p2)" 0 "... and no record of it is written back"
+name_of() { lc "$1" --json list | jget "[s['instrument']['name'] for s in j['specs'] if s['id']=='$2'][0]"; }
+for h in web-1 web-2; do
+	wait_for 5 "$h: the spec changed while it was cut off runs its new version" is p1b name_of "$h" p1
+done
 
 # kill -9: the namespace goes with it; a new daemon for the host gets its probes from the store
 stop_host web-2 KILL

@@ -49,6 +49,17 @@ start_host web-2 # reads the whole set at start
 wait_for 60 "web-2, started afterwards, holds all 1,000 from the set read at its start" is 1000 count web-2
 pass "web-2 held them $(ms "$t0") ms after its start"
 
+# a reconnect reads the versions of all 1,000 and the json of none (nothing changed)
+redis-cli -p "$PORT" -a topsecret --no-auth-warning MONITOR > "$T/mon" &
+MON=$!
+for _ in $(seq 50); do [ -s "$T/mon" ] && break; sleep 0.05; done
+redis-cli -p "$PORT" -a topsecret --no-auth-warning CLIENT KILL USER alice > /dev/null
+reread() { addr=$(rcli CLIENT LIST | grep 'name=diagnosed:web-1 ' | sed 's/.* addr=\([^ ]*\) .*/\1/'); [ -n "$addr" ] && [ "$(grep -c "$addr\] \"HMGET\" \"diagnose:spec:[^\"]*\" \"version\"" "$T/mon")" -ge 1000 ]; }
+wait_for 15 "web-1 reconnected and read the version of every spec" reread
+expect_eq "$(grep -c "$addr\] \"HMGET\" \"diagnose:spec:[^\"]*\" \"json\"" "$T/mon")" 0 "... and the json of none (unchanged)"
+kill "$MON"; wait "$MON" 2> /dev/null
+expect_eq "$(count web-1)" 1000 "web-1 still holds all 1,000"
+
 # past the daemon's limit: the store takes them, the daemon says which it does not run
 for k in $(seq 30); do echo "{\"id\":\"x$k\",\"target\":\"handle\",\"instrument\":{\"type\":\"incr\",\"name\":\"x\"},\"hosts\":\"web-1\"}"; done |
 	python3 -c "import sys, json; print(json.dumps([json.loads(l) for l in sys.stdin]))" > "$T/x.json"
