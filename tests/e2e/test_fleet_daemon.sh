@@ -36,6 +36,25 @@ expect_eq "$(ctl --json status | jget "(j['store']['connected'], j['store']['hos
 	"status: connected, as host web-1"
 expect_contains "$(ctl status)" "store: $(URL) as host web-1: connected" "status (text) names the store and the host"
 
+# the issue's contract with a selector: `add-probe --exe BIN` through the store, no --pid; the
+# daemon takes a process of that executable started after the spec, and its record
+# HOST:PID is in the store's list
+EXE=$T/fleetsel$$
+cp "$DIAG_FIXTURE_DIR/work-O2-pie" "$EXE"
+expect_eq "$(sc add-probe --exe "$EXE" --target work --type incr --name s --id ws --lifespan 5)" ws \
+	"add-probe --exe through the store prints the id"
+start_fixture fs "$EXE" 1 0
+fixture_go fs
+wait_for 20 "a process of the --exe executable, started after the spec, is applied (web-1:PID)" \
+	list_has "any(s['id']=='ws' and s['applied'].get('web-1:$fs_pid',{}).get('state')=='applied' for s in j['specs'])"
+wait_for 10 "... and its record counts hits" \
+	list_has "any(s['id']=='ws' and s['applied']['web-1:$fs_pid']['hits']>0 for s in j['specs'])"
+ctl --json status | grep -q "\"pid\": *$fs_pid\b" && pass "status lists the selector's process" ||
+	fail "status does not list the selector's process $fs_pid"
+sc remove-probe ws > /dev/null || fail "remove-probe ws"
+wait_for 10 "removed through the store: the selector's process is detached" \
+	sh -c "! $(printf '%q ' "$DIAGNOSECTL") --socket $SOCK --json status | grep -q '\"pid\": *$fs_pid\b'"
+
 # a change (new version) replaces the running spec; a removal removes it
 sc add-probe --target work --type incr --name n2 --id w1 > /dev/null
 wait_for 5 "a changed spec is applied again at its new version" \
