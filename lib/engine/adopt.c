@@ -26,13 +26,20 @@ static pid_t tgid_of(pid_t tid)
 }
 
 /* The next stop or death of the exec'ing thread. A non-leader that exec'd stops under the
- * leader's id (it took it over): once its own id names nothing we trace, wait for that. */
+ * leader's id (it took it over). A wait for its own id alone could sleep for ever: begun
+ * before the exchange of ids, it is woken only by a task of that id, and the exec stop comes
+ * from the other one (seen in test_adopt). So a non-leader is waited for among every tracee,
+ * the other stops served as the dispatch would. */
 static pid_t wait_thread(struct diag_engine *e, pid_t tid, pid_t tgid, int *status)
 {
-	pid_t w = eng_wait_secure(e, tid, status, 0);
-	if (w == -ECHILD && tgid != tid)
-		w = eng_wait_secure(e, tgid, status, 0);
-	return w;
+	if (tgid == tid)
+		return eng_wait_secure(e, tid, status, 0);
+	for (;;) {
+		pid_t w = eng_wait_secure(e, -1, status, 0);
+		if (w < 0 || w == tid || w == tgid)
+			return w;
+		eng_wait_serve(e, w, *status);
+	}
 }
 
 /* The exec failed: the thread is back in user space, stopped (our interrupt, or a signal
@@ -79,19 +86,49 @@ static int hold_new_image(struct diag_engine *e, pid_t w, struct diag_error *err
 	return 0;
 }
 
+/* A thread of a process we trace already is at the gate: its exec stop, served by the usual
+ * exec path (its probes placed again), holds it; an interrupt queued now bounds the wait as
+ * for a new one. Other tracees' stops are served meanwhile. */
+static int adopt_traced(struct diag_engine *e, pid_t tid, pid_t tgid, int (*allow)(void *arg),
+			void *arg, pid_t *pid, struct diag_error *err)
+{
+	struct eproc *ep = diag_u64map_get(&e->procs, (uint64_t)tgid);
+	int r = diag_thread_interrupt(tid);
+	if (r == 0) {
+		ep->exec_waiter = tid;
+		ep->exec_outcome = 0;
+	}
+	allow(arg);
+	if (r < 0)
+		return diag_error_set(err, r, "tid %d: cannot interrupt it at its exec: %s", (int)tid,
+				      strerror(-r));
+	while (diag_u64map_get(&e->procs, (uint64_t)tgid) == ep && ep->exec_outcome == 0) {
+		int status;
+		pid_t w = eng_wait_secure(e, -1, &status, 0);
+		if (w < 0)
+			break;
+		eng_wait_serve(e, w, status);
+	}
+	if (diag_u64map_get(&e->procs, (uint64_t)tgid) != ep)
+		return diag_error_set(err, -DIAG_E_GONE, "tid %d: its process %d exited before its "
+				      "exec completed", (int)tid, (int)tgid);
+	ep->exec_waiter = 0;
+	if (ep->exec_outcome <= 0)
+		return diag_error_set(err, -DIAG_E_GONE, "tid %d: its exec failed (it is still "
+				      "traced, as before)", (int)tid);
+	*pid = tgid;
+	return 0;
+}
+
 int diag_engine_adopt_exec(struct diag_engine *e, pid_t tid, int (*allow)(void *arg), void *arg,
 			   pid_t *pid, struct diag_error *err)
 {
 	pid_t tgid = tgid_of(tid);
+	if (diag_u64map_get(&e->procs, (uint64_t)tgid) &&
+	    diag_u64map_get(&e->threads, (uint64_t)tid))
+		return adopt_traced(e, tid, tgid, allow, arg, pid, err);
 	struct diag_error serr = {0};
-	int r;
-	if (diag_u64map_get(&e->procs, (uint64_t)tgid))
-		r = diag_error_set(&serr, -EALREADY,
-				   "tid %d: its process %d is already traced by this daemon (its exec "
-				   "is followed like any traced process's)",
-				   (int)tid, (int)tgid);
-	else
-		r = diag_thread_seize_exec(tid, &serr);
+	int r = diag_thread_seize_exec(tid, &serr);
 	allow(arg); /* in every case: an exec never waits on the engine */
 	if (r < 0) {
 		if (err)

@@ -120,6 +120,10 @@ struct eproc {
 	int freeze;               /* >0: stopped for patching or detach: keep every stop */
 	bool held;                /* adopted at its exec and not released yet (adopt.c): one
 				   * count of freeze is the hold's */
+	pid_t exec_waiter;        /* adopt.c: a traced thread of ours at the exec gate, allowed:
+				   * its exec stop holds the process (life.c), its interrupt stop
+				   * says the exec failed (wait.c); 0: none */
+	int exec_outcome;         /* for exec_waiter: 0 waiting, 1 held, -1 the exec failed */
 	/* fast path (fastpath.c): hits recorded by capture trampolines into the ring v2 mapping
 	 * in the target (arch/ring.h): its geometry as the daemon made it (never re-read) */
 	uint64_t ring_addr;       /* 0: no ring mapped */

@@ -200,6 +200,12 @@ void eng_life_exec(struct diag_engine *e, struct diag_thread *t)
 					     pr->state == DIAG_PROBE_ERROR ? pr->error : NULL);
 	}
 	eng_fast_drain(e, ep); /* a heartbeat as fresh as the new jumps (dynlink_apply.c) */
+	if (ep->exec_waiter) { /* adopted at this exec by a selector (adopt.c): held */
+		ep->exec_waiter = 0;
+		ep->exec_outcome = 1;
+		ep->held = true;
+		ep->freeze++;
+	}
 	if (!ep->freeze)
 		diag_thread_resume(t, 0);
 }

@@ -24,6 +24,11 @@ static void on_event_stop(struct diag_engine *e, struct diag_thread *t, int sig)
 		eng_life_claim(e, t);
 		return;
 	}
+	struct eproc *ep = eproc_of(t->proc);
+	if (ep->exec_waiter == t->tid) { /* the interrupt adopt.c queued: its exec failed */
+		ep->exec_waiter = 0;
+		ep->exec_outcome = -1;
+	}
 	if (eproc_of(t->proc)->freeze)
 		return;
 	/* A job-control stop stays a stop (PTRACE_LISTEN); an interrupt nobody waits for
