@@ -704,6 +704,7 @@ int main(int argc, char **argv)
 	attach_pids(&l, &o);
 	dmn_manager_load(&l.m);
 	if (shared && start_fleet(&l, &o, store) < 0) {
+		dmn_watch_free(l.watch);
 		dmn_manager_fini(&l.m);
 		dmn_governor_free(l.governor);
 		return 1;

@@ -5,6 +5,8 @@
  * library loads itself (dynlink.c). */
 #include "engine/engine_internal.h"
 
+#define DL_KEEPALIVE_NS 10000000000ULL /* 10 s: longer than any placement */
+
 /* A breakpoint whose module went away: forget it without writing (its page is gone). */
 static void forget_site(struct eproc *mem, struct site *s)
 {
@@ -77,6 +79,9 @@ void eng_dl_changed(struct diag_engine *e, struct eproc *ep)
 	}
 	pid_t pid = ep->tp->pid;
 	ep->dl_busy = true;
+	/* the threads run on while the pending probes are placed (test_adopt under ASan: libc's
+	 * symbols took 1.7 s, and a program's first calls past the 200 ms heartbeat were drops) */
+	eng_fast_keepalive(e, ep, DL_KEEPALIVE_NS);
 	do {
 		ep->dl_dirty = false;
 		dl_apply(e, ep);

@@ -417,6 +417,11 @@ void eng_fast_leave(struct diag_engine *e, struct eproc *mem, struct diag_bp *bp
 		    struct site *s);
 /* Consume every published record of ep's ring, push its heartbeat forward. */
 void eng_fast_drain(struct diag_engine *e, struct eproc *ep);
+/* Before work that keeps the engine from draining while ep's threads run (a library's pending
+ * probes placed: its symbols read first, seconds on a loaded or sanitized build): ep's
+ * trampolines record for ns more, as if drained; the next drain brings the heartbeat back to
+ * its normal length. A daemon that dies meanwhile leaves a bounded ring filling, no more. */
+void eng_fast_keepalive(struct diag_engine *e, struct eproc *ep, uint64_t ns);
 /* Dispatch level: processes whose records name an unknown thread learn every thread's thread
  * pointer (one freeze each), then drain again. */
 void eng_fast_learn_pending(struct diag_engine *e);

@@ -110,11 +110,24 @@ static void calibrate(struct diag_engine *e)
 }
 
 /* The target records while its TSC is below alive_until: a drain pushes it forward. */
-static void heartbeat(struct diag_engine *e, struct eproc *ep)
+static void heartbeat_for(struct eproc *ep, uint64_t ticks)
 {
-	uint64_t until = diag_record_ticks() + heartbeat_ticks(e);
+	uint64_t until = diag_record_ticks() + ticks;
 	diag_proc_write(ep->tp, ep->ring_addr + offsetof(struct diag_ring_control, alive_until),
 			&until, sizeof(until));
+}
+
+static void heartbeat(struct diag_engine *e, struct eproc *ep)
+{
+	heartbeat_for(ep, heartbeat_ticks(e));
+}
+
+void eng_fast_keepalive(struct diag_engine *e, struct eproc *ep, uint64_t ns)
+{
+	if (!ep->ring_addr)
+		return;
+	uint64_t t = ns_to_ticks(e, ns);
+	heartbeat_for(ep, t > ns * 4 ? t : ns * 4);
 }
 
 /* e->ring_bytes split into sub-rings: up to RING_SUBS of them, each a power of two of units
