@@ -26,7 +26,8 @@ struct diag_plugin_host {
 	pthread_mutex_t lock; /* the plugin list */
 	struct plugin *plugins;
 	pthread_mutex_t ilock; /* the live instances (idle); taken before an instance's lock */
-	struct diag_instrument *live;
+	struct diag_instrument *live; /* the instances with an idle call */
+	size_t nlive;
 };
 
 struct diag_instrument {
@@ -162,6 +163,7 @@ static void live_link(struct diag_instrument *in)
 	if (h->live)
 		h->live->prev = in;
 	h->live = in;
+	h->nlive++;
 	in->linked = true;
 	pthread_mutex_unlock(&h->ilock);
 }
@@ -178,26 +180,44 @@ static void live_unlink(struct diag_instrument *in)
 		h->live = in->next;
 	if (in->next)
 		in->next->prev = in->prev;
+	h->nlive--;
 	in->linked = false;
 	pthread_mutex_unlock(&h->ilock);
 }
 
+/* A reference on an instance that still has one (the last may be dropping meanwhile: its
+ * free waits for the list lock the caller holds, so it is skipped, not revived). */
+static bool ref_if_live(struct diag_instrument *in)
+{
+	long n = atomic_load(&in->refs);
+	while (n > 0)
+		if (atomic_compare_exchange_weak(&in->refs, &n, n + 1))
+			return true;
+	return false;
+}
+
+/* The list lock is held only to take references: a plugin slow in idle holds up no spec being
+ * added or removed (their instances link and unlink under that lock on the engine thread). */
 void diag_plugin_host_idle(struct diag_plugin_host *h)
 {
 	pthread_mutex_lock(&h->ilock);
-	for (struct diag_instrument *in = h->live; in; in = in->next) {
-		if (!in->idle)
-			continue;
-		pthread_mutex_lock(&in->lock);
-		in->idle(in->self);
-		pthread_mutex_unlock(&in->lock);
-	}
+	size_t n = 0;
+	struct diag_instrument **batch = h->nlive ? malloc(h->nlive * sizeof(*batch)) : NULL;
+	for (struct diag_instrument *in = h->live; batch && in; in = in->next)
+		if (ref_if_live(in))
+			batch[n++] = in;
 	pthread_mutex_unlock(&h->ilock);
+	for (size_t i = 0; i < n; i++) {
+		pthread_mutex_lock(&batch[i]->lock);
+		batch[i]->idle(batch[i]->self);
+		pthread_mutex_unlock(&batch[i]->lock);
+		diag_instrument_unref(batch[i]);
+	}
+	free(batch); /* none (out of memory): the next pass, 100 ms on, tries again */
 }
 
 static void instrument_free(struct diag_instrument *in)
 {
-	/* unlinked first: an idle pass holds the list lock while it calls into instances */
 	live_unlink(in);
 	if (in->self)
 		in->ops->destroy(in->self);
@@ -240,9 +260,10 @@ int diag_instrument_new(struct diag_plugin_host *h, const char *type, const char
 		return diag_error_set(err, -DIAG_E_PLUGIN, "instrument: %s",
 				      why[0] ? why : "plugin create failed without a reason");
 	}
-	if (ops->abi_version >= 2)
+	if (ops->abi_version >= 2 && ops->idle) {
 		in->idle = ops->idle;
-	live_link(in);
+		live_link(in); /* only instances with an idle call are listed */
+	}
 	*out = in;
 	return 0;
 }
