@@ -80,7 +80,8 @@ void eng_dl_changed(struct diag_engine *e, struct eproc *ep)
 	pid_t pid = ep->tp->pid;
 	ep->dl_busy = true;
 	/* the threads run on while the pending probes are placed (test_adopt under ASan: libc's
-	 * symbols took 1.7 s, and a program's first calls past the 200 ms heartbeat were drops) */
+	 * symbols took 1.7 s, and a program's first calls past the 200 ms heartbeat were drops);
+	 * every drain meanwhile keeps the stretch (fastpath.c, heartbeat) */
 	eng_fast_keepalive(e, ep, DL_KEEPALIVE_NS);
 	do {
 		ep->dl_dirty = false;

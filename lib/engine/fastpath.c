@@ -117,9 +117,17 @@ static void heartbeat_for(struct eproc *ep, uint64_t ticks)
 			&until, sizeof(until));
 }
 
+#define DL_BUSY_HEARTBEAT_NS 10000000000ULL
+
+/* While a library's pending probes are placed the threads run between installs (each thaws
+ * them) and a drain inside an install would cut the stretch eng_fast_keepalive gave: the
+ * heartbeat lasts the placement; the drain after it (dynlink_apply.c) is back to normal. */
 static void heartbeat(struct diag_engine *e, struct eproc *ep)
 {
-	heartbeat_for(ep, heartbeat_ticks(e));
+	if (ep->dl_busy)
+		eng_fast_keepalive(e, ep, DL_BUSY_HEARTBEAT_NS);
+	else
+		heartbeat_for(ep, heartbeat_ticks(e));
 }
 
 void eng_fast_keepalive(struct diag_engine *e, struct eproc *ep, uint64_t ns)
