@@ -388,6 +388,9 @@ void diag_ctl_print_event(FILE *out, const cJSON *event)
 		fputs(" = ", out);
 		put_esc(out, text, 0);
 	}
+	const cJSON *count = cJSON_GetObjectItemCaseSensitive(event, "count");
+	if (cJSON_IsNumber(count)) /* hits counted in the target since the last drain */
+		fprintf(out, " x %.0f", count->valuedouble);
 	fputc('\n', out);
 }
 

@@ -114,22 +114,23 @@ static void on_hit(void *ctx, const struct diag_engine_hit *hit)
 	struct diag_applied *a = record_find(ms, hit->pid);
 	if (!a && !(a = record(m, ms, hit->pid)))
 		return;
-	a->hits++;
+	uint64_t n = hit->count ? hit->count : 1; /* a counting probe's hits since the last drain */
+	a->hits += n;
 	a->last_hit_ns = (int64_t)hit->time_ns;
-	ms->hits++;
-	m->hits++;
+	ms->hits += n;
+	m->hits += n;
 	if (ms->inst && m->queue) {
 		struct diag_event ev = {
 			.probe_id = ms->spec->id, .name = ms->spec->name, .pid = hit->pid,
 			.tid = hit->tid, .time_ns = hit->time_ns, .kind = hit->kind,
-			.value = hit->value,
+			.value = hit->value, .count = n,
 		};
 		int r = hit->raw ? diag_event_queue_push_deferred(m->queue, ms->inst, &ev, &render_ops,
 								  hit->raw, hit->raw_len)
 				 : diag_event_queue_push(m->queue, ms->inst, &ev);
 		if (r < 0) {
-			a->dropped++;
-			ms->dropped++;
+			a->dropped += n;
+			ms->dropped += n;
 		}
 	}
 	if (m->on_hit)
@@ -554,7 +555,8 @@ static void apply_pid(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid)
 		struct diag_probe_def def = { .target = ms->target ? ms->target : s->target,
 					      .value = *s->value ? s->value : NULL,
 					      .condition = *s->condition ? s->condition : NULL,
-					      .event = s->event, .cookie = ms };
+					      .event = s->event, .cookie = ms,
+					      .counts = diag_instrument_takes_counts(ms->inst) };
 		r = diag_engine_probe_add(m->engine, pid, &def, &e);
 		if (r < 0)
 			apply_error(a, &e, r);

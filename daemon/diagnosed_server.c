@@ -878,6 +878,10 @@ static bool tail_event(struct dmn_server *s, const struct dmn_mspec *ms,
 	}
 	tb_key(s, "text");
 	tb_add_str(s, text);
+	if (hit->count > 1) { /* a probe counted in the target: its hits since the last drain */
+		tb_key(s, "count");
+		tb_add_num(s, (double)hit->count);
+	}
 	tb_add(s, "}}\n", 3);
 	return !s->tb_failed;
 }

@@ -52,8 +52,8 @@ static const char *incr_key_of(const struct diag_value *v)
 	return t;
 }
 
-/* Count one occurrence of text (truncated to the key limit). */
-static void incr_count_key(struct incr_instrument *c, const char *text)
+/* Count `times` occurrences of text (truncated to the key limit). */
+static void incr_count_key(struct incr_instrument *c, const char *text, uint64_t times)
 {
 	size_t n = strnlen(text, INCR_MAX_KEY_LEN);
 	size_t i = incr_hash(text, n) & (INCR_TABLE_SIZE - 1);
@@ -62,15 +62,15 @@ static void incr_count_key(struct incr_instrument *c, const char *text)
 		if (!k->text)
 			break;
 		if (strncmp(k->text, text, n) == 0 && k->text[n] == '\0') {
-			k->count++;
+			k->count += times;
 			return;
 		}
 	}
 	if (c->nkeys >= INCR_MAX_KEYS || !(c->table[i].text = strndup(text, n))) {
-		c->overflow++;
+		c->overflow += times;
 		return;
 	}
-	c->table[i].count = 1;
+	c->table[i].count = times;
 	c->nkeys++;
 }
 
@@ -119,7 +119,8 @@ static void *incr_create(const char *name, const char *custom_json, const struct
 static void incr_fire(void *self, const struct diag_event *ev)
 {
 	struct incr_instrument *c = self;
-	c->count++;
+	uint64_t n = ev->count ? ev->count : 1; /* counted in the target: n hits, no value */
+	c->count += n;
 	if (plugin_value_is_numeric(&ev->value)) {
 		c->numeric++;
 		c->sum += plugin_value_number(&ev->value);
@@ -127,8 +128,8 @@ static void incr_fire(void *self, const struct diag_event *ev)
 		c->errors++;
 	}
 	if (c->by_value)
-		incr_count_key(c, incr_key_of(&ev->value));
-	statsd_count(&c->statsd, ev->probe_id, (int)ev->pid);
+		incr_count_key(c, incr_key_of(&ev->value), n);
+	statsd_count(&c->statsd, ev->probe_id, (int)ev->pid, n);
 }
 
 /* Keys by decreasing count, then by text, for stable output. */
@@ -219,4 +220,5 @@ PLUGIN_EXPORT const struct diag_instrument_ops diag_instrument = {
 	.report = incr_report,
 	.destroy = incr_destroy,
 	.idle = incr_idle,
+	.flags = DIAG_INSTRUMENT_COUNTS, /* fire() takes ev->count */
 };

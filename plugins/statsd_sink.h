@@ -201,8 +201,8 @@ static inline void statsd_idle(struct statsd_sink *s)
 		statsd_maybe_flush(s);
 }
 
-/* One counted event (summed per process when tagged, else in one count). */
-static inline void statsd_count(struct statsd_sink *s, const char *probe, int pid)
+/* n counted events (summed per process when tagged, else in one count). */
+static inline void statsd_count(struct statsd_sink *s, const char *probe, int pid, uint64_t n)
 {
 	if (s->fd < 0)
 		return;
@@ -220,7 +220,7 @@ static inline void statsd_count(struct statsd_sink *s, const char *probe, int pi
 		snprintf(s->counts[i].probe, sizeof(s->counts[i].probe), "%s", probe ? probe : "");
 		s->ncounts = i + 1;
 	}
-	s->counts[i].n++;
+	s->counts[i].n += n;
 	statsd_maybe_flush(s);
 }
 

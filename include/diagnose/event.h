@@ -47,6 +47,10 @@ struct diag_event {
 	uint64_t time_ns;       /* CLOCK_REALTIME of the hit */
 	enum diag_event_kind kind;
 	struct diag_value value;
+	/* ABI 3: how many alike hits this event stands for. Always 1, except for an instance
+	 * whose plugin sets DIAG_INSTRUMENT_COUNTS: a probe of it with no value and no condition
+	 * is counted in the target, and its hits arrive as events of kind NONE, tid 0, count N. */
+	uint64_t count;
 };
 
 /* Text for an event kind: "call", "return", "end". */

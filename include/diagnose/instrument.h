@@ -18,9 +18,9 @@
 extern "C" {
 #endif
 
-/* ABI 2 added `idle`; the daemon still loads ABI 1 plugins (it reads no member after
- * `destroy` from them). */
-#define DIAG_INSTRUMENT_ABI 2
+/* ABI 2 added `idle`, ABI 3 `flags` and diag_event.count; the daemon still loads ABI 1 and 2
+ * plugins (it reads no member after `destroy` from ABI 1, none after `idle` from ABI 2). */
+#define DIAG_INSTRUMENT_ABI 3
 #define DIAG_INSTRUMENT_ABI_MIN 1
 #define DIAG_INSTRUMENT_SYMBOL "diag_instrument"
 
@@ -56,7 +56,14 @@ struct diag_instrument_ops {
 	 * instance holds back for batching (a partial datagram, buffered lines), so that the last
 	 * events before a pause reach their receiver without waiting for the next one. */
 	void (*idle)(void *self);
+	/* ABI 3: DIAG_INSTRUMENT_* bits. */
+	unsigned flags;
 };
+
+/* fire() honours diag_event.count (an event may stand for many hits). A probe whose instrument
+ * has it and that asks for no value and no condition is counted in the target, where it takes
+ * a jump: no record per hit, exact at any rate. */
+#define DIAG_INSTRUMENT_COUNTS 1u
 
 #ifdef __cplusplus
 }

@@ -166,6 +166,8 @@ struct diag_tramp_capture {
 	                            * from %fs:0 (the TCB's self pointer by the x86-64 ABI) */
 	const struct diag_cap_prog *cond;  /* NULL: every hit records */
 	const struct diag_cap_prog *value; /* NULL: registers only, empty payload */
+	bool count_only;           /* ENTRY: the site's counter is the whole hit (no clock, no
+	                            * record); needs cond and value NULL */
 };
 
 /* Build the slot's whole content (header + code) into out (cap >= DIAG_TRAMP_SLOT suffices;

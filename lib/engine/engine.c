@@ -184,7 +184,8 @@ int diag_engine_probe_add(struct diag_engine *e, pid_t pid, const struct diag_pr
 	if (!def->target || !*def->target)
 		return diag_error_set_field(err, "target", -DIAG_E_INVALID, "target: empty");
 	struct probe tmpl = {
-		.cookie = def->cookie, .event = def->event, .target = (char *)def->target,
+		.cookie = def->cookie, .event = def->event, .counts = def->counts,
+		.target = (char *)def->target,
 		.value = (char *)def->value, .condition = (char *)def->condition,
 	};
 	struct probe *pr = eng_probe_copy(&tmpl);

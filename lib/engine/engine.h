@@ -29,6 +29,9 @@ struct diag_engine_hit {
 	struct diag_value value;
 	const void *raw;
 	size_t raw_len;
+	/* how many hits this one stands for: 1, or (a probe added with counts, counted in the
+	 * target) the hits since the last drain, with no value, tid 0 and the drain's time */
+	uint64_t count;
 };
 
 /* Deferred rendering: from now on hits of probes with a value carry the value's result
@@ -73,6 +76,10 @@ struct diag_probe_def {
 	const char *condition; /* NULL or "" for always */
 	enum diag_event_kind event;
 	void *cookie;          /* the caller's identity for this probe; unique per pid */
+	/* The owner takes counts (diag_engine_hit.count): a probe with no value and no
+	 * condition is then counted in the target where it takes a jump, with no record per hit,
+	 * and its hits are delivered as counts at each drain (exact at any rate) */
+	bool counts;
 };
 
 #define DIAG_PROBE_MAX_SKIPS 4

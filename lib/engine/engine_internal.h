@@ -76,6 +76,8 @@ struct site {
 	struct diag_expr *condition; /* NULL: always */
 	uint64_t fast_base;  /* jump: the breakpoint's counter when this site joined it (a probe
 			      * counts only its own hits, not those of probes placed there before) */
+	uint64_t counted;    /* a counting jump (eng_slot.count_only): its hits delivered as
+			      * counts so far (of eng_fast_site_count) */
 	char why[128];       /* int3: why this address takes no jump ("int3: value: ...") */
 };
 
@@ -84,6 +86,7 @@ struct probe {
 	void *cookie;
 	char *target, *value, *condition;
 	enum diag_event_kind event;
+	bool counts;             /* the owner takes counts (diag_probe_def.counts) */
 	enum diag_probe_state state;
 	char error[DIAG_ERRMSG_MAX];
 	uint64_t hits, filtered;
@@ -345,6 +348,9 @@ bool eng_capture_site(struct diag_engine *e, struct site *s, struct site *x,
 /* Render and deliver the events of the n fired sites (after the thread runs again). */
 void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid,
 	      struct site **fired, size_t n, uint64_t ts);
+/* n hits of a counting site (no value, no thread: the drain's time ts) as one hit whose count
+ * is n. */
+void eng_fire_counted(struct diag_engine *e, pid_t pid, struct site *s, uint64_t n, uint64_t ts);
 
 /* ---- exitjump.c: return and end events from ring records ---- */
 struct diag_ring_rec;
@@ -401,6 +407,8 @@ struct eng_slot {
 	struct diag_tramp_layout layout;
 	struct diag_tramp_slot_header hdr;
 	bool cond_in_daemon;      /* the conditions at the site are evaluated on the record */
+	bool count_only;          /* every probe there only counts: the counters are the hits,
+				   * nothing is recorded (delivered by eng_fast_counts) */
 	uint64_t term;            /* an exit trampoline's terminator (0: an entry trampoline) */
 	bool retired;             /* its jump is out; unmapped once no thread is inside */
 	size_t adopt;             /* a fork child's copy: probes still to join the trampoline
@@ -415,8 +423,11 @@ int eng_fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
  * of mem frozen by the caller). */
 void eng_fast_leave(struct diag_engine *e, struct eproc *mem, struct diag_bp *bp,
 		    struct site *s);
-/* Consume every published record of ep's ring, push its heartbeat forward. */
+/* Consume every published record of ep's ring, push its heartbeat forward, deliver the
+ * counts of its counting sites. */
 void eng_fast_drain(struct diag_engine *e, struct eproc *ep);
+/* The hits of ep's counting sites since the last call, delivered as counts. */
+void eng_fast_counts(struct diag_engine *e, struct eproc *ep);
 /* Before work that keeps the engine from draining while ep's threads run (a library's pending
  * probes placed: its symbols read first, seconds on a loaded or sanitized build): ep's
  * trampolines record for ns more, as if drained; the next drain brings the heartbeat back to

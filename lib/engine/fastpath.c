@@ -243,13 +243,13 @@ void eng_fast_unmap(struct eproc *ep, struct diag_thread *t)
 
 uint64_t eng_fast_count(struct eproc *mem, const struct diag_bp *bp)
 {
-	uint64_t sum = 0;
-	for (uint64_t i = 0; bp->jump && mem->ring_addr && i < mem->ring_nsubs; i++) {
-		uint64_t n = 0;
-		if (diag_proc_read(mem->tp, counter_addr(mem, i, bp->site_id), &n, sizeof(n)) ==
-		    (ssize_t)sizeof(n))
-			sum += n;
-	}
+	uint64_t addrs[DIAG_RING_MAX_SUBS], vals[DIAG_RING_MAX_SUBS], sum = 0;
+	size_t n = bp->jump && mem->ring_addr ? (size_t)mem->ring_nsubs : 0;
+	for (size_t i = 0; i < n; i++)
+		addrs[i] = counter_addr(mem, i, bp->site_id);
+	if (n && diag_proc_read_u64s(mem->tp, addrs, vals, n) == 0)
+		for (size_t i = 0; i < n; i++)
+			sum += vals[i];
 	return sum;
 }
 
@@ -336,6 +336,70 @@ static pid_t tid_of(struct eproc *ep, uint64_t tp)
 	}
 	ep->tp_learn = true;
 	return 0;
+}
+
+/* ---- counting sites: probes whose hits are their counters ---- */
+
+/* A probe that asks for nothing but its count, from an owner that takes counts. */
+static bool counting(const struct site *u)
+{
+	return u->kind == SITE_CALL && u->pr->counts && !u->value && !u->condition;
+}
+
+/* Every site at bp (less leaving, plus s when it joins) only counts. */
+static bool all_counting(const struct diag_bp *bp, const struct site *s, const struct site *leaving)
+{
+	bool any = false;
+	for (size_t i = 0; bp && i < bp->nusers; i++) {
+		const struct site *u = bp->users[i];
+		if (u == leaving)
+			continue;
+		if (!counting(u))
+			return false;
+		any = true;
+	}
+	return s ? counting(s) : any;
+}
+
+/* Deliver what each counting site of bp counted since the last time, as one hit each. */
+static void counts_of(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, uint64_t ts)
+{
+	for (size_t i = 0; i < bp->nusers; i++) {
+		struct site *u = bp->users[i];
+		uint64_t n = eng_fast_site_count(ep, u);
+		if (n > u->counted) {
+			eng_fire_counted(e, ep->tp->pid, u, n - u->counted, ts);
+			u->counted = n;
+		}
+	}
+}
+
+void eng_fast_counts(struct diag_engine *e, struct eproc *ep)
+{
+	size_t pos = 0;
+	uint64_t k, ts = 0;
+	void *v;
+	while (diag_u64map_next(&ep->jumps, &pos, &k, &v)) {
+		struct diag_bp *bp = v;
+		const struct eng_slot *sl = diag_u64map_get(&ep->slots, bp->slot_page);
+		if (!sl || !sl->count_only || sl->retired)
+			continue;
+		if (!ts)
+			ts = (uint64_t)diag_clock_wall_ns();
+		counts_of(e, ep, bp, ts);
+	}
+}
+
+/* The trampoline at sl switches to counting or back (every thread out of it, the ring
+ * drained, so each counter holds exactly the hits already delivered as records). */
+static void counting_switch(struct eproc *ep, struct eng_slot *sl, struct diag_bp *bp, bool on)
+{
+	if (on && !sl->count_only)
+		for (size_t i = 0; i < bp->nusers; i++) {
+			struct site *u = bp->users[i];
+			u->counted = eng_fast_site_count(ep, u);
+		}
+	sl->count_only = on;
 }
 
 /* ---- draining ---- */
@@ -529,6 +593,7 @@ void eng_fast_drain(struct diag_engine *e, struct eproc *ep)
 		e->dropped += drops - ep->ring_drops;
 		ep->ring_drops = drops;
 	}
+	eng_fast_counts(e, ep);
 	ep->draining = false;
 }
 
@@ -731,7 +796,8 @@ static void page_unmap(struct eproc *ep, struct diag_thread *t, uint64_t page)
  * entry trampoline. */
 static void capture_desc(struct diag_tramp_capture *c, uint64_t term,
 			 uint64_t addr, const uint8_t *code, size_t avail, uint64_t page,
-			 const struct eproc *ep, uint32_t site, const struct diag_expr_capture *cap)
+			 const struct eproc *ep, uint32_t site, const struct diag_expr_capture *cap,
+			 bool count_only)
 {
 	*c = (struct diag_tramp_capture){
 		.kind = term ? DIAG_TRAMP_EXIT : DIAG_TRAMP_ENTRY, .addr = addr, .term = term,
@@ -739,6 +805,7 @@ static void capture_desc(struct diag_tramp_capture *c, uint64_t term,
 		.slot = page, .ring = ep->ring_addr, .site = site,
 		.fsgsbase = false, /* %fs:0: the ABI's self pointer, on every processor */
 		.cond = cap->cond, .value = cap->value,
+		.count_only = count_only && !term && !cap->cond && !cap->value,
 	};
 }
 
@@ -784,7 +851,7 @@ static int place_capture(struct diag_engine *e, struct eproc *ep, struct diag_th
 	eng_journal_map(ep, page, DIAG_TRAMP_SLOT, "slot");
 	struct eng_slot *sl = calloc(1, sizeof(*sl));
 	struct diag_tramp_capture c;
-	capture_desc(&c, term, addr, code, avail, page, ep, id, cap);
+	capture_desc(&c, term, addr, code, avail, page, ep, id, cap, all_counting(NULL, s, NULL));
 	struct diag_error berr = {0};
 	struct diag_bp *bp = NULL;
 	r = sl ? diag_bp_make_capture(&ep->bps, ep->tp, &c, &bp, &sl->layout, &sl->hdr, &berr)
@@ -793,6 +860,7 @@ static int place_capture(struct diag_engine *e, struct eproc *ep, struct diag_th
 		sl->page = page;
 		sl->term = term;
 		sl->cond_in_daemon = cap->cond_in_daemon || !cap->cond;
+		sl->count_only = c.count_only;
 		if (diag_u64map_put(&ep->slots, page, sl) < 0 ||
 		    diag_u64map_put(&ep->jumps, id, bp) < 0 || diag_bp_add_user(bp, s) < 0) {
 			diag_u64map_del(&ep->slots, page);
@@ -809,6 +877,7 @@ static int place_capture(struct diag_engine *e, struct eproc *ep, struct diag_th
 	ep->next_site = id;
 	s->bp = bp;
 	s->fast_base = 0;
+	s->counted = 0;
 	return 0;
 }
 
@@ -855,7 +924,7 @@ static int demote(struct diag_engine *e, struct eproc *ep, struct diag_bp *jump,
 /* The trampoline of bp built again for its users plus s (joining) less leaving (ep frozen):
  * the ring drained first (its records were made for the users then), no thread inside. */
 static int rebuild(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
-		   const struct diag_expr_capture *cap, struct diag_error *err)
+		   const struct diag_expr_capture *cap, bool count_only, struct diag_error *err)
 {
 	struct eng_slot *sl = diag_u64map_get(&ep->slots, bp->slot_page);
 	if (!sl)
@@ -867,7 +936,7 @@ static int rebuild(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
 	eng_fast_drain(e, ep);
 	struct diag_tramp_capture c;
 	capture_desc(&c, sl->term, bp->addr, bp->orig_bytes, bp->patched_len, sl->page, ep,
-		     bp->site_id, cap);
+		     bp->site_id, cap, count_only);
 	struct diag_tramp_layout l;
 	struct diag_tramp_slot_header h;
 	int r = diag_bp_rebuild_capture(ep->tp, bp, &c, &l, &h, err);
@@ -875,6 +944,7 @@ static int rebuild(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
 		sl->layout = l;
 		sl->hdr = h;
 		sl->cond_in_daemon = cap->cond_in_daemon || !cap->cond;
+		counting_switch(ep, sl, bp, c.count_only);
 	}
 	return r;
 }
@@ -890,6 +960,7 @@ static int join(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, str
 		 * same probes; the child has not run since the fork (nothing to rebuild) */
 		sl->adopt--;
 		s->fast_base = eng_fast_count(ep, bp);
+		s->counted = 0;
 		s->bp = bp;
 		return diag_bp_add_user(bp, s) < 0 ? diag_error_set(err, -ENOMEM, "out of memory") : 0;
 	}
@@ -918,10 +989,11 @@ static int join(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, str
 		struct diag_error rerr = {0};
 		r = guard_for(e, ep, t, &rerr);
 		if (r == 0)
-			r = rebuild(e, ep, bp, &cap, &rerr);
+			r = rebuild(e, ep, bp, &cap, all_counting(bp, s, NULL), &rerr);
 		/* the hits before it are not this probe's: neither counted nor delivered */
 		if (r == 0) {
 			s->fast_base = eng_fast_count(ep, bp);
+			s->counted = 0;
 			s->bp = bp;
 			r = diag_bp_add_user(bp, s) < 0 ? diag_error_set(err, -ENOMEM, "out of memory")
 							 : 0;
@@ -1178,7 +1250,7 @@ void eng_fast_leave(struct diag_engine *e, struct eproc *mem, struct diag_bp *bp
 	if (!bp->slot_page || bp->nusers < 2 || compile_for(bp, NULL, s, &cap, &err) < 0)
 		return; /* the old trampoline captures a little more than needed: still right */
 	eng_fast_drain(e, mem);
-	rebuild(e, mem, bp, &cap, &err);
+	rebuild(e, mem, bp, &cap, all_counting(bp, NULL, s), &err);
 	diag_expr_capture_free(&cap);
 }
 

@@ -136,7 +136,7 @@ void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid
 		struct diag_engine_hit hit = {
 			.cookie = fired[i]->pr->cookie, .pid = pid, .tid = tid,
 			.time_ns = ts, .kind = fired[i]->pr->event,
-			.value = {.kind = DIAG_VALUE_NONE, .text = ""},
+			.value = {.kind = DIAG_VALUE_NONE, .text = ""}, .count = 1,
 		};
 		if (fired[i]->value && e->defer_render &&
 		    (hit.raw_len = pack(e, fired[i]->value, &e->scratch[i]))) {
@@ -149,4 +149,16 @@ void eng_fire(struct diag_engine *e, struct diag_thread *t, pid_t pid, pid_t tid
 		if (e->cb.on_hit)
 			e->cb.on_hit(e->cb.ctx, &hit);
 	}
+}
+
+void eng_fire_counted(struct diag_engine *e, pid_t pid, struct site *s, uint64_t n, uint64_t ts)
+{
+	e->hits += n;
+	s->pr->hits += n;
+	struct diag_engine_hit hit = {
+		.cookie = s->pr->cookie, .pid = pid, .time_ns = ts, .kind = s->pr->event,
+		.value = {.kind = DIAG_VALUE_NONE, .text = ""}, .count = n,
+	};
+	if (e->cb.on_hit)
+		e->cb.on_hit(e->cb.ctx, &hit);
 }

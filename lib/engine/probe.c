@@ -54,6 +54,7 @@ struct probe *eng_probe_copy(const struct probe *src)
 		return NULL;
 	pr->cookie = src->cookie;
 	pr->event = src->event;
+	pr->counts = src->counts;
 	pr->target = strdup(src->target);
 	pr->value = dup_or_null(src->value);
 	pr->condition = dup_or_null(src->condition);
@@ -83,6 +84,8 @@ static bool needs_freeze(const struct probe *pr)
 static bool jump_site_free(struct diag_engine *e, struct eproc *mem, struct site *s,
 			   bool frozen)
 {
+	if (s->bp->jump) /* what a counting site counted until now is its last hits */
+		eng_fast_counts(e, mem);
 	if (s->bp->jump && s->bp->nusers == 1)
 		eng_fast_forget(mem, s->bp);
 	else if (frozen && s->bp->jump)

@@ -40,6 +40,7 @@ struct diag_instrument {
 	void *self;
 	struct diag_plugin_host *host;
 	void (*idle)(void *self);              /* NULL: none, or an ABI 1 plugin */
+	bool counts;                           /* ABI 3 DIAG_INSTRUMENT_COUNTS */
 	struct diag_instrument *prev, *next;   /* host->live, under host->ilock */
 	bool linked;
 	char *type, *name, *probe_id;
@@ -260,6 +261,7 @@ int diag_instrument_new(struct diag_plugin_host *h, const char *type, const char
 		return diag_error_set(err, -DIAG_E_PLUGIN, "instrument: %s",
 				      why[0] ? why : "plugin create failed without a reason");
 	}
+	in->counts = ops->abi_version >= 3 && (ops->flags & DIAG_INSTRUMENT_COUNTS);
 	if (ops->abi_version >= 2 && ops->idle) {
 		in->idle = ops->idle;
 		live_link(in); /* only instances with an idle call are listed */
@@ -311,6 +313,11 @@ char *diag_instrument_report(struct diag_instrument *in)
 	char *r = in->ops->report(in->self);
 	pthread_mutex_unlock(&in->lock);
 	return r;
+}
+
+bool diag_instrument_takes_counts(const struct diag_instrument *in)
+{
+	return in && in->counts;
 }
 
 const char *diag_instrument_type(const struct diag_instrument *in)

@@ -9,6 +9,8 @@
 #include <diagnose/event.h>
 #include <diagnose/instrument.h>
 
+#include <stdbool.h>
+
 #include "util/error.h"
 
 /* Receives every line emitted by any instance, with the instance's probe id. May be called
@@ -29,7 +31,7 @@ const char *diag_plugin_host_dir(const struct diag_plugin_host *h);
  *   instrument.type: no plugin 'foo' in DIR (looked for DIR/foo.so)
  *   instrument.type: plugin 'foo' (PATH) cannot be loaded: <dlerror>
  *   instrument.type: plugin 'foo' (PATH) has no symbol 'diag_instrument'
- *   instrument.type: plugin 'foo' has ABI 3, daemon supports 1 to 2
+ *   instrument.type: plugin 'foo' has ABI 4, daemon supports 1 to 3
  *   instrument: <the plugin's create error> */
 int diag_instrument_new(struct diag_plugin_host *h, const char *type, const char *probe_id,
 			const char *name, const char *custom_json, struct diag_instrument **out,
@@ -51,6 +53,9 @@ char *diag_instrument_report(struct diag_instrument *in);
  * From the event queue's worker, when the queue has run dry. */
 void diag_plugin_host_idle(struct diag_plugin_host *h);
 
+/* The instance's fire() honours diag_event.count (ABI 3 DIAG_INSTRUMENT_COUNTS): its probes
+ * that ask for no value and no condition may be counted in the target. */
+bool diag_instrument_takes_counts(const struct diag_instrument *in);
 const char *diag_instrument_type(const struct diag_instrument *in);
 const char *diag_instrument_name(const struct diag_instrument *in);
 const char *diag_instrument_probe_id(const struct diag_instrument *in);

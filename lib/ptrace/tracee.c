@@ -281,6 +281,24 @@ ssize_t diag_proc_read(struct diag_proc *p, uint64_t addr, void *buf, size_t len
 	return n < 0 ? -errno : n;
 }
 
+int diag_proc_read_u64s(struct diag_proc *p, const uint64_t *addrs, uint64_t *vals, size_t n)
+{
+	struct iovec local[DIAG_PROC_READ_U64S_MAX], remote[DIAG_PROC_READ_U64S_MAX];
+	if (n > DIAG_PROC_READ_U64S_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		local[i] = (struct iovec){&vals[i], sizeof(vals[i])};
+		remote[i] = (struct iovec){(void *)(uintptr_t)addrs[i], sizeof(vals[i])};
+	}
+	ssize_t got = n ? process_vm_readv(mem_of(p)->pid, local, n, remote, n, 0) : 0;
+	if (got == (ssize_t)(n * sizeof(uint64_t)))
+		return 0;
+	for (size_t i = 0; i < n; i++) /* one at a time, through /proc/PID/mem if need be */
+		if (diag_proc_read(p, addrs[i], &vals[i], sizeof(vals[i])) != (ssize_t)sizeof(vals[i]))
+			return -EIO;
+	return 0;
+}
+
 ssize_t diag_proc_write(struct diag_proc *p, uint64_t addr, const void *buf, size_t len)
 {
 	ssize_t n = pwrite(mem_of(p)->memfd, buf, len, (off_t)addr);

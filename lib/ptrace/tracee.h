@@ -80,6 +80,10 @@ void diag_proc_del_thread(struct diag_proc *p, pid_t tid);
 /* Memory: reads never fault the daemon; writes go through /proc/PID/mem so read-only code
  * pages can be patched (the kernel copies the page for this process). Return bytes or -errno. */
 ssize_t diag_proc_read(struct diag_proc *p, uint64_t addr, void *buf, size_t len);
+/* n (<= DIAG_PROC_READ_U64S_MAX) u64s at addrs into vals, in one system call when it can:
+ * 0, or -EIO when one could not be read (vals then partly written). */
+#define DIAG_PROC_READ_U64S_MAX 64
+int diag_proc_read_u64s(struct diag_proc *p, const uint64_t *addrs, uint64_t *vals, size_t n);
 ssize_t diag_proc_write(struct diag_proc *p, uint64_t addr, const void *buf, size_t len);
 
 /* Registers of stopped thread tid (PTRACE_GETREGSET / SETREGSET of NT_PRSTATUS, NT_PRFPREG):

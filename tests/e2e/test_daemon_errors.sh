@@ -14,7 +14,7 @@ static void fi(void *s, const struct diag_event *ev) { (void)s; (void)ev; }
 static void de(void *s) { (void)s; }
 __attribute__((visibility("default"))) const struct diag_instrument_ops SYM = { ABI, TYPE, cr, fi, 0, de };
 C
-cc -shared -fPIC -I"$DIAG_SRC_DIR/include" -DSYM=diag_instrument -DABI=3 -DTYPE='"abi3"' -o "$P/abi3.so" "$T/bad.c" || die "cc"
+cc -shared -fPIC -I"$DIAG_SRC_DIR/include" -DSYM=diag_instrument -DABI=4 -DTYPE='"abi4"' -o "$P/abi4.so" "$T/bad.c" || die "cc"
 cc -shared -fPIC -I"$DIAG_SRC_DIR/include" -DSYM=other -DABI=1 -DTYPE='"nosym"' -o "$P/nosym.so" "$T/bad.c" || die "cc"
 cc -shared -fPIC -I"$DIAG_SRC_DIR/include" -DSYM=diag_instrument -DABI=1 -DTYPE='"refuse"' -o "$P/refuse.so" "$T/bad.c" || die "cc"
 
@@ -37,8 +37,8 @@ r=$(add p1 work nothere)
 expect_eq "$(applied_error "$r")" "instrument.type: no plugin 'nothere' in $P (looked for $P/nothere.so)" "missing plugin file"
 r=$(add p2 work nosym)
 expect_eq "$(applied_error "$r")" "instrument.type: plugin 'nosym' ($P/nosym.so) has no symbol 'diag_instrument'" "missing descriptor"
-r=$(add p3 work abi3)
-expect_eq "$(applied_error "$r")" "instrument.type: plugin 'abi3' has ABI 3, daemon supports 1 to 2" "ABI mismatch"
+r=$(add p3 work abi4)
+expect_eq "$(applied_error "$r")" "instrument.type: plugin 'abi4' has ABI 4, daemon supports 1 to 3" "ABI mismatch"
 r=$(add p4 work refuse)
 expect_eq "$(applied_error "$r")" "instrument: custom.level: must be 1-3" "create error"
 expect_eq "$(echo "$r" | jget "j['spec']['applied']['$(hostname):$fx_pid']['state']")" error "state error"

@@ -81,8 +81,8 @@ static void test_load_errors(struct diag_plugin_host *h)
 	CHECK_EQ_INT(diag_instrument_new(h, "nosym", "p", "n", "{}", &in, &err), -DIAG_E_PLUGIN);
 	snprintf(want, sizeof(want), "instrument.type: plugin 'nosym' (%s/nosym.so) has no symbol 'diag_instrument'", dir);
 	CHECK_EQ_STR(err.msg, want);
-	CHECK_EQ_INT(diag_instrument_new(h, "abi3", "p", "n", "{}", &in, &err), -DIAG_E_PLUGIN);
-	CHECK_EQ_STR(err.msg, "instrument.type: plugin 'abi3' has ABI 3, daemon supports 1 to 2");
+	CHECK_EQ_INT(diag_instrument_new(h, "abi4", "p", "n", "{}", &in, &err), -DIAG_E_PLUGIN);
+	CHECK_EQ_STR(err.msg, "instrument.type: plugin 'abi4' has ABI 4, daemon supports 1 to 3");
 	/* an ABI 1 plugin still loads (its ops end at destroy: no idle is read from it) */
 	CHECK_EQ_INT(diag_instrument_new(h, "abi1", "p", "n", "{}", &in, &err), 0);
 	diag_plugin_host_idle(h);
@@ -278,7 +278,7 @@ int main(void)
 	CHECK(mkdtemp(dir) != NULL);
 	build_plugin("cnt", "diag_instrument", "DIAG_INSTRUMENT_ABI");
 	build_plugin("nosym", "other_name", "DIAG_INSTRUMENT_ABI");
-	build_plugin("abi3", "diag_instrument", "3");
+	build_plugin("abi4", "diag_instrument", "4");
 	build_plugin("abi1", "diag_instrument", "1");
 	struct sink sk = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	struct diag_plugin_host *h;

@@ -200,7 +200,18 @@ static void test_incr(void)
 	CHECK_EQ_STR(str(r, "text"), "count=4 sum=6\n");
 	CHECK(cJSON_GetObjectItem(r, "keys") == NULL);
 	cJSON_Delete(r);
+	/* hits counted in the target arrive as one event of count N, with no value (ABI 3) */
+	CHECK(ops->abi_version >= 3 && (ops->flags & DIAG_INSTRUMENT_COUNTS));
+	struct diag_event counted = { .probe_id = "p", .name = "n", .pid = 1, .count = 1000000,
+				      .value = { .kind = DIAG_VALUE_NONE, .text = "" } };
+	ops->fire(self, &counted);
+	r = report(ops, self);
+	CHECK_EQ_INT(num(r, "count"), 1000004);
+	CHECK_EQ_INT(num(r, "sum"), 6);
+	cJSON_Delete(r);
 	ops->destroy(self);
+	CHECK(!(load("hist")->flags & DIAG_INSTRUMENT_COUNTS)); /* a value per hit: never counts */
+	CHECK(!(load("log")->flags & DIAG_INSTRUMENT_COUNTS));
 
 	self = ops->create("n", "{\"by_value\":true}", NULL, err, sizeof(err));
 	CHECK(self != NULL);

@@ -343,10 +343,14 @@ static int generate(struct xasm *a, struct tc *t, struct diag_error *err)
 	if (t->c->cond)
 		xj_emit(a, &t->cond);
 	t->cond_hi = (uint32_t)a->len;
-	emit_clock(a, t);
-	emit_reserve(a, t);
-	emit_fill(a, t);
-	emit_value(a, t);
+	if (t->c->count_only) { /* counted in emit_enter: the daemon reads the counters */
+		t->value_lo = t->value_hi = 0;
+	} else {
+		emit_clock(a, t);
+		emit_reserve(a, t);
+		emit_fill(a, t);
+		emit_value(a, t);
+	}
 	xa_label_here(a, t->l_out);
 	emit_restore(a);
 	if (exit_kind) {
@@ -432,6 +436,9 @@ static int check_capture(const struct diag_tramp_capture *c, struct diag_error *
 				      c->site, DIAG_RING_MAX_SITES - 1);
 	if (c->kind != DIAG_TRAMP_ENTRY && c->kind != DIAG_TRAMP_EXIT)
 		return diag_error_set(err, -EINVAL, "capture trampoline: unknown kind %d", (int)c->kind);
+	if (c->count_only && (c->kind != DIAG_TRAMP_ENTRY || c->cond || c->value))
+		return diag_error_set(err, -EINVAL, "capture trampoline: a counting site is an entry "
+				      "with no condition and no value");
 	return 0;
 }
 

@@ -486,6 +486,45 @@ static void test_heartbeat(struct env *e)
 	ring2_close(&r);
 }
 
+/* A counting site: the counter is the whole hit, whatever the ring and the heartbeat say
+ * (no clock, no reservation, no record); a condition or a value, or an exit, is refused. */
+static struct diag_cap_prog g_cond;
+static struct diag_cap_prog *prog_reset(struct diag_cap_prog *p);
+
+static void test_count_only(struct env *e)
+{
+	struct diag_error err = { 0 };
+	struct ring2 r;
+	struct probe p = { 0 };
+	struct diag_tramp_capture c;
+	static uint8_t out[DIAG_TRAMP_SLOT];
+	uint8_t jmp[5];
+	size_t len, patched;
+
+	CHECK_EQ_INT(ring2_open(&r, 1, 512), 0);
+	p.fn = p.addr = copy_fn(e, c_fn_add, c_fn_add_end);
+	p.slot = new_slot(e);
+	c = cap_for(&p, &r, 11, NULL, NULL);
+	c.avail = (size_t)(c_fn_add_end - c_fn_add);
+	c.count_only = true;
+	CHECK_OK(install_cap(&c, &p, &err), err);
+	check_code_clean(&p, p.layout.len);
+	fn2 fn = (fn2)(uintptr_t)p.fn;
+	for (uint64_t i = 0; i < 1000; i++)
+		CHECK_EQ_INT(fn(100, i), 100 + i);
+	r.ctl->alive_until = 0; /* a dead daemon: counting goes on, nothing is a drop */
+	for (uint64_t i = 0; i < 10; i++)
+		CHECK_EQ_INT(fn(1, i), 1 + i);
+	CHECK_EQ_INT(counter2(&r, 0, 11), 1010);
+	CHECK_EQ_INT(sub_hdr(&r, 0)->head, 0);
+	CHECK_EQ_INT(sub_hdr(&r, 0)->drops, 0);
+	c = cap_for(&p, &r, 11, prog_reset(&g_cond), NULL);
+	c.count_only = true;
+	CHECK_EQ_INT(diag_tramp_build_capture(&c, out, sizeof(out), &len, jmp, &patched, NULL, &err), -EINVAL);
+	CHECK_EQ_STR(err.msg, "capture trampoline: a counting site is an entry with no condition and no value");
+	ring2_close(&r);
+}
+
 /* ---- ring full and the pad at the end of a sub-ring ---- */
 
 static void test_full_and_pad(struct env *e)
@@ -752,7 +791,7 @@ static void test_refused(struct env *e)
 
 /* ==== capture programs ==== */
 
-static struct diag_cap_prog g_cond, g_value;
+static struct diag_cap_prog g_value;
 
 static struct diag_cap_prog *prog_reset(struct diag_cap_prog *p)
 {
@@ -2501,6 +2540,7 @@ int main(void)
 	test_all_regs(&g_env);
 	test_riprel(&g_env);
 	test_heartbeat(&g_env);
+	test_count_only(&g_env);
 	test_full_and_pad(&g_env);
 	test_threads(&g_env);
 	test_consumer(&g_env);
