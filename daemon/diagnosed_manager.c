@@ -596,13 +596,35 @@ static bool sel_refresh(struct dmn_mspec *ms)
 	return true;
 }
 
-/* A library selector with other members: those members pick the processes, and the probe
- * waits (pending) in each until it maps the library, dlopen included; so the library is not
- * required at the match. A library alone takes the processes that map it. */
-static int sel_match(const struct dmn_mspec *ms, pid_t pid, struct diag_error *err)
+/* Whether the engine holds ms's probe in pid, waiting for its library (loaded later, or
+ * unloaded by a dlclose and waiting to come back). */
+static bool probe_pending(const struct dmn_manager *m, const struct dmn_mspec *ms, pid_t pid)
+{
+	struct diag_probe_info info;
+	return diag_engine_probe_info(m->engine, pid, (void *)ms, &info) == 0 &&
+	       info.state == DIAG_PROBE_PENDING;
+}
+
+/* Whether ms's select.exe is the library pid's dynamic linker is opening now (library gate). */
+static bool opening_lib(const struct dmn_manager *m, const struct dmn_mspec *ms, pid_t pid)
 {
 	const struct diag_selector *s = ms->sel;
-	if (s->has_exe && s->exe_is_library && (s->comm[0] || s->unit[0] || s->cgroup[0])) {
+	return m->opening.pid == pid && s->exe_is_library && s->exe_dev == m->opening.dev &&
+	       s->exe_ino == m->opening.ino;
+}
+
+/* A library selector with other members: those members pick the processes, and the probe
+ * waits (pending) in each until it maps the library, dlopen included; so the library is not
+ * required at the match. A library alone takes the processes that map it, the one opening it
+ * at the library gate, and the ones whose probe waits for it (a dlclose, then maybe another
+ * dlopen: the probe stays). */
+static int sel_match(const struct dmn_manager *m, const struct dmn_mspec *ms, pid_t pid,
+		     struct diag_error *err)
+{
+	const struct diag_selector *s = ms->sel;
+	bool others = s->comm[0] || s->unit[0] || s->cgroup[0];
+	if (s->has_exe && s->exe_is_library &&
+	    (others || opening_lib(m, ms, pid) || probe_pending(m, ms, pid))) {
 		struct diag_selector t = *s;
 		t.has_exe = false;
 		return diag_selector_match(&t, pid, err);
@@ -803,7 +825,7 @@ static void sel_check(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid)
 	for (size_t k = 0; k < ms->spec->npids && !listed; k++)
 		listed = ms->spec->pids[k] == pid;
 	struct diag_error e = { 0 };
-	int r = listed ? sel_match(ms, pid, &e) : 0;
+	int r = listed ? sel_match(m, ms, pid, &e) : 0;
 	if (r == 1)
 		sel_take(m, ms, pid);
 	else if (r == 0 && listed)
@@ -887,15 +909,59 @@ bool dmn_manager_has_selectors(const struct dmn_manager *m)
 	return false;
 }
 
-size_t dmn_manager_gate_paths(const struct dmn_manager *m, const char **out, size_t cap)
+static size_t exe_paths(const struct dmn_manager *m, bool libs, const char **out, size_t cap)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < m->nspecs && n < cap; i++) {
 		const char *exe = m->specs[i]->spec->select.exe;
-		if (sel_runs_here(m, m->specs[i]) && exe && !diag_spec_path_is_library(exe))
+		if (sel_runs_here(m, m->specs[i]) && exe && diag_spec_path_is_library(exe) == libs)
 			out[n++] = exe;
 	}
 	return n;
+}
+
+size_t dmn_manager_gate_paths(const struct dmn_manager *m, const char **out, size_t cap)
+{
+	return exe_paths(m, false, out, cap);
+}
+
+size_t dmn_manager_lib_paths(const struct dmn_manager *m, const char **out, size_t cap)
+{
+	return exe_paths(m, true, out, cap);
+}
+
+void dmn_manager_select_opening(struct dmn_manager *m, pid_t pid, uint64_t dev, uint64_t ino,
+				bool adopted)
+{
+	m->opening.pid = pid;
+	m->opening.dev = dev;
+	m->opening.ino = ino;
+	dmn_manager_select_pid(m, pid, adopted);
+	m->opening.pid = 0;
+}
+
+bool dmn_manager_lib_wants(struct dmn_manager *m, pid_t pid, uint64_t dev, uint64_t ino)
+{
+	bool want = false;
+	m->opening.pid = pid;
+	m->opening.dev = dev;
+	m->opening.ino = ino;
+	for (size_t i = 0; i < m->nspecs && !want && !pidset_has(&m->by_hand, pid); i++) {
+		struct dmn_mspec *ms = m->specs[i];
+		if (!sel_runs_here(m, ms) || !ms->sel || !opening_lib(m, ms, pid))
+			continue;
+		struct diag_probe_info info;
+		if (diag_engine_probe_info(m->engine, pid, ms, &info) == 0)
+			continue; /* its probe is there: the dynamic linker's watch places it */
+		bool listed = !ms->spec->npids;
+		for (size_t k = 0; k < ms->spec->npids && !listed; k++)
+			listed = ms->spec->pids[k] == pid;
+		struct diag_error e = { 0 };
+		want = listed && (record_find(ms, pid) || sel_holding(ms, true) < m->spec_procs_max) &&
+		       sel_match(m, ms, pid, &e) == 1;
+	}
+	m->opening.pid = 0;
+	return want;
 }
 
 /* The ticks' share: processes the engine saw exec, then the rescan an overflow asked for. */

@@ -160,7 +160,19 @@ int diag_engine_attach(struct diag_engine *e, pid_t pid, struct diag_error *err)
  * gives a negative code with err naming tid and the reason, and nothing stays traced. */
 int diag_engine_adopt_exec(struct diag_engine *e, pid_t tid, int (*allow)(void *arg), void *arg,
 			   pid_t *pid, struct diag_error *err);
-/* Let a process held by diag_engine_adopt_exec run on. A process that is not held (or not
+/* The same at the open of a library (procwatch/libgate.h): tid is a thread whose open of a
+ * shared library waits at the library gate, traced by this engine or not. The engine seizes
+ * its process if needed (every thread, none stopped), queues an interrupt on tid, calls
+ * allow(arg) exactly once (in every case), and waits, bounded by the kernel, for tid's stop:
+ * it comes as the open returns, before the dynamic linker maps the file. On success *pid is
+ * the process, HELD (tid stopped, the others running until a placement stops them); probes
+ * on the library added now are pending and placed when it is mapped (the _dl_debug_state
+ * watch), before its constructors and before dlopen returns or main runs. Then
+ * diag_engine_release. Errors name tid and the reason; a process seized here and lost is not
+ * left traced. */
+int diag_engine_adopt_open(struct diag_engine *e, pid_t tid, int (*allow)(void *arg), void *arg,
+			   pid_t *pid, struct diag_error *err);
+/* Let a process held by diag_engine_adopt_exec or diag_engine_adopt_open run on. A process that is not held (or not
  * traced) is left alone; returns 0 or -errno. */
 int diag_engine_release(struct diag_engine *e, pid_t pid);
 /* Remove pid's probes, restore its bytes and detach; the process keeps running. */
