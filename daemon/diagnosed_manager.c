@@ -415,6 +415,13 @@ static void mspec_free(struct dmn_mspec *ms)
 /* Undo a spec in every process it touched: bytes restored by the engine. */
 static void release_unwanted(struct dmn_manager *m, pid_t pid);
 
+static void select_changed(struct dmn_manager *m)
+{
+	m->select_gen++;
+	if (m->on_select)
+		m->on_select(m->on_select_ctx);
+}
+
 /* Undo a spec in every process it touched: bytes restored by the engine. The processes only
  * its selector held are detached. */
 static void unapply(struct dmn_manager *m, struct dmn_mspec *ms, enum diag_applied_state st)
@@ -430,7 +437,7 @@ static void unapply(struct dmn_manager *m, struct dmn_mspec *ms, enum diag_appli
 	}
 	if (!ms->sel)
 		return;
-	m->select_gen++;
+	select_changed(m);
 	for (size_t i = 0; i < ms->spec->napplied; i++)
 		if (ms->spec->applied[i].pid > 0 && ms->spec->applied[i].state == st)
 			release_unwanted(m, ms->spec->applied[i].pid);
@@ -993,8 +1000,13 @@ static void apply(struct dmn_manager *m, struct dmn_mspec *ms)
 		return; /* held (list shows it), applied by the hosts it names */
 	if (diag_spec_has_select(ms->spec)) {
 		sel_target(ms);
+		/* the gates first (the identity is the file's now): what starts from here on
+		 * waits at them, and the scan takes what runs already */
+		if (sel_refresh(ms))
+			select_changed(m);
 		sel_scan(m, ms);
-		m->select_gen++;
+		if (!ms->sel)
+			select_changed(m);
 		return;
 	}
 	if (ms->spec->npids) {

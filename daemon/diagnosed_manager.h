@@ -86,6 +86,11 @@ struct dmn_manager {
 	size_t nrecheck;
 	bool rescan_due;              /* recheck overflowed: scan /proc at the next tick */
 	unsigned select_gen;          /* changes when the set of selector specs changes */
+	/* called at once when select_gen changes (set by the watch: the gates are marked before
+	 * a new spec's scan and before its add is answered, so a process started right after
+	 * add-probe waits at the gate); NULL: the watch's next tick */
+	void (*on_select)(void *ctx);
+	void *on_select_ctx;
 	struct {                      /* the library a process is opening at the library gate
 				       * (dmn_manager_select_opening): its selector takes it as if
 				       * it mapped it; pid 0 otherwise */

@@ -5,6 +5,7 @@
 
 #include "log.h"
 #include "procwatch/connector.h"
+#include "procwatch/dirwatch.h"
 #include "procwatch/execgate.h"
 #include "procwatch/libgate.h"
 #include "util/procfs.h"
@@ -24,6 +25,7 @@ struct dmn_watch {
 	int epfd;
 	struct diag_execgate *gate;
 	struct diag_libgate *libgate;
+	struct diag_dirwatch *dirs; /* the directories of the gated paths */
 	struct {              /* the library gate's opens, summed over its groups (logged at
 			       * the end: the hold's figures) */
 		uint64_t held, hold_ns, hold_max_ns;
@@ -38,6 +40,8 @@ struct dmn_watch {
 			      * library's open is held at the gate, unanswered */
 };
 
+static void on_select(void *arg);
+
 int dmn_watch_new(struct dmn_manager *m, int epfd, struct dmn_watch **out)
 {
 	struct dmn_watch *w = calloc(1, sizeof(*w));
@@ -49,6 +53,8 @@ int dmn_watch_new(struct dmn_manager *m, int epfd, struct dmn_watch **out)
 	w->test_kill = t && *t == '1';
 	t = getenv("DIAG_TEST_KILL_AT_LIBOPEN");
 	w->test_kill_open = t && *t == '1';
+	m->on_select = on_select;
+	m->on_select_ctx = w;
 	*out = w;
 	return 0;
 }
@@ -83,9 +89,12 @@ void dmn_watch_free(struct dmn_watch *w)
 {
 	if (!w)
 		return;
+	if (w->m->on_select_ctx == w)
+		w->m->on_select = NULL;
 	close_gate(w);
 	close_libgate(w);
 	close_events(w);
+	diag_dirwatch_close(w->dirs);
 	const struct diag_libgate_stats *a = &w->lib.at_once;
 	if (a->handed || a->self || a->other)
 		dmn_info("library gate: %llu opens held (mean %.1f us, max %.1f us); allowed at once: "
@@ -104,50 +113,75 @@ static int watch_fd(struct dmn_watch *w, int fd)
 	return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
-/* A new gate group for the executables named now (a group is cheap; marks of files that were
- * replaced or deselected go with the old one). */
-static void open_gate(struct dmn_watch *w)
+/* Mark exactly the executables named now, the group kept (closing it would let an exec
+ * waiting at it through, unheld); the group is opened at the first and closed with the last. */
+static void sync_gate(struct dmn_watch *w)
 {
 	const char *paths[WATCH_GATE_PATHS];
 	size_t n = dmn_manager_gate_paths(w->m, paths, WATCH_GATE_PATHS);
-	close_gate(w);
-	if (!n)
-		return;
 	struct diag_error err = { 0 };
-	if (diag_execgate_open(&w->gate, &err) < 0 || watch_fd(w, diag_execgate_fd(w->gate)) < 0) {
+	if (!n) {
+		close_gate(w);
+		return;
+	}
+	if (!w->gate && (diag_execgate_open(&w->gate, &err) < 0 ||
+			 watch_fd(w, diag_execgate_fd(w->gate)) < 0)) {
 		dmn_log("exec gate: %s; new processes of select.exe are taken at their exec event "
 			"(early, not before their first instruction)", err.msg[0] ? err.msg : strerror(errno));
 		close_gate(w);
 		return;
 	}
-	for (size_t i = 0; i < n; i++) {
-		diag_error_clear(&err);
-		if (diag_execgate_add(w->gate, paths[i], &err) < 0)
-			dmn_log("exec gate: %s", err.msg);
-	}
+	int failed = diag_execgate_sync(w->gate, paths, n, &err);
+	if (failed)
+		dmn_log("exec gate: %s%s", err.msg, failed > 1 ? " (and others)" : "");
 }
 
-/* A new library gate for the shared libraries named now. */
-static void open_libgate(struct dmn_watch *w)
+/* The same for the shared libraries named now. */
+static void sync_libgate(struct dmn_watch *w)
 {
 	const char *paths[WATCH_GATE_PATHS];
 	size_t n = dmn_manager_lib_paths(w->m, paths, WATCH_GATE_PATHS);
-	close_libgate(w);
-	if (!n)
-		return;
 	struct diag_error err = { 0 };
-	if (diag_libgate_open(&w->libgate, &err) < 0 ||
-	    watch_fd(w, diag_libgate_fd(w->libgate)) < 0) {
+	if (!n) {
+		close_libgate(w);
+		return;
+	}
+	if (!w->libgate && (diag_libgate_open(&w->libgate, &err) < 0 ||
+			    watch_fd(w, diag_libgate_fd(w->libgate)) < 0)) {
 		dmn_log("library gate: %s; processes that load a select.exe library later are "
 			"taken at scans only", err.msg[0] ? err.msg : strerror(errno));
 		close_libgate(w);
 		return;
 	}
-	for (size_t i = 0; i < n; i++) {
-		diag_error_clear(&err);
-		if (diag_libgate_add(w->libgate, paths[i], &err) < 0)
-			dmn_log("library gate: %s", err.msg);
+	int failed = diag_libgate_sync(w->libgate, paths, n, &err);
+	if (failed)
+		dmn_log("library gate: %s%s", err.msg, failed > 1 ? " (and others)" : "");
+}
+
+/* The directories of every select.exe path, so a file replaced under its name is gated at
+ * once (procwatch/dirwatch.h). */
+static void sync_dirs(struct dmn_watch *w)
+{
+	const char *paths[2 * WATCH_GATE_PATHS];
+	size_t n = dmn_manager_gate_paths(w->m, paths, WATCH_GATE_PATHS);
+	n += dmn_manager_lib_paths(w->m, paths + n, WATCH_GATE_PATHS);
+	struct diag_error err = { 0 };
+	if (!n) {
+		diag_dirwatch_close(w->dirs);
+		w->dirs = NULL;
+		return;
 	}
+	if (!w->dirs && (diag_dirwatch_open(&w->dirs, &err) < 0 ||
+			 watch_fd(w, diag_dirwatch_fd(w->dirs)) < 0)) {
+		dmn_log("%s; a select.exe file replaced on disk is gated again at the next change of "
+			"the specs or rescan", err.msg[0] ? err.msg : strerror(errno));
+		diag_dirwatch_close(w->dirs);
+		w->dirs = NULL;
+		return;
+	}
+	int failed = diag_dirwatch_sync(w->dirs, paths, n, &err);
+	if (failed)
+		dmn_log("directory watch: %s%s", err.msg, failed > 1 ? " (and others)" : "");
 }
 
 static void open_events(struct dmn_watch *w)
@@ -162,28 +196,45 @@ static void open_events(struct dmn_watch *w)
 	}
 }
 
-void dmn_watch_tick(struct dmn_watch *w)
+/* Open, mark or close what the specs need now; false when no spec has a selector. */
+static bool sync_all(struct dmn_watch *w)
 {
-	if (!w || (w->synced && w->gen == w->m->select_gen))
-		return;
 	w->synced = true;
 	w->gen = w->m->select_gen;
 	if (!dmn_manager_has_selectors(w->m)) {
 		close_gate(w);
 		close_libgate(w);
 		close_events(w);
-		return;
+		sync_dirs(w);
+		return false;
 	}
 	open_events(w);
-	open_gate(w);
-	open_libgate(w);
+	sync_gate(w);
+	sync_libgate(w);
+	sync_dirs(w);
+	return true;
+}
+
+/* The manager's select_gen changed inside a request (a spec added or removed): the gates are
+ * marked before the spec's scan and before the answer. */
+static void on_select(void *arg)
+{
+	sync_all(arg);
+}
+
+void dmn_watch_tick(struct dmn_watch *w)
+{
+	if (!w || (w->synced && w->gen == w->m->select_gen))
+		return;
 	/* execs between the specs' scan and the marks: found by this scan */
-	dmn_manager_rescan(w->m);
+	if (sync_all(w))
+		dmn_manager_rescan(w->m);
 }
 
 struct allow_ctx {
 	struct diag_execgate *gate;
 	struct diag_libgate *libgate;
+	struct diag_dirwatch *dirs; /* the directories of the gated paths */
 	struct {              /* the library gate's opens, summed over its groups (logged at
 			       * the end: the hold's figures) */
 		uint64_t held, hold_ns, hold_max_ns;
@@ -326,9 +377,20 @@ static void run_events(struct dmn_watch *w)
 		dmn_manager_rescan(w->m);
 }
 
+/* A gated name changed (a file replaced under it): mark what it names now, then the scan
+ * takes what started from it before the mark. */
+static void run_dirs(struct dmn_watch *w)
+{
+	if (!diag_dirwatch_read(w->dirs))
+		return;
+	sync_gate(w);
+	sync_libgate(w);
+	dmn_manager_rescan(w->m);
+}
+
 bool dmn_watch_owns(const struct dmn_watch *w, int fd)
 {
-	return w && ((w->gate && fd == diag_execgate_fd(w->gate)) ||
+	return w && ((w->dirs && fd == diag_dirwatch_fd(w->dirs)) || (w->gate && fd == diag_execgate_fd(w->gate)) ||
 		     (w->libgate && fd == diag_libgate_fd(w->libgate)) ||
 		     (w->events && fd == diag_procev_fd(w->events)));
 }
@@ -339,6 +401,8 @@ void dmn_watch_run(struct dmn_watch *w, int fd)
 		run_gate(w);
 	else if (w->libgate && fd == diag_libgate_fd(w->libgate))
 		run_libgate(w);
+	else if (w->dirs && fd == diag_dirwatch_fd(w->dirs))
+		run_dirs(w);
 	else if (w->events && fd == diag_procev_fd(w->events))
 		run_events(w);
 }

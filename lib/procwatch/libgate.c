@@ -24,6 +24,7 @@ struct diag_libgate {
 	pid_t self;
 	pthread_t thread;
 	bool running;
+	struct diag_marks marks; /* what diag_libgate_sync marked (the daemon's thread's) */
 	uint64_t n_self, n_other, n_handed, n_overflow; /* written by the thread (atomics) */
 };
 
@@ -218,6 +219,7 @@ void diag_libgate_close(struct diag_libgate *g)
 			close(g->pipe[i]);
 	if (g->stop >= 0)
 		close(g->stop);
+	diag_marks_clear(&g->marks);
 	free(g);
 }
 
@@ -226,17 +228,15 @@ int diag_libgate_fd(const struct diag_libgate *g)
 	return g->pipe[0];
 }
 
-int diag_libgate_add(struct diag_libgate *g, const char *path, struct diag_error *err)
+int diag_libgate_sync(struct diag_libgate *g, const char *const *paths, size_t n,
+		      struct diag_error *err)
 {
-	struct stat st;
-	if (stat(path, &st) < 0)
-		return diag_error_set(err, -errno, "%s: %s", path, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return diag_error_set(err, -EINVAL, "%s: not a regular file", path);
-	if (fanotify_mark(g->fan, FAN_MARK_ADD, FAN_OPEN_PERM, AT_FDCWD, path) < 0)
-		return diag_error_set(err, -errno, "%s: cannot add it to the library gate: %s", path,
-				      strerror(errno));
-	return 0;
+	return diag_marks_sync(&g->marks, g->fan, FAN_OPEN_PERM, paths, n, err);
+}
+
+const struct diag_marks *diag_libgate_marks(const struct diag_libgate *g)
+{
+	return &g->marks;
 }
 
 int diag_libgate_read(struct diag_libgate *g, struct diag_libgate_event *out, size_t cap)

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "procwatch/marks.h"
 #include "util/error.h"
 
 /* One library open waiting at the gate, made by a process's dynamic linker. */
@@ -52,9 +53,13 @@ void diag_libgate_close(struct diag_libgate *g);
 /* The fd the daemon polls (readable when an open was handed over). */
 int diag_libgate_fd(const struct diag_libgate *g);
 
-/* Gate the shared library at path (by inode: a path through another mount or a container's
- * root is the same file). Errors name the path and the reason. */
-int diag_libgate_add(struct diag_libgate *g, const char *path, struct diag_error *err);
+/* Gate exactly the shared libraries paths name now (by inode: a path through another mount or
+ * a container's root is the same file; procwatch/marks.h: new ones marked, replaced or
+ * deselected ones unmarked, the group kept). Returns how many could not be marked; err names
+ * the first and why. Called by the daemon's thread only. */
+int diag_libgate_sync(struct diag_libgate *g, const char *const *paths, size_t n,
+		      struct diag_error *err);
+const struct diag_marks *diag_libgate_marks(const struct diag_libgate *g);
 
 /* Up to cap handed opens into out, without blocking. Returns their count. Each must be
  * answered with diag_libgate_allow, promptly: the thread in open waits until then

@@ -36,6 +36,62 @@ for p in "${pids[@]}"; do
 	st=$(echo "$list" | jget "(lambda a: '%s %s' % (a['state'], a['hits']))(j['specs'][0]['applied']['$H:$p'])")
 	expect_eq "$st" "exited 1" "(a) pid $p: its own entry, one hit, exited"
 done
+
+# (c) another program (-O0, not PIE) using the one library, running: both covered
+start_fixture a "$T/glA$$" wait
+start_fixture b "$T/glB$$" wait
+expect_eq "$(state_of p1 "$a_pid") $(state_of p1 "$b_pid")" "applied applied" \
+	"(c) two different programs started later that load the library: both probed"
+per() { ctl --json list | jget "' '.join(str(j['specs'][0]['applied']['$H:%d' % p]['hits']) for p in ($a_pid, $b_pid))"; }
+expect_eq "$(per)" "1 1" "(c) each program's first call counted in its own entry"
+fixture_go a; fixture_go b
+expect_contains "$(fixture_line a) $(fixture_line b)" "ran 1" "(c) the programs ran on"
+
+# (d) an unrelated reader of the library: not held, not traced
+before=$(ctl --json status | jget "len(j['targets'])")
+timeout 10 cat "$LIB" > "$T/copy.so" || fail "(d) cat of the gated library finished (not held)"
+cmp -s "$LIB" "$T/copy.so" && pass "(d) cat read the library whole" || fail "(d) cat's copy differs"
+expect_eq "$(ctl --json status | jget "len(j['targets'])")" "$before" "(d) cat was not traced"
+
+# (b) a running process that dlopens the library later, twice (a dlclose between): every
+# call after each dlopen is counted
+DLIB=$T/libdlfxgate$$.so
+cp "$DIAG_FIXTURE_DIR/libdlfx.so" "$DLIB"
+ctl add-probe --exe "$DLIB" --target dlfx_work --type incr --name d --id d1 > /dev/null 2>&1 ||
+	fail "add-probe --exe LIB (dlopen later)"
+start_fixture d "$DIAG_FIXTURE_DIR/dl-O2-pie" "$DLIB"
+expect_eq "$(state_of d1 "$d_pid")" none "(b) before its dlopen the process is not taken"
+fixture_go d
+expect_contains "$(fixture_line d)" "round1" "(b) the program dlopened the library and called it"
+expect_eq "$(fixture_line d)" closed "(b) and closed it"
+ctl wait d1 --hits 100 --timeout 20 || fail "(b) the 100 calls after the dlopen counted ($(hits_of d1))"
+expect_eq "$(hits_of d1)" 100 "(b) exactly 100 after the first dlopen"
+fixture_go d
+expect_contains "$(fixture_line d)" "round2" "(b) a second dlopen, 100 calls"
+ctl wait d1 --hits 200 --timeout 20 || fail "(b) the calls after the second dlopen counted ($(hits_of d1))"
+expect_eq "$(hits_of d1)" 200 "(b) exactly 200 after the second dlopen"
+fixture_go d
 stop_daemon || fail "daemon exit status"
 grep 'library gate:' "$DERR" | tail -1
+held=$(sed -n 's/.*library gate: \([0-9]*\) opens held.*/\1/p' "$DERR" | tail -1)
+[ "${held:-0}" -ge $((RUNS + 3)) ] && pass "(a-c) the gate held each program's load ($held)" ||
+	fail "(a-c) opens held: ${held:-none}"
+other=$(sed -n 's/.*, \([0-9]*\) not by a dynamic linker.*/\1/p' "$DERR" | tail -1)
+[ "${other:-0}" -ge 1 ] && pass "(d) cat's open allowed at once ($other)" || fail "(d) opens not by ld.so: ${other:-none}"
+
+# (e) kill -9 of the daemon while a library's open is held: the program runs on
+DIAG_TEST_KILL_AT_LIBOPEN=1 start_daemon
+ctl add-probe --exe "$LIB" --target gl_first --type incr --name g > /dev/null 2>&1 ||
+	fail "(e) add-probe"
+out=$(timeout 20 "$T/glA$$"; echo "rc $?")
+expect_contains "$out" "ran 1" "(e) the program held at the gate ran on when the daemon died"
+expect_contains "$out" "rc 0" "(e) exit 0"
+for _ in $(seq 200); do kill -0 "$DPID" 2> /dev/null || break; sleep 0.05; done
+if kill -0 "$DPID" 2> /dev/null; then
+	fail "(e) the daemon is alive: no open was held at the gate"
+	kill -KILL "$DPID"
+fi
+wait "$DPID" 2> /dev/null; rc=$?
+DPID=
+expect_eq "$rc" 137 "(e) the daemon was killed (SIGKILL) with the open held"
 finish
