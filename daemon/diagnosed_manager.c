@@ -1414,6 +1414,8 @@ cJSON *dmn_manager_status_json(struct dmn_manager *m)
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddBoolToObject(o, "ok", 1);
 	cJSON_AddNumberToObject(o, "pid", getpid());
+	if (m->gates_json)
+		cJSON_AddItemToObject(o, "gates", m->gates_json(m->on_select_ctx));
 	cJSON *t = cJSON_AddArrayToObject(o, "targets");
 	pid_t pids[1024];
 	size_t n = diag_engine_pids(m->engine, pids, 1024);

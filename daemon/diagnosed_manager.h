@@ -91,6 +91,8 @@ struct dmn_manager {
 	 * add-probe waits at the gate); NULL: the watch's next tick */
 	void (*on_select)(void *ctx);
 	void *on_select_ctx;
+	/* what the watch gates now, for status ("gates"); NULL: nothing */
+	cJSON *(*gates_json)(void *ctx);
 	struct {                      /* the library a process is opening at the library gate
 				       * (dmn_manager_select_opening): its selector takes it as if
 				       * it mapped it; pid 0 otherwise */

@@ -41,6 +41,7 @@ struct dmn_watch {
 };
 
 static void on_select(void *arg);
+static cJSON *gates_json(void *arg);
 
 int dmn_watch_new(struct dmn_manager *m, int epfd, struct dmn_watch **out)
 {
@@ -54,6 +55,7 @@ int dmn_watch_new(struct dmn_manager *m, int epfd, struct dmn_watch **out)
 	t = getenv("DIAG_TEST_KILL_AT_LIBOPEN");
 	w->test_kill_open = t && *t == '1';
 	m->on_select = on_select;
+	m->gates_json = gates_json;
 	m->on_select_ctx = w;
 	*out = w;
 	return 0;
@@ -89,8 +91,10 @@ void dmn_watch_free(struct dmn_watch *w)
 {
 	if (!w)
 		return;
-	if (w->m->on_select_ctx == w)
+	if (w->m->on_select_ctx == w) {
 		w->m->on_select = NULL;
+		w->m->gates_json = NULL;
+	}
 	close_gate(w);
 	close_libgate(w);
 	close_events(w);
@@ -220,6 +224,31 @@ static bool sync_all(struct dmn_watch *w)
 static void on_select(void *arg)
 {
 	sync_all(arg);
+}
+
+static cJSON *marks_json(const struct diag_marks *ms)
+{
+	cJSON *a = cJSON_CreateArray();
+	for (size_t i = 0; ms && i < ms->n; i++) {
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddStringToObject(e, "path", ms->v[i].path);
+		cJSON_AddNumberToObject(e, "dev", (double)ms->v[i].dev);
+		cJSON_AddNumberToObject(e, "ino", (double)ms->v[i].ino);
+		cJSON_AddItemToArray(a, e);
+	}
+	return a;
+}
+
+/* status "gates": the files each gate marks now, by identity ({"exec": [...], "library":
+ * [...]}, each {"path", "dev", "ino"}). */
+static cJSON *gates_json(void *arg)
+{
+	struct dmn_watch *w = arg;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddItemToObject(o, "exec", marks_json(w->gate ? diag_execgate_marks(w->gate) : NULL));
+	cJSON_AddItemToObject(o, "library",
+			      marks_json(w->libgate ? diag_libgate_marks(w->libgate) : NULL));
+	return o;
 }
 
 void dmn_watch_tick(struct dmn_watch *w)
