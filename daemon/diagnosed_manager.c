@@ -219,6 +219,15 @@ static void on_probe_state(void *ctx, pid_t pid, void *cookie, enum diag_probe_s
 		return;
 	a->lm_ns = ms->spec->lastmodified_ns;
 	refresh_record(m, ms, a);
+	struct diag_probe_info info;
+	if (st == DIAG_PROBE_REMOVED && diag_engine_probe_info(m->engine, pid, cookie, &info) == 0 &&
+	    info.state == DIAG_PROBE_PENDING) {
+		/* its library was unloaded (dlclose): the probe waits for it to come back */
+		a->state = DIAG_APPLIED_PENDING;
+		snprintf(a->error, sizeof(a->error), "%s; waiting for it to be loaded again",
+			 error ? error : "its module was unloaded");
+		return;
+	}
 	a->state = state_of(st);
 	snprintf(a->error, sizeof(a->error), "%s", error ? error : "");
 	/* a removal that left the target's own rewrite of its code in place says so */

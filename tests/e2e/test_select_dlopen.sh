@@ -7,7 +7,9 @@
 #      after each dlopen is counted (exact);
 #  (c) two different programs using the one library, both covered;
 #  (d) `cat LIB` while the gate is on: allowed at once, not traced;
-#  (e) kill -9 of the daemon while an open is held: the program runs on.
+#  (e) kill -9 of the daemon while an open is held: the program runs on;
+#  (f) the limits as for an executable: over --max-processes-per-spec the open goes on at
+#      once and HOST:select says so; over --max-traced the process's own record says so.
 source "$(dirname "$0")/lib.sh"
 start_daemon
 H=$(hostname)
@@ -66,10 +68,13 @@ expect_contains "$(fixture_line d)" "round1" "(b) the program dlopened the libra
 expect_eq "$(fixture_line d)" closed "(b) and closed it"
 ctl wait d1 --hits 100 --timeout 20 || fail "(b) the 100 calls after the dlopen counted ($(hits_of d1))"
 expect_eq "$(hits_of d1)" 100 "(b) exactly 100 after the first dlopen"
+expect_eq "$(state_of d1 "$d_pid")" pending "(b) after the dlclose its probe waits for the library again"
 fixture_go d
 expect_contains "$(fixture_line d)" "round2" "(b) a second dlopen, 100 calls"
 ctl wait d1 --hits 200 --timeout 20 || fail "(b) the calls after the second dlopen counted ($(hits_of d1))"
 expect_eq "$(hits_of d1)" 200 "(b) exactly 200 after the second dlopen"
+expect_eq "$(ctl --json list | jget "(lambda a: '%s %s' % (a['state'], a['hits']))([s for s in j['specs'] if s['id'] == 'd1'][0]['applied']['$H:$d_pid'])")" \
+	"pending 200" "(b) its own entry counts both rounds (and waits after the second dlclose)"
 fixture_go d
 stop_daemon || fail "daemon exit status"
 grep 'library gate:' "$DERR" | tail -1
@@ -94,4 +99,31 @@ fi
 wait "$DPID" 2> /dev/null; rc=$?
 DPID=
 expect_eq "$rc" 137 "(e) the daemon was killed (SIGKILL) with the open held"
+
+# (f) limits
+rm -f "$STORE"
+start_daemon --max-processes-per-spec 1 --max-traced 2
+ctl add-probe --exe "$LIB" --target gl_first --type incr --name g --id f1 > /dev/null 2>&1 || fail "(f) add-probe"
+start_fixture a "$T/glA$$" wait
+start_fixture b "$T/glB$$" wait
+expect_eq "$(state_of f1 "$a_pid") $(state_of f1 "$b_pid")" "applied none" \
+	"(f) one process per spec: the first taken, the second not"
+expect_contains "$(ctl --json list | jget "j['specs'][0]['applied']['$H:select']['error']")" \
+	"1 more matching process not taken: the limit is 1 processes per spec" "(f) HOST:select says why"
+fixture_go b
+expect_contains "$(fixture_line b)" "ran 1" "(f) the one not taken ran on"
+DLIB2=$T/libdlfxlim$$.so
+cp "$DIAG_FIXTURE_DIR/libdlfx.so" "$DLIB2"
+start_fixture w "$DIAG_FIXTURE_DIR/work-O2-pie" 1 0
+ctl attach "$w_pid" > /dev/null || fail "(f) attach a second process (the total limit is 2)"
+ctl add-probe --exe "$DLIB2" --target dlfx_work --type incr --name d --id f2 > /dev/null 2>&1 || fail "(f) add-probe 2"
+start_fixture d "$DIAG_FIXTURE_DIR/dl-O2-pie" "$DLIB2"
+fixture_go d
+expect_contains "$(fixture_line d)" "round1" "(f) over the total limit: its dlopen went on"
+for _ in $(seq 200); do [ "$(state_of f2 "$d_pid")" = error ] && break; sleep 0.05; done
+expect_contains "$(ctl --json list | jget "[a['error'] for s in j['specs'] if s['id']=='f2' for k, a in s['applied'].items() if k.endswith(':$d_pid')]")" \
+	"not attached: the limit of 2 traced processes is reached (diagnosed --max-traced)" \
+	"(f) the process over the total limit has its record with the reason"
+fixture_go a
+stop_daemon || fail "daemon exit status"
 finish
