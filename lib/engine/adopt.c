@@ -88,6 +88,34 @@ static int hold_new_image(struct diag_engine *e, pid_t w, struct diag_error *err
 	return 0;
 }
 
+/* Every tracee's stops served as the dispatch would, until done says so or ep's process is
+ * gone (false then). */
+static bool serve_until(struct diag_engine *e, struct eproc *ep, pid_t tgid, pid_t tid,
+			bool (*done)(const struct diag_engine *e, const struct eproc *ep, pid_t tid))
+{
+	while (diag_u64map_get(&e->procs, (uint64_t)tgid) == ep && !done(e, ep, tid)) {
+		int status;
+		pid_t w = eng_wait_secure(e, -1, &status, 0);
+		if (w < 0)
+			break;
+		eng_wait_serve(e, w, status);
+	}
+	return diag_u64map_get(&e->procs, (uint64_t)tgid) == ep;
+}
+
+static bool exec_done(const struct diag_engine *e, const struct eproc *ep, pid_t tid)
+{
+	(void)e;
+	(void)tid;
+	return ep->exec_outcome != 0;
+}
+
+/* The open's thread stopped as its open returned, or it is gone. */
+static bool open_done(const struct diag_engine *e, const struct eproc *ep, pid_t tid)
+{
+	return ep->open_held || !diag_u64map_get(&e->threads, (uint64_t)tid);
+}
+
 /* A thread of a process we trace already is at the gate: its exec stop, served by the usual
  * exec path (its probes placed again), holds it; an interrupt queued now bounds the wait as
  * for a new one. Other tracees' stops are served meanwhile. */
@@ -104,14 +132,7 @@ static int adopt_traced(struct diag_engine *e, pid_t tid, pid_t tgid, int (*allo
 	if (r < 0)
 		return diag_error_set(err, r, "tid %d: cannot interrupt it at its exec: %s", (int)tid,
 				      strerror(-r));
-	while (diag_u64map_get(&e->procs, (uint64_t)tgid) == ep && ep->exec_outcome == 0) {
-		int status;
-		pid_t w = eng_wait_secure(e, -1, &status, 0);
-		if (w < 0)
-			break;
-		eng_wait_serve(e, w, status);
-	}
-	if (diag_u64map_get(&e->procs, (uint64_t)tgid) != ep)
+	if (!serve_until(e, ep, tgid, tid, exec_done))
 		return diag_error_set(err, -DIAG_E_GONE, "tid %d: its process %d exited before its "
 				      "exec completed", (int)tid, (int)tgid);
 	ep->exec_waiter = 0;
@@ -212,15 +233,7 @@ int eng_adopt_journal(struct diag_engine *e, struct eproc *ep, struct diag_error
 static int wait_open(struct diag_engine *e, struct eproc *ep, pid_t tid, pid_t tgid,
 		     struct diag_error *err)
 {
-	while (diag_u64map_get(&e->procs, (uint64_t)tgid) == ep && !ep->open_held &&
-	       diag_u64map_get(&e->threads, (uint64_t)tid)) {
-		int status;
-		pid_t w = eng_wait_secure(e, -1, &status, 0);
-		if (w < 0)
-			break;
-		eng_wait_serve(e, w, status);
-	}
-	if (diag_u64map_get(&e->procs, (uint64_t)tgid) != ep)
+	if (!serve_until(e, ep, tgid, tid, open_done))
 		return diag_error_set(err, -DIAG_E_GONE, "tid %d: its process %d exited before its "
 				      "open of the library returned", (int)tid, (int)tgid);
 	if (ep->open_held)
