@@ -179,15 +179,18 @@ static void instances_json(const struct diag_probe_info *info, char *out, size_t
  * events. The gap between that count and the hits delivered so far is mostly hits still in
  * the ring, which on_hit counts when they arrive: only as many as the process's ring really
  * refused (a per-process count, the only one the target keeps) are added as dropped, so a
- * ring that refused nothing shows dropped 0 and no hit is counted twice. */
+ * ring that refused nothing shows dropped 0 and no hit is counted twice. The ring's refusals
+ * are compared with the ones counted before (ring_dropped), not with `dropped`, which holds
+ * the queue's refusals too: each of those would hide one of the ring's for good. */
 static void count_hits(struct dmn_mspec *ms, struct diag_applied *a,
 		       const struct diag_probe_info *info)
 {
 	uint64_t reached = info->hits > info->filtered ? info->hits - info->filtered : 0;
-	if (reached <= a->hits || info->dropped <= a->dropped)
+	if (reached <= a->hits || info->dropped <= a->ring_dropped)
 		return;
-	uint64_t gap = reached - a->hits, refused = info->dropped - a->dropped;
+	uint64_t gap = reached - a->hits, refused = info->dropped - a->ring_dropped;
 	uint64_t lost = gap < refused ? gap : refused;
+	a->ring_dropped += lost;
 	a->dropped += lost;
 	a->hits += lost;
 	ms->dropped += lost; /* `stats` shows the spec's drops wherever they happened */
@@ -533,7 +536,7 @@ static void apply_pid(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid)
 	if (a->state == DIAG_APPLIED_DISABLED && a->lm_ns == s->lastmodified_ns)
 		return;
 	a->lm_ns = s->lastmodified_ns;
-	a->hits = a->dropped = 0;
+	a->hits = a->dropped = a->ring_dropped = 0;
 	a->last_hit_ns = 0;
 	a->error[0] = '\0';
 	struct diag_error e = { 0 };
