@@ -103,7 +103,7 @@ _Static_assert(offsetof(struct diag_ring_record, regs) == 24, "ring record regs 
  *                then sub_units * DIAG_RING_UNIT bytes of records] ... [sub-ring nsubs-1]
  *   [counters: u64 per (sub-ring, site), at control.counters + (sub * DIAG_RING_MAX_SITES +
  *    site) * 8]
- * A thread writes only to sub-ring diag_ring_sub_hash(thread pointer, hash_mul, hash_shift), so threads do not
+ * A thread writes only to sub-ring diag_ring_sub_of(thread pointer, nsubs), so threads do not
  * share cache lines unless two hash alike (still correct: reservation is a compare-and-swap).
  * A site's exact hit count is the sum of its counters over the sub-rings.
  *
@@ -132,8 +132,7 @@ struct diag_ring_control {
 	uint64_t alive_until;      /* record only while the clock (rdtsc) is below this: the
 	                            * daemon pushes it forward at every drain (heartbeat) */
 	uint64_t hash_shift;       /* 64 - log2(nsubs) (64 when nsubs == 1: sub-ring 0) */
-	uint64_t hash_mul;         /* the hash's odd multiplier (diag_ring_sub_hash); 0: the
-	                            * default, DIAG_RING_HASH_MUL */
+	uint64_t pad[1];
 };
 _Static_assert(sizeof(struct diag_ring_control) == 64, "ring control layout");
 
@@ -161,22 +160,13 @@ struct diag_ring_rec {         /* DIAG_RING_REC_HDR bytes, then payload_len byte
 _Static_assert(sizeof(struct diag_ring_rec) == DIAG_RING_REC_HDR, "ring v2 record header");
 _Static_assert(offsetof(struct diag_ring_rec, regs) == 40, "ring v2 regs offset");
 
-/* Sub-ring of a thread: multiplicative hashing of its thread pointer's page. The page, not
- * the pointer: glibc's thread control blocks sit at one offset in stacks 8 MiB + 4 KiB apart,
- * and the pointer itself hashed 16 live threads to 5 of 16 sub-rings (4 threads to 3 of 4).
- * With the one Fibonacci multiplier, 4 threads still shared a sub-ring in 12% of address
- * layouts (ASLR moves the stacks): the daemon picks, when it maps the ring, the multiplier
- * that gives the threads alive then a sub-ring each (control.hash_mul). */
-#define DIAG_RING_HASH_MUL 0x9E3779B97F4A7C15ULL
-static inline uint64_t diag_ring_sub_hash(uint64_t thread, uint64_t mul, uint64_t hash_shift)
-{
-	return hash_shift >= 64 ? 0 : ((thread >> 12) * (mul ? mul : DIAG_RING_HASH_MUL)) >> hash_shift;
-}
-
-/* With the default multiplier (a control block whose hash_mul is 0). */
+/* Sub-ring of a thread: Fibonacci hashing of its thread pointer's page. The page, not the
+ * pointer: glibc's thread control blocks sit at one offset in stacks 8 MiB + 4 KiB apart, and
+ * the pointer itself hashed 16 live threads to 5 of 16 sub-rings (4 threads to 3 of 4); its
+ * page number spreads them over 15 of 16 (4 of 4). */
 static inline uint64_t diag_ring_sub_of(uint64_t thread, uint64_t hash_shift)
 {
-	return diag_ring_sub_hash(thread, 0, hash_shift);
+	return hash_shift >= 64 ? 0 : ((thread >> 12) * 0x9E3779B97F4A7C15ULL) >> hash_shift;
 }
 
 /* Units a record with a value program of max_payload bytes reserves. */

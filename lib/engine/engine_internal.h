@@ -129,7 +129,6 @@ struct eproc {
 	uint64_t ring_addr;       /* 0: no ring mapped */
 	uint64_t ring_bytes;      /* the whole mapping */
 	uint64_t ring_nsubs, ring_sub_units, ring_sub_stride, ring_counters;
-	uint64_t ring_hash_mul;   /* control.hash_mul: which sub-ring a thread pointer writes */
 	uint64_t ring_tails[DIAG_RING_MAX_SUBS]; /* next unit to consume, per sub-ring */
 	unsigned ring_stalls[DIAG_RING_MAX_SUBS]; /* drains that found the next record unpublished */
 	uint64_t ring_sub_drops[DIAG_RING_MAX_SUBS]; /* each sub-ring's drop counter at its last

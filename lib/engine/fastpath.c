@@ -34,9 +34,7 @@
 #define STALL_SKIP 1000          /* drains before an unpublished record is given up */
 #define READ_CHUNK (64 * 1024)   /* bytes of a sub-ring read at once (> the largest record) */
 #define HEARTBEAT_NS 200000000ULL /* the target records for this long past the last drain */
-#define RING_SUBS 16             /* sub-rings per process at most (threads hash to them) */
-#define RING_SUBS_MIN 4          /* ... and at least, while the ring holds them */
-#define HASH_MUL_TRIES 64        /* multipliers tried for the threads alive at the mapping */
+#define RING_SUBS 16             /* sub-rings per process (threads hash to them) */
 #define RETURN_EVERY 4096        /* units consumed between stores of a sub-ring's tail */
 #define STEP_OUT 4096            /* single steps that may take a thread out of a slot */
 
@@ -140,19 +138,12 @@ void eng_fast_keepalive(struct diag_engine *e, struct eproc *ep, uint64_t ns)
 	heartbeat_for(ep, t > ns * 4 ? t : ns * 4);
 }
 
-/* e->ring_bytes split into sub-rings: twice as many as the process has threads now (room for
- * threads started later), at least RING_SUBS_MIN, at most RING_SUBS; each a power of two of
- * units and at least DIAG_RING_MIN_SUB_UNITS (the default, 8 MiB: 8 of 1 MiB for 4 threads).
- * A sub-ring is the buffer of the threads that hash to it: for the threads alive when the ring
- * is mapped, one each (pick_hash_mul); sixteen of them for 4 threads left 3/4 of the ring
- * unused and a quarter of the buffer to each thread. */
-static void ring_geometry(const struct diag_engine *e, size_t nthreads, uint64_t *nsubs,
-			  uint64_t *units)
+/* e->ring_bytes split into sub-rings: up to RING_SUBS of them, each a power of two of units
+ * and at least DIAG_RING_MIN_SUB_UNITS (the default, 8 MiB: 16 of 512 KiB). */
+static void ring_geometry(const struct diag_engine *e, uint64_t *nsubs, uint64_t *units)
 {
 	uint64_t total = e->ring_bytes ? e->ring_bytes : DIAG_ENGINE_RING_DEFAULT;
 	uint64_t n = RING_SUBS;
-	while (n > RING_SUBS_MIN && n / 2 >= 2 * (uint64_t)nthreads)
-		n /= 2;
 	while (n > 1 && total / n < DIAG_RING_MIN_SUB_UNITS * DIAG_RING_UNIT)
 		n /= 2;
 	uint64_t u = DIAG_RING_MIN_SUB_UNITS;
@@ -162,49 +153,10 @@ static void ring_geometry(const struct diag_engine *e, size_t nthreads, uint64_t
 	*units = u;
 }
 
-/* Candidate multipliers: odd, the default first. */
-static uint64_t hash_mul_candidate(unsigned i)
-{
-	uint64_t x = DIAG_RING_HASH_MUL * (2 * (uint64_t)i + 1) + (uint64_t)i * 0x6A09E667F3BCC909ULL;
-	return x | 1;
-}
-
-/* The multiplier that spreads the threads known now (their thread pointers in ep->tps) over
- * the most sub-rings: the default when it gives each its own, else the first of
- * HASH_MUL_TRIES that does better (4 threads over 8 sub-rings: a try in ~2 succeeds). */
-static uint64_t pick_hash_mul(const struct eproc *ep, uint64_t hash_shift)
-{
-	uint64_t tps[DIAG_RING_MAX_SUBS], best = DIAG_RING_HASH_MUL;
-	size_t n = 0, pos = 0, best_distinct = 0;
-	uint64_t k;
-	void *v;
-	while (n < DIAG_RING_MAX_SUBS && diag_u64map_next(&ep->tps, &pos, &k, &v))
-		tps[n++] = k;
-	for (unsigned i = 0; i < HASH_MUL_TRIES && best_distinct < n; i++) {
-		uint64_t mul = hash_mul_candidate(i), used = 0;
-		size_t distinct = 0;
-		for (size_t j = 0; j < n; j++) {
-			uint64_t bit = 1ULL << diag_ring_sub_hash(tps[j], mul, hash_shift);
-			distinct += !(used & bit);
-			used |= bit;
-		}
-		if (distinct > best_distinct) {
-			best_distinct = distinct;
-			best = mul;
-		}
-	}
-	return best;
-}
-
-static void learn_all(struct eproc *ep);
-
 static int ring_map(struct diag_engine *e, struct eproc *ep, struct diag_thread *t)
 {
 	uint64_t nsubs, units;
-	learn_all(ep); /* every thread is stopped: their thread pointers choose the hash */
-	ring_geometry(e, ep->tp->threads.count, &nsubs, &units);
-	uint64_t hash_shift = nsubs > 1 ? 64 - log2_of(nsubs) : 64;
-	uint64_t mul = pick_hash_mul(ep, hash_shift);
+	ring_geometry(e, &nsubs, &units);
 	uint64_t stride = (sizeof(struct diag_ring_header) + units * DIAG_RING_UNIT + 4095) &
 			  ~4095ULL; /* each sub-ring on pages of its own: no line is shared */
 	uint64_t counters = DIAG_RING_CONTROL_BYTES + nsubs * stride;
@@ -222,7 +174,7 @@ static int ring_map(struct diag_engine *e, struct eproc *ep, struct diag_thread 
 		.magic = DIAG_RING_MAGIC_V2, .nsubs = nsubs, .sub_units = units,
 		.sub_stride = stride, .counters = counters,
 		.alive_until = diag_record_ticks() + heartbeat_ticks(e),
-		.hash_shift = hash_shift, .hash_mul = mul,
+		.hash_shift = nsubs > 1 ? 64 - log2_of(nsubs) : 64,
 	};
 	ep->ring_addr = (uint64_t)ret;
 	ep->ring_bytes = bytes;
@@ -230,7 +182,6 @@ static int ring_map(struct diag_engine *e, struct eproc *ep, struct diag_thread 
 	ep->ring_sub_units = units;
 	ep->ring_sub_stride = stride;
 	ep->ring_counters = counters;
-	ep->ring_hash_mul = mul;
 	bool ok = diag_proc_write(ep->tp, ep->ring_addr, &c, sizeof(c)) == (ssize_t)sizeof(c);
 	for (uint64_t i = 0; ok && i < nsubs; i++) {
 		struct diag_ring_header h = {.mask = units - 1};
@@ -469,25 +420,6 @@ static uint64_t count_given_up(struct diag_engine *e, struct eproc *ep, uint64_t
 	return n;
 }
 
-/* Records of the threads writing sub-ring `sub` were dropped: their open return frames may
- * have lost their exits, and an exit may have lost its entry, so none of them is paired across
- * the gap (exitjump.c). The sub-ring of a thread is the ring's hash (its own multiplier). */
-static void purge_sub(struct eproc *ep, uint64_t sub)
-{
-	uint64_t shift = ep->ring_nsubs > 1 ? 64 - log2_of(ep->ring_nsubs) : 64, k, gone[64];
-	size_t pos = 0, n;
-	void *v;
-	do {
-		n = 0;
-		while (n < 64 && diag_u64map_next(&ep->xframes, &pos, &k, &v))
-			if (diag_ring_sub_hash(k, ep->ring_hash_mul, shift) == sub)
-				gone[n++] = k;
-		for (size_t i = 0; i < n; i++)
-			eng_xf_drop_thread(&ep->xframes, gone[i]);
-		pos = 0;
-	} while (n == 64);
-}
-
 /* One sub-ring: consume from our tail to its head. Returns false when it cannot be read
  * (the process is going), else true and its drop counter in *drops. */
 static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uint64_t *drops)
@@ -502,9 +434,10 @@ static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uin
 	eng_wake_note(e, head - tail, units);
 	/* records of this sub-ring were dropped since its last drain: a return probe's frames
 	 * spanning the gap are not paired, on either side of what this drain consumes */
+	uint64_t hash_shift = ep->ring_nsubs > 1 ? 64 - log2_of(ep->ring_nsubs) : 64;
 	bool lossy = h.drops != ep->ring_sub_drops[sub];
 	if (lossy)
-		purge_sub(ep, sub);
+		eng_xf_purge_sub(&ep->xframes, sub, hash_shift);
 	bool stalled = false;
 	while (tail < head && !stalled) {
 		uint64_t off = tail & (units - 1), n = head - tail;
@@ -564,7 +497,7 @@ static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uin
 	}
 out:
 	if (lossy)
-		purge_sub(ep, sub);
+		eng_xf_purge_sub(&ep->xframes, sub, hash_shift);
 	ep->ring_sub_drops[sub] = h.drops;
 	ep->ring_tails[sub] = tail;
 	if (tail != given)
@@ -1366,7 +1299,6 @@ void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *par
 	child->ring_sub_units = parent->ring_sub_units;
 	child->ring_sub_stride = parent->ring_sub_stride;
 	child->ring_counters = parent->ring_counters;
-	child->ring_hash_mul = parent->ring_hash_mul;
 	child->next_site = parent->next_site;
 	/* the child's copy holds the parent's unconsumed records: they are the parent's */
 	for (uint64_t i = 0; i < child->ring_nsubs; i++) {

@@ -124,16 +124,14 @@ static void emit_enter(struct xasm *a, struct tc *t)
 		xa_ins(a, ZYDIS_MNEMONIC_MOV, ZYDIS_ATTRIB_HAS_SEGMENT_FS, 2,
 		       (const xop[]){ R(R14), xa_m(ZYDIS_REGISTER_NONE, 0, 8) });
 	XA(a, MOV, R(RBX), I(t->c->ring));
-	/* sub = diag_ring_sub_hash(thread, hash_mul, hash_shift) */
+	/* sub = diag_ring_sub_of(thread, hash_shift) */
 	XA(a, MOV, R(RCX), M(RBX, CTL(hash_shift), 8));
 	XA(a, XOR, R(EAX), R(EAX));
 	XA(a, CMP, R(RCX), I(63));
 	xa_jump(a, ZYDIS_MNEMONIC_JNBE, sub0);
 	XA(a, MOV, R(RAX), R(R14));
 	XA(a, SHR, R(RAX), I(12)); /* the thread pointer's page */
-	XA(a, MOV, R(RDX), I(DIAG_RING_HASH_MUL));
-	XA(a, CMP, M(RBX, CTL(hash_mul), 8), I(0));
-	XA(a, CMOVNZ, R(RDX), M(RBX, CTL(hash_mul), 8)); /* 0: the default multiplier */
+	XA(a, MOV, R(RDX), I(0x9E3779B97F4A7C15ULL));
 	XA(a, IMUL, R(RAX), R(RDX));
 	XA(a, SHR, R(RAX), R(CL));
 	xa_label_here(a, sub0);

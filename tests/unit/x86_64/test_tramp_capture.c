@@ -580,7 +580,6 @@ struct seen {
 	uint64_t next_i[NTHREADS];
 	uint64_t sub;
 	uint64_t shift;
-	uint64_t mul; /* control.hash_mul */
 };
 
 static int check_worker_rec(const struct diag_ring_rec *rec, void *arg)
@@ -589,7 +588,7 @@ static int check_worker_rec(const struct diag_ring_rec *rec, void *arg)
 	uint64_t t = rec->regs[DIAG_RING_RDI], i = rec->regs[DIAG_RING_RSI];
 
 	if (rec->site != 0x123 || rec->units != 3 || t >= NTHREADS || i != s->next_i[t] ||
-	    rec->thread != s->w[t].tp || diag_ring_sub_hash(rec->thread, s->mul, s->shift) != s->sub ||
+	    rec->thread != s->w[t].tp || diag_ring_sub_of(rec->thread, s->shift) != s->sub ||
 	    rec->regs[DIAG_RING_RIP] != s->p->addr || rec->flags != 0 || rec->payload_len != 0) {
 		fprintf(stderr, "bad record: site 0x%x units %u rdi %" PRIu64 " rsi %" PRIu64
 			" (expected %" PRIu64 ") thread 0x%" PRIx64 "\n", rec->site, rec->units, t, i,
@@ -600,7 +599,7 @@ static int check_worker_rec(const struct diag_ring_rec *rec, void *arg)
 	return 1;
 }
 
-static void test_threads(struct env *e, uint64_t mul)
+static void test_threads(struct env *e)
 {
 	struct diag_error err = { 0 };
 	struct ring2 r;
@@ -609,17 +608,14 @@ static void test_threads(struct env *e, uint64_t mul)
 	struct seen s = { .p = &p, .w = w };
 	uint64_t total = 0, per_sub[4] = { 0 };
 
-	/* every thread's records fit even when all four hash to one sub-ring; the trampoline
-	 * hashes with the control block's multiplier (0: the default) */
+	/* every thread's records fit even when all four hash to one sub-ring */
 	CHECK_EQ_INT(ring2_open(&r, 4, 1u << 18), 0);
-	r.ctl->hash_mul = mul;
 	CHECK_OK(install(e, c_fn_add, c_fn_add_end, &r, 0x123, NULL, NULL, false, &p, &err), err);
 	run_workers(w, (fn2)(uintptr_t)p.fn, NULL, 0);
 	s.shift = r.ctl->hash_shift;
-	s.mul = mul;
 	for (size_t i = 0; i < NTHREADS; i++) {
 		CHECK_EQ_INT(w[i].bad, 0);
-		per_sub[diag_ring_sub_hash(w[i].tp, mul, r.ctl->hash_shift)] += NCALLS;
+		per_sub[diag_ring_sub_of(w[i].tp, r.ctl->hash_shift)] += NCALLS;
 	}
 	for (uint64_t sub = 0; sub < 4; sub++) {
 		s.sub = sub;
@@ -2506,8 +2502,7 @@ int main(void)
 	test_riprel(&g_env);
 	test_heartbeat(&g_env);
 	test_full_and_pad(&g_env);
-	test_threads(&g_env, 0);
-	test_threads(&g_env, 1); /* every page (< 2^62) to sub-ring 0: the multiplier is read */
+	test_threads(&g_env);
 	test_consumer(&g_env);
 	install_fault_handler();
 	test_chain();
