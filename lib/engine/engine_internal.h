@@ -129,6 +129,11 @@ struct eproc {
 	uint64_t ring_addr;       /* 0: no ring mapped */
 	uint64_t ring_bytes;      /* the whole mapping */
 	uint64_t ring_nsubs, ring_sub_units, ring_sub_stride, ring_counters;
+	/* the ring's thread table as written (arch/ring.h): the thread pointer and tid holding
+	 * each slot (0: free), and the sub-ring it gave */
+	uint64_t ring_slot_tp[DIAG_RING_TP_SLOTS];
+	pid_t ring_slot_tid[DIAG_RING_TP_SLOTS];
+	uint8_t ring_slot_sub[DIAG_RING_TP_SLOTS];
 	uint64_t ring_tails[DIAG_RING_MAX_SUBS]; /* next unit to consume, per sub-ring */
 	unsigned ring_stalls[DIAG_RING_MAX_SUBS]; /* drains that found the next record unpublished */
 	uint64_t ring_sub_drops[DIAG_RING_MAX_SUBS]; /* each sub-ring's drop counter at its last
