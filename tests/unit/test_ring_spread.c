@@ -4,8 +4,8 @@
  * shared a sub-ring in 12% of address layouts (ASLR moves the stacks), and two threads then
  * had half a buffer each. Checked while the 4 workers call together: exactly 4 sub-rings count
  * their calls, each one a slot names, and the table holds the 5 threads (main too) on 5
- * sub-rings; in each of ROUNDS fixtures (24: a layout where the hash puts two workers together
- * comes up with probability 1 - 0.88^24 = 95%). */
+ * sub-rings; in each of ROUNDS fixtures (20: a layout where the hash puts two workers together
+ * comes up with probability 1 - 0.88^20 = 92%). */
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -50,7 +50,7 @@ static void serve(struct diag_engine *e, struct fixture *f, bool *done)
 	diag_engine_dispatch(e);
 }
 
-enum { THREADS = 4, ROUNDS = 24 };
+enum { THREADS = 4, ROUNDS = 20 };
 
 /* The hits of site 1 (the probe's: the process's first) in each sub-ring. */
 static void counts(int memfd, uint64_t ring, const struct diag_ring_control *ctl, uint64_t *n)
@@ -76,9 +76,9 @@ static void one_round(struct diag_engine *e, unsigned *hash_collided)
 	struct diag_error err = { 0 };
 	char threads[16];
 	snprintf(threads, sizeof(threads), "%d", THREADS);
-	/* 2 M calls each: the 4 run together (a worker that ended would free its sub-ring for
+	/* 10 M calls each: the 4 run together (a worker that ended would free its sub-ring for
 	 * the next); a condition the target finds false: counted, nothing to drain */
-	char *argv[] = { "work", threads, "2000000", "linger", NULL };
+	char *argv[] = { "work", threads, "10000000", "linger", NULL };
 	struct fixture f;
 	CHECK_EQ_INT(fixture_start_ready(&f, fixture_path("work", "O2", "pie"), argv), 0);
 	CHECK_EQ_INT(diag_engine_attach(e, f.pid, &err), 0);
