@@ -137,7 +137,8 @@ int diag_engine_use_indexer(struct diag_engine *e, struct diag_indexer *ix);
  * "ring size: N bytes: must be in [65536, 1073741824]". */
 #define DIAG_ENGINE_RING_MIN (64u << 10)
 #define DIAG_ENGINE_RING_MAX (1u << 30)
-#define DIAG_ENGINE_RING_DEFAULT (8u << 20) /* 16 sub-rings of 512 KiB */
+#define DIAG_ENGINE_RING_DEFAULT (16u << 20) /* 16 sub-rings of 1 MiB: 10.9 ms of one thread's
+						* `log $arg1` at 500k calls/s (docs/performance.md) */
 int diag_engine_set_ring_size(struct diag_engine *e, size_t bytes, struct diag_error *err);
 
 /* A file descriptor that becomes readable when diag_engine_dispatch() has work (tracee

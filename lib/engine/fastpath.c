@@ -139,7 +139,7 @@ void eng_fast_keepalive(struct diag_engine *e, struct eproc *ep, uint64_t ns)
 }
 
 /* e->ring_bytes split into sub-rings: up to RING_SUBS of them, each a power of two of units
- * and at least DIAG_RING_MIN_SUB_UNITS (the default, 8 MiB: 16 of 512 KiB). */
+ * and at least DIAG_RING_MIN_SUB_UNITS (the default, 16 MiB: 16 of 1 MiB). */
 static void ring_geometry(const struct diag_engine *e, uint64_t *nsubs, uint64_t *units)
 {
 	uint64_t total = e->ring_bytes ? e->ring_bytes : DIAG_ENGINE_RING_DEFAULT;

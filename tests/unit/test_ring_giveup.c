@@ -56,7 +56,7 @@ int main(void)
 	struct diag_engine *e = NULL;
 	CHECK_EQ_INT(diag_engine_new(&cb, &e), 0);
 	struct diag_error err = { 0 };
-	/* 20000 calls: more than a 512 KiB sub-ring holds, so the ring also fills behind the
+	/* 20000 calls: more than a 1 MiB sub-ring holds, so the ring also fills behind the
 	 * stuck record (those are the target's own drops) */
 	enum { CALLS = 20000 };
 	char calls[16];
