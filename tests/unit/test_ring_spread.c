@@ -15,30 +15,9 @@
 
 #include "check.h"
 #include "fixture_proc.h"
+#include "ring_find.h"
 #include "arch/ring.h"
 #include "engine/engine.h"
-
-/* The ring v2 mapping of pid: the anonymous mapping that starts with the ring's magic. */
-static uint64_t find_ring(pid_t pid, int memfd)
-{
-	char path[64], line[512];
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	FILE *f = fopen(path, "r");
-	uint64_t found = 0;
-	while (f && !found && fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-		char perms[8];
-		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r')
-			continue;
-		uint64_t magic = 0;
-		if (pread(memfd, &magic, sizeof(magic), (off_t)lo) == (ssize_t)sizeof(magic) &&
-		    magic == DIAG_RING_MAGIC_V2)
-			found = lo;
-	}
-	if (f)
-		fclose(f);
-	return found;
-}
 
 static void serve(struct diag_engine *e, struct fixture *f, bool *done)
 {
