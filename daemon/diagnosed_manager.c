@@ -180,15 +180,18 @@ static void instances_json(const struct diag_probe_info *info, char *out, size_t
  * events. The gap between that count and the hits delivered so far is mostly hits still in
  * the ring, which on_hit counts when they arrive: only as many as the process's ring really
  * refused (a per-process count, the only one the target keeps) are added as dropped, so a
- * ring that refused nothing shows dropped 0 and no hit is counted twice. */
+ * ring that refused nothing shows dropped 0 and no hit is counted twice. The ring's refusals
+ * are compared with the ones counted before (ring_dropped), not with `dropped`, which holds
+ * the queue's refusals too: each of those would hide one of the ring's for good. */
 static void count_hits(struct dmn_mspec *ms, struct diag_applied *a,
 		       const struct diag_probe_info *info)
 {
 	uint64_t reached = info->hits > info->filtered ? info->hits - info->filtered : 0;
-	if (reached <= a->hits || info->dropped <= a->dropped)
+	if (reached <= a->hits || info->dropped <= a->ring_dropped)
 		return;
-	uint64_t gap = reached - a->hits, refused = info->dropped - a->dropped;
+	uint64_t gap = reached - a->hits, refused = info->dropped - a->ring_dropped;
 	uint64_t lost = gap < refused ? gap : refused;
+	a->ring_dropped += lost;
 	a->dropped += lost;
 	a->hits += lost;
 	ms->dropped += lost; /* `stats` shows the spec's drops wherever they happened */
@@ -220,6 +223,15 @@ static void on_probe_state(void *ctx, pid_t pid, void *cookie, enum diag_probe_s
 		return;
 	a->lm_ns = ms->spec->lastmodified_ns;
 	refresh_record(m, ms, a);
+	struct diag_probe_info info;
+	if (st == DIAG_PROBE_REMOVED && diag_engine_probe_info(m->engine, pid, cookie, &info) == 0 &&
+	    info.state == DIAG_PROBE_PENDING) {
+		/* its library was unloaded (dlclose): the probe waits for it to come back */
+		a->state = DIAG_APPLIED_PENDING;
+		snprintf(a->error, sizeof(a->error), "%s; waiting for it to be loaded again",
+			 error ? error : "its module was unloaded");
+		return;
+	}
 	a->state = state_of(st);
 	snprintf(a->error, sizeof(a->error), "%s", error ? error : "");
 	/* a removal that left the target's own rewrite of its code in place says so */
@@ -416,6 +428,13 @@ static void mspec_free(struct dmn_mspec *ms)
 /* Undo a spec in every process it touched: bytes restored by the engine. */
 static void release_unwanted(struct dmn_manager *m, pid_t pid);
 
+static void select_changed(struct dmn_manager *m)
+{
+	m->select_gen++;
+	if (m->on_select)
+		m->on_select(m->on_select_ctx);
+}
+
 /* Undo a spec in every process it touched: bytes restored by the engine. The processes only
  * its selector held are detached. */
 static void unapply(struct dmn_manager *m, struct dmn_mspec *ms, enum diag_applied_state st)
@@ -431,7 +450,7 @@ static void unapply(struct dmn_manager *m, struct dmn_mspec *ms, enum diag_appli
 	}
 	if (!ms->sel)
 		return;
-	m->select_gen++;
+	select_changed(m);
 	for (size_t i = 0; i < ms->spec->napplied; i++)
 		if (ms->spec->applied[i].pid > 0 && ms->spec->applied[i].state == st)
 			release_unwanted(m, ms->spec->applied[i].pid);
@@ -534,7 +553,7 @@ static void apply_pid(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid)
 	if (a->state == DIAG_APPLIED_DISABLED && a->lm_ns == s->lastmodified_ns)
 		return;
 	a->lm_ns = s->lastmodified_ns;
-	a->hits = a->dropped = 0;
+	a->hits = a->dropped = a->ring_dropped = 0;
 	a->last_hit_ns = 0;
 	a->error[0] = '\0';
 	struct diag_error e = { 0 };
@@ -598,13 +617,35 @@ static bool sel_refresh(struct dmn_mspec *ms)
 	return true;
 }
 
-/* A library selector with other members: those members pick the processes, and the probe
- * waits (pending) in each until it maps the library, dlopen included; so the library is not
- * required at the match. A library alone takes the processes that map it. */
-static int sel_match(const struct dmn_mspec *ms, pid_t pid, struct diag_error *err)
+/* Whether the engine holds ms's probe in pid, waiting for its library (loaded later, or
+ * unloaded by a dlclose and waiting to come back). */
+static bool probe_pending(const struct dmn_manager *m, const struct dmn_mspec *ms, pid_t pid)
+{
+	struct diag_probe_info info;
+	return diag_engine_probe_info(m->engine, pid, (void *)ms, &info) == 0 &&
+	       info.state == DIAG_PROBE_PENDING;
+}
+
+/* Whether ms's select.exe is the library pid's dynamic linker is opening now (library gate). */
+static bool opening_lib(const struct dmn_manager *m, const struct dmn_mspec *ms, pid_t pid)
 {
 	const struct diag_selector *s = ms->sel;
-	if (s->has_exe && s->exe_is_library && (s->comm[0] || s->unit[0] || s->cgroup[0])) {
+	return m->opening.pid == pid && s->exe_is_library && s->exe_dev == m->opening.dev &&
+	       s->exe_ino == m->opening.ino;
+}
+
+/* A library selector with other members: those members pick the processes, and the probe
+ * waits (pending) in each until it maps the library, dlopen included; so the library is not
+ * required at the match. A library alone takes the processes that map it, the one opening it
+ * at the library gate, and the ones whose probe waits for it (a dlclose, then maybe another
+ * dlopen: the probe stays). */
+static int sel_match(const struct dmn_manager *m, const struct dmn_mspec *ms, pid_t pid,
+		     struct diag_error *err)
+{
+	const struct diag_selector *s = ms->sel;
+	bool others = s->comm[0] || s->unit[0] || s->cgroup[0];
+	if (s->has_exe && s->exe_is_library &&
+	    (others || opening_lib(m, ms, pid) || probe_pending(m, ms, pid))) {
 		struct diag_selector t = *s;
 		t.has_exe = false;
 		return diag_selector_match(&t, pid, err);
@@ -805,7 +846,7 @@ static void sel_check(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid)
 	for (size_t k = 0; k < ms->spec->npids && !listed; k++)
 		listed = ms->spec->pids[k] == pid;
 	struct diag_error e = { 0 };
-	int r = listed ? sel_match(ms, pid, &e) : 0;
+	int r = listed ? sel_match(m, ms, pid, &e) : 0;
 	if (r == 1)
 		sel_take(m, ms, pid);
 	else if (r == 0 && listed)
@@ -889,15 +930,59 @@ bool dmn_manager_has_selectors(const struct dmn_manager *m)
 	return false;
 }
 
-size_t dmn_manager_gate_paths(const struct dmn_manager *m, const char **out, size_t cap)
+static size_t exe_paths(const struct dmn_manager *m, bool libs, const char **out, size_t cap)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < m->nspecs && n < cap; i++) {
 		const char *exe = m->specs[i]->spec->select.exe;
-		if (sel_runs_here(m, m->specs[i]) && exe && !diag_spec_path_is_library(exe))
+		if (sel_runs_here(m, m->specs[i]) && exe && diag_spec_path_is_library(exe) == libs)
 			out[n++] = exe;
 	}
 	return n;
+}
+
+size_t dmn_manager_gate_paths(const struct dmn_manager *m, const char **out, size_t cap)
+{
+	return exe_paths(m, false, out, cap);
+}
+
+size_t dmn_manager_lib_paths(const struct dmn_manager *m, const char **out, size_t cap)
+{
+	return exe_paths(m, true, out, cap);
+}
+
+void dmn_manager_select_opening(struct dmn_manager *m, pid_t pid, uint64_t dev, uint64_t ino,
+				bool adopted)
+{
+	m->opening.pid = pid;
+	m->opening.dev = dev;
+	m->opening.ino = ino;
+	dmn_manager_select_pid(m, pid, adopted);
+	m->opening.pid = 0;
+}
+
+bool dmn_manager_lib_wants(struct dmn_manager *m, pid_t pid, uint64_t dev, uint64_t ino)
+{
+	bool want = false;
+	m->opening.pid = pid;
+	m->opening.dev = dev;
+	m->opening.ino = ino;
+	for (size_t i = 0; i < m->nspecs && !want && !pidset_has(&m->by_hand, pid); i++) {
+		struct dmn_mspec *ms = m->specs[i];
+		if (!sel_runs_here(m, ms) || !ms->sel || !opening_lib(m, ms, pid))
+			continue;
+		struct diag_probe_info info;
+		if (diag_engine_probe_info(m->engine, pid, ms, &info) == 0)
+			continue; /* its probe is there: the dynamic linker's watch places it */
+		bool listed = !ms->spec->npids;
+		for (size_t k = 0; k < ms->spec->npids && !listed; k++)
+			listed = ms->spec->pids[k] == pid;
+		struct diag_error e = { 0 };
+		want = listed && (record_find(ms, pid) || sel_holding(ms, true) < m->spec_procs_max) &&
+		       sel_match(m, ms, pid, &e) == 1;
+	}
+	m->opening.pid = 0;
+	return want;
 }
 
 /* The ticks' share: processes the engine saw exec, then the rescan an overflow asked for. */
@@ -929,8 +1014,13 @@ static void apply(struct dmn_manager *m, struct dmn_mspec *ms)
 		return; /* held (list shows it), applied by the hosts it names */
 	if (diag_spec_has_select(ms->spec)) {
 		sel_target(ms);
+		/* the gates first (the identity is the file's now): what starts from here on
+		 * waits at them, and the scan takes what runs already */
+		if (sel_refresh(ms))
+			select_changed(m);
 		sel_scan(m, ms);
-		m->select_gen++;
+		if (!ms->sel)
+			select_changed(m);
 		return;
 	}
 	if (ms->spec->npids) {
@@ -1338,6 +1428,8 @@ cJSON *dmn_manager_status_json(struct dmn_manager *m)
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddBoolToObject(o, "ok", 1);
 	cJSON_AddNumberToObject(o, "pid", getpid());
+	if (m->gates_json)
+		cJSON_AddItemToObject(o, "gates", m->gates_json(m->on_select_ctx));
 	cJSON *t = cJSON_AddArrayToObject(o, "targets");
 	pid_t pids[1024];
 	size_t n = diag_engine_pids(m->engine, pids, 1024);

@@ -86,6 +86,19 @@ struct dmn_manager {
 	size_t nrecheck;
 	bool rescan_due;              /* recheck overflowed: scan /proc at the next tick */
 	unsigned select_gen;          /* changes when the set of selector specs changes */
+	/* called at once when select_gen changes (set by the watch: the gates are marked before
+	 * a new spec's scan and before its add is answered, so a process started right after
+	 * add-probe waits at the gate); NULL: the watch's next tick */
+	void (*on_select)(void *ctx);
+	void *on_select_ctx;
+	/* what the watch gates now, for status ("gates"); NULL: nothing */
+	cJSON *(*gates_json)(void *ctx);
+	struct {                      /* the library a process is opening at the library gate
+				       * (dmn_manager_select_opening): its selector takes it as if
+				       * it mapped it; pid 0 otherwise */
+		pid_t pid;
+		uint64_t dev, ino;
+	} opening;
 	/* The shared store as the fleet sync last saw it (set by diagnosed_fleet, shown by
 	 * status); url "" when the store is the JSON file. */
 	struct {
@@ -152,6 +165,18 @@ void dmn_manager_each_live(struct dmn_manager *m, dmn_live_fn fn, void *arg);
  * is applied, specs that no longer take it are removed from it, and a process no spec holds
  * any more is detached (later, at the next tick, when adopted). */
 void dmn_manager_select_pid(struct dmn_manager *m, pid_t pid, bool adopted);
+/* The same for pid, whose dynamic linker is opening the library (dev, ino) at the library gate
+ * (adopted: attached by diag_engine_adopt_open and held, to be released by the caller): a
+ * select.exe naming that library takes it as if it mapped it (the probe is pending until
+ * the library is mapped). */
+void dmn_manager_select_opening(struct dmn_manager *m, pid_t pid, uint64_t dev, uint64_t ino,
+				bool adopted);
+/* True when some live spec whose select.exe is the library (dev, ino) would take pid as it
+ * opens it and has no probe in it yet (and has room for it: --max-processes-per-spec). */
+bool dmn_manager_lib_wants(struct dmn_manager *m, pid_t pid, uint64_t dev, uint64_t ino);
+/* The shared libraries named by live selector specs' select.exe, to gate at their open: up to
+ * cap paths (valid until select_gen changes). Returns the count. */
+size_t dmn_manager_lib_paths(const struct dmn_manager *m, const char **out, size_t cap);
 /* Scan /proc for every selector spec (events were lost, or at start). */
 void dmn_manager_rescan(struct dmn_manager *m);
 /* True when some live spec has a selector (the watch then listens to process events). */

@@ -103,8 +103,10 @@ _Static_assert(offsetof(struct diag_ring_record, regs) == 24, "ring record regs 
  *                then sub_units * DIAG_RING_UNIT bytes of records] ... [sub-ring nsubs-1]
  *   [counters: u64 per (sub-ring, site), at control.counters + (sub * DIAG_RING_MAX_SITES +
  *    site) * 8]
- * A thread writes only to sub-ring diag_ring_sub_of(thread pointer, nsubs), so threads do not
- * share cache lines unless two hash alike (still correct: reservation is a compare-and-swap).
+ * A thread writes only to one sub-ring: its slot's in the thread table (below), else
+ * diag_ring_sub_of(thread pointer, hash_shift), so threads do not share cache lines unless
+ * there are more of them than sub-rings, or two without a slot hash alike (still correct:
+ * reservation is a compare-and-swap).
  * A site's exact hit count is the sum of its counters over the sub-rings.
  *
  * Writer, at a hit: count (atomic increment of its counter); if the condition program says
@@ -160,13 +162,38 @@ struct diag_ring_rec {         /* DIAG_RING_REC_HDR bytes, then payload_len byte
 _Static_assert(sizeof(struct diag_ring_rec) == DIAG_RING_REC_HDR, "ring v2 record header");
 _Static_assert(offsetof(struct diag_ring_rec, regs) == 40, "ring v2 regs offset");
 
-/* Sub-ring of a thread: Fibonacci hashing of its thread pointer's page. The page, not the
- * pointer: glibc's thread control blocks sit at one offset in stacks 8 MiB + 4 KiB apart, and
- * the pointer itself hashed 16 live threads to 5 of 16 sub-rings (4 threads to 3 of 4); its
- * page number spreads them over 15 of 16 (4 of 4). */
+/* Sub-ring of a thread without a slot of its own (below): Fibonacci hashing of its thread
+ * pointer's page. The page, not the pointer: glibc's thread control blocks sit at one offset in
+ * stacks 8 MiB + 4 KiB apart, and the pointer itself hashed 16 live threads to 5 of 16
+ * sub-rings (4 threads to 3 of 4); its page number spreads them over 15 of 16 (4 of 4) in the
+ * layout measured, but as ASLR moves the stacks, 4 threads still share a sub-ring in 12% of
+ * runs (half the buffer for each of two threads). */
+#define DIAG_RING_HASH_MUL 0x9E3779B97F4A7C15ULL
 static inline uint64_t diag_ring_sub_of(uint64_t thread, uint64_t hash_shift)
 {
-	return hash_shift >= 64 ? 0 : ((thread >> 12) * 0x9E3779B97F4A7C15ULL) >> hash_shift;
+	return hash_shift >= 64 ? 0 : ((thread >> 12) * DIAG_RING_HASH_MUL) >> hash_shift;
+}
+
+/* The thread table, in the control block after struct diag_ring_control: DIAG_RING_TP_SLOTS
+ * slots, a thread pointer's at diag_ring_tp_slot(thread). A thread whose slot holds its own
+ * thread pointer writes the sub-ring the slot names; any other thread the hashed one. The
+ * daemon fills a thread's slot only while the thread is stopped and before it has recorded
+ * anything in this ring (at the ring's mapping, every thread stopped; at a new thread's
+ * first stop), so a thread's records are all in one sub-ring, in order; it gives the least
+ * used sub-ring, so threads share one only when there are more threads than sub-rings. */
+#define DIAG_RING_TP_TABLE 64  /* offset in the control block */
+#define DIAG_RING_TP_BITS 7
+#define DIAG_RING_TP_SLOTS (1u << DIAG_RING_TP_BITS)
+struct diag_ring_tpslot {
+	uint64_t thread;           /* 0: free */
+	uint64_t sub;              /* < nsubs (a bigger one sends the hit nowhere: not counted) */
+};
+_Static_assert(DIAG_RING_TP_TABLE + DIAG_RING_TP_SLOTS * sizeof(struct diag_ring_tpslot) <=
+	       DIAG_RING_CONTROL_BYTES, "the thread table fits the control block");
+
+static inline uint64_t diag_ring_tp_slot(uint64_t thread)
+{
+	return ((thread >> 12) * DIAG_RING_HASH_MUL) >> (64 - DIAG_RING_TP_BITS);
 }
 
 /* Units a record with a value program of max_payload bytes reserves. */

@@ -1,5 +1,7 @@
-/* adopt: processes taken at their exec (issue 11; docs/architecture.md, "Processes started
- * after the probe"). Owns diag_engine_adopt_exec and diag_engine_release: a thread waiting in
+/* adopt: processes taken at their exec or at the open of a library (issue 11;
+ * docs/architecture.md, "Processes started after the probe"). Owns diag_engine_adopt_exec,
+ * diag_engine_adopt_open, diag_engine_release and the seize of a whole process (attach's
+ * too): a thread waiting in
  * execve at the exec gate is seized with an interrupt queued, the owner's allow lets the exec
  * go on, and the wait for its stop is bounded by the kernel (no timer): the exec stop when
  * the exec went on, the interrupt's stop when it failed, its death when it was killed. The
@@ -86,6 +88,34 @@ static int hold_new_image(struct diag_engine *e, pid_t w, struct diag_error *err
 	return 0;
 }
 
+/* Every tracee's stops served as the dispatch would, until done says so or ep's process is
+ * gone (false then). */
+static bool serve_until(struct diag_engine *e, struct eproc *ep, pid_t tgid, pid_t tid,
+			bool (*done)(const struct diag_engine *e, const struct eproc *ep, pid_t tid))
+{
+	while (diag_u64map_get(&e->procs, (uint64_t)tgid) == ep && !done(e, ep, tid)) {
+		int status;
+		pid_t w = eng_wait_secure(e, -1, &status, 0);
+		if (w < 0)
+			break;
+		eng_wait_serve(e, w, status);
+	}
+	return diag_u64map_get(&e->procs, (uint64_t)tgid) == ep;
+}
+
+static bool exec_done(const struct diag_engine *e, const struct eproc *ep, pid_t tid)
+{
+	(void)e;
+	(void)tid;
+	return ep->exec_outcome != 0;
+}
+
+/* The open's thread stopped as its open returned, or it is gone. */
+static bool open_done(const struct diag_engine *e, const struct eproc *ep, pid_t tid)
+{
+	return ep->open_held || !diag_u64map_get(&e->threads, (uint64_t)tid);
+}
+
 /* A thread of a process we trace already is at the gate: its exec stop, served by the usual
  * exec path (its probes placed again), holds it; an interrupt queued now bounds the wait as
  * for a new one. Other tracees' stops are served meanwhile. */
@@ -102,14 +132,7 @@ static int adopt_traced(struct diag_engine *e, pid_t tid, pid_t tgid, int (*allo
 	if (r < 0)
 		return diag_error_set(err, r, "tid %d: cannot interrupt it at its exec: %s", (int)tid,
 				      strerror(-r));
-	while (diag_u64map_get(&e->procs, (uint64_t)tgid) == ep && ep->exec_outcome == 0) {
-		int status;
-		pid_t w = eng_wait_secure(e, -1, &status, 0);
-		if (w < 0)
-			break;
-		eng_wait_serve(e, w, status);
-	}
-	if (diag_u64map_get(&e->procs, (uint64_t)tgid) != ep)
+	if (!serve_until(e, ep, tgid, tid, exec_done))
 		return diag_error_set(err, -DIAG_E_GONE, "tid %d: its process %d exited before its "
 				      "exec completed", (int)tid, (int)tgid);
 	ep->exec_waiter = 0;
@@ -162,6 +185,96 @@ int diag_engine_adopt_exec(struct diag_engine *e, pid_t tid, int (*allow)(void *
 		*pid = w;
 		return 0;
 	}
+}
+
+int eng_adopt_seize(struct diag_engine *e, pid_t pid, struct eproc **out, struct diag_error *err)
+{
+	struct diag_proc *tp;
+	int r = diag_proc_seize(pid, &tp, err);
+	if (r < 0)
+		return r;
+	struct eproc *ep = eng_proc_new(e, tp);
+	if (!ep) {
+		diag_proc_free(tp);
+		return diag_error_set(err, -ENOMEM, "out of memory");
+	}
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (diag_u64map_next(&tp->threads, &pos, &k, &v))
+		if (eng_thread_track(e, v) < 0)
+			return diag_error_set(err, -ENOMEM, "out of memory");
+	*out = ep;
+	return 0;
+}
+
+int eng_adopt_journal(struct diag_engine *e, struct eproc *ep, struct diag_error *err)
+{
+	pid_t pid = ep->tp->pid;
+	struct diag_journal_report rep;
+	int rr = eng_journal_recover(e, ep, &rep);
+	if (rr == 0)
+		e->recovered += rep.restored;
+	if (diag_u64map_get(&e->procs, (uint64_t)pid) != ep)
+		return diag_error_set(err, -ESRCH, "pid %d: exited while attaching", (int)pid);
+	if (rr < 0) { /* opening our own journal would truncate the predecessor's */
+		eng_proc_detach(e, ep);
+		return diag_error_set(err, rr,
+				      "pid %d: the patches a previous daemon left could not be taken "
+				      "out (%s); not attached, its journal is kept",
+				      (int)pid, diag_strerror(rr));
+	}
+	eng_journal_open(e, ep, NULL);
+	eng_journal_sweep(e); /* of processes gone since the daemon started */
+	return 0;
+}
+
+/* The open's thread, interrupted and allowed: its stop (as the open returns) or its end. */
+static int wait_open(struct diag_engine *e, struct eproc *ep, pid_t tid, pid_t tgid,
+		     struct diag_error *err)
+{
+	if (!serve_until(e, ep, tgid, tid, open_done))
+		return diag_error_set(err, -DIAG_E_GONE, "tid %d: its process %d exited before its "
+				      "open of the library returned", (int)tid, (int)tgid);
+	if (ep->open_held)
+		return 0;
+	ep->open_waiter = 0;
+	return diag_error_set(err, -DIAG_E_GONE, "tid %d: exited before its open of the library "
+			      "returned", (int)tid);
+}
+
+int diag_engine_adopt_open(struct diag_engine *e, pid_t tid, int (*allow)(void *arg), void *arg,
+			   pid_t *pid, struct diag_error *err)
+{
+	pid_t tgid = tgid_of(tid);
+	struct eproc *ep = diag_u64map_get(&e->procs, (uint64_t)tgid);
+	bool fresh = !ep;
+	int r = fresh ? eng_adopt_seize(e, tgid, &ep, err) : 0;
+	if (r == 0 && !diag_u64map_get(&e->threads, (uint64_t)tid))
+		r = diag_error_set(err, -ESRCH, "tid %d: not a thread of process %d the engine "
+				   "knows", (int)tid, (int)tgid);
+	if (r == 0 && ep->open_waiter)
+		r = diag_error_set(err, -EBUSY, "process %d: thread %d is held at a library's open "
+				   "already", (int)tgid, (int)ep->open_waiter);
+	if (r == 0 && (r = diag_thread_interrupt(tid)) < 0)
+		diag_error_set(err, r, "tid %d: cannot interrupt it at its open: %s", (int)tid,
+			       strerror(-r));
+	if (r == 0) {
+		ep->open_waiter = tid;
+		ep->open_held = false;
+	}
+	allow(arg); /* in every case: an open never waits on the engine */
+	if (r == 0)
+		r = wait_open(e, ep, tid, tgid, err);
+	if (r < 0) {
+		if (fresh && ep && diag_u64map_get(&e->procs, (uint64_t)tgid) == ep)
+			eng_proc_detach(e, ep);
+		return r;
+	}
+	if (fresh && (r = eng_adopt_journal(e, ep, err)) < 0)
+		return r;
+	*pid = tgid;
+	return 0;
 }
 
 int diag_engine_release(struct diag_engine *e, pid_t pid)

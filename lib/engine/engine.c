@@ -116,38 +116,9 @@ int diag_engine_attach(struct diag_engine *e, pid_t pid, struct diag_error *err)
 {
 	if (diag_engine_attached(e, pid))
 		return 0;
-	struct diag_proc *tp;
-	int r = diag_proc_seize(pid, &tp, err);
-	if (r < 0)
-		return r;
-	struct eproc *ep = eng_proc_new(e, tp);
-	if (!ep) {
-		diag_proc_free(tp);
-		return diag_error_set(err, -ENOMEM, "out of memory");
-	}
-	size_t pos = 0;
-	uint64_t k;
-	void *v;
-	while (diag_u64map_next(&tp->threads, &pos, &k, &v))
-		if (eng_thread_track(e, v) < 0)
-			return diag_error_set(err, -ENOMEM, "out of memory");
-	/* a predecessor that died left its patches: take them out before anything else */
-	struct diag_journal_report rep;
-	int rr = eng_journal_recover(e, ep, &rep);
-	if (rr == 0)
-		e->recovered += rep.restored;
-	if (!diag_u64map_get(&e->procs, (uint64_t)pid))
-		return diag_error_set(err, -ESRCH, "pid %d: exited while attaching", (int)pid);
-	if (rr < 0) { /* opening our own journal would truncate the predecessor's */
-		diag_engine_detach(e, pid, NULL);
-		return diag_error_set(err, rr,
-				      "pid %d: the patches a previous daemon left could not be taken "
-				      "out (%s); not attached, its journal is kept",
-				      (int)pid, diag_strerror(rr));
-	}
-	eng_journal_open(e, ep, NULL);
-	eng_journal_sweep(e); /* of processes gone since the daemon started */
-	return 0;
+	struct eproc *ep;
+	int r = eng_adopt_seize(e, pid, &ep, err);
+	return r < 0 ? r : eng_adopt_journal(e, ep, err);
 }
 
 static struct probe *find_probe(const struct eproc *ep, void *cookie, struct probe ***link)

@@ -144,7 +144,8 @@ int diag_engine_use_indexer(struct diag_engine *e, struct diag_indexer *ix);
  * "ring size: N bytes: must be in [65536, 1073741824]". */
 #define DIAG_ENGINE_RING_MIN (64u << 10)
 #define DIAG_ENGINE_RING_MAX (1u << 30)
-#define DIAG_ENGINE_RING_DEFAULT (8u << 20) /* 16 sub-rings of 512 KiB */
+#define DIAG_ENGINE_RING_DEFAULT (16u << 20) /* 16 sub-rings of 1 MiB: 10.9 ms of one thread's
+						* `log $arg1` at 500k calls/s (docs/performance.md) */
 int diag_engine_set_ring_size(struct diag_engine *e, size_t bytes, struct diag_error *err);
 
 /* A file descriptor that becomes readable when diag_engine_dispatch() has work (tracee
@@ -167,7 +168,19 @@ int diag_engine_attach(struct diag_engine *e, pid_t pid, struct diag_error *err)
  * gives a negative code with err naming tid and the reason, and nothing stays traced. */
 int diag_engine_adopt_exec(struct diag_engine *e, pid_t tid, int (*allow)(void *arg), void *arg,
 			   pid_t *pid, struct diag_error *err);
-/* Let a process held by diag_engine_adopt_exec run on. A process that is not held (or not
+/* The same at the open of a library (procwatch/libgate.h): tid is a thread whose open of a
+ * shared library waits at the library gate, traced by this engine or not. The engine seizes
+ * its process if needed (every thread, none stopped), queues an interrupt on tid, calls
+ * allow(arg) exactly once (in every case), and waits, bounded by the kernel, for tid's stop:
+ * it comes as the open returns, before the dynamic linker maps the file. On success *pid is
+ * the process, HELD (tid stopped, the others running until a placement stops them); probes
+ * on the library added now are pending and placed when it is mapped (the _dl_debug_state
+ * watch), before its constructors and before dlopen returns or main runs. Then
+ * diag_engine_release. Errors name tid and the reason; a process seized here and lost is not
+ * left traced. */
+int diag_engine_adopt_open(struct diag_engine *e, pid_t tid, int (*allow)(void *arg), void *arg,
+			   pid_t *pid, struct diag_error *err);
+/* Let a process held by diag_engine_adopt_exec or diag_engine_adopt_open run on. A process that is not held (or not
  * traced) is left alone; returns 0 or -errno. */
 int diag_engine_release(struct diag_engine *e, pid_t pid);
 /* Remove pid's probes, restore its bytes and detach; the process keeps running. */

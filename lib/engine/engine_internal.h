@@ -29,8 +29,9 @@
  *   life.c             process life: the eproc record, clone, fork, vfork, exec, exit,
  *                      detach (leaving slots, restoring every byte)
  *   wait.c             the wait loop (diag_engine_dispatch): each stop to its owner
- *   adopt.c            processes taken at their exec (the exec gate): seized, the exec
- *                      stop waited for, held until released (API)
+ *   adopt.c            processes taken at their exec (the exec gate) or at the open of a
+ *                      library (the library gate): seized, the stop waited for, held
+ *                      until released (API)
  *   introspect.c       `symbols` and `vars` of any process (API; touches no process)
  *   engine.c           the API of engine.h: engine, attach, probes, stats, detach, free
  *
@@ -127,11 +128,20 @@ struct eproc {
 				   * its exec stop holds the process (life.c), its interrupt stop
 				   * says the exec failed (wait.c); 0: none */
 	int exec_outcome;         /* for exec_waiter: 0 waiting, 1 held, -1 the exec failed */
+	pid_t open_waiter;        /* adopt.c: a thread of ours in an open held at the library
+				   * gate, allowed, interrupted: its interrupt stop (right after
+				   * the open returns) holds the process (wait.c); 0: none */
+	bool open_held;           /* for open_waiter: its stop came */
 	/* fast path (fastpath.c): hits recorded by capture trampolines into the ring v2 mapping
 	 * in the target (arch/ring.h): its geometry as the daemon made it (never re-read) */
 	uint64_t ring_addr;       /* 0: no ring mapped */
 	uint64_t ring_bytes;      /* the whole mapping */
 	uint64_t ring_nsubs, ring_sub_units, ring_sub_stride, ring_counters;
+	/* the ring's thread table as written (arch/ring.h): the thread pointer and tid holding
+	 * each slot (0: free), and the sub-ring it gave */
+	uint64_t ring_slot_tp[DIAG_RING_TP_SLOTS];
+	pid_t ring_slot_tid[DIAG_RING_TP_SLOTS];
+	uint8_t ring_slot_sub[DIAG_RING_TP_SLOTS];
 	uint64_t ring_tails[DIAG_RING_MAX_SUBS]; /* next unit to consume, per sub-ring */
 	unsigned ring_stalls[DIAG_RING_MAX_SUBS]; /* drains that found the next record unpublished */
 	uint64_t ring_sub_drops[DIAG_RING_MAX_SUBS]; /* each sub-ring's drop counter at its last
@@ -513,5 +523,12 @@ void eng_proc_detach(struct diag_engine *e, struct eproc *ep);
 /* ---- wait.c: the wait loop ---- */
 /* One status reaped by eng_wait_secure, to its owner (also e->serve_status). */
 void eng_wait_serve(struct diag_engine *e, pid_t tid, int status);
+
+/* ---- adopt.c: taking a process (for engine.c's attach too) ---- */
+/* Seize every thread of pid (none stopped) into a new record. */
+int eng_adopt_seize(struct diag_engine *e, pid_t pid, struct eproc **out, struct diag_error *err);
+/* A process just seized: a dead predecessor's patches taken out, then our journal opened;
+ * on an error it is detached. */
+int eng_adopt_journal(struct diag_engine *e, struct eproc *ep, struct diag_error *err);
 
 #endif

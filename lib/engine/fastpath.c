@@ -139,7 +139,7 @@ void eng_fast_keepalive(struct diag_engine *e, struct eproc *ep, uint64_t ns)
 }
 
 /* e->ring_bytes split into sub-rings: up to RING_SUBS of them, each a power of two of units
- * and at least DIAG_RING_MIN_SUB_UNITS (the default, 8 MiB: 16 of 512 KiB). */
+ * and at least DIAG_RING_MIN_SUB_UNITS (the default, 16 MiB: 16 of 1 MiB). */
 static void ring_geometry(const struct diag_engine *e, uint64_t *nsubs, uint64_t *units)
 {
 	uint64_t total = e->ring_bytes ? e->ring_bytes : DIAG_ENGINE_RING_DEFAULT;
@@ -152,6 +152,71 @@ static void ring_geometry(const struct diag_engine *e, uint64_t *nsubs, uint64_t
 	*nsubs = n;
 	*units = u;
 }
+
+static void slots_clear(struct eproc *ep)
+{
+	memset(ep->ring_slot_tp, 0, sizeof(ep->ring_slot_tp));
+	memset(ep->ring_slot_tid, 0, sizeof(ep->ring_slot_tid));
+	memset(ep->ring_slot_sub, 0, sizeof(ep->ring_slot_sub));
+}
+
+/* The sub-ring thread pointer tp writes: its slot's, else the hashed one (arch/ring.h). */
+static uint64_t sub_of_tp(const struct eproc *ep, uint64_t tp)
+{
+	uint64_t slot = diag_ring_tp_slot(tp);
+	if (ep->ring_slot_tp[slot] == tp)
+		return ep->ring_slot_sub[slot];
+	return diag_ring_sub_of(tp, ep->ring_nsubs > 1 ? 64 - log2_of(ep->ring_nsubs) : 64);
+}
+
+/* The sub-ring with the fewest threads in the table. */
+static uint64_t least_used_sub(const struct eproc *ep)
+{
+	unsigned use[DIAG_RING_MAX_SUBS] = {0};
+	for (size_t i = 0; i < DIAG_RING_TP_SLOTS; i++)
+		if (ep->ring_slot_tp[i] && ep->ring_slot_sub[i] < ep->ring_nsubs)
+			use[ep->ring_slot_sub[i]]++;
+	uint64_t best = 0;
+	for (uint64_t s = 1; s < ep->ring_nsubs; s++)
+		if (use[s] < use[best])
+			best = s;
+	return best;
+}
+
+/* Give stopped thread t (thread pointer tp), which has recorded nothing in this ring, a slot of
+ * its own; a slot another live thread holds leaves t on the hashed sub-ring. */
+static void slot_assign(struct eproc *ep, struct diag_thread *t, uint64_t tp)
+{
+	uint64_t slot = diag_ring_tp_slot(tp);
+	if (!ep->ring_addr || (ep->ring_slot_tp[slot] && ep->ring_slot_tp[slot] != tp))
+		return;
+	if (ep->ring_slot_tp[slot] == tp) { /* a stack reused: the thread before had this slot */
+		ep->ring_slot_tid[slot] = t->tid;
+		return;
+	}
+	struct diag_ring_tpslot ts = {.thread = tp, .sub = least_used_sub(ep)};
+	if (diag_proc_write(ep->tp, ep->ring_addr + DIAG_RING_TP_TABLE + slot * sizeof(ts), &ts,
+			    sizeof(ts)) != (ssize_t)sizeof(ts))
+		return;
+	ep->ring_slot_tp[slot] = tp;
+	ep->ring_slot_tid[slot] = t->tid;
+	ep->ring_slot_sub[slot] = (uint8_t)ts.sub;
+}
+
+/* t is gone: its slot (if it still holds it) is free for the next thread there. */
+static void slot_release(struct eproc *ep, uint64_t tp, pid_t tid)
+{
+	uint64_t slot = diag_ring_tp_slot(tp);
+	if (!ep->ring_addr || ep->ring_slot_tp[slot] != tp || ep->ring_slot_tid[slot] != tid)
+		return;
+	struct diag_ring_tpslot ts = {0};
+	diag_proc_write(ep->tp, ep->ring_addr + DIAG_RING_TP_TABLE + slot * sizeof(ts), &ts,
+			sizeof(ts));
+	ep->ring_slot_tp[slot] = 0;
+	ep->ring_slot_tid[slot] = 0;
+}
+
+static uint64_t learn(struct eproc *ep, struct diag_thread *t, bool *fresh);
 
 static int ring_map(struct diag_engine *e, struct eproc *ep, struct diag_thread *t)
 {
@@ -199,6 +264,17 @@ static int ring_map(struct diag_engine *e, struct eproc *ep, struct diag_thread 
 	eng_journal_map(ep, ep->ring_addr, bytes, "ring");
 	ep->ring_drops = 0;
 	ep->ring_skipped = 0;
+	slots_clear(ep);
+	/* every thread is stopped and none has recorded into this ring yet: a sub-ring each */
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	bool fresh;
+	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
+		uint64_t tp = learn(ep, v, &fresh);
+		if (tp)
+			slot_assign(ep, v, tp);
+	}
 	return 0;
 }
 
@@ -215,6 +291,7 @@ static void slots_release(struct eproc *ep)
 void eng_fast_reset(struct eproc *ep)
 {
 	ep->ring_addr = 0;
+	slots_clear(ep);
 	ep->ring_drops = 0;
 	ep->ring_skipped = 0;
 	ep->next_site = 0; /* the new ring's counters start from the first */
@@ -282,16 +359,32 @@ void eng_fast_timer(struct diag_engine *e)
 
 /* ---- thread pointers ---- */
 
-void eng_fast_learn(struct eproc *ep, struct diag_thread *t)
+/* t's thread pointer (0: unknown) into ep->tps; *fresh: it was not there */
+static uint64_t learn(struct eproc *ep, struct diag_thread *t, bool *fresh)
 {
 	diag_regs r;
+	*fresh = false;
 	if (!t->stopped || diag_regs_read(t->tid, &r) < 0)
-		return;
+		return 0;
 	uint64_t tp = diag_record_thread_pointer(&r);
 	if (tp) {
+		*fresh = !diag_u64map_get(&ep->tps, tp);
 		diag_u64map_put(&ep->tps, tp, (void *)(intptr_t)t->tid);
 		diag_u64map_del(&ep->tp_tried, tp);
 	}
+	return tp;
+}
+
+/* Every stop comes here (wait.c, life.c). A thread pointer not known yet, once the ring is
+ * mapped, is a new thread's at its first stop (every thread was learnt when the ring was
+ * mapped, a new one stops before it runs, a gone one is forgotten): it has recorded nothing,
+ * so it gets a sub-ring of its own in the table. */
+void eng_fast_learn(struct eproc *ep, struct diag_thread *t)
+{
+	bool fresh;
+	uint64_t tp = learn(ep, t, &fresh);
+	if (fresh)
+		slot_assign(ep, t, tp);
 }
 
 void eng_fast_thread_gone(struct eproc *ep, struct diag_thread *t)
@@ -301,6 +394,7 @@ void eng_fast_thread_gone(struct eproc *ep, struct diag_thread *t)
 	void *v;
 	while (diag_u64map_next(&ep->tps, &pos, &k, &v))
 		if ((pid_t)(intptr_t)v == t->tid) {
+			slot_release(ep, k, t->tid);
 			eng_xf_drop_thread(&ep->xframes, k); /* its frames: never returning now */
 			diag_u64map_del(&ep->tps, k);
 			return;
@@ -312,8 +406,9 @@ static void learn_all(struct eproc *ep)
 	size_t pos = 0;
 	uint64_t k;
 	void *v;
+	bool fresh;
 	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v))
-		eng_fast_learn(ep, v);
+		learn(ep, v, &fresh); /* no slot: these threads may have recorded already */
 }
 
 /* The tid of a record's thread pointer; 0 when it is not known yet and the record waits for
@@ -484,6 +579,25 @@ static uint64_t count_given_up(struct diag_engine *e, struct eproc *ep, uint64_t
 	return n;
 }
 
+/* Records of the threads writing sub-ring `sub` were dropped: their open return frames may
+ * have lost their exits, and an exit may have lost its entry, so none of them is paired across
+ * the gap (exitjump.c). A thread's sub-ring is its slot's or the hashed one (sub_of_tp). */
+static void purge_sub(struct eproc *ep, uint64_t sub)
+{
+	uint64_t k, gone[64];
+	size_t pos = 0, n;
+	void *v;
+	do {
+		n = 0;
+		while (n < 64 && diag_u64map_next(&ep->xframes, &pos, &k, &v))
+			if (sub_of_tp(ep, k) == sub)
+				gone[n++] = k;
+		for (size_t i = 0; i < n; i++)
+			eng_xf_drop_thread(&ep->xframes, gone[i]);
+		pos = 0;
+	} while (n == 64);
+}
+
 /* One sub-ring: consume from our tail to its head. Returns false when it cannot be read
  * (the process is going), else true and its drop counter in *drops. */
 static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uint64_t *drops)
@@ -498,10 +612,9 @@ static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uin
 	eng_wake_note(e, head - tail, units);
 	/* records of this sub-ring were dropped since its last drain: a return probe's frames
 	 * spanning the gap are not paired, on either side of what this drain consumes */
-	uint64_t hash_shift = ep->ring_nsubs > 1 ? 64 - log2_of(ep->ring_nsubs) : 64;
 	bool lossy = h.drops != ep->ring_sub_drops[sub];
 	if (lossy)
-		eng_xf_purge_sub(&ep->xframes, sub, hash_shift);
+		purge_sub(ep, sub);
 	bool stalled = false;
 	while (tail < head && !stalled) {
 		uint64_t off = tail & (units - 1), n = head - tail;
@@ -561,7 +674,7 @@ static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uin
 	}
 out:
 	if (lossy)
-		eng_xf_purge_sub(&ep->xframes, sub, hash_shift);
+		purge_sub(ep, sub);
 	ep->ring_sub_drops[sub] = h.drops;
 	ep->ring_tails[sub] = tail;
 	if (tail != given)
@@ -1371,6 +1484,11 @@ void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *par
 	child->ring_sub_units = parent->ring_sub_units;
 	child->ring_sub_stride = parent->ring_sub_stride;
 	child->ring_counters = parent->ring_counters;
+	/* the child's control block is a copy of the parent's: so is its table (the forking
+	 * thread keeps its slot; the parent's other threads' slots stay taken, harmlessly) */
+	memcpy(child->ring_slot_tp, parent->ring_slot_tp, sizeof(child->ring_slot_tp));
+	memcpy(child->ring_slot_tid, parent->ring_slot_tid, sizeof(child->ring_slot_tid));
+	memcpy(child->ring_slot_sub, parent->ring_slot_sub, sizeof(child->ring_slot_sub));
 	child->next_site = parent->next_site;
 	/* the child's copy holds the parent's unconsumed records: they are the parent's */
 	for (uint64_t i = 0; i < child->ring_nsubs; i++) {

@@ -29,6 +29,13 @@ static void on_event_stop(struct diag_engine *e, struct diag_thread *t, int sig)
 		ep->exec_waiter = 0;
 		ep->exec_outcome = -1;
 	}
+	if (ep->open_waiter == t->tid) { /* adopt.c: the library's open returned: held */
+		ep->open_waiter = 0;
+		ep->open_held = true;
+		ep->held = true;
+		ep->freeze++;
+		return;
+	}
 	if (eproc_of(t->proc)->freeze)
 		return;
 	/* A job-control stop stays a stop (PTRACE_LISTEN); an interrupt nobody waits for

@@ -11,6 +11,7 @@
 
 struct diag_execgate {
 	int fd;
+	struct diag_marks marks; /* what diag_execgate_sync marked */
 };
 
 int diag_execgate_open(struct diag_execgate **out, struct diag_error *err)
@@ -37,6 +38,7 @@ void diag_execgate_close(struct diag_execgate *g)
 	if (!g)
 		return;
 	close(g->fd);
+	diag_marks_clear(&g->marks);
 	free(g);
 }
 
@@ -67,6 +69,17 @@ int diag_execgate_add(struct diag_execgate *g, const char *path, struct diag_err
 int diag_execgate_remove(struct diag_execgate *g, const char *path, struct diag_error *err)
 {
 	return mark(g, FAN_MARK_REMOVE, path, "remove it from", err);
+}
+
+int diag_execgate_sync(struct diag_execgate *g, const char *const *paths, size_t n,
+		       struct diag_error *err)
+{
+	return diag_marks_sync(&g->marks, g->fd, FAN_OPEN_EXEC_PERM, paths, n, err);
+}
+
+const struct diag_marks *diag_execgate_marks(const struct diag_execgate *g)
+{
+	return &g->marks;
 }
 
 /* Answer an event we will not hand out (malformed, or no room), so no exec ever waits. */

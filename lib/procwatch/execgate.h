@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "procwatch/marks.h"
 #include "util/error.h"
 
 /* One exec waiting at the gate. */
@@ -38,6 +39,13 @@ int diag_execgate_fd(const struct diag_execgate *g);
  * Errors name the path and the reason. */
 int diag_execgate_add(struct diag_execgate *g, const char *path, struct diag_error *err);
 int diag_execgate_remove(struct diag_execgate *g, const char *path, struct diag_error *err);
+
+/* Gate exactly the executables paths name now (procwatch/marks.h: new ones marked, replaced
+ * or deselected ones unmarked, the group kept, so no exec waiting meanwhile is let through).
+ * Returns how many could not be marked; err names the first and why. */
+int diag_execgate_sync(struct diag_execgate *g, const char *const *paths, size_t n,
+		       struct diag_error *err);
+const struct diag_marks *diag_execgate_marks(const struct diag_execgate *g);
 
 /* Up to cap waiting execs into out, without blocking. Returns their count. The caller must
  * answer each one with diag_execgate_allow, promptly: the thread waits until then (killably). */

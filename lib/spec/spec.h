@@ -46,7 +46,9 @@ struct diag_applied {
 	enum diag_applied_state state;
 	char error[DIAG_ERRMSG_MAX];
 	int64_t lm_ns;        /* the lastmodified this record applied; 0 = none */
-	uint64_t hits, dropped;
+	uint64_t hits, dropped; /* dropped: the ring's refusals and the queue's */
+	uint64_t ring_dropped; /* of dropped, the ring's refusals counted so far (the daemon's
+				* own figure, not serialized: count_hits adds only the new ones) */
 	int64_t last_hit_ns;  /* 0 = never */
 	uint64_t processes;   /* the summary record ("HOST:exited"): exited processes folded in */
 	size_t naddrs;

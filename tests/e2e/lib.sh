@@ -81,9 +81,9 @@ fixture_go() {
 start_daemon() {
 	local n=${DAEMON_RUN:-0}
 	DAEMON_RUN=$((n + 1))
-	"$DIAGNOSED" --socket "$SOCK" --store "$STORE" "$@" > "$T/d.out$n" 2> "$T/d.err$n" &
+	DOUT=${DAEMON_STDOUT:-$T/d.out$n} # DAEMON_STDOUT: the events elsewhere (a FIFO)
+	"$DIAGNOSED" --socket "$SOCK" --store "$STORE" "$@" > "$DOUT" 2> "$T/d.err$n" &
 	DPID=$!
-	DOUT=$T/d.out$n
 	DERR=$T/d.err$n
 	# Startup only: a bounded poll for the socket (the daemon has no other way to tell us).
 	for _ in $(seq 200); do

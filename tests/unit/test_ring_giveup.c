@@ -14,6 +14,7 @@
 
 #include "check.h"
 #include "fixture_proc.h"
+#include "ring_find.h"
 #include "arch/ring.h"
 #include "engine/engine.h"
 
@@ -27,28 +28,6 @@ static void on_hit(void *ctx, const struct diag_engine_hit *h)
 	((struct tally *)ctx)->events++;
 }
 
-/* The ring v2 mapping of pid: the anonymous mapping that starts with the ring's magic. */
-static uint64_t find_ring(pid_t pid, int memfd)
-{
-	char path[64], line[512];
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	FILE *f = fopen(path, "r");
-	uint64_t found = 0;
-	while (f && !found && fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-		char perms[8];
-		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[0] != 'r')
-			continue;
-		uint64_t magic = 0;
-		if (pread(memfd, &magic, sizeof(magic), (off_t)lo) == (ssize_t)sizeof(magic) &&
-		    magic == DIAG_RING_MAGIC_V2)
-			found = lo;
-	}
-	if (f)
-		fclose(f);
-	return found;
-}
-
 int main(void)
 {
 	struct tally t = { 0 };
@@ -56,7 +35,7 @@ int main(void)
 	struct diag_engine *e = NULL;
 	CHECK_EQ_INT(diag_engine_new(&cb, &e), 0);
 	struct diag_error err = { 0 };
-	/* 20000 calls: more than a 512 KiB sub-ring holds, so the ring also fills behind the
+	/* 20000 calls: more than a 1 MiB sub-ring holds, so the ring also fills behind the
 	 * stuck record (those are the target's own drops) */
 	enum { CALLS = 20000 };
 	char calls[16];

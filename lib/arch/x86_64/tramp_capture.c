@@ -124,16 +124,28 @@ static void emit_enter(struct xasm *a, struct tc *t)
 		xa_ins(a, ZYDIS_MNEMONIC_MOV, ZYDIS_ATTRIB_HAS_SEGMENT_FS, 2,
 		       (const xop[]){ R(R14), xa_m(ZYDIS_REGISTER_NONE, 0, 8) });
 	XA(a, MOV, R(RBX), I(t->c->ring));
-	/* sub = diag_ring_sub_of(thread, hash_shift) */
-	XA(a, MOV, R(RCX), M(RBX, CTL(hash_shift), 8));
-	XA(a, XOR, R(EAX), R(EAX));
-	XA(a, CMP, R(RCX), I(63));
-	xa_jump(a, ZYDIS_MNEMONIC_JNBE, sub0);
+	/* sub = the thread table's slot when it is this thread's, else diag_ring_sub_of(thread,
+	 * hash_shift); both from the page's hash */
+	uint32_t hashed = xa_label_new(a), one = xa_label_new(a);
 	XA(a, MOV, R(RAX), R(R14));
 	XA(a, SHR, R(RAX), I(12)); /* the thread pointer's page */
-	XA(a, MOV, R(RDX), I(0x9E3779B97F4A7C15ULL));
+	XA(a, MOV, R(RDX), I(DIAG_RING_HASH_MUL));
 	XA(a, IMUL, R(RAX), R(RDX));
+	XA(a, MOV, R(RCX), R(RAX));
+	XA(a, SHR, R(RCX), I(64 - DIAG_RING_TP_BITS));
+	XA(a, SHL, R(RCX), I(4)); /* sizeof(struct diag_ring_tpslot) */
+	XA(a, CMP, R(R14), xa_mx(RBX, RCX, 1, DIAG_RING_TP_TABLE, 8));
+	xa_jump(a, ZYDIS_MNEMONIC_JNZ, hashed);
+	XA(a, MOV, R(RAX), xa_mx(RBX, RCX, 1, DIAG_RING_TP_TABLE + 8, 8));
+	xa_jump(a, ZYDIS_MNEMONIC_JMP, sub0);
+	xa_label_here(a, hashed);
+	XA(a, MOV, R(RCX), M(RBX, CTL(hash_shift), 8));
+	XA(a, CMP, R(RCX), I(63));
+	xa_jump(a, ZYDIS_MNEMONIC_JNBE, one);
 	XA(a, SHR, R(RAX), R(CL));
+	xa_jump(a, ZYDIS_MNEMONIC_JMP, sub0);
+	xa_label_here(a, one); /* one sub-ring: 0 */
+	XA(a, XOR, R(EAX), R(EAX));
 	xa_label_here(a, sub0);
 	/* a control block the target scribbled on never sends a write outside the mapping */
 	XA(a, CMP, R(RAX), M(RBX, CTL(nsubs), 8));

@@ -638,6 +638,40 @@ static int check_worker_rec(const struct diag_ring_rec *rec, void *arg)
 	return 1;
 }
 
+/* ---- the thread table: a thread whose slot holds its thread pointer writes the slot's
+ * sub-ring, not the hashed one; a slot of another thread changes nothing ---- */
+
+static void test_thread_table(struct env *e)
+{
+	struct diag_error err = { 0 };
+	struct ring2 r;
+	struct probe p;
+	fn2 fn;
+
+	CHECK_EQ_INT(ring2_open(&r, 4, 512), 0);
+	CHECK_OK(install(e, c_fn_add, c_fn_add_end, &r, 8, NULL, NULL, false, &p, &err), err);
+	fn = (fn2)(uintptr_t)p.fn;
+	uint64_t tp = thread_pointer(), hashed = my_sub(&r), mine = (hashed + 1) % 4;
+	struct diag_ring_tpslot *tab = (void *)(r.base + DIAG_RING_TP_TABLE);
+
+	tab[diag_ring_tp_slot(tp)] = (struct diag_ring_tpslot){ .thread = tp + 4096, .sub = mine };
+	CHECK_EQ_INT(fn(1, 2), 3);
+	CHECK_EQ_INT(counter2(&r, hashed, 8), 1); /* another thread's slot: hashed */
+	tab[diag_ring_tp_slot(tp)] = (struct diag_ring_tpslot){ .thread = tp, .sub = mine };
+	for (uint64_t i = 0; i < 5; i++)
+		CHECK_EQ_INT(fn(10, i), 10 + i);
+	CHECK_EQ_INT(counter2(&r, hashed, 8), 1);
+	CHECK_EQ_INT(counter2(&r, mine, 8), 5);
+	CHECK_EQ_INT(sub_hdr(&r, mine)->head, 15);
+	CHECK_EQ_INT(rec_at(&r, mine, 12)->seq, 13);
+	CHECK_EQ_INT(rec_at(&r, mine, 12)->regs[DIAG_RING_RSI], 4);
+	/* a slot naming a sub-ring past nsubs (a scribbled table): not counted, not written */
+	tab[diag_ring_tp_slot(tp)].sub = 4;
+	CHECK_EQ_INT(fn(1, 1), 2);
+	CHECK_EQ_INT(counter_sum(&r, 8), 6);
+	ring2_close(&r);
+}
+
 static void test_threads(struct env *e)
 {
 	struct diag_error err = { 0 };
@@ -2543,6 +2577,7 @@ int main(void)
 	test_count_only(&g_env);
 	test_full_and_pad(&g_env);
 	test_threads(&g_env);
+	test_thread_table(&g_env);
 	test_consumer(&g_env);
 	install_fault_handler();
 	test_chain();
