@@ -391,10 +391,6 @@ int eng_xf_enter(struct diag_u64map *m, uint64_t thread, uint64_t sp, uint64_t t
 size_t eng_xf_exit(struct diag_u64map *m, uint64_t thread, uint64_t sp, struct eng_xframe *out,
 		   size_t cap);
 void eng_xf_drop_thread(struct diag_u64map *m, uint64_t thread);
-/* Records of the threads writing sub-ring `sub` (diag_ring_sub_of with hash_shift) were
- * dropped: their open frames may have lost their exits, and an exit may have lost its entry,
- * so none of them is paired across the gap (no event rather than a wrong one). */
-void eng_xf_purge_sub(struct diag_u64map *m, uint64_t sub, uint64_t hash_shift);
 void eng_xf_forget(struct diag_u64map *m, const struct probe *pr);
 /* Open frames (of pr; NULL: of every probe). */
 size_t eng_xf_open(const struct diag_u64map *m, const struct probe *pr);

@@ -93,16 +93,6 @@ void eng_xf_drop_thread(struct diag_u64map *m, uint64_t thread)
 	free(diag_u64map_del(m, thread));
 }
 
-void eng_xf_purge_sub(struct diag_u64map *m, uint64_t sub, uint64_t hash_shift)
-{
-	size_t pos = 0;
-	uint64_t k;
-	void *v;
-	while (diag_u64map_next(m, &pos, &k, &v))
-		if (diag_ring_sub_of(k, hash_shift) == sub)
-			((struct xstack *)v)->n = 0;
-}
-
 void eng_xf_forget(struct diag_u64map *m, const struct probe *pr)
 {
 	size_t pos = 0;
