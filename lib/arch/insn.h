@@ -7,6 +7,7 @@
 #ifndef DIAG_ARCH_INSN_H
 #define DIAG_ARCH_INSN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,12 @@
 
 /* The breakpoint instruction, DIAG_ARCH_BREAK_LEN bytes (x86-64: int3, 0xcc). */
 extern const uint8_t diag_insn_break[DIAG_ARCH_BREAK_LEN];
+
+/* The bytes before a trap's pc that diag_insn_is_long_trap looks at (x86-64: 2), and whether
+ * they are a trap instruction other than diag_insn_break that raises the same trap (x86-64:
+ * `int 3` encoded cd 03), whose pc is not one break past its address. */
+size_t diag_insn_trap_context_len(void);
+bool diag_insn_is_long_trap(const uint8_t *before);
 
 struct diag_insn {
 	uint64_t addr;       /* runtime address of the instruction */

@@ -88,6 +88,27 @@ pid_t eng_wait_secure(struct diag_engine *e, pid_t which, int *status, int flags
 
 /* ---- stopping and freezing ---- */
 
+/* Our interrupt can win the race with one of our int3s the thread has just executed: the
+ * kernel reports the interrupt (a job-control trap) before it dequeues the SIGTRAP, so the
+ * thread stops at addr + 1 with the trap still pending. Used like that (a remote syscall, a
+ * detach), the trap would be taken in a stop nobody serves as a hit and the thread would go on
+ * at addr + 1, past the displaced instruction (a target died in _dl_debug_update, past the
+ * `ret` of _dl_debug_state). True when t is at one of ours with a SIGTRAP pending. */
+static bool trap_pending(const struct diag_thread *t)
+{
+	diag_regs regs;
+	if (diag_regs_read(t->tid, &regs) < 0)
+		return false;
+	const struct diag_bptable *bps = &eproc_mem(eproc_of(t->proc))->bps;
+	uint64_t addr = diag_regs_trap_addr(&regs);
+	const struct diag_bp *bp = diag_bp_at(bps, addr);
+	if (!(bp && !bp->jump) && !diag_u64map_get(&bps->tombstones, addr))
+		return false;
+	unsigned long long pending = 0; /* SigPnd of /proc/TID/status: the thread's own */
+	return diag_proc_status_field(t->tid, "SigPnd", 16, &pending) &&
+	       (pending & (1ULL << (SIGTRAP - 1)));
+}
+
 /* Interrupt t and wait until it is in a ptrace-stop, handling every other stop of t on the
  * way (hits are served as usual). Returns 0, or -ESRCH when it exited. */
 static int stop_thread(struct diag_engine *e, struct diag_thread *t)
@@ -98,6 +119,7 @@ static int stop_thread(struct diag_engine *e, struct diag_thread *t)
 	int r = diag_thread_interrupt(tid);
 	if (r < 0)
 		return r;
+	bool interrupted = true;
 	for (;;) {
 		int status;
 		pid_t w = eng_wait_secure(e, tid, &status, 0);
@@ -106,9 +128,19 @@ static int stop_thread(struct diag_engine *e, struct diag_thread *t)
 		if (!diag_u64map_get(&e->threads, (uint64_t)tid))
 			return -ESRCH;
 		if (WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_STOP && t->announced) {
+			int sig = WSTOPSIG(status);
+			if (sig == SIGTRAP && trap_pending(t)) {
+				/* let it take the trap: it stops again at once with the SIGTRAP,
+				 * which the wait secures and serves as every hit. Interrupted again
+				 * only after that stop (sooner, the interrupt could win once more),
+				 * if serving it let the thread run on. */
+				if (ptrace(PTRACE_CONT, tid, 0, 0) < 0)
+					return -errno;
+				interrupted = false;
+				continue;
+			}
 			/* our interrupt; a job-stopped thread re-traps with its stop signal and
 			 * goes back to its group-stop (PTRACE_LISTEN) when we resume it */
-			int sig = WSTOPSIG(status);
 			t->stopped = true;
 			t->group_stop = sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN ||
 					sig == SIGTTOU;
@@ -119,6 +151,11 @@ static int stop_thread(struct diag_engine *e, struct diag_thread *t)
 			return -ESRCH;
 		if (t->stopped) /* kept stopped (freeze) */
 			return 0;
+		if (!interrupted) {
+			if ((r = diag_thread_interrupt(tid)) < 0)
+				return r;
+			interrupted = true;
+		}
 	}
 }
 

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "arch/insn.h"
 #include "arch/safety.h"
 #include "arch/syscall.h"
 #include "util/clock.h"
@@ -397,7 +398,14 @@ static int wait_syscall_stop(struct diag_thread *t)
 			return -ESRCH; /* killed under us */
 		if (WSTOPSIG(st) == (SIGTRAP | 0x80))
 			return 0;
-		if ((st >> 16) == 0 && WSTOPSIG(st) != SIGTRAP) {
+		if ((st >> 16) == 0 && WSTOPSIG(st) == SIGTRAP) {
+			/* a breakpoint the thread ran into just as it was stopped for us (a
+			 * job-control stop, or an interrupt, reported before the SIGTRAP is
+			 * dequeued): cancelled here, so the pc put back must re-run it */
+			siginfo_t si;
+			if (diag_thread_siginfo(t->tid, &si) == 0 && si.si_code == SI_KERNEL)
+				t->trap_behind = true;
+		} else if ((st >> 16) == 0) {
 			/* a fault queued behind the stop we borrowed the thread in: the registers
 			 * we put back re-run its instruction, which faults again */
 			int before = t->pending_sig;
@@ -409,6 +417,28 @@ static int wait_syscall_stop(struct diag_thread *t)
 		if (ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0)
 			return -errno;
 	}
+}
+
+/* The SIGTRAP of a breakpoint was cancelled while we borrowed t: its saved pc is past the
+ * breakpoint instruction, and resumed there it would skip the instruction the breakpoint
+ * displaced (a target died in _dl_debug_update, past the `ret` of _dl_debug_state). Put it
+ * back on the breakpoint: it traps again and is served as any hit, or, the breakpoint
+ * removed since, runs the restored instruction. The two-byte `int 3` of a target's own code
+ * is left alone: its trap goes to it as a signal, as it would have without us. */
+static void rewind_trap(struct diag_thread *t, diag_regs *saved)
+{
+	if (!t->trap_behind)
+		return;
+	t->trap_behind = false;
+	uint64_t at = diag_regs_trap_addr(saved);
+	uint8_t before[DIAG_INSN_MAX_LEN];
+	size_t n = diag_insn_trap_context_len();
+	if (diag_proc_read(t->proc, at + DIAG_ARCH_BREAK_LEN - n, before, n) == (ssize_t)n &&
+	    diag_insn_is_long_trap(before)) {
+		t->pending_sig = SIGTRAP;
+		return;
+	}
+	diag_regs_set_pc(saved, at);
 }
 
 int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long *ret)
@@ -453,6 +483,7 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 	}
 	/* the restart the kernel would have applied had we not borrowed the thread */
 	diag_regs_syscall_restart(&saved);
+	rewind_trap(t, &saved);
 	int wr = diag_regs_write(t->tid, &saved);
 	if (wr < 0 && !rc)
 		rc = wr;

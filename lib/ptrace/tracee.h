@@ -28,6 +28,7 @@ struct diag_thread {
 	bool group_stop;   /* in a job-control stop (resume with PTRACE_LISTEN) */
 	bool announced;    /* its initial stop (new thread/child) was seen */
 	int pending_sig;   /* signal to deliver when resumed (detach included) */
+	bool trap_behind;  /* a breakpoint's SIGTRAP was taken while we borrowed it (tracee.c) */
 	void *ext;         /* the engine's per-thread data: plain memory, freed with the thread */
 	bool zombie;       /* a leader that exited before its threads: can never stop again */
 	int event;         /* stopped at this PTRACE_EVENT_* inside clone/fork/vfork/exec, or 0 */

@@ -12,6 +12,16 @@
 
 const uint8_t diag_insn_break[DIAG_ARCH_BREAK_LEN] = {0xcc}; /* int3 */
 
+size_t diag_insn_trap_context_len(void)
+{
+	return 2;
+}
+
+bool diag_insn_is_long_trap(const uint8_t *before)
+{
+	return before[0] == 0xcd && before[1] == 0x03; /* int 3, the two-byte form */
+}
+
 struct decoded {
 	ZydisDecodedInstruction ins;
 	ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
