@@ -1,0 +1,111 @@
+/* retsite: return sites, the jump path's watch on return addresses. A return probe on a
+ * function that leaves by a tail call (`jmp callee` after its frame is torn down) cannot see
+ * its return at the jmp: the callee returns in its stead, straight to the caller. Its entry
+ * records carry the return address ([sp] at entry, fastpath.c's add_ra); a drain that finds
+ * one its probe has no return site for queues it (exitjump.c, eproc.rs_want), and at the next
+ * dispatch this file places a return site there: a jump at that instruction of the caller
+ * whose trampoline records an exit (DIAG_REC_RETSITE) that closes the frame entered at
+ * sp - 8. Returns before it is placed are counted lost (exitjump.c, unwatched frames). An
+ * address that takes no jump is remembered with its reason (`applied`'s skips) and its
+ * returns stay lost. At most ENG_RET_SITES_MAX return sites per probe. Owns the queue's
+ * consumption; never reads the ring nor pairs frames. */
+#include "engine/engine_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "bp/site_check.h"
+
+/* entry still names a live want_ra site of ep's probes (the queue outlives nothing, but a
+ * probe removed by a drain's caller since leaves a stale pointer: compared, never read) */
+static bool live_entry(const struct eproc *ep, const struct site *entry)
+{
+	for (const struct probe *pr = ep->probes; pr; pr = pr->next)
+		for (size_t i = 0; i < pr->nsites; i++)
+			if (&pr->sites[i] == entry)
+				return entry->kind == SITE_RET_ENTRY && entry->want_ra;
+	return false;
+}
+
+static bool tried(const struct probe *pr, uint64_t ra)
+{
+	for (size_t i = 0; i < pr->nrsites; i++)
+		if (pr->rsites[i]->at == ra)
+			return true;
+	return false;
+}
+
+static void note_skip(struct probe *pr, uint64_t ra, const char *why)
+{
+	if (pr->nskips < DIAG_PROBE_MAX_SKIPS) {
+		struct diag_skip *k = &pr->skips[pr->nskips];
+		*k = (struct diag_skip){0};
+		snprintf(k->what, sizeof(k->what), "return site at 0x%llx", (unsigned long long)ra);
+		snprintf(k->reason, sizeof(k->reason), "returns there lost: %s", why);
+	}
+	pr->nskips++;
+}
+
+/* One queued return address (ep frozen by the placing, or not yet). */
+static void place_one(struct diag_engine *e, struct eproc *ep, const struct diag_modmap *mods,
+		      struct site *entry, uint64_t ra)
+{
+	struct probe *pr = entry->pr;
+	if (tried(pr, ra))
+		return;
+	if (pr->nretsites >= ENG_RET_SITES_MAX) {
+		if (pr->nretsites++ == ENG_RET_SITES_MAX)
+			note_skip(pr, ra, "the probe has ENG_RET_SITES_MAX return sites already");
+		return;
+	}
+	char name[256], why[160] = "";
+	uint64_t start = 0, size = 0;
+	/* the return address was read from the target's stack: it may point anywhere */
+	if (diag_site_check_mapping(ep->tp->pid, ra, NULL) < 0 ||
+	    diag_sym_lookup_func(e->syms, mods, ra, name, sizeof(name), &start, &size) < 0 ||
+	    ra <= start || ra >= start + size) {
+		pr->nretsites++;
+		note_skip(pr, ra, "not inside a known function's code");
+		return;
+	}
+	if (eng_fast_place_retsite(e, ep, entry, ra, start, start + size, why, sizeof(why)) != 0)
+		note_skip(pr, ra, why);
+}
+
+static void place_for(struct diag_engine *e, struct eproc *ep)
+{
+	struct eng_rs_want want[ENG_RS_WANT_MAX];
+	size_t n = ep->rs_nwant;
+	memcpy(want, ep->rs_want, n * sizeof(want[0]));
+	ep->rs_nwant = 0;
+	struct diag_modmap mods = {0};
+	struct diag_error err = {0};
+	if (diag_modmap_read(ep->tp->pid, &mods, &err) < 0)
+		return;
+	pid_t pid = ep->tp->pid;
+	for (size_t i = 0; i < n; i++) {
+		if (diag_u64map_get(&e->procs, (uint64_t)pid) != ep)
+			break; /* it exited while its threads were stopped for one */
+		if (live_entry(ep, want[i].entry))
+			place_one(e, ep, &mods, want[i].entry, want[i].ra);
+	}
+	diag_modmap_release(&mods);
+}
+
+void eng_retsite_place_pending(struct diag_engine *e)
+{
+	pid_t pids[64];
+	size_t n = 0, pos = 0;
+	uint64_t k;
+	void *v;
+	while (n < 64 && diag_u64map_next(&e->procs, &pos, &k, &v)) {
+		const struct eproc *ep = v;
+		if (ep->rs_nwant && !ep->tp->mem_owner && !ep->freeze)
+			pids[n++] = (pid_t)k;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct eproc *ep = diag_u64map_get(&e->procs, (uint64_t)pids[i]);
+		if (ep)
+			place_for(e, ep);
+	}
+}
