@@ -95,10 +95,10 @@ size_t eng_xf_exit(struct diag_u64map *m, uint64_t thread, uint64_t sp, const st
 	if (!s)
 		return 0;
 	purge_deeper(s, sp, true);
-	/* the frames at sp are one entry record's (an entry purges those before it at sp): all
-	 * close here, whichever probe they belong to (a probe of another function at the same
-	 * sp was left by a jump we did not see); at a return site only those of its probes (the
-	 * others returned here unwatched: a later purge counts them lost) */
+	/* the frames at sp are one entry record's (an entry purges those before it at sp): with
+	 * `only`, those of its probes close here; the others stay for their own exit or return
+	 * site (a tail call from one function into another at the same sp: each returns at its
+	 * own), or a later purge (counting it lost when unwatched) */
 	size_t lo = s->n;
 	while (lo && s->v[lo - 1].sp == sp)
 		lo--;
@@ -263,8 +263,10 @@ void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp
 	struct site *ssmall[8], **fired = cap <= 8 ? ssmall : malloc(cap * sizeof(*fired));
 	size_t nf = 0, n = 0;
 	if (frames && fired)
-		nf = eng_xf_exit(&mem->xframes, rec->thread, sp,
-				 rec->flags & DIAG_REC_RETSITE ? bp : NULL, frames, cap);
+		/* only the frames of the probes served here: an end probe's jump at a tail
+		 * call is not the return of a return probe's frame (its return site is), and
+		 * a return site is not the return of a probe that has none there */
+		nf = eng_xf_exit(&mem->xframes, rec->thread, sp, bp, frames, cap);
 	struct diag_thread *t = tid > 0 ? diag_u64map_get(&e->threads, (uint64_t)tid) : NULL;
 	if (t && eproc_mem(eproc_of(t->proc)) != mem)
 		t = NULL;

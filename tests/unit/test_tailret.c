@@ -15,7 +15,7 @@
 #include "fixture_proc.h"
 #include "engine/engine.h"
 
-#define NPROBES 3
+#define NPROBES 4
 #define THREADS 4
 #define ROUNDS 100     /* tail.c's */
 #define JUMP_ROUNDS 4  /* rounds with a longjmp out of spin (i % 25 == 7) */
@@ -43,16 +43,18 @@ static void on_hit(void *ctx, const struct diag_engine_hit *h)
 	t->sum[k] += h->value.i;
 }
 
-/* tail.c's tailer(x), every frame: its result added to *sum, its frames to *n. */
-static long model(long x, int64_t *sum, int64_t *n)
+/* tail.c's tailer(x), every frame: its result added to *sum, its frames to *n, its first
+ * argument register at its exit (-O2: x, or x - 4 at the `jmp wrap`) to *exit_arg. */
+static long model(long x, int64_t *sum, int64_t *n, int64_t *exit_arg)
 {
 	long r;
+	*exit_arg += x % 4 == 3 ? x - 4 : x;
 	if (x % 4 == 0)
 		r = x + 1;
 	else if (x % 4 == 1)
 		r = x + 100;
 	else if (x % 4 == 3)
-		r = x - 4 < 0 ? 0 : model(x - 4, sum, n) * 2 + (x - 4);
+		r = x - 4 < 0 ? 0 : model(x - 4, sum, n, exit_arg) * 2 + (x - 4);
 	else
 		r = x * 3;
 	*sum += r;
@@ -123,6 +125,7 @@ static void run(const char *opt, const char *pie, bool fast, int threads)
 	add(e, f.pid, 1, "elapsed", "result >= 6 && result < 100 && result % 6 == 0",
 	    DIAG_EVENT_RETURN);
 	add(e, f.pid, 2, "$arg1", NULL, DIAG_EVENT_CALL); /* shares the entry jump */
+	add(e, f.pid, 3, "$arg1", NULL, DIAG_EVENT_END); /* at each exit, tail calls included */
 	fixture_go(&f);
 	CHECK(serve_line(e, &f, line, sizeof(line)));
 	CHECK_EQ_STR(line, "warm");
@@ -149,9 +152,9 @@ static void run(const char *opt, const char *pie, bool fast, int threads)
 	CHECK(serve_line(e, &f, line, sizeof(line)));
 	CHECK_EQ_STR(line, "done");
 	diag_engine_dispatch(e); /* what the rings hold now */
-	int64_t s16 = 0, n16 = 0, outer = 0;
+	int64_t s16 = 0, n16 = 0, outer = 0, e16 = 0;
 	for (long x = 0; x < 16; x++)
-		outer += model(x, &s16, &n16);
+		outer += model(x, &s16, &n16, &e16);
 	/* the program's own results are unchanged */
 	CHECK_EQ_INT(calls, threads * ROUNDS * n16);
 	CHECK_EQ_INT(jumped, threads * JUMP_ROUNDS);
@@ -189,6 +192,14 @@ static void run(const char *opt, const char *pie, bool fast, int threads)
 	if (!fast || !tails)
 		CHECK_EQ_INT(info.lost_returns, 0);
 	CHECK(t.min[1] >= SPIN_NS); /* elapsed includes the tail-called callee's time */
+	/* end events: one per call at the exit it takes; at -O2 the `jmp spin` is that exit even
+	 * for the calls that spin() longjmps out of, and the register is read there (x - 4 at the
+	 * `jmp wrap`: the exit's, not the entry's) */
+	fprintf(stderr, "  end events %llu, $arg1 sum %lld\n", (unsigned long long)t.n[3],
+		(long long)t.sum[3]);
+	CHECK_EQ_INT(t.n[3], t.n[2] - (uint64_t)(tails ? 0 : jumped));
+	if (tails)
+		CHECK_EQ_INT(t.sum[3], threads * ((ROUNDS + 1) * e16 - JUMP_ROUNDS * (6 - -2)));
 	CHECK_EQ_INT(info.pending, 0); /* the longjmp'd frames left nothing open */
 	CHECK_EQ_INT(t.errors, 0);
 	fixture_go(&f);
