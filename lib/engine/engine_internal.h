@@ -372,6 +372,12 @@ struct diag_cap_snapshot;
 void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
 		     const struct diag_ring_rec *rec, const struct diag_cap_snapshot *snap,
 		     pid_t tid, uint64_t ts);
+/* An int3 hit of thread t at a return site that took no jump (bp, its SITE_RET_EXIT users):
+ * the jump frames returning there close (tsc: the clock now; elapsed includes the stop's
+ * delay), their events captured into e->scratch from slot on and their entry sites appended
+ * to fired. Returns how many fired. */
+size_t eng_exit_trap(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
+		     const struct diag_expr_ctx *ctx, uint64_t tsc, struct site **fired, size_t slot);
 
 /* The open frames of jump return probes (eproc.xframes: thread pointer -> its frames), kept
  * on records alone: an entry record at sp opens a frame (and purges those at or below sp,

@@ -305,3 +305,35 @@ void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp
 	if (fired != ssmall)
 		free(fired);
 }
+
+size_t eng_exit_trap(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
+		     const struct diag_expr_ctx *ctx, uint64_t tsc, struct site **fired, size_t slot)
+{
+	size_t cap = 0;
+	for (size_t i = 0; i < bp->nusers; i++)
+		cap += ((const struct site *)bp->users[i])->kind == SITE_RET_EXIT;
+	if (!cap)
+		return 0;
+	struct eproc *mem = eproc_mem(eproc_of(t->proc));
+	struct eng_xframe fsmall[8], *frames = cap <= 8 ? fsmall : malloc(cap * sizeof(*frames));
+	if (!frames)
+		return 0;
+	/* the thread pointer the trampolines record is the one its registers hold */
+	size_t nf = eng_xf_exit(&mem->xframes, diag_record_thread_pointer(ctx->regs),
+				diag_regs_sp(ctx->regs) - 8, bp, frames, cap), n = 0;
+	for (size_t i = 0; i < bp->nusers; i++) {
+		struct site *s = bp->users[i];
+		const struct eng_xframe *f =
+			s->kind == SITE_RET_EXIT ? frame_of(frames, nf, s->pr) : NULL;
+		if (!f)
+			continue;
+		struct diag_expr_ctx c = *ctx;
+		c.elapsed_ns = ticks_ns(e, tsc - f->tsc);
+		s->pr->trapped++;
+		if (eng_capture_site(e, s, f->entry, &c, false, slot + n))
+			fired[n++] = f->entry;
+	}
+	if (frames != fsmall)
+		free(frames);
+	return n;
+}

@@ -11,6 +11,7 @@
  * consumption; never reads the ring nor pairs frames. */
 #include "engine/engine_internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -46,6 +47,35 @@ static void note_skip(struct probe *pr, uint64_t ra, const char *why)
 	pr->nskips++;
 }
 
+/* No jump fits at x->at: an int3 for this return address alone (its hits close the jump
+ * frames: exitjump.c's eng_exit_trap), where the target allows one. Returns 0, or a negative
+ * code with why (cap bytes) extended. */
+static int place_int3(struct diag_engine *e, struct eproc *ep, struct site *x, char *why,
+		      size_t cap)
+{
+	struct diag_thread *stopped = NULL;
+	struct diag_error err = {0};
+	int r = 0;
+	/* an int3 must never outlive us unprotected (probe.c's rule) */
+	if (!diag_bp_at(&ep->bps, x->at))
+		r = eng_safety_ensure(e, ep, &stopped, &err);
+	if (r == 0)
+		r = eng_bp_get(e, ep, &stopped, x->at, &x->bp, &err);
+	if (r == 0 && diag_bp_add_user(x->bp, x) < 0) {
+		diag_bp_del_user(&ep->bps, ep->tp, x->bp, x);
+		r = diag_error_set(&err, -ENOMEM, "out of memory");
+	}
+	if (r < 0)
+		x->bp = NULL;
+	if (stopped)
+		eng_resume_stopped(e, stopped);
+	if (r < 0) {
+		size_t used = strlen(why);
+		snprintf(why + used, cap - used, "; no int3 either: %s", err.msg);
+	}
+	return r;
+}
+
 /* One queued return address (ep frozen by the placing, or not yet). */
 static void place_one(struct diag_engine *e, struct eproc *ep, const struct diag_modmap *mods,
 		      struct site *entry, uint64_t ra)
@@ -68,8 +98,13 @@ static void place_one(struct diag_engine *e, struct eproc *ep, const struct diag
 		note_skip(pr, ra, "not inside a known function's code");
 		return;
 	}
-	if (eng_fast_place_retsite(e, ep, entry, ra, start, start + size, why, sizeof(why)) != 0)
-		note_skip(pr, ra, why);
+	int r = eng_fast_place_retsite(e, ep, entry, ra, start, start + size, why, sizeof(why));
+	if (r == 0)
+		return;
+	if (r == 1 && pr->nrsites && pr->rsites[pr->nrsites - 1]->at == ra &&
+	    place_int3(e, ep, pr->rsites[pr->nrsites - 1], why, sizeof(why)) == 0)
+		return;
+	note_skip(pr, ra, why);
 }
 
 static void place_for(struct diag_engine *e, struct eproc *ep)
