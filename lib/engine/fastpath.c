@@ -363,7 +363,8 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 	uint64_t ts = tsc_to_ns(e, rec->tsc);
 	if (rec->flags & DIAG_REC_EXIT) {
 		eng_exit_record(e, ep, bp, rec, &snap, tid, ts);
-		return;
+		if (!(rec->flags & DIAG_REC_RETSITE))
+			return; /* a return site's record also serves a line probe joined there */
 	}
 	diag_regs regs;
 	diag_record_v2_regs(rec, &regs);

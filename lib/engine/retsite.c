@@ -71,7 +71,7 @@ static int place_int3(struct diag_engine *e, struct eproc *ep, struct site *x, c
 		eng_resume_stopped(e, stopped);
 	if (r < 0) {
 		size_t used = strlen(why);
-		snprintf(why + used, cap - used, "; no int3 either: %s", err.msg);
+		snprintf(why + used, cap - used, "; no int3 either: %.100s", err.msg);
 	}
 	return r;
 }
