@@ -166,8 +166,9 @@ struct diag_tramp_capture {
 	                            * from %fs:0 (the TCB's self pointer by the x86-64 ABI) */
 	const struct diag_cap_prog *cond;  /* NULL: every hit records */
 	const struct diag_cap_prog *value; /* NULL: registers only, empty payload */
-	bool retsite;              /* ENTRY at a return address: records flagged DIAG_REC_EXIT |
-	                            * DIAG_REC_RETSITE (the return of the call before addr) */
+	bool retsite;              /* at a return address (ENTRY, or EXIT when a jmp is there):
+	                            * records flagged DIAG_REC_EXIT | DIAG_REC_RETSITE (the
+	                            * return of the call before addr) */
 };
 
 /* Build the slot's whole content (header + code) into out (cap >= DIAG_TRAMP_SLOT suffices;

@@ -492,6 +492,10 @@ int eng_fast_place_retsite(struct diag_engine *e, struct eproc *ep, struct site 
 /* ---- retsite.c: return sites ---- */
 /* Dispatch level: the return sites the drains asked for (eproc.rs_want), placed. */
 void eng_retsite_place_pending(struct diag_engine *e);
+/* A fork child's probe pr (installed, a copy of its parent's src): it joins the copies of
+ * src's return sites (no freeze: the child has not run since the fork). */
+void eng_retsite_adopt(struct diag_engine *e, struct eproc *child, struct probe *pr,
+		       const struct probe *src);
 
 /* ---- dynlink.c: the watch on library loads ---- */
 /* True when target names a MODULE that is not mapped (the probe waits for it). */

@@ -819,7 +819,7 @@ static int place_capture(struct diag_engine *e, struct eproc *ep, struct diag_th
 	eng_journal_map(ep, page, DIAG_TRAMP_SLOT, "slot");
 	struct eng_slot *sl = calloc(1, sizeof(*sl));
 	struct diag_tramp_capture c;
-	bool retsite = s->kind == SITE_RET_EXIT && !term; /* an exit site without a terminator */
+	bool retsite = s->kind == SITE_RET_EXIT && s->at; /* a return site */
 	capture_desc(&c, term, retsite, addr, code, avail, page, ep, id, cap);
 	struct diag_error berr = {0};
 	struct diag_bp *bp = NULL;
@@ -1169,10 +1169,16 @@ static int place_end(struct diag_engine *e, struct eproc *ep, struct site *s,
 static int place_retsite_jump(struct diag_engine *e, struct eproc *ep, struct diag_thread *t,
 			      struct site *x, const struct diag_location *caller)
 {
-	uint64_t ra = caller->addr;
+	uint64_t ra = caller->addr, term = 0;
 	size_t room = caller->func_end - ra;
 	struct diag_error quiet = {0};
 	int span = diag_bp_jump_span(ep->tp, ra, room, &quiet);
+	if (span <= 0 && room >= DIAG_TRAMP_PATCH_LEN) {
+		/* a loop's `jmp` right after the call: an exit trampoline with it as its
+		 * terminator (the arch refuses anything but a ret or jmp of the jump's length) */
+		term = ra;
+		span = DIAG_TRAMP_PATCH_LEN;
+	}
 	if (span <= 0 || (size_t)span > room)
 		return why(x, "%s", quiet.msg[0] ? quiet.msg : "the instructions there cannot be moved");
 	if (!range_free(&ep->bps, ra, (size_t)span))
@@ -1184,8 +1190,10 @@ static int place_retsite_jump(struct diag_engine *e, struct eproc *ep, struct di
 	struct diag_error cerr = {0};
 	if (compile_exit(x, &cap, &cerr) < 0)
 		return why(x, "%s", cerr.msg);
-	int r = place_capture(e, ep, t, x, ra, 0, room, (size_t)span, &cap);
+	int r = place_capture(e, ep, t, x, ra, term, term ? (size_t)span : room, (size_t)span, &cap);
 	diag_expr_capture_free(&cap);
+	if (r && term && quiet.msg[0]) /* the first reason says more */
+		why(x, "%s", quiet.msg);
 	return r;
 }
 
@@ -1213,6 +1221,8 @@ int eng_fast_place_retsite(struct diag_engine *e, struct eproc *ep, struct site 
 			why(x, "%s", err.msg);
 	} else if (bp) {
 		r = why(x, "another probe's patch is at this address");
+	} else if (!func_end) {
+		r = why(x, "no symbol covers the return address (the caller's bounds are unknown)");
 	} else if (func_end <= ra || func_end - ra < DIAG_TRAMP_PATCH_LEN) {
 		r = why(x, "fewer than %d bytes of the caller follow it", DIAG_TRAMP_PATCH_LEN);
 	} else {

@@ -6,11 +6,13 @@
  * dispatch this file places a return site there: a jump at that instruction of the caller
  * whose trampoline records an exit (DIAG_REC_RETSITE) that closes the frame entered at
  * sp - 8. Returns before it is placed are counted lost (exitjump.c, unwatched frames). An
- * address that takes no jump is remembered with its reason (`applied`'s skips) and its
- * returns stay lost. At most ENG_RET_SITES_MAX return sites per probe. Owns the queue's
+ * address that takes no jump gets an int3 for itself, or where none may go is remembered with
+ * its reason (`applied`'s skips) and its returns stay lost. The caller's bounds (for the
+ * branch check) come from its symbol, or from its FDE in .eh_frame_hdr when none covers it. At most ENG_RET_SITES_MAX return sites per probe. Owns the queue's
  * consumption; never reads the ring nor pairs frames. */
 #include "engine/engine_internal.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,6 +47,66 @@ static void note_skip(struct probe *pr, uint64_t ra, const char *why)
 		snprintf(k->reason, sizeof(k->reason), "returns there lost: %s", why);
 	}
 	pr->nskips++;
+}
+
+#define EH_TABLE_MAX (1u << 20) /* entries of an .eh_frame_hdr search table read at most */
+
+static bool rd(struct eproc *ep, uint64_t addr, void *buf, size_t len)
+{
+	return diag_proc_read(ep->tp, addr, buf, len) == (ssize_t)len;
+}
+
+/* The bounds of the function containing ra by its FDE, for code no symbol covers (a static
+ * function of a stripped file): the module's .eh_frame_hdr binary search table, read from the
+ * target's memory (the segment is loaded), in the layout GNU ld writes (version 1, table of
+ * datarel sdata4 pairs), and the FDE it names, whose pc_begin (pcrel sdata4) must agree with
+ * the table. Hostile memory: every read bounded, anything else refused. */
+static bool fde_bounds(struct eproc *ep, const struct diag_module *mod, uint64_t ra,
+		       uint64_t *lo, uint64_t *hi)
+{
+	Elf64_Ehdr eh;
+	if (!rd(ep, mod->start, &eh, sizeof(eh)) || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr) ||
+	    eh.e_phnum > 64)
+		return false;
+	uint64_t hdr = 0;
+	for (unsigned i = 0; i < eh.e_phnum && !hdr; i++) {
+		Elf64_Phdr ph;
+		if (!rd(ep, mod->start + eh.e_phoff + i * sizeof(ph), &ph, sizeof(ph)))
+			return false;
+		if (ph.p_type == PT_GNU_EH_FRAME)
+			hdr = mod->bias + ph.p_vaddr;
+	}
+	uint8_t h[12];
+	if (!hdr || !rd(ep, hdr, h, sizeof(h)) || h[0] != 1 || h[2] != 0x03 || h[3] != 0x3b)
+		return false; /* version 1, udata4 count, datarel sdata4 table */
+	uint32_t count;
+	memcpy(&count, h + 8, sizeof(count));
+	if (!count || count > EH_TABLE_MAX)
+		return false;
+	/* the last entry whose start is at or below ra */
+	uint32_t a = 0, b = count;
+	int32_t ent[2];
+	while (b - a > 1) {
+		uint32_t m = a + (b - a) / 2;
+		if (!rd(ep, hdr + 12 + (uint64_t)m * 8, ent, sizeof(ent)))
+			return false;
+		if (hdr + (int64_t)ent[0] <= ra)
+			a = m;
+		else
+			b = m;
+	}
+	if (!rd(ep, hdr + 12 + (uint64_t)a * 8, ent, sizeof(ent)))
+		return false;
+	uint64_t start = hdr + (int64_t)ent[0], fde = hdr + (int64_t)ent[1];
+	uint32_t f[4]; /* length, CIE pointer, pc_begin, pc_range */
+	if (!rd(ep, fde, f, sizeof(f)) || f[0] == 0xffffffffu || f[0] < 12 || !f[1])
+		return false;
+	if (fde + 8 + (int64_t)(int32_t)f[2] != start || ra < start || ra - start >= f[3])
+		return false; /* not the pcrel sdata4 FDE the table names, or ra past its end */
+	*lo = start;
+	*hi = start + f[3];
+	return true;
 }
 
 /* No jump fits at x->at: an int3 for this return address alone (its hits close the jump
@@ -90,18 +152,24 @@ static void place_one(struct diag_engine *e, struct eproc *ep, const struct diag
 	}
 	char name[256], why[160] = "";
 	uint64_t start = 0, size = 0;
-	/* the return address was read from the target's stack: it may point anywhere */
-	if (diag_site_check_mapping(ep->tp->pid, ra, NULL) < 0 ||
-	    diag_sym_lookup_func(e->syms, mods, ra, name, sizeof(name), &start, &size) < 0 ||
-	    ra <= start || ra >= start + size) {
-		pr->nretsites++;
-		note_skip(pr, ra, "not inside a known function's code");
-		return;
+	/* the return address was read from the target's stack: it may point anywhere; code of
+	 * a function without a symbol (a static one in a stripped file) has no bounds to check
+	 * branches against: no jump there (an int3 needs none) */
+	bool code = diag_site_check_mapping(ep->tp->pid, ra, NULL) == 0;
+	const struct diag_module *mod = code ? diag_modmap_find(mods, ra) : NULL;
+	uint64_t lo = 0, hi = 0;
+	if (!code || diag_sym_lookup_func(e->syms, mods, ra, name, sizeof(name), &start, &size) < 0 ||
+	    ra <= start || ra >= start + size)
+		start = size = 0;
+	if (!size && mod && fde_bounds(ep, mod, ra, &lo, &hi) && lo < ra) {
+		start = lo;
+		size = hi - lo;
 	}
+	/* the site is made even when refused: the address is not tried again */
 	int r = eng_fast_place_retsite(e, ep, entry, ra, start, start + size, why, sizeof(why));
 	if (r == 0)
 		return;
-	if (r == 1 && pr->nrsites && pr->rsites[pr->nrsites - 1]->at == ra &&
+	if (r == 1 && code && pr->nrsites && pr->rsites[pr->nrsites - 1]->at == ra &&
 	    place_int3(e, ep, pr->rsites[pr->nrsites - 1], why, sizeof(why)) == 0)
 		return;
 	note_skip(pr, ra, why);
@@ -142,5 +210,23 @@ void eng_retsite_place_pending(struct diag_engine *e)
 		struct eproc *ep = diag_u64map_get(&e->procs, (uint64_t)pids[i]);
 		if (ep)
 			place_for(e, ep);
+	}
+}
+
+void eng_retsite_adopt(struct diag_engine *e, struct eproc *child, struct probe *pr,
+		       const struct probe *src)
+{
+	struct site *entry = NULL;
+	for (size_t i = 0; !entry && i < pr->nsites; i++)
+		if (pr->sites[i].kind == SITE_RET_ENTRY && pr->sites[i].want_ra &&
+		    pr->sites[i].bp && pr->sites[i].bp->jump)
+			entry = &pr->sites[i];
+	for (size_t i = 0; entry && i < src->nrsites; i++) {
+		const struct site *x = src->rsites[i];
+		const struct diag_bp *bp = x->at ? diag_bp_at(&child->bps, x->at) : NULL;
+		const struct eng_slot *sl = bp ? diag_u64map_get(&child->slots, bp->slot_page) : NULL;
+		char why[160];
+		if (sl && sl->retsite && sl->adopt && !tried(pr, x->at))
+			eng_fast_place_retsite(e, child, entry, x->at, 0, 0, why, sizeof(why));
 	}
 }
