@@ -83,6 +83,8 @@ struct site {
 	bool want_ra;        /* a return probe's entry jump whose function leaves by a tail call:
 			      * its records carry the return address (retsite.c) */
 	uint64_t at;         /* a return site's return address (0: not a return site) */
+	unsigned int3_tries; /* a return site refused an int3 this often (a refusal can pass:
+			      * a thread inside pthread_create blocks every signal meanwhile) */
 };
 
 struct probe {

@@ -30,12 +30,19 @@ static bool live_entry(const struct eproc *ep, const struct site *entry)
 	return false;
 }
 
-static bool tried(const struct probe *pr, uint64_t ra)
+#define INT3_TRIES 8 /* attempts at an int3 return site before its address is given up */
+
+static struct site *site_at(const struct probe *pr, uint64_t ra)
 {
 	for (size_t i = 0; i < pr->nrsites; i++)
 		if (pr->rsites[i]->at == ra)
-			return true;
-	return false;
+			return pr->rsites[i];
+	return NULL;
+}
+
+static bool tried(const struct probe *pr, uint64_t ra)
+{
+	return site_at(pr, ra) != NULL;
 }
 
 static void note_skip(struct probe *pr, uint64_t ra, const char *why)
@@ -131,9 +138,10 @@ static int place_int3(struct diag_engine *e, struct eproc *ep, struct site *x, c
 		x->bp = NULL;
 	if (stopped)
 		eng_resume_stopped(e, stopped);
-	if (r < 0) {
-		size_t used = strlen(why);
-		snprintf(why + used, cap - used, "; no int3 either: %.100s", err.msg);
+	if (r < 0) { /* the int3's reason first: the jump's is long */
+		char jump[160];
+		snprintf(jump, sizeof(jump), "%s", why);
+		snprintf(why, cap, "no int3 (%.70s), no jump (%.60s)", err.msg, jump);
 	}
 	return r;
 }
@@ -143,14 +151,20 @@ static void place_one(struct diag_engine *e, struct eproc *ep, const struct diag
 		      struct site *entry, uint64_t ra)
 {
 	struct probe *pr = entry->pr;
-	if (tried(pr, ra))
+	struct site *old = site_at(pr, ra);
+	char why[160] = "";
+	if (old) { /* placed, refused for good, or an int3 refused for now: again */
+		if (!old->bp && old->int3_tries && old->int3_tries < INT3_TRIES &&
+		    place_int3(e, ep, old, why, sizeof(why)) < 0 && ++old->int3_tries == INT3_TRIES)
+			note_skip(pr, ra, why);
 		return;
+	}
 	if (pr->nretsites >= ENG_RET_SITES_MAX) {
 		if (pr->nretsites++ == ENG_RET_SITES_MAX)
 			note_skip(pr, ra, "the probe has ENG_RET_SITES_MAX return sites already");
 		return;
 	}
-	char name[256], why[160] = "";
+	char name[256];
 	uint64_t start = 0, size = 0;
 	/* the return address was read from the target's stack: it may point anywhere; code of
 	 * a function without a symbol (a static one in a stripped file) has no bounds to check
@@ -169,9 +183,12 @@ static void place_one(struct diag_engine *e, struct eproc *ep, const struct diag
 	int r = eng_fast_place_retsite(e, ep, entry, ra, start, start + size, why, sizeof(why));
 	if (r == 0)
 		return;
-	if (r == 1 && code && pr->nrsites && pr->rsites[pr->nrsites - 1]->at == ra &&
-	    place_int3(e, ep, pr->rsites[pr->nrsites - 1], why, sizeof(why)) == 0)
+	struct site *x = r == 1 && code && pr->nrsites ? pr->rsites[pr->nrsites - 1] : NULL;
+	if (x && x->at == ra) {
+		if (place_int3(e, ep, x, why, sizeof(why)) < 0)
+			x->int3_tries = 1; /* tried again as later entries name ra */
 		return;
+	}
 	note_skip(pr, ra, why);
 }
 
