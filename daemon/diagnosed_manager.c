@@ -1359,6 +1359,11 @@ static void refresh_one(void *arg, struct dmn_mspec *ms, struct diag_applied *a,
 			const struct diag_probe_info *info)
 {
 	(void)arg;
+	/* a return probe gains instances (and skips) after it is applied: its return sites,
+	 * placed as its entries name their return addresses */
+	a->naddrs = info->naddrs < DIAG_SPEC_ADDRS_MAX ? info->naddrs : DIAG_SPEC_ADDRS_MAX;
+	memcpy(a->addrs, info->addrs, a->naddrs * sizeof(a->addrs[0]));
+	instances_json(info, a->instances, sizeof(a->instances));
 	count_hits(ms, a, info);
 }
 

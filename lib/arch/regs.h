@@ -70,6 +70,9 @@ int diag_reg_arg(int n);
 /* Offset of the integer return value register (x86-64: rax). */
 int diag_reg_ret(void);
 
+/* Offset of the stack pointer (x86-64: rsp). */
+int diag_reg_sp(void);
+
 /* DWARF register number -> offset in diag_regs; -DIAG_E_INVALID for numbers without a slot.
  * x86-64 (psABI numbering): 0 rax, 1 rdx, 2 rcx, 3 rbx, 4 rsi, 5 rdi, 6 rbp, 7 rsp,
  * 8..15 r8..r15, 16 return address = rip, 49 rflags, 50..55 es cs ss ds fs gs, 58 fs_base,

@@ -142,6 +142,8 @@ enum diag_rec_flag {
 	DIAG_REC_FAULT = 1,        /* the value program stopped at fault_addr */
 	DIAG_REC_ABORT = 2,        /* the value program stopped at a division by zero */
 	DIAG_REC_EXIT = 4,         /* recorded by an exit trampoline (at a ret or tail call) */
+	DIAG_REC_RETSITE = 8,      /* with EXIT: recorded at a return address (a return site): the
+	                            * frame returning there had sp - 8 at its exit */
 };
 
 struct diag_ring_rec {         /* DIAG_RING_REC_HDR bytes, then payload_len bytes of blocks */

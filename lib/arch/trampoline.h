@@ -168,6 +168,9 @@ struct diag_tramp_capture {
 	const struct diag_cap_prog *value; /* NULL: registers only, empty payload */
 	bool count_only;           /* ENTRY: the site's counter is the whole hit (no clock, no
 	                            * record); needs cond and value NULL */
+	bool retsite;              /* at a return address (ENTRY, or EXIT when a jmp is there):
+	                            * records flagged DIAG_REC_EXIT | DIAG_REC_RETSITE (the
+	                            * return of the call before addr) */
 };
 
 /* Build the slot's whole content (header + code) into out (cap >= DIAG_TRAMP_SLOT suffices;

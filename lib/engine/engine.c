@@ -220,7 +220,8 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 			snprintf(out->inst[out->naddrs].what, sizeof(out->inst[0].what), "%s",
 				 pr->rsites[i]->what);
 			out->inst[out->naddrs].fast = pr->rsites[i]->bp->jump;
-			out->inst[out->naddrs].why[0] = '\0';
+			snprintf(out->inst[out->naddrs].why, sizeof(out->inst[0].why), "%s",
+				 pr->rsites[i]->bp->jump ? "" : pr->rsites[i]->why);
 			out->addrs[out->naddrs++] = pr->rsites[i]->bp->addr;
 		}
 	out->nskips = pr->nskips;

@@ -22,6 +22,8 @@
  *                      drain hands them over)
  *   wake.c             when the rings are drained: the drain timer's adaptive period
  *   fastpath.c         jump probes: placing a jump, the ring, draining it into hit.c
+ *   retsite.c          return sites: jumps at the return addresses of functions that leave
+ *                      by a tail call, placed as their entry records name them
  *   dynlink.c          the watch on library loads; whether a target waits for its library
  *   probe.c            a probe's life in one process: resolve, compile, place, remove
  *   dynlink_apply.c    the libraries changed: pending probes applied, unloaded ones retired
@@ -62,8 +64,9 @@ enum site_kind {
 	SITE_RET_ENTRY, /* function entry of a return probe: remembers the frame, no event */
 	SITE_RET,       /* a return address: the event of the frame it matches */
 	SITE_END,       /* an exit of the function body (ret, tail-call jmp) */
-	SITE_RET_EXIT,  /* an exit jump of a return probe: the event of the frame it closes (its
-			 * value and condition are the entry site's, borrowed) */
+	SITE_RET_EXIT,  /* an exit jump of a return probe, or a return site (a jump at a return
+			 * address, `at`): the event of the frame it closes (its value and
+			 * condition are the entry site's, borrowed) */
 	SITE_DL,        /* the dynamic linker's r_brk: the set of libraries changed */
 };
 
@@ -80,6 +83,11 @@ struct site {
 	uint64_t counted;    /* a counting jump (eng_slot.count_only): its hits delivered as
 			      * counts so far (of eng_fast_site_count) */
 	char why[128];       /* int3: why this address takes no jump ("int3: value: ...") */
+	bool want_ra;        /* a return probe's entry jump whose function leaves by a tail call:
+			      * its records carry the return address (retsite.c) */
+	uint64_t at;         /* a return site's return address (0: not a return site) */
+	unsigned int3_tries; /* a return site refused an int3 this often (a refusal can pass:
+			      * a thread inside pthread_create blocks every signal meanwhile) */
 };
 
 struct probe {
@@ -101,7 +109,11 @@ struct probe {
 	size_t nsites;
 	struct site **rsites;    /* return probes: one site per return address seen */
 	size_t nrsites, caprsites;
+	size_t nretsites;        /* of rsites, the return sites (retsite.c), placed or refused */
 };
+
+#define ENG_RET_SITES_MAX 1024 /* distinct return addresses watched per probe */
+#define ENG_RS_WANT_MAX 64     /* return addresses waiting for their return site, per process */
 
 /* A frame entered under a return probe, waiting for its return (per thread). */
 struct pending {
@@ -168,6 +180,13 @@ struct eproc {
 	struct eng_stack_proc *stack; /* stack.c: modules naming frames (NULL until a stack value) */
 	struct diag_u64map xframes; /* exitjump.c: open frames of jump return probes, by thread
 				     * pointer (a vfork child's are its parent's) */
+	/* exitjump.c -> retsite.c: return addresses that entry records named and that have no
+	 * return site of their probe yet (placed at the next dispatch) */
+	struct eng_rs_want {
+		uint64_t ra;
+		struct site *entry;
+	} rs_want[ENG_RS_WANT_MAX];
+	size_t rs_nwant;
 };
 
 /* wake.c: the drain timer's period and what the drains since the last tick found */
@@ -371,6 +390,12 @@ struct diag_cap_snapshot;
 void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
 		     const struct diag_ring_rec *rec, const struct diag_cap_snapshot *snap,
 		     pid_t tid, uint64_t ts);
+/* An int3 hit of thread t at a return site that took no jump (bp, its SITE_RET_EXIT users):
+ * the jump frames returning there close (tsc: the clock now; elapsed includes the stop's
+ * delay), their events captured into e->scratch from slot on and their entry sites appended
+ * to fired. Returns how many fired. */
+size_t eng_exit_trap(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
+		     const struct diag_expr_ctx *ctx, uint64_t tsc, struct site **fired, size_t slot);
 
 /* The open frames of jump return probes (eproc.xframes: thread pointer -> its frames), kept
  * on records alone: an entry record at sp opens a frame (and purges those at or below sp,
@@ -381,15 +406,19 @@ struct eng_xframe {
 	uint64_t sp;               /* at entry: the exit's sp is the same */
 	uint64_t tsc;              /* the entry record's clock */
 	struct site *entry;        /* the return probe's entry site (its expressions) */
+	bool unwatched;            /* entered with no return site at its return address yet: a
+				    * purge counts its return as lost (it may have passed unseen) */
 };
 /* An entry record at sp of the n entry sites at its address: frames at or below sp are gone;
- * one frame per site is opened. Returns 0, -ENOSPC (too deep) or -ENOMEM: frames not opened. */
+ * one frame per site is opened (unwatched[i]: see eng_xframe; may be NULL). Returns 0,
+ * -ENOSPC (too deep) or -ENOMEM: frames not opened. */
 int eng_xf_enter(struct diag_u64map *m, uint64_t thread, uint64_t sp, uint64_t tsc,
-		 struct site *const *entries, size_t n);
+		 struct site *const *entries, const bool *unwatched, size_t n);
 /* An exit record at sp: frames below sp are gone, the frames entered at sp close (up to cap
- * of them into out, innermost first). Returns how many. */
-size_t eng_xf_exit(struct diag_u64map *m, uint64_t thread, uint64_t sp, struct eng_xframe *out,
-		   size_t cap);
+ * of them into out; only: a return site's breakpoint, then only the frames of its probes).
+ * Returns how many. */
+size_t eng_xf_exit(struct diag_u64map *m, uint64_t thread, uint64_t sp, const struct diag_bp *only,
+		   struct eng_xframe *out, size_t cap);
 void eng_xf_drop_thread(struct diag_u64map *m, uint64_t thread);
 void eng_xf_forget(struct diag_u64map *m, const struct probe *pr);
 /* Open frames (of pr; NULL: of every probe). */
@@ -416,6 +445,7 @@ struct eng_slot {
 	bool count_only;          /* every probe there only counts: the counters are the hits,
 				   * nothing is recorded (delivered by eng_fast_counts) */
 	uint64_t term;            /* an exit trampoline's terminator (0: an entry trampoline) */
+	bool retsite;             /* an entry trampoline at a return address (a return site) */
 	bool retired;             /* its jump is out; unmapped once no thread is inside */
 	size_t adopt;             /* a fork child's copy: probes still to join the trampoline
 				   * built for the same probes in the parent (no rebuild) */
@@ -470,6 +500,21 @@ uint64_t eng_fast_count(struct eproc *mem, const struct diag_bp *bp);
 uint64_t eng_fast_site_count(struct eproc *mem, const struct site *s);
 /* Arm or disarm the drain timer: armed while any process has a ring. */
 void eng_fast_timer(struct diag_engine *e);
+/* A return site for entry site `entry` at return address ra, in the function [func_start,
+ * func_end) of the caller (ep frozen or not: frozen here): a new jump, or one of another probe
+ * joined. Returns 0 (placed, the site in entry->pr->rsites), 1 (no jump fits: why, cap bytes)
+ * or a negative code. */
+int eng_fast_place_retsite(struct diag_engine *e, struct eproc *ep, struct site *entry,
+			   uint64_t ra, uint64_t func_start, uint64_t func_end, char *why,
+			   size_t cap);
+
+/* ---- retsite.c: return sites ---- */
+/* Dispatch level: the return sites the drains asked for (eproc.rs_want), placed. */
+void eng_retsite_place_pending(struct diag_engine *e);
+/* A fork child's probe pr (installed, a copy of its parent's src): it joins the copies of
+ * src's return sites (no freeze: the child has not run since the fork). */
+void eng_retsite_adopt(struct diag_engine *e, struct eproc *child, struct probe *pr,
+		       const struct probe *src);
 
 /* ---- dynlink.c: the watch on library loads ---- */
 /* True when target names a MODULE that is not mapped (the probe waits for it). */

@@ -4,8 +4,12 @@
  * the engine supports, sp at the function's ret (or tail-call jmp) equals sp at its entry, so
  * an exit record at sp S closes the innermost open frame entered at S. Frames deeper than a
  * record the thread makes (left by longjmp, an exception, an unwinding thread) are gone:
- * purged without an event. Nothing is ever written to the target's stack. Called by
- * fastpath.c's drain for every such record. Never stops a thread or patches anything. */
+ * purged without an event. Nothing is ever written to the target's stack. A function that
+ * leaves by a tail call returns where its callee does: its entry records carry the return
+ * address, and a return site (retsite.c: a jump at that address) records the return there
+ * as an exit at sp - 8; an address with no return site yet is queued for one (eproc.rs_want)
+ * and its frame opened unwatched (a purge counts it lost). Called by fastpath.c's drain for
+ * every such record. Never stops a thread or patches anything. */
 #include "engine/engine_internal.h"
 
 #include <errno.h>
@@ -51,12 +55,15 @@ static struct xstack *xstack_of(struct diag_u64map *m, uint64_t thread, bool gro
  * exit at sp may close it). */
 static void purge_deeper(struct xstack *s, uint64_t sp, bool keep_at)
 {
-	while (s->n && (s->v[s->n - 1].sp < sp || (!keep_at && s->v[s->n - 1].sp == sp)))
-		s->n--;
+	while (s->n && (s->v[s->n - 1].sp < sp || (!keep_at && s->v[s->n - 1].sp == sp))) {
+		const struct eng_xframe *f = &s->v[--s->n];
+		if (f->unwatched) /* its return may have passed before its return site was there */
+			f->entry->pr->lost_returns++;
+	}
 }
 
 int eng_xf_enter(struct diag_u64map *m, uint64_t thread, uint64_t sp, uint64_t tsc,
-		 struct site *const *entries, size_t n)
+		 struct site *const *entries, const bool *unwatched, size_t n)
 {
 	struct xstack *s = xstack_of(m, thread, false);
 	if (s)
@@ -64,27 +71,45 @@ int eng_xf_enter(struct diag_u64map *m, uint64_t thread, uint64_t sp, uint64_t t
 	for (size_t i = 0; i < n; i++) {
 		if (!(s = xstack_of(m, thread, true)))
 			return diag_u64map_get(m, thread) ? -ENOSPC : -ENOMEM;
-		s->v[s->n++] = (struct eng_xframe){.sp = sp, .tsc = tsc, .entry = entries[i]};
+		s->v[s->n++] = (struct eng_xframe){.sp = sp, .tsc = tsc, .entry = entries[i],
+						   .unwatched = unwatched && unwatched[i]};
 	}
 	return 0;
 }
 
-size_t eng_xf_exit(struct diag_u64map *m, uint64_t thread, uint64_t sp, struct eng_xframe *out,
-		   size_t cap)
+static bool served_by(const struct diag_bp *bp, const struct probe *pr)
+{
+	for (size_t i = 0; i < bp->nusers; i++) {
+		const struct site *u = bp->users[i];
+		if (u->pr == pr && u->kind == SITE_RET_EXIT)
+			return true;
+	}
+	return false;
+}
+
+size_t eng_xf_exit(struct diag_u64map *m, uint64_t thread, uint64_t sp, const struct diag_bp *only,
+		   struct eng_xframe *out, size_t cap)
 {
 	struct xstack *s = xstack_of(m, thread, false);
 	size_t n = 0;
 	if (!s)
 		return 0;
 	purge_deeper(s, sp, true);
-	/* the frames at sp are one entry record's (an entry purges those before it at sp): all
-	 * close here, whichever probe they belong to (a probe of another function at the same
-	 * sp was left by a jump we did not see) */
-	while (s->n && s->v[s->n - 1].sp == sp) {
-		if (n < cap)
-			out[n++] = s->v[s->n - 1];
-		s->n--;
-	}
+	/* the frames at sp are one entry record's (an entry purges those before it at sp): with
+	 * `only`, those of its probes close here; the others stay for their own exit or return
+	 * site (a tail call from one function into another at the same sp: each returns at its
+	 * own), or a later purge (counting it lost when unwatched) */
+	size_t lo = s->n;
+	while (lo && s->v[lo - 1].sp == sp)
+		lo--;
+	for (size_t i = s->n; i-- > lo;) /* innermost first */
+		if ((!only || served_by(only, s->v[i].entry->pr)) && n < cap)
+			out[n++] = s->v[i];
+	size_t w = lo;
+	for (size_t i = lo; i < s->n; i++)
+		if (only && !served_by(only, s->v[i].entry->pr))
+			s->v[w++] = s->v[i];
+	s->n = w;
 	return n;
 }
 
@@ -134,29 +159,60 @@ void eng_xf_release(struct diag_u64map *m)
 
 /* ---- records ---- */
 
+/* Whether ra has a return site of s's probe; else it is queued for one (once). */
+static bool ra_watched(struct eproc *mem, const struct site *s, uint64_t ra)
+{
+	const struct diag_bp *bp = diag_bp_at(&mem->bps, ra);
+	for (size_t i = 0; bp && i < bp->nusers; i++) {
+		const struct site *u = bp->users[i];
+		if (u->pr == s->pr && u->kind == SITE_RET_EXIT && u->at == ra)
+			return true;
+	}
+	for (size_t i = 0; i < mem->rs_nwant; i++)
+		if (mem->rs_want[i].ra == ra && mem->rs_want[i].entry == s)
+			return false;
+	if (mem->rs_nwant < ENG_RS_WANT_MAX) /* full: asked again by a later entry */
+		mem->rs_want[mem->rs_nwant++] = (struct eng_rs_want){.ra = ra, .entry = (struct site *)s};
+	return false;
+}
+
 /* The return probe's frames a record opens: every entry site at its address (a call probe
  * there is served by hit.c). */
 static void entry_record(struct eproc *mem, struct diag_bp *bp, const struct diag_ring_rec *rec,
-			 uint64_t sp)
+			 const struct diag_cap_snapshot *snap, uint64_t sp)
 {
 	struct site *small[8], **v = small;
+	bool usmall[8], *unw = usmall;
 	size_t n = 0;
-	if (bp->nusers > 8 && !(v = malloc(bp->nusers * sizeof(*v))))
+	if (bp->nusers > 8 && (!(v = malloc(bp->nusers * sizeof(*v))) ||
+			       !(unw = malloc(bp->nusers * sizeof(*unw))))) {
+		free(v);
 		v = NULL;
+	}
+	uint64_t ra = 0;
+	bool have_ra = false;
 	for (size_t i = 0; i < bp->nusers; i++) {
 		struct site *s = bp->users[i];
 		if (s->kind != SITE_RET_ENTRY)
 			continue;
-		if (v)
-			v[n++] = s;
-		else
+		if (!v) {
 			s->pr->lost_returns++;
+			continue;
+		}
+		if (s->want_ra && !have_ra) {
+			struct diag_cap_snapshot sn = *snap;
+			have_ra = diag_cap_snapshot_read(&sn, sp, &ra, sizeof(ra)) == sizeof(ra);
+		}
+		unw[n] = s->want_ra && (!have_ra || !ra_watched(mem, s, ra));
+		v[n++] = s;
 	}
-	if (n && eng_xf_enter(&mem->xframes, rec->thread, sp, rec->tsc, v, n) < 0)
+	if (n && eng_xf_enter(&mem->xframes, rec->thread, sp, rec->tsc, v, unw, n) < 0)
 		for (size_t i = 0; i < n; i++)
 			v[i]->pr->lost_returns++;
 	if (v != small)
 		free(v);
+	if (unw != usmall)
+		free(unw);
 }
 
 /* Nanoseconds of a TSC interval: the rate from the engine's first calibration point to now
@@ -187,15 +243,20 @@ void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp
 	diag_record_v2_regs(rec, &regs);
 	uint64_t sp = diag_regs_sp(&regs);
 	if (!(rec->flags & DIAG_REC_EXIT)) {
-		entry_record(mem, bp, rec, sp);
+		entry_record(mem, bp, rec, snap, sp);
 		return;
 	}
+	if (rec->flags & DIAG_REC_RETSITE)
+		sp -= 8; /* the ret popped the return address: the frame exited at sp - 8 */
 	size_t cap = bp->nusers ? bp->nusers : 1;
 	struct eng_xframe fsmall[8], *frames = cap <= 8 ? fsmall : malloc(cap * sizeof(*frames));
 	struct site *ssmall[8], **fired = cap <= 8 ? ssmall : malloc(cap * sizeof(*fired));
 	size_t nf = 0, n = 0;
 	if (frames && fired)
-		nf = eng_xf_exit(&mem->xframes, rec->thread, sp, frames, cap);
+		/* only the frames of the probes served here: an end probe's jump at a tail
+		 * call is not the return of a return probe's frame (its return site is), and
+		 * a return site is not the return of a probe that has none there */
+		nf = eng_xf_exit(&mem->xframes, rec->thread, sp, bp, frames, cap);
 	struct diag_thread *t = tid > 0 ? diag_u64map_get(&e->threads, (uint64_t)tid) : NULL;
 	if (t && eproc_mem(eproc_of(t->proc)) != mem)
 		t = NULL;
@@ -233,4 +294,36 @@ void eng_exit_record(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp
 		free(frames);
 	if (fired != ssmall)
 		free(fired);
+}
+
+size_t eng_exit_trap(struct diag_engine *e, struct diag_thread *t, struct diag_bp *bp,
+		     const struct diag_expr_ctx *ctx, uint64_t tsc, struct site **fired, size_t slot)
+{
+	size_t cap = 0;
+	for (size_t i = 0; i < bp->nusers; i++)
+		cap += ((const struct site *)bp->users[i])->kind == SITE_RET_EXIT;
+	if (!cap)
+		return 0;
+	struct eproc *mem = eproc_mem(eproc_of(t->proc));
+	struct eng_xframe fsmall[8], *frames = cap <= 8 ? fsmall : malloc(cap * sizeof(*frames));
+	if (!frames)
+		return 0;
+	/* the thread pointer the trampolines record is the one its registers hold */
+	size_t nf = eng_xf_exit(&mem->xframes, diag_record_thread_pointer(ctx->regs),
+				diag_regs_sp(ctx->regs) - 8, bp, frames, cap), n = 0;
+	for (size_t i = 0; i < bp->nusers; i++) {
+		struct site *s = bp->users[i];
+		const struct eng_xframe *f =
+			s->kind == SITE_RET_EXIT ? frame_of(frames, nf, s->pr) : NULL;
+		if (!f)
+			continue;
+		struct diag_expr_ctx c = *ctx;
+		c.elapsed_ns = ticks_ns(e, tsc - f->tsc);
+		s->pr->trapped++;
+		if (eng_capture_site(e, s, f->entry, &c, false, slot + n))
+			fired[n++] = f->entry;
+	}
+	if (frames != fsmall)
+		free(frames);
+	return n;
 }

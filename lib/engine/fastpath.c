@@ -522,7 +522,8 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 	uint64_t ts = tsc_to_ns(e, rec->tsc);
 	if (rec->flags & DIAG_REC_EXIT) {
 		eng_exit_record(e, ep, bp, rec, &snap, tid, ts);
-		return;
+		if (!(rec->flags & DIAG_REC_RETSITE))
+			return; /* a return site's record also serves a line probe joined there */
 	}
 	diag_regs regs;
 	diag_record_v2_regs(rec, &regs);
@@ -828,24 +829,57 @@ static void capture_of(const struct site *u, const struct diag_expr **vals,
 	}
 }
 
+/* The return address ([sp] at entry) saved first in the value program (its jump targets
+ * move by the two ops): the entry record of a function that leaves by a tail call names
+ * where its callee will return (exitjump.c, retsite.c). */
+static int add_ra(struct diag_expr_capture *cap, struct diag_error *err)
+{
+	struct diag_cap_prog *p = cap->value;
+	if (!p && (p = cap->value = calloc(1, sizeof(*p))) != NULL) {
+		p->ops[0].op = DIAG_CAP_END;
+		p->n = 1;
+	}
+	if (!p)
+		return diag_error_set(err, -ENOMEM, "out of memory");
+	uint32_t block = diag_cap_block_bytes(sizeof(uint64_t));
+	if (p->n + 2 > DIAG_CAP_MAX_OPS || p->max_payload + block > DIAG_CAP_MAX_PAYLOAD)
+		return diag_error_set(err, -DIAG_E_LIMIT,
+				      "value: no room left for the return address in the capture");
+	memmove(p->ops + 2, p->ops, p->n * sizeof(p->ops[0]));
+	for (size_t i = 2; i < p->n + 2; i++)
+		if (p->ops[i].op == DIAG_CAP_JMP || p->ops[i].op == DIAG_CAP_JZ ||
+		    p->ops[i].op == DIAG_CAP_JNZ)
+			p->ops[i].a += 2;
+	p->ops[0] = (struct diag_cap_op){.op = DIAG_CAP_REG, .a = (uint32_t)diag_reg_sp()};
+	p->ops[1] = (struct diag_cap_op){.op = DIAG_CAP_SAVE_MEM, .a = sizeof(uint64_t)};
+	p->n += 2;
+	p->max_payload += block;
+	return 0;
+}
+
 /* The capture of every site at one address, plus s when it joins (s may be NULL), less
  * `leaving` (may be NULL). */
 static int compile_for(const struct diag_bp *bp, struct site *s, const struct site *leaving,
 		       struct diag_expr_capture *cap, struct diag_error *err)
 {
+	bool ra = s && s->want_ra;
 	size_t n = 0, max = 2 * ((bp ? bp->nusers : 0) + 1);
 	const struct diag_expr **vals = calloc(max, sizeof(*vals));
 	const struct diag_expr **conds = calloc(max, sizeof(*conds));
 	int r = vals && conds ? 0 : diag_error_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; r == 0 && bp && i < bp->nusers; i++)
-		if (bp->users[i] != leaving)
+		if (bp->users[i] != leaving) {
 			capture_of(bp->users[i], vals, conds, &n);
+			ra = ra || ((const struct site *)bp->users[i])->want_ra;
+		}
 	if (r == 0 && s)
 		capture_of(s, vals, conds, &n);
 	memset(cap, 0, sizeof(*cap));
 	if (r == 0)
 		r = diag_expr_capture_compile((const struct diag_expr *const *)vals,
 					      (const struct diag_expr *const *)conds, n, cap, err);
+	if (r == 0 && ra && (r = add_ra(cap, err)) < 0)
+		diag_expr_capture_free(cap);
 	free(vals);
 	free(conds);
 	return r;
@@ -907,18 +941,19 @@ static void page_unmap(struct eproc *ep, struct diag_thread *t, uint64_t page)
 
 /* term: an exit trampoline's terminator (the patch is [addr, term + its length)), 0 for an
  * entry trampoline. */
-static void capture_desc(struct diag_tramp_capture *c, uint64_t term,
+static void capture_desc(struct diag_tramp_capture *c, uint64_t term, bool retsite,
 			 uint64_t addr, const uint8_t *code, size_t avail, uint64_t page,
 			 const struct eproc *ep, uint32_t site, const struct diag_expr_capture *cap,
 			 bool count_only)
 {
 	*c = (struct diag_tramp_capture){
 		.kind = term ? DIAG_TRAMP_EXIT : DIAG_TRAMP_ENTRY, .addr = addr, .term = term,
+		.retsite = retsite,
 		.code = code, .avail = avail,
 		.slot = page, .ring = ep->ring_addr, .site = site,
 		.fsgsbase = false, /* %fs:0: the ABI's self pointer, on every processor */
 		.cond = cap->cond, .value = cap->value,
-		.count_only = count_only && !term && !cap->cond && !cap->value,
+		.count_only = count_only && !term && !retsite && !cap->cond && !cap->value,
 	};
 }
 
@@ -964,7 +999,9 @@ static int place_capture(struct diag_engine *e, struct eproc *ep, struct diag_th
 	eng_journal_map(ep, page, DIAG_TRAMP_SLOT, "slot");
 	struct eng_slot *sl = calloc(1, sizeof(*sl));
 	struct diag_tramp_capture c;
-	capture_desc(&c, term, addr, code, avail, page, ep, id, cap, all_counting(NULL, s, NULL));
+	bool retsite = s->kind == SITE_RET_EXIT && s->at; /* a return site */
+	capture_desc(&c, term, retsite, addr, code, avail, page, ep, id, cap,
+		     all_counting(NULL, s, NULL));
 	struct diag_error berr = {0};
 	struct diag_bp *bp = NULL;
 	r = sl ? diag_bp_make_capture(&ep->bps, ep->tp, &c, &bp, &sl->layout, &sl->hdr, &berr)
@@ -972,6 +1009,7 @@ static int place_capture(struct diag_engine *e, struct eproc *ep, struct diag_th
 	if (r == 0) {
 		sl->page = page;
 		sl->term = term;
+		sl->retsite = retsite;
 		sl->cond_in_daemon = cap->cond_in_daemon || !cap->cond;
 		sl->count_only = c.count_only;
 		if (diag_u64map_put(&ep->slots, page, sl) < 0 ||
@@ -1048,8 +1086,8 @@ static int rebuild(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
 				      "trampoline at 0x%llx", (unsigned long long)bp->addr);
 	eng_fast_drain(e, ep);
 	struct diag_tramp_capture c;
-	capture_desc(&c, sl->term, bp->addr, bp->orig_bytes, bp->patched_len, sl->page, ep,
-		     bp->site_id, cap, count_only);
+	capture_desc(&c, sl->term, sl->retsite, bp->addr, bp->orig_bytes, bp->patched_len,
+		     sl->page, ep, bp->site_id, cap, count_only);
 	struct diag_tramp_layout l;
 	struct diag_tramp_slot_header h;
 	int r = diag_bp_rebuild_capture(ep->tp, bp, &c, &l, &h, err);
@@ -1079,8 +1117,9 @@ static int join(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, str
 	}
 	struct diag_expr_capture cap;
 	struct diag_error cerr = {0};
-	/* an exit jump is never demoted: an int3 at its start is not where its sites are */
-	bool exit_jump = sl && sl->term;
+	/* an exit jump is never demoted: an int3 at its start is not where its sites are (nor
+	 * a return site's: its sites pair with jump frames only) */
+	bool exit_jump = sl && (sl->term || sl->retsite);
 	int cr = compile_for(bp, s, NULL, &cap, &cerr);
 	if (cr < 0)
 		why(s, "%s", cerr.msg);
@@ -1196,21 +1235,30 @@ static int place_return(struct diag_engine *e, struct eproc *ep, struct site *s,
 	size_t n = 0;
 	if (eng_exit_plans_of(ep, loc->func_start, loc->func_end, &plans, &n, buf, sizeof(buf)))
 		return why(s, "%s", buf);
+	bool tail = false;
 	for (size_t i = 0; i < n; i++) {
 		/* the callee of a tail call returns in this function's stead: at the jmp the
-		 * call is not over (elapsed would stop short, result would be unset); only the
-		 * int3 path watches the return address itself */
+		 * call is not over (elapsed would stop short, result would be unset). Its return
+		 * is watched where it lands: a return site at each return address the entry
+		 * records name (retsite.c) */
 		if (plans[i].tail_call) {
-			unsigned long long at = plans[i].term;
-			free(plans);
-			return why(s, "return: the tail call at 0x%llx returns past this function (the int3 path watches its return address)",
-				   at);
+			tail = true;
+			continue;
 		}
 		if (!eng_exit_plan_free(&ep->bps, &plans[i], loc->addr + span, buf, sizeof(buf))) {
 			free(plans);
 			return why(s, "%s", buf);
 		}
 	}
+	struct diag_expr_capture xcap;
+	struct diag_error xerr = {0};
+	if (tail && compile_exit(s, &xcap, &xerr) < 0) { /* what every return site will run */
+		free(plans);
+		return why(s, "return site: %s", xerr.msg);
+	}
+	if (tail)
+		diag_expr_capture_free(&xcap);
+	s->want_ra = tail;
 	/* a fork child adopts the copies of its parent's trampolines: no freeze before its
 	 * first stop, every jump already there */
 	const struct eng_slot *esl = entry ? diag_u64map_get(&ep->slots, entry->slot_page) : NULL;
@@ -1223,6 +1271,8 @@ static int place_return(struct diag_engine *e, struct eproc *ep, struct site *s,
 	size_t first = s->pr->nrsites;
 	int r = 0;
 	for (size_t i = 0; r == 0 && i < n; i++) {
+		if (plans[i].tail_call)
+			continue;
 		struct site *x = exit_site(s->pr, s, &plans[i], SITE_RET_EXIT);
 		r = x ? place_exit(e, ep, t, x, &plans[i], err)
 		      : diag_error_set(err, -ENOMEM, "out of memory");
@@ -1232,11 +1282,16 @@ static int place_return(struct diag_engine *e, struct eproc *ep, struct site *s,
 	if (r == 0 && entry) {
 		r = join(e, ep, entry, s, err);
 	} else if (r == 0) {
-		struct diag_expr_capture none = {0};
-		r = place_capture(e, ep, t, s, loc->addr, 0, loc->func_end - loc->addr, span,
-				  &none);
+		struct diag_expr_capture ecap;
+		struct diag_error cerr = {0};
+		r = compile_for(NULL, s, NULL, &ecap, &cerr) < 0
+			    ? why(s, "%s", cerr.msg)
+			    : place_capture(e, ep, t, s, loc->addr, 0, loc->func_end - loc->addr,
+					    span, &ecap);
+		diag_expr_capture_free(&ecap);
 	}
 	if (r != 0) { /* all or nothing */
+		s->want_ra = false;
 		for (size_t i = first; i < s->pr->nrsites; i++) {
 			unplace(e, ep, s->pr->rsites[i]);
 			free(s->pr->rsites[i]);
@@ -1293,6 +1348,89 @@ static int place_end(struct diag_engine *e, struct eproc *ep, struct site *s,
 	}
 	free(plans);
 	return r;
+}
+
+/* A return site's jump at ra (ep frozen, t one of its threads): the bytes there movable, no
+ * other patch among them, no branch of the caller's function into them. */
+static int place_retsite_jump(struct diag_engine *e, struct eproc *ep, struct diag_thread *t,
+			      struct site *x, const struct diag_location *caller)
+{
+	uint64_t ra = caller->addr, term = 0;
+	size_t room = caller->func_end - ra;
+	struct diag_error quiet = {0};
+	int span = diag_bp_jump_span(ep->tp, ra, room, &quiet);
+	if (span <= 0 && room >= DIAG_TRAMP_PATCH_LEN) {
+		/* a loop's `jmp` right after the call: an exit trampoline with it as its
+		 * terminator (the arch refuses anything but a ret or jmp of the jump's length) */
+		term = ra;
+		span = DIAG_TRAMP_PATCH_LEN;
+	}
+	if (span <= 0 || (size_t)span > room)
+		return why(x, "%s", quiet.msg[0] ? quiet.msg : "the instructions there cannot be moved");
+	if (!range_free(&ep->bps, ra, (size_t)span))
+		return why(x, "another patch lies in the %d bytes a jump would replace", span);
+	if (branches_into(ep, caller, (size_t)span))
+		return why(x, "a branch of %s lands inside the patched bytes",
+			   caller->symbol[0] ? caller->symbol : "the caller");
+	struct diag_expr_capture cap;
+	struct diag_error cerr = {0};
+	if (compile_exit(x, &cap, &cerr) < 0)
+		return why(x, "%s", cerr.msg);
+	int r = place_capture(e, ep, t, x, ra, term, term ? (size_t)span : room, (size_t)span, &cap);
+	diag_expr_capture_free(&cap);
+	if (r && term && quiet.msg[0]) /* the first reason says more */
+		why(x, "%s", quiet.msg);
+	return r;
+}
+
+int eng_fast_place_retsite(struct diag_engine *e, struct eproc *ep, struct site *entry,
+			   uint64_t ra, uint64_t func_start, uint64_t func_end, char *whybuf,
+			   size_t cap)
+{
+	struct probe *pr = entry->pr;
+	struct diag_exit_plan where = {.term = ra};
+	struct site *x = exit_site(pr, entry, &where, SITE_RET_EXIT);
+	if (!x)
+		return -ENOMEM;
+	x->at = ra;
+	snprintf(x->what, sizeof(x->what), "return site at 0x%llx", (unsigned long long)ra);
+	struct diag_location caller = {.addr = ra, .func_start = func_start, .func_end = func_end};
+	struct diag_bp *bp = diag_bp_at(&ep->bps, ra);
+	const struct eng_slot *sl = bp ? diag_u64map_get(&ep->slots, bp->slot_page) : NULL;
+	int r;
+	if (e->no_fast) {
+		r = why(x, "DIAG_NO_FASTPATH");
+	} else if (bp && sl && sl->retsite) { /* another probe's return site (or a fork copy) */
+		struct diag_error err = {0};
+		r = join(e, ep, bp, x, &err);
+		if (r < 0)
+			why(x, "%s", err.msg);
+	} else if (bp) {
+		r = why(x, "another probe's patch is at this address");
+	} else if (!func_end) {
+		r = why(x, "no symbol covers the return address (the caller's bounds are unknown)");
+	} else if (func_end <= ra || func_end - ra < DIAG_TRAMP_PATCH_LEN) {
+		r = why(x, "fewer than %d bytes of the caller follow it", DIAG_TRAMP_PATCH_LEN);
+	} else {
+		struct diag_thread *t = eng_freeze(e, ep);
+		/* the entry records made before the jump are read while it is not there: a
+		 * frame they open is unwatched (its return may pass first), not watched */
+		if (t)
+			eng_fast_drain(e, ep);
+		r = t ? place_retsite_jump(e, ep, t, x, &caller) : -DIAG_E_GONE;
+		if (t) {
+			learn_all(ep);
+			eng_thaw(e, ep);
+		}
+	}
+	pr->nretsites++;
+	if (r == 0) {
+		eng_fast_timer(e);
+		return 0;
+	}
+	/* kept without a breakpoint: the address is not tried again */
+	snprintf(whybuf, cap, "%s", x->why[0] ? x->why + 6 : diag_strerror(r));
+	return r < 0 ? r : 1;
 }
 
 int eng_fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,

@@ -36,6 +36,8 @@ size_t eng_capture(struct diag_engine *e, struct diag_thread *t, struct diag_bp 
 	for (size_t i = 0; i < bp->nusers; i++) {
 		struct site *s = bp->users[i], *x = s;
 		struct diag_expr_ctx c = *ctx;
+		if (s->kind == SITE_RET_EXIT)
+			continue; /* served by exit records alone (exitjump.c) */
 		if (s->kind == SITE_DL) {
 			if (t)
 				eproc_mem(eproc_of(t->proc))->dl_dirty = true;

@@ -165,6 +165,7 @@ void eng_life_exec(struct diag_engine *e, struct diag_thread *t)
 	eng_journal_reset(e, ep); /* a new image: nothing of ours is in it */
 	eng_fast_reset(ep); /* the ring, slots and thread pointers went with the old image */
 	eng_xf_release(&ep->xframes); /* frames of the old image's functions */
+	ep->rs_nwant = 0;             /* return addresses of the old image */
 	eng_dl_unwatch(ep, false);
 	eng_safety_forget(ep); /* exec reset the action and unmapped the handler */
 	eng_guard_forget(ep);  /* likewise */

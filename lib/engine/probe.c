@@ -435,6 +435,8 @@ int eng_probes_clone_sites(struct diag_engine *e, struct eproc *child, struct ep
 		if (eng_probe_install(e, child, pr, &err) < 0 && e->cb.on_probe_state)
 			e->cb.on_probe_state(e->cb.ctx, child->tp->pid, pr->cookie, pr->state,
 					     pr->error);
+		else
+			eng_retsite_adopt(e, child, pr, src);
 	}
 	return 0;
 }

@@ -17,7 +17,7 @@
 #include "util/grow.h"
 
 #define MAX_PENDING 4096   /* frames per thread (deep recursion beyond: returns lost, counted) */
-#define MAX_RET_SITES 1024 /* distinct return addresses per probe */
+#define MAX_RET_SITES ENG_RET_SITES_MAX
 #define MAX_END_SITES 64   /* exits per function */
 #define MAX_EXIT_SCAN (1u << 20) /* longest function whose exits are planned */
 

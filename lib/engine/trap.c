@@ -11,6 +11,8 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include "arch/record.h"
+
 struct mem_arg {
 	struct diag_proc *p;
 	pid_t tid;
@@ -24,6 +26,14 @@ static ssize_t read_mem_cb(void *arg, uint64_t addr, void *buf, size_t len)
 static int read_fpregs_cb(void *arg, diag_fpregs *out)
 {
 	return diag_fpregs_read(((struct mem_arg *)arg)->tid, out);
+}
+
+static bool ret_site(const struct diag_bp *bp)
+{
+	for (size_t i = 0; i < bp->nusers; i++)
+		if (((const struct site *)bp->users[i])->kind == SITE_RET_EXIT)
+			return true;
+	return false;
 }
 
 void eng_trap_serve(struct diag_engine *e, struct diag_thread *t)
@@ -72,6 +82,13 @@ void eng_trap_serve(struct diag_engine *e, struct diag_thread *t)
 	if (t->ext)
 		eng_ret_purge(t, bp, diag_regs_sp(&regs));
 	size_t n = fired ? eng_capture(e, t, bp, &ctx, false, fired) : 0;
+	if (fired && ret_site(bp)) {
+		/* a return site on an int3: the jump frames returning here, opened by entry
+		 * records that may still wait in the ring */
+		uint64_t tsc = diag_record_ticks();
+		eng_fast_drain(e, mem);
+		n += eng_exit_trap(e, t, bp, &ctx, tsc, fired + n, n);
+	}
 	/* At r_brk the thread waits until the pending probes are placed: resumed first, it ran
 	 * into the library (or main, at startup) unprobed while they were, and a generation of a
 	 * program that execs lost its first calls. */

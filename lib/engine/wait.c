@@ -136,6 +136,7 @@ int diag_engine_dispatch(struct diag_engine *e)
 			eng_fast_drain(e, v);
 		eng_wake_tick(e);
 		eng_fast_learn_pending(e); /* records naming a thread not seen stopped yet */
+		eng_retsite_place_pending(e); /* return addresses the drains found unwatched */
 	}
 	for (;;) {
 		int status;

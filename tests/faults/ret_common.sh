@@ -55,3 +55,26 @@ for s in j['specs']:
             if k.endswith(':$2'):
                 print(' '.join(i.get('path', '?') for i in a.get('instances', [])))"
 }
+
+# instances_of ID PID: "WHAT=PATH" of every instance of spec ID in PID, one a line.
+instances_of() {
+	req '{"cmd":"list"}' | python3 -c "
+import json,sys
+j=json.loads(sys.stdin.readline())
+for s in j['specs']:
+    if s['id'] == '$1':
+        for k, a in s['applied'].items():
+            if k.endswith(':$2'):
+                for i in a.get('instances', []):
+                    print(i.get('what', '?') + '=' + i.get('path', 'skipped') + ('' if i.get('path') == 'jump' else ' (' + str(i.get('reason')) + ')'))"
+}
+
+# wait_return_site ID PID: wait (up to 10 s) until spec ID has a return site on a jump in PID
+# (placed once a drain has seen an entry name its return address); prints True or False.
+wait_return_site() {
+	for _ in $(seq 100); do
+		if instances_of "$1" "$2" | grep -q '^return site at .*=jump$'; then echo True; return; fi
+		sleep 0.1
+	done
+	echo False
+}

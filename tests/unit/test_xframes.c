@@ -16,12 +16,12 @@ static struct site fP = {.pr = &P}, gP = {.pr = &P}, hQ = {.pr = &Q}, fQ = {.pr 
 
 static size_t ex(struct diag_u64map *m, uint64_t th, uint64_t sp, struct eng_xframe *out)
 {
-	return eng_xf_exit(m, th, sp, out, 8);
+	return eng_xf_exit(m, th, sp, NULL, out, 8);
 }
 
 static int en(struct diag_u64map *m, uint64_t th, uint64_t sp, uint64_t tsc, struct site *s)
 {
-	return eng_xf_enter(m, th, sp, tsc, &s, 1);
+	return eng_xf_enter(m, th, sp, tsc, &s, NULL, 1);
 }
 
 int main(void)
@@ -94,7 +94,7 @@ int main(void)
 
 	/* two probes on one function: one record, a frame each, both close at the exit */
 	struct site *both[2] = {&fP, &fQ};
-	CHECK_EQ_INT(eng_xf_enter(&m, A, 1000, 40, both, 2), 0);
+	CHECK_EQ_INT(eng_xf_enter(&m, A, 1000, 40, both, NULL, 2), 0);
 	CHECK_EQ_INT(eng_xf_open(&m, NULL), 2);
 	CHECK_EQ_INT(ex(&m, A, 1000, out), 2);
 	CHECK((out[0].entry == &fQ && out[1].entry == &fP));

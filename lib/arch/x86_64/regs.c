@@ -129,6 +129,11 @@ int diag_reg_ret(void)
 	return OFF(rax);
 }
 
+int diag_reg_sp(void)
+{
+	return OFF(rsp);
+}
+
 int diag_reg_dwarf(int regno)
 {
 	/* The System V psABI DWARF numbering (figure 3.36), not the hardware encoding order. */

@@ -231,7 +231,8 @@ static void emit_reserve(struct xasm *a, const struct tc *t)
 /* Header, registers; r12 becomes the record's seq (start index + 1). */
 static void emit_fill(struct xasm *a, const struct tc *t)
 {
-	const uint32_t flags = t->c->kind == DIAG_TRAMP_EXIT ? DIAG_REC_EXIT : 0;
+	const uint32_t flags = (t->c->kind == DIAG_TRAMP_EXIT || t->c->retsite ? DIAG_REC_EXIT : 0) |
+			       (t->c->retsite ? DIAG_REC_RETSITE : 0);
 
 	XA(a, MOV, M(R15, REC(site), 4), I(t->c->site));
 	XA(a, MOV, M(R15, REC(units), 4), I(t->units | flags << 16));

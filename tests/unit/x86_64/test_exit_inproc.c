@@ -210,14 +210,14 @@ static void drain(void)
 		CHECK_EQ_INT(!!(rec->flags & DIAG_REC_EXIT), site_exit[rec->site]);
 		if (!site_exit[rec->site]) {
 			struct site *e = &f->entry;
-			CHECK_EQ_INT(eng_xf_enter(&frames, rec->thread, sp, rec->tsc, &e, 1), 0);
+			CHECK_EQ_INT(eng_xf_enter(&frames, rec->thread, sp, rec->tsc, &e, NULL, 1), 0);
 			/* the argument, by the entry's clock (unique per record of one thread) */
 			diag_u64map_put(&args, rec->tsc,
 					(void *)(uintptr_t)(rec->regs[DIAG_RING_RDI] + 1));
 			continue;
 		}
 		struct eng_xframe out[4];
-		size_t n = eng_xf_exit(&frames, rec->thread, sp, out, 4);
+		size_t n = eng_xf_exit(&frames, rec->thread, sp, NULL, out, 4);
 		if (n != 1 || out[0].entry != &f->entry) {
 			f->bad++;
 			continue;
