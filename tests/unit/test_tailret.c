@@ -210,7 +210,10 @@ static void run(const char *opt, const char *pie, bool fast, int threads)
 	CHECK_EQ_INT(warm_events + info.lost_returns, (uint64_t)(threads * n16));
 	if (!fast || !tails)
 		CHECK_EQ_INT(info.lost_returns, 0);
-	CHECK(t.min[1] >= SPIN_NS); /* elapsed includes the tail-called callee's time */
+	/* elapsed includes the tail-called callee's time (without it: well under 1 us). The
+	 * ring's clock is the TSC scaled by a slope calibrated at start-up, which can read a few
+	 * percent short of CLOCK_MONOTONIC early on (seen 1.3%): 10% of slack, not 100% */
+	CHECK(t.min[1] >= SPIN_NS * 9 / 10);
 	/* end events: one per call at the exit it takes; at -O2 the `jmp spin` is that exit even
 	 * for the calls that spin() longjmps out of, and the register is read there (x - 4 at the
 	 * `jmp wrap`: the exit's, not the entry's) */
