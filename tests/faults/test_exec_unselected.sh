@@ -9,7 +9,7 @@
 # under load). Each round: the new program prints its ready line, is detached, and exits 0.
 source "$(dirname "$0")/lib.sh"
 
-rounds=$((FAULT_TRIALS * 6))
+rounds=$((FAULT_TRIALS * 3))
 start_daemon
 SH=$T/shsel$$
 cp "$(readlink -f /bin/sh)" "$SH"
