@@ -465,6 +465,7 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 			return rc;
 		t->event = 0;
 	}
+	t->trap_behind = false; /* only a trap cancelled inside our call moves the pc back */
 	diag_regs saved, r;
 	int rc = diag_regs_read(t->tid, &saved);
 	if (rc < 0)
