@@ -131,13 +131,16 @@ static void classify(struct diag_libgate *g, const struct fanotify_event_metadat
 	}
 	struct diag_libgate_event ev = {.tid = m->pid, .tgid = (pid_t)tgid, .fd = m->fd,
 					.dev = st.st_dev, .ino = st.st_ino, .t_ns = now_ns()};
+	/* counted before the write: once the record is in the pipe the daemon may act on it and
+	 * read the stats before this thread runs again (unit.test_procwatch saw handed 0 after
+	 * its event) */
+	count(&g->n_handed);
 	/* one record, below PIPE_BUF: written whole or not at all */
 	if (write(g->pipe[1], &ev, sizeof(ev)) != (ssize_t)sizeof(ev)) {
+		__atomic_sub_fetch(&g->n_handed, 1, __ATOMIC_RELAXED);
 		count(&g->n_overflow);
 		respond(g->fan, m->fd);
-		return;
 	}
-	count(&g->n_handed);
 }
 
 static void drain_kernel(struct diag_libgate *g)
