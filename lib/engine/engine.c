@@ -44,6 +44,7 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	e->morefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	e->serve_status = eng_wait_serve; /* how stop.c serves the stops it sees on the way */
 	e->no_fast = getenv("DIAG_NO_FASTPATH") != NULL;
+	e->ring_private = getenv("DIAG_RING_PRIVATE") != NULL;
 	e->ring_bytes = DIAG_ENGINE_RING_DEFAULT;
 	const char *jd = getenv("DIAG_JOURNAL_DIR");
 	snprintf(e->journal_dir, sizeof(e->journal_dir), "%s", jd ? jd : "/run/diagnose/journal");

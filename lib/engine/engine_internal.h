@@ -16,12 +16,14 @@
  *                      thread stopped for its slot page; addresses inside a jump's bytes
  *   retprobe.c         return and end events: frames waiting for their return, exits
  *   hit.c              capture (conditions, values) and fire (events to the owner): the one
- *                      hit path, called by int3 hits (trap.c) and ring records (fastpath.c)
+ *                      hit path, called by int3 hits (trap.c) and ring records (ring.c)
  *   exitjump.c         return and end events from ring records: exit trampolines' records
- *                      (DIAG_REC_EXIT) and the entry records of return probes (fastpath.c's
+ *                      (DIAG_REC_EXIT) and the entry records of return probes (ring.c's
  *                      drain hands them over)
  *   wake.c             when the rings are drained: the drain timer's adaptive period
- *   fastpath.c         jump probes: placing a jump, the ring, draining it into hit.c
+ *   ring.c             the ring in the target (shared with the daemon, or private), its
+ *                      drain into hit.c and exitjump.c, counters, heartbeat, thread pointers
+ *   fastpath.c         jump probes: placing a jump, slot pages, counting sites
  *   retsite.c          return sites: jumps at the return addresses of functions that leave
  *                      by a tail call, placed as their entry records name them
  *   dynlink.c          the watch on library loads; whether a target waits for its library
@@ -144,11 +146,16 @@ struct eproc {
 				   * gate, allowed, interrupted: its interrupt stop (right after
 				   * the open returns) holds the process (wait.c); 0: none */
 	bool open_held;           /* for open_waiter: its stop came */
-	/* fast path (fastpath.c): hits recorded by capture trampolines into the ring v2 mapping
-	 * in the target (arch/ring.h): its geometry as the daemon made it (never re-read) */
+	/* fast path (ring.c): hits recorded by capture trampolines into the ring v2 mapping in
+	 * the target (arch/ring.h): its geometry as the daemon made it (never re-read) */
 	uint64_t ring_addr;       /* 0: no ring mapped */
 	uint64_t ring_bytes;      /* the whole mapping */
 	uint64_t ring_nsubs, ring_sub_units, ring_sub_stride, ring_counters;
+	uint8_t *ring_local;      /* the daemon's own mapping of a shared ring (NULL: private,
+				   * read with process_vm_readv) */
+	bool ring_final;          /* the last drain of an image (exec): nothing waits */
+	bool ring_foreign;        /* a fork child that kept its parent's shared ring (it could
+				   * not be given its own): never drained, only unmapped */
 	/* the ring's thread table as written (arch/ring.h): the thread pointer and tid holding
 	 * each slot (0: free), and the sub-ring it gave */
 	uint64_t ring_slot_tp[DIAG_RING_TP_SLOTS];
@@ -218,7 +225,9 @@ struct diag_engine {
 	bool no_fast;               /* DIAG_NO_FASTPATH set: int3 for everything (tests) */
 	size_t ring_bytes;          /* each new ring mapping's records, all sub-rings (the
 				     * daemon's --ring-kib; diag_engine_set_ring_size) */
-	uint8_t *drain_buf;         /* fastpath.c: records read from a sub-ring */
+	uint8_t *drain_buf;         /* ring.c: records read from a sub-ring */
+	bool ring_private;          /* rings are never shared (DIAG_RING_PRIVATE=1: the private
+				     * ring, for comparisons and its tests) */
 	bool defer_render;          /* hit.c: events carry their value unrendered (hit.raw) */
 	void *raw_buf;              /* hit.c: one deferred value, packed */
 	uint64_t tsc0, ns0, tsc1, ns1; /* TSC -> CLOCK_REALTIME calibration */
@@ -280,6 +289,11 @@ void eng_thread_forget(struct diag_engine *e, struct diag_thread *t);
 /* waitpid(which, status, flags | __WALL) that secures a breakpoint trap before reaping it.
  * Returns the tid, 0 (WNOHANG, nothing) or a negative errno. */
 pid_t eng_wait_secure(struct diag_engine *e, pid_t which, int *status, int flags);
+/* A new fork child's first stop, before it runs (its ring is made its own first): reaped
+ * already, or waited for (a bounded time) and parked in e->orphans for eng_life_claim. True
+ * with t stopped; false when it did not stop in time, or died (*gone: its wait status, which
+ * the caller serves once the child is set up; -1 otherwise). */
+bool eng_wait_first_stop(struct diag_engine *e, struct diag_thread *t, int *gone);
 /* A stopped thread of ep (one is stopped if none is), or NULL when none is left. */
 struct diag_thread *eng_stop_one(struct diag_engine *e, struct eproc *ep);
 void eng_resume_stopped(struct diag_engine *e, struct diag_thread *t);
@@ -434,7 +448,54 @@ void eng_wake_note(struct diag_engine *e, uint64_t used, uint64_t capacity);
 /* After the drains of one timer tick: adapt the period to what they found. */
 void eng_wake_tick(struct diag_engine *e);
 
-/* ---- fastpath.c: jump probes and the ring ---- */
+/* ---- ring.c: the ring in the target, the daemon's view of it, its drain ---- */
+/* Map ep's ring (every thread frozen, t one of them): shared with the daemon (a memfd both
+ * map) when the target lets us create one, else private to the target. */
+int eng_ring_map(struct diag_engine *e, struct eproc *ep, struct diag_thread *t);
+/* Fork: the child's ring. A shared ring would be the parent's in the child too: the child
+ * (stopped, thread t) gets its own at the same address with the parent's control block and
+ * counters; a private one was copied by the fork. */
+void eng_ring_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent,
+		   struct diag_thread *t);
+/* Every stopped thread's thread pointer learnt (no slot given: they may have recorded). */
+void eng_fast_learn_all(struct eproc *ep);
+/* Exec: the old image's ring drained one last time (a shared ring outlives the old image's
+ * memory: records written up to the exec are delivered), threads never learnt named by no tid. */
+void eng_ring_exec_drain(struct diag_engine *e, struct eproc *ep);
+/* The ring forgotten (the daemon's mapping dropped), or unmapped in the target first with
+ * stopped thread t (NULL: forget only). */
+void eng_ring_reset(struct eproc *ep);
+void eng_ring_unmap(struct eproc *ep, struct diag_thread *t);
+/* The daemon maps ep's ring too (status, tests). */
+bool eng_ring_shared(const struct eproc *ep);
+/* A probe that asks for nothing but its count, from an owner that takes counts: its site's
+ * counters are its hits, nothing is recorded (delivered by eng_fast_counts). */
+bool eng_site_counting(const struct site *u);
+/* Consume every published record of ep's ring, push its heartbeat forward, deliver the
+ * counts of its counting sites. */
+void eng_fast_drain(struct diag_engine *e, struct eproc *ep);
+/* Before work that keeps the engine from draining while ep's threads run (a library's pending
+ * probes placed: its symbols read first, seconds on a loaded or sanitized build): ep's
+ * trampolines record for ns more, as if drained; the next drain brings the heartbeat back to
+ * its normal length. A daemon that dies meanwhile leaves a bounded ring filling, no more. */
+void eng_fast_keepalive(struct diag_engine *e, struct eproc *ep, uint64_t ns);
+/* Dispatch level: processes whose records name an unknown thread learn every thread's thread
+ * pointer (one freeze each), then drain again. */
+void eng_fast_learn_pending(struct diag_engine *e);
+/* A stopped thread's thread pointer, for naming its records (seize, clone, fork, exec); ep
+ * is the memory's owner. A vfork child names its parent's thread pointer while its parent
+ * waits (until it execs or exits). */
+void eng_fast_learn(struct eproc *ep, struct diag_thread *t);
+/* A thread is exiting (its records drained): its thread pointer may be reused. */
+void eng_fast_thread_gone(struct eproc *ep, struct diag_thread *t);
+/* The exact number of hits of a jump breakpoint (its counters in the target, summed). */
+uint64_t eng_fast_count(struct eproc *mem, const struct diag_bp *bp);
+/* The hits of one site on a jump since the site was placed (0 for an int3 site). */
+uint64_t eng_fast_site_count(struct eproc *mem, const struct site *s);
+/* Arm or disarm the drain timer: armed while any process has a ring. */
+void eng_fast_timer(struct diag_engine *e);
+
+/* ---- fastpath.c: jump probes, slots, counting sites ---- */
 /* A capture trampoline's slot page, as the daemon built it (the target's copy of the header is
  * never trusted): for fault repair, for moving threads out, and unmapping once retired. */
 struct eng_slot {
@@ -459,27 +520,8 @@ int eng_fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
  * of mem frozen by the caller). */
 void eng_fast_leave(struct diag_engine *e, struct eproc *mem, struct diag_bp *bp,
 		    struct site *s);
-/* Consume every published record of ep's ring, push its heartbeat forward, deliver the
- * counts of its counting sites. */
-void eng_fast_drain(struct diag_engine *e, struct eproc *ep);
 /* The hits of ep's counting sites since the last call, delivered as counts. */
 void eng_fast_counts(struct diag_engine *e, struct eproc *ep);
-/* Before work that keeps the engine from draining while ep's threads run (a library's pending
- * probes placed: its symbols read first, seconds on a loaded or sanitized build): ep's
- * trampolines record for ns more, as if drained; the next drain brings the heartbeat back to
- * its normal length. A daemon that dies meanwhile leaves a bounded ring filling, no more. */
-void eng_fast_keepalive(struct diag_engine *e, struct eproc *ep, uint64_t ns);
-/* Dispatch level: processes whose records name an unknown thread learn every thread's thread
- * pointer (one freeze each), then drain again. */
-void eng_fast_learn_pending(struct diag_engine *e);
-/* A stopped thread's thread pointer, for naming its records (seize, clone, fork, exec); ep
- * is the memory's owner. A vfork child names its parent's thread pointer while its parent
- * waits (until it execs or exits). */
-void eng_fast_learn(struct eproc *ep, struct diag_thread *t);
-/* A thread is exiting (its records drained): its thread pointer may be reused. */
-void eng_fast_thread_gone(struct eproc *ep, struct diag_thread *t);
-/* After fork: the child's copy of the ring and trampolines. */
-void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent);
 /* Exec: the ring and slots went with the old image. */
 void eng_fast_reset(struct eproc *ep);
 /* Detach: unmap the ring and every slot page with stopped thread t (NULL: forget only). */
@@ -494,12 +536,10 @@ uint64_t eng_fast_unslot(const struct eproc *mem, uint64_t pc);
 /* A SIGSEGV/SIGBUS stop of t: when its pc lies in one of our capture slots' programs, resume
  * it at the slot's landing (the read gives a fault value) and return true. */
 bool eng_fast_fault(struct diag_engine *e, struct diag_thread *t, int sig); /* e may be NULL */
-/* The exact number of hits of a jump breakpoint (its counters in the target, summed). */
-uint64_t eng_fast_count(struct eproc *mem, const struct diag_bp *bp);
-/* The hits of one site on a jump since the site was placed (0 for an int3 site). */
-uint64_t eng_fast_site_count(struct eproc *mem, const struct site *s);
-/* Arm or disarm the drain timer: armed while any process has a ring. */
-void eng_fast_timer(struct diag_engine *e);
+/* Fork (child stopped, its thread t, before it runs; NULL when it could not be waited for): the
+ * child's own ring (ring.c) and its copy of the parent's jumps and slots. */
+void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent,
+		   struct diag_thread *t);
 /* A return site for entry site `entry` at return address ra, in the function [func_start,
  * func_end) of the caller (ep frozen or not: frozen here): a new jump, or one of another probe
  * joined. Returns 0 (placed, the site in entry->pr->rsites), 1 (no jump fits: why, cap bytes)

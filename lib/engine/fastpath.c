@@ -1,18 +1,11 @@
 /* fastpath: probes that cost the target no stop. A probe whose value and condition compile
  * into capture programs (expr.h, diag_expr_capture_compile) is placed as a jump to a capture
  * trampoline in a slot page of its own near the probed code; the trampoline counts the hit,
- * runs the condition, captures what the value will read and records it into the ring v2
- * mapping in the target (arch/ring.h: a control block, per-thread sub-rings, counters). No
- * system call on the hit path: the thread is named by its thread pointer, which the daemon
- * maps to a tid (learnt while threads are stopped). The daemon drains every sub-ring on a
- * timer and evaluates each record's expressions again from the captured blocks
- * (diag_cap_snapshot), so both paths render alike. A full sub-ring drops hits (counted); a
- * dead daemon stops refreshing the heartbeat (control.alive_until) and the trampolines stop
- * recording. Whatever cannot take a jump takes an int3, and the site says why (s->why).
- * Owns placing, rebuilding, demoting and retiring jumps, slot pages, the ring (mapping,
- * draining, counters, heartbeat), thread pointers, fault repair in slots and the TSC
- * calibration; a record is served by hit.c (capture and fire) or exitjump.c (exits, returns).
- * Never stops a thread but through stop.c's freeze. */
+ * runs the condition, captures what the value will read and records it into the ring
+ * (ring.c). Whatever cannot take a jump takes an int3, and the site says why (s->why).
+ * Owns placing, rebuilding, demoting and retiring jumps, slot pages, counting sites (probes
+ * whose hits are their counters) and fault repair in slots; the ring, its drain and the
+ * threads' pointers are ring.c's. Never stops a thread but through stop.c's freeze. */
 #include "engine/engine_internal.h"
 #include "util/clock.h"
 
@@ -22,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/syscall.h>
 
 #include "arch/branch.h"
 #include "arch/record.h"
@@ -31,251 +22,23 @@
 #include "util/grow.h"
 
 #define MAX_SCAN (256 * 1024)    /* longest function scanned for branches into a patch */
-#define STALL_SKIP 1000          /* drains before an unpublished record is given up */
-#define READ_CHUNK (64 * 1024)   /* bytes of a sub-ring read at once (> the largest record) */
-#define HEARTBEAT_NS 200000000ULL /* the target records for this long past the last drain */
-#define RING_SUBS 16             /* sub-rings per process (threads hash to them) */
-#define RETURN_EVERY 4096        /* units consumed between stores of a sub-ring's tail */
 #define STEP_OUT 4096            /* single steps that may take a thread out of a slot */
 
-_Static_assert(READ_CHUNK >= DIAG_RING_REC_HDR + DIAG_CAP_MAX_PAYLOAD + DIAG_RING_UNIT,
-	       "a read chunk holds the largest record");
+/* ---- counting sites: probes whose hits are their counters ---- */
 
-/* ---- the ring ---- */
-
-static uint64_t sub_base(const struct eproc *ep, uint64_t sub)
+/* Every site at bp (less leaving, plus s when it joins) only counts. */
+static bool all_counting(const struct diag_bp *bp, const struct site *s, const struct site *leaving)
 {
-	return ep->ring_addr + DIAG_RING_CONTROL_BYTES + sub * ep->ring_sub_stride;
-}
-
-static uint64_t counter_addr(const struct eproc *ep, uint64_t sub, uint32_t site)
-{
-	return ep->ring_addr + ep->ring_counters +
-	       (sub * DIAG_RING_MAX_SITES + site) * sizeof(uint64_t);
-}
-
-static unsigned log2_of(uint64_t v)
-{
-	unsigned n = 0;
-	while (v > 1) {
-		v >>= 1;
-		n++;
+	bool any = false;
+	for (size_t i = 0; bp && i < bp->nusers; i++) {
+		const struct site *u = bp->users[i];
+		if (u == leaving)
+			continue;
+		if (!eng_site_counting(u))
+			return false;
+		any = true;
 	}
-	return n;
-}
-
-static uint64_t tsc_to_ns(struct diag_engine *e, uint64_t tsc)
-{
-	if (e->tsc1 <= e->tsc0)
-		return e->ns1;
-	double slope = (double)(e->ns1 - e->ns0) / (double)(e->tsc1 - e->tsc0);
-	return e->ns0 + (uint64_t)((double)((int64_t)(tsc - e->tsc0)) * slope);
-}
-
-/* Ticks in ns nanoseconds; before two calibration points, as if the clock ran at 4 GHz
- * (a slower one makes the heartbeat last longer, never shorter than asked). */
-static uint64_t ns_to_ticks(const struct diag_engine *e, uint64_t ns)
-{
-	if (e->tsc1 <= e->tsc0 || e->ns1 <= e->ns0)
-		return ns * 4;
-	return (uint64_t)((double)ns * (double)(e->tsc1 - e->tsc0) / (double)(e->ns1 - e->ns0));
-}
-
-/* A heartbeat's ticks: never fewer than at 4 GHz, whatever the calibration says. A point
- * taken across a preemption makes the early slope wrong (by the preemption over the 10 ms
- * baseline); one that undercounts the ticks would cut a 200 ms heartbeat to a fraction, and
- * every scheduling gap longer than that would stop the recording (now counted as drops). */
-static uint64_t heartbeat_ticks(const struct diag_engine *e)
-{
-	uint64_t t = ns_to_ticks(e, HEARTBEAT_NS);
-	return t > HEARTBEAT_NS * 4 ? t : HEARTBEAT_NS * 4;
-}
-
-static void calibrate(struct diag_engine *e)
-{
-	/* the clock read between two TSC reads close together: a pair not split by a preemption
-	 * (one that was is skipped: a later drain takes the point) */
-	uint64_t t0 = diag_record_ticks(), ns = (uint64_t)diag_clock_wall_ns();
-	uint64_t tsc = diag_record_ticks();
-	if (e->ns0 && tsc - t0 > 100000) /* 25-100 us at 1-4 GHz; the first point is needed */
-		return;
-	tsc = t0 + (tsc - t0) / 2;
-	if (!e->ns0) {
-		e->ns0 = e->ns1 = ns;
-		e->tsc0 = e->tsc1 = tsc;
-	} else if (ns - e->ns1 > 10000000ULL) {
-		e->ns1 = ns;
-		e->tsc1 = tsc;
-	}
-}
-
-/* The target records while its TSC is below alive_until: a drain pushes it forward. */
-static void heartbeat_for(struct eproc *ep, uint64_t ticks)
-{
-	uint64_t until = diag_record_ticks() + ticks;
-	diag_proc_write(ep->tp, ep->ring_addr + offsetof(struct diag_ring_control, alive_until),
-			&until, sizeof(until));
-}
-
-#define DL_BUSY_HEARTBEAT_NS 10000000000ULL
-
-/* While a library's pending probes are placed the threads run between installs (each thaws
- * them) and a drain inside an install would cut the stretch eng_fast_keepalive gave: the
- * heartbeat lasts the placement; the drain after it (dynlink_apply.c) is back to normal. */
-static void heartbeat(struct diag_engine *e, struct eproc *ep)
-{
-	if (ep->dl_busy)
-		eng_fast_keepalive(e, ep, DL_BUSY_HEARTBEAT_NS);
-	else
-		heartbeat_for(ep, heartbeat_ticks(e));
-}
-
-void eng_fast_keepalive(struct diag_engine *e, struct eproc *ep, uint64_t ns)
-{
-	if (!ep->ring_addr)
-		return;
-	uint64_t t = ns_to_ticks(e, ns);
-	heartbeat_for(ep, t > ns * 4 ? t : ns * 4);
-}
-
-/* e->ring_bytes split into sub-rings: up to RING_SUBS of them, each a power of two of units
- * and at least DIAG_RING_MIN_SUB_UNITS (the default, 16 MiB: 16 of 1 MiB). */
-static void ring_geometry(const struct diag_engine *e, uint64_t *nsubs, uint64_t *units)
-{
-	uint64_t total = e->ring_bytes ? e->ring_bytes : DIAG_ENGINE_RING_DEFAULT;
-	uint64_t n = RING_SUBS;
-	while (n > 1 && total / n < DIAG_RING_MIN_SUB_UNITS * DIAG_RING_UNIT)
-		n /= 2;
-	uint64_t u = DIAG_RING_MIN_SUB_UNITS;
-	while (u * 2 * DIAG_RING_UNIT <= total / n)
-		u *= 2;
-	*nsubs = n;
-	*units = u;
-}
-
-static void slots_clear(struct eproc *ep)
-{
-	memset(ep->ring_slot_tp, 0, sizeof(ep->ring_slot_tp));
-	memset(ep->ring_slot_tid, 0, sizeof(ep->ring_slot_tid));
-	memset(ep->ring_slot_sub, 0, sizeof(ep->ring_slot_sub));
-}
-
-/* The sub-ring thread pointer tp writes: its slot's, else the hashed one (arch/ring.h). */
-static uint64_t sub_of_tp(const struct eproc *ep, uint64_t tp)
-{
-	uint64_t slot = diag_ring_tp_slot(tp);
-	if (ep->ring_slot_tp[slot] == tp)
-		return ep->ring_slot_sub[slot];
-	return diag_ring_sub_of(tp, ep->ring_nsubs > 1 ? 64 - log2_of(ep->ring_nsubs) : 64);
-}
-
-/* The sub-ring with the fewest threads in the table. */
-static uint64_t least_used_sub(const struct eproc *ep)
-{
-	unsigned use[DIAG_RING_MAX_SUBS] = {0};
-	for (size_t i = 0; i < DIAG_RING_TP_SLOTS; i++)
-		if (ep->ring_slot_tp[i] && ep->ring_slot_sub[i] < ep->ring_nsubs)
-			use[ep->ring_slot_sub[i]]++;
-	uint64_t best = 0;
-	for (uint64_t s = 1; s < ep->ring_nsubs; s++)
-		if (use[s] < use[best])
-			best = s;
-	return best;
-}
-
-/* Give stopped thread t (thread pointer tp), which has recorded nothing in this ring, a slot of
- * its own; a slot another live thread holds leaves t on the hashed sub-ring. */
-static void slot_assign(struct eproc *ep, struct diag_thread *t, uint64_t tp)
-{
-	uint64_t slot = diag_ring_tp_slot(tp);
-	if (!ep->ring_addr || (ep->ring_slot_tp[slot] && ep->ring_slot_tp[slot] != tp))
-		return;
-	if (ep->ring_slot_tp[slot] == tp) { /* a stack reused: the thread before had this slot */
-		ep->ring_slot_tid[slot] = t->tid;
-		return;
-	}
-	struct diag_ring_tpslot ts = {.thread = tp, .sub = least_used_sub(ep)};
-	if (diag_proc_write(ep->tp, ep->ring_addr + DIAG_RING_TP_TABLE + slot * sizeof(ts), &ts,
-			    sizeof(ts)) != (ssize_t)sizeof(ts))
-		return;
-	ep->ring_slot_tp[slot] = tp;
-	ep->ring_slot_tid[slot] = t->tid;
-	ep->ring_slot_sub[slot] = (uint8_t)ts.sub;
-}
-
-/* t is gone: its slot (if it still holds it) is free for the next thread there. */
-static void slot_release(struct eproc *ep, uint64_t tp, pid_t tid)
-{
-	uint64_t slot = diag_ring_tp_slot(tp);
-	if (!ep->ring_addr || ep->ring_slot_tp[slot] != tp || ep->ring_slot_tid[slot] != tid)
-		return;
-	struct diag_ring_tpslot ts = {0};
-	diag_proc_write(ep->tp, ep->ring_addr + DIAG_RING_TP_TABLE + slot * sizeof(ts), &ts,
-			sizeof(ts));
-	ep->ring_slot_tp[slot] = 0;
-	ep->ring_slot_tid[slot] = 0;
-}
-
-static uint64_t learn(struct eproc *ep, struct diag_thread *t, bool *fresh);
-
-static int ring_map(struct diag_engine *e, struct eproc *ep, struct diag_thread *t)
-{
-	uint64_t nsubs, units;
-	ring_geometry(e, &nsubs, &units);
-	uint64_t stride = (sizeof(struct diag_ring_header) + units * DIAG_RING_UNIT + 4095) &
-			  ~4095ULL; /* each sub-ring on pages of its own: no line is shared */
-	uint64_t counters = DIAG_RING_CONTROL_BYTES + nsubs * stride;
-	uint64_t bytes = (counters + nsubs * DIAG_RING_MAX_SITES * sizeof(uint64_t) + 4095) &
-			 ~4095ULL;
-	long args[6] = {0, (long)bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0};
-	long ret;
-	int r = diag_thread_syscall(t, SYS_mmap, args, &ret);
-	if (r < 0)
-		return r;
-	if (ret < 0 && ret > -4096)
-		return (int)ret;
-	calibrate(e);
-	struct diag_ring_control c = {
-		.magic = DIAG_RING_MAGIC_V2, .nsubs = nsubs, .sub_units = units,
-		.sub_stride = stride, .counters = counters,
-		.alive_until = diag_record_ticks() + heartbeat_ticks(e),
-		.hash_shift = nsubs > 1 ? 64 - log2_of(nsubs) : 64,
-	};
-	ep->ring_addr = (uint64_t)ret;
-	ep->ring_bytes = bytes;
-	ep->ring_nsubs = nsubs;
-	ep->ring_sub_units = units;
-	ep->ring_sub_stride = stride;
-	ep->ring_counters = counters;
-	bool ok = diag_proc_write(ep->tp, ep->ring_addr, &c, sizeof(c)) == (ssize_t)sizeof(c);
-	for (uint64_t i = 0; ok && i < nsubs; i++) {
-		struct diag_ring_header h = {.mask = units - 1};
-		ok = diag_proc_write(ep->tp, sub_base(ep, i), &h, sizeof(h)) == (ssize_t)sizeof(h);
-		ep->ring_tails[i] = 0;
-		ep->ring_stalls[i] = 0;
-		ep->ring_sub_drops[i] = 0;
-	}
-	if (!ok) {
-		long un[6] = {ret, (long)bytes, 0, 0, 0, 0};
-		diag_thread_syscall(t, SYS_munmap, un, &ret);
-		ep->ring_addr = 0;
-		return -EIO;
-	}
-	eng_journal_map(ep, ep->ring_addr, bytes, "ring");
-	ep->ring_drops = 0;
-	ep->ring_skipped = 0;
-	slots_clear(ep);
-	/* every thread is stopped and none has recorded into this ring yet: a sub-ring each */
-	size_t pos = 0;
-	uint64_t k;
-	void *v;
-	bool fresh;
-	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v)) {
-		uint64_t tp = learn(ep, v, &fresh);
-		if (tp)
-			slot_assign(ep, v, tp);
-	}
-	return 0;
+	return s ? eng_site_counting(s) : any;
 }
 
 static void slots_release(struct eproc *ep)
@@ -290,50 +53,21 @@ static void slots_release(struct eproc *ep)
 
 void eng_fast_reset(struct eproc *ep)
 {
-	ep->ring_addr = 0;
-	slots_clear(ep);
-	ep->ring_drops = 0;
-	ep->ring_skipped = 0;
+	eng_ring_reset(ep);
 	ep->next_site = 0; /* the new ring's counters start from the first */
 	diag_u64map_release(&ep->jumps);
 	slots_release(ep);
-	diag_u64map_release(&ep->tps);
-	diag_u64map_release(&ep->tp_tried);
-	ep->tp_learn = false;
 }
 
 void eng_fast_unmap(struct eproc *ep, struct diag_thread *t)
 {
-	if (t) {
-		size_t pos = 0;
-		uint64_t k;
-		void *v;
-		while (diag_u64map_next(&ep->slots, &pos, &k, &v))
-			diag_xol_unmap_page(t, k);
-		if (ep->ring_addr) {
-			long args[6] = {(long)ep->ring_addr, (long)ep->ring_bytes, 0, 0, 0, 0}, ret;
-			diag_thread_syscall(t, SYS_munmap, args, &ret);
-		}
-	}
+	size_t pos = 0;
+	uint64_t k;
+	void *v;
+	while (t && diag_u64map_next(&ep->slots, &pos, &k, &v))
+		diag_xol_unmap_page(t, k);
+	eng_ring_unmap(ep, t);
 	eng_fast_reset(ep);
-}
-
-uint64_t eng_fast_count(struct eproc *mem, const struct diag_bp *bp)
-{
-	uint64_t addrs[DIAG_RING_MAX_SUBS], vals[DIAG_RING_MAX_SUBS], sum = 0;
-	size_t n = bp->jump && mem->ring_addr ? (size_t)mem->ring_nsubs : 0;
-	for (size_t i = 0; i < n; i++)
-		addrs[i] = counter_addr(mem, i, bp->site_id);
-	if (n && diag_proc_read_u64s(mem->tp, addrs, vals, n) == 0)
-		for (size_t i = 0; i < n; i++)
-			sum += vals[i];
-	return sum;
-}
-
-uint64_t eng_fast_site_count(struct eproc *mem, const struct site *s)
-{
-	uint64_t n = s->bp && s->bp->jump ? eng_fast_count(mem, s->bp) : 0;
-	return n > s->fast_base ? n - s->fast_base : 0;
 }
 
 void eng_fast_forget(struct eproc *mem, struct diag_bp *bp)
@@ -344,145 +78,6 @@ void eng_fast_forget(struct eproc *mem, struct diag_bp *bp)
 	struct eng_slot *sl = bp->slot_page ? diag_u64map_get(&mem->slots, bp->slot_page) : NULL;
 	if (sl)
 		sl->retired = true;
-}
-
-void eng_fast_timer(struct diag_engine *e)
-{
-	bool want = false;
-	size_t pos = 0;
-	uint64_t k;
-	void *v;
-	while (!want && diag_u64map_next(&e->procs, &pos, &k, &v))
-		want = ((struct eproc *)v)->ring_addr != 0;
-	eng_wake_arm(e, want); /* its period adapts to the rings' fill (wake.c) */
-}
-
-/* ---- thread pointers ---- */
-
-/* t's thread pointer (0: unknown) into ep->tps; *fresh: it was not there */
-static uint64_t learn(struct eproc *ep, struct diag_thread *t, bool *fresh)
-{
-	diag_regs r;
-	*fresh = false;
-	if (!t->stopped || diag_regs_read(t->tid, &r) < 0)
-		return 0;
-	uint64_t tp = diag_record_thread_pointer(&r);
-	if (tp) {
-		*fresh = !diag_u64map_get(&ep->tps, tp);
-		diag_u64map_put(&ep->tps, tp, (void *)(intptr_t)t->tid);
-		diag_u64map_del(&ep->tp_tried, tp);
-	}
-	return tp;
-}
-
-/* Every stop comes here (wait.c, life.c). A thread pointer not known yet, once the ring is
- * mapped, is a new thread's at its first stop (every thread was learnt when the ring was
- * mapped, a new one stops before it runs, a gone one is forgotten): it has recorded nothing,
- * so it gets a sub-ring of its own in the table. */
-void eng_fast_learn(struct eproc *ep, struct diag_thread *t)
-{
-	bool fresh;
-	uint64_t tp = learn(ep, t, &fresh);
-	if (fresh)
-		slot_assign(ep, t, tp);
-}
-
-void eng_fast_thread_gone(struct eproc *ep, struct diag_thread *t)
-{
-	size_t pos = 0;
-	uint64_t k;
-	void *v;
-	while (diag_u64map_next(&ep->tps, &pos, &k, &v))
-		if ((pid_t)(intptr_t)v == t->tid) {
-			slot_release(ep, k, t->tid);
-			eng_xf_drop_thread(&ep->xframes, k); /* its frames: never returning now */
-			diag_u64map_del(&ep->tps, k);
-			return;
-		}
-}
-
-static void learn_all(struct eproc *ep)
-{
-	size_t pos = 0;
-	uint64_t k;
-	void *v;
-	bool fresh;
-	while (diag_u64map_next(&ep->tp->threads, &pos, &k, &v))
-		learn(ep, v, &fresh); /* no slot: these threads may have recorded already */
-}
-
-/* The tid of a record's thread pointer; 0 when it is not known yet and the record waits for
- * the next dispatch to learn it (-1: never learnt, a tid unknown). */
-static pid_t tid_of(struct eproc *ep, uint64_t tp)
-{
-	void *v = diag_u64map_get(&ep->tps, tp);
-	if (v)
-		return (pid_t)(intptr_t)v;
-	if (diag_u64map_get(&ep->tp_tried, tp))
-		return -1;
-	if (ep->tp->threads.count == 1) { /* the one thread: no stop needed */
-		size_t pos = 0;
-		uint64_t k;
-		void *t;
-		if (diag_u64map_next(&ep->tp->threads, &pos, &k, &t)) {
-			diag_u64map_put(&ep->tps, tp, (void *)(intptr_t)k);
-			return (pid_t)k;
-		}
-	}
-	ep->tp_learn = true;
-	return 0;
-}
-
-/* ---- counting sites: probes whose hits are their counters ---- */
-
-/* A probe that asks for nothing but its count, from an owner that takes counts. */
-static bool counting(const struct site *u)
-{
-	return u->kind == SITE_CALL && u->pr->counts && !u->value && !u->condition;
-}
-
-/* Every site at bp (less leaving, plus s when it joins) only counts. */
-static bool all_counting(const struct diag_bp *bp, const struct site *s, const struct site *leaving)
-{
-	bool any = false;
-	for (size_t i = 0; bp && i < bp->nusers; i++) {
-		const struct site *u = bp->users[i];
-		if (u == leaving)
-			continue;
-		if (!counting(u))
-			return false;
-		any = true;
-	}
-	return s ? counting(s) : any;
-}
-
-/* Deliver what each counting site of bp counted since the last time, as one hit each. */
-static void counts_of(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, uint64_t ts)
-{
-	for (size_t i = 0; i < bp->nusers; i++) {
-		struct site *u = bp->users[i];
-		uint64_t n = eng_fast_site_count(ep, u);
-		if (n > u->counted) {
-			eng_fire_counted(e, ep->tp->pid, u, n - u->counted, ts);
-			u->counted = n;
-		}
-	}
-}
-
-void eng_fast_counts(struct diag_engine *e, struct eproc *ep)
-{
-	size_t pos = 0;
-	uint64_t k, ts = 0;
-	void *v;
-	while (diag_u64map_next(&ep->jumps, &pos, &k, &v)) {
-		struct diag_bp *bp = v;
-		const struct eng_slot *sl = diag_u64map_get(&ep->slots, bp->slot_page);
-		if (!sl || !sl->count_only || sl->retired)
-			continue;
-		if (!ts)
-			ts = (uint64_t)diag_clock_wall_ns();
-		counts_of(e, ep, bp, ts);
-	}
 }
 
 /* The trampoline at sl switches to counting or back (every thread out of it, the ring
@@ -498,255 +93,6 @@ static void counting_switch(struct eproc *ep, struct eng_slot *sl, struct diag_b
 }
 
 /* ---- draining ---- */
-
-static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_ring_rec *rec,
-		    size_t bytes, pid_t rtid)
-{
-	struct diag_bp *bp = diag_u64map_get(&ep->jumps, rec->site);
-	if (!bp)
-		return; /* its probe was removed after the hit */
-	const struct eng_slot *sl = diag_u64map_get(&ep->slots, bp->slot_page);
-	/* The ring is ep's, so the hit is ep's (a vfork child's hits carry its parent's thread
-	 * pointer: they are named as the parent's thread). */
-	struct diag_thread *t = rtid > 0 ? diag_u64map_get(&e->threads, (uint64_t)rtid) : NULL;
-	if (t && eproc_mem(eproc_of(t->proc)) != ep)
-		t = NULL;
-	pid_t pid = t ? t->proc->pid : ep->tp->pid;
-	pid_t tid = rtid > 0 ? rtid : 0;
-	uint32_t plen = rec->payload_len;
-	if (plen > bytes - DIAG_RING_REC_HDR)
-		plen = 0; /* malformed: nothing captured (every value reads as a fault) */
-	struct diag_cap_snapshot snap;
-	diag_cap_snapshot_init(&snap, (const uint8_t *)rec + DIAG_RING_REC_HDR, plen,
-			       rec->flags & DIAG_REC_FAULT, rec->fault_addr);
-	uint64_t ts = tsc_to_ns(e, rec->tsc);
-	if (rec->flags & DIAG_REC_EXIT) {
-		eng_exit_record(e, ep, bp, rec, &snap, tid, ts);
-		if (!(rec->flags & DIAG_REC_RETSITE))
-			return; /* a return site's record also serves a line probe joined there */
-	}
-	diag_regs regs;
-	diag_record_v2_regs(rec, &regs);
-	/* $comm: the name the thread has now (within the drain period); a thread already gone
-	 * has none */
-	struct diag_expr_ctx ctx = {.pid = pid, .tid = tid, .regs = &regs,
-				    .read_mem = diag_cap_snapshot_read,
-				    .read_fpregs = diag_cap_snapshot_fpregs, .arg = &snap,
-				    .time_ns = ts, .comm_of = eng_comm_of, .comm_arg = t};
-	struct site *small[8], **fired = small;
-	if (bp->nusers > 8 && !(fired = malloc(bp->nusers * sizeof(*fired))))
-		return;
-	size_t n = eng_capture(e, NULL, bp, &ctx, sl && !sl->cond_in_daemon, fired);
-	eng_fire(e, t, pid, tid, fired, n, ts);
-	if (fired != small)
-		free(fired);
-	for (size_t i = 0; i < bp->nusers; i++)
-		if (((struct site *)bp->users[i])->kind == SITE_RET_ENTRY) {
-			eng_exit_record(e, ep, bp, rec, &snap, tid, ts);
-			break;
-		}
-}
-
-/* The records in [from, head) of a sub-ring that a drain gives up, from's never published:
- * it, and each published record behind it (found by its header: a published record's seq
- * names its own start unit, and a pad's site is 0). Counted, never consumed: what follows a
- * record that may still be written is not trusted. */
-static uint64_t count_given_up(struct diag_engine *e, struct eproc *ep, uint64_t base,
-			       uint64_t from, uint64_t head)
-{
-	uint64_t n = 1, units = ep->ring_sub_units, have = 0, at = 0; /* drain_buf holds [at, at+have) */
-	for (uint64_t u = from + 1; u < head;) {
-		if (u < at || u >= at + have) {
-			uint64_t off = u & (units - 1), k = units - off;
-			if (k > READ_CHUNK / DIAG_RING_UNIT)
-				k = READ_CHUNK / DIAG_RING_UNIT;
-			size_t len = (size_t)k * DIAG_RING_UNIT;
-			if (diag_proc_read(ep->tp, base + sizeof(struct diag_ring_header) +
-							   off * DIAG_RING_UNIT,
-					   e->drain_buf, len) != (ssize_t)len)
-				break;
-			at = u;
-			have = k;
-		}
-		const struct diag_ring_rec *rec =
-			(const void *)(e->drain_buf + (u - at) * DIAG_RING_UNIT);
-		if (rec->seq == u + 1 && rec->units && rec->units <= head - u) {
-			n += rec->site != 0;
-			u += rec->units;
-		} else {
-			u++;
-		}
-	}
-	return n;
-}
-
-/* Records of the threads writing sub-ring `sub` were dropped: their open return frames may
- * have lost their exits, and an exit may have lost its entry, so none of them is paired across
- * the gap (exitjump.c). A thread's sub-ring is its slot's or the hashed one (sub_of_tp). */
-static void purge_sub(struct eproc *ep, uint64_t sub)
-{
-	uint64_t k, gone[64];
-	size_t pos = 0, n;
-	void *v;
-	do {
-		n = 0;
-		while (n < 64 && diag_u64map_next(&ep->xframes, &pos, &k, &v))
-			if (sub_of_tp(ep, k) == sub)
-				gone[n++] = k;
-		for (size_t i = 0; i < n; i++)
-			eng_xf_drop_thread(&ep->xframes, gone[i]);
-		pos = 0;
-	} while (n == 64);
-}
-
-/* One sub-ring: consume from our tail to its head. Returns false when it cannot be read
- * (the process is going), else true and its drop counter in *drops. */
-static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uint64_t *drops)
-{
-	uint64_t base = sub_base(ep, sub), units = ep->ring_sub_units;
-	struct diag_ring_header h;
-	if (diag_proc_read(ep->tp, base, &h, sizeof(h)) != (ssize_t)sizeof(h))
-		return false;
-	uint64_t tail = ep->ring_tails[sub], given = tail, head = h.head;
-	if (head < tail || head - tail > units)
-		tail = head; /* not what a writer can do (the target wrote over it): start over */
-	eng_wake_note(e, head - tail, units);
-	/* records of this sub-ring were dropped since its last drain: a return probe's frames
-	 * spanning the gap are not paired, on either side of what this drain consumes */
-	bool lossy = h.drops != ep->ring_sub_drops[sub];
-	if (lossy)
-		purge_sub(ep, sub);
-	bool stalled = false;
-	while (tail < head && !stalled) {
-		uint64_t off = tail & (units - 1), n = head - tail;
-		if (n > units - off)
-			n = units - off; /* records never wrap: a pad fills the end */
-		if (n > READ_CHUNK / DIAG_RING_UNIT)
-			n = READ_CHUNK / DIAG_RING_UNIT;
-		size_t len = (size_t)n * DIAG_RING_UNIT;
-		if (diag_proc_read(ep->tp, base + sizeof(h) + off * DIAG_RING_UNIT, e->drain_buf,
-				   len) != (ssize_t)len)
-			break;
-		uint64_t i = 0;
-		while (i < n) {
-			const struct diag_ring_rec *rec =
-				(const void *)(e->drain_buf + i * DIAG_RING_UNIT);
-			if (rec->seq != tail + 1) {
-				stalled = true; /* reserved, not published yet */
-				break;
-			}
-			uint64_t k = rec->units;
-			if (k == 0 || k > head - tail) { /* malformed: the rest cannot be parsed */
-				tail = head;
-				break;
-			}
-			if (i + k > n)
-				break; /* read again from this record */
-			if (rec->site) {
-				pid_t tid = tid_of(ep, rec->thread);
-				if (tid == 0) {
-					stalled = true; /* learnt at the next dispatch */
-					ep->ring_stalls[sub] = 0;
-					goto out;
-				}
-				if (k * DIAG_RING_UNIT >= DIAG_RING_REC_HDR)
-					consume(e, ep, rec, (size_t)k * DIAG_RING_UNIT, tid);
-			}
-			tail += k;
-			i += k;
-			ep->ring_stalls[sub] = 0;
-		}
-		/* give the units back as they are consumed, not at the end: a drain of a long
-		 * backlog takes tens of ms, and the writers would find the sub-ring full */
-		if (tail - given >= RETURN_EVERY) {
-			diag_proc_write(ep->tp, base + offsetof(struct diag_ring_header, tail), &tail,
-					sizeof(tail));
-			given = tail;
-		}
-		if (i == 0 && !stalled && tail < head)
-			break; /* cannot happen: a record larger than a chunk */
-	}
-	/* A writer between reserving and publishing; one that died there (a thread killed
-	 * mid-record) would block the sub-ring: give up what follows it eventually. */
-	if (stalled && ++ep->ring_stalls[sub] > STALL_SKIP) {
-		ep->ring_skipped += count_given_up(e, ep, base, tail, head);
-		tail = head;
-		ep->ring_stalls[sub] = 0;
-	}
-out:
-	if (lossy)
-		purge_sub(ep, sub);
-	ep->ring_sub_drops[sub] = h.drops;
-	ep->ring_tails[sub] = tail;
-	if (tail != given)
-		diag_proc_write(ep->tp, base + offsetof(struct diag_ring_header, tail), &tail,
-				sizeof(tail));
-	*drops = h.drops;
-	return true;
-}
-
-void eng_fast_drain(struct diag_engine *e, struct eproc *ep)
-{
-	if (!ep->ring_addr || ep->draining)
-		return;
-	if (!e->drain_buf && !(e->drain_buf = malloc(READ_CHUNK)))
-		return;
-	ep->draining = true;
-	calibrate(e);
-	heartbeat(e, ep);
-	uint64_t drops = 0, d;
-	bool all = true;
-	for (uint64_t i = 0; i < ep->ring_nsubs; i++)
-		if (drain_sub(e, ep, i, &d))
-			drops += d;
-		else
-			all = false;
-	/* the counters only grow: a sum with one missing says nothing */
-	drops += ep->ring_skipped;
-	if (all && drops > ep->ring_drops) {
-		e->dropped += drops - ep->ring_drops;
-		ep->ring_drops = drops;
-	}
-	eng_fast_counts(e, ep);
-	ep->draining = false;
-}
-
-void eng_fast_learn_pending(struct diag_engine *e)
-{
-	pid_t pids[64];
-	size_t n = 0, pos = 0;
-	uint64_t k;
-	void *v;
-	while (n < 64 && diag_u64map_next(&e->procs, &pos, &k, &v))
-		if (((struct eproc *)v)->tp_learn)
-			pids[n++] = (pid_t)k;
-	for (size_t i = 0; i < n; i++) {
-		struct eproc *ep = diag_u64map_get(&e->procs, (uint64_t)pids[i]);
-		if (!ep || ep->freeze)
-			continue;
-		ep->tp_learn = false;
-		if (!eng_freeze(e, ep))
-			continue; /* gone */
-		learn_all(ep);
-		eng_thaw(e, ep);
-		/* a record whose thread pointer a stop of every thread did not name (its thread
-		 * is gone since): named by no tid from now on */
-		for (uint64_t s = 0; s < ep->ring_nsubs; s++) {
-			struct diag_ring_rec rec;
-			uint64_t off = ep->ring_tails[s] & (ep->ring_sub_units - 1);
-			if (diag_proc_read(ep->tp, sub_base(ep, s) + sizeof(struct diag_ring_header) +
-						       off * DIAG_RING_UNIT,
-					   &rec, sizeof(rec)) == (ssize_t)sizeof(rec) &&
-			    rec.seq == ep->ring_tails[s] + 1 && rec.site &&
-			    !diag_u64map_get(&ep->tps, rec.thread))
-				diag_u64map_put(&ep->tp_tried, rec.thread, (void *)1);
-		}
-		eng_fast_drain(e, ep);
-	}
-}
-
-/* ---- placing ---- */
-
 /* A jump covering [addr, addr+span) must not hide another breakpoint, nor lie in another jump. */
 static bool range_free(const struct diag_bptable *t, uint64_t addr, size_t span)
 {
@@ -977,7 +323,7 @@ static int place_capture(struct diag_engine *e, struct eproc *ep, struct diag_th
 	if (!threads_out_of(ep, addr, addr + span, 16))
 		return why(s, "a thread could not be moved out of the patched bytes");
 	if (!ep->ring_addr) {
-		int r = ring_map(e, ep, t);
+		int r = eng_ring_map(e, ep, t);
 		if (r < 0)
 			return why(s, "cannot map the ring: %s", diag_strerror(r));
 	}
@@ -1155,7 +501,7 @@ static int join(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp, str
 		}
 		diag_expr_capture_free(&cap);
 	}
-	learn_all(ep);
+	eng_fast_learn_all(ep);
 	eng_thaw(e, ep);
 	return r;
 }
@@ -1301,7 +647,7 @@ static int place_return(struct diag_engine *e, struct eproc *ep, struct site *s,
 	}
 	free(plans);
 	if (!adopting) {
-		learn_all(ep);
+		eng_fast_learn_all(ep);
 		eng_thaw(e, ep);
 	}
 	eng_fast_timer(e);
@@ -1341,7 +687,7 @@ static int place_end(struct diag_engine *e, struct eproc *ep, struct site *s,
 			r = diag_error_set(err, -DIAG_E_GONE, "process %d exited", (int)ep->tp->pid);
 		else {
 			r = place_exit(e, ep, t, s, p, err);
-			learn_all(ep);
+			eng_fast_learn_all(ep);
 			eng_thaw(e, ep);
 			eng_fast_timer(e);
 		}
@@ -1419,7 +765,7 @@ int eng_fast_place_retsite(struct diag_engine *e, struct eproc *ep, struct site 
 			eng_fast_drain(e, ep);
 		r = t ? place_retsite_jump(e, ep, t, x, &caller) : -DIAG_E_GONE;
 		if (t) {
-			learn_all(ep);
+			eng_fast_learn_all(ep);
 			eng_thaw(e, ep);
 		}
 	}
@@ -1487,7 +833,7 @@ int eng_fast_place(struct diag_engine *e, struct eproc *ep, struct site *s,
 	}
 	r = place_new(e, ep, t, s, loc, &cap, (size_t)span);
 	diag_expr_capture_free(&cap);
-	learn_all(ep);
+	eng_fast_learn_all(ep);
 	eng_thaw(e, ep);
 	eng_fast_timer(e);
 	return r;
@@ -1611,34 +957,12 @@ bool eng_fast_fault(struct diag_engine *e, struct diag_thread *t, int sig)
 
 /* ---- fork ---- */
 
-void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent)
+void eng_fast_fork(struct diag_engine *e, struct eproc *child, struct eproc *parent,
+		   struct diag_thread *t)
 {
-	(void)e;
 	if (!parent->ring_addr || child->tp->mem_owner)
 		return;
-	child->ring_addr = parent->ring_addr;
-	child->ring_bytes = parent->ring_bytes;
-	child->ring_nsubs = parent->ring_nsubs;
-	child->ring_sub_units = parent->ring_sub_units;
-	child->ring_sub_stride = parent->ring_sub_stride;
-	child->ring_counters = parent->ring_counters;
-	/* the child's control block is a copy of the parent's: so is its table (the forking
-	 * thread keeps its slot; the parent's other threads' slots stay taken, harmlessly) */
-	memcpy(child->ring_slot_tp, parent->ring_slot_tp, sizeof(child->ring_slot_tp));
-	memcpy(child->ring_slot_tid, parent->ring_slot_tid, sizeof(child->ring_slot_tid));
-	memcpy(child->ring_slot_sub, parent->ring_slot_sub, sizeof(child->ring_slot_sub));
-	child->next_site = parent->next_site;
-	/* the child's copy holds the parent's unconsumed records: they are the parent's */
-	for (uint64_t i = 0; i < child->ring_nsubs; i++) {
-		struct diag_ring_header h = {0};
-		diag_proc_read(child->tp, sub_base(child, i), &h, sizeof(h));
-		uint64_t head = h.head;
-		child->ring_tails[i] = head;
-		child->ring_stalls[i] = 0;
-		child->ring_sub_drops[i] = h.drops; /* the parent's: not a gap in the child's */
-		diag_proc_write(child->tp, sub_base(child, i) + offsetof(struct diag_ring_header, tail),
-				&head, sizeof(head));
-	}
+	eng_ring_fork(e, child, parent, t);
 	size_t pos = 0;
 	uint64_t k;
 	void *v;

@@ -110,8 +110,12 @@ void eng_life_fork(struct diag_engine *e, struct diag_thread *parent, pid_t chil
 	eng_hooks_set(cep);
 	if (!vfork) /* its copied memory holds the parent's patches: so does its journal */
 		eng_journal_open(e, cep, eproc_mem(pep)->journal_path);
+	int gone = -1;
 	if (!vfork) {
-		eng_fast_fork(e, cep, eproc_mem(pep));
+		/* a shared ring is the parent's in the child too: the child gets its own before
+		 * it runs, and before its sites take their counts from it */
+		bool stopped = eng_ring_shared(eproc_mem(pep)) && eng_wait_first_stop(e, t, &gone);
+		eng_fast_fork(e, cep, eproc_mem(pep), stopped ? t : NULL);
 		eng_safety_fork(cep, eproc_mem(pep));
 		eng_guard_fork(cep, eproc_mem(pep));
 	}
@@ -119,12 +123,18 @@ void eng_life_fork(struct diag_engine *e, struct diag_thread *parent, pid_t chil
 		e->cb.on_process(e->cb.ctx, pep->tp->pid, DIAG_PROC_FORK, child);
 	eng_probes_clone_sites(e, cep, eproc_mem(pep) == pep ? pep : eproc_mem(pep));
 	eng_life_claim(e, t);
+	if (gone != -1) /* it died before its first stop */
+		e->serve_status(e, child, gone); /* wait.c's: it exits as any process */
 }
 
 void eng_life_exec(struct diag_engine *e, struct diag_thread *t)
 {
 	struct diag_proc *tp = t->proc;
 	struct eproc *ep = eproc_of(tp);
+	/* A shared ring outlived the old image: what its threads recorded up to the exec is
+	 * delivered while their records (tids, sites) still stand. */
+	if (!tp->mem_owner)
+		eng_ring_exec_drain(e, ep);
 	/* Every other thread is gone; the exec'ing thread now carries the leader's tid. */
 	size_t pos = 0;
 	uint64_t k;

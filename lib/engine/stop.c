@@ -10,9 +10,12 @@
 #include "util/clock.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 /* ---- the engine's thread table ---- */
 
@@ -84,6 +87,48 @@ pid_t eng_wait_secure(struct diag_engine *e, pid_t which, int *status, int flags
 		if (w < 0 && errno != ECHILD && errno != EINTR)
 			return -errno;
 	}
+}
+
+#define FIRST_STOP_MS 1000 /* the longest a new child's first stop is waited for */
+
+bool eng_wait_first_stop(struct diag_engine *e, struct diag_thread *t, int *gone)
+{
+	*gone = -1;
+	if (diag_u64map_get(&e->orphans, (uint64_t)t->tid)) {
+		t->stopped = true; /* reaped already: eng_life_claim takes it from there */
+		return true;
+	}
+	uint64_t until = (uint64_t)diag_clock_mono_ns() + FIRST_STOP_MS * 1000000ULL;
+	bool stopped = false;
+	for (;;) {
+		int status;
+		pid_t w = eng_wait_secure(e, t->tid, &status, WNOHANG);
+		if (w == t->tid) {
+			if ((stopped = WIFSTOPPED(status))) {
+				diag_u64map_put(&e->orphans, (uint64_t)t->tid,
+						(void *)(intptr_t)(status + 1));
+				t->stopped = true;
+			} else {
+				*gone = status;
+			}
+			break;
+		}
+		uint64_t now = (uint64_t)diag_clock_mono_ns();
+		if (w < 0 || now >= until)
+			break;
+		/* SIGCHLD wakes the poll; what it consumes of other stops, the dispatch's wait
+		 * loop (told to run again) still reaps */
+		struct signalfd_siginfo si;
+		struct pollfd p = {.fd = e->sigfd, .events = POLLIN};
+		poll(&p, 1, (int)((until - now) / 1000000ULL) + 1);
+		while (read(e->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+			;
+	}
+	uint64_t more = 1;
+	if (write(e->morefd, &more, sizeof(more)) < 0) {
+		/* the eventfd cannot overflow at 1 a call; the next SIGCHLD or tick runs the loop */
+	}
+	return stopped;
 }
 
 /* ---- stopping and freezing ---- */

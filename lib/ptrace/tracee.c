@@ -282,6 +282,17 @@ ssize_t diag_proc_read(struct diag_proc *p, uint64_t addr, void *buf, size_t len
 	return n < 0 ? -errno : n;
 }
 
+int diag_proc_dup_fd(struct diag_proc *p, int fd)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+	if (pidfd < 0)
+		return -errno;
+	int r = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+	int err = errno;
+	close(pidfd);
+	return r < 0 ? -err : r;
+}
+
 int diag_proc_read_u64s(struct diag_proc *p, const uint64_t *addrs, uint64_t *vals, size_t n)
 {
 	struct iovec local[DIAG_PROC_READ_U64S_MAX], remote[DIAG_PROC_READ_U64S_MAX];

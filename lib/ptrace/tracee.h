@@ -86,6 +86,9 @@ ssize_t diag_proc_read(struct diag_proc *p, uint64_t addr, void *buf, size_t len
 #define DIAG_PROC_READ_U64S_MAX 64
 int diag_proc_read_u64s(struct diag_proc *p, const uint64_t *addrs, uint64_t *vals, size_t n);
 ssize_t diag_proc_write(struct diag_proc *p, uint64_t addr, const void *buf, size_t len);
+/* A copy in the daemon of the target's file descriptor fd (pidfd_getfd: the target must be
+ * ours to ptrace), close-on-exec. Returns the new fd or -errno. */
+int diag_proc_dup_fd(struct diag_proc *p, int fd);
 
 /* Registers of stopped thread tid (PTRACE_GETREGSET / SETREGSET of NT_PRSTATUS, NT_PRFPREG):
  * the only register access of diagnose. Return 0 or -errno (-EIO: the thread's register set

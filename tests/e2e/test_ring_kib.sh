@@ -1,7 +1,7 @@
 # diagnosed --ring-kib: out-of-range and malformed values are refused at start with the limits
 # named (exit 2), and the size given is the size of the ring a jump probe maps in the target:
-# the ring's anonymous mapping grows by what --ring-kib grew (64 KiB against 4096 KiB), within
-# the engine's rounding.
+# the ring's mapping grows by what --ring-kib grew (64 KiB against 4096 KiB), within the
+# engine's rounding. The ring is shared with the daemon: a memfd mapping named diag-ring.
 source "$(dirname "$0")/lib.sh"
 for bad in 10 63 1048577 abc -64 ""; do
 	err=$("$DIAGNOSED" --socket "$SOCK" --store "$STORE" --ring-kib "$bad" 2>&1 >/dev/null)
@@ -11,7 +11,8 @@ for bad in 10 63 1048577 abc -64 ""; do
 		"--ring-kib '$bad': the limits are named"
 done
 
-# new_rw_bytes PID BEFORE_FILE: bytes of the anonymous rw-p mappings not in BEFORE_FILE
+# new_rw_bytes PID BEFORE_FILE: bytes of the anonymous rw-p mappings and shared diag-ring
+# mappings not in BEFORE_FILE
 new_rw_bytes() {
 	python3 - "$1" "$2" <<'PY'
 import sys
@@ -19,7 +20,9 @@ pid, before = sys.argv[1], set(open(sys.argv[2]).read().split('\n'))
 n = 0
 for line in open('/proc/%s/maps' % pid):
     f = line.split()
-    if line.rstrip('\n') not in before and f[1] == 'rw-p' and len(f) == 5:
+    anon = f[1] == 'rw-p' and len(f) == 5
+    ring = f[1] == 'rw-s' and len(f) > 5 and f[5] == '/memfd:diag-ring'
+    if line.rstrip('\n') not in before and (anon or ring):
         a, b = (int(x, 16) for x in f[0].split('-'))
         n += b - a
 print(n)
@@ -41,6 +44,8 @@ for kib in 64 4096; do
 	path=$(echo "$r" | jget "j['spec']['applied']['$(hostname):$w_pid']['instances'][0]['path']")
 	expect_eq "$path" jump "--ring-kib $kib: the probe is a jump (it maps a ring)"
 	got[$kib]=$(new_rw_bytes "$w_pid" "$T/maps.before")
+	shared=$(grep -c ' rw-s .*/memfd:diag-ring' "/proc/$w_pid/maps")
+	expect_eq "$shared" 1 "--ring-kib $kib: the ring is one memfd mapping shared with the daemon"
 	stop_daemon || fail "--ring-kib $kib: daemon exit status"
 	kill "$w_pid"
 done
