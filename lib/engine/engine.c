@@ -188,9 +188,10 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 	for (size_t i = 0; i < pr->nsites; i++)
 		counted += eng_fast_site_count(eproc_mem(ep), &pr->sites[i]);
 	/* the counters die with the process: the snapshot taken at its exit stands in */
-	out->hits = pr->trapped + (counted > pr->fast_counted ? counted : pr->fast_counted);
+	out->hits = pr->trapped + pr->fast_done +
+		    (counted > pr->fast_counted ? counted : pr->fast_counted);
 	out->filtered = pr->filtered;
-	out->dropped = eproc_mem(ep)->ring_drops;
+	out->dropped = eproc_mem(ep)->ring_drops_done + eproc_mem(ep)->ring_drops;
 	out->stopped_ns = pr->stopped_ns;
 	out->lost_returns = pr->lost_returns;
 	size_t tpos = 0;

@@ -103,6 +103,7 @@ struct probe {
 	uint64_t hits, filtered;
 	uint64_t trapped;        /* hits taken through int3 sites (conditions not applied) */
 	uint64_t fast_counted;   /* jump sites' counters, last read (kept when the process exits) */
+	uint64_t fast_done;      /* jump sites' hits in the images before the last exec */
 	uint64_t stopped_ns;
 	uint64_t lost_returns;   /* entries whose return could not be watched */
 	size_t nskips;           /* instances resolved but not patched, and why (first few) */
@@ -168,6 +169,7 @@ struct eproc {
 	uint64_t ring_drops;      /* the sub-rings' drop counters summed, last read, plus ... */
 	uint64_t ring_skipped;    /* ... records the drain gave up: one reserved and never
 				   * published, and the published ones it held back */
+	uint64_t ring_drops_done; /* drops in the rings of the images before the last exec */
 	uint32_t next_site;
 	struct diag_u64map jumps; /* site id -> struct diag_bp (jump) */
 	struct diag_u64map slots; /* capture slot page -> struct eng_slot (live and retired) */

@@ -127,6 +127,8 @@ void eng_life_fork(struct diag_engine *e, struct diag_thread *parent, pid_t chil
 		e->serve_status(e, child, gone); /* wait.c's: it exits as any process */
 }
 
+static void snapshot_counts(struct eproc *mem);
+
 void eng_life_exec(struct diag_engine *e, struct diag_thread *t)
 {
 	struct diag_proc *tp = t->proc;
@@ -164,7 +166,16 @@ void eng_life_exec(struct diag_engine *e, struct diag_thread *t)
 	t->announced = true;
 	if (e->moved_tid == t->tid)
 		e->moved_tid = 0; /* registers of the old image */
-	/* A new image: the old breakpoints and slot pages went with the old one. */
+	/* A new image: the old breakpoints and slot pages went with the old one. The probes'
+	 * hits and drops go on from the old image's (its counters, read from a shared ring). */
+	if (!tp->mem_owner) {
+		snapshot_counts(ep);
+		for (struct probe *pr = ep->probes; pr; pr = pr->next) {
+			pr->fast_done += pr->fast_counted;
+			pr->fast_counted = 0;
+		}
+		ep->ring_drops_done += ep->ring_drops;
+	}
 	for (struct probe *pr = ep->probes; pr; pr = pr->next)
 		eng_probe_forget_sites(pr);
 	free(t->ext); /* frames waiting for returns into the old image */
