@@ -234,7 +234,7 @@ static char *why_text(const cJSON *why)
 
 void diag_ctl_print_status(FILE *out, const cJSON *reply)
 {
-	static const char *const header[3] = {"PID", "THREADS", "WHY"};
+	static const char *const header[4] = {"PID", "THREADS", "RING", "WHY"};
 	char pid[32], specs[32], probes[32], hits[32], len[32], bytes[32], cap[32], dropped[32];
 	char ring[32], tail[32];
 	const cJSON *queue = cJSON_GetObjectItemCaseSensitive(reply, "queue");
@@ -275,15 +275,17 @@ void diag_ctl_print_status(FILE *out, const cJSON *reply)
 		put_esc(out, store_error, 0);
 		fputc('\n', out);
 	}
-	struct table t = {.ncols = 3};
+	struct table t = {.ncols = 4};
 	const cJSON *target;
 	cJSON_ArrayForEach(target, cJSON_GetObjectItemCaseSensitive(reply, "targets")) {
-		char *row[3] = {NULL, NULL, NULL};
+		char *row[4] = {NULL, NULL, NULL, NULL};
 		fmt_number(pid, sizeof(pid), cJSON_GetObjectItemCaseSensitive(target, "pid"));
 		row[0] = strdup(pid);
 		fmt_number(pid, sizeof(pid), cJSON_GetObjectItemCaseSensitive(target, "threads"));
 		row[1] = strdup(pid);
-		row[2] = why_text(cJSON_GetObjectItemCaseSensitive(target, "why"));
+		const cJSON *ring = cJSON_GetObjectItemCaseSensitive(target, "ring");
+		row[2] = strdup(cJSON_IsString(ring) ? ring->valuestring : "-");
+		row[3] = why_text(cJSON_GetObjectItemCaseSensitive(target, "why"));
 		table_add(&t, row, NULL);
 	}
 	if (t.nrows)

@@ -1443,6 +1443,7 @@ cJSON *dmn_manager_status_json(struct dmn_manager *m)
 		cJSON_AddNumberToObject(e, "pid", pids[i]);
 		cJSON_AddNumberToObject(e, "threads", count_threads(pids[i]));
 		cJSON_AddItemToObject(e, "why", why_traced(m, pids[i]));
+		cJSON_AddStringToObject(e, "ring", diag_engine_ring_kind(m->engine, pids[i]));
 		cJSON_AddItemToArray(t, e);
 	}
 	struct diag_engine_stats es;

@@ -102,6 +102,15 @@ bool diag_engine_attached(const struct diag_engine *e, pid_t pid)
 	return diag_u64map_get(&e->procs, (uint64_t)pid) != NULL;
 }
 
+const char *diag_engine_ring_kind(const struct diag_engine *e, pid_t pid)
+{
+	struct eproc *ep = diag_u64map_get(&e->procs, (uint64_t)pid);
+	ep = ep ? eproc_mem(ep) : NULL;
+	if (!ep || !ep->ring_addr)
+		return "none";
+	return eng_ring_shared(ep) ? "shared" : "private";
+}
+
 size_t diag_engine_pids(const struct diag_engine *e, pid_t *pids, size_t cap)
 {
 	size_t pos = 0, n = 0;

@@ -186,6 +186,10 @@ int diag_engine_release(struct diag_engine *e, pid_t pid);
 /* Remove pid's probes, restore its bytes and detach; the process keeps running. */
 int diag_engine_detach(struct diag_engine *e, pid_t pid, struct diag_error *err);
 bool diag_engine_attached(const struct diag_engine *e, pid_t pid);
+/* How pid's jump probes hand their hits over: "shared" (a ring the daemon maps too: read in
+ * place, delivered up to an exec), "private" (the target refused the memfd: read with
+ * process_vm_readv, the last records before an exec lost), "none" (no jump probe yet). */
+const char *diag_engine_ring_kind(const struct diag_engine *e, pid_t pid);
 /* The pids currently traced, up to cap; returns the count. */
 size_t diag_engine_pids(const struct diag_engine *e, pid_t *pids, size_t cap);
 

@@ -1,7 +1,8 @@
 # diagnosed --ring-kib: out-of-range and malformed values are refused at start with the limits
 # named (exit 2), and the size given is the size of the ring a jump probe maps in the target:
 # the ring's mapping grows by what --ring-kib grew (64 KiB against 4096 KiB), within the
-# engine's rounding. The ring is shared with the daemon: a memfd mapping named diag-ring.
+# engine's rounding. The ring is shared with the daemon (a memfd mapping named diag-ring), or
+# private with DIAG_RING_PRIVATE=1, and `status` says which.
 source "$(dirname "$0")/lib.sh"
 for bad in 10 63 1048577 abc -64 ""; do
 	err=$("$DIAGNOSED" --socket "$SOCK" --store "$STORE" --ring-kib "$bad" 2>&1 >/dev/null)
@@ -30,6 +31,7 @@ PY
 }
 
 declare -A got
+kind=$([ -n "${DIAG_RING_PRIVATE:-}" ] && echo private || echo shared) # the daemon's env decides
 for kib in 64 4096; do
 	STORE=$T/specs-$kib.json # a fresh store: the last run's spec would map a ring at attach
 	start_daemon --ring-kib "$kib"
@@ -45,7 +47,10 @@ for kib in 64 4096; do
 	expect_eq "$path" jump "--ring-kib $kib: the probe is a jump (it maps a ring)"
 	got[$kib]=$(new_rw_bytes "$w_pid" "$T/maps.before")
 	shared=$(grep -c ' rw-s .*/memfd:diag-ring' "/proc/$w_pid/maps")
-	expect_eq "$shared" 1 "--ring-kib $kib: the ring is one memfd mapping shared with the daemon"
+	expect_eq "$shared" $([ "$kind" = shared ] && echo 1 || echo 0) \
+		"--ring-kib $kib: the ring is $([ "$kind" = shared ] && echo "one memfd mapping shared with the daemon" || echo "private")"
+	expect_eq "$(req '{"cmd":"status"}' | jget "[t['ring'] for t in j['targets']]")" "['$kind']" \
+		"--ring-kib $kib: status says the ring is $kind"
 	stop_daemon || fail "--ring-kib $kib: daemon exit status"
 	kill "$w_pid"
 done
