@@ -1,5 +1,5 @@
 /* arch/ring: layout of the hit ring that a jump trampoline fills INSIDE the target and the
- * daemon drains with process_vm_readv/writev. The one contract between target code (the
+ * daemon drains (from its own mapping of the same memfd, or with process_vm_readv/writev). The one contract between target code (the
  * architecture's trampoline template hard-codes these offsets) and the daemon; owns no code
  * (what a record's registers and tsc mean is arch/record.h).
  * Writers (target threads) never block or wait: a full ring drops the hit and counts it.
@@ -96,8 +96,8 @@ _Static_assert(offsetof(struct diag_ring_record, regs) == 24, "ring record regs 
 
 /* ==== Ring v2 (issue 10): per-thread sub-rings of variable-length records ====
  * Replaces the single ring above once the engine moves to diag_tramp_build_capture (the v1
- * structs then go). One anonymous private mapping per process (copied on fork: each child has
- * its own), laid out as:
+ * structs then go). One mapping per process, a memfd shared with the daemon or an anonymous
+ * private one (lib/engine/ring.c; each fork child has its own either way), laid out as:
  *   [control block, DIAG_RING_CONTROL_BYTES]
  *   [sub-ring 0: struct diag_ring_header (head, tail, drops and mask count 64-byte UNITS),
  *                then sub_units * DIAG_RING_UNIT bytes of records] ... [sub-ring nsubs-1]

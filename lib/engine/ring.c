@@ -3,8 +3,8 @@
  * when it can: a memfd created in the target (remote syscalls), mapped by the target and by
  * the daemon, so a drain reads records in place, with no system call, and still reads them
  * after the target's exec has taken its memory away (the last records before an exec are
- * delivered). A target that refuses the memfd (a seccomp filter, no fd left) gets a private
- * anonymous mapping read with process_vm_readv, as before. Everything the target wrote is
+ * delivered). A target that cannot take the memfd (a thread under a seccomp filter, no fd
+ * left) gets a private anonymous mapping read with process_vm_readv, as before. Everything the target wrote is
  * hostile: a record is copied out of the shared pages once published and parsed from the copy,
  * the file is sealed against shrinking (the daemon's mapping can never fault), and every
  * index is bounded by the geometry the daemon made. No system call on the hit path: a record
@@ -16,6 +16,7 @@
  * thread pointers, and the TSC calibration. Never places or removes a patch (fastpath.c). */
 #include "engine/engine_internal.h"
 #include "util/clock.h"
+#include "util/procfs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -297,12 +298,18 @@ static int share(struct eproc *ep, struct diag_thread *t, uint64_t addr, uint64_
 {
 	static const char name[] = RING_NAME;
 	long fd, ret;
+	/* A thread under a seccomp filter may be killed by a system call the filter does not
+	 * expect (memfd_create is not in every allow list): such a target keeps the private
+	 * ring, whose mmap every filter that lets the program allocate allows. */
+	unsigned long long mode = 1;
+	if (!diag_proc_status_field(t->tid, "Seccomp", 10, &mode) || mode != 0)
+		return -EPERM;
 	if (diag_proc_write(ep->tp, addr, name, sizeof(name)) != (ssize_t)sizeof(name))
 		return -EIO;
 	int r = remote(t, SYS_memfd_create, (long)addr, MFD_CLOEXEC | MFD_ALLOW_SEALING, 0, 0, 0,
 		       0, &fd);
 	if (r < 0)
-		return r; /* a seccomp filter, no fd left: the private ring */
+		return r; /* no fd left: the private ring */
 	uint8_t *local = NULL;
 	r = remote(t, SYS_ftruncate, fd, (long)bytes, 0, 0, 0, 0, &ret);
 	if (r == 0 && !(local = map_local(ep, (int)fd, bytes)))
@@ -873,9 +880,14 @@ static bool fork_own(struct diag_engine *e, struct eproc *child, const struct ep
 	if (!e->ring_private)
 		share(child, t, addr, parent->ring_bytes);
 	bool ok = ring_init(e, child) &&
-		  ring_put(child, addr, parent->ring_local, DIAG_RING_CONTROL_BYTES) &&
-		  ring_put(child, addr + child->ring_counters, parent->ring_local + child->ring_counters,
-			   child->ring_bytes - child->ring_counters);
+		  ring_put(child, addr, parent->ring_local, DIAG_RING_CONTROL_BYTES);
+	/* the counters of the sites in use only: the rest are zero, and untouched pages stay
+	 * unallocated (a fork storm of thousands of children) */
+	size_t used = ((size_t)parent->next_site + 1) * sizeof(uint64_t);
+	for (uint64_t i = 0; ok && i < child->ring_nsubs; i++) {
+		uint64_t at = counter_addr(child, i, 0);
+		ok = ring_put(child, at, parent->ring_local + (at - addr), used);
+	}
 	if (!ok && child->ring_local) {
 		munmap(child->ring_local, child->ring_bytes);
 		child->ring_local = NULL;

@@ -27,7 +27,7 @@ alive() {
 }
 
 # ring_ctl PID arm|progress: the ring v2 mapping of PID (found by its magic at the start of an
-# anonymous writable mapping: lib/arch/ring.h, "Ring v2"). arm: sets control.alive_until to the
+# anonymous writable mapping or of the shared diag-ring memfd: lib/arch/ring.h, "Ring v2"). arm: sets control.alive_until to the
 # far future, as if the dead daemon's last heartbeat lasted for ever (the fault window is as
 # long as the test needs, instead of the ~200 ms a real one leaves). progress: prints the sum
 # over the sub-rings of head + drops, the records reserved or dropped: each is a capture that
@@ -40,7 +40,8 @@ MAGIC = 0x32676e6972676164
 mem = open(f"/proc/{pid}/mem", "r+b", buffering=0)
 for line in open(f"/proc/{pid}/maps"):
     p = line.split()
-    if len(p) != 5 or not p[1].startswith("rw"):
+    ring = len(p) == 5 or (len(p) > 5 and p[5] == "/memfd:diag-ring")
+    if not ring or not p[1].startswith("rw"):
         continue
     lo = int(p[0].split("-")[0], 16)
     try:
