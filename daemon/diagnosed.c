@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -70,7 +71,12 @@ struct options {
 	const char *store_password_file;  /* --store-password-file (redis:// stores) */
 	const char *host_name;            /* --host-name (default: the hostname) */
 	double store_heartbeat;           /* --store-heartbeat SECONDS (0: 5) */
+	int nice;                         /* --nice N, the daemon's threads' nice value */
 };
+
+/* The daemon drains the targets' rings: starved of CPU by the programs it watches, it loses
+ * their events (counted as dropped). By default it runs a little ahead of them. */
+#define DEFAULT_NICE (-5)
 
 static void usage(FILE *f)
 {
@@ -82,7 +88,8 @@ static void usage(FILE *f)
 	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n"
 	      "                 [--indexer-uid UID[:GID]] [--indexer-timeout SECONDS]\n"
 	      "                 [--metrics-listen ADDR:PORT] [--statsd ADDR:PORT] [--policy FILE]\n"
-	      "                 [--ring-kib KIB] [--max-traced N] [--max-processes-per-spec N]\n"
+	      "                 [--ring-kib KIB] [--nice N] [--max-traced N]\n"
+	      "                 [--max-processes-per-spec N]\n"
 	      "                 [--store redis://[USER@]HOST:PORT[/DB] [--store-password-file FILE]\n"
 	      "                  [--host-name NAME] [--store-heartbeat SECONDS]]\n"
 	      "       diagnosed --recover-after PID\n"
@@ -165,6 +172,31 @@ static int parse_ring_kib(const char *s, size_t *out)
 	return 0;
 }
 
+/* --nice N: a whole number in [-20, 19]. */
+static int parse_nice(const char *s, int *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < -20 || v > 19) {
+		dmn_log("--nice %s: must be a whole number in [-20, 19] (default %d): the daemon's "
+			"scheduling priority, ahead of its targets so that it drains their rings", s,
+			DEFAULT_NICE);
+		return -1;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+/* Before any thread exists (each inherits it): the daemon's nice value. Not allowed (no
+ * CAP_SYS_NICE for a negative one): said, and the daemon runs at the one it has. */
+static void apply_nice(int nice)
+{
+	if (setpriority(PRIO_PROCESS, 0, nice) < 0)
+		dmn_log("--nice %d: %s; running at nice %d", nice, strerror(errno),
+			getpriority(PRIO_PROCESS, 0));
+}
+
 /* Returns 0, 1 (exit 0: --help) or -1 (usage error, printed). */
 static int parse_args(int argc, char **argv, struct options *o)
 {
@@ -188,6 +220,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "allow-pid1", no_argument, NULL, '1' },
 		{ "metrics-listen", required_argument, NULL, 'M' },
 		{ "ring-kib", required_argument, NULL, 'r' },
+		{ "nice", required_argument, NULL, 'K' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "probe", required_argument, NULL, 'e' },
 		{ "policy", required_argument, NULL, 'O' },
@@ -276,6 +309,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'M': o->metrics_listen = optarg; break;
 		case 'r':
 			if (parse_ring_kib(optarg, &o->ring_kib) < 0)
+				return -1;
+			break;
+		case 'K':
+			if (parse_nice(optarg, &o->nice) < 0)
 				return -1;
 			break;
 		case 'N':
@@ -636,12 +673,13 @@ static int start_fleet(struct loop *l, const struct options *o, const char *url)
 
 int main(int argc, char **argv)
 {
-	struct options o = { 0 };
+	struct options o = { .nice = DEFAULT_NICE };
 	int r = parse_args(argc, argv, &o);
 	if (r)
 		return r > 0 ? 0 : 2;
 	if (o.recover_after)
 		return dmn_crash_recover(o.recover_after);
+	apply_nice(o.nice);
 	struct diag_error cerr = { 0 };
 	if (dmn_crash_arm(&cerr) < 0) /* the journal still lets the next daemon restore */
 		dmn_log("%s; a crash leaves the targets to the next daemon", cerr.msg);

@@ -61,4 +61,21 @@ for _ in $(seq 200); do grep -q "999999" "$T/err" 2>/dev/null && break; sleep 0.
 kill -0 "$DPID" && pass "partial failure keeps running" || fail "partial failure exited"
 stop_daemon
 expect_eq "$?" 0 "partial failure: SIGTERM exits 0"
+
+# --nice: the daemon's threads run at -5 by default, at N when asked; out of range refused
+nice_of() { awk '{print $19}' "/proc/$1/stat"; } # field 19 of stat: nice
+start_daemon
+expect_eq "$(nice_of "$DPID")" -5 "the daemon runs at nice -5 by default"
+expect_eq "$(for t in /proc/$DPID/task/*; do awk '{print $19}' "$t/stat"; done | sort -u)" -5 \
+	"every thread of the daemon at nice -5"
+stop_daemon
+start_daemon --nice 3
+expect_eq "$(nice_of "$DPID")" 3 "--nice 3"
+stop_daemon
+for bad in 20 -21 x ""; do
+	err=$("$DIAGNOSED" --socket "$SOCK" --store "$STORE" --nice "$bad" 2>&1 >/dev/null)
+	expect_eq "$?" 2 "--nice '$bad' refused (exit 2)"
+	expect_contains "$err" "--nice $bad: must be a whole number in [-20, 19] (default -5)" \
+		"--nice '$bad': the limits are named"
+done
 finish
