@@ -13,7 +13,7 @@ source "$(dirname "$0")/lib.sh"
 GENS=6
 ITERS=2000
 builds=(O0-pie O2-pie O2-nopie O0-nopie)
-trials=$(( (FAULT_TRIALS + 1) / 2 ))
+trials=$(( (FAULT_TRIALS + 3) / 4 ))
 [ "$trials" -lt 4 ] && trials=4
 ok=0
 for trial in $(seq "$trials"); do
