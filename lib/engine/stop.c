@@ -38,20 +38,25 @@ void eng_thread_forget(struct diag_engine *e, struct diag_thread *t)
  * with no signal, and at addr + 1 it would skip the displaced instruction. Moved first, it
  * runs the slot instead; dead before the move, we leave the SIGTRAP pending and the safety
  * handler does the move. (docs/reliability.md) */
+/* Where a thread that trapped on addr (one of our int3s) goes on: the breakpoint's slot, or
+ * addr itself for a tombstone (removed since it trapped: the original instruction is back);
+ * 0 when addr is not ours (the target's own trap). */
+static uint64_t resume_of_trap(const struct diag_bptable *bps, uint64_t addr)
+{
+	const struct diag_bp *bp = diag_bp_at(bps, addr);
+	if (bp)
+		return bp->jump ? 0 : bp->slot;
+	return diag_u64map_get(&bps->tombstones, addr) ? addr : 0;
+}
+
 static void secure_trap(struct diag_engine *e, pid_t tid)
 {
 	struct diag_thread *t = diag_u64map_get(&e->threads, (uint64_t)tid);
 	diag_regs regs;
 	if (!t || diag_regs_read(tid, &regs) < 0)
 		return;
-	struct diag_bptable *bps = &eproc_mem(eproc_of(t->proc))->bps;
-	uint64_t addr = diag_regs_trap_addr(&regs), to;
-	struct diag_bp *bp = diag_bp_at(bps, addr);
-	if (bp && !bp->jump)
-		to = bp->slot;
-	else if (!bp && diag_u64map_get(&bps->tombstones, addr))
-		to = addr; /* removed since it trapped: the original instruction is back */
-	else
+	uint64_t to = resume_of_trap(&eproc_mem(eproc_of(t->proc))->bps, diag_regs_trap_addr(&regs));
+	if (!to)
 		return; /* the target's own trap */
 	diag_regs at = regs;
 	diag_regs_set_pc(&at, to);
@@ -144,10 +149,7 @@ static bool trap_pending(const struct diag_thread *t)
 	diag_regs regs;
 	if (diag_regs_read(t->tid, &regs) < 0)
 		return false;
-	const struct diag_bptable *bps = &eproc_mem(eproc_of(t->proc))->bps;
-	uint64_t addr = diag_regs_trap_addr(&regs);
-	const struct diag_bp *bp = diag_bp_at(bps, addr);
-	if (!(bp && !bp->jump) && !diag_u64map_get(&bps->tombstones, addr))
+	if (!resume_of_trap(&eproc_mem(eproc_of(t->proc))->bps, diag_regs_trap_addr(&regs)))
 		return false;
 	unsigned long long pending = 0; /* SigPnd of /proc/TID/status: the thread's own */
 	return diag_proc_status_field(t->tid, "SigPnd", 16, &pending) &&
