@@ -1,11 +1,11 @@
 # A daemon that stops draining (SIGSTOP here; a long operation alike) lets the heartbeat lapse:
 # the trampolines stop recording, and every hit from then on is counted as dropped, so that
 # applied.hits (events + dropped) equals the calls the target made once it is done (before, the
-# hits of the lapse were in neither: ~half of them). Jump path, 2 threads calling `work` 10 million times each
+# hits of the lapse were in neither: ~half of them). Jump path, 2 threads calling `work` 40 million times each
 # without pause, a probe with no condition.
 source "$(dirname "$0")/lib.sh"
 start_daemon --max-stopped-ms-per-sec 0 --max-total-stopped-ms-per-sec 0 --max-stopped-percent 0
-N=${N:-10000000}
+N=${N:-40000000} # the threads must outlast a 0.8 s stall at ~20 M calls/s each
 start_fixture w "$DIAG_FIXTURE_DIR/work-O2-pie" 2 $N linger
 req "{\"cmd\":\"attach\",\"pid\":$w_pid}" > /dev/null
 r=$(add s work incr)
