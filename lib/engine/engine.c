@@ -44,7 +44,8 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	e->morefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	e->serve_status = eng_wait_serve; /* how stop.c serves the stops it sees on the way */
 	e->no_fast = getenv("DIAG_NO_FASTPATH") != NULL;
-	e->ring_private = getenv("DIAG_RING_PRIVATE") != NULL;
+	const char *sh = getenv("DIAG_RING_SHARED"); /* the tests' and benches' switch */
+	e->ring_shared = sh && *sh == '1';
 	e->ring_bytes = DIAG_ENGINE_RING_DEFAULT;
 	const char *jd = getenv("DIAG_JOURNAL_DIR");
 	snprintf(e->journal_dir, sizeof(e->journal_dir), "%s", jd ? jd : "/run/diagnose/journal");
@@ -67,6 +68,11 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	eng_journal_sweep(e);
 	*out = e;
 	return 0;
+}
+
+void diag_engine_set_ring_shared(struct diag_engine *e, bool on)
+{
+	e->ring_shared = on;
 }
 
 int diag_engine_set_ring_size(struct diag_engine *e, size_t bytes, struct diag_error *err)

@@ -147,6 +147,11 @@ int diag_engine_use_indexer(struct diag_engine *e, struct diag_indexer *ix);
 #define DIAG_ENGINE_RING_DEFAULT (16u << 20) /* 16 sub-rings of 1 MiB: 10.9 ms of one thread's
 						* `log $arg1` at 500k calls/s (docs/performance.md) */
 int diag_engine_set_ring_size(struct diag_engine *e, size_t bytes, struct diag_error *err);
+/* Rings mapped from now on are shared with the daemon (a memfd both map: read in place, the
+ * last records before an exec delivered) where the target allows it. Off by default: creating
+ * one borrows a thread for 4 more remote syscalls, and a daemon killed inside one leaves that
+ * thread with the call's registers (docs/reliability.md, known limits). */
+void diag_engine_set_ring_shared(struct diag_engine *e, bool on);
 
 /* A file descriptor that becomes readable when diag_engine_dispatch() has work (tracee
  * stops). Poll it, then call dispatch. */

@@ -228,8 +228,8 @@ struct diag_engine {
 	size_t ring_bytes;          /* each new ring mapping's records, all sub-rings (the
 				     * daemon's --ring-kib; diag_engine_set_ring_size) */
 	uint8_t *drain_buf;         /* ring.c: records read from a sub-ring */
-	bool ring_private;          /* rings are never shared (DIAG_RING_PRIVATE=1: the private
-				     * ring, for comparisons and its tests) */
+	bool ring_shared;           /* new rings are shared with the daemon when the target
+				     * allows (--shared-ring, DIAG_RING_SHARED=1; ring.c) */
 	bool defer_render;          /* hit.c: events carry their value unrendered (hit.raw) */
 	void *raw_buf;              /* hit.c: one deferred value, packed */
 	uint64_t tsc0, ns0, tsc1, ns1; /* TSC -> CLOCK_REALTIME calibration */

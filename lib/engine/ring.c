@@ -1,6 +1,7 @@
 /* ring: the hit ring of a process's capture trampolines (arch/ring.h: a control block,
  * per-thread sub-rings, the sites' counters), as the daemon sees and drains it. Made shared
- * when it can: a memfd created in the target (remote syscalls), mapped by the target and by
+ * when asked (diag_engine_set_ring_shared, --shared-ring) and it can: a memfd created in the
+ * target (remote syscalls), mapped by the target and by
  * the daemon, so a drain reads records in place, with no system call, and still reads them
  * after the target's exec has taken its memory away (the last records before an exec are
  * delivered). A target that cannot take the memfd (a thread under a seccomp filter, no fd
@@ -79,6 +80,12 @@ static bool ring_put(const struct eproc *ep, uint64_t addr, const void *buf, siz
 		return true;
 	}
 	return diag_proc_write(ep->tp, addr, buf, len) == (ssize_t)len;
+}
+
+/* ep has a ring the daemon may write (not a fork child's inherited parent's: ring_foreign) */
+static bool ring_ours(const struct eproc *ep)
+{
+	return ep->ring_addr && !ep->ring_foreign;
 }
 
 /* ---- geometry, clock, heartbeat ---- */
@@ -171,7 +178,7 @@ static void heartbeat(struct diag_engine *e, struct eproc *ep)
 
 void eng_fast_keepalive(struct diag_engine *e, struct eproc *ep, uint64_t ns)
 {
-	if (!ep->ring_addr)
+	if (!ring_ours(ep))
 		return;
 	uint64_t t = ns_to_ticks(e, ns);
 	heartbeat_for(ep, t > ns * 4 ? t : ns * 4);
@@ -229,7 +236,7 @@ static uint64_t least_used_sub(const struct eproc *ep)
 static void slot_assign(struct eproc *ep, struct diag_thread *t, uint64_t tp)
 {
 	uint64_t slot = diag_ring_tp_slot(tp);
-	if (!ep->ring_addr || (ep->ring_slot_tp[slot] && ep->ring_slot_tp[slot] != tp))
+	if (!ring_ours(ep) || (ep->ring_slot_tp[slot] && ep->ring_slot_tp[slot] != tp))
 		return;
 	if (ep->ring_slot_tp[slot] == tp) { /* a stack reused: the thread before had this slot */
 		ep->ring_slot_tid[slot] = t->tid;
@@ -247,7 +254,7 @@ static void slot_assign(struct eproc *ep, struct diag_thread *t, uint64_t tp)
 static void slot_release(struct eproc *ep, uint64_t tp, pid_t tid)
 {
 	uint64_t slot = diag_ring_tp_slot(tp);
-	if (!ep->ring_addr || ep->ring_slot_tp[slot] != tp || ep->ring_slot_tid[slot] != tid)
+	if (!ring_ours(ep) || ep->ring_slot_tp[slot] != tp || ep->ring_slot_tid[slot] != tid)
 		return;
 	struct diag_ring_tpslot ts = {0};
 	ring_put(ep, ep->ring_addr + DIAG_RING_TP_TABLE + slot * sizeof(ts), &ts, sizeof(ts));
@@ -374,7 +381,7 @@ int eng_ring_map(struct diag_engine *e, struct eproc *ep, struct diag_thread *t)
 	ep->ring_sub_stride = stride;
 	ep->ring_counters = counters;
 	ep->ring_local = NULL;
-	if (!e->ring_private)
+	if (e->ring_shared)
 		share(ep, t, addr, bytes);
 	if (!ring_init(e, ep)) {
 		long ret;
@@ -431,7 +438,7 @@ bool eng_ring_shared(const struct eproc *ep)
 uint64_t eng_fast_count(struct eproc *mem, const struct diag_bp *bp)
 {
 	uint64_t addrs[DIAG_RING_MAX_SUBS], vals[DIAG_RING_MAX_SUBS], sum = 0;
-	size_t n = bp->jump && mem->ring_addr && !mem->ring_foreign ? (size_t)mem->ring_nsubs : 0;
+	size_t n = bp->jump && ring_ours(mem) ? (size_t)mem->ring_nsubs : 0;
 	if (n && mem->ring_local) {
 		for (size_t i = 0; i < n; i++) {
 			uint64_t v = 0;
@@ -796,7 +803,7 @@ out:
 
 void eng_fast_drain(struct diag_engine *e, struct eproc *ep)
 {
-	if (!ep->ring_addr || ep->ring_foreign || ep->draining)
+	if (!ring_ours(ep) || ep->draining)
 		return;
 	if (!e->drain_buf && !(e->drain_buf = malloc(READ_CHUNK)))
 		return;
@@ -877,7 +884,7 @@ static bool fork_own(struct diag_engine *e, struct eproc *child, const struct ep
 	if (!t || map_private(t, parent->ring_addr, parent->ring_bytes, &addr) < 0 ||
 	    addr != parent->ring_addr)
 		return false;
-	if (!e->ring_private)
+	if (e->ring_shared)
 		share(child, t, addr, parent->ring_bytes);
 	bool ok = ring_init(e, child) &&
 		  ring_put(child, addr, parent->ring_local, DIAG_RING_CONTROL_BYTES);
