@@ -167,9 +167,12 @@ void eng_life_exec(struct diag_engine *e, struct diag_thread *t)
 	if (e->moved_tid == t->tid)
 		e->moved_tid = 0; /* registers of the old image */
 	/* A new image: the old breakpoints and slot pages went with the old one. The probes'
-	 * hits and drops go on from the old image's (its counters, read from a shared ring). */
+	 * hits and drops go on from the old image's: its counters read from a shared ring; a
+	 * private one went with the old memory (reading its address now would read the new
+	 * image's), so the last snapshot (a thread's exit) stands in. */
 	if (!tp->mem_owner) {
-		snapshot_counts(ep);
+		if (eng_ring_shared(ep))
+			snapshot_counts(ep);
 		for (struct probe *pr = ep->probes; pr; pr = pr->next) {
 			pr->fast_done += pr->fast_counted;
 			pr->fast_counted = 0;
