@@ -26,10 +26,21 @@ struct dw_name {
 	Dwarf_Off die;
 };
 
-struct dw_tmap {           /* DIE offset -> type, open addressing */
+#define DW_TYPE_MAX_DEPTH 256 /* nesting by value (members, typedefs, qualifiers, elements) */
+
+struct dw_tpend {          /* a pointer type whose target is still to be built */
+	struct diag_type *ptr;
+	Dwarf_Off target;
+};
+
+struct dw_tmap {           /* DIE offset -> type, open addressing; and the build in progress */
 	Dwarf_Off *keys;
 	struct diag_type **vals;
 	size_t cap, n;
+	const struct diag_type *building[DW_TYPE_MAX_DEPTH]; /* the DIEs being filled, outermost first */
+	size_t depth;
+	struct dw_tpend *pend;
+	size_t npend, cappend;
 };
 
 struct dw_block;           /* arena block */
@@ -98,7 +109,9 @@ int dw_remote_line_addrs(struct diag_dwarf_file *f, const char *file, unsigned l
 void *dw_alloc(struct diag_dwarf_file *f, size_t n);       /* zeroed, freed with the file */
 char *dw_strdup(struct diag_dwarf_file *f, const char *s);
 
-/* The type of the DIE at offset (built once; NULL: void or unreadable). */
+/* The type of the DIE at offset (built once; NULL: void or unreadable). Hostile DWARF is cut
+ * to a finite, acyclic-by-value graph: a reference that would close a cycle without passing a
+ * pointer, or nest deeper than DW_TYPE_MAX_DEPTH, reads as void there. */
 const struct diag_type *dw_type_at(struct diag_dwarf_file *f, Dwarf_Off off);
 /* The type named by DW_AT_type of die (NULL: void). */
 const struct diag_type *dw_type_of(struct diag_dwarf_file *f, Dwarf_Die die);

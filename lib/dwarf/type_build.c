@@ -1,8 +1,15 @@
 /* dwarf/type_build: builds diag_type values from type DIEs on first use (base, pointer, struct,
  * union, array, enum, typedef, const/volatile, bit fields, functions), memoised per DIE
- * offset so cycles (struct req { struct req *next; }) terminate. Memory comes from the file's
- * arena; nothing here touches a process. */
+ * offset, so each DIE is filled at most once however often the graph shares it. Only edges
+ * followed by value (members, typedef and qualifier targets, array elements, return and
+ * underlying types) recurse; a pointer's target is queued and built once the outermost
+ * build is done, so the recursion is as deep as the nesting by value, not as the pointer graph
+ * (struct req { struct req *next; }). Hostile DWARF may nest by value in a cycle (a typedef
+ * of a const of itself) or without end: such a reference is cut (void) there, as the daemon
+ * (remote.c) would refuse such a graph and stripping or sizing it would never end. Memory
+ * comes from the file's arena; nothing here touches a process. */
 #include "dwarf/internal.h"
+#include "util/grow.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -56,6 +63,7 @@ void dw_tmap_free(struct dw_tmap *m)
 {
 	free(m->keys);
 	free(m->vals);
+	free(m->pend);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -71,15 +79,24 @@ static const char *die_name(Dwarf_Die die)
 
 static void fill(struct diag_dwarf_file *f, Dwarf_Die die, Dwarf_Half tag, struct diag_type *t);
 
-const struct diag_type *dw_type_at(struct diag_dwarf_file *f, Dwarf_Off off)
+/* The type at off, reached by value from the types being filled (m->building). */
+static const struct diag_type *build(struct diag_dwarf_file *f, Dwarf_Off off)
 {
-	if (tmap_grow(&f->types))
+	struct dw_tmap *m = &f->types;
+	if (m->depth >= DW_TYPE_MAX_DEPTH)
+		return NULL; /* left unbuilt: a shallower reference may still build it whole */
+	if (tmap_grow(m))
 		return NULL;
 	bool found;
-	struct diag_type **slot = tmap_slot(&f->types, off, &found);
-	if (found)
+	struct diag_type **slot = tmap_slot(m, off, &found);
+	if (found) {
+		/* pointers never recurse, so one still being filled is a cycle by value */
+		for (size_t i = 0; i < m->depth; i++)
+			if (m->building[i] == *slot)
+				return NULL;
 		return *slot;
-	f->types.n++;
+	}
+	m->n++;
 	Dwarf_Die die;
 	Dwarf_Error e = NULL;
 	Dwarf_Half tag = 0;
@@ -87,9 +104,43 @@ const struct diag_type *dw_type_at(struct diag_dwarf_file *f, Dwarf_Off off)
 	*slot = t;
 	if (!t || dwarf_offdie_b(f->dbg, off, true, &die, &e) != DW_DLV_OK)
 		return t;
-	if (dwarf_tag(die, &tag, &e) == DW_DLV_OK)
-		fill(f, die, tag, t); /* may recurse into dw_type_at: the slot is already taken */
+	if (dwarf_tag(die, &tag, &e) == DW_DLV_OK) {
+		m->building[m->depth++] = t;
+		fill(f, die, tag, t); /* may recurse into build: the slot is already taken */
+		m->depth--;
+	}
 	dwarf_dealloc_die(die);
+	return t;
+}
+
+/* The type named by DW_AT_type of die, followed by value. */
+static const struct diag_type *build_of(struct diag_dwarf_file *f, Dwarf_Die die)
+{
+	Dwarf_Off off;
+	if (dw_attr_ref(die, DW_AT_type, &off))
+		return NULL;
+	return build(f, off);
+}
+
+/* A pointer's target, built later by dw_type_at (NULL stays: void *, also when out of memory). */
+static void defer_target(struct diag_dwarf_file *f, Dwarf_Die die, struct diag_type *ptr)
+{
+	struct dw_tmap *m = &f->types;
+	Dwarf_Off off;
+	if (dw_attr_ref(die, DW_AT_type, &off) || DIAG_GROW(&m->pend, &m->cappend, m->npend + 1))
+		return;
+	m->pend[m->npend++] = (struct dw_tpend){ ptr, off };
+}
+
+const struct diag_type *dw_type_at(struct diag_dwarf_file *f, Dwarf_Off off)
+{
+	struct dw_tmap *m = &f->types;
+	const struct diag_type *t = build(f, off);
+	/* each pointer DIE is filled once, so the queue holds at most one entry per pointer DIE */
+	while (m->npend) {
+		struct dw_tpend p = m->pend[--m->npend];
+		p.ptr->target = build(f, p.target);
+	}
 	return t;
 }
 
@@ -157,7 +208,7 @@ static void fill_member(struct diag_dwarf_file *f, Dwarf_Die m, uint64_t parent_
 {
 	const char *name = die_name(m);
 	dm->name = name;
-	dm->type = dw_type_of(f, m);
+	dm->type = build_of(f, m);
 	uint64_t off = 0, bits = 0, dbo = 0, bo = 0, bsz = 0;
 	dw_attr_udata(m, DW_AT_data_member_location, &off); /* exprloc (old GCC) reads as 0 */
 	if (!dw_attr_udata(m, DW_AT_bit_size, &bits) && bits) {
@@ -180,11 +231,14 @@ static void fill_member(struct diag_dwarf_file *f, Dwarf_Die m, uint64_t parent_
 
 static void fill_struct(struct diag_dwarf_file *f, Dwarf_Die die, struct diag_type *t)
 {
-	Dwarf_Off offs[TYPE_MAX_MEMBERS];
-	size_t n = child_offsets(f, die, DW_TAG_member, offs, TYPE_MAX_MEMBERS);
+	/* on the heap: DW_TYPE_MAX_DEPTH nested structs would take 2 MB of stack */
+	Dwarf_Off *offs = malloc(TYPE_MAX_MEMBERS * sizeof(*offs));
+	size_t n = offs ? child_offsets(f, die, DW_TAG_member, offs, TYPE_MAX_MEMBERS) : 0;
 	struct diag_member *ms = n ? dw_alloc(f, n * sizeof(*ms)) : NULL;
-	if (!ms)
+	if (!ms) {
+		free(offs);
 		return;
+	}
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		Dwarf_Die m;
@@ -194,13 +248,14 @@ static void fill_struct(struct diag_dwarf_file *f, Dwarf_Die die, struct diag_ty
 		fill_member(f, m, t->size, &ms[k++]);
 		dwarf_dealloc_die(m);
 	}
+	free(offs);
 	t->members = ms;
 	t->nmembers = k;
 }
 
 static void fill_enum(struct diag_dwarf_file *f, Dwarf_Die die, struct diag_type *t)
 {
-	const struct diag_type *under = diag_type_strip(dw_type_of(f, die));
+	const struct diag_type *under = diag_type_strip(build_of(f, die));
 	t->is_signed = under ? under->is_signed : false;
 	Dwarf_Off *offs = malloc(TYPE_MAX_ENUMS * sizeof(*offs));
 	size_t n = offs ? child_offsets(f, die, DW_TAG_enumerator, offs, TYPE_MAX_ENUMS) : 0;
@@ -246,7 +301,7 @@ static void fill_array(struct diag_dwarf_file *f, Dwarf_Die die, struct diag_typ
 {
 	Dwarf_Off offs[TYPE_MAX_DIMS];
 	size_t n = child_offsets(f, die, DW_TAG_subrange_type, offs, TYPE_MAX_DIMS);
-	const struct diag_type *elem = dw_type_of(f, die);
+	const struct diag_type *elem = build_of(f, die);
 	uint64_t counts[TYPE_MAX_DIMS] = { 0 };
 	for (size_t i = 0; i < n; i++) {
 		Dwarf_Die s;
@@ -305,7 +360,7 @@ static void fill(struct diag_dwarf_file *f, Dwarf_Die die, Dwarf_Half tag, struc
 	case DW_TAG_rvalue_reference_type:
 		t->kind = DIAG_TYPE_PTR;
 		t->size = size ? size : 8;
-		t->target = dw_type_of(f, die);
+		defer_target(f, die, t);
 		break;
 	case DW_TAG_structure_type:
 	case DW_TAG_class_type:
@@ -327,7 +382,7 @@ static void fill(struct diag_dwarf_file *f, Dwarf_Die die, Dwarf_Half tag, struc
 	case DW_TAG_atomic_type:
 		t->kind = tag == DW_TAG_const_type ? DIAG_TYPE_CONST
 			: tag == DW_TAG_volatile_type ? DIAG_TYPE_VOLATILE : DIAG_TYPE_TYPEDEF;
-		t->target = dw_type_of(f, die);
+		t->target = build_of(f, die);
 		if (tag != DW_TAG_typedef) {
 			t->name = NULL;
 			if (tag == DW_TAG_restrict_type || tag == DW_TAG_atomic_type)
@@ -342,7 +397,7 @@ static void fill(struct diag_dwarf_file *f, Dwarf_Die die, Dwarf_Half tag, struc
 		break;
 	case DW_TAG_subroutine_type:
 		t->kind = DIAG_TYPE_FUNC;
-		t->target = dw_type_of(f, die);
+		t->target = build_of(f, die);
 		break;
 	case DW_TAG_unspecified_type:
 	default:

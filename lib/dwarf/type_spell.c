@@ -31,10 +31,19 @@ static size_t spell_base(const struct diag_type *t, char *buf, size_t cap)
 	return (size_t)snprintf(buf, cap, "%s%s", tag, name);
 }
 
-void diag_type_spell(const struct diag_type *t, char *buf, size_t cap)
+/* Function and array levels spelt inside one another: a hostile file's function may return a
+ * pointer to itself (a cycle through a pointer is allowed), which would recurse for ever; real
+ * C nests a handful (TYPE_MAX_DIMS array dimensions, 8, are each one level). */
+#define SPELL_MAX_DEPTH 16
+
+static void spell(const struct diag_type *t, char *buf, size_t cap, unsigned depth)
 {
 	if (!cap)
 		return;
+	if (depth > SPELL_MAX_DEPTH) {
+		snprintf(buf, cap, "...");
+		return;
+	}
 	/* peel pointers, consts on pointers and one array level, spell the base, then append */
 	char suffix[64] = "";
 	size_t sl = 0;
@@ -59,13 +68,13 @@ void diag_type_spell(const struct diag_type *t, char *buf, size_t cap)
 	}
 	if (cur && cur->kind == DIAG_TYPE_FUNC) {
 		char ret[96];
-		diag_type_spell(cur->target, ret, sizeof(ret));
+		spell(cur->target, ret, sizeof(ret), depth + 1);
 		snprintf(buf, cap, "%s (%s)()", ret, sl ? suffix : "");
 		return;
 	}
 	if (cur && cur->kind == DIAG_TYPE_ARRAY) {
 		char elem[128], spelt[120];
-		diag_type_spell(cur->target, spelt, sizeof(spelt));
+		spell(cur->target, spelt, sizeof(spelt), depth + 1);
 		snprintf(elem, sizeof(elem), "%s%s",
 			 elem_qual && strncmp(spelt, elem_qual, strlen(elem_qual)) != 0 ? elem_qual : "",
 			 spelt);
@@ -78,4 +87,9 @@ void diag_type_spell(const struct diag_type *t, char *buf, size_t cap)
 	size_t n = spell_base(cur, buf, cap);
 	if (sl && n < cap)
 		snprintf(buf + n, cap - n, " %s", suffix);
+}
+
+void diag_type_spell(const struct diag_type *t, char *buf, size_t cap)
+{
+	spell(t, buf, cap, 0);
 }
