@@ -452,6 +452,16 @@ static void rewind_trap(struct diag_thread *t, diag_regs *saved)
 	diag_regs_set_pc(saved, at);
 }
 
+static ssize_t io_read(void *p, uint64_t addr, void *buf, size_t len)
+{
+	return diag_proc_read(p, addr, buf, len);
+}
+
+static ssize_t io_write(void *p, uint64_t addr, const void *buf, size_t len)
+{
+	return diag_proc_write(p, addr, buf, len);
+}
+
 int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long *ret)
 {
 	struct diag_proc *p = t->proc;
@@ -459,11 +469,6 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 		return -EBUSY;
 	if (diag_thread_is_zombie(t)) /* exiting: waiting for its syscall would never end */
 		return -ESRCH;
-	if (!p->syscall_insn) {
-		int r = find_syscall_insn(p);
-		if (r < 0)
-			return r;
-	}
 	/* Stopped inside clone/fork/exec (an event stop): its registers are the syscall's, not a
 	 * user state; run it to the syscall's exit first or the kernel writes the result over our
 	 * call number. A vfork parent would block there until the (stopped) child lets it go. */
@@ -481,10 +486,22 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 	int rc = diag_regs_read(t->tid, &saved);
 	if (rc < 0)
 		return rc;
+	/* the restart the kernel would have applied had we not borrowed the thread */
+	diag_regs_syscall_restart(&saved);
+	uint64_t insn;
+	const struct diag_mem_io io = {p, io_read, io_write};
+	bool stub = diag_syscall_stub_put(&p->stub, p->pid, &io, &saved, &insn) == 0;
+	if (!stub) { /* no stub place: a dead tracer here would leave the call's registers */
+		if (!p->syscall_insn && (rc = find_syscall_insn(p)) < 0)
+			return rc;
+		insn = p->syscall_insn;
+	}
 	r = saved;
-	diag_regs_syscall_enter(&r, p->syscall_insn, nr, args);
-	if ((rc = diag_regs_write(t->tid, &r)) < 0)
+	diag_regs_syscall_enter(&r, insn, nr, args);
+	if ((rc = diag_regs_write(t->tid, &r)) < 0) {
+		diag_syscall_stub_clear(&p->stub, &io);
 		return rc;
+	}
 	/* enter-stop, then exit-stop */
 	if (ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0 || (rc = wait_syscall_stop(t)) < 0 ||
 	    ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0 || (rc = wait_syscall_stop(t)) < 0) {
@@ -493,10 +510,9 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 	} else {
 		rc = diag_regs_read(t->tid, &r);
 	}
-	/* the restart the kernel would have applied had we not borrowed the thread */
-	diag_regs_syscall_restart(&saved);
 	rewind_trap(t, &saved);
 	int wr = diag_regs_write(t->tid, &saved);
+	diag_syscall_stub_clear(&p->stub, &io);
 	if (wr < 0 && !rc)
 		rc = wr;
 	if (rc == 0)

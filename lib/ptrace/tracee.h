@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "arch/regs.h"
+#include "ptrace/syscall_stub.h"
 #include "util/error.h"
 #include "util/procfs.h"
 #include "util/u64map.h"
@@ -52,6 +53,7 @@ struct diag_proc {
 	struct diag_proc *mem_owner; /* vfork child: the parent whose memory it shares */
 	struct diag_u64map threads;  /* tid -> struct diag_thread */
 	uint64_t syscall_insn;       /* address of a `syscall` instruction, 0 = not found yet */
+	struct diag_syscall_stub stub; /* where remote calls run from (syscall_stub.h) */
 	void *owner;                 /* the engine's state for this process */
 };
 
