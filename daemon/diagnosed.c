@@ -72,7 +72,7 @@ struct options {
 	const char *host_name;            /* --host-name (default: the hostname) */
 	double store_heartbeat;           /* --store-heartbeat SECONDS (0: 5) */
 	int nice;                         /* --nice N, the daemon's threads' nice value */
-	bool shared_ring;                 /* --shared-ring */
+	bool private_ring;                /* --private-ring (--shared-ring: the default) */
 };
 
 /* The daemon drains the targets' rings: starved of CPU by the programs it watches, it loses
@@ -89,7 +89,7 @@ static void usage(FILE *f)
 	      "                 [--max-total-hits-per-sec N] [--max-total-stopped-ms-per-sec MS]\n"
 	      "                 [--indexer-uid UID[:GID]] [--indexer-timeout SECONDS]\n"
 	      "                 [--metrics-listen ADDR:PORT] [--statsd ADDR:PORT] [--policy FILE]\n"
-	      "                 [--ring-kib KIB] [--shared-ring] [--nice N] [--max-traced N]\n"
+	      "                 [--ring-kib KIB] [--private-ring] [--nice N] [--max-traced N]\n"
 	      "                 [--max-processes-per-spec N]\n"
 	      "                 [--store redis://[USER@]HOST:PORT[/DB] [--store-password-file FILE]\n"
 	      "                  [--host-name NAME] [--store-heartbeat SECONDS]]\n"
@@ -222,7 +222,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "metrics-listen", required_argument, NULL, 'M' },
 		{ "ring-kib", required_argument, NULL, 'r' },
 		{ "nice", required_argument, NULL, 'K' },
-		{ "shared-ring", no_argument, NULL, 'j' },
+		{ "shared-ring", no_argument, NULL, 'j' }, /* the default; kept for old command lines */
+		{ "private-ring", no_argument, NULL, 'q' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "probe", required_argument, NULL, 'e' },
 		{ "policy", required_argument, NULL, 'O' },
@@ -314,7 +315,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return -1;
 			break;
 		case 'j':
-			o->shared_ring = true;
+			o->private_ring = false;
+			break;
+		case 'q':
+			o->private_ring = true;
 			break;
 		case 'K':
 			if (parse_nice(optarg, &o->nice) < 0)
@@ -715,8 +719,8 @@ int main(int argc, char **argv)
 		r = dmn_manager_use_indexer(&l.m, &o.indexer, &err);
 	if (r == 0)
 		r = diag_engine_set_ring_size(l.m.engine, o.ring_kib * 1024, &err);
-	if (r == 0 && o.shared_ring)
-		diag_engine_set_ring_shared(l.m.engine, true);
+	if (r == 0 && o.private_ring)
+		diag_engine_set_ring_shared(l.m.engine, false);
 	if (r < 0) {
 		dmn_log("%s", err.msg);
 		dmn_manager_fini(&l.m);

@@ -44,8 +44,10 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	e->morefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	e->serve_status = eng_wait_serve; /* how stop.c serves the stops it sees on the way */
 	e->no_fast = getenv("DIAG_NO_FASTPATH") != NULL;
-	const char *sh = getenv("DIAG_RING_SHARED"); /* the tests' and benches' switch */
-	e->ring_shared = sh && *sh == '1';
+	/* rings are shared with the daemon unless asked (--private-ring; DIAG_RING_SHARED=0 is
+	 * the tests' and benches' switch) */
+	const char *sh = getenv("DIAG_RING_SHARED");
+	e->ring_shared = !(sh && *sh == '0');
 	e->ring_bytes = DIAG_ENGINE_RING_DEFAULT;
 	const char *jd = getenv("DIAG_JOURNAL_DIR");
 	snprintf(e->journal_dir, sizeof(e->journal_dir), "%s", jd ? jd : "/run/diagnose/journal");

@@ -1,8 +1,8 @@
 # diagnosed --ring-kib: out-of-range and malformed values are refused at start with the limits
 # named (exit 2), and the size given is the size of the ring a jump probe maps in the target:
 # the ring's mapping grows by what --ring-kib grew (64 KiB against 4096 KiB), within the
-# engine's rounding. The ring is private (anonymous), or shared with the daemon (a memfd
-# mapping named diag-ring) with DIAG_RING_SHARED=1 (--shared-ring), and `status` says which.
+# engine's rounding. The ring is shared with the daemon (a memfd mapping named diag-ring), or
+# private (anonymous) with DIAG_RING_SHARED=0 (--private-ring), and `status` says which.
 source "$(dirname "$0")/lib.sh"
 for bad in 10 63 1048577 abc -64 ""; do
 	err=$("$DIAGNOSED" --socket "$SOCK" --store "$STORE" --ring-kib "$bad" 2>&1 >/dev/null)
@@ -31,10 +31,15 @@ PY
 }
 
 declare -A got
-kind=$([ "${DIAG_RING_SHARED:-}" = 1 ] && echo shared || echo private) # the daemon's env decides
+kind=$([ "${DIAG_RING_SHARED:-}" = 0 ] && echo private || echo shared) # the daemon's env decides
+flag=
+if [ "$kind" = private ]; then # here the daemon's option asks for it, not the environment
+	unset DIAG_RING_SHARED
+	flag=--private-ring
+fi
 for kib in 64 4096; do
 	STORE=$T/specs-$kib.json # a fresh store: the last run's spec would map a ring at attach
-	start_daemon --ring-kib "$kib"
+	start_daemon --ring-kib "$kib" $flag
 	rm -f "$T/w.in" "$T/w.out"
 	start_fixture w "$DIAG_FIXTURE_DIR/work-O2-pie" 2 0
 	req "{\"cmd\":\"attach\",\"pid\":$w_pid}" > /dev/null

@@ -2,7 +2,7 @@
 # in a tight loop and re-executes itself at once, GENS generations, while a jump probe sits on
 # work(): a `log` of $arg1 (a record per call) or an `incr` (counted in the target, no
 # record). Every call of every generation must reach the daemon, the last microseconds before
-# each exec included: with --shared-ring the ring is a memfd the daemon maps too, so it outlives the old image
+# each exec included: the (shared, default) ring is a memfd the daemon maps too, so it outlives the old image
 # and is drained once more at the exec stop. With a 64 KiB ring (`drops`: a sub-ring holds
 # ~170 of the 2,000 records of a burst) the hits stay exact and every call is either
 # delivered once or counted as dropped, summed over the images. Leader exec and exec from a
@@ -24,7 +24,7 @@ for trial in $(seq "$trials"); do
 	kind=${kinds[(i + i / 4) % 4]}
 	what="trial $trial ($build, $mode exec, $kind)"
 	ring=$([ "$kind" = drops ] && echo "--ring-kib 64")
-	start_daemon --foreground --shared-ring $NOGOV $ring # the log's events on its stdout
+	start_daemon --foreground $NOGOV $ring # the log's events on its stdout
 	rm -f "$T/x.in" "$T/x.out"
 	start_fixture x "$DIAG_FIXTURE_DIR/reexec-$build" $GENS $ITERS 0 1 "$mode"
 	req "{\"cmd\":\"attach\",\"pid\":$x_pid}" > /dev/null

@@ -8,7 +8,7 @@
 # (DIAG_NO_FASTPATH=1). The target must finish every generation with right results, exit 0,
 # and the probe must have fired in every generation after the first.
 source "$(dirname "$0")/lib.sh"
-export DIAG_RING_SHARED=1 # the daemon asked for shared rings (--shared-ring): fork and exec with them
+export DIAG_RING_SHARED=1 # shared rings (the default, said again): fork and exec with them
 
 GENS=8
 builds=(O0-pie O0-nopie O2-pie O2-nopie)

@@ -7,7 +7,7 @@
 # comes with the child's own pid (the {pid} of the event and its `$pid` value), every pid is
 # one the fixture forked, each child gives its 3 events, and the summary counts them all.
 source "$(dirname "$0")/lib.sh"
-export DIAG_RING_SHARED=1 # the daemon asked for shared rings (--shared-ring): fork and exec with them
+export DIAG_RING_SHARED=1 # shared rings (the default, said again): fork and exec with them
 N=${FORK_CHILDREN:-3000}
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$DPID/status"; }
 # Under ASan freed memory waits in the quarantine (256 MB by default) and every block carries

@@ -7,7 +7,7 @@
 # children's returns through inherited frames give none); ret_leaf's are the children's 600 in
 # fork mode; no state is left for the children; no byte left patched in the parent.
 source "$(dirname "$0")/lib.sh"
-export DIAG_RING_SHARED=1 # the daemon asked for shared rings (--shared-ring): fork and exec with them
+export DIAG_RING_SHARED=1 # shared rings (the default, said again): fork and exec with them
 source "$(dirname "$0")/ret_common.sh"
 N=200
 builds=(O2-pie O0-nopie O0-pie O2-nopie)

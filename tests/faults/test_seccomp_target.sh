@@ -3,7 +3,7 @@
 # it. Its jump probes take the private ring (status says so) and count every hit; the target
 # survives the probes and a kill -9 of the daemon, its results unchanged, no byte left patched.
 source "$(dirname "$0")/lib.sh"
-export DIAG_RING_SHARED=1 # the daemon asked for shared rings (--shared-ring)
+export DIAG_RING_SHARED=1 # shared rings (the default, said again)
 start_fixture v "$DIAG_FIXTURE_DIR/victim-O2-pie" 2 seccomp
 start_daemon --pid "$v_pid" $NOGOV
 r=$(add f work incr)
