@@ -74,7 +74,8 @@ static void put_flags_back(struct xasm *a, uint64_t fl)
 	} else {
 		XA(a, XOR, xa_r(ZYDIS_REGISTER_EAX), xa_r(ZYDIS_REGISTER_EAX)); /* OF = 0 */
 	}
-	XA(a, MOV, xa_r(ZYDIS_REGISTER_AH), xa_i((int64_t)((fl & 0xd5) | 0x02)));
+	/* the encoder takes an 8-bit immediate as signed: SF (bit 7) set is a negative one */
+	XA(a, MOV, xa_r(ZYDIS_REGISTER_AH), xa_i((int8_t)(uint8_t)((fl & 0xd5) | 0x02)));
 	XA0(a, SAHF);
 }
 

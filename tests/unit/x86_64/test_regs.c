@@ -1,6 +1,9 @@
 /* test_regs: the x86-64 register name, ABI and DWARF tables against the layout of diag_regs. */
 #include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#include <Zydis/Zydis.h>
 
 #include "check.h"
 
@@ -173,6 +176,76 @@ static void test_syscall(void)
 	CHECK(diag_reg_get(&r, OFF(orig_rax), 8) == (uint64_t)-1);
 }
 
+/* The stub a remote call runs from puts back every flag user code can see (CF PF AF ZF SF DF
+ * OF: 0xcd5) and every general register. Its flag part (between the syscall and the first mov)
+ * runs here, in this process, for each of the 128 combinations; the movs are decoded. */
+static void test_syscall_stub(void)
+{
+	static const uint64_t bit[7] = {1u << 0, 1u << 2, 1u << 4, 1u << 6, 1u << 7, 1u << 10, 1u << 11};
+	static const ZydisRegister order[16] = {
+		ZYDIS_REGISTER_RBX, ZYDIS_REGISTER_RCX, ZYDIS_REGISTER_RDX, ZYDIS_REGISTER_RSI,
+		ZYDIS_REGISTER_RDI, ZYDIS_REGISTER_RBP, ZYDIS_REGISTER_RSP, ZYDIS_REGISTER_R8,
+		ZYDIS_REGISTER_R9,  ZYDIS_REGISTER_R10, ZYDIS_REGISTER_R11, ZYDIS_REGISTER_R12,
+		ZYDIS_REGISTER_R13, ZYDIS_REGISTER_R14, ZYDIS_REGISTER_R15, ZYDIS_REGISTER_RAX};
+	uint8_t *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(page != MAP_FAILED);
+	if (page == MAP_FAILED)
+		return;
+	ZydisDecoder dec;
+	ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+	for (unsigned combo = 0; combo < 128; combo++) {
+		diag_regs r;
+		memset(&r, 0, sizeof(r));
+		uint64_t fl = 0x202;
+		for (int b = 0; b < 7; b++)
+			if (combo & (1u << b))
+				fl |= bit[b];
+		r.eflags = fl;
+		unsigned long long *gpr[16] = {&r.rbx, &r.rcx, &r.rdx, &r.rsi, &r.rdi, &r.rbp, &r.rsp, &r.r8,
+					       &r.r9,  &r.r10, &r.r11, &r.r12, &r.r13, &r.r14, &r.r15, &r.rax};
+		for (int i = 0; i < 16; i++) /* small, negative, 32-bit-signed and full 64-bit values */
+			*gpr[i] = combo & 1 ? (unsigned long long)(-(long long)i - 1)
+					    : 0x8000000000000000ull >> (combo % 64) ^ (unsigned long long)i << 31;
+		r.rip = combo & 2 ? 0x7f0000001234ull : (uint64_t)(uintptr_t)page + 3000;
+		uint8_t code[DIAG_ARCH_SYSCALL_STUB_MAX];
+		size_t len = 0;
+		int rc = diag_arch_syscall_stub((uint64_t)(uintptr_t)page + 2048, &r, code, sizeof(code), &len);
+		CHECK_EQ_INT(rc, 0);
+		if (rc < 0) {
+			fprintf(stderr, "stub refused for eflags %#llx\n", (unsigned long long)fl);
+			continue;
+		}
+		CHECK(len <= sizeof(code) && code[0] == 0x0f && code[1] == 0x05);
+		size_t off = 2, prelude = 0;
+		int movs = 0;
+		ZydisDecodedInstruction in;
+		ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+		while (movs < 16 && off < len &&
+		       ZYAN_SUCCESS(ZydisDecoderDecodeFull(&dec, code + off, len - off, &in, ops))) {
+			if (in.mnemonic == ZYDIS_MNEMONIC_MOV && ops[0].reg.value == order[movs]) {
+				if (!movs)
+					prelude = off;
+				CHECK(ops[1].type == ZYDIS_OPERAND_TYPE_IMMEDIATE &&
+				      (uint64_t)ops[1].imm.value.s == *gpr[movs]);
+				movs++;
+			}
+			off += in.length;
+		}
+		CHECK_EQ_INT(movs, 16);
+		CHECK(off < len); /* the jump to the pc follows */
+		static const uint8_t tail[] = {0x9c, 0x58, 0xfc, 0xc3}; /* pushfq; pop rax; cld; ret */
+		memcpy(page, code + 2, prelude - 2);
+		memcpy(page + prelude - 2, tail, sizeof(tail));
+		uint64_t got = ((uint64_t(*)(void))(uintptr_t)page)();
+		if ((got & 0xcd5) != (fl & 0xcd5)) {
+			fprintf(stderr, "flags %#llx came back %#llx\n", (unsigned long long)fl,
+				(unsigned long long)got);
+			check_failures++;
+		}
+	}
+	munmap(page, 4096);
+}
+
 static void test_names(void)
 {
 	const char *const *names = diag_reg_names();
@@ -200,6 +273,7 @@ int main(void)
 	test_get();
 	test_roles();
 	test_syscall();
+	test_syscall_stub();
 	test_names();
 	return CHECK_DONE();
 }
