@@ -28,9 +28,9 @@ done
 scripts/deps.sh
 scripts/build.sh build
 # The fault suite repeats each fault FAULT_TRIALS times (scripts/reliability.sh runs 100 for
-# docs/reliability.md): 10 here, 2 under the sanitizers (correctness, not statistics). The OOM
+# docs/reliability.md): 6 here, 2 under the sanitizers (correctness, not statistics). The OOM
 # case is left out under ASan: its shadow memory changes which process the OOM killer picks.
-(cd build && FAULT_TRIALS=${FAULT_TRIALS:-10} ctest -j2 --output-on-failure --timeout 600 "$@")
+(cd build && FAULT_TRIALS=${FAULT_TRIALS:-6} ctest -j2 --output-on-failure --timeout 600 "$@")
 if [ $sanitize = 1 ]; then
 	scripts/build.sh build-asan -DDIAG_SANITIZE=ON
 	(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
