@@ -112,6 +112,21 @@ static int find_place(struct diag_syscall_stub *s, pid_t pid, const struct diag_
 	return 0;
 }
 
+/* The stub for resume, written over the slot: what was written before stays counted in
+ * s->written, so a clear puts back every byte any stub there ever covered. */
+static int write_stub(struct diag_syscall_stub *s, const struct diag_mem_io *io,
+		      const diag_regs *resume)
+{
+	uint8_t code[DIAG_ARCH_SYSCALL_STUB_MAX];
+	size_t len = 0;
+	int rc = diag_arch_syscall_stub(s->at, resume, code, sizeof(code), &len);
+	if (rc < 0)
+		return rc;
+	if (len > s->written)
+		s->written = len;
+	return io->write(io->ctx, s->at, code, len) == (ssize_t)len ? 0 : -EIO;
+}
+
 int diag_syscall_stub_put(struct diag_syscall_stub *s, pid_t pid, const struct diag_mem_io *io,
 			  const diag_regs *resume, uint64_t *at)
 {
@@ -119,18 +134,21 @@ int diag_syscall_stub_put(struct diag_syscall_stub *s, pid_t pid, const struct d
 		s->state = find_place(s, pid, io) == 0 ? 1 : -1;
 	if (s->state < 0)
 		return -ENOENT;
-	uint8_t code[DIAG_ARCH_SYSCALL_STUB_MAX];
-	size_t len = 0;
-	int rc = diag_arch_syscall_stub(s->at, resume, code, sizeof(code), &len);
-	if (rc < 0)
-		return rc;
-	s->written = len;
-	if (io->write(io->ctx, s->at, code, len) != (ssize_t)len) {
+	int rc = write_stub(s, io, resume);
+	if (rc < 0) {
 		diag_syscall_stub_clear(s, io);
-		return -EIO;
+		return rc;
 	}
 	*at = s->at;
 	return 0;
+}
+
+int diag_syscall_stub_resume_at(struct diag_syscall_stub *s, const struct diag_mem_io *io,
+				const diag_regs *resume)
+{
+	if (s->state <= 0 || !s->written)
+		return -ENOENT;
+	return write_stub(s, io, resume);
 }
 
 void diag_syscall_stub_clear(struct diag_syscall_stub *s, const struct diag_mem_io *io)

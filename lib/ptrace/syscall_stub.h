@@ -39,6 +39,12 @@ struct diag_syscall_stub {
 int diag_syscall_stub_put(struct diag_syscall_stub *s, pid_t pid, const struct diag_mem_io *io,
 			  const diag_regs *resume, uint64_t *at);
 
+/* Write the stub in place again with other registers to resume with, while the thread is in
+ * its call (past the `syscall`, before the code after it). -ENOENT when no stub is in place;
+ * on a failed write the stub written before stays (a page write is whole or nothing). */
+int diag_syscall_stub_resume_at(struct diag_syscall_stub *s, const struct diag_mem_io *io,
+				const diag_regs *resume);
+
 /* Put the bytes under the last stub back as they were (they are never run again). */
 void diag_syscall_stub_clear(struct diag_syscall_stub *s, const struct diag_mem_io *io);
 

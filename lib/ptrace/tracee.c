@@ -452,6 +452,18 @@ static void rewind_trap(struct diag_thread *t, diag_regs *saved)
 	diag_regs_set_pc(saved, at);
 }
 
+/* A breakpoint's trap cancelled before the call was entered moved the pc the thread must
+ * resume at; the stub's code after its `syscall` has not run yet (the thread is in the kernel,
+ * at the enter-stop), so it is written again with that pc: a tracer that dies now leaves the
+ * thread on the breakpoint, not past the instruction it displaced. */
+static void stub_rewound(struct diag_thread *t, const struct diag_mem_io *io, diag_regs *saved)
+{
+	if (!t->trap_behind)
+		return;
+	rewind_trap(t, saved);
+	(void)diag_syscall_stub_resume_at(&t->proc->stub, io, saved); /* failed: the old pc stays */
+}
+
 static ssize_t io_read(void *p, uint64_t addr, void *buf, size_t len)
 {
 	return diag_proc_read(p, addr, buf, len);
@@ -503,13 +515,13 @@ int diag_thread_syscall(struct diag_thread *t, long nr, const long args[6], long
 		return rc;
 	}
 	/* enter-stop, then exit-stop */
-	if (ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0 || (rc = wait_syscall_stop(t)) < 0 ||
-	    ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0 || (rc = wait_syscall_stop(t)) < 0) {
-		if (!rc)
-			rc = -errno;
-	} else {
-		rc = diag_regs_read(t->tid, &r);
+	rc = ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0 ? -errno : wait_syscall_stop(t);
+	if (rc == 0) {
+		stub_rewound(t, &io, &saved);
+		rc = ptrace(PTRACE_SYSCALL, t->tid, 0, 0) < 0 ? -errno : wait_syscall_stop(t);
 	}
+	if (rc == 0)
+		rc = diag_regs_read(t->tid, &r);
 	rewind_trap(t, &saved);
 	int wr = diag_regs_write(t->tid, &saved);
 	diag_syscall_stub_clear(&p->stub, &io);
