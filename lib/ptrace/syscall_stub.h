@@ -40,8 +40,9 @@ int diag_syscall_stub_put(struct diag_syscall_stub *s, pid_t pid, const struct d
 			  const diag_regs *resume, uint64_t *at);
 
 /* Write the stub in place again with other registers to resume with, while the thread is in
- * its call (past the `syscall`, before the code after it). -ENOENT when no stub is in place;
- * on a failed write the stub written before stays (a page write is whole or nothing). */
+ * its call (past the `syscall`, before the code after it). -ENOENT when no stub is in place.
+ * A failed write leaves the stub before, or a mix of the two: both resume the same registers
+ * and differ only in the pc their final jump goes to, so either is whole code. */
 int diag_syscall_stub_resume_at(struct diag_syscall_stub *s, const struct diag_mem_io *io,
 				const diag_regs *resume);
 
