@@ -84,6 +84,10 @@ ok = dup == 0 and missing == 0 and extra == 0 and s == want and ok_tail
 print(f"threads {threads}  calls {n}  rate {rate/1e6:.2f} M calls/s  (untraced {n/(float(base)/1e9)/1e6:.2f})")
 print(f"delivered {len(seen)}/{n} ({100*len(seen)/n:.2f}%)  duplicates {dup}  missing {missing}  foreign {extra}")
 print(f"dropped: applied {appl.get('dropped')}  stats {st.get('dropped')}  status {status.get('dropped')}")
+insts = appl.get('instances') or []
+if isinstance(insts, str):
+    insts = json.loads(insts)
+print(f"path {', '.join(str(i.get('path')) + ' ' + str(i.get('record_bytes', '-')) + ' B/record' for i in insts)}")
 print(f"drain period now {status.get('drain', {}).get('period_us')} us, changed {status.get('drain', {}).get('changes')} times; queue batches {status['queue'].get('batches')}")
 print(f"sum {'unchanged' if s == want else 'CHANGED ' + s + ' != ' + want}  daemon cpu {cpu} s (per thread)  {'ok' if ok else 'FAIL'}")
 PY

@@ -102,7 +102,7 @@ static bool live_state(enum diag_applied_state st)
 /* Values are rendered by the queue's worker, not on the thread serving targets. */
 static const struct diag_event_render render_ops = {
 	.hold = diag_engine_value_hold, .render = diag_engine_value_render,
-	.release = diag_engine_value_release,
+	.release = diag_engine_value_release, .same = diag_engine_value_same,
 };
 
 static void on_hit(void *ctx, const struct diag_engine_hit *hit)
@@ -158,6 +158,8 @@ static void instances_json(const struct diag_probe_info *info, char *out, size_t
 		cJSON_AddStringToObject(o, "address", t);
 		cJSON_AddStringToObject(o, "what", info->inst[i].what);
 		cJSON_AddStringToObject(o, "path", info->inst[i].fast ? "jump" : "int3");
+		if (info->inst[i].record_bytes) /* what one hit takes of the ring */
+			cJSON_AddNumberToObject(o, "record_bytes", info->inst[i].record_bytes);
 		if (!info->inst[i].fast && info->inst[i].why[0]) /* why it takes a stop per hit */
 			cJSON_AddStringToObject(o, "reason", info->inst[i].why);
 		cJSON_AddItemToArray(arr, o);

@@ -16,7 +16,9 @@ void diag_record_regs(const struct diag_ring_record *rec, diag_regs *out);
 
 /* The same for a capture trampoline's v2 record (ring.h, "Ring v2"): at the probed address
  * for an entry record, at the terminating instruction for an exit record (DIAG_REC_EXIT). The
- * thread pointer is not a register of diag_regs the record restores (0). */
+ * thread pointer is not a register of diag_regs the record restores (0). A slim record
+ * (DIAG_REC_SLIM) restores the registers it holds, the others 0; rec must hold its whole
+ * header (diag_ring_rec_hdr_bytes). */
 void diag_record_v2_regs(const struct diag_ring_rec *rec, diag_regs *out);
 
 /* The thread pointer a capture trampoline records for a thread whose registers are r (x86-64:

@@ -70,6 +70,9 @@ int diag_reg_arg(int n);
 /* Offset of the integer return value register (x86-64: rax). */
 int diag_reg_ret(void);
 
+/* Offset of the second integer return value register (x86-64: rdx; diag_regs_ret2). */
+int diag_reg_ret2(void);
+
 /* Offset of the stack pointer (x86-64: rsp). */
 int diag_reg_sp(void);
 

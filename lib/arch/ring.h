@@ -21,8 +21,10 @@
 #ifndef DIAG_ARCH_RING_H
 #define DIAG_ARCH_RING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define DIAG_RING_RECORD_SIZE 192
 
@@ -144,6 +146,8 @@ enum diag_rec_flag {
 	DIAG_REC_EXIT = 4,         /* recorded by an exit trampoline (at a ret or tail call) */
 	DIAG_REC_RETSITE = 8,      /* with EXIT: recorded at a return address (a return site): the
 	                            * frame returning there had sp - 8 at its exit */
+	DIAG_REC_SLIM = 16,        /* the slim layout (struct diag_ring_slim): a subset of the
+	                            * registers, the payload after them */
 };
 
 struct diag_ring_rec {         /* DIAG_RING_REC_HDR bytes, then payload_len bytes of blocks */
@@ -163,6 +167,67 @@ struct diag_ring_rec {         /* DIAG_RING_REC_HDR bytes, then payload_len byte
 #define DIAG_RING_REC_HDR 192
 _Static_assert(sizeof(struct diag_ring_rec) == DIAG_RING_REC_HDR, "ring v2 record header");
 _Static_assert(offsetof(struct diag_ring_rec, regs) == 40, "ring v2 regs offset");
+
+/* The slim record (DIAG_REC_SLIM): the same first 40 bytes, then only the registers the
+ * site's expressions and the daemon's pairing read (the trampoline knows them when it is
+ * built: expr.h, diag_expr_capture.regs), so a `log $arg1` record is one 64-byte unit instead
+ * of three and a ring holds three times the events. regmask bit i (enum diag_ring_reg): regs[i]
+ * is present; they follow in index order, the payload after them. A register a slim record
+ * lacks reads as 0: only the site's own expressions are evaluated on it. */
+struct diag_ring_slim {
+	uint64_t seq;
+	uint32_t site;
+	uint16_t units;
+	uint16_t flags;            /* DIAG_REC_SLIM set */
+	uint64_t tsc;
+	uint64_t thread;
+	uint64_t fault_addr;
+	uint32_t regmask;          /* bits below DIAG_RING_NREGS */
+	uint32_t payload_len;
+	/* uint64_t regs[popcount(regmask)], then payload_len bytes of blocks */
+};
+#define DIAG_RING_SLIM_HDR 48
+_Static_assert(sizeof(struct diag_ring_slim) == DIAG_RING_SLIM_HDR, "ring v2 slim record header");
+_Static_assert(offsetof(struct diag_ring_slim, regmask) == 40 &&
+	       offsetof(struct diag_ring_slim, payload_len) == 44, "ring v2 slim layout");
+
+/* Bytes before the payload of a record with this layout. */
+static inline uint32_t diag_ring_rec_hdr_bytes(uint16_t flags, uint32_t regmask)
+{
+	if (!(flags & DIAG_REC_SLIM))
+		return DIAG_RING_REC_HDR;
+	return DIAG_RING_SLIM_HDR +
+	       8u * (uint32_t)__builtin_popcount(regmask & ((1u << DIAG_RING_NREGS) - 1));
+}
+
+/* Where the payload of the record at rec (bytes long, a copy the target cannot change) is:
+ * *off from rec, and the *len its header claims (the caller bounds it by bytes - *off); false
+ * when the header itself does not fit in bytes. */
+static inline bool diag_ring_rec_payload(const void *rec, size_t bytes, uint32_t *off,
+					  uint32_t *len)
+{
+	const unsigned char *p = rec;
+	uint16_t flags;
+	uint32_t mask = 0, plen;
+	memcpy(&flags, p + offsetof(struct diag_ring_rec, flags), sizeof(flags));
+	if (flags & DIAG_REC_SLIM)
+		memcpy(&mask, p + offsetof(struct diag_ring_slim, regmask), sizeof(mask));
+	*off = diag_ring_rec_hdr_bytes(flags, mask);
+	*len = 0;
+	if (bytes < *off)
+		return false;
+	memcpy(&plen, p + (flags & DIAG_REC_SLIM ? offsetof(struct diag_ring_slim, payload_len)
+							   : offsetof(struct diag_ring_rec, payload_len)),
+			 sizeof(plen));
+	*len = plen;
+	return true;
+}
+
+/* Units a slim record of nregs registers and a value program of max_payload bytes reserves. */
+static inline uint64_t diag_ring_slim_units(uint32_t nregs, uint32_t max_payload)
+{
+	return (DIAG_RING_SLIM_HDR + 8ull * nregs + max_payload + DIAG_RING_UNIT - 1) / DIAG_RING_UNIT;
+}
 
 /* Sub-ring of a thread without a slot of its own (below): Fibonacci hashing of its thread
  * pointer's page. The page, not the pointer: glibc's thread control blocks sit at one offset in

@@ -69,6 +69,8 @@ struct diag_tramp_layout {
 	size_t reloc_off;          /* the relocated copies start here (end of the recording code) */
 	size_t back_off;           /* the jump back to addr + patched_len */
 	size_t len;                /* whole trampoline */
+	uint32_t record_bytes;     /* a capture trampoline: the ring bytes each hit's record takes
+	                            * (0: it records nothing, or not a capture trampoline) */
 	size_t n_insns;
 	struct {
 		uint8_t orig_off;  /* offset of the displaced instruction from addr */
@@ -171,6 +173,9 @@ struct diag_tramp_capture {
 	bool retsite;              /* at a return address (ENTRY, or EXIT when a jmp is there):
 	                            * records flagged DIAG_REC_EXIT | DIAG_REC_RETSITE (the
 	                            * return of the call before addr) */
+	bool slim;                 /* slim records (arch/ring.h, DIAG_REC_SLIM): only the general
+	                            * registers in slim_regs and the stack pointer */
+	uint32_t slim_regs;        /* diag_regs words, bit off / 8 (diag_expr_capture.regs) */
 };
 
 /* Build the slot's whole content (header + code) into out (cap >= DIAG_TRAMP_SLOT suffices;

@@ -53,13 +53,14 @@ void diag_cap_snapshot_init(struct diag_cap_snapshot *s, const uint8_t *payload,
 
 void diag_cap_snapshot_of_rec(struct diag_cap_snapshot *s, const struct diag_ring_rec *rec, size_t avail)
 {
-	if (!rec || avail < DIAG_RING_REC_HDR) {
+	uint32_t off, len;
+	if (!rec || avail < DIAG_RING_SLIM_HDR || !diag_ring_rec_payload(rec, avail, &off, &len)) {
 		diag_cap_snapshot_init(s, NULL, 0, false, 0);
 		return;
 	}
-	size_t room = avail - DIAG_RING_REC_HDR;
-	uint32_t len = rec->payload_len <= room ? rec->payload_len : (uint32_t)room;
-	diag_cap_snapshot_init(s, (const uint8_t *)rec + DIAG_RING_REC_HDR, len,
+	if (len > avail - off) /* a record cut short: what avail holds */
+		len = (uint32_t)(avail - off);
+	diag_cap_snapshot_init(s, (const uint8_t *)rec + off, len,
 			       (rec->flags & DIAG_REC_FAULT) != 0, rec->fault_addr);
 }
 

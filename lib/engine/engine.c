@@ -44,6 +44,7 @@ int diag_engine_new(const struct diag_engine_callbacks *cb, struct diag_engine *
 	e->morefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	e->serve_status = eng_wait_serve; /* how stop.c serves the stops it sees on the way */
 	e->no_fast = getenv("DIAG_NO_FASTPATH") != NULL;
+	e->full_records = getenv("DIAG_FULL_RECORDS") != NULL;
 	/* rings are shared with the daemon unless asked (--private-ring; DIAG_RING_SHARED=0 is
 	 * the tests' and benches' switch) */
 	const char *sh = getenv("DIAG_RING_SHARED");
@@ -191,6 +192,20 @@ int diag_engine_probe_add(struct diag_engine *e, pid_t pid, const struct diag_pr
 	return 0;
 }
 
+/* The next instance of out: site s (placed), how it was placed and, for a jump, the ring
+ * bytes of its records. */
+static void inst_fill(struct eproc *ep, const struct site *s, struct diag_probe_info *out)
+{
+	const struct diag_bp *bp = s->bp;
+	const struct eng_slot *sl = bp->jump && bp->slot_page ?
+		diag_u64map_get(&eproc_mem(ep)->slots, bp->slot_page) : NULL;
+	snprintf(out->inst[out->naddrs].what, sizeof(out->inst[0].what), "%s", s->what);
+	out->inst[out->naddrs].fast = bp->jump;
+	snprintf(out->inst[out->naddrs].why, sizeof(out->inst[0].why), "%s", bp->jump ? "" : s->why);
+	out->inst[out->naddrs].record_bytes = sl && !sl->count_only ? sl->layout.record_bytes : 0;
+	out->addrs[out->naddrs++] = bp->addr;
+}
+
 int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 			   struct diag_probe_info *out)
 {
@@ -225,24 +240,12 @@ int diag_engine_probe_info(const struct diag_engine *e, pid_t pid, void *cookie,
 		if (!pr->sites[i].bp || !pr->sites[i].bp->jump)
 			out->fast = false;
 	for (size_t i = 0; i < pr->nsites && out->naddrs < DIAG_PROBE_MAX_ADDRS; i++)
-		if (pr->sites[i].bp) {
-			snprintf(out->inst[out->naddrs].what, sizeof(out->inst[0].what), "%s",
-				 pr->sites[i].what);
-			out->inst[out->naddrs].fast = pr->sites[i].bp->jump;
-			snprintf(out->inst[out->naddrs].why, sizeof(out->inst[0].why), "%s",
-				 pr->sites[i].bp->jump ? "" : pr->sites[i].why);
-			out->addrs[out->naddrs++] = pr->sites[i].bp->addr;
-		}
+		if (pr->sites[i].bp)
+			inst_fill(ep, &pr->sites[i], out);
 	/* a return probe on jumps: its exits are instances too (every one a jump, or none) */
 	for (size_t i = 0; i < pr->nrsites && out->naddrs < DIAG_PROBE_MAX_ADDRS; i++)
-		if (pr->rsites[i]->bp && pr->rsites[i]->kind == SITE_RET_EXIT) {
-			snprintf(out->inst[out->naddrs].what, sizeof(out->inst[0].what), "%s",
-				 pr->rsites[i]->what);
-			out->inst[out->naddrs].fast = pr->rsites[i]->bp->jump;
-			snprintf(out->inst[out->naddrs].why, sizeof(out->inst[0].why), "%s",
-				 pr->rsites[i]->bp->jump ? "" : pr->rsites[i]->why);
-			out->addrs[out->naddrs++] = pr->rsites[i]->bp->addr;
-		}
+		if (pr->rsites[i]->bp && pr->rsites[i]->kind == SITE_RET_EXIT)
+			inst_fill(ep, pr->rsites[i], out);
 	out->nskips = pr->nskips;
 	for (size_t i = 0; i < pr->nskips && i < DIAG_PROBE_MAX_SKIPS; i++) {
 		snprintf(out->skips[i].what, sizeof(out->skips[i].what), "%s", pr->skips[i].what);

@@ -43,7 +43,11 @@ struct diag_engine_hit {
  * engine's DWARF cache): render or release what is held before. */
 void diag_engine_defer_render(struct diag_engine *e, bool on);
 void diag_engine_value_hold(const void *raw);
-void diag_engine_value_release(const void *raw);
+/* Releases n held values that diag_engine_value_same says are alike raw (one atomic
+ * operation for a batch). */
+void diag_engine_value_release(const void *raw, size_t n);
+/* Whether held values a and b release alike (their expression is the same). */
+bool diag_engine_value_same(const void *a, const void *b);
 /* The text (NUL-terminated, cut to cap) and value as an undeferred hit would carry them;
  * out's buf points into raw. */
 void diag_engine_value_render(const void *raw, char *text, size_t cap, struct diag_value *out);
@@ -106,6 +110,8 @@ struct diag_probe_info {
 		bool fast;     /* a jump (no stop per hit), else an int3 */
 		char why[128]; /* an int3: why no jump ("int3: value: `stack` needs the thread
 				* stopped", "int3: DIAG_NO_FASTPATH"); "" when not known */
+		uint32_t record_bytes; /* a jump: ring bytes one hit's record takes (0: the
+					* hit is only counted, or not known) */
 	} inst[DIAG_PROBE_MAX_ADDRS];         /* parallel to addrs */
 	size_t nskips;                        /* instances found but not patched (all of them) */
 	struct {

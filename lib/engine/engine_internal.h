@@ -225,6 +225,8 @@ struct diag_engine {
 	bool timer_armed;
 	struct eng_wake wake;       /* wake.c: the timer's period */
 	bool no_fast;               /* DIAG_NO_FASTPATH set: int3 for everything (tests) */
+	bool full_records;          /* DIAG_FULL_RECORDS set: every register in every record,
+	                             * never the slim layout (comparisons, bench/log_rate.sh) */
 	size_t ring_bytes;          /* each new ring mapping's records, all sub-rings (the
 				     * daemon's --ring-kib; diag_engine_set_ring_size) */
 	uint8_t *drain_buf;         /* ring.c: records read from a sub-ring */

@@ -287,7 +287,8 @@ static void page_unmap(struct eproc *ep, struct diag_thread *t, uint64_t page)
 
 /* term: an exit trampoline's terminator (the patch is [addr, term + its length)), 0 for an
  * entry trampoline. */
-static void capture_desc(struct diag_tramp_capture *c, uint64_t term, bool retsite,
+static void capture_desc(const struct diag_engine *e, struct diag_tramp_capture *c,
+			 uint64_t term, bool retsite,
 			 uint64_t addr, const uint8_t *code, size_t avail, uint64_t page,
 			 const struct eproc *ep, uint32_t site, const struct diag_expr_capture *cap,
 			 bool count_only)
@@ -300,6 +301,8 @@ static void capture_desc(struct diag_tramp_capture *c, uint64_t term, bool retsi
 		.fsgsbase = false, /* %fs:0: the ABI's self pointer, on every processor */
 		.cond = cap->cond, .value = cap->value,
 		.count_only = count_only && !term && !retsite && !cap->cond && !cap->value,
+		/* the registers the site's evaluations read (cap->regs) and the stack pointer */
+		.slim = !e->full_records, .slim_regs = cap->regs,
 	};
 }
 
@@ -346,7 +349,7 @@ static int place_capture(struct diag_engine *e, struct eproc *ep, struct diag_th
 	struct eng_slot *sl = calloc(1, sizeof(*sl));
 	struct diag_tramp_capture c;
 	bool retsite = s->kind == SITE_RET_EXIT && s->at; /* a return site */
-	capture_desc(&c, term, retsite, addr, code, avail, page, ep, id, cap,
+	capture_desc(e, &c, term, retsite, addr, code, avail, page, ep, id, cap,
 		     all_counting(NULL, s, NULL));
 	struct diag_error berr = {0};
 	struct diag_bp *bp = NULL;
@@ -432,7 +435,7 @@ static int rebuild(struct diag_engine *e, struct eproc *ep, struct diag_bp *bp,
 				      "trampoline at 0x%llx", (unsigned long long)bp->addr);
 	eng_fast_drain(e, ep);
 	struct diag_tramp_capture c;
-	capture_desc(&c, sl->term, sl->retsite, bp->addr, bp->orig_bytes, bp->patched_len,
+	capture_desc(e, &c, sl->term, sl->retsite, bp->addr, bp->orig_bytes, bp->patched_len,
 		     sl->page, ep, bp->site_id, cap, count_only);
 	struct diag_tramp_layout l;
 	struct diag_tramp_slot_header h;

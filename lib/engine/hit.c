@@ -112,9 +112,14 @@ void diag_engine_value_hold(const void *raw)
 	diag_expr_ref(((const struct raw_value *)raw)->x);
 }
 
-void diag_engine_value_release(const void *raw)
+void diag_engine_value_release(const void *raw, size_t n)
 {
-	diag_expr_free((struct diag_expr *)((const struct raw_value *)raw)->x);
+	diag_expr_free_n((struct diag_expr *)((const struct raw_value *)raw)->x, n);
+}
+
+bool diag_engine_value_same(const void *a, const void *b)
+{
+	return ((const struct raw_value *)a)->x == ((const struct raw_value *)b)->x;
 }
 
 void diag_engine_value_render(const void *raw, char *text, size_t cap, struct diag_value *out)

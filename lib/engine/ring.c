@@ -601,11 +601,13 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 		t = NULL;
 	pid_t pid = t ? t->proc->pid : ep->tp->pid;
 	pid_t tid = rtid > 0 ? rtid : 0;
-	uint32_t plen = rec->payload_len;
-	if (plen > bytes - DIAG_RING_REC_HDR)
-		plen = 0; /* malformed: nothing captured (every value reads as a fault) */
+	/* a payload longer than the record is malformed: nothing captured (every value reads
+	 * as a fault); the drain consumes only records whose header fits */
+	uint32_t off, plen;
+	if (!diag_ring_rec_payload(rec, bytes, &off, &plen) || plen > bytes - off)
+		plen = 0;
 	struct diag_cap_snapshot snap;
-	diag_cap_snapshot_init(&snap, (const uint8_t *)rec + DIAG_RING_REC_HDR, plen,
+	diag_cap_snapshot_init(&snap, (const uint8_t *)rec + off, plen,
 			       rec->flags & DIAG_REC_FAULT, rec->fault_addr);
 	uint64_t ts = tsc_to_ns(e, rec->tsc);
 	if (rec->flags & DIAG_REC_EXIT) {
@@ -770,7 +772,8 @@ static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uin
 				ep->ring_stalls[sub] = 0;
 				goto out;
 			}
-			if (k * DIAG_RING_UNIT >= DIAG_RING_REC_HDR)
+			uint32_t off, plen;
+			if (diag_ring_rec_payload(rec, (size_t)k * DIAG_RING_UNIT, &off, &plen))
 				consume(e, ep, rec, (size_t)k * DIAG_RING_UNIT, tid);
 		}
 		tail += k;

@@ -66,6 +66,7 @@ struct cc {
 	bool dead;               /* after a JMP or END: no fall-through */
 	size_t barrier;          /* ops before it may be a jump's target: no peephole across */
 	uint64_t payload;
+	uint32_t regs;           /* diag_regs words eval reads (bit off / 8): the record's subset */
 	struct jump skips[CC_MAX_SKIPS]; /* to the end of the current expression */
 	size_t nskips;
 	enum fail fail;
@@ -104,6 +105,16 @@ static int effect(uint8_t op)
 }
 
 static bool emit(struct cc *c, uint8_t op, uint32_t a, uint64_t imm);
+
+/* A general register eval reads at off of diag_regs, now or from the record: the record must
+ * hold it (a slim record carries only these, arch/ring.h). False when no record saves it. */
+static bool use_reg(struct cc *c, uint32_t off)
+{
+	if (!diag_cap_reg_saved(off))
+		return false;
+	c->regs |= 1u << (off / 8);
+	return true;
+}
 
 /* A condition saves nothing: a read only the daemon would look at still decides whether eval
  * faults, so it is made (and dropped) when one load can make it. */
@@ -148,6 +159,8 @@ static bool emit(struct cc *c, uint8_t op, uint32_t a, uint64_t imm)
 			     DIAG_CAP_MAX_OPS);
 	if (redundant(c, op, a))
 		return true;
+	if (op == DIAG_CAP_REG && !use_reg(c, a))
+		return failv(c, F_STOP, "register at offset %u is not saved by a capture in the target", a);
 	c->p->ops[c->p->n++] = (struct diag_cap_op){ .op = op, .a = a, .imm = imm };
 	c->depth += effect(op);
 	if (c->depth > DIAG_CAP_MAX_STACK)
@@ -448,7 +461,7 @@ static bool loc_reg_value(struct locst *l, uint64_t regno)
 		return emit(c, DIAG_CAP_SAVE_FPREG, x, 0) && emit(c, DIAG_CAP_FPREG, x, 0);
 	}
 	int off = diag_reg_dwarf((int)regno);
-	if (off < 0 || !diag_cap_reg_saved((uint32_t)off))
+	if (off < 0 || !use_reg(c, (uint32_t)off))
 		return failv(c, F_LIMIT, "'%s' is computed from DWARF register %llu, which a capture does not save",
 			     l->name, (unsigned long long)regno);
 	if (regno != 6 && regno != 7) /* not the frame or stack pointer: may be any value */
@@ -652,7 +665,7 @@ static bool one_piece(struct locst *l, int src, uint64_t regno, uint32_t filled,
 		int off = diag_reg_dwarf((int)regno);
 		if (off < 0)
 			return error_here(c, v); /* "<register N not available>" */
-		if (!diag_cap_reg_saved((uint32_t)off))
+		if (!use_reg(c, (uint32_t)off))
 			return failv(c, F_STOP, "a piece of '%s' lives in DWARF register %llu, which a capture does not save",
 				     l->name, (unsigned long long)regno);
 		if (n <= 8 && v->npieces < CV_MAX_PIECES) {
@@ -778,7 +791,7 @@ static bool var(struct cc *c, const struct expr_node *n, struct cv *v)
 		int off = diag_reg_dwarf((int)regno);
 		if (off < 0)
 			return error_here(c, v); /* "<register N not available>" */
-		if (!diag_cap_reg_saved((uint32_t)off))
+		if (!use_reg(c, (uint32_t)off))
 			return failv(c, F_STOP, "'%s' lives in DWARF register %llu, which a capture does not save",
 				     dv->name, (unsigned long long)regno);
 		*v = (struct cv){ .k = V_REG, .reg = off };
@@ -1415,7 +1428,7 @@ static bool index_(struct cc *c, const struct expr_node *n, struct cv *v)
 /* A register read the way eval reads N_REG / N_ARG: width bytes, extended by the type. */
 static bool reg(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 {
-	if (!diag_cap_reg_saved((uint32_t)n->reg_off)) /* the record would read it as 0 */
+	if (!use_reg(c, (uint32_t)n->reg_off)) /* the record would read it as 0 */
 		return failv(c, F_STOP, "$%s at %d:%d is not saved by a capture in the target", n->s,
 			     n->line, n->col);
 	if (!need) {
@@ -1434,6 +1447,10 @@ static bool reg(struct cc *c, const struct expr_node *n, bool need, struct cv *v
 static bool retval(struct cc *c, const struct expr_node *n, bool need, struct cv *v)
 {
 	const struct diag_type *t = diag_type_strip(n->type);
+	/* eval reads both integer return registers for any result (ret_aggregate) */
+	if (!use_reg(c, (uint32_t)diag_reg_ret()) || !use_reg(c, (uint32_t)diag_reg_ret2()) ||
+	    !use_reg(c, (uint32_t)n->reg_off))
+		return failv(c, F_STOP, "the result's registers are not saved by a capture in the target");
 	if (t->kind == DIAG_TYPE_STRUCT || t->kind == DIAG_TYPE_UNION) {
 		if (t->size > 16) {
 			*v = (struct cv){ .k = V_MEM, .dyn = true };
@@ -1882,6 +1899,7 @@ int diag_expr_capture_compile(const struct diag_expr *const *values,
 				goto fail;
 			}
 		}
+	res.regs = c.regs;
 	if (vp->n) {
 		if (c.payload > DIAG_CAP_MAX_PAYLOAD) {
 			rc = diag_error_set_field(err, "value", -DIAG_E_LIMIT,

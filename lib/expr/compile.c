@@ -715,13 +715,19 @@ void diag_expr_ref(const struct diag_expr *x)
 
 void diag_expr_free(struct diag_expr *x)
 {
-	if (!x)
+	diag_expr_free_n(x, 1);
+}
+
+void diag_expr_free_n(struct diag_expr *x, size_t k)
+{
+	if (!x || !k)
 		return;
-	/* another holder remains: the last one frees (the 0 read means ours was the last) */
+	/* other holders remain: the last one frees (fewer than k extra holds left means ours
+	 * were the last k) */
 	unsigned n = atomic_load(&x->extra_refs);
-	while (n && !atomic_compare_exchange_weak(&x->extra_refs, &n, n - 1))
+	while (n >= k && !atomic_compare_exchange_weak(&x->extra_refs, &n, (unsigned)(n - k)))
 		;
-	if (n)
+	if (n >= k)
 		return;
 	expr_tree_free_strings(&x->ar);
 	diag_dwarf_scope_free(x->scope);

@@ -50,6 +50,9 @@ void diag_expr_free(struct diag_expr *x);
  * worker): rendering reads the expression's tree and types, nothing the target's life
  * changes. Safe from any thread, as is the diag_expr_free that drops it. */
 void diag_expr_ref(const struct diag_expr *x);
+/* n calls of diag_expr_free at once (one atomic operation: a thread releasing a batch of
+ * holds does not pull the count's cache line from the holder's CPU once per hold). */
+void diag_expr_free_n(struct diag_expr *x, size_t n);
 
 struct diag_expr_ctx {                 /* what a hit offers while the thread is stopped */
 	pid_t pid, tid;
@@ -142,6 +145,10 @@ struct diag_expr_capture {
 	bool cond_in_daemon;           /* evaluate the conditions again on the record (several
 	                                * probes share the site, or one needs what only the daemon
 	                                * knows, such as elapsed): their reads are captured too */
+	uint32_t regs;                 /* the general registers the daemon's evaluations of the
+	                                * values (and of the conditions when cond_in_daemon) read
+	                                * from the record, bit off / 8 for diag_regs offset off: a
+	                                * record of these alone renders every value the same */
 };
 
 /* Compile the capture for n probes sharing one site: values[i] and conds[i] (either may be

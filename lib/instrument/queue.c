@@ -216,9 +216,15 @@ static size_t fire_run(struct diag_instrument *in, struct qrec **recs,
 {
 	diag_instrument_fire_many(in, run, n);
 	diag_instrument_unref_n(in, n);
-	for (size_t i = 0; i < n; i++)
-		if (recs[i]->render)
-			recs[i]->render->release(recs[i] + 1);
+	/* alike values of consecutive events released together */
+	for (size_t i = 0, j; i < n; i = j) {
+		const struct diag_event_render *r = recs[i]->render;
+		for (j = i + 1; r && r->same && j < n && recs[j]->render == r &&
+				r->same(recs[i] + 1, recs[j] + 1);)
+			j++;
+		if (r)
+			r->release(recs[i] + 1, j - i);
+	}
 	return n;
 }
 
@@ -367,7 +373,7 @@ void diag_event_queue_free(struct diag_event_queue *q)
 		/* never started: release, do not fire on the caller's thread */
 		struct qrec *r = record_at(q, off, &bytes);
 		if (r && r->render)
-			r->render->release(r + 1);
+			r->render->release(r + 1, 1);
 		if (r)
 			diag_instrument_unref(r->in);
 	}

@@ -8,6 +8,7 @@
 #ifndef DIAG_INSTRUMENT_QUEUE_H
 #define DIAG_INSTRUMENT_QUEUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,12 +44,14 @@ int diag_event_queue_push(struct diag_event_queue *q, struct diag_instrument *in
 /* A value the worker renders, not the producer (the daemon's engine thread serves targets
  * and should only copy): the event's value is made by render(blob, ...) just before it fires
  * (text cut to DIAG_EVENT_TEXT_MAX; its buf may point into the blob). hold(blob) runs on the
- * producer's copy before the worker can see it, release(blob) once the event has fired or is
- * thrown away. */
+ * producer's copy before the worker can see it, release(blob, 1) once the event has fired or
+ * is thrown away; release(blob, n) releases n blobs at once that same (may be NULL: never)
+ * says are alike blob, the worker's way for a run of events of one probe. */
 struct diag_event_render {
 	void (*hold)(const void *blob);
 	void (*render)(const void *blob, char *text, size_t cap, struct diag_value *out);
-	void (*release)(const void *blob);
+	void (*release)(const void *blob, size_t n);
+	bool (*same)(const void *a, const void *b);
 };
 /* As push, with ev->value made later from a copy of the len bytes at blob (8-aligned in the
  * ring; ev->value is ignored). r must outlive the queue. */

@@ -5,6 +5,8 @@
 # A probe with a value joining the same address turns the trampoline back into a recording
 # one and leaving turns it into a counting one again: across both switches the counting
 # probe's count plus its drops equals its hits exactly, and the target's results are unchanged.
+# `applied` gives each jump's record size: none for the counter, one 64-byte slim record for
+# the `$arg1` value.
 source "$(dirname "$0")/lib.sh"
 start_daemon --max-stopped-ms-per-sec 0 --max-total-stopped-ms-per-sec 0 --max-stopped-percent 0
 FIX=$DIAG_FIXTURE_DIR/work-O2-pie
@@ -47,6 +49,8 @@ start_fixture w "$FIX" 4 $N
 req "{\"cmd\":\"attach\",\"pid\":$w_pid}" > /dev/null
 r=$(req "{\"cmd\":\"add\",\"spec\":$(count_spec c)}")
 expect_eq "$(echo "$r" | jget "j['spec']['applied']['$(hostname):$w_pid']['instances'][0]['path']")" jump "the counter is on a jump"
+expect_eq "$(echo "$r" | jget "j['spec']['applied']['$(hostname):$w_pid']['instances'][0].get('record_bytes')")" None \
+	"a counter records nothing"
 fixture_go w
 expect_eq "$(fixture_line w)" "$want_sum" "the target's result is unchanged"
 read -r c h d < <(settle c "$w_pid" $((4 * N)))
@@ -75,6 +79,10 @@ hits_above k "$s_pid" 100000 || fail "the counting probe does not count"
 read -r _ h1 _ < <(numbers k "$s_pid")
 r=$(add v work incr) # with a value: its site records
 expect_eq "$(echo "$r" | jget "j['spec']['applied']['$(hostname):$s_pid']['instances'][0]['path']")" jump "the recording probe joined the jump"
+# the value is $arg1: a slim record of rdi and rsp, one 64-byte unit per hit (arch/ring.h); the
+# counting probe alone recorded nothing
+expect_eq "$(echo "$r" | jget "j['spec']['applied']['$(hostname):$s_pid']['instances'][0].get('record_bytes')")" 64 \
+	"a value of one register takes one 64-byte record"
 hits_above k "$s_pid" $((h1 + 100000)) || fail "no hits after the recording probe joined"
 req '{"cmd":"remove","id":"v"}' > /dev/null
 read -r _ h2 _ < <(numbers k "$s_pid")

@@ -225,15 +225,22 @@ static void b_render(const void *p, char *text, size_t cap, struct diag_value *o
 	*out = (struct diag_value){ .kind = DIAG_VALUE_SIGNED, .i = b->n, .text = text };
 }
 
-static void b_release(const void *p)
+static void b_release(const void *p, size_t n)
 {
 	(void)p;
-	releases++;
+	releases += (long)n;
+}
+
+static bool b_same(const void *a, const void *b)
+{
+	(void)a;
+	(void)b;
+	return true;
 }
 
 static void test_queue_deferred(struct diag_plugin_host *h, struct sink *sk)
 {
-	static const struct diag_event_render ops = { b_hold, b_render, b_release };
+	static const struct diag_event_render ops = { b_hold, b_render, b_release, b_same };
 	struct diag_instrument *in = NULL;
 	struct diag_error err = { 0 };
 	CHECK_EQ_INT(diag_instrument_new(h, "cnt", "wrap", "d", "{}", &in, &err), 0);

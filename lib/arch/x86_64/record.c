@@ -3,6 +3,7 @@
  * with. Pure; never touches a process. */
 #include "arch/record.h"
 
+#include <stddef.h>
 #include <string.h>
 #include <x86intrin.h>
 
@@ -38,7 +39,18 @@ void diag_record_regs(const struct diag_ring_record *rec, diag_regs *r)
 
 void diag_record_v2_regs(const struct diag_ring_rec *rec, diag_regs *r)
 {
-	from_slots(rec->regs, r);
+	if (!(rec->flags & DIAG_REC_SLIM)) {
+		from_slots(rec->regs, r);
+		return;
+	}
+	uint64_t g[DIAG_RING_NREGS] = {0};
+	uint32_t mask;
+	const unsigned char *p = (const unsigned char *)rec;
+	memcpy(&mask, p + offsetof(struct diag_ring_slim, regmask), sizeof(mask));
+	mask &= (1u << DIAG_RING_NREGS) - 1;
+	for (int j = 0; mask; mask &= mask - 1) /* the set bits, lowest first */
+		memcpy(&g[__builtin_ctz(mask)], p + DIAG_RING_SLIM_HDR + 8 * j++, sizeof(g[0]));
+	from_slots(g, r);
 }
 
 uint64_t diag_record_thread_pointer(const diag_regs *r)

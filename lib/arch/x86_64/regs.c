@@ -129,6 +129,11 @@ int diag_reg_ret(void)
 	return OFF(rax);
 }
 
+int diag_reg_ret2(void)
+{
+	return OFF(rdx);
+}
+
 int diag_reg_sp(void)
 {
 	return OFF(rsp);

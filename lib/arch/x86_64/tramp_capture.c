@@ -60,6 +60,8 @@ struct tc {
 	size_t patched_len;
 	struct xj_prog cond, value;
 	uint32_t units;
+	uint32_t slim_mask;        /* slim records: the frame slots copied (bit i: slot i); */
+	uint32_t hdr, plen_off;    /* bytes before the payload, where payload_len goes */
 	uint64_t rip;              /* pc the record reports */
 	/* code offsets (from slot + DIAG_TRAMP_SLOT_CODE) of the last pass */
 	uint32_t cond_lo, cond_hi, value_lo, value_hi;
@@ -228,11 +230,17 @@ static void emit_reserve(struct xasm *a, const struct tc *t)
 	xa_label_here(a, go);
 }
 
+static bool flags_slim(const struct tc *t)
+{
+	return t->hdr != DIAG_RING_REC_HDR;
+}
+
 /* Header, registers; r12 becomes the record's seq (start index + 1). */
 static void emit_fill(struct xasm *a, const struct tc *t)
 {
 	const uint32_t flags = (t->c->kind == DIAG_TRAMP_EXIT || t->c->retsite ? DIAG_REC_EXIT : 0) |
-			       (t->c->retsite ? DIAG_REC_RETSITE : 0);
+			       (t->c->retsite ? DIAG_REC_RETSITE : 0) |
+			       (flags_slim(t) ? DIAG_REC_SLIM : 0);
 
 	XA(a, MOV, M(R15, REC(site), 4), I(t->c->site));
 	XA(a, MOV, M(R15, REC(units), 4), I(t->units | flags << 16));
@@ -240,6 +248,16 @@ static void emit_fill(struct xasm *a, const struct tc *t)
 	XA(a, MOV, M(R15, REC(thread), 8), R(R14));
 	XA(a, MOV, M(R15, REC(fault_addr), 8), I(0));
 	XA(a, LEA, R(R12), M(RAX, 1, 8));
+	if (flags_slim(t)) {
+		/* regmask, and payload_len 0: one store (the mask is below 2^31) */
+		XA(a, MOV, M(R15, offsetof(struct diag_ring_slim, regmask), 8), I(t->slim_mask));
+		for (int i = 0, j = 0; i < XJ_NSAVED; i++)
+			if (t->slim_mask & (1u << i)) {
+				XA(a, MOV, R(RCX), M(RSP, FR + 8 * i, 8));
+				XA(a, MOV, M(R15, DIAG_RING_SLIM_HDR + 8 * (size_t)j++, 8), R(RCX));
+			}
+		return;
+	}
 	for (int i = 0; i < XJ_NSAVED; i++) {
 		XA(a, MOV, R(RCX), M(RSP, FR + 8 * i, 8));
 		XA(a, MOV, M(R15, REC(regs) + 8 * (size_t)i, 8), R(RCX));
@@ -256,7 +274,7 @@ static void emit_value(struct xasm *a, struct tc *t)
 		xa_jump(a, ZYDIS_MNEMONIC_JMP, publish);
 		t->value_lo = t->value_hi = 0;
 	} else {
-		XA(a, LEA, R(RDI), M(R15, DIAG_RING_REC_HDR, 8));
+		XA(a, LEA, R(RDI), M(R15, t->hdr, 8));
 		t->value_lo = (uint32_t)a->len;
 		xj_emit(a, &t->value);
 		t->value_hi = (uint32_t)a->len;
@@ -264,8 +282,8 @@ static void emit_value(struct xasm *a, struct tc *t)
 	xa_label_here(a, finish);
 	XA(a, MOV, R(RAX), R(RDI));
 	XA(a, SUB, R(RAX), R(R15));
-	XA(a, SUB, R(RAX), I(DIAG_RING_REC_HDR));
-	XA(a, MOV, M(R15, REC_PAYLOAD_LEN, 4), R(EAX));
+	XA(a, SUB, R(RAX), I(t->hdr));
+	XA(a, MOV, M(R15, t->plen_off, 4), R(EAX));
 	xa_label_here(a, publish);
 	XA(a, MOV, M(R15, REC(seq), 8), R(R12)); /* last: a plain store is a release (TSO) */
 	xa_jump(a, ZYDIS_MNEMONIC_JMP, t->l_out);
@@ -455,6 +473,22 @@ static int check_capture(const struct diag_tramp_capture *c, struct diag_error *
 	return 0;
 }
 
+/* The frame slots of the diag_regs words in regs (bit off / 8), the stack pointer always (the
+ * daemon pairs exits with entries by it); false when one has no slot (a full record then). */
+static bool slim_slots(uint32_t regs, uint32_t *slots)
+{
+	*slots = 1u << XJ_SAVED_RSP;
+	for (uint32_t w = 0; w < 32; w++) {
+		if (!(regs & (1u << w)))
+			continue;
+		int slot = xj_reg_slot(w * 8);
+		if (slot < 0 || slot >= XJ_NSAVED)
+			return false;
+		*slots |= 1u << slot;
+	}
+	return true;
+}
+
 static int prepare(struct tc *t, const struct diag_tramp_capture *c, struct diag_error *err)
 {
 	int rc;
@@ -475,7 +509,16 @@ static int prepare(struct tc *t, const struct diag_tramp_capture *c, struct diag
 		return diag_error_prefix(err, "condition: ");
 	if (c->value && (rc = xj_check(&t->value, c->value, true, err)) < 0)
 		return diag_error_prefix(err, "value: ");
-	t->units = (uint32_t)diag_ring_rec_units(c->value ? c->value->max_payload : 0);
+	uint32_t payload = c->value ? c->value->max_payload : 0;
+	t->hdr = DIAG_RING_REC_HDR;
+	t->plen_off = (uint32_t)REC_PAYLOAD_LEN;
+	t->units = (uint32_t)diag_ring_rec_units(payload);
+	if (c->slim && slim_slots(c->slim_regs, &t->slim_mask)) {
+		uint32_t n = (uint32_t)__builtin_popcount(t->slim_mask);
+		t->hdr = diag_ring_rec_hdr_bytes(DIAG_REC_SLIM, t->slim_mask);
+		t->plen_off = (uint32_t)offsetof(struct diag_ring_slim, payload_len);
+		t->units = (uint32_t)diag_ring_slim_units(n, payload);
+	}
 	return 0;
 }
 
@@ -529,6 +572,7 @@ static void finish_layout(struct tc *t, size_t code_len)
 	l->tramp_addr = t->c->slot + DIAG_TRAMP_SLOT_CODE;
 	l->patched_len = t->patched_len;
 	l->len = code_len;
+	l->record_bytes = t->c->count_only ? 0 : t->units * DIAG_RING_UNIT;
 	if (t->c->kind == DIAG_TRAMP_EXIT) {
 		l->n_insns = t->pre.n + 1;
 		l->back_off = code_len; /* never matches: nothing jumps back */

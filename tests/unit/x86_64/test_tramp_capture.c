@@ -27,6 +27,7 @@
 #include "inproc_code.h"
 
 #include "arch/capture.h"
+#include "arch/record.h"
 #include "arch/regs.h"
 #include "arch/ring.h"
 #include "arch/trampoline.h"
@@ -1115,6 +1116,104 @@ static void test_chain(void)
 	CHECK_EQ_INT(memcmp(d, &outer.len, 8), 0);
 	CHECK_EQ_INT(rec->payload_len, diag_cap_block_bytes(12) + diag_cap_block_bytes(8));
 	CHECK_EQ_INT(rec->regs[DIAG_RING_RDI], (uint64_t)(uintptr_t)&outer);
+	pt_close(&t);
+}
+
+/* A slim record (DIAG_REC_SLIM): the registers asked for and the stack pointer, in index
+ * order after the 48-byte header, then the payload; one 64-byte unit for `log $arg1`, and
+ * diag_record_v2_regs and diag_ring_rec_payload read it back. */
+static uint64_t slim_hit(struct pt *t, uint32_t regs, const struct diag_cap_prog *value,
+			 uint64_t a, const struct diag_ring_rec **out)
+{
+	struct diag_error err = { 0 };
+	struct diag_tramp_capture c;
+
+	memset(t, 0, sizeof(*t));
+	CHECK_EQ_INT(ring2_open(&t->r, 1, 1024), 0);
+	t->p.fn = copy_fn(&g_env, c_fn_add, c_fn_add_end);
+	t->p.addr = t->p.fn;
+	t->p.slot = new_slot(&g_env);
+	c = cap_for(&t->p, &t->r, 12, NULL, value);
+	c.avail = (size_t)(c_fn_add_end - c_fn_add);
+	c.slim = true;
+	c.slim_regs = regs;
+	CHECK_OK(install_cap(&c, &t->p, &err), err);
+	CHECK_EQ_INT(((fn2)(uintptr_t)t->p.fn)(a, 5), (uint32_t)(a + 5));
+	*out = sub_hdr(&t->r, 0)->head ? rec_at(&t->r, 0, 0) : NULL;
+	CHECK(*out != NULL);
+	return sub_hdr(&t->r, 0)->head;
+}
+
+static void test_slim(void)
+{
+	struct diag_cap_prog *v = prog_reset(&g_value);
+	struct req r = { .len = 0x1122334455667788ull, .path = "/p" };
+	const struct diag_ring_rec *rec;
+	const uint8_t *raw;
+	uint32_t off, len, mask;
+	uint64_t sp;
+	diag_regs g;
+	struct pt t;
+
+	/* registers only: rdi (and rsp, always) */
+	CHECK_EQ_INT(slim_hit(&t, 1u << (reg_off("rdi") / 8), NULL, 0x1234, &rec), 1);
+	if (rec) {
+		raw = (const uint8_t *)rec;
+		CHECK_EQ_INT(rec->units, 1);
+		CHECK_EQ_INT(rec->flags, DIAG_REC_SLIM);
+		CHECK_EQ_INT(t.p.layout.record_bytes, DIAG_RING_UNIT);
+		memcpy(&mask, raw + offsetof(struct diag_ring_slim, regmask), 4);
+		CHECK_EQ_INT(mask, (1u << DIAG_RING_RDI) | (1u << DIAG_RING_RSP));
+		CHECK(diag_ring_rec_payload(rec, DIAG_RING_UNIT, &off, &len));
+		CHECK_EQ_INT(off, DIAG_RING_SLIM_HDR + 16);
+		CHECK_EQ_INT(len, 0);
+		diag_record_v2_regs(rec, &g);
+		CHECK_EQ_INT(diag_reg_get(&g, (int)reg_off("rdi"), 8), 0x1234);
+		CHECK_EQ_INT(diag_reg_get(&g, (int)reg_off("rsi"), 8), 0); /* not kept */
+		memcpy(&sp, raw + DIAG_RING_SLIM_HDR + 8, 8);
+		CHECK_EQ_INT(diag_regs_sp(&g), sp);
+		CHECK(sp != 0 && sp % 8 == 0);
+		CHECK(!diag_ring_rec_payload(rec, DIAG_RING_SLIM_HDR + 8, &off, &len)); /* cut short */
+	}
+	pt_close(&t);
+
+	/* a payload after the registers: str(r->path) with r in rdi, and rsi asked for */
+	op(v, DIAG_CAP_REG, reg_off("rdi"), 0);
+	op(v, DIAG_CAP_CONST, 0, offsetof(struct req, path));
+	op(v, DIAG_CAP_ADD, 0, 0);
+	op(v, DIAG_CAP_LOAD, 8, 0);
+	op_save(v, DIAG_CAP_SAVE_STR, 64);
+	op(v, DIAG_CAP_END, 0, 0);
+	slim_hit(&t, (1u << (reg_off("rdi") / 8)) | (1u << (reg_off("rsi") / 8)), v,
+		 (uint64_t)(uintptr_t)&r, &rec);
+	if (rec) {
+		CHECK_EQ_INT(rec->flags, DIAG_REC_SLIM);
+		CHECK_EQ_INT(rec->units, diag_ring_slim_units(3, v->max_payload));
+		CHECK(diag_ring_rec_payload(rec, (size_t)rec->units * DIAG_RING_UNIT, &off, &len));
+		CHECK_EQ_INT(off, DIAG_RING_SLIM_HDR + 24);
+		CHECK_EQ_INT(len, diag_cap_block_bytes(3));
+		struct diag_cap_block b;
+		memcpy(&b, (const uint8_t *)rec + off, sizeof(b));
+		CHECK_EQ_INT(b.addr, (uint64_t)(uintptr_t)r.path);
+		CHECK_EQ_INT(b.len, 3);
+		CHECK_EQ_STR((const char *)rec + off + sizeof(b), "/p");
+		diag_record_v2_regs(rec, &g);
+		CHECK_EQ_INT(diag_reg_get(&g, (int)reg_off("rdi"), 8), (uint64_t)(uintptr_t)&r);
+		CHECK_EQ_INT(diag_reg_get(&g, (int)reg_off("rsi"), 8), 5);
+		struct diag_cap_snapshot sn;
+		diag_cap_snapshot_of_rec(&sn, rec, (size_t)rec->units * DIAG_RING_UNIT);
+		char buf[3];
+		CHECK_EQ_INT(diag_cap_snapshot_read(&sn, (uint64_t)(uintptr_t)r.path, buf, 3), 3);
+	}
+	pt_close(&t);
+
+	/* a register without a frame slot (the fs base): every register, the full layout */
+	slim_hit(&t, 1u << (reg_off("fs_base") / 8), NULL, 1, &rec);
+	if (rec) {
+		CHECK_EQ_INT(rec->flags, 0);
+		CHECK_EQ_INT(rec->units, diag_ring_rec_units(0));
+		CHECK_EQ_INT(rec->regs[DIAG_RING_RDI], 1);
+	}
 	pt_close(&t);
 }
 
@@ -2581,6 +2680,7 @@ int main(void)
 	test_consumer(&g_env);
 	install_fault_handler();
 	test_chain();
+	test_slim();
 	test_strings();
 	test_fault_null();
 	test_fault_edge();
