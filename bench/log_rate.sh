@@ -5,7 +5,8 @@
 # (as `stats` and `status` report them), the daemon's CPU time, and ok/FAIL.
 # usage: bench/log_rate.sh [BUILD_DIR]  (env THREADS=4 RATE=500000 CALLS=1000000 RING_KIB=;
 # DIAGNOSED_BIN and PLUGIN_DIR run another build of the daemon for comparisons; PERF=FILE
-# records a profile of the daemon)
+# records a profile of the daemon; SUBS=1 polls `status` during the run and prints the
+# sub-rings' threads and drops)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 bench_setup "${1:-build}" diagnose-lograte
@@ -35,6 +36,13 @@ if [ -n "${TAIL:-}" ]; then # a tail client too: its events are checked like the
 	"$CTL" --socket "$WORK/sock" --json tail v >"$WORK/tail" &
 	tailpid=$!
 	sleep 0.2
+fi
+if [ -n "${SUBS:-}" ]; then # the sub-rings while the threads run: which ones dropped, shared
+	(while kill -0 "$VPID" 2>/dev/null; do
+		"$CTL" --socket "$WORK/sock" --json status >"$WORK/st.tmp" 2>/dev/null &&
+			grep -q '"ring_subs":\[{' "$WORK/st.tmp" && mv "$WORK/st.tmp" "$WORK/status_live.json"
+		sleep 0.1
+	done) &
 fi
 finish_victim >"$WORK/wall"
 wall=$(cat "$WORK/wall")
@@ -84,6 +92,32 @@ ok = dup == 0 and missing == 0 and extra == 0 and s == want and ok_tail
 print(f"threads {threads}  calls {n}  rate {rate/1e6:.2f} M calls/s  (untraced {n/(float(base)/1e9)/1e6:.2f})")
 print(f"delivered {len(seen)}/{n} ({100*len(seen)/n:.2f}%)  duplicates {dup}  missing {missing}  foreign {extra}")
 print(f"dropped: applied {appl.get('dropped')}  stats {st.get('dropped')}  status {status.get('dropped')}")
+if missing:
+    # where the losses are: runs of consecutive missing calls of one thread (value = thread *
+    # CALLS + call), so a long stall of the daemon (every thread's run at the same call
+    # number) reads apart from one sub-ring overrun
+    gaps = []
+    for t in range(threads):
+        i = 0
+        while i < calls:
+            if t * calls + i in seen:
+                i += 1
+                continue
+            j = i
+            while j < calls and t * calls + j not in seen:
+                j += 1
+            gaps.append((j - i, t, i))
+            i = j
+    gaps.sort(reverse=True)
+    top = ', '.join(f"{g} calls of thread {t} from call {i}" for g, t, i in gaps[:4])
+    print(f"missing in {len(gaps)} runs; longest {top}")
+try:
+    live = json.load(open(work + '/status_live.json'))
+    for t in live.get('targets', []):
+        subs = ', '.join(f"{s['sub']}: {s['threads']} threads {s['dropped']} dropped" for s in t.get('ring_subs', []))
+        print(f"sub-rings of {t['pid']} (last seen running): {subs}")
+except FileNotFoundError:
+    pass
 insts = appl.get('instances') or []
 if isinstance(insts, str):
     insts = json.loads(insts)

@@ -570,6 +570,7 @@ static int run(struct loop *l)
 		}
 		next = earliest(next, l->end_ns);
 		arm_timer(l, next);
+		dmn_manager_flush(&l->m); /* what this turn pushed reaches the worker before we wait */
 		struct epoll_event evs[64];
 		int n = epoll_wait(l->epfd, evs, 64, -1);
 		if (n < 0 && errno != EINTR) {

@@ -351,9 +351,11 @@ static void emit_sink(void *ctx, const char *probe_id, const char *line)
 	size_t len = 0;
 	while (line[len] >= 0x20 && line[len] < 0x7f) /* printable ASCII needs no escaping */
 		len++;
-	if (!line[len]) {
-		fwrite(line, 1, len, stdout);
-		putc('\n', stdout);
+	if (!line[len]) { /* one lock of stdout, not one per call: this runs for every event */
+		flockfile(stdout);
+		fwrite_unlocked(line, 1, len, stdout);
+		putc_unlocked('\n', stdout);
+		funlockfile(stdout);
 		return;
 	}
 	char buf[1024];
@@ -1267,6 +1269,12 @@ void dmn_manager_disable(struct dmn_manager *m, struct dmn_mspec *ms, pid_t pid,
 		dmn_log("%s", err.msg);
 }
 
+void dmn_manager_flush(struct dmn_manager *m)
+{
+	if (m->queue)
+		diag_event_queue_flush(m->queue);
+}
+
 int64_t dmn_manager_tick(struct dmn_manager *m, int64_t now_ns)
 {
 	int64_t next = 0;
@@ -1339,6 +1347,23 @@ static cJSON *why_traced(const struct dmn_manager *m, pid_t pid)
 		cJSON_AddItemToArray(arr, cJSON_CreateString(
 			dmn_manager_selected(m, pid) ? "selected earlier; held by no spec now"
 						     : "attach, --pid, a spec's pid list, or a fork of a traced process"));
+	return arr;
+}
+
+/* pid's sub-rings that have a thread or a drop: where a full ring lost hits, and whether two
+ * busy threads shared one. */
+static cJSON *ring_subs_json(const struct dmn_manager *m, pid_t pid)
+{
+	struct diag_engine_ring_sub subs[DIAG_ENGINE_RING_SUBS_MAX];
+	size_t n = diag_engine_ring_subs(m->engine, pid, subs, DIAG_ENGINE_RING_SUBS_MAX);
+	cJSON *arr = cJSON_CreateArray();
+	for (size_t i = 0; arr && i < n; i++) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddNumberToObject(o, "sub", subs[i].sub);
+		cJSON_AddNumberToObject(o, "threads", subs[i].threads);
+		cJSON_AddNumberToObject(o, "dropped", (double)subs[i].dropped);
+		cJSON_AddItemToArray(arr, o);
+	}
 	return arr;
 }
 
@@ -1446,6 +1471,7 @@ cJSON *dmn_manager_status_json(struct dmn_manager *m)
 		cJSON_AddNumberToObject(e, "threads", count_threads(pids[i]));
 		cJSON_AddItemToObject(e, "why", why_traced(m, pids[i]));
 		cJSON_AddStringToObject(e, "ring", diag_engine_ring_kind(m->engine, pids[i]));
+		cJSON_AddItemToObject(e, "ring_subs", ring_subs_json(m, pids[i]));
 		cJSON_AddItemToArray(t, e);
 	}
 	struct diag_engine_stats es;

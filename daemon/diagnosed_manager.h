@@ -144,6 +144,9 @@ struct dmn_mspec *dmn_manager_find(struct dmn_manager *m, const char *id);
 /* Fold old records and expire what is due; returns the earliest future expiry in ns (0:
  * none). */
 int64_t dmn_manager_tick(struct dmn_manager *m, int64_t now_ns);
+/* The events pushed since the last call, to the worker (the queue publishes in batches):
+ * call before the loop waits. */
+void dmn_manager_flush(struct dmn_manager *m);
 /* Number of (spec, process) pairs currently applied or pending. */
 size_t dmn_manager_count_live(const struct dmn_manager *m);
 int dmn_manager_save(struct dmn_manager *m, struct diag_error *err);

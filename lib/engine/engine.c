@@ -120,6 +120,14 @@ const char *diag_engine_ring_kind(const struct diag_engine *e, pid_t pid)
 	return eng_ring_shared(ep) ? "shared" : "private";
 }
 
+size_t diag_engine_ring_subs(const struct diag_engine *e, pid_t pid,
+			     struct diag_engine_ring_sub *out, size_t cap)
+{
+	struct eproc *ep = diag_u64map_get(&e->procs, (uint64_t)pid);
+	ep = ep ? eproc_mem(ep) : NULL;
+	return ep && ep->ring_addr ? eng_ring_subs(ep, out, cap) : 0;
+}
+
 size_t diag_engine_pids(const struct diag_engine *e, pid_t *pids, size_t cap)
 {
 	size_t pos = 0, n = 0;

@@ -42,7 +42,7 @@ struct diag_engine_hit {
  * renderable after its probe is removed; not after diag_engine_free (the types live in the
  * engine's DWARF cache): render or release what is held before. */
 void diag_engine_defer_render(struct diag_engine *e, bool on);
-void diag_engine_value_hold(const void *raw);
+void diag_engine_value_hold(const void *raw, size_t n); /* n holds at once */
 /* Releases n held values that diag_engine_value_same says are alike raw (one atomic
  * operation for a batch). */
 void diag_engine_value_release(const void *raw, size_t n);
@@ -201,6 +201,17 @@ bool diag_engine_attached(const struct diag_engine *e, pid_t pid);
  * place, delivered up to an exec), "private" (the target refused the memfd: read with
  * process_vm_readv, the last records before an exec lost), "none" (no jump probe yet). */
 const char *diag_engine_ring_kind(const struct diag_engine *e, pid_t pid);
+/* One sub-ring of pid's ring as the last drain found it: the threads known to write it (by the
+ * thread table, else the hash of their thread pointer) and the hits it dropped when full. */
+#define DIAG_ENGINE_RING_SUBS_MAX 64 /* sub-rings of a ring at most (arch/ring.h) */
+struct diag_engine_ring_sub {
+	unsigned sub, threads;
+	uint64_t dropped;
+};
+/* The sub-rings of pid that have a thread or a drop, up to cap; returns the count (0 without a
+ * ring). Two busy threads on one sub-ring share its room: where drops come from. */
+size_t diag_engine_ring_subs(const struct diag_engine *e, pid_t pid,
+			     struct diag_engine_ring_sub *out, size_t cap);
 /* The pids currently traced, up to cap; returns the count. */
 size_t diag_engine_pids(const struct diag_engine *e, pid_t *pids, size_t cap);
 

@@ -472,6 +472,7 @@ void eng_ring_reset(struct eproc *ep);
 void eng_ring_unmap(struct eproc *ep, struct diag_thread *t);
 /* The daemon maps ep's ring too (status, tests). */
 bool eng_ring_shared(const struct eproc *ep);
+size_t eng_ring_subs(const struct eproc *ep, struct diag_engine_ring_sub *out, size_t cap);
 /* A probe that asks for nothing but its count, from an owner that takes counts: its site's
  * counters are its hits, nothing is recorded (delivered by eng_fast_counts). */
 bool eng_site_counting(const struct site *u);

@@ -107,9 +107,9 @@ void diag_engine_defer_render(struct diag_engine *e, bool on)
 	e->defer_render = on;
 }
 
-void diag_engine_value_hold(const void *raw)
+void diag_engine_value_hold(const void *raw, size_t n)
 {
-	diag_expr_ref(((const struct raw_value *)raw)->x);
+	diag_expr_ref_n(((const struct raw_value *)raw)->x, n);
 }
 
 void diag_engine_value_release(const void *raw, size_t n)

@@ -37,6 +37,7 @@
 #define RETURN_EVERY 4096        /* units consumed between stores of a sub-ring's tail */
 #define RING_NAME "diag-ring"    /* the memfd's name (/proc/PID/maps shows it) */
 
+_Static_assert(DIAG_ENGINE_RING_SUBS_MAX == DIAG_RING_MAX_SUBS, "engine.h names the sub-rings of arch/ring.h");
 _Static_assert(READ_CHUNK >= DIAG_RING_REC_HDR + DIAG_CAP_MAX_PAYLOAD + DIAG_RING_UNIT,
 	       "a read chunk holds the largest record");
 
@@ -433,6 +434,25 @@ bool eng_ring_shared(const struct eproc *ep)
 	return ep->ring_local != NULL;
 }
 
+size_t eng_ring_subs(const struct eproc *ep, struct diag_engine_ring_sub *out, size_t cap)
+{
+	unsigned threads[DIAG_RING_MAX_SUBS] = {0};
+	size_t pos = 0, n = 0;
+	uint64_t tp;
+	void *v;
+	while (diag_u64map_next(&ep->tps, &pos, &tp, &v)) {
+		uint64_t s = sub_of_tp(ep, tp);
+		if (s < DIAG_RING_MAX_SUBS)
+			threads[s]++;
+	}
+	for (uint64_t s = 0; s < ep->ring_nsubs && n < cap; s++)
+		if (threads[s] || ep->ring_sub_drops[s])
+			out[n++] = (struct diag_engine_ring_sub){
+				.sub = (unsigned)s, .threads = threads[s],
+				.dropped = ep->ring_sub_drops[s]};
+	return n;
+}
+
 /* ---- counters ---- */
 
 uint64_t eng_fast_count(struct eproc *mem, const struct diag_bp *bp)
@@ -590,6 +610,13 @@ static pid_t tid_of(struct eproc *ep, uint64_t tp)
 static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_ring_rec *rec,
 		    size_t bytes, pid_t rtid)
 {
+	/* a record whose header does not fit in its units is malformed: not consumed; a payload
+	 * longer than the record is too: nothing captured (every value reads as a fault) */
+	uint32_t off, plen;
+	if (!diag_ring_rec_payload(rec, bytes, &off, &plen))
+		return;
+	if (plen > bytes - off)
+		plen = 0;
 	struct diag_bp *bp = diag_u64map_get(&ep->jumps, rec->site);
 	if (!bp)
 		return; /* its probe was removed after the hit */
@@ -601,11 +628,6 @@ static void consume(struct diag_engine *e, struct eproc *ep, const struct diag_r
 		t = NULL;
 	pid_t pid = t ? t->proc->pid : ep->tp->pid;
 	pid_t tid = rtid > 0 ? rtid : 0;
-	/* a payload longer than the record is malformed: nothing captured (every value reads
-	 * as a fault); the drain consumes only records whose header fits */
-	uint32_t off, plen;
-	if (!diag_ring_rec_payload(rec, bytes, &off, &plen) || plen > bytes - off)
-		plen = 0;
 	struct diag_cap_snapshot snap;
 	diag_cap_snapshot_init(&snap, (const uint8_t *)rec + off, plen,
 			       rec->flags & DIAG_REC_FAULT, rec->fault_addr);
@@ -772,9 +794,7 @@ static bool drain_sub(struct diag_engine *e, struct eproc *ep, uint64_t sub, uin
 				ep->ring_stalls[sub] = 0;
 				goto out;
 			}
-			uint32_t off, plen;
-			if (diag_ring_rec_payload(rec, (size_t)k * DIAG_RING_UNIT, &off, &plen))
-				consume(e, ep, rec, (size_t)k * DIAG_RING_UNIT, tid);
+			consume(e, ep, rec, (size_t)k * DIAG_RING_UNIT, tid);
 		}
 		tail += k;
 		ep->ring_stalls[sub] = 0;

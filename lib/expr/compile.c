@@ -707,10 +707,10 @@ int diag_expr_compile(const char *src, const struct diag_expr_scope *scope, stru
 	return 0;
 }
 
-void diag_expr_ref(const struct diag_expr *x)
+void diag_expr_ref_n(const struct diag_expr *x, size_t n)
 {
-	if (x)
-		atomic_fetch_add(&((struct diag_expr *)x)->extra_refs, 1);
+	if (x && n)
+		atomic_fetch_add(&((struct diag_expr *)x)->extra_refs, (unsigned)n);
 }
 
 void diag_expr_free(struct diag_expr *x)

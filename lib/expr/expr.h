@@ -46,10 +46,10 @@ int diag_expr_compile(const char *src, const struct diag_expr_scope *scope, stru
 /* Drops a reference (the compiler's, or one of diag_expr_ref's); the last one frees. Accepts
  * NULL. */
 void diag_expr_free(struct diag_expr *x);
-/* One more reference, for a result rendered later on another thread (the daemon's event
+/* n more references, for results rendered later on another thread (the daemon's event
  * worker): rendering reads the expression's tree and types, nothing the target's life
- * changes. Safe from any thread, as is the diag_expr_free that drops it. */
-void diag_expr_ref(const struct diag_expr *x);
+ * changes. Safe from any thread, as is the diag_expr_free that drops one. */
+void diag_expr_ref_n(const struct diag_expr *x, size_t n);
 /* n calls of diag_expr_free at once (one atomic operation: a thread releasing a batch of
  * holds does not pull the count's cache line from the holder's CPU once per hold). */
 void diag_expr_free_n(struct diag_expr *x, size_t n);

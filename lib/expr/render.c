@@ -33,6 +33,69 @@ static void put(struct out *o, const char *fmt, ...)
 		o->len += (size_t)n < o->cap - o->len ? (size_t)n : o->cap - o->len - 1;
 }
 
+/* The bytes of s as they are, cut where the buffer ends (as put's vsnprintf would): the text
+ * of every event goes through here, millions of times a second, without a format to parse. */
+static void put_mem(struct out *o, const char *s, size_t n)
+{
+	if (o->len + 1 >= o->cap)
+		return;
+	size_t room = o->cap - o->len - 1;
+	if (n > room)
+		n = room;
+	memcpy(o->buf + o->len, s, n);
+	o->len += n;
+	o->buf[o->len] = '\0';
+}
+
+static void put_str(struct out *o, const char *s)
+{
+	if (!s) /* a name hostile DWARF left out: what printf's %s made of it */
+		s = "(null)";
+	put_mem(o, s, strlen(s));
+}
+
+static void put_c(struct out *o, char c)
+{
+	put_mem(o, &c, 1);
+}
+
+/* v in decimal, a minus sign first when neg (v is then the magnitude). */
+static void put_dec(struct out *o, uint64_t v, bool neg)
+{
+	char tmp[24], *p = tmp + sizeof(tmp);
+	do
+		*--p = (char)('0' + v % 10);
+	while (v /= 10);
+	if (neg)
+		*--p = '-';
+	put_mem(o, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+static void put_int(struct out *o, uint64_t u, bool is_signed)
+{
+	bool neg = is_signed && (int64_t)u < 0;
+	put_dec(o, neg ? 0 - u : u, neg);
+}
+
+/* At most n bytes of s, up to its first NUL (printf's %.*s). */
+static void put_text(struct out *o, const uint8_t *s, size_t n)
+{
+	put_mem(o, (const char *)s, strnlen((const char *)s, n));
+}
+
+static const char hexdig[] = "0123456789abcdef";
+
+static void put_hex(struct out *o, uint64_t v)
+{
+	char tmp[18], *p = tmp + sizeof(tmp);
+	do
+		*--p = hexdig[v & 15];
+	while (v >>= 4);
+	*--p = 'x';
+	*--p = '0';
+	put_mem(o, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
 void expr_walk_strings(const struct diag_type *t, uint64_t off, uint64_t limit,
 		       void (*cb)(void *arg, uint64_t off), void *arg, int depth)
 {
@@ -61,13 +124,14 @@ static void put_char_escaped(struct out *o, unsigned char c, char q)
 	static const char esc[] = { '\a', 'a', '\b', 'b', '\f', 'f', '\n', 'n', '\r', 'r', '\t', 't', '\v', 'v' };
 	for (size_t i = 0; i < sizeof(esc); i += 2)
 		if (c == (unsigned char)esc[i]) {
-			put(o, "\\%c", esc[i + 1]);
+			put_c(o, '\\');
+			put_c(o, esc[i + 1]);
 			return;
 		}
 	if (c == (unsigned char)q || c == '\\')
-		put(o, "\\%c", c);
+		put_c(o, '\\'), put_c(o, (char)c);
 	else if (c >= 0x20 && c < 0x7f)
-		put(o, "%c", c);
+		put_c(o, (char)c);
 	else
 		put(o, "\\%03o", c);
 }
@@ -79,7 +143,7 @@ static void put_string(struct out *o, const uint8_t *s, size_t len, bool drop_nu
 	if (drop_nul && !more && len > 0 && s[len - 1] == 0)
 		len--;
 	if (len == 0 && !more) {
-		put(o, "\"\"");
+		put_str(o, "\"\"");
 		return;
 	}
 	enum { START, SINGLE, REPEAT } last = START;
@@ -89,13 +153,13 @@ static void put_string(struct out *o, const uint8_t *s, size_t len, bool drop_nu
 		while (i + r < len && s[i + r] == s[i])
 			r++;
 		if (r > REPEAT_THRESHOLD) {
-			put(o, "%s", last == SINGLE ? "\", " : last == REPEAT ? ", " : "");
-			put(o, "'");
+			put_str(o, last == SINGLE ? "\", " : last == REPEAT ? ", " : "");
+			put_str(o, "'");
 			put_char_escaped(o, s[i], '\'');
 			put(o, "' <repeats %zu times>", r);
 			last = REPEAT;
 		} else {
-			put(o, "%s", last == REPEAT ? ", \"" : last == START ? "\"" : "");
+			put_str(o, last == REPEAT ? ", \"" : last == START ? "\"" : "");
 			for (size_t k = 0; k < r; k++)
 				put_char_escaped(o, s[i], '"');
 			last = SINGLE;
@@ -104,30 +168,31 @@ static void put_string(struct out *o, const uint8_t *s, size_t len, bool drop_nu
 		printed += r;
 	}
 	if (last == SINGLE)
-		put(o, "\"");
+		put_c(o, '"');
 	if (more || i < len)
-		put(o, "...");
+		put_str(o, "...");
 }
 
 static void put_float(struct out *o, double f, uint64_t size)
 {
 	char tmp[64];
 	snprintf(tmp, sizeof(tmp), size == 4 ? "%.9g" : "%.17g", f);
-	put(o, "%s", tmp);
+	put_str(o, tmp);
 }
 
 static void put_char_value(struct out *o, int64_t v, bool is_signed)
 {
-	put(o, is_signed ? "%" PRId64 " '" : "%" PRIu64 " '", v);
+	put_int(o, (uint64_t)v, is_signed);
+	put_str(o, " '");
 	put_char_escaped(o, (unsigned char)v, '\'');
-	put(o, "'");
+	put_str(o, "'");
 }
 
 static void put_enum(struct out *o, const struct diag_type *t, int64_t v)
 {
 	for (size_t i = 0; i < t->nenums; i++)
 		if (t->enums[i].value == v) {
-			put(o, "%s", t->enums[i].name);
+			put_str(o, t->enums[i].name);
 			return;
 		}
 	/* gdb treats an enum whose values are disjoint bit sets as flags */
@@ -140,12 +205,12 @@ static void put_enum(struct out *o, const struct diag_type *t, int64_t v)
 		mask |= e;
 	}
 	if (!flags || v == 0) {
-		put(o, "%" PRId64, v);
+		put_int(o, (uint64_t)v, true);
 		return;
 	}
 	uint64_t rest = (uint64_t)v;
 	bool first = true;
-	put(o, "(");
+	put_str(o, "(");
 	for (size_t i = 0; i < t->nenums; i++) {
 		uint64_t e = (uint64_t)t->enums[i].value;
 		if (e && (rest & e) == e) {
@@ -156,7 +221,7 @@ static void put_enum(struct out *o, const struct diag_type *t, int64_t v)
 	}
 	if (rest)
 		put(o, "%sunknown: 0x%" PRIx64, first ? "" : " | ", rest);
-	put(o, ")");
+	put_str(o, ")");
 }
 
 static void next_capture(struct out *o, int *status, const uint8_t **s, size_t *len)
@@ -179,14 +244,14 @@ static void next_capture(struct out *o, int *status, const uint8_t **s, size_t *
 /* 0x4006f4 "abc" as gdb prints a char pointer. */
 static void put_char_ptr(struct out *o, uint64_t p, int status, const uint8_t *s, size_t len)
 {
-	put(o, "0x%" PRIx64, p);
+	put_hex(o, p);
 	if (!p || status == EXPR_STR_NULL || status == EXPR_STR_SKIPPED)
 		return;
 	if (status == EXPR_STR_FAULT && len == 0) {
 		put(o, " <error: Cannot access memory at address 0x%" PRIx64 ">", p);
 		return;
 	}
-	put(o, " ");
+	put_str(o, " ");
 	put_string(o, s, len, false, status == EXPR_STR_TRUNC);
 	if (status == EXPR_STR_FAULT)
 		put(o, "<error: Cannot access memory at address 0x%" PRIx64 ">", p + len);
@@ -207,24 +272,24 @@ static void put_object(struct out *o, const struct diag_type *t, const uint8_t *
 
 static void put_struct(struct out *o, const struct diag_type *s, const uint8_t *b, size_t avail, int depth)
 {
-	put(o, "{");
+	put_str(o, "{");
 	for (size_t i = 0; i < s->nmembers; i++) {
 		const struct diag_member *m = &s->members[i];
-		put(o, "%s", i ? ", " : "");
+		put_str(o, i ? ", " : "");
 		if (m->name)
-			put(o, "%s = ", m->name);
+			put_str(o, m->name), put_str(o, " = ");
 		if (m->offset >= avail) {
-			put(o, "<unavailable>");
+			put_str(o, "<unavailable>");
 			continue;
 		}
 		if (m->bit_size && !expr_bitfield_fits(m))
-			put(o, "<bit field too wide>");
+			put_str(o, "<bit field too wide>");
 		else if (m->bit_size)
 			put_scalar(o, m->type, expr_bitfield(b + m->offset, avail - m->offset, m), 0, false);
 		else
 			put_object(o, m->type, b + m->offset, avail - m->offset, depth + 1);
 	}
-	put(o, "}");
+	put_str(o, "}");
 }
 
 static void put_array(struct out *o, const struct diag_type *s, const uint8_t *b, size_t avail, int depth)
@@ -237,15 +302,15 @@ static void put_array(struct out *o, const struct diag_type *s, const uint8_t *b
 		return;
 	}
 	if (!es) {
-		put(o, "{}");
+		put_str(o, "{}");
 		return;
 	}
-	put(o, "{");
+	put_str(o, "{");
 	uint64_t i = 0, things = 0;
 	for (; i < s->count && things < EXPR_ARRAY_MAX; i++) {
 		if ((i + 1) * es > avail)
 			break;
-		put(o, "%s", i ? ", " : "");
+		put_str(o, i ? ", " : "");
 		uint64_t reps = 1;
 		while (i + reps < s->count && (i + reps + 1) * es <= avail &&
 		       !memcmp(b + i * es, b + (i + reps) * es, es))
@@ -264,14 +329,14 @@ static void put_array(struct out *o, const struct diag_type *s, const uint8_t *b
 	}
 	for (uint64_t k = i; k < s->count && k < EXPR_ARRAY_MAX && (k + 1) * es <= avail; k++)
 		expr_walk_strings(s->target, 0, es, skip_capture, o, depth + 1);
-	put(o, i < s->count ? "...}" : "}");
+	put_str(o, i < s->count ? "...}" : "}");
 }
 
 static void put_object(struct out *o, const struct diag_type *t, const uint8_t *b, size_t avail, int depth)
 {
 	const struct diag_type *s = diag_type_strip(t);
 	if (!s || depth > 16) {
-		put(o, "...");
+		put_str(o, "...");
 		return;
 	}
 	if (s->kind == DIAG_TYPE_STRUCT || s->kind == DIAG_TYPE_UNION) {
@@ -286,7 +351,7 @@ static void put_object(struct out *o, const struct diag_type *t, const uint8_t *
 	if (s->size > avail || s->size > sizeof(w)) {
 		if (expr_is_char_ptr(s))
 			skip_capture(o, 0);
-		put(o, "<unavailable>");
+		put_str(o, "<unavailable>");
 		return;
 	}
 	memcpy(w, b, s->size);
@@ -330,7 +395,7 @@ static void put_scalar(struct out *o, const struct diag_type *t, uint64_t u, dou
 		put_float(o, f, s->size);
 		return;
 	case DIAG_TYPE_BOOL:
-		put(o, u ? "true" : "false");
+		put_str(o, u ? "true" : "false");
 		return;
 	case DIAG_TYPE_ENUM:
 		put_enum(o, s, (int64_t)u);
@@ -341,13 +406,13 @@ static void put_scalar(struct out *o, const struct diag_type *t, uint64_t u, dou
 			diag_type_spell(t, ts, sizeof(ts));
 			put(o, "(%s) ", ts);
 		}
-		put(o, "0x%" PRIx64, u);
+		put_hex(o, u);
 		return;
 	default:
 		if (s->is_char && s->size == 1)
 			put_char_value(o, (int64_t)u, s->is_signed);
 		else
-			put(o, s->is_signed ? "%" PRId64 : "%" PRIu64, u);
+			put_int(o, u, s->is_signed);
 		return;
 	}
 }
@@ -363,14 +428,14 @@ void diag_expr_render(const struct diag_expr *x, const struct diag_expr_result *
 	const struct diag_type *t = root ? root->type : NULL;
 	const struct diag_type *s = diag_type_strip(t);
 	if (r->kind == DIAG_VALUE_ERROR || !s) {
-		put(&o, "%.*s", (int)(r->len < DIAG_EXPR_MAX_BYTES ? r->len : DIAG_EXPR_MAX_BYTES), (const char *)r->data);
+		put_text(&o, r->data, r->len < DIAG_EXPR_MAX_BYTES ? r->len : DIAG_EXPR_MAX_BYTES);
 		out->kind = DIAG_VALUE_ERROR;
 		return;
 	}
 	if (root->op == N_STACK) { /* folded frames, unquoted: what flame graph tools read */
 		out->buf = r->data;
 		out->len = r->len;
-		put(&o, "%.*s", (int)r->len, (const char *)r->data);
+		put_text(&o, r->data, r->len);
 	} else if (s->kind == DIAG_TYPE_STRING) {
 		out->buf = r->data;
 		out->len = r->len;
@@ -379,7 +444,7 @@ void diag_expr_render(const struct diag_expr *x, const struct diag_expr_result *
 		out->buf = r->data;
 		out->len = r->len;
 		for (size_t i = 0; i < r->len; i++)
-			put(&o, "%02x", r->data[i]);
+			put_c(&o, hexdig[r->data[i] >> 4]), put_c(&o, hexdig[r->data[i] & 15]);
 	} else if (s->kind == DIAG_TYPE_STRUCT || s->kind == DIAG_TYPE_UNION || s->kind == DIAG_TYPE_ARRAY) {
 		size_t objlen = s->size < EXPR_OBJ_MAX ? s->size : EXPR_OBJ_MAX;
 		if (objlen > r->len)
@@ -390,7 +455,7 @@ void diag_expr_render(const struct diag_expr *x, const struct diag_expr_result *
 		o.ncaps = r->len - objlen;
 		put_object(&o, t, r->data, objlen, 0);
 	} else if (root->op == N_CALL && !strcmp(root->s, "hex")) {
-		put(&o, "0x%" PRIx64, r->u);
+		put_hex(&o, r->u);
 	} else if (expr_is_char_ptr(s)) {
 		int status = r->len ? r->data[0] : EXPR_STR_NULL;
 		size_t len = r->len ? r->len - 1 : 0;

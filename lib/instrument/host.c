@@ -270,9 +270,9 @@ int diag_instrument_new(struct diag_plugin_host *h, const char *type, const char
 	return 0;
 }
 
-void diag_instrument_ref(struct diag_instrument *in)
+void diag_instrument_ref_n(struct diag_instrument *in, size_t n)
 {
-	atomic_fetch_add(&in->refs, 1);
+	atomic_fetch_add(&in->refs, (long)n);
 }
 
 void diag_instrument_unref(struct diag_instrument *in)

@@ -36,7 +36,8 @@ const char *diag_plugin_host_dir(const struct diag_plugin_host *h);
 int diag_instrument_new(struct diag_plugin_host *h, const char *type, const char *probe_id,
 			const char *name, const char *custom_json, struct diag_instrument **out,
 			struct diag_error *err);
-void diag_instrument_ref(struct diag_instrument *in);
+/* n more references (the queue's producer takes them ahead, queue.c). */
+void diag_instrument_ref_n(struct diag_instrument *in, size_t n);
 /* Drops a reference; the last one destroys the instance. Accepts NULL. */
 void diag_instrument_unref(struct diag_instrument *in);
 /* Drops n references at once (the queue, after firing a run of events). */

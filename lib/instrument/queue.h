@@ -38,21 +38,31 @@ size_t diag_event_queue_item_bytes(const struct diag_event *ev);
 /* Start the worker thread. Block the signals the caller handles before calling. */
 int diag_event_queue_start(struct diag_event_queue *q);
 /* Returns 0, or -EAGAIN when full (dropped, counted). One producer: call it from one thread
- * at a time (the daemon pushes from the engine thread only). */
+ * at a time (the daemon pushes from the engine thread only). What is pushed reaches the
+ * worker in batches (every DIAG_QUEUE_PUBLISH_EVERY pushes, at a quarter full) and at
+ * diag_event_queue_flush. */
 int diag_event_queue_push(struct diag_event_queue *q, struct diag_instrument *in,
 			  const struct diag_event *ev);
 /* A value the worker renders, not the producer (the daemon's engine thread serves targets
  * and should only copy): the event's value is made by render(blob, ...) just before it fires
- * (text cut to DIAG_EVENT_TEXT_MAX; its buf may point into the blob). hold(blob) runs on the
- * producer's copy before the worker can see it, release(blob, 1) once the event has fired or
- * is thrown away; release(blob, n) releases n blobs at once that same (may be NULL: never)
- * says are alike blob, the worker's way for a run of events of one probe. */
+ * (text cut to DIAG_EVENT_TEXT_MAX; its buf may point into the blob). Each queued blob holds
+ * once: hold(blob, n) takes n holds at once, on a blob alike (same) the producer's copies
+ * before the worker can see them (the producer takes holds ahead, for the events to come,
+ * and gives back what it did not use at flush); release(blob, 1) once the event has fired or
+ * is thrown away; release(blob, n) releases n holds at once that same (may be NULL: never,
+ * and then every blob is held alone) says are alike blob. */
 struct diag_event_render {
-	void (*hold)(const void *blob);
+	void (*hold)(const void *blob, size_t n);
 	void (*render)(const void *blob, char *text, size_t cap, struct diag_value *out);
 	void (*release)(const void *blob, size_t n);
 	bool (*same)(const void *a, const void *b);
 };
+/* The producer's side, when it has pushed what it had (the daemon: once per turn of its
+ * loop): publishes every event pushed to the worker and gives back the references and holds
+ * taken ahead. Until then an instrument the producer pushed for lives on (drain and free flush
+ * first). */
+void diag_event_queue_flush(struct diag_event_queue *q);
+#define DIAG_QUEUE_PUBLISH_EVERY 64
 /* As push, with ev->value made later from a copy of the len bytes at blob (8-aligned in the
  * ring; ev->value is ignored). r must outlive the queue. */
 int diag_event_queue_push_deferred(struct diag_event_queue *q, struct diag_instrument *in,

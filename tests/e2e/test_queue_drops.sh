@@ -50,6 +50,20 @@ while [ $SECONDS -lt $end ]; do
 	prev=$h
 	sleep 0.3
 done
+# status names the sub-rings that refused: the fixture's 3 threads (main and 2 workers), and
+# drops that are the ring's (the rest of the ring's count: records given up behind a writer
+# stopped mid-record)
+read -r nthreads subdrops < <(req '{"cmd":"status"}' | python3 -c "
+import json,sys
+j=json.loads(sys.stdin.readline())
+t=[t for t in j['targets'] if t['pid']==$w_pid][0]
+print(sum(s['threads'] for s in t['ring_subs']), sum(s['dropped'] for s in t['ring_subs']))")
+read -r h d ring queue pushed fired < <(counts)
+expect_eq "$nthreads" 3 "status: the sub-rings' threads are the fixture's"
+[ "$subdrops" -gt 0 ] && [ "$subdrops" -le "$ring" ] ||
+	fail "status: sub-ring drops $subdrops, not within the ring's $ring"
+ctl status | grep -E "^$w_pid +3 +(shared|private); sub [0-9]+( \([0-9]+ threads\))?: [0-9]+ dropped" >/dev/null ||
+	fail "diagnosectl status names the sub-rings that dropped: $(ctl status)"
 kill -CONT "$catpid"
 # every event pushed is written once the reader runs (the worker flushes when the queue is dry)
 end=$((SECONDS + 60))

@@ -377,10 +377,9 @@ static void test_comm_lazy(void)
 	char text[64];
 	struct diag_value v;
 	/* a reference taken for a later render keeps the expression after its owner frees it */
-	diag_expr_ref(x);
-	diag_expr_ref(x);
+	diag_expr_ref_n(x, 3);
 	diag_expr_free(x);
-	diag_expr_free(x);
+	diag_expr_free_n(x, 2);
 	diag_expr_render(x, &r, text, sizeof(text), &v);
 	CHECK_EQ_STR(text, "\"\"");
 	diag_expr_free(x); /* the last: freed (ASan and valgrind see a leak or a double free) */
