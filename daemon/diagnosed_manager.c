@@ -19,11 +19,16 @@
 #include <string.h>
 #include <unistd.h>
 
-static struct dmn_mspec *mspec_of_cookie(const struct dmn_manager *m, void *cookie)
+/* The spec of a hit's cookie, NULL when it is gone. Every event asks, and runs of events are
+ * one probe's: the last answer first (forgotten when its spec is freed), then the list (up to
+ * DIAG_SPEC_MAX). */
+static struct dmn_mspec *mspec_of_cookie(struct dmn_manager *m, void *cookie)
 {
+	if (cookie && cookie == m->hit_ms)
+		return m->hit_ms;
 	for (size_t i = 0; i < m->nspecs; i++)
 		if (m->specs[i] == cookie)
-			return m->specs[i];
+			return m->hit_ms = m->specs[i];
 	return NULL;
 }
 
@@ -418,10 +423,12 @@ int dmn_manager_use_indexer(struct dmn_manager *m, const struct diag_indexer_opt
 	return 0;
 }
 
-static void mspec_free(struct dmn_mspec *ms)
+static void mspec_free(struct dmn_manager *m, struct dmn_mspec *ms)
 {
 	if (!ms)
 		return;
+	if (m->hit_ms == ms)
+		m->hit_ms = NULL;
 	diag_instrument_unref(ms->inst);
 	diag_spec_free(ms->spec);
 	free(ms->sel);
@@ -480,7 +487,7 @@ void dmn_manager_fini(struct dmn_manager *m)
 	if (dmn_manager_save(m, &err) < 0)
 		dmn_log("%s", err.msg);
 	for (size_t i = 0; i < m->nspecs; i++)
-		mspec_free(m->specs[i]);
+		mspec_free(m, m->specs[i]);
 	free(m->specs);
 	free(m->selected.pids);
 	free(m->by_hand.pids);
@@ -1075,7 +1082,7 @@ static int install(struct dmn_manager *m, struct dmn_mspec *ms, struct dmn_mspec
 	if (old) {
 		unapply(m, old, DIAG_APPLIED_REMOVED);
 		m->specs[index_of(m, old)] = ms;
-		mspec_free(old);
+		mspec_free(m, old);
 		return 0;
 	}
 	if (DIAG_GROW(&m->specs, &m->cap, m->nspecs + 1) < 0)
@@ -1132,7 +1139,7 @@ static void drop(struct dmn_manager *m, struct dmn_mspec *ms)
 	size_t i = index_of(m, ms);
 	memmove(&m->specs[i], &m->specs[i + 1], (m->nspecs - i - 1) * sizeof(m->specs[0]));
 	m->nspecs--;
-	mspec_free(ms);
+	mspec_free(m, ms);
 }
 
 int dmn_manager_add(struct dmn_manager *m, struct diag_spec *s, struct dmn_mspec **out,

@@ -70,6 +70,7 @@ struct dmn_manager {
 	char host[256];
 	struct dmn_mspec **specs;
 	size_t nspecs, cap;
+	struct dmn_mspec *hit_ms;     /* the spec of the last hit (mspec_of_cookie) */
 	unsigned next_id;
 	uint64_t hits;
 	uint64_t disables; /* probes the governor disabled in a process, since the start */
