@@ -51,8 +51,9 @@ struct diag_event_queue {
 	_Alignas(64) _Atomic uint64_t head;
 	_Atomic uint64_t pushed, dropped;
 	uint64_t kicked_at;    /* the tail when the producer last woke the worker for fill */
-	/* the producer's alone: what it pushed and has not published yet, what it holds ahead */
-	uint64_t phead, ppushed;
+	/* the producer's alone (a line of their own: the worker's reads of head do not take it
+	 * away at every push): what it pushed and has not published yet, what it holds ahead */
+	_Alignas(64) uint64_t phead, ppushed;
 	unsigned unpublished;
 	struct diag_instrument *cin; /* cin_n references on it taken ahead */
 	size_t cin_n;
