@@ -128,12 +128,14 @@ static void put_char_escaped(struct out *o, unsigned char c, char q)
 			put_c(o, esc[i + 1]);
 			return;
 		}
-	if (c == (unsigned char)q || c == '\\')
-		put_c(o, '\\'), put_c(o, (char)c);
-	else if (c >= 0x20 && c < 0x7f)
+	if (c == (unsigned char)q || c == '\\') {
+		put_c(o, '\\');
 		put_c(o, (char)c);
-	else
+	} else if (c >= 0x20 && c < 0x7f) {
+		put_c(o, (char)c);
+	} else {
 		put(o, "\\%03o", c);
+	}
 }
 
 /* gdb's generic_printstr: quoted runs and 'c' <repeats N times> blocks; drops one trailing NUL
@@ -276,8 +278,10 @@ static void put_struct(struct out *o, const struct diag_type *s, const uint8_t *
 	for (size_t i = 0; i < s->nmembers; i++) {
 		const struct diag_member *m = &s->members[i];
 		put_str(o, i ? ", " : "");
-		if (m->name)
-			put_str(o, m->name), put_str(o, " = ");
+		if (m->name) {
+			put_str(o, m->name);
+			put_str(o, " = ");
+		}
 		if (m->offset >= avail) {
 			put_str(o, "<unavailable>");
 			continue;
@@ -443,8 +447,10 @@ void diag_expr_render(const struct diag_expr *x, const struct diag_expr_result *
 	} else if (s->kind == DIAG_TYPE_BYTES) {
 		out->buf = r->data;
 		out->len = r->len;
-		for (size_t i = 0; i < r->len; i++)
-			put_c(&o, hexdig[r->data[i] >> 4]), put_c(&o, hexdig[r->data[i] & 15]);
+		for (size_t i = 0; i < r->len; i++) {
+			put_c(&o, hexdig[r->data[i] >> 4]);
+			put_c(&o, hexdig[r->data[i] & 15]);
+		}
 	} else if (s->kind == DIAG_TYPE_STRUCT || s->kind == DIAG_TYPE_UNION || s->kind == DIAG_TYPE_ARRAY) {
 		size_t objlen = s->size < EXPR_OBJ_MAX ? s->size : EXPR_OBJ_MAX;
 		if (objlen > r->len)

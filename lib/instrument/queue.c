@@ -182,7 +182,8 @@ static void return_holds(struct diag_event_queue *q)
 static void credit_hold(struct diag_event_queue *q, const struct diag_event_render *r,
 			const void *blob, size_t len)
 {
-	if (q->crender == r && q->crender_n && r->same(q->key, blob)) {
+	/* credits are only ever taken for a render with same (below) */
+	if (r->same && q->crender == r && q->crender_n && r->same(q->key, blob)) {
 		q->crender_n--;
 		return;
 	}

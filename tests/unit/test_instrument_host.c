@@ -247,6 +247,20 @@ static bool b_same_parity(const void *a, const void *b)
 	return ((const struct blob *)a)->n % 2 == ((const struct blob *)b)->n % 2;
 }
 
+/* Values 0..n-1 pushed deferred, each until the queue takes it; returns the refusals. */
+static long push_blobs(struct diag_event_queue *q, struct diag_instrument *in,
+		       const struct diag_event *ev, const struct diag_event_render *ops, long n,
+		       pthread_t *self)
+{
+	long refused = 0;
+	for (long i = 0; i < n; i++) {
+		struct blob b = { .n = i, .producer = self };
+		while (diag_event_queue_push_deferred(q, in, ev, ops, &b, sizeof(b)) == -EAGAIN)
+			refused++;
+	}
+	return refused;
+}
+
 static void test_queue_deferred(struct diag_plugin_host *h, struct sink *sk)
 {
 	static const struct diag_event_render ops = { b_hold, b_render, b_release, b_same };
@@ -262,12 +276,7 @@ static void test_queue_deferred(struct diag_plugin_host *h, struct sink *sk)
 	CHECK_EQ_INT(diag_event_queue_start(q), 0);
 	int before = sk->lines, order0 = sk->wrap_disorder;
 	sk->wrap_lines = 0;
-	long refused = 0;
-	for (long i = 0; i < 50000; i++) {
-		struct blob b = { .n = i, .producer = &self };
-		while (diag_event_queue_push_deferred(q, in, &ev, &ops, &b, sizeof(b)) == -EAGAIN)
-			refused++;
-	}
+	long refused = push_blobs(q, in, &ev, &ops, 50000, &self);
 	diag_event_queue_drain(q);
 	CHECK_EQ_INT(sk->lines - before, 50000);
 	CHECK_EQ_INT(sk->wrap_disorder, order0); /* in order, each once */
@@ -278,11 +287,7 @@ static void test_queue_deferred(struct diag_plugin_host *h, struct sink *sk)
 	CHECK_EQ_INT(renders_on_producer, 0);
 	/* alternating values: each one's holds given back when the other's comes */
 	static const struct diag_event_render alt = { b_hold, b_render, b_release, b_same_parity };
-	for (long i = 0; i < 1000; i++) {
-		struct blob b = { .n = i, .producer = &self };
-		while (diag_event_queue_push_deferred(q, in, &ev, &alt, &b, sizeof(b)) == -EAGAIN)
-			refused++;
-	}
+	refused += push_blobs(q, in, &ev, &alt, 1000, &self);
 	diag_event_queue_drain(q);
 	CHECK_EQ_INT(sk->lines - before, 51000);
 	CHECK_EQ_STR(sk->last, "wrap|Probe (d) = 999");
